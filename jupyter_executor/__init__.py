@@ -1,0 +1,90 @@
+"""jupyter_executor: turn a Jupyter kernel into a background job engine.
+
+In a notebook: ``%load_ext jupyter_executor``, then ``%%job NAME`` on top of a cell. From Python::
+
+    from jupyter_executor import get_engine
+    engine = get_engine()
+    job = engine.submit(train, data, name="train", backend="process")
+    engine.wait()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._conditions import (
+    AfterAll,
+    AfterAny,
+    AfterJob,
+    AfterTime,
+    AllOf,
+    AnyOf,
+    Condition,
+    FunctionCondition,
+)
+from ._runtime import cancelled, current_job, progress
+from ._status import Status
+from ._version import __version__
+from .engine import Engine, EngineEvent, get_engine
+from .errors import (
+    CommandFailed,
+    DependencyCycle,
+    DuplicateJobName,
+    InvalidTransition,
+    JobCancelled,
+    JobNotFinished,
+    JobTimeout,
+    JupyterExecutorError,
+    SubmitError,
+    UnknownDependency,
+    WorkerCrashed,
+)
+from .job import Job, JobInfo
+
+__all__ = [
+    "AfterAll",
+    "AfterAny",
+    "AfterJob",
+    "AfterTime",
+    "AllOf",
+    "AnyOf",
+    "CommandFailed",
+    "Condition",
+    "DependencyCycle",
+    "DuplicateJobName",
+    "Engine",
+    "EngineEvent",
+    "FunctionCondition",
+    "InvalidTransition",
+    "Job",
+    "JobCancelled",
+    "JobInfo",
+    "JobNotFinished",
+    "JobTimeout",
+    "JupyterExecutorError",
+    "Status",
+    "SubmitError",
+    "UnknownDependency",
+    "WorkerCrashed",
+    "__version__",
+    "cancelled",
+    "current_job",
+    "get_engine",
+    "load_ipython_extension",
+    "progress",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_executor``: register ``%%job``, ``%job`` and ``%jobs``."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext jupyter_executor``: shut the engine down and remove the routing."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

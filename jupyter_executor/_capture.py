@@ -1,0 +1,240 @@
+"""Per-job output: a bounded in-memory tail, a log file, displayed objects, and stream routing.
+
+Job code runs with :data:`._runtime._current_job` set. :func:`install` replaces ``sys.stdout``
+and ``sys.stderr`` once by proxies that send a write to the current job's :class:`Output`, and
+to the original stream otherwise, so a job's prints never land in the caller's cell (see
+kernel-facts §1: threads started by a cell otherwise print into whichever cell ran last).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from ._runtime import _current_job
+
+__all__ = ["Output", "current_output", "install"]
+
+#: Lines kept in memory per job; the log file has everything.
+TAIL_LINES = 500
+#: Characters kept of a line that never ends (a job printing without newlines stays bounded).
+MAX_LINE = 10_000
+#: Displayed objects kept per job.
+MAX_DISPLAYS = 50
+_FLUSH_EVERY = 1.0
+
+
+class Output:
+    """Everything one job wrote: the last lines in memory, all of it in a log file.
+
+    Carriage returns rewrite the current line, so a text progress bar (tqdm) keeps one line of
+    the tail instead of thousands. Thread-safe: a job may write from several threads.
+    """
+
+    def __init__(
+        self,
+        log_path: Callable[[], Path | None] | None = None,
+        notify: Callable[[str], None] | None = None,
+        maxlines: int = TAIL_LINES,
+    ) -> None:
+        self._lines: deque[str] = deque(maxlen=maxlines)
+        self._partial = ""
+        self._lock = threading.Lock()
+        self._log_path = log_path
+        self._file: IO[str] | None = None
+        self._last_flush = 0.0
+        self._notify = notify
+        self._displays: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=MAX_DISPLAYS)
+        self.version = 0
+        self.nbytes = 0
+
+    # writing -----------------------------------------------------------------------------
+    def write(self, text: str, stream: str = "stdout") -> int:
+        """Append ``text`` (from ``stream``) to the tail and the log; return its length."""
+        if not isinstance(text, str):
+            text = str(text)
+        if not text:
+            return 0
+        with self._lock:
+            self._append(text)
+            self._log(text)
+            self.version += 1
+            self.nbytes += len(text)
+        if self._notify is not None:
+            self._notify("output")
+        return len(text)
+
+    def _append(self, text: str) -> None:
+        lines = self._lines
+        partial = self._partial
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        chunks = text.split("\n")
+        for chunk in chunks[:-1]:
+            line = partial + chunk
+            lines.append(_after_cr(line) if "\r" in line else line)
+            partial = ""
+        partial += chunks[-1]
+        if "\r" in partial:
+            # A carriage return starts the line again (a progress bar redrawing itself).
+            partial = _after_cr(partial)
+        if len(partial) > MAX_LINE:
+            partial = partial[-MAX_LINE:]
+        self._partial = partial
+
+    def _log(self, text: str) -> None:
+        if self._file is None:
+            path = self._log_path() if self._log_path is not None else None
+            if path is None:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._file.write(text)
+        now = time.monotonic()
+        if now - self._last_flush > _FLUSH_EVERY:
+            self._file.flush()
+            self._last_flush = now
+
+    def display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        """Keep a displayed object (a mimebundle, as IPython's ``display`` publishes it)."""
+        with self._lock:
+            self._displays.append((dict(data), dict(metadata or {})))
+            self.version += 1
+        if self._notify is not None:
+            self._notify("display")
+
+    def flush(self) -> None:
+        """Write buffered log text to disk."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close the log file (a later write opens it again, appending)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    # reading -----------------------------------------------------------------------------
+    def tail(self, n: int = 20) -> str:
+        """The last ``n`` lines, the unfinished current line included."""
+        with self._lock:
+            lines = list(self._lines)
+            if self._partial:
+                lines.append(self._partial)
+        if n <= 0:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def last_line(self) -> str:
+        """The last non-empty line."""
+        with self._lock:
+            if self._partial.strip():
+                return self._partial
+            for line in reversed(self._lines):
+                if line.strip():
+                    return line
+        return ""
+
+    @property
+    def displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The displayed objects, oldest first, as ``(data, metadata)`` mimebundles."""
+        with self._lock:
+            return list(self._displays)
+
+
+def _after_cr(line: str) -> str:
+    # What a terminal shows for a line with carriage returns: the text after the last one that
+    # is followed by something.
+    parts = [p for p in line.split("\r") if p]
+    return parts[-1] if parts else ""
+
+
+def current_output() -> Output | None:
+    """The :class:`Output` of the job running in this context, or None outside jobs."""
+    job = _current_job.get()
+    return None if job is None else job.output
+
+
+class _StreamProxy:
+    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass through."""
+
+    def __init__(self, original: TextIO, stream: str) -> None:
+        self._original = original
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        job = _current_job.get()
+        if job is None:
+            return self._original.write(text)
+        return job.output.write(text, self._stream)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _current_job.get() is None:
+            self._original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Put the routing proxies on ``sys.stdout``/``sys.stderr`` (idempotent, cheap to repeat).
+
+    Also points logging handlers that write to the original streams at the proxies, so that
+    ``logging`` inside a job lands in the job too.
+    """
+    if type(sys.stdout) is _StreamProxy and type(sys.stderr) is _StreamProxy:
+        return
+    with _install_lock:
+        swapped: dict[int, _StreamProxy] = {}
+        for attr in ("stdout", "stderr"):
+            current = getattr(sys, attr)
+            if type(current) is not _StreamProxy and current is not None:
+                proxy = _StreamProxy(current, attr)
+                setattr(sys, attr, proxy)
+                swapped[id(current)] = proxy
+        if swapped:
+            for handler in _stream_handlers():
+                proxy = swapped.get(id(handler.stream))
+                if proxy is not None:
+                    handler.setStream(proxy)  # type: ignore[arg-type]
+
+
+def uninstall() -> None:
+    """Put the original streams back (used when the extension is unloaded)."""
+    with _install_lock:
+        for attr in ("stdout", "stderr"):
+            current = getattr(sys, attr)
+            if type(current) is _StreamProxy:
+                original = current._original
+                setattr(sys, attr, original)
+                for handler in _stream_handlers():
+                    if handler.stream is current:
+                        handler.setStream(original)
+
+
+def _stream_handlers() -> list[logging.StreamHandler[Any]]:
+    loggers: list[logging.Logger | logging.PlaceHolder] = [logging.getLogger()]
+    loggers += list(logging.Logger.manager.loggerDict.values())
+    found = []
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                found.append(handler)
+    return found

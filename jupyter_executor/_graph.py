@@ -1,0 +1,125 @@
+"""Pure dependency bookkeeping: who requires whom, unknown names and cycles.
+
+No asyncio, no IPython, no job objects: names only, so that it can be tested on its own. The
+engine keeps the run-time state (how many requirements of a job are still unfinished); this
+module answers the structural questions at submit time, in time linear in the size of the
+submission, not of the whole graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+from .errors import DependencyCycle, UnknownDependency
+
+__all__ = ["Graph"]
+
+_EMPTY: frozenset[str] = frozenset()
+
+
+class Graph:
+    """A directed acyclic graph of job names (an edge goes from a job to what it requires)."""
+
+    __slots__ = ("_dependents", "_requires")
+
+    def __init__(self) -> None:
+        self._requires: dict[str, tuple[str, ...]] = {}
+        self._dependents: dict[str, set[str]] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._requires
+
+    def __len__(self) -> int:
+        return len(self._requires)
+
+    def requires(self, name: str) -> tuple[str, ...]:
+        """The names ``name`` requires."""
+        return self._requires.get(name, ())
+
+    def dependents(self, name: str) -> Collection[str]:
+        """The names that require ``name`` (directly)."""
+        return self._dependents.get(name, _EMPTY)
+
+    def add(self, batch: Mapping[str, Iterable[str]], *, replacing: Collection[str] = ()) -> None:
+        """Add a batch of nodes, all or nothing.
+
+        Parameters
+        ----------
+        batch
+            Maps each new name to the names it requires; these may be in the graph already or in
+            the batch.
+        replacing
+            Names of the batch that replace nodes already in the graph (their edges are dropped
+            and the nodes that required them now require the new node).
+
+        Raises
+        ------
+        UnknownDependency
+            A required name is neither in the graph nor in the batch.
+        DependencyCycle
+            The batch would close a cycle; the message names the jobs on it.
+        """
+        new = {name: tuple(dict.fromkeys(reqs)) for name, reqs in batch.items()}
+        for name, reqs in new.items():
+            for req in reqs:
+                if req not in new and req not in self._requires:
+                    msg = f"job {name!r} requires {req!r}, which is not a known job"
+                    raise UnknownDependency(msg)
+        self._check_cycles(new, replacing)
+        for name in replacing:
+            for req in self._requires.get(name, ()):
+                deps = self._dependents.get(req)
+                if deps is not None:
+                    deps.discard(name)
+        for name, reqs in new.items():
+            self._requires[name] = reqs
+            for req in reqs:
+                deps = self._dependents.get(req)
+                if deps is None:
+                    self._dependents[req] = {name}
+                else:
+                    deps.add(name)
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` and its outgoing edges (its dependents keep their names)."""
+        for req in self._requires.pop(name, ()):
+            deps = self._dependents.get(req)
+            if deps is not None:
+                deps.discard(name)
+                if not deps:
+                    del self._dependents[req]
+
+    def _check_cycles(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
+        # Nodes already in the graph are acyclic and cannot reach a new node, except through a
+        # name being replaced; so the walk stays inside the batch unless something is replaced.
+        def edges(node: str) -> tuple[str, ...]:
+            if node in new:
+                return new[node]
+            return self._requires.get(node, ()) if replacing else ()
+
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = explored
+        for root in new:
+            if state.get(root):
+                continue
+            path: list[str] = [root]
+            stack: list[tuple[str, int]] = [(root, 0)]
+            state[root] = 1
+            while stack:
+                node, i = stack[-1]
+                reqs = edges(node)
+                if i < len(reqs):
+                    stack[-1] = (node, i + 1)
+                    nxt = reqs[i]
+                    mark = state.get(nxt, 0)
+                    if mark == 1:
+                        cycle = [*path[path.index(nxt) :], nxt]
+                        msg = "dependency cycle: " + " -> ".join(cycle)
+                        raise DependencyCycle(msg)
+                    if mark == 0:
+                        state[nxt] = 1
+                        path.append(nxt)
+                        stack.append((nxt, 0))
+                else:
+                    state[node] = 2
+                    path.pop()
+                    stack.pop()

@@ -1,0 +1,105 @@
+"""The main program of a process-backend worker: ``python -m jupyter_executor._worker``.
+
+Protocol, over pipes: the parent writes length-prefixed cloudpickle frames to the worker's stdin
+(``(job_name, fn, args, kwargs)``); the worker answers on the file descriptor that was its
+stdout with frames ``("out", stream, text)`` while the job prints and one ``("ok", result)`` or
+``("error", exception_or_None, message, traceback_text)`` at the end. File descriptor 1 itself is
+pointed at stderr, so output written by C code still reaches the parent (through stderr) and can
+never corrupt the frames. The worker exits when its stdin closes: it cannot outlive the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+import traceback
+from typing import Any, BinaryIO
+
+_HEADER = struct.Struct("!Q")
+
+
+def read_frame(stream: BinaryIO) -> bytes | None:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(head)
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+class _Channel:
+    def __init__(self, fd: int) -> None:
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        import cloudpickle
+
+        data = cloudpickle.dumps(message)
+        with self._lock:
+            self._file.write(_HEADER.pack(len(data)) + data)
+
+
+class _Forward:
+    """sys.stdout/sys.stderr of the worker: every write becomes an ``out`` frame."""
+
+    def __init__(self, channel: _Channel, stream: str) -> None:
+        self._channel = channel
+        self._stream = stream
+        self.encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        if text:
+            self._channel.send(("out", self._stream, str(text)))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def main() -> None:
+    import cloudpickle
+
+    channel = _Channel(os.dup(1))
+    os.dup2(2, 1)
+    sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment]
+    sys.stderr = _Forward(channel, "stderr")  # type: ignore[assignment]
+    stdin = sys.stdin.buffer
+    while True:
+        frame = read_frame(stdin)
+        if frame is None:
+            return
+        try:
+            name, fn, args, kwargs = cloudpickle.loads(frame)
+            os.environ["JUPYTER_EXECUTOR_JOB"] = str(name)
+            result = fn(*args, **kwargs)
+            if hasattr(result, "__await__"):
+                import asyncio
+
+                result = asyncio.run(result)
+        except BaseException as exc:
+            tb = "".join(traceback.format_exception(exc))
+            try:
+                payload = cloudpickle.dumps(exc)
+                cloudpickle.loads(payload)
+                carried: Any = exc
+            except Exception:
+                carried = None
+            channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb))
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                return
+            continue
+        try:
+            channel.send(("ok", result))
+        except Exception as exc:
+            message = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
+            channel.send(("error", None, message, ""))
+
+
+if __name__ == "__main__":
+    main()

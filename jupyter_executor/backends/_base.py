@@ -1,0 +1,91 @@
+"""What every backend provides to the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._runtime import _current_job
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..job import Job
+
+__all__ = ["Backend", "TaskBackend"]
+
+
+class Backend:
+    """A way of running jobs. The engine calls every method on its loop thread.
+
+    ``start(job)`` begins an attempt and must make sure that ``engine._finish(job, ...)`` is
+    called exactly once, on the loop thread, when it ends; ``cancel(job)`` asks it to stop.
+    ``running``, ``limit`` and ``queue`` are the engine's bookkeeping of this backend's slots.
+    """
+
+    name = "backend"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.limit: int | None = None
+        self.running = 0
+        self.queue: deque[Job] = deque()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self.engine._loop
+        assert loop is not None
+        return loop
+
+    def start(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def cancel(self, job: Job) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what lives on the loop (processes, clients), before the loop stops."""
+
+    def close(self) -> None:
+        """Release what lives outside the loop (threads), after :meth:`aclose`."""
+
+
+class TaskBackend(Backend):
+    """A backend whose attempt is a coroutine, :meth:`execute`, run as a task on the loop.
+
+    Cancelling the task raises ``CancelledError`` inside :meth:`execute`, which stops its work
+    (kills its process, cancels its remote future) before letting the error through.
+    """
+
+    def start(self, job: Job) -> None:
+        job._task = self.loop.create_task(self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        _current_job.set(job)  # the task runs in a copy of the context: this stays local
+        engine = self.engine
+        try:
+            result = await self.execute(job)
+        except asyncio.CancelledError:
+            engine._finish(job, cancelled=True)
+        except BaseException as exc:  # a job's failure is stored on the job, never raised here
+            engine._finish(job, exc=exc, tb=getattr(exc, "_jupyter_executor_tb", None))
+        else:
+            engine._finish(job, result)
+
+    async def execute(self, job: Job) -> Any:
+        raise NotImplementedError
+
+    def cancel(self, job: Job) -> None:
+        task = job._task
+        if task is None:
+            return
+        task.cancel()
+        # A task cancelled before its first step never enters _run: settle it from here.
+        task.add_done_callback(lambda _t, job=job: self._cancelled_early(job, _t))
+
+    def _cancelled_early(self, job: Job, task: asyncio.Task[Any]) -> None:
+        if job._task is task:
+            target = job.target
+            if asyncio.iscoroutine(target) and target.cr_frame is not None and not target.cr_running:
+                target.close()
+            self.engine._finish(job, cancelled=True)

@@ -1,0 +1,130 @@
+"""The thread backend: callables on a bounded pool of daemon threads.
+
+Cancellation is cooperative first (:func:`jupyter_executor.cancelled` turns True), then forced:
+after the engine's grace period an exception is injected into the thread with
+``PyThreadState_SetAsyncExc``. It takes effect between bytecodes, so it stops Python loops but
+not a single long call into C (a ``time.sleep(60)`` ends first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+import threading
+import traceback
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any
+
+from .._runtime import _current_job
+from ..job import resolve_args
+from ._base import Backend
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..job import Job
+
+__all__ = ["ThreadBackend"]
+
+
+class JobThreadCancelled(BaseException):
+    """Injected into a thread whose job was cancelled (a BaseException: ``except Exception``
+    in the job does not swallow it)."""
+
+
+def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
+    # None is passed as NULL, which clears an exception injected but not yet raised.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None
+    )
+
+
+class ThreadBackend(Backend):
+    """Runs callables in worker threads created on demand, up to the backend's limit."""
+
+    name = "thread"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._queue: SimpleQueue[Job | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        # Guards injection: an exception is injected only while the thread still runs that job.
+        self._inject_lock = threading.Lock()
+        self._injected: set[int] = set()
+
+    def start(self, job: Job) -> None:
+        self._queue.put(job)
+        if len(self._threads) < self.running:
+            thread = threading.Thread(
+                target=self._work, name=f"jupyter-executor-{self.engine.id}-thread-{len(self._threads)}",
+                daemon=True,
+            )  # fmt: skip
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        queue = self._queue
+        while True:
+            job = queue.get()
+            if job is None:
+                return
+            self._execute(job)
+
+    def _execute(self, job: Job) -> None:
+        ident = threading.get_ident()
+        result: Any = None
+        exc: BaseException | None = None
+        tb: str | None = None
+        cancelled = False
+        token = _current_job.set(job)
+        try:
+            try:
+                job._task = ident
+                if job._cancel_requested:
+                    raise JobThreadCancelled
+                args, kwargs = resolve_args(job)
+                if job.kind == "coroutine function":
+                    result = asyncio.run(job.target(*args, **kwargs))
+                else:
+                    result = job.target(*args, **kwargs)
+                    if inspect.iscoroutine(result):
+                        result = asyncio.run(result)
+            except JobThreadCancelled:
+                cancelled = True
+            except BaseException as e:
+                exc = e
+                tb = "".join(traceback.format_exception(e))
+            finally:
+                self._disarm(job, ident)
+        except JobThreadCancelled:  # injected just as the job ended
+            self._disarm(job, ident)
+            cancelled = True
+        finally:
+            _current_job.reset(token)
+        self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
+
+    def _disarm(self, job: Job, ident: int) -> None:
+        with self._inject_lock:
+            job._task = None
+            if ident in self._injected:
+                self._injected.discard(ident)
+                _set_async_exc(ident, None)
+
+    def cancel(self, job: Job) -> None:
+        # The cooperative flag is already set by the engine; force after the grace period.
+        attempt = job.attempts
+        self.loop.call_later(self.engine.cancel_grace, self._inject, job, attempt)
+
+    def _inject(self, job: Job, attempt: int) -> None:
+        with self._inject_lock:
+            ident = job._task
+            if isinstance(ident, int) and job.attempts == attempt and job._cancel_requested:
+                self._injected.add(ident)
+                _set_async_exc(ident, JobThreadCancelled)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=1.0)
+        self._threads = [t for t in self._threads if t.is_alive()]

@@ -1,0 +1,1049 @@
+"""The engine: a registry of jobs and a scheduler on its own event loop, in its own thread.
+
+Scheduling never depends on the caller's thread: a notebook cell that blocks does not stop
+dependent jobs from starting (kernel-facts §2). Every status change goes through
+:meth:`Job._set_status` under the engine's lock; a finished job wakes exactly its dependents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from . import _capture
+from ._graph import Graph
+from ._runtime import _current_job
+from ._status import FINISHED, Status
+from .backends import Backend, make_backend
+from .errors import DuplicateJobName, JobTimeout, SubmitError
+from .job import BACKENDS, Job, _job_of, _resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Engine", "EngineEvent", "get_engine"]
+
+logger = logging.getLogger("jupyter_executor")
+
+#: Columns of :meth:`Engine.list`, in order.
+COLUMNS = (
+    "name", "status", "backend", "requires", "forever", "submitted", "started", "finished",
+    "duration", "attempts", "result", "error", "tail", "progress",
+)  # fmt: skip
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class EngineEvent(NamedTuple):
+    """One line of :attr:`Engine.log`."""
+
+    time: float
+    event: str
+    job: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        stamp = datetime.fromtimestamp(self.time).strftime("%H:%M:%S.%f")[:-3]
+        return f"{stamp} {self.event:<9} {self.job}" + (f" ({self.detail})" if self.detail else "")
+
+
+class Engine:
+    """Runs jobs in the background, with dependencies, retries, timeouts and cancellation.
+
+    Parameters
+    ----------
+    *jobs
+        Jobs to run when :meth:`orchestrate` (or :meth:`wait`) is called (asynciojobs style).
+    id
+        The engine's identity, given to subprocess jobs as ``JUPYTER_EXECUTOR_ID``; random
+        when None.
+    folder
+        Where logs are written (``./.jupyter_executor/`` by default, created on first use).
+    max_jobs
+        At most this many jobs run at once, all backends together (None: no global limit).
+    dask
+        For the dask backend: a ``distributed.Client``, a scheduler address, a dict of
+        ``LocalCluster`` options, or None to start a ``LocalCluster`` on first use.
+    limits
+        Per-backend limits on running jobs, e.g. ``{"thread": 8, "process": 2}``.
+
+    Examples
+    --------
+    >>> from jupyter_executor import Engine
+    >>> with Engine() as engine:
+    ...     job = engine.submit(sum, [1, 2, 3], name="total")
+    ...     engine.wait()
+    ...     job.result()
+    True
+    6
+    """
+
+    #: Seconds a cancelled process is given between SIGTERM and SIGKILL, and a cancelled thread
+    #: between the cooperative flag and the injected exception.
+    cancel_grace: float = 2.0
+
+    def __init__(
+        self,
+        *jobs: Job,
+        id: str | None = None,  # noqa: A002 - the public name of the option
+        folder: str | os.PathLike[str] | None = None,
+        max_jobs: int | None = None,
+        dask: Any = None,
+        limits: Mapping[str, int | None] | None = None,
+    ) -> None:
+        for job in jobs:
+            if not isinstance(job, Job):
+                msg = f"Engine(*jobs) takes Job objects, not {job!r}"
+                raise TypeError(msg)
+        if max_jobs is not None and max_jobs < 1:
+            msg = f"max_jobs must be >= 1 or None, not {max_jobs!r}"
+            raise ValueError(msg)
+        self.id = id or secrets.token_hex(4)
+        self.folder = Path(folder if folder is not None else ".jupyter_executor").resolve()
+        self.max_jobs = max_jobs
+        self.dask = dask
+        self.limits: dict[str, int | None] = {
+            "async": None,
+            "thread": 32,
+            "process": os.cpu_count() or 2,
+            "subprocess": None,
+            "dask": None,
+        }
+        if limits:
+            self.set_limits(**limits)
+        self.log: deque[EngineEvent] = deque(maxlen=10_000)
+        self._options = {"id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask}
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._jobs: dict[str, Job] = {}
+        self._graph = Graph()
+        self._name_counts: dict[str, int] = {}
+        self._unfinished = 0  # non-forever jobs not finished
+        self._bad = 0  # non-forever jobs failed or cancelled
+        self._running = 0
+        self._idle_waiters: list[concurrent.futures.Future[None]] = []
+        self._deferred: list[Job] = list(jobs)
+        self._subscribers: list[Callable[[str, Job], None]] = []
+        self._backends: dict[str, Backend] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_ident = 0
+        self._loop_lock = threading.Lock()
+        self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._wake_pending = False
+        self._closed = False
+        self._atexit = functools.partial(_shutdown_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    # context manager -------------------------------------------------------------------------
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.id} jobs={len(self._jobs)} running={self._running}>"
+
+    # configuration -----------------------------------------------------------------------------
+    def set_limits(self, **limits: int | None) -> None:
+        """Set per-backend limits on running jobs, e.g. ``set_limits(thread=8, process=2)``."""
+        for name, value in limits.items():
+            if name not in BACKENDS:
+                msg = f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}"
+                raise ValueError(msg)
+            if value is not None and value < 1:
+                msg = f"the limit of {name!r} must be >= 1 or None, not {value!r}"
+                raise ValueError(msg)
+            self.limits[name] = value
+            backend = self._backends.get(name)
+            if backend is not None:
+                backend.limit = value
+
+    def log_path(self, name: str) -> Path:
+        """Where the log file of job ``name`` is written."""
+        return self.folder / "logs" / f"{_SAFE.sub('_', name)}.log"
+
+    # submitting --------------------------------------------------------------------------------
+    def submit(
+        self,
+        target: Any,
+        /,
+        *args: Any,
+        name: str | None = None,
+        label: str | None = None,
+        backend: str | None = None,
+        requires: Any = (),
+        forever: bool = False,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        condition: Any = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        replace: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Submit work; return the :class:`Job` (a tuple of jobs when several are given).
+
+        ``submit(fn, *args, **kwargs)`` wraps ``fn`` in a Job with the keyword-only options
+        below; every other argument goes to ``fn``. ``submit(job1, job2, ...)`` submits
+        :class:`Job` objects (with ``replace`` as the only option). Unsubmitted jobs that the
+        submitted ones require are submitted with them.
+
+        Parameters
+        ----------
+        target
+            A callable, a coroutine (function), a command string or argv list, or a Job.
+        name, label, backend, requires, forever, retries, retry_delay, timeout, condition, env, cwd
+            As for :class:`Job`.
+        replace
+            Let the new job take the name of a finished job (that run stays in the new job's
+            ``previous`` record).
+
+        Raises
+        ------
+        DuplicateJobName, UnknownDependency, DependencyCycle
+            Nothing of the submission is started.
+        """
+        if isinstance(target, Job):
+            jobs = [target, *args]
+            if not all(isinstance(j, Job) for j in jobs):
+                msg = "submit(job, ...) takes only Job objects after a Job"
+                raise TypeError(msg)
+            given = {
+                "name": name, "label": label, "backend": backend, "requires": requires,
+                "forever": forever, "retries": retries, "timeout": timeout,
+                "condition": condition, "env": env, "cwd": cwd, **kwargs,
+            }  # fmt: skip
+            extra = [k for k, v in given.items() if v not in (None, (), False, 0)]
+            if extra:
+                msg = f"options {extra} go on Job(...) when submitting Job objects"
+                raise TypeError(msg)
+            self._submit(jobs, replace)
+            return jobs[0] if len(jobs) == 1 else tuple(jobs)
+        job = Job(
+            target, args=args, kwargs=kwargs, name=name, label=label, backend=backend,
+            requires=requires, forever=forever, retries=retries, retry_delay=retry_delay,
+            timeout=timeout, condition=condition, env=env, cwd=cwd,
+        )  # fmt: skip
+        self._submit([job], replace)
+        return job
+
+    def _submit(self, jobs: list[Job], replace: bool) -> None:
+        if self._closed:
+            msg = "this engine is shut down; create a new one (or call get_engine() again)"
+            raise SubmitError(msg)
+        if self._deferred and jobs is not self._deferred:
+            deferred, self._deferred = self._deferred, []
+            jobs = deferred + jobs
+        batch = _collect(jobs)
+        with self._lock:
+            ready, to_cancel = self._register(batch, replace)
+        for job, reason in to_cancel:
+            self._cancel_pending(job, reason)
+        if ready:
+            self._call_soon(self._admit_all, ready)
+
+    def _register(
+        self, batch: list[Job], replace: bool
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        jobs = self._jobs
+        new: list[Job] = []
+        names: set[str] = set()
+        replacing: dict[str, Job] = {}
+        for job in batch:
+            if job.engine is self and job.name in jobs and jobs[job.name] is job:
+                continue  # already submitted: submitting it again changes nothing
+            if job.engine is not None or job.status is not Status.CREATED:
+                msg = f"job {job.name!r} was already submitted to another engine"
+                raise SubmitError(msg)
+            if job.name is None:
+                job.name = self._unique_name(job.default_name(), names)
+            name = job.name
+            if name in names:
+                msg = f"two jobs of this submission are named {name!r}; give them distinct names"
+                raise DuplicateJobName(msg)
+            old = jobs.get(name)
+            if old is not None:
+                if not old.done():
+                    msg = (
+                        f"job {name!r} is {old.status.value}; cancel it first "
+                        f"(engine.cancel({name!r})) or pick another name"
+                    )
+                    raise DuplicateJobName(msg)
+                if not replace:
+                    msg = (
+                        f"a job named {name!r} already exists ({old.status.value}); "
+                        "pick another name, or pass replace=True to run it again"
+                    )
+                    raise DuplicateJobName(msg)
+                replacing[name] = old
+            names.add(name)
+            new.append(job)
+        if not new:
+            return [], []
+        specs: dict[str, tuple[str, ...]] = {}
+        for job in new:
+            reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
+            job.requirements = reqs
+            cond = job.condition_jobs()
+            specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+        self._graph.add(specs, replacing=replacing)  # raises before anything changes
+        now = time.time()
+        ready: list[Job] = []
+        to_cancel: list[tuple[Job, str]] = []
+        for job in new:
+            name = str(job.name)
+            old = replacing.get(name)
+            if old is not None:
+                job.previous = [*old.previous, old.info()]
+                job.attempts = old.attempts
+                self._forget(old)
+            jobs[name] = job
+            job.engine = self
+            job._set_status(Status.PENDING)
+            job.submitted = now
+            if not job.forever:
+                self._unfinished += 1
+            waiting = 0
+            for req in job.requirements:
+                status = jobs[req].status
+                if status is not Status.DONE:
+                    if status is Status.FAILED or status is Status.CANCELLED:
+                        to_cancel.append((job, f"dependency {req!r} {status.value}"))
+                    waiting += 1
+            job._waiting = waiting
+            if waiting == 0:
+                ready.append(job)
+        self._record_many("submitted", new)
+        return ready, to_cancel
+
+    def _unique_name(self, base: str, taken: set[str]) -> str:
+        n = self._name_counts.get(base, 0)
+        while True:
+            n += 1
+            name = base if n == 1 else f"{base}-{n}"
+            if name not in self._jobs and name not in taken:
+                self._name_counts[base] = n
+                return name
+
+    def _forget(self, job: Job) -> None:
+        # Drop a finished job from the counters (it is being replaced or removed).
+        if not job.forever and job.status in (Status.FAILED, Status.CANCELLED):
+            self._bad -= 1
+        self._graph.remove(str(job.name))
+        del self._jobs[str(job.name)]
+
+    # the loop thread ---------------------------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._loop_lock:
+            if self._loop is not None:
+                return self._loop
+            ready = threading.Event()
+            thread = threading.Thread(
+                target=self._loop_main, args=(ready,), name=f"jupyter-executor-{self.id}",
+                daemon=True,
+            )  # fmt: skip
+            thread.start()
+            ready.wait()
+            self._thread = thread
+            assert self._loop is not None
+            return self._loop
+
+    def _loop_main(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop_ident = threading.get_ident()
+        self._loop = loop
+        ready.set()
+        try:
+            loop.run_forever()
+            # Stopped: let what the shutdown cancelled finish its cleanup (kill processes).
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=self.cancel_grace + 3))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread: now if called there, else soon."""
+        if threading.get_ident() == self._loop_ident and self._loop is not None:
+            fn(*args)
+            return
+        loop = self._ensure_loop()
+        self._inbox.append((fn, args))
+        if not self._wake_pending:
+            # One wake-up for any number of posts made before the loop drains the inbox.
+            self._wake_pending = True
+            with contextlib.suppress(RuntimeError):  # the loop closed under us: shutting down
+                loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            fn, args = inbox.popleft()
+            try:
+                fn(*args)
+            except Exception:  # pragma: no cover - a bug of ours; keep the loop alive
+                logger.exception("jupyter_executor: internal error in %r", fn)
+
+    def _backend(self, name: str) -> Backend:
+        backend = self._backends.get(name)
+        if backend is None:
+            backend = self._backends[name] = make_backend(name, self)
+            backend.limit = self.limits[name]
+        return backend
+
+    # starting ----------------------------------------------------------------------------------
+    def _admit_all(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self._admit(job)
+
+    def _admit(self, job: Job) -> None:
+        """(loop thread) Start a pending job whose requirements are done, if it may start."""
+        if job.status is not Status.PENDING or job._waiting:
+            return
+        cond = job._condition
+        if cond is not None:
+            answer = cond.check(self._lookup)
+            if answer is None:
+                wake = cond.wake_at()
+                if wake is not None:
+                    assert self._loop is not None
+                    self._loop.call_later(max(0.0, wake - time.time()), self._admit, job)
+                return
+            if answer is False:
+                self._cancel_pending(job, f"condition {cond.describe()} can never be met")
+                return
+        backend = self._backend(job.backend)
+        if (self.max_jobs is None or self._running < self.max_jobs) and (
+            backend.limit is None or backend.running < backend.limit
+        ):
+            self._run(job, backend)
+        else:
+            backend.queue.append(job)
+
+    def _lookup(self, ref: Any) -> Job:
+        job = _job_of(ref)
+        return job if job is not None else self._jobs[ref]
+
+    def _run(self, job: Job, backend: Backend) -> None:
+        with self._lock:
+            if job.status is not Status.PENDING:
+                return
+            job._set_status(Status.RUNNING)
+            job.started = now = time.time()
+            job.finished = None
+            job.attempts += 1
+            self._running += 1
+            backend.running += 1
+            self.log.append(EngineEvent(now, "started", str(job.name)))
+            if self._subscribers:
+                self._emit("status", job)
+        if job.timeout is not None:
+            assert self._loop is not None
+            job._timeout_handle = self._loop.call_later(
+                job.timeout, self._on_timeout, job, job.attempts
+            )
+        if type(sys_stdout()) is not _capture._StreamProxy:
+            _capture.install()
+        try:
+            backend.start(job)
+        except Exception as exc:
+            self._finish(job, exc=exc)
+
+    def _on_timeout(self, job: Job, attempt: int) -> None:
+        if job.status is not Status.RUNNING or job.attempts != attempt:
+            return
+        reason = f"timed out after {job.timeout:g} s"
+        job._exception = JobTimeout(str(job.name), reason)
+        job._cancel_reason = reason
+        job._cancel_requested = True
+        self._record("timeout", job, reason)
+        self._backends[job.backend].cancel(job)
+
+    # finishing ---------------------------------------------------------------------------------
+    def _finish(
+        self,
+        job: Job,
+        result: Any = None,
+        exc: BaseException | None = None,
+        cancelled: bool = False,
+        tb: str | None = None,
+    ) -> None:
+        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry."""
+        handle = job._timeout_handle
+        if handle is not None:
+            handle.cancel()
+            job._timeout_handle = None
+        job._task = None
+        backend = self._backends[job.backend]
+        if job.status is not Status.RUNNING:
+            return
+        self._running -= 1
+        backend.running -= 1
+        timed_out = isinstance(job._exception, JobTimeout)
+        if job._cancel_requested or cancelled:
+            if timed_out and job.attempts <= job.retries and not self._closed:
+                self._retry(job, str(job._cancel_reason))
+            else:
+                self._settle(job, Status.CANCELLED, None, job._exception)
+        elif exc is not None:
+            if tb is None:
+                tb = "".join(traceback.format_exception(exc))
+            job.traceback = tb
+            if job.attempts <= job.retries and not self._closed:
+                self._retry(job, f"{type(exc).__name__}: {exc}")
+            else:
+                self._settle(job, Status.FAILED, None, exc)
+        else:
+            self._settle(job, Status.DONE, result, None)
+        self._drain_queues(backend)
+
+    def _retry(self, job: Job, why: str) -> None:
+        delay = job.retry_delay * 2 ** (job.attempts - 1)
+        with self._lock:
+            job._set_status(Status.PENDING)
+            job._exception = None
+            job._cancel_reason = None
+            job._cancel_requested = False
+            self._record("retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s")
+        assert self._loop is not None
+        self._loop.call_later(delay, self._admit, job)
+
+    def _settle(self, job: Job, status: Status, result: Any, exc: BaseException | None) -> None:
+        """Give ``job`` its final status and wake its dependents (any thread)."""
+        ready: list[Job] = []
+        to_cancel: list[tuple[Job, str]] = []
+        with self._lock:
+            if job.status in FINISHED:
+                return
+            job._set_status(status)
+            job.finished = now = time.time()
+            job._result = result
+            job._exception = exc
+            if not job.forever:
+                self._unfinished -= 1
+                if status is not Status.DONE:
+                    self._bad += 1
+            detail = ""
+            if status is Status.CANCELLED:
+                detail = job._cancel_reason or "cancelled"
+            elif exc is not None:
+                detail = f"{type(exc).__name__}: {exc}"
+            self.log.append(EngineEvent(now, status.value, str(job.name), detail))
+            if self._subscribers:
+                self._emit("status", job)
+            if job._future is not None:
+                _resolve(job._future, job)
+            name = job.name
+            jobs = self._jobs
+            for dep_name in self._graph.dependents(str(name)):
+                dep = jobs.get(dep_name)
+                if dep is None or dep.status is not Status.PENDING:
+                    continue
+                if name in dep.requirements:
+                    if status is Status.DONE:
+                        dep._waiting -= 1
+                        if dep._waiting == 0:
+                            ready.append(dep)
+                    else:
+                        to_cancel.append((dep, f"dependency {name!r} {status.value}"))
+                elif dep._waiting == 0:
+                    ready.append(dep)  # its condition may now be met
+            if self._unfinished == 0:
+                self._cond.notify_all()
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+        out = job._output
+        if out is not None:
+            out.close()
+        for dep, reason in to_cancel:
+            self._cancel_pending(dep, reason)
+        if ready:
+            self._call_soon(self._admit_all, ready)
+
+    def _cancel_pending(self, job: Job, reason: str) -> None:
+        with self._lock:
+            if job.status is not Status.PENDING and job.status is not Status.CREATED:
+                return
+            job._cancel_reason = reason
+            job._cancel_requested = True
+        self._settle(job, Status.CANCELLED, None, None)
+
+    def _drain_queues(self, backend: Backend) -> None:
+        # A slot was freed: start what waits in this backend's queue, then, if the global limit
+        # was what held jobs back, in the other queues.
+        queues = [backend] + [b for b in self._backends.values() if b is not backend]
+        for b in queues:
+            queue = b.queue
+            while queue and (self.max_jobs is None or self._running < self.max_jobs) and (
+                b.limit is None or b.running < b.limit
+            ):
+                job = queue.popleft()
+                if job.status is Status.PENDING:
+                    self._run(job, b)
+
+    # control -----------------------------------------------------------------------------------
+    def cancel(self, job: Job | str, reason: str = "cancelled by user") -> bool:
+        """Stop a job; return False when it had already finished.
+
+        A pending job is removed from the queue at once. A running one is asked to stop: an async
+        task is cancelled; a process or subprocess has its process group terminated (then killed
+        after :attr:`cancel_grace` seconds); a thread sees :func:`~jupyter_executor.cancelled`
+        turn True, and gets an exception injected after the grace period. Its dependents are
+        cancelled in turn.
+        """
+        job = self._get(job)
+        with self._lock:
+            status = job.status
+            if status in FINISHED:
+                return False
+            job._cancel_requested = True
+            if job._cancel_reason is None or not isinstance(job._exception, JobTimeout):
+                job._cancel_reason = reason
+        if status is Status.RUNNING:
+            self._call_soon(self._stop, job)
+        else:
+            self._settle(job, Status.CANCELLED, None, None)
+        return True
+
+    def _stop(self, job: Job) -> None:
+        if job.status is Status.RUNNING:
+            self._backends[job.backend].cancel(job)
+
+    def rerun(self, job: Job | str) -> Job:
+        """Run a finished job again (its requirements are checked again); returns the job."""
+        job = self._get(job)
+        if job.kind == "coroutine":
+            msg = (
+                f"job {job.name!r} runs a coroutine object, which can run only once; "
+                "submit a new job (replace=True), or use the coroutine function"
+            )
+            raise SubmitError(msg)
+        ready = False
+        with self._lock:
+            if not job.done():
+                msg = (
+                    f"job {job.name!r} is {job.status.value}; only a finished job can be rerun "
+                    f"(cancel it first with engine.cancel({job.name!r}))"
+                )
+                raise SubmitError(msg)
+            job.previous.append(job.info())
+            old = job.status
+            job._set_status(Status.PENDING)
+            if not job.forever:
+                self._unfinished += 1
+                if old is not Status.DONE:
+                    self._bad -= 1
+            job._result = job._exception = job.traceback = None
+            job._cancel_reason = None
+            job._cancel_requested = False
+            job._future = None
+            job._output = None
+            job.started = job.finished = None
+            job.submitted = time.time()
+            waiting = 0
+            failed_req = None
+            for req in job.requirements:
+                status = self._jobs[req].status
+                if status is not Status.DONE:
+                    waiting += 1
+                    if status in (Status.FAILED, Status.CANCELLED):
+                        failed_req = (req, status)
+            job._waiting = waiting
+            self._record("rerun", job)
+            ready = waiting == 0
+        if failed_req is not None:
+            self._cancel_pending(job, f"dependency {failed_req[0]!r} {failed_req[1].value}")
+        elif ready:
+            self._call_soon(self._admit, job)
+        return job
+
+    def remove(self, job: Job | str) -> None:
+        """Forget a finished job (its log file stays)."""
+        job = self._get(job)
+        with self._lock:
+            if not job.done():
+                msg = f"job {job.name!r} is {job.status.value}; cancel it before removing it"
+                raise SubmitError(msg)
+            live = [d for d in self._graph.dependents(str(job.name)) if not self._jobs[d].done()]
+            if live:
+                msg = f"job {job.name!r} is required by unfinished jobs: {', '.join(sorted(live))}"
+                raise SubmitError(msg)
+            self._forget(job)
+            self._emit("removed", job)
+
+    def clear(self) -> int:
+        """Forget every finished job that no unfinished job requires; return how many."""
+        removed = 0
+        for job in list(self._jobs.values()):
+            if job.done():
+                with contextlib.suppress(SubmitError):
+                    self.remove(job)
+                    removed += 1
+        return removed
+
+    # waiting -----------------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every non-forever job has finished.
+
+        Works from any thread, including a notebook cell (it waits on a lock, not on an event
+        loop). Returns True when all of them succeeded; False on timeout, or when one failed or
+        was cancelled.
+        """
+        self._check_not_in_job("wait")
+        if self._deferred:
+            self._submit([], False)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
+                return False
+            return self._bad == 0
+
+    async def join(self, timeout: float | None = None) -> bool:
+        """``await`` until every non-forever job has finished; the async twin of :meth:`wait`.
+
+        The jobs themselves are shielded: cancelling the awaiting code (a kernel interrupt of
+        the cell) does not cancel them.
+        """
+        self._check_not_in_job("join")
+        if self._deferred:
+            self._submit([], False)
+        with self._lock:
+            if self._unfinished == 0:
+                return self._bad == 0
+            fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._idle_waiters.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return self._bad == 0
+
+    def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
+        """Block until ``job`` has finished; True when it is done (succeeded)."""
+        job = self._get(job)
+        if job is _current_job.get():
+            msg = f"job {job.name!r} cannot wait for itself"
+            raise SubmitError(msg)
+        if not job.done():
+            with contextlib.suppress(BaseException):
+                concurrent.futures.wait([job.future], timeout)
+        return job.status is Status.DONE
+
+    async def gather(self, *jobs: Job | str) -> list[Any]:
+        """``await`` several jobs; return their results in order (raise the first failure)."""
+        return [await self._get(j) for j in jobs]
+
+    def orchestrate(self, timeout: float | None = None) -> bool:
+        """Run the jobs given to ``Engine(*jobs)`` (and any submitted) until the finite ones end.
+
+        Forever jobs are then cancelled. On timeout the unfinished jobs are cancelled too. The
+        engine's thread is released when this returns. Works inside a running event loop (a
+        notebook cell): the waiting happens on a lock, not on that loop.
+
+        Returns
+        -------
+        bool
+            True when every finite job succeeded within the timeout.
+        """
+        if self._deferred:
+            self._submit([], False)
+        ok = self.wait(timeout)
+        if not ok and self._unfinished:
+            for job in list(self._jobs.values()):
+                if not job.forever and not job.done():
+                    self.cancel(job, f"orchestrate() timed out after {timeout} s")
+        forever = [j for j in self._jobs.values() if j.forever and not j.done()]
+        for job in forever:
+            self.cancel(job, "the finite jobs are done")
+        deadline = time.monotonic() + self.cancel_grace + 5
+        for job in list(self._jobs.values()):
+            if not job.done():
+                self.wait_job(job, max(0.0, deadline - time.monotonic()))
+        if self._running == 0:
+            self._stop_thread()
+        return ok
+
+    def _check_not_in_job(self, what: str) -> None:
+        job = _current_job.get()
+        if job is not None and job.engine is self and not job.forever:
+            msg = (
+                f"engine.{what}() inside job {job.name!r} would wait for that job itself; "
+                "wait for the jobs you need with engine.wait_job(...) or `await job`"
+            )
+            raise SubmitError(msg)
+
+    # inspection --------------------------------------------------------------------------------
+    @property
+    def jobs(self) -> Mapping[str, Job]:
+        """The jobs by name (a read-only view)."""
+        return MappingProxyType(self._jobs)
+
+    def __getitem__(self, name: str) -> Job:
+        return self._get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(list(self._jobs.values()))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def _get(self, ref: Job | str) -> Job:
+        if isinstance(ref, Job):
+            if ref.engine is not self:
+                msg = f"job {ref.name!r} does not belong to this engine"
+                raise KeyError(msg)
+            return ref
+        job = self._jobs.get(ref)
+        if job is None:
+            known = ", ".join(list(self._jobs)[:10]) or "none"
+            msg = f"no job named {ref!r} (jobs: {known})"
+            raise KeyError(msg)
+        return job
+
+    def select(self, status: str | Iterable[str] | None = None) -> list[Job]:
+        """The jobs whose status is ``status`` (a name or several), in submission order."""
+        if status is None:
+            return list(self._jobs.values())
+        wanted = {Status(status)} if isinstance(status, str) else {Status(s) for s in status}
+        return [j for j in list(self._jobs.values()) if j.status in wanted]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        counts = dict.fromkeys((s.value for s in Status), 0)
+        for job in list(self._jobs.values()):
+            counts[job.status.value] += 1
+        return counts
+
+    def list(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """The jobs as a pandas DataFrame, one row per job.
+
+        Columns, in order: ``name, status, backend, requires, forever, submitted, started,
+        finished, duration, attempts, result, error, tail, progress`` (times as datetimes,
+        duration in seconds, result and error as short reprs, tail as the last lines printed).
+        """
+        import pandas as pd
+
+        rows = []
+        for job in self.select(status):
+            info = job.info()
+            rows.append(
+                (
+                    info.name, info.status, info.backend, list(info.requires), info.forever,
+                    _dt(info.submitted), _dt(info.started), _dt(info.finished), info.duration,
+                    info.attempts, info.result, info.error,
+                    "\n".join(info.tail.splitlines()[-3:]), info.progress,
+                )  # fmt: skip
+            )
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def widget(self) -> Any:
+        """A live dashboard of this engine's jobs (an anywidget)."""
+        from .widget import Dashboard
+
+        return Dashboard(self)
+
+    # events ------------------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[str, Job], None]) -> Callable[[], None]:
+        """Call ``callback(event, job)`` on every job event; return a function that unsubscribes.
+
+        Events: ``"submitted"``, ``"status"``, ``"output"``, ``"display"``, ``"progress"``,
+        ``"removed"``. The callback runs in whatever thread the event happens in, sometimes with
+        the engine's lock held: it must be quick, must not block and must not call the engine.
+        """
+        self._subscribers = [*self._subscribers, callback]
+
+        def unsubscribe() -> None:
+            self._subscribers = [s for s in self._subscribers if s is not callback]
+
+        return unsubscribe
+
+    def _emit(self, event: str, job: Job) -> None:
+        for callback in self._subscribers:
+            try:
+                callback(event, job)
+            except Exception:
+                logger.exception("jupyter_executor: subscriber %r failed", callback)
+
+    def _record(self, event: str, job: Job, detail: str = "") -> None:
+        self.log.append(EngineEvent(time.time(), event, str(job.name), detail))
+        logger.debug("%s %s %s", event, job.name, detail)
+        if event in ("retried", "rerun") and self._subscribers:
+            self._emit("status", job)
+
+    def _record_many(self, event: str, jobs: list[Job]) -> None:
+        now = time.time()
+        self.log.extend(EngineEvent(now, event, str(j.name)) for j in jobs[-self.log.maxlen :])  # type: ignore[misc]
+        if self._subscribers:
+            for job in jobs:
+                self._emit(event, job)
+
+    # shutdown ----------------------------------------------------------------------------------
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Cancel every unfinished job, kill child processes, stop the thread and any cluster.
+
+        Idempotent; also runs at interpreter exit.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._atexit)
+        for job in list(self._jobs.values()):
+            if not job.done():
+                self.cancel(job, "the engine shut down")
+        deadline = time.monotonic() + (timeout if timeout is not None else self.cancel_grace + 5)
+        for job in list(self._jobs.values()):
+            if job.status is Status.RUNNING and self._loop is not None:
+                self.wait_job(job, max(0.0, deadline - time.monotonic()))
+        self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if threading.get_ident() == self._loop_ident:
+            msg = "the engine cannot stop its own thread from a job; call it from outside"
+            raise RuntimeError(msg)
+        backends = list(self._backends.values())
+
+        async def close_backends() -> None:
+            for backend in backends:
+                try:
+                    await backend.aclose()
+                except Exception:
+                    logger.exception("jupyter_executor: closing backend %s failed", backend.name)
+
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(close_backends(), loop).result(timeout=30)
+        for backend in backends:
+            backend.close()
+        self._backends.clear()
+        with self._loop_lock:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            self._loop = None
+            self._thread = None
+            self._loop_ident = 0
+            self._inbox.clear()
+            self._wake_pending = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has run."""
+        return self._closed
+
+
+def sys_stdout() -> Any:
+    import sys
+
+    return sys.stdout
+
+
+def _dt(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t)
+
+
+def _name_of(ref: Any) -> str:
+    if isinstance(ref, str):
+        return ref
+    job = _job_of(ref)
+    if job is None or job.name is None:  # pragma: no cover - _collect names them first
+        msg = f"cannot name {ref!r}"
+        raise SubmitError(msg)
+    return job.name
+
+
+def _collect(jobs: list[Job]) -> list[Job]:
+    """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
+    seen: set[int] = set()
+    order: list[Job] = []
+    stack: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]
+    while stack:
+        job, expanded = stack.pop()
+        if expanded:
+            order.append(job)
+            continue
+        if id(job) in seen:
+            continue
+        seen.add(id(job))
+        stack.append((job, True))
+        for dep in (*job.required_jobs(), *job.condition_jobs()):
+            dep_job = _job_of(dep)
+            if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
+                stack.append((dep_job, False))
+    return order
+
+
+def _shutdown_at_exit(ref: weakref.ReferenceType[Engine]) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.shutdown(timeout=5)
+
+
+_default: Engine | None = None
+_default_lock = threading.Lock()
+
+
+def get_engine(**options: Any) -> Engine:
+    """Return this process's engine, creating it on the first call.
+
+    Parameters
+    ----------
+    **options
+        :class:`Engine` options (``id``, ``folder``, ``max_jobs``, ``dask``), used when the
+        engine is created. Options that differ from those of the existing engine are an error.
+    """
+    global _default
+    with _default_lock:
+        engine = _default
+        if engine is None or engine.closed:
+            engine = _default = Engine(**options)
+            return engine
+        for key, value in options.items():
+            if key not in engine._options:
+                msg = f"unknown engine option {key!r}; use one of {', '.join(engine._options)}"
+                raise TypeError(msg)
+            current = engine._options[key]
+            same = current == value
+            if key == "folder" and value is not None:
+                same = engine.folder == Path(value).resolve()
+            if not same:
+                msg = (
+                    f"the engine already exists with {key}={current!r}; options apply when it is "
+                    "created (shut it down first to start another)"
+                )
+                raise ValueError(msg)
+        return engine

@@ -1,0 +1,88 @@
+"""Exceptions raised by jupyter_executor.
+
+::
+
+    JupyterExecutorError
+    ├── InvalidTransition        a job status change that the life cycle does not allow
+    ├── SubmitError              a job was refused at submit time (nothing was started)
+    │   ├── DuplicateJobName
+    │   ├── UnknownDependency
+    │   └── DependencyCycle
+    ├── JobNotFinished           result()/exception() asked of a job still pending or running
+    ├── JobCancelled             result() of a cancelled job (its ``reason`` says why)
+    │   └── JobTimeout           the job was stopped because it ran longer than ``timeout=``
+    ├── CommandFailed            a subprocess job exited non-zero or was killed by a signal
+    └── WorkerCrashed            a process-backend worker died while running the job
+
+Errors raised inside a job are stored on the job (``job.exception()``) and re-raised by
+``job.result()``; they never propagate into the code that submitted the job.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CommandFailed",
+    "DependencyCycle",
+    "DuplicateJobName",
+    "InvalidTransition",
+    "JobCancelled",
+    "JobNotFinished",
+    "JobTimeout",
+    "JupyterExecutorError",
+    "SubmitError",
+    "UnknownDependency",
+    "WorkerCrashed",
+]
+
+
+class JupyterExecutorError(Exception):
+    """Base class of every error raised by jupyter_executor."""
+
+
+class InvalidTransition(JupyterExecutorError):
+    """A status change that the job life cycle does not allow."""
+
+
+class SubmitError(JupyterExecutorError, ValueError):
+    """A job was refused at submit time; nothing of the submission was started."""
+
+
+class DuplicateJobName(SubmitError):
+    """A job with this name is already in the engine."""
+
+
+class UnknownDependency(SubmitError):
+    """A job requires a name that the engine does not know."""
+
+
+class DependencyCycle(SubmitError):
+    """The requirements of the submitted jobs form a cycle."""
+
+
+class JobNotFinished(JupyterExecutorError):
+    """The job has no result yet."""
+
+
+class JobCancelled(JupyterExecutorError):
+    """The job was cancelled; ``reason`` says by whom or why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"job {name!r} was cancelled: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class JobTimeout(JobCancelled, TimeoutError):
+    """The job was stopped because an attempt ran longer than its ``timeout``."""
+
+
+class CommandFailed(JupyterExecutorError):
+    """A subprocess job exited with a non-zero code or was killed by a signal."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+class WorkerCrashed(JupyterExecutorError):
+    """The worker process running a process-backend job died."""

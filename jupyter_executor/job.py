@@ -1,0 +1,528 @@
+"""The job: what to run and how, and what happened to it. Scheduling lives in :mod:`.engine`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import reprlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._capture import Output
+from ._conditions import Condition
+from ._status import FINISHED, Status, check_transition
+from .errors import JobCancelled, JobNotFinished, SubmitError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["BACKENDS", "Job", "JobInfo"]
+
+BACKENDS = ("async", "thread", "process", "subprocess", "dask")
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = 6
+_short.maxdict = 4
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A snapshot of a job, read by ``engine.list()`` and by the widgets.
+
+    Times are epoch seconds (None until they happen); ``result`` and ``error`` are short reprs.
+    """
+
+    name: str
+    status: str
+    backend: str
+    kind: str
+    description: str
+    requires: tuple[str, ...]
+    forever: bool
+    submitted: float | None
+    started: float | None
+    finished: float | None
+    duration: float | None
+    attempts: int
+    result: str | None
+    error: str | None
+    traceback: str | None
+    cancel_reason: str | None
+    tail: str
+    last_line: str
+    progress: float | None
+    progress_text: str
+    output_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot as JSON-safe data."""
+        data = asdict(self)
+        data["requires"] = list(self.requires)
+        return data
+
+
+class Job:
+    """One piece of work for an :class:`~jupyter_executor.Engine`.
+
+    Parameters
+    ----------
+    target
+        What to run: a callable (thread backend by default), a coroutine function or coroutine
+        object (async backend), or a shell command string / argv list (subprocess backend).
+    args, kwargs
+        Arguments for a callable target. A :class:`Job` (or its ``future``) among them makes a
+        dependency, and is replaced by that job's result when this one starts.
+    name, label
+        The job's unique name in its engine (``label`` is an alias, as in asynciojobs); a name is
+        generated from the target when neither is given.
+    backend
+        ``"async"``, ``"thread"``, ``"process"``, ``"subprocess"`` or ``"dask"``; inferred from
+        the target when None.
+    requires
+        Jobs or names that must be done before this one starts (see :meth:`requires`).
+    forever
+        A monitor loop: not waited for by ``wait()``/``orchestrate()``, cancelled when the finite
+        work is done (``orchestrate``) or at shutdown.
+    retries, retry_delay
+        Run again up to ``retries`` times after a failure or a timeout, waiting ``retry_delay``
+        seconds, doubled after each attempt.
+    timeout
+        Seconds an attempt may run before it is stopped.
+    condition
+        A :class:`~jupyter_executor.Condition` that must also be met before the job starts.
+    env, cwd
+        Extra environment variables and working directory (subprocess jobs).
+
+    Notes
+    -----
+    Life cycle: ``created`` until submitted, then ``pending`` until its requirements are done,
+    its condition is met and a slot of its backend is free, then ``running``, and finally
+    ``done``, ``failed`` or ``cancelled``. ``rerun()`` brings a finished job back to ``pending``.
+    A coroutine *object* can be awaited only once: pass the coroutine function to be able to
+    retry or rerun.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from jupyter_executor import Engine, Job
+    >>> async def double(x):
+    ...     await asyncio.sleep(0)
+    ...     return 2 * x
+    >>> a = Job(double(1), name="a")
+    >>> b = Job(double(2), name="b").requires(a)
+    >>> Engine(a, b).orchestrate()
+    True
+    >>> b.result()
+    4
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_arg_jobs",
+        "_cancel_reason",
+        "_cancel_requested",
+        "_condition",
+        "_exception",
+        "_future",
+        "_output",
+        "_progress",
+        "_requires_spec",
+        "_result",
+        "_task",
+        "_timeout_handle",
+        "_waiting",
+        "args",
+        "attempts",
+        "backend",
+        "cwd",
+        "engine",
+        "env",
+        "finished",
+        "forever",
+        "kind",
+        "kwargs",
+        "name",
+        "pid",
+        "previous",
+        "requirements",
+        "retries",
+        "retry_delay",
+        "started",
+        "status",
+        "submitted",
+        "target",
+        "timeout",
+        "traceback",
+    )
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        label: str | None = None,
+        backend: str | None = None,
+        requires: Any = (),
+        forever: bool = False,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        condition: Condition | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+    ) -> None:
+        if name is not None and label is not None and name != label:
+            msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
+            raise ValueError(msg)
+        name = name if name is not None else label
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            msg = f"a job name must be a non-empty string, not {name!r}"
+            raise ValueError(msg)
+        self.kind, inferred = _classify(target)
+        if backend is None:
+            backend = inferred
+        elif backend not in BACKENDS:
+            msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
+            raise ValueError(msg)
+        _check_target(self.kind, backend, target)
+        if retries < 0 or int(retries) != retries:
+            msg = f"retries must be a whole number >= 0, not {retries!r}"
+            raise ValueError(msg)
+        if timeout is not None and not timeout > 0:
+            msg = f"timeout must be a positive number of seconds, not {timeout!r}"
+            raise ValueError(msg)
+        if retries and self.kind == "coroutine":
+            msg = (
+                "a coroutine object can run only once, so it cannot be retried: "
+                "pass the coroutine function and its arguments instead"
+            )
+            raise ValueError(msg)
+        if condition is not None and not isinstance(condition, Condition):
+            msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
+            raise TypeError(msg)
+        self.target = target
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs) if kwargs else {}
+        self.name: str | None = name
+        self.backend: str = backend
+        self.forever = bool(forever)
+        self.retries = int(retries)
+        self.retry_delay = float(retry_delay)
+        self.timeout = timeout
+        self.env = dict(env) if env else None
+        self.cwd = cwd
+        self._condition = condition
+        self._requires_spec: list[Any] = []
+        self._arg_jobs = _has_job_args(self.args, self.kwargs)
+        if requires:
+            self.requires(requires)
+        self.engine: Engine | None = None
+        self.status = Status.CREATED
+        self.requirements: tuple[str, ...] = ()
+        self.submitted: float | None = None
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.attempts = 0
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self.traceback: str | None = None
+        self._cancel_reason: str | None = None
+        self._cancel_requested = False
+        self._output: Output | None = None
+        self._progress: tuple[float, str] | None = None
+        self._future: Future[Any] | None = None
+        self._task: Any = None
+        self._timeout_handle: Any = None
+        self._waiting = 0
+        self.pid: int | None = None
+        self.previous: list[JobInfo] = []
+
+    # building ------------------------------------------------------------------------------
+    def requires(self, *jobs: Any) -> Job:
+        """Add requirements: jobs, job names, None, or (nested) lists of them; returns self.
+
+        Must be called before the job is submitted.
+        """
+        if self.status is not Status.CREATED:
+            msg = f"job {self.name!r} is already submitted; declare requirements before submitting"
+            raise SubmitError(msg)
+        for item in _flatten(jobs):
+            if item is self:
+                msg = f"job {self.name!r} cannot require itself"
+                raise SubmitError(msg)
+            if not isinstance(item, (Job, str)):
+                msg = f"requires() takes jobs or job names, not {item!r}"
+                raise TypeError(msg)
+            self._requires_spec.append(item)
+        return self
+
+    def required_jobs(self) -> list[Any]:
+        """Everything this job depends on, as given: requirements, job arguments, condition jobs."""
+        deps: list[Any] = list(self._requires_spec)
+        if self._arg_jobs:
+            deps += [_job_of(a) for a in (*self.args, *self.kwargs.values()) if _job_of(a)]
+        return deps
+
+    def condition_jobs(self) -> tuple[Any, ...]:
+        return self._condition.jobs() if self._condition is not None else ()
+
+    # results -------------------------------------------------------------------------------
+    def done(self) -> bool:
+        """True when the job is finished (done, failed or cancelled)."""
+        return self.status in FINISHED
+
+    def result(self) -> Any:
+        """The job's return value (a subprocess job's exit code).
+
+        Raises
+        ------
+        JobNotFinished
+            The job is not finished yet (``engine.wait_job(job)`` waits for it).
+        Exception
+            The job's own exception when it failed; :class:`JobCancelled` when it was cancelled.
+        """
+        status = self.status
+        if status is Status.DONE:
+            return self._result
+        if status is Status.FAILED or (status is Status.CANCELLED and self._exception):
+            assert self._exception is not None
+            raise self._exception
+        if status is Status.CANCELLED:
+            raise JobCancelled(str(self.name), self._cancel_reason or "cancelled")
+        msg = f"job {self.name!r} is {status.value}; it has no result yet (wait with engine.wait_job)"
+        raise JobNotFinished(msg)
+
+    def exception(self) -> BaseException | None:
+        """The exception that ended the job, or None (also None while it runs)."""
+        if self.status is Status.CANCELLED and self._exception is None:
+            return JobCancelled(str(self.name), self._cancel_reason or "cancelled")
+        return self._exception
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the job was cancelled (by the user, timeout, a failed dependency, shutdown)."""
+        return self._cancel_reason if self.status is Status.CANCELLED else None
+
+    @property
+    def future(self) -> Future[Any]:
+        """A :class:`concurrent.futures.Future` resolved when the job finishes.
+
+        Passing it as an argument of another job works like passing the job itself.
+        """
+        fut = self._future
+        if fut is None:
+            fut = self._future = Future()
+            fut._jupyter_executor_job = self  # type: ignore[attr-defined]
+            if self.status in FINISHED:
+                _resolve(fut, self)
+        return fut
+
+    def __await__(self) -> Any:
+        """``await job`` returns its result (raises its exception) without cancelling it."""
+        return asyncio.shield(asyncio.wrap_future(self.future)).__await__()
+
+    # output --------------------------------------------------------------------------------
+    @property
+    def output(self) -> Output:
+        """Everything the job printed or displayed (created on first use)."""
+        out = self._output
+        if out is None:
+            out = self._output = Output(self._log_path, self._notify)
+        return out
+
+    @property
+    def log_path(self) -> Path | None:
+        """The job's log file in the engine's folder (None before it is submitted)."""
+        return self._log_path()
+
+    def _log_path(self) -> Path | None:
+        if self.engine is None or self.name is None:
+            return None
+        return self.engine.log_path(self.name)
+
+    def tail(self, n: int = 20) -> str:
+        """The last ``n`` lines the job printed."""
+        return self._output.tail(n) if self._output is not None else ""
+
+    def _notify(self, event: str) -> None:
+        engine = self.engine
+        if engine is not None:
+            engine._emit(event, self)
+
+    def _set_progress(self, fraction: float, text: str) -> None:
+        self._progress = (fraction, text)
+        self._notify("progress")
+
+    # control -------------------------------------------------------------------------------
+    def cancel(self, reason: str = "cancelled by user") -> None:
+        """Stop the job (see :meth:`Engine.cancel`)."""
+        if self.engine is None:
+            self._set_status(Status.CANCELLED)
+            self._cancel_reason = reason
+            return
+        self.engine.cancel(self, reason)
+
+    def rerun(self) -> Job:
+        """Run a finished job again (see :meth:`Engine.rerun`)."""
+        if self.engine is None:
+            msg = f"job {self.name!r} was never submitted; submit it to an engine"
+            raise SubmitError(msg)
+        return self.engine.rerun(self)
+
+    def _set_status(self, new: Status) -> None:
+        # The one place where a status changes; the engine calls it under its lock.
+        check_transition(str(self.name), self.status, new)
+        self.status = new
+
+    # inspection ----------------------------------------------------------------------------
+    def info(self) -> JobInfo:
+        """A frozen snapshot of the job."""
+        status = self.status
+        started, finished = self.started, self.finished
+        if started is None:
+            duration = None
+        else:
+            end = finished if finished is not None and status in FINISHED else time.time()
+            duration = max(0.0, end - started)
+        out = self._output
+        error = None
+        exc = self._exception
+        if exc is not None:
+            error = f"{type(exc).__name__}: {exc}"
+        elif status is Status.CANCELLED:
+            error = f"cancelled: {self._cancel_reason or 'cancelled'}"
+        return JobInfo(
+            name=str(self.name),
+            status=status.value,
+            backend=self.backend,
+            kind=self.kind,
+            description=self.describe(),
+            requires=self.requirements,
+            forever=self.forever,
+            submitted=self.submitted,
+            started=started,
+            finished=finished if status in FINISHED else None,
+            duration=duration,
+            attempts=self.attempts,
+            result=_short.repr(self._result) if status is Status.DONE else None,
+            error=error,
+            traceback=self.traceback,
+            cancel_reason=self.cancel_reason,
+            tail=out.tail(20) if out is not None else "",
+            last_line=out.last_line() if out is not None else "",
+            progress=self._progress[0] if self._progress else None,
+            progress_text=self._progress[1] if self._progress else "",
+            output_version=out.version if out is not None else 0,
+        )
+
+    def describe(self) -> str:
+        """What the job runs, in a few words (function name, command, ...)."""
+        target = self.target
+        if self.kind == "command":
+            return target if isinstance(target, str) else " ".join(map(str, target))
+        if self.kind == "coroutine":
+            return f"{getattr(target, '__qualname__', 'coroutine')}()"
+        return f"{getattr(target, '__qualname__', type(target).__name__)}()"
+
+    def default_name(self) -> str:
+        """A readable base for a generated name."""
+        target = self.target
+        if self.kind == "command":
+            words = target.split() if isinstance(target, str) else [str(w) for w in target]
+            base = Path(words[0]).name if words else "command"
+        else:
+            base = getattr(target, "__name__", None) or type(target).__name__
+        return base.strip("<>") or "job"
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name!r} {self.status.value} backend={self.backend}>"
+
+
+# helpers -------------------------------------------------------------------------------------
+def _classify(target: Any) -> tuple[str, str]:
+    if inspect.iscoroutine(target):
+        return "coroutine", "async"
+    if isinstance(target, (str, list, tuple)):
+        if not target:
+            msg = "an empty command cannot run"
+            raise ValueError(msg)
+        return "command", "subprocess"
+    if inspect.iscoroutinefunction(target):
+        return "coroutine function", "async"
+    if inspect.isawaitable(target):
+        return "coroutine", "async"
+    if callable(target):
+        return "callable", "thread"
+    msg = (
+        f"cannot run {target!r}: give a callable, a coroutine (function), "
+        "or a shell command string / argv list"
+    )
+    raise TypeError(msg)
+
+
+def _check_target(kind: str, backend: str, target: Any) -> None:
+    if kind == "coroutine" and backend != "async":
+        if inspect.iscoroutine(target):
+            target.close()  # it will never run; closing avoids a "never awaited" warning
+        msg = f"a coroutine object runs on the async backend only, not {backend!r}"
+        raise ValueError(msg)
+    if kind == "command" and backend != "subprocess":
+        msg = f"a command runs on the subprocess backend only, not {backend!r}"
+        raise ValueError(msg)
+    if kind != "command" and backend == "subprocess":
+        msg = "the subprocess backend runs commands: give a string or an argv list"
+        raise ValueError(msg)
+
+
+def _job_of(value: Any) -> Job | None:
+    if isinstance(value, Job):
+        return value
+    if isinstance(value, Future):
+        return getattr(value, "_jupyter_executor_job", None)
+    return None
+
+
+def _has_job_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return any(_job_of(a) is not None for a in args) or any(
+        _job_of(v) is not None for v in kwargs.values()
+    )
+
+
+def resolve_args(job: Job) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The job's arguments with jobs (and job futures) replaced by their results."""
+    if not job._arg_jobs:
+        return job.args, job.kwargs
+
+    def sub(v: Any) -> Any:
+        dep = _job_of(v)
+        return dep.result() if dep is not None else v
+
+    return tuple(sub(a) for a in job.args), {k: sub(v) for k, v in job.kwargs.items()}
+
+
+def _resolve(fut: Future[Any], job: Job) -> None:
+    if fut.done():
+        return
+    if job.status is Status.DONE:
+        fut.set_result(job._result)
+    else:
+        exc = job.exception()
+        fut.set_exception(exc if exc is not None else JobCancelled(str(job.name), "cancelled"))
+
+
+def _flatten(items: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, (list, tuple, set, frozenset)):
+            out.extend(_flatten(item))
+        elif item is not None:
+            out.append(item)
+    return out
