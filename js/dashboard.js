@@ -1,0 +1,475 @@
+// The live dashboard: a virtualised table of every job of an engine, fed by the model's Store.
+// The kernel sends coalesced diffs at most ~10 times a second; durations tick here, in the browser.
+import { h, setText } from "./dom.js";
+import { allowedActions, durationOf, formatClock, formatDuration, STATUSES, truncate } from "./format.js";
+import { renderAnsi, stripAnsi } from "./ansi.js";
+import { badge, progressBar } from "./badge.js";
+import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { countStatuses, orderRows, parseQuery } from "./table.js";
+import { makeLayout } from "./vlist.js";
+import { layoutGraph, renderGraph } from "./graph.js";
+
+/** @typedef {import("./store.js").Row} Row */
+/** @typedef {import("./store.js").Store} Store */
+
+export const ROW_H = 28;
+export const DETAIL_H = 260;
+const MAX_VIEW_H = 440;
+const TICK_MS = 500;
+const GRAPH_EVERY_MS = 1000;
+
+/** Columns: key, header label, sort key (null: not sortable). */
+export const COLUMNS = [
+  ["name", "name", "name"],
+  ["status", "status", "status"],
+  ["backend", "backend", "backend"],
+  ["requires", "requires", "requires"],
+  ["started", "started", "started"],
+  ["duration", "duration", "duration"],
+  ["attempts", "tries", "attempts"],
+  ["progress", "progress", "progress"],
+  ["result", "result", "result"],
+  ["last_line", "last output", "last_line"],
+  ["actions", "", null],
+];
+
+const ACTION_LABELS = { cancel: "cancel", rerun: "rerun", log: "log" };
+
+/**
+ * @typedef {object} RowEls
+ * @property {HTMLElement} el
+ * @property {Record<string, HTMLElement>} cells
+ * @property {number} v  row version drawn
+ * @property {string} status
+ * @property {string} actions
+ * @property {number} top
+ */
+
+class DashboardView {
+  /**
+   * @param {HTMLElement} el
+   * @param {Store} store
+   * @param {(msg: object) => void} send
+   */
+  constructor(el, store, send) {
+    this.doc = el.ownerDocument;
+    this.store = store;
+    this.send = send;
+    this.id = newViewId();
+    /** @type {Row[]} */
+    this.order = [];
+    this.orderDirty = true;
+    this.countsDirty = true;
+    this.graphDirty = true;
+    this.query = parseQuery("");
+    /** @type {string | null} */
+    this.sortKey = null;
+    /** @type {1 | -1} */
+    this.sortDir = 1;
+    /** @type {Set<string>} */
+    this.expanded = new Set();
+    /** @type {Map<string, RowEls>} */
+    this.rendered = new Map();
+    /** @type {Map<string, {el: HTMLElement, v: number, top: number}>} */
+    this.details = new Map();
+    this.raf = 0;
+    this.lastGraph = 0;
+    this.graphTimer = 0;
+    this.build(el);
+    this.unsubscribe = store.subscribe((change) => this.onChange(change));
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  /** @param {HTMLElement} el */
+  build(el) {
+    const d = this.doc;
+    this.countsEl = h(d, "div.je-counts");
+    this.filterEl = /** @type {HTMLInputElement} */ (
+      h(d, "input.je-filter", {
+        type: "search",
+        placeholder: "filter: name words, status:failed",
+        "aria-label": "filter jobs",
+        oninput: () => {
+          this.query = parseQuery(this.filterEl.value);
+          this.invalidate(true);
+        },
+      })
+    );
+    this.graphBtn = h(d, "button.je-btn.je-graph-toggle", {
+      text: "graph",
+      title: "show the dependency graph",
+      onclick: () => this.toggleGraph(),
+    });
+    this.graphEl = h(d, "div.je-graph", { hidden: true });
+    this.headEl = h(
+      d,
+      "div.je-grid.je-colhead",
+      null,
+      COLUMNS.map(([key, label, sort]) =>
+        h(d, `div.je-cell.je-c-${key}${sort ? ".je-sortable" : ""}`, {
+          "data-sort": sort,
+          text: label,
+          onclick: sort ? () => this.toggleSort(sort) : null,
+        }),
+      ),
+    );
+    this.bodyEl = h(d, "div.je-body", { onclick: (/** @type {MouseEvent} */ e) => this.onBodyClick(e) });
+    this.scrollEl = h(d, "div.je-scroll", { onscroll: () => this.schedule() }, [this.headEl, this.bodyEl]);
+    this.footEl = h(d, "div.je-foot");
+    this.logTitle = h(d, "span.je-log-title");
+    this.logPre = h(d, "pre.je-pre.je-log-pre");
+    this.logEl = h(d, "div.je-log", { hidden: true }, [
+      h(d, "div.je-log-head", null, [
+        this.logTitle,
+        h(d, "button.je-btn", { text: "close", onclick: () => (this.logEl.hidden = true) }),
+      ]),
+      this.logPre,
+    ]);
+    this.root = h(d, "div.je-dash", null, [
+      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.filterEl, this.graphBtn]),
+      this.graphEl,
+      this.scrollEl,
+      this.footEl,
+      this.logEl,
+    ]);
+    el.append(this.root);
+  }
+
+  /** @param {import("./store.js").Change | {log: any}} change */
+  onChange(change) {
+    if ("log" in change) {
+      this.showLog(change.log);
+      return;
+    }
+    this.countsDirty = true;
+    this.graphDirty = true;
+    const filtering = this.sortKey !== null || this.query.statuses.size > 0 || this.query.terms.length > 0;
+    if (change.full || change.added || change.removed || (filtering && change.names.size > 0)) {
+      this.orderDirty = true;
+    }
+    if (change.removed) for (const name of this.expanded) if (!this.store.rows.has(name)) this.expanded.delete(name);
+    this.schedule();
+  }
+
+  /** @param {boolean} [reorder] */
+  invalidate(reorder = false) {
+    if (reorder) this.orderDirty = true;
+    this.graphDirty = true;
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.raf) return;
+    const raf = globalThis.requestAnimationFrame ?? ((/** @type {() => void} */ f) => setTimeout(f, 16));
+    this.raf = raf(() => {
+      this.raf = 0;
+      this.draw();
+    });
+  }
+
+  draw() {
+    const now = this.store.now();
+    if (this.orderDirty) {
+      this.order = orderRows(this.store.rows.values(), {
+        query: this.query,
+        sortKey: this.sortKey,
+        sortDir: this.sortDir,
+        now,
+      });
+      this.orderDirty = false;
+    }
+    if (this.countsDirty) {
+      this.drawCounts();
+      this.countsDirty = false;
+    }
+    const order = this.order;
+    /** @type {number[]} */
+    const expandedIdx = [];
+    if (this.expanded.size) {
+      order.forEach((row, i) => this.expanded.has(row.name) && expandedIdx.push(i));
+    }
+    const layout = makeLayout(order.length, expandedIdx, ROW_H, DETAIL_H);
+    this.layout = layout;
+    this.bodyEl.style.height = `${layout.total}px`;
+    // Before the element is attached clientHeight is 0: draw a full viewport's worth anyway.
+    const headH = this.headEl.offsetHeight || ROW_H;
+    const viewH = this.scrollEl.clientHeight || MAX_VIEW_H;
+    const scrollTop = Math.max(0, this.scrollEl.scrollTop - headH);
+    const [start, end] = layout.range(scrollTop, viewH);
+    const keep = new Set();
+    for (let i = start; i < end; i++) {
+      const row = order[i];
+      keep.add(row.name);
+      this.drawRow(row, layout.top(i), now);
+      if (this.expanded.has(row.name)) this.drawDetail(row, layout.top(i) + ROW_H);
+    }
+    for (const [name, r] of this.rendered) {
+      if (!keep.has(name)) {
+        r.el.remove();
+        this.rendered.delete(name);
+      }
+    }
+    for (const [name, det] of this.details) {
+      if (!keep.has(name) || !this.expanded.has(name)) {
+        det.el.remove();
+        this.details.delete(name);
+      }
+    }
+    const total = this.store.rows.size;
+    setText(
+      this.footEl,
+      order.length === total ? `${total} job${total === 1 ? "" : "s"}` : `${order.length} of ${total} jobs shown`,
+    );
+    if (this.graphDirty && !this.graphEl.hidden) this.drawGraphSoon();
+    this.root.dataset.rows = String(order.length);
+  }
+
+  drawCounts() {
+    const counts = countStatuses(this.store.rows.values());
+    const d = this.doc;
+    const chips = STATUSES.filter((s) => counts[s] > 0 || s === "running" || s === "failed").map((s) =>
+      h(
+        d,
+        `button.je-chip.je-s-${s}${this.query.statuses.has(s) ? ".je-active" : ""}`,
+        {
+          title: `show only ${s} jobs`,
+          "data-status": s,
+          onclick: () => this.filterStatus(s),
+        },
+        [`${s} `, h(d, "b", { text: String(counts[s]) })],
+      ),
+    );
+    this.countsEl.replaceChildren(...chips);
+  }
+
+  /** @param {string} status */
+  filterStatus(status) {
+    const words = this.filterEl.value.split(/\s+/).filter((w) => w && !/^(status|is):/.test(w));
+    if (!this.query.statuses.has(status)) words.push(`status:${status}`);
+    this.filterEl.value = words.join(" ");
+    this.query = parseQuery(this.filterEl.value);
+    this.countsDirty = true;
+    this.invalidate(true);
+  }
+
+  /** @param {string} key */
+  toggleSort(key) {
+    if (this.sortKey !== key) {
+      this.sortKey = key;
+      this.sortDir = 1;
+    } else if (this.sortDir === 1) this.sortDir = -1;
+    else this.sortKey = null;
+    for (const cell of this.headEl.children) {
+      const el = /** @type {HTMLElement} */ (cell);
+      el.classList.toggle("je-asc", el.dataset.sort === this.sortKey && this.sortDir === 1);
+      el.classList.toggle("je-desc", el.dataset.sort === this.sortKey && this.sortDir === -1);
+    }
+    this.invalidate(true);
+  }
+
+  /**
+   * @param {Row} row
+   * @param {number} top
+   * @param {number} now
+   */
+  drawRow(row, top, now) {
+    let r = this.rendered.get(row.name);
+    if (!r) {
+      const cells = Object.fromEntries(
+        COLUMNS.map(([key]) => [key, h(this.doc, `div.je-cell.je-c-${key}`)]),
+      );
+      const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name }, Object.values(cells));
+      r = { el, cells, v: -1, status: "", actions: "", top: -1 };
+      this.rendered.set(row.name, r);
+      this.bodyEl.append(el);
+    }
+    if (r.top !== top) {
+      r.el.style.transform = `translateY(${top}px)`;
+      r.top = top;
+    }
+    r.el.classList.toggle("je-open", this.expanded.has(row.name));
+    if (r.v === row._v) return;
+    r.v = row._v;
+    const c = r.cells;
+    const d = this.doc;
+    r.el.dataset.status = row.status;
+    if (r.status !== row.status) {
+      c.status.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
+      r.status = row.status;
+    }
+    const name = c.name;
+    name.replaceChildren(
+      h(d, "span.je-caret", { "aria-hidden": "true" }),
+      h(d, "span.je-name", { text: row.name }),
+      row.forever ? h(d, "span.je-forever", { title: "forever job: restarted until cancelled", text: "∞" }) : null,
+    );
+    name.title = row.description ? `${row.name}: ${row.description}` : row.name;
+    setText(c.backend, row.backend ?? "");
+    const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
+    setText(c.requires, reqs);
+    c.requires.title = reqs;
+    setText(c.started, formatClock(row.started, now));
+    setText(c.duration, formatDuration(durationOf(row, now)));
+    setText(c.attempts, row.attempts ? String(row.attempts) : "");
+    c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
+    const failed = row.status === "failed" && row.error;
+    const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
+    setText(c.result, truncate(result, 200));
+    c.result.title = result;
+    c.result.classList.toggle("je-error", Boolean(failed));
+    const line = stripAnsi(row.last_line ?? "");
+    setText(c.last_line, line);
+    c.last_line.title = line;
+    const actions = allowedActions(row).join(",");
+    if (actions !== r.actions) {
+      c.actions.replaceChildren(
+        ...allowedActions(row).map((a) =>
+          h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: ACTION_LABELS[a], title: `${a} ${row.name}` }),
+        ),
+      );
+      r.actions = actions;
+    }
+  }
+
+  /**
+   * @param {Row} row
+   * @param {number} top
+   */
+  drawDetail(row, top) {
+    let det = this.details.get(row.name);
+    if (!det) {
+      det = { el: h(this.doc, "div.je-detail", { "data-name": row.name }), v: -1, top: -1 };
+      this.details.set(row.name, det);
+      this.bodyEl.append(det.el);
+    }
+    if (det.top !== top) {
+      det.el.style.transform = `translateY(${top}px)`;
+      det.top = top;
+    }
+    if (det.v === row._v) return;
+    det.v = row._v;
+    const d = this.doc;
+    const parts = [];
+    if (row.traceback) {
+      const tb = h(d, "pre.je-pre.je-traceback");
+      renderAnsi(tb, row.traceback);
+      parts.push(h(d, "div.je-detail-label", { text: "traceback" }), tb);
+    }
+    if (row.tail === undefined || row.tail === null) {
+      parts.push(h(d, "div.je-muted", { text: "loading output…" }));
+    } else {
+      const pre = h(d, "pre.je-pre.je-tail");
+      if (row.tail) renderAnsi(pre, row.tail);
+      else pre.append(h(d, "span.je-muted", { text: "(no output)" }));
+      parts.push(h(d, "div.je-detail-label", { text: "output (last lines)" }), pre);
+      // Follow the output like a terminal does.
+      queueMicrotask(() => (pre.scrollTop = pre.scrollHeight));
+    }
+    if (row.description) parts.unshift(h(d, "div.je-detail-desc", { text: `${row.kind ?? ""} ${row.description}`.trim() }));
+    det.el.replaceChildren(...parts);
+  }
+
+  /** @param {MouseEvent} e */
+  onBodyClick(e) {
+    const target = /** @type {HTMLElement} */ (e.target);
+    const button = /** @type {HTMLButtonElement | null} */ (target.closest("button[data-action]"));
+    const rowEl = /** @type {HTMLElement | null} */ (target.closest(".je-row"));
+    if (!rowEl) return;
+    const name = rowEl.dataset.name ?? "";
+    if (button) {
+      button.disabled = true; // re-enabled when the row is redrawn with the kernel's answer
+      setTimeout(() => (button.disabled = false), 3000);
+      this.send({ k: "action", action: button.dataset.action, name });
+      return;
+    }
+    this.toggleExpand(name);
+  }
+
+  /** @param {string} name */
+  toggleExpand(name) {
+    const open = !this.expanded.has(name);
+    if (open) this.expanded.add(name);
+    else this.expanded.delete(name);
+    this.send({ k: "expand", name, open, id: this.id });
+    this.schedule();
+  }
+
+  /** Scroll to a job and expand it (from the graph). @param {string} name */
+  reveal(name) {
+    const i = this.order.findIndex((r) => r.name === name);
+    if (i < 0) return;
+    if (!this.expanded.has(name)) this.toggleExpand(name);
+    const layout = makeLayout(this.order.length, [], ROW_H, DETAIL_H);
+    this.scrollEl.scrollTop = layout.top(i);
+  }
+
+  toggleGraph() {
+    this.graphEl.hidden = !this.graphEl.hidden;
+    this.graphBtn.classList.toggle("je-active", !this.graphEl.hidden);
+    if (!this.graphEl.hidden) this.drawGraph();
+  }
+
+  drawGraphSoon() {
+    if (this.graphTimer) return;
+    const wait = Math.max(0, this.lastGraph + GRAPH_EVERY_MS - Date.now());
+    this.graphTimer = setTimeout(() => {
+      this.graphTimer = 0;
+      if (!this.graphEl.hidden) this.drawGraph();
+    }, wait);
+  }
+
+  drawGraph() {
+    this.lastGraph = Date.now();
+    this.graphDirty = false;
+    const layout = layoutGraph(this.order, { maxNodes: 150 });
+    const note = layout.omitted
+      ? h(this.doc, "div.je-muted", { text: `${layout.omitted} more jobs not drawn: filter to narrow the graph` })
+      : null;
+    this.graphEl.replaceChildren(renderGraph(this.doc, layout, (name) => this.reveal(name)), ...(note ? [note] : []));
+  }
+
+  /** @param {{name: string, text: string, truncated?: boolean}} msg */
+  showLog(msg) {
+    setText(this.logTitle, `log of ${msg.name}${msg.truncated ? " (last part)" : ""}`);
+    renderAnsi(this.logPre, msg.text ?? "");
+    this.logEl.hidden = false;
+    this.logEl.dataset.name = msg.name;
+  }
+
+  /** Durations tick here: no message from the kernel is needed for that. */
+  tick() {
+    const now = this.store.now();
+    for (const [name, r] of this.rendered) {
+      if (r.status !== "running") continue;
+      const row = this.store.rows.get(name);
+      if (row) setText(r.cells.duration, formatDuration(durationOf(row, now)));
+    }
+  }
+
+  destroy() {
+    this.unsubscribe();
+    clearInterval(this.ticker);
+    clearTimeout(this.graphTimer);
+    if (this.raf) (globalThis.cancelAnimationFrame ?? clearTimeout)(this.raf);
+    this.root.remove();
+  }
+}
+
+/**
+ * anywidget render: one view of the model's Store.
+ * @param {{model: any, el: HTMLElement}} ctx
+ */
+function render({ model, el }) {
+  const t0 = performance.now();
+  const store = modelStore(model);
+  const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
+  view.draw(); // synchronously: the first rows exist as soon as render returns
+  view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
+  safeSend(model, { k: "view", open: true, id: view.id });
+  return () => {
+    view.destroy();
+    safeSend(model, { k: "view", open: false, id: view.id });
+  };
+}
+
+export default { initialize: initializeStore, render };

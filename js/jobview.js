@@ -1,0 +1,165 @@
+// The per-cell job view shown by `%%job`: name, status, ticking elapsed time, progress, the output
+// tail, what the job displayed, then its result or traceback. Shares the Store, badge, format and
+// ANSI code with the dashboard.
+import { h, setText } from "./dom.js";
+import { allowedActions, durationOf, formatDuration, truncate } from "./format.js";
+import { renderAnsi } from "./ansi.js";
+import { badge, progressBar } from "./badge.js";
+import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { renderMime } from "./mime.js";
+
+/** @typedef {import("./store.js").Row} Row */
+/** @typedef {import("./store.js").Store} Store */
+
+const TICK_MS = 250;
+
+class JobViewView {
+  /**
+   * @param {HTMLElement} el
+   * @param {Store} store
+   * @param {(msg: object) => void} send
+   */
+  constructor(el, store, send) {
+    const d = el.ownerDocument;
+    this.doc = d;
+    this.store = store;
+    this.send = send;
+    this.id = newViewId();
+    this.v = -1;
+    this.status = "";
+    this.actions = "";
+    /** @type {unknown[]} */
+    this.shownDisplays = [];
+    this.badgeEl = h(d, "span.je-jv-badge");
+    this.nameEl = h(d, "span.je-jv-name");
+    this.descEl = h(d, "span.je-muted.je-jv-desc");
+    this.timeEl = h(d, "span.je-jv-time");
+    this.progressEl = h(d, "span.je-jv-progress");
+    this.actionsEl = h(d, "span.je-jv-actions", {
+      onclick: (/** @type {MouseEvent} */ e) => {
+        const b = /** @type {HTMLButtonElement | null} */ (/** @type {HTMLElement} */ (e.target).closest("button"));
+        if (!b || !this.row) return;
+        b.disabled = true;
+        setTimeout(() => (b.disabled = false), 3000);
+        this.send({ k: "action", action: b.dataset.action, name: this.row.name });
+      },
+    });
+    this.tailEl = h(d, "pre.je-pre.je-jv-tail", { hidden: true });
+    this.displaysEl = h(d, "div.je-jv-displays");
+    this.resultEl = h(d, "div.je-jv-result");
+    this.root = h(d, "div.je-jobview", null, [
+      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.descEl, this.actionsEl]),
+      this.tailEl,
+      this.displaysEl,
+      this.resultEl,
+    ]);
+    el.append(this.root);
+    this.unsubscribe = store.subscribe((change) => {
+      if (!("log" in change)) this.draw(change.displays);
+    });
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  /** @returns {Row | undefined} */
+  get row() {
+    return this.store.rows.values().next().value;
+  }
+
+  /** @param {boolean} [displays] */
+  draw(displays = true) {
+    const row = this.row;
+    const d = this.doc;
+    if (displays) this.drawDisplays();
+    if (!row || row._v === this.v) return;
+    this.v = row._v;
+    this.root.dataset.status = row.status;
+    this.root.dataset.name = row.name;
+    if (row.status !== this.status) {
+      this.badgeEl.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
+      this.status = row.status;
+    }
+    this.nameEl.replaceChildren(
+      row.name,
+      row.forever ? h(d, "span.je-forever", { title: "forever job", text: " ∞" }) : "",
+    );
+    setText(this.descEl, truncate(`${row.backend ?? ""} · ${row.description ?? ""}`, 100));
+    this.progressEl.replaceChildren(progressBar(d, row.progress, row.progress_text));
+    this.tick();
+    const actions = allowedActions(row).filter((a) => a !== "log");
+    if (actions.join() !== this.actions) {
+      this.actions = actions.join();
+      this.actionsEl.replaceChildren(
+        ...actions.map((a) => h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: a })),
+      );
+    }
+    const tail = row.tail ?? "";
+    this.tailEl.hidden = !tail;
+    if (tail) {
+      renderAnsi(this.tailEl, tail);
+      this.tailEl.scrollTop = this.tailEl.scrollHeight;
+    }
+    const parts = [];
+    if (row.status === "failed" && row.traceback) {
+      const pre = h(d, "pre.je-pre.je-traceback");
+      renderAnsi(pre, row.traceback);
+      parts.push(pre);
+    } else if (row.status === "failed" && row.error) {
+      parts.push(h(d, "pre.je-pre.je-traceback", { text: row.error }));
+    } else if (row.status === "cancelled") {
+      parts.push(h(d, "div.je-muted", { text: row.cancel_reason || "cancelled" }));
+    } else if (row.status === "done" && row.result !== null && row.result !== undefined) {
+      parts.push(h(d, "pre.je-pre.je-result", { text: row.result }));
+    }
+    this.resultEl.replaceChildren(...parts);
+  }
+
+  drawDisplays() {
+    const displays = this.store.displays;
+    // Displays only ever get appended (or the oldest dropped): keep the elements of those we have.
+    const kids = [...this.displaysEl.children];
+    const old = this.shownDisplays;
+    let drop = 0;
+    while (drop < old.length && !displays.includes(/** @type {any} */ (old[drop]))) drop++;
+    for (let i = 0; i < drop; i++) kids[i].remove();
+    const kept = old.slice(drop);
+    const consistent = kept.every((x, i) => displays[i] === x);
+    if (!consistent) {
+      this.displaysEl.replaceChildren();
+      kept.length = 0;
+    }
+    for (const disp of displays.slice(kept.length)) {
+      this.displaysEl.append(renderMime(this.doc, disp.data ?? {}, disp.metadata ?? {}));
+    }
+    this.shownDisplays = displays.slice();
+  }
+
+  tick() {
+    const row = this.row;
+    if (!row) return;
+    const dur = durationOf(row, this.store.now());
+    setText(this.timeEl, dur === null ? "" : formatDuration(dur));
+  }
+
+  destroy() {
+    this.unsubscribe();
+    clearInterval(this.ticker);
+    this.root.remove();
+  }
+}
+
+/**
+ * anywidget render.
+ * @param {{model: any, el: HTMLElement}} ctx
+ */
+function render({ model, el }) {
+  const store = modelStore(model);
+  const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
+  view.draw(true);
+  safeSend(model, { k: "view", open: true, id: view.id });
+  return () => {
+    view.destroy();
+    safeSend(model, { k: "view", open: false, id: view.id });
+  };
+}
+
+export default { initialize: initializeStore, render };

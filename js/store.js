@@ -1,0 +1,222 @@
+// The model-level copy of the kernel's job rows. One Store per widget model, fed by every custom
+// message from the kernel (anywidget calls `initialize` once per model before any view, and queues
+// comm messages until it ran, so no patch is missed); views render from it and listen for changes.
+//
+// Protocol (kernel -> browser), see jupyter_executor/_publisher.py:
+//   {k: "snap", seq, t, cols: [...], data: [[...], ...], displays?: [bundle, ...]}   full table
+//   {k: "patch", seq, t, rows: [{name, ...changed fields}], removed: [name], displays?: {drop, add}}
+//   {k: "log", name, text, truncated}                                               reply to "show log"
+// (browser -> kernel): {k: "sync"} asks for a "snap"; {k: "view", open: bool, id} counts views.
+
+/**
+ * @typedef {Record<string, any> & {name: string, _v: number, _i: number}} Row
+ * @typedef {{full: boolean, names: Set<string>, added: boolean, removed: boolean, displays: boolean}} Change
+ * @typedef {{data: Record<string, any>, metadata?: Record<string, any>}} Display
+ */
+
+/**
+ * Rows of a columnar snapshot as objects.
+ * @param {string[]} cols
+ * @param {any[][]} data
+ * @returns {Record<string, any>[]}
+ */
+export function decodeRows(cols, data) {
+  const out = new Array(data.length);
+  for (let r = 0; r < data.length; r++) {
+    const values = data[r];
+    /** @type {Record<string, any>} */
+    const row = {};
+    for (let c = 0; c < cols.length; c++) row[cols[c]] = values[c];
+    out[r] = row;
+  }
+  return out;
+}
+
+export class Store {
+  /**
+   * @param {((msg: object) => void) | null} send  sends a message to the kernel
+   * @param {{now?: () => number, syncEvery?: number}} [options]  `now` is the browser clock in s
+   */
+  constructor(send, options = {}) {
+    /** @type {Map<string, Row>} */
+    this.rows = new Map();
+    /** @type {Display[]} */
+    this.displays = [];
+    /** Sequence number of the last message applied (-1: none yet). */
+    this.seq = -1;
+    /** Kernel clock minus browser clock, in seconds: durations tick on the kernel's clock. */
+    this.offset = 0;
+    /** Incremented on every change; lets views skip work. */
+    this.version = 0;
+    this._send = send;
+    this._clock = options.now ?? (() => Date.now() / 1000);
+    this._syncEvery = options.syncEvery ?? 2;
+    this._lastSync = -Infinity;
+    this._nextIndex = 0;
+    /** @type {Set<(change: Change | {log: any}) => void>} */
+    this._listeners = new Set();
+  }
+
+  /** Current time on the kernel's clock (epoch seconds). */
+  now() {
+    return this._clock() + this.offset;
+  }
+
+  /**
+   * @param {(change: Change | {log: any}) => void} fn
+   * @returns {() => void} unsubscribe
+   */
+  subscribe(fn) {
+    this._listeners.add(fn);
+    return () => this._listeners.delete(fn);
+  }
+
+  /** @param {Change | {log: any}} change */
+  _emit(change) {
+    this.version++;
+    for (const fn of [...this._listeners]) fn(change);
+  }
+
+  /** Ask the kernel for a full snapshot, at most once every `syncEvery` seconds. */
+  requestSync() {
+    const now = this._clock();
+    if (now - this._lastSync < this._syncEvery) return false;
+    this._lastSync = now;
+    this._send?.({ k: "sync" });
+    return true;
+  }
+
+  /** @param {number | undefined} t  kernel time of a message */
+  _setClock(t) {
+    if (typeof t === "number") this.offset = t - this._clock();
+  }
+
+  /**
+   * Apply one message from the kernel.
+   * @param {any} msg
+   * @returns {boolean} whether the message was for the store
+   */
+  handle(msg) {
+    if (!msg || typeof msg !== "object") return false;
+    if (msg.k === "snap") this._snapshot(msg);
+    else if (msg.k === "patch") this._patch(msg);
+    else if (msg.k === "log") this._emit({ log: msg });
+    else return false;
+    return true;
+  }
+
+  /** @param {any} msg */
+  _snapshot(msg) {
+    this.rows.clear();
+    this._nextIndex = 0;
+    for (const fields of decodeRows(msg.cols ?? [], msg.data ?? [])) this._insert(fields);
+    if (Array.isArray(msg.displays)) this.displays = msg.displays.slice();
+    this.seq = msg.seq ?? 0;
+    this._setClock(msg.t);
+    const names = new Set(this.rows.keys());
+    this._emit({ full: true, names, added: true, removed: true, displays: true });
+  }
+
+  /** @param {Record<string, any>} fields */
+  _insert(fields) {
+    const row = /** @type {Row} */ ({ ...fields, _v: 1, _i: this._nextIndex++ });
+    this.rows.set(row.name, row);
+    return row;
+  }
+
+  /** @param {any} msg */
+  _patch(msg) {
+    // A gap means patches were lost (e.g. the publisher was paused while no view was open): the
+    // fields of a patch are relative to what the kernel sent before, so ask for a snapshot.
+    // Applying the patch anyway keeps the rows it names current in the meantime.
+    if (this.seq >= 0 && msg.seq !== this.seq + 1) this.requestSync();
+    this.seq = msg.seq;
+    this._setClock(msg.t);
+    const names = new Set();
+    let added = false;
+    let removed = false;
+    for (const fields of msg.rows ?? []) {
+      const row = this.rows.get(fields.name);
+      if (row) {
+        Object.assign(row, fields);
+        row._v++;
+      } else {
+        // A partial row we never saw in full: keep it, and ask for the full picture.
+        if (!("status" in fields)) this.requestSync();
+        this._insert(fields);
+        added = true;
+      }
+      names.add(fields.name);
+    }
+    for (const name of msg.removed ?? []) {
+      if (this.rows.delete(name)) {
+        removed = true;
+        names.add(name);
+      }
+    }
+    let displays = false;
+    const d = msg.displays;
+    if (d && typeof d === "object") {
+      if (Array.isArray(d.reset)) this.displays = d.reset.slice();
+      else this.displays = this.displays.slice(d.drop ?? 0).concat(d.add ?? []);
+      displays = true;
+    }
+    this._emit({ full: false, names, added, removed, displays });
+  }
+}
+
+/** One Store per widget model, keyed by the model's `_uid` trait (the model proxies anywidget hands
+ * to `initialize` and `render` are different objects for the same model). */
+const STORES = new Map();
+
+/**
+ * The Store of a model, created from its `_init` snapshot on first use.
+ * @param {any} model  anywidget model proxy
+ * @returns {Store}
+ */
+export function modelStore(model) {
+  const uid = model.get("_uid");
+  let store = STORES.get(uid);
+  if (!store) {
+    store = new Store((msg) => safeSend(model, msg));
+    store.handle(model.get("_init"));
+    STORES.set(uid, store);
+  }
+  return store;
+}
+
+/**
+ * anywidget `initialize`: feed the model's Store with every message, views or not.
+ * @param {{model: any}} ctx
+ * @returns {() => void} cleanup
+ */
+export function initializeStore({ model }) {
+  const store = modelStore(model);
+  const onMsg = (/** @type {any} */ msg) => store.handle(msg);
+  model.on("msg:custom", onMsg);
+  return () => {
+    model.off("msg:custom", onMsg);
+    STORES.delete(model.get("_uid"));
+  };
+}
+
+/**
+ * Send to the kernel, ignoring a closed comm (a view can outlive its model by a tick).
+ * @param {any} model
+ * @param {object} msg
+ */
+export function safeSend(model, msg) {
+  try {
+    model.send(msg);
+  } catch (err) {
+    console.debug("[jupyter_executor] message not sent", err);
+  }
+}
+
+let viewCounter = 0;
+
+/** A page-unique id for a view, so the kernel can count open views. */
+export function newViewId() {
+  viewCounter += 1;
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}-${viewCounter}`;
+}

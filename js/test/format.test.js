@@ -1,0 +1,61 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  allowedActions,
+  durationOf,
+  FINISHED,
+  formatClock,
+  formatDuration,
+  formatPercent,
+  STATUSES,
+  truncate,
+} from "../format.js";
+
+test("formatDuration picks a readable unit", () => {
+  assert.equal(formatDuration(null), "");
+  assert.equal(formatDuration(undefined), "");
+  assert.equal(formatDuration(Number.NaN), "");
+  assert.equal(formatDuration(0.4213), "0.42 s");
+  assert.equal(formatDuration(-1), "0.00 s");
+  assert.equal(formatDuration(12.34), "12.3 s");
+  assert.equal(formatDuration(245), "4m 05s");
+  assert.equal(formatDuration(2 * 3600 + 3 * 60 + 59), "2h 03m");
+  assert.equal(formatDuration(3 * 86400 + 4 * 3600), "3d 04h");
+});
+
+test("formatClock shows the time today and the date otherwise", () => {
+  const now = new Date(2026, 10, 21, 15, 0, 0).getTime() / 1000;
+  const today = new Date(2026, 10, 21, 14, 3, 7).getTime() / 1000;
+  const before = new Date(2026, 10, 19, 9, 5, 0).getTime() / 1000;
+  assert.equal(formatClock(today, now), "14:03:07");
+  assert.equal(formatClock(before, now), "11-19 09:05");
+  assert.equal(formatClock(null, now), "");
+});
+
+test("durationOf ticks while running and is final otherwise", () => {
+  assert.equal(durationOf({ status: "running", started: 100, duration: null }, 112.5), 12.5);
+  assert.equal(durationOf({ status: "done", started: 100, duration: 3 }, 200), 3);
+  assert.equal(durationOf({ status: "pending", started: null, duration: null }, 200), null);
+  // a clock skew must not show negative durations
+  assert.equal(durationOf({ status: "running", started: 300 }, 200), 0);
+});
+
+test("formatPercent clamps and rounds", () => {
+  assert.equal(formatPercent(0.424), "42%");
+  assert.equal(formatPercent(1.7), "100%");
+  assert.equal(formatPercent(-1), "0%");
+  assert.equal(formatPercent(null), "");
+});
+
+test("truncate adds an ellipsis only when needed", () => {
+  assert.equal(truncate("abc", 5), "abc");
+  assert.equal(truncate("abcdef", 4), "abc…");
+  assert.equal(truncate(null, 4), "");
+});
+
+test("allowedActions: cancel while active, rerun and log when finished", () => {
+  for (const s of ["created", "pending", "running"]) assert.deepEqual(allowedActions({ status: s }), ["cancel"]);
+  for (const s of FINISHED) assert.deepEqual(allowedActions({ status: s }), ["rerun", "log"]);
+  assert.deepEqual(allowedActions({ status: "bogus" }), []);
+  assert.deepEqual(STATUSES.filter((s) => !FINISHED.has(s)), ["created", "pending", "running"]);
+});

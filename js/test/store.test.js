@@ -1,0 +1,94 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decodeRows, Store } from "../store.js";
+
+const COLS = ["name", "status", "started", "duration"];
+const snap = (seq, data, t = 1000) => ({ k: "snap", seq, t, cols: COLS, data });
+
+function makeStore(clock = { t: 0 }) {
+  const sent = [];
+  const store = new Store((m) => sent.push(m), { now: () => clock.t });
+  return { store, sent, clock };
+}
+
+test("decodeRows turns columns into objects", () => {
+  assert.deepEqual(decodeRows(["a", "b"], [[1, 2], [3, null]]), [{ a: 1, b: 2 }, { a: 3, b: null }]);
+});
+
+test("a snapshot replaces everything and sets the clock offset", () => {
+  const { store, clock } = makeStore({ t: 400 });
+  const changes = [];
+  store.subscribe((c) => changes.push(c));
+  store.handle(snap(3, [["a", "running", 990, null], ["b", "pending", null, null]]));
+  assert.equal(store.rows.size, 2);
+  assert.equal(store.seq, 3);
+  assert.equal(store.offset, 600); // kernel clock 1000, browser clock 400
+  clock.t = 410;
+  assert.equal(store.now(), 1010);
+  assert.equal(changes[0].full, true);
+  store.handle(snap(4, [["c", "done", 1, 2]]));
+  assert.deepEqual([...store.rows.keys()], ["c"]);
+});
+
+test("patches merge changed fields, add and remove rows, bump versions", () => {
+  const { store, sent } = makeStore();
+  store.handle(snap(0, [["a", "pending", null, null], ["b", "pending", null, null]]));
+  const changes = [];
+  store.subscribe((c) => changes.push(c));
+  const v = store.rows.get("a")._v;
+  store.handle({ k: "patch", seq: 1, t: 1001, rows: [{ name: "a", status: "running", started: 1000.5 }] });
+  assert.deepEqual(store.rows.get("a"), { name: "a", status: "running", started: 1000.5, duration: null, _v: v + 1, _i: 0 });
+  assert.deepEqual([...changes[0].names], ["a"]);
+  assert.equal(changes[0].added, false);
+  store.handle({ k: "patch", seq: 2, t: 1002, rows: [{ name: "c", status: "pending" }], removed: ["b"] });
+  assert.deepEqual([...store.rows.keys()], ["a", "c"]);
+  assert.equal(changes[1].added, true);
+  assert.equal(changes[1].removed, true);
+  assert.deepEqual(sent, []); // in sequence: no sync asked
+});
+
+test("a gap in sequence numbers asks for a snapshot, at most once per interval", () => {
+  const clock = { t: 0 };
+  const { store, sent } = makeStore(clock);
+  store.handle(snap(0, []));
+  store.handle({ k: "patch", seq: 5, t: 0, rows: [{ name: "x", status: "running" }] });
+  assert.deepEqual(sent, [{ k: "sync" }]);
+  assert.equal(store.rows.get("x").status, "running"); // applied anyway
+  store.handle({ k: "patch", seq: 9, t: 0, rows: [] });
+  assert.equal(sent.length, 1); // debounced
+  clock.t = 5;
+  store.handle({ k: "patch", seq: 20, t: 5, rows: [] });
+  assert.equal(sent.length, 2);
+});
+
+test("a partial row for an unknown job asks for a snapshot", () => {
+  const { store, sent } = makeStore();
+  store.handle(snap(0, []));
+  store.handle({ k: "patch", seq: 1, t: 0, rows: [{ name: "ghost", last_line: "hi" }] });
+  assert.deepEqual(sent, [{ k: "sync" }]);
+});
+
+test("display lists: snapshot, append, drop oldest, reset; kept objects keep identity", () => {
+  const { store } = makeStore();
+  const d1 = { data: { "text/plain": "1" } };
+  store.handle({ ...snap(0, [["j", "running", 1, null]]), displays: [d1] });
+  const first = store.displays[0];
+  const d2 = { data: { "text/plain": "2" } };
+  store.handle({ k: "patch", seq: 1, t: 0, rows: [], displays: { drop: 0, add: [d2] } });
+  assert.equal(store.displays.length, 2);
+  assert.equal(store.displays[0], first);
+  store.handle({ k: "patch", seq: 2, t: 0, rows: [], displays: { drop: 1, add: [] } });
+  assert.deepEqual(store.displays, [d2]);
+  store.handle({ k: "patch", seq: 3, t: 0, rows: [], displays: { reset: [d1] } });
+  assert.deepEqual(store.displays, [d1]);
+});
+
+test("log replies are passed to listeners, unknown messages are not consumed", () => {
+  const { store } = makeStore();
+  const seen = [];
+  store.subscribe((c) => seen.push(c));
+  assert.equal(store.handle({ k: "log", name: "a", text: "x" }), true);
+  assert.deepEqual(seen, [{ log: { k: "log", name: "a", text: "x" } }]);
+  assert.equal(store.handle({ k: "nope" }), false);
+  assert.equal(store.handle(null), false);
+});
