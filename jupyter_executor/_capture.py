@@ -53,6 +53,8 @@ class Output:
         self._displays: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=MAX_DISPLAYS)
         self.version = 0
         self.nbytes = 0
+        #: How many complete lines were ever written (the tail keeps the last ones).
+        self.line_count = 0
 
     # writing -----------------------------------------------------------------------------
     def write(self, text: str, stream: str = "stdout") -> int:
@@ -80,6 +82,7 @@ class Output:
             line = partial + chunk
             lines.append(_after_cr(line) if "\r" in line else line)
             partial = ""
+            self.line_count += 1
         partial += chunks[-1]
         if "\r" in partial:
             # A carriage return starts the line again (a progress bar redrawing itself).
@@ -132,6 +135,19 @@ class Output:
         if n <= 0:
             return ""
         return "\n".join(lines[-n:])
+
+    def lines_since(self, index: int) -> tuple[int, list[str]]:
+        """The complete lines numbered ``index`` and later that are still in memory.
+
+        Returns the next index to ask for and the lines; lines that scrolled out of the tail
+        are skipped. Lets a reader print every new line exactly once.
+        """
+        with self._lock:
+            count = self.line_count
+            first = count - len(self._lines)
+            start = max(index, first)
+            lines = list(self._lines)[start - first :] if start < count else []
+        return count, lines
 
     def last_line(self) -> str:
         """The last non-empty line."""

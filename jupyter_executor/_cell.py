@@ -390,7 +390,11 @@ def pack_namespace(values: Mapping[str, Any]) -> bytes:
 
 
 def run_shipped(
-    source: str, filename: str, payload: bytes, assigns: tuple[str, ...], flags: int = 0
+    source: str,
+    filename: str,
+    payload: bytes | Mapping[str, Any],
+    assigns: tuple[str, ...],
+    flags: int = 0,
 ) -> bytes:
     """Run a cell in a worker on a shipped copy of its variables (a process or dask job).
 
@@ -400,8 +404,9 @@ def run_shipped(
         The transformed cell.
     filename : str
         Its name in tracebacks; the source is put in the worker's ``linecache``.
-    payload : bytes
-        :func:`pack_namespace` of the variables it reads.
+    payload : bytes or dict
+        :func:`pack_namespace` of the variables it reads (or the variables themselves, once
+        the job's argument was unpickled in the worker).
     assigns : tuple of str
         The names to send back.
     flags : int
@@ -416,7 +421,7 @@ def run_shipped(
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    namespace.update(cloudpickle.loads(payload))
+    namespace.update(cloudpickle.loads(payload) if isinstance(payload, bytes) else payload)
     if "get_ipython" in source and "get_ipython" not in namespace:
         namespace["get_ipython"] = _worker_shell
     body, result_code = _compile(source, filename, flags)

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 import traceback
@@ -126,6 +127,7 @@ class Engine:
             "subprocess": None,
             "dask": None,
         }
+        self._backends: dict[str, Backend] = {}
         if limits:
             self.set_limits(**limits)
         self.log: deque[EngineEvent] = deque(maxlen=10_000)
@@ -138,10 +140,10 @@ class Engine:
         self._unfinished = 0  # non-forever jobs not finished
         self._bad = 0  # non-forever jobs failed or cancelled
         self._running = 0
+        self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._idle_waiters: list[concurrent.futures.Future[None]] = []
         self._deferred: list[Job] = list(jobs)
         self._subscribers: list[Callable[[str, Job], None]] = []
-        self._backends: dict[str, Backend] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_ident = 0
@@ -257,10 +259,11 @@ class Engine:
         batch = _collect(jobs)
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
+        self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
         if ready:
-            self._call_soon(self._admit_all, ready)
+            self._dispatch(ready)
 
     def _register(
         self, batch: list[Job], replace: bool
@@ -420,12 +423,29 @@ class Engine:
         return backend
 
     # starting ----------------------------------------------------------------------------------
+    def _dispatch(self, jobs: list[Job]) -> None:
+        """Admit ready jobs: thread jobs from this thread, the others on the loop thread."""
+        if threading.get_ident() == self._loop_ident:
+            self._admit_all(jobs)
+            return
+        later = []
+        for job in jobs:
+            if job.backend == "thread" and job._condition is None:
+                self._admit(job)  # a thread job starts without the loop: one thread hop less
+            else:
+                later.append(job)
+        if later:
+            self._call_soon(self._admit_all, later)
+
     def _admit_all(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
             self._admit(job)
 
     def _admit(self, job: Job) -> None:
-        """(loop thread) Start a pending job whose requirements are done, if it may start."""
+        """Start a pending job whose requirements are done, if its condition and a slot allow.
+
+        On the loop thread, except for thread jobs without a condition (see :meth:`_dispatch`).
+        """
         if job.status is not Status.PENDING or job._waiting:
             return
         cond = job._condition
@@ -440,13 +460,7 @@ class Engine:
             if answer is False:
                 self._cancel_pending(job, f"condition {cond.describe()} can never be met")
                 return
-        backend = self._backend(job.backend)
-        if (self.max_jobs is None or self._running < self.max_jobs) and (
-            backend.limit is None or backend.running < backend.limit
-        ):
-            self._run(job, backend)
-        else:
-            backend.queue.append(job)
+        self._run(job, self._backend(job.backend))
 
     def _lookup(self, ref: Any) -> Job:
         job = _job_of(ref)
@@ -455,6 +469,12 @@ class Engine:
     def _run(self, job: Job, backend: Backend) -> None:
         with self._lock:
             if job.status is not Status.PENDING:
+                return
+            if (self.max_jobs is not None and self._running >= self.max_jobs) or (
+                backend.limit is not None and backend.running >= backend.limit
+            ):
+                backend.queue.append(job)
+                self._queued += 1
                 return
             job._set_status(Status.RUNNING)
             job.started = now = time.time()
@@ -466,16 +486,20 @@ class Engine:
             if self._subscribers:
                 self._emit("status", job)
         if job.timeout is not None:
-            assert self._loop is not None
-            job._timeout_handle = self._loop.call_later(
-                job.timeout, self._on_timeout, job, job.attempts
-            )
-        if type(sys_stdout()) is not _capture._StreamProxy:
+            self._call_soon(self._arm_timeout, job, job.attempts)
+        if sys.stdout.__class__ is not _capture._StreamProxy:
             _capture.install()
         try:
             backend.start(job)
         except Exception as exc:
             self._finish(job, exc=exc)
+
+    def _arm_timeout(self, job: Job, attempt: int) -> None:
+        if job.status is Status.RUNNING and job.attempts == attempt:
+            assert self._loop is not None and job.timeout is not None
+            job._timeout_handle = self._loop.call_later(
+                job.timeout, self._on_timeout, job, attempt
+            )
 
     def _on_timeout(self, job: Job, attempt: int) -> None:
         if job.status is not Status.RUNNING or job.attempts != attempt:
@@ -496,18 +520,27 @@ class Engine:
         cancelled: bool = False,
         tb: str | None = None,
     ) -> None:
-        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry."""
+        """An attempt of ``job`` ended: settle it, or schedule a retry.
+
+        On the loop thread, or on a worker thread for a thread job without a timeout.
+        """
         handle = job._timeout_handle
         if handle is not None:
             handle.cancel()
             job._timeout_handle = None
         job._task = None
         backend = self._backends[job.backend]
-        if job.status is not Status.RUNNING:
-            return
-        self._running -= 1
-        backend.running -= 1
+        with self._lock:
+            if job.status is not Status.RUNNING:
+                return
+            self._running -= 1
+            backend.running -= 1
         timed_out = isinstance(job._exception, JobTimeout)
+        if exc is None and not (job._cancel_requested or cancelled):
+            try:
+                result = job._on_result(result)
+            except Exception as hook_exc:
+                exc = hook_exc
         if job._cancel_requested or cancelled:
             if timed_out and job.attempts <= job.retries and not self._closed:
                 self._retry(job, str(job._cancel_reason))
@@ -523,7 +556,8 @@ class Engine:
                 self._settle(job, Status.FAILED, None, exc)
         else:
             self._settle(job, Status.DONE, result, None)
-        self._drain_queues(backend)
+        if self._queued:
+            self._call_soon(self._drain_queues, backend)
 
     def _retry(self, job: Job, why: str) -> None:
         delay = job.retry_delay * 2 ** (job.attempts - 1)
@@ -533,6 +567,9 @@ class Engine:
             job._cancel_reason = None
             job._cancel_requested = False
             self._record("retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s")
+        self._call_soon(self._admit_later, job, delay)
+
+    def _admit_later(self, job: Job, delay: float) -> None:
         assert self._loop is not None
         self._loop.call_later(delay, self._admit, job)
 
@@ -561,9 +598,9 @@ class Engine:
                 self._emit("status", job)
             if job._future is not None:
                 _resolve(job._future, job)
-            name = job.name
+            name = str(job.name)
             jobs = self._jobs
-            for dep_name in self._graph.dependents(str(name)):
+            for dep_name in self._graph.dependents(name):
                 dep = jobs.get(dep_name)
                 if dep is None or dep.status is not Status.PENDING:
                     continue
@@ -588,7 +625,7 @@ class Engine:
         for dep, reason in to_cancel:
             self._cancel_pending(dep, reason)
         if ready:
-            self._call_soon(self._admit_all, ready)
+            self._dispatch(ready)
 
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
@@ -599,17 +636,19 @@ class Engine:
         self._settle(job, Status.CANCELLED, None, None)
 
     def _drain_queues(self, backend: Backend) -> None:
-        # A slot was freed: start what waits in this backend's queue, then, if the global limit
-        # was what held jobs back, in the other queues.
+        """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""
         queues = [backend] + [b for b in self._backends.values() if b is not backend]
         for b in queues:
-            queue = b.queue
-            while queue and (self.max_jobs is None or self._running < self.max_jobs) and (
-                b.limit is None or b.running < b.limit
-            ):
-                job = queue.popleft()
-                if job.status is Status.PENDING:
-                    self._run(job, b)
+            while True:
+                with self._lock:
+                    if not b.queue or not (
+                        (self.max_jobs is None or self._running < self.max_jobs)
+                        and (b.limit is None or b.running < b.limit)
+                    ):
+                        break
+                    job = b.queue.popleft()
+                    self._queued -= 1
+                self._run(job, b)
 
     # control -----------------------------------------------------------------------------------
     def cancel(self, job: Job | str, reason: str = "cancelled by user") -> bool:
@@ -684,7 +723,7 @@ class Engine:
         if failed_req is not None:
             self._cancel_pending(job, f"dependency {failed_req[0]!r} {failed_req[1].value}")
         elif ready:
-            self._call_soon(self._admit, job)
+            self._dispatch([job])
         return job
 
     def remove(self, job: Job | str) -> None:
@@ -964,12 +1003,6 @@ class Engine:
     def closed(self) -> bool:
         """True once :meth:`shutdown` has run."""
         return self._closed
-
-
-def sys_stdout() -> Any:
-    import sys
-
-    return sys.stdout
 
 
 def _dt(t: float | None) -> datetime | None:

@@ -377,6 +377,14 @@ class Job:
             raise SubmitError(msg)
         return self.engine.rerun(self)
 
+    def _on_result(self, value: Any) -> Any:
+        """Turn what an attempt returned into the job's result (runs in the engine's process).
+
+        Subclasses override it, e.g. to write names a worker sent back into a namespace; an
+        exception raised here fails the attempt like one raised by the target.
+        """
+        return value
+
     def _set_status(self, new: Status) -> None:
         # The one place where a status changes; the engine calls it under its lock.
         check_transition(str(self.name), self.status, new)

@@ -51,16 +51,20 @@ class ThreadBackend(Backend):
         # Guards injection: an exception is injected only while the thread still runs that job.
         self._inject_lock = threading.Lock()
         self._injected: set[int] = set()
+        self._spawn_lock = threading.Lock()
 
     def start(self, job: Job) -> None:
+        # May be called from any thread (the engine starts thread jobs without its loop).
         self._queue.put(job)
-        if len(self._threads) < self.running:
+        with self._spawn_lock:
+            if len(self._threads) >= self.running:
+                return
             thread = threading.Thread(
                 target=self._work, name=f"jupyter-executor-{self.engine.id}-thread-{len(self._threads)}",
                 daemon=True,
             )  # fmt: skip
             self._threads.append(thread)
-            thread.start()
+        thread.start()
 
     def _work(self) -> None:
         queue = self._queue
@@ -101,7 +105,10 @@ class ThreadBackend(Backend):
             cancelled = True
         finally:
             _current_job.reset(token)
-        self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
+        if job.timeout is None:
+            self.engine._finish(job, result, exc, cancelled, tb)
+        else:  # the timeout's timer lives on the loop: cancel it there
+            self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:

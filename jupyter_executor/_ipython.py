@@ -1,0 +1,562 @@
+"""The IPython side of the extension: what the magics do, and the glue they need.
+
+- **Display routing.** ``display(obj)`` inside a job is captured by wrapping the shell's
+  ``display_pub.publish``: when the calling context belongs to a job, the mimebundle goes to
+  that job's :class:`~jupyter_executor._capture.Output` instead of the cell that happens to be
+  running (``print`` is routed by the engine's stream proxy; kernel-facts §1).
+- **Views.** In a kernel, a ``%%job`` cell displays the job's live view (``widget.JobView``) and
+  ``%jobs`` the dashboard; both are created in the cell (on the main thread) and then updated
+  from the engine's events by the widgets themselves (kernel-facts §3).
+- **Terminal IPython.** No widgets: :class:`TerminalEcho` prints each new job line as
+  ``[job NAME] line`` while the prompt waits (above the prompt, through prompt_toolkit's
+  ``patch_stdout``), holds them back while a foreground cell runs and prints them when it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from . import _capture
+from ._capture import current_output
+from ._cell import CellError, analyse
+from .errors import JupyterExecutorError
+
+__all__ = [
+    "TerminalEcho",
+    "activate",
+    "deactivate",
+    "jobs_command",
+    "show_dashboard",
+    "submit_cell",
+    "submit_command",
+]
+
+
+def _engine() -> Any:
+    from .engine import get_engine
+
+    return get_engine()
+
+
+def is_kernel(shell: Any) -> bool:
+    """True in a Jupyter kernel (widgets can be shown), False in terminal IPython."""
+    return getattr(shell, "kernel", None) is not None
+
+
+# -- submitting ----------------------------------------------------------------------------------
+
+
+def _check_name(engine: Any, name: str | None) -> bool:
+    """Return True when ``name`` belongs to a finished job the new one replaces."""
+    if name is None:
+        return False
+    existing = engine.jobs.get(name)
+    if existing is None:
+        return False
+    if not existing.done():
+        msg = (
+            f"job {name!r} is still {existing.status.value}: stop it with "
+            f"`%jobs cancel {name}` and run this cell again, or give the cell another name"
+        )
+        raise UsageError(msg)
+    return True
+
+
+def submit_cell(
+    shell: Any,
+    raw: str,
+    *,
+    name: str | None,
+    backend: str | None,
+    requires: Sequence[str],
+    retries: int,
+    timeout: float | None,
+    forever: bool,
+) -> None:
+    """``%%job``: analyse the cell, submit it, show its view."""
+    from ._cell import CellJob
+
+    engine = _engine()
+    replace = _check_name(engine, name)
+    source = shell.transform_cell(raw)
+    # cached under an "In[n]" name so that tracebacks show the cell's lines
+    filename = shell.compile.cache(source, shell.execution_count, raw_code=raw)
+    try:
+        cell = analyse(
+            raw, transform=lambda _: source, filename=filename, flags=shell.compile.flags
+        )
+    except CellError as exc:
+        raise UsageError(str(exc)) from None
+    if backend is None:
+        backend = "async" if cell.is_async else "thread"
+    try:
+        job = CellJob(
+            cell,
+            shell.user_ns,
+            hidden=shell.user_ns_hidden,
+            backend=backend,
+            name=name,
+            requires=list(requires),
+            retries=retries,
+            timeout=timeout,
+            forever=forever,
+        )
+        engine.submit(job, replace=replace)
+    except (JupyterExecutorError, ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    _show_job(shell, job)
+
+
+def submit_command(
+    shell: Any,
+    command: str | list[str],
+    *,
+    name: str | None,
+    requires: Sequence[str],
+    retries: int,
+    timeout: float | None,
+    forever: bool,
+    env: Mapping[str, str],
+    cwd: Path | None,
+) -> None:
+    """``%job``: submit a script or shell command, show its view."""
+    engine = _engine()
+    replace = _check_name(engine, name)
+    try:
+        job = engine.submit(
+            command,
+            name=name,
+            requires=list(requires),
+            retries=retries,
+            timeout=timeout,
+            forever=forever,
+            env=dict(env) or None,
+            cwd=cwd,
+            replace=replace,
+        )
+    except (JupyterExecutorError, ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    _show_job(shell, job)
+
+
+def _show_job(shell: Any, job: Any) -> None:
+    if is_kernel(shell):
+        from IPython.display import display
+
+        display(job_view(job))
+    else:
+        print(f"[job {job.name}] {job.status.value} ({job.backend}): {job.describe()}")
+
+
+def job_view(job: Any) -> Any:
+    """The live view of one job (``widget.JobView``), or a static snapshot without it."""
+    try:
+        from .widget import JobView
+    except ImportError:
+        return JobSnapshot(job)
+    return JobView(job)
+
+
+class JobSnapshot:
+    """A job's state as text/HTML, for front ends without widgets."""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+    def __repr__(self) -> str:
+        return describe(self.job, lines=20)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(describe(self.job, lines=20))}</pre>"
+
+
+def describe(job: Any, lines: int = 0) -> str:
+    """``[job NAME] status (backend, 1.2 s)``, then its last lines, result or error."""
+    info = job.info()
+    elapsed = f", {info.duration:.1f} s" if info.duration is not None else ""
+    text = [f"[job {info.name}] {info.status} ({info.backend}{elapsed}): {info.description}"]
+    if lines:
+        tail = job.tail(lines)
+        if tail:
+            text.append(tail)
+    if info.status == "done" and info.result is not None:
+        text.append(f"-> {info.result}")
+    elif info.error:
+        text.append(info.error)
+    return "\n".join(text)
+
+
+# -- %jobs ----------------------------------------------------------------------------------------
+
+
+def show_dashboard(shell: Any) -> Any:
+    """``%jobs``: the live dashboard in a kernel, a text table in a terminal."""
+    engine = _engine()
+    if is_kernel(shell):
+        try:
+            from .widget import Dashboard
+        except ImportError:
+            return engine.list()
+        from IPython.display import display
+
+        display(Dashboard(engine))
+        return None
+    print(text_table(engine))
+    return None
+
+
+def text_table(engine: Any) -> str:
+    """One line per job: name, status, backend, duration, last line / result / error."""
+    jobs = list(engine.jobs.values())
+    if not jobs:
+        return "no jobs"
+    rows = [("NAME", "STATUS", "BACKEND", "TIME", "LAST")]
+    for job in jobs:
+        info = job.info()
+        last = info.error or (f"-> {info.result}" if info.result is not None else info.last_line)
+        took = f"{info.duration:.1f}s" if info.duration is not None else ""
+        rows.append((info.name, info.status, info.backend, took, (last or "")[:60]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        for row in rows
+    ).rstrip()
+
+
+def jobs_command(
+    shell: Any, command: str, names: Sequence[str], *, lines: int, timeout: float | None
+) -> Any:
+    """``%jobs COMMAND [NAME ...]``."""
+    engine = _engine()
+    jobs = [_job(engine, n) for n in names]
+    try:
+        if command == "list":
+            return engine.list()
+        if command == "wait":
+            _wait(engine, jobs, timeout)
+        elif command == "cancel":
+            for job in jobs:
+                if not engine.cancel(job):
+                    print(f"job {job.name!r} was already {job.status.value}")
+        elif command == "rerun":
+            _show_job(shell, engine.rerun(jobs[0]))
+        elif command == "tail":
+            text = jobs[0].tail(lines)
+            if text:
+                print(text)
+        elif command == "log":
+            _print_log(jobs[0])
+        elif command == "remove":
+            for job in jobs:
+                engine.remove(job)
+        elif command == "clear":
+            count = engine.clear()
+            print(f"removed {count} finished job{'s' if count != 1 else ''}")
+    except JupyterExecutorError as exc:
+        raise UsageError(str(exc)) from None
+    return None
+
+
+def _job(engine: Any, name: str) -> Any:
+    try:
+        return engine[name]
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else f"no job named {name!r}") from None
+
+
+def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        if not jobs:
+            engine.wait(timeout)
+            jobs = [j for j in engine.jobs.values() if not j.forever]
+        else:
+            for job in jobs:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                engine.wait_job(job, left)
+    except KeyboardInterrupt:
+        # ■ interrupts the waiting cell only; say so, since the jobs go on
+        print("stopped waiting; the jobs keep running (%jobs cancel NAME stops one)")
+        return
+    running = [j.name for j in jobs if not j.done()]
+    if running:
+        print(f"still running after {timeout:g} s: {', '.join(running)}")
+    for job in jobs:
+        info = job.info()
+        if job.done() and info.status != "done":
+            print(f"job {info.name!r} {info.status}: {info.error}")
+
+
+def _print_log(job: Any) -> None:
+    path = job.log_path
+    out = job._output
+    if out is not None:
+        out.flush()
+    if path is None or not Path(path).exists():
+        print(f"job {job.name!r} has no log yet")
+        return
+    print(Path(path).read_text(encoding="utf-8", errors="replace"), end="")
+
+
+# -- display routing -----------------------------------------------------------------------------
+
+
+def _route_publish(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        out = current_output()
+        if out is None:
+            return original(data, metadata, *args, **kwargs)
+        out.display(data, metadata)
+        return None
+
+    publish._jupyter_executor_original = original  # type: ignore[attr-defined]
+    return publish
+
+
+def _route_clear(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def clear_output(*args: Any, **kwargs: Any) -> Any:
+        # clear_output() in a job would clear the foreground cell: a job's view is append-only
+        if current_output() is None:
+            return original(*args, **kwargs)
+        return None
+
+    clear_output._jupyter_executor_original = original  # type: ignore[attr-defined]
+    return clear_output
+
+
+def install_display_routing(shell: Any) -> None:
+    """Route ``display()`` calls made inside jobs to the job (idempotent)."""
+    pub = shell.display_pub
+    for attr, wrap in (("publish", _route_publish), ("clear_output", _route_clear)):
+        current = getattr(pub, attr)
+        if not hasattr(current, "_jupyter_executor_original"):
+            setattr(pub, attr, wrap(current))
+
+
+def uninstall_display_routing(shell: Any) -> None:
+    pub = shell.display_pub
+    for attr in ("publish", "clear_output"):
+        if hasattr(getattr(pub, attr), "_jupyter_executor_original"):
+            with contextlib.suppress(AttributeError):
+                delattr(pub, attr)  # the instance attribute; the class method shows again
+
+
+# -- terminal fallback ----------------------------------------------------------------------------
+
+
+class TerminalEcho:
+    """Print job output in terminal IPython as ``[job NAME] line``.
+
+    Lines are printed while the prompt waits for input (prompt_toolkit puts them above the
+    prompt), held back while a foreground cell runs, and printed when it ends. One daemon
+    thread, woken by engine events, coalescing bursts; :meth:`close` stops it.
+    """
+
+    interval = 0.2
+
+    def __init__(self, shell: Any, engine: Any, stream: Callable[[], Any] | None = None) -> None:
+        self._shell = shell
+        self._engine = engine
+        self._stream = stream or (lambda: sys.stdout)
+        self._lock = threading.Lock()
+        self._print_lock = threading.Lock()
+        self._dirty: dict[str, Any] = {}
+        self._seen: dict[int, tuple[int, list[str]]] = {}
+        self._shown_status: dict[int, str] = {}
+        self._displays: dict[int, int] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._busy = False
+        self._unsubscribe = engine.subscribe(self._on_event)
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+        shell.events.register("post_run_cell", self._post_run_cell)
+        self._thread = threading.Thread(target=self._run, name="jupyter-executor-echo", daemon=True)
+        self._thread.start()
+
+    def _on_event(self, event: str, job: Any) -> None:
+        # called from any thread, maybe under the engine's lock: just note it
+        if event in ("output", "display", "status"):
+            with self._lock:
+                self._dirty[str(job.name)] = job
+            self._wake.set()
+
+    def _pre_run_cell(self, *_: Any) -> None:
+        self._busy = True
+
+    def _post_run_cell(self, *_: Any) -> None:
+        self._busy = False
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.wait(self.interval):  # coalesce a burst of writes
+                return
+            self._wake.clear()
+            if not self._busy:
+                self.flush()
+
+    def flush(self) -> None:
+        """Print what is new since the last call (any thread)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, {}
+        text = []
+        for job in dirty.values():
+            text.extend(f"[job {job.name}] {line}" for line in self._new_lines(job))
+        if text:
+            with self._print_lock:
+                stream = self._stream()
+                stream.write("\n".join(text) + "\n")
+                stream.flush()
+
+    def _new_lines(self, job: Any) -> list[str]:
+        key = id(job)
+        info = job.info()
+        out = job._output
+        new: list[str] = []
+        if out is not None:
+            new.extend(self._complete_lines(key, out))
+            displays = out.displays
+            seen = self._displays.get(key, 0)
+            new.extend(str(data.get("text/plain", "<display>")) for data, _ in displays[seen:])
+            self._displays[key] = len(displays)
+        finished = info.status in ("done", "failed", "cancelled")
+        if finished and self._shown_status.get(key) != info.status:
+            self._shown_status[key] = info.status
+            partial = getattr(out, "_partial", "") if out is not None else ""
+            if partial.strip():
+                new.append(partial)  # the job ended without a final newline
+            took = f" in {info.duration:.1f} s" if info.duration is not None else ""
+            if info.status == "done":
+                result = f" -> {info.result}" if info.result is not None else ""
+                new.append(f"done{took}{result}")
+            else:
+                new.append(f"{info.status}{took}: {info.error}")
+        return new
+
+    def _complete_lines(self, key: int, out: Any) -> list[str]:
+        lines_since = getattr(out, "lines_since", None)
+        if lines_since is not None:
+            start = self._seen.get(key, (0, []))[0]
+            nxt, lines = lines_since(start)
+            self._seen[key] = (nxt, [])
+            return list(lines)
+        # until Output.lines_since exists: diff the in-memory tail with what we printed
+        with out._lock:
+            current = list(out._lines)
+        _, before = self._seen.get(key, (0, []))
+        self._seen[key] = (0, current)
+        return _appended(before, current)
+
+    def close(self) -> None:
+        """Stop the thread and unhook from the shell and the engine (idempotent)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        self._unsubscribe()
+        for event, fn in (
+            ("pre_run_cell", self._pre_run_cell),
+            ("post_run_cell", self._post_run_cell),
+        ):
+            with contextlib.suppress(ValueError):
+                self._shell.events.unregister(event, fn)
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+
+def _appended(before: list[str], after: list[str]) -> list[str]:
+    """Lines at the end of ``after`` that ``before`` did not have (a bounded, sliding window)."""
+    if not before:
+        return after
+    for drop in range(len(before) + 1):
+        overlap = before[drop:]
+        if after[: len(overlap)] == overlap:
+            return after[len(overlap) :]
+    return after
+
+
+@contextlib.contextmanager
+def _routed_patch_stdout(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[None]:
+    # IPython's prompt replaces sys.stdout by prompt_toolkit's proxy while it waits for input;
+    # wrap that proxy too, or jobs printing while the prompt waits would bypass their capture.
+    with original(*args, **kwargs):
+        _capture.install()
+        yield
+
+
+# -- the extension's state -----------------------------------------------------------------------
+
+
+class _Extension:
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.echo: TerminalEcho | None = None
+        self.patched_prompt: Any = None
+
+    def start(self) -> None:
+        install_display_routing(self.shell)
+        _capture.install()
+        if is_kernel(self.shell):
+            return
+        self.echo = TerminalEcho(self.shell, _engine())
+        with contextlib.suppress(ImportError):
+            from IPython.terminal import interactiveshell as terminal
+
+            original = terminal.patch_stdout
+            if not isinstance(original, functools.partial):
+                terminal.patch_stdout = functools.partial(_routed_patch_stdout, original)
+                self.patched_prompt = original
+
+    def stop(self) -> None:
+        if self.echo is not None:
+            self.echo.close()
+            self.echo = None
+        if self.patched_prompt is not None:
+            from IPython.terminal import interactiveshell as terminal
+
+            terminal.patch_stdout = self.patched_prompt
+            self.patched_prompt = None
+        from . import engine as engine_module
+
+        engine = engine_module._default
+        if engine is not None:
+            engine.shutdown()
+        uninstall_display_routing(self.shell)
+        _capture.uninstall()
+
+
+_active: dict[int, _Extension] = {}
+
+
+def activate(shell: Any) -> None:
+    """Set up display routing (and the terminal echo); idempotent per shell."""
+    if id(shell) in _active:
+        return
+    ext = _active[id(shell)] = _Extension(shell)
+    ext.start()
+
+
+def deactivate(shell: Any) -> None:
+    """Shut the engine down and undo :func:`activate` (idempotent)."""
+    ext = _active.pop(id(shell), None)
+    if ext is not None:
+        ext.stop()
+    else:
+        from . import engine as engine_module
+
+        if engine_module._default is not None:
+            engine_module._default.shutdown()

@@ -1,0 +1,505 @@
+"""The throttled publisher: engine events in, coalesced and bounded diff messages out.
+
+One :class:`Publisher` (one thread) per widget. The engine calls :meth:`Publisher._on_event` from
+any thread, sometimes under its lock, so that callback only records the job as dirty and sets a
+:class:`threading.Event`. The publisher thread sleeps on that event (no polling), waits out the
+minimum interval since its last message, then turns the dirty jobs into rows with
+:meth:`JobInfo.to_dict`, diffs them field by field against what it sent before and sends one
+message. Three bounds hold whatever the jobs do (kernel-facts §3: iopub drops messages when
+flooded):
+
+- at most one message per ``interval`` (10 per second for the dashboard);
+- at most about ``max_bytes`` of rows per message: status changes go first, then output and
+  progress changes, oldest first; whatever does not fit stays dirty for the next message;
+- only changed fields travel, never whole tables (a full snapshot is sent only on request).
+
+Durations are not sent while a job runs: the browser ticks them from ``started``.
+
+Wire format (the browser side is ``js/store.js``)::
+
+    {"k": "snap", "seq": n, "t": now, "cols": [...], "data": [[...], ...]}     # full table
+    {"k": "patch", "seq": n, "t": now, "rows": [{"name": ..., <changed>}], "removed": [...]}
+
+``seq`` increases by one per message so the browser can detect a gap and ask for a snapshot;
+``t`` is the kernel's clock, from which the browser computes its clock offset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .job import Job
+
+__all__ = ["DashboardPublisher", "JobPublisher", "Publisher", "encode_snapshot", "table_row"]
+
+logger = logging.getLogger(__name__)
+
+#: Events that change what a row's status shows: sent before output and progress changes.
+URGENT_EVENTS = frozenset({"submitted", "status", "removed"})
+#: Fields of ``JobInfo.to_dict()`` a table row leaves out; ``tail`` and ``traceback`` are sent
+#: only for rows whose details are open in a view.
+_DROPPED = frozenset({"tail", "traceback", "output_version"})
+#: Longest text sent per field (the full text stays in the kernel and the log file).
+TEXT_LIMITS = {
+    "result": 200,
+    "error": 300,
+    "last_line": 200,
+    "description": 160,
+    "progress_text": 80,
+    "cancel_reason": 200,
+}
+_TIME_FIELDS = ("submitted", "started", "finished", "duration")
+#: Lines of output of an open row / a job view, and their character bounds.
+TAIL_LINES = 40
+TAIL_CHARS = 8_000
+TRACEBACK_CHARS = 16_000
+#: Mime types a job view renders; other keys of a display's bundle are not sent.
+DISPLAY_MIMES = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/plain")
+#: Largest display sent (bytes of its bundle); bigger ones are replaced by a note.
+MAX_DISPLAY_BYTES = 2_000_000
+_MISSING = object()
+
+
+def _clip(text: str, limit: int, *, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1) :] if keep_end else text[: limit - 1] + "…"
+
+
+def table_row(
+    info: dict[str, Any], *, tail: str | None = None, traceback: bool = False
+) -> dict[str, Any]:
+    """The JSON row the widgets show for one ``JobInfo.to_dict()``.
+
+    Parameters
+    ----------
+    info
+        ``job.info().to_dict()``.
+    tail
+        Output to include (the row's details are open), or None for a plain table row.
+    traceback
+        Include the traceback (with ``tail``: details are open).
+    """
+    row = {k: v for k, v in info.items() if k not in _DROPPED}
+    for key, limit in TEXT_LIMITS.items():
+        value = row.get(key)
+        if isinstance(value, str) and len(value) > limit:
+            row[key] = _clip(value, limit)
+    for key in _TIME_FIELDS:
+        value = row.get(key)
+        if isinstance(value, float):
+            row[key] = round(value, 3)
+    if row.get("status") == "running":
+        # The browser ticks the duration of a running job; sending it would change every row
+        # on every message.
+        row["duration"] = None
+    progress = row.get("progress")
+    if isinstance(progress, float):
+        row["progress"] = round(progress, 4)
+    if tail is not None:
+        row["tail"] = _clip(tail, TAIL_CHARS, keep_end=True)
+    if traceback:
+        tb = info.get("traceback")
+        row["traceback"] = _clip(tb, TRACEBACK_CHARS, keep_end=True) if tb else None
+    return row
+
+
+def encode_snapshot(
+    rows: Iterable[dict[str, Any]], *, seq: int, t: float | None = None
+) -> dict[str, Any]:
+    """A snapshot message: rows as columns + arrays, which halves the bytes of 10,000 dicts."""
+    rows = list(rows)
+    cols: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            cols.setdefault(key, None)
+    names = list(cols)
+    return {
+        "k": "snap",
+        "seq": seq,
+        "t": round(time.time() if t is None else t, 3),
+        "cols": names,
+        "data": [[row.get(c) for c in names] for row in rows],
+    }
+
+
+def _size(obj: Any) -> int:
+    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+class Publisher:
+    """Turn engine events into rate- and size-bounded diff messages, from one thread.
+
+    Subclasses choose which jobs they follow and what a row holds.
+
+    Parameters
+    ----------
+    engine
+        The engine whose events are followed.
+    send
+        Called with each message (a JSON-safe dict), from the publisher thread.
+    interval
+        Minimum seconds between two messages.
+    max_bytes
+        Approximate budget of row bytes per message (at least one row is always sent).
+    """
+
+    thread_name = "jupyter_executor-publisher"
+
+    def __init__(
+        self,
+        engine: Engine,
+        send: Callable[[dict[str, Any]], None],
+        *,
+        interval: float = 0.1,
+        max_bytes: int = 12_000,
+    ) -> None:
+        self._engine = engine
+        self._send = send
+        self.interval = interval
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        # name -> job, in the order they became dirty (dicts keep insertion order)
+        self._urgent: dict[str, Job] = {}
+        self._lazy: dict[str, Job] = {}
+        self._sync = False
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._sent: dict[str, dict[str, Any]] = {}
+        # view id -> names whose details (tail, traceback) that view shows
+        self._detail_by_view: dict[str, set[str]] = {}
+        self._detail: frozenset[str] = frozenset()
+        self._seq = 0
+        #: Messages and bytes sent so far (tests and benchmarks read these).
+        self.messages = 0
+        self.bytes = 0
+
+    # life cycle --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the publisher thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, *, snapshot: bool = True) -> dict[str, Any] | None:
+        """Subscribe to the engine and start the thread.
+
+        With ``snapshot`` the full table is built now and returned (seq 0, for the widget's
+        initial state) and only changes are sent afterwards; without, the thread's first message
+        is a snapshot (a restart after :meth:`stop`).
+        """
+        if self._thread is not None:
+            msg = "publisher already started"
+            raise RuntimeError(msg)
+        self._stopping.clear()
+        # Subscribe before reading the jobs: an event in between only makes a row dirty twice.
+        self._unsubscribe = self._engine.subscribe(self._on_event)
+        init = None
+        try:
+            if snapshot:
+                init = self._snapshot()
+            else:
+                self.request_sync()
+        except BaseException:
+            self._unsubscribe()
+            self._unsubscribe = None
+            raise
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return init
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Unsubscribe and stop the thread; idempotent, and :meth:`start` may be called again."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        thread = self._thread
+        self._stopping.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():  # pragma: no cover - a send blocked for `timeout` seconds
+                logger.warning("jupyter_executor: publisher thread did not stop in %s s", timeout)
+        self._thread = None
+        with self._lock:
+            self._urgent.clear()
+            self._lazy.clear()
+        # What the browser has is unknown after a stop: the next start sends a snapshot.
+        self._sent = {}
+
+    # inputs -------------------------------------------------------------------------------------
+    def _follows(self, job: Job) -> bool:
+        return True
+
+    def _on_event(self, event: str, job: Job) -> None:
+        # Runs in engine threads, maybe under the engine's lock: record and wake, nothing else.
+        if not self._follows(job):
+            return
+        name = str(job.name)
+        with self._lock:
+            if event in URGENT_EVENTS:
+                self._lazy.pop(name, None)
+                self._urgent[name] = job
+            elif name not in self._urgent:
+                self._lazy[name] = job
+        self._wake.set()
+
+    def request_sync(self) -> None:
+        """Send a full snapshot next (a view found a gap, or the publisher restarted)."""
+        with self._lock:
+            self._sync = True
+        self._wake.set()
+
+    def set_detail(self, view: str, name: str, open_: bool) -> None:
+        """Show (or stop showing) the output tail and traceback of a row in one view."""
+        with self._lock:
+            names = self._detail_by_view.setdefault(view, set())
+            if open_:
+                names.add(name)
+            else:
+                names.discard(name)
+            self._refresh_detail()
+        self._mark(name)
+
+    def drop_view(self, view: str) -> None:
+        """Forget the open rows of a view that went away."""
+        with self._lock:
+            names = self._detail_by_view.pop(view, set())
+            self._refresh_detail()
+
+    def _refresh_detail(self) -> None:
+        self._detail = frozenset().union(*self._detail_by_view.values())
+
+    def _mark(self, name: str) -> None:
+        job = self._lookup(name)
+        if job is None:
+            return
+        with self._lock:
+            self._lazy.pop(name, None)
+            self._urgent[name] = job
+        self._wake.set()
+
+    # rows ---------------------------------------------------------------------------------------
+    def _lookup(self, name: str) -> Job | None:
+        return self._engine.jobs.get(name)
+
+    def _all_jobs(self) -> list[Job]:
+        return list(self._engine)
+
+    def _row(self, job: Job, detail: bool) -> dict[str, Any]:
+        info = job.info().to_dict()
+        if detail:
+            return table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
+        return table_row(info)
+
+    def _snapshot(self) -> dict[str, Any]:
+        detail = self._detail
+        rows = {}
+        for job in self._all_jobs():
+            row = self._row(job, str(job.name) in detail)
+            rows[row["name"]] = row
+        self._sent = rows
+        msg = encode_snapshot(rows.values(), seq=self._seq)
+        self._extend_snapshot(msg)
+        return msg
+
+    def _extend_snapshot(self, msg: dict[str, Any]) -> None:
+        """Hook: add to a snapshot (the job view adds its displays)."""
+
+    def _extend_patch(self, msg: dict[str, Any]) -> bool:
+        """Hook: add to a patch; return True when something was added."""
+        return False
+
+    # the thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        last = float("-inf")
+        while True:
+            self._wake.wait()
+            if self._stopping.is_set():
+                return
+            delay = last + self.interval - time.monotonic()
+            if delay > 0 and self._stopping.wait(delay):
+                return
+            # Clear before taking the dirty set: an event during the build wakes us again.
+            self._wake.clear()
+            try:
+                msg, more = self._next_message()
+                if msg is not None:
+                    self._deliver(msg)
+                    last = time.monotonic()
+            except Exception:
+                logger.exception("jupyter_executor: publisher failed to build an update")
+                more = False
+                last = time.monotonic()
+            if more:
+                self._wake.set()
+
+    def _deliver(self, msg: dict[str, Any]) -> None:
+        size = _size(msg)
+        self._send(msg)
+        self.messages += 1
+        self.bytes += size
+
+    def _next_message(self) -> tuple[dict[str, Any] | None, bool]:
+        with self._lock:
+            sync, self._sync = self._sync, False
+            if sync:
+                self._urgent.clear()
+                self._lazy.clear()
+            urgent, self._urgent = self._urgent, {}
+            lazy, self._lazy = self._lazy, {}
+        if sync:
+            self._seq += 1
+            return self._snapshot(), False
+        detail = self._detail
+        rows: list[dict[str, Any]] = []
+        removed: list[str] = []
+        budget = self.max_bytes
+        pending = [*urgent.items(), *lazy.items()]
+        done = 0
+        for name, job in pending:
+            current = self._lookup(name)
+            if current is None:
+                if self._sent.pop(name, None) is not None:
+                    removed.append(name)
+                    budget -= len(name) + 3
+                done += 1
+                continue
+            new = self._row(current, name in detail)
+            old = self._sent.get(name)
+            diff = _diff(old, new)
+            if diff is None:
+                done += 1
+                continue
+            size = _size(diff)
+            if rows and size > budget:
+                break
+            rows.append(diff)
+            budget -= size
+            self._sent[name] = new
+            done += 1
+        leftover = pending[done:]
+        if leftover:
+            # Put back what did not fit, ahead of what arrived meanwhile (oldest first).
+            left_urgent = {n: j for n, j in leftover if n in urgent}
+            left_lazy = {n: j for n, j in leftover if n not in urgent}
+            with self._lock:
+                newer_urgent, newer_lazy = self._urgent, self._lazy
+                self._urgent = {**left_urgent, **newer_urgent}
+                self._lazy = {
+                    n: j for n, j in {**left_lazy, **newer_lazy}.items() if n not in self._urgent
+                }
+        msg: dict[str, Any] = {"k": "patch", "seq": self._seq + 1, "t": round(time.time(), 3)}
+        if rows:
+            msg["rows"] = rows
+        if removed:
+            msg["removed"] = removed
+        extended = self._extend_patch(msg)
+        if not rows and not removed and not extended:
+            return None, bool(leftover)
+        self._seq += 1
+        return msg, bool(leftover)
+
+
+def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
+    """The fields of ``new`` that differ from ``old`` (all of them for a new row), or None."""
+    if old is None:
+        return new
+    changed = {k: v for k, v in new.items() if old.get(k, _MISSING) != v}
+    if not changed:
+        return None
+    changed["name"] = new["name"]
+    return changed
+
+
+class DashboardPublisher(Publisher):
+    """Every job of the engine, as table rows."""
+
+    thread_name = "jupyter_executor-dashboard"
+
+
+class JobPublisher(Publisher):
+    """One job, always with its output tail, traceback and displays (the ``%%job`` view)."""
+
+    thread_name = "jupyter_executor-jobview"
+
+    def __init__(
+        self,
+        engine: Engine,
+        job: Job,
+        send: Callable[[dict[str, Any]], None],
+        *,
+        interval: float = 0.2,
+        max_bytes: int = 64_000,
+    ) -> None:
+        super().__init__(engine, send, interval=interval, max_bytes=max_bytes)
+        self._job = job
+        # The display tuples the browser has, kept (not their ids) so identity stays meaningful.
+        self._sent_displays: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def _follows(self, job: Job) -> bool:
+        return job is self._job
+
+    def _lookup(self, name: str) -> Job | None:
+        # The view keeps showing its job even after the engine forgot it.
+        return self._job if name == str(self._job.name) else None
+
+    def _all_jobs(self) -> list[Job]:
+        return [self._job]
+
+    def _row(self, job: Job, detail: bool) -> dict[str, Any]:
+        return table_row(job.info().to_dict(), tail=job.tail(TAIL_LINES), traceback=True)
+
+    def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        out = self._job._output  # created lazily: do not create one just to look
+        return out.displays if out is not None else []
+
+    def _extend_snapshot(self, msg: dict[str, Any]) -> None:
+        current = self._current_displays()
+        self._sent_displays = current
+        msg["displays"] = [_display(d) for d in current]
+
+    def _extend_patch(self, msg: dict[str, Any]) -> bool:
+        current = self._current_displays()
+        sent = self._sent_displays
+        if len(current) == len(sent) and all(a is b for a, b in zip(current, sent)):
+            return False
+        # Displays are appended and the oldest dropped (a bounded deque): find where the
+        # browser's list starts in the current one.
+        drop = len(sent)
+        if current:
+            for i, d in enumerate(sent):
+                if d is current[0]:
+                    drop = i
+                    break
+        kept = sent[drop:]
+        if all(a is b for a, b in zip(kept, current)) and len(kept) <= len(current):
+            msg["displays"] = {"drop": drop, "add": [_display(d) for d in current[len(kept) :]]}
+        else:  # a rerun starts a new output
+            msg["displays"] = {"reset": [_display(d) for d in current]}
+        self._sent_displays = current
+        return True
+
+
+def _display(item: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    data, metadata = item
+    shown = {m: data[m] for m in DISPLAY_MIMES if isinstance(data.get(m), str)}
+    if not shown:
+        shown = {"text/plain": f"<display of {', '.join(sorted(data)) or 'nothing'}>"}
+    meta = {m: metadata[m] for m in shown if isinstance(metadata.get(m), dict)}
+    out = {"data": shown, "metadata": meta}
+    size = _size(out)
+    if size > MAX_DISPLAY_BYTES:
+        text = data.get("text/plain")
+        note = f"<display of {size:,} bytes not sent to the browser>"
+        plain = text if isinstance(text, str) and len(text) < 10_000 else note
+        out = {"data": {"text/plain": plain}, "metadata": {}}
+    return out

@@ -1,0 +1,374 @@
+"""``%%job``, ``%job`` and ``%jobs``: the IPython front door to the engine.
+
+Argument parsing and :class:`~IPython.core.error.UsageError` only; the work is done by the
+public engine API (:func:`jupyter_executor.get_engine`), by :mod:`._cell` (turning a cell into
+a job) and by :mod:`._ipython` (display routing, views, the terminal fallback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
+
+__all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+CELL_BACKENDS = ("thread", "async", "process", "dask")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+# -- argument types (argparse turns ArgumentTypeError into "argument --x: <message>") ----------
+
+
+def _seconds(text: str) -> float:
+    raw = text.strip().lower()
+    scale = 1.0
+    if raw and raw[-1] in _UNITS:
+        scale = _UNITS[raw[-1]]
+        raw = raw[:-1]
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        msg = f"takes a positive number of seconds (90, 1.5, 5m, 2h), not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"takes a whole number >= 0, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or any(c.isspace() for c in key):
+        msg = f"takes KEY=VALUE, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return key, value
+
+
+def _names(values: Sequence[str] | None) -> list[str]:
+    """``--requires a b --requires c,d`` -> ``["a", "b", "c", "d"]``."""
+    out: list[str] = []
+    for value in values or ():
+        out.extend(part for part in value.split(",") if part.strip())
+    return [name.strip() for name in out]
+
+
+@magics_class
+class JobMagics(Magics):
+    """Run cells, scripts and commands as background jobs of the kernel's engine."""
+
+    @magic_arguments()
+    @argument(
+        "words",
+        nargs="*",
+        metavar="NAME | SCRIPT [ARGS ...]",
+        help="%%%%job: the job's name (optional). %%job: the script or quoted command to run, "
+        "then its arguments.",
+    )
+    @argument("--name", dest="name_option", metavar="NAME", help="the job's name")
+    @argument(
+        "--requires",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="JOB",
+        help="jobs that must be done before this one starts (names, also comma-separated)",
+    )
+    @argument(
+        "--backend",
+        choices=CELL_BACKENDS,
+        help="where a cell runs: thread (default; async if the cell awaits), async, "
+        "process (another core; variables shipped), dask",
+    )
+    @argument("--retries", type=_count, default=0, metavar="N", help="run again after a failure")
+    @argument("--timeout", type=_seconds, metavar="SECONDS", help="stop an attempt after this")
+    @argument("--forever", action="store_true", help="a monitor loop; not waited for")
+    @argument("--env", type=_env_pair, action="append", metavar="KEY=VALUE", help="scripts only")
+    @argument("--cwd", metavar="DIR", help="working directory (scripts only)")
+    @line_cell_magic
+    def job(self, line: str, cell: str | None = None) -> Any:
+        """Run a cell, a script or a shell command as a background job.
+
+        ``%%job [NAME] [options]`` on top of a cell runs the cell in the background, in the
+        notebook's namespace. The cell returns at once with a live view of the job (status,
+        elapsed time, what it prints and displays, then its result or traceback). The value of
+        the cell's last expression is the job's result: ``get_engine()[NAME].result()``.
+        Everything the cell prints, logs or displays goes to its view and log, never to the
+        cell that happens to be running. Re-running a ``%%job NAME`` cell whose job is finished
+        runs the cell's current code as a new attempt of that job.
+
+        Backends: ``thread`` (default) and ``async`` (chosen when the cell uses top-level
+        ``await``) run in the notebook's namespace. ``process`` and ``dask`` run on another
+        core: the variables the cell reads are pickled (cloudpickle) and shipped when the job
+        starts, and the variables it assigns are written back when it succeeds.
+
+        ``%job SCRIPT [ARGS ...] [options]`` runs a script in a subprocess: ``.py`` with this
+        kernel's Python, ``.sh`` with bash, ``.R`` with Rscript, any other executable file
+        directly. ``%job "shell command" [options]`` (quoted) runs a shell command. Options
+        may appear anywhere after the script; arguments after ``--`` all go to the script.
+
+        Examples::
+
+            %%job load
+            df = pd.read_csv("big.csv")
+            len(df)
+
+            %%job train --requires load --retries 2 --timeout 1h
+            model = fit(df)
+
+            %%job sim --backend process
+            result = simulate(params)
+
+            %job scripts/etl.py --day 2026-11-20 --name etl --env TOKEN=abc --cwd data/
+            %job "make -j2 all" --name build
+
+        See ``%jobs?`` to list, wait for, cancel and inspect jobs.
+        """
+        if cell is None:
+            return self._script_job(line)
+        return self._cell_job(line, cell)
+
+    # -- %%job -------------------------------------------------------------------------------
+
+    def _cell_job(self, line: str, cell: str) -> Any:
+        args = _parse(self.job, _split(line))
+        if args.env or args.cwd:
+            msg = "--env and --cwd are for scripts (%job SCRIPT), not for %%job cells"
+            raise UsageError(msg)
+        if len(args.words) > 1:
+            msg = (
+                f"%%job takes one job name, got {' '.join(args.words)!r}: "
+                "list requirements after --requires"
+            )
+            raise UsageError(msg)
+        name = _one_name(args.words[0] if args.words else None, args.name_option)
+        from . import _ipython
+
+        return _ipython.submit_cell(
+            self.shell,
+            cell,
+            name=name,
+            backend=args.backend,
+            requires=_names(args.requires),
+            retries=args.retries,
+            timeout=args.timeout,
+            forever=args.forever,
+        )
+
+    # -- %job --------------------------------------------------------------------------------
+
+    def _script_job(self, line: str) -> Any:
+        ours, script = _split_script_line(self.job.parser, _split(line))
+        args = _parse(self.job, ours)
+        if args.backend is not None:
+            msg = "scripts and commands always run in a subprocess: drop --backend"
+            raise UsageError(msg)
+        if not script:
+            msg = 'give a script or a quoted command: %job PATH [ARGS ...] or %job "cmd args"'
+            raise UsageError(msg)
+        cwd = None
+        if args.cwd is not None:
+            cwd = Path(os.path.expanduser(args.cwd)).resolve()
+            if not cwd.is_dir():
+                msg = f"--cwd: no such directory: {args.cwd}"
+                raise UsageError(msg)
+        command = _command(script)
+        from . import _ipython
+
+        return _ipython.submit_command(
+            self.shell,
+            command,
+            name=args.name_option,
+            requires=_names(args.requires),
+            retries=args.retries,
+            timeout=args.timeout,
+            forever=args.forever,
+            env=dict(args.env or ()),
+            cwd=cwd,
+        )
+
+    # -- %jobs -------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument(
+        "command",
+        nargs="?",
+        default=None,
+        choices=("list", "wait", "cancel", "rerun", "tail", "log", "remove", "clear"),
+        metavar="COMMAND",
+        help="list | wait | cancel | rerun | tail | log | remove | clear (none: the dashboard)",
+    )
+    @argument("names", nargs="*", metavar="NAME", help="the jobs the command is about")
+    @argument("-n", type=_count, default=20, metavar="LINES", help="lines shown by tail")
+    @argument("--timeout", type=_seconds, metavar="SECONDS", help="give up waiting after this")
+    @line_magic
+    def jobs(self, line: str) -> Any:
+        """Show and control the engine's jobs.
+
+        ``%jobs``                  the live dashboard (a text table in terminal IPython)
+        ``%jobs list``             ``engine.list()``: a DataFrame with one row per job
+        ``%jobs wait [NAME ...]``  block until those jobs (default: every job that is not
+                                   ``--forever``) are finished; ■ stops the waiting, not the jobs
+        ``%jobs cancel NAME ...``  stop jobs (their dependents are cancelled too)
+        ``%jobs rerun NAME``       run a finished job again
+        ``%jobs tail NAME [-n 50]`` the last lines a job printed
+        ``%jobs log NAME``         the job's whole log file
+        ``%jobs remove NAME ...``  forget finished jobs
+        ``%jobs clear``            forget every finished job
+        """
+        args = _parse(self.jobs, _split(line))
+        from . import _ipython
+
+        command = args.command
+        names = _names(args.names)
+        if command is None:
+            if names:
+                msg = f"unknown %jobs command {names[0]!r}; see %jobs?"
+                raise UsageError(msg)
+            return _ipython.show_dashboard(self.shell)
+        if command in {"cancel", "rerun", "tail", "log", "remove"} and not names:
+            msg = f"%jobs {command} needs a job name: %jobs {command} NAME"
+            raise UsageError(msg)
+        if command in {"rerun", "tail", "log"} and len(names) > 1:
+            msg = f"%jobs {command} takes one job name, not {len(names)}"
+            raise UsageError(msg)
+        if command in {"list", "clear"} and names:
+            msg = f"%jobs {command} takes no job name"
+            raise UsageError(msg)
+        return _ipython.jobs_command(self.shell, command, names, lines=args.n, timeout=args.timeout)
+
+
+def _one_name(positional: str | None, option: str | None) -> str | None:
+    if positional and option and positional != option:
+        msg = f"two names for one job: {positional!r} and --name {option!r}"
+        raise UsageError(msg)
+    name = positional or option
+    if name is not None and (name.startswith("-") or not name.strip()):
+        msg = f"bad job name {name!r}"
+        raise UsageError(msg)
+    return name
+
+
+def _split(line: str) -> list[str]:
+    # POSIX rules (unlike parse_argstring): quotes group words and are removed, so that
+    # `%job "make -j2 all"` is one command and `--env "MSG=a b"` one value
+    try:
+        return list(arg_split(line, posix=True, strict=True))
+    except ValueError as exc:
+        msg = f"cannot split the line: {exc}"
+        raise UsageError(msg) from None
+
+
+def _parse(magic: Any, argv: list[str]) -> argparse.Namespace:
+    """Parse with the magic's ``magic_arguments`` parser (its errors are UsageErrors)."""
+    return magic.parser.parse_args(argv)  # type: ignore[no-any-return]
+
+
+def _split_script_line(
+    parser: argparse.ArgumentParser, tokens: list[str]
+) -> tuple[list[str], list[str]]:
+    """Separate our options from the script and its arguments, keeping the script's order.
+
+    argparse cannot do this (``--day 2026-11-20`` would be an unknown option), so the line is
+    walked token by token: our options (with their values) go to ``ours``, the first other
+    token is the script, everything else — and everything after ``--`` — goes to the script.
+    """
+    actions = parser._option_string_actions
+    ours: list[str] = []
+    script: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "--":
+            script.extend(tokens[i + 1 :])
+            break
+        option = token.split("=", 1)[0]
+        action = actions.get(option) if token.startswith("--") else None
+        if action is None:
+            script.append(token)
+            i += 1
+            continue
+        if "=" in token or action.nargs == 0:
+            ours.append(token)
+            i += 1
+            continue
+        if i + 1 >= len(tokens):
+            msg = f"{option} needs a value"
+            raise UsageError(msg)
+        # one value per option here (even --requires): the script's arguments come next
+        ours.extend((option, tokens[i + 1]))
+        i += 2
+    return ours, script
+
+
+def _command(script: list[str]) -> str | list[str]:
+    """The subprocess command for ``%job`` tokens: argv list, or a shell command string."""
+    head, rest = script[0], script[1:]
+    if any(c.isspace() for c in head):
+        # a quoted string: a shell command, with any further words appended
+        return " ".join([head, *(shlex.quote(w) for w in rest)])
+    path = Path(os.path.expanduser(head))
+    if path.is_file():
+        absolute = str(path.resolve())
+        suffix = path.suffix.lower()
+        if suffix == ".py":
+            return [sys.executable, "-u", absolute, *rest]
+        if suffix == ".sh":
+            return ["bash", absolute, *rest]
+        if suffix == ".r":
+            rscript = shutil.which("Rscript")
+            if rscript is None:
+                msg = f"cannot run {head}: Rscript is not installed (install R, or r-base-core)"
+                raise UsageError(msg)
+            return [rscript, absolute, *rest]
+        if os.access(path, os.X_OK):
+            return [absolute, *rest]
+        msg = f"{head} is not executable: chmod +x it, or run it with its interpreter"
+        raise UsageError(msg)
+    if path.exists():
+        msg = f"{head} is a directory, not a script"
+        raise UsageError(msg)
+    looks_like_path = "/" in head or path.suffix.lower() in {".py", ".sh", ".r"}
+    if not looks_like_path and shutil.which(head):
+        return [head, *rest]
+    msg = f"no such script or command: {head}"
+    raise UsageError(msg)
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext jupyter_executor``: register the magics and route job output."""
+    from . import _ipython
+
+    ip.register_magics(JobMagics)
+    _ipython.activate(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext jupyter_executor``: shut the engine down and remove the magics."""
+    from . import _ipython
+
+    _ipython.deactivate(ip)
+    magics = ip.magics_manager.magics
+    for kind, name in (("line", "job"), ("cell", "job"), ("line", "jobs")):
+        magics[kind].pop(name, None)
+    ip.magics_manager.registry.pop("JobMagics", None)

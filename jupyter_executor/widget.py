@@ -1,0 +1,450 @@
+"""The live dashboard and the per-cell job view: anywidgets fed by engine events.
+
+:class:`Dashboard` shows every job of an engine in a table that updates itself; :class:`JobView`
+shows one job (what ``%%job`` displays). Both share their front end (``js/``, bundled into
+``static/``) and their transport: the widget's initial state holds a snapshot of the rows, then a
+:class:`~jupyter_executor._publisher.Publisher` thread sends coalesced diffs as custom messages, at
+most ~10 per second whatever the jobs do. The browser ticks durations itself.
+
+Messages from the browser are checked here and can only do three things to a job the engine
+knows: ``cancel``, ``rerun`` or ``log`` (send its log back). Anything else is ignored with a
+logged warning; no message can run code.
+
+Closing the widget (``widget.close()``, or the front end closing its comm) stops its publisher
+and unsubscribes from the engine; so does removing its last view (clearing the output), after
+which displaying the widget again starts a fresh publisher.
+
+Examples
+--------
+>>> from jupyter_executor import Engine
+>>> from jupyter_executor.widget import Dashboard
+>>> engine = Engine()
+>>> job = engine.submit(sum, [1, 2, 3], name="total")
+>>> engine.wait(timeout=10)
+True
+>>> dash = Dashboard(engine)
+>>> "total" in dash._repr_mimebundle_()[0]["text/html"]
+True
+>>> dash.close()
+>>> engine.shutdown()
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from ._publisher import DashboardPublisher, JobPublisher, Publisher, table_row
+from ._status import Status
+from .errors import JupyterExecutorError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .job import Job
+
+__all__ = ["Dashboard", "JobView"]
+
+logger = logging.getLogger(__name__)
+
+_STATIC = Path(__file__).parent / "static"
+#: Actions a front end may ask for, and the statuses they apply to.
+ACTIONS = {
+    "cancel": frozenset({Status.CREATED, Status.PENDING, Status.RUNNING}),
+    "rerun": frozenset({Status.DONE, Status.FAILED, Status.CANCELLED}),
+    "log": frozenset({Status.DONE, Status.FAILED, Status.CANCELLED}),
+}
+#: Most log characters sent for "show log" (the end of the log is kept).
+LOG_CHARS = 256_000
+#: Rows of the static HTML fallback.
+HTML_ROWS = 200
+# Escape sequences of terminal output (the same set js/ansi.js removes): CSI, OSC, charset, 2-byte.
+_ANSI = re.compile(r"\x1b(?:\[[0-9;:?]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[()*+][0-9A-Za-z]|[@-Z\\-_])")
+_STATUS_COLOURS = {
+    "running": "#1a73e8",
+    "done": "#1e8e3e",
+    "failed": "#d93025",
+    "cancelled": "#b06000",
+}
+
+
+class _LiveWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    """What both widgets share: the publisher's life cycle, view counting, message checking."""
+
+    # A per-widget id the front end keys its model-level store by, and the initial snapshot.
+    _uid = traitlets.Unicode("").tag(sync=True)
+    _init = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, engine: Engine, publisher: Publisher, **kwargs: Any) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._views: set[str] = set()
+        self._life = threading.Lock()
+        self._closed = False
+        init = publisher.start(snapshot=True)
+        try:
+            super().__init__(_uid=uuid.uuid4().hex, _init=init, **kwargs)
+        except BaseException:
+            publisher.stop()
+            raise
+        self.on_msg(self._on_frontend_msg)
+
+    @property
+    def publisher(self) -> Publisher:
+        """The publisher feeding this widget (its ``messages`` and ``bytes`` count traffic)."""
+        return self._publisher
+
+    # life cycle ---------------------------------------------------------------------------------
+    @traitlets.observe("comm")
+    def _watch_comm_close(self, change: dict[str, Any]) -> None:
+        comm = change["new"]
+        if comm is not None:
+            # The front end closing the comm (e.g. the widget manager disposing the model) ends
+            # the widget like close() does.
+            comm.on_close(lambda _msg: self.close())
+
+    def close(self) -> None:
+        """Stop the publisher, unsubscribe from the engine and close the comm. Idempotent."""
+        # getattr: ipywidgets calls close() from __del__, even for a half-constructed widget.
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            with self._life:
+                self._closed = True
+                publisher.stop()
+        super().close()
+
+    def _send_update(self, msg: dict[str, Any]) -> None:
+        # Called from the publisher thread; a closed widget has no comm and drops the message.
+        self.send(msg)
+
+    # messages from the browser ------------------------------------------------------------------
+    def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            logger.warning("jupyter_executor: ignored a widget message that is not a dict")
+            return
+        kind = content.get("k")
+        if kind == "sync":
+            self._publisher.request_sync()
+        elif kind == "view":
+            self._on_view(content.get("id"), content.get("open"))
+        elif kind == "expand":
+            name, view, open_ = content.get("name"), content.get("id"), content.get("open")
+            if not (isinstance(name, str) and isinstance(view, str) and isinstance(open_, bool)):
+                logger.warning("jupyter_executor: ignored a malformed expand message")
+                return
+            if self._find(name) is None:
+                logger.warning("jupyter_executor: ignored expand of unknown job %r", name)
+                return
+            self._publisher.set_detail(view, name, open_)
+        elif kind == "action":
+            self._on_action(content.get("action"), content.get("name"))
+        else:
+            logger.warning("jupyter_executor: ignored widget message of unknown kind %r", kind)
+
+    def _on_view(self, view: Any, open_: Any) -> None:
+        if not isinstance(view, str) or not isinstance(open_, bool):
+            logger.warning("jupyter_executor: ignored a malformed view message")
+            return
+        with self._life:
+            if self._closed:
+                return
+            if open_:
+                self._views.add(view)
+                if not self._publisher.running:
+                    # Displayed again after its views were all removed: start over with a
+                    # snapshot (the browser's copy missed what happened meanwhile).
+                    self._publisher.start(snapshot=False)
+            else:
+                self._views.discard(view)
+                self._publisher.drop_view(view)
+                if not self._views:
+                    # Its output was cleared: nobody looks, stop the thread and unsubscribe.
+                    self._publisher.stop()
+
+    def _find(self, name: str) -> Job | None:
+        return self._engine.jobs.get(name)
+
+    def _on_action(self, action: Any, name: Any) -> None:
+        if not isinstance(action, str) or action not in ACTIONS:
+            logger.warning("jupyter_executor: ignored unknown widget action %r", action)
+            return
+        if not isinstance(name, str):
+            logger.warning("jupyter_executor: ignored %s action without a job name", action)
+            return
+        job = self._find(name)
+        if job is None:
+            logger.warning("jupyter_executor: ignored %s of unknown job %r", action, name)
+            return
+        if job.status not in ACTIONS[action]:
+            logger.warning(
+                "jupyter_executor: ignored %s of job %r, which is %s", action, name, job.status.value
+            )
+            return
+        try:
+            if action == "cancel":
+                job.cancel(reason="cancelled from the dashboard")
+            elif action == "rerun":
+                job.rerun()
+            else:
+                self.send(_log_message(job))
+        except JupyterExecutorError as exc:
+            logger.warning("jupyter_executor: %s of job %r failed: %s", action, name, exc)
+
+
+class Dashboard(_LiveWidget):
+    """A live table of every job of an engine.
+
+    One row per job (name, status badge, backend, requirements, start time, a duration that ticks
+    while it runs, attempts, progress bar, result, last line of output) with a header of counts
+    per status, a filter box, sortable columns and a dependency graph. A row expands to show its
+    output tail and traceback; buttons cancel, rerun, or show the log of a job.
+
+    Parameters
+    ----------
+    engine
+        The engine to show; :func:`~jupyter_executor.get_engine` by default.
+    interval
+        Minimum seconds between two updates sent to the browser (0.1: at most 10 per second).
+    max_bytes
+        Approximate bytes of rows per update: with ``interval`` this bounds the traffic
+        (about 120 KB/s by default), however many jobs change.
+
+    Notes
+    -----
+    Without a live kernel (nbconvert, GitHub, a reopened notebook) the output shows a static
+    HTML table of the jobs as they were when the dashboard was displayed.
+
+    Examples
+    --------
+    >>> from jupyter_executor import Engine
+    >>> from jupyter_executor.widget import Dashboard
+    >>> engine = Engine()
+    >>> dash = Dashboard(engine)   # in a notebook: the last expression of a cell displays it
+    >>> dash.publisher.running
+    True
+    >>> dash.close()
+    >>> dash.publisher.running
+    False
+    >>> engine.shutdown()
+    """
+
+    _esm = _STATIC / "dashboard.js"
+    _css = _STATIC / "dashboard.css"
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        interval: float = 0.1,
+        max_bytes: int = 12_000,
+        **kwargs: Any,
+    ) -> None:
+        if engine is None:
+            from .engine import get_engine
+
+            engine = get_engine()
+        publisher = DashboardPublisher(
+            engine, self._send_update, interval=interval, max_bytes=max_bytes
+        )
+        super().__init__(engine, publisher, **kwargs)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        jobs = list(self._engine)
+        rows = [table_row(j.info().to_dict()) for j in jobs[:HTML_ROWS]]
+        counts = _counts(j.status.value for j in jobs)
+        data = {
+            **data,
+            "text/plain": f"Dashboard: {len(jobs)} jobs ({_counts_text(counts)})",
+            "text/html": html_table(rows, total=len(jobs), counts=counts),
+        }
+        return data, metadata
+
+
+class JobView(_LiveWidget):
+    """The live view of one job, as ``%%job`` displays it.
+
+    Shows the job's name, status, elapsed time (ticking in the browser), progress, the tail of its
+    output, what it displayed, then its result or traceback; a button cancels it while it runs.
+
+    Parameters
+    ----------
+    job
+        A submitted job.
+    interval
+        Minimum seconds between two updates sent to the browser.
+
+    Examples
+    --------
+    >>> from jupyter_executor import Engine
+    >>> from jupyter_executor.widget import JobView
+    >>> engine = Engine()
+    >>> job = engine.submit(print, "hello", name="greet")
+    >>> engine.wait(timeout=10)
+    True
+    >>> view = JobView(job)
+    >>> "greet" in view._repr_mimebundle_()[0]["text/html"]
+    True
+    >>> view.close()
+    >>> engine.shutdown()
+    """
+
+    _esm = _STATIC / "jobview.js"
+    _css = _STATIC / "jobview.css"
+
+    def __init__(self, job: Job, *, interval: float = 0.2, **kwargs: Any) -> None:
+        engine = job.engine
+        if engine is None:
+            msg = f"job {job.name!r} was never submitted; submit it before showing it"
+            raise ValueError(msg)
+        self._job = job
+        publisher = JobPublisher(engine, job, self._send_update, interval=interval)
+        super().__init__(engine, publisher, **kwargs)
+
+    @property
+    def job(self) -> Job:
+        """The job shown."""
+        return self._job
+
+    def _find(self, name: str) -> Job | None:
+        # This view acts on its own job only.
+        return self._job if name == str(self._job.name) else None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        info = self._job.info().to_dict()
+        text = f"Job {info['name']!r}: {info['status']}"
+        data = {**data, "text/plain": text, "text/html": html_job(info)}
+        return data, metadata
+
+
+# messages -------------------------------------------------------------------------------------
+def _log_message(job: Job) -> dict[str, Any]:
+    """The reply to "show log": the end of the job's log file, or its in-memory tail."""
+    text = None
+    truncated = False
+    path = job.log_path
+    out = job._output
+    if out is not None:
+        out.flush()  # the log is flushed about once a second; "show log" wants all of it
+    if path is not None and path.exists():
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            start = max(0, size - LOG_CHARS)
+            f.seek(start)
+            text = f.read().decode("utf-8", errors="replace")
+            truncated = start > 0
+    if text is None:
+        text = job.tail(10_000)
+    if len(text) > LOG_CHARS:
+        text, truncated = text[-LOG_CHARS:], True
+    return {"k": "log", "name": str(job.name), "text": text, "truncated": truncated}
+
+
+# the static fallback --------------------------------------------------------------------------
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours of tracebacks and job output)."""
+    return _ANSI.sub("", text)
+
+
+def _counts(statuses: Any) -> dict[str, int]:
+    counts = {s.value: 0 for s in Status}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
+
+
+def _fmt_time(epoch: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch)) if epoch else ""
+
+
+def _fmt_duration(row: dict[str, Any]) -> str:
+    d = row.get("duration")
+    if row.get("status") == "running" and row.get("started"):
+        d = time.time() - row["started"]
+    if d is None:
+        return ""
+    return f"{d:.2f} s" if d < 60 else f"{int(d // 60)}m {int(d % 60):02d}s"
+
+
+def _badge(status: str) -> str:
+    colour = _STATUS_COLOURS.get(status, "#80868b")
+    return (
+        f'<span style="background:{colour};color:#fff;border-radius:8px;padding:0 6px;'
+        f'font-size:11px">{html.escape(status)}</span>'
+    )
+
+
+def html_table(rows: list[dict[str, Any]], *, total: int, counts: dict[str, int]) -> str:
+    """A static HTML table of job rows: the dashboard as it was, for front ends without widgets."""
+    esc = html.escape
+    head = "".join(
+        f"<th style='text-align:left'>{c}</th>"
+        for c in (
+            "name", "status", "backend", "requires", "started", "duration", "tries",
+            "result", "last output",
+        )
+    )
+    body = []
+    for row in rows:
+        result = row.get("error") if row.get("status") == "failed" else row.get("result")
+        name = esc(row["name"]) + (" ∞" if row.get("forever") else "")
+        progress = row.get("progress")
+        if isinstance(progress, float):
+            name += f" <small>({progress:.0%})</small>"
+        cells = [
+            name,
+            _badge(row.get("status", "")),
+            esc(row.get("backend") or ""),
+            esc(", ".join(row.get("requires") or [])),
+            _fmt_time(row.get("started")),
+            _fmt_duration(row),
+            str(row.get("attempts") or ""),
+            f"<code>{esc(result or '')}</code>",
+            f"<code>{esc(strip_ansi(row.get('last_line') or ''))}</code>",
+        ]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    more = total - len(rows)
+    foot = f"<p><i>… and {more} more jobs</i></p>" if more > 0 else ""
+    summary = esc(_counts_text(counts))
+    return (
+        f'<div class="jupyter-executor-dashboard"><p><b>jobs</b>: {total} ({summary}) '
+        f"<small>as of {time.strftime('%Y-%m-%d %H:%M:%S')}</small></p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{foot}</div>"
+    )
+
+
+def html_job(info: dict[str, Any]) -> str:
+    """A static HTML view of one job (``JobInfo.to_dict()``), for front ends without widgets."""
+    esc = html.escape
+    parts = [
+        f"<div class='jupyter-executor-job'><p>{_badge(info['status'])} <b>{esc(info['name'])}</b> "
+        f"<small>{esc(info.get('backend') or '')} · {esc(info.get('description') or '')} · "
+        f"{_fmt_duration(info)}</small></p>"
+    ]
+    if info.get("tail"):
+        parts.append(f"<pre>{esc(strip_ansi(info['tail']))}</pre>")
+    if info.get("status") == "failed" and info.get("traceback"):
+        parts.append(f"<pre style='color:#d93025'>{esc(strip_ansi(info['traceback']))}</pre>")
+    elif info.get("status") == "done" and info.get("result") is not None:
+        parts.append(f"<pre>→ {esc(info['result'])}</pre>")
+    parts.append("</div>")
+    return "".join(parts)
