@@ -424,28 +424,20 @@ class Engine:
 
     # starting ----------------------------------------------------------------------------------
     def _dispatch(self, jobs: list[Job]) -> None:
-        """Admit ready jobs: thread jobs from this thread, the others on the loop thread."""
-        if threading.get_ident() == self._loop_ident:
-            self._admit_all(jobs)
-            return
-        later = []
-        for job in jobs:
-            if job.backend == "thread" and job._condition is None:
-                self._admit(job)  # a thread job starts without the loop: one thread hop less
-            else:
-                later.append(job)
-        if later:
-            self._call_soon(self._admit_all, later)
+        """Admit ready jobs on the loop thread.
+
+        Submitting and finishing threads only post to the loop's inbox; the loop admits jobs in
+        batches. Measured: starting thread jobs straight from the submitting thread made the
+        engine's lock contended between three threads and cost twice as much per job.
+        """
+        self._call_soon(self._admit_all, jobs)
 
     def _admit_all(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
             self._admit(job)
 
     def _admit(self, job: Job) -> None:
-        """Start a pending job whose requirements are done, if its condition and a slot allow.
-
-        On the loop thread, except for thread jobs without a condition (see :meth:`_dispatch`).
-        """
+        """(loop thread) Start a pending job whose requirements are done, if it may start."""
         if job.status is not Status.PENDING or job._waiting:
             return
         cond = job._condition
@@ -520,10 +512,7 @@ class Engine:
         cancelled: bool = False,
         tb: str | None = None,
     ) -> None:
-        """An attempt of ``job`` ended: settle it, or schedule a retry.
-
-        On the loop thread, or on a worker thread for a thread job without a timeout.
-        """
+        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry."""
         handle = job._timeout_handle
         if handle is not None:
             handle.cancel()

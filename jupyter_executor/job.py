@@ -222,8 +222,6 @@ class Job:
         self._condition = condition
         self._requires_spec: list[Any] = []
         self._arg_jobs = _has_job_args(self.args, self.kwargs)
-        if requires:
-            self.requires(requires)
         self.engine: Engine | None = None
         self.status = Status.CREATED
         self.requirements: tuple[str, ...] = ()
@@ -244,6 +242,8 @@ class Job:
         self._waiting = 0
         self.pid: int | None = None
         self.previous: list[JobInfo] = []
+        if requires:
+            self.requires(requires)
 
     # building ------------------------------------------------------------------------------
     def requires(self, *jobs: Any) -> Job:

@@ -54,7 +54,6 @@ class ThreadBackend(Backend):
         self._spawn_lock = threading.Lock()
 
     def start(self, job: Job) -> None:
-        # May be called from any thread (the engine starts thread jobs without its loop).
         self._queue.put(job)
         with self._spawn_lock:
             if len(self._threads) >= self.running:
@@ -105,10 +104,7 @@ class ThreadBackend(Backend):
             cancelled = True
         finally:
             _current_job.reset(token)
-        if job.timeout is None:
-            self.engine._finish(job, result, exc, cancelled, tb)
-        else:  # the timeout's timer lives on the loop: cancel it there
-            self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
+        self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:
