@@ -129,20 +129,23 @@ def submit_command(
     cwd: Path | None,
 ) -> None:
     """``%job``: submit a script or shell command, show its view."""
+    from .job import Job
+
     engine = _engine()
     replace = _check_name(engine, name)
     try:
-        job = engine.submit(
+        job = Job(
             command,
             name=name,
-            requires=list(requires),
             retries=retries,
             timeout=timeout,
             forever=forever,
             env=dict(env) or None,
             cwd=cwd,
-            replace=replace,
         )
+        if requires:
+            job.requires(list(requires))
+        engine.submit(job, replace=replace)
     except (JupyterExecutorError, ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
     _show_job(shell, job)
@@ -411,13 +414,14 @@ class TerminalEcho:
 
     def flush(self) -> None:
         """Print what is new since the last call (any thread)."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, {}
-        text = []
-        for job in dirty.values():
-            text.extend(f"[job {job.name}] {line}" for line in self._new_lines(job))
-        if text:
-            with self._print_lock:
+        # one flush at a time (echo thread and post_run_cell): each line is printed once
+        with self._print_lock:
+            with self._lock:
+                dirty, self._dirty = self._dirty, {}
+            text = []
+            for job in dirty.values():
+                text.extend(f"[job {job.name}] {line}" for line in self._new_lines(job))
+            if text:
                 stream = self._stream()
                 stream.write("\n".join(text) + "\n")
                 stream.flush()

@@ -1,0 +1,451 @@
+"""The magics in-process, with IPython's own shell (no kernel: the terminal code paths).
+
+The real-kernel behaviour (output routing on iopub, widgets, interrupts) is in
+``test_magics_kernel.py``; here: parsing, UsageErrors, namespaces, scripts, ``%jobs``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from jupyter_executor import get_engine
+from jupyter_executor._ipython import TerminalEcho, text_table
+
+
+@pytest.fixture(scope="module")
+def ipshell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
+    config = Config()
+    config.HistoryManager.enabled = False  # no history thread, no sqlite file
+    root = tmp_path_factory.mktemp("ipython")
+    shell = InteractiveShell.instance(config=config, ipython_dir=str(root))
+    try:
+        yield shell
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def ip(
+    ipshell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)  # the engine's log folder goes under the test's tmp dir
+    ipshell.run_line_magic("load_ext", "jupyter_executor")
+    try:
+        yield ipshell
+    finally:
+        ipshell.run_line_magic("unload_ext", "jupyter_executor")
+        for name in [n for n in ipshell.user_ns if not n.startswith("_")]:
+            if name not in ipshell.user_ns_hidden:
+                del ipshell.user_ns[name]
+
+
+def cell(ip: InteractiveShell, line: str, body: str) -> None:
+    ip.run_cell_magic("job", line, body)
+
+
+def wait(name: str, timeout: float = 20) -> Any:
+    engine = get_engine()
+    engine.wait_job(name, timeout)
+    return engine[name]
+
+
+def usage_error(fn: Any, *args: Any) -> str:
+    """The message of the UsageError raised by ``fn(*args)``; it must be one line."""
+    with pytest.raises(UsageError) as info:
+        fn(*args)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+# -- help -----------------------------------------------------------------------------------------
+
+
+def test_help_is_the_docstring_with_every_option(ip: InteractiveShell) -> None:
+    job_help = ip.magics_manager.magics["cell"]["job"].__doc__
+    assert ip.magics_manager.magics["line"]["job"].__doc__ == job_help
+    for option in ("--requires", "--retries", "--timeout", "--forever", "--backend", "--env"):
+        assert option in job_help
+    assert "%%job train --requires load" in job_help  # the examples
+    jobs_help = ip.magics_manager.magics["line"]["jobs"].__doc__
+    for command in ("list", "wait", "cancel", "rerun", "tail", "log", "remove", "clear"):
+        assert f"%jobs {command}" in jobs_help
+
+
+# -- cells ----------------------------------------------------------------------------------------
+
+
+def test_cell_runs_in_the_namespace_and_its_last_expression_is_the_result(
+    ip: InteractiveShell,
+) -> None:
+    ip.user_ns["x"] = 20
+    cell(ip, "load", "y = x + 1\nprint('computing')\ny * 2")
+    job = wait("load")
+    assert job.result() == 42
+    assert ip.user_ns["y"] == 21
+    assert job.tail() == "computing"
+    assert job.info().kind == "cell"
+    assert job.info().description == "y = x + 1"
+
+
+def test_cell_returns_at_once(ip: InteractiveShell) -> None:
+    start = time.monotonic()
+    cell(ip, "slow", "import time\ntime.sleep(1)\n'late'")
+    assert time.monotonic() - start < 0.5
+    assert wait("slow").result() == "late"
+
+
+def test_requires_chain_passes_variables(ip: InteractiveShell) -> None:
+    cell(ip, "a", "import time\ntime.sleep(0.2)\nrows = [1, 2, 3]")
+    cell(ip, "b --requires a", "total = sum(rows)")
+    cell(ip, "c --requires a,b --retries 1", "total * 2")
+    assert wait("c").result() == 12
+    assert get_engine()["c"].requirements == ("a", "b")
+
+
+def test_name_is_generated_when_missing(ip: InteractiveShell) -> None:
+    cell(ip, "", "1")
+    cell(ip, "--timeout 5", "2")
+    names = list(get_engine().jobs)
+    assert names == ["cell", "cell-2"]
+    assert wait("cell-2").result() == 2
+
+
+def test_rerunning_a_finished_cell_is_a_new_attempt(ip: InteractiveShell) -> None:
+    cell(ip, "again", "'first'")
+    assert wait("again").result() == "first"
+    cell(ip, "again", "'second'")
+    job = wait("again")
+    assert job.result() == "second"
+    assert [p.result for p in job.previous] == ["'first'"]
+
+
+def test_rerunning_a_running_cell_says_how_to_cancel(ip: InteractiveShell) -> None:
+    cell(ip, "busy", "import time\nfor _ in range(100):\n    time.sleep(0.05)")
+    message = usage_error(cell, ip, "busy", "1")
+    assert "%jobs cancel busy" in message
+    ip.run_line_magic("jobs", "cancel busy")
+    assert wait("busy").status.value == "cancelled"
+
+
+def test_a_failing_cell_fails_its_job_only(ip: InteractiveShell) -> None:
+    cell(ip, "boom", "raise ValueError('bad input')")
+    job = wait("boom")
+    assert job.status.value == "failed"
+    assert job.info().error == "ValueError: bad input"
+    assert "bad input" in str(job.traceback)
+
+
+def test_top_level_await_runs_on_the_async_backend(ip: InteractiveShell) -> None:
+    cell(ip, "crawl", "import asyncio\nawait asyncio.sleep(0.05)\npages = 3\npages")
+    job = wait("crawl")
+    assert job.backend == "async"
+    assert job.result() == 3
+    assert ip.user_ns["pages"] == 3
+
+
+def test_ipython_syntax_in_a_cell(ip: InteractiveShell) -> None:
+    cell(ip, "shell", "out = !echo from-shell\nout[0]")
+    assert wait("shell").result() == "from-shell"
+
+
+def test_display_in_a_job_goes_to_the_job(ip: InteractiveShell, capsys: Any) -> None:
+    cell(ip, "show", "from IPython.display import display\ndisplay({'a': 1})\n'shown'")
+    job = wait("show")
+    assert job.result() == "shown"
+    [(data, _meta)] = job.output.displays
+    assert data["text/plain"] == "{'a': 1}"
+    assert "{'a': 1}" not in capsys.readouterr().out
+
+
+def test_print_in_a_job_does_not_reach_the_foreground(ip: InteractiveShell, capsys: Any) -> None:
+    cell(ip, "quiet", "print('only in the job')")
+    wait("quiet")
+    ip.run_cell("print('foreground')")
+    out = capsys.readouterr().out
+    assert "foreground\n" in out
+    # in a terminal the job's lines are echoed with its name, never bare
+    assert "\nonly in the job" not in out and not out.startswith("only in the job")
+
+
+def test_process_backend_ships_inputs_and_writes_outputs_back(ip: InteractiveShell) -> None:
+    ip.user_ns.update(params=[1, 2, 3], scale=10)
+    cell(
+        ip,
+        "sim --backend process",
+        "import os\nworker = os.getpid()\nresult = sum(params) * scale\n"
+        "print('sum', result)\nresult",
+    )
+    job = wait("sim", 60)
+    assert job.result() == 60, job.traceback
+    assert ip.user_ns["result"] == 60
+    assert ip.user_ns["worker"] != os.getpid()
+    assert job.tail() == "sum 60"
+
+
+def test_process_backend_reads_inputs_when_it_starts(ip: InteractiveShell) -> None:
+    cell(ip, "make", "import time\ntime.sleep(0.3)\ndata = list(range(5))")
+    cell(ip, "use --requires make --backend process", "len(data)")
+    assert wait("use", 60).result() == 5
+
+
+def test_unpicklable_input_names_the_variable(ip: InteractiveShell) -> None:
+    ip.user_ns["lock"] = threading.Lock()
+    cell(ip, "locked --backend process", "with lock:\n    pass")
+    job = wait("locked", 60)
+    assert job.status.value == "failed"
+    error = job.info().error
+    assert "variable 'lock' cannot be pickled" in error
+    assert "\n" not in error
+
+
+# -- usage errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "body", "expected"),
+    [
+        ("x --bogus", "1", "unrecognized arguments: --bogus"),
+        ("x --timeout abc", "1", "--timeout: takes a positive number of seconds"),
+        ("x --timeout -3", "1", "--timeout: takes a positive number of seconds"),
+        ("x --timeout 0", "1", "--timeout: takes a positive number of seconds"),
+        ("x --retries many", "1", "--retries: takes a whole number"),
+        ("x --backend gpu", "1", "invalid choice: 'gpu'"),
+        ("x --requires nope", "1", "requires 'nope'"),
+        ("x --requires x", "1", "x"),
+        ("x", "", "the cell body is empty"),  # IPython's own check
+        ("x", "# nothing\n", "the cell is empty"),
+        ("x", "y = (", "not valid Python"),
+        ("x y", "1", "one job name"),
+        ("x --name z", "1", "two names for one job"),
+        ("x --env A=1", "1", "--env and --cwd are for scripts"),
+    ],
+)
+def test_cell_usage_errors(ip: InteractiveShell, line: str, body: str, expected: str) -> None:
+    assert expected in usage_error(cell, ip, line, body)
+    assert "x" not in get_engine().jobs
+
+
+def test_dependency_cycle_is_a_usage_error(ip: InteractiveShell) -> None:
+    cell(ip, "b", "1")
+    wait("b")
+    cell(ip, "a --requires b", "1")
+    wait("a")
+    assert "dependency cycle: b -> a -> b" in usage_error(cell, ip, "b --requires a", "2")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", "give a script or a quoted command"),
+        ("missing.py", "no such script or command: missing.py"),
+        ("no-such-program-xyz", "no such script or command"),
+        ("data.txt", "data.txt is not executable"),
+        ("sub", "sub is a directory"),
+        ("ok.py --cwd nowhere", "--cwd: no such directory: nowhere"),
+        ("ok.py --backend process", "always run in a subprocess"),
+        ("ok.py --timeout", "--timeout needs a value"),
+        ("ok.py --env NOEQUALS", "--env: takes KEY=VALUE"),
+    ],
+)
+def test_script_usage_errors(
+    ip: InteractiveShell, tmp_path: Path, line: str, expected: str
+) -> None:
+    (tmp_path / "data.txt").write_text("not a program\n")
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    (tmp_path / "sub").mkdir()
+    assert expected in usage_error(ip.run_line_magic, "job", line)
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is not None, reason="R is installed here")
+def test_r_script_without_r_is_a_clear_error(ip: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "model.R").write_text("print(1)\n")
+    assert "Rscript is not installed" in usage_error(ip.run_line_magic, "job", "model.R")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("bogus", "invalid choice: 'bogus'"),
+        ("cancel", "%jobs cancel needs a job name"),
+        ("tail a b", "%jobs tail takes one job name"),
+        ("list a", "%jobs list takes no job name"),
+        ("tail nobody", "no job named 'nobody'"),
+        ("tail -n x nobody", "-n: takes a whole number"),
+    ],
+)
+def test_jobs_usage_errors(ip: InteractiveShell, line: str, expected: str) -> None:
+    assert expected in usage_error(ip.run_line_magic, "jobs", line)
+
+
+# -- scripts --------------------------------------------------------------------------------------
+
+
+def test_python_script_with_args_env_and_cwd(ip: InteractiveShell, tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (tmp_path / "data").mkdir()
+    (scripts / "etl.py").write_text(
+        "import os, sys\n"
+        "print('args', sys.argv[1:])\n"
+        "print('token', os.environ['TOKEN'], os.environ['MSG'])\n"
+        "print('cwd', os.path.basename(os.getcwd()))\n"
+        "print('python', sys.executable)\n"
+    )
+    ip.run_line_magic(
+        "job",
+        "scripts/etl.py --day 2026-11-20 --name etl --env TOKEN=abc --env 'MSG=a b' "
+        "--cwd data/ -- --name kept",
+    )
+    job = wait("etl")
+    assert job.status.value == "done", job.tail()
+    assert job.tail(10).splitlines() == [
+        "args ['--day', '2026-11-20', '--name', 'kept']",
+        "token abc a b",
+        "cwd data",
+        f"python {sys.executable}",
+    ]
+
+
+def test_shell_script_executable_and_quoted_command(ip: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "build.sh").write_text("echo built $1\n")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho tool $1\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    ip.run_line_magic("job", "build.sh fast --name sh")
+    ip.run_line_magic("job", "./tool 7 --name exe")
+    ip.run_line_magic("job", '"echo one && echo two" --name cmd')
+    assert wait("sh").tail() == "built fast"
+    assert wait("exe").tail() == "tool 7"
+    assert wait("cmd").tail() == "one\ntwo"
+
+
+def test_script_failure_and_requires(ip: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "fail.sh").write_text("echo failing; exit 3\n")
+    ip.run_line_magic("job", "fail.sh --name f")
+    ip.run_line_magic("job", '"echo never" --name after --requires f')
+    assert wait("f").status.value == "failed"
+    after = wait("after")
+    assert after.status.value == "cancelled"
+    assert "dependency 'f' failed" in str(after.cancel_reason)
+
+
+# -- %jobs ----------------------------------------------------------------------------------------
+
+
+def test_jobs_list_wait_tail_log_remove_clear(ip: InteractiveShell, capsys: Any) -> None:
+    cell(ip, "one", "for i in range(30):\n    print('line', i)\n'ok'")
+    cell(ip, "two", "import time\ntime.sleep(0.3)")
+    ip.run_line_magic("jobs", "wait")
+    frame = ip.run_line_magic("jobs", "list")
+    assert list(frame["name"]) == ["one", "two"]
+    assert list(frame["status"]) == ["done", "done"]
+    capsys.readouterr()
+    ip.run_line_magic("jobs", "tail one -n 2")
+    assert capsys.readouterr().out == "line 28\nline 29\n"
+    ip.run_line_magic("jobs", "log one")
+    log = capsys.readouterr().out
+    assert log.startswith("line 0\n") and log.endswith("line 29\n")
+    ip.run_line_magic("jobs", "remove one")
+    assert list(get_engine().jobs) == ["two"]
+    ip.run_line_magic("jobs", "clear")
+    assert "removed 1 finished job" in capsys.readouterr().out
+    assert list(get_engine().jobs) == []
+
+
+def test_jobs_wait_for_names_with_timeout(ip: InteractiveShell, capsys: Any) -> None:
+    cell(ip, "long", "import time\nfor _ in range(200):\n    time.sleep(0.05)")
+    cell(ip, "short", "1")
+    ip.run_line_magic("jobs", "wait short")
+    assert get_engine()["short"].done()
+    start = time.monotonic()
+    ip.run_line_magic("jobs", "wait long --timeout 0.3")
+    assert time.monotonic() - start < 2
+    assert "still running after 0.3 s: long" in capsys.readouterr().out
+    ip.run_line_magic("jobs", "cancel long")
+    assert wait("long").status.value == "cancelled"
+
+
+def test_jobs_rerun(ip: InteractiveShell) -> None:
+    ip.user_ns["n"] = 1
+    cell(ip, "count", "n += 1\nn")
+    assert wait("count").result() == 2
+    ip.run_line_magic("jobs", "rerun count")
+    job = wait("count")
+    assert job.result() == 3
+    assert len(job.previous) == 1
+
+
+def test_jobs_dashboard_in_a_terminal_is_a_table(ip: InteractiveShell, capsys: Any) -> None:
+    cell(ip, "t", "print('hello')\n41 + 1")
+    wait("t")
+    capsys.readouterr()
+    ip.run_line_magic("jobs", "")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["NAME", "STATUS", "BACKEND", "TIME", "LAST"]
+    assert "-> 42" in out
+    assert text_table(get_engine()).startswith("NAME")
+
+
+def test_a_job_can_submit_jobs(ip: InteractiveShell) -> None:
+    cell(
+        ip,
+        "parent",
+        "from jupyter_executor import get_engine\n"
+        "child = get_engine().submit(sum, [1, 2, 3], name='child')\n"
+        "get_engine().wait_job('child', 10)\n"
+        "child.result()",
+    )
+    assert wait("parent").result() == 6
+    assert wait("child").result() == 6
+
+
+# -- terminal echo and unloading ------------------------------------------------------------------
+
+
+def test_terminal_echo_prints_new_lines_once_with_the_job_name(ip: InteractiveShell) -> None:
+    sink = io.StringIO()
+    echo = TerminalEcho(ip, get_engine(), stream=lambda: sink)
+    try:
+        cell(ip, "echoed", "print('a')\nprint('b', end='')\n5")
+        wait("echoed")
+        deadline = time.monotonic() + 5
+        while "done" not in sink.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = sink.getvalue().splitlines()
+        assert lines[:2] == ["[job echoed] a", "[job echoed] b"]
+        assert lines[2].startswith("[job echoed] done in ") and lines[2].endswith("-> 5")
+        assert len(lines) == 3
+    finally:
+        echo.close()
+
+
+def test_unload_leaves_no_thread_and_no_child_process(ip: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "sleepy.sh").write_text("sleep 30\n")
+    ip.run_line_magic("job", "sleepy.sh --name sleepy")
+    cell(ip, "p --backend process", "1")
+    cell(ip, "loop --forever", "import time\nwhile True:\n    time.sleep(0.05)")
+    wait("p", 60)
+    get_engine().wait_job("sleepy", 0.5)
+    assert psutil.Process().children(recursive=True)
+    ip.run_line_magic("unload_ext", "jupyter_executor")
+    assert "job" not in ip.magics_manager.magics["cell"]
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("jupyter-executor")]
+    assert leftover == []
+    assert psutil.Process().children(recursive=True) == []
+    ip.run_line_magic("load_ext", "jupyter_executor")  # the fixture unloads it again
