@@ -67,11 +67,11 @@ class ProcessBackend(TaskBackend):
 
     async def _spawn(self) -> _Worker:
         env = {**os.environ, "JUPYTER_EXECUTOR_ID": self.engine.id, "PYTHONUNBUFFERED": "1"}
-        # The worker must import this package even when the kernel found it through sys.path.
+        # Functions are pickled by reference when their module is importable here: give the
+        # worker the same import path (this package, the notebook's folder, sys.path edits).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH", "")) if p
-        )
+        paths = [package_root, *(p or os.getcwd() for p in sys.path)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jupyter_executor._worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

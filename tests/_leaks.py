@@ -1,0 +1,36 @@
+"""Checks that nothing an engine started survives it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import psutil
+import pytest
+
+
+def engine_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("jupyter-executor")]
+
+
+def child_processes() -> list[psutil.Process]:
+    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.is_running()]
+
+
+def assert_nothing_left(before_children: set[int], timeout: float = 10.0) -> None:
+    """No engine thread and no new child process may survive (allow them time to exit)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        threads = engine_threads()
+        children = [
+            p for p in child_processes()
+            if p.pid not in before_children and p.status() != psutil.STATUS_ZOMBIE
+        ]  # fmt: skip
+        if not threads and not children:
+            return
+        if time.monotonic() > deadline:
+            names = [t.name for t in threads]
+            cmds = [" ".join(p.cmdline()) for p in children]
+            pytest.fail(f"left behind: threads {names}, processes {cmds}")
+        time.sleep(0.05)

@@ -1,0 +1,384 @@
+"""The engine from plain Python: submit, dependencies, conditions, waiting, retries, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_executor import (
+    AfterAll,
+    AfterAny,
+    AfterJob,
+    AfterTime,
+    DependencyCycle,
+    DuplicateJobName,
+    Engine,
+    FunctionCondition,
+    Job,
+    JobCancelled,
+    JobTimeout,
+    UnknownDependency,
+    get_engine,
+)
+from jupyter_executor.engine import COLUMNS
+
+from _leaks import assert_nothing_left, child_processes
+
+
+async def mycoro(t: float, value: object = None) -> object:
+    await asyncio.sleep(t)
+    return t if value is None else value
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def boom() -> None:
+    raise ValueError("boom")
+
+
+def test_submit_wait_result_and_list(engine: Engine) -> None:
+    a = engine.submit(add, 1, 2, name="a")
+    b = engine.submit(add, a, 10, name="b")  # a Job as an argument: a dependency and its value
+    c = engine.submit(add, a.future, b.future, name="c")  # futures work the same way
+    assert engine.wait(timeout=10) is True
+    assert (a.result(), b.result(), c.result()) == (3, 13, 16)
+    assert c.requirements == ("a", "b")
+    df = engine.list()
+    assert tuple(df.columns) == COLUMNS
+    assert df["name"].tolist() == ["a", "b", "c"]
+    assert df["status"].tolist() == ["done"] * 3
+    assert df.loc[2, "requires"] == ["a", "b"] and df.loc[2, "result"] == "16"
+    assert engine["b"] is b and set(engine.jobs) == {"a", "b", "c"}
+    assert [e.event for e in engine.log if e.job == "a"] == ["submitted", "started", "done"]
+    assert engine.list(status="done").shape[0] == 3 and engine.list(status="failed").empty
+
+
+def test_asynciojobs_style_orchestrate() -> None:
+    bus: asyncio.Queue[str] = asyncio.Queue()
+    seen: list[str] = []
+
+    async def producer(t: float) -> float:
+        await asyncio.sleep(t)
+        await bus.put(f"done {t}")
+        return 1000 * t
+
+    async def monitor() -> None:
+        while True:
+            seen.append(await bus.get())
+
+    a1, a2, a3 = Job(producer(0.1)), Job(producer(0.2)), Job(producer(0.15), label="a3")
+    a3.requires(a1)
+    mon = Job(monitor(), forever=True)
+    engine = Engine(a1, a2, a3, mon)
+    t0 = time.monotonic()
+    assert engine.orchestrate(timeout=10) is True
+    assert time.monotonic() - t0 < 2
+    assert (a1.result(), a2.result(), a3.result()) == (100.0, 200.0, 150.0)
+    assert a3.started is not None and a1.finished is not None and a3.started >= a1.finished
+    assert mon.status == "cancelled" and mon.cancel_reason == "the finite jobs are done"
+    assert sorted(seen) == ["done 0.1", "done 0.15", "done 0.2"]
+    assert engine._thread is None  # orchestrate released its thread
+    engine.shutdown()
+
+
+def test_orchestrate_inside_a_running_event_loop() -> None:
+    async def cell() -> bool:  # what a notebook cell is: code running on a live loop
+        jobs = [Job(mycoro(0.05, i)) for i in range(3)]
+        return Engine(*jobs).orchestrate(timeout=10)
+
+    assert asyncio.run(cell()) is True
+
+
+def test_orchestrate_timeout_cancels_the_rest() -> None:
+    slow = Job(mycoro(30), name="slow")
+    engine = Engine(slow)
+    assert engine.orchestrate(timeout=0.3) is False
+    assert slow.status == "cancelled" and "timed out" in str(slow.cancel_reason)
+    engine.shutdown()
+
+
+def test_join_from_async_code_and_shielding(engine: Engine) -> None:
+    job = engine.submit(mycoro, 0.3, name="slow")
+
+    async def main() -> tuple[bool, bool]:
+        waiter = asyncio.ensure_future(engine.join())
+        await asyncio.sleep(0.05)
+        waiter.cancel()  # as a kernel interrupt of an awaiting cell does
+        await asyncio.sleep(0)
+        return await engine.join(timeout=5), job.status == "done"
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_wait_from_a_thread_while_the_caller_blocks(engine: Engine) -> None:
+    chain = [engine.submit(time.sleep, 0.2, name="s0")]
+    for i in range(1, 3):
+        chain.append(engine.submit(time.sleep, 0.2, name=f"s{i}", requires=chain[-1]))
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(engine.wait(timeout=10)))
+    waiter.start()
+    time.sleep(0.9)  # the caller's thread is blocked; the chain still advances
+    assert all(j.status == "done" for j in chain)
+    waiter.join(5)
+    assert results == [True]
+
+
+def test_names_are_unique_with_clear_messages(engine: Engine) -> None:
+    engine.submit(add, 1, 1, name="x")
+    engine.wait()
+    with pytest.raises(DuplicateJobName, match=r"'x' already exists \(done\).*replace=True"):
+        engine.submit(add, 1, 1, name="x")
+    slow = engine.submit(mycoro, 5, name="slow")
+    with pytest.raises(DuplicateJobName, match=r"'slow' is (pending|running); cancel it first"):
+        engine.submit(add, 1, 1, name="slow", replace=True)
+    new = engine.submit(add, 2, 2, name="x", replace=True)
+    slow.cancel()
+    engine.wait()
+    assert new.result() == 4 and len(new.previous) == 1 and new.previous[0].result == "2"
+    # generated names are readable and unique
+    jobs = [engine.submit(add, 0, 0) for _ in range(3)]
+    assert [j.name for j in jobs] == ["add", "add-2", "add-3"]
+
+
+def test_unknown_dependency_and_cycles_refused_at_submit(engine: Engine) -> None:
+    with pytest.raises(UnknownDependency, match="'b' requires 'nope'"):
+        engine.submit(add, 1, 2, name="b", requires="nope")
+    a, b = Job(add, args=(1, 2), name="a"), Job(add, args=(1, 2), name="b")
+    a.requires(b)
+    b.requires(a)
+    with pytest.raises(DependencyCycle, match="a -> b -> a|b -> a -> b"):
+        engine.submit(a, b)
+    assert len(engine) == 0  # nothing of a refused submission was kept
+
+
+def test_failure_cancels_dependents_with_reason(engine: Engine) -> None:
+    a = engine.submit(boom, name="a")
+    b = engine.submit(add, 1, 2, name="b", requires=a)
+    c = engine.submit(add, 1, 2, name="c", requires=b)
+    assert engine.wait(timeout=10) is False
+    assert a.status == "failed" and isinstance(a.exception(), ValueError)
+    assert "ValueError: boom" in str(a.traceback)
+    with pytest.raises(ValueError, match="boom"):
+        a.result()
+    assert b.cancel_reason == "dependency 'a' failed"
+    assert c.cancel_reason == "dependency 'b' cancelled"
+    with pytest.raises(JobCancelled, match="dependency 'a' failed"):
+        b.result()
+    late = engine.submit(add, 1, 2, name="late", requires="a")  # a failed requirement, later
+    engine.wait(timeout=5)
+    assert late.status == "cancelled"
+
+
+def test_dependents_submitted_first_and_unsubmitted_requirements(engine: Engine) -> None:
+    jobs = [Job(mycoro(0, i), name=f"j{i}") for i in range(50)]
+    for prev, job in zip(jobs, jobs[1:], strict=False):
+        job.requires(prev)
+    engine.submit(*reversed(jobs))
+    assert engine.wait(timeout=10)
+    starts = [j.started for j in jobs]
+    assert starts == sorted(starts)  # type: ignore[type-var]
+    x, y = Job(add, args=(1, 1), name="x"), Job(add, args=(2, 2), name="y")
+    y.requires(x)
+    engine.submit(y)  # x comes along
+    assert engine.wait(timeout=10) and x.result() == 2
+
+
+def test_conditions(engine: Engine) -> None:
+    a = engine.submit(mycoro, 0.1, name="a")
+    f = engine.submit(boom, name="f")
+    after_a = engine.submit(add, 1, 1, name="after_a", condition=AfterJob("a"))
+    any_ok = engine.submit(add, 1, 1, name="any_ok", condition=AfterAny(a, f))
+    all_bad = engine.submit(add, 1, 1, name="all_bad", condition=AfterAll(a, f))
+    finished = engine.submit(add, 1, 1, name="finished", condition=AfterJob(f, success=False))
+    at = time.time() + 0.3
+    timed = engine.submit(time.time, name="timed", condition=AfterTime(at))
+    combo = engine.submit(add, 2, 2, name="combo", condition=AfterJob(a) & AfterTime(at) | AfterJob(f))
+    flag: list[int] = []
+    custom = engine.submit(
+        add, 3, 3, name="custom", condition=FunctionCondition(lambda: bool(flag), every=0.05)
+    )
+    time.sleep(0.2)
+    assert custom.status == "pending"
+    flag.append(1)
+    engine.wait(timeout=10)
+    assert after_a.status == any_ok.status == finished.status == "done"
+    assert all_bad.status == "cancelled" and "can never be met" in str(all_bad.cancel_reason)
+    assert timed.result() >= at
+    assert combo.status == "done" and custom.result() == 6
+
+
+def test_retries_with_backoff(engine: Engine) -> None:
+    calls: list[float] = []
+
+    def flaky() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise RuntimeError(f"attempt {len(calls)}")
+        return "ok"
+
+    job = engine.submit(flaky, name="flaky", retries=3, retry_delay=0.1)
+    assert engine.wait(timeout=10) and job.result() == "ok" and job.attempts == 3
+    assert calls[2] - calls[1] >= 0.19  # the delay doubles
+    assert [e.event for e in engine.log if e.job == "flaky"].count("retried") == 2
+    never = engine.submit(boom, name="never", retries=1, retry_delay=0.01)
+    engine.wait(timeout=10)
+    assert never.status == "failed" and never.attempts == 2
+
+
+@pytest.mark.parametrize("backend", ["async", "thread", "process", "subprocess"])
+def test_timeout_stops_the_work(engine: Engine, tmp_path: Path, backend: str) -> None:
+    marker = tmp_path / f"{backend}.written"
+    if backend == "async":
+
+        async def slow() -> None:
+            await asyncio.sleep(3)
+            marker.write_text("x")
+
+        job = engine.submit(slow, name="slow", timeout=0.3)
+    elif backend == "subprocess":
+        job = engine.submit(f"sleep 3 && touch {marker}", name="slow", timeout=0.3)
+    else:
+        job = engine.submit(_sleep_then_write, str(marker), name="slow", backend=backend, timeout=0.3)
+    assert engine.wait(timeout=20) is False
+    assert job.status == "cancelled" and job.cancel_reason == "timed out after 0.3 s"
+    assert isinstance(job.exception(), JobTimeout)
+    time.sleep(3.5)
+    assert not marker.exists()
+
+
+def _sleep_then_write(path: str) -> None:
+    for _ in range(60):
+        time.sleep(0.05)
+    Path(path).write_text("x")
+
+
+def test_timeout_then_retry(engine: Engine) -> None:
+    attempts: list[int] = []
+
+    async def sometimes_slow() -> str:
+        attempts.append(1)
+        await asyncio.sleep(5 if len(attempts) == 1 else 0)
+        return "fast"
+
+    job = engine.submit(sometimes_slow, name="s", timeout=0.2, retries=1, retry_delay=0.01)
+    assert engine.wait(timeout=10) and job.result() == "fast" and job.attempts == 2
+
+
+def test_cancel_pending_and_rerun(engine: Engine) -> None:
+    gate = engine.submit(mycoro, 0.3, name="gate")
+    waiting = engine.submit(add, 1, 1, name="waiting", requires=gate)
+    assert waiting.cancel() is None or True
+    assert waiting.status == "cancelled"  # removed from the queue at once
+    engine.wait(timeout=10)
+    assert gate.status == "done"
+    waiting.rerun()
+    assert engine.wait(timeout=10) and waiting.result() == 2
+    assert waiting.previous[0].status == "cancelled"
+    with pytest.raises(Exception, match="only a finished job can be rerun"):
+        slow = engine.submit(mycoro, 5, name="slow5")
+        slow.rerun()
+
+
+def test_limits(engine: Engine) -> None:
+    engine.set_limits(thread=2)
+    running: list[int] = []
+    peak = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            running.append(1)
+            peak[0] = max(peak[0], len(running))
+        time.sleep(0.1)
+        with lock:
+            running.pop()
+
+    for _ in range(6):
+        engine.submit(work)
+    assert engine.wait(timeout=10) and peak[0] == 2
+    with pytest.raises(ValueError, match="unknown backend"):
+        engine.set_limits(gpu=1)
+
+
+def test_max_jobs_bounds_all_backends(tmp_path: Path) -> None:
+    with Engine(folder=tmp_path, max_jobs=1) as engine:
+        jobs = [engine.submit(mycoro, 0.05, i) for i in range(3)]
+        jobs += [engine.submit(time.sleep, 0.05) for _ in range(2)]
+        assert engine.wait(timeout=10)
+        spans = sorted((j.started, j.finished) for j in jobs)
+        assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))  # type: ignore[operator]
+
+
+def test_async_concurrency_has_no_hidden_cap(engine: Engine) -> None:
+    jobs = [Job(asyncio.sleep(0.3)) for _ in range(500)]
+    t0 = time.monotonic()
+    engine.submit(*jobs)
+    assert engine.wait(timeout=10)
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_jobs_can_submit_jobs(engine: Engine) -> None:
+    def parent() -> int:
+        child = engine.submit(add, 20, 22, name="child")
+        engine.wait_job(child)
+        return int(child.result())
+
+    job = engine.submit(parent, name="parent")
+    assert engine.wait(timeout=10) and job.result() == 42
+
+    def bad() -> None:
+        engine.wait()
+
+    b = engine.submit(bad, name="bad")
+    engine.wait_job(b, timeout=10)
+    assert "would wait for that job itself" in str(b.exception())
+
+
+def test_get_engine_is_per_process_and_checks_options(tmp_path: Path) -> None:
+    before = {p.pid for p in child_processes()}
+    e = get_engine(folder=tmp_path)
+    try:
+        assert get_engine() is e and get_engine(folder=tmp_path) is e
+        with pytest.raises(ValueError, match="already exists with folder"):
+            get_engine(folder=tmp_path / "other")
+        with pytest.raises(TypeError, match="unknown engine option"):
+            get_engine(colour="red")
+    finally:
+        e.shutdown()
+    e2 = get_engine(id="fresh")
+    assert e2 is not e and e2.id == "fresh"
+    e2.shutdown()
+    assert_nothing_left(before)
+
+
+def test_identity_reaches_subprocesses(tmp_path: Path) -> None:
+    with Engine(id="xg15", folder=tmp_path) as engine:
+        job = engine.submit('echo "$JUPYTER_EXECUTOR_ID/$JUPYTER_EXECUTOR_JOB"', name="who")
+        engine.wait(timeout=10)
+        assert job.tail() == "xg15/who"
+
+
+def test_shutdown_cancels_everything_and_leaves_nothing(tmp_path: Path) -> None:
+    before = {p.pid for p in child_processes()}
+    engine = Engine(folder=tmp_path)
+    engine.cancel_grace = 0.5
+    engine.submit(mycoro, 30, name="async")
+    engine.submit(_sleep_then_write, str(tmp_path / "t"), name="thread")
+    engine.submit(_sleep_then_write, str(tmp_path / "p"), name="process", backend="process")
+    engine.submit("sleep 30", name="sub")
+    engine.submit(mycoro, 30, name="mon", forever=True)
+    time.sleep(1.0)
+    assert len(child_processes()) >= 2
+    engine.shutdown()
+    engine.shutdown()  # idempotent
+    assert {j.status for j in engine} == {"cancelled"}
+    assert {j.cancel_reason for j in engine} == {"the engine shut down"}
+    assert_nothing_left(before)
+    with pytest.raises(Exception, match="shut down"):
+        engine.submit(add, 1, 2)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from jupyter_executor._graph import Graph
+from jupyter_executor.errors import DependencyCycle, UnknownDependency
+
+
+def test_add_and_dependents() -> None:
+    g = Graph()
+    g.add({"a": [], "b": ["a"], "c": ["a", "b"]})
+    assert set(g.dependents("a")) == {"b", "c"}
+    assert g.requires("c") == ("a", "b")
+    assert "b" in g and len(g) == 3
+
+
+def test_unknown_dependency_names_both_jobs() -> None:
+    g = Graph()
+    with pytest.raises(UnknownDependency, match="'b' requires 'nope'"):
+        g.add({"b": ["nope"]})
+    assert len(g) == 0  # all or nothing
+
+
+def test_cycle_in_a_batch_is_refused_with_its_path() -> None:
+    g = Graph()
+    g.add({"x": []})
+    with pytest.raises(DependencyCycle, match=r"a -> b -> c -> a"):
+        g.add({"a": ["b"], "b": ["c"], "c": ["a", "x"]})
+    assert "a" not in g
+
+
+def test_replacing_a_node_can_close_a_cycle() -> None:
+    g = Graph()
+    g.add({"a": [], "b": ["a"]})
+    with pytest.raises(DependencyCycle):
+        g.add({"a": ["b"]}, replacing={"a"})
+    g.add({"a": []}, replacing={"a"})
+    assert set(g.dependents("a")) == {"b"}
+
+
+def test_long_chain_is_linear_and_remove_drops_edges() -> None:
+    g = Graph()
+    n = 20_000
+    g.add({f"j{i}": ([f"j{i - 1}"] if i else []) for i in range(n)})  # dependents first works too
+    for i in range(n, n + 2000):
+        g.add({f"j{i}": [f"j{i - 1}"]})
+    assert g.dependents("j0") == {"j1"}
+    g.remove("j1")
+    assert not g.dependents("j0")

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from jupyter_executor import InvalidTransition, Job, JobNotFinished, Status
+from jupyter_executor._status import check_transition
+
+
+async def coro() -> int:
+    return 1
+
+
+def test_status_is_a_str_enum() -> None:
+    assert Status.DONE == "done"
+    assert str(Status.FAILED) == "failed"
+    assert Status.CANCELLED.finished and not Status.RUNNING.finished
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("created", "running"), ("done", "running"), ("running", "created"), ("failed", "done")],
+)
+def test_invalid_transitions_are_refused(old: str, new: str) -> None:
+    with pytest.raises(InvalidTransition, match=f"from {old} to {new}"):
+        check_transition("j", Status(old), Status(new))
+
+
+def test_allowed_transitions() -> None:
+    for old, new in [
+        ("created", "pending"), ("pending", "running"), ("running", "done"), ("running", "failed"),
+        ("running", "cancelled"), ("pending", "cancelled"), ("done", "pending"), ("running", "pending"),
+    ]:  # fmt: skip
+        check_transition("j", Status(old), Status(new))
+
+
+def test_backend_inferred_from_target() -> None:
+    c = coro()
+    assert Job(c).backend == "async"
+    assert Job(coro).backend == "async"
+    assert Job(print).backend == "thread"
+    assert Job("echo hi").backend == "subprocess"
+    assert Job(["echo", "hi"]).backend == "subprocess"
+    assert Job(print, backend="process").backend == "process"
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        Job(print, backend="gpu")
+    with pytest.raises(ValueError, match="coroutine object runs on the async backend only"):
+        Job(coro(), backend="thread")
+    with pytest.raises(ValueError, match="cannot be retried"):
+        Job(coro(), retries=2)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        Job(print, timeout=0)
+    with pytest.raises(TypeError, match="cannot run 42"):
+        Job(42)
+    with pytest.raises(ValueError, match="not both"):
+        Job(print, name="a", label="b")
+
+
+def test_label_is_an_alias_and_requires_chains() -> None:
+    a = Job(print, label="a")
+    b = Job(print, name="b").requires(a, None, ["x", [a]])
+    assert a.name == "a"
+    assert b.required_jobs() == [a, "x", a]
+    assert Job(print, requires=["a"]).required_jobs() == ["a"]
+
+
+def test_result_of_an_unfinished_job_is_a_clear_error() -> None:
+    job = Job(print, name="p")
+    with pytest.raises(JobNotFinished, match="'p' is created"):
+        job.result()
+    assert job.exception() is None
+
+
+def test_coroutine_job_closes_unrun_coroutine() -> None:
+    c = coro()
+    with pytest.raises(ValueError):
+        Job(c, backend="process")
+    assert c.cr_frame is None  # closed: no "never awaited" warning later
