@@ -19,6 +19,7 @@ import functools
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def _show_job(shell: Any, job: Any) -> None:
     if is_kernel(shell):
         from IPython.display import display
 
-        display(job_view(job))
+        display(_track(shell, job_view(job)))
     else:
         print(f"[job {job.name}] {job.status.value} ({job.backend}): {job.describe()}")
 
@@ -213,7 +214,7 @@ def show_dashboard(shell: Any) -> Any:
             return engine.list()
         from IPython.display import display
 
-        display(Dashboard(engine))
+        display(_track(shell, Dashboard(engine)))
         return None
     print(text_table(engine))
     return None
@@ -505,11 +506,20 @@ def _routed_patch_stdout(original: Callable[..., Any], *args: Any, **kwargs: Any
 # -- the extension's state -----------------------------------------------------------------------
 
 
+def _track(shell: Any, widget: Any) -> Any:
+    """Remember a view so that unloading the extension closes it (and stops its thread)."""
+    ext = _active.get(id(shell))
+    if ext is not None and hasattr(widget, "close"):
+        ext.widgets.add(widget)
+    return widget
+
+
 class _Extension:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.echo: TerminalEcho | None = None
         self.patched_prompt: Any = None
+        self.widgets: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def start(self) -> None:
         install_display_routing(self.shell)
@@ -526,6 +536,10 @@ class _Extension:
                 self.patched_prompt = original
 
     def stop(self) -> None:
+        for widget in list(self.widgets):
+            with contextlib.suppress(Exception):
+                widget.close()
+        self.widgets.clear()
         if self.echo is not None:
             self.echo.close()
             self.echo = None
