@@ -782,8 +782,7 @@ class Engine:
             msg = f"job {job.name!r} cannot wait for itself"
             raise SubmitError(msg)
         if not job.done():
-            with contextlib.suppress(BaseException):
-                concurrent.futures.wait([job.future], timeout)
+            concurrent.futures.wait([job.future], timeout)
         return job.status is Status.DONE
 
     async def gather(self, *jobs: Job | str) -> list[Any]:

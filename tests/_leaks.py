@@ -15,7 +15,16 @@ def engine_threads() -> list[threading.Thread]:
 
 
 def child_processes() -> list[psutil.Process]:
-    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.is_running()]
+    # multiprocessing's resource tracker (started once per interpreter when dask spawns its
+    # nanny processes) is Python's own and lives until the interpreter exits, by design.
+    found = []
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if proc.is_running() and "resource_tracker" not in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def assert_nothing_left(before_children: set[int], timeout: float = 10.0) -> None:

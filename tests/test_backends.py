@@ -1,0 +1,175 @@
+"""Each backend for real: worker processes, subprocesses, threads, a dask LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_executor import CommandFailed, Engine, WorkerCrashed, cancelled
+
+
+def square(x: int) -> int:
+    print(f"squaring {x}")
+    return x * x
+
+
+def test_process_runs_lambdas_and_closures_from_the_caller(engine: Engine) -> None:
+    offset = 7
+    job = engine.submit(lambda x: os.getpid() * 0 + x + offset, 3, backend="process", name="lam")
+    sq = engine.submit(square, 5, backend="process", name="sq")
+    assert engine.wait(timeout=30), (job.exception(), sq.exception())
+    assert job.result() == 10 and sq.result() == 25
+    assert sq.tail() == "squaring 5"
+    assert sq.pid != os.getpid()
+
+
+def test_process_crash_fails_only_that_job(engine: Engine) -> None:
+    crash = engine.submit(os._exit, 3, backend="process", name="crash")
+    segv = engine.submit(os.kill, 0, 0, backend="process", name="noop")  # signal 0: harmless
+    engine.wait(timeout=30)
+    assert crash.status == "failed" and isinstance(crash.exception(), WorkerCrashed)
+    assert "exited with code 3" in str(crash.exception())
+    assert segv.status == "done"
+    after = engine.submit(square, 3, backend="process", name="after")
+    assert engine.wait_job(after, timeout=30) and after.result() == 9
+
+
+def test_process_segfault(engine: Engine) -> None:
+    def segfault() -> None:
+        import ctypes
+
+        ctypes.string_at(0)
+
+    job = engine.submit(segfault, backend="process", name="segv")
+    engine.wait_job(job, timeout=30)
+    assert "killed by signal SIGSEGV" in str(job.exception())
+
+
+def test_process_errors_carry_the_remote_traceback(engine: Engine) -> None:
+    def fail() -> None:
+        raise KeyError("missing")
+
+    job = engine.submit(fail, backend="process", name="fail")
+    engine.wait_job(job, timeout=30)
+    assert isinstance(job.exception(), KeyError)
+    assert "raise KeyError" in str(job.traceback)
+
+
+def test_unpicklable_argument_is_a_clear_error(engine: Engine) -> None:
+    lock = threading.Lock()
+    job = engine.submit(print, lock, backend="process", name="lock")
+    engine.wait_job(job, timeout=30)
+    assert "cannot be sent to a worker process" in str(job.exception())
+
+
+def test_subprocess_env_cwd_output_and_exit_code(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    ok = engine.submit(
+        [sys.executable, "-c", "import os; print(os.environ['TOKEN'], os.getcwd())"],
+        env={"TOKEN": "abc"}, cwd=tmp_path / "data", name="ok",
+    )  # fmt: skip
+    bad = engine.submit("echo out; echo err >&2; exit 2", name="bad")
+    missing = engine.submit(["definitely-not-a-program-xyz"], name="missing")
+    engine.wait(timeout=30)
+    assert ok.result() == 0 and ok.tail() == f"abc {tmp_path / 'data'}"
+    assert isinstance(bad.exception(), CommandFailed) and bad.exception().returncode == 2  # type: ignore[union-attr]
+    assert "exited with code 2" in str(bad.exception()) and bad.tail() == "out\nerr"
+    assert isinstance(missing.exception(), FileNotFoundError)
+    log = bad.log_path
+    assert log is not None and log.read_text() == "out\nerr\n"
+
+
+def test_subprocess_killed_by_signal(engine: Engine) -> None:
+    job = engine.submit("kill -9 $$", name="killed")
+    engine.wait_job(job, timeout=30)
+    assert "killed by signal SIGKILL" in str(job.exception())
+
+
+def test_subprocess_survives_a_sigint_to_the_callers_group(engine: Engine) -> None:
+    # A kernel interrupt signals the kernel's whole process group; jobs live in their own.
+    job = engine.submit("sleep 1; echo survived", name="bg")
+    time.sleep(0.3)
+    assert job.pid is not None and os.getpgid(job.pid) != os.getpgid(0)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.killpg(os.getpgid(0), signal.SIGINT)
+        time.sleep(0.3)  # let the signal reach every thread of ours while it is ignored
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert engine.wait_job(job, timeout=10) and job.tail() == "survived"
+
+
+@pytest.mark.parametrize("backend", ["async", "thread", "process", "subprocess"])
+def test_cancel_really_stops_each_backend(engine: Engine, tmp_path: Path, backend: str) -> None:
+    marker = tmp_path / "written"
+    if backend == "subprocess":
+        job = engine.submit(f"sleep 2 && touch {marker}", name="c")
+    elif backend == "async":
+        import asyncio
+
+        async def slow() -> None:
+            await asyncio.sleep(2)
+            marker.write_text("x")
+
+        job = engine.submit(slow, name="c")
+    else:
+        job = engine.submit(_write_later, str(marker), name="c", backend=backend)
+    time.sleep(0.5)
+    assert job.status == "running"
+    job.cancel()
+    assert not engine.wait_job(job, timeout=10)
+    assert job.status == "cancelled" and job.cancel_reason == "cancelled by user"
+    time.sleep(2.5)
+    assert not marker.exists()
+
+
+def _write_later(path: str) -> None:
+    for _ in range(40):
+        time.sleep(0.05)
+    Path(path).write_text("x")
+
+
+def test_thread_cancel_is_cooperative_first(engine: Engine) -> None:
+    def polite() -> str:
+        while not cancelled():
+            time.sleep(0.01)
+        print("stopping")
+        return "stopped"
+
+    job = engine.submit(polite, name="polite")
+    time.sleep(0.2)
+    job.cancel()
+    engine.wait_job(job, timeout=5)
+    assert job.status == "cancelled" and job.tail() == "stopping"
+    assert not cancelled()  # outside a job
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(180)
+def test_dask_local_cluster(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from _leaks import assert_nothing_left, child_processes
+
+    before = {p.pid for p in child_processes()}
+    engine = Engine(folder=tmp_path, dask={"n_workers": 1, "threads_per_worker": 2, "processes": True})
+    try:
+        a = engine.submit(square, 4, backend="dask", name="a")
+        b = engine.submit(lambda v: v + 1, a, backend="dask", name="b")
+        bad = engine.submit(_raise, backend="dask", name="bad")
+        engine.wait(timeout=120)
+        assert (a.result(), b.result()) == (16, 17)
+        assert a.tail() == "squaring 4"
+        assert isinstance(bad.exception(), ZeroDivisionError)
+    finally:
+        engine.shutdown()
+    assert_nothing_left(before, timeout=30)
+
+
+def _raise() -> None:
+    print(1 / 0)
