@@ -180,7 +180,7 @@ def current_output() -> Output | None:
 
 
 class _StreamProxy:
-    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass through."""
+    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass."""
 
     def __init__(self, original: TextIO, stream: str) -> None:
         self._original = original
@@ -225,9 +225,9 @@ def install() -> None:
                 swapped[id(current)] = proxy
         if swapped:
             for handler in _stream_handlers():
-                proxy = swapped.get(id(handler.stream))
-                if proxy is not None:
-                    handler.setStream(proxy)  # type: ignore[arg-type]
+                found = swapped.get(id(handler.stream))
+                if found is not None:
+                    handler.setStream(found)  # type: ignore[arg-type,unused-ignore]
 
 
 def uninstall() -> None:

@@ -124,12 +124,12 @@ class AnyOf(AllOf):
         return "(" + " | ".join(c.describe() for c in self.conditions) + ")"
 
 
-def AfterAll(*jobs: Any, success: bool = True) -> AllOf:  # noqa: N802 - reads as a condition
+def AfterAll(*jobs: Any, success: bool = True) -> AllOf:
     """Met when all ``jobs`` are done (or finished, with ``success=False``)."""
     return AllOf(*(AfterJob(j, success) for j in _flatten(jobs)))
 
 
-def AfterAny(*jobs: Any, success: bool = True) -> AnyOf:  # noqa: N802 - reads as a condition
+def AfterAny(*jobs: Any, success: bool = True) -> AnyOf:
     """Met when any of ``jobs`` is done (or finished, with ``success=False``)."""
     return AnyOf(*(AfterJob(j, success) for j in _flatten(jobs)))
 
@@ -166,7 +166,11 @@ class FunctionCondition(Condition):
     """
 
     def __init__(
-        self, fn: Callable[[], bool | None], *, watch: Iterable[Any] = (), every: float | None = None
+        self,
+        fn: Callable[[], bool | None],
+        *,
+        watch: Iterable[Any] = (),
+        every: float | None = None,
     ) -> None:
         self.fn = fn
         self.watch = tuple(watch)

@@ -12,14 +12,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .errors import InvalidTransition
 
 __all__ = ["FINISHED", "Status", "check_transition"]
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Where a job is in its life; compares equal to its string value (``job.status == "done"``)."""
 
     CREATED = "created"

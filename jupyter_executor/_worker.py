@@ -67,8 +67,8 @@ def main() -> None:
 
     channel = _Channel(os.dup(1))
     os.dup2(2, 1)
-    sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment]
-    sys.stderr = _Forward(channel, "stderr")  # type: ignore[assignment]
+    sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment,unused-ignore]
+    sys.stderr = _Forward(channel, "stderr")  # type: ignore[assignment,unused-ignore]
     stdin = sys.stdin.buffer
     while True:
         frame = read_frame(stdin)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import builtins
 import concurrent.futures
 import contextlib
 import functools
@@ -103,7 +104,7 @@ class Engine:
     def __init__(
         self,
         *jobs: Job,
-        id: str | None = None,  # noqa: A002 - the public name of the option
+        id: str | None = None,
         folder: str | os.PathLike[str] | None = None,
         max_jobs: int | None = None,
         dask: Any = None,
@@ -141,9 +142,9 @@ class Engine:
         self._bad = 0  # non-forever jobs failed or cancelled
         self._running = 0
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
-        self._idle_waiters: list[concurrent.futures.Future[None]] = []
-        self._deferred: list[Job] = list(jobs)
-        self._subscribers: list[Callable[[str, Job], None]] = []
+        self._idle_waiters: builtins.list[concurrent.futures.Future[None]] = []
+        self._deferred: builtins.list[Job] = list(jobs)
+        self._subscribers: builtins.list[Callable[[str, Job], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_ident = 0
@@ -199,7 +200,7 @@ class Engine:
         timeout: float | None = None,
         condition: Any = None,
         env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
+        cwd: str | Path | None = None,
         replace: bool = False,
         **kwargs: Any,
     ) -> Any:
@@ -249,7 +250,7 @@ class Engine:
         self._submit([job], replace)
         return job
 
-    def _submit(self, jobs: list[Job], replace: bool) -> None:
+    def _submit(self, jobs: builtins.list[Job], replace: bool) -> None:
         if self._closed:
             msg = "this engine is shut down; create a new one (or call get_engine() again)"
             raise SubmitError(msg)
@@ -265,11 +266,9 @@ class Engine:
         if ready:
             self._dispatch(ready)
 
-    def _register(
-        self, batch: list[Job], replace: bool
-    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+    def _register(self, batch: builtins.list[Job], replace: bool) -> tuple[list[Job], list[tuple[Job, str]]]:
         jobs = self._jobs
-        new: list[Job] = []
+        new: builtins.list[Job] = []
         names: set[str] = set()
         replacing: dict[str, Job] = {}
         for job in batch:
@@ -311,8 +310,8 @@ class Engine:
             specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
         self._graph.add(specs, replacing=replacing)  # raises before anything changes
         now = time.time()
-        ready: list[Job] = []
-        to_cancel: list[tuple[Job, str]] = []
+        ready: builtins.list[Job] = []
+        to_cancel: builtins.list[tuple[Job, str]] = []
         for job in new:
             name = str(job.name)
             old = replacing.get(name)
@@ -423,7 +422,7 @@ class Engine:
         return backend
 
     # starting ----------------------------------------------------------------------------------
-    def _dispatch(self, jobs: list[Job]) -> None:
+    def _dispatch(self, jobs: builtins.list[Job]) -> None:
         """Admit ready jobs on the loop thread.
 
         Submitting and finishing threads only post to the loop's inbox; the loop admits jobs in
@@ -489,9 +488,7 @@ class Engine:
     def _arm_timeout(self, job: Job, attempt: int) -> None:
         if job.status is Status.RUNNING and job.attempts == attempt:
             assert self._loop is not None and job.timeout is not None
-            job._timeout_handle = self._loop.call_later(
-                job.timeout, self._on_timeout, job, attempt
-            )
+            job._timeout_handle = self._loop.call_later(job.timeout, self._on_timeout, job, attempt)
 
     def _on_timeout(self, job: Job, attempt: int) -> None:
         if job.status is not Status.RUNNING or job.attempts != attempt:
@@ -555,7 +552,9 @@ class Engine:
             job._exception = None
             job._cancel_reason = None
             job._cancel_requested = False
-            self._record("retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s")
+            self._record(
+                "retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s"
+            )
         self._call_soon(self._admit_later, job, delay)
 
     def _admit_later(self, job: Job, delay: float) -> None:
@@ -564,8 +563,8 @@ class Engine:
 
     def _settle(self, job: Job, status: Status, result: Any, exc: BaseException | None) -> None:
         """Give ``job`` its final status and wake its dependents (any thread)."""
-        ready: list[Job] = []
-        to_cancel: list[tuple[Job, str]] = []
+        ready: builtins.list[Job] = []
+        to_cancel: builtins.list[tuple[Job, str]] = []
         with self._lock:
             if job.status in FINISHED:
                 return
@@ -771,7 +770,7 @@ class Engine:
             self._idle_waiters.append(fut)
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return self._bad == 0
 
@@ -785,7 +784,7 @@ class Engine:
             concurrent.futures.wait([job.future], timeout)
         return job.status is Status.DONE
 
-    async def gather(self, *jobs: Job | str) -> list[Any]:
+    async def gather(self, *jobs: Job | str) -> builtins.list[Any]:
         """``await`` several jobs; return their results in order (raise the first failure)."""
         return [await self._get(j) for j in jobs]
 
@@ -859,7 +858,7 @@ class Engine:
             raise KeyError(msg)
         return job
 
-    def select(self, status: str | Iterable[str] | None = None) -> list[Job]:
+    def select(self, status: str | Iterable[str] | None = None) -> builtins.list[Job]:
         """The jobs whose status is ``status`` (a name or several), in submission order."""
         if status is None:
             return list(self._jobs.values())
@@ -887,11 +886,21 @@ class Engine:
             info = job.info()
             rows.append(
                 (
-                    info.name, info.status, info.backend, list(info.requires), info.forever,
-                    _dt(info.submitted), _dt(info.started), _dt(info.finished), info.duration,
-                    info.attempts, info.result, info.error,
-                    "\n".join(info.tail.splitlines()[-3:]), info.progress,
-                )  # fmt: skip
+                    info.name,
+                    info.status,
+                    info.backend,
+                    list(info.requires),
+                    info.forever,
+                    _dt(info.submitted),
+                    _dt(info.started),
+                    _dt(info.finished),
+                    info.duration,
+                    info.attempts,
+                    info.result,
+                    info.error,
+                    "\n".join(info.tail.splitlines()[-3:]),
+                    info.progress,
+                )
             )
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -929,9 +938,10 @@ class Engine:
         if event in ("retried", "rerun") and self._subscribers:
             self._emit("status", job)
 
-    def _record_many(self, event: str, jobs: list[Job]) -> None:
+    def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
         now = time.time()
-        self.log.extend(EngineEvent(now, event, str(j.name)) for j in jobs[-self.log.maxlen :])  # type: ignore[misc]
+        keep = jobs[-(self.log.maxlen or len(jobs)) :]
+        self.log.extend(EngineEvent(now, event, str(j.name)) for j in keep)
         if self._subscribers:
             for job in jobs:
                 self._emit(event, job)

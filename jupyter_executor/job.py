@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import reprlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -297,7 +297,9 @@ class Job:
             raise self._exception
         if status is Status.CANCELLED:
             raise JobCancelled(str(self.name), self._cancel_reason or "cancelled")
-        msg = f"job {self.name!r} is {status.value}; it has no result yet (wait with engine.wait_job)"
+        msg = (
+            f"job {self.name!r} is {status.value}; it has no result yet (wait with engine.wait_job)"
+        )
         raise JobNotFinished(msg)
 
     def exception(self) -> BaseException | None:

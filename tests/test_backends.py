@@ -157,7 +157,9 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
     from _leaks import assert_nothing_left, child_processes
 
     before = {p.pid for p in child_processes()}
-    engine = Engine(folder=tmp_path, dask={"n_workers": 1, "threads_per_worker": 2, "processes": True})
+    engine = Engine(
+        folder=tmp_path, dask={"n_workers": 1, "threads_per_worker": 2, "processes": True}
+    )
     try:
         a = engine.submit(square, 4, backend="dask", name="a")
         b = engine.submit(lambda v: v + 1, a, backend="dask", name="b")

@@ -57,7 +57,9 @@ def test_caller_output_is_untouched(engine: Engine, capsys: pytest.CaptureFixtur
     assert job.tail() == "from the job"
 
 
-def test_stderr_warnings_and_logging_are_routed(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stderr_warnings_and_logging_are_routed(
+    engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     logger = logging.getLogger("user.code")
     logger.addHandler(handler)
@@ -116,7 +118,10 @@ def test_endless_line_is_capped() -> None:
 
 
 def test_subprocess_progress_bar(engine: Engine) -> None:
-    script = "import sys,time\nfor i in range(300):\n    sys.stdout.write(f'\\r{i}/299')\nprint()\nprint('end')"
+    script = (
+        "import sys\nfor i in range(300):\n    sys.stdout.write(f'\\r{i}/299')\n"
+        "print()\nprint('end')"
+    )
     job = engine.submit([sys.executable, "-c", script], name="bar")
     engine.wait(timeout=20)
     assert job.tail() == "299/299\nend"

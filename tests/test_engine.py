@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import (
     AfterAll,
@@ -25,8 +27,6 @@ from jupyter_executor import (
     get_engine,
 )
 from jupyter_executor.engine import COLUMNS
-
-from _leaks import assert_nothing_left, child_processes
 
 
 async def mycoro(t: float, value: object = None) -> object:
@@ -152,7 +152,7 @@ def test_unknown_dependency_and_cycles_refused_at_submit(engine: Engine) -> None
     a, b = Job(add, args=(1, 2), name="a"), Job(add, args=(1, 2), name="b")
     a.requires(b)
     b.requires(a)
-    with pytest.raises(DependencyCycle, match="a -> b -> a|b -> a -> b"):
+    with pytest.raises(DependencyCycle, match=r"a -> b -> a|b -> a -> b"):
         engine.submit(a, b)
     assert len(engine) == 0  # nothing of a refused submission was kept
 
@@ -177,7 +177,7 @@ def test_failure_cancels_dependents_with_reason(engine: Engine) -> None:
 
 def test_dependents_submitted_first_and_unsubmitted_requirements(engine: Engine) -> None:
     jobs = [Job(mycoro(0, i), name=f"j{i}") for i in range(50)]
-    for prev, job in zip(jobs, jobs[1:], strict=False):
+    for prev, job in itertools.pairwise(jobs):
         job.requires(prev)
     engine.submit(*reversed(jobs))
     assert engine.wait(timeout=10)
@@ -198,7 +198,9 @@ def test_conditions(engine: Engine) -> None:
     finished = engine.submit(add, 1, 1, name="finished", condition=AfterJob(f, success=False))
     at = time.time() + 0.3
     timed = engine.submit(time.time, name="timed", condition=AfterTime(at))
-    combo = engine.submit(add, 2, 2, name="combo", condition=AfterJob(a) & AfterTime(at) | AfterJob(f))
+    combo = engine.submit(
+        add, 2, 2, name="combo", condition=AfterJob(a) & AfterTime(at) | AfterJob(f)
+    )
     flag: list[int] = []
     custom = engine.submit(
         add, 3, 3, name="custom", condition=FunctionCondition(lambda: bool(flag), every=0.05)
@@ -244,7 +246,9 @@ def test_timeout_stops_the_work(engine: Engine, tmp_path: Path, backend: str) ->
     elif backend == "subprocess":
         job = engine.submit(f"sleep 3 && touch {marker}", name="slow", timeout=0.3)
     else:
-        job = engine.submit(_sleep_then_write, str(marker), name="slow", backend=backend, timeout=0.3)
+        job = engine.submit(
+            _sleep_then_write, str(marker), name="slow", backend=backend, timeout=0.3
+        )
     assert engine.wait(timeout=20) is False
     assert job.status == "cancelled" and job.cancel_reason == "timed out after 0.3 s"
     assert isinstance(job.exception(), JobTimeout)
@@ -312,7 +316,7 @@ def test_max_jobs_bounds_all_backends(tmp_path: Path) -> None:
         jobs += [engine.submit(time.sleep, 0.05) for _ in range(2)]
         assert engine.wait(timeout=10)
         spans = sorted((j.started, j.finished) for j in jobs)
-        assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))  # type: ignore[operator]
+        assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))  # type: ignore[operator]
 
 
 def test_async_concurrency_has_no_hidden_cap(engine: Engine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,6 @@ class TaskBackend(Backend):
     def _cancelled_early(self, job: Job, task: asyncio.Task[Any]) -> None:
         if job._task is task:
             target = job.target
-            if asyncio.iscoroutine(target) and target.cr_frame is not None and not target.cr_running:
+            if inspect.iscoroutine(target) and inspect.getcoroutinestate(target) == "CORO_CREATED":
                 target.close()
             self.engine._finish(job, cancelled=True)

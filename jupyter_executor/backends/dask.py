@@ -64,7 +64,10 @@ class DaskBackend(TaskBackend):
         if isinstance(option, dict):
             options.update(option)
         elif option is not None:
-            msg = f"dask= takes a Client, an address, a dict of LocalCluster options or None, not {option!r}"
+            msg = (
+                "dask= takes a Client, an address, a dict of LocalCluster options or None, "
+                f"not {option!r}"
+            )
             raise TypeError(msg)
         self._cluster = distributed.LocalCluster(**options)
         self._owned = True
@@ -77,12 +80,18 @@ class DaskBackend(TaskBackend):
         key = f"{job.name}-{job.attempts}-{id(job):x}"
         future = await loop.run_in_executor(
             None,
-            functools.partial(client.submit, _call_capturing, job.target, args, kwargs, key=key, pure=False),
+            functools.partial(
+                client.submit, _call_capturing, job.target, args, kwargs, key=key, pure=False
+            ),
         )
         done: asyncio.Future[None] = loop.create_future()
 
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
         def wake(_f: Any) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            loop.call_soon_threadsafe(settle)
 
         future.add_done_callback(wake)
         try:

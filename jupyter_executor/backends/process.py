@@ -104,8 +104,8 @@ class ProcessBackend(TaskBackend):
                     return message[1]
                 else:
                     keep = True
-                    _, exc, text, tb = message
-                    error = exc if isinstance(exc, BaseException) else RuntimeError(text)
+                    _, carried, text, tb = message
+                    error = carried if isinstance(carried, BaseException) else RuntimeError(text)
                     error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
                     raise error
         except (asyncio.IncompleteReadError, BrokenPipeError, ConnectionResetError):
@@ -136,7 +136,7 @@ class ProcessBackend(TaskBackend):
         for worker in list(self._all):
             try:
                 await asyncio.wait_for(worker.proc.wait(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await terminate_group(worker.proc, 1.0)
             await self._discard(worker)
 

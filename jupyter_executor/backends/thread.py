@@ -59,7 +59,8 @@ class ThreadBackend(Backend):
             if len(self._threads) >= self.running:
                 return
             thread = threading.Thread(
-                target=self._work, name=f"jupyter-executor-{self.engine.id}-thread-{len(self._threads)}",
+                target=self._work,
+                name=f"jupyter-executor-{self.engine.id}-thread-{len(self._threads)}",
                 daemon=True,
             )  # fmt: skip
             self._threads.append(thread)
