@@ -142,7 +142,7 @@ def analyse(
     if transform is None:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        transform = TransformerManager().transform_cell
+        transform = TransformerManager().transform_cell  # type: ignore[no-untyped-call]
     source = transform(raw)
     try:
         tree = ast.parse(source, filename)

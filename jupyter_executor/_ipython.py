@@ -156,7 +156,7 @@ def _show_job(shell: Any, job: Any) -> None:
     if is_kernel(shell):
         from IPython.display import display
 
-        display(_track(shell, job_view(job)))
+        display(_track(shell, job_view(job)))  # type: ignore[no-untyped-call]
     else:
         print(f"[job {job.name}] {job.status.value} ({job.backend}): {job.describe()}")
 
@@ -214,7 +214,7 @@ def show_dashboard(shell: Any) -> Any:
             return engine.list()
         from IPython.display import display
 
-        display(_track(shell, Dashboard(engine)))
+        display(_track(shell, Dashboard(engine)))  # type: ignore[no-untyped-call]
         return None
     print(text_table(engine))
     return None
@@ -419,7 +419,7 @@ class TerminalEcho:
         with self._print_lock:
             with self._lock:
                 dirty, self._dirty = self._dirty, {}
-            text = []
+            text: list[str] = []
             for job in dirty.values():
                 text.extend(f"[job {job.name}] {line}" for line in self._new_lines(job))
             if text:
@@ -530,9 +530,10 @@ class _Extension:
         with contextlib.suppress(ImportError):
             from IPython.terminal import interactiveshell as terminal
 
-            original = terminal.patch_stdout
+            names = vars(terminal)  # the module's globals: prompt_for_code looks it up there
+            original = names["patch_stdout"]
             if not isinstance(original, functools.partial):
-                terminal.patch_stdout = functools.partial(_routed_patch_stdout, original)
+                names["patch_stdout"] = functools.partial(_routed_patch_stdout, original)
                 self.patched_prompt = original
 
     def stop(self) -> None:
@@ -546,7 +547,7 @@ class _Extension:
         if self.patched_prompt is not None:
             from IPython.terminal import interactiveshell as terminal
 
-            terminal.patch_stdout = self.patched_prompt
+            vars(terminal)["patch_stdout"] = self.patched_prompt
             self.patched_prompt = None
         from . import engine as engine_module
 

@@ -12,18 +12,31 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
 __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 CELL_BACKENDS = ("thread", "async", "process", "dask")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# IPython's magic_arguments decorators are untyped; these typed aliases keep mypy strict here.
+def magic_arguments() -> Callable[[_F], _F]:
+    return _ma.magic_arguments()  # type: ignore[no-untyped-call]
+
+
+def argument(*args: Any, **kwargs: Any) -> Callable[[_F], _F]:
+    return _ma.argument(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -151,7 +164,7 @@ class JobMagics(Magics):
     # -- %%job -------------------------------------------------------------------------------
 
     def _cell_job(self, line: str, cell: str) -> Any:
-        args = _parse(self.job, _split(line))
+        args = _parse(self, "job", _split(line))
         if args.env or args.cwd:
             msg = "--env and --cwd are for scripts (%job SCRIPT), not for %%job cells"
             raise UsageError(msg)
@@ -178,8 +191,8 @@ class JobMagics(Magics):
     # -- %job --------------------------------------------------------------------------------
 
     def _script_job(self, line: str) -> Any:
-        ours, script = _split_script_line(self.job.parser, _split(line))
-        args = _parse(self.job, ours)
+        ours, script = _split_script_line(_parser(self, "job"), _split(line))
+        args = _parse(self, "job", ours)
         if args.backend is not None:
             msg = "scripts and commands always run in a subprocess: drop --backend"
             raise UsageError(msg)
@@ -236,7 +249,7 @@ class JobMagics(Magics):
         ``%jobs remove NAME ...``  forget finished jobs
         ``%jobs clear``            forget every finished job
         """
-        args = _parse(self.jobs, _split(line))
+        args = _parse(self, "jobs", _split(line))
         from . import _ipython
 
         command = args.command
@@ -279,9 +292,15 @@ def _split(line: str) -> list[str]:
         raise UsageError(msg) from None
 
 
-def _parse(magic: Any, argv: list[str]) -> argparse.Namespace:
+def _parser(magics: Magics, name: str) -> argparse.ArgumentParser:
+    """The parser ``magic_arguments`` attached to the magic method ``name``."""
+    parser: argparse.ArgumentParser = type(magics).__dict__[name].parser
+    return parser
+
+
+def _parse(magics: Magics, name: str, argv: list[str]) -> argparse.Namespace:
     """Parse with the magic's ``magic_arguments`` parser (its errors are UsageErrors)."""
-    return magic.parser.parse_args(argv)  # type: ignore[no-any-return]
+    return _parser(magics, name).parse_args(argv)
 
 
 def _split_script_line(
