@@ -449,3 +449,14 @@ def test_unload_leaves_no_thread_and_no_child_process(ip: InteractiveShell, tmp_
     assert leftover == []
     assert psutil.Process().children(recursive=True) == []
     ip.run_line_magic("load_ext", "jupyter_executor")  # the fixture unloads it again
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(120)
+def test_dask_backend_ships_inputs_and_writes_outputs_back(ip: InteractiveShell) -> None:
+    ip.user_ns["values"] = [1, 2, 3]
+    cell(ip, "on-dask --backend dask", "total = sum(values)\nprint('on dask', total)\ntotal * 10")
+    job = wait("on-dask", 90)
+    assert job.result() == 60, job.traceback
+    assert ip.user_ns["total"] == 6
+    assert "on dask 6" in job.tail()

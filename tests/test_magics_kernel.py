@@ -236,33 +236,68 @@ def test_script_job_with_env_and_cwd(kernel: Kernel) -> None:
     assert "token abc" not in outputs_text(kernel)
 
 
+def _busy(ex: Execution) -> bool:
+    return any(
+        m["msg_type"] == "status" and m["content"]["execution_state"] == "busy" for m in ex.messages
+    )
+
+
 def test_interrupt_stops_the_foreground_cell_only(kernel: Kernel) -> None:
     (kernel.cwd / "beat.sh").write_text("for i in $(seq 1 300); do echo beat $i; sleep 0.1; done\n")
     kernel.execute("%job beat.sh --name beat")
     kernel.execute(
         "%%job spin\nimport time\nfor i in range(600):\n    print(i)\n    time.sleep(0.05)"
     )
-    fg = kernel.submit("import time\ntime.sleep(30)")
-    kernel.wait_for(
-        lambda: any(
-            m["msg_type"] == "status" and m["content"]["execution_state"] == "busy"
-            for m in fg.messages
-        ),
-        what="the foreground cell to start",
+    kernel.execute(
+        "%%job crunch --backend process\nimport time\nfor i in range(600):\n"
+        "    print(i)\n    time.sleep(0.05)"
     )
+    kernel.wait_for(
+        lambda: value(kernel, "get_engine()['crunch'].output.line_count") > 0,
+        what="the process job to print",
+    )
+    fg = kernel.submit("import time\ntime.sleep(30)")
+    kernel.wait_for(lambda: _busy(fg), what="the foreground cell to start")
     time.sleep(0.3)
     kernel.interrupt()
     fg.wait(15)
     assert fg.error is not None and fg.error["content"]["ename"] == "KeyboardInterrupt"
-    before = value(kernel, "get_engine()['beat'].output.line_count")
+    counts = "[get_engine()[n].output.line_count for n in ('beat', 'spin', 'crunch')]"
+    before = value(kernel, counts)
     time.sleep(0.5)
-    assert value(kernel, "get_engine()['beat'].status.value") == "running"
-    assert value(kernel, "get_engine()['spin'].status.value") == "running"
-    assert value(kernel, "get_engine()['beat'].output.line_count") > before  # still beating
+    statuses = "[get_engine()[n].status.value for n in ('beat', 'spin', 'crunch')]"
+    assert value(kernel, statuses) == ["running"] * 3
+    after = value(kernel, counts)
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
     assert any("bash" in p.name() or "sleep" in p.name() for p in kernel.children())
-    kernel.execute("%jobs cancel beat spin")
-    assert wait_job(kernel, "beat") == "cancelled"
-    assert wait_job(kernel, "spin") == "cancelled"
+
+    # ■ during `%jobs wait` stops the waiting, not the jobs
+    wait = kernel.submit("%jobs wait spin")
+    kernel.wait_for(lambda: _busy(wait), what="%jobs wait to start")
+    time.sleep(0.3)
+    kernel.interrupt()
+    wait.wait(15)
+    assert wait.ok, wait.reply
+    assert "stopped waiting; the jobs keep running" in wait.stdout
+    assert value(kernel, "get_engine()['spin'].status.value") == "running"
+
+    kernel.execute("%jobs cancel beat spin crunch")
+    for name in ("beat", "spin", "crunch"):
+        assert wait_job(kernel, name) == "cancelled"
+
+
+def test_a_failing_job_raises_in_no_cell(kernel: Kernel) -> None:
+    ex = kernel.execute("%%job kaboom\nraise ValueError('kaboom here')")
+    other = kernel.execute("print('unaffected')")
+    assert wait_job(kernel, "kaboom") == "failed"
+    later = kernel.execute("print('still unaffected')")
+    assert ex.ok and other.ok and later.ok
+    errors = [m["content"] for m in kernel.messages() if m["msg_type"] == "error"]
+    assert not [e for e in errors if "kaboom" in e["evalue"] + "".join(e["traceback"])]
+    view = view_id(ex)
+    kernel.wait_for(lambda: "kaboom here" in comm_text(kernel, view), what="the traceback")
+    assert "ValueError" in comm_text(kernel, view)
+    assert "kaboom" not in outputs_text(kernel)
 
 
 # -- usage errors ---------------------------------------------------------------------------------
