@@ -378,7 +378,7 @@ class TerminalEcho:
         self._lock = threading.Lock()
         self._print_lock = threading.Lock()
         self._dirty: dict[str, Any] = {}
-        self._seen: dict[int, tuple[int, list[str]]] = {}
+        self._seen: dict[int, int] = {}  # per job: index of the next line to print
         self._shown_status: dict[int, str] = {}
         self._displays: dict[int, int] = {}
         self._wake = threading.Event()
@@ -453,18 +453,9 @@ class TerminalEcho:
         return new
 
     def _complete_lines(self, key: int, out: Any) -> list[str]:
-        lines_since = getattr(out, "lines_since", None)
-        if lines_since is not None:
-            start = self._seen.get(key, (0, []))[0]
-            nxt, lines = lines_since(start)
-            self._seen[key] = (nxt, [])
-            return list(lines)
-        # until Output.lines_since exists: diff the in-memory tail with what we printed
-        with out._lock:
-            current = list(out._lines)
-        _, before = self._seen.get(key, (0, []))
-        self._seen[key] = (0, current)
-        return _appended(before, current)
+        start = self._seen.get(key, 0)
+        self._seen[key], lines = out.lines_since(start)
+        return list(lines)
 
     def close(self) -> None:
         """Stop the thread and unhook from the shell and the engine (idempotent)."""
@@ -481,17 +472,6 @@ class TerminalEcho:
                 self._shell.events.unregister(event, fn)
         if self._thread is not threading.current_thread():
             self._thread.join(5)
-
-
-def _appended(before: list[str], after: list[str]) -> list[str]:
-    """Lines at the end of ``after`` that ``before`` did not have (a bounded, sliding window)."""
-    if not before:
-        return after
-    for drop in range(len(before) + 1):
-        overlap = before[drop:]
-        if after[: len(overlap)] == overlap:
-            return after[len(overlap) :]
-    return after
 
 
 @contextlib.contextmanager
