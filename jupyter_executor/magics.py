@@ -116,8 +116,14 @@ class JobMagics(Magics):
     @argument("--retries", type=_count, default=0, metavar="N", help="run again after a failure")
     @argument("--timeout", type=_seconds, metavar="SECONDS", help="stop an attempt after this")
     @argument("--forever", action="store_true", help="a monitor loop; not waited for")
-    @argument("--env", type=_env_pair, action="append", metavar="KEY=VALUE", help="scripts only")
-    @argument("--cwd", metavar="DIR", help="working directory (scripts only)")
+    @argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        metavar="KEY=VALUE",
+        help="an environment variable for the script (repeatable; scripts only)",
+    )
+    @argument("--cwd", metavar="DIR", help="the script's working directory (scripts only)")
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
         """Run a cell, a script or a shell command as a background job.
