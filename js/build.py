@@ -35,7 +35,9 @@ BUNDLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 IMPORT = re.compile(r'^import \{[^}]*\} from "\./([a-z_]+)\.js";\n', re.MULTILINE)
 ANY_IMPORT = re.compile(r"^\s*import\b", re.MULTILINE)
 EXPORT = re.compile(r"^export (?=(?:async )?function |const |let |class )", re.MULTILINE)
-DECL = re.compile(r"^(?:async )?(?:function\*? |const |let |class )([A-Za-z_$][\w$]*)", re.MULTILINE)
+DECL = re.compile(
+    r"^(?:async )?(?:function\*? |const |let |class )([A-Za-z_$][\w$]*)", re.MULTILINE
+)
 
 
 def _module(name: str, *, entry: bool) -> str:

@@ -151,7 +151,7 @@ class Publisher:
         Approximate budget of row bytes per message (at least one row is always sent).
     """
 
-    thread_name = "jupyter_executor-publisher"
+    thread_name = "jupyter-executor-publisher"
 
     def __init__(
         self,
@@ -272,7 +272,7 @@ class Publisher:
     def drop_view(self, view: str) -> None:
         """Forget the open rows of a view that went away."""
         with self._lock:
-            names = self._detail_by_view.pop(view, set())
+            self._detail_by_view.pop(view, None)
             self._refresh_detail()
 
     def _refresh_detail(self) -> None:
@@ -337,6 +337,11 @@ class Publisher:
                     last = time.monotonic()
             except Exception:
                 logger.exception("jupyter_executor: publisher failed to build an update")
+                # The dirty rows it had taken are lost: resend everything, after a pause so a
+                # persistent error cannot turn into a snapshot every 100 ms.
+                if self._stopping.wait(1.0):
+                    return
+                self.request_sync()
                 more = False
                 last = time.monotonic()
             if more:
@@ -365,7 +370,7 @@ class Publisher:
         budget = self.max_bytes
         pending = [*urgent.items(), *lazy.items()]
         done = 0
-        for name, job in pending:
+        for name, _job in pending:
             current = self._lookup(name)
             if current is None:
                 if self._sent.pop(name, None) is not None:
@@ -423,13 +428,13 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | N
 class DashboardPublisher(Publisher):
     """Every job of the engine, as table rows."""
 
-    thread_name = "jupyter_executor-dashboard"
+    thread_name = "jupyter-executor-dashboard"
 
 
 class JobPublisher(Publisher):
     """One job, always with its output tail, traceback and displays (the ``%%job`` view)."""
 
-    thread_name = "jupyter_executor-jobview"
+    thread_name = "jupyter-executor-jobview"
 
     def __init__(
         self,
@@ -470,7 +475,7 @@ class JobPublisher(Publisher):
     def _extend_patch(self, msg: dict[str, Any]) -> bool:
         current = self._current_displays()
         sent = self._sent_displays
-        if len(current) == len(sent) and all(a is b for a, b in zip(current, sent)):
+        if len(current) == len(sent) and all(a is b for a, b in zip(current, sent, strict=True)):
             return False
         # Displays are appended and the oldest dropped (a bounded deque): find where the
         # browser's list starts in the current one.
@@ -481,7 +486,7 @@ class JobPublisher(Publisher):
                     drop = i
                     break
         kept = sent[drop:]
-        if all(a is b for a, b in zip(kept, current)) and len(kept) <= len(current):
+        if all(a is b for a, b in zip(kept, current, strict=False)) and len(kept) <= len(current):
             msg["displays"] = {"drop": drop, "add": [_display(d) for d in current[len(kept) :]]}
         else:  # a rerun starts a new output
             msg["displays"] = {"reset": [_display(d) for d in current]}

@@ -67,7 +67,9 @@ LOG_CHARS = 256_000
 #: Rows of the static HTML fallback.
 HTML_ROWS = 200
 # Escape sequences of terminal output (the same set js/ansi.js removes): CSI, OSC, charset, 2-byte.
-_ANSI = re.compile(r"\x1b(?:\[[0-9;:?]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[()*+][0-9A-Za-z]|[@-Z\\-_])")
+_ANSI = re.compile(
+    r"\x1b(?:\[[0-9;:?]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[()*+][0-9A-Za-z]|[@-Z\\-_])"
+)
 _STATUS_COLOURS = {
     "running": "#1a73e8",
     "done": "#1e8e3e",
@@ -76,7 +78,7 @@ _STATUS_COLOURS = {
 }
 
 
-class _LiveWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the publisher's life cycle, view counting, message checking."""
 
     # A per-widget id the front end keys its model-level store by, and the initial snapshot.
@@ -185,7 +187,10 @@ class _LiveWidget(anywidget.AnyWidget):  # type: ignore[misc]
             return
         if job.status not in ACTIONS[action]:
             logger.warning(
-                "jupyter_executor: ignored %s of job %r, which is %s", action, name, job.status.value
+                "jupyter_executor: ignored %s of job %r, which is %s",
+                action,
+                name,
+                job.status.value,
             )
             return
         try:
@@ -399,8 +404,15 @@ def html_table(rows: list[dict[str, Any]], *, total: int, counts: dict[str, int]
     head = "".join(
         f"<th style='text-align:left'>{c}</th>"
         for c in (
-            "name", "status", "backend", "requires", "started", "duration", "tries",
-            "result", "last output",
+            "name",
+            "status",
+            "backend",
+            "requires",
+            "started",
+            "duration",
+            "tries",
+            "result",
+            "last output",
         )
     )
     body = []

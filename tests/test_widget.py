@@ -1,0 +1,615 @@
+"""The dashboard and job view widgets, in process: synced state, diffs, actions, rate bound.
+
+The widgets run for real against a real :class:`Engine`; only the transport is swapped: the
+``comm`` package's factory (which ipywidgets calls to open a widget's comm) returns a comm that
+records what it would send to the browser, and browser messages are fed in through the comm's
+own ``handle_msg``/``comm_close`` entry points. A :class:`Mirror` applies the recorded messages the
+way ``js/store.js`` does, so tests check what a browser would end up showing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import comm
+import pytest
+from comm.base_comm import BaseComm
+
+from jupyter_executor import Engine, Job, cancelled, progress
+from jupyter_executor.widget import HTML_ROWS, Dashboard, JobView
+
+PUBLISHER_THREADS = ("jupyter-executor-dashboard", "jupyter-executor-jobview")
+
+
+class RecordingComm(BaseComm):  # type: ignore[misc]
+    """A comm that keeps what it would publish to the front end, with the time it did."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sent: list[tuple[float, str, dict[str, Any]]] = []
+        self._sent_lock = threading.Lock()
+        super().__init__(**kwargs)
+
+    def publish_msg(
+        self,
+        msg_type: str,
+        data: Any = None,
+        metadata: Any = None,
+        buffers: Any = None,
+        **keys: Any,
+    ) -> None:
+        with self._sent_lock:
+            self.sent.append((time.monotonic(), msg_type, data or {}))
+
+    def custom(self) -> list[tuple[float, dict[str, Any]]]:
+        """Custom messages (what the publisher sent), with their times."""
+        with self._sent_lock:
+            return [
+                (t, d["content"])
+                for t, kind, d in self.sent
+                if kind == "comm_msg" and d.get("method") == "custom"
+            ]
+
+
+@pytest.fixture
+def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
+    created: list[RecordingComm] = []
+
+    def factory(**kwargs: Any) -> RecordingComm:
+        c = RecordingComm(**kwargs)
+        created.append(c)
+        return c
+
+    monkeypatch.setattr(comm, "create_comm", factory)
+    return created
+
+
+@pytest.fixture
+def widgets() -> Iterator[list[Any]]:
+    """Widgets a test creates; closed afterwards whatever happens."""
+    made: list[Any] = []
+    try:
+        yield made
+    finally:
+        for w in made:
+            w.close()
+        assert not _publisher_threads(), "a publisher thread outlived its widget"
+
+
+def _publisher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name in PUBLISHER_THREADS and t.is_alive()]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def send_from_browser(widget: Any, content: Any) -> None:
+    """Deliver a custom message as the kernel's comm manager does."""
+    widget.comm.handle_msg(
+        {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
+    )
+
+
+class Mirror:
+    """What js/store.js holds after applying the widget's initial state and messages."""
+
+    def __init__(self, widget: Any) -> None:
+        self.widget = widget
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.displays: list[Any] = []
+        self.seq = -1
+        self.applied = 0
+        self.gaps = 0
+        self._apply(widget._init)
+
+    def _apply(self, msg: dict[str, Any]) -> None:
+        if msg["k"] == "snap":
+            self.rows = {
+                r["name"]: r for r in (dict(zip(msg["cols"], d, strict=True)) for d in msg["data"])
+            }
+            self.displays = list(msg.get("displays", []))
+        elif msg["k"] == "patch":
+            if msg["seq"] != self.seq + 1:
+                self.gaps += 1
+            for fields in msg.get("rows", []):
+                self.rows.setdefault(fields["name"], {}).update(fields)
+            for name in msg.get("removed", []):
+                self.rows.pop(name, None)
+            d = msg.get("displays")
+            if d is not None:
+                if "reset" in d:
+                    self.displays = list(d["reset"])
+                else:
+                    self.displays = self.displays[d["drop"] :] + d["add"]
+        else:
+            return
+        self.seq = msg["seq"]
+
+    def update(self) -> Mirror:
+        msgs = self.widget.comm.custom()
+        for _, msg in msgs[self.applied :]:
+            self._apply(msg)
+        self.applied = len(msgs)
+        return self
+
+    def status(self, name: str) -> str | None:
+        return self.update().rows.get(name, {}).get("status")
+
+
+def hold(gate: threading.Event) -> None:
+    """A thread job that runs until ``gate`` is set or it is cancelled (a C-level wait could not be
+    interrupted by the engine's cancel)."""
+    while not gate.is_set() and not cancelled():
+        time.sleep(0.02)
+
+
+# -- synced state and diffs ------------------------------------------------------------------------
+
+
+def test_initial_state_is_a_snapshot_of_the_engine(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    gate = threading.Event()
+    engine.submit(lambda: 42, name="answer")
+    engine.submit(hold, gate, name="blocker")
+    engine.submit(Job(lambda: None, name="after").requires("blocker"))
+    wait_for(lambda: engine["answer"].done() and engine["blocker"].status.value == "running")
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    init = dash._init
+    assert init["k"] == "snap" and init["seq"] == 0
+    rows = {r["name"]: r for r in (dict(zip(init["cols"], d, strict=True)) for d in init["data"])}
+    assert list(rows) == ["answer", "blocker", "after"]
+    assert rows["answer"]["status"] == "done" and rows["answer"]["result"] == "42"
+    assert rows["blocker"]["status"] == "running"
+    assert rows["blocker"]["duration"] is None  # ticks in the browser
+    assert isinstance(rows["blocker"]["started"], float)
+    assert rows["after"]["status"] == "pending" and rows["after"]["requires"] == ["blocker"]
+    # table rows leave the heavy fields out until a row is opened
+    assert "tail" not in init["cols"] and "traceback" not in init["cols"]
+    json.dumps(init)  # JSON-safe
+    gate.set()
+
+
+def test_diffs_follow_submit_start_print_finish(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    go, printed, finish = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> str:
+        go.wait(10)
+        print("first line")
+        printed.set()
+        finish.wait(10)
+        return "finished"
+
+    engine.submit(work, name="worker")
+    wait_for(lambda: mirror.status("worker") == "running", what="running")
+    go.set()
+    printed.wait(10)
+    wait_for(lambda: mirror.update().rows["worker"].get("last_line") == "first line", what="output")
+    # the message carrying the line holds the changed fields only, not the whole row
+    output_msgs = [
+        r
+        for _, m in dash.comm.custom()
+        for r in m.get("rows", [])
+        if r.get("last_line") == "first line"
+    ]
+    assert output_msgs and set(output_msgs[0]) <= {"name", "last_line", "output_version"}
+    finish.set()
+    wait_for(lambda: mirror.status("worker") == "done", what="done")
+    row = mirror.rows["worker"]
+    assert row["result"] == "'finished'"
+    assert row["duration"] > 0 and row["finished"] >= row["started"]
+    assert mirror.gaps == 0
+
+
+def test_diffs_for_failure_cancel_and_removal(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+
+    def boom() -> None:
+        msg = "bad input"
+        raise ValueError(msg)
+
+    engine.submit(boom, name="boom")
+    gate = threading.Event()
+    engine.submit(hold, gate, name="sleeper")
+    wait_for(lambda: mirror.status("boom") == "failed", what="failed")
+    assert mirror.rows["boom"]["error"] == "ValueError: bad input"
+    wait_for(lambda: mirror.status("sleeper") == "running", what="running")
+    engine.cancel("sleeper")
+    gate.set()
+    wait_for(lambda: mirror.status("sleeper") == "cancelled", what="cancelled")
+    engine.remove("boom")
+    wait_for(lambda: "boom" not in mirror.update().rows, what="removed")
+    assert mirror.gaps == 0
+
+
+def test_progress_reaches_the_row(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    gate = threading.Event()
+
+    def work() -> None:
+        progress(3, 10, "three of ten")
+        gate.wait(10)
+
+    engine.submit(work, name="p")
+    wait_for(lambda: mirror.update().rows.get("p", {}).get("progress") == 0.3, what="progress")
+    assert mirror.rows["p"]["progress_text"] == "three of ten"
+    gate.set()
+
+
+def test_opening_a_row_sends_its_tail_and_traceback(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    def noisy() -> None:
+        print("\x1b[31mred line\x1b[0m")
+        msg = "nope"
+        raise RuntimeError(msg)
+
+    engine.submit(noisy, name="noisy")
+    engine.wait(timeout=10)
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    assert "tail" not in mirror.rows["noisy"]
+    send_from_browser(dash, {"k": "expand", "name": "noisy", "open": True, "id": "view-1"})
+    wait_for(lambda: "traceback" in mirror.update().rows["noisy"], what="details")
+    row = mirror.rows["noisy"]
+    assert "RuntimeError" in row["traceback"] and "nope" in row["traceback"]
+    assert "red line" in row["tail"]
+    # closed again: later output changes no longer carry the tail
+    send_from_browser(dash, {"k": "expand", "name": "noisy", "open": False, "id": "view-1"})
+    time.sleep(0.3)
+    before = len(dash.comm.custom())
+    engine["noisy"].output.write("more\n")
+    wait_for(lambda: len(dash.comm.custom()) > before, what="patch")
+    assert all("tail" not in r for _, m in dash.comm.custom()[before:] for r in m.get("rows", []))
+
+
+def test_a_sync_request_gets_a_full_snapshot(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    engine.submit(lambda: 1, name="one")
+    engine.wait(timeout=10)
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    send_from_browser(dash, {"k": "sync"})
+    snaps = wait_for(
+        lambda: [m for _, m in dash.comm.custom() if m["k"] == "snap"], what="snapshot"
+    )
+    assert snaps[0]["seq"] == 1 and [
+        d[snaps[0]["cols"].index("name")] for d in snaps[0]["data"]
+    ] == ["one"]
+
+
+# -- actions from the browser ------------------------------------------------------------------
+
+
+def test_valid_actions_cancel_rerun_and_log(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    gate = threading.Event()
+    engine.submit(hold, gate, name="long")
+    wait_for(lambda: mirror.status("long") == "running")
+    send_from_browser(dash, {"k": "action", "action": "cancel", "name": "long"})
+    wait_for(lambda: engine["long"].status.value == "cancelled", what="cancelled in the engine")
+    gate.set()
+    assert engine["long"].cancel_reason == "cancelled from the dashboard"
+    wait_for(lambda: mirror.status("long") == "cancelled")
+
+    runs = []
+
+    def count() -> int:
+        runs.append(1)
+        print(f"run {len(runs)}")
+        return len(runs)
+
+    engine.submit(count, name="count")
+    engine.wait_job("count", timeout=10)
+    send_from_browser(dash, {"k": "action", "action": "rerun", "name": "count"})
+    wait_for(lambda: len(runs) == 2 and engine["count"].done(), what="rerun")
+    assert engine["count"].result() == 2
+    send_from_browser(dash, {"k": "action", "action": "log", "name": "count"})
+    logs = wait_for(lambda: [m for _, m in dash.comm.custom() if m["k"] == "log"], what="log")
+    assert logs[0]["name"] == "count" and "run 2" in logs[0]["text"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"k": "action", "action": "cancel", "name": "no-such-job"},
+        {"k": "action", "action": "exec", "name": "target"},
+        {"k": "action", "action": "__import__('os').system('touch pwned')", "name": "target"},
+        {"k": "action", "action": "cancel", "name": ["target"]},
+        {"k": "action", "action": "rerun", "name": "target"},  # still running: not allowed
+        {"k": "action", "action": "log", "name": "target"},  # not finished
+        {"k": "expand", "name": "no-such-job", "open": True, "id": "v"},
+        {"k": "expand", "name": "target", "open": "yes", "id": "v"},
+        {"k": "view", "open": True, "id": 3},
+        {"k": "eval", "code": "1/0"},
+        ["not", "a", "dict"],
+        "cancel target",
+    ],
+)
+def test_invalid_messages_are_ignored_with_a_warning(
+    engine: Engine,
+    comms: Any,
+    widgets: list[Any],
+    content: Any,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    gate = threading.Event()
+    engine.submit(hold, gate, name="target")
+    wait_for(lambda: engine["target"].status.value == "running")
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    before = len(dash.comm.custom())
+    with caplog.at_level(logging.WARNING, logger="jupyter_executor.widget"):
+        send_from_browser(dash, content)
+    assert any("ignored" in r.getMessage() for r in caplog.records), caplog.text
+    assert engine["target"].status.value == "running"
+    assert not (tmp_path / "pwned").exists()
+    assert not [m for _, m in dash.comm.custom()[before:] if m["k"] == "log"]
+    gate.set()
+
+
+# -- bounds ------------------------------------------------------------------------------------
+
+
+def _max_per_window(times: list[float], window: float = 1.0) -> int:
+    best = 0
+    j = 0
+    for i, t in enumerate(times):
+        while times[j] < t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+@pytest.mark.timeout(60)
+def test_rate_and_size_stay_bounded_under_a_flood(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    """1,000 jobs change state while 40 threads print thousands of lines a second: <= 10 msgs/s,
+    bounded bytes, and in the end the browser's copy equals the engine's state."""
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    stop = threading.Event()
+
+    def printer(i: int) -> None:
+        # thousands of lines per second each, for at most 10 s whatever happens to the test
+        n = 0
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            n += 1
+            print(f"printer {i} line {n}")
+            if n % 10 == 0:
+                time.sleep(0.001)
+
+    try:
+        for i in range(40):
+            engine.submit(printer, i, name=f"printer-{i}")
+        for i in range(1000):
+            engine.submit(lambda i=i: i * i, name=f"quick-{i}")
+        t0 = time.monotonic()
+        wait_for(lambda: all(engine[f"quick-{i}"].done() for i in range(1000)), timeout=40)
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
+    finally:
+        stop.set()
+    assert engine.wait(timeout=20)
+    wait_for(
+        lambda: (
+            all(mirror.status(f"quick-{i}") == "done" for i in range(1000))
+            and all(mirror.status(f"printer-{i}") == "done" for i in range(40))
+        ),
+        timeout=20,
+        what="the browser's copy to catch up",
+    )
+    msgs = dash.comm.custom()
+    times = [t for t, _ in msgs]
+    elapsed = times[-1] - times[0]
+    assert _max_per_window(times) <= 11, f"{_max_per_window(times)} messages in one second"
+    # messages are at least `interval` apart (a little scheduling jitter allowed)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.09
+    sizes = [len(json.dumps(m)) for _, m in msgs]
+    assert max(sizes) < 20_000, max(sizes)
+    assert dash.publisher.bytes / max(elapsed, 1.0) < 200_000
+    assert mirror.gaps == 0
+    final = {n: r["status"] for n, r in mirror.rows.items()}
+    assert final == {n: j.status.value for n, j in engine.jobs.items()}
+    assert mirror.rows["quick-999"]["result"] == str(999 * 999)
+
+
+# -- life cycle --------------------------------------------------------------------------------
+
+
+def test_close_stops_the_thread_and_unsubscribes(engine: Engine, comms: Any) -> None:
+    subscribers = len(engine._subscribers)
+    dash = Dashboard(engine)
+    view = JobView(engine.submit(lambda: 1, name="x"))
+    assert len(_publisher_threads()) == 2
+    assert len(engine._subscribers) == subscribers + 2
+    dash.close()
+    view.close()
+    assert _publisher_threads() == []
+    assert len(engine._subscribers) == subscribers
+    dash.close()  # idempotent
+
+
+def test_the_front_end_closing_the_comm_stops_the_publisher(engine: Engine, comms: Any) -> None:
+    subscribers = len(engine._subscribers)
+    dash = Dashboard(engine)
+    comm_id = dash.comm.comm_id
+    comm.get_comm_manager().comm_close(None, None, {"content": {"comm_id": comm_id, "data": {}}})
+    assert _publisher_threads() == []
+    assert len(engine._subscribers) == subscribers
+    assert dash.comm is None
+
+
+def test_removing_the_last_view_pauses_and_a_new_view_resumes(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    subscribers = len(engine._subscribers)
+    send_from_browser(dash, {"k": "view", "open": True, "id": "a"})
+    send_from_browser(dash, {"k": "view", "open": True, "id": "b"})
+    send_from_browser(dash, {"k": "view", "open": False, "id": "a"})
+    assert dash.publisher.running
+    send_from_browser(dash, {"k": "view", "open": False, "id": "b"})  # output cleared
+    assert not dash.publisher.running and _publisher_threads() == []
+    assert len(engine._subscribers) == subscribers - 1
+    engine.submit(lambda: 7, name="while-hidden")
+    engine.wait(timeout=10)
+    send_from_browser(dash, {"k": "view", "open": True, "id": "c"})  # displayed again
+    assert dash.publisher.running
+    snap = wait_for(
+        lambda: [m for _, m in dash.comm.custom() if m["k"] == "snap"], what="snapshot"
+    )[-1]
+    assert "while-hidden" in [d[snap["cols"].index("name")] for d in snap["data"]]
+
+
+def test_two_dashboards_are_independent(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    one, two = Dashboard(engine), Dashboard(engine)
+    widgets.extend([one, two])
+    one.close()
+    engine.submit(lambda: 3, name="later")
+    mirror = Mirror(two)
+    wait_for(lambda: mirror.status("later") == "done")
+    assert [t.name for t in _publisher_threads()] == ["jupyter-executor-dashboard"]
+
+
+# -- the static fallback -----------------------------------------------------------------------
+
+
+def test_html_fallback_shows_the_jobs_as_they_were(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    engine.submit(lambda: "<b>bold</b>", name="html<job>")
+
+    def fails() -> None:
+        msg = "broken"
+        raise ValueError(msg)
+
+    engine.submit(fails, name="fails")
+    engine.wait(timeout=10)
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    data, _ = dash._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    page = data["text/html"]
+    assert "html&lt;job&gt;" in page and "<job>" not in page
+    assert "&#x27;&lt;b&gt;bold&lt;/b&gt;&#x27;" in page  # the result repr, escaped
+    assert "ValueError: broken" in page and ">failed<" in page
+    assert data["text/plain"] == "Dashboard: 2 jobs (1 done, 1 failed)"
+
+
+def test_html_fallback_is_bounded(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    for i in range(HTML_ROWS + 5):
+        engine.submit(lambda: None, name=f"j{i}")
+    engine.wait(timeout=30)
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    page = dash._repr_mimebundle_()[0]["text/html"]
+    assert page.count("<tr>") == HTML_ROWS + 1  # + header
+    assert "and 5 more jobs" in page
+
+
+# -- the job view ------------------------------------------------------------------------------
+
+
+def test_job_view_streams_tail_displays_and_result(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    go = threading.Event()
+
+    def work() -> int:
+        from jupyter_executor._capture import current_output
+
+        print("step 1")
+        out = current_output()
+        assert out is not None
+        out.display({"text/plain": "plot", "image/png": "iVBORw0KGgo=", "application/x-big": "…"})
+        go.wait(10)
+        print("step 2")
+        return 99
+
+    job = engine.submit(work, name="viewed")
+    view = JobView(job)
+    widgets.append(view)
+    mirror = Mirror(view)
+    wait_for(lambda: "step 1" in mirror.update().rows["viewed"].get("tail", ""), what="tail")
+    wait_for(lambda: mirror.update().displays, what="display")
+    assert mirror.displays == [
+        {"data": {"image/png": "iVBORw0KGgo=", "text/plain": "plot"}, "metadata": {}}
+    ]
+    go.set()
+    wait_for(lambda: mirror.status("viewed") == "done")
+    row = mirror.rows["viewed"]
+    assert row["result"] == "99" and "step 2" in row["tail"]
+    assert len(mirror.displays) == 1  # not sent twice
+    html_page = view._repr_mimebundle_()[0]["text/html"]
+    assert "viewed" in html_page and "step 2" in html_page and "99" in html_page
+
+
+def test_job_view_follows_only_its_job_and_shows_the_traceback(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    def fails() -> None:
+        msg = "kaput"
+        raise KeyError(msg)
+
+    job = engine.submit(fails, name="mine")
+    view = JobView(job)
+    widgets.append(view)
+    engine.submit(lambda: 1, name="other")
+    engine.wait(timeout=10)
+    mirror = Mirror(view)
+    assert job.status.value == "failed", job.status
+    wait_for(
+        lambda: mirror.status("mine") == "failed", what=f"failed in the view {view.comm.custom()}"
+    )
+    time.sleep(0.3)
+    assert list(mirror.update().rows) == ["mine"]
+    assert "kaput" in mirror.rows["mine"]["traceback"]
+    # its buttons act on its own job only
+    send_from_browser(view, {"k": "action", "action": "rerun", "name": "other"})
+    send_from_browser(view, {"k": "action", "action": "rerun", "name": "mine"})
+    wait_for(
+        lambda: engine["mine"].attempts >= 2 or len(engine["mine"].previous) == 1, what="rerun"
+    )
+    assert len(engine["other"].previous) == 0
+
+
+def test_job_view_needs_a_submitted_job() -> None:
+    with pytest.raises(ValueError, match="never submitted"):
+        JobView(Job(lambda: 1, name="loose"))
