@@ -1165,11 +1165,8 @@ class DashboardView {
       r.status = row.status;
     }
     const name = c.name;
-    name.replaceChildren(
-      h(d, "span.je-caret", { "aria-hidden": "true" }),
-      h(d, "span.je-name", { text: row.name }),
-      row.forever ? h(d, "span.je-forever", { title: "forever job: restarted until cancelled", text: "∞" }) : null,
-    );
+    name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
+    if (row.forever) name.append(h(d, "span.je-forever", { title: "forever job: runs until cancelled", text: "∞" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";

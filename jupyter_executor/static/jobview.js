@@ -670,10 +670,8 @@ class JobViewView {
       this.badgeEl.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
       this.status = row.status;
     }
-    this.nameEl.replaceChildren(
-      row.name,
-      row.forever ? h(d, "span.je-forever", { title: "forever job", text: " ∞" }) : "",
-    );
+    this.nameEl.replaceChildren(row.name);
+    if (row.forever) this.nameEl.append(h(d, "span.je-forever", { title: "forever job", text: "∞" }));
     setText(this.descEl, truncate(`${row.backend ?? ""} · ${row.description ?? ""}`, 100));
     this.progressEl.replaceChildren(progressBar(d, row.progress, row.progress_text));
     this.tick();

@@ -1,0 +1,328 @@
+"""JupyterLab in headless Chromium, for the browser tests and the dashboard benchmark.
+
+Recipe (``/work/shared/kernel-facts.md`` §6):
+
+- the server runs with every Jupyter directory (config, data, runtime, IPython) under a temp dir,
+  a random port and token, ``--LabApp.expose_app_in_browser`` (so ``window.jupyterapp`` lets the
+  test run cells) and the news notification switched off;
+- Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright for Python (never
+  ``playwright install``), with its profile and cache under the temp dir;
+- everything started here is stopped in ``finally`` blocks: the server's whole process group
+  (kernels included) is terminated, then killed after a grace period.
+
+Besides JupyterLab, :func:`widget_page` loads a widget bundle into a blank page with a minimal
+in-page model (what anywidget hands to ``initialize``/``render``), to time the front end alone.
+
+Examples
+--------
+>>> with jupyter_lab(tmp_path, notebook_dir) as lab, chromium(tmp_path) as browser:  # doctest: +SKIP
+...     page = open_notebook(browser, lab, "dashboard.ipynb")
+...     run_all_cells(page)
+...     print(kernel_execute(page, "print(1 + 1)"))
+2
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def browser_available() -> str | None:
+    """Why browser tests cannot run here, or None when they can."""
+    if not Path(CHROMIUM).exists():
+        return "Debian chromium is not installed (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (Python) is not installed"
+    if shutil.which("jupyter-lab") is None and not _has_module("jupyterlab"):
+        return "jupyterlab is not installed"
+    return None
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server."""
+
+    url: str
+    token: str
+    root: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def lab_url(self, notebook: str, workspace: str = "test") -> str:
+        # ?reset: start from an empty workspace, not a restored tab.
+        return f"{self.url}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@contextlib.contextmanager
+def jupyter_lab(tmp: Path, root: Path, *, timeout: float = 60.0) -> Iterator[Lab]:
+    """Start JupyterLab serving ``root``; stop it (and its kernels) on exit."""
+    home = tmp / "jupyter-home"
+    dirs = {
+        "JUPYTER_CONFIG_DIR": home / "config",
+        "JUPYTER_DATA_DIR": home / "data",
+        "JUPYTER_RUNTIME_DIR": home / "runtime",
+        "IPYTHONDIR": home / "ipython",
+    }
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    settings = home / "lab-settings"
+    notif = settings / "@jupyterlab" / "apputils-extension"
+    notif.mkdir(parents=True, exist_ok=True)
+    (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update({k: str(v) for k, v in dirs.items()})
+    # The kernel imports the working copy of the package (also when not pip-installed).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    port = _free_port()
+    token = secrets.token_hex(16)
+    log = tmp / "jupyterlab.log"
+    cmd = [
+        sys.executable, "-m", "jupyterlab",
+        "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={settings}",
+        "--ServerApp.open_browser=False",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, proc, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                msg = f"JupyterLab exited with {proc.returncode}:\n{lab.log_tail()}"
+                raise RuntimeError(msg)
+            try:
+                with urllib.request.urlopen(f"{lab.url}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    msg = f"JupyterLab did not start in {timeout} s:\n{lab.log_tail()}"
+                    raise RuntimeError(msg) from None
+                time.sleep(0.2)
+        yield lab
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    # Kernels are in the server's process group too; make sure none survives.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def chromium(tmp: Path) -> Iterator[Any]:
+    """A headless Debian Chromium driven by Playwright; closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    xdg = tmp / "chromium-xdg"
+    for sub in ("config", "cache"):
+        (xdg / sub).mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "XDG_CONFIG_HOME": str(xdg / "config"), "XDG_CACHE_HOME": str(xdg / "cache")}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=env
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# -- driving JupyterLab ---------------------------------------------------------------------------
+
+_KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return Boolean(k && k.status === 'idle' && k.connectionStatus === 'connected');
+}"""
+
+
+def open_notebook(browser: Any, lab: Lab, notebook: str, *, timeout: float = 90.0) -> Any:
+    """Open a notebook in a new page and wait until its kernel is idle."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(timeout * 1000)
+    page.goto(lab.lab_url(notebook))
+    page.wait_for_function("() => Boolean(window.jupyterapp && window.jupyterapp.shell.currentWidget)")
+    page.wait_for_function(_KERNEL_IDLE, polling=200)
+    return page
+
+
+def run_all_cells(page: Any, *, timeout: float = 120.0) -> None:
+    """Run every cell of the current notebook and wait for the kernel to be idle again."""
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    wait_idle(page, timeout=timeout)
+
+
+def wait_idle(page: Any, *, timeout: float = 120.0) -> None:
+    # The kernel goes busy shortly after the command: give it that moment, then wait for idle.
+    time.sleep(0.3)
+    page.wait_for_function(_KERNEL_IDLE, polling=100, timeout=timeout * 1000)
+
+
+def kernel_execute(page: Any, code: str, *, timeout: float = 60.0) -> str:
+    """Run ``code`` in the notebook's kernel (no cell is added) and return its stdout.
+
+    Raises
+    ------
+    AssertionError
+        When the code raises in the kernel.
+    """
+    result = page.evaluate(
+        """async ([code, timeoutMs]) => {
+          const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+          const future = kernel.requestExecute({ code, silent: false, store_history: false });
+          let out = ""; let err = null;
+          future.onIOPub = (msg) => {
+            const t = msg.header.msg_type;
+            if (t === "stream") out += msg.content.text;
+            if (t === "error") err = msg.content.ename + ": " + msg.content.evalue;
+          };
+          const timer = new Promise((_, rej) => setTimeout(() => rej(new Error("timeout")), timeoutMs));
+          await Promise.race([future.done, timer]);
+          return { out, err };
+        }""",
+        [code, int(timeout * 1000)],
+    )
+    if result["err"]:
+        msg = f"kernel raised {result['err']} running:\n{code}"
+        raise AssertionError(msg)
+    return str(result["out"])
+
+
+def notebook_node(page: Any) -> Any:
+    """The DOM node of the current notebook panel (scope for queries)."""
+    return page.evaluate_handle("() => window.jupyterapp.shell.currentWidget.node")
+
+
+def add_and_run_cell(page: Any, code: str, *, timeout: float = 120.0) -> float:
+    """Append a code cell with ``code``, run it, wait for idle; return the page time it started (ms)."""
+    return float(
+        page.evaluate(
+            """async (code) => {
+              const app = window.jupyterapp;
+              const panel = app.shell.currentWidget;
+              const nb = panel.content;
+              nb.activeCellIndex = nb.widgets.length - 1;
+              await app.commands.execute('notebook:insert-cell-below');
+              nb.activeCell.model.sharedModel.setSource(code);
+              const t0 = performance.now();
+              app.commands.execute('notebook:run-cell');
+              return t0;
+            }""",
+            code,
+        )
+    )
+
+
+# -- a widget bundle alone, with an in-page model -------------------------------------------------
+
+_FAKE_MODEL = """async ({ esm, css, state }) => {
+  const style = document.createElement("style");
+  style.textContent = css;
+  document.head.append(style);
+  const url = URL.createObjectURL(new Blob([esm], { type: "text/javascript" }));
+  const mod = await import(url);
+  const handlers = new Set();
+  const sent = [];
+  const model = {
+    get: (k) => state[k],
+    set: (k, v) => { state[k] = v; },
+    save_changes: () => {},
+    send: (m) => sent.push(m),
+    on: (name, cb) => { if (name === "msg:custom") handlers.add(cb); },
+    off: (name, cb) => { handlers.delete(cb); },
+  };
+  window.__je = { model, sent, emit: (msg) => { for (const cb of handlers) cb(msg, []); } };
+  mod.default.initialize({ model });
+  const el = document.createElement("div");
+  document.body.append(el);
+  const t0 = performance.now();
+  mod.default.render({ model, el });
+  const drawn = performance.now() - t0;
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return { drawn, painted: performance.now() - t0 };
+}"""
+
+
+def widget_page(browser: Any, bundle: str, init: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    """Render a bundle of ``jupyter_executor/static`` in a blank page with an in-page model.
+
+    ``init`` is the widget's ``_init`` state (a snapshot message). Returns the page and the render
+    timings in ms: ``drawn`` (render() returned, rows in the DOM) and ``painted`` (two frames later).
+    ``window.__je.emit(msg)`` then delivers kernel messages; ``window.__je.sent`` holds what the
+    widget sent back.
+    """
+    static = REPO / "jupyter_executor" / "static"
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_content("<!doctype html><html><body></body></html>")
+    state = {"_uid": secrets.token_hex(8), "_init": init}
+    timings = page.evaluate(
+        _FAKE_MODEL,
+        {
+            "esm": (static / f"{bundle}.js").read_text(encoding="utf-8"),
+            "css": (static / f"{bundle}.css").read_text(encoding="utf-8"),
+            "state": state,
+        },
+    )
+    return page, timings
