@@ -266,7 +266,9 @@ class Engine:
         if ready:
             self._dispatch(ready)
 
-    def _register(self, batch: builtins.list[Job], replace: bool) -> tuple[list[Job], list[tuple[Job, str]]]:
+    def _register(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
         jobs = self._jobs
         new: builtins.list[Job] = []
         names: set[str] = set()
@@ -458,15 +460,23 @@ class Engine:
         return job if job is not None else self._jobs[ref]
 
     def _run(self, job: Job, backend: Backend) -> None:
+        if self._begin(job, backend):
+            try:
+                backend.start(job)
+            except Exception as exc:
+                self._finish(job, exc=exc)
+
+    def _begin(self, job: Job, backend: Backend) -> bool:
+        """Take a slot and mark ``job`` running; queue it when no slot is free."""
         with self._lock:
             if job.status is not Status.PENDING:
-                return
+                return False
             if (self.max_jobs is not None and self._running >= self.max_jobs) or (
                 backend.limit is not None and backend.running >= backend.limit
             ):
                 backend.queue.append(job)
                 self._queued += 1
-                return
+                return False
             job._set_status(Status.RUNNING)
             job.started = now = time.time()
             job.finished = None
@@ -480,10 +490,7 @@ class Engine:
             self._call_soon(self._arm_timeout, job, job.attempts)
         if sys.stdout.__class__ is not _capture._StreamProxy:
             _capture.install()
-        try:
-            backend.start(job)
-        except Exception as exc:
-            self._finish(job, exc=exc)
+        return True
 
     def _arm_timeout(self, job: Job, attempt: int) -> None:
         if job.status is Status.RUNNING and job.attempts == attempt:
@@ -508,8 +515,14 @@ class Engine:
         exc: BaseException | None = None,
         cancelled: bool = False,
         tb: str | None = None,
-    ) -> None:
-        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry."""
+        handoff: Backend | None = None,
+    ) -> Job | None:
+        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry.
+
+        With ``handoff``, a dependent that became ready and runs on that backend is started
+        and returned instead of dispatched, so that the caller runs it in the same task: a
+        chain of async jobs then costs no new task and no event-loop turn per hop.
+        """
         handle = job._timeout_handle
         if handle is not None:
             handle.cancel()
@@ -518,9 +531,10 @@ class Engine:
         backend = self._backends[job.backend]
         with self._lock:
             if job.status is not Status.RUNNING:
-                return
+                return None
             self._running -= 1
             backend.running -= 1
+        ready: builtins.list[Job] | None = [] if handoff is not None else None
         timed_out = isinstance(job._exception, JobTimeout)
         if exc is None and not (job._cancel_requested or cancelled):
             try:
@@ -531,7 +545,7 @@ class Engine:
             if timed_out and job.attempts <= job.retries and not self._closed:
                 self._retry(job, str(job._cancel_reason))
             else:
-                self._settle(job, Status.CANCELLED, None, job._exception)
+                self._settle(job, Status.CANCELLED, None, job._exception, ready)
         elif exc is not None:
             if tb is None:
                 tb = "".join(traceback.format_exception(exc))
@@ -539,11 +553,23 @@ class Engine:
             if job.attempts <= job.retries and not self._closed:
                 self._retry(job, f"{type(exc).__name__}: {exc}")
             else:
-                self._settle(job, Status.FAILED, None, exc)
+                self._settle(job, Status.FAILED, None, exc, ready)
         else:
-            self._settle(job, Status.DONE, result, None)
+            self._settle(job, Status.DONE, result, None, ready)
         if self._queued:
             self._call_soon(self._drain_queues, backend)
+        if not ready:
+            return None
+        nxt = None
+        for i, candidate in enumerate(ready):
+            if candidate.backend == backend.name and candidate._condition is None:
+                if self._begin(candidate, backend):
+                    nxt = candidate
+                    del ready[i]
+                break
+        if ready:
+            self._dispatch(ready)
+        return nxt
 
     def _retry(self, job: Job, why: str) -> None:
         delay = job.retry_delay * 2 ** (job.attempts - 1)
@@ -561,9 +587,19 @@ class Engine:
         assert self._loop is not None
         self._loop.call_later(delay, self._admit, job)
 
-    def _settle(self, job: Job, status: Status, result: Any, exc: BaseException | None) -> None:
-        """Give ``job`` its final status and wake its dependents (any thread)."""
-        ready: builtins.list[Job] = []
+    def _settle(
+        self,
+        job: Job,
+        status: Status,
+        result: Any,
+        exc: BaseException | None,
+        collect: builtins.list[Job] | None = None,
+    ) -> None:
+        """Give ``job`` its final status and wake its dependents (any thread).
+
+        The dependents that became ready are dispatched, or appended to ``collect``.
+        """
+        ready: builtins.list[Job] = [] if collect is None else collect
         to_cancel: builtins.list[tuple[Job, str]] = []
         with self._lock:
             if job.status in FINISHED:
@@ -612,7 +648,7 @@ class Engine:
             out.close()
         for dep, reason in to_cancel:
             self._cancel_pending(dep, reason)
-        if ready:
+        if ready and collect is None:
             self._dispatch(ready)
 
     def _cancel_pending(self, job: Job, reason: str) -> None:

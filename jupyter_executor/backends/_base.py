@@ -62,16 +62,30 @@ class TaskBackend(Backend):
         job._task = self.loop.create_task(self._run(job))
 
     async def _run(self, job: Job) -> None:
-        _current_job.set(job)  # the task runs in a copy of the context: this stays local
         engine = self.engine
-        try:
-            result = await self.execute(job)
-        except asyncio.CancelledError:
-            engine._finish(job, cancelled=True)
-        except BaseException as exc:  # a job's failure is stored on the job, never raised here
-            engine._finish(job, exc=exc, tb=getattr(exc, "_jupyter_executor_tb", None))
-        else:
-            engine._finish(job, result)
+        task = asyncio.current_task()
+        inline = 0
+        current: Job | None = job
+        while current is not None:
+            _current_job.set(current)  # the task runs in a copy of the context: this stays local
+            try:
+                result = await self.execute(current)
+            except asyncio.CancelledError:
+                engine._finish(current, cancelled=True)
+                return
+            except BaseException as exc:  # a job's failure is stored on the job, never raised here
+                tb = getattr(exc, "_jupyter_executor_tb", None)
+                current = engine._finish(current, exc=exc, tb=tb, handoff=self)
+            else:
+                current = engine._finish(current, result, handoff=self)
+            if current is None:
+                return
+            inline += 1
+            if inline % 64 == 0:
+                # Let the loop breathe: a long chain run inline would starve other callbacks.
+                self.start(current)
+                return
+            current._task = task
 
     async def execute(self, job: Job) -> Any:
         raise NotImplementedError
