@@ -97,7 +97,7 @@ def bench_lab(sizes: list[int], tmp: Path) -> list[dict[str, Any]]:
     from _browser import add_and_run_cell, chromium, jupyter_lab, open_notebook, wait_idle
 
     root = tmp / "lab-root"
-    root.mkdir()
+    root.mkdir(parents=True)
     nb = nbformat.v4.new_notebook(
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     )
