@@ -66,6 +66,10 @@ class EngineEvent(NamedTuple):
         return f"{stamp} {self.event:<9} {self.job}" + (f" ({self.detail})" if self.detail else "")
 
 
+#: Builds an EngineEvent from a tuple without the Python-level ``__new__`` (hot path).
+_event = EngineEvent._make
+
+
 class Engine:
     """Runs jobs in the background, with dependencies, retries, timeouts and cancellation.
 
@@ -483,7 +487,7 @@ class Engine:
             job.attempts += 1
             self._running += 1
             backend.running += 1
-            self.log.append(EngineEvent(now, "started", str(job.name)))
+            self.log.append(_event((now, "started", job.name, "")))
             if self._subscribers:
                 self._emit("status", job)
         if job.timeout is not None:
@@ -535,13 +539,13 @@ class Engine:
             self._running -= 1
             backend.running -= 1
         ready: builtins.list[Job] | None = [] if handoff is not None else None
-        timed_out = isinstance(job._exception, JobTimeout)
-        if exc is None and not (job._cancel_requested or cancelled):
+        if exc is None and not (job._cancel_requested or cancelled) and type(job) is not Job:
             try:
                 result = job._on_result(result)
             except Exception as hook_exc:
                 exc = hook_exc
         if job._cancel_requested or cancelled:
+            timed_out = isinstance(job._exception, JobTimeout)
             if timed_out and job.attempts <= job.retries and not self._closed:
                 self._retry(job, str(job._cancel_reason))
             else:
@@ -617,7 +621,7 @@ class Engine:
                 detail = job._cancel_reason or "cancelled"
             elif exc is not None:
                 detail = f"{type(exc).__name__}: {exc}"
-            self.log.append(EngineEvent(now, status.value, str(job.name), detail))
+            self.log.append(_event((now, status.value, job.name, detail)))
             if self._subscribers:
                 self._emit("status", job)
             if job._future is not None:
@@ -977,7 +981,7 @@ class Engine:
     def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
         now = time.time()
         keep = jobs[-(self.log.maxlen or len(jobs)) :]
-        self.log.extend(EngineEvent(now, event, str(j.name)) for j in keep)
+        self.log.extend(_event((now, event, j.name, "")) for j in keep)
         if self._subscribers:
             for job in jobs:
                 self._emit(event, job)
