@@ -1,0 +1,67 @@
+"""Smoke test of the side-by-side benchmark runner (benchmarks/bench_engine.py).
+
+It checks that ``--quick`` finishes and that every engine produced numbers, not how fast anything
+is: timings on a shared 2-core CI machine are too noisy to assert on, and the ratios that matter
+are read from a full run (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
+
+# One label per engine, as printed in the first column of the tables.
+LABELS = [
+    "jupyter_executor (async `Job`s)",
+    "jupyter_executor (`submit(async_fn)`)",
+    'jupyter_executor (`backend="thread"`)',
+    "plain asyncio (`gather` / tasks)",
+    "`ThreadPoolExecutor` (callbacks for deps)",
+    "asynciojobs 0.21",
+    "executor-engine 0.3 `LocalJob`",
+    "executor-engine 0.3 `ThreadJob`",
+    "dask.delayed, threaded scheduler",
+    "distributed `LocalCluster(processes=False)`",
+]
+
+
+@pytest.mark.dask  # the runner starts a distributed LocalCluster in one of its workers
+@pytest.mark.timeout(400)
+def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
+    raw = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(raw)],
+        capture_output=True,
+        text=True,
+        timeout=380,
+        cwd=tmp_path,  # executor-engine and friends must not litter the repository
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for title in ("## Per-job cost", "## Dependency chain", "## Fan-out", "## Memory",
+                  "## Targets"):
+        assert title in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    for label in LABELS:
+        assert any(row.startswith(f"| {label} |") for row in rows), label
+
+    # every case ran to completion in its worker (an engine erroring would print "error" cells)
+    results = json.loads(raw.read_text())
+    errors = [(r["engine"], r["scenario"], run["error"])
+              for r in results for run in r["runs"] if "error" in run]
+    assert not errors, errors
+    assert {r["engine"] for r in results} >= {
+        "jupyter_executor", "asyncio.gather", "ThreadPoolExecutor", "asynciojobs",
+        "executor-engine LocalJob", "executor-engine ThreadJob", "dask threaded",
+        "distributed LocalCluster",
+    }
+    # each target line got a measured value, met or not
+    targets = out.split("## Targets", 1)[1]
+    assert "| n/a |" not in targets
