@@ -436,18 +436,21 @@ def test_terminal_echo_prints_new_lines_once_with_the_job_name(ip: InteractiveSh
 
 
 def test_unload_leaves_no_thread_and_no_child_process(ip: InteractiveShell, tmp_path: Path) -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # other tests' business
     (tmp_path / "sleepy.sh").write_text("sleep 30\n")
     ip.run_line_magic("job", "sleepy.sh --name sleepy")
     cell(ip, "p --backend process", "1")
     cell(ip, "loop --forever", "import time\nwhile True:\n    time.sleep(0.05)")
     wait("p", 60)
     get_engine().wait_job("sleepy", 0.5)
-    assert psutil.Process().children(recursive=True)
+    ours = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert len(ours) >= 2, "the script and the worker process should be running"
     ip.run_line_magic("unload_ext", "jupyter_executor")
     assert "job" not in ip.magics_manager.magics["cell"]
     leftover = [t.name for t in threading.enumerate() if t.name.startswith("jupyter-executor")]
     assert leftover == []
-    assert psutil.Process().children(recursive=True) == []
+    alive = [p for p in ours if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
     ip.run_line_magic("load_ext", "jupyter_executor")  # the fixture unloads it again
 
 
