@@ -99,7 +99,9 @@ def bench_lab(sizes: list[int], tmp: Path) -> list[dict[str, Any]]:
     root = tmp / "lab-root"
     root.mkdir(parents=True)
     nb = nbformat.v4.new_notebook(
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        }
     )
     nbformat.write(nb, root / "bench.ipynb")
     results = []
@@ -124,7 +126,8 @@ def bench_lab(sizes: list[int], tmp: Path) -> list[dict[str, Any]]:
                     const el = [...document.querySelectorAll(`#${id} .je-dash`)]
                       .find((e) => e.dataset.rows === String(n));
                     if (el && el.querySelector(".je-row")) {
-                      resolve({ total: performance.now() - t0, render: Number(el.dataset.firstDrawMs) });
+                      const render = Number(el.dataset.firstDrawMs);
+                      resolve({ total: performance.now() - t0, render });
                     } else requestAnimationFrame(check);
                   };
                   check();
@@ -229,7 +232,9 @@ def bench_traffic(seconds: float, warmup: float, tmp: Path) -> dict[str, Any]:
         time.sleep(0.5)
         reply = kc.execute_interactive(KERNEL_SETUP, timeout=120, output_hook=_collect(out := []))
         assert reply["content"]["status"] == "ok", reply["content"]
-        comm_id = next(line.split()[1] for line in "".join(out).splitlines() if line.startswith("COMM"))
+        comm_id = next(
+            line.split()[1] for line in "".join(out).splitlines() if line.startswith("COMM")
+        )
 
         def engine_events() -> int:
             lines: list[str] = []
@@ -285,7 +290,8 @@ def report(results: dict[str, Any]) -> str:
         ]
         for r in results["render"]:
             lines.append(
-                f"| {r['jobs']:,} | {r['snapshot_bytes'] / 1e6:.2f} MB | {r['kernel_snapshot_ms']} ms "
+                f"| {r['jobs']:,} | {r['snapshot_bytes'] / 1e6:.2f} MB "
+                f"| {r['kernel_snapshot_ms']} ms "
                 f"| {r['drawn_ms']} ms | {r['painted_ms']} ms | {r['rows_in_dom']} |"
             )
         lines.append("")
@@ -304,19 +310,24 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             "## Kernel -> browser traffic, 1,000 jobs changing state continuously",
             "",
-            "| engine events/s | messages/s (max in 1 s) | KB/s (max in 1 s) | mean message | initial state |",
+            "| engine events/s | messages/s (max in 1 s) | KB/s (max in 1 s) "
+            "| mean message | initial state |",
             "|---:|---:|---:|---:|---:|",
             f"| {t['engine_events_per_s']:,} | {t['msgs_per_s']} ({t['max_msgs_in_1s']}) "
-            f"| {t['kb_per_s']} ({t['max_kb_in_1s']}) | {t['mean_msg_kb']} KB | {t['initial_state_kb']} KB |",
+            f"| {t['kb_per_s']} ({t['max_kb_in_1s']}) | {t['mean_msg_kb']} KB "
+            f"| {t['initial_state_kb']} KB |",
             "",
-            f"Window: {t['seconds']} s of steady state; bytes are raw iopub frames of the dashboard's comm.",
+            f"Window: {t['seconds']} s of steady state; "
+            "bytes are raw iopub frames of the dashboard's comm.",
         ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 round, 5 s traffic window, no JupyterLab")
+    p.add_argument(
+        "--quick", action="store_true", help="1 round, 5 s traffic window, no JupyterLab"
+    )
     p.add_argument("--no-browser", action="store_true", help="traffic only")
     p.add_argument("--no-lab", action="store_true", help="skip the JupyterLab measurement")
     p.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
@@ -330,9 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.quick or args.no_lab):
                 results["lab"] = bench_lab([1_000, 10_000], tmp / "lab")
         (tmp / "traffic").mkdir()
-        results["traffic"] = bench_traffic(
-            5.0 if args.quick else 15.0, 3.0, tmp / "traffic"
-        )
+        results["traffic"] = bench_traffic(5.0 if args.quick else 15.0, 3.0, tmp / "traffic")
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

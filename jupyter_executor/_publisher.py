@@ -189,14 +189,16 @@ class Publisher:
         """Whether the publisher thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, *, snapshot: bool = True) -> dict[str, Any] | None:
-        """Subscribe to the engine and start the thread.
+    def start(self, *, snapshot: bool = True, thread: bool = True) -> dict[str, Any] | None:
+        """Subscribe to the engine and (unless ``thread`` is False) start the thread.
 
         With ``snapshot`` the full table is built now and returned (seq 0, for the widget's
         initial state) and only changes are sent afterwards; without, the thread's first message
-        is a snapshot (a restart after :meth:`stop`).
+        is a snapshot (a restart after :meth:`stop`). A widget passes ``thread=False`` and calls
+        :meth:`start_thread` once its comm is open: events in between wait in the dirty set,
+        where a message sent before the comm existed would be lost.
         """
-        if self._thread is not None:
+        if self._unsubscribe is not None:
             msg = "publisher already started"
             raise RuntimeError(msg)
         self._stopping.clear()
@@ -212,9 +214,17 @@ class Publisher:
             self._unsubscribe()
             self._unsubscribe = None
             raise
+        if thread:
+            self.start_thread()
+        return init
+
+    def start_thread(self) -> None:
+        """Start sending (see :meth:`start`)."""
+        if self._thread is not None:
+            msg = "publisher thread already started"
+            raise RuntimeError(msg)
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
-        return init
 
     def stop(self, timeout: float = 5.0) -> None:
         """Unsubscribe and stop the thread; idempotent, and :meth:`start` may be called again."""

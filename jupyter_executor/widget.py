@@ -91,13 +91,15 @@ class _LiveWidget(anywidget.AnyWidget):
         self._views: set[str] = set()
         self._life = threading.Lock()
         self._closed = False
-        init = publisher.start(snapshot=True)
+        init = publisher.start(snapshot=True, thread=False)
         try:
             super().__init__(_uid=uuid.uuid4().hex, _init=init, **kwargs)
         except BaseException:
             publisher.stop()
             raise
         self.on_msg(self._on_frontend_msg)
+        # Only now: the comm carrying the snapshot is open, so no update can overtake it.
+        publisher.start_thread()
 
     @property
     def publisher(self) -> Publisher:

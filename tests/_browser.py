@@ -15,7 +15,7 @@ in-page model (what anywidget hands to ``initialize``/``render``), to time the f
 
 Examples
 --------
->>> with jupyter_lab(tmp_path, notebook_dir) as lab, chromium(tmp_path) as browser:  # doctest: +SKIP
+>>> with jupyter_lab(tmp_path, root) as lab, chromium(tmp_path) as browser:  # doctest: +SKIP
 ...     page = open_notebook(browser, lab, "dashboard.ipynb")
 ...     run_all_cells(page)
 ...     print(kernel_execute(page, "print(1 + 1)"))
@@ -159,10 +159,8 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
     # Kernels are in the server's process group too; make sure none survives.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -178,7 +176,11 @@ def chromium(tmp: Path) -> Iterator[Any]:
     xdg = tmp / "chromium-xdg"
     for sub in ("config", "cache"):
         (xdg / sub).mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "XDG_CONFIG_HOME": str(xdg / "config"), "XDG_CACHE_HOME": str(xdg / "cache")}
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(xdg / "config"),
+        "XDG_CACHE_HOME": str(xdg / "cache"),
+    }
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=env
@@ -203,7 +205,9 @@ def open_notebook(browser: Any, lab: Lab, notebook: str, *, timeout: float = 90.
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(timeout * 1000)
     page.goto(lab.lab_url(notebook))
-    page.wait_for_function("() => Boolean(window.jupyterapp && window.jupyterapp.shell.currentWidget)")
+    page.wait_for_function(
+        "() => Boolean(window.jupyterapp && window.jupyterapp.shell.currentWidget)"
+    )
     page.wait_for_function(_KERNEL_IDLE, polling=200)
     return page
 
@@ -238,7 +242,8 @@ def kernel_execute(page: Any, code: str, *, timeout: float = 60.0) -> str:
             if (t === "stream") out += msg.content.text;
             if (t === "error") err = msg.content.ename + ": " + msg.content.evalue;
           };
-          const timer = new Promise((_, rej) => setTimeout(() => rej(new Error("timeout")), timeoutMs));
+          const timer = new Promise(
+            (_, rej) => setTimeout(() => rej(new Error("timeout")), timeoutMs));
           await Promise.race([future.done, timer]);
           return { out, err };
         }""",
@@ -256,7 +261,10 @@ def notebook_node(page: Any) -> Any:
 
 
 def add_and_run_cell(page: Any, code: str, *, timeout: float = 120.0) -> float:
-    """Append a code cell with ``code``, run it, wait for idle; return the page time it started (ms)."""
+    """Append a code cell with ``code`` and run it; return the page time (ms) it started.
+
+    Does not wait: call :func:`wait_idle` after.
+    """
     return float(
         page.evaluate(
             """async (code) => {
@@ -309,7 +317,8 @@ def widget_page(browser: Any, bundle: str, init: dict[str, Any]) -> tuple[Any, d
     """Render a bundle of ``jupyter_executor/static`` in a blank page with an in-page model.
 
     ``init`` is the widget's ``_init`` state (a snapshot message). Returns the page and the render
-    timings in ms: ``drawn`` (render() returned, rows in the DOM) and ``painted`` (two frames later).
+    timings in ms: ``drawn`` (render() returned, rows in the DOM) and ``painted`` (two frames
+    later).
     ``window.__je.emit(msg)`` then delivers kernel messages; ``window.__je.sent`` holds what the
     widget sent back.
     """

@@ -116,7 +116,9 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     assert train.locator(".je-c-duration").inner_text() != first, "duration does not tick"
     _wait_status(page, "train", "done")
     _wait_status(page, "report", "done")
-    assert "loss=0.033" in _in_notebook(page, '.je-row[data-name="report"] .je-c-result').inner_text()
+    assert (
+        "loss=0.033" in _in_notebook(page, '.je-row[data-name="report"] .je-c-result').inner_text()
+    )
     # the job view of the same job (shared front end) got there too
     view = _in_notebook(page, '.je-jobview[data-name="train"][data-status="done"]')
     view.wait_for()
@@ -125,7 +127,9 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
 
     # the failed job shows its traceback when its row is expanded
     _wait_status(page, "broken", "failed")
-    assert "ValueError" in _in_notebook(page, '.je-row[data-name="broken"] .je-c-result').inner_text()
+    assert (
+        "ValueError" in _in_notebook(page, '.je-row[data-name="broken"] .je-c-result').inner_text()
+    )
     _in_notebook(page, '.je-row[data-name="broken"] .je-c-name').click()
     traceback = _in_notebook(page, '.je-detail[data-name="broken"] .je-traceback')
     traceback.wait_for()
@@ -298,7 +302,8 @@ def test_dashboard_bundle_in_a_blank_page(browser: Any) -> None:
                  removed: ["job-9998"]})"""
         )
         page.wait_for_function(
-            "() => document.querySelector('.je-row[data-name=\"job-9999\"]').dataset.status === 'done'"
+            "() => document.querySelector('.je-row[data-name=\"job-9999\"]')"
+            ".dataset.status === 'done'"
         )
         assert page.locator(".je-foot").inner_text() == "10000 jobs"
         # expanding a row asks the kernel for its details
@@ -307,7 +312,8 @@ def test_dashboard_bundle_in_a_blank_page(browser: Any) -> None:
         assert {"k": "expand", "name": "job-9999", "open": True}.items() <= sent[-1].items()
         page.evaluate(
             """() => window.__je.emit({k: "patch", seq: 2, t: 1800000002,
-                 rows: [{name: "job-9999", tail: "\\u001b[1mbold\\u001b[0m out", traceback: null}]})"""
+                 rows: [{name: "job-9999", traceback: null,
+                         tail: "\\u001b[1mbold\\u001b[0m out"}]})"""
         )
         page.locator('.je-detail[data-name="job-9999"] .je-tail .je-bold').wait_for()
         # action buttons send validated-by-kernel messages

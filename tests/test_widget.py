@@ -85,14 +85,16 @@ def _publisher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name in PUBLISHER_THREADS and t.is_alive()]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.02)
 
 
@@ -568,7 +570,10 @@ def test_job_view_streams_tail_displays_and_result(
     widgets.append(view)
     mirror = Mirror(view)
     wait_for(lambda: "step 1" in mirror.update().rows["viewed"].get("tail", ""), what="tail")
-    wait_for(lambda: mirror.update().displays, what="display")
+    wait_for(
+        lambda: mirror.update().displays,
+        what=lambda: f"display: {job.info()}, sent {view.comm.custom()}",
+    )
     assert mirror.displays == [
         {"data": {"image/png": "iVBORw0KGgo=", "text/plain": "plot"}, "metadata": {}}
     ]
