@@ -124,6 +124,8 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     view.wait_for()
     assert "'loss': 0.033" in view.locator(".je-result").inner_text()
     assert "epoch 30" in view.locator(".je-jv-tail").inner_text()
+    view.locator('.je-display[data-mime="image/svg+xml"] img').wait_for()  # what the job displayed
+    view.screenshot(path=str(ARTIFACTS / "jobview.png"))
 
     # the failed job shows its traceback when its row is expanded
     _wait_status(page, "broken", "failed")
