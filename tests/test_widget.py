@@ -618,3 +618,25 @@ def test_job_view_follows_only_its_job_and_shows_the_traceback(
 def test_job_view_needs_a_submitted_job() -> None:
     with pytest.raises(ValueError, match="never submitted"):
         JobView(Job(lambda: 1, name="loose"))
+
+
+def test_nbconvert_shows_the_fallback_table_without_widget_state(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    """A notebook saved without widget state (JupyterLab's default) converts to the static table."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    engine.submit(lambda: 6 * 7, name="answer")
+    engine.wait(timeout=10)
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    data, metadata = dash._repr_mimebundle_()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("engine.widget()")
+    cell.outputs = [
+        nbformat.v4.new_output("execute_result", data=data, metadata=metadata, execution_count=1)
+    ]
+    nb.cells.append(cell)
+    page, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    assert 'class="jupyter-executor-dashboard"' in page
+    assert ">answer<" in page and "42" in page
