@@ -64,6 +64,8 @@ TRACEBACK_CHARS = 16_000
 DISPLAY_MIMES = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/plain")
 #: Largest display sent (bytes of its bundle); bigger ones are replaced by a note.
 MAX_DISPLAY_BYTES = 2_000_000
+#: Minimum seconds between two full snapshots sent on request.
+SNAPSHOT_EVERY = 1.0
 _MISSING = object()
 
 
@@ -179,6 +181,7 @@ class Publisher:
         self._detail_by_view: dict[str, set[str]] = {}
         self._detail: frozenset[str] = frozenset()
         self._seq = 0
+        self._last_snapshot = float("-inf")
         #: Messages and bytes sent so far (tests and benchmarks read these).
         self.messages = 0
         self.bytes = 0
@@ -364,6 +367,10 @@ class Publisher:
         self.bytes += size
 
     def _next_message(self) -> tuple[dict[str, Any] | None, bool]:
+        if self._sync and time.monotonic() - self._last_snapshot < SNAPSHOT_EVERY:
+            # Snapshots are big (1.5 MB for 10,000 jobs): however often views ask, at most one
+            # per SNAPSHOT_EVERY seconds. Diffs wait too: the snapshot will carry them.
+            return None, True
         with self._lock:
             sync, self._sync = self._sync, False
             if sync:
@@ -373,6 +380,7 @@ class Publisher:
             lazy, self._lazy = self._lazy, {}
         if sync:
             self._seq += 1
+            self._last_snapshot = time.monotonic()
             return self._snapshot(), False
         detail = self._detail
         rows: list[dict[str, Any]] = []

@@ -640,3 +640,17 @@ def test_nbconvert_shows_the_fallback_table_without_widget_state(
     page, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
     assert 'class="jupyter-executor-dashboard"' in page
     assert ">answer<" in page and "42" in page
+
+
+def test_snapshot_requests_are_rate_limited(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    t0 = time.monotonic()
+    for _ in range(30):  # a front end asking over and over
+        send_from_browser(dash, {"k": "sync"})
+        time.sleep(0.05)
+    time.sleep(1.2)
+    elapsed = time.monotonic() - t0
+    snaps = [t for t, m in dash.comm.custom() if m["k"] == "snap"]
+    assert 1 <= len(snaps) <= elapsed + 1, (len(snaps), elapsed)
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(snaps))
