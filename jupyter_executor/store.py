@@ -1,0 +1,789 @@
+"""The history store: every run of every job, kept in ``FOLDER/history.db`` (SQLite).
+
+The engine reports each change of a job (submitted, started, finished, restarted) with
+:meth:`HistoryStore.job_changed`. That call is on the engine's hot path, so it only appends a
+snapshot of a few fields to a queue (about a microsecond) and wakes a writer thread once per
+batch. The writer thread turns snapshots into *runs* (one row per job name and attempt),
+coalesces the changes of a batch (a job submitted, started and finished within a batch is one
+row written once) and writes each batch in one transaction.
+
+Why SQLite in WAL mode: a reader never blocks the writer, a crash (even ``kill -9``) loses at
+most the batch being written and never corrupts what was committed, and several engines (kernels)
+sharing a folder can write the same file at once (each batch waits its turn on the busy timeout).
+``synchronous=NORMAL`` keeps commits cheap: a committed batch survives the process being killed;
+only a power loss may undo the last few.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import operator
+import os
+import reprlib
+import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._status import FINISHED, Status
+from .errors import JobCancelled, StoreError
+
+if TYPE_CHECKING:
+    from .job import Job
+
+__all__ = ["SCHEMA_VERSION", "HistoryStore", "StoreError"]
+
+logger = logging.getLogger("jupyter_executor")
+
+#: Version of the database layout; a database written by a newer version is refused.
+SCHEMA_VERSION = 1
+
+
+# The columns of a run, in table order (``id`` first).
+COLUMNS = (
+    "id", "engine_id", "name", "attempt", "backend", "kind", "description", "requires",
+    "status", "submitted", "started", "finished", "duration", "exit_code", "result", "error",
+    "traceback", "cancel_reason", "log_path", "pid", "pid_start_time", "detached", "identity",
+    "transitions",
+)  # fmt: skip
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    engine_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    backend TEXT,
+    kind TEXT,
+    description TEXT,
+    requires TEXT,
+    status TEXT NOT NULL,
+    submitted REAL,
+    started REAL,
+    finished REAL,
+    duration REAL,
+    exit_code INTEGER,
+    result TEXT,
+    error TEXT,
+    traceback TEXT,
+    cancel_reason TEXT,
+    log_path TEXT,
+    pid INTEGER,
+    pid_start_time REAL,
+    detached INTEGER NOT NULL DEFAULT 0,
+    identity TEXT,
+    transitions TEXT,
+    UNIQUE (engine_id, name, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name);
+CREATE INDEX IF NOT EXISTS runs_open_detached ON runs (detached) WHERE finished IS NULL;
+"""
+
+_WRITTEN = COLUMNS[1:]
+_UPSERT = (
+    f"INSERT INTO runs ({', '.join(_WRITTEN)}) VALUES ({', '.join(':' + c for c in _WRITTEN)}) "
+    "ON CONFLICT (engine_id, name, attempt) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _WRITTEN[3:])
+)
+_ORDER = " ORDER BY COALESCE(submitted, started, finished), id"
+
+# What job_changed copies off a job, in one C call: the fields that change from one attempt to
+# the next (the writer may run after the engine has moved on). Slow things (repr, describe,
+# json) are done by the writer thread.
+_snapshot = operator.attrgetter(
+    "status", "attempts", "submitted", "started", "finished", "_result", "_exception",
+    "traceback", "_cancel_reason", "pid",
+)  # fmt: skip
+_now = time.time
+
+_RANK = {Status.CREATED: 0, Status.PENDING: 0, Status.RUNNING: 1}  # finished ones rank 2
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = 6
+_short.maxdict = 4
+
+
+class _Marker:
+    """Put in the queue by flush() and close(): set once everything before it is written."""
+
+    __slots__ = ("done", "error", "stop")
+
+    def __init__(self, stop: bool = False) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.stop = stop
+
+
+class _JobState:
+    """What the writer thread remembers of one job: its latest run (writer thread only)."""
+
+    __slots__ = ("backend", "base", "description", "kind", "local", "name", "requires", "run")
+
+    def __init__(self, job: Job) -> None:
+        self.name = str(job.name)
+        self.backend = job.backend
+        self.kind = job.kind
+        self.description = getattr(job, "source", None) or job.describe()
+        self.requires = json.dumps(list(job.requirements)) if job.requirements else "[]"
+        self.base: int | None = None  # added to job.attempts; fixed on the first write
+        self.local = 0  # job.attempts of the latest run
+        self.run: dict[str, Any] | None = None
+
+
+class HistoryStore:
+    """Every run of every job of an engine, in ``folder/history.db``, shared by all engines.
+
+    Parameters
+    ----------
+    folder
+        The engine's folder; ``history.db`` is created in it on the first write.
+    engine_id
+        The engine's id, stored with each run.
+    batch_delay
+        Seconds the writer waits after a change to gather more into the same transaction
+        (:meth:`flush` and :meth:`close` do not wait for it).
+    busy_timeout
+        Seconds a write waits while another engine writes the same file.
+    idle_timeout
+        Seconds without changes after which the writer thread stops (and closes the file);
+        the next change starts it again.
+
+    Raises
+    ------
+    StoreError
+        The folder cannot be written, or ``history.db`` is not a database or was written by a
+        newer version of jupyter_executor.
+
+    Notes
+    -----
+    A *run* is one attempt of one job: a retry, a rerun, a restart or a scheduled run each
+    make a new row. ``attempt`` is ``job.attempts`` of that run; when a job replaces another of
+    the same name (or an engine id is reused) it continues after the highest attempt already
+    recorded for that name and engine, so that no run ever overwrites another.
+
+    The writer thread (``jupyter-executor-store-ID``) starts with the first change, stops
+    when idle, and for good with :meth:`close`, which the owner must call (the engine does at
+    shutdown): it writes what is queued. Changes reported after :meth:`close` are not written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from jupyter_executor import Engine
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> store = HistoryStore(folder, "demo")
+    >>> with Engine(folder=folder / "engine") as engine:
+    ...     job = engine.submit(sum, [1, 2], name="add")
+    ...     engine.wait()
+    ...     store.job_changed(job)
+    True
+    >>> [(run["name"], run["status"], run["result"]) for run in store.history()]
+    [('add', 'done', '3')]
+    >>> store.close()
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        engine_id: str,
+        *,
+        batch_delay: float = 0.05,
+        busy_timeout: float = 30.0,
+        idle_timeout: float = 1.0,
+    ) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / "history.db"
+        self.engine_id = str(engine_id)
+        self.batch_delay = float(batch_delay)
+        self.busy_timeout = float(busy_timeout)
+        self.idle_timeout = float(idle_timeout)
+        _check_writable(self.folder, self.path)
+        if self.path.exists():
+            con = self._connect()  # fail now, not in the writer thread, on a newer or bad file
+            con.close()
+        self._queue: deque[Any] = deque()
+        self._signalled = False  # the writer was woken and has not taken the queue yet
+        self._wake = threading.Event()
+        self._urgent = threading.Event()  # a flush or close waits: skip the batch delay
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # writer thread only
+        self._con: sqlite3.Connection | None = None
+        self._states: weakref.WeakKeyDictionary[Job, _JobState] = weakref.WeakKeyDictionary()
+        self._dirty: dict[int, dict[str, Any]] = {}
+        self._max_attempt: dict[str, int] = {}
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<HistoryStore {self.path} engine={self.engine_id} {state}>"
+
+    # writing (hot path) ----------------------------------------------------------------------
+    def job_changed(self, job: Job) -> None:
+        """Record the current state of ``job`` (cheap: no I/O, safe from any thread).
+
+        Call it after each status change (submitted, started, finished, back to pending for a
+        retry, a rerun or a restart) and when something worth keeping appears (the pid of a
+        process). The state is copied now and written by the writer thread.
+        """
+        if self._closed:
+            return
+        self._queue.append((job, _snapshot(job), _now()))
+        if not self._signalled:
+            self._signal()
+
+    def _signal(self) -> None:
+        # Once per batch. Under the lock, so that the writer cannot decide to exit (idle) between
+        # this change being queued and the check that it runs.
+        with self._lock:
+            self._signalled = True
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._writer, name=f"jupyter-executor-store-{self.engine_id}"
+                )
+                # Daemon: interpreter exit joins non-daemon threads *before* atexit runs the
+                # engine's shutdown, which is what closes the store.
+                self._thread.daemon = True
+                self._thread.start()
+        self._wake.set()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every change reported so far is written to disk.
+
+        Raises
+        ------
+        StoreError
+            The batch could not be written (it is retried later).
+        TimeoutError
+            Not written within ``timeout`` seconds.
+        """
+        if self._thread is threading.current_thread():
+            return
+        marker = _Marker()
+        with self._lock:
+            if self._closed or self._thread is None:
+                return  # no writer: everything was written (it stops only when nothing waits)
+            self._queue.append(marker)
+        self._urgent.set()
+        self._wake.set()
+        if not marker.done.wait(timeout):
+            msg = f"the history was not written to {self.path} within {timeout} s"
+            raise TimeoutError(msg)
+        if marker.error is not None:
+            msg = f"cannot write the history to {self.path}: {marker.error}"
+            raise StoreError(msg) from marker.error
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread (idempotent).
+
+        Never raises: a batch that cannot be written is logged as an error.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.append(_Marker(stop=True))
+        if thread is None:
+            return
+        self._urgent.set()
+        self._wake.set()
+        # Bounded: the final write waits at most busy_timeout for another engine's transaction.
+        thread.join(timeout=2 * self.busy_timeout + 10)
+        if thread.is_alive():
+            logger.error("jupyter_executor: the history writer of %s did not stop", self.path)
+
+    # writer thread ---------------------------------------------------------------------------
+    def _writer(self) -> None:
+        retry_in = 0.5
+        stop = False
+        try:
+            while not stop:
+                # Sleep until woken; while a failed batch waits, retry it now and then.
+                woken = self._wake.wait(retry_in if self._dirty else self.idle_timeout)
+                if not woken and not self._dirty:
+                    with self._lock:
+                        if not self._queue and not self._signalled:
+                            # Idle: stop (the next change starts a new writer), so that an
+                            # engine nobody shut down leaves no thread behind for long.
+                            self._close_connection()  # before a new writer may open one
+                            self._thread = None
+                            return
+                    continue
+                if not self._urgent.is_set() and self.batch_delay > 0:
+                    self._urgent.wait(self.batch_delay)  # gather a batch; flush() cuts it short
+                # Clear the event before the flag: a change reported meanwhile sets both again.
+                self._wake.clear()
+                self._signalled = False
+                self._urgent.clear()
+                markers: list[_Marker] = []
+                touched: dict[int, tuple[dict[str, Any], Job]] = {}
+                queue = self._queue
+                # What is there now, not what keeps coming: a batch always ends.
+                for _ in range(len(queue)):
+                    item = queue.popleft()
+                    if type(item) is _Marker:
+                        markers.append(item)
+                        stop = stop or item.stop
+                        continue
+                    try:
+                        run = self._take(*item)
+                    except Exception:
+                        logger.exception("jupyter_executor: cannot record a change of a job")
+                    else:
+                        if run is not None:
+                            touched[id(run)] = (run, item[0])
+                # Once per run and batch, not per change: what is slow to read or format.
+                for run, job in touched.values():
+                    try:
+                        _complete(run, job)
+                    except Exception:
+                        logger.exception("jupyter_executor: cannot record job %r", job.name)
+                try:
+                    error = self._write() if self._dirty else None
+                except Exception as exc:  # a bug here must not stop the thread: flush() waits
+                    logger.exception("jupyter_executor: cannot write the history")
+                    error = exc
+                retry_in = 0.5 if error is None else min(2 * retry_in, 30.0)
+                for marker in markers:
+                    marker.error = error
+                    marker.done.set()
+            self._close_connection()  # closed for good: no other writer will start
+            if self._dirty:
+                logger.error(
+                    "jupyter_executor: %d runs could not be written to %s",
+                    len(self._dirty),
+                    self.path,
+                )
+        except BaseException:
+            # A bug: log it, release whoever waits, and let the next change start a new writer.
+            logger.exception("jupyter_executor: the history writer of %s failed", self.path)
+            with self._lock:
+                self._close_connection()
+                self._thread = None
+                for item in self._queue:
+                    if type(item) is _Marker:
+                        item.done.set()
+
+    def _close_connection(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
+
+    def _take(self, job: Job, snap: tuple[Any, ...], now: float) -> dict[str, Any] | None:
+        """Fold one snapshot into the run it belongs to; return that run (writer thread)."""
+        status, attempts, submitted, started, finished, result, exc, tb, reason, pid = snap
+        state = self._states.get(job)
+        if state is None:
+            state = self._states[job] = _JobState(job)
+        run = state.run
+        rank = _RANK.get(status, 2)
+        # Which attempt this snapshot is about: a pending job waits for its next attempt, a
+        # running one is in its current attempt, a finished one ended the run it was in (the
+        # next attempt when it was cancelled, or found up to date, before it started).
+        if rank == 1:
+            local = attempts
+        elif rank == 0:
+            local = attempts + 1
+        elif run is not None and state.local in (attempts, attempts + 1):
+            local = state.local
+        else:
+            local = attempts if attempts > 0 and started is not None else attempts + 1
+        if run is not None and local <= state.local:
+            if local < state.local or rank < run["_rank"]:
+                return None  # an older snapshot that another thread queued late
+        else:
+            if run is not None and run["_rank"] < 2:
+                # The previous attempt ended without a finished status: a retry sent the job
+                # straight back to pending (or its end was not reported).
+                _end_retried(run, exc, tb, reason, now)
+                self._dirty[id(run)] = run
+            run = state.run = _new_run(state, self.engine_id, local)
+            state.local = local
+        value = str(status)
+        run["status"] = value
+        run["_rank"] = rank
+        transitions = run["transitions"]
+        if not transitions or transitions[-1][0] != value:
+            transitions.append([value, now])
+        ran = rank > 0 and local == attempts
+        run["_ran"] = ran
+        run["submitted"] = submitted
+        run["started"] = started if ran else None
+        if rank == 2:
+            run["finished"] = finished
+            if ran and finished is not None and started is not None:
+                run["duration"] = finished - started
+            run["_end"] = (value, result, exc, tb, reason)
+        if ran and pid is not None:
+            run["pid"] = pid
+        self._dirty[id(run)] = run
+        return run
+
+    def _write(self) -> BaseException | None:
+        """Write the changed runs in one transaction; return the error, if any (writer thread)."""
+        try:
+            con = self._con
+            if con is None:
+                con = self._con = self._connect(create=True)
+                rows = con.execute(
+                    "SELECT name, MAX(attempt) FROM runs WHERE engine_id = ? GROUP BY name",
+                    (self.engine_id,),
+                ).fetchall()
+                self._max_attempt = {name: attempt for name, attempt in rows}
+            runs = list(self._dirty.values())
+            highest = dict(self._max_attempt)
+            params = []
+            for run in runs:
+                state: _JobState = run["_state"]
+                if state.base is None:
+                    state.base = highest.get(state.name, 0)
+                attempt = state.base + run["_local"]
+                highest[state.name] = max(highest.get(state.name, 0), attempt)
+                row = {c: run[c] for c in _WRITTEN}
+                row["attempt"] = attempt
+                # Statuses are plain words and times finite floats: no need for json here.
+                steps = ",".join(f'["{status}",{t!r}]' for status, t in run["transitions"])
+                row["transitions"] = f"[{steps}]"
+                params.append(row)
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany(_UPSERT, params)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            # Retried later; said once per kind of failure, not at every retry.
+            if str(exc) != self._last_error:
+                self._last_error = str(exc)
+                logger.warning(
+                    "jupyter_executor: cannot write the history to %s (will retry): %s",
+                    self.path,
+                    exc,
+                )
+            if self._con is not None and not isinstance(exc, sqlite3.OperationalError):
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.close()
+                self._con = None  # open afresh next time
+            return exc
+        self._max_attempt = highest
+        self._dirty.clear()
+        self._last_error = None
+        return None
+
+    # database --------------------------------------------------------------------------------
+    def _connect(self, create: bool = False) -> sqlite3.Connection:
+        """A connection with the schema checked (and created when ``create``)."""
+        if create:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write
+            # lock up front, so that two writers wait in turn instead of deadlocking).
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            msg = f"cannot open the history database at {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        try:
+            if create:
+                _retry_locked(lambda: con.execute("PRAGMA journal_mode=WAL"), self.busy_timeout)
+            con.execute("PRAGMA synchronous=NORMAL")
+            version = _schema_version(con)
+            if version is None and create:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    # Statement by statement: executescript() would commit the transaction first.
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                    con.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        con.execute("ROLLBACK")
+                    raise
+                version = _schema_version(con)
+            if version is not None and version > SCHEMA_VERSION:
+                msg = (
+                    f"the history database at {self.path} was written by a newer "
+                    f"jupyter_executor (schema {version} > {SCHEMA_VERSION}); upgrade"
+                )
+                raise StoreError(msg)
+        except sqlite3.Error as exc:
+            con.close()
+            msg = f"cannot use the history database at {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if self._thread is not None and not self._closed:
+            # This engine's latest changes too; a failed write is logged by the writer, and
+            # what is on disk is read anyway.
+            with contextlib.suppress(StoreError, TimeoutError):
+                self.flush(timeout=self.busy_timeout)
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            if _schema_version(con) is None:
+                return []  # another engine is creating the file right now
+            con.row_factory = sqlite3.Row
+            rows = con.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            msg = f"cannot read the history database at {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+        return [_decode(row) for row in rows]
+
+    # reading -----------------------------------------------------------------------------------
+    def history(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every run recorded in this folder, by all engines, oldest first.
+
+        Parameters
+        ----------
+        name
+            Only the runs of jobs with this name.
+
+        Returns
+        -------
+        list of dict
+            One dict per run with the keys of :data:`COLUMNS`; ``requires`` is a list of
+            names, ``transitions`` a list of ``[status, epoch seconds]``, ``detached`` a bool.
+        """
+        if name is None:
+            return self._query("SELECT * FROM runs" + _ORDER)
+        return self._query("SELECT * FROM runs WHERE name = ?" + _ORDER, (name,))
+
+    def runs(self, name: str) -> list[dict[str, Any]]:
+        """The runs of job ``name`` by this engine, by attempt (see :meth:`history`)."""
+        return self._query(
+            "SELECT * FROM runs WHERE engine_id = ? AND name = ? ORDER BY attempt",
+            (self.engine_id, name),
+        )
+
+    def last_success(self, name: str, identity: str) -> dict[str, Any] | None:
+        """The latest ``done`` run of ``name`` with this ``identity`` (any engine), or None."""
+        rows = self._query(
+            "SELECT * FROM runs WHERE name = ? AND identity = ? AND status = 'done' "
+            "ORDER BY finished DESC, id DESC LIMIT 1",
+            (name, identity),
+        )
+        return rows[0] if rows else None
+
+    def running_detached(self) -> list[dict[str, Any]]:
+        """Detached runs (any engine) with no end recorded: candidates for re-attaching."""
+        return self._query("SELECT * FROM runs WHERE detached = 1 AND finished IS NULL" + _ORDER)
+
+    def record_exit(
+        self,
+        run_id: int,
+        status: str,
+        exit_code: int | None,
+        finished: float,
+        error: str | None,
+    ) -> None:
+        """Record how a run ended, learnt after the fact (a detached process of an old kernel).
+
+        Written at once, in the caller's thread. A run whose end is already recorded is left
+        as it is, so that two engines re-attaching the same run do not both write it.
+        """
+        if status not in {s.value for s in FINISHED}:
+            msg = f"a run ends done, failed or cancelled, not {status!r}"
+            raise ValueError(msg)
+        con = self._connect(create=True)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute(
+                    "SELECT started, transitions FROM runs WHERE id = ? AND finished IS NULL",
+                    (run_id,),
+                ).fetchone()
+                if row is not None:
+                    started, transitions = row
+                    steps = json.loads(transitions) if transitions else []
+                    steps.append([status, finished])
+                    con.execute(
+                        "UPDATE runs SET status = ?, exit_code = ?, finished = ?, error = ?, "
+                        "duration = ?, transitions = ? WHERE id = ?",
+                        (
+                            status,
+                            exit_code,
+                            finished,
+                            error,
+                            finished - started if started is not None else None,
+                            json.dumps(steps),
+                            run_id,
+                        ),
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"cannot write the history to {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+
+
+# helpers ---------------------------------------------------------------------------------------
+def _new_run(state: _JobState, engine_id: str, local: int) -> dict[str, Any]:
+    run = dict.fromkeys(_WRITTEN)
+    run.update(
+        engine_id=engine_id,
+        name=state.name,
+        backend=state.backend,
+        kind=state.kind,
+        description=state.description,
+        requires=state.requires,
+        detached=0,
+        transitions=[],
+        _state=state,
+        _local=local,
+        _rank=0,
+        _ran=False,
+        _end=None,
+    )
+    return run
+
+
+def _end_retried(
+    run: dict[str, Any], exc: BaseException | None, tb: str | None, reason: str | None, now: float
+) -> None:
+    # The engine reports the retry with the error still on the job when it can; otherwise the
+    # traceback's last line says what went wrong.
+    cancelled = isinstance(exc, JobCancelled) or (exc is None and reason is not None)
+    status = "cancelled" if cancelled else "failed"
+    run["status"] = status
+    run["_rank"] = 2
+    run["_end"] = None
+    run["transitions"].append([status, now])
+    run["finished"] = now
+    if run["started"] is not None:
+        run["duration"] = now - run["started"]
+    run["error"] = _error(exc) if exc is not None else _last_line(tb)
+    run["exit_code"] = getattr(exc, "returncode", None)
+    run["traceback"] = None if cancelled else tb
+    run["cancel_reason"] = reason if cancelled else None
+
+
+def _complete(run: dict[str, Any], job: Job) -> None:
+    """Fill in what a run needs beyond the snapshot (writer thread, once per batch)."""
+    end = run["_end"]
+    if end is not None:
+        run["_end"] = None  # do not keep the result object alive
+        status, result, exc, tb, reason = end
+        run["result"] = _repr(result) if status == "done" else None
+        run["error"] = _error(exc)
+        run["traceback"] = tb if status == "failed" else None
+        run["cancel_reason"] = reason if status == "cancelled" else None
+        if status == "done":
+            is_code = job.backend == "subprocess" and isinstance(result, int)
+            run["exit_code"] = result if is_code else None
+        else:
+            run["exit_code"] = getattr(exc, "returncode", None)
+    if run["_ran"] and run["_local"] == job.attempts:
+        # Read now rather than at the call: the pid comes a little after "running".
+        if run["pid"] is None:
+            run["pid"] = job.pid
+        run["pid_start_time"] = getattr(job, "pid_start_time", None)
+    run["detached"] = 1 if getattr(job, "detach", False) else 0
+    run["identity"] = getattr(job, "identity", None)
+    log_path = job.log_path
+    run["log_path"] = str(log_path) if log_path is not None else None
+
+
+def _error(exc: BaseException | None) -> str | None:
+    return None if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def _last_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def _repr(value: Any) -> str:
+    try:
+        return _short.repr(value)
+    except Exception:  # a broken __repr__ of a user object must not lose the run
+        return f"<{type(value).__name__} object>"
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(zip(row.keys(), tuple(row), strict=True))
+    data["requires"] = json.loads(data["requires"]) if data["requires"] else []
+    data["transitions"] = json.loads(data["transitions"]) if data["transitions"] else []
+    data["detached"] = bool(data["detached"])
+    return data
+
+
+def _schema_version(con: sqlite3.Connection) -> int | None:
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return int(row[0]) if row is not None else None
+
+
+def _retry_locked(step: Any, timeout: float) -> None:
+    # Switching to WAL needs a moment alone with the file; the busy handler does not always
+    # cover it, so wait for a second engine that is creating the same file.
+    deadline = time.monotonic() + timeout
+    for pause in itertools.chain((0.01, 0.02, 0.05), itertools.repeat(0.1)):
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+
+
+def _check_writable(folder: Path, db: Path) -> None:
+    """Raise StoreError when the history cannot be written in ``folder`` (nothing created)."""
+    reason = None
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    elif existing == folder:
+        # os.access says yes to root everywhere, and knows nothing of some mounts: try it.
+        probe = folder / f".history-probe-{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = f"cannot create a file there ({exc.strerror or exc})"
+        if reason is None and db.exists() and not os.access(db, os.W_OK):
+            reason = f"{db} is read-only"
+    if reason is not None:
+        msg = f"cannot write the history in {folder}: {reason}; pass folder=..."
+        raise StoreError(msg)

@@ -1,0 +1,80 @@
+"""Archived log files: one per past run, named by when it was last written, the oldest pruned."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from jupyter_executor._logs import archive, logs_of
+
+
+def _log(folder: Path, name: str, text: str, mtime: float) -> Path:
+    path = folder / f"{name}.log"
+    path.write_text(text)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_archive_moves_the_log_aside_with_its_time(tmp_path: Path) -> None:
+    mtime = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC).timestamp()
+    path = _log(tmp_path, "job", "run 1\n", mtime)
+    archived = archive(path)
+    assert archived == tmp_path / "job.20300102-030405-678901.log"
+    assert archived.read_text() == "run 1\n"
+    assert not path.exists()
+    assert logs_of(tmp_path, "job") == [archived]
+
+
+def test_nothing_to_archive(tmp_path: Path) -> None:
+    assert archive(tmp_path / "missing.log") is None
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    assert archive(empty) is None
+    assert empty.exists()  # an empty log is left for the new run to append to
+    assert logs_of(tmp_path, "empty") == [empty]
+    assert logs_of(tmp_path / "no-such-folder", "job") == []
+
+
+def test_runs_in_order_and_the_oldest_pruned(tmp_path: Path) -> None:
+    base = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    archived: list[Path] = []
+    for run in range(6):
+        path = archive(_log(tmp_path, "job", f"run {run}\n", base + run * 60), keep=4)
+        assert path is not None
+        archived.append(path)
+    current = _log(tmp_path, "job", "run 6\n", base + 400)
+    files = logs_of(tmp_path, "job")
+    assert files == [*archived[2:], current]
+    assert [f.read_text() for f in files] == [f"run {i}\n" for i in range(2, 7)]
+    assert not archived[0].exists() and not archived[1].exists()
+
+
+def test_keep_zero_keeps_no_archive(tmp_path: Path) -> None:
+    archive(_log(tmp_path, "job", "a\n", 1e9), keep=5)
+    assert archive(_log(tmp_path, "job", "b\n", 2e9), keep=0) is None
+    assert logs_of(tmp_path, "job") == []
+    with pytest.raises(ValueError, match="keep must be >= 0"):
+        archive(tmp_path / "job.log", keep=-1)
+
+
+def test_runs_ending_within_the_same_microsecond_get_distinct_names(tmp_path: Path) -> None:
+    first = archive(_log(tmp_path, "job", "first\n", 1e9))
+    second = archive(_log(tmp_path, "job", "second\n", 1e9))
+    assert first is not None and second is not None and first != second
+    assert [p.read_text() for p in logs_of(tmp_path, "job")] == ["first\n", "second\n"]
+
+
+def test_jobs_with_similar_names_do_not_mix(tmp_path: Path) -> None:
+    for name in ("a", "a.b", "a_b", "ab"):
+        archive(_log(tmp_path, name, name, 1e9))
+        _log(tmp_path, name, name, 2e9)
+    for name in ("a", "a.b", "a_b", "ab"):
+        files = logs_of(tmp_path, name)
+        assert [p.read_text() for p in files] == [name, name]
+        assert re.fullmatch(re.escape(name) + r"\.\d{8}-\d{6}-\d{6}\.log", files[0].name)
+    (tmp_path / "a.notastamp.log").write_text("x")
+    assert len(logs_of(tmp_path, "a")) == 2

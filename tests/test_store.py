@@ -1,0 +1,495 @@
+"""The history store for real: SQLite files, a real engine, writer processes killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import timeit
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_executor import Engine, Job
+from jupyter_executor._status import Status
+from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, StoreError
+
+
+def _store_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("jupyter-executor-store")]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    """A store in tmp_path/hist whose writer thread must be gone after close()."""
+    hist = HistoryStore(tmp_path / "hist", "e1", batch_delay=0.01)
+    try:
+        yield hist
+    finally:
+        hist.close()
+        assert not [t for t in _store_threads() if t.name == "jupyter-executor-store-e1"]
+
+
+def _recorder(store: HistoryStore) -> Callable[[str, Job], None]:
+    # What the engine will do: report each submission and status change to the store.
+    def on_event(event: str, job: Job) -> None:
+        if event in ("submitted", "status"):
+            store.job_changed(job)
+
+    return on_event
+
+
+class Tagged(Job):
+    """A job with the attributes of long-running jobs, set by hand (their class defaults shadow
+    the read-only properties of Job)."""
+
+    identity: str | None = None
+    detach: bool = False
+    pid_start_time: float | None = None
+
+
+def _drive(store: HistoryStore, job: Job, *steps: Status, result: Any = None) -> None:
+    """Move a job through statuses by hand, reporting each to the store."""
+    for status in steps:
+        job.status = status
+        now = time.time()
+        if status is Status.PENDING and job.submitted is None:
+            job.submitted = now
+        elif status is Status.RUNNING:
+            job.attempts += 1
+            job.started, job.finished = now, None
+        elif status in (Status.DONE, Status.FAILED, Status.CANCELLED):
+            job.finished = now
+            job._result = result
+        store.job_changed(job)
+
+
+# runs from a real engine ----------------------------------------------------------------------
+def fails_once(marker: str) -> str:
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        msg = "first attempt"
+        raise ValueError(msg)
+    return "second"
+
+
+def test_engine_runs_are_recorded(engine: Engine, store: HistoryStore) -> None:
+    engine.subscribe(_recorder(store))
+    a = engine.submit(sum, [1, 2], name="add")
+    engine.submit(lambda: 1 / 0, name="boom")
+    engine.submit("exit 3", name="code3")
+    engine.submit([sys.executable, "-c", "pass"], name="ok", requires=[a])
+    assert not engine.wait(timeout=30)  # two jobs failed
+    store.flush(timeout=10)
+    runs = {r["name"]: r for r in store.history()}
+    assert set(runs) == {"add", "boom", "code3", "ok"}
+    add = runs["add"]
+    assert (add["engine_id"], add["attempt"]) == ("e1", 1)
+    assert (add["status"], add["result"]) == ("done", "3")
+    assert add["backend"] == "thread" and add["kind"] == "callable"
+    assert add["description"] == "sum()"
+    assert [s for s, _ in add["transitions"]] == ["pending", "running", "done"]
+    times = [t for _, t in add["transitions"]]
+    assert times == sorted(times)
+    assert add["submitted"] <= add["started"] <= add["finished"]
+    assert add["duration"] == pytest.approx(add["finished"] - add["started"])
+    assert add["log_path"] == str(engine.log_path("add"))
+    assert add["error"] is None and add["traceback"] is None and add["detached"] is False
+    boom = runs["boom"]
+    assert boom["status"] == "failed"
+    assert boom["error"] == "ZeroDivisionError: division by zero"
+    assert "ZeroDivisionError" in boom["traceback"] and boom["result"] is None
+    code3 = runs["code3"]
+    assert (code3["status"], code3["exit_code"], code3["kind"]) == ("failed", 3, "command")
+    assert code3["description"] == "exit 3" and isinstance(code3["pid"], int)
+    ok = runs["ok"]
+    assert (ok["status"], ok["exit_code"], ok["requires"]) == ("done", 0, ["add"])
+    # oldest first: "ok" waited for "add", and was submitted last
+    assert [r["name"] for r in store.history()][-1] == "ok"
+    assert store.history("boom") == [boom]
+
+
+def test_retries_and_reruns_are_separate_runs(
+    engine: Engine, store: HistoryStore, tmp_path: Path
+) -> None:
+    engine.subscribe(_recorder(store))
+    job = engine.submit(fails_once, str(tmp_path / "marker"), name="flaky", retries=1,
+                        retry_delay=0.01)  # fmt: skip
+    assert engine.wait(timeout=30)
+    engine.rerun(job)
+    assert engine.wait(timeout=30)
+    store.flush(timeout=10)
+    runs = store.runs("flaky")
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "failed"), (2, "done"), (3, "done")]
+    first = runs[0]
+    # The engine cleared the exception when it retried: the traceback still says what failed.
+    assert first["error"] == "ValueError: first attempt"
+    assert "ValueError: first attempt" in first["traceback"]
+    assert [s for s, _ in first["transitions"]] == ["pending", "running", "failed"]
+    assert first["finished"] is not None and first["started"] < first["finished"]
+    assert runs[1]["result"] == "'second'" and runs[1]["started"] > first["finished"] - 1e-3
+    assert runs[2]["submitted"] > runs[1]["finished"] - 1e-3  # a rerun is a new submission
+    assert [s for s, _ in runs[2]["transitions"]] == ["pending", "running", "done"]
+    assert len({r["id"] for r in runs}) == 3
+
+
+def test_cancelled_before_it_started(engine: Engine, store: HistoryStore) -> None:
+    engine.subscribe(_recorder(store))
+    gate = threading.Event()
+    blocker = engine.submit(gate.wait, 10, name="blocker")
+    waiting = engine.submit(len, "x", name="waiting", requires=[blocker])
+    engine.cancel(waiting, "not needed")
+    gate.set()
+    assert not engine.wait(timeout=30)
+    store.flush(timeout=10)
+    (run,) = store.runs("waiting")
+    assert (run["attempt"], run["status"], run["cancel_reason"]) == (1, "cancelled", "not needed")
+    assert run["started"] is None and run["duration"] is None
+    assert [s for s, _ in run["transitions"]] == ["pending", "cancelled"]
+
+
+# the store by itself ----------------------------------------------------------------------------
+def test_a_batch_is_coalesced_into_one_row_per_run(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path, "e", batch_delay=0.2)
+    try:
+        jobs = [Job(len, args=("ab",), name=f"j{i}") for i in range(500)]
+        for job in jobs:  # all within one batch
+            _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+        store.flush(timeout=10)
+        con = sqlite3.connect(tmp_path / "history.db")
+        rows = con.execute("SELECT name, status, result, transitions FROM runs").fetchall()
+        con.close()
+        assert len(rows) == 500
+        assert {(status, result) for _, status, result, _ in rows} == {("done", "2")}
+        assert all(t.count('"') == 6 for *_, t in rows)  # three transitions each
+    finally:
+        store.close()
+
+
+def test_a_late_snapshot_does_not_undo_an_end(store: HistoryStore) -> None:
+    job = Job(len, args=("ab",), name="j")
+    _drive(store, job, Status.PENDING, Status.RUNNING)
+    running = (job, store_snapshot(job), time.time())
+    _drive(store, job, Status.DONE, result=2)
+    # Another thread took this snapshot while the job ran and queued it after the end.
+    store._queue.append(running)
+    store.job_changed(job)
+    store.flush(timeout=10)
+    (run,) = store.history()
+    assert run["status"] == "done"
+
+
+def store_snapshot(job: Job) -> tuple[Any, ...]:
+    from jupyter_executor.store import _snapshot
+
+    return tuple(_snapshot(job))
+
+
+def test_job_changed_costs_about_a_microsecond(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path, "e", batch_delay=3600)  # the writer sleeps: measure the call
+    try:
+        job = Job(len, args=("ab",), name="j")
+        _drive(store, job, Status.PENDING, Status.RUNNING)
+        n = 20_000
+        best = min(timeit.repeat(lambda: store.job_changed(job), number=n, repeat=5)) / n
+        # ~0.4 us on an idle machine; the bound leaves room for a busy CI box, and would
+        # catch any I/O, lock or formatting slipping into the hot path.
+        assert best < 5e-6, f"job_changed took {best * 1e6:.2f} us"
+        store.flush(timeout=10)
+        assert len(store.history()) == 1
+    finally:
+        store.close()
+
+
+def test_close_is_deterministic_and_idempotent(tmp_path: Path) -> None:
+    before = set(_store_threads())
+    store = HistoryStore(tmp_path / "h", "e")
+    assert not (tmp_path / "h").exists()  # created on the first write, not before
+    store.flush()  # nothing to do: returns at once
+    job = Job(len, args=("ab",), name="j")
+    _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+    (thread,) = set(_store_threads()) - before
+    assert thread.name == "jupyter-executor-store-e" and thread.daemon
+    store.close()  # writes what is queued, without waiting for the batch delay
+    assert not thread.is_alive()
+    store.close()
+    store.flush()
+    _drive(store, job, Status.PENDING)  # after close: ignored, no thread started
+    assert set(_store_threads()) == before
+    (run,) = HistoryStore(tmp_path / "h", "other").history()
+    assert run["status"] == "done"
+
+
+def test_an_idle_writer_stops_and_the_next_change_starts_another(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path, "idle", batch_delay=0, idle_timeout=0.1)
+    try:
+        job = Job(len, args=("ab",), name="j")
+        _drive(store, job, Status.PENDING, Status.RUNNING)
+        (first,) = [t for t in _store_threads() if t.name == "jupyter-executor-store-idle"]
+        first.join(timeout=5)  # it stops by itself: an engine never shut down leaks nothing
+        assert not first.is_alive()
+        store.flush()  # no writer: everything was written
+        assert store.history()[0]["status"] == "running"
+        _drive(store, job, Status.DONE, result=2)
+        store.flush(timeout=10)
+        (run,) = store.history()
+        assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
+    finally:
+        store.close()
+    assert not [t for t in _store_threads() if t.name == "jupyter-executor-store-idle"]
+
+
+def test_a_failed_write_is_reported_and_retried(tmp_path: Path) -> None:
+    folder = tmp_path / "h"
+    store = HistoryStore(folder, "e", batch_delay=0)
+    try:
+        folder.write_text("in the way")  # the folder cannot be created now
+        job = Job(len, args=("ab",), name="j")
+        _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+        with pytest.raises(StoreError, match="cannot write the history to"):
+            store.flush(timeout=10)
+        folder.unlink()
+        store.flush(timeout=10)  # the same runs, written on the next try: nothing lost
+        (run,) = store.history()
+        assert run["status"] == "done"
+    finally:
+        store.close()
+
+
+def test_replaced_job_and_reused_engine_id_never_overwrite(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    try:
+        for _ in range(2):  # a job, then another one of the same name (replace=True)
+            job = Job(len, args=("ab",), name="same")
+            _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+        store.flush(timeout=10)
+    finally:
+        store.close()
+    again = HistoryStore(tmp_path, "e", batch_delay=0)  # a new kernel given the same id
+    try:
+        job = Job(len, args=("ab",), name="same")
+        _drive(again, job, Status.PENDING, Status.RUNNING, Status.FAILED)
+        assert [(r["attempt"], r["status"]) for r in again.runs("same")] == [
+            (1, "done"), (2, "done"), (3, "failed"),
+        ]  # fmt: skip
+    finally:
+        again.close()
+
+
+def test_readers_last_success_running_detached_and_record_exit(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    try:
+        old = Tagged(len, args=("ab",), name="build")
+        old.identity = "abc"
+        _drive(store, old, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+        other = Tagged(len, args=("ab",), name="build")
+        other.identity = "def"
+        _drive(store, other, Status.PENDING, Status.RUNNING, Status.DONE, result=3)
+        server = Tagged(["sleep", "100"], name="server")
+        server.detach, server.pid, server.pid_start_time = True, 4242, 1234.5
+        _drive(store, server, Status.PENDING, Status.RUNNING)
+        store.flush(timeout=10)
+        best = store.last_success("build", "abc")
+        assert best is not None and best["result"] == "2" and best["identity"] == "abc"
+        assert store.last_success("build", "nope") is None
+        (detached,) = store.running_detached()
+        assert (detached["name"], detached["pid"], detached["pid_start_time"]) == (
+            "server", 4242, 1234.5,
+        )  # fmt: skip
+        assert detached["detached"] is True and detached["finished"] is None
+    finally:
+        store.close()
+    # A new kernel learns how the detached run ended.
+    later = HistoryStore(tmp_path, "e2")
+    end = time.time()
+    later.record_exit(detached["id"], "failed", 1, end, "exited with code 1")
+    later.record_exit(detached["id"], "done", 0, end + 1, None)  # the end is recorded once
+    assert later.running_detached() == []
+    (run,) = later.history("server")
+    assert (run["status"], run["exit_code"], run["error"]) == ("failed", 1, "exited with code 1")
+    assert run["finished"] == end and run["duration"] == pytest.approx(end - run["started"])
+    assert run["transitions"][-1] == ["failed", end]
+    assert later.runs("server") == []  # runs() is this engine's only; history() is everyone's
+    with pytest.raises(ValueError, match="done, failed or cancelled"):
+        later.record_exit(detached["id"], "running", None, end, None)
+    later.close()
+
+
+# the file: errors, crashes, several writers -------------------------------------------------------
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    con = sqlite3.connect(tmp_path / "history.db")
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION + 1),))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError) as info:
+        HistoryStore(tmp_path, "e")
+    message = str(info.value)
+    assert message == (
+        f"the history database at {tmp_path / 'history.db'} was written by a newer "
+        f"jupyter_executor (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION}); upgrade"
+    )
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "history.db").write_bytes(b"not a database at all, just some text " * 100)
+    with pytest.raises(StoreError, match="file is not a database"):
+        HistoryStore(tmp_path, "e")
+
+
+def test_an_unwritable_folder_is_refused_at_construction(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError) as info:
+        HistoryStore(tmp_path / "file" / "sub", "e")
+    assert str(info.value) == (
+        f"cannot write the history in {tmp_path / 'file' / 'sub'}: {tmp_path / 'file'} is not "
+        "a folder; pass folder=..."
+    )
+    assert "\n" not in str(info.value)
+    if sys.platform == "linux":  # a folder no one can create files in, not even root
+        with pytest.raises(StoreError, match=r"fdinfo: cannot create a file there \(.*\); pass"):
+            HistoryStore(Path("/proc/self/fdinfo"), "e")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
+def test_a_read_only_folder_is_refused_at_construction(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match=r"cannot write the history in .*ro: .*; pass folder="):
+            HistoryStore(folder / "sub", "e")
+        with pytest.raises(StoreError, match="; pass folder="):
+            HistoryStore(folder, "e")
+    finally:
+        folder.chmod(0o700)
+
+
+WRITER = r"""
+import sys, time
+from pathlib import Path
+from jupyter_executor import Job
+from jupyter_executor._status import Status
+from jupyter_executor.store import HistoryStore
+
+folder, engine_id = Path(sys.argv[1]), sys.argv[2]
+total, per_batch = int(sys.argv[3]), int(sys.argv[4])
+go = folder.parent / "go"
+while not go.exists():
+    time.sleep(0.002)
+store = HistoryStore(folder, engine_id, batch_delay=0)
+written = 0
+while written < total:
+    jobs = [Job(len, args=("ab",), name=f"{engine_id}-{written + i}") for i in range(per_batch)]
+    for status in (Status.PENDING, Status.RUNNING, Status.DONE):
+        now = time.time()
+        for job in jobs:
+            job.status = status
+            job.submitted = job.submitted or now
+            if status is Status.RUNNING:
+                job.attempts, job.started = 1, now
+            elif status is Status.DONE:
+                job.finished, job._result = now, 2
+            store.job_changed(job)
+    store.flush(timeout=60)
+    written += per_batch
+    print(written, flush=True)
+store.close()
+"""
+
+
+def _start_writer(
+    folder: Path, engine_id: str, total: int, per_batch: int
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder), engine_id, str(total), str(per_batch)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_writer_killed_mid_batch_leaves_a_sound_database(tmp_path: Path) -> None:
+    folder = tmp_path / "h"
+    (tmp_path / "go").touch()
+    expected = 0
+    # Killed at different moments of a batch; each writer starts on what the last one left.
+    for round, delay in enumerate((0.01, 0.03, 0.06)):
+        proc = _start_writer(folder, f"victim{round}", 10**9, 400)
+        try:
+            assert proc.stdout is not None
+            committed = 0
+            while committed < 1200:  # a few batches committed, the writer busy with the next
+                line = proc.stdout.readline()
+                assert line, "the writer died"
+                committed = int(line)
+            time.sleep(delay)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert proc.returncode == -signal.SIGKILL
+        finally:
+            _stop([proc])
+        expected += committed
+        con = sqlite3.connect(folder / "history.db")
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            done = con.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+        finally:
+            con.close()
+        assert done >= expected  # every batch that was reported written is there
+    # A new engine reads every row (decoding each) and writes to the same file.
+    store = HistoryStore(folder, "next", batch_delay=0)
+    try:
+        runs = store.history()
+        assert len(runs) >= expected
+        assert {r["status"] for r in runs} <= {"pending", "running", "done"}
+        _drive(store, Job(len, args=("ab",), name="after"), Status.PENDING)
+        store.flush(timeout=10)
+        assert store.runs("after")[0]["status"] == "pending"
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(60)
+def test_two_engines_write_the_same_folder_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "h"
+    procs = [_start_writer(folder, engine_id, 600, 25) for engine_id in ("a", "b")]
+    reader = HistoryStore(folder, "reader")
+    seen = 0
+    try:
+        (tmp_path / "go").touch()  # both create the file and write at the same moment
+        while any(p.poll() is None for p in procs):
+            seen = max(seen, len(reader.history()))  # reading while both write
+            time.sleep(0.02)
+        for proc in procs:
+            assert proc.wait(timeout=30) == 0
+    finally:
+        _stop(procs)
+        reader.close()
+    runs = reader.history()
+    assert len(runs) == 1200 >= seen
+    for engine_id in ("a", "b"):
+        mine = [r for r in runs if r["engine_id"] == engine_id]
+        assert sorted(r["name"] for r in mine) == sorted(f"{engine_id}-{i}" for i in range(600))
+        assert {(r["attempt"], r["status"]) for r in mine} == {(1, "done")}
+    con = sqlite3.connect(folder / "history.db")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        con.close()
