@@ -137,7 +137,8 @@ class JobMagics(Magics):
         runs the cell's current code as a new attempt of that job.
 
         Backends: ``thread`` (default) and ``async`` (chosen when the cell uses top-level
-        ``await``) run in the notebook's namespace. ``process`` and ``dask`` run on another
+        ``await``) run in the notebook's namespace; an async cell shares the engine's event
+        loop, so it should ``await`` rather than block. ``process`` and ``dask`` run on another
         core: the variables the cell reads are pickled (cloudpickle) and shipped when the job
         starts, and the variables it assigns are written back when it succeeds.
 
