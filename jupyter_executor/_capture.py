@@ -42,11 +42,13 @@ class Output:
         log_path: Callable[[], Path | None] | None = None,
         notify: Callable[[str], None] | None = None,
         maxlines: int = TAIL_LINES,
+        archive: Callable[[Path], None] | None = None,
     ) -> None:
         self._lines: deque[str] = deque(maxlen=maxlines)
         self._partial = ""
         self._lock = threading.Lock()
         self._log_path = log_path
+        self._archive = archive  # called once, before this output first opens its log file
         self._file: IO[str] | None = None
         self._last_flush = 0.0
         self._notify = notify
@@ -57,15 +59,20 @@ class Output:
         self.line_count = 0
 
     # writing -----------------------------------------------------------------------------
-    def write(self, text: str, stream: str = "stdout") -> int:
-        """Append ``text`` (from ``stream``) to the tail and the log; return its length."""
+    def write(self, text: str, stream: str = "stdout", log: bool = True) -> int:
+        """Append ``text`` (from ``stream``) to the tail and the log; return its length.
+
+        ``log=False`` when the text is already in the log file (a detached process writes its
+        log itself and the engine follows it).
+        """
         if not isinstance(text, str):
             text = str(text)
         if not text:
             return 0
         with self._lock:
             self._append(text)
-            self._log(text)
+            if log:
+                self._log(text)
             self.version += 1
             self.nbytes += len(text)
         if self._notify is not None:
@@ -97,6 +104,9 @@ class Output:
             if path is None:
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
+            if self._archive is not None:
+                archive, self._archive = self._archive, None
+                archive(path)
             self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._file.write(text)
         now = time.monotonic()
@@ -111,6 +121,15 @@ class Output:
             self.version += 1
         if self._notify is not None:
             self._notify("display")
+
+    def start_log(self) -> None:
+        """Archive the previous log now (a detached process is about to write a new one)."""
+        path = self._log_path() if self._log_path is not None else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if self._archive is not None:
+                archive, self._archive = self._archive, None
+                archive(path)
 
     def flush(self) -> None:
         """Write buffered log text to disk."""

@@ -13,6 +13,8 @@ import builtins
 import concurrent.futures
 import contextlib
 import functools
+import glob
+import hashlib
 import logging
 import os
 import re
@@ -34,7 +36,7 @@ from ._graph import Graph
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from .backends import Backend, make_backend
-from .errors import DuplicateJobName, JobTimeout, SubmitError
+from .errors import CommandFailed, DuplicateJobName, JobTimeout, MissingOutputs, SubmitError
 from .job import BACKENDS, Job, _job_of, _resolve
 
 if TYPE_CHECKING:
@@ -89,6 +91,17 @@ class Engine:
         ``LocalCluster`` options, or None to start a ``LocalCluster`` on first use.
     limits
         Per-backend limits on running jobs, e.g. ``{"thread": 8, "process": 2}``.
+    cluster_options
+        With ``dask="slurm"`` (or ``"pbs"``, ``"sge"``, ``"lsf"``): options of the dask-jobqueue
+        cluster started for the dask backend.
+    history
+        Record every run in ``FOLDER/history.db`` (SQLite), read by :meth:`history`; a new
+        engine on the same folder re-attaches to the detached jobs still running.
+    keep_logs
+        Archived logs kept per job; each new run archives the previous log first.
+    resume
+        Mark done, without running, a job whose identical earlier run (same command, same input
+        contents) succeeded and whose outputs still exist.
 
     Examples
     --------
@@ -113,6 +126,10 @@ class Engine:
         max_jobs: int | None = None,
         dask: Any = None,
         limits: Mapping[str, int | None] | None = None,
+        cluster_options: Mapping[str, Any] | None = None,
+        history: bool = True,
+        keep_logs: int = 20,
+        resume: bool = False,
     ) -> None:
         for job in jobs:
             if not isinstance(job, Job):
@@ -125,6 +142,14 @@ class Engine:
         self.folder = Path(folder if folder is not None else ".jupyter_executor").resolve()
         self.max_jobs = max_jobs
         self.dask = dask
+        self.cluster_options = dict(cluster_options or {})
+        if keep_logs < 1:
+            msg = f"keep_logs must be >= 1, not {keep_logs!r}"
+            raise ValueError(msg)
+        #: Archived logs kept per job (older ones are deleted).
+        self.keep_logs = keep_logs
+        #: Skip a job whose identical earlier run succeeded and whose outputs still exist.
+        self.resume = resume
         self.limits: dict[str, int | None] = {
             "async": None,
             "thread": 32,
@@ -136,14 +161,18 @@ class Engine:
         if limits:
             self.set_limits(**limits)
         self.log: deque[EngineEvent] = deque(maxlen=10_000)
-        self._options = {"id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask}
+        self._options = {
+            "id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask,
+            "cluster_options": cluster_options, "history": history, "keep_logs": keep_logs,
+            "resume": resume,
+        }  # fmt: skip
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
         self._graph = Graph()
         self._name_counts: dict[str, int] = {}
-        self._unfinished = 0  # non-forever jobs not finished
-        self._bad = 0  # non-forever jobs failed or cancelled
+        self._unfinished = 0  # waited jobs (not forever, periodic or always restarted) unfinished
+        self._bad = 0  # waited jobs failed or cancelled
         self._running = 0
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._idle_waiters: builtins.list[concurrent.futures.Future[None]] = []
@@ -156,8 +185,16 @@ class Engine:
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._wake_pending = False
         self._closed = False
+        self._default_restart: tuple[float, int | None] | None = None
+        self._store: Any = None
+        if history:
+            from .store import HistoryStore
+
+            self._store = HistoryStore(self.folder, self.id)  # checks the folder is writable
         self._atexit = functools.partial(_shutdown_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+        if self._store is not None:
+            self._reattach()
 
     # context manager -------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -206,6 +243,18 @@ class Engine:
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
         replace: bool = False,
+        every: Any = None,
+        cron: str | None = None,
+        start: Any = None,
+        restart: str = "no",
+        restart_delay: float = 1.0,
+        max_restarts: int | None = None,
+        detach: bool = False,
+        inputs: Any = (),
+        outputs: Any = (),
+        force: bool = False,
+        before: Callable[[Job], Any] | None = None,
+        after: Callable[[Job], Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Submit work; return the :class:`Job` (a tuple of jobs when several are given).
@@ -221,6 +270,21 @@ class Engine:
             A callable, a coroutine (function), a command string or argv list, or a Job.
         name, label, backend, requires, forever, retries, retry_delay, timeout, condition, env, cwd
             As for :class:`Job`.
+        every, cron, start
+            Run periodically (``every="2 min"``, a timedelta, or a cron expression), from
+            ``start`` (a datetime or ISO string) on; ``start`` alone runs once at that time. A
+            run still going at its next time is not started twice (the tick is skipped).
+        restart, restart_delay, max_restarts
+            Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
+            each consecutive failure; after ``max_restarts`` restarts the job stays failed.
+        detach
+            A command that outlives the kernel: a new engine on the same folder re-attaches to it.
+        inputs, outputs, force
+            Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
+            marked done ("up to date") without running, unless ``force``; a job that succeeds
+            without producing its outputs fails, naming the missing ones.
+        before, after
+            Callables run with the job before and after each run (in its thread or task).
         replace
             Let the new job take the name of a finished job (that run stays in the new job's
             ``previous`` record).
@@ -238,8 +302,13 @@ class Engine:
             given = {
                 "name": name, "label": label, "backend": backend, "requires": requires,
                 "forever": forever, "retries": retries, "timeout": timeout,
-                "condition": condition, "env": env, "cwd": cwd, **kwargs,
+                "condition": condition, "env": env, "cwd": cwd, "every": every, "cron": cron,
+                "start": start, "detach": detach, "inputs": inputs, "outputs": outputs,
+                "force": force, "before": before, "after": after, "max_restarts": max_restarts,
+                **kwargs,
             }  # fmt: skip
+            if restart != "no":
+                given["restart"] = restart
             extra = [k for k, v in given.items() if v not in (None, (), False, 0)]
             if extra:
                 msg = f"options {extra} go on Job(...) when submitting Job objects"
@@ -249,7 +318,9 @@ class Engine:
         job = Job(
             target, args=args, kwargs=kwargs, name=name, label=label, backend=backend,
             requires=requires, forever=forever, retries=retries, retry_delay=retry_delay,
-            timeout=timeout, condition=condition, env=env, cwd=cwd,
+            timeout=timeout, condition=condition, env=env, cwd=cwd, every=every, cron=cron,
+            start=start, restart=restart, restart_delay=restart_delay, max_restarts=max_restarts,
+            detach=detach, inputs=inputs, outputs=outputs, force=force, before=before, after=after,
         )  # fmt: skip
         self._submit([job], replace)
         return job
@@ -329,7 +400,7 @@ class Engine:
             job.engine = self
             job._set_status(Status.PENDING)
             job.submitted = now
-            if not job.forever:
+            if job._waited:
                 self._unfinished += 1
             waiting = 0
             for req in job.requirements:
@@ -342,6 +413,9 @@ class Engine:
             if waiting == 0:
                 ready.append(job)
         self._record_many("submitted", new)
+        if self._store is not None:
+            for job in new:
+                self._job_changed(job)
         return ready, to_cancel
 
     def _unique_name(self, base: str, taken: set[str]) -> str:
@@ -355,7 +429,7 @@ class Engine:
 
     def _forget(self, job: Job) -> None:
         # Drop a finished job from the counters (it is being replaced or removed).
-        if not job.forever and job.status in (Status.FAILED, Status.CANCELLED):
+        if job._waited and job.status in (Status.FAILED, Status.CANCELLED):
             self._bad -= 1
         self._graph.remove(str(job.name))
         del self._jobs[str(job.name)]
@@ -457,7 +531,143 @@ class Engine:
             if answer is False:
                 self._cancel_pending(job, f"condition {cond.describe()} can never be met")
                 return
+        life = job._life
+        if life is None and self.resume and job.kind != "coroutine":
+            from .job import Lifecycle
+
+            life = job._life = Lifecycle()  # resuming needs the job's identity
+        if life is not None:
+            if life.schedule is not None and not life.ticking:
+                life.ticking = True
+                self._schedule_tick(job, None)
+                return
+            if (life.inputs or life.outputs or self.resume) and life.checked != job.attempts:
+                life.checked = job.attempts
+                assert self._loop is not None
+                fut = self._loop.run_in_executor(None, _freshness, job, self.resume, self._store)
+                fut.add_done_callback(functools.partial(self._after_freshness, job))
+                return
         self._run(job, self._backend(job.backend))
+
+    # long-running jobs (schedules, restarts, make-like) -------------------------------------------
+    def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
+        if job.status is not Status.PENDING:
+            return
+        try:
+            verdict, identity = fut.result()
+        except Exception as exc:
+            self._fail_pending(job, exc)
+            return
+        assert job._life is not None
+        job._life.identity = identity
+        if verdict == "run":
+            self._admit(job)
+            return
+        with self._lock:
+            job._cancel_reason = None
+        self._record(verdict.split(":")[0], job, verdict)
+        self._settle(job, Status.DONE, verdict, None)
+
+    def _fail_pending(self, job: Job, exc: BaseException) -> None:
+        job.traceback = "".join(traceback.format_exception(exc))
+        self._settle(job, Status.FAILED, None, exc)
+
+    def _schedule_tick(self, job: Job, after: Any) -> None:
+        life = job._life
+        assert life is not None and self._loop is not None
+        now = datetime.now().astimezone()
+        when = life.schedule.first(now) if after is None else life.schedule.next_after(after)
+        if when is None:
+            life.next_run = None
+            return
+        life.next_run = when.timestamp()
+        self._emit("progress", job)  # the next run time changed: views refresh the row
+        self._loop.call_later(max(0.0, life.next_run - time.time()), self._tick, job, when)
+
+    def _tick(self, job: Job, when: Any) -> None:
+        life = job._life
+        assert life is not None
+        if job.status in FINISHED:
+            return  # cancelled: no more runs
+        if job.status is Status.RUNNING:
+            self._record("skipped", job, "still running at its next time; not started twice")
+        elif job.status is Status.PENDING and not job._waiting:
+            self._admit(job)
+        if life.periodic:
+            self._schedule_tick(job, when)
+        else:
+            life.next_run = None
+
+    def _run_over(self, job: Job, status: Status, result: Any, exc: BaseException | None) -> bool:
+        """A run of a long-running job ended: schedule its next run or restart; True if so."""
+        life = job._life
+        assert life is not None
+        if job._cancel_requested and not isinstance(job._exception, JobTimeout):
+            return False  # cancelled by the user or the shutdown: no more runs
+        if self._closed:
+            return False
+        if life.periodic:
+            self._settle(job, status, result, exc, rearm=f"next run at {_clock(life.next_run)}")
+            return True
+        ok = status is Status.DONE
+        if life.restart == "always" or (life.restart == "on-failure" and not ok):
+            if life.max_restarts is not None and life.restarts >= life.max_restarts:
+                self._record("gave up", job, f"after {life.restarts} restarts")
+                return False
+            life.restarts += 1
+            life.failures = 0 if ok else life.failures + 1
+            delay = min(life.restart_delay * 2 ** max(0, life.failures - 1), 600.0)
+            why = "it ended" if ok else f"{type(exc).__name__}: {exc}" if exc else "it failed"
+            self._settle(
+                job,
+                status,
+                result,
+                exc,
+                rearm=f"restarting ({life.restarts}) in {delay:g} s after {why}",
+            )
+            self._admit_later(job, delay)
+            return True
+        return False
+
+    def _rearm_locked(self, job: Job, why: str) -> None:
+        # Back to pending for the next run; the run that ended stays in job.previous.
+        job.previous.append(job.info())
+        del job.previous[:-50]
+        if job._waited:
+            self._unfinished += 1
+            if job.status is not Status.DONE:
+                self._bad -= 1
+        job._set_status(Status.PENDING)
+        job._cancel_reason = None
+        job._cancel_requested = False
+        job._future = None
+        self.log.append(_event((time.time(), "rearmed", job.name, why)))
+        if self._subscribers:
+            self._emit("status", job)
+
+    def keep_restarting(self, delay: float = 30.0, max_restarts: int | None = None) -> int:
+        """Restart failed jobs from now on, like R's ``keep_restarting()``; return how many now.
+
+        Jobs without a restart policy get ``restart="on-failure"`` with this delay (doubling
+        after each consecutive failure); jobs failed already are rerun at once.
+        """
+        from .job import Lifecycle
+
+        rerun = 0
+        for job in list(self._jobs.values()):
+            if job.kind == "coroutine":
+                continue  # a coroutine object cannot run twice
+            life = job._life
+            if life is None:
+                life = job._life = Lifecycle()
+            if life.restart == "no":
+                life.restart, life.restart_delay = "on-failure", float(delay)
+                life.max_restarts = max_restarts
+            if job.status is Status.FAILED:
+                self.rerun(job)
+                rerun += 1
+        self._default_restart = (float(delay), max_restarts)
+        return rerun
 
     def _lookup(self, ref: Any) -> Job:
         job = _job_of(ref)
@@ -485,11 +695,18 @@ class Engine:
             job.started = now = time.time()
             job.finished = None
             job.attempts += 1
+            job._exception = None
+            job.traceback = None
+            if job._output is not None:  # an earlier run: this one starts a new tail and log
+                job._output.close()
+                job._output = None
             self._running += 1
             backend.running += 1
             self.log.append(_event((now, "started", job.name, "")))
             if self._subscribers:
                 self._emit("status", job)
+            if self._store is not None:
+                self._job_changed(job)
         if job.timeout is not None:
             self._call_soon(self._arm_timeout, job, job.attempts)
         if sys.stdout.__class__ is not _capture._StreamProxy:
@@ -532,7 +749,9 @@ class Engine:
             handle.cancel()
             job._timeout_handle = None
         job._task = None
-        backend = self._backends[job.backend]
+        backend = self._backends.get(job.backend)
+        if backend is None or (self._closed and job.detach and not job._cancel_requested):
+            return None  # the engine stopped; a detached job runs on, the next engine takes it
         with self._lock:
             if job.status is not Status.RUNNING:
                 return None
@@ -544,11 +763,19 @@ class Engine:
                 result = job._on_result(result)
             except Exception as hook_exc:
                 exc = hook_exc
+        life = job._life
+        if life is not None and life.outputs and exc is None and not job._cancel_requested:
+            missing = _missing_outputs(job)
+            if missing:
+                exc = MissingOutputs(
+                    f"job {job.name!r} succeeded but did not produce its declared outputs: "
+                    + ", ".join(missing)
+                )
         if job._cancel_requested or cancelled:
             timed_out = isinstance(job._exception, JobTimeout)
             if timed_out and job.attempts <= job.retries and not self._closed:
                 self._retry(job, str(job._cancel_reason))
-            else:
+            elif life is None or not self._run_over(job, Status.CANCELLED, None, job._exception):
                 self._settle(job, Status.CANCELLED, None, job._exception, ready)
         elif exc is not None:
             if tb is None:
@@ -556,9 +783,9 @@ class Engine:
             job.traceback = tb
             if job.attempts <= job.retries and not self._closed:
                 self._retry(job, f"{type(exc).__name__}: {exc}")
-            else:
+            elif life is None or not self._run_over(job, Status.FAILED, None, exc):
                 self._settle(job, Status.FAILED, None, exc, ready)
-        else:
+        elif life is None or not self._run_over(job, Status.DONE, result, None):
             self._settle(job, Status.DONE, result, None, ready)
         if self._queued:
             self._call_soon(self._drain_queues, backend)
@@ -579,6 +806,7 @@ class Engine:
         delay = job.retry_delay * 2 ** (job.attempts - 1)
         with self._lock:
             job._set_status(Status.PENDING)
+            self._job_changed(job)  # the store records the failed attempt with its error
             job._exception = None
             job._cancel_reason = None
             job._cancel_requested = False
@@ -598,10 +826,13 @@ class Engine:
         result: Any,
         exc: BaseException | None,
         collect: builtins.list[Job] | None = None,
+        rearm: str | None = None,
     ) -> None:
         """Give ``job`` its final status and wake its dependents (any thread).
 
-        The dependents that became ready are dispatched, or appended to ``collect``.
+        The dependents that became ready are dispatched, or appended to ``collect``. With
+        ``rearm`` (why), the job goes back to pending for another run, in the same locked step
+        so that ``wait()`` never sees it finished in between.
         """
         ready: builtins.list[Job] = [] if collect is None else collect
         to_cancel: builtins.list[tuple[Job, str]] = []
@@ -612,7 +843,7 @@ class Engine:
             job.finished = now = time.time()
             job._result = result
             job._exception = exc
-            if not job.forever:
+            if job._waited:
                 self._unfinished -= 1
                 if status is not Status.DONE:
                     self._bad += 1
@@ -624,6 +855,8 @@ class Engine:
             self.log.append(_event((now, status.value, job.name, detail)))
             if self._subscribers:
                 self._emit("status", job)
+            if self._store is not None:
+                self._job_changed(job)
             if job._future is not None:
                 _resolve(job._future, job)
             name = str(job.name)
@@ -637,10 +870,12 @@ class Engine:
                         dep._waiting -= 1
                         if dep._waiting == 0:
                             ready.append(dep)
-                    else:
+                    elif rearm is None:  # a job that will run again keeps its dependents
                         to_cancel.append((dep, f"dependency {name!r} {status.value}"))
                 elif dep._waiting == 0:
                     ready.append(dep)  # its condition may now be met
+            if rearm is not None:
+                self._rearm_locked(job, rearm)
             if self._unfinished == 0:
                 self._cond.notify_all()
                 waiters, self._idle_waiters = self._idle_waiters, []
@@ -726,7 +961,7 @@ class Engine:
             job.previous.append(job.info())
             old = job.status
             job._set_status(Status.PENDING)
-            if not job.forever:
+            if job._waited:
                 self._unfinished += 1
                 if old is not Status.DONE:
                     self._bad -= 1
@@ -845,9 +1080,9 @@ class Engine:
         ok = self.wait(timeout)
         if not ok and self._unfinished:
             for job in list(self._jobs.values()):
-                if not job.forever and not job.done():
+                if job._waited and not job.done():
                     self.cancel(job, f"orchestrate() timed out after {timeout} s")
-        forever = [j for j in self._jobs.values() if j.forever and not j.done()]
+        forever = [j for j in self._jobs.values() if not j._waited and not j.done()]
         for job in forever:
             self.cancel(job, "the finite jobs are done")
         deadline = time.monotonic() + self.cancel_grace + 5
@@ -860,7 +1095,7 @@ class Engine:
 
     def _check_not_in_job(self, what: str) -> None:
         job = _current_job.get()
-        if job is not None and job.engine is self and not job.forever:
+        if job is not None and job.engine is self and job._waited:
             msg = (
                 f"engine.{what}() inside job {job.name!r} would wait for that job itself; "
                 "wait for the jobs you need with engine.wait_job(...) or `await job`"
@@ -912,12 +1147,15 @@ class Engine:
             counts[job.status.value] += 1
         return counts
 
-    def list(self, status: str | Iterable[str] | None = None) -> pd.DataFrame:
+    def list(
+        self, status: str | Iterable[str] | None = None, *, next_run: bool = False
+    ) -> pd.DataFrame:
         """The jobs as a pandas DataFrame, one row per job.
 
         Columns, in order: ``name, status, backend, requires, forever, submitted, started,
         finished, duration, attempts, result, error, tail, progress`` (times as datetimes,
         duration in seconds, result and error as short reprs, tail as the last lines printed).
+        ``next_run=True`` adds ``next_run`` (scheduled jobs), ``restarts`` and ``url``.
         """
         import pandas as pd
 
@@ -941,8 +1179,216 @@ class Engine:
                     "\n".join(info.tail.splitlines()[-3:]),
                     info.progress,
                 )
+                + ((_dt(info.next_run), info.restarts, info.url) if next_run else ())
             )
-        return pd.DataFrame(rows, columns=list(COLUMNS))
+        columns = list(COLUMNS) + (["next_run", "restarts", "url"] if next_run else [])
+        return pd.DataFrame(rows, columns=columns)
+
+    def history(self, name: str | None = None) -> pd.DataFrame:
+        """Every run of every job recorded in this engine's folder, across kernel restarts.
+
+        One row per run, oldest first, with the engine id that ran it (several engines may
+        share a folder): name, attempt, status, times, exit code, result, error, log, pid...
+        """
+        import pandas as pd
+
+        if self._store is None:
+            msg = "this engine keeps no history (it was created with history=False)"
+            raise SubmitError(msg)
+        self._store.flush()
+        frame = pd.DataFrame(self._store.history(name))
+        for column in ("submitted", "started", "finished"):
+            if column in frame:
+                frame[column] = frame[column].map(_dt)
+        return frame
+
+    def _job_changed(self, job: Job) -> None:
+        life = job._life
+        if self._store is not None and (life is None or life.reattached is None):
+            self._store.job_changed(job)
+
+    # loops, web apps, detached jobs ------------------------------------------------------------
+    def converge(
+        self,
+        plan: Callable[[], Any],
+        *,
+        errors_to_tolerate: int = 0,
+        sleep_between_runs: float = 0.0,
+        timeout: float | None = None,
+    ) -> bool:
+        """Run ``plan()``'s jobs, again and again, until it returns none (a control loop).
+
+        Each round submits the jobs ``plan()`` returns (Job objects or callables; a name that
+        finished in an earlier round is replaced) and waits for them. Stops with True when
+        ``plan()`` returns nothing; with False when more than ``errors_to_tolerate`` jobs have
+        failed in all, or when ``timeout`` seconds have passed (unfinished jobs are cancelled).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        errors = 0
+        round_ = 0
+        while True:
+            batch = plan()
+            if not batch:
+                self.log.append(_event((time.time(), "converged", "-", f"after {round_} rounds")))
+                return True
+            round_ += 1
+            jobs = [j if isinstance(j, Job) else Job(j) for j in _as_list(batch)]
+            self._submit(jobs, True)
+            for job in jobs:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self.wait_job(job, left)
+            if deadline is not None and time.monotonic() >= deadline:
+                for job in jobs:
+                    self.cancel(job, f"converge() timed out after {timeout} s")
+                return False
+            errors += sum(job.status is not Status.DONE for job in jobs)
+            if errors > errors_to_tolerate:
+                return False
+            if sleep_between_runs:
+                time.sleep(sleep_between_runs)
+
+    def submit_webapp(
+        self,
+        target: Callable[..., Any] | str,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        ready_timeout: float = 30.0,
+        **options: Any,
+    ) -> Job:
+        """Start a web app as a job; its row shows the URL once the port answers.
+
+        Parameters
+        ----------
+        target
+            A command template (``"python -m http.server {port} --bind {host}"``), run as a
+            subprocess job, or a callable ``target(host, port)`` that serves (a thread job).
+        port
+            The port; a free one is picked when None.
+        ready_timeout
+            Seconds to wait for the port to answer before logging that it did not.
+        **options
+            Job options (``name=``, ``requires=``, ``restart=``...).
+        """
+        if port is None:
+            port = _free_port(host)
+        job: Job
+        if isinstance(target, str):
+            job = self.submit(target.format(port=port, host=host), **options)
+        elif callable(target):
+            job = self.submit(target, host, port, **options)
+        else:
+            msg = f"submit_webapp() takes a command template or a callable, not {target!r}"
+            raise TypeError(msg)
+        if job._life is None:
+            from .job import Lifecycle
+
+            job._life = Lifecycle()
+        self._call_soon(self._watch_port, job, host, port, ready_timeout)
+        return job
+
+    def _watch_port(self, job: Job, host: str, port: int, ready_timeout: float) -> None:
+        async def watch() -> None:
+            deadline = time.monotonic() + ready_timeout
+            while time.monotonic() < deadline and not job.done():
+                try:
+                    _, writer = await asyncio.open_connection(host, port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                assert job._life is not None
+                job._life.url = f"http://{host}:{port}/"
+                self._record("listening", job, job._life.url)
+                self._emit("progress", job)
+                return
+            if not job.done():
+                self._record("no answer", job, f"port {port} did not answer in {ready_timeout} s")
+
+        assert self._loop is not None
+        self._loop.create_task(watch())
+
+    def _reattach(self) -> None:
+        """Take back the detached jobs that an earlier kernel left running in this folder."""
+        from .backends.subprocess import exit_file_of
+
+        for row in self._store.running_detached():
+            name = row["name"]
+            log_path = Path(row["log_path"]) if row.get("log_path") else self.log_path(name)
+            exit_file = exit_file_of(log_path)
+            if name in self._jobs or not _same_process(row.get("pid"), row.get("pid_start_time")):
+                status, code, error = _read_exit(exit_file)
+                self._store.record_exit(row["id"], status, code, time.time(), error)
+                continue
+            job = Job(row.get("description") or name, name=name, detach=True)
+            with self._lock:
+                self._graph.add({name: ()})
+                self._jobs[name] = job
+                job.engine = self
+                job._set_status(Status.PENDING)
+                job._set_status(Status.RUNNING)
+                job.submitted = row.get("submitted") or time.time()
+                job.started = row.get("started") or time.time()
+                job.attempts = int(row.get("attempt") or 1)
+                job.pid = int(row["pid"])
+                assert job._life is not None
+                job._life.pid_start_time = row.get("pid_start_time")
+                job._life.reattached = int(row["id"])
+                self._unfinished += 1
+                self._running += 1
+            self._record("reattached", job, f"pid {job.pid}")
+            self._call_soon(self._start_watch, job, exit_file)
+
+    def _start_watch(self, job: Job, exit_file: Path) -> None:
+        backend = self._backend("subprocess")
+        backend.running += 1
+        assert self._loop is not None
+        job._task = self._loop.create_task(self._watch_detached(job, exit_file))
+
+    async def _watch_detached(self, job: Job, exit_file: Path) -> None:
+        import psutil
+
+        from .backends.subprocess import describe_returncode, follow
+
+        log_path = job.log_path
+        assert log_path is not None and job.pid is not None
+        follower = asyncio.get_running_loop().create_task(follow(log_path, job.output))
+        try:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(job.pid)
+                # Not our child: psutil waits by polling the pid (it cannot wait() on it).
+                await asyncio.to_thread(proc.wait)
+        except asyncio.CancelledError:
+            follower.cancel()
+            if job._cancel_requested:
+                _kill_group(job.pid, self.cancel_grace)
+                if self._store is not None and job._life is not None and job._life.reattached:
+                    reason = job._cancel_reason or "cancelled"
+                    self._store.record_exit(
+                        job._life.reattached, "cancelled", None, time.time(), reason
+                    )
+                self._finish(job, cancelled=True)
+            raise
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        status, code, error = _read_exit(exit_file)
+        if self._store is not None:
+            assert job._life is not None and job._life.reattached is not None
+            self._store.record_exit(job._life.reattached, status, code, time.time(), error)
+        if status == "done":
+            self._finish(job, code)
+        else:
+            rc = code if code is not None else -1
+            self._finish(
+                job,
+                exc=CommandFailed(
+                    f"command {job.describe()!r} {describe_returncode(rc)}"
+                    if code is not None
+                    else str(error),
+                    rc,
+                ),
+            )
 
     def widget(self) -> Any:
         """A live dashboard of this engine's jobs (an anywidget)."""
@@ -998,13 +1444,17 @@ class Engine:
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         for job in list(self._jobs.values()):
+            if job.detach and job.status is Status.RUNNING:
+                continue  # it outlives the kernel; the next engine on this folder re-attaches
             if not job.done():
                 self.cancel(job, "the engine shut down")
         deadline = time.monotonic() + (timeout if timeout is not None else self.cancel_grace + 5)
         for job in list(self._jobs.values()):
-            if job.status is Status.RUNNING and self._loop is not None:
+            if job.status is Status.RUNNING and not job.detach and self._loop is not None:
                 self.wait_job(job, max(0.0, deadline - time.monotonic()))
         self._stop_thread()
+        if self._store is not None:
+            self._store.close()
 
     def _stop_thread(self) -> None:
         loop, thread = self._loop, self._thread
@@ -1044,7 +1494,7 @@ class Engine:
 
 
 def _dt(t: float | None) -> datetime | None:
-    return None if t is None else datetime.fromtimestamp(t)
+    return None if t is None or t != t else datetime.fromtimestamp(t)  # t != t: NaN
 
 
 def _name_of(ref: Any) -> str:
@@ -1076,6 +1526,127 @@ def _collect(jobs: list[Job]) -> list[Job]:
             if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
                 stack.append((dep_job, False))
     return order
+
+
+def _as_list(batch: Any) -> builtins.list[Any]:
+    if isinstance(batch, (Job,)) or callable(batch):
+        return [batch]
+    return builtins.list(batch)
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _same_process(pid: Any, start_time: Any) -> bool:
+    """True when ``pid`` runs and started at ``start_time`` (so it is not a recycled pid)."""
+    if not pid or start_time is None:
+        return False
+    import psutil
+
+    try:
+        return bool(abs(psutil.Process(int(pid)).create_time() - float(start_time)) < 0.05)
+    except psutil.Error:
+        return False
+
+
+def _read_exit(exit_file: Path) -> tuple[str, int | None, str | None]:
+    import json
+
+    try:
+        code = int(json.loads(exit_file.read_text())["returncode"])
+    except (OSError, ValueError, KeyError):
+        return (
+            "failed",
+            None,
+            "the detached process ended while no kernel watched it, and left no exit status",
+        )
+    if code == 0:
+        return "done", 0, None
+    return "failed", code, f"exit code {code}"
+
+
+def _kill_group(pid: int, grace: float) -> None:
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _clock(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _expand(patterns: tuple[str, ...], cwd: str | None) -> dict[str, builtins.list[Path]]:
+    base = Path(cwd) if cwd else Path.cwd()
+    found: dict[str, builtins.list[Path]] = {}
+    for pattern in patterns:
+        path = Path(pattern)
+        if not path.is_absolute():
+            path = base / path
+        if glob.has_magic(pattern):
+            found[pattern] = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
+        else:
+            found[pattern] = [path] if path.exists() else []
+    return found
+
+
+def _missing_outputs(job: Job) -> builtins.list[str]:
+    assert job._life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    return [p for p, files in _expand(job._life.outputs, cwd).items() if not files]
+
+
+def _freshness(job: Job, resume: bool, store: Any) -> tuple[str, str | None]:
+    """(worker thread) Decide whether a make-like job must run: ``("run", identity)`` or a
+    reason to skip it. Hashes the inputs' contents, which may take a while for big files."""
+    life = job._life
+    assert life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    inputs = _expand(life.inputs, cwd)
+    missing = [p for p, files in inputs.items() if not files]
+    if missing:
+        msg = f"job {job.name!r} cannot start: its inputs do not exist: {', '.join(missing)}"
+        raise FileNotFoundError(msg)
+    digest = hashlib.sha256(repr((job.kind, job.describe(), getattr(job, "source", None))).encode())
+    for pattern in sorted(inputs):
+        for path in inputs[pattern]:
+            digest.update(str(path).encode())
+            if path.is_file():
+                with open(path, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+    identity = digest.hexdigest()
+    if life.force:
+        return "run", identity
+    outputs = _expand(life.outputs, cwd)
+    outputs_exist = all(files for files in outputs.values())
+    if resume and store is not None and outputs_exist:
+        store.flush()
+        if store.last_success(str(job.name), identity):
+            return "up to date: resumed from an identical earlier run", identity
+    if not life.outputs or not outputs_exist:
+        return "run", identity
+    newest_input = max(
+        (p.stat().st_mtime for files in inputs.values() for p in files), default=None
+    )
+    oldest_output = min(p.stat().st_mtime for files in outputs.values() for p in files)
+    if newest_input is None or oldest_output >= newest_input:
+        return "up to date", identity
+    return "run", identity
 
 
 def _shutdown_at_exit(ref: weakref.ReferenceType[Engine]) -> None:

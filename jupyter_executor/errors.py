@@ -12,6 +12,8 @@
     ├── JobCancelled             result() of a cancelled job (its ``reason`` says why)
     │   └── JobTimeout           the job was stopped because it ran longer than ``timeout=``
     ├── CommandFailed            a subprocess job exited non-zero or was killed by a signal
+    ├── MissingOutputs           a make-like job succeeded without producing its declared outputs
+    ├── StoreError               the history database cannot be used (folder, newer version)
     └── WorkerCrashed            a process-backend worker died while running the job
 
 Errors raised inside a job are stored on the job (``job.exception()``) and re-raised by
@@ -29,6 +31,8 @@ __all__ = [
     "JobNotFinished",
     "JobTimeout",
     "JupyterExecutorError",
+    "MissingOutputs",
+    "StoreError",
     "SubmitError",
     "UnknownDependency",
     "WorkerCrashed",
@@ -86,3 +90,11 @@ class CommandFailed(JupyterExecutorError):
 
 class WorkerCrashed(JupyterExecutorError):
     """The worker process running a process-backend job died."""
+
+
+class MissingOutputs(JupyterExecutorError):
+    """A job succeeded but did not produce the outputs it declared."""
+
+
+class StoreError(JupyterExecutorError):
+    """The history database cannot be used (an unwritable folder, a newer schema)."""
