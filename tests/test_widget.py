@@ -12,9 +12,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import comm
@@ -654,3 +657,26 @@ def test_snapshot_requests_are_rate_limited(engine: Engine, comms: Any, widgets:
     snaps = [t for t, m in dash.comm.custom() if m["k"] == "snap"]
     assert 1 <= len(snaps) <= elapsed + 1, (len(snaps), elapsed)
     assert all(b - a >= 0.95 for a, b in itertools.pairwise(snaps))
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(180)
+def test_real_kernel_traffic_with_1000_jobs_changing_state(tmp_path: Any) -> None:
+    """The bound on the wire: a real kernel, 1,000 jobs cycling through their states, the raw
+    iopub frames of the dashboard's comm counted per second (benchmarks/bench_dashboard.py)."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dashboard.py"
+    out = tmp_path / "traffic.json"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--no-browser", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    traffic = json.loads(out.read_text())["traffic"]
+    assert traffic["engine_events_per_s"] > 1000, traffic  # the jobs really were busy
+    assert traffic["max_msgs_in_1s"] <= 10, traffic
+    assert traffic["max_kb_in_1s"] < 200, traffic
+    assert traffic["msgs_per_s"] > 1, traffic  # and the dashboard kept up
