@@ -65,7 +65,8 @@ class Graph:
                 if req not in new and req not in self._requires:
                     msg = f"job {name!r} requires {req!r}, which is not a known job"
                     raise UnknownDependency(msg)
-        self._check_cycles(new, replacing)
+        if replacing or any(new.values()):  # a batch without edges closes no cycle
+            self._check_cycles(new, replacing)
         for name in replacing:
             for req in self._requires.get(name, ()):
                 deps = self._dependents.get(req)

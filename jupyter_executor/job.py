@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import reprlib
 import time
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, fields
@@ -241,8 +242,8 @@ class Job:
         self.env = dict(env) if env else None
         self.cwd = cwd
         self._condition = condition
-        self._requires_spec: list[Any] = []
-        self._arg_jobs = _has_job_args(self.args, self.kwargs)
+        self._requires_spec: list[Any] | tuple[()] = ()
+        self._arg_jobs = _has_job_args(self.args, self.kwargs) if args or kwargs else False
         self.engine: Engine | None = None
         self.status = Status.CREATED
         self.requirements: tuple[str, ...] = ()
@@ -277,7 +278,7 @@ class Job:
             life is None or (not life.periodic and life.restart != "always")
         )
         self.pid: int | None = None
-        self.previous: list[JobInfo] = []
+        self.previous: list[JobInfo] | tuple[()] = ()  # earlier runs (a list once there are)
         if requires:
             self.requires(requires)
 
@@ -297,6 +298,8 @@ class Job:
             if not isinstance(item, (Job, str)):
                 msg = f"requires() takes jobs or job names, not {item!r}"
                 raise TypeError(msg)
+            if not self._requires_spec:
+                self._requires_spec = []
             self._requires_spec.append(item)
         return self
 
@@ -652,6 +655,13 @@ def _now() -> Any:
 
 # helpers -------------------------------------------------------------------------------------
 def _classify(target: Any) -> tuple[str, str]:
+    kind = type(target)
+    if kind is types.CoroutineType:  # fast paths for the two commonest targets
+        return "coroutine", "async"
+    if kind is types.FunctionType:
+        if target.__code__.co_flags & inspect.CO_COROUTINE:
+            return "coroutine function", "async"
+        return "callable", "thread"
     if inspect.iscoroutine(target):
         return "coroutine", "async"
     if isinstance(target, (str, list, tuple)):

@@ -17,6 +17,7 @@ class AsyncBackend(TaskBackend):
     """Awaits the job's coroutine in a task of the engine's loop; cancel = cancel the task."""
 
     name = "async"
+    direct_coroutines = True
 
     async def execute(self, job: Job) -> Any:
         if job.kind == "coroutine":

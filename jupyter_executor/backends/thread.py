@@ -52,19 +52,25 @@ class ThreadBackend(Backend):
         self._inject_lock = threading.Lock()
         self._injected: set[int] = set()
         self._spawn_lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job and not promised to one
 
     def start(self, job: Job) -> None:
-        self._queue.put(job)
+        # Each start takes an idle thread or makes one, so a queued job never waits behind a
+        # long one while its slot is free; threads are not made when idle ones exist.
         with self._spawn_lock:
-            if len(self._threads) >= self.running:
-                return
-            thread = threading.Thread(
-                target=self._work,
-                name=f"jupyter-executor-{self.engine.id}-thread-{len(self._threads)}",
-                daemon=True,
-            )  # fmt: skip
-            self._threads.append(thread)
-        thread.start()
+            if self._idle > 0:
+                self._idle -= 1
+                spawn = None
+            else:
+                spawn = threading.Thread(
+                    target=self._work,
+                    name=f"jupyter-executor-{self.engine.id}-thread-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(spawn)
+        self._queue.put(job)
+        if spawn is not None:
+            spawn.start()
 
     def _work(self) -> None:
         queue = self._queue
@@ -73,6 +79,8 @@ class ThreadBackend(Backend):
             if job is None:
                 return
             self._execute(job)
+            with self._spawn_lock:
+                self._idle += 1
 
     def _execute(self, job: Job) -> None:
         ident = threading.get_ident()
