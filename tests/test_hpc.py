@@ -1,0 +1,193 @@
+"""HPC clusters through dask-jobqueue: job scripts for SLURM, PBS, SGE and LSF, and a real
+dask worker started by a SLURM batch script.
+
+No batch scheduler runs here. What is run for real: dask-jobqueue builds the clusters and their
+job scripts; in the last test, ``sbatch``/``scancel`` are stand-in shell scripts on PATH that run
+the generated script as a local process group (as SLURM would on a node), so a dask worker
+started by the SLURM job script connects back and runs an engine job. What is not run: a real
+SLURM/PBS/SGE/LSF queue, its accounting, and a remote node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is in the test extra")
+
+from jupyter_executor import Engine
+from jupyter_executor._hpc import (
+    KINDS,
+    adapt,
+    cluster_class,
+    job_script,
+    make_cluster,
+    scale,
+)
+
+# Loopback only: the scheduler and its workers never listen on another address.
+LOCAL = {"interface": "lo", "scheduler_options": {"host": "127.0.0.1"}}
+
+
+def test_slurm_job_script_carries_the_cluster_options() -> None:
+    script = job_script(
+        "slurm",
+        cores=4,
+        memory="8GB",
+        processes=2,
+        queue="short",
+        account="proj42",
+        walltime="02:00:00",
+        job_extra_directives=["--gres=gpu:1"],
+        job_script_prologue=["module load python"],
+        **LOCAL,
+    )
+    lines = script.splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    for directive in (
+        "#SBATCH -p short",
+        "#SBATCH -A proj42",
+        "#SBATCH -n 1",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH -t 02:00:00",
+        "#SBATCH --gres=gpu:1",
+    ):
+        assert directive in lines
+    assert any(line.startswith("#SBATCH --mem=") for line in lines)
+    assert "module load python" in lines
+    worker = next(line for line in lines if "distributed.cli.dask_worker" in line)
+    assert worker.startswith(sys.executable)  # the same Python as this process
+    assert "tcp://127.0.0.1:" in worker and "--nworkers 2" in worker and "--nthreads 2" in worker
+
+
+@pytest.mark.parametrize(
+    ("kind", "marker"),
+    [("pbs", "#PBS -q short"), ("sge", "#$ -q short"), ("lsf", "#BSUB -q short")],
+)
+def test_other_schedulers_job_scripts(kind: str, marker: str) -> None:
+    script = job_script(kind, cores=2, memory="4GB", queue="short", **LOCAL)
+    assert marker in script.splitlines()
+    assert "distributed.cli.dask_worker" in script
+
+
+def test_bad_kinds_and_options_are_clear_errors() -> None:
+    assert set(KINDS) == {"slurm", "pbs", "sge", "lsf", "local"}
+    assert cluster_class("SLURM").__name__ == "SLURMCluster"
+    with pytest.raises(ValueError, match="unknown cluster kind 'condor'; use one of slurm, pbs"):
+        make_cluster("condor")
+    with pytest.raises(ValueError, match="cannot make a slurm cluster with queue='q'"):
+        make_cluster("slurm", queue="q", **LOCAL)  # no cores/memory (and none in dask's config)
+
+
+class _FakeCluster:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def scale(self, **kw: object) -> None:
+        self.calls.append(("scale", kw))
+
+    def adapt(self, **kw: object) -> str:
+        self.calls.append(("adapt", kw))
+        return "adaptive"
+
+
+def test_scale_and_adapt_check_their_arguments() -> None:
+    cluster = _FakeCluster()  # only the argument checks are ours; dask's scaling is dask's
+    scale(cluster, 4)
+    scale(cluster, jobs=2)
+    scale(cluster, memory="64GB")
+    assert adapt(cluster, minimum=1, maximum=10, wait_count=5) == "adaptive"
+    assert cluster.calls == [
+        ("scale", {"n": 4}),
+        ("scale", {"jobs": 2}),
+        ("scale", {"memory": "64GB"}),
+        ("adapt", {"minimum": 1, "maximum": 10, "wait_count": 5}),
+    ]
+    with pytest.raises(ValueError, match="exactly one of"):
+        scale(cluster, 1, jobs=1)
+    with pytest.raises(ValueError, match="exactly one of"):
+        scale(cluster)
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        scale(cluster, -1)
+    with pytest.raises(ValueError, match="0 <= minimum <= maximum"):
+        adapt(cluster, minimum=3, maximum=1)
+
+
+SBATCH = """#!/bin/bash
+# Stand-in for SLURM's sbatch: run the job script as its own process group, like a node would.
+set -e
+n=$(ls "$FAKE_SLURM" | grep -c '^job' || true)
+cp "$1" "$FAKE_SLURM/job$n.sh"
+setsid bash "$FAKE_SLURM/job$n.sh" > "$FAKE_SLURM/job$n.log" 2>&1 < /dev/null &
+echo $! >> "$FAKE_SLURM/pids"
+echo "Submitted batch job $!"
+"""
+
+SCANCEL = """#!/bin/bash
+for id in "$@"; do kill -TERM -- "-$id" 2>/dev/null || true; done
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """sbatch/scancel on PATH; every process group they started is killed afterwards."""
+    folder = tmp_path / "slurm"
+    folder.mkdir()
+    for name, text in (("sbatch", SBATCH), ("scancel", SCANCEL)):
+        path = folder / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM", str(folder))
+    try:
+        yield folder
+    finally:
+        pids = (folder / "pids").read_text().split() if (folder / "pids").exists() else []
+        for pid in map(int, pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(90)
+def test_a_slurm_job_script_starts_a_worker_that_runs_an_engine_job(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    cluster = make_cluster(
+        "slurm", cores=1, memory="1GB", processes=1, walltime="00:05:00", **LOCAL
+    )
+    client = None
+    try:
+        scale(cluster, jobs=1)  # sbatch runs here
+        client = distributed.Client(cluster)
+        client.wait_for_workers(1, timeout=60)
+        submitted = (fake_slurm / "job0.sh").read_text()  # what sbatch was given
+        assert "#SBATCH -t 00:05:00" in submitted and "distributed.cli.dask_worker" in submitted
+        with Engine(dask=client, folder=tmp_path / "runs") as engine:
+            job = engine.submit(os.getpid, name="where", backend="dask")
+            assert engine.wait_job(job, timeout=60), job.info().error
+            worker_pid = job.result()
+        assert worker_pid != os.getpid()  # it ran in the worker that the batch script started
+    finally:
+        if client is not None:
+            client.close()
+        cluster.close()  # calls scancel on the job
+    deadline = time.monotonic() + 20
+    pid = int((fake_slurm / "pids").read_text().split()[0])
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the batch job's processes survived scancel")
