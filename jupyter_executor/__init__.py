@@ -22,6 +22,7 @@ from ._conditions import (
     Condition,
     FunctionCondition,
 )
+from ._abstract import AbstractJob
 from ._runtime import cancelled, current_job, progress
 from ._status import Status
 from ._version import __version__
@@ -35,25 +36,32 @@ from .errors import (
     JobNotFinished,
     JobTimeout,
     JupyterExecutorError,
+    MissingOutputs,
+    StoreError,
     SubmitError,
     UnknownDependency,
     WorkerCrashed,
 )
+from .flow import Flow, UnknownFlow, flow
 from .job import Job, JobInfo
+from .launcher import Command, Launcher, command, launcher
 
 __all__ = [
+    "AbstractJob",
     "AfterAll",
     "AfterAny",
     "AfterJob",
     "AfterTime",
     "AllOf",
     "AnyOf",
+    "Command",
     "CommandFailed",
     "Condition",
     "DependencyCycle",
     "DuplicateJobName",
     "Engine",
     "EngineEvent",
+    "Flow",
     "FunctionCondition",
     "InvalidTransition",
     "Job",
@@ -62,14 +70,21 @@ __all__ = [
     "JobNotFinished",
     "JobTimeout",
     "JupyterExecutorError",
+    "Launcher",
+    "MissingOutputs",
     "Status",
+    "StoreError",
     "SubmitError",
     "UnknownDependency",
+    "UnknownFlow",
     "WorkerCrashed",
     "__version__",
     "cancelled",
+    "command",
     "current_job",
+    "flow",
     "get_engine",
+    "launcher",
     "load_ipython_extension",
     "progress",
     "unload_ipython_extension",

@@ -14,7 +14,7 @@ import math
 import re
 from datetime import date, datetime, time, timedelta
 
-from croniter import CroniterError, croniter  # type: ignore[import-untyped]
+from croniter import CroniterError, croniter
 
 __all__ = ["Schedule", "parse_every", "parse_start"]
 

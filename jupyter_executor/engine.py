@@ -15,6 +15,7 @@ import contextlib
 import functools
 import glob
 import hashlib
+import inspect
 import logging
 import os
 import re
@@ -68,6 +69,9 @@ class EngineEvent(NamedTuple):
         return f"{stamp} {self.event:<9} {self.job}" + (f" ({self.detail})" if self.detail else "")
 
 
+#: dask= values that start a dask-jobqueue cluster.
+_HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
+
 #: Jobs admitted per turn of the engine's loop.
 _ADMIT_BATCH = 256
 
@@ -104,7 +108,11 @@ class Engine:
         Archived logs kept per job; each new run archives the previous log first.
     resume
         Mark done, without running, a job whose identical earlier run (same command, same input
-        contents) succeeded and whose outputs still exist.
+        contents) succeeded and whose outputs still exist (unless something it requires ran).
+    force
+        Run make-like jobs even when they are up to date.
+    default_backend
+        The backend of callables submitted without ``backend=`` ("thread" when None).
 
     Examples
     --------
@@ -133,6 +141,8 @@ class Engine:
         history: bool = True,
         keep_logs: int = 20,
         resume: bool = False,
+        force: bool = False,
+        default_backend: str | None = None,
     ) -> None:
         for job in jobs:
             if not isinstance(job, Job):
@@ -146,6 +156,16 @@ class Engine:
         self.max_jobs = max_jobs
         self.dask = dask
         self.cluster_options = dict(cluster_options or {})
+        if self.cluster_options and not (isinstance(dask, str) and dask.lower() in _HPC_KINDS):
+            msg = "cluster_options= needs dask='slurm', 'pbs', 'sge' or 'lsf'"
+            raise ValueError(msg)
+        if default_backend is not None and default_backend not in BACKENDS:
+            msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
+            raise ValueError(msg)
+        #: The backend of callables submitted without ``backend=`` (None: "thread").
+        self.default_backend = default_backend
+        #: Run every make-like job even when it is up to date.
+        self.force = force
         if keep_logs < 1:
             msg = f"keep_logs must be >= 1, not {keep_logs!r}"
             raise ValueError(msg)
@@ -167,7 +187,7 @@ class Engine:
         self._options = {
             "id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask,
             "cluster_options": cluster_options, "history": history, "keep_logs": keep_logs,
-            "resume": resume,
+            "resume": resume, "force": force, "default_backend": default_backend,
         }  # fmt: skip
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -189,6 +209,8 @@ class Engine:
         self._wake_pending = False
         self._closed = False
         self._default_restart: tuple[float, int | None] | None = None
+        self._cleanups: dict[Any, Callable[[], Any]] = {}
+        self._ran: set[str] = set()  # jobs that really ran an attempt (for resume)
         self._store: Any = None
         if history:
             from .store import HistoryStore
@@ -318,6 +340,14 @@ class Engine:
                 raise TypeError(msg)
             self._submit(jobs, replace)
             return jobs[0] if len(jobs) == 1 else tuple(jobs)
+        if (
+            backend is None
+            and self.default_backend is not None
+            and not isinstance(target, (str, list, tuple))
+            and not asyncio.iscoroutine(target)
+            and not inspect.iscoroutinefunction(target)
+        ):
+            backend = self.default_backend
         job = Job(
             target, args=args, kwargs=kwargs, name=name, label=label, backend=backend,
             requires=requires, forever=forever, retries=retries, retry_delay=retry_delay,
@@ -556,7 +586,10 @@ class Engine:
             if (life.inputs or life.outputs or self.resume) and life.checked != job.attempts:
                 life.checked = job.attempts
                 assert self._loop is not None
-                fut = self._loop.run_in_executor(None, _freshness, job, self.resume, self._store)
+                upstream_ran = any(r in self._ran for r in job.requirements)
+                fut = self._loop.run_in_executor(
+                    None, _freshness, job, self.resume and not upstream_ran, self._store, self.force
+                )
                 fut.add_done_callback(functools.partial(self._after_freshness, job))
                 return
         self._run(job, self._backend(job.backend))
@@ -706,6 +739,8 @@ class Engine:
             job.started = now = time.time()
             job.finished = None
             job.attempts += 1
+            if self.resume:
+                self._ran.add(str(job.name))
             job._exception = None
             job.traceback = None
             if job._output is not None:  # an earlier run: this one starts a new tail and log
@@ -1100,9 +1135,39 @@ class Engine:
         for job in list(self._jobs.values()):
             if not job.done():
                 self.wait_job(job, max(0.0, deadline - time.monotonic()))
+        self._cleanup()
         if self._running == 0:
             self._stop_thread()
         return ok
+
+    def add_cleanup(self, key: Any, fn: Callable[[], Any]) -> bool:
+        """Run ``await fn()`` once, on the engine's loop, when this run ends.
+
+        "This run" ends when :meth:`orchestrate` returns or at :meth:`shutdown`; cleanups run
+        last registered first, each bounded to 30 s, a failing one not stopping the others.
+        Returns False (and registers nothing) when ``key`` is registered already: shared
+        resources are torn down exactly once.
+        """
+        with self._lock:
+            if key in self._cleanups:
+                return False
+            self._cleanups[key] = fn
+            return True
+
+    def _cleanup(self) -> None:
+        with self._lock:
+            cleanups, self._cleanups = builtins.list(self._cleanups.values()), {}
+        if not cleanups or self._loop is None:
+            return
+
+        async def run_all() -> None:
+            for fn in reversed(cleanups):
+                try:
+                    await asyncio.wait_for(fn(), 30)
+                except Exception:
+                    logger.exception("jupyter_executor: cleanup %r failed", fn)
+
+        asyncio.run_coroutine_threadsafe(run_all(), self._loop).result(timeout=len(cleanups) * 31)
 
     def _check_not_in_job(self, what: str) -> None:
         job = _current_job.get()
@@ -1217,6 +1282,34 @@ class Engine:
         life = job._life
         if self._store is not None and (life is None or life.reattached is None):
             self._store.job_changed(job)
+
+    # clusters -------------------------------------------------------------------------------------
+    @property
+    def cluster(self) -> Any:
+        """The dask cluster of the dask backend (started on first use; None for a client)."""
+        backend = self._backend("dask")
+        loop = self._ensure_loop()
+        asyncio.run_coroutine_threadsafe(backend.client(), loop).result()  # type: ignore[attr-defined]
+        return backend._cluster  # type: ignore[attr-defined]
+
+    def scale(self, n: int | None = None, **options: Any) -> Any:
+        """Scale the dask cluster (an HPC cluster: ``jobs=``, ``cores=``, ``memory=`` too)."""
+        from ._hpc import scale
+
+        return scale(self._require_cluster(), n, **options)
+
+    def adapt(self, minimum: int = 0, maximum: int = 1, **options: Any) -> Any:
+        """Let the dask cluster grow and shrink with the load, between the bounds."""
+        from ._hpc import adapt
+
+        return adapt(self._require_cluster(), minimum=minimum, maximum=maximum, **options)
+
+    def _require_cluster(self) -> Any:
+        cluster = self.cluster
+        if cluster is None:
+            msg = "the dask backend uses a client given to the engine; scale its cluster there"
+            raise SubmitError(msg)
+        return cluster
 
     # loops, web apps, detached jobs ------------------------------------------------------------
     def converge(
@@ -1463,6 +1556,10 @@ class Engine:
         for job in list(self._jobs.values()):
             if job.status is Status.RUNNING and not job.detach and self._loop is not None:
                 self.wait_job(job, max(0.0, deadline - time.monotonic()))
+        try:
+            self._cleanup()
+        except Exception:
+            logger.exception("jupyter_executor: cleanups at shutdown failed")
         self._stop_thread()
         if self._store is not None:
             self._store.close()
@@ -1623,7 +1720,7 @@ def _missing_outputs(job: Job) -> builtins.list[str]:
     return [p for p, files in _expand(job._life.outputs, cwd).items() if not files]
 
 
-def _freshness(job: Job, resume: bool, store: Any) -> tuple[str, str | None]:
+def _freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[str, str | None]:
     """(worker thread) Decide whether a make-like job must run: ``("run", identity)`` or a
     reason to skip it. Hashes the inputs' contents, which may take a while for big files."""
     life = job._life
@@ -1643,7 +1740,7 @@ def _freshness(job: Job, resume: bool, store: Any) -> tuple[str, str | None]:
                     while block := f.read(1 << 20):
                         digest.update(block)
     identity = digest.hexdigest()
-    if life.force:
+    if life.force or force:
         return "run", identity
     outputs = _expand(life.outputs, cwd)
     outputs_exist = all(files for files in outputs.values())

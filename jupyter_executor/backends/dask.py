@@ -57,6 +57,12 @@ class DaskBackend(TaskBackend):
         option = self.engine.dask
         if isinstance(option, distributed.Client):
             return option
+        if isinstance(option, str) and option.lower() in ("slurm", "pbs", "sge", "lsf"):
+            from .._hpc import make_cluster
+
+            self._cluster = make_cluster(option.lower(), **self.engine.cluster_options)
+            self._owned = True
+            return distributed.Client(self._cluster)
         if isinstance(option, str):
             self._owned = True
             return distributed.Client(option)

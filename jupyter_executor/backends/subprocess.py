@@ -60,6 +60,9 @@ class SubprocessBackend(TaskBackend):
             stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
         )  # fmt: skip
         job.pid = proc.pid
+        if job._life is not None:
+            job._life.pid_start_time = process_start_time(proc.pid)
+        self.engine._job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
         try:
             out = job.output
             await asyncio.gather(
