@@ -3,7 +3,8 @@
 // comm messages until it ran, so no patch is missed); views render from it and listen for changes.
 //
 // Protocol (kernel -> browser), see jupyter_executor/_publisher.py:
-//   {k: "snap", seq, t, cols: [...], data: [[...], ...], displays?: [bundle, ...]}   full table
+//   {k: "snap", seq, t, cols: [...], data: [[...], ...], displays?: [bundle, ...]}   full table,
+//       packed as one buffer of JSON: the `_init` state, or {k: "snap", packed: true} + buffer
 //   {k: "patch", seq, t, rows: [{name, ...changed fields}], removed: [name], displays?: {drop, add}}
 //   {k: "log", name, text, truncated}                                               reply to "show log"
 // (browser -> kernel): {k: "sync"} asks for a "snap"; {k: "view", open: bool, id} counts views.
@@ -13,6 +14,21 @@
  * @typedef {{full: boolean, names: Set<string>, added: boolean, removed: boolean, displays: boolean}} Change
  * @typedef {{data: Record<string, any>, metadata?: Record<string, any>}} Display
  */
+
+/**
+ * A packed message (a buffer of UTF-8 JSON, as _publisher.pack makes it) as an object; strings
+ * are parsed and objects passed through.
+ * @param {unknown} value
+ * @returns {any}
+ */
+export function unpack(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "string") return value ? JSON.parse(value) : null;
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+    return JSON.parse(new TextDecoder().decode(/** @type {ArrayBuffer} */ (value)));
+  }
+  return value;
+}
 
 /**
  * Rows of a columnar snapshot as objects.
@@ -94,9 +110,11 @@ export class Store {
   /**
    * Apply one message from the kernel.
    * @param {any} msg
+   * @param {unknown[]} [buffers]  binary buffers of the message (a packed snapshot)
    * @returns {boolean} whether the message was for the store
    */
-  handle(msg) {
+  handle(msg, buffers) {
+    if (msg && msg.packed && buffers && buffers.length) msg = unpack(buffers[0]);
     if (!msg || typeof msg !== "object") return false;
     if (msg.k === "snap") this._snapshot(msg);
     else if (msg.k === "patch") this._patch(msg);
@@ -179,7 +197,7 @@ export function modelStore(model) {
   let store = STORES.get(uid);
   if (!store) {
     store = new Store((msg) => safeSend(model, msg));
-    store.handle(model.get("_init"));
+    store.handle(unpack(model.get("_init")));
     STORES.set(uid, store);
   }
   return store;
@@ -192,7 +210,7 @@ export function modelStore(model) {
  */
 export function initializeStore({ model }) {
   const store = modelStore(model);
-  const onMsg = (/** @type {any} */ msg) => store.handle(msg);
+  const onMsg = (/** @type {any} */ msg, /** @type {unknown[]} */ buffers) => store.handle(msg, buffers);
   model.on("msg:custom", onMsg);
   return () => {
     model.off("msg:custom", onMsg);

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from ._publisher import DashboardPublisher, JobPublisher, Publisher, table_row
+from ._publisher import DashboardPublisher, JobPublisher, Publisher, pack, table_row
 from ._status import Status
 from .errors import JupyterExecutorError
 
@@ -81,9 +81,10 @@ _STATUS_COLOURS = {
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the publisher's life cycle, view counting, message checking."""
 
-    # A per-widget id the front end keys its model-level store by, and the initial snapshot.
+    # A per-widget id the front end keys its model-level store by, and the initial snapshot
+    # (packed: one buffer of JSON, see _publisher.pack).
     _uid = traitlets.Unicode("").tag(sync=True)
-    _init = traitlets.Dict().tag(sync=True)
+    _init = traitlets.Bytes(b"").tag(sync=True)
 
     def __init__(self, engine: Engine, publisher: Publisher, **kwargs: Any) -> None:
         self._engine = engine
@@ -93,7 +94,7 @@ class _LiveWidget(anywidget.AnyWidget):
         self._closed = False
         init = publisher.start(snapshot=True, thread=False)
         try:
-            super().__init__(_uid=uuid.uuid4().hex, _init=init, **kwargs)
+            super().__init__(_uid=uuid.uuid4().hex, _init=pack(init or {}), **kwargs)
         except BaseException:
             publisher.stop()
             raise
@@ -125,9 +126,9 @@ class _LiveWidget(anywidget.AnyWidget):
                 publisher.stop()
         super().close()
 
-    def _send_update(self, msg: dict[str, Any]) -> None:
+    def _send_update(self, msg: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         # Called from the publisher thread; a closed widget has no comm and drops the message.
-        self.send(msg)
+        self.send(msg, buffers)
 
     # messages from the browser ------------------------------------------------------------------
     def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:

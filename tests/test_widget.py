@@ -34,7 +34,7 @@ class RecordingComm(BaseComm):  # type: ignore[misc]
     """A comm that keeps what it would publish to the front end, with the time it did."""
 
     def __init__(self, **kwargs: Any) -> None:
-        self.sent: list[tuple[float, str, dict[str, Any]]] = []
+        self.sent: list[tuple[float, str, dict[str, Any], list[bytes]]] = []
         self._sent_lock = threading.Lock()
         super().__init__(**kwargs)
 
@@ -47,16 +47,22 @@ class RecordingComm(BaseComm):  # type: ignore[misc]
         **keys: Any,
     ) -> None:
         with self._sent_lock:
-            self.sent.append((time.monotonic(), msg_type, data or {}))
+            self.sent.append((time.monotonic(), msg_type, data or {}, list(buffers or [])))
 
     def custom(self) -> list[tuple[float, dict[str, Any]]]:
-        """Custom messages (what the publisher sent), with their times."""
+        """Custom messages (what the publisher sent), with their times; packed snapshots are
+        unpacked as js/store.js does."""
         with self._sent_lock:
-            return [
-                (t, d["content"])
-                for t, kind, d in self.sent
-                if kind == "comm_msg" and d.get("method") == "custom"
-            ]
+            sent = list(self.sent)
+        out = []
+        for t, kind, d, buffers in sent:
+            if kind == "comm_msg" and d.get("method") == "custom":
+                content = d["content"]
+                if content.get("packed"):
+                    assert len(buffers) == 1, "a packed snapshot carries one buffer"
+                    content = json.loads(bytes(buffers[0]))
+                out.append((t, content))
+        return out
 
 
 @pytest.fixture
@@ -118,7 +124,7 @@ class Mirror:
         self.seq = -1
         self.applied = 0
         self.gaps = 0
-        self._apply(widget._init)
+        self._apply(json.loads(widget._init))
 
     def _apply(self, msg: dict[str, Any]) -> None:
         if msg["k"] == "snap":
@@ -174,7 +180,7 @@ def test_initial_state_is_a_snapshot_of_the_engine(
     wait_for(lambda: engine["answer"].done() and engine["blocker"].status.value == "running")
     dash = Dashboard(engine)
     widgets.append(dash)
-    init = dash._init
+    init = json.loads(dash._init)
     assert init["k"] == "snap" and init["seq"] == 0
     rows = {r["name"]: r for r in (dict(zip(init["cols"], d, strict=True)) for d in init["data"])}
     assert list(rows) == ["answer", "blocker", "after"]

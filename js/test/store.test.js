@@ -92,3 +92,19 @@ test("log replies are passed to listeners, unknown messages are not consumed", (
   assert.equal(store.handle({ k: "nope" }), false);
   assert.equal(store.handle(null), false);
 });
+
+test("packed snapshots (a buffer of JSON) are unpacked: _init state and custom messages", async () => {
+  const { unpack } = await import("../store.js");
+  const msg = snap(7, [["a", "done", 1, 2]]);
+  const bytes = new TextEncoder().encode(JSON.stringify(msg));
+  assert.deepEqual(unpack(bytes), msg);
+  assert.deepEqual(unpack(new DataView(bytes.buffer)), msg); // what ipywidgets hands over
+  assert.deepEqual(unpack(bytes.buffer), msg);
+  assert.deepEqual(unpack(JSON.stringify(msg)), msg);
+  assert.equal(unpack(""), null);
+  assert.equal(unpack(msg), msg);
+  const { store } = makeStore();
+  assert.equal(store.handle({ k: "snap", packed: true }, [new DataView(bytes.buffer)]), true);
+  assert.equal(store.seq, 7);
+  assert.deepEqual([...store.rows.keys()], ["a"]);
+});

@@ -327,7 +327,8 @@ function progressBar(doc, fraction, text) {
 // comm messages until it ran, so no patch is missed); views render from it and listen for changes.
 //
 // Protocol (kernel -> browser), see jupyter_executor/_publisher.py:
-//   {k: "snap", seq, t, cols: [...], data: [[...], ...], displays?: [bundle, ...]}   full table
+//   {k: "snap", seq, t, cols: [...], data: [[...], ...], displays?: [bundle, ...]}   full table,
+//       packed as one buffer of JSON: the `_init` state, or {k: "snap", packed: true} + buffer
 //   {k: "patch", seq, t, rows: [{name, ...changed fields}], removed: [name], displays?: {drop, add}}
 //   {k: "log", name, text, truncated}                                               reply to "show log"
 // (browser -> kernel): {k: "sync"} asks for a "snap"; {k: "view", open: bool, id} counts views.
@@ -337,6 +338,21 @@ function progressBar(doc, fraction, text) {
  * @typedef {{full: boolean, names: Set<string>, added: boolean, removed: boolean, displays: boolean}} Change
  * @typedef {{data: Record<string, any>, metadata?: Record<string, any>}} Display
  */
+
+/**
+ * A packed message (a buffer of UTF-8 JSON, as _publisher.pack makes it) as an object; strings
+ * are parsed and objects passed through.
+ * @param {unknown} value
+ * @returns {any}
+ */
+function unpack(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "string") return value ? JSON.parse(value) : null;
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+    return JSON.parse(new TextDecoder().decode(/** @type {ArrayBuffer} */ (value)));
+  }
+  return value;
+}
 
 /**
  * Rows of a columnar snapshot as objects.
@@ -418,9 +434,11 @@ class Store {
   /**
    * Apply one message from the kernel.
    * @param {any} msg
+   * @param {unknown[]} [buffers]  binary buffers of the message (a packed snapshot)
    * @returns {boolean} whether the message was for the store
    */
-  handle(msg) {
+  handle(msg, buffers) {
+    if (msg && msg.packed && buffers && buffers.length) msg = unpack(buffers[0]);
     if (!msg || typeof msg !== "object") return false;
     if (msg.k === "snap") this._snapshot(msg);
     else if (msg.k === "patch") this._patch(msg);
@@ -503,7 +521,7 @@ function modelStore(model) {
   let store = STORES.get(uid);
   if (!store) {
     store = new Store((msg) => safeSend(model, msg));
-    store.handle(model.get("_init"));
+    store.handle(unpack(model.get("_init")));
     STORES.set(uid, store);
   }
   return store;
@@ -516,7 +534,7 @@ function modelStore(model) {
  */
 function initializeStore({ model }) {
   const store = modelStore(model);
-  const onMsg = (/** @type {any} */ msg) => store.handle(msg);
+  const onMsg = (/** @type {any} */ msg, /** @type {unknown[]} */ buffers) => store.handle(msg, buffers);
   model.on("msg:custom", onMsg);
   return () => {
     model.off("msg:custom", onMsg);
