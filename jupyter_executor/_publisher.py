@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from .job import Job
 
 __all__ = [
+    "JOB_VIEWS_PACER",
     "DashboardPublisher",
     "JobPublisher",
+    "Pacer",
     "Publisher",
     "encode_snapshot",
     "pack",
@@ -157,6 +159,32 @@ def _size(obj: Any) -> int:
     return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
+class Pacer:
+    """Spaces the messages of many publishers: at most ``rate`` per second between them all.
+
+    Each ``%%job`` cell has its own view and publisher; a hundred of them printing at once would
+    each send up to 1 / interval messages a second. They share one pacer, so the total stays
+    bounded and each view is updated less often instead.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._gap = 1.0 / rate
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take the next free slot; return how many seconds to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._gap
+            return slot - now
+
+
+#: The pace all job views share (the dashboard has its own 10 messages/s).
+JOB_VIEWS_PACER = Pacer(rate=20.0)
+
+
 class Publisher:
     """Turn engine events into rate- and size-bounded diff messages, from one thread.
 
@@ -176,6 +204,8 @@ class Publisher:
     """
 
     thread_name = "jupyter-executor-publisher"
+    #: A rate shared with other publishers (None: only this publisher's ``interval``).
+    pacer: Pacer | None = None
 
     def __init__(
         self,
@@ -363,6 +393,11 @@ class Publisher:
             delay = last + self.interval - time.monotonic()
             if delay > 0 and self._stopping.wait(delay):
                 return
+            if self.pacer is not None:
+                # Shared by all job views: wait for a slot; events keep coalescing meanwhile.
+                delay = self.pacer.reserve()
+                if delay > 0 and self._stopping.wait(delay):
+                    return
             # Clear before taking the dirty set: an event during the build wakes us again.
             self._wake.clear()
             try:
@@ -480,6 +515,7 @@ class JobPublisher(Publisher):
     """One job, always with its output tail, traceback and displays (the ``%%job`` view)."""
 
     thread_name = "jupyter-executor-jobview"
+    pacer = JOB_VIEWS_PACER
 
     def __init__(
         self,

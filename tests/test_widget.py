@@ -686,3 +686,35 @@ def test_real_kernel_traffic_with_1000_jobs_changing_state(tmp_path: Any) -> Non
     assert traffic["max_msgs_in_1s"] <= 10, traffic
     assert traffic["max_kb_in_1s"] < 200, traffic
     assert traffic["msgs_per_s"] > 1, traffic  # and the dashboard kept up
+
+
+@pytest.mark.timeout(60)
+def test_many_job_views_share_one_rate(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    """Thirty %%job views of jobs printing flat out: together at most ~20 messages a second."""
+    from jupyter_executor._publisher import JOB_VIEWS_PACER
+
+    stop = threading.Event()
+
+    def chatty(i: int) -> None:
+        n = 0
+        deadline = time.monotonic() + 10
+        while not stop.is_set() and time.monotonic() < deadline:
+            n += 1
+            print(f"view {i} line {n}")
+            time.sleep(0.002)
+
+    try:
+        views = [JobView(engine.submit(chatty, i, name=f"chatty-{i}")) for i in range(30)]
+        widgets.extend(views)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        t1 = time.monotonic()
+    finally:
+        stop.set()
+    times = sorted(t for v in views for t, _ in v.comm.custom() if t0 <= t <= t1)
+    rate = 1 / JOB_VIEWS_PACER._gap
+    assert len(times) <= rate * (t1 - t0) + 2, len(times)
+    assert len(times) >= 10  # and they do get updated
+    for view in views:  # every view still converges to its job's final state
+        wait_for(lambda view=view: Mirror(view).update().rows[view.job.name]["status"] == "done")
