@@ -176,7 +176,7 @@ def test_initial_state_is_a_snapshot_of_the_engine(
     gate = threading.Event()
     engine.submit(lambda: 42, name="answer")
     engine.submit(hold, gate, name="blocker")
-    engine.submit(Job(lambda: None, name="after").requires("blocker"))
+    engine.submit(lambda: None, name="after", requires=["blocker"])
     wait_for(lambda: engine["answer"].done() and engine["blocker"].status.value == "running")
     dash = Dashboard(engine)
     widgets.append(dash)
