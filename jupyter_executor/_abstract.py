@@ -19,7 +19,6 @@ that is set up again. Everything runs on the engine's event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import weakref
@@ -182,10 +181,11 @@ class AbstractJob(Job):
                 group.shared = await self.setup()  # raises: this job fails, the next retries
             group.owner = self
             group.ready = True
-            if has_setup or type(self).shutdown is not AbstractJob.shutdown:
-                _add_cleanup(engine, ("jupyter_executor.AbstractJob", key), _closer(engine, key))
-            else:
-                _add_cleanup(engine, ("jupyter_executor.AbstractJob", key), _forget(engine, key))
+            # The engine runs it once when this run ends (orchestrate() returns, or shutdown).
+            closer = (
+                _closer if has_setup or type(self).shutdown is not AbstractJob.shutdown else _forget
+            )
+            engine.add_cleanup(("jupyter_executor.AbstractJob", key), closer(engine, key))
         return group
 
 
@@ -211,41 +211,3 @@ def _closer(engine: Engine, key: Hashable) -> Callable[[], Awaitable[None]]:
             )
 
     return close
-
-
-def _add_cleanup(engine: Engine, key: Hashable, fn: Callable[[], Awaitable[None]]) -> None:
-    add = getattr(engine, "add_cleanup", None)
-    if add is not None:
-        add(key, fn)
-        return
-    _fallback_add_cleanup(engine, key, fn)
-
-
-# TEMPORARY: until Engine.add_cleanup exists (requested in core-requests), run the cleanups
-# from the engine's own _stop_thread, which orchestrate() and shutdown() call while the loop
-# is still alive. Instance attributes only; delete this block when add_cleanup lands.
-def _fallback_add_cleanup(engine: Engine, key: Hashable, fn: Callable[[], Awaitable[None]]) -> None:
-    cleanups: dict[Hashable, Callable[[], Awaitable[None]]] | None = engine.__dict__.get(
-        "_je_cleanups"
-    )
-    if cleanups is None:
-        cleanups = engine.__dict__["_je_cleanups"] = {}
-        original = engine._stop_thread
-
-        def stop_thread() -> None:
-            pending = list(cleanups.items())
-            cleanups.clear()
-            loop = engine._loop
-            if pending and loop is not None:
-
-                async def run_all() -> None:
-                    for _key, cleanup in reversed(pending):
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(cleanup(), 30)
-
-                with contextlib.suppress(Exception):
-                    asyncio.run_coroutine_threadsafe(run_all(), loop).result(timeout=35)
-            original()
-
-        engine._stop_thread = stop_thread  # type: ignore[method-assign]
-    cleanups.setdefault(key, fn)

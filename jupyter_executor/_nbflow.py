@@ -15,6 +15,7 @@ stopping their processes) and then the kernel.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -65,16 +66,19 @@ def _jupyter_executor_watch():
             emit(job)
     finally:
         unsubscribe()
+
+def _jupyter_executor_summary():
+    import json
+    from jupyter_executor import get_engine
     failed = []
-    for job in list(engine.jobs.values()):
+    jobs = list(get_engine().jobs.values())
+    for job in jobs:
         if job.status.value == "failed":
             failed.append({"name": job.name, "error": job.info().error, "tail": job.tail(TAIL),
                            "traceback": job.traceback, "log": str(job.log_path)})
-    jobs = {job.name: job.status.value for job in engine.jobs.values()}
-    print(MARK + json.dumps({"summary": jobs, "failed": failed}), flush=True)
+    return json.dumps({"summary": {job.name: job.status.value for job in jobs}, "failed": failed})
 
 _jupyter_executor_watch()
-del _jupyter_executor_watch
 """
 
 _SHUTDOWN = "from jupyter_executor import get_engine as _ge; _ge().shutdown(); del _ge"
@@ -360,6 +364,21 @@ class _Runner:
         watch = _WATCH.replace("MARK", repr(_MARK)).replace("TAIL", "20")
         if not await self._execute(client, watch, "watch", hook=self._on_output):
             return 1
+        # The summary comes back in the execute reply itself: stream output can arrive after
+        # the cell's idle status and be dropped (kernel-facts §5), the reply cannot.
+        reply = await self._until_stopped(
+            client.kc.execute_interactive(
+                "pass",
+                store_history=False,
+                user_expressions={"summary": "_jupyter_executor_summary()"},
+            )
+        )
+        found = reply["content"].get("user_expressions", {}).get("summary", {})
+        if found.get("status") != "ok":
+            print("--- cannot read the jobs' summary from the kernel ---", file=sys.stderr)
+            print(_strip_ansi("\n".join(found.get("traceback", []))), file=sys.stderr)
+            return 1
+        self.summary = json.loads(ast.literal_eval(found["data"]["text/plain"]))
         return self._report()
 
     async def _execute(
@@ -394,9 +413,6 @@ class _Runner:
             if not line.startswith(_MARK):
                 continue
             data = json.loads(line[len(_MARK) :])
-            if "summary" in data:
-                self.summary = data
-                continue
             if self._last.get(data["name"]) == data["status"]:
                 continue  # the first listing and a change can report the same state
             self._last[data["name"]] = data["status"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import queue
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -248,56 +249,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _make_engine(args: argparse.Namespace) -> Engine:
-    import inspect
+    from .engine import get_engine
 
-    from .engine import Engine, get_engine
-
-    params = inspect.signature(Engine).parameters
-    options: dict[str, Any] = {"folder": args.folder or DEFAULT_FOLDER, "max_jobs": args.max_jobs}
-    resume = args.resume and not args.force
-    if resume:
-        if "resume" not in params:
-            _err("--resume needs an engine with resume support; running everything")
-        else:
-            options["resume"] = True
-    if args.force and "force" in params:
-        options["force"] = True
-    if args.backend is not None and "default_backend" in params:
-        options["default_backend"] = args.backend
     # The process's engine, so that a flow calling get_engine() gets this one.
-    engine = get_engine(**options)
-    backend = args.backend if "default_backend" not in params else None
-    force = args.force and "force" not in params
-    if backend is not None or force:
-        _submit_defaults(engine, backend, force)
-    return engine
-
-
-def _submit_defaults(engine: Engine, backend: str | None, force: bool) -> None:
-    # TEMPORARY until Engine(default_backend=..., force=...) exist (core requests 4 and 5):
-    # jobs submitted as functions/commands get --backend and --force. An instance attribute
-    # of this process's engine only; Job objects built by the flow itself are not covered.
-    import inspect
-
-    from .job import Job
-
-    original = engine.submit
-
-    def submit(target: Any, /, *args: Any, **options: Any) -> Any:
-        if isinstance(target, Job):
-            return original(target, *args, **options)
-        plain_callable = (
-            callable(target)
-            and not isinstance(target, (str, list, tuple))
-            and not inspect.iscoroutinefunction(target)
-        )
-        if backend is not None and plain_callable and options.get("backend") is None:
-            options["backend"] = backend
-        if force:
-            options.setdefault("force", True)
-        return original(target, *args, **options)
-
-    engine.submit = submit  # type: ignore[method-assign]
+    return get_engine(
+        folder=args.folder or DEFAULT_FOLDER,
+        max_jobs=args.max_jobs,
+        resume=args.resume and not args.force,
+        force=args.force,
+        default_backend=args.backend,
+    )
 
 
 def _wants_live(args: argparse.Namespace) -> bool:
@@ -319,7 +280,14 @@ def run_flow(flow: Any, engine: Engine, *, live: bool = False, out: TextIO | Non
     """
     out = out if out is not None else sys.stdout
     start = time.monotonic()
-    view: _View = _LiveView(engine, out) if live and _has_rich() else _PlainView(engine, out)
+    live = live and _has_rich()
+    if not live:
+        with _whole_lines(out) as out:
+            return _run_flow(flow, engine, _PlainView(engine, out), out, start)
+    return _run_flow(flow, engine, _LiveView(engine, out), out, start)
+
+
+def _run_flow(flow: Any, engine: Engine, view: _View, out: TextIO, start: float) -> int:
     interrupted = 0
     flow_error: BaseException | None = None
     with _signals() as restore:
@@ -377,6 +345,66 @@ def run_flow(flow: Any, engine: Engine, *, live: bool = False, out: TextIO | Non
 
 
 _SHUTDOWN_REASON = "the engine shut down"
+
+
+class _Lines(io.TextIOBase):
+    """A text stream that passes on whole lines only, each in one write.
+
+    The flow's own prints (``print(a, b)`` is four writes) and the status printer's thread
+    share stdout; without this their lines get spliced mid-line.
+    """
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self._target = target
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        pending = getattr(self._local, "text", "") + text
+        head, newline, rest = pending.rpartition("\n")
+        self._local.text = rest
+        if newline:
+            with self._lock:
+                self._target.write(head + newline)
+                self._target.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        rest = getattr(self._local, "text", "")
+        self._local.text = ""
+        with self._lock:
+            if rest:
+                self._target.write(rest)
+            self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._target, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def _whole_lines(out: TextIO) -> Iterator[TextIO]:
+    """``out`` as a :class:`_Lines` stream, also standing in for ``sys.stdout`` meanwhile."""
+    lines = cast("TextIO", _Lines(out))  # a TextIOBase: what print() and rich need of a TextIO
+    swap = out is sys.stdout
+    if swap:
+        sys.stdout = lines
+    try:
+        yield lines
+    finally:
+        lines.flush()
+        if swap:
+            sys.stdout = out
 
 
 def _stop_after_failure(engine: Engine, view: _View) -> None:

@@ -158,31 +158,27 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 @pytest.mark.dask
 @pytest.mark.timeout(90)
-def test_a_slurm_job_script_starts_a_worker_that_runs_an_engine_job(
+def test_engine_on_slurm_runs_a_job_on_a_worker_started_by_sbatch(
     fake_slurm: Path, tmp_path: Path
 ) -> None:
-    distributed = pytest.importorskip("distributed")
-    cluster = make_cluster(
-        "slurm", cores=1, memory="1GB", processes=1, walltime="00:05:00", **LOCAL
-    )
-    client = None
+    options = {"cores": 1, "memory": "1GB", "processes": 1, "walltime": "00:05:00", **LOCAL}
+    engine = Engine(dask="slurm", cluster_options=options, folder=tmp_path / "runs")
     try:
-        scale(cluster, jobs=1)  # sbatch runs here
-        client = distributed.Client(cluster)
-        client.wait_for_workers(1, timeout=60)
+        cluster = engine.cluster  # started on first use, owned by the engine
+        assert type(cluster).__name__ == "SLURMCluster"
+        assert not (fake_slurm / "pids").exists()  # nothing submitted before scaling
+        engine.scale(jobs=1)  # sbatch runs here
+        job = engine.submit(os.getpid, name="where", backend="dask")
+        assert engine.wait_job(job, timeout=60), job.info().error
+        assert job.result() != os.getpid()  # it ran in the worker the batch script started
         submitted = (fake_slurm / "job0.sh").read_text()  # what sbatch was given
         assert "#SBATCH -t 00:05:00" in submitted and "distributed.cli.dask_worker" in submitted
-        with Engine(dask=client, folder=tmp_path / "runs") as engine:
-            job = engine.submit(os.getpid, name="where", backend="dask")
-            assert engine.wait_job(job, timeout=60), job.info().error
-            worker_pid = job.result()
-        assert worker_pid != os.getpid()  # it ran in the worker that the batch script started
+        with pytest.raises(ValueError, match="exactly one of"):
+            engine.scale()
     finally:
-        if client is not None:
-            client.close()
-        cluster.close()  # calls scancel on the job
-    deadline = time.monotonic() + 20
+        engine.shutdown()  # closes the cluster, which calls scancel on its jobs
     pid = int((fake_slurm / "pids").read_text().split()[0])
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             os.killpg(pid, 0)
@@ -190,4 +186,4 @@ def test_a_slurm_job_script_starts_a_worker_that_runs_an_engine_job(
             break
         time.sleep(0.1)
     else:
-        pytest.fail("the batch job's processes survived scancel")
+        pytest.fail("the batch job's processes survived the engine's shutdown")
