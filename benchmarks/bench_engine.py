@@ -185,14 +185,20 @@ def _event_loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @contextlib.contextmanager
-def _je_engine() -> Iterator[Any]:
+def _je_engine(**options: Any) -> Iterator[Any]:
     from jupyter_executor import Engine
 
-    engine = Engine()
+    # Defaults, as a notebook gets them (the worker runs in a temporary directory, so the
+    # engine's folder and history database land there).
+    engine = Engine(**options)
     try:
         yield engine
     finally:
         engine.shutdown()
+
+
+def _je_engine_no_history() -> contextlib.AbstractContextManager[Any]:
+    return _je_engine(history=False)
 
 
 def _je_all_done(jobs: list[Any]) -> bool:
@@ -681,6 +687,7 @@ def _dist(scenario: str) -> Runner:
 
 OURS = "jupyter_executor"
 OURS_EACH = "jupyter_executor submit(fn)"
+OURS_NOHIST = "jupyter_executor history=False"
 OURS_THREAD = "jupyter_executor thread"
 ASYNCIO = "asyncio.gather"
 TPE = "ThreadPoolExecutor"
@@ -712,6 +719,12 @@ def engines() -> dict[str, EngineSpec]:
         ),
         EngineSpec(OURS_EACH, "jupyter_executor (`submit(async_fn)`)", _je_engine,
                    {"noop": _je_noop_each}),
+        EngineSpec(
+            OURS_NOHIST,
+            "jupyter_executor (async `Job`s, `Engine(history=False)`)",
+            _je_engine_no_history,
+            {"noop": _je_noop, "retained": _je_noop, "chain:in order": _je_chain("in order")},
+        ),
         EngineSpec(
             OURS_THREAD,
             'jupyter_executor (`backend="thread"`)',
@@ -877,10 +890,13 @@ def plan(sizes: dict[str, list[int]], scenarios: set[str]) -> list[Case]:
 
 def run_case(engine: str, scenario: str, n: int, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, scenario, str(n)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f} s"}
+    # A scratch working directory: engines write their folders, caches and databases there.
+    with tempfile.TemporaryDirectory(prefix="bench-case-") as cwd:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  check=False, cwd=cwd)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timeout after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -914,6 +930,7 @@ def run_all(
                     continue
                 t0 = time.perf_counter()
                 res = run_case(key, case.scenario, n, timeout)
+                res["round"] = r
                 results.setdefault(k, []).append(res)
                 log(f"round {r + 1}/{rounds} {case.scenario:<24} n={n:<7} {key:<28} "
                     f"{_fmt_result(res)} ({time.perf_counter() - t0:.1f} s wall)")
@@ -1041,12 +1058,36 @@ class Report:
 
     # -- targets ------------------------------------------------------------------------------
 
-    def _ratio(self, a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None or b == 0 else a / b
+    def per_round(self, key: str, scenario: str, size: int) -> dict[int, float]:
+        """Cost per job in µs (or seconds for ``sleep``, bytes for ``retained``) by round."""
+        if key not in self.specs or scenario not in self.specs[key].runners:
+            return {}
+        n = cap(self.specs[key], scenario, size)
+        field = {"sleep": "seconds", "retained": "retained"}.get(scenario, self.metric)
+        scale = {"sleep": 1.0, "retained": 1.0 / n}.get(scenario, 1e6 / _jobs_in(scenario, n))
+        return {r["round"]: r[field] * scale for r in self._ok(key, scenario, n) if field in r}
+
+    @staticmethod
+    def paired(combine: Callable[..., float], *series: dict[int, float]) -> float | None:
+        """Median over rounds of ``combine`` applied to the values of one round.
+
+        Pairing by round compares engines that ran minutes apart, not a whole run apart, so a
+        change in the machine's load during the run cancels out of the ratio.
+        """
+        rounds = set.intersection(*(set(x) for x in series)) if series else set()
+        vals = [combine(*(x[r] for x in series)) for r in sorted(rounds)]
+        return statistics.median(vals) if vals else None
 
     def targets(self) -> list[tuple[str, str, bool | None]]:
         """(target, measured, met) rows; met is None when a value is missing."""
         rows: list[tuple[str, str, bool | None]] = []
+        pr, paired = self.per_round, self.paired
+
+        def ratio(a: dict[int, float], b: dict[int, float]) -> float | None:
+            return paired(lambda x, y: x / y, a, b)
+
+        def spread(*series: dict[int, float]) -> float | None:
+            return paired(lambda *v: max(v) / min(v), *series)
 
         def add(name: str, value: float | None, ok: Callable[[float], bool], fmt: str) -> None:
             if value is None:
@@ -1056,59 +1097,52 @@ class Report:
 
         noop = self.sizes.get("noop", [])
         for s in noop:
-            ours, _ = self.per_job_us(OURS, "noop", s)
-            base, _ = self.per_job_us(ASYNCIO, "noop", s)
-            limit = 3.0
-            add(f"async no-op N={s:,}: ours / asyncio.gather ≤ {limit:g}x"
+            add(f"async no-op N={s:,}: ours / asyncio.gather ≤ 3x"
                 + ("" if s >= 10_000 else " (target at 1e4, 1e5; informative here)"),
-                self._ratio(ours, base), lambda v, lim=limit: v <= lim, "{:.2f}x")
+                ratio(pr(OURS, "noop", s), pr(ASYNCIO, "noop", s)), lambda v: v <= 3, "{:.2f}x")
         for s in noop:
-            ours, _ = self.per_job_us(OURS, "noop", s)
-            ee, n_ee = self.per_job_us(EE_LOCAL, "noop", s)
+            if OURS_NOHIST in self.specs:
+                add(f"(informative) async no-op N={s:,}, `Engine(history=False)`: "
+                    "ours / asyncio.gather ≤ 3x",
+                    ratio(pr(OURS_NOHIST, "noop", s), pr(ASYNCIO, "noop", s)), lambda v: v <= 3,
+                    "{:.2f}x")
+        for s in noop:
+            n_ee = cap(self.specs[EE_LOCAL], "noop", s) if EE_LOCAL in self.specs else s
             at = "" if n_ee == s else f" (peer at N={n_ee:,})"
             add(f"async no-op N={s:,}: executor-engine / ours ≥ 4x{at}",
-                self._ratio(ee, ours), lambda v: v >= 4, "{:.1f}x")
-            aj, _ = self.per_job_us(AJ, "noop", s)
+                ratio(pr(EE_LOCAL, "noop", s), pr(OURS, "noop", s)), lambda v: v >= 4, "{:.1f}x")
             add(f"async no-op N={s:,}: asynciojobs / ours > 1x",
-                self._ratio(aj, ours), lambda v: v > 1, "{:.2f}x")
-        vals = [self.per_job_us(OURS, "noop", s)[0] for s in noop]
-        if len(vals) > 1:
-            flat = None if None in vals else max(vals) / min(vals)  # type: ignore[type-var]
+                ratio(pr(AJ, "noop", s), pr(OURS, "noop", s)), lambda v: v > 1, "{:.2f}x")
+        if len(noop) > 1:
             add(f"async no-op flat from N={noop[0]:,} to {noop[-1]:,}: max/min ≤ 1.5x",
-                flat, lambda v: v <= 1.5, "{:.2f}x")
+                spread(*(pr(OURS, "noop", s) for s in noop)), lambda v: v <= 1.5, "{:.2f}x")
         for s in noop:
-            ours, _ = self.per_job_us(OURS_THREAD, "noop", s)
-            base, _ = self.per_job_us(TPE, "noop", s)
             add(f"thread no-op N={s:,}: ours / ThreadPoolExecutor ≤ 2x",
-                self._ratio(ours, base), lambda v: v <= 2, "{:.2f}x")
+                ratio(pr(OURS_THREAD, "noop", s), pr(TPE, "noop", s)), lambda v: v <= 2,
+                "{:.2f}x")
         chain = self.sizes.get("chain", [])
         for order in CHAIN_ORDERS:
+            base_order = order if order == "dependents first" else "in order"
             for s in chain:
-                ours, _ = self.per_job_us(OURS, f"chain:{order}", s)
-                base_order = order if order == "dependents first" else "in order"
-                base, _ = self.per_job_us(ASYNCIO, f"chain:{base_order}", s)
-                add(f"chain ({order}) N={s:,}: ours / asyncio per hop ≤ 4x",
-                    self._ratio(ours, base), lambda v: v <= 4, "{:.2f}x")
+                add(f"chain ({order}) N={s:,}: ours / asyncio ({base_order}) per hop ≤ 4x",
+                    ratio(pr(OURS, f"chain:{order}", s), pr(ASYNCIO, f"chain:{base_order}", s)),
+                    lambda v: v <= 4, "{:.2f}x")
         for s in chain:
-            first, _ = self.per_job_us(OURS, "chain:dependents first", s)
-            last, _ = self.per_job_us(OURS, "chain:in order", s)
-            r = self._ratio(first, last)
             add(f"chain N={s:,}: dependents first / in order within 1.25x",
-                r, lambda v: 1 / 1.25 <= v <= 1.25, "{:.2f}x")
+                ratio(pr(OURS, "chain:dependents first", s), pr(OURS, "chain:in order", s)),
+                lambda v: 1 / 1.25 <= v <= 1.25, "{:.2f}x")
         if len(chain) > 1:
             for order in CHAIN_ORDERS:
-                vals = [self.per_job_us(OURS, f"chain:{order}", s)[0] for s in chain]
-                flat = None if None in vals else max(vals) / min(vals)  # type: ignore[type-var]
                 add(f"chain ({order}) flat from N={chain[0]:,} to {chain[-1]:,}: max/min ≤ 1.5x",
-                    flat, lambda v: v <= 1.5, "{:.2f}x")
+                    spread(*(pr(OURS, f"chain:{order}", s) for s in chain)), lambda v: v <= 1.5,
+                    "{:.2f}x")
         for s in self.sizes.get("sleep", []):
-            sec = self.median(OURS, "sleep", s) if OURS in self.specs else None
             add(f"{s:,} async jobs sleeping {SLEEP} s: done in ≤ {1.5 * SLEEP:.2f} s",
-                sec, lambda v: v <= 1.5 * SLEEP, "{:.3f} s")
+                paired(lambda v: v, pr(OURS, "sleep", s)), lambda v: v <= 1.5 * SLEEP,
+                "{:.3f} s")
         for s in self.sizes.get("retained", []):
-            kept = self.median(OURS, "retained", s, "retained") if OURS in self.specs else None
             add(f"retained heap per finished no-op job (N={s:,}) ≤ 3 KB",
-                None if kept is None else kept / s, lambda v: v <= 3000, "{:,.0f} B")
+                paired(lambda v: v, pr(OURS, "retained", s)), lambda v: v <= 3000, "{:,.0f} B")
         return rows
 
     def render(self) -> str:
@@ -1124,8 +1158,9 @@ class Report:
         out += ["", "## Memory", ""]
         out += self.memory_table()
         out += ["", "## Targets (ratios measured in this run)", "",
-                "Judged on wall time; the same ratio on process CPU time (all threads) is shown "
-                "because it moves less when other programs load the machine.", "",
+                "Each ratio is the median over rounds of the ratio within one round. Judged on "
+                "wall time; the same ratio on process CPU time (all threads) is shown because it "
+                "moves less when other programs load the machine.", "",
                 "| target | measured (wall) | met | same on CPU time |", "|---|---|---|---|"]
         wall = self.targets()
         self.metric = "cpu"
@@ -1150,6 +1185,26 @@ def machine() -> str:
             f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}")
 
 
+def _our_source() -> str:
+    """Where jupyter_executor is imported from, and its git commit (dirty or not) if known."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("jupyter_executor")
+    if spec is None or spec.origin is None:
+        return "jupyter_executor not importable"
+    where = os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        rev = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--",
+                                "jupyter_executor"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        rev = f"commit {rev}" + (" + uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        rev = "not a git checkout"
+    return f"jupyter_executor from {where} ({rev})"
+
+
 def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -1159,7 +1214,7 @@ def versions() -> str:
             parts.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
             parts.append(f"{dist} (not installed)")
-    return ", ".join(parts)
+    return ", ".join(parts) + f"; {_our_source()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1171,6 +1226,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"subset of {', '.join(FULL_SIZES)}")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per case")
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--from-json", metavar="PATH",
+                   help="print the report of results saved with --json instead of running")
     p.add_argument("--worker", nargs=3, metavar=("ENGINE", "SCENARIO", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -1193,7 +1250,15 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    results = run_all(specs, plan(sizes, set(sizes)), rounds, args.timeout, log)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        # older files lack "round": runs were appended in round order
+        results = {(x["engine"], x["scenario"], x["n"]): [{"round": i, **run} for i, run in
+                                                          enumerate(x["runs"])] for x in saved}
+        rounds = max((len(v) for v in results.values()), default=0)
+    else:
+        results = run_all(specs, plan(sizes, set(sizes)), rounds, args.timeout, log)
     report = Report(specs, results, sizes)
     print(f"# jupyter_executor side-by-side benchmark\n\n{machine()}\n\n{versions()}\n\n"
           f"{rounds} round(s), medians; total {time.perf_counter() - t0:.0f} s\n")

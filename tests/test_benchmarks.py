@@ -19,6 +19,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
 # One label per engine, as printed in the first column of the tables.
 LABELS = [
     "jupyter_executor (async `Job`s)",
+    "jupyter_executor (async `Job`s, `Engine(history=False)`)",
     "jupyter_executor (`submit(async_fn)`)",
     'jupyter_executor (`backend="thread"`)',
     "plain asyncio (`gather` / tasks)",
