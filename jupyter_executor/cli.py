@@ -609,16 +609,11 @@ class _LiveView(_View):
         pass  # rich redraws on its own clock from fresh snapshots
 
     def _render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
         infos = [job.info() for job in list(self.engine.jobs.values())]
-        width = self._console.width
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True, justify="right")
-        table.add_column(no_wrap=True, overflow="ellipsis", max_width=max(10, width - 50))
         shown = infos
         hidden = 0
         if len(infos) > self.MAX_ROWS:
@@ -626,24 +621,39 @@ class _LiveView(_View):
             order = {"running": 0, "failed": 1, "pending": 3, "created": 3}
             shown = sorted(infos, key=lambda i: order.get(i.status, 2))[: self.MAX_ROWS]
             hidden = len(infos) - len(shown)
+        longest = max((len(i.name) for i in shown), default=4)
+        # Fixed widths for status, name and time, so rows line up and do not jump as they
+        # change; the last line printed (or the error) gets what is left, cut with an ellipsis.
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(width=12, no_wrap=True)
+        table.add_column(width=min(max(longest, 4), 32), no_wrap=True, overflow="ellipsis")
+        table.add_column(width=8, no_wrap=True, justify="right")
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         for info in shown:
             status = info.status
-            color = _COLORS.get(status, "")
             label = "up to date" if status == "done" and info.attempts == 0 else status
             table.add_row(
-                Text(f"{_SYMBOLS.get(status, '?')} {label:<9}", style=color),
+                Text(f"{_SYMBOLS.get(status, '?')} {label}", style=_COLORS.get(status, "")),
                 Text(info.name, style="bold"),
-                Text(_seconds(info.duration) if info.duration is not None else ""),
-                Text(info.error if status == "failed" and info.error else info.last_line),
+                Text(_seconds(info.duration)),
+                Text(_detail(info)),
             )
         counts: dict[str, int] = {}
         for info in infos:
             counts[info.status] = counts.get(info.status, 0) + 1
-        footer = ", ".join(f"{n} {s}" for s, n in counts.items())
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no jobs yet"
         elapsed = _seconds(time.monotonic() - self._started)
-        more = f"  (+{hidden} more)" if hidden else ""
-        table.add_row(Text(""), Text(f"{footer or 'no jobs yet'} · {elapsed}{more}", style="dim"))
-        return table
+        more = f" (+{hidden} not shown)" if hidden else ""
+        return Group(table, Text(f"{summary} · {elapsed}{more}", style="dim"))
+
+
+def _detail(info: Any) -> str:
+    """What a row shows after the time: the error, why it was cancelled, or the last line."""
+    if info.status == "failed" and info.error:
+        return str(info.error)
+    if info.status == "cancelled" and info.cancel_reason:
+        return str(info.cancel_reason)
+    return str(info.last_line)
 
 
 def _has_rich() -> bool:
