@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="run a flow of a .py file, or the %%job cells of a notebook",
+        help="run a flow of a .py file, or the %%%%job cells of a notebook",  # argparse %-formats
         description="Run FLOW of FILE.py (a function decorated with @flow), or the %%job cells "
         "of NOTEBOOK.ipynb after its plain cells. Ctrl-C cancels the jobs and exits 130.",
     )
