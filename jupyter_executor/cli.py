@@ -589,8 +589,10 @@ class _LiveView(_View):
             console=self._console,
             refresh_per_second=4,
             transient=False,
-            redirect_stdout=False,
-            redirect_stderr=False,
+            # The flow's own prints appear above the table instead of tearing it. Jobs' prints
+            # are unaffected: the engine routes them to each job's output by context.
+            redirect_stdout=True,
+            redirect_stderr=True,
         )
         self._live.start()
         super().start()
