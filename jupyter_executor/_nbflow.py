@@ -211,6 +211,7 @@ def run_notebook(
     folder: str | Path | None = None,
     max_jobs: int | None = None,
     resume: bool = False,
+    force: bool = False,
     timeout: float | None = None,
     kernel_name: str | None = None,
     out: TextIO | None = None,
@@ -221,7 +222,7 @@ def run_notebook(
     ----------
     path
         The ``.ipynb`` file. The kernel runs in its folder.
-    folder, max_jobs, resume
+    folder, max_jobs, resume, force
         Engine options; when one is given the kernel's engine is created with them before the
         notebook's cells run (the notebook must not create its engine with other options).
     timeout
@@ -249,6 +250,8 @@ def run_notebook(
         options["max_jobs"] = max_jobs
     if resume:
         options["resume"] = True
+    if force:
+        options["force"] = True
     if kernel_name is None:
         kernel_name = nb.metadata.get("kernelspec", {}).get("name") or "python3"
     runner = _Runner(nb, file, options, kernel_name, out)

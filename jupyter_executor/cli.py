@@ -217,6 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             folder=args.folder,
             max_jobs=args.max_jobs,
             resume=args.resume and not args.force,
+            force=args.force,
             timeout=args.timeout,
             out=sys.stdout,
         )
