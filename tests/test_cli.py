@@ -318,6 +318,35 @@ def test_sigint_cancels_the_jobs_and_exits_130(
     assert not alive, [p.cmdline() for p in alive]
 
 
+def wait_recorded(work: Path, *names: str) -> None:
+    """Until the history shows a running run with a pid for each name."""
+    deadline = time.monotonic() + 20
+    while not all(
+        any(r["status"] == "running" and r["pid"] for r in history(work, name)) for name in names
+    ):
+        assert time.monotonic() < deadline, f"{names} never recorded as running with a pid"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(60)
+def test_cancel_from_another_terminal_stops_an_attached_run(
+    work: Path, background: Callable[..., Running]
+) -> None:
+    (work / "slow.py").write_text(SLOW)
+    run = background(work, "run", "slow.py", "slow", "--folder", "runs")
+    run.wait_for("running   sleep-0", "running   sleep-1")
+    wait_recorded(work, "sleep-0")
+    result = cli(work, "cancel", "sleep-0", "--folder", "runs", "--grace", "2")
+    assert result.returncode == 0 and "sleep-0: stopped pid" in result.stdout, result.stderr
+    # its engine sees it die; the flow awaited it, so it fails and waits for what still runs
+    run.wait_for("failed    sleep-0", "waiting for 1 running job(s) (sleep-1)")
+    assert "killed by signal SIGTERM" in run.output
+    run.proc.send_signal(signal.SIGINT)  # then Ctrl-C stops the rest
+    code, out = run.finish(timeout=30)
+    assert code == 130, out
+    assert "cancelled sleep-1" in out
+
+
 DETACHED = """
 import sys
 from jupyter_executor import flow
@@ -352,13 +381,7 @@ def test_cancel_stops_a_detached_run_recorded_in_the_folder(
     (work / "detached.py").write_text(DETACHED.replace("MARK", repr(marked)))
     run = background(work, "run", "detached.py", "--folder", "runs")
     run.wait_for("running   bg-0", "running   bg-1")
-    deadline = time.monotonic() + 20
-    while not all(
-        any(r["status"] == "running" and r["pid"] for r in history(work, name))
-        for name in ("bg-0", "bg-1")
-    ):
-        assert time.monotonic() < deadline, "the runs were never recorded with their pid"
-        time.sleep(0.2)
+    wait_recorded(work, "bg-0", "bg-1")
     result = cli(work, "cancel", "bg-0", "--folder", "runs", "--grace", "2")
     assert result.returncode == 0, result.stderr
     assert "bg-0: stopped pid" in result.stdout
