@@ -490,3 +490,19 @@ def test_run_a_notebook_headless(work: Path) -> None:
     assert "--- fails failed: ValueError: bad notebook job ---" in failed.stderr
     assert "about to fail" in failed.stderr
     assert "broken.ipynb: FAILED" in failed.stdout
+
+
+def test_the_installed_command(work: Path) -> None:
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    if "jupyter-executor" not in scripts:
+        pytest.skip("the installed metadata predates [project.scripts]: pip install -e . again")
+    assert scripts["jupyter-executor"] == "jupyter_executor.cli:main"
+    command = shutil.which("jupyter-executor")
+    assert command is not None, "jupyter-executor is not on PATH"
+    result = subprocess.run(
+        [command, "flows", "flows.py"], cwd=work, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sleepit" in result.stdout
