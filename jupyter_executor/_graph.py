@@ -8,7 +8,7 @@ submission, not of the whole graph.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 
 from .errors import DependencyCycle, UnknownDependency
 
@@ -40,7 +40,13 @@ class Graph:
         """The names that require ``name`` (directly)."""
         return self._dependents.get(name, _EMPTY)
 
-    def add(self, batch: Mapping[str, Iterable[str]], *, replacing: Collection[str] = ()) -> None:
+    def add(
+        self,
+        batch: Mapping[str, Iterable[str]],
+        *,
+        replacing: Collection[str] = (),
+        known: Container[str] | None = None,
+    ) -> None:
         """Add a batch of nodes, all or nothing.
 
         Parameters
@@ -51,6 +57,9 @@ class Graph:
         replacing
             Names of the batch that replace nodes already in the graph (their edges are dropped
             and the nodes that required them now require the new node).
+        known
+            Names that exist besides the graph's nodes (the owner may keep nodes without edges
+            out of the graph); by default only the graph's nodes.
 
         Raises
         ------
@@ -62,7 +71,11 @@ class Graph:
         new = {name: tuple(dict.fromkeys(reqs)) for name, reqs in batch.items()}
         for name, reqs in new.items():
             for req in reqs:
-                if req not in new and req not in self._requires:
+                if (
+                    req not in new
+                    and req not in self._requires
+                    and (known is None or req not in known)
+                ):
                     msg = f"job {name!r} requires {req!r}, which is not a known job"
                     raise UnknownDependency(msg)
         if replacing or any(new.values()):  # a batch without edges closes no cycle

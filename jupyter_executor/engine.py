@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import builtins
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -415,13 +416,17 @@ class Engine:
         specs: dict[str, tuple[str, ...]] = {}
         for job in new:
             if not job._requires_spec and not job._arg_jobs and job._condition is None:
-                specs[str(job.name)] = ()
-                continue
+                continue  # no edges: the graph needs no node for it
             reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
             job.requirements = reqs
             cond = job.condition_jobs()
             specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
-        self._graph.add(specs, replacing=replacing)  # raises before anything changes
+        if specs or replacing:
+            # raises before anything changes; names are known when they are in the engine
+            known: collections.ChainMap[str, Any] = collections.ChainMap(
+                self._jobs, dict.fromkeys(names)
+            )
+            self._graph.add(specs, replacing=replacing, known=known)
         now = time.time()
         ready: builtins.list[Job] = []
         to_cancel: builtins.list[tuple[Job, str]] = []
@@ -431,7 +436,7 @@ class Engine:
             if old is not None:
                 job.previous = [*old.previous, old.info()]
                 job.attempts = old.attempts
-                self._forget(old)
+                self._forget(old, graph=False)
             jobs[name] = job
             job.engine = self
             job._set_status(Status.PENDING)
@@ -463,11 +468,13 @@ class Engine:
                 self._name_counts[base] = n
                 return name
 
-    def _forget(self, job: Job) -> None:
-        # Drop a finished job from the counters (it is being replaced or removed).
+    def _forget(self, job: Job, graph: bool = True) -> None:
+        # Drop a finished job from the counters (it is being replaced or removed). A replaced
+        # job's node already belongs to its successor (Graph.add(replacing=...)).
         if job._waited and job.status in (Status.FAILED, Status.CANCELLED):
             self._bad -= 1
-        self._graph.remove(str(job.name))
+        if graph:
+            self._graph.remove(str(job.name))
         del self._jobs[str(job.name)]
 
     # the loop thread ---------------------------------------------------------------------------
@@ -614,6 +621,14 @@ class Engine:
         self._settle(job, Status.DONE, verdict, None)
 
     def _fail_pending(self, job: Job, exc: BaseException) -> None:
+        with self._lock:
+            if job.status is not Status.PENDING:
+                return
+            # pending -> failed is no transition: the job fails as an attempt that failed at
+            # once (no slot is taken), so its history row and attempts count it as a run.
+            job._set_status(Status.RUNNING)
+            job.started = time.time()
+            job.attempts += 1
         job.traceback = "".join(traceback.format_exception(exc))
         self._settle(job, Status.FAILED, None, exc)
 
@@ -633,7 +648,11 @@ class Engine:
         life = job._life
         assert life is not None
         if job.status in FINISHED:
-            return  # cancelled: no more runs
+            # Cancelled: no more runs. The chain of ticks ends here, so that a rerun of the
+            # job starts a new one (else it would run once and then wait for a dead timer).
+            life.ticking = False
+            life.next_run = None
+            return
         if job.status is Status.RUNNING:
             self._record("skipped", job, "still running at its next time; not started twice")
         elif job.status is Status.PENDING and not job._waiting:
@@ -685,6 +704,10 @@ class Engine:
         job._cancel_reason = None
         job._cancel_requested = False
         job._future = None
+        if self._store is not None:
+            # The next run is pending: without this the store would file a cancel before it
+            # starts under the run that just ended, and overwrite that run's outcome.
+            self._job_changed(job)
         self.log.append(_event((time.time(), "rearmed", job.name, why)))
         if self._subscribers:
             self._emit("status", job)
@@ -922,6 +945,8 @@ class Engine:
                     ready.append(dep)  # its condition may now be met
             if rearm is not None:
                 self._rearm_locked(job, rearm)
+            elif job._life is not None:
+                job._life.next_run = None  # finished for good: no next run to show
             if self._unfinished == 0:
                 self._cond.notify_all()
                 waiters, self._idle_waiters = self._idle_waiters, []
@@ -1426,7 +1451,6 @@ class Engine:
                 continue
             job = Job(row.get("description") or name, name=name, detach=True)
             with self._lock:
-                self._graph.add({name: ()})
                 self._jobs[name] = job
                 job.engine = self
                 job._set_status(Status.PENDING)
@@ -1530,8 +1554,11 @@ class Engine:
 
     def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
         now = time.time()
-        keep = jobs[-(self.log.maxlen or len(jobs)) :]
-        self.log.extend(_event((now, event, j.name, "")) for j in keep)
+        if len(jobs) == 1:
+            self.log.append(_event((now, event, jobs[0].name, "")))
+        else:
+            keep = jobs[-(self.log.maxlen or len(jobs)) :]
+            self.log.extend(_event((now, event, j.name, "")) for j in keep)
         if self._subscribers:
             for job in jobs:
                 self._emit(event, job)
