@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import Engine, JobTimeout
 from jupyter_executor._abstract import AbstractJob
@@ -20,6 +21,25 @@ calls: list[tuple[str, Any]] = []
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     calls.clear()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """Engine(*jobs) in tmp_path; each one shut down afterwards, leaving no thread or process."""
+    before = {p.pid for p in child_processes()}
+    engines: list[Engine] = []
+
+    def make(*jobs: AbstractJob) -> Engine:
+        engine = Engine(*jobs, folder=tmp_path / f"e{len(engines)}")
+        engines.append(engine)
+        return engine
+
+    try:
+        yield make
+    finally:
+        for engine in engines:
+            engine.shutdown()
+        assert_nothing_left(before)
 
 
 class Conn(AbstractJob):
@@ -54,9 +74,9 @@ def count(kind: str) -> Counter[Any]:
     return Counter(key for what, key in calls if what == kind)
 
 
-def test_setup_and_shutdown_once_for_a_group(tmp_path: Path) -> None:
+def test_setup_and_shutdown_once_for_a_group(make: Callable[..., Engine]) -> None:
     jobs = [Conn(i, name=f"j{i}") for i in range(4)]
-    assert Engine(*jobs, folder=tmp_path).orchestrate(timeout=10) is True
+    assert make(*jobs).orchestrate(timeout=10) is True
     assert [j.result() for j in jobs] == [("h1", i) for i in range(4)]
     assert count("setup") == {"h1": 1} and count("shutdown") == {"h1": 1}
     assert calls[0] == ("setup", "h1") and calls[-1] == ("shutdown", "h1")
@@ -64,26 +84,26 @@ def test_setup_and_shutdown_once_for_a_group(tmp_path: Path) -> None:
     assert jobs[0].describe() == "Conn.run()"
 
 
-def test_one_setup_per_shared_key(tmp_path: Path) -> None:
+def test_one_setup_per_shared_key(make: Callable[..., Engine]) -> None:
     jobs = [Conn(i, host=f"h{i % 2}") for i in range(4)]
-    assert Engine(*jobs, folder=tmp_path).orchestrate(timeout=10) is True
+    assert make(*jobs).orchestrate(timeout=10) is True
     assert count("setup") == {"h0": 1, "h1": 1} and count("shutdown") == {"h0": 1, "h1": 1}
     assert [j.name for j in jobs] == ["Conn", "Conn-2", "Conn-3", "Conn-4"]
 
 
-def test_shutdown_runs_after_failures_and_timeouts(tmp_path: Path) -> None:
+def test_shutdown_runs_after_failures_and_timeouts(make: Callable[..., Engine]) -> None:
     ok = Conn(1, name="ok")
     bad = Conn("fail", name="bad")
     slow = Conn(2, name="slow", delay=30, timeout=0.2)
     after = Conn(3, name="after").requires(bad)  # cancelled: its requirement failed
-    engine = Engine(ok, bad, slow, after, folder=tmp_path)
+    engine = make(ok, bad, slow, after)
     assert engine.orchestrate(timeout=20) is False
     assert ok.status == "done" and bad.status == "failed" and after.status == "cancelled"
     assert isinstance(slow.exception(), JobTimeout)
     assert count("setup") == {"h1": 1} and count("shutdown") == {"h1": 1}
 
 
-def test_a_failed_setup_fails_its_job_and_is_tried_again(tmp_path: Path) -> None:
+def test_a_failed_setup_fails_its_job_and_is_tried_again(make: Callable[..., Engine]) -> None:
     class Flaky(AbstractJob):
         attempts_left = 1
 
@@ -102,7 +122,7 @@ def test_a_failed_setup_fails_its_job_and_is_tried_again(tmp_path: Path) -> None
 
     first = Flaky(name="first")
     second = Flaky(name="second").requires()  # independent of first
-    engine = Engine(first, folder=tmp_path)
+    engine = make(first)
     assert engine.orchestrate(timeout=10) is False
     assert isinstance(first.exception(), ConnectionError)
     assert count("shutdown") == {}  # nothing was opened: nothing to close
@@ -112,8 +132,8 @@ def test_a_failed_setup_fails_its_job_and_is_tried_again(tmp_path: Path) -> None
     assert count("setup") == {"flaky": 2} and count("shutdown") == {"flaky": 1}
 
 
-def test_each_engine_run_sets_up_again(tmp_path: Path) -> None:
-    engine = Engine(Conn(1), folder=tmp_path)
+def test_each_engine_run_sets_up_again(make: Callable[..., Engine]) -> None:
+    engine = make(Conn(1))
     assert engine.orchestrate(timeout=10)
     engine.submit(Conn(2))
     assert engine.orchestrate(timeout=10)
@@ -121,8 +141,8 @@ def test_each_engine_run_sets_up_again(tmp_path: Path) -> None:
     assert [w for w, _ in calls] == ["setup", "run", "shutdown"] * 2
 
 
-def test_shutdown_hook_runs_at_engine_shutdown(tmp_path: Path) -> None:
-    engine = Engine(folder=tmp_path)
+def test_shutdown_hook_runs_at_engine_shutdown(make: Callable[..., Engine]) -> None:
+    engine = make()
     try:
         jobs = [engine.submit(Conn(i)) for i in range(3)]
         assert engine.wait(timeout=10)
@@ -135,13 +155,13 @@ def test_shutdown_hook_runs_at_engine_shutdown(tmp_path: Path) -> None:
     assert count("shutdown") == {"h1": 1}
 
 
-def test_hooks_are_optional_and_run_is_required(tmp_path: Path) -> None:
+def test_hooks_are_optional_and_run_is_required(make: Callable[..., Engine]) -> None:
     class Plain(AbstractJob):
         async def run(self) -> int:
             return 7
 
     job = Plain()
-    assert Engine(job, folder=tmp_path).orchestrate(timeout=10) and job.result() == 7
+    assert make(job).orchestrate(timeout=10) and job.result() == 7
     assert job.shared is None
 
     class NoRun(AbstractJob):
