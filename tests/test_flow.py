@@ -143,7 +143,7 @@ def test_flow_submitted_as_a_job(engine: Engine) -> None:
     assert (job.result(), other.result()) == (6, "xx")
 
 
-def test_load_flows_from_a_file(tmp_path: Path) -> None:
+def test_load_flows_from_a_file(tmp_path: Path, engine: Engine) -> None:
     write(tmp_path / "helper.py", "VALUE = 41\n")
     write(tmp_path / "other.py", "def flow_elsewhere(): pass\n")
     path = write(
@@ -168,7 +168,7 @@ def test_load_flows_from_a_file(tmp_path: Path) -> None:
     flows = load_flows(path)
     assert list(flows) == ["first", "second"]
     assert flows["first"].description == "The first flow."
-    assert asyncio.run(flows["first"](None)) == 42  # type: ignore[arg-type]
+    assert asyncio.run(flows["first"](engine)) == 42
     assert find_flow(path, "second").run() == "second"
     with pytest.raises(
         UnknownFlow, match=r"no flow 'third' in .*myflows.py; its flows: first, second"
