@@ -245,7 +245,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             _err(f"no flow {args.flow!r} in {args.file}")
             _print_flows(flows, sys.stderr)
             return EXIT_USAGE
-    engine = _make_engine(args)
+    try:
+        engine = _make_engine(args)
+    except ValueError as exc:
+        # The file called get_engine(...) itself when imported, with other options.
+        _err(f"{args.file} made its engine when imported: {exc}")
+        return EXIT_USAGE
     return run_flow(chosen, engine, live=_wants_live(args), out=sys.stdout)
 
 
