@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._abstract import AbstractJob
 from ._conditions import (
     AfterAll,
     AfterAny,
@@ -22,7 +23,8 @@ from ._conditions import (
     Condition,
     FunctionCondition,
 )
-from ._abstract import AbstractJob
+from ._flow import Flow, UnknownFlow, flow
+from ._launcher import Command, Launcher, command, launcher
 from ._runtime import cancelled, current_job, progress
 from ._status import Status
 from ._version import __version__
@@ -42,9 +44,7 @@ from .errors import (
     UnknownDependency,
     WorkerCrashed,
 )
-from .flow import Flow, UnknownFlow, flow
 from .job import Job, JobInfo
-from .launcher import Command, Launcher, command, launcher
 
 __all__ = [
     "AbstractJob",

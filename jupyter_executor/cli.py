@@ -224,7 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if path.suffix != ".py":
         _err(f"run takes a .py file of flows or a .ipynb notebook, not {path.name}")
         return EXIT_USAGE
-    from .flow import Flow, load_flows
+    from ._flow import Flow, load_flows
 
     try:
         flows = load_flows(path)
@@ -688,7 +688,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _cmd_flows(args: argparse.Namespace) -> int:
-    from .flow import load_flows
+    from ._flow import load_flows
 
     path = Path(args.file)
     if not path.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_executor import Engine, JobCancelled
-from jupyter_executor.flow import Flow, UnknownFlow, find_flow, flow, load_flows, load_module
+from jupyter_executor._flow import Flow, UnknownFlow, find_flow, flow, load_flows, load_module
 
 PY = sys.executable
 
@@ -149,7 +149,7 @@ def test_load_flows_from_a_file(tmp_path: Path, engine: Engine) -> None:
     path = write(
         tmp_path / "myflows.py",
         """
-        from jupyter_executor.flow import flow
+        from jupyter_executor._flow import flow
         from helper import VALUE          # a module next to the file imports
         from other import flow_elsewhere  # a flow_ function defined elsewhere: not a flow
 
@@ -186,7 +186,7 @@ def test_load_module_errors_and_name_clashes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"a \.py file"):
         load_module(write(tmp_path / "flows.txt", ""))
     # a file named like a module that is already imported gets a name of its own
-    clash = write(tmp_path / "json.py", "from jupyter_executor.flow import flow\nX = 1\n")
+    clash = write(tmp_path / "json.py", "from jupyter_executor._flow import flow\nX = 1\n")
     module = load_module(clash)
     assert module.__name__ != "json" and module.X == 1
     assert sys.modules["json"].__name__ == "json"  # the real json module is untouched

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from jupyter_executor import CommandFailed, Engine, Job
-from jupyter_executor.launcher import Command, Launcher, command, launcher
+from jupyter_executor._launcher import Command, Launcher, command, launcher
 
 PY = sys.executable
 

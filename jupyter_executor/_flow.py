@@ -262,7 +262,7 @@ def load_flows(source: str | Path | ModuleType) -> dict[str, Flow]:
     Examples
     --------
     >>> import types
-    >>> from jupyter_executor.flow import flow, load_flows
+    >>> from jupyter_executor._flow import flow, load_flows
     >>> module = types.ModuleType("demo")
     >>> async def flow_sleepit(): ...
     >>> module.flow_sleepit = flow_sleepit
