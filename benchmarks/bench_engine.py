@@ -688,6 +688,7 @@ def _dist(scenario: str) -> Runner:
 OURS = "jupyter_executor"
 OURS_EACH = "jupyter_executor submit(fn)"
 OURS_NOHIST = "jupyter_executor history=False"
+OURS_THREAD_NOHIST = "jupyter_executor thread history=False"
 OURS_THREAD = "jupyter_executor thread"
 ASYNCIO = "asyncio.gather"
 TPE = "ThreadPoolExecutor"
@@ -717,8 +718,9 @@ def engines() -> dict[str, EngineSpec]:
                 "sleep": _je_sleep,
             },
         ),
-        EngineSpec(OURS_EACH, "jupyter_executor (`submit(async_fn)`)", _je_engine,
-                   {"noop": _je_noop_each}),
+        EngineSpec(
+            OURS_EACH, "jupyter_executor (`submit(async_fn)`)", _je_engine, {"noop": _je_noop_each}
+        ),
         EngineSpec(
             OURS_NOHIST,
             "jupyter_executor (async `Job`s, `Engine(history=False)`)",
@@ -730,6 +732,13 @@ def engines() -> dict[str, EngineSpec]:
             'jupyter_executor (`backend="thread"`)',
             _je_engine,
             {"noop": _je_thread_noop, "chain:in order": _je_thread_chain, "fan": _je_thread_fan},
+            kind="thread",
+        ),
+        EngineSpec(
+            OURS_THREAD_NOHIST,
+            'jupyter_executor (`backend="thread"`, `Engine(history=False)`)',
+            _je_engine_no_history,
+            {"noop": _je_thread_noop},
             kind="thread",
         ),
         EngineSpec(
@@ -749,8 +758,7 @@ def engines() -> dict[str, EngineSpec]:
             TPE,
             "`ThreadPoolExecutor` (callbacks for deps)",
             _tpe,
-            {"noop": _tpe_noop, "chain:in order": _tpe_chain, "fan": _tpe_fan,
-             "sleep": _tpe_sleep},
+            {"noop": _tpe_noop, "chain:in order": _tpe_chain, "fan": _tpe_fan, "sleep": _tpe_sleep},
             caps={"sleep": _BOUNDED_SLEEP},
             kind="thread",
         ),
@@ -799,8 +807,12 @@ def engines() -> dict[str, EngineSpec]:
             DASK,
             "dask.delayed, threaded scheduler",
             _nothing,
-            {"noop": _dask_threads("noop"), "chain:in order": _dask_threads("chain"),
-             "fan": _dask_threads("fan"), "sleep": _dask_threads("sleep")},
+            {
+                "noop": _dask_threads("noop"),
+                "chain:in order": _dask_threads("chain"),
+                "fan": _dask_threads("fan"),
+                "sleep": _dask_threads("sleep"),
+            },
             caps={"noop": 3_000, "chain": 3_000, "sleep": _BOUNDED_SLEEP},
             kind="thread",
         ),
@@ -808,8 +820,12 @@ def engines() -> dict[str, EngineSpec]:
             DIST,
             "distributed `LocalCluster(processes=False)`",
             _dist_client,
-            {"noop": _dist("noop"), "chain:in order": _dist("chain"), "fan": _dist("fan"),
-             "sleep": _dist("sleep")},
+            {
+                "noop": _dist("noop"),
+                "chain:in order": _dist("chain"),
+                "fan": _dist("fan"),
+                "sleep": _dist("sleep"),
+            },
             caps={"noop": 2_000, "chain": 200, "sleep": _BOUNDED_SLEEP},
             kind="thread",
         ),
@@ -893,8 +909,9 @@ def run_case(engine: str, scenario: str, n: int, timeout: float) -> dict[str, An
     # A scratch working directory: engines write their folders, caches and databases there.
     with tempfile.TemporaryDirectory(prefix="bench-case-") as cwd:
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  check=False, cwd=cwd)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"timeout after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -917,7 +934,7 @@ def run_all(
     keys = list(specs)
     for r in range(rounds):
         # rotate the engine order so no engine always runs first (cold machine) or last
-        order = keys[r % len(keys):] + keys[: r % len(keys)]
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
         for case in cases:
             for key in order:
                 spec = specs[key]
@@ -932,8 +949,10 @@ def run_all(
                 res = run_case(key, case.scenario, n, timeout)
                 res["round"] = r
                 results.setdefault(k, []).append(res)
-                log(f"round {r + 1}/{rounds} {case.scenario:<24} n={n:<7} {key:<28} "
-                    f"{_fmt_result(res)} ({time.perf_counter() - t0:.1f} s wall)")
+                log(
+                    f"round {r + 1}/{rounds} {case.scenario:<24} n={n:<7} {key:<28} "
+                    f"{_fmt_result(res)} ({time.perf_counter() - t0:.1f} s wall)"
+                )
     return results
 
 
@@ -1030,10 +1049,16 @@ class Report:
             cells = []
             n = cap(spec, "noop", top)
             peak = self.median(key, "noop", n, "peak_rss_delta") if "noop" in spec.runners else None
-            cells.append("" if peak is None else
-                         f"{peak / 1e6:,.0f} MB" + ("" if n == top else f" (N={n:,})"))
-            kept = self.median(key, "retained", ret, "retained") if "retained" in spec.runners \
+            cells.append(
+                ""
+                if peak is None
+                else f"{peak / 1e6:,.0f} MB" + ("" if n == top else f" (N={n:,})")
+            )
+            kept = (
+                self.median(key, "retained", ret, "retained")
+                if "retained" in spec.runners
                 else None
+            )
             cells.append("" if kept is None else f"{kept / ret:,.0f} B")
             if any(cells):
                 lines.append(f"| {spec.label} | " + " | ".join(cells) + " |")
@@ -1097,71 +1122,123 @@ class Report:
 
         noop = self.sizes.get("noop", [])
         for s in noop:
-            add(f"async no-op N={s:,}: ours / asyncio.gather ≤ 3x"
+            add(
+                f"async no-op N={s:,}: ours / asyncio.gather ≤ 3x"
                 + ("" if s >= 10_000 else " (target at 1e4, 1e5; informative here)"),
-                ratio(pr(OURS, "noop", s), pr(ASYNCIO, "noop", s)), lambda v: v <= 3, "{:.2f}x")
+                ratio(pr(OURS, "noop", s), pr(ASYNCIO, "noop", s)),
+                lambda v: v <= 3,
+                "{:.2f}x",
+            )
         for s in noop:
             if OURS_NOHIST in self.specs:
-                add(f"(informative) async no-op N={s:,}, `Engine(history=False)`: "
+                add(
+                    f"(informative) async no-op N={s:,}, `Engine(history=False)`: "
                     "ours / asyncio.gather ≤ 3x",
-                    ratio(pr(OURS_NOHIST, "noop", s), pr(ASYNCIO, "noop", s)), lambda v: v <= 3,
-                    "{:.2f}x")
+                    ratio(pr(OURS_NOHIST, "noop", s), pr(ASYNCIO, "noop", s)),
+                    lambda v: v <= 3,
+                    "{:.2f}x",
+                )
         for s in noop:
             n_ee = cap(self.specs[EE_LOCAL], "noop", s) if EE_LOCAL in self.specs else s
             at = "" if n_ee == s else f" (peer at N={n_ee:,})"
-            add(f"async no-op N={s:,}: executor-engine / ours ≥ 4x{at}",
-                ratio(pr(EE_LOCAL, "noop", s), pr(OURS, "noop", s)), lambda v: v >= 4, "{:.1f}x")
-            add(f"async no-op N={s:,}: asynciojobs / ours > 1x",
-                ratio(pr(AJ, "noop", s), pr(OURS, "noop", s)), lambda v: v > 1, "{:.2f}x")
+            add(
+                f"async no-op N={s:,}: executor-engine / ours ≥ 4x{at}",
+                ratio(pr(EE_LOCAL, "noop", s), pr(OURS, "noop", s)),
+                lambda v: v >= 4,
+                "{:.1f}x",
+            )
+            add(
+                f"async no-op N={s:,}: asynciojobs / ours > 1x",
+                ratio(pr(AJ, "noop", s), pr(OURS, "noop", s)),
+                lambda v: v > 1,
+                "{:.2f}x",
+            )
         if len(noop) > 1:
-            add(f"async no-op flat from N={noop[0]:,} to {noop[-1]:,}: max/min ≤ 1.5x",
-                spread(*(pr(OURS, "noop", s) for s in noop)), lambda v: v <= 1.5, "{:.2f}x")
+            add(
+                f"async no-op flat from N={noop[0]:,} to {noop[-1]:,}: max/min ≤ 1.5x",
+                spread(*(pr(OURS, "noop", s) for s in noop)),
+                lambda v: v <= 1.5,
+                "{:.2f}x",
+            )
         for s in noop:
-            add(f"thread no-op N={s:,}: ours / ThreadPoolExecutor ≤ 2x",
-                ratio(pr(OURS_THREAD, "noop", s), pr(TPE, "noop", s)), lambda v: v <= 2,
-                "{:.2f}x")
+            add(
+                f"thread no-op N={s:,}: ours / ThreadPoolExecutor ≤ 2x",
+                ratio(pr(OURS_THREAD, "noop", s), pr(TPE, "noop", s)),
+                lambda v: v <= 2,
+                "{:.2f}x",
+            )
+        for s in noop:
+            if OURS_THREAD_NOHIST in self.specs:
+                add(
+                    f"(informative) thread no-op N={s:,}, `Engine(history=False)`: "
+                    "ours / ThreadPoolExecutor ≤ 2x",
+                    ratio(pr(OURS_THREAD_NOHIST, "noop", s), pr(TPE, "noop", s)),
+                    lambda v: v <= 2,
+                    "{:.2f}x",
+                )
         chain = self.sizes.get("chain", [])
         for order in CHAIN_ORDERS:
             base_order = order if order == "dependents first" else "in order"
             for s in chain:
-                add(f"chain ({order}) N={s:,}: ours / asyncio ({base_order}) per hop ≤ 4x",
+                add(
+                    f"chain ({order}) N={s:,}: ours / asyncio ({base_order}) per hop ≤ 4x",
                     ratio(pr(OURS, f"chain:{order}", s), pr(ASYNCIO, f"chain:{base_order}", s)),
-                    lambda v: v <= 4, "{:.2f}x")
+                    lambda v: v <= 4,
+                    "{:.2f}x",
+                )
         for s in chain:
-            add(f"chain N={s:,}: dependents first / in order within 1.25x",
+            add(
+                f"chain N={s:,}: dependents first / in order within 1.25x",
                 ratio(pr(OURS, "chain:dependents first", s), pr(OURS, "chain:in order", s)),
-                lambda v: 1 / 1.25 <= v <= 1.25, "{:.2f}x")
+                lambda v: 1 / 1.25 <= v <= 1.25,
+                "{:.2f}x",
+            )
         if len(chain) > 1:
             for order in CHAIN_ORDERS:
-                add(f"chain ({order}) flat from N={chain[0]:,} to {chain[-1]:,}: max/min ≤ 1.5x",
-                    spread(*(pr(OURS, f"chain:{order}", s) for s in chain)), lambda v: v <= 1.5,
-                    "{:.2f}x")
+                add(
+                    f"chain ({order}) flat from N={chain[0]:,} to {chain[-1]:,}: max/min ≤ 1.5x",
+                    spread(*(pr(OURS, f"chain:{order}", s) for s in chain)),
+                    lambda v: v <= 1.5,
+                    "{:.2f}x",
+                )
         for s in self.sizes.get("sleep", []):
-            add(f"{s:,} async jobs sleeping {SLEEP} s: done in ≤ {1.5 * SLEEP:.2f} s",
-                paired(lambda v: v, pr(OURS, "sleep", s)), lambda v: v <= 1.5 * SLEEP,
-                "{:.3f} s")
+            add(
+                f"{s:,} async jobs sleeping {SLEEP} s: done in ≤ {1.5 * SLEEP:.2f} s",
+                paired(lambda v: v, pr(OURS, "sleep", s)),
+                lambda v: v <= 1.5 * SLEEP,
+                "{:.3f} s",
+            )
         for s in self.sizes.get("retained", []):
-            add(f"retained heap per finished no-op job (N={s:,}) ≤ 3 KB",
-                paired(lambda v: v, pr(OURS, "retained", s)), lambda v: v <= 3000, "{:,.0f} B")
+            add(
+                f"retained heap per finished no-op job (N={s:,}) ≤ 3 KB",
+                paired(lambda v: v, pr(OURS, "retained", s)),
+                lambda v: v <= 3000,
+                "{:,.0f} B",
+            )
         return rows
 
     def render(self) -> str:
         out = ["## Per-job cost: N independent no-op jobs", ""]
         out += self.per_job_table("noop", [("noop", "")])
         out += ["", "## Dependency chain of N jobs: cost per hop", ""]
-        out += self.per_job_table(
-            "chain", [(f"chain:{o}", f", {o}") for o in CHAIN_ORDERS])
+        out += self.per_job_table("chain", [(f"chain:{o}", f", {o}") for o in CHAIN_ORDERS])
         out += ["", "## Fan-out / fan-in 1 → N → 1: cost per job", ""]
         out += self.per_job_table("fan", [("fan", "")])
         out += ["", "## Concurrency: jobs sleeping", ""]
         out += self.sleep_table()
         out += ["", "## Memory", ""]
         out += self.memory_table()
-        out += ["", "## Targets (ratios measured in this run)", "",
-                "Each ratio is the median over rounds of the ratio within one round. Judged on "
-                "wall time; the same ratio on process CPU time (all threads) is shown because it "
-                "moves less when other programs load the machine.", "",
-                "| target | measured (wall) | met | same on CPU time |", "|---|---|---|---|"]
+        out += [
+            "",
+            "## Targets (ratios measured in this run)",
+            "",
+            "Each ratio is the median over rounds of the ratio within one round. Judged on "
+            "wall time; the same ratio on process CPU time (all threads) is shown because it "
+            "moves less when other programs load the machine.",
+            "",
+            "| target | measured (wall) | met | same on CPU time |",
+            "|---|---|---|---|",
+        ]
         wall = self.targets()
         self.metric = "cpu"
         try:
@@ -1181,8 +1258,10 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return (f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
-            f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}")
+    return (
+        f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+    )
 
 
 def _our_source() -> str:
@@ -1194,11 +1273,18 @@ def _our_source() -> str:
         return "jupyter_executor not importable"
     where = os.path.dirname(os.path.dirname(spec.origin))
     try:
-        rev = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--",
-                                "jupyter_executor"], capture_output=True, text=True,
-                               check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--", "jupyter_executor"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         rev = f"commit {rev}" + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         rev = "not a git checkout"
@@ -1222,12 +1308,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes and 1 round (smoke test)")
     p.add_argument("--rounds", type=int, default=None, help="rounds per case (default 3, quick 1)")
     p.add_argument("--engines", nargs="*", help="subset of engine keys (default: all)")
-    p.add_argument("--scenarios", nargs="*", default=list(FULL_SIZES),
-                   help=f"subset of {', '.join(FULL_SIZES)}")
+    p.add_argument(
+        "--scenarios",
+        nargs="*",
+        default=list(FULL_SIZES),
+        help=f"subset of {', '.join(FULL_SIZES)}",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per case")
     p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--from-json", metavar="PATH",
-                   help="print the report of results saved with --json instead of running")
+    p.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="print the report of results saved with --json instead of running",
+    )
     p.add_argument("--worker", nargs=3, metavar=("ENGINE", "SCENARIO", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -1254,19 +1347,31 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.from_json) as f:
             saved = json.load(f)
         # older files lack "round": runs were appended in round order
-        results = {(x["engine"], x["scenario"], x["n"]): [{"round": i, **run} for i, run in
-                                                          enumerate(x["runs"])] for x in saved}
+        results = {
+            (x["engine"], x["scenario"], x["n"]): [
+                {"round": i, **run} for i, run in enumerate(x["runs"])
+            ]
+            for x in saved
+        }
         rounds = max((len(v) for v in results.values()), default=0)
     else:
         results = run_all(specs, plan(sizes, set(sizes)), rounds, args.timeout, log)
     report = Report(specs, results, sizes)
-    print(f"# jupyter_executor side-by-side benchmark\n\n{machine()}\n\n{versions()}\n\n"
-          f"{rounds} round(s), medians; total {time.perf_counter() - t0:.0f} s\n")
+    print(
+        f"# jupyter_executor side-by-side benchmark\n\n{machine()}\n\n{versions()}\n\n"
+        f"{rounds} round(s), medians; total {time.perf_counter() - t0:.0f} s\n"
+    )
     print(report.render())
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([{"engine": k[0], "scenario": k[1], "n": k[2], "runs": v}
-                       for k, v in results.items()], f, indent=1)
+            json.dump(
+                [
+                    {"engine": k[0], "scenario": k[1], "n": k[2], "runs": v}
+                    for k, v in results.items()
+                ],
+                f,
+                indent=1,
+            )
     return 0
 
 

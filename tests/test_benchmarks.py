@@ -22,6 +22,7 @@ LABELS = [
     "jupyter_executor (async `Job`s, `Engine(history=False)`)",
     "jupyter_executor (`submit(async_fn)`)",
     'jupyter_executor (`backend="thread"`)',
+    'jupyter_executor (`backend="thread"`, `Engine(history=False)`)',
     "plain asyncio (`gather` / tasks)",
     "`ThreadPoolExecutor` (callbacks for deps)",
     "asynciojobs 0.21",
@@ -46,8 +47,13 @@ def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for title in ("## Per-job cost", "## Dependency chain", "## Fan-out", "## Memory",
-                  "## Targets"):
+    for title in (
+        "## Per-job cost",
+        "## Dependency chain",
+        "## Fan-out",
+        "## Memory",
+        "## Targets",
+    ):
         assert title in out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     for label in LABELS:
@@ -55,12 +61,21 @@ def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
 
     # every case ran to completion in its worker (an engine erroring would print "error" cells)
     results = json.loads(raw.read_text())
-    errors = [(r["engine"], r["scenario"], run["error"])
-              for r in results for run in r["runs"] if "error" in run]
+    errors = [
+        (r["engine"], r["scenario"], run["error"])
+        for r in results
+        for run in r["runs"]
+        if "error" in run
+    ]
     assert not errors, errors
     assert {r["engine"] for r in results} >= {
-        "jupyter_executor", "asyncio.gather", "ThreadPoolExecutor", "asynciojobs",
-        "executor-engine LocalJob", "executor-engine ThreadJob", "dask threaded",
+        "jupyter_executor",
+        "asyncio.gather",
+        "ThreadPoolExecutor",
+        "asynciojobs",
+        "executor-engine LocalJob",
+        "executor-engine ThreadJob",
+        "dask threaded",
         "distributed LocalCluster",
     }
     # each target line got a measured value, met or not
