@@ -138,6 +138,7 @@ class Job:
         "_condition",
         "_exception",
         "_future",
+        "_history",
         "_life",
         "_output",
         "_progress",
@@ -263,6 +264,7 @@ class Job:
         self._timeout_handle: Any = None
         self._waiting = 0
         self._life: Lifecycle | None = None
+        self._history: Any = None  # the history store's record of this job (store.py)
         if (
             every is not None or cron is not None or start is not None or restart != "no"
             or detach or inputs or outputs or force or before is not None or after is not None

@@ -87,11 +87,21 @@ CREATE INDEX IF NOT EXISTS runs_open_detached ON runs (detached) WHERE finished 
 """
 
 _WRITTEN = COLUMNS[1:]
+# Positional parameters: binding tuples costs sqlite3 far less than binding dicts by name.
 _UPSERT = (
-    f"INSERT INTO runs ({', '.join(_WRITTEN)}) VALUES ({', '.join(':' + c for c in _WRITTEN)}) "
+    f"INSERT INTO runs ({', '.join(_WRITTEN)}) VALUES ({', '.join('?' for _ in _WRITTEN)}) "
     "ON CONFLICT (engine_id, name, attempt) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _WRITTEN[3:])
 )
+
+_TRANSITIONS = _WRITTEN.index("transitions")
+
+
+def _row(run: dict[str, Any]) -> list[Any]:
+    return list(_row_values(run))
+
+
+_row_values = operator.itemgetter(*_WRITTEN)
 _ORDER = " ORDER BY COALESCE(submitted, started, finished), id"
 
 # What job_changed copies off a job, in one C call: the fields that change from one attempt to
@@ -126,7 +136,10 @@ class _Marker:
 class _JobState:
     """What the writer thread remembers of one job: its latest run (writer thread only)."""
 
-    __slots__ = ("backend", "base", "description", "kind", "local", "name", "requires", "run")
+    __slots__ = (
+        "backend", "base", "description", "kind", "local", "log_path", "name", "requires", "run",
+        "owner", "template",
+    )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
         self.name = str(job.name)
@@ -134,9 +147,13 @@ class _JobState:
         self.kind = job.kind
         self.description = getattr(job, "source", None) or job.describe()
         self.requires = json.dumps(list(job.requirements)) if job.requirements else "[]"
+        log_path = job.log_path  # a path per name, built once (pathlib is slow per change)
+        self.log_path = str(log_path) if log_path is not None else None
         self.base: int | None = None  # added to job.attempts; fixed on the first write
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None
+        self.template: dict[str, Any] | None = None
+        self.owner: HistoryStore | None = None
 
 
 class HistoryStore:
@@ -195,7 +212,7 @@ class HistoryStore:
         folder: Path,
         engine_id: str,
         *,
-        batch_delay: float = 0.05,
+        batch_delay: float = 0.2,
         busy_timeout: float = 30.0,
         idle_timeout: float = 1.0,
     ) -> None:
@@ -384,9 +401,18 @@ class HistoryStore:
     def _take(self, job: Job, snap: tuple[Any, ...], now: float) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (writer thread)."""
         status, attempts, submitted, started, finished, result, exc, tb, reason, pid = snap
-        state = self._states.get(job)
-        if state is None:
-            state = self._states[job] = _JobState(job)
+        # The job carries the state of its first store (a slot: a weak-key lookup per change cost
+        # more than the rest of this method); any other store keeps its own in a weak dict.
+        state = job._history
+        if state is None or state.owner is not self:
+            state = self._states.get(job)
+            if state is None:
+                state = _JobState(job)
+                state.owner = self
+                if job._history is None:
+                    job._history = state
+                else:
+                    self._states[job] = state
         run = state.run
         rank = _RANK.get(status, 2)
         # Which attempt this snapshot is about: a pending job waits for its next attempt, a
@@ -411,7 +437,7 @@ class HistoryStore:
                 self._dirty[id(run)] = run
             run = state.run = _new_run(state, self.engine_id, local)
             state.local = local
-        value = str(status)
+        value = status._value_
         run["status"] = value
         run["_rank"] = rank
         transitions = run["transitions"]
@@ -451,11 +477,11 @@ class HistoryStore:
                     state.base = highest.get(state.name, 0)
                 attempt = state.base + run["_local"]
                 highest[state.name] = max(highest.get(state.name, 0), attempt)
-                row = {c: run[c] for c in _WRITTEN}
-                row["attempt"] = attempt
+                run["attempt"] = attempt
                 # Statuses are plain words and times finite floats: no need for json here.
-                steps = ",".join(f'["{status}",{t!r}]' for status, t in run["transitions"])
-                row["transitions"] = f"[{steps}]"
+                steps = ",".join([f'["{status}",{t!r}]' for status, t in run["transitions"]])
+                row = _row(run)
+                row[_TRANSITIONS] = f"[{steps}]"
                 params.append(row)
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -648,22 +674,27 @@ class HistoryStore:
 
 # helpers ---------------------------------------------------------------------------------------
 def _new_run(state: _JobState, engine_id: str, local: int) -> dict[str, Any]:
-    run = dict.fromkeys(_WRITTEN)
-    run.update(
-        engine_id=engine_id,
-        name=state.name,
-        backend=state.backend,
-        kind=state.kind,
-        description=state.description,
-        requires=state.requires,
-        detached=0,
-        transitions=[],
-        _state=state,
-        _local=local,
-        _rank=0,
-        _ran=False,
-        _end=None,
-    )
+    template = state.template
+    if template is None:
+        # What every run of this job shares, built once per job rather than once per run.
+        template = state.template = dict.fromkeys(_WRITTEN)
+        template.update(
+            engine_id=engine_id,
+            name=state.name,
+            backend=state.backend,
+            kind=state.kind,
+            description=state.description,
+            requires=state.requires,
+            log_path=state.log_path,
+            detached=0,
+            _state=state,
+            _rank=0,
+            _ran=False,
+            _end=None,
+        )
+    run = template.copy()
+    run["transitions"] = []
+    run["_local"] = local
     return run
 
 
@@ -709,8 +740,7 @@ def _complete(run: dict[str, Any], job: Job) -> None:
         run["pid_start_time"] = getattr(job, "pid_start_time", None)
     run["detached"] = 1 if getattr(job, "detach", False) else 0
     run["identity"] = getattr(job, "identity", None)
-    log_path = job.log_path
-    run["log_path"] = str(log_path) if log_path is not None else None
+    run["log_path"] = run["_state"].log_path
 
 
 def _error(exc: BaseException | None) -> str | None:
