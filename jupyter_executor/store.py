@@ -137,8 +137,17 @@ class _JobState:
     """What the writer thread remembers of one job: its latest run (writer thread only)."""
 
     __slots__ = (
-        "backend", "base", "description", "kind", "local", "log_path", "name", "requires", "run",
-        "owner", "template",
+        "backend",
+        "base",
+        "description",
+        "kind",
+        "local",
+        "log_path",
+        "name",
+        "owner",
+        "requires",
+        "run",
+        "template",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
@@ -403,7 +412,7 @@ class HistoryStore:
         status, attempts, submitted, started, finished, result, exc, tb, reason, pid = snap
         # The job carries the state of its first store (a slot: a weak-key lookup per change cost
         # more than the rest of this method); any other store keeps its own in a weak dict.
-        state = job._history
+        state: _JobState | None = job._history
         if state is None or state.owner is not self:
             state = self._states.get(job)
             if state is None:
