@@ -552,6 +552,11 @@ class CellJob(Job):
         """The first line of the cell."""
         return _describe_cell(self.cell)
 
+    @property
+    def source(self) -> str:
+        """The whole cell as written: what the history records (and resuming compares)."""
+        return self.cell.raw
+
     def default_name(self) -> str:
         """Cells without a name are called ``cell``, ``cell-2``, ..."""
         return "cell"

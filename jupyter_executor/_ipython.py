@@ -82,8 +82,13 @@ def submit_cell(
     retries: int,
     timeout: float | None,
     forever: bool,
+    lifecycle: Mapping[str, Any] | None = None,
 ) -> None:
-    """``%%job``: analyse the cell, submit it, show its view."""
+    """``%%job``: analyse the cell, submit it, show its view.
+
+    ``lifecycle`` holds the long-running options (``every``, ``restart``, ``inputs``...) as
+    :class:`~jupyter_executor.Job` takes them.
+    """
     from ._cell import CellJob
 
     engine = _engine()
@@ -110,11 +115,17 @@ def submit_cell(
             retries=retries,
             timeout=timeout,
             forever=forever,
+            **(lifecycle or {}),
         )
         engine.submit(job, replace=replace)
     except (JupyterExecutorError, ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(exc)) from None
     _show_job(shell, job)
+
+
+def _one_line(exc: BaseException) -> str:
+    # A UsageError is shown as one line; some messages (croniter's) could span several.
+    return " ".join(str(exc).split())
 
 
 def submit_command(
@@ -128,8 +139,9 @@ def submit_command(
     forever: bool,
     env: Mapping[str, str],
     cwd: Path | None,
+    lifecycle: Mapping[str, Any] | None = None,
 ) -> None:
-    """``%job``: submit a script or shell command, show its view."""
+    """``%job``: submit a script or shell command, show its view (see :func:`submit_cell`)."""
     from .job import Job
 
     engine = _engine()
@@ -143,12 +155,13 @@ def submit_command(
             forever=forever,
             env=dict(env) or None,
             cwd=cwd,
+            **(lifecycle or {}),
         )
         if requires:
             job.requires(list(requires))
         engine.submit(job, replace=replace)
     except (JupyterExecutorError, ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(exc)) from None
     _show_job(shell, job)
 
 
@@ -198,7 +211,25 @@ def describe(job: Any, lines: int = 0) -> str:
         text.append(f"-> {info.result}")
     elif info.error:
         text.append(info.error)
+    text.extend(_lifecycle_notes(info))
     return "\n".join(text)
+
+
+def _lifecycle_notes(info: Any) -> list[str]:
+    """``next run at ...``, ``restarting (2)``, ``serving at URL`` for long-running jobs."""
+    notes = []
+    if info.next_run is not None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.next_run))
+        notes.append(f"next run at {stamp}")
+    if info.restarts:
+        notes.append(
+            f"restarting ({info.restarts})"
+            if info.status in ("pending", "running")
+            else f"restarted {info.restarts} times"
+        )
+    if info.url:
+        notes.append(f"serving at {info.url}")
+    return notes
 
 
 # -- %jobs ----------------------------------------------------------------------------------------
@@ -229,6 +260,8 @@ def text_table(engine: Any) -> str:
     for job in jobs:
         info = job.info()
         last = info.error or (f"-> {info.result}" if info.result is not None else info.last_line)
+        if info.status == "pending":
+            last = "; ".join(_lifecycle_notes(info)) or last  # when it runs next, not its past
         took = f"{info.duration:.1f}s" if info.duration is not None else ""
         rows.append((info.name, info.status, info.backend, took, (last or "")[:60]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -239,14 +272,29 @@ def text_table(engine: Any) -> str:
 
 
 def jobs_command(
-    shell: Any, command: str, names: Sequence[str], *, lines: int, timeout: float | None
+    shell: Any,
+    command: str,
+    names: Sequence[str],
+    *,
+    lines: int,
+    timeout: float | None,
+    run: int | None = None,
 ) -> Any:
     """``%jobs COMMAND [NAME ...]``."""
     engine = _engine()
+    try:
+        # History and logs outlive the kernel: NAME may be a job of an earlier kernel.
+        if command == "history":
+            return engine.history(names[0] if names else None)
+        if command == "log":
+            _print_log(engine, names[0], run)
+            return None
+    except JupyterExecutorError as exc:
+        raise UsageError(_one_line(exc)) from None
     jobs = [_job(engine, n) for n in names]
     try:
         if command == "list":
-            return engine.list()
+            return engine.list(next_run=True)
         if command == "wait":
             _wait(engine, jobs, timeout)
         elif command == "cancel":
@@ -259,8 +307,6 @@ def jobs_command(
             text = jobs[0].tail(lines)
             if text:
                 print(text)
-        elif command == "log":
-            _print_log(jobs[0])
         elif command == "remove":
             for job in jobs:
                 engine.remove(job)
@@ -302,14 +348,33 @@ def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
             print(f"job {info.name!r} {info.status}: {info.error}")
 
 
-def _print_log(job: Any) -> None:
-    path = job.log_path
-    out = job._output
-    if out is not None:
-        out.flush()
-    if path is None or not Path(path).exists():
-        print(f"job {job.name!r} has no log yet")
+def _print_log(engine: Any, name: str, run: int | None) -> None:
+    """Print the log of ``name``'s latest run, or of its ``run``-th kept run (1 = oldest)."""
+    job = engine.jobs.get(name)
+    if job is not None:
+        files = job.logs()  # flushes what the job wrote so far
+    else:
+        from ._logs import logs_of
+
+        path = engine.log_path(name)
+        files = logs_of(path.parent, path.stem)
+        if not files:
+            known = ", ".join(list(engine.jobs)[:10]) or "none"
+            msg = f"no job named {name!r} (jobs: {known}) and no log of it in {path.parent}"
+            raise UsageError(msg)
+    if not files:
+        print(f"job {name!r} has no log yet")
         return
+    if run is None:
+        run = -1
+    if not -len(files) <= run <= len(files):
+        which = "1 log" if len(files) == 1 else f"{len(files)} logs"
+        msg = (
+            f"--run {run}: job {name!r} has {which} kept (--run 1 to {len(files)}, oldest "
+            f"first, or -1 to -{len(files)} from the latest)"
+        )
+        raise UsageError(msg)
+    path = files[run - 1 if run > 0 else run]
     print(Path(path).read_text(encoding="utf-8", errors="replace"), end="")
 
 

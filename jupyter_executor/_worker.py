@@ -5,12 +5,16 @@ Protocol, over pipes: the parent writes length-prefixed cloudpickle frames to th
 stdout with frames ``("out", stream, text)`` while the job prints and one ``("ok", result)`` or
 ``("error", exception_or_None, message, traceback_text)`` at the end. File descriptor 1 itself is
 pointed at stderr, so output written by C code still reaches the parent (through stderr) and can
-never corrupt the frames. The worker exits when its stdin closes: it cannot outlive the kernel.
+never corrupt the frames. The worker exits when its stdin closes, and, while a job runs, when the
+kernel dies (even by SIGKILL): it cannot outlive the kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import struct
 import sys
 import threading
@@ -18,6 +22,7 @@ import traceback
 from typing import Any, BinaryIO
 
 _HEADER = struct.Struct("!Q")
+_PR_SET_PDEATHSIG = 1
 
 
 def read_frame(stream: BinaryIO) -> bytes | None:
@@ -62,9 +67,37 @@ class _Forward:
         return False
 
 
+def _die_with_the_kernel() -> None:
+    """Stop this worker and what its job started when the engine's thread (the kernel) dies.
+
+    The worker runs in its own session, so that a kernel interrupt does not kill it; nothing
+    then stops it while a job runs if the kernel is killed (its stdin is read only between
+    jobs). Linux signals it when the thread that started it dies; on that SIGTERM (also the
+    engine's way to cancel) the whole group is terminated: the job's own child processes too.
+    """
+
+    def stop_group(*_: object) -> None:
+        # Ignored while the group is signalled, so that this worker cannot die half-way (a
+        # second SIGTERM) and leave the job's children behind; then it ends as if unhandled.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(0, signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if os.getpgid(0) != os.getpid():
+        return  # not the leader of its own group (started by hand): leave the group alone
+    signal.signal(signal.SIGTERM, stop_group)
+    with contextlib.suppress(Exception):  # not Linux: it still exits when its stdin closes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # A kernel that died before the request took effect closed our stdin: the first read
+    # returns nothing and the worker exits.
+
+
 def main() -> None:
     import cloudpickle
 
+    _die_with_the_kernel()
     channel = _Channel(os.dup(1))
     os.dup2(2, 1)
     sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment,unused-ignore]

@@ -1126,8 +1126,14 @@ class Engine:
         if job is _current_job.get():
             msg = f"job {job.name!r} cannot wait for itself"
             raise SubmitError(msg)
-        if not job.done():
-            concurrent.futures.wait([job.future], timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # A job that restarts (or runs on a schedule) resolves its future at the end of each
+        # run and gets a new one for the next: wait until it has finished for good.
+        while not job.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            concurrent.futures.wait([job.future], left)
         return job.status is Status.DONE
 
     async def gather(self, *jobs: Job | str) -> builtins.list[Any]:

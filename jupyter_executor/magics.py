@@ -21,9 +21,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
+from .job import RESTART_POLICIES
+
 __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 CELL_BACKENDS = ("thread", "async", "process", "dask")
+JOBS_COMMANDS = (
+    "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear",
+)  # fmt: skip
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -55,6 +60,23 @@ def _seconds(text: str) -> float:
         value = float("nan")
     if not value > 0 or value == float("inf"):
         msg = f"takes a positive number of seconds (90, 1.5, 5m, 2h), not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _delay(text: str) -> float:
+    if text.strip() in {"0", "0.0", "0s"}:
+        return 0.0  # a restart delay may be zero; a timeout may not
+    return _seconds(text)
+
+
+def _run_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0:
+        msg = f"takes a run number: 1 is the oldest log kept, -1 the latest; not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -124,6 +146,65 @@ class JobMagics(Magics):
         help="an environment variable for the script (repeatable; scripts only)",
     )
     @argument("--cwd", metavar="DIR", help="the script's working directory (scripts only)")
+    @argument(
+        "--every",
+        metavar="PERIOD",
+        help='run again every PERIOD: "30 s", "2 min", "1h30m", "1 day" (quote it); a run '
+        "still going at its next time is not started twice",
+    )
+    @argument(
+        "--cron",
+        metavar="EXPR",
+        help='run on a cron schedule, local time: "*/5 * * * *" (quote it)',
+    )
+    @argument(
+        "--start",
+        metavar="WHEN",
+        help='first run at WHEN: "2026-11-22 06:00", "08:00", ISO with a time zone (quote '
+        "it); alone, the job runs once then",
+    )
+    @argument(
+        "--restart",
+        choices=RESTART_POLICIES,
+        help="run again when the job ends: no (default), on-failure, always",
+    )
+    @argument(
+        "--restart-delay",
+        type=_delay,
+        metavar="SECONDS",
+        help="wait before a restart (default 1 s), doubled after each consecutive failure",
+    )
+    @argument(
+        "--max-restarts",
+        type=_count,
+        metavar="N",
+        help="stop restarting after N restarts; the job keeps its last run's outcome (a "
+        "crashing job stays failed with its last error)",
+    )
+    @argument(
+        "--detach",
+        action="store_true",
+        help="scripts only: keep running when the kernel stops or dies; a later kernel's "
+        "engine on the same folder re-attaches to it",
+    )
+    @argument(
+        "--inputs",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PATH",
+        help="files (globs allowed) the job reads: with --outputs, the job is skipped as "
+        '"up to date" when its outputs are newer',
+    )
+    @argument(
+        "--outputs",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PATH",
+        help="files (globs allowed) the job must write; missing ones fail it",
+    )
+    @argument("--force", action="store_true", help="run even when the outputs are up to date")
     @line_cell_magic
     def job(self, line: str, cell: str | None = None) -> Any:
         """Run a cell, a script or a shell command as a background job.
@@ -144,8 +225,10 @@ class JobMagics(Magics):
 
         ``%job SCRIPT [ARGS ...] [options]`` runs a script in a subprocess: ``.py`` with this
         kernel's Python, ``.sh`` with bash, ``.R`` with Rscript, any other executable file
-        directly. ``%job "shell command" [options]`` (quoted) runs a shell command. Options
-        may appear anywhere after the script; arguments after ``--`` all go to the script.
+        directly. ``%job "shell command" [options]`` (quoted) runs a shell command. A script's
+        job is named after it (``etl`` for ``scripts/etl.py``) unless ``--name`` is given; run
+        the line again once that job is finished and it runs again under the same name, as a
+        new run in its history.
 
         Examples::
 
@@ -162,7 +245,31 @@ class JobMagics(Magics):
             %job scripts/etl.py --day 2026-11-20 --name etl --env TOKEN=abc --cwd data/
             %job "make -j2 all" --name build
 
-        See ``%jobs?`` to list, wait for, cancel and inspect jobs.
+        Long-running jobs. ``--every``/``--cron`` run a job on a schedule (``--start`` sets the
+        first time; ``--start`` alone runs it once at that time); ``%jobs cancel NAME`` also
+        stops its future runs. ``--restart on-failure|always`` runs it again when it ends (a
+        poller, a server), with ``--restart-delay`` doubling after each consecutive failure and
+        at most ``--max-restarts`` restarts. ``%job SCRIPT --detach`` keeps a script running
+        when the kernel restarts or dies; the next kernel's engine (same folder) shows it again,
+        follows its log and records its exit. ``--inputs``/``--outputs`` make a job make-like:
+        it is marked done ("up to date") without running when its outputs are newer than its
+        inputs (``--force`` runs it anyway), and fails, naming them, when it does not write its
+        outputs. Paths are relative to ``--cwd``, else to the kernel's working directory.
+
+            %job scrape.py --every "2 min"
+            %job daily.R --every "1 day" --start "2026-11-22 06:00"
+            %job srv.py --detach --name srv
+            %job fit.py --inputs data.csv params.json --outputs model.pkl
+
+            %%job poller --restart always --restart-delay 30 --max-restarts 10
+            poll_api()
+
+        ``%job``: options may appear anywhere after the script, and arguments after ``--`` all
+        go to the script; an option with several values (``--requires``, ``--inputs``,
+        ``--outputs``) takes the words up to the next option, so give the script's own
+        arguments before it or after ``--``.
+
+        See ``%jobs?`` to list, wait for, cancel and inspect jobs, their history and logs.
         """
         if cell is None:
             return self._script_job(line)
@@ -181,6 +288,12 @@ class JobMagics(Magics):
                 "list requirements after --requires"
             )
             raise UsageError(msg)
+        if args.detach:
+            msg = (
+                "--detach is for scripts (%job SCRIPT --detach): a cell runs inside the kernel "
+                "and cannot outlive it"
+            )
+            raise UsageError(msg)
         name = _one_name(args.words[0] if args.words else None, args.name_option)
         from . import _ipython
 
@@ -193,6 +306,7 @@ class JobMagics(Magics):
             retries=args.retries,
             timeout=args.timeout,
             forever=args.forever,
+            lifecycle=_lifecycle(args),
         )
 
     # -- %job --------------------------------------------------------------------------------
@@ -218,13 +332,14 @@ class JobMagics(Magics):
         return _ipython.submit_command(
             self.shell,
             command,
-            name=args.name_option,
+            name=_one_name(None, args.name_option) or _script_name(script),
             requires=_names(args.requires),
             retries=args.retries,
             timeout=args.timeout,
             forever=args.forever,
             env=dict(args.env or ()),
             cwd=cwd,
+            lifecycle=_lifecycle(args),
         )
 
     # -- %jobs -------------------------------------------------------------------------------
@@ -234,25 +349,45 @@ class JobMagics(Magics):
         "command",
         nargs="?",
         default=None,
-        choices=("list", "wait", "cancel", "rerun", "tail", "log", "remove", "clear"),
+        choices=JOBS_COMMANDS,
         metavar="COMMAND",
-        help="list | wait | cancel | rerun | tail | log | remove | clear (none: the dashboard)",
+        help=" | ".join(JOBS_COMMANDS) + " (none: the dashboard)",
     )
     @argument("names", nargs="*", metavar="NAME", help="the jobs the command is about")
     @argument("-n", type=_count, default=20, metavar="LINES", help="lines shown by tail")
     @argument("--timeout", type=_seconds, metavar="SECONDS", help="give up waiting after this")
+    @argument(
+        "--run",
+        type=_run_number,
+        metavar="N",
+        help="log: the log of the N-th run among those kept (1 = oldest kept, -1 = latest)",
+    )
     @line_magic
     def jobs(self, line: str) -> Any:
         """Show and control the engine's jobs.
 
         ``%jobs``                  the live dashboard (a text table in terminal IPython)
-        ``%jobs list``             ``engine.list()``: a DataFrame with one row per job
+        ``%jobs list``             ``engine.list(next_run=True)``: a DataFrame with one row per
+                                   job (with next_run, restarts and url columns)
         ``%jobs wait [NAME ...]``  block until those jobs (default: every job that is not
-                                   ``--forever``) are finished; ■ stops the waiting, not the jobs
-        ``%jobs cancel NAME ...``  stop jobs (their dependents are cancelled too)
+                                   ``--forever``, scheduled or restarted always) are finished;
+                                   ■ stops the waiting, not the jobs
+        ``%jobs cancel NAME ...``  stop jobs (their dependents are cancelled too); a scheduled
+                                   or restarting job also stops its future runs
         ``%jobs rerun NAME``       run a finished job again
         ``%jobs tail NAME [-n 50]`` the last lines a job printed
-        ``%jobs log NAME``         the job's whole log file
+        ``%jobs log NAME [--run N]`` the job's log file. Each run writes its own log; the
+                                   engine keeps the current one and the last archived ones
+                                   (20 by default, ``Engine(keep_logs=...)``), numbered in time
+                                   order: ``--run 1`` is the oldest log kept, ``--run 2`` the
+                                   next, ``--run -1`` the latest (the default) and ``--run -2``
+                                   the one before it. A run that was skipped as up to date
+                                   writes no log. Also works for a job of an earlier kernel
+                                   that wrote its logs in the engine's folder.
+        ``%jobs history [NAME]``   ``engine.history()``: a DataFrame with one row per run of
+                                   every job (or of NAME) recorded in the engine's folder,
+                                   across kernel restarts, oldest first: attempt, status,
+                                   times, exit code, result, error, log, pid, engine id
         ``%jobs remove NAME ...``  forget finished jobs
         ``%jobs clear``            forget every finished job
         """
@@ -266,16 +401,61 @@ class JobMagics(Magics):
                 msg = f"unknown %jobs command {names[0]!r}; see %jobs?"
                 raise UsageError(msg)
             return _ipython.show_dashboard(self.shell)
+        if args.run is not None and command != "log":
+            msg = f"--run goes with %jobs log NAME, not with %jobs {command}"
+            raise UsageError(msg)
         if command in {"cancel", "rerun", "tail", "log", "remove"} and not names:
             msg = f"%jobs {command} needs a job name: %jobs {command} NAME"
             raise UsageError(msg)
         if command in {"rerun", "tail", "log"} and len(names) > 1:
             msg = f"%jobs {command} takes one job name, not {len(names)}"
             raise UsageError(msg)
+        if command == "history" and len(names) > 1:
+            msg = f"%jobs history takes at most one job name, not {len(names)}"
+            raise UsageError(msg)
         if command in {"list", "clear"} and names:
             msg = f"%jobs {command} takes no job name"
             raise UsageError(msg)
-        return _ipython.jobs_command(self.shell, command, names, lines=args.n, timeout=args.timeout)
+        return _ipython.jobs_command(
+            self.shell, command, names, lines=args.n, timeout=args.timeout, run=args.run
+        )
+
+
+def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
+    """The long-running options given on the line, as ``Job`` keyword arguments.
+
+    Only those given: the engine's defaults stay the engine's, and its own checks (a bad
+    period, cron expression or start time) become one-line UsageErrors when submitting.
+    """
+    if args.restart in (None, "no") and (
+        args.restart_delay is not None or args.max_restarts is not None
+    ):
+        msg = "--restart-delay and --max-restarts go with --restart on-failure or always"
+        raise UsageError(msg)
+    options: dict[str, Any] = {}
+    for key in ("every", "cron", "start", "restart", "restart_delay", "max_restarts"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    for key in ("detach", "force"):
+        if getattr(args, key):
+            options[key] = True
+    for key in ("inputs", "outputs"):
+        if getattr(args, key):
+            options[key] = list(getattr(args, key))
+    return options
+
+
+def _script_name(script: list[str]) -> str | None:
+    """``%job scripts/scrape.py`` is the job ``scrape``, whose runs and logs share that name.
+
+    None for a shell command or a program on the PATH: the engine names those.
+    """
+    head = script[0]
+    if any(c.isspace() for c in head):
+        return None
+    path = Path(os.path.expanduser(head))
+    return path.stem if path.is_file() and path.stem and not path.stem.startswith("-") else None
 
 
 def _one_name(positional: str | None, option: str | None) -> str | None:
@@ -338,12 +518,17 @@ def _split_script_line(
             ours.append(token)
             i += 1
             continue
-        if i + 1 >= len(tokens):
+        if i + 1 >= len(tokens) or tokens[i + 1] == "--":
             msg = f"{option} needs a value"
             raise UsageError(msg)
-        # one value per option here (even --requires): the script's arguments come next
         ours.extend((option, tokens[i + 1]))
         i += 2
+        if action.nargs == "+":
+            # --inputs a.csv b.csv: the words up to the next option (ours, the script's, or
+            # --) are values; the script's own arguments go before such an option or after --
+            while i < len(tokens) and not tokens[i].startswith("-"):
+                ours.append(tokens[i])
+                i += 1
     return ours, script
 
 

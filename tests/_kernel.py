@@ -29,10 +29,11 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,9 @@ class Kernel:
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
         self._executions: dict[str, Execution] = {}
-        self._pids: set[int] = set()
+        # psutil.Process objects remember their start time: a recycled pid is never killed
+        self._procs: dict[int, psutil.Process] = {}
+        self._killed = False
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -168,15 +171,23 @@ class Kernel:
 
     def children(self) -> list[psutil.Process]:
         """The kernel's live descendant processes (and remembers them for shutdown)."""
+        if self._killed:
+            return []  # its pid may belong to another process by now
         try:
             procs = psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        self._pids.update(p.pid for p in procs)
+        for proc in procs:
+            self._procs.setdefault(proc.pid, proc)
         return procs
 
-    def shutdown(self) -> None:
-        """Stop the kernel and everything it started. Idempotent."""
+    def shutdown(self, *, kill_children: bool = True) -> None:
+        """Stop the kernel and everything it started. Idempotent.
+
+        ``kill_children=False`` leaves the kernel's processes to the kernel's own shutdown:
+        for a test whose jobs must outlive their kernel (detached jobs); the test then owns
+        their cleanup.
+        """
         if self._stop.is_set():
             return
         self.children()  # remember them: after the kernel dies they are re-parented to init
@@ -186,11 +197,31 @@ class Kernel:
         with contextlib.suppress(Exception):
             self.kc.stop_channels()
         with contextlib.suppress(Exception):
-            self.km.shutdown_kernel(now=False)
+            if self.km.is_alive():  # a killed kernel cannot answer a shutdown request
+                self.km.shutdown_kernel(now=False)
         with contextlib.suppress(Exception):
             if self.km.has_kernel:
                 self.km.shutdown_kernel(now=True)
-        kill_pids(self._pids)
+        if kill_children:
+            kill_processes(self._procs.values())
+
+    def kill(self, timeout: float = 10) -> None:
+        """SIGKILL the kernel process alone, as a crash or the OOM killer would.
+
+        No code runs in the kernel any more (no atexit, no engine shutdown); its child
+        processes are not touched here (what becomes of them is what such a test checks), but
+        they are remembered, so that :meth:`shutdown` still kills them afterwards.
+        """
+        self.children()
+        os.kill(self.pid, signal.SIGKILL)
+        self._killed = True
+        provisioner = self.km.provisioner
+        process = getattr(provisioner, "process", None)
+        if process is not None:
+            process.wait(timeout)  # reap it (it is our child)
+        else:  # pragma: no cover - another provisioner
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(self.pid).wait(timeout)
 
     # -- the readers -----------------------------------------------------------------------
 
@@ -299,15 +330,14 @@ class Kernel:
         self.km.interrupt_kernel()
 
 
-def kill_pids(pids: set[int]) -> None:
-    """Kill the given processes if still alive and reap them."""
-    procs = []
-    for pid in pids:
+def kill_processes(procs: Iterable[psutil.Process]) -> None:
+    """Kill the given processes if still alive (never a recycled pid) and reap them."""
+    killed = []
+    for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
-            p = psutil.Process(pid)
-            p.kill()
-            procs.append(p)
-    psutil.wait_procs(procs, timeout=5)
+            proc.kill()  # psutil checks the start time: a reused pid raises NoSuchProcess
+            killed.append(proc)
+    psutil.wait_procs(killed, timeout=5)
 
 
 @contextlib.contextmanager

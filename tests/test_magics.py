@@ -6,6 +6,7 @@ The real-kernel behaviour (output routing on iopub, widgets, interrupts) is in
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -79,12 +80,22 @@ def usage_error(fn: Any, *args: Any) -> str:
 def test_help_is_the_docstring_with_every_option(ip: InteractiveShell) -> None:
     job_help = ip.magics_manager.magics["cell"]["job"].__doc__
     assert ip.magics_manager.magics["line"]["job"].__doc__ == job_help
-    for option in ("--requires", "--retries", "--timeout", "--forever", "--backend", "--env"):
+    for option in (
+        "--requires", "--retries", "--timeout", "--forever", "--backend", "--env", "--every",
+        "--cron", "--start", "--restart", "--restart-delay", "--max-restarts", "--detach",
+        "--inputs", "--outputs", "--force",
+    ):  # fmt: skip
         assert option in job_help
     assert "%%job train --requires load" in job_help  # the examples
+    assert '%job scrape.py --every "2 min"' in job_help
+    assert "%%job poller --restart always" in job_help
     jobs_help = ip.magics_manager.magics["line"]["jobs"].__doc__
-    for command in ("list", "wait", "cancel", "rerun", "tail", "log", "remove", "clear"):
+    for command in (
+        "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear",
+    ):  # fmt: skip
         assert f"%jobs {command}" in jobs_help
+    assert "%jobs log NAME [--run N]" in jobs_help
+    assert "``--run 1`` is the oldest log kept" in jobs_help
 
 
 # -- cells ----------------------------------------------------------------------------------------
@@ -281,7 +292,54 @@ def test_r_script_without_r_is_a_clear_error(ip: InteractiveShell, tmp_path: Pat
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
+        ("ok.py --every soon", "cannot use every='soon': give a positive duration"),
+        ('ok.py --every "0 s"', "cannot use every='0 s'"),
+        ('ok.py --cron "99 * * * *"', "bad cron expression '99 * * * *'"),
+        ('ok.py --cron "* * * * *" --every "1 min"', "give every= or cron=, not both"),
+        ('ok.py --start "2001-01-01 00:00"', "start='2001-01-01 00:00' is in the past"),
+        ("ok.py --start someday", "cannot use start='someday': give a date-time"),
+        ("ok.py --restart sometimes", "invalid choice: 'sometimes'"),
+        ("ok.py --restart always --restart-delay -1", "--restart-delay: takes a positive"),
+        ("ok.py --restart always --max-restarts x", "--max-restarts: takes a whole number"),
+        ("ok.py --max-restarts 3", "--restart-delay and --max-restarts go with --restart"),
+        ("ok.py --restart-delay 5", "--restart-delay and --max-restarts go with --restart"),
+        ("ok.py --inputs", "--inputs needs a value"),
+        ("ok.py --outputs -- out.txt", "--outputs needs a value"),
+    ],
+)
+def test_long_running_script_options_usage_errors(
+    ip: InteractiveShell, tmp_path: Path, line: str, expected: str
+) -> None:
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    assert expected in usage_error(ip.run_line_magic, "job", line)
+    assert not get_engine().jobs  # nothing was submitted
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("x --detach", "--detach is for scripts (%job SCRIPT --detach)"),
+        ('x --every "every now and then"', "cannot use every='every now and then'"),
+        ("x --cron @sometimes", "bad cron expression '@sometimes'"),
+        ("x --restart on-failure --max-restarts -2", "--max-restarts: takes a whole number"),
+    ],
+)
+def test_long_running_cell_options_usage_errors(
+    ip: InteractiveShell, line: str, expected: str
+) -> None:
+    assert expected in usage_error(cell, ip, line, "1")
+    assert "x" not in get_engine().jobs
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
         ("bogus", "invalid choice: 'bogus'"),
+        ("tail x --run 2", "--run goes with %jobs log NAME, not with %jobs tail"),
+        ("log x --run 0", "--run: takes a run number: 1 is the oldest log kept, -1 the latest"),
+        ("log x --run last", "--run: takes a run number"),
+        ("history a b", "%jobs history takes at most one job name, not 2"),
+        ("log nobody", "no job named 'nobody' (jobs: none) and no log of it in"),
         ("cancel", "%jobs cancel needs a job name"),
         ("tail a b", "%jobs tail takes one job name"),
         ("list a", "%jobs list takes no job name"),
@@ -413,6 +471,176 @@ def test_a_job_can_submit_jobs(ip: InteractiveShell) -> None:
     )
     assert wait("parent").result() == 6
     assert wait("child").result() == 6
+
+
+# -- long-running jobs (issue 5) ------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_script_every_runs_periodically_and_cancel_stops_it(
+    ip: InteractiveShell, tmp_path: Path, capsys: Any
+) -> None:
+    (tmp_path / "scrape.py").write_text("print('scraped')\n")
+    ip.run_line_magic("job", 'scrape.py --every "0.3 s"')
+    job = get_engine()["scrape"]
+    assert job.backend == "subprocess"
+    time.sleep(1.2)
+    runs = job.attempts
+    assert 3 <= runs <= 5, runs
+    frame = ip.run_line_magic("jobs", "list")
+    assert {"next_run", "restarts", "url"} <= set(frame.columns)
+    assert frame.set_index("name").loc["scrape", "next_run"] is not None
+    ip.run_line_magic("jobs", "cancel scrape")
+    runs = job.attempts
+    time.sleep(0.7)
+    assert job.attempts == runs  # no future runs
+    assert job.status.value == "cancelled"
+    history = ip.run_line_magic("jobs", "history scrape")
+    # Every run, then the cancel: of the run going on, or of the next one while it waited.
+    statuses = list(history["status"])
+    assert statuses == ["done"] * (len(statuses) - 1) + ["cancelled"]
+    assert len(statuses) in (runs, runs + 1)
+    assert set(history["name"]) == {"scrape"}
+    capsys.readouterr()
+    ip.run_line_magic("jobs", "log scrape --run 1")
+    assert capsys.readouterr().out == "scraped\n"
+
+
+def test_script_cron_and_one_shot_start_show_their_next_run(
+    ip: InteractiveShell, tmp_path: Path, capsys: Any
+) -> None:
+    (tmp_path / "daily.py").write_text("print('daily')\n")
+    ip.run_line_magic("job", 'daily.py --cron "0 6 * * *" --name daily')
+    ip.run_line_magic("job", 'daily.py --start "2099-01-02 03:04" --name once')
+    engine = get_engine()
+    deadline = time.monotonic() + 5
+    while not (engine["daily"].next_run and engine["once"].next_run):
+        assert time.monotonic() < deadline, "no next run time"
+        time.sleep(0.02)
+    assert time.strftime("%H:%M", time.localtime(engine["daily"].next_run)) == "06:00"
+    once = engine["once"].next_run
+    assert time.strftime("%Y-%m-%d %H:%M", time.localtime(once)) == "2099-01-02 03:04"
+    capsys.readouterr()
+    ip.run_line_magic("jobs", "")  # the terminal's table says when they run
+    table = capsys.readouterr().out
+    assert "next run at 2099-01-02 03:04:00" in table
+    assert " 06:00:00" in table
+    ip.run_line_magic("jobs", "cancel daily once")
+    assert engine["once"].status.value == "cancelled"
+    assert engine["once"].attempts == 0
+
+
+@pytest.mark.timeout(30)
+def test_cell_restart_always_with_delay_and_max_restarts(ip: InteractiveShell) -> None:
+    ip.user_ns["polls"] = 0
+    cell(ip, "poller --restart always --restart-delay 0.05 --max-restarts 2", "polls += 1\npolls")
+    job = wait("poller")
+    assert job.status.value == "done"
+    assert job.result() == 3  # the first run and two restarts, in the notebook's namespace
+    assert job.restarts == 2
+    assert ip.user_ns["polls"] == 3
+
+
+@pytest.mark.timeout(30)
+def test_cell_restart_on_failure_stops_with_its_last_error(ip: InteractiveShell) -> None:
+    ip.user_ns["tries"] = 0
+    cell(
+        ip,
+        "flaky --restart on-failure --restart-delay 0 --max-restarts 1",
+        "tries += 1\nraise RuntimeError(f'try {tries}')",
+    )
+    job = wait("flaky")
+    assert job.status.value == "failed"
+    assert job.info().error == "RuntimeError: try 2"
+    assert [p.error for p in job.previous] == ["RuntimeError: try 1"]
+    assert job.restarts == 1
+
+
+@pytest.mark.timeout(30)
+def test_script_detach_runs_detached_and_cancel_stops_it(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    (tmp_path / "srv.py").write_text(
+        "import time\nprint('serving', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+    )
+    ip.run_line_magic("job", "srv.py --detach")
+    engine = get_engine()
+    job = engine["srv"]
+    assert job.detach
+    deadline = time.monotonic() + 10
+    while "serving" not in job.tail():  # the log file, followed into the tail
+        assert time.monotonic() < deadline, "no output from the detached script"
+        time.sleep(0.05)
+    pid = job.pid
+    assert pid is not None and psutil.pid_exists(pid)
+    run = engine.history("srv").iloc[-1]
+    assert bool(run["detached"]) and run["pid"] == pid  # known before the kernel could die
+    ip.run_line_magic("jobs", "cancel srv")  # the engine's shutdown would leave it running
+    assert wait("srv").status.value == "cancelled"
+    with contextlib.suppress(psutil.NoSuchProcess):  # else gone and reaped already
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.timeout(30)
+def test_inputs_outputs_skip_up_to_date_jobs_and_force_runs_them(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    (tmp_path / "data.csv").write_text("1\n2\n")
+    (tmp_path / "params.json").write_text("{}\n")
+    (tmp_path / "fit.py").write_text(
+        "import sys\nopen('model.pkl', 'w').write('model')\nprint('fit', sys.argv[1:])\n"
+    )
+    # several values after --inputs; the script's own argument goes before our options
+    line = "fit.py 7 --inputs data.csv params.json --outputs model.pkl"
+    ip.run_line_magic("job", line)
+    job = wait("fit")
+    assert job.result() == 0 and job.tail() == "fit ['7']"
+    ip.run_line_magic("job", line)
+    job = wait("fit")
+    assert job.status.value == "done" and job.result() == "up to date"
+    assert job.tail() == ""  # it did not run
+    ip.run_line_magic("job", line + " --force")
+    assert wait("fit").tail() == "fit ['7']"
+
+    cell(ip, "report --inputs model.pkl --outputs report.txt", "open('report.txt', 'w')\n'ok'")
+    assert wait("report").result() == "ok"
+    cell(ip, "report --inputs model.pkl --outputs report.txt", "'ran again'")
+    assert wait("report").result() == "up to date"
+    cell(ip, "forgetful --outputs nothing.txt", "1")
+    assert wait("forgetful").info().error == (
+        "MissingOutputs: job 'forgetful' succeeded but did not produce its declared outputs: "
+        "nothing.txt"
+    )
+
+
+@pytest.mark.timeout(30)
+def test_jobs_log_run_picks_a_run_and_works_for_jobs_no_longer_listed(
+    ip: InteractiveShell, capsys: Any
+) -> None:
+    ip.user_ns["n"] = 0
+    cell(ip, "count", "n += 1\nprint('run', n)")
+    wait("count")
+    for _ in range(2):
+        ip.run_line_magic("jobs", "rerun count")
+        wait("count")
+    assert len(get_engine()["count"].logs()) == 3
+    capsys.readouterr()
+    for run, expected in (("1", 1), ("2", 2), ("3", 3), ("-1", 3), ("-3", 1)):
+        ip.run_line_magic("jobs", f"log count --run {run}")
+        assert capsys.readouterr().out == f"run {expected}\n"
+    ip.run_line_magic("jobs", "log count")  # the latest
+    assert capsys.readouterr().out == "run 3\n"
+    message = usage_error(ip.run_line_magic, "jobs", "log count --run 4")
+    assert "--run 4: job 'count' has 3 logs kept (--run 1 to 3, oldest first" in message
+    assert "-3 from the latest" in message
+    history = ip.run_line_magic("jobs", "history")
+    assert list(history["name"]) == ["count"] * 3
+    assert list(history["status"]) == ["done"] * 3
+    # An earlier kernel's job: no longer in the engine, its logs and history still on disk.
+    ip.run_line_magic("jobs", "remove count")
+    ip.run_line_magic("jobs", "log count --run 2")
+    assert capsys.readouterr().out == "run 2\n"
+    assert len(ip.run_line_magic("jobs", "history count")) == 3
 
 
 # -- terminal echo and unloading ------------------------------------------------------------------
