@@ -36,7 +36,11 @@ _T = TypeVar("_T")
 _MARK = "@@jupyter-executor "
 
 #: %%job options that take one value (the magics' parser); --requires takes several.
-_VALUED = {"--name", "--backend", "--retries", "--timeout", "--env", "--cwd"}
+_VALUED = {
+    "--name", "--backend", "--retries", "--timeout", "--env", "--cwd", "--every", "--cron",
+    "--start", "--restart", "--restart-delay", "--max-restarts",
+}  # fmt: skip
+_MULTI = {"--inputs", "--outputs"}  # several values each, like --requires
 
 _WATCH = r"""
 def _jupyter_executor_watch():
@@ -149,6 +153,9 @@ def _parse_job_line(line: str) -> tuple[str | None, tuple[str, ...]]:
         elif token.startswith("--"):
             if option in _VALUED and not eq:
                 i += 1
+            elif option in _MULTI and not eq:
+                while i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                    i += 1
         elif name is None:
             name = token
         i += 1

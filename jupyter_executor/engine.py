@@ -1444,8 +1444,24 @@ class Engine:
         self._loop.create_task(watch())
 
     def _reattach(self) -> None:
-        """Take back the detached jobs that an earlier kernel left running in this folder."""
+        """Take back the detached jobs that an earlier kernel left running in this folder.
+
+        Also closes the runs of attached processes that died with their kernel (their
+        supervisor killed them): without this they would stay "running" in the history.
+        """
         from .backends.subprocess import exit_file_of
+
+        for row in self._store.running_attached():
+            if row.get("engine_id") != self.id and not _same_process(
+                row.get("pid"), row.get("pid_start_time")
+            ):
+                self._store.record_exit(
+                    row["id"],
+                    "failed",
+                    None,
+                    time.time(),
+                    "its process is gone: the kernel died while it ran",
+                )
 
         for row in self._store.running_detached():
             name = row["name"]

@@ -483,7 +483,9 @@ class HistoryStore:
             for run in runs:
                 state: _JobState = run["_state"]
                 if state.base is None:
-                    state.base = highest.get(state.name, 0)
+                    # Continue after the highest attempt recorded for this name and engine; a
+                    # replacing job's attempts already count its predecessor's runs.
+                    state.base = max(0, highest.get(state.name, 0) - run["_local"] + 1)
                 attempt = state.base + run["_local"]
                 highest[state.name] = max(highest.get(state.name, 0), attempt)
                 run["attempt"] = attempt
@@ -623,6 +625,13 @@ class HistoryStore:
             (name, identity),
         )
         return rows[0] if rows else None
+
+    def running_attached(self) -> list[dict[str, Any]]:
+        """Attached runs with a process and no end recorded (maybe of a kernel that died)."""
+        return self._query(
+            "SELECT * FROM runs WHERE detached = 0 AND finished IS NULL AND pid IS NOT NULL"
+            + _ORDER
+        )
 
     def running_detached(self) -> list[dict[str, Any]]:
         """Detached runs (any engine) with no end recorded: candidates for re-attaching."""

@@ -325,10 +325,6 @@ def test_missing_outputs_and_inputs_fail_naming_them(engine: Engine, tmp_path: P
     assert list(engine.history("orphan")["status"]) == ["failed"]
 
 
-@pytest.mark.xfail(
-    reason="engine bug, reported: before=/after= are stored on the job but never called",
-    strict=True,
-)
 @pytest.mark.timeout(30)
 def test_before_and_after_hooks_wrap_each_run(engine: Engine) -> None:
     order: list[str] = []

@@ -16,6 +16,16 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "TaskBackend"]
 
 
+async def _call_hook(hook: Any, job: Job) -> None:
+    """Run a before=/after= hook: a coroutine function on the loop, a function in a thread."""
+    if inspect.iscoroutinefunction(hook):
+        await hook(job)
+        return
+    result = await asyncio.to_thread(hook, job)
+    if inspect.isawaitable(result):
+        await result
+
+
 class Backend:
     """A way of running jobs. The engine calls every method on its loop thread.
 
@@ -72,10 +82,15 @@ class TaskBackend(Backend):
         while current is not None:
             _current_job.set(current)  # the task runs in a copy of the context: this stays local
             try:
+                life = current._life
+                if life is not None and life.before is not None:
+                    await _call_hook(life.before, current)
                 if self.direct_coroutines and current.kind == "coroutine":
                     result = await current.target  # one coroutine frame less per job
                 else:
                     result = await self.execute(current)
+                if life is not None and life.after is not None:
+                    await _call_hook(life.after, current)
             except asyncio.CancelledError:
                 engine._finish(current, cancelled=True)
                 return

@@ -39,6 +39,12 @@ def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
     )
 
 
+def _call_hook(hook: Any, job: Job) -> None:
+    result = hook(job)
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
+
+
 class ThreadBackend(Backend):
     """Runs callables in worker threads created on demand, up to the backend's limit."""
 
@@ -95,12 +101,17 @@ class ThreadBackend(Backend):
                 if job._cancel_requested:
                     raise JobThreadCancelled
                 args, kwargs = resolve_args(job)
+                life = job._life
+                if life is not None and life.before is not None:
+                    _call_hook(life.before, job)
                 if job.kind == "coroutine function":
                     result = asyncio.run(job.target(*args, **kwargs))
                 else:
                     result = job.target(*args, **kwargs)
                     if inspect.iscoroutine(result):
                         result = asyncio.run(result)
+                if life is not None and life.after is not None:
+                    _call_hook(life.after, job)
             except JobThreadCancelled:
                 cancelled = True
             except BaseException as e:
