@@ -27,7 +27,7 @@ __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 CELL_BACKENDS = ("thread", "async", "process", "dask")
 JOBS_COMMANDS = (
-    "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear",
+    "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear", "flow",
 )  # fmt: skip
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -390,6 +390,9 @@ class JobMagics(Magics):
                                    times, exit code, result, error, log, pid, engine id
         ``%jobs remove NAME ...``  forget finished jobs
         ``%jobs clear``            forget every finished job
+        ``%jobs flow FILE.py NAME`` run the flow NAME of FILE.py (a function decorated with
+                                   ``@flow``) as a background job ``flow:NAME`` whose jobs join
+                                   this engine; ``%jobs flow FILE.py`` lists its flows
         """
         args = _parse(self, "jobs", _split(line))
         from . import _ipython
@@ -401,6 +404,8 @@ class JobMagics(Magics):
                 msg = f"unknown %jobs command {names[0]!r}; see %jobs?"
                 raise UsageError(msg)
             return _ipython.show_dashboard(self.shell)
+        if command == "flow":
+            return _flow_command(names)
         if args.run is not None and command != "log":
             msg = f"--run goes with %jobs log NAME, not with %jobs {command}"
             raise UsageError(msg)
@@ -419,6 +424,29 @@ class JobMagics(Magics):
         return _ipython.jobs_command(
             self.shell, command, names, lines=args.n, timeout=args.timeout, run=args.run
         )
+
+
+def _flow_command(words: list[str]) -> Any:
+    """``%jobs flow FILE.py [NAME]``: list a file's flows, or submit one as a job."""
+    from ._flow import UnknownFlow, find_flow, load_flows
+    from .engine import get_engine
+
+    if not words or len(words) > 2:
+        msg = "%jobs flow takes a file and a flow name: %jobs flow flows.py NAME"
+        raise UsageError(msg)
+    path = Path(os.path.expanduser(words[0]))
+    if not path.is_file():
+        msg = f"no flow file {words[0]!r}"
+        raise UsageError(msg)
+    try:
+        if len(words) == 1:
+            return sorted(load_flows(path))
+        return find_flow(path, words[1]).submit(get_engine())
+    except UnknownFlow as exc:
+        raise UsageError(str(exc).replace("\n", " ")) from None
+    except SyntaxError as exc:
+        msg = f"{words[0]} is not valid Python: {exc.msg} (line {exc.lineno})"
+        raise UsageError(msg) from None
 
 
 def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:

@@ -691,3 +691,27 @@ def test_dask_backend_ships_inputs_and_writes_outputs_back(ip: InteractiveShell)
     assert job.result() == 60, job.traceback
     assert ip.user_ns["total"] == 6
     assert "on dask 6" in job.tail()
+
+
+# -- flows ----------------------------------------------------------------------------------------
+
+
+def test_jobs_flow_lists_and_submits_a_flow_file(ip: InteractiveShell, tmp_path: Path) -> None:
+    flows = tmp_path / "flows.py"
+    flows.write_text(
+        "from jupyter_executor import flow\n\n"
+        "@flow\n"
+        "async def build(engine):\n"
+        "    a = engine.submit('echo one', name='one')\n"
+        "    b = engine.submit('echo two', name='two', requires=a)\n"
+        "    await engine.gather(a, b)\n"
+        "    return b.tail()\n"
+    )
+    assert ip.run_line_magic("jobs", f"flow {flows}") == ["build"]
+    job = ip.run_line_magic("jobs", f"flow {flows} build")
+    assert job.name == "flow:build"
+    assert wait("flow:build").result() == "two"
+    assert get_engine()["one"].status == "done"  # the flow's jobs joined the engine
+    assert "its flows: build" in usage_error(ip.run_line_magic, "jobs", f"flow {flows} nope")
+    assert "no flow file" in usage_error(ip.run_line_magic, "jobs", "flow missing.py build")
+    assert "takes a file" in usage_error(ip.run_line_magic, "jobs", "flow")
