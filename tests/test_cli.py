@@ -496,8 +496,7 @@ def test_the_installed_command(work: Path) -> None:
     from importlib.metadata import entry_points
 
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
-    if "jupyter-executor" not in scripts:
-        pytest.skip("the installed metadata predates [project.scripts]: pip install -e . again")
+    assert "jupyter-executor" in scripts, "no console script: pip install -e . again"
     assert scripts["jupyter-executor"] == "jupyter_executor.cli:main"
     command = shutil.which("jupyter-executor")
     assert command is not None, "jupyter-executor is not on PATH"
