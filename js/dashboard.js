@@ -1,9 +1,9 @@
 // The live dashboard: a virtualised table of every job of an engine, fed by the model's Store.
 // The kernel sends coalesced diffs at most ~10 times a second; durations tick here, in the browser.
 import { h, setText } from "./dom.js";
-import { allowedActions, durationOf, formatClock, formatDuration, STATUSES, truncate } from "./format.js";
+import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, restartNote, STATUSES, truncate } from "./format.js";
 import { renderAnsi, stripAnsi } from "./ansi.js";
-import { badge, progressBar } from "./badge.js";
+import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { countStatuses, orderRows, parseQuery } from "./table.js";
 import { makeLayout } from "./vlist.js";
@@ -41,6 +41,7 @@ const ACTION_LABELS = { cancel: "cancel", rerun: "rerun", log: "log" };
  * @property {Record<string, HTMLElement>} cells
  * @property {number} v  row version drawn
  * @property {string} status
+ * @property {string} badge  what the status cell shows (rowBadgeKey)
  * @property {string} actions
  * @property {number} top
  */
@@ -279,7 +280,7 @@ class DashboardView {
         COLUMNS.map(([key]) => [key, h(this.doc, `div.je-cell.je-c-${key}`)]),
       );
       const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name }, Object.values(cells));
-      r = { el, cells, v: -1, status: "", actions: "", top: -1 };
+      r = { el, cells, v: -1, status: "", badge: "", actions: "", top: -1 };
       this.rendered.set(row.name, r);
       this.bodyEl.append(el);
     }
@@ -293,9 +294,12 @@ class DashboardView {
     const c = r.cells;
     const d = this.doc;
     r.el.dataset.status = row.status;
-    if (r.status !== row.status) {
-      c.status.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
-      r.status = row.status;
+    r.status = row.status;
+    const badgeKey = rowBadgeKey(row);
+    if (r.badge !== badgeKey) {
+      c.status.replaceChildren(...rowBadge(d, row));
+      c.status.title = restartNote(row); // the note may be cut off in the column
+      r.badge = badgeKey;
     }
     const name = c.name;
     name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
@@ -305,13 +309,21 @@ class DashboardView {
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
     setText(c.requires, reqs);
     c.requires.title = reqs;
-    setText(c.started, formatClock(row.started, now));
+    // A scheduled job waiting for its next run shows when, across the started and duration cells.
+    const next = nextRunText(row, now);
+    c.started.classList.toggle("je-next", Boolean(next));
+    setText(c.started, next || formatClock(row.started, now));
+    c.started.title = next && row.started ? `last run started ${formatClock(row.started, now)}` : "";
     setText(c.duration, formatDuration(durationOf(row, now)));
     setText(c.attempts, row.attempts ? String(row.attempts) : "");
     c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
     const failed = row.status === "failed" && row.error;
     const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
-    setText(c.result, truncate(result, 200));
+    const link = urlLink(d, row.url, true);
+    if (link) {
+      // A web app: its address, clickable, before whatever result it has.
+      c.result.replaceChildren(link, ...(result ? [" ", truncate(result, 200)] : []));
+    } else setText(c.result, truncate(result, 200));
     c.result.title = result;
     c.result.classList.toggle("je-error", Boolean(failed));
     const line = stripAnsi(row.last_line ?? "");
@@ -369,6 +381,7 @@ class DashboardView {
   /** @param {MouseEvent} e */
   onBodyClick(e) {
     const target = /** @type {HTMLElement} */ (e.target);
+    if (target.closest("a[href]")) return; // a job's URL: the browser opens it, the row stays as it is
     const button = /** @type {HTMLButtonElement | null} */ (target.closest("button[data-action]"));
     const rowEl = /** @type {HTMLElement | null} */ (target.closest(".je-row"));
     if (!rowEl) return;

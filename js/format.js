@@ -80,3 +80,66 @@ export function allowedActions(row) {
   if (status === "created" || status === "pending" || status === "running") return ["cancel"];
   return [];
 }
+
+/**
+ * How many times the job's restart policy restarted it (0 when unknown).
+ * @param {{restarts?: number | null}} row
+ * @returns {number}
+ */
+export function restartCount(row) {
+  const n = row.restarts;
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
+
+/**
+ * The badge text: the status, or "restarting (n)" for a job its restart policy will run again.
+ * Such a job is "pending" between runs, and stays so for colours, counts and filters.
+ * @param {{status?: string, restarts?: number | null}} row
+ * @returns {string}
+ */
+export function statusLabel(row) {
+  const status = row.status ?? "";
+  const n = restartCount(row);
+  return status === "pending" && n > 0 ? `restarting (${n})` : status;
+}
+
+/**
+ * "next run 14:03:07" for a scheduled job waiting for its next run (local time of the browser;
+ * a date is added when it is not today), or "".
+ * @param {{status?: string, next_run?: number | null}} row
+ * @param {number} [now]  epoch seconds
+ * @returns {string}
+ */
+export function nextRunText(row, now) {
+  if (row.status !== "pending" || typeof row.next_run !== "number") return "";
+  const clock = formatClock(row.next_run, now);
+  return clock ? `next run ${clock}` : "";
+}
+
+/**
+ * "restarted 2×" for a finished job that its restart policy restarted, or "".
+ * @param {{status?: string, restarts?: number | null}} row
+ * @returns {string}
+ */
+export function restartNote(row) {
+  const n = restartCount(row);
+  return n > 0 && FINISHED.has(row.status ?? "") ? `restarted ${n}×` : "";
+}
+
+/**
+ * The URL to link to, or null: only absolute http(s) URLs become links (a job's `url` comes from
+ * the kernel, but a `javascript:` or `data:` link must never be clickable whatever sent it).
+ * @param {unknown} url
+ * @returns {string | null}
+ */
+export function safeUrl(url) {
+  if (typeof url !== "string" || !url) return null;
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return null;
+  return parsed.host ? parsed.href : null;
+}

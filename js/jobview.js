@@ -2,9 +2,9 @@
 // tail, what the job displayed, then its result or traceback. Shares the Store, badge, format and
 // ANSI code with the dashboard.
 import { h, setText } from "./dom.js";
-import { allowedActions, durationOf, formatDuration, truncate } from "./format.js";
+import { allowedActions, durationOf, formatDuration, nextRunText, truncate } from "./format.js";
 import { renderAnsi } from "./ansi.js";
-import { badge, progressBar } from "./badge.js";
+import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { renderMime } from "./mime.js";
 
@@ -26,7 +26,8 @@ class JobViewView {
     this.send = send;
     this.id = newViewId();
     this.v = -1;
-    this.status = "";
+    this.badge = "";
+    this.url = "";
     this.actions = "";
     /** @type {unknown[]} */
     this.shownDisplays = [];
@@ -35,6 +36,7 @@ class JobViewView {
     this.descEl = h(d, "span.je-muted.je-jv-desc");
     this.timeEl = h(d, "span.je-jv-time");
     this.progressEl = h(d, "span.je-jv-progress");
+    this.urlEl = h(d, "span.je-jv-url");
     this.actionsEl = h(d, "span.je-jv-actions", {
       onclick: (/** @type {MouseEvent} */ e) => {
         const b = /** @type {HTMLButtonElement | null} */ (/** @type {HTMLElement} */ (e.target).closest("button"));
@@ -48,7 +50,7 @@ class JobViewView {
     this.displaysEl = h(d, "div.je-jv-displays");
     this.resultEl = h(d, "div.je-jv-result");
     this.root = h(d, "div.je-jobview", null, [
-      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.descEl, this.actionsEl]),
+      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.actionsEl]),
       this.tailEl,
       this.displaysEl,
       this.resultEl,
@@ -74,9 +76,15 @@ class JobViewView {
     this.v = row._v;
     this.root.dataset.status = row.status;
     this.root.dataset.name = row.name;
-    if (row.status !== this.status) {
-      this.badgeEl.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
-      this.status = row.status;
+    const badgeKey = rowBadgeKey(row);
+    if (badgeKey !== this.badge) {
+      this.badgeEl.replaceChildren(...rowBadge(d, row));
+      this.badge = badgeKey;
+    }
+    if ((row.url ?? "") !== this.url) {
+      this.url = row.url ?? "";
+      const link = urlLink(d, row.url);
+      this.urlEl.replaceChildren(...(link ? [link] : []));
     }
     this.nameEl.replaceChildren(row.name);
     if (row.forever) this.nameEl.append(h(d, "span.je-forever", { title: "forever job", text: "∞" }));
@@ -134,8 +142,10 @@ class JobViewView {
   tick() {
     const row = this.row;
     if (!row) return;
-    const dur = durationOf(row, this.store.now());
-    setText(this.timeEl, dur === null ? "" : formatDuration(dur));
+    const now = this.store.now();
+    const next = nextRunText(row, now);
+    const dur = durationOf(row, now);
+    setText(this.timeEl, next || (dur === null ? "" : formatDuration(dur)));
   }
 
   destroy() {

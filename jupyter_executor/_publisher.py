@@ -70,7 +70,10 @@ TEXT_LIMITS = {
     "cancel_reason": 200,
 }
 _TEXT_LIMITS = tuple(TEXT_LIMITS.items())
-_TIME_FIELDS = ("submitted", "started", "finished", "duration")
+_TIME_FIELDS = ("submitted", "started", "finished", "duration", "next_run")
+#: Longest ``url`` sent; a longer one is left out rather than clipped (a clipped URL would point
+#: somewhere else).
+URL_CHARS = 2_000
 #: Lines of output of an open row / a job view, and their character bounds.
 TAIL_LINES = 40
 TAIL_CHARS = 8_000
@@ -116,6 +119,9 @@ def table_row(
         value = row.get(key)
         if value is not None:
             row[key] = round(value, 3)
+    url = row.get("url")
+    if url is not None and len(url) > URL_CHARS:
+        row["url"] = None
     if row.get("status") == "running":
         # The browser ticks the duration of a running job; sending it would change every row
         # on every message.

@@ -39,6 +39,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anywidget
 import traitlets
@@ -76,6 +77,8 @@ _STATUS_COLOURS = {
     "failed": "#d93025",
     "cancelled": "#b06000",
 }
+#: The badge of a pending job that its restart policy restarted ("restarting (n)").
+_RESTARTING_COLOUR = "#e37400"
 
 
 class _LiveWidget(anywidget.AnyWidget):
@@ -393,12 +396,73 @@ def _fmt_duration(row: dict[str, Any]) -> str:
     return f"{d:.2f} s" if d < 60 else f"{int(d // 60)}m {int(d % 60):02d}s"
 
 
-def _badge(status: str) -> str:
+def _restarts(row: dict[str, Any]) -> int:
+    n = row.get("restarts")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+
+
+def status_label(row: dict[str, Any]) -> str:
+    """The badge text: the status, or ``"restarting (n)"`` for a pending job that its restart
+    policy restarted (``js/format.js`` ``statusLabel``)."""
+    status = str(row.get("status") or "")
+    n = _restarts(row)
+    return f"restarting ({n})" if status == "pending" and n else status
+
+
+def _restart_note(row: dict[str, Any]) -> str:
+    n = _restarts(row)
+    finished = row.get("status") in ("done", "failed", "cancelled")
+    return f"restarted {n}\u00d7" if n and finished else ""
+
+
+def _next_run_text(row: dict[str, Any]) -> str:
+    # js/format.js nextRunText: the clock time, with the date when it is not today.
+    next_run = row.get("next_run")
+    if row.get("status") != "pending" or not isinstance(next_run, int | float):
+        return ""
+    when = time.localtime(next_run)
+    same_day = time.strftime("%Y%m%d", when) == time.strftime("%Y%m%d")
+    return "next run " + time.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M", when)
+
+
+def safe_url(url: Any) -> str | None:
+    """``url`` if it is an absolute http(s) URL (a link may be made of it), else None."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    # What the browser would do to a control character or a space is not worth guessing.
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return None
+    return url
+
+
+def _link(url: Any) -> str:
+    href = safe_url(url)
+    if href is None:
+        return ""
+    esc = html.escape(href, quote=True)
+    return f'<a href="{esc}" target="_blank" rel="noopener">{esc}</a>'
+
+
+def _badge(status: str, label: str | None = None) -> str:
     colour = _STATUS_COLOURS.get(status, "#80868b")
+    if label and label != status:
+        colour = _RESTARTING_COLOUR
     return (
         f'<span style="background:{colour};color:#fff;border-radius:8px;padding:0 6px;'
-        f'font-size:11px">{html.escape(status)}</span>'
+        f'font-size:11px">{html.escape(label or status)}</span>'
     )
+
+
+def _status_cell(row: dict[str, Any]) -> str:
+    cell = _badge(row.get("status", ""), status_label(row))
+    note = _restart_note(row)
+    return f"{cell} <small>{note}</small>" if note else cell
 
 
 def html_table(rows: list[dict[str, Any]], *, total: int, counts: dict[str, int]) -> str:
@@ -427,13 +491,13 @@ def html_table(rows: list[dict[str, Any]], *, total: int, counts: dict[str, int]
             name += f" <small>({progress:.0%})</small>"
         cells = [
             name,
-            _badge(row.get("status", "")),
+            _status_cell(row),
             esc(row.get("backend") or ""),
             esc(", ".join(row.get("requires") or [])),
-            _fmt_time(row.get("started")),
+            _next_run_text(row) or _fmt_time(row.get("started")),
             _fmt_duration(row),
             str(row.get("attempts") or ""),
-            f"<code>{esc(result or '')}</code>",
+            " ".join(filter(None, (_link(row.get("url")), f"<code>{esc(result or '')}</code>"))),
             f"<code>{esc(strip_ansi(row.get('last_line') or ''))}</code>",
         ]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -450,10 +514,11 @@ def html_table(rows: list[dict[str, Any]], *, total: int, counts: dict[str, int]
 def html_job(info: dict[str, Any]) -> str:
     """A static HTML view of one job (``JobInfo.to_dict()``), for front ends without widgets."""
     esc = html.escape
+    link = _link(info.get("url"))
     parts = [
-        f"<div class='jupyter-executor-job'><p>{_badge(info['status'])} <b>{esc(info['name'])}</b> "
+        f"<div class='jupyter-executor-job'><p>{_status_cell(info)} <b>{esc(info['name'])}</b> "
         f"<small>{esc(info.get('backend') or '')} · {esc(info.get('description') or '')} · "
-        f"{_fmt_duration(info)}</small></p>"
+        f"{_next_run_text(info) or _fmt_duration(info)}</small>{' ' + link if link else ''}</p>"
     ]
     if info.get("tail"):
         parts.append(f"<pre>{esc(strip_ansi(info['tail']))}</pre>")

@@ -1,7 +1,8 @@
 """The dashboard in a real browser: JupyterLab 4 in headless Chromium, driven by Playwright.
 
 One JupyterLab session runs ``notebooks/dashboard.ipynb`` and checks in the page what a user sees:
-rows appear, statuses change from running to done with no interaction, a failed job shows its
+rows appear, statuses change from running to done with no interaction, a crashing job with a
+restart policy shows "restarting (1)" and a scheduled one its next run, a failed job shows its
 traceback when expanded, the cancel button cancels the job in the kernel (``engine.list()``
 confirms), clearing the output stops the widget's publisher thread, and a 10,000-job dashboard
 renders in under a second. Screenshots go to ``test-artifacts/``.
@@ -101,11 +102,18 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     dash = _in_notebook(page, ".je-dash")
     dash.wait_for()
     dash.scroll_into_view_if_needed()
-    for name in ("load", "train", "report", "broken", "sleeper", "heartbeat", "shell", "square-11"):
+    names = ("load", "train", "report", "broken", "sleeper", "flaky", "clock", "heartbeat", "shell")
+    for name in (*names, "square-11"):
         _in_notebook(page, f'.je-row[data-name="{name}"]').wait_for()
     # the forever job is marked, the pipeline's requirement is shown
     assert _in_notebook(page, '.je-row[data-name="heartbeat"] .je-forever').count() == 1
     assert _in_notebook(page, '.je-row[data-name="report"] .je-c-requires').inner_text() == "train"
+    # a job that keeps crashing is pending between runs, visibly restarting; a scheduled job
+    # shows when it runs next
+    flaky = _in_notebook(page, '.je-row[data-name="flaky"][data-status="pending"] .je-restarting')
+    assert flaky.inner_text() == "restarting (1)"
+    next_run = _in_notebook(page, '.je-row[data-name="clock"] .je-c-started.je-next')
+    assert next_run.inner_text().startswith("next run ")
 
     # train runs (with a progress bar and a ticking duration), then is done: no clicks involved
     _wait_status(page, "train", "running")
@@ -325,6 +333,18 @@ def test_dashboard_bundle_in_a_blank_page(browser: Any) -> None:
             "action": "rerun",
             "name": "job-9999",
         }
+        # a web app's URL is a new-tab link; anything but http(s) stays unlinked
+        page.evaluate(
+            """() => window.__je.emit({k: "patch", seq: 3, t: 1800000003,
+                 rows: [{name: "job-9999", url: "http://127.0.0.1:8888/"},
+                        {name: "new-job", url: "javascript:alert(1)", restarts: 2}]})"""
+        )
+        link = page.locator('.je-row[data-name="job-9999"] .je-c-result a.je-url')
+        assert link.get_attribute("href") == "http://127.0.0.1:8888/"
+        assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener")
+        new_row = page.locator('.je-row[data-name="new-job"]')
+        assert new_row.locator(".je-restarting").inner_text() == "restarting (2)"
+        assert new_row.locator("a").count() == 0
         # a gap in sequence numbers asks for a snapshot
         page.evaluate("() => window.__je.emit({k: 'patch', seq: 9, t: 1800000003, rows: []})")
         assert page.evaluate("() => window.__je.sent.at(-1)") == {"k": "sync"}

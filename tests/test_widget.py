@@ -25,7 +25,8 @@ import pytest
 from comm.base_comm import BaseComm
 
 from jupyter_executor import Engine, Job, cancelled, progress
-from jupyter_executor.widget import HTML_ROWS, Dashboard, JobView
+from jupyter_executor._publisher import table_row
+from jupyter_executor.widget import HTML_ROWS, Dashboard, JobView, html_table
 
 PUBLISHER_THREADS = ("jupyter-executor-dashboard", "jupyter-executor-jobview")
 
@@ -270,6 +271,117 @@ def test_progress_reaches_the_row(engine: Engine, comms: Any, widgets: list[Any]
     wait_for(lambda: mirror.update().rows.get("p", {}).get("progress") == 0.3, what="progress")
     assert mirror.rows["p"]["progress_text"] == "three of ten"
     gate.set()
+
+
+def _crash() -> None:
+    msg = "crashed"
+    raise RuntimeError(msg)
+
+
+def test_a_restarting_job_shows_its_restarts(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    # gives up after two quick restarts: failed, restarted twice
+    gives_up = engine.submit(
+        _crash, name="gives-up", restart="on-failure", restart_delay=0.05, max_restarts=2
+    )
+    # waits long before its restart: pending ("restarting (1)") while the test looks
+    waiting = engine.submit(
+        _crash, name="waiting", restart="on-failure", restart_delay=60, max_restarts=1
+    )
+    wait_for(
+        lambda: mirror.update().rows.get("waiting", {}).get("restarts") == 1,
+        what=lambda: f"a restart in {mirror.rows.get('waiting')}",
+    )
+    assert mirror.rows["waiting"]["status"] == "pending"
+    wait_for(
+        lambda: mirror.status("gives-up") == "failed" and mirror.rows["gives-up"]["restarts"] == 2,
+        what=lambda: f"gave up: {mirror.rows.get('gives-up')}",
+    )
+    assert mirror.rows["gives-up"]["attempts"] == 3 == gives_up.attempts
+    page = dash._repr_mimebundle_()[0]["text/html"]
+    assert ">restarting (1)<" in page and "restarted 2\u00d7" in page
+    view = JobView(waiting)
+    widgets.append(view)
+    assert "restarting (1)" in view._repr_mimebundle_()[0]["text/html"]
+    engine.cancel(waiting)
+    wait_for(lambda: mirror.status("waiting") == "cancelled", what="cancelled")
+    assert mirror.rows["waiting"]["restarts"] == 1
+
+
+def test_a_scheduled_job_shows_its_next_run(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    engine.submit(lambda: None, name="tick", every="0.3 s")
+
+    def between_runs() -> bool:
+        row = mirror.update().rows.get("tick", {})
+        return row.get("status") == "pending" and (row.get("attempts") or 0) >= 2
+
+    wait_for(between_runs, what=lambda: f"a second run: {mirror.rows.get('tick')}")
+    row = mirror.rows["tick"]
+    assert isinstance(row["next_run"], float)
+    assert row["next_run"] > row["started"]
+    assert row["next_run"] == round(row["next_run"], 3)  # a time field: rounded like the others
+    # every run moves it on: the browser hears of the new time
+    first = row["next_run"]
+    wait_for(
+        lambda: (mirror.update().rows["tick"]["next_run"] or 0) > first, what="the next next run"
+    )
+    engine.cancel("tick")
+    wait_for(lambda: mirror.status("tick") == "cancelled", what="cancelled")
+    page = html_table(
+        [{"name": "tick", "status": "pending", "next_run": time.time() + 60}],
+        total=1,
+        counts={"pending": 1},
+    )
+    assert "next run " + time.strftime("%H:%M", time.localtime(time.time() + 60)) in page
+
+
+@pytest.mark.timeout(60)
+def test_a_webapp_row_carries_its_url(engine: Engine, comms: Any, widgets: list[Any]) -> None:
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    mirror = Mirror(dash)
+    job = engine.submit_webapp(
+        f"{sys.executable} -m http.server {{port}} --bind {{host}}", name="files"
+    )
+    view = JobView(job)
+    widgets.append(view)
+    view_mirror = Mirror(view)
+    url = wait_for(
+        lambda: mirror.update().rows.get("files", {}).get("url"),
+        timeout=30,
+        what=lambda: f"the url: {mirror.rows.get('files')}, {job.tail()}",
+    )
+    assert url.startswith("http://127.0.0.1:") and url == job.info().url
+    assert mirror.rows["files"]["status"] == "running"
+    wait_for(lambda: view_mirror.update().rows["files"].get("url") == url, what="url in the view")
+    link = f'<a href="{url}" target="_blank" rel="noopener">{url}</a>'
+    assert link in dash._repr_mimebundle_()[0]["text/html"]
+    assert link in view._repr_mimebundle_()[0]["text/html"]
+    engine.cancel(job)
+    wait_for(lambda: job.done(), what="the server to stop")
+
+
+def test_the_html_fallback_links_only_http_urls() -> None:
+    counts = {"running": 1}
+    for bad in ("javascript:alert(1)", "data:text/html,x", "http://", 'http://x/" onclick="y'):
+        page = html_table([{"name": "a", "status": "running", "url": bad}], total=1, counts=counts)
+        assert "<a " not in page and 'onclick="' not in page, bad
+    page = html_table(
+        [{"name": "a", "status": "running", "url": "https://example.org/?a=1&b=<2>"}],
+        total=1,
+        counts=counts,
+    )
+    assert '<a href="https://example.org/?a=1&amp;b=&lt;2&gt;" target="_blank"' in page
+    # the publisher leaves out a URL too long to send rather than sending a clipped one
+    info = {"name": "a", "status": "running", "url": "http://x/" + "a" * 3000, "next_run": 1.23456}
+    assert table_row(info)["url"] is None and table_row(info)["next_run"] == 1.235
 
 
 def test_opening_a_row_sends_its_tail_and_traceback(

@@ -126,6 +126,69 @@ function allowedActions(row) {
   return [];
 }
 
+/**
+ * How many times the job's restart policy restarted it (0 when unknown).
+ * @param {{restarts?: number | null}} row
+ * @returns {number}
+ */
+function restartCount(row) {
+  const n = row.restarts;
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
+
+/**
+ * The badge text: the status, or "restarting (n)" for a job its restart policy will run again.
+ * Such a job is "pending" between runs, and stays so for colours, counts and filters.
+ * @param {{status?: string, restarts?: number | null}} row
+ * @returns {string}
+ */
+function statusLabel(row) {
+  const status = row.status ?? "";
+  const n = restartCount(row);
+  return status === "pending" && n > 0 ? `restarting (${n})` : status;
+}
+
+/**
+ * "next run 14:03:07" for a scheduled job waiting for its next run (local time of the browser;
+ * a date is added when it is not today), or "".
+ * @param {{status?: string, next_run?: number | null}} row
+ * @param {number} [now]  epoch seconds
+ * @returns {string}
+ */
+function nextRunText(row, now) {
+  if (row.status !== "pending" || typeof row.next_run !== "number") return "";
+  const clock = formatClock(row.next_run, now);
+  return clock ? `next run ${clock}` : "";
+}
+
+/**
+ * "restarted 2×" for a finished job that its restart policy restarted, or "".
+ * @param {{status?: string, restarts?: number | null}} row
+ * @returns {string}
+ */
+function restartNote(row) {
+  const n = restartCount(row);
+  return n > 0 && FINISHED.has(row.status ?? "") ? `restarted ${n}×` : "";
+}
+
+/**
+ * The URL to link to, or null: only absolute http(s) URLs become links (a job's `url` comes from
+ * the kernel, but a `javascript:` or `data:` link must never be clickable whatever sent it).
+ * @param {unknown} url
+ * @returns {string | null}
+ */
+function safeUrl(url) {
+  if (typeof url !== "string" || !url) return null;
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return null;
+  return parsed.host ? parsed.href : null;
+}
+
 // ---- js/ansi.js ----
 // ANSI escape handling for job output and tracebacks: SGR colours become styled spans, every other
 // escape sequence (cursor moves, OSC titles, ...) is dropped, so nothing leaks as "[0;31m" noise.
@@ -295,13 +358,53 @@ function renderAnsi(el, text) {
  * @param {Document} doc
  * @param {string} status
  * @param {string} [title]  tooltip, e.g. the cancel reason
+ * @param {string} [label]  text instead of the status, e.g. "restarting (2)"
  * @returns {HTMLElement}
  */
-function badge(doc, status, title) {
-  return h(doc, `span.je-badge.je-s-${status || "unknown"}`, { title: title || null }, [
+function badge(doc, status, title, label) {
+  const text = label || status || "?";
+  // "restarting (2)" is a pending job: it keeps the pending class (and counts and filters as
+  // pending) and gets a colour of its own so a crash loop stands out.
+  const extra = label && label !== status ? ".je-restarting" : "";
+  return h(doc, `span.je-badge.je-s-${status || "unknown"}${extra}`, { title: title || null }, [
     status === "running" ? h(doc, "span.je-spinner", { "aria-hidden": "true" }) : null,
-    status || "?",
+    text,
   ]);
+}
+
+/**
+ * The badge of a row ("restarting (n)" for a pending job its restart policy restarted), followed by
+ * a muted "restarted n×" once such a job finished. The tooltip is the cancel reason or last error.
+ * @param {Document} doc
+ * @param {Record<string, any>} row
+ * @returns {Array<HTMLElement>}
+ */
+function rowBadge(doc, row) {
+  const label = statusLabel(row);
+  const out = [badge(doc, row.status, row.cancel_reason || row.error || "", label)];
+  const note = restartNote(row);
+  if (note) out.push(h(doc, "span.je-muted.je-restart-note", { text: note }));
+  return out;
+}
+
+/** What rowBadge draws, as a string: redraw the badge only when it changes. @param {Record<string, any>} row */
+function rowBadgeKey(row) {
+  return `${row.status}|${statusLabel(row)}|${restartNote(row)}|${row.cancel_reason || row.error || ""}`;
+}
+
+/**
+ * A link to a job's URL opening in a new tab, or null when it is not an http(s) URL. The text is
+ * set as text, never as HTML.
+ * @param {Document} doc
+ * @param {unknown} url
+ * @param {boolean} [short]  show "host:port/path" (a table cell) instead of the whole URL
+ * @returns {HTMLElement | null}
+ */
+function urlLink(doc, url, short = false) {
+  const href = safeUrl(url);
+  if (!href) return null;
+  const text = short ? href.replace(/^https?:\/\//, "").replace(/\/$/, "") : href;
+  return h(doc, "a.je-url", { href, target: "_blank", rel: "noopener", title: `open ${href} in a new tab`, text });
 }
 
 /**
@@ -926,6 +1029,7 @@ const ACTION_LABELS = { cancel: "cancel", rerun: "rerun", log: "log" };
  * @property {Record<string, HTMLElement>} cells
  * @property {number} v  row version drawn
  * @property {string} status
+ * @property {string} badge  what the status cell shows (rowBadgeKey)
  * @property {string} actions
  * @property {number} top
  */
@@ -1164,7 +1268,7 @@ class DashboardView {
         COLUMNS.map(([key]) => [key, h(this.doc, `div.je-cell.je-c-${key}`)]),
       );
       const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name }, Object.values(cells));
-      r = { el, cells, v: -1, status: "", actions: "", top: -1 };
+      r = { el, cells, v: -1, status: "", badge: "", actions: "", top: -1 };
       this.rendered.set(row.name, r);
       this.bodyEl.append(el);
     }
@@ -1178,9 +1282,12 @@ class DashboardView {
     const c = r.cells;
     const d = this.doc;
     r.el.dataset.status = row.status;
-    if (r.status !== row.status) {
-      c.status.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
-      r.status = row.status;
+    r.status = row.status;
+    const badgeKey = rowBadgeKey(row);
+    if (r.badge !== badgeKey) {
+      c.status.replaceChildren(...rowBadge(d, row));
+      c.status.title = restartNote(row); // the note may be cut off in the column
+      r.badge = badgeKey;
     }
     const name = c.name;
     name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
@@ -1190,13 +1297,21 @@ class DashboardView {
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
     setText(c.requires, reqs);
     c.requires.title = reqs;
-    setText(c.started, formatClock(row.started, now));
+    // A scheduled job waiting for its next run shows when, across the started and duration cells.
+    const next = nextRunText(row, now);
+    c.started.classList.toggle("je-next", Boolean(next));
+    setText(c.started, next || formatClock(row.started, now));
+    c.started.title = next && row.started ? `last run started ${formatClock(row.started, now)}` : "";
     setText(c.duration, formatDuration(durationOf(row, now)));
     setText(c.attempts, row.attempts ? String(row.attempts) : "");
     c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
     const failed = row.status === "failed" && row.error;
     const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
-    setText(c.result, truncate(result, 200));
+    const link = urlLink(d, row.url, true);
+    if (link) {
+      // A web app: its address, clickable, before whatever result it has.
+      c.result.replaceChildren(link, ...(result ? [" ", truncate(result, 200)] : []));
+    } else setText(c.result, truncate(result, 200));
     c.result.title = result;
     c.result.classList.toggle("je-error", Boolean(failed));
     const line = stripAnsi(row.last_line ?? "");
@@ -1254,6 +1369,7 @@ class DashboardView {
   /** @param {MouseEvent} e */
   onBodyClick(e) {
     const target = /** @type {HTMLElement} */ (e.target);
+    if (target.closest("a[href]")) return; // a job's URL: the browser opens it, the row stays as it is
     const button = /** @type {HTMLButtonElement | null} */ (target.closest("button[data-action]"));
     const rowEl = /** @type {HTMLElement | null} */ (target.closest(".je-row"));
     if (!rowEl) return;

@@ -126,6 +126,69 @@ function allowedActions(row) {
   return [];
 }
 
+/**
+ * How many times the job's restart policy restarted it (0 when unknown).
+ * @param {{restarts?: number | null}} row
+ * @returns {number}
+ */
+function restartCount(row) {
+  const n = row.restarts;
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
+
+/**
+ * The badge text: the status, or "restarting (n)" for a job its restart policy will run again.
+ * Such a job is "pending" between runs, and stays so for colours, counts and filters.
+ * @param {{status?: string, restarts?: number | null}} row
+ * @returns {string}
+ */
+function statusLabel(row) {
+  const status = row.status ?? "";
+  const n = restartCount(row);
+  return status === "pending" && n > 0 ? `restarting (${n})` : status;
+}
+
+/**
+ * "next run 14:03:07" for a scheduled job waiting for its next run (local time of the browser;
+ * a date is added when it is not today), or "".
+ * @param {{status?: string, next_run?: number | null}} row
+ * @param {number} [now]  epoch seconds
+ * @returns {string}
+ */
+function nextRunText(row, now) {
+  if (row.status !== "pending" || typeof row.next_run !== "number") return "";
+  const clock = formatClock(row.next_run, now);
+  return clock ? `next run ${clock}` : "";
+}
+
+/**
+ * "restarted 2×" for a finished job that its restart policy restarted, or "".
+ * @param {{status?: string, restarts?: number | null}} row
+ * @returns {string}
+ */
+function restartNote(row) {
+  const n = restartCount(row);
+  return n > 0 && FINISHED.has(row.status ?? "") ? `restarted ${n}×` : "";
+}
+
+/**
+ * The URL to link to, or null: only absolute http(s) URLs become links (a job's `url` comes from
+ * the kernel, but a `javascript:` or `data:` link must never be clickable whatever sent it).
+ * @param {unknown} url
+ * @returns {string | null}
+ */
+function safeUrl(url) {
+  if (typeof url !== "string" || !url) return null;
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return null;
+  return parsed.host ? parsed.href : null;
+}
+
 // ---- js/ansi.js ----
 // ANSI escape handling for job output and tracebacks: SGR colours become styled spans, every other
 // escape sequence (cursor moves, OSC titles, ...) is dropped, so nothing leaks as "[0;31m" noise.
@@ -295,13 +358,53 @@ function renderAnsi(el, text) {
  * @param {Document} doc
  * @param {string} status
  * @param {string} [title]  tooltip, e.g. the cancel reason
+ * @param {string} [label]  text instead of the status, e.g. "restarting (2)"
  * @returns {HTMLElement}
  */
-function badge(doc, status, title) {
-  return h(doc, `span.je-badge.je-s-${status || "unknown"}`, { title: title || null }, [
+function badge(doc, status, title, label) {
+  const text = label || status || "?";
+  // "restarting (2)" is a pending job: it keeps the pending class (and counts and filters as
+  // pending) and gets a colour of its own so a crash loop stands out.
+  const extra = label && label !== status ? ".je-restarting" : "";
+  return h(doc, `span.je-badge.je-s-${status || "unknown"}${extra}`, { title: title || null }, [
     status === "running" ? h(doc, "span.je-spinner", { "aria-hidden": "true" }) : null,
-    status || "?",
+    text,
   ]);
+}
+
+/**
+ * The badge of a row ("restarting (n)" for a pending job its restart policy restarted), followed by
+ * a muted "restarted n×" once such a job finished. The tooltip is the cancel reason or last error.
+ * @param {Document} doc
+ * @param {Record<string, any>} row
+ * @returns {Array<HTMLElement>}
+ */
+function rowBadge(doc, row) {
+  const label = statusLabel(row);
+  const out = [badge(doc, row.status, row.cancel_reason || row.error || "", label)];
+  const note = restartNote(row);
+  if (note) out.push(h(doc, "span.je-muted.je-restart-note", { text: note }));
+  return out;
+}
+
+/** What rowBadge draws, as a string: redraw the badge only when it changes. @param {Record<string, any>} row */
+function rowBadgeKey(row) {
+  return `${row.status}|${statusLabel(row)}|${restartNote(row)}|${row.cancel_reason || row.error || ""}`;
+}
+
+/**
+ * A link to a job's URL opening in a new tab, or null when it is not an http(s) URL. The text is
+ * set as text, never as HTML.
+ * @param {Document} doc
+ * @param {unknown} url
+ * @param {boolean} [short]  show "host:port/path" (a table cell) instead of the whole URL
+ * @returns {HTMLElement | null}
+ */
+function urlLink(doc, url, short = false) {
+  const href = safeUrl(url);
+  if (!href) return null;
+  const text = short ? href.replace(/^https?:\/\//, "").replace(/\/$/, "") : href;
+  return h(doc, "a.je-url", { href, target: "_blank", rel: "noopener", title: `open ${href} in a new tab`, text });
 }
 
 /**
@@ -636,7 +739,8 @@ class JobViewView {
     this.send = send;
     this.id = newViewId();
     this.v = -1;
-    this.status = "";
+    this.badge = "";
+    this.url = "";
     this.actions = "";
     /** @type {unknown[]} */
     this.shownDisplays = [];
@@ -645,6 +749,7 @@ class JobViewView {
     this.descEl = h(d, "span.je-muted.je-jv-desc");
     this.timeEl = h(d, "span.je-jv-time");
     this.progressEl = h(d, "span.je-jv-progress");
+    this.urlEl = h(d, "span.je-jv-url");
     this.actionsEl = h(d, "span.je-jv-actions", {
       onclick: (/** @type {MouseEvent} */ e) => {
         const b = /** @type {HTMLButtonElement | null} */ (/** @type {HTMLElement} */ (e.target).closest("button"));
@@ -658,7 +763,7 @@ class JobViewView {
     this.displaysEl = h(d, "div.je-jv-displays");
     this.resultEl = h(d, "div.je-jv-result");
     this.root = h(d, "div.je-jobview", null, [
-      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.descEl, this.actionsEl]),
+      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.actionsEl]),
       this.tailEl,
       this.displaysEl,
       this.resultEl,
@@ -684,9 +789,15 @@ class JobViewView {
     this.v = row._v;
     this.root.dataset.status = row.status;
     this.root.dataset.name = row.name;
-    if (row.status !== this.status) {
-      this.badgeEl.replaceChildren(badge(d, row.status, row.cancel_reason || row.error || ""));
-      this.status = row.status;
+    const badgeKey = rowBadgeKey(row);
+    if (badgeKey !== this.badge) {
+      this.badgeEl.replaceChildren(...rowBadge(d, row));
+      this.badge = badgeKey;
+    }
+    if ((row.url ?? "") !== this.url) {
+      this.url = row.url ?? "";
+      const link = urlLink(d, row.url);
+      this.urlEl.replaceChildren(...(link ? [link] : []));
     }
     this.nameEl.replaceChildren(row.name);
     if (row.forever) this.nameEl.append(h(d, "span.je-forever", { title: "forever job", text: "∞" }));
@@ -744,8 +855,10 @@ class JobViewView {
   tick() {
     const row = this.row;
     if (!row) return;
-    const dur = durationOf(row, this.store.now());
-    setText(this.timeEl, dur === null ? "" : formatDuration(dur));
+    const now = this.store.now();
+    const next = nextRunText(row, now);
+    const dur = durationOf(row, now);
+    setText(this.timeEl, next || (dur === null ? "" : formatDuration(dur)));
   }
 
   destroy() {
