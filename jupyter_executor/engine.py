@@ -455,8 +455,12 @@ class Engine:
                 ready.append(job)
         self._record_many("submitted", new)
         if self._store is not None:
+            # A job that can start now is recorded when it starts, an instant later (its run
+            # keeps its submit time); the history sees those that wait at once.
+            starting = {id(j) for j in ready} if len(ready) < len(new) else None
             for job in new:
-                self._job_changed(job)
+                if starting is not None and id(job) not in starting:
+                    self._job_changed(job)
         return ready, to_cancel
 
     def _unique_name(self, base: str, taken: set[str]) -> str:

@@ -356,12 +356,15 @@ class HistoryStore:
                 touched: dict[int, tuple[dict[str, Any], Job]] = {}
                 queue = self._queue
                 # What is there now, not what keeps coming: a batch always ends.
+                items = []
                 for _ in range(len(queue)):
                     item = queue.popleft()
                     if type(item) is _Marker:
                         markers.append(item)
                         stop = stop or item.stop
                         continue
+                    items.append(item)
+                for item in _fold(items):
                     try:
                         run = self._take(*item)
                     except Exception:
@@ -449,10 +452,20 @@ class HistoryStore:
         value = status._value_
         run["status"] = value
         run["_rank"] = rank
-        transitions = run["transitions"]
-        if not transitions or transitions[-1][0] != value:
-            transitions.append([value, now])
         ran = rank > 0 and local == attempts
+        # The states this run went through, at the job's own times: snapshots of one attempt
+        # that arrive in the same batch are folded into the last one (see _fold), so the
+        # states in between are rebuilt from its timestamps.
+        transitions = run["transitions"]
+        if rank and not transitions and submitted is not None:
+            transitions.append(["pending", submitted])
+        if rank == 2 and ran and started is not None and transitions[-1][0] == "pending":
+            transitions.append(["running", started])
+        if not transitions or transitions[-1][0] != value:
+            stamp = started if rank == 1 and started is not None else now
+            if rank == 2 and finished is not None:
+                stamp = finished
+            transitions.append([value, stamp])
         run["_ran"] = ran
         run["submitted"] = submitted
         run["started"] = started if ran else None
@@ -691,6 +704,35 @@ class HistoryStore:
 
 
 # helpers ---------------------------------------------------------------------------------------
+def _fold(items: list[Any]) -> list[Any]:
+    """Keep, of consecutive snapshots of one job's attempt, only the latest (in order).
+
+    A no-op job reports submitted, running and done within microseconds: folding makes the
+    writer's work one step per job instead of three. A snapshot of another attempt (a retry,
+    a restart, a rerun) is never folded into the previous attempt's.
+    """
+    latest: dict[int, int] = {}  # id(job) -> index in out
+    out: list[Any] = []
+    for item in items:
+        key = id(item[0])
+        at = latest.get(key)
+        if at is not None:
+            prev = out[at]
+            snap, old = item[1], prev[1]
+            new_rank, old_rank = _RANK.get(snap[0], 2), _RANK.get(old[0], 2)
+            # One attempt going forward: pending -> its attempt running (or finished), or
+            # running -> finished. Never a pending one ending before it started (that run is
+            # the next attempt's), nor a step back to pending (a retry, a restart, a rerun).
+            same = old_rank >= 1 and snap[1] == old[1] and new_rank >= old_rank
+            starts = old_rank == 0 and new_rank >= 1 and snap[1] == old[1] + 1
+            if same or starts:
+                out[at] = item
+                continue
+        latest[key] = len(out)
+        out.append(item)
+    return out
+
+
 def _new_run(state: _JobState, engine_id: str, local: int) -> dict[str, Any]:
     template = state.template
     if template is None:
