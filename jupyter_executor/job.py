@@ -209,28 +209,35 @@ class Job:
         if name is not None and (not isinstance(name, str) or not name.strip()):
             msg = f"a job name must be a non-empty string, not {name!r}"
             raise ValueError(msg)
-        self.kind, inferred = _classify(target)
-        if backend is None:
-            backend = inferred
-        elif backend not in BACKENDS:
-            msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
-            raise ValueError(msg)
-        _check_target(self.kind, backend, target)
-        if retries < 0 or int(retries) != retries:
-            msg = f"retries must be a whole number >= 0, not {retries!r}"
-            raise ValueError(msg)
-        if timeout is not None and not timeout > 0:
-            msg = f"timeout must be a positive number of seconds, not {timeout!r}"
-            raise ValueError(msg)
-        if retries and self.kind == "coroutine":
-            msg = (
-                "a coroutine object can run only once, so it cannot be retried: "
-                "pass the coroutine function and its arguments instead"
-            )
-            raise ValueError(msg)
-        if condition is not None and not isinstance(condition, Condition):
-            msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
-            raise TypeError(msg)
+        try:
+            self.kind, inferred = _classify(target)
+            if backend is None:
+                backend = inferred
+            elif backend not in BACKENDS:
+                msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
+                raise ValueError(msg)
+            _check_target(self.kind, backend, target)
+            if retries < 0 or int(retries) != retries:
+                msg = f"retries must be a whole number >= 0, not {retries!r}"
+                raise ValueError(msg)
+            if timeout is not None and not timeout > 0:
+                msg = f"timeout must be a positive number of seconds, not {timeout!r}"
+                raise ValueError(msg)
+            if retries and self.kind == "coroutine":
+                msg = (
+                    "a coroutine object can run only once, so it cannot be retried: "
+                    "pass the coroutine function and its arguments instead"
+                )
+                raise ValueError(msg)
+            if condition is not None and not isinstance(condition, Condition):
+                msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
+                raise TypeError(msg)
+        except BaseException:
+            # A refused coroutine object will never run: close it, or Python warns later
+            # that it was never awaited, far from the line that made it.
+            if inspect.iscoroutine(target):
+                target.close()
+            raise
         self.target = target
         self.args = tuple(args)
         self.kwargs = dict(kwargs) if kwargs else {}
@@ -269,11 +276,16 @@ class Job:
             every is not None or cron is not None or start is not None or restart != "no"
             or detach or inputs or outputs or force or before is not None or after is not None
         ):  # fmt: skip
-            self._life = Lifecycle.build(
-                self, every=every, cron=cron, start=start, restart=restart,
-                restart_delay=restart_delay, max_restarts=max_restarts, detach=detach,
-                inputs=inputs, outputs=outputs, force=force, before=before, after=after,
-            )  # fmt: skip
+            try:
+                self._life = Lifecycle.build(
+                    self, every=every, cron=cron, start=start, restart=restart,
+                    restart_delay=restart_delay, max_restarts=max_restarts, detach=detach,
+                    inputs=inputs, outputs=outputs, force=force, before=before, after=after,
+                )  # fmt: skip
+            except BaseException:
+                if inspect.iscoroutine(target):
+                    target.close()
+                raise
         # Waited for by wait()/orchestrate(): not monitors, schedules or jobs restarted always.
         life = self._life
         self._waited = not self.forever and (

@@ -43,6 +43,7 @@ def test_backend_inferred_from_target() -> None:
     assert Job("echo hi").backend == "subprocess"
     assert Job(["echo", "hi"]).backend == "subprocess"
     assert Job(print, backend="process").backend == "process"
+    c.close()  # never submitted
 
 
 def test_bad_input_is_a_clear_error() -> None:
@@ -51,7 +52,9 @@ def test_bad_input_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="coroutine object runs on the async backend only"):
         Job(coro(), backend="thread")
     with pytest.raises(ValueError, match="cannot be retried"):
-        Job(coro(), retries=2)
+        c = coro()
+        Job(c, retries=2)
+    assert c.cr_frame is None  # the refused coroutine was closed: no "never awaited" warning
     with pytest.raises(ValueError, match="timeout must be a positive"):
         Job(print, timeout=0)
     with pytest.raises(TypeError, match="cannot run 42"):
