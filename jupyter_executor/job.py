@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._capture import Output
-from ._conditions import Condition
+from ._conditions import Condition, _flatten
 from ._status import FINISHED, Status, check_transition
 from .errors import JobCancelled, JobNotFinished, SubmitError
 
@@ -745,12 +745,3 @@ def _resolve(fut: Future[Any], job: Job) -> None:
         exc = job.exception()
         fut.set_exception(exc if exc is not None else JobCancelled(str(job.name), "cancelled"))
 
-
-def _flatten(items: Iterable[Any]) -> list[Any]:
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, (list, tuple, set, frozenset)):
-            out.extend(_flatten(item))
-        elif item is not None:
-            out.append(item)
-    return out

@@ -26,21 +26,10 @@ from typing import Any
 import psutil
 import pytest
 from _leaks import assert_nothing_left, child_processes
+from _wait import wait_until
 
 from jupyter_executor import Engine, Job
 from jupyter_executor.errors import StoreError
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10, what: str = "it") -> Any:
-    """Poll ``predicate`` (a test helper; the engine itself never polls) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def events(engine: Engine, name: str, kind: str | None = None) -> list[str]:

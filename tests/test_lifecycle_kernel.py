@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 import pytest
 from _kernel import Kernel, kill_processes, running_kernel
+from _wait import wait_until
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(90)]
 
@@ -63,17 +64,6 @@ def describe(procs: list[psutil.Process]) -> list[str]:
         with contextlib.suppress(psutil.Error):
             out.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
     return out
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def data(kernel: Kernel, expr: str, timeout: float = 30) -> Any:

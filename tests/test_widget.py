@@ -16,12 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import comm
 import pytest
+from _wait import wait_until as wait_for
 from comm.base_comm import BaseComm
 
 from jupyter_executor import Engine, Job, cancelled, progress
@@ -93,19 +94,6 @@ def widgets() -> Iterator[list[Any]]:
 
 def _publisher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name in PUBLISHER_THREADS and t.is_alive()]
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.02)
 
 
 def send_from_browser(widget: Any, content: Any) -> None:
