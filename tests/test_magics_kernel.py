@@ -158,6 +158,25 @@ def test_display_of_a_dataframe_lands_in_the_job_view(kernel: Kernel) -> None:
     assert value(kernel, "get_engine()['frame'].result()") == 2
 
 
+def test_a_matplotlib_figure_displayed_in_a_job_lands_in_its_view(kernel: Kernel) -> None:
+    kernel.execute("%matplotlib inline")  # what a notebook has: PNG formatters for figures
+    ex = kernel.execute(
+        "%%job figure\n"
+        "import matplotlib.pyplot as plt\n"
+        "from IPython.display import display\n"
+        "fig, ax = plt.subplots()\n"
+        "ax.plot([1, 3, 2])\n"
+        "display(fig)\n"
+        "plt.close(fig)"
+    )
+    other = kernel.execute("print('foreground')")
+    assert wait_job(kernel, "figure") == "done"
+    view = view_id(ex)
+    kernel.wait_for(lambda: "image/png" in comm_text(kernel, view), what="the figure in the view")
+    assert "image/png" not in outputs_text(kernel)  # no cell received the picture
+    assert other.stdout == "foreground\n"
+
+
 def test_last_expression_is_the_result_and_requires_passes_variables(kernel: Kernel) -> None:
     kernel.execute("%%job load\nimport time\ntime.sleep(0.3)\nrows = list(range(10))\nlen(rows)")
     kernel.execute("%%job train --requires load\nmodel = sum(rows)\nmodel * 2")
