@@ -224,13 +224,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if path.suffix != ".py":
         _err(f"run takes a .py file of flows or a .ipynb notebook, not {path.name}")
         return EXIT_USAGE
-    from ._flow import Flow, load_flows
+    from ._flow import Flow
 
-    try:
-        flows = load_flows(path)
-    except Exception:
-        _err(f"cannot load {args.file}:")
-        traceback.print_exc()
+    flows = _load_flows(path, args.file)
+    if flows is None:
         return EXIT_FAILED
     chosen: Flow | None
     if args.flow is None:
@@ -688,20 +685,27 @@ def _seconds(value: float | None) -> str:
 
 
 def _cmd_flows(args: argparse.Namespace) -> int:
-    from ._flow import load_flows
-
     path = Path(args.file)
     if not path.is_file():
         _err(f"no such file: {args.file}")
         return EXIT_USAGE
-    try:
-        flows = load_flows(path)
-    except Exception:
-        _err(f"cannot load {args.file}:")
-        traceback.print_exc()
+    flows = _load_flows(path, args.file)
+    if flows is None:
         return EXIT_FAILED
     _print_flows(flows, sys.stdout)
     return EXIT_OK
+
+
+def _load_flows(path: Path, given: str) -> dict[str, Any] | None:
+    """The flows of a file, or None after printing why it could not be loaded."""
+    from ._flow import load_flows
+
+    try:
+        return load_flows(path)
+    except Exception:
+        _err(f"cannot load {given}:")
+        traceback.print_exc()
+        return None
 
 
 def _print_flows(flows: dict[str, Any], stream: TextIO) -> None:
