@@ -44,7 +44,7 @@ def view_id(ex: Execution) -> str:
 
 
 def comm_text(k: Kernel, comm_id: str) -> str:
-    """Everything the kernel sent to one widget (its opening state and its messages), as JSON.
+    """Everything the kernel sent to one widget (opening state, messages, buffers), as JSON.
 
     The widget's front-end code (``_esm``, ``_css``) is left out: only data counts.
     """
@@ -58,6 +58,9 @@ def comm_text(k: Kernel, comm_id: str) -> str:
         if isinstance(state, dict):
             data["state"] = {k: v for k, v in state.items() if k not in ("_esm", "_css")}
         parts.append(json.dumps(data))
+        # Full snapshots travel as a binary JSON buffer beside the message.
+        for buffer in m.get("buffers") or ():
+            parts.append(bytes(buffer).decode("utf-8", errors="replace"))
     return "\n".join(parts)
 
 
