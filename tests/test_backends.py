@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -91,18 +92,42 @@ def test_subprocess_killed_by_signal(engine: Engine) -> None:
     assert "killed by signal SIGKILL" in str(job.exception())
 
 
-def test_subprocess_survives_a_sigint_to_the_callers_group(engine: Engine) -> None:
-    # A kernel interrupt signals the kernel's whole process group; jobs live in their own.
+# Stands in for a kernel: its own session, so that the test signals only this group, never the
+# group of pytest and of whatever runs pytest (a CI runner dies of a stray SIGINT).
+_SIGINT_CALLER = """
+import signal, sys
+from jupyter_executor import Engine
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel turns it into KeyboardInterrupt
+with Engine(history=False) as engine:
     job = engine.submit("sleep 1; echo survived", name="bg")
-    time.sleep(0.3)
-    assert job.pid is not None and os.getpgid(job.pid) != os.getpgid(0)
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while job.pid is None and not job.done():
+        engine.wait_job(job, timeout=0.05)
+    print(job.pid, flush=True)
+    engine.wait_job(job, timeout=20)
+    print(job.status, job.tail(), flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_subprocess_survives_a_sigint_to_the_callers_group() -> None:
+    # A kernel interrupt signals the kernel's whole process group; jobs live in their own.
+    caller = subprocess.Popen(
+        [sys.executable, "-c", _SIGINT_CALLER],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        os.killpg(os.getpgid(0), signal.SIGINT)
-        time.sleep(0.3)  # let the signal reach every thread of ours while it is ignored
+        assert caller.stdout is not None
+        pid = int(caller.stdout.readline())
+        assert os.getpgid(pid) != caller.pid  # the job leads a group of its own
+        os.killpg(caller.pid, signal.SIGINT)
+        out, _ = caller.communicate(timeout=30)
     finally:
-        signal.signal(signal.SIGINT, old)
-    assert engine.wait_job(job, timeout=10) and job.tail() == "survived"
+        caller.kill()
+        caller.wait()
+    assert out.strip() == "done survived"
 
 
 @pytest.mark.parametrize("backend", ["async", "thread", "process", "subprocess"])
