@@ -17,6 +17,7 @@ import functools
 import glob
 import hashlib
 import inspect
+import itertools
 import logging
 import os
 import re
@@ -154,6 +155,7 @@ class Engine:
             raise ValueError(msg)
         self.id = id or secrets.token_hex(4)
         self.folder = Path(folder if folder is not None else ".jupyter_executor").resolve()
+        self._logs = os.path.join(self.folder, "logs", "")
         self.max_jobs = max_jobs
         self.dask = dask
         self.cluster_options = dict(cluster_options or {})
@@ -249,7 +251,12 @@ class Engine:
 
     def log_path(self, name: str) -> Path:
         """Where the log file of job ``name`` is written."""
-        return self.folder / "logs" / f"{_SAFE.sub('_', name)}.log"
+        return Path(self._log_file(name))
+
+    def _log_file(self, name: str) -> str:
+        # A string built by hand: the history records one per job, and pathlib costs several
+        # microseconds per path.
+        return f"{self._logs}{_SAFE.sub('_', name)}.log"
 
     # submitting --------------------------------------------------------------------------------
     def submit(
@@ -558,14 +565,17 @@ class Engine:
         """
         self._call_soon(self._admit_all, jobs)
 
-    def _admit_all(self, jobs: builtins.list[Job]) -> None:
+    def _admit_all(self, jobs: builtins.list[Job], start: int = 0) -> None:
         # A few hundred per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
         # together, and the garbage collector's full passes over them dominated the cost.
-        if len(jobs) > _ADMIT_BATCH:
+        # An offset, not a slice of the rest: a new list of what remains at every turn cost
+        # a copy, and a young container that each collection of the youngest generation
+        # walked through.
+        end = start + _ADMIT_BATCH
+        if len(jobs) > end:
             assert self._loop is not None
-            self._loop.call_soon(self._admit_all, jobs[_ADMIT_BATCH:])
-            jobs = jobs[:_ADMIT_BATCH]
-        for job in jobs:
+            self._loop.call_soon(self._admit_all, jobs, end)
+        for job in itertools.islice(jobs, start, end):
             self._admit(job)
 
     def _admit(self, job: Job) -> None:

@@ -744,4 +744,3 @@ def _resolve(fut: Future[Any], job: Job) -> None:
     else:
         exc = job.exception()
         fut.set_exception(exc if exc is not None else JobCancelled(str(job.name), "cancelled"))
-

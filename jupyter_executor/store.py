@@ -108,12 +108,22 @@ _ORDER = " ORDER BY COALESCE(submitted, started, finished), id"
 # the next (the writer may run after the engine has moved on). Slow things (repr, describe,
 # json) are done by the writer thread.
 _snapshot = operator.attrgetter(
-    "status", "attempts", "submitted", "started", "finished", "_result", "_exception",
+    "status._value_", "attempts", "submitted", "started", "finished", "_result", "_exception",
     "traceback", "_cancel_reason", "pid",
 )  # fmt: skip
 _now = time.time
+# What job_changed queues per change: the job, its snapshot (10 fields) and the time.
+_ITEMS = 12
+_NO_SNAPSHOT = (None,) * (_ITEMS - 1)
 
-_RANK = {Status.CREATED: 0, Status.PENDING: 0, Status.RUNNING: 1}  # finished ones rank 2
+# Changes per batch_delay that make a burst, during which the writer waits (see _gather), and
+# how many queued changes it lets a burst pile up at most.
+_BURST = 1000
+_MAX_DEFERRED = 200_000
+
+# Keyed by the statuses' values: a snapshot holds the value, so that it holds no object the
+# garbage collector must track (the result aside) while it waits in the queue.
+_RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 1}  # finished: 2
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -145,6 +155,7 @@ class _JobState:
         "log_path",
         "name",
         "owner",
+        "rank",
         "requires",
         "run",
         "template",
@@ -156,11 +167,12 @@ class _JobState:
         self.kind = job.kind
         self.description = getattr(job, "source", None) or job.describe()
         self.requires = json.dumps(list(job.requirements)) if job.requirements else "[]"
-        log_path = job.log_path  # a path per name, built once (pathlib is slow per change)
-        self.log_path = str(log_path) if log_path is not None else None
+        engine = job.engine
+        self.log_path = engine._log_file(self.name) if engine is not None else None
         self.base: int | None = None  # added to job.attempts; fixed on the first write
         self.local = 0  # job.attempts of the latest run
-        self.run: dict[str, Any] | None = None
+        self.run: dict[str, Any] | None = None  # None once a finished run is written
+        self.rank = -1  # _RANK of the latest run's status (-1: no run yet)
         self.template: dict[str, Any] | None = None
         self.owner: HistoryStore | None = None
 
@@ -182,6 +194,9 @@ class HistoryStore:
     idle_timeout
         Seconds without changes after which the writer thread stops (and closes the file);
         the next change starts it again.
+    max_delay
+        Seconds the writer waits at most, while changes keep pouring in (a burst of short
+        jobs), before it writes what it has.
 
     Raises
     ------
@@ -224,6 +239,7 @@ class HistoryStore:
         batch_delay: float = 0.2,
         busy_timeout: float = 30.0,
         idle_timeout: float = 1.0,
+        max_delay: float = 5.0,
     ) -> None:
         self.folder = Path(folder)
         self.path = self.folder / "history.db"
@@ -231,6 +247,7 @@ class HistoryStore:
         self.batch_delay = float(batch_delay)
         self.busy_timeout = float(busy_timeout)
         self.idle_timeout = float(idle_timeout)
+        self.max_delay = float(max_delay)
         _check_writable(self.folder, self.path)
         if self.path.exists():
             con = self._connect()  # fail now, not in the writer thread, on a newer or bad file
@@ -263,7 +280,11 @@ class HistoryStore:
         """
         if self._closed:
             return
-        self._queue.append((job, _snapshot(job), _now()))
+        # Loose items rather than a tuple: a change allocates no container, so that a burst of
+        # changes waiting in the queue does not set the garbage collector off (each of its
+        # passes walks through every job alive). One extend is atomic: the items of two
+        # changes never interleave.
+        self._queue.extend((job, *_snapshot(job), _now()))
         if not self._signalled:
             self._signal()
 
@@ -298,7 +319,7 @@ class HistoryStore:
         with self._lock:
             if self._closed or self._thread is None:
                 return  # no writer: everything was written (it stops only when nothing waits)
-            self._queue.append(marker)
+            self._queue.extend((marker, *_NO_SNAPSHOT))
         self._urgent.set()
         self._wake.set()
         if not marker.done.wait(timeout):
@@ -319,7 +340,7 @@ class HistoryStore:
             self._closed = True
             thread = self._thread
             if thread is not None:
-                self._queue.append(_Marker(stop=True))
+                self._queue.extend((_Marker(stop=True), *_NO_SNAPSHOT))
         if thread is None:
             return
         self._urgent.set()
@@ -347,42 +368,14 @@ class HistoryStore:
                             return
                     continue
                 if not self._urgent.is_set() and self.batch_delay > 0:
-                    self._urgent.wait(self.batch_delay)  # gather a batch; flush() cuts it short
+                    self._gather()
                 # Clear the event before the flag: a change reported meanwhile sets both again.
                 self._wake.clear()
                 self._signalled = False
                 self._urgent.clear()
                 markers: list[_Marker] = []
-                touched: dict[int, tuple[dict[str, Any], Job]] = {}
-                queue = self._queue
-                # What is there now, not what keeps coming: a batch always ends.
-                items = []
-                for _ in range(len(queue)):
-                    item = queue.popleft()
-                    if type(item) is _Marker:
-                        markers.append(item)
-                        stop = stop or item.stop
-                        continue
-                    items.append(item)
-                for item in _fold(items):
-                    try:
-                        run = self._take(*item)
-                    except Exception:
-                        logger.exception("jupyter_executor: cannot record a change of a job")
-                    else:
-                        if run is not None:
-                            touched[id(run)] = (run, item[0])
-                # Once per run and batch, not per change: what is slow to read or format.
-                for run, job in touched.values():
-                    try:
-                        _complete(run, job)
-                    except Exception:
-                        logger.exception("jupyter_executor: cannot record job %r", job.name)
-                try:
-                    error = self._write() if self._dirty else None
-                except Exception as exc:  # a bug here must not stop the thread: flush() waits
-                    logger.exception("jupyter_executor: cannot write the history")
-                    error = exc
+                error = self._batch(markers)
+                stop = stop or any(marker.stop for marker in markers)
                 retry_in = 0.5 if error is None else min(2 * retry_in, 30.0)
                 for marker in markers:
                     marker.error = error
@@ -403,6 +396,68 @@ class HistoryStore:
                 for item in self._queue:
                     if type(item) is _Marker:
                         item.done.set()
+
+    def _batch(self, markers: list[_Marker]) -> BaseException | None:
+        """Write what is queued now; return the error, if any (writer thread).
+
+        A method rather than inline in the loop so that the snapshots of a batch (and the
+        results they hold) are released when it is written, not when the next one comes.
+        """
+        touched: dict[int, tuple[dict[str, Any], Job]] = {}
+        queue = self._queue
+        # What is there now, not what keeps coming: a batch always ends.
+        items = []
+        pop = queue.popleft
+        for _ in range(len(queue) // _ITEMS):
+            first = pop()
+            snap = (pop(), pop(), pop(), pop(), pop(), pop(), pop(), pop(), pop(), pop())
+            now = pop()
+            if type(first) is _Marker:
+                markers.append(first)
+                continue
+            items.append((first, snap, now))
+        for item in _fold(items):
+            try:
+                run = self._take(*item)
+            except Exception:
+                logger.exception("jupyter_executor: cannot record a change of a job")
+            else:
+                if run is not None:
+                    touched[id(run)] = (run, item[0])
+        del items
+        # Once per run and batch, not per change: what is slow to read or format.
+        for run, job in touched.values():
+            try:
+                _complete(run, job)
+            except Exception:
+                logger.exception("jupyter_executor: cannot record job %r", job.name)
+        del touched
+        try:
+            return self._write() if self._dirty else None
+        except Exception as exc:  # a bug here must not stop the thread: flush() waits
+            logger.exception("jupyter_executor: cannot write the history")
+            return exc
+
+    def _gather(self) -> None:
+        """Wait for a batch to gather; while a burst of changes goes on, for the burst to end.
+
+        The writer competes with the jobs for the GIL (it needs about twice the CPU time of a
+        no-op job per run): a burst of short jobs ends sooner when its history is written
+        after it. The wait is bounded by ``max_delay`` and by the size of the queue, and
+        :meth:`flush` and :meth:`close` cut it short.
+        """
+        urgent, queue = self._urgent, self._queue
+        if urgent.wait(self.batch_delay):
+            return
+        deadline = time.monotonic() + self.max_delay - self.batch_delay
+        seen = len(queue) // _ITEMS
+        while seen >= _BURST and seen < _MAX_DEFERRED and time.monotonic() < deadline:
+            if urgent.wait(self.batch_delay):
+                return
+            now = len(queue) // _ITEMS
+            if now - seen < _BURST:
+                return  # the burst is over
+            seen = now
 
     def _close_connection(self) -> None:
         con, self._con = self._con, None
@@ -426,6 +481,7 @@ class HistoryStore:
                 else:
                     self._states[job] = state
         run = state.run
+        seen = state.rank >= 0
         rank = _RANK.get(status, 2)
         # Which attempt this snapshot is about: a pending job waits for its next attempt, a
         # running one is in its current attempt, a finished one ended the run it was in (the
@@ -434,24 +490,28 @@ class HistoryStore:
             local = attempts
         elif rank == 0:
             local = attempts + 1
-        elif run is not None and state.local in (attempts, attempts + 1):
+        elif seen and state.local in (attempts, attempts + 1):
             local = state.local
         else:
             local = attempts if attempts > 0 and started is not None else attempts + 1
-        if run is not None and local <= state.local:
-            if local < state.local or rank < run["_rank"]:
+        if seen and local <= state.local:
+            if local < state.local or rank < state.rank:
                 return None  # an older snapshot that another thread queued late
+            if run is None:
+                # Its finished run was written and released (see _write): written again,
+                # rebuilt from this snapshot.
+                run = state.run = _new_run(state, self.engine_id, local)
         else:
-            if run is not None and run["_rank"] < 2:
+            if run is not None and state.rank < 2:
                 # The previous attempt ended without a finished status: a retry sent the job
                 # straight back to pending (or its end was not reported).
                 _end_retried(run, exc, tb, reason, now)
                 self._dirty[id(run)] = run
             run = state.run = _new_run(state, self.engine_id, local)
             state.local = local
-        value = status._value_
+        value = status
         run["status"] = value
-        run["_rank"] = rank
+        state.rank = rank
         ran = rank > 0 and local == attempts
         # The states this run went through, at the job's own times: snapshots of one attempt
         # that arrive in the same batch are folded into the last one (see _fold), so the
@@ -530,6 +590,13 @@ class HistoryStore:
                 self._con = None  # open afresh next time
             return exc
         self._max_attempt = highest
+        for run in runs:
+            state = run["_state"]
+            if state.rank == 2 and state.run is run:
+                # Final: keep only what places the next snapshot (state.local, state.rank),
+                # so that a finished job holds no containers for the garbage collector to
+                # walk through again and again.
+                state.run = state.template = None
         self._dirty.clear()
         self._last_error = None
         return None
@@ -748,7 +815,6 @@ def _new_run(state: _JobState, engine_id: str, local: int) -> dict[str, Any]:
             log_path=state.log_path,
             detached=0,
             _state=state,
-            _rank=0,
             _ran=False,
             _end=None,
         )
@@ -766,7 +832,7 @@ def _end_retried(
     cancelled = isinstance(exc, JobCancelled) or (exc is None and reason is not None)
     status = "cancelled" if cancelled else "failed"
     run["status"] = status
-    run["_rank"] = 2
+    run["_state"].rank = 2
     run["_end"] = None
     run["transitions"].append([status, now])
     run["finished"] = now
@@ -815,6 +881,8 @@ def _last_line(text: str | None) -> str | None:
 
 
 def _repr(value: Any) -> str:
+    if value is None:  # what most jobs return
+        return "None"
     try:
         return _short.repr(value)
     except Exception:  # a broken __repr__ of a user object must not lose the run

@@ -178,7 +178,7 @@ def test_a_late_snapshot_does_not_undo_an_end(store: HistoryStore) -> None:
     running = (job, store_snapshot(job), time.time())
     _drive(store, job, Status.DONE, result=2)
     # Another thread took this snapshot while the job ran and queued it after the end.
-    store._queue.append(running)
+    store._queue.extend((running[0], *running[1], running[2]))  # as job_changed queues it
     store.job_changed(job)
     store.flush(timeout=10)
     (run,) = store.history()
