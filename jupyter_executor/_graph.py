@@ -68,7 +68,10 @@ class Graph:
         DependencyCycle
             The batch would close a cycle; the message names the jobs on it.
         """
-        new = {name: tuple(dict.fromkeys(reqs)) for name, reqs in batch.items()}
+        new = {
+            name: reqs if type(reqs) is tuple and len(reqs) < 2 else tuple(dict.fromkeys(reqs))
+            for name, reqs in batch.items()
+        }
         for name, reqs in new.items():
             for req in reqs:
                 if (
@@ -106,6 +109,20 @@ class Graph:
     def _check_cycles(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
         # Nodes already in the graph are acyclic and cannot reach a new node, except through a
         # name being replaced; so the walk stays inside the batch unless something is replaced.
+        if not replacing:
+            # A batch in dependency order (each node requires only earlier ones or old nodes:
+            # how the engine hands them over) closes no cycle; one pass tells, no walk.
+            earlier: set[str] = set()
+            for name, reqs in new.items():
+                for req in reqs:
+                    if req in new and req not in earlier:
+                        break
+                else:
+                    earlier.add(name)
+                    continue
+                break
+            else:
+                return
         def edges(node: str) -> tuple[str, ...]:
             if node in new:
                 return new[node]

@@ -77,8 +77,9 @@ _HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
 #: Jobs admitted per turn of the engine's loop.
 _ADMIT_BATCH = 256
 
-#: Builds an EngineEvent from a tuple without the Python-level ``__new__`` (hot path).
-_event = EngineEvent._make
+#: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
+#: events per job; ``EngineEvent._make`` is a Python function).
+_event = functools.partial(tuple.__new__, EngineEvent)
 
 
 class Engine:
@@ -424,7 +425,11 @@ class Engine:
         for job in new:
             if not job._requires_spec and not job._arg_jobs and job._condition is None:
                 continue  # no edges: the graph needs no node for it
-            reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
+            spec = job._requires_spec
+            if len(spec) == 1 and not job._arg_jobs:
+                reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
+            else:
+                reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
             job.requirements = reqs
             cond = job.condition_jobs()
             specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
@@ -789,7 +794,10 @@ class Engine:
             if self._subscribers:
                 self._emit("status", job)
             if self._store is not None:
-                self._job_changed(job)
+                if job._life is None:  # _job_changed inlined: a call less per job
+                    self._store.job_changed(job)
+                else:
+                    self._job_changed(job)
         if job.timeout is not None:
             self._call_soon(self._arm_timeout, job, job.attempts)
         if sys.stdout.__class__ is not _capture._StreamProxy:
@@ -935,11 +943,14 @@ class Engine:
                 detail = job._cancel_reason or "cancelled"
             elif exc is not None:
                 detail = f"{type(exc).__name__}: {exc}"
-            self.log.append(_event((now, status.value, job.name, detail)))
+            self.log.append(_event((now, status._value_, job.name, detail)))
             if self._subscribers:
                 self._emit("status", job)
             if self._store is not None:
-                self._job_changed(job)
+                if job._life is None:  # _job_changed inlined: a call less per job
+                    self._store.job_changed(job)
+                else:
+                    self._job_changed(job)
             if job._future is not None:
                 _resolve(job._future, job)
             name = str(job.name)
@@ -1682,6 +1693,24 @@ def _collect(jobs: list[Job]) -> list[Job]:
     """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
     if not any(j._requires_spec or j._arg_jobs or j._condition is not None for j in jobs):
         return jobs  # nothing to walk (the common case of independent jobs)
+    # Jobs given dependencies first (a chain built in order, a script's natural order) need no
+    # walk either: one pass checks that each one's unsubmitted dependencies came before it.
+    earlier: set[int] = set()
+    for job in jobs:
+        if id(job) in earlier:
+            break  # given twice: the walk drops the repeat
+        spec = job._requires_spec
+        deps = spec if not job._arg_jobs and job._condition is None else job.required_jobs()
+        if job._condition is not None:
+            deps = [*deps, *job.condition_jobs()]
+        if any(
+            (d := _job_of(dep)) is not None and d.engine is None and id(d) not in earlier
+            for dep in deps
+        ):
+            break
+        earlier.add(id(job))
+    else:
+        return jobs
     seen: set[int] = set()
     order: list[Job] = []
     stack: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]

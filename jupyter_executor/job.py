@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._capture import Output
 from ._conditions import Condition, _flatten
-from ._status import FINISHED, Status, check_transition
+from ._status import _ALLOWED, FINISHED, Status, check_transition
 from .errors import JobCancelled, JobNotFinished, SubmitError
 
 if TYPE_CHECKING:
@@ -491,7 +491,8 @@ class Job:
 
     def _set_status(self, new: Status) -> None:
         # The one place where a status changes; the engine calls it under its lock.
-        check_transition(str(self.name), self.status, new)
+        if new not in _ALLOWED[self.status]:  # the table lookup inline: twice per job
+            check_transition(str(self.name), self.status, new)  # raises, with the message
         self.status = new
 
     # inspection ----------------------------------------------------------------------------
