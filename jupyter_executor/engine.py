@@ -777,32 +777,39 @@ class Engine:
                 backend.queue.append(job)
                 self._queued += 1
                 return False
-            job._set_status(Status.RUNNING)
-            job.started = now = time.time()
-            job.finished = None
-            job.attempts += 1
-            if self.resume:
-                self._ran.add(str(job.name))
-            job._exception = None
-            job.traceback = None
-            if job._output is not None:  # an earlier run: this one starts a new tail and log
-                job._output.close()
-                job._output = None
-            self._running += 1
-            backend.running += 1
-            self.log.append(_event((now, "started", job.name, "")))
-            if self._subscribers:
-                self._emit("status", job)
-            if self._store is not None:
-                if job._life is None:  # _job_changed inlined: a call less per job
-                    self._store.job_changed(job)
-                else:
-                    self._job_changed(job)
+            self._mark_running(job, backend)
+        self._after_begin(job)
+        return True
+
+    def _mark_running(self, job: Job, backend: Backend) -> None:
+        # (under the lock) A slot is taken: the job runs.
+        job._set_status(Status.RUNNING)
+        job.started = now = time.time()
+        job.finished = None
+        job.attempts += 1
+        if self.resume:
+            self._ran.add(str(job.name))
+        job._exception = None
+        job.traceback = None
+        if job._output is not None:  # an earlier run: this one starts a new tail and log
+            job._output.close()
+            job._output = None
+        self._running += 1
+        backend.running += 1
+        self.log.append(_event((now, "started", job.name, "")))
+        if self._subscribers:
+            self._emit("status", job)
+        if self._store is not None:
+            if job._life is None:  # _job_changed inlined: a call less per job
+                self._store.job_changed(job)
+            else:
+                self._job_changed(job)
+
+    def _after_begin(self, job: Job) -> None:
         if job.timeout is not None:
             self._call_soon(self._arm_timeout, job, job.attempts)
         if sys.stdout.__class__ is not _capture._StreamProxy:
             _capture.install()
-        return True
 
     def _arm_timeout(self, job: Job, attempt: int) -> None:
         if job.status is Status.RUNNING and job.attempts == attempt:
@@ -996,9 +1003,9 @@ class Engine:
 
     def _drain_queues(self, backend: Backend) -> None:
         """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""
-        queues = [backend] + [b for b in self._backends.values() if b is not backend]
-        for b in queues:
-            while True:
+        for b in (backend, *self._backends.values()):
+            while b.queue:
+                # One lock hold per job, from the queue to running (a queued job is pending).
                 with self._lock:
                     if not b.queue or not (
                         (self.max_jobs is None or self._running < self.max_jobs)
@@ -1007,7 +1014,16 @@ class Engine:
                         break
                     job = b.queue.popleft()
                     self._queued -= 1
-                self._run(job, b)
+                    if job.status is not Status.PENDING:
+                        continue  # cancelled while it waited
+                    self._mark_running(job, b)
+                self._after_begin(job)
+                try:
+                    b.start(job)
+                except Exception as exc:
+                    self._finish(job, exc=exc)
+            if not self._queued:
+                break
 
     # control -----------------------------------------------------------------------------------
     def cancel(self, job: Job | str, reason: str = "cancelled by user") -> bool:

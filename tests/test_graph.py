@@ -47,3 +47,15 @@ def test_long_chain_is_linear_and_remove_drops_edges() -> None:
     assert g.dependents("j0") == {"j1"}
     g.remove("j1")
     assert not g.dependents("j0")
+
+
+def test_a_batch_in_dependency_order_is_checked_for_cycles_too() -> None:
+    # Such a batch (what the engine hands over) passes with one pass; anything else is walked.
+    g = Graph()
+    g.add({"a": [], "b": ["a"], "c": ["b"]})
+    assert set(g.dependents("b")) == {"c"}
+    with pytest.raises(DependencyCycle, match=r"d -> d"):
+        g.add({"d": ["c", "d"]})
+    with pytest.raises(DependencyCycle, match=r"e -> f -> e"):
+        g.add({"e": ["c", "f"], "f": ["e"]})
+    assert "d" not in g and "e" not in g

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _wait import wait_until
 
 from jupyter_executor import Engine, Job
 from jupyter_executor._status import Status
@@ -224,6 +225,72 @@ def test_close_is_deterministic_and_idempotent(tmp_path: Path) -> None:
     assert set(_store_threads()) == before
     (run,) = HistoryStore(tmp_path / "h", "other").history()
     assert run["status"] == "done"
+
+
+def _rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    except sqlite3.OperationalError:  # created, schema not yet committed
+        return 0
+    finally:
+        con.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_is_written_after_it_ends_and_never_later_than_max_delay(tmp_path: Path) -> None:
+    # The writer competes with the jobs for the GIL: during a burst of changes it waits for the
+    # burst to end, but no longer than max_delay.
+    store = HistoryStore(tmp_path, "burst", batch_delay=0.05, max_delay=0.6)
+    jobs = [Job(len, args=("ab",), name=f"j{i}") for i in range(50)]
+    for job in jobs:
+        _drive(store, job, Status.PENDING, Status.RUNNING)
+    try:
+        began = time.monotonic()
+        early = None
+        first_seen = None
+        while time.monotonic() - began < 3.0:  # a burst far longer than max_delay
+            for _ in range(20):
+                for job in jobs:
+                    store.job_changed(job)
+            time.sleep(0.01)  # about 100,000 changes per second, 20 times what makes a burst
+            elapsed = time.monotonic() - began
+            if early is None and elapsed > 0.3:
+                early = _rows(store.path)
+            if first_seen is None and elapsed > 0.3 and _rows(store.path):
+                first_seen = elapsed
+        assert early == 0  # a batch was due after 0.05 s: the writer waited for the burst
+        assert first_seen is not None and first_seen < 1.7  # ... but not for its end
+        # after the burst: everything, promptly, with no flush to cut the wait short
+        for job in jobs:
+            _drive(store, job, Status.DONE, result=2)
+        wait_until(
+            lambda: len([r for r in store.history() if r["status"] == "done"]) == len(jobs),
+            timeout=10,
+            what="the runs written after the burst",
+        )
+    finally:
+        store.close()
+
+
+def test_a_finished_run_reported_again_after_it_was_written_stays_whole(
+    store: HistoryStore,
+) -> None:
+    # Once written, a finished run is released from memory; reported again (the latest report
+    # of a run wins), it is rebuilt from the job and written over itself, whole.
+    job = Job(len, args=("ab",), name="j")
+    _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+    store.flush(timeout=10)
+    (before,) = store.history()
+    job._result = 3
+    store.job_changed(job)
+    store.flush(timeout=10)
+    (after,) = store.history()
+    assert after["result"] == "3"
+    assert {**after, "result": "2"} == before
+    assert [s for s, _ in after["transitions"]] == ["pending", "running", "done"]
 
 
 def test_an_idle_writer_stops_and_the_next_change_starts_another(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ class TaskBackend(Backend):
 
     async def _run(self, job: Job) -> None:
         engine = self.engine
-        task = asyncio.current_task()
+        task: asyncio.Task[Any] | None = None  # looked up only for a handoff (most jobs: none)
         inline = 0
         current: Job | None = job
         while current is not None:
@@ -106,6 +106,8 @@ class TaskBackend(Backend):
                 # Let the loop breathe: a long chain run inline would starve other callbacks.
                 self.start(current)
                 return
+            if task is None:
+                task = asyncio.current_task()
             current._task = task
 
     async def execute(self, job: Job) -> Any:
