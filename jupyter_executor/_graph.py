@@ -123,6 +123,7 @@ class Graph:
                 break
             else:
                 return
+
         def edges(node: str) -> tuple[str, ...]:
             if node in new:
                 return new[node]
