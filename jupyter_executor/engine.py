@@ -77,6 +77,9 @@ _HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
 #: Jobs admitted per turn of the engine's loop.
 _ADMIT_BATCH = 256
 
+#: Posts to the engine's loop run per hold of the engine's lock.
+_DRAIN_BATCH = 256
+
 #: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
 #: events per job; ``EngineEvent._make`` is a Python function).
 _event = functools.partial(tuple.__new__, EngineEvent)
@@ -193,7 +196,8 @@ class Engine:
             "cluster_options": cluster_options, "history": history, "keep_logs": keep_logs,
             "resume": resume, "force": force, "default_backend": default_backend,
         }  # fmt: skip
-        self._lock = threading.Lock()
+        # Re-entrant: the loop holds it while it runs a batch of posts (see _drain_inbox).
+        self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
         self._graph = Graph()
@@ -546,12 +550,22 @@ class Engine:
     def _drain_inbox(self) -> None:
         self._wake_pending = False
         inbox = self._inbox
-        while inbox:
-            fn, args = inbox.popleft()
-            try:
-                fn(*args)
-            except Exception:  # pragma: no cover - a bug of ours; keep the loop alive
-                logger.exception("jupyter_executor: internal error in %r", fn)
+        # Under the engine's lock a batch at a time. The callbacks take the lock again and
+        # again (re-entrant: almost free), and a thread that wants it (one submitting jobs)
+        # waits once per batch instead of fighting for it, and for the GIL, at every callback:
+        # those hand-offs cost both threads system calls, 10 µs of CPU per thread job.
+        with self._lock:
+            for _ in range(_DRAIN_BATCH):
+                if not inbox:
+                    return
+                fn, args = inbox.popleft()
+                try:
+                    fn(*args)
+                except Exception:  # pragma: no cover - a bug of ours; keep the loop alive
+                    logger.exception("jupyter_executor: internal error in %r", fn)
+        if inbox:  # the rest at the next turn: the lock is free for others in between
+            assert self._loop is not None
+            self._loop.call_soon(self._drain_inbox)
 
     def _backend(self, name: str) -> Backend:
         backend = self._backends.get(name)

@@ -310,6 +310,41 @@ def test_limits(engine: Engine) -> None:
         engine.set_limits(gpu=1)
 
 
+@pytest.mark.timeout(120)
+def test_threads_submitting_and_cancelling_while_jobs_end(engine: Engine) -> None:
+    # Several threads submit, chain and cancel while thousands of short jobs end on a bounded
+    # pool and the loop settles them (holding the engine's lock a batch at a time): nothing
+    # deadlocks, every job ends, and every slot is given back.
+    engine.set_limits(thread=4)
+    made: list[Job] = []
+    made_lock = threading.Lock()
+
+    def submitter(k: int) -> None:
+        previous: Job | None = None
+        for i in range(400):
+            requires = (previous,) if previous is not None and i % 2 else ()
+            job = engine.submit(int, i, name=f"s{k}-{i}", requires=requires)
+            if i % 7 == 0:
+                engine.cancel(job, reason="changed my mind")
+            previous = job
+            with made_lock:
+                made.append(job)
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    engine.wait(timeout=60)
+    assert len(made) == 1600
+    assert {j.status.value for j in made} <= {"done", "cancelled"}
+    done = [j for j in made if j.status.value == "done"]
+    assert done and all(j.result() == int(str(j.name).split("-")[1]) for j in done)
+    assert all(j.done() for j in made)
+    assert engine._running == 0 and engine._queued == 0  # every slot given back
+
+
 def test_max_jobs_bounds_all_backends(tmp_path: Path) -> None:
     with Engine(folder=tmp_path, max_jobs=1) as engine:
         jobs = [engine.submit(mycoro, 0.05, i) for i in range(3)]
