@@ -939,18 +939,21 @@ class Engine:
         exc: BaseException | None,
         collect: builtins.list[Job] | None = None,
         rearm: str | None = None,
-    ) -> None:
+        not_started: bool = False,
+    ) -> bool:
         """Give ``job`` its final status and wake its dependents (any thread).
 
         The dependents that became ready are dispatched, or appended to ``collect``. With
         ``rearm`` (why), the job goes back to pending for another run, in the same locked step
-        so that ``wait()`` never sees it finished in between.
+        so that ``wait()`` never sees it finished in between. With ``not_started``, a job that
+        is running by now is left alone (its slot is given back by :meth:`_finish`, not here).
+        Returns False when the job was left alone.
         """
         ready: builtins.list[Job] = [] if collect is None else collect
         to_cancel: builtins.list[tuple[Job, str]] = []
         with self._lock:
-            if job.status in FINISHED:
-                return
+            if job.status in FINISHED or (not_started and job.status is Status.RUNNING):
+                return False
             job._set_status(status)
             job.finished = now = time.time()
             job._result = result
@@ -1006,6 +1009,7 @@ class Engine:
             self._cancel_pending(dep, reason)
         if ready and collect is None:
             self._dispatch(ready)
+        return True
 
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
@@ -1013,7 +1017,8 @@ class Engine:
                 return
             job._cancel_reason = reason
             job._cancel_requested = True
-        self._settle(job, Status.CANCELLED, None, None)
+        if not self._settle(job, Status.CANCELLED, None, None, not_started=True):
+            self._call_soon(self._stop, job)  # it started meanwhile: stop it like a running one
 
     def _drain_queues(self, backend: Backend) -> None:
         """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""
@@ -1057,10 +1062,12 @@ class Engine:
             job._cancel_requested = True
             if job._cancel_reason is None or not isinstance(job._exception, JobTimeout):
                 job._cancel_reason = reason
-        if status is Status.RUNNING:
+        # The loop may start a pending job between the check above and the settling: settling
+        # a running job here would keep its slot forever, so such a job is stopped instead.
+        if status is Status.RUNNING or not self._settle(
+            job, Status.CANCELLED, None, None, not_started=True
+        ):
             self._call_soon(self._stop, job)
-        else:
-            self._settle(job, Status.CANCELLED, None, None)
         return True
 
     def _stop(self, job: Job) -> None:
