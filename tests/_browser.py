@@ -1,9 +1,11 @@
-"""JupyterLab in headless Chromium, for the browser tests and the dashboard benchmark.
+"""JupyterLab and Jupyter Notebook 7 in headless Chromium, for the browser tests and the
+dashboard benchmark.
 
 Recipe (``/work/shared/kernel-facts.md`` §6):
 
 - the server runs with every Jupyter directory (config, data, runtime, IPython) under a temp dir,
-  a random port and token, ``--LabApp.expose_app_in_browser`` (so ``window.jupyterapp`` lets the
+  a random port and token, the app exposed in the browser (``--LabApp.expose_app_in_browser``,
+  ``--JupyterNotebookApp.expose_app_in_browser`` for Notebook 7: ``window.jupyterapp`` lets the
   test run cells) and the news notification switched off;
 - Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright for Python (never
   ``playwright install``), with its profile and cache under the temp dir;
@@ -20,6 +22,9 @@ Examples
 ...     run_all_cells(page)
 ...     print(kernel_execute(page, "print(1 + 1)"))
 2
+
+:func:`jupyter_notebook` starts Notebook 7 instead; the page helpers work on both, since both
+front ends are JupyterLab applications whose ``shell.currentWidget`` is the notebook panel.
 """
 
 from __future__ import annotations
@@ -66,6 +71,22 @@ def browser_available() -> str | None:
     return None
 
 
+def notebook7_available() -> str | None:
+    """Why the Notebook 7 browser tests cannot run here, or None when they can."""
+    reason = browser_available()
+    if reason is not None:
+        return reason
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("notebook")
+    except PackageNotFoundError:
+        return "notebook (Jupyter Notebook 7) is not installed"
+    if int(installed.split(".")[0]) < 7:
+        return f"notebook {installed} is installed; these tests need Notebook 7"
+    return None
+
+
 def _has_module(name: str) -> bool:
     import importlib.util
 
@@ -80,17 +101,25 @@ def _free_port() -> int:
 
 @dataclass
 class Lab:
-    """A running JupyterLab server."""
+    """A running Jupyter server: JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``)."""
 
     url: str
     token: str
     root: Path
     process: subprocess.Popen[bytes]
     log: Path
+    app: str = "lab"
 
     def lab_url(self, notebook: str, workspace: str = "test") -> str:
         # ?reset: start from an empty workspace, not a restored tab.
         return f"{self.url}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+
+    def notebook_url(self, notebook: str) -> str:
+        """The page that opens ``notebook`` in this server's front end."""
+        if self.app == "notebook":
+            # Notebook 7 opens one notebook per page and restores no workspace.
+            return f"{self.url}/notebooks/{notebook}?token={self.token}"
+        return self.lab_url(notebook)
 
     def log_tail(self, n: int = 60) -> str:
         try:
@@ -102,6 +131,27 @@ class Lab:
 @contextlib.contextmanager
 def jupyter_lab(tmp: Path, root: Path, *, timeout: float = 60.0) -> Iterator[Lab]:
     """Start JupyterLab serving ``root``; stop it (and its kernels) on exit."""
+    with _jupyter_server(tmp, root, "lab", timeout=timeout) as lab:
+        yield lab
+
+
+@contextlib.contextmanager
+def jupyter_notebook(tmp: Path, root: Path, *, timeout: float = 60.0) -> Iterator[Lab]:
+    """Start Jupyter Notebook 7 serving ``root``; stop it (and its kernels) on exit."""
+    with _jupyter_server(tmp, root, "notebook", timeout=timeout) as server:
+        yield server
+
+
+# The command line of each front end: its module and its own app class's options.
+_APPS = {
+    "lab": ("jupyterlab", "LabApp", "JupyterLab"),
+    "notebook": ("notebook", "JupyterNotebookApp", "Jupyter Notebook"),
+}
+
+
+@contextlib.contextmanager
+def _jupyter_server(tmp: Path, root: Path, app: str, *, timeout: float) -> Iterator[Lab]:
+    module, app_class, title = _APPS[app]
     home = tmp / "jupyter-home"
     dirs = {
         "JUPYTER_CONFIG_DIR": home / "config",
@@ -122,35 +172,35 @@ def jupyter_lab(tmp: Path, root: Path, *, timeout: float = 60.0) -> Iterator[Lab
     env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     port = _free_port()
     token = secrets.token_hex(16)
-    log = tmp / "jupyterlab.log"
+    log = tmp / f"jupyter-{app}.log"
     cmd = [
-        sys.executable, "-m", "jupyterlab",
+        sys.executable, "-m", module,
         "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.user_settings_dir={settings}",
+        f"--{app_class}.expose_app_in_browser=True",
+        f"--{app_class}.user_settings_dir={settings}",
         "--ServerApp.open_browser=False",
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    lab = Lab(f"http://127.0.0.1:{port}", token, root, proc, log)
+    server = Lab(f"http://127.0.0.1:{port}", token, root, proc, log, app)
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                msg = f"JupyterLab exited with {proc.returncode}:\n{lab.log_tail()}"
+                msg = f"{title} exited with {proc.returncode}:\n{server.log_tail()}"
                 raise RuntimeError(msg)
             try:
-                with urllib.request.urlopen(f"{lab.url}/api/status?token={token}", timeout=2):
+                with urllib.request.urlopen(f"{server.url}/api/status?token={token}", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    msg = f"JupyterLab did not start in {timeout} s:\n{lab.log_tail()}"
+                    msg = f"{title} did not start in {timeout} s:\n{server.log_tail()}"
                     raise RuntimeError(msg) from None
                 time.sleep(0.2)
-        yield lab
+        yield server
     finally:
         _stop_group(proc)
 
@@ -176,7 +226,7 @@ def chromium(tmp: Path) -> Iterator[Any]:
     xdg = tmp / "chromium-xdg"
     for sub in ("config", "cache"):
         (xdg / sub).mkdir(parents=True, exist_ok=True)
-    env = {
+    env: dict[str, str | float | bool] = {
         **os.environ,
         "XDG_CONFIG_HOME": str(xdg / "config"),
         "XDG_CACHE_HOME": str(xdg / "cache"),
@@ -191,7 +241,7 @@ def chromium(tmp: Path) -> Iterator[Any]:
             browser.close()
 
 
-# -- driving JupyterLab ---------------------------------------------------------------------------
+# -- driving a notebook (JupyterLab or Notebook 7) -------------------------------------------------
 
 _KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
@@ -204,7 +254,7 @@ def open_notebook(browser: Any, lab: Lab, notebook: str, *, timeout: float = 90.
     """Open a notebook in a new page and wait until its kernel is idle."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(timeout * 1000)
-    page.goto(lab.lab_url(notebook))
+    page.goto(lab.notebook_url(notebook))
     page.wait_for_function(
         "() => Boolean(window.jupyterapp && window.jupyterapp.shell.currentWidget)"
     )
@@ -258,6 +308,19 @@ def kernel_execute(page: Any, code: str, *, timeout: float = 60.0) -> str:
 def notebook_node(page: Any) -> Any:
     """The DOM node of the current notebook panel (scope for queries)."""
     return page.evaluate_handle("() => window.jupyterapp.shell.currentWidget.node")
+
+
+def in_notebook(page: Any, selector: str) -> Any:
+    """A locator for ``selector`` scoped to the current notebook panel."""
+    panel_id = page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+    return page.locator(f"#{panel_id} {selector}")
+
+
+def wait_status(page: Any, name: str, status: str, timeout: float = 30.0) -> None:
+    """Wait until the dashboard of the current notebook shows job ``name`` with ``status``."""
+    in_notebook(page, f'.je-row[data-name="{name}"][data-status="{status}"]').wait_for(
+        timeout=timeout * 1000
+    )
 
 
 def add_and_run_cell(page: Any, code: str, *, timeout: float = 120.0) -> float:

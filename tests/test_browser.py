@@ -25,11 +25,13 @@ from _browser import (
     add_and_run_cell,
     browser_available,
     chromium,
+    in_notebook,
     jupyter_lab,
     kernel_execute,
     open_notebook,
     run_all_cells,
     wait_idle,
+    wait_status,
     widget_page,
 )
 
@@ -46,18 +48,6 @@ NOTEBOOK = REPO / "notebooks" / "dashboard.ipynb"
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with chromium(tmp_path_factory.mktemp("chromium")) as b:
         yield b
-
-
-def _in_notebook(page: Any, selector: str) -> Any:
-    """A locator scoped to the current notebook panel."""
-    panel_id = page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
-    return page.locator(f"#{panel_id} {selector}")
-
-
-def _wait_status(page: Any, name: str, status: str, timeout: float = 30.0) -> None:
-    _in_notebook(page, f'.je-row[data-name="{name}"][data-status="{status}"]').wait_for(
-        timeout=timeout * 1000
-    )
 
 
 def _publisher_threads(page: Any) -> int:
@@ -99,36 +89,36 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     run_all_cells(page)
 
     # rows appear, with no interaction
-    dash = _in_notebook(page, ".je-dash")
+    dash = in_notebook(page, ".je-dash")
     dash.wait_for()
     dash.scroll_into_view_if_needed()
     names = ("load", "train", "report", "broken", "sleeper", "flaky", "clock", "heartbeat", "shell")
     for name in (*names, "square-11"):
-        _in_notebook(page, f'.je-row[data-name="{name}"]').wait_for()
+        in_notebook(page, f'.je-row[data-name="{name}"]').wait_for()
     # the forever job is marked, the pipeline's requirement is shown
-    assert _in_notebook(page, '.je-row[data-name="heartbeat"] .je-forever').count() == 1
-    assert _in_notebook(page, '.je-row[data-name="report"] .je-c-requires').inner_text() == "train"
+    assert in_notebook(page, '.je-row[data-name="heartbeat"] .je-forever').count() == 1
+    assert in_notebook(page, '.je-row[data-name="report"] .je-c-requires').inner_text() == "train"
     # a job that keeps crashing is pending between runs, visibly restarting; a scheduled job
     # shows when it runs next
-    flaky = _in_notebook(page, '.je-row[data-name="flaky"][data-status="pending"] .je-restarting')
+    flaky = in_notebook(page, '.je-row[data-name="flaky"][data-status="pending"] .je-restarting')
     assert flaky.inner_text() == "restarting (1)"
-    next_run = _in_notebook(page, '.je-row[data-name="clock"] .je-c-started.je-next')
+    next_run = in_notebook(page, '.je-row[data-name="clock"] .je-c-started.je-next')
     assert next_run.inner_text().startswith("next run ")
 
     # train runs (with a progress bar and a ticking duration), then is done: no clicks involved
-    _wait_status(page, "train", "running")
-    train = _in_notebook(page, '.je-row[data-name="train"]')
-    _in_notebook(page, '.je-row[data-name="train"] .je-progress-fill').wait_for()
+    wait_status(page, "train", "running")
+    train = in_notebook(page, '.je-row[data-name="train"]')
+    in_notebook(page, '.je-row[data-name="train"] .je-progress-fill').wait_for()
     first = train.locator(".je-c-duration").inner_text()
     time.sleep(1.2)
     assert train.locator(".je-c-duration").inner_text() != first, "duration does not tick"
-    _wait_status(page, "train", "done")
-    _wait_status(page, "report", "done")
+    wait_status(page, "train", "done")
+    wait_status(page, "report", "done")
     assert (
-        "loss=0.033" in _in_notebook(page, '.je-row[data-name="report"] .je-c-result').inner_text()
+        "loss=0.033" in in_notebook(page, '.je-row[data-name="report"] .je-c-result').inner_text()
     )
     # the job view of the same job (shared front end) got there too
-    view = _in_notebook(page, '.je-jobview[data-name="train"][data-status="done"]')
+    view = in_notebook(page, '.je-jobview[data-name="train"][data-status="done"]')
     view.wait_for()
     assert "'loss': 0.033" in view.locator(".je-result").inner_text()
     assert "epoch 30" in view.locator(".je-jv-tail").inner_text()
@@ -136,33 +126,33 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     view.screenshot(path=str(ARTIFACTS / "jobview.png"))
 
     # the failed job shows its traceback when its row is expanded
-    _wait_status(page, "broken", "failed")
+    wait_status(page, "broken", "failed")
     assert (
-        "ValueError" in _in_notebook(page, '.je-row[data-name="broken"] .je-c-result').inner_text()
+        "ValueError" in in_notebook(page, '.je-row[data-name="broken"] .je-c-result').inner_text()
     )
-    _in_notebook(page, '.je-row[data-name="broken"] .je-c-name').click()
-    traceback = _in_notebook(page, '.je-detail[data-name="broken"] .je-traceback')
+    in_notebook(page, '.je-row[data-name="broken"] .je-c-name').click()
+    traceback = in_notebook(page, '.je-detail[data-name="broken"] .je-traceback')
     traceback.wait_for()
     assert "ValueError: this job fails on purpose" in traceback.inner_text()
-    tail = _in_notebook(page, '.je-detail[data-name="broken"] .je-tail')
+    tail = in_notebook(page, '.je-detail[data-name="broken"] .je-tail')
     assert "checking the input" in tail.inner_text()
 
     # cancel a running job from its row: the kernel's engine agrees
-    _wait_status(page, "sleeper", "running")
-    _in_notebook(page, '.je-row[data-name="sleeper"] button[data-action="cancel"]').click()
-    _wait_status(page, "sleeper", "cancelled")
+    wait_status(page, "sleeper", "running")
+    in_notebook(page, '.je-row[data-name="sleeper"] button[data-action="cancel"]').click()
+    wait_status(page, "sleeper", "cancelled")
     status = kernel_execute(page, "print(engine.list().set_index('name').loc['sleeper', 'status'])")
     assert status.strip() == "cancelled"
 
     # "show log" of a finished job opens the log panel with the job's whole output
-    _in_notebook(page, '.je-row[data-name="train"] button[data-action="log"]').click()
-    log = _in_notebook(page, '.je-log[data-name="train"]')
+    in_notebook(page, '.je-row[data-name="train"] button[data-action="log"]').click()
+    log = in_notebook(page, '.je-log[data-name="train"]')
     log.wait_for()
     assert "epoch  1" in log.inner_text() and "epoch 30" in log.inner_text()
     log.locator("button").click()
 
     # the header counts and the status filter
-    failed_chip = _in_notebook(page, '.je-chip[data-status="failed"]')
+    failed_chip = in_notebook(page, '.je-chip[data-status="failed"]')
     assert failed_chip.inner_text().split() == ["failed", "1"]
     failed_chip.click()
     page.wait_for_function(
@@ -172,10 +162,10 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     failed_chip.click()  # back to all jobs
 
     # the dependency graph
-    _in_notebook(page, ".je-graph-toggle").click()
-    _in_notebook(page, '.je-graph-svg .je-node[data-name="report"]').wait_for()
+    in_notebook(page, ".je-graph-toggle").click()
+    in_notebook(page, '.je-graph-svg .je-node[data-name="report"]').wait_for()
 
-    dash = _in_notebook(page, ".je-dash")
+    dash = in_notebook(page, ".je-dash")
     dash.screenshot(path=str(ARTIFACTS / "dashboard.png"))
     page.screenshot(path=str(ARTIFACTS / "dashboard-page.png"))
 
