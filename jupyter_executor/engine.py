@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -79,6 +80,9 @@ _ADMIT_BATCH = 256
 
 #: Posts to the engine's loop run per hold of the engine's lock.
 _DRAIN_BATCH = 256
+# How long a job waits for a slot before the history records it as pending (a job that gets a
+# slot sooner is recorded when it starts: bursts of short jobs cost no extra write).
+_NOTE_QUEUED_AFTER = 0.5
 
 #: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
 #: events per job; ``EngineEvent._make`` is a Python function).
@@ -206,6 +210,7 @@ class Engine:
         self._bad = 0  # waited jobs failed or cancelled
         self._running = 0
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
+        self._noting = False  # _note_queued is due
         self._idle_waiters: builtins.list[concurrent.futures.Future[None]] = []
         self._deferred: builtins.list[Job] = list(jobs)
         self._subscribers: builtins.list[Callable[[str, Job], None]] = []
@@ -789,11 +794,34 @@ class Engine:
                 backend.limit is not None and backend.running >= backend.limit
             ):
                 backend.queue.append(job)
+                backend.enqueued += 1
                 self._queued += 1
+                if self._store is not None and not self._noting:
+                    self._noting = True
+                    assert self._loop is not None
+                    self._loop.call_later(_NOTE_QUEUED_AFTER, self._note_queued)
                 return False
             self._mark_running(job, backend)
         self._after_begin(job)
         return True
+
+    def _note_queued(self) -> None:
+        """(loop thread) Record the jobs that still wait for a slot since they were queued.
+
+        A job that gets a slot at once is recorded when it starts; one that waits behind a
+        limit must be in the history meanwhile, so that a kernel that dies does not lose it.
+        Only the jobs queued since the last call are recorded (they are the newest ones).
+        """
+        with self._lock:
+            self._noting = False
+            if self._store is None:
+                return
+            for b in self._backends.values():
+                new = min(b.enqueued - b.noted, len(b.queue))
+                b.noted = b.enqueued
+                for job in reversed(list(itertools.islice(reversed(b.queue), new))):
+                    if job.status is Status.PENDING:
+                        self._job_changed(job)
 
     def _mark_running(self, job: Job, backend: Backend) -> None:
         # (under the lock) A slot is taken: the job runs.
@@ -1508,22 +1536,35 @@ class Engine:
     def _reattach(self) -> None:
         """Take back the detached jobs that an earlier kernel left running in this folder.
 
-        Also closes the runs of attached processes that died with their kernel (their
-        supervisor killed them): without this they would stay "running" in the history.
+        Also closes the runs that a kernel which died left open: without this they would stay
+        "running" or "pending" in the history forever. A run whose engine's process (on this
+        host) is gone ends as failed when it was running (attached processes die with their
+        kernel: their supervisor kills them), as cancelled when it had not started.
         """
         from .backends.subprocess import exit_file_of
 
+        here = socket.gethostname()
         for row in self._store.running_attached():
-            if row.get("engine_id") != self.id and not _same_process(
-                row.get("pid"), row.get("pid_start_time")
+            if row.get("engine_pid") is not None:
+                # The engine recorded where it ran: its runs are over when that process is.
+                if row.get("engine_host") != here or _same_process(
+                    row["engine_pid"], row.get("engine_pid_start_time")
+                ):
+                    continue  # a live engine (another notebook), or one we cannot see
+            elif (
+                row.get("engine_id") == self.id
+                or row.get("pid") is None
+                or _same_process(row["pid"], row.get("pid_start_time"))
             ):
+                continue  # an older version's engine: judged by the run's process, if it has one
+            now = time.time()
+            if row.get("status") == Status.RUNNING.value:
                 self._store.record_exit(
-                    row["id"],
-                    "failed",
-                    None,
-                    time.time(),
-                    "its process is gone: the kernel died while it ran",
+                    row["id"], "failed", None, now, "the kernel died while it ran"
                 )
+            else:
+                reason = "the kernel died before it started"
+                self._store.record_exit(row["id"], "cancelled", None, now, None, reason)
 
         for row in self._store.running_detached():
             name = row["name"]

@@ -23,6 +23,7 @@ import logging
 import operator
 import os
 import reprlib
+import socket
 import sqlite3
 import threading
 import time
@@ -84,6 +85,19 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name);
 CREATE INDEX IF NOT EXISTS runs_open_detached ON runs (detached) WHERE finished IS NULL;
+"""
+
+# Which process each engine ran in, so that a later engine can tell the runs of a kernel that
+# died (still "pending" or "running" on disk) from those of a live one. Created apart from
+# _SCHEMA because databases of schema 1 were made before it (the table is additive).
+_ENGINES = """
+CREATE TABLE IF NOT EXISTS engines (
+    engine_id TEXT PRIMARY KEY,
+    host TEXT,
+    pid INTEGER,
+    pid_start_time REAL,
+    opened REAL
+)
 """
 
 _WRITTEN = COLUMNS[1:]
@@ -545,6 +559,7 @@ class HistoryStore:
             con = self._con
             if con is None:
                 con = self._con = self._connect(create=True)
+                self._register(con)
                 rows = con.execute(
                     "SELECT name, MAX(attempt) FROM runs WHERE engine_id = ? GROUP BY name",
                     (self.engine_id,),
@@ -602,6 +617,24 @@ class HistoryStore:
         return None
 
     # database --------------------------------------------------------------------------------
+    def _register(self, con: sqlite3.Connection) -> None:
+        """Record this process as the one running this engine (before its first run is written)."""
+        import psutil
+
+        started = psutil.Process().create_time()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute(_ENGINES)
+            con.execute(
+                "INSERT OR REPLACE INTO engines VALUES (?, ?, ?, ?, ?)",
+                (self.engine_id, socket.gethostname(), os.getpid(), started, time.time()),
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise
+
     def _connect(self, create: bool = False) -> sqlite3.Connection:
         """A connection with the schema checked (and created when ``create``)."""
         if create:
@@ -707,10 +740,26 @@ class HistoryStore:
         return rows[0] if rows else None
 
     def running_attached(self) -> list[dict[str, Any]]:
-        """Attached runs with a process and no end recorded (maybe of a kernel that died)."""
+        """Attached runs with no end recorded, of any engine (maybe of a kernel that died).
+
+        Each row also has ``engine_host``, ``engine_pid`` and ``engine_pid_start_time``: where
+        its engine ran, or None for an engine that recorded no process (older versions).
+        """
+        if not self.path.exists():
+            return []
+        con = self._connect(create=True)
+        try:
+            con.execute(_ENGINES)  # a database made before the table existed
+        except sqlite3.Error as exc:
+            msg = f"cannot use the history database at {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
         return self._query(
-            "SELECT * FROM runs WHERE detached = 0 AND finished IS NULL AND pid IS NOT NULL"
-            + _ORDER
+            "SELECT runs.*, engines.host AS engine_host, engines.pid AS engine_pid, "
+            "engines.pid_start_time AS engine_pid_start_time "
+            "FROM runs LEFT JOIN engines USING (engine_id) "
+            "WHERE detached = 0 AND finished IS NULL" + _ORDER
         )
 
     def running_detached(self) -> list[dict[str, Any]]:
@@ -724,11 +773,13 @@ class HistoryStore:
         exit_code: int | None,
         finished: float,
         error: str | None,
+        reason: str | None = None,
     ) -> None:
         """Record how a run ended, learnt after the fact (a detached process of an old kernel).
 
         Written at once, in the caller's thread. A run whose end is already recorded is left
         as it is, so that two engines re-attaching the same run do not both write it.
+        ``reason`` is recorded as the run's cancel reason (for a run ended as cancelled).
         """
         if status not in {s.value for s in FINISHED}:
             msg = f"a run ends done, failed or cancelled, not {status!r}"
@@ -747,7 +798,8 @@ class HistoryStore:
                     steps.append([status, finished])
                     con.execute(
                         "UPDATE runs SET status = ?, exit_code = ?, finished = ?, error = ?, "
-                        "duration = ?, transitions = ? WHERE id = ?",
+                        "duration = ?, transitions = ?, "
+                        "cancel_reason = COALESCE(?, cancel_reason) WHERE id = ?",
                         (
                             status,
                             exit_code,
@@ -755,6 +807,7 @@ class HistoryStore:
                             error,
                             finished - started if started is not None else None,
                             json.dumps(steps),
+                            reason,
                             run_id,
                         ),
                     )

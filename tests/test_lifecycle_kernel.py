@@ -136,6 +136,59 @@ def test_history_survives_a_kernel_restart_and_a_sigkill(tmp_path: Path) -> None
     assert sorted(names) == ["broken", "cell", "later", "script", "total"]
 
 
+def test_a_killed_kernels_open_runs_are_closed_by_the_next_one(tmp_path: Path) -> None:
+    # A kernel killed while its jobs run or wait leaves their runs open on disk. The next engine
+    # on the folder closes them (running -> failed, waiting -> cancelled), and leaves alone the
+    # runs of a kernel that is still alive on the same folder.
+    folder = tmp_path / "runs"
+    with running_kernel(tmp_path / "live") as live:
+        engine_in(live, folder)
+        live.execute("import time\nengine.submit(time.sleep, 60, name='live')")
+        with running_kernel(tmp_path / "k1") as k1:
+            engine_in(k1, folder)
+            k1.execute(
+                "import asyncio, time\n"
+                "engine.set_limits(thread=1)\n"
+                "engine.submit(time.sleep, 60, name='spin')\n"
+                "engine.submit(time.sleep, 1, name='queued')\n"  # waits for spin's slot
+                "engine.submit(time.sleep, 1, name='after', requires='spin')\n"
+                "engine.submit(asyncio.sleep, 60, name='aspin', backend='async')"
+            )
+            expected = {"spin": "running", "queued": "pending", "after": "pending"}
+            expected["aspin"] = "running"
+
+            def on_disk(kernel: Kernel) -> dict[str, str]:
+                rows = data(kernel, "engine.history()[['name', 'status']].to_dict('records')")
+                return {row["name"]: row["status"] for row in rows}
+
+            # the queued job reaches the history while it waits, not only when it starts
+            wait_until(lambda: on_disk(k1) == {**expected, "live": "running"}, timeout=20)
+            k1.kill()
+
+        with running_kernel(tmp_path / "k2") as k2:
+            engine_in(k2, folder)
+            rows = data(
+                k2,
+                "engine.history()[['name', 'status', 'error', 'cancel_reason', 'finished']]"
+                ".to_dict('records')",
+            )
+        by_name = {row["name"]: row for row in rows}
+        assert {n: r["status"] for n, r in by_name.items()} == {
+            "spin": "failed",
+            "aspin": "failed",
+            "queued": "cancelled",
+            "after": "cancelled",
+            "live": "running",  # its kernel is alive: not touched
+        }
+        for name in ("spin", "aspin"):
+            assert by_name[name]["error"] == "the kernel died while it ran"
+        for name in ("queued", "after"):
+            assert by_name[name]["cancel_reason"] == "the kernel died before it started"
+            assert by_name[name]["finished"] is not None
+        assert data(live, "engine['live'].status.value") == "running"
+        live.execute("engine.cancel('live')")
+
+
 # -- detached jobs --------------------------------------------------------------------------------
 
 

@@ -41,6 +41,8 @@ class Backend:
         self.limit: int | None = None
         self.running = 0
         self.queue: deque[Job] = deque()
+        self.enqueued = 0  # jobs ever put in the queue; the engine records the newest ones
+        self.noted = 0  # ... up to this count
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
