@@ -80,9 +80,9 @@ _ADMIT_BATCH = 256
 
 #: Posts to the engine's loop run per hold of the engine's lock.
 _DRAIN_BATCH = 256
-# How long a job waits for a slot before the history records it as pending (a job that gets a
-# slot sooner is recorded when it starts: bursts of short jobs cost no extra write).
-_NOTE_QUEUED_AFTER = 0.5
+# How long a job waits for a slot (once to twice this) before the history records it as
+# pending; one that gets a slot sooner is recorded when it starts.
+_NOTE_QUEUED_AFTER = 2.0
 
 #: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
 #: events per job; ``EngineEvent._make`` is a Python function).
@@ -797,31 +797,43 @@ class Engine:
                 backend.enqueued += 1
                 self._queued += 1
                 if self._store is not None and not self._noting:
-                    self._noting = True
-                    assert self._loop is not None
-                    self._loop.call_later(_NOTE_QUEUED_AFTER, self._note_queued)
+                    self._arm_note_queued()
                 return False
             self._mark_running(job, backend)
         self._after_begin(job)
         return True
 
-    def _note_queued(self) -> None:
-        """(loop thread) Record the jobs that still wait for a slot since they were queued.
+    def _arm_note_queued(self) -> None:
+        # (loop thread, under the lock) The jobs queued by now are checked a delay later.
+        self._noting = True
+        for b in self._backends.values():
+            b.mark = b.enqueued
+        assert self._loop is not None
+        self._loop.call_later(_NOTE_QUEUED_AFTER, self._note_queued)
 
-        A job that gets a slot at once is recorded when it starts; one that waits behind a
-        limit must be in the history meanwhile, so that a kernel that dies does not lose it.
-        Only the jobs queued since the last call are recorded (they are the newest ones).
+    def _note_queued(self) -> None:
+        """(loop thread) Record as pending the jobs that have waited a while for a slot.
+
+        A job that gets a slot soon is recorded when it starts (so that a burst of short jobs
+        queued behind the pool costs no extra write); one that waits behind a limit must be in
+        the history meanwhile, so that a kernel that dies does not lose it. Each check records
+        the jobs queued before the previous one that still wait, oldest first.
         """
         with self._lock:
             self._noting = False
             if self._store is None:
                 return
+            waiting = False
             for b in self._backends.values():
-                new = min(b.enqueued - b.noted, len(b.queue))
-                b.noted = b.enqueued
-                for job in reversed(list(itertools.islice(reversed(b.queue), new))):
+                popped = b.enqueued - len(b.queue)
+                first = max(b.noted, popped)
+                for job in itertools.islice(b.queue, first - popped, max(0, b.mark - popped)):
                     if job.status is Status.PENDING:
                         self._job_changed(job)
+                b.noted = max(b.noted, b.mark)
+                waiting = waiting or bool(b.queue)
+            if waiting:
+                self._arm_note_queued()
 
     def _mark_running(self, job: Job, backend: Backend) -> None:
         # (under the lock) A slot is taken: the job runs.

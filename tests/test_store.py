@@ -155,6 +155,40 @@ def test_cancelled_before_it_started(engine: Engine, store: HistoryStore) -> Non
     assert [s for s, _ in run["transitions"]] == ["pending", "cancelled"]
 
 
+@pytest.mark.timeout(60)
+def test_a_job_waiting_for_a_slot_is_recorded_while_it_waits(tmp_path: Path) -> None:
+    # Jobs queued behind a limit are in the history as pending within a few seconds, not only
+    # when they start; each still ends as one run, and the one that got a slot at once was not
+    # recorded twice.
+    with Engine(folder=tmp_path) as engine:
+        engine.set_limits(thread=1)
+        gate = threading.Event()
+        blocker = engine.submit(gate.wait, 30, name="blocker")
+        queued = [engine.submit(len, "x" * i, name=f"q{i}") for i in range(3)]
+
+        def status_on_disk() -> dict[str, str]:
+            return {row["name"]: row["status"] for row in engine.history().to_dict("records")}
+
+        wait_until(
+            lambda: status_on_disk() == {"blocker": "running", "q0": "pending", "q1": "pending",
+                                         "q2": "pending"},
+            timeout=20,
+        )  # fmt: skip
+        engine.cancel(queued[1], "not needed")
+        gate.set()
+        assert not engine.wait(timeout=30)  # one was cancelled
+        assert blocker.result() is True
+        rows = engine.history().to_dict("records")
+    assert sorted((r["name"], r["attempt"], r["status"]) for r in rows) == [
+        ("blocker", 1, "done"),
+        ("q0", 1, "done"),
+        ("q1", 1, "cancelled"),
+        ("q2", 1, "done"),
+    ]
+    q0 = next(r for r in rows if r["name"] == "q0")
+    assert [s for s, _ in q0["transitions"]] == ["pending", "running", "done"]
+
+
 # the store by itself ----------------------------------------------------------------------------
 def test_a_batch_is_coalesced_into_one_row_per_run(tmp_path: Path) -> None:
     store = HistoryStore(tmp_path, "e", batch_delay=0.2)

@@ -41,8 +41,11 @@ class Backend:
         self.limit: int | None = None
         self.running = 0
         self.queue: deque[Job] = deque()
-        self.enqueued = 0  # jobs ever put in the queue; the engine records the newest ones
-        self.noted = 0  # ... up to this count
+        # Counts of jobs ever queued, by which the engine finds those that wait long enough to
+        # be recorded as pending (queued jobs keep their order: the queue is first in, first out).
+        self.enqueued = 0
+        self.noted = 0  # those up to this count were recorded (or started)
+        self.mark = 0  # those up to this count are recorded at the next check if still queued
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
