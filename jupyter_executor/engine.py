@@ -1370,25 +1370,25 @@ class Engine:
 
         rows = []
         for job in self.select(status):
-            info = job.info()
+            info = job._info_dict()
             rows.append(
                 (
-                    info.name,
-                    info.status,
-                    info.backend,
-                    list(info.requires),
-                    info.forever,
-                    _dt(info.submitted),
-                    _dt(info.started),
-                    _dt(info.finished),
-                    info.duration,
-                    info.attempts,
-                    info.result,
-                    info.error,
-                    "\n".join(info.tail.splitlines()[-3:]),
-                    info.progress,
+                    info["name"],
+                    info["status"],
+                    info["backend"],
+                    list(info["requires"]),
+                    info["forever"],
+                    _dt(info["submitted"]),
+                    _dt(info["started"]),
+                    _dt(info["finished"]),
+                    info["duration"],
+                    info["attempts"],
+                    info["result"],
+                    info["error"],
+                    "\n".join(info["tail"].splitlines()[-3:]),
+                    info["progress"],
                 )
-                + ((_dt(info.next_run), info.restarts, info.url) if next_run else ())
+                + ((_dt(info["next_run"]), info["restarts"], info["url"]) if next_run else ())
             )
         columns = list(COLUMNS) + (["next_run", "restarts", "url"] if next_run else [])
         return pd.DataFrame(rows, columns=columns)

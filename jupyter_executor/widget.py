@@ -273,7 +273,7 @@ class Dashboard(_LiveWidget):
             return None
         data, metadata = bundle
         jobs = list(self._engine)
-        rows = [table_row(j.info().to_dict()) for j in jobs[:HTML_ROWS]]
+        rows = [table_row(j._info_dict(tail=False)) for j in jobs[:HTML_ROWS]]
         counts = _counts(j.status.value for j in jobs)
         data = {
             **data,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_executor import InvalidTransition, Job, JobNotFinished, Status
+from jupyter_executor import Engine, InvalidTransition, Job, JobNotFinished, Status
 from jupyter_executor._status import check_transition
 
 
@@ -83,3 +83,23 @@ def test_coroutine_job_closes_unrun_coroutine() -> None:
     with pytest.raises(ValueError):
         Job(c, backend="process")
     assert c.cr_frame is None  # closed: no "never awaited" warning later
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 0, -7, 10**39, 10**45, 1.5, -1e300, float("nan"), True, 3 + 4j, "text", "x" * 100,
+     [1, 2, 3, 4, 5, 6, 7, 8], {"a": 1}, object()],
+)  # fmt: skip
+def test_a_results_short_repr_is_reprlibs(value: object) -> None:
+    # info() takes a shortcut for plain numbers; what it shows must not change with it.
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 60
+    short.maxlist, short.maxdict = 6, 4
+    with Engine(history=False) as engine:
+        job = engine.submit(lambda: value, name="v")
+        assert engine.wait(timeout=10)
+        info = job.info()
+    assert info.result == short.repr(value)
+    assert len(info.result) <= 60
