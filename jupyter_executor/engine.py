@@ -1835,13 +1835,20 @@ def _free_port(host: str) -> int:
 
 
 def _same_process(pid: Any, start_time: Any) -> bool:
-    """True when ``pid`` runs and started at ``start_time`` (so it is not a recycled pid)."""
+    """True when ``pid`` runs and started at ``start_time`` (so it is not a recycled pid).
+
+    A zombie (dead, not yet reaped by its parent) does not run.
+    """
     if not pid or start_time is None:
         return False
     import psutil
 
     try:
-        return bool(abs(psutil.Process(int(pid)).create_time() - float(start_time)) < 0.05)
+        proc = psutil.Process(int(pid))
+        return bool(
+            abs(proc.create_time() - float(start_time)) < 0.05
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
     except psutil.Error:
         return False
 

@@ -550,3 +550,47 @@ def test_history_is_shared_by_two_engines_on_one_folder_and_outlives_them(
     c = engines(folder)  # a later session on the same folder
     assert set(c.history()["name"]) == {"add", "biggest", "broken"}
     assert len(c.jobs) == 0  # history, not jobs: nothing is re-run
+
+
+# -- a process that died with jobs open ----------------------------------------------------------
+
+_DIES_WITH_JOBS_OPEN = """
+import os, signal, sys, time
+from jupyter_executor import Engine
+engine = Engine(folder=sys.argv[1])
+engine.submit(time.sleep, 60, name="busy")
+engine.submit(len, "x", name="next", requires="busy")
+engine.history()  # written to disk
+print("ready", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_runs_of_a_process_that_died_unreaped_are_closed(tmp_path: Path) -> None:
+    # The engine's process is killed and left a zombie (its parent has not reaped it yet, as a
+    # busy Jupyter server may not have): it is dead, so the next engine closes its open runs.
+    import subprocess
+
+    folder = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DIES_WITH_JOBS_OPEN, str(folder)], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, timeout=10)
+        with Engine(folder=folder) as engine:
+            runs = {r["name"]: r for r in engine.history().to_dict("records")}
+        assert (runs["busy"]["status"], runs["busy"]["error"]) == (
+            "failed",
+            "the kernel died while it ran",
+        )
+        assert (runs["next"]["status"], runs["next"]["cancel_reason"]) == (
+            "cancelled",
+            "the kernel died before it started",
+        )
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
