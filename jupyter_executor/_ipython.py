@@ -26,7 +26,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from . import _capture
+from . import _capture, _pyplot
 from ._capture import current_output
 from ._cell import CellError, analyse
 from .errors import JupyterExecutorError
@@ -569,6 +569,7 @@ class _Extension:
     def start(self) -> None:
         install_display_routing(self.shell)
         _capture.install()
+        _pyplot.activate()
         if is_kernel(self.shell):
             return
         self.echo = TerminalEcho(self.shell, _engine())
@@ -601,6 +602,7 @@ class _Extension:
             engine.shutdown()
         uninstall_display_routing(self.shell)
         _capture.uninstall()
+        _pyplot.deactivate()
 
 
 _active: dict[int, _Extension] = {}

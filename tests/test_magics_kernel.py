@@ -181,6 +181,56 @@ def test_a_matplotlib_figure_displayed_in_a_job_lands_in_its_view(kernel: Kernel
     assert other.stdout == "foreground\n"
 
 
+def test_pyplot_figures_of_a_job_stay_with_the_job(kernel: Kernel) -> None:
+    # pyplot keeps one registry of figures per process, and the inline backend shows all of it
+    # after every cell. A job's open pyplot figure must not be shown (or closed) by a foreground
+    # cell, a foreground plt.plot must not draw into it, and when the job ends its figure is
+    # shown in its view.
+    kernel.execute(
+        "%matplotlib inline\n"
+        "import threading\n"
+        "import matplotlib.pyplot as plt\n"
+        "plotted, release = threading.Event(), threading.Event()"
+    )
+    ex = kernel.execute(
+        "%%job plotter\n"
+        "fig, ax = plt.subplots()\n"
+        "ax.set_title('drawn by the job')\n"
+        "plt.plot([1, 3, 2], label='job line')\n"
+        "plotted.set()\n"
+        "release.wait(30)\n"
+        "plt.gcf() is fig, len(plt.gca().lines)"
+    )
+    view = view_id(ex)
+
+    def pictures(cell: Execution) -> int:
+        return sum("image/png" in m["content"].get("data", {}) for m in cell.messages)
+
+    # While the job's figure is open: foreground cells that do not plot, and one that does.
+    waited = kernel.execute("plotted.wait(30)")
+    quiet = kernel.execute("print('foreground')")
+    fg = kernel.execute("plt.plot([5, 5, 5])\nplt.gca().get_title()")
+    assert pictures(ex) == pictures(waited) == pictures(quiet) == 0
+    assert fg.result == "''"  # a figure of its own, not the job's titled one
+    assert pictures(fg) == 1
+    assert "image/png" not in comm_text(kernel, view)  # not shown before the job ends
+    kernel.execute("release.set()")
+    assert wait_job(kernel, "plotter") == "done"
+    kernel.wait_for(lambda: "image/png" in comm_text(kernel, view), what="the figure in the view")
+    assert value(kernel, "get_engine()['plotter'].result()") == (True, 1)  # its own figure only
+    assert value(kernel, "plt.get_fignums()") == []  # shown and closed, like a cell's figures
+    # The same for a cell with top-level await (an async job on the engine's loop).
+    aex = kernel.execute(
+        "%%job aplot\nimport asyncio\nplt.plot([2, 1])\nawait asyncio.sleep(0.2)\n"
+        "len(plt.get_fignums())"
+    )
+    assert wait_job(kernel, "aplot") == "done"
+    aview = view_id(aex)
+    kernel.wait_for(lambda: "image/png" in comm_text(kernel, aview), what="the async job's figure")
+    assert pictures(aex) == 0
+    assert value(kernel, "get_engine()['aplot'].result()") == 1
+
+
 def test_last_expression_is_the_result_and_requires_passes_variables(kernel: Kernel) -> None:
     kernel.execute("%%job load\nimport time\ntime.sleep(0.3)\nrows = list(range(10))\nlen(rows)")
     kernel.execute("%%job train --requires load\nmodel = sum(rows)\nmodel * 2")
@@ -411,7 +461,7 @@ def test_kernel_answers_while_a_hundred_jobs_print(kernel: Kernel) -> None:
 
 def test_unload_leaves_no_thread_and_no_child_process(tmp_path: Path) -> None:
     with running_kernel(tmp_path) as k:
-        k.execute("import threading")
+        k.execute("import threading\nimport matplotlib.pyplot as plt")
         before = set(value(k, "[t.name for t in threading.enumerate()]"))
         (k.cwd / "long.sh").write_text("sleep 60\n")
         k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
@@ -426,5 +476,7 @@ def test_unload_leaves_no_thread_and_no_child_process(tmp_path: Path) -> None:
         after = set(value(k, "[t.name for t in threading.enumerate()]"))
         assert after <= before, f"threads left: {after - before}"
         assert k.children() == []
+        # pyplot has its own figure registry back (the extension kept figures per job)
+        assert value(k, "type(plt._pylab_helpers.Gcf.figs).__name__") == "OrderedDict"
         ex = k.execute("%jobs", allow_error=True)
         assert "UsageError: Line magic function `%jobs` not found" in ex.stderr

@@ -7,7 +7,7 @@ import inspect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _current_job
+from .._runtime import _attempt_hooks, _current_job, _run_hooks
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -75,6 +75,9 @@ class TaskBackend(Backend):
 
     #: Await a job's coroutine object directly instead of through :meth:`execute`.
     direct_coroutines = False
+    #: The job's own code runs in this process, in the task (the async backend): the attempt
+    #: hooks of ``_runtime`` are called around it.
+    local = False
 
     def start(self, job: Job) -> None:
         job._task = self.loop.create_task(self._run(job))
@@ -87,15 +90,22 @@ class TaskBackend(Backend):
         while current is not None:
             _current_job.set(current)  # the task runs in a copy of the context: this stays local
             try:
-                life = current._life
-                if life is not None and life.before is not None:
-                    await _call_hook(life.before, current)
-                if self.direct_coroutines and current.kind == "coroutine":
-                    result = await current.target  # one coroutine frame less per job
-                else:
-                    result = await self.execute(current)
-                if life is not None and life.after is not None:
-                    await _call_hook(life.after, current)
+                hooks = self.local and bool(_attempt_hooks)
+                if hooks:
+                    _run_hooks(current, leaving=False)
+                try:
+                    life = current._life
+                    if life is not None and life.before is not None:
+                        await _call_hook(life.before, current)
+                    if self.direct_coroutines and current.kind == "coroutine":
+                        result = await current.target  # one coroutine frame less per job
+                    else:
+                        result = await self.execute(current)
+                    if life is not None and life.after is not None:
+                        await _call_hook(life.after, current)
+                finally:
+                    if hooks:
+                        _run_hooks(current, leaving=True)
             except asyncio.CancelledError:
                 engine._finish(current, cancelled=True)
                 return

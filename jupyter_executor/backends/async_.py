@@ -18,6 +18,7 @@ class AsyncBackend(TaskBackend):
 
     name = "async"
     direct_coroutines = True
+    local = True
 
     async def execute(self, job: Job) -> Any:
         if job.kind == "coroutine":

@@ -16,7 +16,7 @@ import traceback
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _current_job
+from .._runtime import _attempt_hooks, _current_job, _run_hooks
 from ..job import resolve_args
 from ._base import Backend
 
@@ -95,11 +95,14 @@ class ThreadBackend(Backend):
         tb: str | None = None
         cancelled = False
         token = _current_job.set(job)
+        hooks = bool(_attempt_hooks)
         try:
             try:
                 job._task = ident
                 if job._cancel_requested:
                     raise JobThreadCancelled
+                if hooks:
+                    _run_hooks(job, leaving=False)
                 args, kwargs = resolve_args(job)
                 life = job._life
                 if life is not None and life.before is not None:
@@ -118,6 +121,8 @@ class ThreadBackend(Backend):
                 exc = e
                 tb = "".join(traceback.format_exception(e))
             finally:
+                if hooks:
+                    _run_hooks(job, leaving=True)
                 self._disarm(job, ident)
         except JobThreadCancelled:  # injected just as the job ended
             self._disarm(job, ident)
