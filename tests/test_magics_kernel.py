@@ -163,8 +163,8 @@ def test_display_of_a_dataframe_lands_in_the_job_view(kernel: Kernel) -> None:
 
 def test_a_matplotlib_figure_displayed_in_a_job_lands_in_its_view(kernel: Kernel) -> None:
     kernel.execute("%matplotlib inline")  # what a notebook has: PNG formatters for figures
-    # A Figure made directly, not through pyplot: the inline backend shows every open pyplot
-    # figure after each cell, whichever thread made it (a documented caveat).
+    # A Figure made directly, not through pyplot, and displayed by the job itself (pyplot
+    # figures: test_pyplot_figures_of_a_job_stay_with_the_job).
     ex = kernel.execute(
         "%%job figure\n"
         "from matplotlib.figure import Figure\n"
