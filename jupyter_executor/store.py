@@ -263,6 +263,11 @@ class HistoryStore:
         self.idle_timeout = float(idle_timeout)
         self.max_delay = float(max_delay)
         _check_writable(self.folder, self.path)
+        import psutil
+
+        # Where this engine runs, for the engines table (see _register). Known now, in the
+        # caller's thread: importing psutil in the writer would stall the jobs of a first burst.
+        self._process = (socket.gethostname(), os.getpid(), psutil.Process().create_time())
         if self.path.exists():
             con = self._connect()  # fail now, not in the writer thread, on a newer or bad file
             con.close()
@@ -619,15 +624,13 @@ class HistoryStore:
     # database --------------------------------------------------------------------------------
     def _register(self, con: sqlite3.Connection) -> None:
         """Record this process as the one running this engine (before its first run is written)."""
-        import psutil
-
-        started = psutil.Process().create_time()
+        host, pid, started = self._process
         con.execute("BEGIN IMMEDIATE")
         try:
             con.execute(_ENGINES)
             con.execute(
                 "INSERT OR REPLACE INTO engines VALUES (?, ?, ?, ?, ?)",
-                (self.engine_id, socket.gethostname(), os.getpid(), started, time.time()),
+                (self.engine_id, host, pid, started, time.time()),
             )
             con.execute("COMMIT")
         except BaseException:
