@@ -11,11 +11,14 @@ gives each job its own figures (the foreground keeps the original registry): ``p
 in. When an attempt of a thread or async job ends, the figures it left open are shown in the
 job's output, as the inline backend shows a cell's figures when the cell ends.
 
-The registry is replaced when pyplot has been imported, at the latest when a job starts.
+The registry is replaced as soon as pyplot is imported, also when a job imports it first: an
+import hook waits for ``matplotlib._pylab_helpers`` while the extension is active.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import sys
 import threading
 import weakref
@@ -123,19 +126,52 @@ def _leave(job: Job) -> None:
 
 
 _HOOKS = (_enter, _leave)
+_MODULE = "matplotlib._pylab_helpers"
+
+
+class _OnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Replaces the registry right after ``matplotlib._pylab_helpers`` is first imported."""
+
+    def __init__(self) -> None:
+        self._inner: importlib.abc.Loader | None = None
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != _MODULE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        self._inner = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec: Any) -> Any:
+        assert self._inner is not None
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        assert self._inner is not None
+        self._inner.exec_module(module)
+        _install()  # the module is in sys.modules by now
+
+
+_on_import = _OnImport()
 
 
 def activate() -> None:
     """Keep pyplot figures with their jobs from now on (idempotent)."""
     if _HOOKS not in _attempt_hooks:
         _attempt_hooks.append(_HOOKS)
-    _install()
+    if _install() is None and _on_import not in sys.meta_path:
+        sys.meta_path.insert(0, _on_import)
 
 
 def deactivate() -> None:
     """Give pyplot back its own registry (figures of jobs that were never shown are dropped)."""
     if _HOOKS in _attempt_hooks:
         _attempt_hooks.remove(_HOOKS)
+    if _on_import in sys.meta_path:
+        sys.meta_path.remove(_on_import)
     gcf = _gcf()
     if gcf is not None and isinstance(gcf.figs, FiguresByJob):
         gcf.figs = gcf.figs.main

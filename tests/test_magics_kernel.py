@@ -231,6 +231,28 @@ def test_pyplot_figures_of_a_job_stay_with_the_job(kernel: Kernel) -> None:
     assert value(kernel, "get_engine()['aplot'].result()") == 1
 
 
+def test_pyplot_imported_first_inside_a_job_stays_with_the_job(tmp_path: Path) -> None:
+    # pyplot is not imported yet when the job starts: the registry is made per job on import.
+    with running_kernel(tmp_path) as k:
+        k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
+        assert value(k, "import sys; 'matplotlib.pyplot' in sys.modules") is False
+        ex = k.execute(
+            "%%job firstplot\n"
+            "import time\n"
+            "import matplotlib.pyplot as plt\n"
+            "plt.plot([1, 2, 4])\n"
+            "time.sleep(1)\n"  # the %%job cell and the next one end while the figure is open
+            "len(plt.get_fignums())"
+        )
+        other = k.execute("print('foreground')")
+        assert wait_job(k, "firstplot") == "done"
+        view = view_id(ex)
+        k.wait_for(lambda: "image/png" in comm_text(k, view), what="the figure in the view")
+        for cell in (ex, other):
+            assert not any("image/png" in m["content"].get("data", {}) for m in cell.messages)
+        assert value(k, "get_engine()['firstplot'].result()") == 1
+
+
 def test_last_expression_is_the_result_and_requires_passes_variables(kernel: Kernel) -> None:
     kernel.execute("%%job load\nimport time\ntime.sleep(0.3)\nrows = list(range(10))\nlen(rows)")
     kernel.execute("%%job train --requires load\nmodel = sum(rows)\nmodel * 2")

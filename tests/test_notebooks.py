@@ -69,8 +69,16 @@ def test_notebook_runs_without_errors(notebook: Path, tmp_path: Path) -> None:
         streams += [o.text for o in outputs if o.output_type == "stream"]
     if notebook.name == "quickstart.ipynb":
         table = done.stdout.split("The final %jobs list:", 1)[1]
-        for name in ("load", "train", "sim", "tick", "crawl", "etl", "fanout"):
+        for name in ("load", "train", "plot", "sim", "tick", "crawl", "etl", "fanout"):
             assert f" {name} " in table
+        # the job's pyplot figure went to its view: no cell shows a picture
+        pictures = [
+            cell.source
+            for cell in executed.cells
+            for o in cell.get("outputs", [])
+            if "image/png" in o.get("data", {})
+        ]
+        assert pictures == []
         assert " build " not in table  # removed by the notebook
         printed = "".join(streams)
         # printed by jobs: only `%jobs tail`/`%jobs log` may show it, never a job's own print
