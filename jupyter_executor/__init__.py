@@ -42,6 +42,7 @@ from .errors import (
     StoreError,
     SubmitError,
     UnknownDependency,
+    UnsupportedPlatform,
     WorkerCrashed,
 )
 from .job import Job, JobInfo
@@ -77,6 +78,7 @@ __all__ = [
     "SubmitError",
     "UnknownDependency",
     "UnknownFlow",
+    "UnsupportedPlatform",
     "WorkerCrashed",
     "__version__",
     "cancelled",

@@ -36,16 +36,31 @@ __all__ = [
     "activate",
     "deactivate",
     "jobs_command",
+    "set_engine_defaults",
     "show_dashboard",
     "submit_cell",
     "submit_command",
 ]
 
 
-def _engine() -> Any:
-    from .engine import get_engine
+# The engine options set by ``JobMagics`` (``%config JobMagics.folder = ...``, or the profile's
+# ipython_config.py); used when the magics create the kernel's engine, not once it exists.
+_engine_defaults: dict[str, Any] = {}
 
-    return get_engine()
+
+def set_engine_defaults(options: Mapping[str, Any]) -> None:
+    """Use ``options`` (``Engine`` keyword arguments) when the magics create the engine."""
+    _engine_defaults.clear()
+    _engine_defaults.update(options)
+
+
+def _engine() -> Any:
+    from . import engine as engine_module
+
+    current = engine_module._default
+    if current is None or current.closed:
+        return engine_module.get_engine(**_engine_defaults)
+    return engine_module.get_engine()
 
 
 def is_kernel(shell: Any) -> bool:
@@ -103,7 +118,12 @@ def submit_cell(
     except CellError as exc:
         raise UsageError(str(exc)) from None
     if backend is None:
-        backend = "async" if cell.is_async else "thread"
+        # a cell that awaits runs on the engine's loop; otherwise the configured default
+        # (JobMagics.backend, the engine's default_backend) or a thread
+        configured = engine.default_backend
+        if configured not in ("thread", "process", "dask"):
+            configured = "thread"
+        backend = "async" if cell.is_async else configured
     try:
         job = CellJob(
             cell,

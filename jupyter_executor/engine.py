@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _capture
 from ._graph import Graph
+from ._platform import check_supported
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from .backends import Backend, make_backend
@@ -154,6 +155,7 @@ class Engine:
         force: bool = False,
         default_backend: str | None = None,
     ) -> None:
+        check_supported("Engine()")
         for job in jobs:
             if not isinstance(job, Job):
                 msg = f"Engine(*jobs) takes Job objects, not {job!r}"

@@ -14,6 +14,7 @@
     ├── CommandFailed            a subprocess job exited non-zero or was killed by a signal
     ├── MissingOutputs           a make-like job succeeded without producing its declared outputs
     ├── StoreError               the history database cannot be used (folder, newer version)
+    ├── UnsupportedPlatform      not a POSIX system (Windows): nothing can be run here yet
     └── WorkerCrashed            a process-backend worker died while running the job
 
 Errors raised inside a job are stored on the job (``job.exception()``) and re-raised by
@@ -35,6 +36,7 @@ __all__ = [
     "StoreError",
     "SubmitError",
     "UnknownDependency",
+    "UnsupportedPlatform",
     "WorkerCrashed",
 ]
 
@@ -98,3 +100,7 @@ class MissingOutputs(JupyterExecutorError):
 
 class StoreError(JupyterExecutorError):
     """The history database cannot be used (an unwritable folder, a newer schema)."""
+
+
+class UnsupportedPlatform(JupyterExecutorError, RuntimeError):
+    """This operating system is not supported (jupyter_executor needs POSIX: Linux, macOS)."""

@@ -8,18 +8,19 @@ a job) and by :mod:`._ipython` (display routing, views, the terminal fallback).
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import shlex
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from IPython.core import magic_arguments as _ma
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
+from traitlets import CaselessStrEnum, Integer, TraitError, Unicode, observe, validate
 
 from .job import RESTART_POLICIES
 
@@ -31,15 +32,6 @@ JOBS_COMMANDS = (
 )  # fmt: skip
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-# IPython's magic_arguments decorators are untyped; these typed aliases keep mypy strict here.
-def magic_arguments() -> Callable[[_F], _F]:
-    return _ma.magic_arguments()  # type: ignore[no-untyped-call]
-
-
-def argument(*args: Any, **kwargs: Any) -> Callable[[_F], _F]:
-    return _ma.argument(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -108,86 +100,107 @@ def _names(values: Sequence[str] | None) -> list[str]:
     return [name.strip() for name in out]
 
 
-@magics_class
-class JobMagics(Magics):
-    """Run cells, scripts and commands as background jobs of the kernel's engine."""
+# -- parsers and help ---------------------------------------------------------------------------
+#
+# IPython's ``magic_arguments`` would do, but its help is reStructuredText (``::`` blocks, one
+# usage line for a line-and-cell magic); in a terminal ``%job?`` shows that markup raw. These
+# parsers print plain text, and ``%job`` and ``%%job`` get a help each.
 
-    @magic_arguments()
-    @argument(
-        "words",
-        nargs="*",
-        metavar="NAME | SCRIPT [ARGS ...]",
-        help="%%%%job: the job's name (optional). %%job: the script or quoted command to run, "
-        "then its arguments.",
-    )
-    @argument("--name", dest="name_option", metavar="NAME", help="the job's name")
-    @argument(
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=26, width=92)
+
+
+class _MagicParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one-line ``UsageError``s (never ``SystemExit``)."""
+
+    def __init__(self, prog: str, usage: str) -> None:
+        super().__init__(prog=prog, usage=usage, add_help=False, formatter_class=_HelpFormatter)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _job_options(parser: argparse.ArgumentParser, *, cell: bool) -> None:
+    """The options of ``%%job`` (``cell``) or ``%job``: one list, two views of it.
+
+    Options that belong to the other form are kept but hidden from the help, so that giving
+    one gets the precise message of the magic rather than "unrecognized arguments".
+    """
+    hide_for_cell = argparse.SUPPRESS if cell else None
+    hide_for_script = None if cell else argparse.SUPPRESS
+    add = parser.add_argument
+    add("--name", dest="name_option", metavar="NAME", help="the job's name")
+    add(
         "--requires",
         nargs="+",
         action="extend",
         default=[],
         metavar="JOB",
-        help="jobs that must be done before this one starts (names, also comma-separated)",
+        help="jobs that must be done before this one starts (names, or one comma-separated word)",
     )
-    @argument(
+    add(
         "--backend",
         choices=CELL_BACKENDS,
-        help="where a cell runs: thread (default; async if the cell awaits), async, "
+        help=hide_for_script
+        or "where the cell runs: thread (default; async if the cell awaits), async, "
         "process (another core; variables shipped), dask",
     )
-    @argument("--retries", type=_count, default=0, metavar="N", help="run again after a failure")
-    @argument("--timeout", type=_seconds, metavar="SECONDS", help="stop an attempt after this")
-    @argument("--forever", action="store_true", help="a monitor loop; not waited for")
-    @argument(
+    add("--retries", type=_count, default=0, metavar="N", help="run again after a failure")
+    add(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop an attempt after this (90, 1.5, 5m, 2h)",
+    )
+    add("--forever", action="store_true", help="a monitor loop; not waited for")
+    add(
         "--env",
         type=_env_pair,
         action="append",
         metavar="KEY=VALUE",
-        help="an environment variable for the script (repeatable; scripts only)",
+        help=hide_for_cell or "an environment variable for the script (one pair per --env)",
     )
-    @argument("--cwd", metavar="DIR", help="the script's working directory (scripts only)")
-    @argument(
+    add("--cwd", metavar="DIR", help=hide_for_cell or "the script's working directory")
+    add(
         "--every",
         metavar="PERIOD",
         help='run again every PERIOD: "30 s", "2 min", "1h30m", "1 day" (quote it); a run '
         "still going at its next time is not started twice",
     )
-    @argument(
-        "--cron",
-        metavar="EXPR",
-        help='run on a cron schedule, local time: "*/5 * * * *" (quote it)',
-    )
-    @argument(
+    add("--cron", metavar="EXPR", help='a cron schedule, local time: "*/5 * * * *" (quote it)')
+    add(
         "--start",
         metavar="WHEN",
         help='first run at WHEN: "2026-11-22 06:00", "08:00", ISO with a time zone (quote '
         "it); alone, the job runs once then",
     )
-    @argument(
+    add(
         "--restart",
         choices=RESTART_POLICIES,
         help="run again when the job ends: no (default), on-failure, always",
     )
-    @argument(
+    add(
         "--restart-delay",
         type=_delay,
         metavar="SECONDS",
         help="wait before a restart (default 1 s), doubled after each consecutive failure",
     )
-    @argument(
+    add(
         "--max-restarts",
         type=_count,
         metavar="N",
-        help="stop restarting after N restarts; the job keeps its last run's outcome (a "
-        "crashing job stays failed with its last error)",
+        help="stop restarting after N restarts; the job keeps its last run's outcome",
     )
-    @argument(
+    add(
         "--detach",
         action="store_true",
-        help="scripts only: keep running when the kernel stops or dies; a later kernel's "
-        "engine on the same folder re-attaches to it",
+        help=hide_for_cell
+        or "keep running when the kernel stops or dies; a later kernel's engine on the same "
+        "folder re-attaches to it",
     )
-    @argument(
+    add(
         "--inputs",
         nargs="+",
         action="extend",
@@ -196,7 +209,7 @@ class JobMagics(Magics):
         help="files (globs allowed) the job reads: with --outputs, the job is skipped as "
         '"up to date" when its outputs are newer',
     )
-    @argument(
+    add(
         "--outputs",
         nargs="+",
         action="extend",
@@ -204,33 +217,151 @@ class JobMagics(Magics):
         metavar="PATH",
         help="files (globs allowed) the job must write; missing ones fail it",
     )
-    @argument("--force", action="store_true", help="run even when the outputs are up to date")
-    @line_cell_magic
-    def job(self, line: str, cell: str | None = None) -> Any:
-        """Run a cell, a script or a shell command as a background job.
+    add("--force", action="store_true", help="run even when the outputs are up to date")
 
-        ``%%job [NAME] [options]`` on top of a cell runs the cell in the background, in the
-        notebook's namespace. The cell returns at once with a live view of the job (status,
-        elapsed time, what it prints and displays, then its result or traceback). The value of
-        the cell's last expression is the job's result: ``get_engine()[NAME].result()``.
-        Everything the cell prints, logs or displays goes to its view and log, never to the
-        cell that happens to be running. Re-running a ``%%job NAME`` cell whose job is finished
-        runs the cell's current code as a new attempt of that job.
 
-        Backends: ``thread`` (default) and ``async`` (chosen when the cell uses top-level
-        ``await``) run in the notebook's namespace; an async cell shares the engine's event
-        loop, so it should ``await`` rather than block. ``process`` and ``dask`` run on another
-        core: the variables the cell reads are pickled (cloudpickle) and shipped when the job
-        starts, and the variables it assigns are written back when it succeeds.
+def _cell_parser() -> _MagicParser:
+    parser = _MagicParser("%%job", "%(prog)s [NAME] [options]\n       <the cell's code>")
+    parser.add_argument("words", nargs="*", metavar="NAME", help="the job's name (optional)")
+    _job_options(parser, cell=True)
+    return parser
 
-        ``%job SCRIPT [ARGS ...] [options]`` runs a script in a subprocess: ``.py`` with this
-        kernel's Python, ``.sh`` with bash, ``.R`` with Rscript, any other executable file
-        directly. ``%job "shell command" [options]`` (quoted) runs a shell command. A script's
-        job is named after it (``etl`` for ``scripts/etl.py``) unless ``--name`` is given; run
-        the line again once that job is finished and it runs again under the same name, as a
-        new run in its history.
 
-        Examples::
+def _script_parser() -> _MagicParser:
+    parser = _MagicParser(
+        "%job", '%(prog)s SCRIPT [ARGS ...] [options]\n       %(prog)s "shell command" [options]'
+    )
+    parser.add_argument("words", nargs="*", metavar="SCRIPT [ARGS ...]", help=argparse.SUPPRESS)
+    _job_options(parser, cell=False)
+    return parser
+
+
+def _jobs_parser() -> _MagicParser:
+    parser = _MagicParser("%jobs", "%(prog)s [COMMAND] [NAME ...] [options]")
+    add = parser.add_argument
+    add(
+        "command",
+        nargs="?",
+        default=None,
+        choices=JOBS_COMMANDS,
+        metavar="COMMAND",
+        help=" | ".join(JOBS_COMMANDS) + " (none: the dashboard)",
+    )
+    add("names", nargs="*", metavar="NAME", help="the jobs the command is about")
+    add("-n", type=_count, default=20, metavar="LINES", help="lines shown by tail")
+    add("--timeout", type=_seconds, metavar="SECONDS", help="give up waiting after this")
+    add(
+        "--run",
+        type=_run_number,
+        metavar="N",
+        help="log: the log of the N-th run among those kept (1 = oldest kept, -1 = latest)",
+    )
+    return parser
+
+
+_PARSERS: dict[str, _MagicParser] = {
+    "%%job": _cell_parser(),
+    "%job": _script_parser(),
+    "%jobs": _jobs_parser(),
+}
+
+
+def _help(prog: str) -> Callable[[_F], _F]:
+    """Make a magic's help (``%job?``) its docstring followed by its parser's options."""
+
+    def decorate(func: _F) -> _F:
+        parser = _PARSERS[prog]
+        text = inspect.cleandoc(func.__doc__ or "")
+        func.__doc__ = f"{text}\n\n{parser.format_help()}"
+        return func
+
+    return decorate
+
+
+@magics_class
+class JobMagics(Magics):
+    """Run cells, scripts and commands as background jobs of the kernel's engine.
+
+    The defaults of the kernel's engine can be set per IPython profile, in
+    ``ipython_config.py`` or with ``%config`` before the first job::
+
+        c.JobMagics.folder = "~/runs"          # logs and history.db
+        c.JobMagics.backend = "process"        # %%job cells without --backend
+        c.JobMagics.max_jobs = 4               # jobs running at once, all backends
+    """
+
+    folder = Unicode(
+        None,
+        allow_none=True,
+        help="The engine's folder (logs, history.db); default ./.jupyter_executor",
+    ).tag(config=True)
+    backend = CaselessStrEnum(
+        CELL_BACKENDS,
+        default_value=None,
+        allow_none=True,
+        help="The backend of %%job cells given without --backend (default: thread, or async "
+        "for a cell that awaits); also the engine's default for callables",
+    ).tag(config=True)
+    max_jobs = Integer(
+        None,
+        allow_none=True,
+        help="At most this many jobs run at once, all backends together (default: no limit)",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._publish_defaults()
+
+    @validate("max_jobs")
+    def _check_max_jobs(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and value < 1:
+            msg = f"JobMagics.max_jobs={value!r}: must be >= 1 (or None)"
+            raise TraitError(msg)
+        return value
+
+    @observe("folder", "backend", "max_jobs")
+    def _defaults_changed(self, change: Any) -> None:
+        self._publish_defaults()
+
+    def _publish_defaults(self) -> None:
+        from . import _ipython
+
+        options: dict[str, Any] = {}
+        if self.folder is not None:
+            options["folder"] = os.path.expanduser(self.folder)
+        if self.max_jobs is not None:
+            options["max_jobs"] = self.max_jobs
+        if self.backend is not None:
+            options["default_backend"] = self.backend
+        _ipython.set_engine_defaults(options)
+
+    @cell_magic("job")  # type: ignore[arg-type,unused-ignore]  # IPython types it as a union
+    @_help("%%job")
+    def job_cell(self, line: str, cell: str) -> Any:
+        """Run this cell as a background job, in the notebook's namespace.
+
+        The cell returns at once with a live view of the job (status, elapsed time, what it
+        prints and displays, then its result or traceback). The value of the cell's last
+        expression is the job's result: get_engine()[NAME].result(). Everything the cell
+        prints, logs or displays goes to its view and log, never to the cell that happens to be
+        running. Re-running a %%job NAME cell whose job is finished runs the cell's current code
+        as a new attempt of that job.
+
+        Backends: thread (default) and async (chosen when the cell uses top-level await) run in
+        the notebook's namespace; an async cell shares the engine's event loop, so it should
+        await rather than block. process and dask run on another core: the variables the cell
+        reads are pickled (cloudpickle) and shipped when the job starts, and the variables it
+        assigns are written back when it succeeds.
+
+        Long-running cells: --every/--cron run the cell on a schedule (--start sets the first
+        time; --start alone runs it once then); --restart on-failure|always runs it again when
+        it ends, with --restart-delay doubling after each consecutive failure and at most
+        --max-restarts restarts. --inputs/--outputs make it make-like: it is marked done
+        ("up to date") without running when its outputs are newer than its inputs (--force runs
+        it anyway), and fails, naming them, when it does not write its outputs.
+
+        Examples:
 
             %%job load
             df = pd.read_csv("big.csv")
@@ -242,43 +373,53 @@ class JobMagics(Magics):
             %%job sim --backend process
             result = simulate(params)
 
+            %%job poller --restart always --restart-delay 30 --max-restarts 10
+            poll_api()
+
+        For scripts and shell commands see %job?; to list, wait for, cancel and inspect jobs,
+        their history and logs, see %jobs?.
+        """
+        return self._cell_job(line, cell)
+
+    @line_magic("job")  # type: ignore[arg-type,unused-ignore]
+    @_help("%job")
+    def job_line(self, line: str) -> Any:
+        """Run a script or a shell command as a background job, in a subprocess.
+
+        A .py script runs with this kernel's Python, .sh with bash, .R with Rscript, any other
+        executable file directly; a quoted string is a shell command. A script's job is named
+        after it (etl for scripts/etl.py) unless --name is given; run the line again once that
+        job is finished and it runs again under the same name, as a new run in its history.
+
+        Options may appear anywhere after the script, and the words after -- all go to the
+        script. An option with several values (--requires, --inputs, --outputs) takes the words
+        up to the next option, so give the script's own arguments before it or after --.
+
+        Long-running scripts: --every/--cron run it on a schedule (--start sets the first time;
+        --start alone runs it once then); %jobs cancel NAME also stops its future runs.
+        --restart on-failure|always runs it again when it ends (a poller, a server).
+        --detach keeps it running when the kernel restarts or dies; the next kernel's engine
+        (same folder) shows it again, follows its log and records its exit. --inputs/--outputs
+        make it make-like (skipped as "up to date" when its outputs are newer than its inputs).
+        Paths are relative to --cwd, else to the kernel's working directory.
+
+        Examples:
+
             %job scripts/etl.py --day 2026-11-20 --name etl --env TOKEN=abc --cwd data/
             %job "make -j2 all" --name build
-
-        Long-running jobs. ``--every``/``--cron`` run a job on a schedule (``--start`` sets the
-        first time; ``--start`` alone runs it once at that time); ``%jobs cancel NAME`` also
-        stops its future runs. ``--restart on-failure|always`` runs it again when it ends (a
-        poller, a server), with ``--restart-delay`` doubling after each consecutive failure and
-        at most ``--max-restarts`` restarts. ``%job SCRIPT --detach`` keeps a script running
-        when the kernel restarts or dies; the next kernel's engine (same folder) shows it again,
-        follows its log and records its exit. ``--inputs``/``--outputs`` make a job make-like:
-        it is marked done ("up to date") without running when its outputs are newer than its
-        inputs (``--force`` runs it anyway), and fails, naming them, when it does not write its
-        outputs. Paths are relative to ``--cwd``, else to the kernel's working directory.
-
             %job scrape.py --every "2 min"
             %job daily.R --every "1 day" --start "2026-11-22 06:00"
             %job srv.py --detach --name srv
             %job fit.py --inputs data.csv params.json --outputs model.pkl
 
-            %%job poller --restart always --restart-delay 30 --max-restarts 10
-            poll_api()
-
-        ``%job``: options may appear anywhere after the script, and arguments after ``--`` all
-        go to the script; an option with several values (``--requires``, ``--inputs``,
-        ``--outputs``) takes the words up to the next option, so give the script's own
-        arguments before it or after ``--``.
-
-        See ``%jobs?`` to list, wait for, cancel and inspect jobs, their history and logs.
+        For cells see %%job?; to list, wait for, cancel and inspect jobs, see %jobs?.
         """
-        if cell is None:
-            return self._script_job(line)
-        return self._cell_job(line, cell)
+        return self._script_job(line)
 
     # -- %%job -------------------------------------------------------------------------------
 
     def _cell_job(self, line: str, cell: str) -> Any:
-        args = _parse(self, "job", _split(line))
+        args = _parse("%%job", _split(line))
         if args.env or args.cwd:
             msg = "--env and --cwd are for scripts (%job SCRIPT), not for %%job cells"
             raise UsageError(msg)
@@ -312,8 +453,8 @@ class JobMagics(Magics):
     # -- %job --------------------------------------------------------------------------------
 
     def _script_job(self, line: str) -> Any:
-        ours, script = _split_script_line(_parser(self, "job"), _split(line))
-        args = _parse(self, "job", ours)
+        ours, script = _split_script_line(_PARSERS["%job"], _split(line))
+        args = _parse("%job", ours)
         if args.backend is not None:
             msg = "scripts and commands always run in a subprocess: drop --backend"
             raise UsageError(msg)
@@ -344,57 +485,40 @@ class JobMagics(Magics):
 
     # -- %jobs -------------------------------------------------------------------------------
 
-    @magic_arguments()
-    @argument(
-        "command",
-        nargs="?",
-        default=None,
-        choices=JOBS_COMMANDS,
-        metavar="COMMAND",
-        help=" | ".join(JOBS_COMMANDS) + " (none: the dashboard)",
-    )
-    @argument("names", nargs="*", metavar="NAME", help="the jobs the command is about")
-    @argument("-n", type=_count, default=20, metavar="LINES", help="lines shown by tail")
-    @argument("--timeout", type=_seconds, metavar="SECONDS", help="give up waiting after this")
-    @argument(
-        "--run",
-        type=_run_number,
-        metavar="N",
-        help="log: the log of the N-th run among those kept (1 = oldest kept, -1 = latest)",
-    )
     @line_magic
+    @_help("%jobs")
     def jobs(self, line: str) -> Any:
         """Show and control the engine's jobs.
 
-        ``%jobs``                  the live dashboard (a text table in terminal IPython)
-        ``%jobs list``             ``engine.list(next_run=True)``: a DataFrame with one row per
-                                   job (with next_run, restarts and url columns)
-        ``%jobs wait [NAME ...]``  block until those jobs (default: every job that is not
-                                   ``--forever``, scheduled or restarted always) are finished;
-                                   ■ stops the waiting, not the jobs
-        ``%jobs cancel NAME ...``  stop jobs (their dependents are cancelled too); a scheduled
-                                   or restarting job also stops its future runs
-        ``%jobs rerun NAME``       run a finished job again
-        ``%jobs tail NAME [-n 50]`` the last lines a job printed
-        ``%jobs log NAME [--run N]`` the job's log file. Each run writes its own log; the
-                                   engine keeps the current one and the last archived ones
-                                   (20 by default, ``Engine(keep_logs=...)``), numbered in time
-                                   order: ``--run 1`` is the oldest log kept, ``--run 2`` the
-                                   next, ``--run -1`` the latest (the default) and ``--run -2``
-                                   the one before it. A run that was skipped as up to date
-                                   writes no log. Also works for a job of an earlier kernel
-                                   that wrote its logs in the engine's folder.
-        ``%jobs history [NAME]``   ``engine.history()``: a DataFrame with one row per run of
-                                   every job (or of NAME) recorded in the engine's folder,
-                                   across kernel restarts, oldest first: attempt, status,
-                                   times, exit code, result, error, log, pid, engine id
-        ``%jobs remove NAME ...``  forget finished jobs
-        ``%jobs clear``            forget every finished job
-        ``%jobs flow FILE.py NAME`` run the flow NAME of FILE.py (a function decorated with
-                                   ``@flow``) as a background job ``flow:NAME`` whose jobs join
-                                   this engine; ``%jobs flow FILE.py`` lists its flows
+        %jobs                     the live dashboard (a text table in terminal IPython)
+        %jobs list                engine.list(next_run=True): a DataFrame with one row per job
+                                  (with next_run, restarts and url columns)
+        %jobs wait [NAME ...]     block until those jobs (default: every job that is not
+                                  --forever, scheduled or restarted always) are finished;
+                                  interrupting the kernel stops the waiting, not the jobs
+        %jobs cancel NAME ...     stop jobs (their dependents are cancelled too); a scheduled
+                                  or restarting job also stops its future runs
+        %jobs rerun NAME          run a finished job again
+        %jobs tail NAME [-n 50]   the last lines a job printed
+        %jobs log NAME [--run N]  the job's log file. Each run writes its own log; the engine
+                                  keeps the current one and the last archived ones (20 by
+                                  default, Engine(keep_logs=...)), numbered in time order:
+                                  --run 1 is the oldest log kept, --run 2 the next, --run -1
+                                  the latest (the default) and --run -2 the one before it. A
+                                  run that was skipped as up to date writes no log. Also works
+                                  for a job of an earlier kernel that wrote its logs in the
+                                  engine's folder.
+        %jobs history [NAME]      engine.history(): a DataFrame with one row per run of every
+                                  job (or of NAME) recorded in the engine's folder, across
+                                  kernel restarts, oldest first: attempt, status, times, exit
+                                  code, result, error, log, pid, engine id
+        %jobs remove NAME ...     forget finished jobs
+        %jobs clear               forget every finished job
+        %jobs flow FILE.py NAME   run the flow NAME of FILE.py (a function decorated with
+                                  @flow) as a background job flow:NAME whose jobs join this
+                                  engine; %jobs flow FILE.py lists its flows
         """
-        args = _parse(self, "jobs", _split(line))
+        args = _parse("%jobs", _split(line))
         from . import _ipython
 
         command = args.command
@@ -507,15 +631,9 @@ def _split(line: str) -> list[str]:
         raise UsageError(msg) from None
 
 
-def _parser(magics: Magics, name: str) -> argparse.ArgumentParser:
-    """The parser ``magic_arguments`` attached to the magic method ``name``."""
-    parser: argparse.ArgumentParser = type(magics).__dict__[name].parser
-    return parser
-
-
-def _parse(magics: Magics, name: str, argv: list[str]) -> argparse.Namespace:
-    """Parse with the magic's ``magic_arguments`` parser (its errors are UsageErrors)."""
-    return _parser(magics, name).parse_args(argv)
+def _parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    """Parse with the magic's parser (its errors are UsageErrors)."""
+    return _PARSERS[prog].parse_args(argv)
 
 
 def _split_script_line(
@@ -597,6 +715,13 @@ def _command(script: list[str]) -> str | list[str]:
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext jupyter_executor``: register the magics and route job output."""
     from . import _ipython
+    from ._platform import check_supported
+    from .errors import UnsupportedPlatform
+
+    try:
+        check_supported("%load_ext jupyter_executor")
+    except UnsupportedPlatform as exc:
+        raise UsageError(str(exc)) from None
 
     ip.register_magics(JobMagics)
     _ipython.activate(ip)

@@ -12,7 +12,8 @@ EXPORTS = [
     "CommandFailed", "Condition", "DependencyCycle", "DuplicateJobName", "Engine", "EngineEvent",
     "Flow", "FunctionCondition", "InvalidTransition", "Job", "JobCancelled", "JobInfo",
     "JobNotFinished", "JobTimeout", "JupyterExecutorError", "Launcher", "MissingOutputs", "Status",
-    "StoreError", "SubmitError", "UnknownDependency", "UnknownFlow", "WorkerCrashed",
+    "StoreError", "SubmitError", "UnknownDependency", "UnknownFlow", "UnsupportedPlatform",
+    "WorkerCrashed",
     "__version__", "cancelled", "command", "current_job", "flow", "get_engine", "launcher",
     "load_ipython_extension", "progress", "unload_ipython_extension",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import stat
@@ -78,24 +79,79 @@ def usage_error(fn: Any, *args: Any) -> str:
 
 
 def test_help_is_the_docstring_with_every_option(ip: InteractiveShell) -> None:
-    job_help = ip.magics_manager.magics["cell"]["job"].__doc__
-    assert ip.magics_manager.magics["line"]["job"].__doc__ == job_help
-    for option in (
-        "--requires", "--retries", "--timeout", "--forever", "--backend", "--env", "--every",
-        "--cron", "--start", "--restart", "--restart-delay", "--max-restarts", "--detach",
-        "--inputs", "--outputs", "--force",
-    ):  # fmt: skip
-        assert option in job_help
-    assert "%%job train --requires load" in job_help  # the examples
-    assert '%job scrape.py --every "2 min"' in job_help
-    assert "%%job poller --restart always" in job_help
+    cell_help = ip.magics_manager.magics["cell"]["job"].__doc__
+    line_help = ip.magics_manager.magics["line"]["job"].__doc__
+    # two helps: %%job? is about cells, %job? about scripts and commands
+    assert "usage: %%job [NAME] [options]" in cell_help
+    assert "usage: %job SCRIPT [ARGS ...] [options]" in line_help
+    assert " %job " not in cell_help.split("usage:")[1]
+    common = (
+        "--requires", "--retries", "--timeout", "--forever", "--every", "--cron", "--start",
+        "--restart", "--restart-delay", "--max-restarts", "--inputs", "--outputs", "--force",
+    )  # fmt: skip
+    for option in common:
+        assert option in cell_help
+        assert option in line_help
+    options = cell_help.split("usage:")[1]
+    assert "--backend" in options
+    for script_only in ("--env", "--cwd", "--detach"):
+        assert script_only not in options
+        assert script_only in line_help
+    assert "--backend" not in line_help.split("usage:")[1]
+    assert "%%job train --requires load" in cell_help  # the examples
+    assert "%%job poller --restart always" in cell_help
+    assert '%job scrape.py --every "2 min"' in line_help
     jobs_help = ip.magics_manager.magics["line"]["jobs"].__doc__
     for command in (
         "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear",
     ):  # fmt: skip
         assert f"%jobs {command}" in jobs_help
     assert "%jobs log NAME [--run N]" in jobs_help
-    assert "``--run 1`` is the oldest log kept" in jobs_help
+    assert "--run 1 is the oldest log kept" in jobs_help
+    assert "interrupting the kernel stops the waiting" in jobs_help
+    for text in (cell_help, line_help, jobs_help):
+        # plain text in a terminal: no reStructuredText markup, no symbols for keys
+        assert "``" not in text and "::" not in text and "\u25a0" not in text
+
+
+def test_options_of_the_other_form_get_their_own_message(ip: InteractiveShell) -> None:
+    assert "drop --backend" in usage_error(ip.run_line_magic, "job", "x.py --backend thread")
+
+
+def test_load_ext_refuses_windows_in_one_line(
+    ipshell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "name", "nt")
+    message = usage_error(ipshell.run_line_magic, "load_ext", "jupyter_executor")
+    assert "runs on POSIX systems (Linux, macOS)" in message
+    assert "job" not in ipshell.magics_manager.magics["cell"]  # nothing was registered
+
+
+def test_engine_defaults_come_from_the_config(
+    ip: InteractiveShell, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ip.run_line_magic("config", f"JobMagics.folder = {str(tmp_path / 'runs')!r}")
+    ip.run_line_magic("config", "JobMagics.max_jobs = 3")
+    ip.run_line_magic("config", "JobMagics.backend = 'process'")
+    try:
+        # options apply when the engine is created: in terminal IPython that is at load time
+        ip.run_line_magic("reload_ext", "jupyter_executor")
+        cell(ip, "configured", "import os\nos.getpid()")
+        engine = get_engine()
+        assert engine.folder == (tmp_path / "runs").resolve()
+        assert engine.max_jobs == 3
+        job = wait("configured", 60)
+        assert job.backend == "process"
+        assert job.result() != os.getpid()  # it ran in a worker process
+        with caplog.at_level(logging.ERROR):
+            ip.run_line_magic("config", "JobMagics.max_jobs = 0")  # %config logs the error
+        assert "JobMagics.max_jobs=0: must be >= 1" in caplog.text
+        magics = ip.magics_manager.registry["JobMagics"]
+        assert magics.max_jobs == 3  # refused: the value stays
+    finally:
+        for line in ("JobMagics.folder = None", "JobMagics.max_jobs = None",
+                     "JobMagics.backend = None"):  # fmt: skip
+            ip.run_line_magic("config", line)
 
 
 # -- cells ----------------------------------------------------------------------------------------
