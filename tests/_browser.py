@@ -268,10 +268,22 @@ def run_all_cells(page: Any, *, timeout: float = 120.0) -> None:
     wait_idle(page, timeout=timeout)
 
 
+# Every code cell has run to its end: the front end clears a cell's execution count when it queues
+# the cell and sets it again from the kernel's reply. An idle kernel alone is not enough: it is
+# idle before it has received a queued request, and between two cells of a run-all.
+_CELLS_DONE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!w || !w.content || !w.content.widgets) return false;
+  return w.content.widgets.every(
+    (c) => c.model.type !== 'code' || c.model.executionCount !== null);
+}"""
+
+
 def wait_idle(page: Any, *, timeout: float = 120.0) -> None:
-    # The kernel goes busy shortly after the command: give it that moment, then wait for idle.
-    time.sleep(0.3)
-    page.wait_for_function(_KERNEL_IDLE, polling=100, timeout=timeout * 1000)
+    """Wait until every code cell of the current notebook has run and the kernel is idle."""
+    page.wait_for_function(
+        f"() => ({_CELLS_DONE})() && ({_KERNEL_IDLE})()", polling=200, timeout=timeout * 1000
+    )
 
 
 def kernel_execute(page: Any, code: str, *, timeout: float = 60.0) -> str:
@@ -316,7 +328,7 @@ def in_notebook(page: Any, selector: str) -> Any:
     return page.locator(f"#{panel_id} {selector}")
 
 
-def wait_status(page: Any, name: str, status: str, timeout: float = 30.0) -> None:
+def wait_status(page: Any, name: str, status: str, timeout: float = 120.0) -> None:
     """Wait until the dashboard of the current notebook shows job ``name`` with ``status``."""
     in_notebook(page, f'.je-row[data-name="{name}"][data-status="{status}"]').wait_for(
         timeout=timeout * 1000
