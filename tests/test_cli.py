@@ -492,14 +492,19 @@ def test_run_a_notebook_headless(work: Path) -> None:
     assert "broken.ipynb: FAILED" in failed.stdout
 
 
+PATH = os.environ.get("PATH", "").split(os.pathsep)
+
+
 def test_the_installed_command(work: Path) -> None:
     from importlib.metadata import entry_points
 
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert "jupyter-executor" in scripts, "no console script: pip install -e . again"
     assert scripts["jupyter-executor"] == "jupyter_executor.cli:main"
-    command = shutil.which("jupyter-executor")
-    assert command is not None, "jupyter-executor is not on PATH"
+    # the environment's scripts folder, also when its python runs the tests unactivated
+    scripts_dir = os.path.dirname(sys.executable)
+    command = shutil.which("jupyter-executor", path=os.pathsep.join([scripts_dir, *PATH]))
+    assert command is not None, f"jupyter-executor is not in {scripts_dir} nor on PATH"
     result = subprocess.run(
         [command, "flows", "flows.py"], cwd=work, capture_output=True, text=True, timeout=60
     )
