@@ -57,6 +57,9 @@ def cancelled() -> bool:
 def progress(done: float, total: float | None = None, text: str = "") -> None:
     """Report the running job's progress; shown as a bar in the dashboard and in ``engine.list()``.
 
+    Outside a job this does nothing, so functions can report progress whether or not they run
+    as jobs.
+
     Parameters
     ----------
     done
@@ -65,9 +68,6 @@ def progress(done: float, total: float | None = None, text: str = "") -> None:
         Total amount of work, in the same unit as ``done``.
     text
         A short message shown next to the bar.
-
-    Outside a job this does nothing, so functions can report progress whether or not they run
-    as jobs.
     """
     job = _current_job.get()
     if job is None:
