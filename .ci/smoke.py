@@ -31,9 +31,11 @@ CHECK = (
 
 def check_artifact(artifact: Path) -> None:
     if artifact.suffix == ".whl":
-        names = zipfile.ZipFile(artifact).namelist()
+        with zipfile.ZipFile(artifact) as wheel:
+            names = wheel.namelist()
     else:
-        names = tarfile.open(artifact).getnames()
+        with tarfile.open(artifact) as sdist:
+            names = sdist.getnames()
     for needed in ("LICENSE", "py.typed", "static/dashboard.js", "static/jobview.js"):
         assert any(n.endswith(needed) for n in names), f"{artifact.name} lacks {needed}"
 
@@ -44,7 +46,8 @@ def check_installed() -> None:
     where = Path(jupyter_executor.__file__).resolve()
     assert "site-packages" in where.parts, f"imported from {where}, not from the environment"
     dist = metadata.distribution("jupyter_executor")
-    assert dist.metadata["License-Expression"] == "BSD-3-Clause", dist.metadata["License-Expression"]
+    license_expression = dist.metadata["License-Expression"]
+    assert license_expression == "BSD-3-Clause", license_expression
     files = [str(f) for f in dist.files or ()]
     assert any(f.endswith("licenses/LICENSE") for f in files), files
     print(f"jupyter_executor {jupyter_executor.__version__} from {where.parent}")

@@ -3,7 +3,7 @@
 Job code runs with :data:`._runtime._current_job` set. :func:`install` replaces ``sys.stdout``
 and ``sys.stderr`` once by proxies that send a write to the current job's :class:`Output`, and
 to the original stream otherwise, so a job's prints never land in the caller's cell (see
-kernel-facts §1: threads started by a cell otherwise print into whichever cell ran last).
+docs/kernel-notes.md §1: threads started by a cell otherwise print into whichever cell ran last).
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 - **Display routing.** ``display(obj)`` inside a job is captured by wrapping the shell's
   ``display_pub.publish``: when the calling context belongs to a job, the mimebundle goes to
   that job's :class:`~jupyter_executor._capture.Output` instead of the cell that happens to be
-  running (``print`` is routed by the engine's stream proxy; kernel-facts §1).
+  running (``print`` is routed by the engine's stream proxy; docs/kernel-notes.md §1).
 - **Views.** In a kernel, a ``%%job`` cell displays the job's live view (``widget.JobView``) and
   ``%jobs`` the dashboard; both are created in the cell (on the main thread) and then updated
-  from the engine's events by the widgets themselves (kernel-facts §3).
+  from the engine's events by the widgets themselves (docs/kernel-notes.md §3).
 - **Terminal IPython.** No widgets: :class:`TerminalEcho` prints each new job line as
   ``[job NAME] line`` while the prompt waits (above the prompt, through prompt_toolkit's
   ``patch_stdout``), holds them back while a foreground cell runs and prints them when it ends.

@@ -375,7 +375,7 @@ class _Runner:
         if not await self._execute(client, watch, "watch", hook=self._on_output):
             return 1
         # The summary comes back in the execute reply itself: stream output can arrive after
-        # the cell's idle status and be dropped (kernel-facts §5), the reply cannot.
+        # the cell's idle status and be dropped (docs/kernel-notes.md §5), the reply cannot.
         reply = await self._until_stopped(
             client.kc.execute_interactive(
                 "pass",

@@ -5,7 +5,7 @@ any thread, sometimes under its lock, so that callback only records the job as d
 :class:`threading.Event`. The publisher thread sleeps on that event (no polling), waits out the
 minimum interval since its last message, then turns the dirty jobs into rows with
 :meth:`JobInfo.to_dict`, diffs them field by field against what it sent before and sends one
-message. Three bounds hold whatever the jobs do (kernel-facts §3: iopub drops messages when
+message. Three bounds hold whatever the jobs do (docs/kernel-notes.md §3: iopub drops messages when
 flooded):
 
 - at most one message per ``interval`` (10 per second for the dashboard);

@@ -1,7 +1,7 @@
 """The engine: a registry of jobs and a scheduler on its own event loop, in its own thread.
 
 Scheduling never depends on the caller's thread: a notebook cell that blocks does not stop
-dependent jobs from starting (kernel-facts §2). Every status change goes through
+dependent jobs from starting (docs/kernel-notes.md §2). Every status change goes through
 :meth:`Job._set_status` under the engine's lock; a finished job wakes exactly its dependents.
 """
 

@@ -1,7 +1,7 @@
 """JupyterLab and Jupyter Notebook 7 in headless Chromium, for the browser tests and the
 dashboard benchmark.
 
-Recipe (``/work/shared/kernel-facts.md`` §6):
+Recipe (docs/kernel-notes.md §6):
 
 - the server runs with every Jupyter directory (config, data, runtime, IPython) under a temp dir,
   a random port and token, the app exposed in the browser (``--LabApp.expose_app_in_browser``,

@@ -5,7 +5,7 @@ status, and a background job's messages arrive after that. Here ONE reader threa
 iopub socket for the kernel's whole life and files every message under its parent msg_id,
 so a test can ask afterwards "what did the kernel send, parented to which cell".
 
-Recipe and pitfalls (``/work/shared/kernel-facts.md`` §5):
+Recipe and pitfalls (docs/kernel-notes.md §5):
 
 - ``PYTEST_CURRENT_TEST`` is removed from the kernel's environment, otherwise ipykernel stops
   capturing low-level output;

@@ -28,7 +28,7 @@ CLI = [sys.executable, "-m", "jupyter_executor"]
 
 
 def env() -> dict[str, str]:
-    # A kernel started under pytest must not see PYTEST_CURRENT_TEST (kernel-facts §5).
+    # A kernel started under pytest must not see PYTEST_CURRENT_TEST (docs/kernel-notes.md §5).
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 

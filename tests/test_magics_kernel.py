@@ -1,4 +1,4 @@
-"""The magics in a real ipykernel, driven through jupyter_client (kernel-facts §5).
+"""The magics in a real ipykernel, driven through jupyter_client (docs/kernel-notes.md §5).
 
 What is checked is what a front end receives on iopub: a job's output reaches the front end
 only as comm messages of its JobView (and in the job's tail and log), never as ``stream`` or

@@ -1,8 +1,8 @@
 """The subprocess backend: shell commands and argv lists, output streamed through pipes.
 
 Each command starts in a new session (its own process group), so a kernel interrupt, which
-signals the kernel's whole group, does not kill it (kernel-facts §4); cancelling terminates the
-group, then kills it after the engine's grace period.
+signals the kernel's whole group, does not kill it (docs/kernel-notes.md §4); cancelling
+terminates the group, then kills it after the engine's grace period.
 """
 
 from __future__ import annotations
