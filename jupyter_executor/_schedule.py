@@ -14,7 +14,7 @@ import math
 import re
 from datetime import date, datetime, time, timedelta
 
-from croniter import CroniterError, croniter
+from croniter import croniter
 
 __all__ = ["Schedule", "parse_every", "parse_start"]
 
@@ -223,7 +223,9 @@ class Schedule:
                 raise TypeError(msg)
             try:
                 croniter(cron, datetime(2000, 1, 1))
-            except (CroniterError, ValueError) as exc:
+            # croniter's errors are ValueErrors (CroniterError is not exported before 2.0.2),
+            # but for a field out of range in some versions, a TypeError
+            except (ValueError, TypeError) as exc:
                 reason = " ".join(str(exc).split())
                 msg = f"bad cron expression {cron!r}: {reason}"
                 raise ValueError(msg) from None
