@@ -222,6 +222,9 @@ class Engine:
         self._wake_pending = False
         self._closed = False
         self._default_restart: tuple[float, int | None] | None = None
+        # Pending jobs whose condition only polling can see met (an ordered set), and the timer.
+        self._polled: dict[Job, None] = {}
+        self._poll_handle: asyncio.TimerHandle | None = None
         self._cleanups: dict[Any, Callable[[], Any]] = {}
         self._ran: set[str] = set()  # jobs that really ran an attempt (for resume)
         self._store: Any = None
@@ -608,11 +611,21 @@ class Engine:
             return
         cond = job._condition
         if cond is not None:
-            answer = cond.check(self._lookup)
+            try:
+                answer = cond.check(self._lookup)
+                wake = cond.wake_at() if answer is None else None
+                polls = answer is None and cond.polls()
+            except Exception as exc:  # the user's condition raised: the job fails with it
+                self._fail_pending(job, exc)
+                return
             if answer is None:
-                wake = cond.wake_at()
-                if wake is not None:
-                    assert self._loop is not None
+                assert self._loop is not None
+                if polls:
+                    # Nothing will wake it: ask again on job ends and on the shared timer.
+                    self._polled[job] = None
+                    every = cond.poll_every
+                    self._arm_poll(every if wake is None else min(every, wake - time.time()))
+                elif wake is not None:
                     self._loop.call_later(max(0.0, wake - time.time()), self._admit, job)
                 return
             if answer is False:
@@ -638,6 +651,25 @@ class Engine:
                 fut.add_done_callback(functools.partial(self._after_freshness, job))
                 return
         self._run(job, self._backend(job.backend))
+
+    def _arm_poll(self, delay: float) -> None:
+        """(loop thread) Make sure the conditions that poll are asked again within ``delay``."""
+        assert self._loop is not None
+        at = self._loop.time() + max(0.05, delay)  # a floor: a condition cannot spin the loop
+        handle = self._poll_handle
+        if handle is not None:
+            if handle.when() <= at:
+                return
+            handle.cancel()
+        self._poll_handle = self._loop.call_at(at, self._repoll, True)
+
+    def _repoll(self, timer: bool = False) -> None:
+        """(loop thread) Ask the waiting conditions that poll again (a timer, or a job ended)."""
+        if timer:
+            self._poll_handle = None
+        polled, self._polled = self._polled, {}
+        for job in polled:
+            self._admit(job)  # puts it back (and re-arms the timer) while still not met
 
     # long-running jobs (schedules, restarts, make-like) -------------------------------------------
     def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
@@ -1049,6 +1081,8 @@ class Engine:
             self._cancel_pending(dep, reason)
         if ready and collect is None:
             self._dispatch(ready)
+        if self._polled:
+            self._call_soon(self._repoll)  # a job ended: conditions on the engine may now hold
         return True
 
     def _cancel_pending(self, job: Job, reason: str) -> None:

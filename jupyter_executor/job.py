@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._capture import Output
-from ._conditions import Condition, _flatten
+from ._conditions import Condition, _flatten, check_condition
 from ._status import _ALLOWED, FINISHED, Status, check_transition
 from .errors import JobCancelled, JobNotFinished, SubmitError
 
@@ -231,9 +231,8 @@ class Job:
                     "pass the coroutine function and its arguments instead"
                 )
                 raise ValueError(msg)
-            if condition is not None and not isinstance(condition, Condition):
-                msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
-                raise TypeError(msg)
+            if condition is not None:
+                check_condition(condition)
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
