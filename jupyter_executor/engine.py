@@ -463,6 +463,8 @@ class Engine:
                 self._forget(old, graph=False)
             jobs[name] = job
             job.engine = self
+            if self._default_restart is not None:
+                self._restart_by_default(job)
             job._set_status(Status.PENDING)
             job.submitted = now
             if job._waited:
@@ -786,25 +788,35 @@ class Engine:
         """Restart failed jobs from now on, like R's ``keep_restarting()``; return how many now.
 
         Jobs without a restart policy get ``restart="on-failure"`` with this delay (doubling
-        after each consecutive failure); jobs failed already are rerun at once.
+        after each consecutive failure), and so do the jobs submitted later; jobs failed
+        already are rerun at once. Coroutine objects (which can run only once) are left alone.
         """
-        from .job import Lifecycle
-
+        with self._lock:  # a job submitted meanwhile gets the policy from _register
+            self._default_restart = (float(delay), max_restarts)
+            jobs = list(self._jobs.values())
         rerun = 0
-        for job in list(self._jobs.values()):
-            if job.kind == "coroutine":
-                continue  # a coroutine object cannot run twice
-            life = job._life
-            if life is None:
-                life = job._life = Lifecycle()
-            if life.restart == "no":
-                life.restart, life.restart_delay = "on-failure", float(delay)
-                life.max_restarts = max_restarts
+        for job in jobs:
+            if not self._restart_by_default(job):
+                continue
             if job.status is Status.FAILED:
                 self.rerun(job)
                 rerun += 1
-        self._default_restart = (float(delay), max_restarts)
         return rerun
+
+    def _restart_by_default(self, job: Job) -> bool:
+        """Give ``job`` the policy of :meth:`keep_restarting` unless it has its own; True if so."""
+        default = self._default_restart
+        if default is None or job.kind == "coroutine":
+            return False  # a coroutine object cannot run twice
+        life = job._life
+        if life is None:
+            from .job import Lifecycle
+
+            life = job._life = Lifecycle()
+        if life.restart == "no":
+            life.restart, life.restart_delay = "on-failure", default[0]
+            life.max_restarts = default[1]
+        return True
 
     def _lookup(self, ref: Any) -> Job:
         job = _job_of(ref)

@@ -227,6 +227,26 @@ def test_on_failure_stops_restarting_once_it_succeeds(engine: Engine) -> None:
 
 
 @pytest.mark.timeout(30)
+def test_keep_restarting_covers_failed_jobs_and_jobs_submitted_later(engine: Engine) -> None:
+    calls: dict[str, int] = {}
+
+    def fails_twice(name: str) -> int:
+        calls[name] = calls.get(name, 0) + 1
+        if calls[name] < 3:
+            raise RuntimeError(f"{name} not yet")
+        return calls[name]
+
+    early = engine.submit(fails_twice, "early", name="early")
+    assert not engine.wait(timeout=10) and early.status.value == "failed"
+    assert engine.keep_restarting(delay=0.05, max_restarts=5) == 1  # rerun at once
+    later = engine.submit(fails_twice, "later", name="later")  # "from now on"
+    own = engine.submit(fails_twice, "own", name="own", restart="on-failure", max_restarts=0)
+    assert not engine.wait(timeout=10)  # `own` keeps its own policy: no restart, failed
+    assert early.result() == 3 and later.result() == 3
+    assert later.restarts == 2 and own.status.value == "failed" and calls["own"] == 1
+
+
+@pytest.mark.timeout(30)
 def test_always_restarts_a_job_that_ends_until_cancelled(engine: Engine) -> None:
     calls: list[float] = []
     job = engine.submit(
