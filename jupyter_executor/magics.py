@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -92,6 +93,10 @@ def _count(text: str) -> int:
     return value
 
 
+#: A word that reads as an environment variable assignment (``NAME=value``).
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key or any(c.isspace() for c in key):
@@ -141,9 +146,12 @@ class JobMagics(Magics):
     @argument(
         "--env",
         type=_env_pair,
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="KEY=VALUE",
-        help="an environment variable for the script (repeatable; scripts only)",
+        help="environment variables for the script (scripts only): --env A=1 B=2 takes the "
+        "KEY=VALUE words that follow, up to the first other word; the script's own KEY=VALUE "
+        "arguments go before --env or after --",
     )
     @argument("--cwd", metavar="DIR", help="the script's working directory (scripts only)")
     @argument(
@@ -267,7 +275,9 @@ class JobMagics(Magics):
         ``%job``: options may appear anywhere after the script, and arguments after ``--`` all
         go to the script; an option with several values (``--requires``, ``--inputs``,
         ``--outputs``) takes the words up to the next option, so give the script's own
-        arguments before it or after ``--``.
+        arguments before it or after ``--``. ``--env A=1 B=2`` takes the ``KEY=VALUE`` words
+        that follow it, up to the first other word (give the script's own ``KEY=VALUE``
+        arguments before ``--env`` or after ``--``).
 
         See ``%jobs?`` to list, wait for, cancel and inspect jobs, their history and logs.
         """
@@ -542,6 +552,15 @@ def _split_script_line(
             script.append(token)
             i += 1
             continue
+        if "=" in token and action.dest == "env":
+            # --env=A=1 B=2: the pairs that follow are ours too (argparse gives an --opt=value
+            # option one value only, so the option and its values go as separate words)
+            ours.extend(("--env", token.split("=", 1)[1]))
+            i += 1
+            while i < len(tokens) and _ENV_WORD.match(tokens[i]):
+                ours.append(tokens[i])
+                i += 1
+            continue
         if "=" in token or action.nargs == 0:
             ours.append(token)
             i += 1
@@ -551,7 +570,13 @@ def _split_script_line(
             raise UsageError(msg)
         ours.extend((option, tokens[i + 1]))
         i += 2
-        if action.nargs == "+":
+        if action.dest == "env":
+            # --env A=1 B=2: KEY=VALUE words are pairs (before, B=2 silently went to the
+            # script); the first other word is the script's
+            while i < len(tokens) and _ENV_WORD.match(tokens[i]):
+                ours.append(tokens[i])
+                i += 1
+        elif action.nargs == "+":
             # --inputs a.csv b.csv: the words up to the next option (ours, the script's, or
             # --) are values; the script's own arguments go before such an option or after --
             while i < len(tokens) and not tokens[i].startswith("-"):
