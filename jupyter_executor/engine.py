@@ -1544,8 +1544,9 @@ class Engine:
         Parameters
         ----------
         target
-            A command template (``"python -m http.server {port} --bind {host}"``), run as a
-            subprocess job, or a callable ``target(host, port)`` that serves (a thread job).
+            A command template (``"python -m http.server {port} --bind {host}"``; ``{ip}`` is
+            accepted for ``{host}``, as in executor-engine), run as a subprocess job, or a
+            callable ``target(host, port)`` that serves (a thread job).
         port
             The port; a free one is picked when None.
         ready_timeout
@@ -1557,7 +1558,15 @@ class Engine:
             port = _free_port(host)
         job: Job
         if isinstance(target, str):
-            job = self.submit(target.format(port=port, host=host), **options)
+            try:
+                command = target.format(port=port, host=host, ip=host)
+            except (KeyError, IndexError, ValueError) as exc:
+                msg = (
+                    f"submit_webapp(): bad command template {target!r} ({exc!r}); "
+                    "it may use {port}, {host} and {ip}"
+                )
+                raise ValueError(msg) from exc
+            job = self.submit(command, **options)
         elif callable(target):
             job = self.submit(target, host, port, **options)
         else:

@@ -462,6 +462,22 @@ def test_webapp_answers_http_on_loopback_and_shows_its_url(engine: Engine, tmp_p
         urllib.request.urlopen(url, timeout=2)
 
 
+@pytest.mark.timeout(30)
+def test_webapp_template_takes_executor_engines_ip_too(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("served")
+    job = engine.submit_webapp(
+        f"{sys.executable} -m http.server -b {{ip}} {{port}}", name="seed-web", cwd=tmp_path
+    )
+    url = wait_until(lambda: job.url, 15, "the web app's port to answer")
+    with urllib.request.urlopen(url + "index.html", timeout=5) as response:
+        assert response.read() == b"served"
+    with pytest.raises(ValueError, match=r"bad command template .*it may use \{port\}, \{host\}"):
+        engine.submit_webapp("serve --addr {addr}", name="bad-web")
+    assert "bad-web" not in engine
+    engine.cancel(job)
+    engine.wait_job(job, 5)
+
+
 # -- detached jobs (plain Python; the kernel tests restart real kernels) ---------------------------
 
 
