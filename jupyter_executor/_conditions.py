@@ -2,9 +2,13 @@
 
 A condition answers :meth:`Condition.check` with True (met: the job may start), False (can never
 be met: the job is cancelled with :meth:`Condition.describe` as the reason) or None (not yet).
-The engine asks again only when something the condition depends on changes: a job it names
-finishes (:meth:`Condition.jobs`) or a time it names comes (:meth:`Condition.wake_at`); there is
-no polling loop whose cost grows with the number of waiting jobs.
+The engine asks again when something the condition depends on changes: a job it names
+finishes (:meth:`Condition.jobs`) or a time it names comes (:meth:`Condition.wake_at`).
+
+A condition that names neither (executor-engine's ``satisfy(engine)`` form, or a ``check``
+with no ``jobs()``/``wake_at()``) depends on things the engine cannot see: the engine asks it
+again whenever one of its jobs finishes, and every :attr:`Condition.poll_every` seconds (one
+timer for all such jobs, not a loop per job). :meth:`Condition.polls` says which kind it is.
 """
 
 from __future__ import annotations
@@ -33,11 +37,54 @@ Lookup = Callable[[Any], "Job"]
 
 
 class Condition:
-    """Base class of conditions; subclass it and implement :meth:`check` for your own."""
+    """Base class of conditions; subclass it and implement :meth:`check` or :meth:`satisfy`.
+
+    ``check(lookup)`` is the full form (True, False for "never", None for "not yet"), woken by
+    :meth:`jobs` and :meth:`wake_at`. ``satisfy(engine)`` is executor-engine's form: return
+    True when the job may start; it is asked again on every job that finishes and every
+    :attr:`poll_every` seconds.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> from jupyter_executor import Condition, Engine
+    >>> @dataclass
+    ... class FewRunning(Condition):
+    ...     most: int = 4
+    ...     def satisfy(self, engine):
+    ...         return engine.counts().get("running", 0) < self.most
+    >>> with Engine() as engine:
+    ...     job = engine.submit(sum, [1, 2], condition=FewRunning(2))
+    ...     engine.wait(timeout=30), job.result()
+    (True, 3)
+    """
+
+    #: Seconds between two checks of a condition the engine cannot be woken for.
+    poll_every: float = 1.0
 
     def check(self, lookup: Lookup) -> bool | None:
-        """True when met, False when it can never be met, None when not yet."""
+        """True when met, False when it can never be met, None when not yet.
+
+        The default asks :meth:`satisfy` (True, or None for "not yet").
+        """
+        if not _defines(self, "satisfy"):
+            msg = f"{type(self).__name__} defines neither check(lookup) nor satisfy(engine)"
+            raise NotImplementedError(msg)
+        # The engine's lookup is its bound method: its __self__ is the engine.
+        return True if self.satisfy(getattr(lookup, "__self__", None)) else None
+
+    def satisfy(self, engine: Any) -> bool:
+        """executor-engine's form: True when the job may start (``engine`` is the Engine)."""
         raise NotImplementedError
+
+    def polls(self) -> bool:
+        """True when the engine must ask again on every job end and on a timer.
+
+        That is a :meth:`satisfy` condition, or a :meth:`check` that names no job and no time.
+        """
+        if _defines(self, "satisfy") and not _defines(self, "check"):
+            return True
+        return not self.jobs() and not _defines(self, "wake_at")
 
     def jobs(self) -> tuple[Any, ...]:
         """The jobs (or names) whose end may change the answer."""
@@ -106,6 +153,13 @@ class AllOf(Condition):
     def wake_at(self) -> float | None:
         times = [t for c in self.conditions if (t := c.wake_at()) is not None]
         return min(times) if times else None
+
+    def polls(self) -> bool:
+        return any(c.polls() for c in self.conditions)
+
+    @property
+    def poll_every(self) -> float:  # type: ignore[override]
+        return min((c.poll_every for c in self.conditions if c.polls()), default=1.0)
 
     def describe(self) -> str:
         return "(" + " & ".join(c.describe() for c in self.conditions) + ")"
@@ -185,8 +239,39 @@ class FunctionCondition(Condition):
     def wake_at(self) -> float | None:
         return time.time() + self.every if self.every else None
 
+    def polls(self) -> bool:
+        # Neither jobs to watch nor a period: it would never be asked again otherwise.
+        return not self.watch and not self.every
+
     def describe(self) -> str:
         return getattr(self.fn, "__name__", "condition")
+
+
+def _defines(condition: Condition, method: str) -> bool:
+    """True when ``condition``'s class overrides :class:`Condition`'s ``method``."""
+    return getattr(type(condition), method) is not getattr(Condition, method)
+
+
+def check_condition(condition: Any) -> None:
+    """Refuse, with a one-line message, what cannot work as a condition (at submit time).
+
+    Raises
+    ------
+    TypeError
+        ``condition`` is not a :class:`Condition`, or defines neither ``check`` nor ``satisfy``.
+    """
+    if not isinstance(condition, Condition):
+        msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
+        raise TypeError(msg)
+    if isinstance(condition, AllOf):
+        for part in condition.conditions:
+            check_condition(part)
+    elif not _defines(condition, "check") and not _defines(condition, "satisfy"):
+        msg = (
+            f"condition {type(condition).__name__} defines neither check(lookup) nor "
+            "satisfy(engine): implement one of them"
+        )
+        raise TypeError(msg)
 
 
 def _flatten(items: Iterable[Any]) -> list[Any]:

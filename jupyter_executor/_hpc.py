@@ -12,9 +12,21 @@ process instead of a batch job; it exercises the whole path on a machine with no
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+from types import ModuleType
 from typing import Any
 
-__all__ = ["KINDS", "adapt", "cluster_class", "job_script", "make_cluster", "scale"]
+__all__ = [
+    "KINDS",
+    "adapt",
+    "cluster_class",
+    "import_jobqueue",
+    "job_script",
+    "make_cluster",
+    "scale",
+]
 
 #: The kinds of cluster, with their dask-jobqueue class.
 KINDS: dict[str, str] = {
@@ -51,14 +63,57 @@ def cluster_class(kind: str) -> type[Any]:
         msg = f"unknown cluster kind {kind!r}; use one of {', '.join(KINDS)}"
         raise ValueError(msg)
     kind = kind.lower()
-    try:
-        import dask_jobqueue
-        import dask_jobqueue.local
-    except ImportError as exc:
-        raise ImportError(_HINT) from exc
+    dask_jobqueue = import_jobqueue()
     module = dask_jobqueue.local if kind == "local" else dask_jobqueue
     cls: type[Any] = getattr(module, KINDS[kind])
     return cls
+
+
+_import_lock = threading.Lock()
+
+
+def import_jobqueue() -> ModuleType:
+    """Import dask-jobqueue from any thread, leaving the process's SIGINT handler alone.
+
+    dask-jobqueue 0.9 calls ``signal.signal(SIGINT, lambda *_: sys.exit())`` when it is
+    imported (``dask_jobqueue/runner.py``, for its batch runners). Off the main thread that
+    call raises ``ValueError: signal only works in main thread`` (the engine connects to its
+    cluster from a worker thread); on the main thread it silently turns a kernel interrupt
+    into ``SystemExit``. So during the import, ``signal.signal`` called from this thread only
+    reports the current handler, and the handler is checked to be the one from before.
+
+    Raises
+    ------
+    ImportError
+        dask-jobqueue is not installed (the message says how to install it).
+    """
+    if "dask_jobqueue.local" in sys.modules:
+        return sys.modules["dask_jobqueue"]
+    with _import_lock:
+        real = signal.signal
+        me = threading.get_ident()
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGINT)
+
+        def keep(signum: int, handler: Any) -> Any:
+            # Other threads keep the real function: only our import is made harmless.
+            if threading.get_ident() != me:
+                return real(signum, handler)
+            return signal.getsignal(signum)
+
+        signal.signal = keep  # type: ignore[assignment]
+        try:
+            import dask_jobqueue
+            import dask_jobqueue.local  # the "local" kind's class lives there
+        except ImportError as exc:
+            raise ImportError(_HINT) from exc
+        finally:
+            signal.signal = real
+            if main and before is not None and signal.getsignal(signal.SIGINT) is not before:
+                # Imported some other way meanwhile (a module-level signal call we did not
+                # see): put back the handler the process had.
+                signal.signal(signal.SIGINT, before)
+    return dask_jobqueue
 
 
 def make_cluster(kind: str, **cluster_options: Any) -> Any:

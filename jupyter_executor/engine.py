@@ -224,6 +224,9 @@ class Engine:
         self._wake_pending = False
         self._closed = False
         self._default_restart: tuple[float, int | None] | None = None
+        # Pending jobs whose condition only polling can see met (an ordered set), and the timer.
+        self._polled: dict[Job, None] = {}
+        self._poll_handle: asyncio.TimerHandle | None = None
         self._cleanups: dict[Any, Callable[[], Any]] = {}
         self._ran: set[str] = set()  # jobs that really ran an attempt (for resume)
         self._store: Any = None
@@ -462,6 +465,8 @@ class Engine:
                 self._forget(old, graph=False)
             jobs[name] = job
             job.engine = self
+            if self._default_restart is not None:
+                self._restart_by_default(job)
             job._set_status(Status.PENDING)
             job.submitted = now
             if job._waited:
@@ -610,11 +615,21 @@ class Engine:
             return
         cond = job._condition
         if cond is not None:
-            answer = cond.check(self._lookup)
+            try:
+                answer = cond.check(self._lookup)
+                wake = cond.wake_at() if answer is None else None
+                polls = answer is None and cond.polls()
+            except Exception as exc:  # the user's condition raised: the job fails with it
+                self._fail_pending(job, exc)
+                return
             if answer is None:
-                wake = cond.wake_at()
-                if wake is not None:
-                    assert self._loop is not None
+                assert self._loop is not None
+                if polls:
+                    # Nothing will wake it: ask again on job ends and on the shared timer.
+                    self._polled[job] = None
+                    every = cond.poll_every
+                    self._arm_poll(every if wake is None else min(every, wake - time.time()))
+                elif wake is not None:
                     self._loop.call_later(max(0.0, wake - time.time()), self._admit, job)
                 return
             if answer is False:
@@ -640,6 +655,25 @@ class Engine:
                 fut.add_done_callback(functools.partial(self._after_freshness, job))
                 return
         self._run(job, self._backend(job.backend))
+
+    def _arm_poll(self, delay: float) -> None:
+        """(loop thread) Make sure the conditions that poll are asked again within ``delay``."""
+        assert self._loop is not None
+        at = self._loop.time() + max(0.05, delay)  # a floor: a condition cannot spin the loop
+        handle = self._poll_handle
+        if handle is not None:
+            if handle.when() <= at:
+                return
+            handle.cancel()
+        self._poll_handle = self._loop.call_at(at, self._repoll, True)
+
+    def _repoll(self, timer: bool = False) -> None:
+        """(loop thread) Ask the waiting conditions that poll again (a timer, or a job ended)."""
+        if timer:
+            self._poll_handle = None
+        polled, self._polled = self._polled, {}
+        for job in polled:
+            self._admit(job)  # puts it back (and re-arms the timer) while still not met
 
     # long-running jobs (schedules, restarts, make-like) -------------------------------------------
     def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
@@ -756,25 +790,35 @@ class Engine:
         """Restart failed jobs from now on, like R's ``keep_restarting()``; return how many now.
 
         Jobs without a restart policy get ``restart="on-failure"`` with this delay (doubling
-        after each consecutive failure); jobs failed already are rerun at once.
+        after each consecutive failure), and so do the jobs submitted later; jobs failed
+        already are rerun at once. Coroutine objects (which can run only once) are left alone.
         """
-        from .job import Lifecycle
-
+        with self._lock:  # a job submitted meanwhile gets the policy from _register
+            self._default_restart = (float(delay), max_restarts)
+            jobs = list(self._jobs.values())
         rerun = 0
-        for job in list(self._jobs.values()):
-            if job.kind == "coroutine":
-                continue  # a coroutine object cannot run twice
-            life = job._life
-            if life is None:
-                life = job._life = Lifecycle()
-            if life.restart == "no":
-                life.restart, life.restart_delay = "on-failure", float(delay)
-                life.max_restarts = max_restarts
+        for job in jobs:
+            if not self._restart_by_default(job):
+                continue
             if job.status is Status.FAILED:
                 self.rerun(job)
                 rerun += 1
-        self._default_restart = (float(delay), max_restarts)
         return rerun
+
+    def _restart_by_default(self, job: Job) -> bool:
+        """Give ``job`` the policy of :meth:`keep_restarting` unless it has its own; True if so."""
+        default = self._default_restart
+        if default is None or job.kind == "coroutine":
+            return False  # a coroutine object cannot run twice
+        life = job._life
+        if life is None:
+            from .job import Lifecycle
+
+            life = job._life = Lifecycle()
+        if life.restart == "no":
+            life.restart, life.restart_delay = "on-failure", default[0]
+            life.max_restarts = default[1]
+        return True
 
     def _lookup(self, ref: Any) -> Job:
         job = _job_of(ref)
@@ -1051,6 +1095,8 @@ class Engine:
             self._cancel_pending(dep, reason)
         if ready and collect is None:
             self._dispatch(ready)
+        if self._polled:
+            self._call_soon(self._repoll)  # a job ended: conditions on the engine may now hold
         return True
 
     def _cancel_pending(self, job: Job, reason: str) -> None:
@@ -1500,8 +1546,9 @@ class Engine:
         Parameters
         ----------
         target
-            A command template (``"python -m http.server {port} --bind {host}"``), run as a
-            subprocess job, or a callable ``target(host, port)`` that serves (a thread job).
+            A command template (``"python -m http.server {port} --bind {host}"``; ``{ip}`` is
+            accepted for ``{host}``, as in executor-engine), run as a subprocess job, or a
+            callable ``target(host, port)`` that serves (a thread job).
         port
             The port; a free one is picked when None.
         ready_timeout
@@ -1513,7 +1560,15 @@ class Engine:
             port = _free_port(host)
         job: Job
         if isinstance(target, str):
-            job = self.submit(target.format(port=port, host=host), **options)
+            try:
+                command = target.format(port=port, host=host, ip=host)
+            except (KeyError, IndexError, ValueError) as exc:
+                msg = (
+                    f"submit_webapp(): bad command template {target!r} ({exc!r}); "
+                    "it may use {port}, {host} and {ip}"
+                )
+                raise ValueError(msg) from exc
+            job = self.submit(command, **options)
         elif callable(target):
             job = self.submit(target, host, port, **options)
         else:

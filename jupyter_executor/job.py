@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import operator
 import reprlib
 import time
 import types
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._capture import Output
-from ._conditions import Condition, _flatten
+from ._conditions import Condition, _flatten, check_condition
 from ._status import _ALLOWED, FINISHED, Status, check_transition
 from .errors import JobCancelled, JobNotFinished, SubmitError
 
@@ -32,6 +33,42 @@ _short.maxlist = 6
 _short.maxdict = 4
 # Results whose repr is what reprlib would give (when short): no need for reprlib's dispatch.
 _PLAIN = frozenset({int, float, bool, complex})
+
+
+def _frozen(slot: str, what: str, check: Callable[[Any], Any] | None) -> property:
+    """A property over ``slot`` that refuses changes once the job is submitted."""
+
+    def set_value(job: Job, value: Any) -> None:
+        if job.status is not Status.CREATED:
+            msg = (
+                f"job {job.name!r} is already submitted: its {what} cannot change "
+                "(submit a new Job instead)"
+            )
+            raise SubmitError(msg)
+        if check is not None:
+            value = check(value)
+        setattr(job, slot, value)
+        if slot == "_forever":  # whether wait() waits for it follows
+            life = job._life
+            job._waited = not value and (
+                life is None or (not life.periodic and life.restart != "always")
+            )
+
+    return property(operator.attrgetter(slot), set_value, doc=f"The job's {what}.")
+
+
+def _check_name(name: Any) -> str | None:
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        msg = f"a job name must be a non-empty string, not {name!r}"
+        raise ValueError(msg)
+    return name
+
+
+def _check_backend(backend: Any) -> str:
+    if backend not in BACKENDS:
+        msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
+        raise ValueError(msg)
+    return str(backend)
 
 
 @dataclass(frozen=True)
@@ -135,15 +172,19 @@ class Job:
     __slots__ = (
         "__weakref__",
         "_arg_jobs",
+        "_backend",
         "_cancel_reason",
         "_cancel_requested",
         "_condition",
         "_exception",
+        "_forever",
         "_future",
         "_history",
         "_life",
+        "_name",
         "_output",
         "_progress",
+        "_requirements",
         "_requires_spec",
         "_result",
         "_task",
@@ -152,18 +193,14 @@ class Job:
         "_waiting",
         "args",
         "attempts",
-        "backend",
         "cwd",
         "engine",
         "env",
         "finished",
-        "forever",
         "kind",
         "kwargs",
-        "name",
         "pid",
         "previous",
-        "requirements",
         "retries",
         "retry_delay",
         "started",
@@ -231,9 +268,8 @@ class Job:
                     "pass the coroutine function and its arguments instead"
                 )
                 raise ValueError(msg)
-            if condition is not None and not isinstance(condition, Condition):
-                msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
-                raise TypeError(msg)
+            if condition is not None:
+                check_condition(condition)
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
@@ -243,9 +279,9 @@ class Job:
         self.target = target
         self.args = tuple(args)
         self.kwargs = dict(kwargs) if kwargs else {}
-        self.name: str | None = name
-        self.backend: str = backend
-        self.forever = bool(forever)
+        self._name = name
+        self._backend = backend
+        self._forever = bool(forever)
         self.retries = int(retries)
         self.retry_delay = float(retry_delay)
         self.timeout = timeout
@@ -256,7 +292,7 @@ class Job:
         self._arg_jobs = _has_job_args(self.args, self.kwargs) if args or kwargs else False
         self.engine: Engine | None = None
         self.status = Status.CREATED
-        self.requirements: tuple[str, ...] = ()
+        self._requirements: tuple[str, ...] = ()
         self.submitted: float | None = None
         self.started: float | None = None
         self.finished: float | None = None
@@ -297,6 +333,33 @@ class Job:
         self.previous: list[JobInfo] | tuple[()] = ()  # earlier runs (a list once there are)
         if requires:
             self.requires(requires)
+
+    # What the engine files the job under and schedules it by: fixed once it is submitted
+    # (a renamed job would stay filed under its old name). Reads go through a C-level
+    # attrgetter: the engine reads these on every job, writes are rare.
+    if TYPE_CHECKING:  # what mypy sees: properties with setters
+
+        @property
+        def name(self) -> str | None: ...
+        @name.setter
+        def name(self, value: str | None) -> None: ...
+        @property
+        def backend(self) -> str: ...
+        @backend.setter
+        def backend(self, value: str) -> None: ...
+        @property
+        def forever(self) -> bool: ...
+        @forever.setter
+        def forever(self, value: bool) -> None: ...
+        @property
+        def requirements(self) -> tuple[str, ...]: ...
+        @requirements.setter
+        def requirements(self, value: tuple[str, ...]) -> None: ...
+    else:
+        name = _frozen("_name", "name", _check_name)
+        backend = _frozen("_backend", "backend", _check_backend)
+        forever = _frozen("_forever", "forever", None)
+        requirements = _frozen("_requirements", "requirements", tuple)
 
     # building ------------------------------------------------------------------------------
     def requires(self, *jobs: Any) -> Job:
@@ -425,7 +488,18 @@ class Job:
         return fut
 
     def __await__(self) -> Any:
-        """``await job`` returns its result (raises its exception) without cancelling it."""
+        """``await job`` returns its result (raises its exception) without cancelling it.
+
+        Awaiting does not submit (unlike scriptflow's tasks): a job never submitted would wait
+        forever, so awaiting one raises :class:`~jupyter_executor.SubmitError` at once. Submit
+        it first (``await engine.submit(job)``), or use a launcher's ``asubmit``.
+        """
+        if self.status is Status.CREATED:
+            msg = (
+                f"job {self.name!r} was never submitted, so awaiting it would wait forever: "
+                "submit it first (await engine.submit(job))"
+            )
+            raise SubmitError(msg)
         return asyncio.shield(asyncio.wrap_future(self.future)).__await__()
 
     # output --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -82,6 +83,10 @@ def _count(text: str) -> int:
         msg = f"takes a whole number >= 0, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+#: A word that reads as an environment variable assignment (``NAME=value``).
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -158,9 +163,13 @@ def _job_options(parser: argparse.ArgumentParser, *, cell: bool) -> None:
     add(
         "--env",
         type=_env_pair,
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="KEY=VALUE",
-        help=hide_for_cell or "an environment variable for the script (one pair per --env)",
+        help=hide_for_cell
+        or "environment variables for the script: --env A=1 B=2 takes the KEY=VALUE words "
+        "that follow, up to the first other word; the script's own KEY=VALUE arguments go "
+        "before --env or after --",
     )
     add("--cwd", metavar="DIR", help=hide_for_cell or "the script's working directory")
     add(
@@ -394,6 +403,8 @@ class JobMagics(Magics):
         Options may appear anywhere after the script, and the words after -- all go to the
         script. An option with several values (--requires, --inputs, --outputs) takes the words
         up to the next option, so give the script's own arguments before it or after --.
+        --env A=1 B=2 takes the KEY=VALUE words that follow it, up to the first other word
+        (give the script's own KEY=VALUE arguments before --env or after --).
 
         Long-running scripts: --every/--cron run it on a schedule (--start sets the first time;
         --start alone runs it once then); %jobs cancel NAME also stops its future runs.
@@ -660,6 +671,15 @@ def _split_script_line(
             script.append(token)
             i += 1
             continue
+        if "=" in token and action.dest == "env":
+            # --env=A=1 B=2: the pairs that follow are ours too (argparse gives an --opt=value
+            # option one value only, so the option and its values go as separate words)
+            ours.extend(("--env", token.split("=", 1)[1]))
+            i += 1
+            while i < len(tokens) and _ENV_WORD.match(tokens[i]):
+                ours.append(tokens[i])
+                i += 1
+            continue
         if "=" in token or action.nargs == 0:
             ours.append(token)
             i += 1
@@ -669,7 +689,13 @@ def _split_script_line(
             raise UsageError(msg)
         ours.extend((option, tokens[i + 1]))
         i += 2
-        if action.nargs == "+":
+        if action.dest == "env":
+            # --env A=1 B=2: KEY=VALUE words are pairs (before, B=2 silently went to the
+            # script); the first other word is the script's
+            while i < len(tokens) and _ENV_WORD.match(tokens[i]):
+                ours.append(tokens[i])
+                i += 1
+        elif action.nargs == "+":
             # --inputs a.csv b.csv: the words up to the next option (ours, the script's, or
             # --) are values; the script's own arguments go before such an option or after --
             while i < len(tokens) and not tokens[i].startswith("-"):

@@ -181,18 +181,62 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     from _leaks import assert_nothing_left, child_processes
 
+    # The worker cannot import jupyter_executor (as on a cluster whose workers run from another
+    # environment): what the backend ships must travel by value.
+    block = tmp_path / "no_jupyter_executor.py"
+    block.write_text("import sys\nsys.modules['jupyter_executor'] = None  # not installed\n")
+    started = tmp_path / "started"
+
+    # Local functions: pickled by value, as functions defined in a notebook are.
+    def square(x: int) -> int:
+        print(f"squaring {x}")
+        return x * x
+
+    def probe() -> str:
+        try:
+            import jupyter_executor  # noqa: F401
+        except ImportError:
+            return "not importable"
+        return "importable"
+
+    def fail() -> float:
+        print("before the error")
+        return 1 / 0
+
+    def slow(marker: str) -> str:
+        import pathlib
+        import time
+
+        pathlib.Path(marker).write_text("started")
+        time.sleep(4)
+        return "finished anyway"
+
     before = {p.pid for p in child_processes()}
     engine = Engine(
-        folder=tmp_path, dask={"n_workers": 1, "threads_per_worker": 2, "processes": True}
+        folder=tmp_path,
+        dask={"n_workers": 1, "threads_per_worker": 2, "processes": True, "preload": [str(block)]},
     )
     try:
+        where = engine.submit(probe, backend="dask", name="probe")
         a = engine.submit(square, 4, backend="dask", name="a")
         b = engine.submit(lambda v: v + 1, a, backend="dask", name="b")
-        bad = engine.submit(_raise, backend="dask", name="bad")
+        bad = engine.submit(fail, backend="dask", name="bad")
         engine.wait(timeout=120)
+        assert where.result() == "not importable", where.info().error
         assert (a.result(), b.result()) == (16, 17)
         assert a.tail() == "squaring 4"
         assert isinstance(bad.exception(), ZeroDivisionError)
+        assert bad.tail() == "before the error"  # a failed job keeps what it printed
+        # Cancelling a task that runs on a worker cannot stop it: the reason says so.
+        long = engine.submit(slow, str(started), backend="dask", name="long")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), long.info().error
+        engine.cancel(long, "enough")
+        assert not engine.wait_job(long, timeout=30)
+        assert long.status == "cancelled"
+        assert long.cancel_reason == "enough; cancel requested; dask cannot stop a running task"
     finally:
         engine.shutdown()
     assert_nothing_left(before, timeout=30)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from jupyter_executor import (
     AfterAny,
     AfterJob,
     AfterTime,
+    Condition,
     DependencyCycle,
     DuplicateJobName,
     Engine,
@@ -213,6 +215,68 @@ def test_conditions(engine: Engine) -> None:
     assert all_bad.status == "cancelled" and "can never be met" in str(all_bad.cancel_reason)
     assert timed.result() >= at
     assert combo.status == "done" and custom.result() == 6
+
+
+@dataclass
+class AfterDone(Condition):
+    """executor-engine's way: satisfy(engine), re-asked on the engine's events."""
+
+    name: str
+    poll_every: float = 600.0  # no timer in time: only a job's end can wake it
+
+    def satisfy(self, engine: Engine) -> bool:
+        return self.name in engine and engine[self.name].status == "done"
+
+
+class FlagSet(Condition):
+    """A check() that names no job and no time: only the timer can see the flag change."""
+
+    poll_every = 0.05
+
+    def __init__(self, flag: list[int]) -> None:
+        self.flag = flag
+
+    def check(self, lookup: object) -> bool | None:
+        return True if self.flag else None
+
+
+class Neither(Condition):
+    pass
+
+
+class Broken(Condition):
+    def satisfy(self, engine: Engine) -> bool:
+        raise RuntimeError("bad condition")
+
+
+def test_custom_conditions_of_both_forms_are_asked_again(engine: Engine) -> None:
+    # a job's end wakes a satisfy() condition (its own timer would take 10 minutes)
+    waits = engine.submit(add, 1, 2, name="waits", condition=AfterDone("first"))
+    time.sleep(0.2)
+    assert waits.status == "pending"
+    first = engine.submit(mycoro, 0.05, name="first")
+    assert engine.wait_job(waits, timeout=30) and waits.result() == 3
+    assert first.status == "done"
+    # the timer wakes a check() that depends on nothing the engine sees
+    flag: list[int] = []
+    flagged = engine.submit(add, 2, 2, name="flagged", condition=FlagSet(flag))
+    time.sleep(0.2)
+    assert flagged.status == "pending"
+    flag.append(1)
+    assert engine.wait_job(flagged, timeout=30) and flagged.result() == 4
+    # combined with a built-in one
+    both = engine.submit(add, 3, 3, name="both", condition=AfterDone("first") & AfterJob(first))
+    assert engine.wait_job(both, timeout=30) and both.result() == 6
+    # a condition that raises fails its job with its error (not only a line in the log)
+    broken = engine.submit(add, 1, 1, name="broken", condition=Broken())
+    engine.wait_job(broken, timeout=30)
+    assert broken.status == "failed" and "bad condition" in str(broken.exception())
+    # one that defines neither form is refused at submit time
+    with pytest.raises(TypeError, match=r"Neither defines neither check.*nor satisfy"):
+        engine.submit(add, 1, 1, name="neither", condition=Neither())
+    with pytest.raises(TypeError, match="Neither defines neither"):
+        engine.submit(add, 1, 1, name="neither", condition=AfterJob(first) | Neither())
+    assert "neither" not in engine
 
 
 def test_retries_with_backoff(engine: Engine) -> None:

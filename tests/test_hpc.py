@@ -14,12 +14,15 @@ import contextlib
 import os
 import signal
 import stat
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _kernel import REPO, running_kernel
 
 pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is in the test extra")
 
@@ -187,3 +190,91 @@ def test_engine_on_slurm_runs_a_job_on_a_worker_started_by_sbatch(
         time.sleep(0.1)
     else:
         pytest.fail("the batch job's processes survived the engine's shutdown")
+
+
+# As installed: nothing imported dask_jobqueue before the engine does, and the engine does it in
+# a thread of its own (this module's importorskip imports it in pytest's main thread, which is
+# how an earlier test passed while every user got "signal only works in main thread").
+AS_INSTALLED = """
+import signal, threading
+from jupyter_executor import Engine
+
+LOCAL = {"interface": "lo", "scheduler_options": {"host": "127.0.0.1"}}
+box = {}
+
+def build():
+    box["engine"] = Engine(
+        dask="slurm", cluster_options={"cores": 1, "memory": "1GB", **LOCAL}, history=False
+    )
+
+thread = threading.Thread(target=build)
+thread.start()
+thread.join()
+engine = box["engine"]
+try:
+    cluster = engine.cluster  # connects from one of the engine's threads
+    print("cluster", type(cluster).__name__)
+    print("sigint default", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+finally:
+    engine.shutdown()
+"""
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(90)
+def test_a_fresh_process_gets_its_cluster_off_the_main_thread(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", AS_INSTALLED],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cluster SLURMCluster" in proc.stdout, proc.stderr[-3000:]
+    assert "sigint default True" in proc.stdout
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(150)
+def test_a_kernel_keeps_its_interrupt_after_using_a_slurm_engine(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    with running_kernel(tmp_path / "k") as kernel:
+        kernel.execute("import signal\nbefore = signal.getsignal(signal.SIGINT)")
+        code = textwrap.dedent(
+            """
+            import os
+            from jupyter_executor import Engine
+            engine = Engine(dask="slurm", folder="runs", cluster_options={
+                "cores": 1, "memory": "1GB", "processes": 1, "walltime": "00:05:00",
+                "interface": "lo", "scheduler_options": {"host": "127.0.0.1"}})
+            engine.scale(jobs=1)
+            job = engine.submit(os.getpid, name="where", backend="dask")
+            ok = engine.wait_job(job, timeout=60)
+            (ok, job.result() != os.getpid()) if ok else job.info().error
+            """
+        )
+        assert kernel.execute(code, timeout=90).result == "(True, True)"
+        assert kernel.eval("signal.getsignal(signal.SIGINT) is before") == "True"
+        # An interrupt still stops the cell with KeyboardInterrupt (dask-jobqueue's own
+        # handler would have raised SystemExit).
+        cell = kernel.submit("import time\ntime.sleep(30)")
+        kernel.wait_for(
+            lambda: any(
+                m["msg_type"] == "status" and m["content"]["execution_state"] == "busy"
+                for m in cell.messages
+            ),
+            what="the sleeping cell to start",
+        )
+        time.sleep(0.3)
+        kernel.interrupt()
+        cell.wait(20)
+        assert cell.error is not None and cell.error["content"]["ename"] == "KeyboardInterrupt"
+        kernel.execute("engine.shutdown()", timeout=60)

@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from jupyter_executor import Engine, InvalidTransition, Job, JobNotFinished, Status
+from jupyter_executor import (
+    Engine,
+    InvalidTransition,
+    Job,
+    JobNotFinished,
+    Status,
+    SubmitError,
+)
 from jupyter_executor._status import check_transition
 
 
@@ -103,3 +113,44 @@ def test_a_results_short_repr_is_reprlibs(value: object) -> None:
         info = job.info()
     assert info.result == short.repr(value)
     assert len(info.result) <= 60
+
+
+@pytest.mark.timeout(30)
+def test_awaiting_a_job_never_submitted_raises_at_once(tmp_path: Path) -> None:
+    job = Job(sum, args=([1, 2],), name="lonely")
+
+    async def wait_for_it() -> object:
+        return await job
+
+    with pytest.raises(SubmitError, match=r"'lonely' was never submitted.*submit it first"):
+        asyncio.run(asyncio.wait_for(wait_for_it(), 10))  # a hang would be a TimeoutError
+    with Engine(folder=tmp_path, history=False) as engine:
+        engine.submit(job)
+        assert asyncio.run(asyncio.wait_for(wait_for_it(), 10)) == 3
+        assert engine.wait(timeout=10)
+
+
+@pytest.mark.timeout(30)
+def test_what_the_engine_files_a_job_under_is_fixed_once_submitted(tmp_path: Path) -> None:
+    job = Job(sum, args=([1],), name="first")
+    job.name = "renamed"  # before submitting: fine
+    job.backend = "thread"
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        job.backend = "gpu"
+    with pytest.raises(ValueError, match="a job name must be a non-empty string"):
+        job.name = " "
+    with Engine(folder=tmp_path, history=False) as engine:
+        engine.submit(job)
+        for attribute, value in (
+            ("name", "other"),
+            ("backend", "process"),
+            ("forever", True),
+            ("requirements", ("x",)),
+        ):
+            with pytest.raises(
+                SubmitError, match=f"'renamed' is already submitted: its {attribute}"
+            ):
+                setattr(job, attribute, value)
+        assert engine.wait(timeout=10)
+        assert engine["renamed"] is job and job.name == "renamed" and job.backend == "thread"
+        assert "other" not in engine

@@ -227,6 +227,26 @@ def test_on_failure_stops_restarting_once_it_succeeds(engine: Engine) -> None:
 
 
 @pytest.mark.timeout(30)
+def test_keep_restarting_covers_failed_jobs_and_jobs_submitted_later(engine: Engine) -> None:
+    calls: dict[str, int] = {}
+
+    def fails_twice(name: str) -> int:
+        calls[name] = calls.get(name, 0) + 1
+        if calls[name] < 3:
+            raise RuntimeError(f"{name} not yet")
+        return calls[name]
+
+    early = engine.submit(fails_twice, "early", name="early")
+    assert not engine.wait(timeout=10) and early.status.value == "failed"
+    assert engine.keep_restarting(delay=0.05, max_restarts=5) == 1  # rerun at once
+    later = engine.submit(fails_twice, "later", name="later")  # "from now on"
+    own = engine.submit(fails_twice, "own", name="own", restart="on-failure", max_restarts=0)
+    assert not engine.wait(timeout=10)  # `own` keeps its own policy: no restart, failed
+    assert early.result() == 3 and later.result() == 3
+    assert later.restarts == 2 and own.status.value == "failed" and calls["own"] == 1
+
+
+@pytest.mark.timeout(30)
 def test_always_restarts_a_job_that_ends_until_cancelled(engine: Engine) -> None:
     calls: list[float] = []
     job = engine.submit(
@@ -440,6 +460,22 @@ def test_webapp_answers_http_on_loopback_and_shows_its_url(engine: Engine, tmp_p
     assert job.status.value == "cancelled"
     with pytest.raises(OSError):  # the server is gone
         urllib.request.urlopen(url, timeout=2)
+
+
+@pytest.mark.timeout(30)
+def test_webapp_template_takes_executor_engines_ip_too(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("served")
+    job = engine.submit_webapp(
+        f"{sys.executable} -m http.server -b {{ip}} {{port}}", name="seed-web", cwd=tmp_path
+    )
+    url = wait_until(lambda: job.url, 15, "the web app's port to answer")
+    with urllib.request.urlopen(url + "index.html", timeout=5) as response:
+        assert response.read() == b"served"
+    with pytest.raises(ValueError, match=r"bad command template .*it may use \{port\}, \{host\}"):
+        engine.submit_webapp("serve --addr {addr}", name="bad-web")
+    assert "bad-web" not in engine
+    engine.cancel(job)
+    engine.wait_job(job, 5)
 
 
 # -- detached jobs (plain Python; the kernel tests restart real kernels) ---------------------------

@@ -436,6 +436,20 @@ def test_python_script_with_args_env_and_cwd(ip: InteractiveShell, tmp_path: Pat
     ]
 
 
+def test_env_takes_every_pair_that_follows(ip: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "show.py").write_text(
+        "import os, sys\n"
+        "print('args', sys.argv[1:])\n"
+        "print('env', *(os.environ.get(k) for k in ('A', 'B', 'C', 'D')))\n"
+    )
+    # B=2 is a second pair, not the script's argument; `in.csv` ends the pairs; X=9 after --
+    # is the script's
+    ip.run_line_magic("job", "show.py --env A=1 B=2 in.csv --env=C=3 D=4 --name pairs -- X=9")
+    job = wait("pairs")
+    assert job.status.value == "done", job.tail()
+    assert job.tail(10).splitlines() == ["args ['in.csv', 'X=9']", "env 1 2 3 4"]
+
+
 def test_shell_script_executable_and_quoted_command(ip: InteractiveShell, tmp_path: Path) -> None:
     (tmp_path / "build.sh").write_text("echo built $1\n")
     tool = tmp_path / "tool"

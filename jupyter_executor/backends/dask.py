@@ -2,7 +2,13 @@
 
 ``Engine(dask=...)`` takes a ``Client``, a scheduler address, or a dict of ``LocalCluster``
 options; with None a ``LocalCluster`` is started on first use and closed at shutdown. A job's
-prints on the worker are captured there and added to the job's output when it ends.
+prints on the worker are captured there and added to the job's output when it ends (also
+when it fails).
+
+What runs on the worker (:mod:`._dask_task`) is shipped by value: workers need dask and
+cloudpickle, not jupyter_executor (the job's own function must be importable there or
+picklable by value, e.g. defined in the notebook). Dask cannot stop a task that is running:
+cancelling such a job frees its slot and says so in its reason, but the task runs on.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from ..job import resolve_args
+from . import _dask_task
 from ._base import TaskBackend
 
 if TYPE_CHECKING:
@@ -22,6 +29,35 @@ if TYPE_CHECKING:
 __all__ = ["DaskBackend"]
 
 _HINT = "the dask backend needs dask.distributed: pip install 'jupyter_executor[dask]'"
+
+
+#: Appended to a cancelled job's reason when its task was already running on a worker.
+STILL_RUNNING = "cancel requested; dask cannot stop a running task"
+
+
+class _ByValue:
+    """A function that pickles by value (cloudpickle), whatever its module.
+
+    distributed pickles a task with plain pickle when it can, which stores a function by
+    reference (its module's name): a worker without that module cannot load it. This wrapper
+    pickles as ``cloudpickle.loads(<the function by value>)``, which a worker with only
+    cloudpickle can load.
+    """
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(_dask_task)
+        return cloudpickle.loads, (cloudpickle.dumps(self.fn),)
+
+
+_CALL = _ByValue(_dask_task.call_capturing)
 
 
 def _import_distributed() -> Any:
@@ -86,9 +122,7 @@ class DaskBackend(TaskBackend):
         key = f"{job.name}-{job.attempts}-{id(job):x}"
         future = await loop.run_in_executor(
             None,
-            functools.partial(
-                client.submit, _call_capturing, job.target, args, kwargs, key=key, pure=False
-            ),
+            functools.partial(client.submit, _CALL, job.target, args, kwargs, key=key, pure=False),
         )
         done: asyncio.Future[None] = loop.create_future()
 
@@ -103,11 +137,23 @@ class DaskBackend(TaskBackend):
         try:
             await done
         except asyncio.CancelledError:
+            running = False
+            with contextlib.suppress(Exception):
+                running = await loop.run_in_executor(None, _is_running, client, future.key)
             with contextlib.suppress(Exception):
                 await loop.run_in_executor(None, future.cancel)
+            if running:
+                # The worker's thread cannot be stopped: say so rather than pretend it was.
+                reason = job._cancel_reason
+                job._cancel_reason = f"{reason}; {STILL_RUNNING}" if reason else STILL_RUNNING
             raise
         if future.status == "error":
             exc = await loop.run_in_executor(None, future.exception)
+            output = getattr(exc, _dask_task.OUTPUT_ATTR, None)
+            if output:
+                job.output.write(output)
+                with contextlib.suppress(Exception):
+                    delattr(exc, _dask_task.OUTPUT_ATTR)  # delivered: the error stays as raised
             raise exc
         if future.status == "cancelled":
             raise asyncio.CancelledError
@@ -130,22 +176,7 @@ class DaskBackend(TaskBackend):
                 await loop.run_in_executor(None, cluster.close)
 
 
-def _call_capturing(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
-    """Run on a dask worker: call ``fn`` with its prints routed into a buffer of its own."""
-    from jupyter_executor import _capture
-    from jupyter_executor._capture import Output
-    from jupyter_executor._runtime import _current_job
-
-    class _Sink:
-        def __init__(self) -> None:
-            self.output = Output()
-            self._cancel_requested = False
-
-    sink = _Sink()
-    _capture.install()
-    token = _current_job.set(sink)  # type: ignore[arg-type]
-    try:
-        result = fn(*args, **kwargs)
-    finally:
-        _current_job.reset(token)
-    return result, sink.output.tail(10_000)
+def _is_running(client: Any, key: str) -> bool:
+    """True when the scheduler has handed ``key`` to a worker (it may be running there)."""
+    processing = client.processing()
+    return any(key in keys for keys in processing.values())
