@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from ._runtime import _current_job
+from ._text import ERRORS
 
 __all__ = ["Output", "current_output", "install"]
 
@@ -87,7 +88,12 @@ class Output:
         chunks = text.split("\n")
         for chunk in chunks[:-1]:
             line = partial + chunk
-            lines.append(_after_cr(line) if "\r" in line else line)
+            if "\r" in line:
+                line = _after_cr(line)
+            if len(line) > MAX_LINE:
+                # A 10 MB line stays in the log file, not in memory (nor in every view update).
+                line = f"{line[:MAX_LINE]}… ({len(line) - MAX_LINE:,} more characters in the log)"
+            lines.append(line)
             partial = ""
             self.line_count += 1
         partial += chunks[-1]
@@ -107,7 +113,9 @@ class Output:
             if self._archive is not None:
                 archive, self._archive = self._archive, None
                 archive(path)
-            self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            # errors=ERRORS: a lone surrogate (a non-UTF-8 file name) is written as \xff, as
+            # in the history and the views, rather than as "?".
+            self._file = open(path, "a", encoding="utf-8", errors=ERRORS)  # noqa: SIM115
         self._file.write(text)
         now = time.monotonic()
         if now - self._last_flush > _FLUSH_EVERY:
