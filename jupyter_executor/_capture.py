@@ -54,6 +54,8 @@ class Output:
         self._last_flush = 0.0
         self._notify = notify
         self._displays: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=MAX_DISPLAYS)
+        #: Streams this run closed (``sys.stdout.close()`` in the job): writing them raises.
+        self.closed_streams: frozenset[str] = frozenset()
         self.version = 0
         self.nbytes = 0
         #: How many complete lines were ever written (the tail keeps the last ones).
@@ -207,7 +209,14 @@ def current_output() -> Output | None:
 
 
 class _StreamProxy:
-    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass."""
+    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass.
+
+    A job that closes its stream (``sys.stdout.close()``, or a library doing it) closes its
+    own only: its later writes to it raise ``ValueError: I/O operation on closed file.``, as
+    they would on a real closed file, until its next run; the kernel's stream, and every other
+    job's, stay open. Outside jobs, ``close`` reaches the original stream, as it would without
+    the proxy.
+    """
 
     def __init__(self, original: TextIO, stream: str) -> None:
         self._original = original
@@ -217,7 +226,26 @@ class _StreamProxy:
         job = _current_job.get()
         if job is None:
             return self._original.write(text)
-        return job.output.write(text, self._stream)
+        out = job.output
+        if out.closed_streams and self._stream in out.closed_streams:
+            msg = "I/O operation on closed file."
+            raise ValueError(msg)
+        return out.write(text, self._stream)
+
+    def close(self) -> None:
+        job = _current_job.get()
+        if job is None:
+            self._original.close()
+            return
+        out = job.output
+        out.closed_streams = out.closed_streams | {self._stream}
+
+    @property
+    def closed(self) -> bool:
+        job = _current_job.get()
+        if job is None:
+            return bool(self._original.closed)
+        return self._stream in job.output.closed_streams
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
