@@ -36,11 +36,19 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _capture
+from ._duration import Duration
 from ._graph import Graph
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from .backends import Backend, make_backend
-from .errors import CommandFailed, DuplicateJobName, JobTimeout, MissingOutputs, SubmitError
+from .errors import (
+    CommandFailed,
+    DuplicateJobName,
+    InvalidOptionType,
+    JobTimeout,
+    MissingOutputs,
+    SubmitError,
+)
 from .job import BACKENDS, Job, _job_of, _resolve
 
 if TYPE_CHECKING:
@@ -280,8 +288,8 @@ class Engine:
         requires: Any = (),
         forever: bool = False,
         retries: int = 0,
-        retry_delay: float = 1.0,
-        timeout: float | None = None,
+        retry_delay: Duration = 1.0,
+        timeout: Duration | None = None,
         condition: Any = None,
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
@@ -290,7 +298,7 @@ class Engine:
         cron: str | None = None,
         start: Any = None,
         restart: str = "no",
-        restart_delay: float = 1.0,
+        restart_delay: Duration = 1.0,
         max_restarts: int | None = None,
         detach: bool = False,
         inputs: Any = (),
@@ -337,11 +345,14 @@ class Engine:
         DuplicateJobName, UnknownDependency, DependencyCycle
             Nothing of the submission is started.
         """
+        if replace not in (True, False):
+            msg = f"replace={replace!r} is not True or False"
+            raise InvalidOptionType(msg)
         if isinstance(target, Job):
             jobs = [target, *args]
             if not all(isinstance(j, Job) for j in jobs):
                 msg = "submit(job, ...) takes only Job objects after a Job"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             given = {
                 "name": name, "label": label, "backend": backend, "requires": requires,
                 "forever": forever, "retries": retries, "timeout": timeout,
@@ -355,7 +366,7 @@ class Engine:
             extra = [k for k, v in given.items() if v not in (None, (), False, 0)]
             if extra:
                 msg = f"options {extra} go on Job(...) when submitting Job objects"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             self._submit(jobs, replace)
             return jobs[0] if len(jobs) == 1 else tuple(jobs)
         if (
