@@ -20,7 +20,6 @@ import inspect
 import itertools
 import logging
 import os
-import re
 import secrets
 import socket
 import sys
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import _capture
 from ._duration import Duration
 from ._graph import Graph
+from ._logs import log_stem
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from .backends import Backend, make_backend
@@ -63,8 +63,6 @@ COLUMNS = (
     "name", "status", "backend", "requires", "forever", "submitted", "started", "finished",
     "duration", "attempts", "result", "error", "tail", "progress",
 )  # fmt: skip
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class EngineEvent(NamedTuple):
@@ -274,7 +272,7 @@ class Engine:
     def _log_file(self, name: str) -> str:
         # A string built by hand: the history records one per job, and pathlib costs several
         # microseconds per path.
-        return f"{self._logs}{_SAFE.sub('_', name)}.log"
+        return f"{self._logs}{log_stem(name)}.log"
 
     # submitting --------------------------------------------------------------------------------
     def submit(
