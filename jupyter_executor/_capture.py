@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from ._files import create_private, private_dir, private_opener
 from ._runtime import _current_job
 from ._text import ERRORS
 
@@ -111,13 +112,15 @@ class Output:
             path = self._log_path() if self._log_path is not None else None
             if path is None:
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent, depth=1)  # logs/ and the engine's folder: user-only
             if self._archive is not None:
                 archive, self._archive = self._archive, None
                 archive(path)
             # errors=ERRORS: a lone surrogate (a non-UTF-8 file name) is written as \xff, as
             # in the history and the views, rather than as "?".
-            self._file = open(path, "a", encoding="utf-8", errors=ERRORS)  # noqa: SIM115
+            self._file = open(  # noqa: SIM115
+                path, "a", encoding="utf-8", errors=ERRORS, opener=private_opener
+            )
         self._file.write(text)
         now = time.monotonic()
         if now - self._last_flush > _FLUSH_EVERY:
@@ -136,10 +139,12 @@ class Output:
         """Archive the previous log now (a detached process is about to write a new one)."""
         path = self._log_path() if self._log_path is not None else None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent, depth=1)
             if self._archive is not None:
                 archive, self._archive = self._archive, None
                 archive(path)
+            # Created now, user-only: the process then appends to it (it would make it 0o644).
+            create_private(path)
 
     def flush(self) -> None:
         """Write buffered log text to disk."""

@@ -32,6 +32,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import create_private, private_dir
 from ._status import FINISHED, Status
 from ._text import safe_text
 from .errors import JobCancelled, StoreError
@@ -651,7 +652,10 @@ class HistoryStore:
     def _connect(self, create: bool = False) -> sqlite3.Connection:
         """A connection with the schema checked (and created when ``create``)."""
         if create:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # User-only: the history holds commands, results and tracebacks. SQLite gives the
+            # -wal and -shm files the permissions of the database file.
+            private_dir(self.folder)
+            create_private(self.path)
         try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write
             # lock up front, so that two writers wait in turn instead of deadlocking).
