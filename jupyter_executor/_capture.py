@@ -8,10 +8,12 @@ kernel-facts §1: threads started by a cell otherwise print into whichever cell 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +215,16 @@ def current_output() -> Output | None:
     return None if job is None else job.output
 
 
+# A job's own redirections of sys.stdout/sys.stderr (``contextlib.redirect_stdout``): the job
+# they belong to and {stream: target}, in the job's context. The owner is checked because a job
+# started inside a redirection copies its context.
+_redirects: contextvars.ContextVar[tuple[Any, dict[str, Any]] | None] = contextvars.ContextVar(
+    "jupyter_executor_redirects", default=None
+)
+_active = 0  # jobs' redirections made and not undone
+_active_lock = threading.Lock()
+
+
 class _StreamProxy:
     """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass.
 
@@ -221,6 +233,12 @@ class _StreamProxy:
     they would on a real closed file, until its next run; the kernel's stream, and every other
     job's, stay open. Outside jobs, ``close`` reaches the original stream, as it would without
     the proxy.
+
+    Assigning ``sys.stdout`` (``redirect_stdout``, ``%%capture``) keeps a proxy in place (see
+    :class:`_Sys`): in a job, the new stream is that job's alone (its prints go there, no one
+    else's), and reading ``sys.stdout`` in that job gives it back; outside jobs, the new stream
+    is wrapped in a proxy of its own, so it takes every write made outside jobs, as a plain
+    assignment would, and no job's.
     """
 
     def __init__(self, original: TextIO, stream: str) -> None:
@@ -231,11 +249,42 @@ class _StreamProxy:
         job = _current_job.get()
         if job is None:
             return self._original.write(text)
+        mine = _redirects.get()
+        if mine is not None and mine[0] is job:
+            target = mine[1].get(self._stream)
+            if target is not None:
+                return target.write(text)  # type: ignore[no-any-return]
         out = job.output
         if out.closed_streams and self._stream in out.closed_streams:
             msg = "I/O operation on closed file."
             raise ValueError(msg)
         return out.write(text, self._stream)
+
+    def _current(self) -> Any:
+        """What ``sys.stdout`` is in this context: the job's own stream, or the proxy."""
+        job = _current_job.get()
+        mine = _redirects.get()
+        if job is not None and mine is not None and mine[0] is job:
+            return mine[1].get(self._stream, self)
+        return self
+
+    def _assign(self, value: Any) -> None:
+        """``sys.stdout = value`` from a job (see the class docstring)."""
+        global _active
+        job = _current_job.get()
+        mine = _redirects.get()
+        targets = dict(mine[1]) if mine is not None and mine[0] is job else {}
+        before = self._stream in targets
+        if type(value) is _StreamProxy:
+            targets.pop(self._stream, None)  # restored what it found
+        else:
+            targets[self._stream] = value
+        after = self._stream in targets
+        _redirects.set((job, targets) if targets else None)
+        if before != after:
+            with _active_lock:
+                _active = max(_active + (1 if after else -1), 0)
+                _set_sys_class(_RedirectedSys if _active else _Sys)
 
     def close(self) -> None:
         job = _current_job.get()
@@ -257,11 +306,61 @@ class _StreamProxy:
             self.write(line)
 
     def flush(self) -> None:
-        if _current_job.get() is None:
+        current = self._current()
+        if current is not self:
+            current.flush()
+        elif _current_job.get() is None:
             self._original.flush()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
+        current = self._current()
+        return getattr(self._original if current is self else current, name)
+
+
+_module_getattribute = types.ModuleType.__getattribute__
+_module_setattr = types.ModuleType.__setattr__
+
+
+class _Sys(types.ModuleType):
+    """The class of the ``sys`` module while the proxies are installed.
+
+    ``sys.stdout = x`` is a global swap: from a job (``redirect_stdout``) it would take the
+    cells' and every other job's prints; from a cell (``%%capture``) the jobs'. So a job's
+    assignment leaves the proxy in place and tells it (:meth:`_StreamProxy._assign`), and a
+    cell's puts ``x`` behind a proxy of its own. C code (``print``) reads the module's dict,
+    so it always finds a proxy.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "stdout" or name == "stderr":
+            proxy = self.__dict__.get(name)
+            if type(proxy) is _StreamProxy:
+                if _current_job.get() is not None:
+                    proxy._assign(value)  # the job's own redirection
+                    return
+                if value is not None and type(value) is not _StreamProxy:
+                    value = _StreamProxy(value, name)  # a cell's: still no job's writes
+        _module_setattr(self, name, value)
+
+
+class _RedirectedSys(_Sys):
+    """``_Sys`` while a job has redirected a stream: reading ``sys.stdout`` in it gives its own.
+
+    Only then, because a Python-level ``__getattribute__`` makes every ``sys.x`` read slower
+    (about 0.1 µs); ``redirect_stdout`` needs it to restore what it found when nested.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        value = _module_getattribute(self, name)
+        if (name == "stdout" or name == "stderr") and type(value) is _StreamProxy:
+            return value._current()
+        return value
+
+
+def _set_sys_class(cls: type[types.ModuleType]) -> None:
+    # Only over our own classes: another library's module class is not ours to replace.
+    if type(sys) in (types.ModuleType, _Sys, _RedirectedSys):
+        sys.__class__ = cls
 
 
 _install_lock = threading.Lock()
@@ -273,28 +372,34 @@ def install() -> None:
     Also points logging handlers that write to the original streams at the proxies, so that
     ``logging`` inside a job lands in the job too.
     """
-    if type(sys.stdout) is _StreamProxy and type(sys.stderr) is _StreamProxy:
+    streams = sys.__dict__
+    if type(streams.get("stdout")) is _StreamProxy and type(streams.get("stderr")) is _StreamProxy:
         return
     with _install_lock:
         swapped: dict[int, _StreamProxy] = {}
         for attr in ("stdout", "stderr"):
-            current = getattr(sys, attr)
+            current = streams.get(attr)
             if type(current) is not _StreamProxy and current is not None:
                 proxy = _StreamProxy(current, attr)
-                setattr(sys, attr, proxy)
+                _module_setattr(sys, attr, proxy)
                 swapped[id(current)] = proxy
         if swapped:
             for handler in _stream_handlers():
                 found = swapped.get(id(handler.stream))
                 if found is not None:
                     handler.setStream(found)  # type: ignore[arg-type,unused-ignore]
+        _set_sys_class(_Sys)
 
 
 def uninstall() -> None:
     """Put the original streams back (used when the extension is unloaded)."""
+    global _active
     with _install_lock:
+        _set_sys_class(types.ModuleType)
+        with _active_lock:
+            _active = 0
         for attr in ("stdout", "stderr"):
-            current = getattr(sys, attr)
+            current = sys.__dict__.get(attr)
             if type(current) is _StreamProxy:
                 original = current._original
                 setattr(sys, attr, original)

@@ -48,3 +48,51 @@ except ValueError as exc:
     assert wait_job(kernel, "other_printer") == "done"
     tail = kernel.execute("print(get_engine()['other_printer'].tail())").stdout
     assert "other job prints" in tail
+
+
+def test_redirect_stdout_in_a_job_captures_that_job_only(kernel: Kernel) -> None:
+    setup = "import contextlib, io, threading\ninside, go = threading.Event(), threading.Event()"
+    assert kernel.execute(setup).ok
+    job = """%%job redirector
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    print("job line")
+    inside.set()
+    go.wait(20)
+    with contextlib.redirect_stdout(io.StringIO()):
+        print("nested")
+    print("job line 2")
+print("after the redirection")
+buf.getvalue()
+"""
+    assert kernel.execute(job).ok
+    # A cell printing while the job's redirection is on: its line stays in the cell.
+    cell = kernel.execute("inside.wait(20)\nprint('cell line')\ngo.set()")
+    assert cell.ok and cell.stdout == "cell line\n"
+    assert wait_job(kernel, "redirector") == "done"
+    result = kernel.execute("print(repr(get_engine()['redirector'].result()))").stdout
+    assert result == "'job line\\njob line 2\\n'\n"  # it got the cell's line
+    tail = kernel.execute("print(get_engine()['redirector'].tail())").stdout
+    assert "after the redirection" in tail and "job line" not in tail
+
+
+def test_capture_in_a_cell_does_not_capture_jobs(kernel: Kernel) -> None:
+    setup = "import threading\ncapturing, printed = threading.Event(), threading.Event()"
+    assert kernel.execute(setup).ok
+    job = """%%job printer
+capturing.wait(20)
+print("job line during the capture")
+printed.set()
+"""
+    assert kernel.execute(job).ok
+    cell = kernel.execute(
+        "%%capture cap\ncapturing.set()\nprinted.wait(20)\nprint('cell line')", timeout=30
+    )
+    assert cell.ok
+    assert wait_job(kernel, "printer") == "done"
+    assert kernel.execute("print(repr(cap.stdout))").stdout == "'cell line\\n'\n"
+    tail = kernel.execute("print(get_engine()['printer'].tail())").stdout
+    assert "job line during the capture" in tail
+    # The kernel's streams are the proxies again, and print as usual.
+    after = kernel.execute("import sys\nprint(type(sys.stdout).__name__, 'prints')")
+    assert after.stdout == "_StreamProxy prints\n"
