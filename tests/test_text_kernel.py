@@ -96,3 +96,18 @@ printed.set()
     # The kernel's streams are the proxies again, and print as usual.
     after = kernel.execute("import sys\nprint(type(sys.stdout).__name__, 'prints')")
     assert after.stdout == "_StreamProxy prints\n"
+
+
+def test_a_job_failing_on_a_non_utf8_file_name_leaves_the_views_working(kernel: Kernel) -> None:
+    job = "%%job oddfail\nimport os\nraise ValueError('cannot parse ' + os.fsdecode(b'data-\\xff'))"
+    assert kernel.execute(job).ok
+    assert wait_job(kernel, "oddfail") == "failed"
+    # %jobs raised UnicodeEncodeError from _publisher.pack, as long as the job was in the engine.
+    for code in (
+        "%jobs",
+        "from jupyter_executor.widget import JobView\nJobView(get_engine()['oddfail'])",
+        "get_engine().history()[['name', 'error']]",
+    ):
+        ex = kernel.execute(code)
+        assert ex.ok, code
+    assert "cannot parse data-\\xff" in str(ex.result)
