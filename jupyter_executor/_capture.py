@@ -8,16 +8,21 @@ docs/kernel-notes.md §1: threads started by a cell otherwise print into whichev
 
 from __future__ import annotations
 
+import contextvars
+import importlib
 import logging
 import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from ._files import create_private, private_dir, private_opener
 from ._runtime import _current_job
+from ._text import ERRORS
 
 __all__ = ["Output", "current_output", "install"]
 
@@ -53,6 +58,8 @@ class Output:
         self._last_flush = 0.0
         self._notify = notify
         self._displays: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=MAX_DISPLAYS)
+        #: Streams this run closed (``sys.stdout.close()`` in the job): writing them raises.
+        self.closed_streams: frozenset[str] = frozenset()
         self.version = 0
         self.nbytes = 0
         #: How many complete lines were ever written (the tail keeps the last ones).
@@ -87,7 +94,12 @@ class Output:
         chunks = text.split("\n")
         for chunk in chunks[:-1]:
             line = partial + chunk
-            lines.append(_after_cr(line) if "\r" in line else line)
+            if "\r" in line:
+                line = _after_cr(line)
+            if len(line) > MAX_LINE:
+                # A 10 MB line stays in the log file, not in memory (nor in every view update).
+                line = f"{line[:MAX_LINE]}… ({len(line) - MAX_LINE:,} more characters in the log)"
+            lines.append(line)
             partial = ""
             self.line_count += 1
         partial += chunks[-1]
@@ -103,11 +115,15 @@ class Output:
             path = self._log_path() if self._log_path is not None else None
             if path is None:
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent, depth=1)  # logs/ and the engine's folder: user-only
             if self._archive is not None:
                 archive, self._archive = self._archive, None
                 archive(path)
-            self._file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            # errors=ERRORS: a lone surrogate (a non-UTF-8 file name) is written as \xff, as
+            # in the history and the views, rather than as "?".
+            self._file = open(  # noqa: SIM115
+                path, "a", encoding="utf-8", errors=ERRORS, opener=private_opener
+            )
         self._file.write(text)
         now = time.monotonic()
         if now - self._last_flush > _FLUSH_EVERY:
@@ -126,10 +142,12 @@ class Output:
         """Archive the previous log now (a detached process is about to write a new one)."""
         path = self._log_path() if self._log_path is not None else None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent, depth=1)
             if self._archive is not None:
                 archive, self._archive = self._archive, None
                 archive(path)
+            # Created now, user-only: the process then appends to it (it would make it 0o644).
+            create_private(path)
 
     def flush(self) -> None:
         """Write buffered log text to disk."""
@@ -198,8 +216,31 @@ def current_output() -> Output | None:
     return None if job is None else job.output
 
 
+# A job's own redirections of sys.stdout/sys.stderr (``contextlib.redirect_stdout``): the job
+# they belong to and {stream: target}, in the job's context. The owner is checked because a job
+# started inside a redirection copies its context.
+_redirects: contextvars.ContextVar[tuple[Any, dict[str, Any]] | None] = contextvars.ContextVar(
+    "jupyter_executor_redirects", default=None
+)
+_active = 0  # jobs' redirections made and not undone
+_active_lock = threading.Lock()
+
+
 class _StreamProxy:
-    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass."""
+    """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass.
+
+    A job that closes its stream (``sys.stdout.close()``, or a library doing it) closes its
+    own only: its later writes to it raise ``ValueError: I/O operation on closed file.``, as
+    they would on a real closed file, until its next run; the kernel's stream, and every other
+    job's, stay open. Outside jobs, ``close`` reaches the original stream, as it would without
+    the proxy.
+
+    Assigning ``sys.stdout`` (``redirect_stdout``, ``%%capture``) keeps a proxy in place (see
+    :class:`_Sys`): in a job, the new stream is that job's alone (its prints go there, no one
+    else's), and reading ``sys.stdout`` in that job gives it back; outside jobs, the new stream
+    is wrapped in a proxy of its own, so it takes every write made outside jobs, as a plain
+    assignment would, and no job's.
+    """
 
     def __init__(self, original: TextIO, stream: str) -> None:
         self._original = original
@@ -209,18 +250,123 @@ class _StreamProxy:
         job = _current_job.get()
         if job is None:
             return self._original.write(text)
-        return job.output.write(text, self._stream)
+        mine = _redirects.get()
+        if mine is not None and mine[0] is job:
+            target = mine[1].get(self._stream)
+            if target is not None:
+                return target.write(text)  # type: ignore[no-any-return]
+        out = job.output
+        if out.closed_streams and self._stream in out.closed_streams:
+            msg = "I/O operation on closed file."
+            raise ValueError(msg)
+        return out.write(text, self._stream)
+
+    def _current(self) -> Any:
+        """What ``sys.stdout`` is in this context: the job's own stream, or the proxy."""
+        job = _current_job.get()
+        mine = _redirects.get()
+        if job is not None and mine is not None and mine[0] is job:
+            return mine[1].get(self._stream, self)
+        return self
+
+    def _assign(self, value: Any) -> None:
+        """``sys.stdout = value`` from a job (see the class docstring)."""
+        global _active
+        job = _current_job.get()
+        mine = _redirects.get()
+        targets = dict(mine[1]) if mine is not None and mine[0] is job else {}
+        before = self._stream in targets
+        if type(value) is _StreamProxy:
+            targets.pop(self._stream, None)  # restored what it found
+        else:
+            targets[self._stream] = value
+        after = self._stream in targets
+        _redirects.set((job, targets) if targets else None)
+        if before != after:
+            with _active_lock:
+                _active = max(_active + (1 if after else -1), 0)
+                _set_sys_class(_RedirectedSys if _active else _Sys)
+
+    def close(self) -> None:
+        job = _current_job.get()
+        if job is None:
+            self._original.close()
+            return
+        out = job.output
+        out.closed_streams = out.closed_streams | {self._stream}
+
+    @property
+    def closed(self) -> bool:
+        job = _current_job.get()
+        if job is None:
+            return bool(self._original.closed)
+        return self._stream in job.output.closed_streams
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
 
     def flush(self) -> None:
-        if _current_job.get() is None:
+        current = self._current()
+        if current is not self:
+            current.flush()
+        elif _current_job.get() is None:
             self._original.flush()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
+        current = self._current()
+        return getattr(self._original if current is self else current, name)
+
+
+_module_getattribute = types.ModuleType.__getattribute__
+_module_setattr = types.ModuleType.__setattr__
+
+
+class _Sys(types.ModuleType):
+    """The class of the ``sys`` module while the proxies are installed.
+
+    ``sys.stdout = x`` is a global swap: from a job (``redirect_stdout``) it would take the
+    cells' and every other job's prints; from a cell (``%%capture``) the jobs'. So a job's
+    assignment leaves the proxy in place and tells it (:meth:`_StreamProxy._assign`), and a
+    cell's puts ``x`` behind a proxy of its own. C code (``print``) reads the module's dict,
+    so it always finds a proxy.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "stdout" or name == "stderr":
+            proxy = self.__dict__.get(name)
+            if type(proxy) is _StreamProxy:
+                if _current_job.get() is not None:
+                    proxy._assign(value)  # the job's own redirection
+                    return
+                if value is not None and type(value) is not _StreamProxy:
+                    value = _StreamProxy(value, name)  # a cell's: still no job's writes
+        _module_setattr(self, name, value)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # pickle (cloudpickle shipping a function that uses ``sys`` to a worker or a dask
+        # cluster) knows plain modules only: ``sys`` travels by name, as it would unpatched
+        return importlib.import_module, ("sys",)
+
+
+class _RedirectedSys(_Sys):
+    """``_Sys`` while a job has redirected a stream: reading ``sys.stdout`` in it gives its own.
+
+    Only then, because a Python-level ``__getattribute__`` makes every ``sys.x`` read slower
+    (about 0.1 µs); ``redirect_stdout`` needs it to restore what it found when nested.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        value = _module_getattribute(self, name)
+        if (name == "stdout" or name == "stderr") and type(value) is _StreamProxy:
+            return value._current()
+        return value
+
+
+def _set_sys_class(cls: type[types.ModuleType]) -> None:
+    # Only over our own classes: another library's module class is not ours to replace.
+    if type(sys) in (types.ModuleType, _Sys, _RedirectedSys):
+        sys.__class__ = cls
 
 
 _install_lock = threading.Lock()
@@ -232,28 +378,34 @@ def install() -> None:
     Also points logging handlers that write to the original streams at the proxies, so that
     ``logging`` inside a job lands in the job too.
     """
-    if type(sys.stdout) is _StreamProxy and type(sys.stderr) is _StreamProxy:
+    streams = sys.__dict__
+    if type(streams.get("stdout")) is _StreamProxy and type(streams.get("stderr")) is _StreamProxy:
         return
     with _install_lock:
         swapped: dict[int, _StreamProxy] = {}
         for attr in ("stdout", "stderr"):
-            current = getattr(sys, attr)
+            current = streams.get(attr)
             if type(current) is not _StreamProxy and current is not None:
                 proxy = _StreamProxy(current, attr)
-                setattr(sys, attr, proxy)
+                _module_setattr(sys, attr, proxy)
                 swapped[id(current)] = proxy
         if swapped:
             for handler in _stream_handlers():
                 found = swapped.get(id(handler.stream))
                 if found is not None:
                     handler.setStream(found)  # type: ignore[arg-type,unused-ignore]
+        _set_sys_class(_Sys)
 
 
 def uninstall() -> None:
     """Put the original streams back (used when the extension is unloaded)."""
+    global _active
     with _install_lock:
+        _set_sys_class(types.ModuleType)
+        with _active_lock:
+            _active = 0
         for attr in ("stdout", "stderr"):
-            current = getattr(sys, attr)
+            current = sys.__dict__.get(attr)
             if type(current) is _StreamProxy:
                 original = current._original
                 setattr(sys, attr, original)

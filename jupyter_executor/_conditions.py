@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidOptionType
+
 if TYPE_CHECKING:
     from .job import Job
 
@@ -257,12 +259,13 @@ def check_condition(condition: Any) -> None:
 
     Raises
     ------
-    TypeError
-        ``condition`` is not a :class:`Condition`, or defines neither ``check`` nor ``satisfy``.
+    InvalidOptionType
+        ``condition`` is not a :class:`Condition`, or defines neither ``check`` nor ``satisfy``
+        (a ``TypeError``).
     """
     if not isinstance(condition, Condition):
         msg = f"condition must be a Condition (AfterJob, AfterTime, ...), not {condition!r}"
-        raise TypeError(msg)
+        raise InvalidOptionType(msg)
     if isinstance(condition, AllOf):
         for part in condition.conditions:
             check_condition(part)
@@ -271,7 +274,7 @@ def check_condition(condition: Any) -> None:
             f"condition {type(condition).__name__} defines neither check(lookup) nor "
             "satisfy(engine): implement one of them"
         )
-        raise TypeError(msg)
+        raise InvalidOptionType(msg)
 
 
 def _flatten(items: Iterable[Any]) -> list[Any]:

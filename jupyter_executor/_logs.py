@@ -7,17 +7,46 @@ restart or a scheduled run does not overwrite what the previous run printed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["archive", "logs_of"]
+__all__ = ["archive", "log_stem", "logs_of"]
+
+# A name made only of these, and not too long, is its own file name (as it always was).
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 #: The stamp of an archived log: when that run last wrote to it, in UTC (so that the names
 #: sort in time order also across a daylight-saving change).
 _STAMP = "%Y%m%d-%H%M%S-%f"
 _STAMP_RE = r"\d{8}-\d{6}-\d{6}"
+
+
+def log_stem(name: str) -> str:
+    """The ``NAME`` of a job's ``logs/NAME.log``: one file name per job name, never shared.
+
+    A plain name (letters, digits, ``_.-``, at most 100 characters) is used as it is, so the logs
+    of such jobs are where they always were. Any other name gets a readable slug, cut to 60
+    characters, then ``~`` (which no plain name has) and 12 hex digits of a hash of the exact
+    name: ``a b``, ``a_b``, ``a/b`` and ``a?b`` get four files, and a 300-character name a
+    file name the file system accepts.
+
+    Examples
+    --------
+    >>> log_stem("etl-2026.v2")
+    'etl-2026.v2'
+    >>> log_stem("a b"), log_stem("a/b")
+    ('a_b~c8687a08aa5d', 'a_b~c14cddc033f6')
+    """
+    if _PLAIN.fullmatch(name):
+        return name
+    slug = _UNSAFE.sub("_", name)[:60] or "_"
+    # surrogatepass: a name with lone surrogates (from a non-UTF-8 file name) hashes too.
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{slug}~{digest}"
 
 
 def archive(log_path: Path, keep: int = 20) -> Path | None:

@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._text import safe_json
+
 if TYPE_CHECKING:
     from .engine import Engine
     from .job import Job
@@ -160,12 +162,34 @@ def encode_snapshot(
 
 
 def pack(msg: dict[str, Any]) -> bytes:
-    """A message as one buffer of UTF-8 JSON (``js/store.js`` ``unpack`` reads it back)."""
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """A message as one buffer of UTF-8 JSON (``js/store.js`` ``unpack`` reads it back).
+
+    Text with lone surrogates (a non-UTF-8 file name in a job's output, error or name) is
+    sent made safe (see :mod:`._text`) rather than failing the whole message.
+    """
+    try:
+        return _dumps(msg).encode()
+    except UnicodeEncodeError:
+        return _dumps(safe_json(msg)).encode()
+
+
+def json_safe(msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` itself when it encodes as UTF-8 JSON, else a copy with its text made safe."""
+    try:
+        _dumps(msg).encode()
+    except UnicodeEncodeError:
+        safe: dict[str, Any] = safe_json(msg)
+        return safe
+    return msg
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def _size(obj: Any) -> int:
-    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    # surrogatepass: a size estimate must not fail on text that pack() will make safe.
+    return len(_dumps(obj).encode("utf-8", "surrogatepass"))
 
 
 class Pacer:
@@ -432,7 +456,11 @@ class Publisher:
             self._send({"k": "snap", "packed": True}, [buffer])
             size = len(buffer)
         else:
-            size = _size(msg)
+            try:
+                size = len(_dumps(msg).encode())
+            except UnicodeEncodeError:
+                msg = safe_json(msg)  # text with lone surrogates, made safe (see _text)
+                size = len(_dumps(msg).encode())
             self._send(msg, None)
         self.messages += 1
         self.bytes += size

@@ -11,28 +11,15 @@ a cron expression is matched against local wall-clock time, as cron does.
 from __future__ import annotations
 
 import math
-import re
 from datetime import date, datetime, time, timedelta
 
 from croniter import croniter
 
+from ._duration import seconds_in
+from .errors import InvalidOption, InvalidOptionType
+
 __all__ = ["Schedule", "parse_every", "parse_start"]
 
-_UNITS: dict[str, float] = {}
-for _names, _seconds in (
-    (("ms", "msec", "millisecond", "milliseconds"), 0.001),
-    (("s", "sec", "secs", "second", "seconds"), 1),
-    (("m", "min", "mins", "minute", "minutes"), 60),
-    (("h", "hr", "hrs", "hour", "hours"), 3600),
-    (("d", "day", "days"), 86400),
-    (("w", "wk", "week", "weeks"), 7 * 86400),
-):
-    for _name in _names:
-        _UNITS[_name] = _seconds
-_ADVERBS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0}
-
-# One "<number> <unit>" part; a whole period is one or more of them ("1h30m", "1 h 30 min").
-_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*([a-z]+)\s*,?")
 _EVERY_EXAMPLES = "e.g. '30 s', '2 min', '1h30m', '1 day', 'hour', 'week' or a number of seconds"
 _START_EXAMPLES = "e.g. '2030-01-31 08:00', '2030-01-31T08:00:00+01:00', '08:00' or a datetime"
 
@@ -54,8 +41,8 @@ def parse_every(value: str | timedelta | float) -> timedelta:
 
     Raises
     ------
-    ValueError
-        The value is zero, negative or not understood (the message gives examples).
+    InvalidOption
+        (A ValueError.) The value is zero, negative or not understood (the message gives examples).
 
     Examples
     --------
@@ -70,46 +57,21 @@ def parse_every(value: str | timedelta | float) -> timedelta:
         try:
             period = timedelta(seconds=value)
         except (OverflowError, ValueError):  # inf, nan, or beyond 999,999,999 days
-            raise ValueError(_bad_every(value)) from None
+            raise InvalidOption(_bad_every(value)) from None
     elif isinstance(value, str):
-        seconds = _parse_duration(value)
+        seconds = seconds_in(value)  # the one duration grammar (_duration.py)
         if seconds is None:
-            raise ValueError(_bad_every(value))
+            raise InvalidOption(_bad_every(value))
         try:
             period = timedelta(seconds=seconds)
         except OverflowError:
-            raise ValueError(_bad_every(value)) from None
+            raise InvalidOption(_bad_every(value)) from None
     else:
         msg = f"every= takes a duration string, a timedelta or seconds, not {value!r}"
-        raise TypeError(msg)
+        raise InvalidOptionType(msg)
     if period <= timedelta(0):
-        raise ValueError(_bad_every(value))
+        raise InvalidOption(_bad_every(value))
     return period
-
-
-def _parse_duration(text: str) -> float | None:
-    words = text.strip().lower()
-    if not words:
-        return None
-    try:
-        seconds = float(words)  # a bare number is seconds, as for a float argument
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) else None
-    if words in _ADVERBS:
-        return _ADVERBS[words]
-    parts: list[tuple[str | None, str]] = []
-    pos = 0
-    while pos < len(words):
-        match = _PART.match(words, pos)
-        if match is None or match.group(2) not in _UNITS:
-            return None
-        parts.append((match.group(1), match.group(2)))
-        pos = match.end()
-    if len(parts) > 1 and any(number is None for number, _ in parts):
-        return None  # a bare unit ("day") is a whole period only by itself
-    return sum(float(number or 1) * _UNITS[unit] for number, unit in parts)
 
 
 def _bad_every(value: object) -> str:
@@ -133,8 +95,8 @@ def parse_start(value: str | datetime | float | None) -> datetime | None:
 
     Raises
     ------
-    ValueError
-        The string is not a date-time (the message gives examples).
+    InvalidOption
+        (A ValueError.) The string is not a date-time (the message gives examples).
 
     Examples
     --------
@@ -150,7 +112,7 @@ def parse_start(value: str | datetime | float | None) -> datetime | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             msg = f"cannot use start={value!r}: give a date-time, {_START_EXAMPLES}"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         return datetime.fromtimestamp(value).astimezone()
     if isinstance(value, str):
         text = value.strip()
@@ -162,12 +124,12 @@ def parse_start(value: str | datetime | float | None) -> datetime | None:
             at = time.fromisoformat(text)
         except ValueError:
             msg = f"cannot use start={value!r}: give a date-time, {_START_EXAMPLES}"
-            raise ValueError(msg) from None
+            raise InvalidOption(msg) from None
         if at.tzinfo is not None:
             return datetime.combine(datetime.now(at.tzinfo).date(), at)
         return _aware(datetime.combine(date.today(), at))
     msg = f"start= takes a date-time string, a datetime or epoch seconds, not {value!r}"
-    raise TypeError(msg)
+    raise InvalidOptionType(msg)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -191,8 +153,8 @@ class Schedule:
 
     Raises
     ------
-    ValueError
-        A bad period, cron expression or start, or both ``every`` and ``cron``.
+    InvalidOption
+        (A ValueError.) A bad period, cron expression or start, or both ``every`` and ``cron``.
 
     Examples
     --------
@@ -214,13 +176,13 @@ class Schedule:
     ) -> None:
         if every is not None and cron is not None:
             msg = "give every= or cron=, not both"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         self.every: timedelta | None = parse_every(every) if every is not None else None
         self.cron: str | None = None
         if cron is not None:
             if not isinstance(cron, str):
                 msg = f"cron= takes a cron expression string, not {cron!r}"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             try:
                 croniter(cron, datetime(2000, 1, 1))
             # croniter's errors are ValueErrors (CroniterError is not exported before 2.0.2),
@@ -228,7 +190,7 @@ class Schedule:
             except (ValueError, TypeError) as exc:
                 reason = " ".join(str(exc).split())
                 msg = f"bad cron expression {cron!r}: {reason}"
-                raise ValueError(msg) from None
+                raise InvalidOption(msg) from None
             self.cron = cron
         self.start: datetime | None = parse_start(start)
 

@@ -801,11 +801,9 @@ def _one_line(text: str, width: int = 60) -> str:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from ._logs import logs_of
-    from .engine import _SAFE
+    from ._logs import log_stem, logs_of
 
     folder = Path(args.folder)
-    files = logs_of(folder / "logs", _SAFE.sub("_", args.name))
     rows: list[dict[str, Any]] = []
     if (folder / "history.db").exists():
         from .store import HistoryStore
@@ -815,6 +813,14 @@ def _cmd_logs(args: argparse.Namespace) -> int:
             rows = store.history(args.name)
         finally:
             store.close()
+    # The job's log file name, and those its recorded runs wrote (older versions named some
+    # jobs' logs differently).
+    stems = dict.fromkeys([log_stem(args.name)])
+    for row in rows:
+        if row.get("log_path"):
+            stems[Path(row["log_path"]).name.removesuffix(".log")] = None
+    found = {path for stem in stems for path in logs_of(folder / "logs", stem)}
+    files = sorted(found, key=_mtime)
     if not files and not rows:
         _err(f"no run and no log of {args.name!r} in {args.folder}")
         return EXIT_FAILED
@@ -839,6 +845,13 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return EXIT_OK
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _log_of_run(rows: list[dict[str, Any]], files: list[Path], index: int) -> Path | None:

@@ -20,7 +20,6 @@ import inspect
 import itertools
 import logging
 import os
-import re
 import secrets
 import socket
 import sys
@@ -36,12 +35,21 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _capture
+from ._duration import Duration
 from ._graph import Graph
+from ._logs import log_stem
 from ._platform import check_supported
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from .backends import Backend, make_backend
-from .errors import CommandFailed, DuplicateJobName, JobTimeout, MissingOutputs, SubmitError
+from .errors import (
+    CommandFailed,
+    DuplicateJobName,
+    InvalidOptionType,
+    JobTimeout,
+    MissingOutputs,
+    SubmitError,
+)
 from .job import BACKENDS, Job, _job_of, _resolve
 
 if TYPE_CHECKING:
@@ -56,8 +64,6 @@ COLUMNS = (
     "name", "status", "backend", "requires", "forever", "submitted", "started", "finished",
     "duration", "attempts", "result", "error", "tail", "progress",
 )  # fmt: skip
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class EngineEvent(NamedTuple):
@@ -271,7 +277,7 @@ class Engine:
     def _log_file(self, name: str) -> str:
         # A string built by hand: the history records one per job, and pathlib costs several
         # microseconds per path.
-        return f"{self._logs}{_SAFE.sub('_', name)}.log"
+        return f"{self._logs}{log_stem(name)}.log"
 
     # submitting --------------------------------------------------------------------------------
     def submit(
@@ -285,8 +291,8 @@ class Engine:
         requires: Any = (),
         forever: bool = False,
         retries: int = 0,
-        retry_delay: float = 1.0,
-        timeout: float | None = None,
+        retry_delay: Duration = 1.0,
+        timeout: Duration | None = None,
         condition: Any = None,
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
@@ -295,7 +301,7 @@ class Engine:
         cron: str | None = None,
         start: Any = None,
         restart: str = "no",
-        restart_delay: float = 1.0,
+        restart_delay: Duration = 1.0,
         max_restarts: int | None = None,
         detach: bool = False,
         inputs: Any = (),
@@ -342,11 +348,14 @@ class Engine:
         DuplicateJobName, UnknownDependency, DependencyCycle
             Nothing of the submission is started.
         """
+        if replace not in (True, False):
+            msg = f"replace={replace!r} is not True or False"
+            raise InvalidOptionType(msg)
         if isinstance(target, Job):
             jobs = [target, *args]
             if not all(isinstance(j, Job) for j in jobs):
                 msg = "submit(job, ...) takes only Job objects after a Job"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             given = {
                 "name": name, "label": label, "backend": backend, "requires": requires,
                 "forever": forever, "retries": retries, "timeout": timeout,
@@ -360,7 +369,7 @@ class Engine:
             extra = [k for k, v in given.items() if v not in (None, (), False, 0)]
             if extra:
                 msg = f"options {extra} go on Job(...) when submitting Job objects"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             self._submit(jobs, replace)
             return jobs[0] if len(jobs) == 1 else tuple(jobs)
         if (

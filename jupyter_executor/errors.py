@@ -7,7 +7,9 @@
     ├── SubmitError              a job was refused at submit time (nothing was started)
     │   ├── DuplicateJobName
     │   ├── UnknownDependency
-    │   └── DependencyCycle
+    │   ├── DependencyCycle
+    │   └── InvalidOption        a bad option value of Job(...) / submit(...) (a ValueError)
+    │       └── InvalidOptionType    ... of the wrong type (also a TypeError)
     ├── JobNotFinished           result()/exception() asked of a job still pending or running
     ├── JobCancelled             result() of a cancelled job (its ``reason`` says why)
     │   └── JobTimeout           the job was stopped because it ran longer than ``timeout=``
@@ -27,6 +29,8 @@ __all__ = [
     "CommandFailed",
     "DependencyCycle",
     "DuplicateJobName",
+    "InvalidOption",
+    "InvalidOptionType",
     "InvalidTransition",
     "JobCancelled",
     "JobNotFinished",
@@ -63,6 +67,18 @@ class UnknownDependency(SubmitError):
 
 class DependencyCycle(SubmitError):
     """The requirements of the submitted jobs form a cycle."""
+
+
+class InvalidOption(SubmitError):
+    """An option of ``Job(...)`` or ``Engine.submit`` has a bad value; the message names both.
+
+    A :class:`ValueError` too (through :class:`SubmitError`), so ``except ValueError`` written
+    for earlier versions still catches it.
+    """
+
+
+class InvalidOptionType(InvalidOption, TypeError):
+    """An option of ``Job(...)`` or ``Engine.submit`` has a value of the wrong type."""
 
 
 class JobNotFinished(JupyterExecutorError):

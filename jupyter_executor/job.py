@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._capture import Output
 from ._conditions import Condition, _flatten, check_condition
+from ._duration import Duration
+from ._options import BACKENDS, RESTART_POLICIES, check_options
 from ._status import _ALLOWED, FINISHED, Status, check_transition
-from .errors import JobCancelled, JobNotFinished, SubmitError
+from .errors import InvalidOption, InvalidOptionType, JobCancelled, JobNotFinished, SubmitError
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["BACKENDS", "Job", "JobInfo"]
-
-BACKENDS = ("async", "thread", "process", "subprocess", "dask")
+__all__ = ["BACKENDS", "RESTART_POLICIES", "Job", "JobInfo"]
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -223,8 +223,8 @@ class Job:
         requires: Any = (),
         forever: bool = False,
         retries: int = 0,
-        retry_delay: float = 1.0,
-        timeout: float | None = None,
+        retry_delay: Duration = 1.0,
+        timeout: Duration | None = None,
         condition: Condition | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
@@ -232,7 +232,7 @@ class Job:
         cron: str | None = None,
         start: Any = None,
         restart: str = "no",
-        restart_delay: float = 1.0,
+        restart_delay: Duration = 1.0,
         max_restarts: int | None = None,
         detach: bool = False,
         inputs: Iterable[str | Path] = (),
@@ -243,31 +243,26 @@ class Job:
     ) -> None:
         if name is not None and label is not None and name != label:
             msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         name = name if name is not None else label
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            msg = f"a job name must be a non-empty string, not {name!r}"
-            raise ValueError(msg)
         try:
+            # Every option at the door, one line naming it and its value (see _options).
+            checked = check_options(
+                name=name, backend=backend, forever=forever, retries=retries,
+                retry_delay=retry_delay, timeout=timeout, env=env, cwd=cwd, restart=restart,
+                restart_delay=restart_delay, max_restarts=max_restarts, detach=detach,
+                inputs=inputs, outputs=outputs, force=force, before=before, after=after,
+            )  # fmt: skip
             self.kind, inferred = _classify(target)
             if backend is None:
                 backend = inferred
-            elif backend not in BACKENDS:
-                msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
-                raise ValueError(msg)
             _check_target(self.kind, backend, target)
-            if retries < 0 or int(retries) != retries:
-                msg = f"retries must be a whole number >= 0, not {retries!r}"
-                raise ValueError(msg)
-            if timeout is not None and not timeout > 0:
-                msg = f"timeout must be a positive number of seconds, not {timeout!r}"
-                raise ValueError(msg)
             if retries and self.kind == "coroutine":
                 msg = (
                     "a coroutine object can run only once, so it cannot be retried: "
                     "pass the coroutine function and its arguments instead"
                 )
-                raise ValueError(msg)
+                raise InvalidOption(msg)
             if condition is not None:
                 check_condition(condition)
         except BaseException:
@@ -283,8 +278,8 @@ class Job:
         self._backend = backend
         self._forever = bool(forever)
         self.retries = int(retries)
-        self.retry_delay = float(retry_delay)
-        self.timeout = timeout
+        self.retry_delay = checked.retry_delay
+        self.timeout = checked.timeout
         self.env = dict(env) if env else None
         self.cwd = cwd
         self._condition = condition
@@ -317,8 +312,9 @@ class Job:
             try:
                 self._life = Lifecycle.build(
                     self, every=every, cron=cron, start=start, restart=restart,
-                    restart_delay=restart_delay, max_restarts=max_restarts, detach=detach,
-                    inputs=inputs, outputs=outputs, force=force, before=before, after=after,
+                    restart_delay=checked.restart_delay, max_restarts=max_restarts, detach=detach,
+                    inputs=checked.inputs, outputs=checked.outputs, force=force, before=before,
+                    after=after,
                 )  # fmt: skip
             except BaseException:
                 if inspect.iscoroutine(target):
@@ -376,7 +372,7 @@ class Job:
                 raise SubmitError(msg)
             if not isinstance(item, (Job, str)):
                 msg = f"requires() takes jobs or job names, not {item!r}"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             if not self._requires_spec:
                 self._requires_spec = []
             self._requires_spec.append(item)
@@ -656,9 +652,6 @@ class Job:
         return f"<Job {self.name!r} {self.status.value} backend={self.backend}>"
 
 
-RESTART_POLICIES = ("no", "on-failure", "always")
-
-
 class Lifecycle:
     """The options and state of long-running jobs (issue "nothing lost"); None for plain jobs."""
 
@@ -714,7 +707,7 @@ class Lifecycle:
         if every is not None or cron is not None or start is not None:
             if every is not None and cron is not None:
                 msg = "give every= or cron=, not both"
-                raise ValueError(msg)
+                raise InvalidOption(msg)
             from ._schedule import Schedule
 
             life.schedule = Schedule(every=every, cron=cron, start=start)
@@ -724,25 +717,25 @@ class Lifecycle:
                 first = life.schedule.first(_now())
                 if first.timestamp() < time.time() - 1:
                     msg = f"start={start!r} is in the past; give a future time or a period (every=)"
-                    raise ValueError(msg)
+                    raise InvalidOption(msg)
         restart = options["restart"]
         if restart not in RESTART_POLICIES:
             msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, not {restart!r}"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         life.restart = restart
         delay = options["restart_delay"]
         if not isinstance(delay, (int, float)) or delay < 0:
             msg = f"restart_delay must be a number of seconds >= 0, not {delay!r}"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         life.restart_delay = float(delay)
         max_restarts = options["max_restarts"]
         if max_restarts is not None and (int(max_restarts) != max_restarts or max_restarts < 0):
             msg = f"max_restarts must be a whole number >= 0 or None, not {max_restarts!r}"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         life.max_restarts = max_restarts
         if options["detach"] and job.kind != "command":
             msg = "detach=True is for commands: a function cannot outlive its kernel"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         life.detach = bool(options["detach"])
         life.inputs = tuple(str(p) for p in _flatten([options["inputs"]]))
         life.outputs = tuple(str(p) for p in _flatten([options["outputs"]]))
@@ -751,7 +744,7 @@ class Lifecycle:
             fn = options[hook]
             if fn is not None and not callable(fn):
                 msg = f"{hook}= must be a callable taking the job, not {fn!r}"
-                raise TypeError(msg)
+                raise InvalidOptionType(msg)
             setattr(life, hook, fn)
         return life
 
@@ -776,7 +769,7 @@ def _classify(target: Any) -> tuple[str, str]:
     if isinstance(target, (str, list, tuple)):
         if not target:
             msg = "an empty command cannot run"
-            raise ValueError(msg)
+            raise InvalidOption(msg)
         return "command", "subprocess"
     if inspect.iscoroutinefunction(target):
         return "coroutine function", "async"
@@ -788,7 +781,7 @@ def _classify(target: Any) -> tuple[str, str]:
         f"cannot run {target!r}: give a callable, a coroutine (function), "
         "or a shell command string / argv list"
     )
-    raise TypeError(msg)
+    raise InvalidOptionType(msg)
 
 
 def _check_target(kind: str, backend: str, target: Any) -> None:
@@ -796,13 +789,13 @@ def _check_target(kind: str, backend: str, target: Any) -> None:
         if inspect.iscoroutine(target):
             target.close()  # it will never run; closing avoids a "never awaited" warning
         msg = f"a coroutine object runs on the async backend only, not {backend!r}"
-        raise ValueError(msg)
+        raise InvalidOption(msg)
     if kind == "command" and backend != "subprocess":
         msg = f"a command runs on the subprocess backend only, not {backend!r}"
-        raise ValueError(msg)
+        raise InvalidOption(msg)
     if kind != "command" and backend == "subprocess":
         msg = "the subprocess backend runs commands: give a string or an argv list"
-        raise ValueError(msg)
+        raise InvalidOption(msg)
 
 
 def _job_of(value: Any) -> Job | None:

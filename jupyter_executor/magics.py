@@ -23,6 +23,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 from traitlets import CaselessStrEnum, Integer, TraitError, Unicode, observe, validate
 
+from ._duration import parse_duration
+from .errors import InvalidOption
 from .job import RESTART_POLICIES
 
 __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -35,32 +37,26 @@ JOBS_COMMANDS = (
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 # -- argument types (argparse turns ArgumentTypeError into "argument --x: <message>") ----------
+_DURATIONS = "90, 1.5, 5m, 2 min, 1h30m"
 
 
 def _seconds(text: str) -> float:
-    raw = text.strip().lower()
-    scale = 1.0
-    if raw and raw[-1] in _UNITS:
-        scale = _UNITS[raw[-1]]
-        raw = raw[:-1]
+    # The one duration grammar of the Python API (_duration.py), so "%%job --timeout 1h30m"
+    # and timeout="1h30m" mean the same.
     try:
-        value = float(raw) * scale
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        msg = f"takes a positive number of seconds (90, 1.5, 5m, 2h), not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        return parse_duration(text, "seconds")
+    except InvalidOption:
+        msg = f"takes a positive number of seconds or a duration ({_DURATIONS}), not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _delay(text: str) -> float:
-    if text.strip() in {"0", "0.0", "0s"}:
-        return 0.0  # a restart delay may be zero; a timeout may not
-    return _seconds(text)
+    try:
+        return parse_duration(text, "seconds", zero=True)  # a restart delay may be zero
+    except InvalidOption:
+        msg = f"takes a positive number of seconds, 0, or a duration ({_DURATIONS}), not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _run_number(text: str) -> int:
@@ -157,7 +153,7 @@ def _job_options(parser: argparse.ArgumentParser, *, cell: bool) -> None:
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        help="stop an attempt after this (90, 1.5, 5m, 2h)",
+        help="stop an attempt after this (90, 1.5, 5m, 2 min, 1h30m)",
     )
     add("--forever", action="store_true", help="a monitor loop; not waited for")
     add(

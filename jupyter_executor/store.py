@@ -32,7 +32,9 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import create_private, private_dir
 from ._status import FINISHED, Status
+from ._text import safe_text
 from .errors import JobCancelled, StoreError
 
 if TYPE_CHECKING:
@@ -176,7 +178,9 @@ class _JobState:
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
-        self.name = str(job.name)
+        # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
+        # the name the writer keys on is the one in the database.
+        self.name = safe_text(str(job.name))
         self.backend = job.backend
         self.kind = job.kind
         self.description = getattr(job, "source", None) or job.describe()
@@ -589,7 +593,14 @@ class HistoryStore:
                 params.append(row)
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany(_UPSERT, params)
+                try:
+                    con.executemany(_UPSERT, params)
+                except sqlite3.OperationalError:
+                    raise  # locked, disk full, read-only: the whole batch is retried later
+                except (sqlite3.Error, ValueError, TypeError, OverflowError):
+                    # A value SQLite cannot take (text with a lone surrogate, a huge int): a
+                    # bad row must not hold back the others, nor be retried forever.
+                    _write_each(con, params, self.path)
                 con.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -641,7 +652,10 @@ class HistoryStore:
     def _connect(self, create: bool = False) -> sqlite3.Connection:
         """A connection with the schema checked (and created when ``create``)."""
         if create:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # User-only: the history holds commands, results and tracebacks. SQLite gives the
+            # -wal and -shm files the permissions of the database file.
+            private_dir(self.folder)
+            create_private(self.path)
         try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write
             # lock up front, so that two writers wait in turn instead of deadlocking).
@@ -724,13 +738,13 @@ class HistoryStore:
         """
         if name is None:
             return self._query("SELECT * FROM runs" + _ORDER)
-        return self._query("SELECT * FROM runs WHERE name = ?" + _ORDER, (name,))
+        return self._query("SELECT * FROM runs WHERE name = ?" + _ORDER, (safe_text(name),))
 
     def runs(self, name: str) -> list[dict[str, Any]]:
         """The runs of job ``name`` by this engine, by attempt (see :meth:`history`)."""
         return self._query(
             "SELECT * FROM runs WHERE engine_id = ? AND name = ? ORDER BY attempt",
-            (self.engine_id, name),
+            (self.engine_id, safe_text(name)),
         )
 
     def last_success(self, name: str, identity: str) -> dict[str, Any] | None:
@@ -738,7 +752,7 @@ class HistoryStore:
         rows = self._query(
             "SELECT * FROM runs WHERE name = ? AND identity = ? AND status = 'done' "
             "ORDER BY finished DESC, id DESC LIMIT 1",
-            (name, identity),
+            (safe_text(name), identity),
         )
         return rows[0] if rows else None
 
@@ -807,10 +821,10 @@ class HistoryStore:
                             status,
                             exit_code,
                             finished,
-                            error,
+                            None if error is None else safe_text(error),
                             finished - started if started is not None else None,
                             json.dumps(steps),
-                            reason,
+                            None if reason is None else safe_text(reason),
                             run_id,
                         ),
                     )
@@ -827,6 +841,45 @@ class HistoryStore:
 
 
 # helpers ---------------------------------------------------------------------------------------
+def _write_each(con: sqlite3.Connection, params: list[list[Any]], path: Path) -> None:
+    """Write rows one by one with their values made safe; drop (and log) a row that still fails.
+
+    The upsert is idempotent, so rows the failed ``executemany`` already wrote are simply
+    written again.
+    """
+    for row in params:
+        safe = [_safe_value(value) for value in row]
+        try:
+            con.execute(_UPSERT, safe)
+        except sqlite3.OperationalError:
+            raise
+        except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
+            logger.warning(
+                "jupyter_executor: run %s of job %r not recorded in %s: %s",
+                safe[_ATTEMPT],
+                safe[_NAME],
+                path,
+                exc,
+            )
+
+
+_NAME = _WRITTEN.index("name")
+_ATTEMPT = _WRITTEN.index("attempt")
+_SQLITE_INT = range(-(2**63), 2**63)
+
+
+def _safe_value(value: Any) -> Any:
+    if value is None or type(value) is float:
+        return value
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, int):
+        return value if value in _SQLITE_INT else None
+    if isinstance(value, float):
+        return float(value)
+    return safe_text(str(value))
+
+
 def _fold(items: list[Any]) -> list[Any]:
     """Keep, of consecutive snapshots of one job's attempt, only the latest (in order).
 

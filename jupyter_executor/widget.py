@@ -44,8 +44,9 @@ from urllib.parse import urlsplit
 import anywidget
 import traitlets
 
-from ._publisher import DashboardPublisher, JobPublisher, Publisher, pack, table_row
+from ._publisher import DashboardPublisher, JobPublisher, Publisher, json_safe, pack, table_row
 from ._status import Status
+from ._text import safe_text
 from .errors import JupyterExecutorError
 
 if TYPE_CHECKING:
@@ -148,10 +149,11 @@ class _LiveWidget(anywidget.AnyWidget):
             if not (isinstance(name, str) and isinstance(view, str) and isinstance(open_, bool)):
                 logger.warning("jupyter_executor: ignored a malformed expand message")
                 return
-            if self._find(name) is None:
+            job = self._find(name)
+            if job is None:
                 logger.warning("jupyter_executor: ignored expand of unknown job %r", name)
                 return
-            self._publisher.set_detail(view, name, open_)
+            self._publisher.set_detail(view, str(job.name), open_)
         elif kind == "action":
             self._on_action(content.get("action"), content.get("name"))
         else:
@@ -178,7 +180,11 @@ class _LiveWidget(anywidget.AnyWidget):
                     self._publisher.stop()
 
     def _find(self, name: str) -> Job | None:
-        return self._engine.jobs.get(name)
+        job = self._engine.jobs.get(name)
+        if job is None and "\\" in name:
+            # The browser knows a name with lone surrogates only as made safe (see _text).
+            job = next((j for j in self._engine if safe_text(str(j.name)) == name), None)
+        return job
 
     def _on_action(self, action: Any, name: Any) -> None:
         if not isinstance(action, str) or action not in ACTIONS:
@@ -205,7 +211,7 @@ class _LiveWidget(anywidget.AnyWidget):
             elif action == "rerun":
                 job.rerun()
             else:
-                self.send(_log_message(job))
+                self.send(json_safe(_log_message(job)))
         except JupyterExecutorError as exc:
             logger.warning("jupyter_executor: %s of job %r failed: %s", action, name, exc)
 
@@ -278,7 +284,7 @@ class Dashboard(_LiveWidget):
         data = {
             **data,
             "text/plain": f"Dashboard: {len(jobs)} jobs ({_counts_text(counts)})",
-            "text/html": html_table(rows, total=len(jobs), counts=counts),
+            "text/html": safe_text(html_table(rows, total=len(jobs), counts=counts)),
         }
         return data, metadata
 
@@ -339,7 +345,7 @@ class JobView(_LiveWidget):
         data, metadata = bundle
         info = self._job.info().to_dict()
         text = f"Job {info['name']!r}: {info['status']}"
-        data = {**data, "text/plain": text, "text/html": html_job(info)}
+        data = {**data, "text/plain": text, "text/html": safe_text(html_job(info))}
         return data, metadata
 
 

@@ -10,7 +10,8 @@ import jupyter_executor
 EXPORTS = [
     "AbstractJob", "AfterAll", "AfterAny", "AfterJob", "AfterTime", "AllOf", "AnyOf", "Command",
     "CommandFailed", "Condition", "DependencyCycle", "DuplicateJobName", "Engine", "EngineEvent",
-    "Flow", "FunctionCondition", "InvalidTransition", "Job", "JobCancelled", "JobInfo",
+    "Flow", "FunctionCondition", "InvalidOption", "InvalidOptionType", "InvalidTransition", "Job",
+    "JobCancelled", "JobInfo",
     "JobNotFinished", "JobTimeout", "JupyterExecutorError", "Launcher", "MissingOutputs", "Status",
     "StoreError", "SubmitError", "UnknownDependency", "UnknownFlow", "UnsupportedPlatform",
     "WorkerCrashed",

@@ -125,3 +125,24 @@ def test_subprocess_progress_bar(engine: Engine) -> None:
     job = engine.submit([sys.executable, "-c", script], name="bar")
     engine.wait(timeout=20)
     assert job.tail() == "299/299\nend"
+
+
+def test_sys_still_pickles_while_the_proxies_are_installed() -> None:
+    """A function shipped by value (process and dask jobs) may use ``sys``: it travels by name."""
+    import pickle
+
+    import cloudpickle
+
+    from jupyter_executor import _capture
+
+    _capture.install()
+    try:
+
+        def uses_sys() -> str:
+            return sys.platform
+
+        clone = pickle.loads(cloudpickle.dumps(uses_sys))
+        assert clone() == sys.platform
+        assert pickle.loads(pickle.dumps(sys)) is sys
+    finally:
+        _capture.uninstall()

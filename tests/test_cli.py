@@ -510,3 +510,28 @@ def test_the_installed_command(work: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "sleepit" in result.stdout
+
+
+def test_logs_finds_the_log_of_any_job_name(tmp_path: Path) -> None:
+    # Plain names keep their old file name (logs of older versions are found); other names
+    # get their own file, which the command finds from the name alone.
+    code = textwrap.dedent(
+        """
+        import sys
+        from jupyter_executor import Engine
+        with Engine(folder="runs") as engine:
+            for name in sys.argv[1:]:
+                engine.submit(print, f"I am {name}", name=name)
+            assert engine.wait(timeout=30)
+        """
+    )
+    names = ["etl-2026.v2", "a b", "a_b", "a/b"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *names], cwd=tmp_path, env=env(), timeout=60, check=False
+    )
+    assert done.returncode == 0
+    assert (tmp_path / "runs" / "logs" / "etl-2026.v2.log").exists()
+    for name in names:
+        result = cli(tmp_path, "logs", name, "--folder", "runs")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"I am {name}\n"

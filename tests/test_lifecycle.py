@@ -149,9 +149,9 @@ def test_one_shot_start_and_cron_next_run_are_shown(engine: Engine) -> None:
         ({"every": "1 min", "cron": "* * * * *"}, "give every= or cron=, not both"),
         ({"start": "tomorrowish"}, "cannot use start='tomorrowish': give a date-time"),
         ({"start": "2001-01-01 00:00"}, "start='2001-01-01 00:00' is in the past"),
-        ({"restart": "sometimes"}, "restart must be one of no, on-failure, always"),
-        ({"restart": "always", "max_restarts": -1}, "max_restarts must be a whole number"),
-        ({"restart": "always", "restart_delay": -1}, "restart_delay must be a number"),
+        ({"restart": "sometimes"}, "restart='sometimes' is not a restart policy: use one of"),
+        ({"restart": "always", "max_restarts": -1}, "max_restarts=-1 is not a whole number"),
+        ({"restart": "always", "restart_delay": -1}, "restart_delay=-1 must be a duration >= 0"),
         ({"detach": True, "target": print}, "detach=True is for commands"),
     ],
 )

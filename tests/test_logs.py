@@ -78,3 +78,45 @@ def test_jobs_with_similar_names_do_not_mix(tmp_path: Path) -> None:
         assert re.fullmatch(re.escape(name) + r"\.\d{8}-\d{6}-\d{6}\.log", files[0].name)
     (tmp_path / "a.notastamp.log").write_text("x")
     assert len(logs_of(tmp_path, "a")) == 2
+
+
+# -- log file names of real jobs -----------------------------------------------------------------
+def say(text: str) -> None:
+    print(f"I am {text}")
+
+
+def test_distinct_job_names_never_share_a_log_file(tmp_path: Path) -> None:
+    from jupyter_executor import Engine
+
+    names = ["a b", "a_b", "a/b", "a?b"]
+    with Engine(folder=tmp_path / "runs", keep_logs=1) as engine:
+        jobs = [engine.submit(say, name, name=name) for name in names]
+        assert engine.wait(timeout=30)
+        assert len({job.log_path for job in jobs}) == 4  # all four were logs/a_b.log
+        assert jobs[1].log_path.name == "a_b.log"  # a plain name keeps its file name
+        for job, name in zip(jobs, names, strict=True):
+            assert [p.read_text() for p in job.logs()] == [f"I am {name}\n"]
+        # Rotating the logs of "a b" (keep_logs=1) deletes none of "a_b"'s.
+        engine.submit(say, "a_b again", name="a_b", replace=True)
+        assert engine.wait(timeout=30)
+        for _ in range(3):
+            engine.submit(say, "a b again", name="a b", replace=True)
+            assert engine.wait(timeout=30)
+        texts = [p.read_text() for p in engine["a_b"].logs()]
+        assert texts == ["I am a_b\n", "I am a_b again\n"]
+
+
+def test_a_long_or_odd_name_gets_a_bounded_file_name(tmp_path: Path) -> None:
+    from jupyter_executor import Engine
+
+    long_name = "n" * 300
+    odd_name = "data-" + os.fsdecode(b"\xff") + "-" + "é" * 200
+    with Engine(folder=tmp_path / "runs") as engine:
+        jobs = [
+            engine.submit(say, "long", name=long_name),
+            engine.submit(say, "odd", name=odd_name),
+        ]
+        assert engine.wait(timeout=30), [job.traceback for job in jobs]  # File name too long
+        for job in jobs:
+            assert len(os.fsencode(job.log_path.name)) < 100
+            assert len(job.logs()) == 1

@@ -594,3 +594,27 @@ def test_two_engines_write_the_same_folder_at_once(tmp_path: Path) -> None:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         con.close()
+
+
+def test_the_engine_folder_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    # It holds commands, output and tracebacks: 0o700 folders and 0o600 files, not 0o755/0o644.
+    old = os.umask(0)  # the most permissive umask: every created file would be world-writable
+    try:
+        with Engine(folder=tmp_path / "runs", keep_logs=3) as engine:
+            for _ in range(2):  # a rerun archives the first log
+                engine.submit(print, "secret", name="job", replace=True)
+                assert engine.wait(timeout=30)
+            engine.submit("echo detached secret", name="detached", detach=True)
+            assert engine.wait(timeout=30)
+            engine.history()  # the database, its -wal and -shm are open now
+            folder = tmp_path / "runs"
+            files = [p for p in folder.rglob("*") if p.is_file() and ".exit" not in p.name]
+            names = {p.name for p in files}
+            assert {"history.db", "history.db-wal", "history.db-shm", "job.log"} <= names
+            assert len(engine["job"].logs()) == 2 and "detached.log" in names
+            modes = {str(p.relative_to(folder)): oct(p.stat().st_mode & 0o777) for p in files}
+            assert set(modes.values()) == {"0o600"}, modes
+            for path in (folder, folder / "logs"):
+                assert oct(path.stat().st_mode & 0o777) == "0o700"
+    finally:
+        os.umask(old)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -818,3 +819,64 @@ def test_many_job_views_share_one_rate(engine: Engine, comms: Any, widgets: list
     assert len(times) >= 10  # and they do get updated
     for view in views:  # every view still converges to its job's final state
         wait_for(lambda view=view: Mirror(view).update().rows[view.job.name]["status"] == "done")
+
+
+# -- odd text ------------------------------------------------------------------------------------
+ODD = os.fsdecode(b"data-\xff.csv")  # a non-UTF-8 file name as Python decodes it: "data-\udcff.csv"
+SAFE = "data-\\xff.csv"
+
+
+def test_lone_surrogates_in_names_output_and_errors_reach_the_views(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    def odd() -> None:
+        print(f"reading {ODD}")
+        msg = f"cannot parse {ODD}"
+        raise ValueError(msg)
+
+    live = Dashboard(engine)  # follows the job from before it runs: patches
+    widgets.append(live)
+    live_mirror = Mirror(live)
+    job = engine.submit(odd, name=f"odd-{ODD}")
+    engine.wait(timeout=30)
+    assert job.status.value == "failed"
+    name = f"odd-{SAFE}"
+    # Made after the failure: the initial snapshot (pack) raised UnicodeEncodeError.
+    board, view = Dashboard(engine), JobView(job)
+    widgets += [board, view]
+    for mirror in (Mirror(board), Mirror(view), live_mirror):
+        wait_for(lambda m=mirror: m.status(name) == "failed", what=lambda: f"{name} failed")
+        assert SAFE in mirror.rows[name]["error"]
+    assert f"reading {SAFE}" in Mirror(view).update().rows[name]["tail"]
+    assert SAFE in board._repr_mimebundle_()[0]["text/html"]
+    assert SAFE in view._repr_mimebundle_()[0]["text/html"]
+    # The browser knows the safe name: its actions find the job.
+    send_from_browser(board, {"k": "expand", "id": "v1", "name": name, "open": True})
+    board_mirror = Mirror(board)
+    wait_for(lambda: "tail" in board_mirror.update().rows[name], what="the opened row's tail")
+    assert f"reading {SAFE}" in board_mirror.rows[name]["tail"]
+    send_from_browser(board, {"k": "action", "action": "log", "name": name})
+    logs = wait_for(lambda: [m for _, m in board.comm.custom() if m.get("k") == "log"], what="log")
+    assert f"reading {SAFE}" in logs[0]["text"]
+
+
+def test_a_huge_line_stays_bounded_in_the_tail_and_the_views(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    def huge() -> None:
+        sys.stdout.write("x" * 10_000_000)  # no newline
+        print(" end of the first line")
+        sys.stdout.write("y" * 10_000_000 + "\n")  # a whole line in one write
+        sys.stdout.write("z" * 10_000_000)
+
+    job = engine.submit(huge, name="huge")
+    engine.wait(timeout=60)
+    assert job.status.value == "done"
+    out = job.output
+    assert len(out.tail(1000)) < 40_000  # three lines of 10 MB, each clipped
+    view = JobView(job)
+    widgets.append(view)
+    assert len(view._init) < 100_000
+    assert len(Mirror(view).rows["huge"]["tail"]) <= 8_000
+    job.output.flush()
+    assert job.log_path.stat().st_size >= 30_000_000  # the log keeps everything
