@@ -1,7 +1,9 @@
 """The main program of a process-backend worker: ``python -m jupyter_executor._worker``.
 
-Protocol, over pipes: the parent writes length-prefixed cloudpickle frames to the worker's stdin
-(``(job_name, fn, args, kwargs)``); the worker answers on the file descriptor that was its
+Protocol, over pipes: the parent writes length-prefixed frames to the worker's stdin, each a
+pickled ``(sources, job)``: ``sources`` maps file names to source lines that exist only in the
+kernel (notebook cells), for tracebacks, and ``job`` is the cloudpickled
+``(job_name, fn, args, kwargs)``; the worker answers on the file descriptor that was its
 stdout with frames ``("out", stream, text)`` while the job prints and one ``("ok", result)`` or
 ``("error", exception_or_None, message, traceback_text)`` at the end. File descriptor 1 itself is
 pointed at stderr, so output written by C code still reaches the parent (through stderr) and can
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pickle
 import signal
 import struct
 import sys
@@ -97,6 +100,8 @@ def _die_with_the_kernel() -> None:
 def main() -> None:
     import cloudpickle
 
+    from jupyter_executor._pickling import install_sources
+
     _die_with_the_kernel()
     channel = _Channel(os.dup(1))
     os.dup2(2, 1)
@@ -108,7 +113,9 @@ def main() -> None:
         if frame is None:
             return
         try:
-            name, fn, args, kwargs = cloudpickle.loads(frame)
+            sources, job = pickle.loads(frame)
+            install_sources(sources)
+            name, fn, args, kwargs = cloudpickle.loads(job)
             os.environ["JUPYTER_EXECUTOR_JOB"] = str(name)
             result = fn(*args, **kwargs)
             if hasattr(result, "__await__"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import signal
 import subprocess
@@ -60,6 +61,28 @@ def test_process_errors_carry_the_remote_traceback(engine: Engine) -> None:
     engine.wait_job(job, timeout=30)
     assert isinstance(job.exception(), KeyError)
     assert "raise KeyError" in str(job.traceback)
+    # cloudpickle 3.1.3 renames code pickled by value "<dynamic-code>": the name is kept
+    assert f'File "{__file__}", line' in str(job.traceback)
+
+
+# As IPython compiles a cell: under a file name that does not exist, its lines in linecache.
+_CELL_SOURCE = "def from_a_cell(n):\n    total = n + 1\n    raise ValueError(f'bad {total}')\n"
+
+
+def test_process_traceback_shows_the_lines_of_a_notebook_cell(engine: Engine) -> None:
+    filename = f"/nonexistent/ipykernel_{os.getpid()}/{time.monotonic_ns()}.py"
+    lines = _CELL_SOURCE.splitlines(True)
+    linecache.cache[filename] = (len(_CELL_SOURCE), None, lines, filename)
+    namespace: dict[str, object] = {"__name__": "__main__"}  # a kernel's cells run in __main__
+    try:
+        exec(compile(_CELL_SOURCE, filename, "exec"), namespace)
+        job = engine.submit(namespace["from_a_cell"], 1, backend="process", name="cell")
+        engine.wait_job(job, timeout=30)
+    finally:
+        linecache.cache.pop(filename, None)
+    assert isinstance(job.exception(), ValueError)
+    assert f'File "{filename}", line 3, in from_a_cell' in str(job.traceback)
+    assert "    raise ValueError(f'bad {total}')" in str(job.traceback)
 
 
 def test_unpicklable_argument_is_a_clear_error(engine: Engine) -> None:

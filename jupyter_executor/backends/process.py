@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from .._pickling import dumps_with_sources
 from .._worker import _HEADER
 from ..errors import WorkerCrashed
 from ..job import resolve_args
@@ -84,7 +86,10 @@ class ProcessBackend(TaskBackend):
     async def execute(self, job: Job) -> Any:
         args, kwargs = resolve_args(job)
         try:
-            payload = cloudpickle.dumps((job.name, job.target, args, kwargs))
+            # The worker's linecache gets the sources only the kernel knows (notebook cells),
+            # before it unpickles the job: see _worker.main.
+            data, sources = dumps_with_sources((job.name, job.target, args, kwargs))
+            payload = pickle.dumps((sources, data), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
