@@ -3,12 +3,14 @@
 Protocol, over pipes: the parent writes length-prefixed frames to the worker's stdin, each a
 pickled ``(sources, job)``: ``sources`` maps file names to source lines that exist only in the
 kernel (notebook cells), for tracebacks, and ``job`` is the cloudpickled
-``(job_name, fn, args, kwargs)``; the worker answers on the file descriptor that was its
-stdout with frames ``("out", stream, text)`` while the job prints and one ``("ok", result)`` or
-``("error", exception_or_None, message, traceback_text)`` at the end. File descriptor 1 itself is
-pointed at stderr, so output written by C code still reaches the parent (through stderr) and can
-never corrupt the frames. The worker exits when its stdin closes, and, while a job runs, when the
-kernel dies (even by SIGKILL): it cannot outlive the kernel.
+``(job_name, fn, args, kwargs)``. The worker answers on the file descriptor that was its stdout:
+``("got",)`` when it has read a job, ``("out", stream, text)`` while the job prints, and one
+``("ok", result)`` or ``("error", exception_or_None, message, traceback_text, leaving)`` at the
+end (``leaving``: the worker exits after it, for a job that raised ``SystemExit`` or
+``KeyboardInterrupt``). File descriptor 1 itself is pointed at stderr, so output written by C
+code still reaches the parent (through stderr) and can never corrupt the frames. The worker
+exits when its stdin closes, and, while a job runs, when the kernel dies (even by SIGKILL): it
+cannot outlive the kernel.
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def main() -> None:
         frame = read_frame(stdin)
         if frame is None:
             return
+        # Tells the parent that the job reached a live worker: one that died before this
+        # (killed while idle) did not run it, and the parent gives the job to a fresh worker.
+        channel.send(("got",))
         try:
             sources, job = pickle.loads(frame)
             install_sources(sources)
@@ -130,15 +135,18 @@ def main() -> None:
                 carried: Any = exc
             except Exception:
                 carried = None
-            channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb))
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # sys.exit() or KeyboardInterrupt in a job ends this worker too: the parent is told
+            # so that it never gives this worker another job.
+            leaving = isinstance(exc, (KeyboardInterrupt, SystemExit))
+            channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving))
+            if leaving:
                 return
             continue
         try:
             channel.send(("ok", result))
         except Exception as exc:
             message = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
-            channel.send(("error", None, message, ""))
+            channel.send(("error", None, message, "", False))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,47 @@ def test_process_segfault(engine: Engine) -> None:
     assert "killed by signal SIGSEGV" in str(job.exception())
 
 
+def _leave(how: str) -> None:
+    if how == "sys.exit":
+        sys.exit(0)
+    if how == "SystemExit":
+        raise SystemExit(3)
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("how", ["sys.exit", "SystemExit", "KeyboardInterrupt"])
+def test_a_job_that_ends_its_worker_is_not_charged_to_the_next_jobs(
+    engine: Engine, how: str
+) -> None:
+    # The worker exits after it sends the job's error: it must not go back to the idle pool.
+    engine.set_limits(process=1)  # the next jobs start the moment the first one ends
+    first = engine.submit(_leave, how, backend="process", name="leaves")
+    after = engine.submit(square, 4, backend="process", name="after")
+    segv = engine.submit(_segfault, backend="process", name="segv")
+    assert not engine.wait(timeout=60)
+    error = first.exception()
+    assert isinstance(error, (SystemExit, KeyboardInterrupt)), error
+    assert after.status == "done", after.exception()
+    assert after.result() == 16 and after.pid != first.pid
+    assert "killed by signal SIGSEGV" in str(segv.exception())
+
+
+def test_a_worker_killed_while_idle_is_not_charged_to_the_next_job(engine: Engine) -> None:
+    first = engine.submit(os.getpid, backend="process", name="first")
+    assert engine.wait_job(first, timeout=30)
+    os.kill(first.result(), signal.SIGKILL)  # the idle worker dies (OOM killer, a stray kill)
+    after = engine.submit(os.getpid, backend="process", name="after")
+    assert engine.wait_job(after, timeout=30)
+    assert after.status == "done", after.exception()
+    assert after.result() != first.result()
+
+
+def _segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
 def test_process_errors_carry_the_remote_traceback(engine: Engine) -> None:
     def fail() -> None:
         raise KeyError("missing")

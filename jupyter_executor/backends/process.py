@@ -93,42 +93,64 @@ class ProcessBackend(TaskBackend):
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
-        worker = self._idle.pop() if self._idle else await self._spawn()
-        worker.job = job
-        job.pid = worker.proc.pid
-        keep = False
-        try:
-            await worker.send(payload)
-            while True:
-                message = await worker.receive()
-                kind = message[0]
-                if kind == "out":
-                    job.output.write(message[2], message[1])
-                elif kind == "ok":
-                    keep = True
-                    return message[1]
+        while True:
+            reused = self._take_idle()
+            worker = reused or await self._spawn()
+            worker.job = job
+            job.pid = worker.proc.pid
+            keep = got = leaving = False
+            try:
+                await worker.send(payload)
+                while True:
+                    message = await worker.receive()
+                    kind = message[0]
+                    if kind == "got":
+                        got = True
+                    elif kind == "out":
+                        job.output.write(message[2], message[1])
+                    elif kind == "ok":
+                        keep = True
+                        return message[1]
+                    else:
+                        _, carried, text, tb, leaving = message
+                        keep = not leaving
+                        error = (
+                            carried if isinstance(carried, BaseException) else RuntimeError(text)
+                        )
+                        error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
+                        raise error
+            except (asyncio.IncompleteReadError, BrokenPipeError, ConnectionResetError):
+                returncode = await worker.proc.wait()
+                if not got and reused is not None:
+                    # It died while idle (killed from outside, or by a thread its last job
+                    # left behind) and never read this job: a fresh worker runs it.
+                    continue
+                raise WorkerCrashed(_crash_message(job, returncode)) from None
+            except asyncio.CancelledError:
+                await terminate_group(worker.proc, self.engine.cancel_grace)
+                raise
+            finally:
+                worker.job = None
+                if keep and worker.proc.returncode is None and not self.engine.closed:
+                    self._idle.append(worker)
                 else:
-                    keep = True
-                    _, carried, text, tb = message
-                    error = carried if isinstance(carried, BaseException) else RuntimeError(text)
-                    error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
-                    raise error
-        except (asyncio.IncompleteReadError, BrokenPipeError, ConnectionResetError):
-            returncode = await worker.proc.wait()
-            raise WorkerCrashed(_crash_message(job, returncode)) from None
-        except asyncio.CancelledError:
-            await terminate_group(worker.proc, self.engine.cancel_grace)
-            raise
-        finally:
-            worker.job = None
-            if keep and worker.proc.returncode is None and not self.engine.closed:
-                self._idle.append(worker)
-            else:
-                await self._discard(worker)
+                    await self._discard(worker, leaving)
 
-    async def _discard(self, worker: _Worker) -> None:
+    def _take_idle(self) -> _Worker | None:
+        """An idle worker that is still alive, or None (the dead ones are dropped)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.proc.returncode is None:
+                return worker
+            self._all.discard(worker)
+        return None
+
+    async def _discard(self, worker: _Worker, leaving: bool = False) -> None:
         self._all.discard(worker)
         if worker.proc.returncode is None:
+            if leaving:  # it said it exits (sys.exit in its job): give it a moment to
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(worker.proc.wait()), 1.0)
             await terminate_group(worker.proc, 1.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(worker.stderr_task, 1.0)
