@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _wait import wait_until
 
 from jupyter_executor import CommandFailed, Engine, WorkerCrashed, cancelled
 
@@ -237,6 +238,49 @@ def test_thread_cancel_is_cooperative_first(engine: Engine) -> None:
     engine.wait_job(job, timeout=5)
     assert job.status == "cancelled" and job.tail() == "stopping"
     assert not cancelled()  # outside a job
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_thread_blocked_on_a_lock_is_abandoned(engine: Engine, how: str) -> None:
+    # No injected exception reaches a thread waiting on a lock: after the grace periods the
+    # job is settled anyway, its slot is given back, and the thread's late end changes nothing.
+    engine.set_limits(thread=1)
+    lock = threading.Lock()
+    lock.acquire()
+    back = threading.Event()
+
+    def stuck() -> str:
+        print("waiting")
+        try:
+            lock.acquire()  # held by the test: blocks in C
+        finally:
+            back.set()
+        print("late")
+        return "late result"
+
+    job = engine.submit(stuck, name="stuck", timeout=1 if how == "timeout" else None)
+    try:
+        wait_until(lambda: job.tail() == "waiting", what="the job to start")
+        if how == "cancel":
+            engine.cancel(job)
+        assert not engine.wait(timeout=20)  # returns: nothing waits for the thread any more
+        assert job.status == "cancelled"
+        assert job.cancel_reason is not None and "abandoned: the thread" in job.cancel_reason
+        assert ("timed out after 1 s" in job.cancel_reason) == (how == "timeout")
+        assert not back.is_set()  # it is still blocked
+        other = engine.submit(square, 6, name="other")  # the one thread slot is free again
+        assert engine.wait_job(other, timeout=20) and other.result() == 36
+    finally:
+        lock.release()
+    wait_until(back.is_set, what="the abandoned thread to return")
+    settled = [str(e) for e in engine.log if e.job == "stuck"]
+    later = engine.submit(square, 7, name="later")  # the returned thread may run it
+    assert engine.wait_job(later, timeout=20) and later.result() == 49
+    time.sleep(0.3)  # let a (wrong) late finish of the abandoned attempt reach the loop
+    assert job.status == "cancelled"
+    assert [str(e) for e in engine.log if e.job == "stuck"] == settled
+    assert engine.counts()["running"] == 0
 
 
 @pytest.mark.dask
