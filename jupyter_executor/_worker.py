@@ -1,16 +1,17 @@
 """The main program of a process-backend worker: ``python -m jupyter_executor._worker``.
 
 Protocol, over pipes: the parent writes length-prefixed frames to the worker's stdin, each a
-pickled ``(sources, job)``: ``sources`` maps file names to source lines that exist only in the
-kernel (notebook cells), for tracebacks, and ``job`` is the cloudpickled
-``(job_name, fn, args, kwargs)``. The worker answers on the file descriptor that was its stdout:
-``("got",)`` when it has read a job, ``("out", stream, text)`` while the job prints, and one
-``("ok", result)`` or ``("error", exception_or_None, message, traceback_text, leaving)`` at the
-end (``leaving``: the worker exits after it, for a job that raised ``SystemExit`` or
-``KeyboardInterrupt``). File descriptor 1 itself is pointed at stderr, so output written by C
-code still reaches the parent (through stderr) and can never corrupt the frames. The worker
-exits when its stdin closes, and, while a job runs, when the kernel dies (even by SIGKILL): it
-cannot outlive the kernel.
+pickled ``(sources, cwd, env, job)``: ``sources`` maps file names to source lines that exist
+only in the kernel (notebook cells), for tracebacks; ``cwd`` and ``env`` are the job's working
+directory and whole environment (set before each job, so that a job never sees what the previous
+one changed); ``job`` is the cloudpickled ``(job_name, fn, args, kwargs)``. The worker answers
+on the file descriptor that was its stdout: ``("got",)`` when it has read a job, ``("out",
+stream, text)`` while the job prints, and one ``("ok", result)`` or ``("error",
+exception_or_None, message, traceback_text, leaving)`` at the end (``leaving``: the worker exits
+after it, for a job that raised ``SystemExit`` or ``KeyboardInterrupt``). File descriptor 1
+itself is pointed at stderr, so output written by C code still reaches the parent (through
+stderr) and can never corrupt the frames. The worker exits when its stdin closes, and, while a
+job runs, when the kernel dies (even by SIGKILL): it cannot outlive the kernel.
 """
 
 from __future__ import annotations
@@ -118,10 +119,14 @@ def main() -> None:
         # (killed while idle) did not run it, and the parent gives the job to a fresh worker.
         channel.send(("got",))
         try:
-            sources, job = pickle.loads(frame)
+            sources, cwd, env, job = pickle.loads(frame)
+            # What the previous job changed is not seen by this one.
+            os.chdir(cwd)
+            if env != os.environ:
+                os.environ.clear()
+                os.environ.update(env)
             install_sources(sources)
             name, fn, args, kwargs = cloudpickle.loads(job)
-            os.environ["JUPYTER_EXECUTOR_JOB"] = str(name)
             result = fn(*args, **kwargs)
             if hasattr(result, "__await__"):
                 import asyncio

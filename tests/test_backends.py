@@ -95,6 +95,38 @@ def _segfault() -> None:
     ctypes.string_at(0)
 
 
+def _change_state(path: str) -> int:
+    os.chdir(path)
+    os.environ["JE_LEAK"] = "leaked"
+    return os.getpid()
+
+
+def _state() -> tuple[int, str, str | None]:
+    return os.getpid(), os.getcwd(), os.environ.get("JE_LEAK")
+
+
+def test_a_process_job_does_not_see_what_the_previous_one_changed(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.set_limits(process=1)  # one worker, reused by each job
+    first = engine.submit(_change_state, "/", backend="process", name="first")
+    assert engine.wait_job(first, timeout=30)
+    monkeypatch.chdir(tmp_path)  # the kernel's cwd when the next job starts is the job's
+    second = engine.submit(_state, backend="process", name="second")
+    assert engine.wait_job(second, timeout=30)
+    assert second.result() == (first.result(), str(tmp_path), None)
+    # cwd= and env= of the job apply to process jobs too
+    (tmp_path / "sub").mkdir()
+    third = engine.submit(
+        _state, backend="process", name="third", cwd=tmp_path / "sub", env={"JE_LEAK": "given"}
+    )
+    assert engine.wait_job(third, timeout=30)
+    assert third.result() == (first.result(), str(tmp_path / "sub"), "given")
+    missing = engine.submit(_state, backend="process", name="missing", cwd=tmp_path / "nope")
+    engine.wait_job(missing, timeout=30)
+    assert "working directory" in str(missing.exception()) and "nope" in str(missing.exception())
+
+
 def test_process_errors_carry_the_remote_traceback(engine: Engine) -> None:
     def fail() -> None:
         raise KeyError("missing")

@@ -67,17 +67,21 @@ class ProcessBackend(TaskBackend):
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
 
-    async def _spawn(self) -> _Worker:
+    def _environment(self) -> dict[str, str]:
+        """The kernel's environment as a worker gets it (when it starts, and before each job)."""
         env = {**os.environ, "JUPYTER_EXECUTOR_ID": self.engine.id, "PYTHONUNBUFFERED": "1"}
         # Functions are pickled by reference when their module is importable here: give the
         # worker the same import path (this package, the notebook's folder, sys.path edits).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         paths = [package_root, *(p or os.getcwd() for p in sys.path)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+        return env
+
+    async def _spawn(self) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jupyter_executor._worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, env=self._environment(), start_new_session=True,
         )  # fmt: skip
         worker = _Worker(proc)
         self._all.add(worker)
@@ -85,11 +89,20 @@ class ProcessBackend(TaskBackend):
 
     async def execute(self, job: Job) -> Any:
         args, kwargs = resolve_args(job)
+        # A reused worker must not show a job what the previous one left (os.chdir, os.environ):
+        # each job gets the working directory and environment it would get in a fresh worker,
+        # the kernel's as the job starts (like a subprocess job), with its own cwd= and env=.
+        cwd = os.path.abspath(job.cwd) if job.cwd is not None else os.getcwd()
+        if not os.path.isdir(cwd):
+            msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
+            raise FileNotFoundError(msg)
+        env = {**self._environment(), **(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
         try:
             # The worker's linecache gets the sources only the kernel knows (notebook cells),
             # before it unpickles the job: see _worker.main.
             data, sources = dumps_with_sources((job.name, job.target, args, kwargs))
-            payload = pickle.dumps((sources, data), protocol=pickle.HIGHEST_PROTOCOL)
+            frame = (sources, cwd, env, data)
+            payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
