@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 import signal
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from _wait import wait_until
 
@@ -249,6 +251,53 @@ def test_cancel_really_stops_each_backend(engine: Engine, tmp_path: Path, backen
     assert job.status == "cancelled" and job.cancel_reason == "cancelled by user"
     time.sleep(2.5)
     assert not marker.exists()
+
+
+def _start_grandchild(pid_file: str, how: str) -> None:
+    if how == "ignores SIGTERM":
+        child = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 60"])
+    else:  # a grandchild in its own session is out of reach of its group's signals
+        child = subprocess.Popen(["sleep", "60"], start_new_session=how == "own session")
+    Path(pid_file).write_text(str(child.pid))
+    time.sleep(60)
+
+
+def _gone(proc: psutil.Process) -> bool:
+    # Here an orphan that died may stay a zombie (PID 1 of a container need not reap it).
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["in its group", "own session", "ignores SIGTERM"])
+def test_cancel_stops_the_children_of_a_process_job(
+    engine: Engine, tmp_path: Path, how: str
+) -> None:
+    # "ignores SIGTERM": cancelled twice (as a timeout and a user's cancel can), the second
+    # cancel used to cut the termination short after its SIGTERM, before the SIGKILL; that
+    # depends on timing, so a few rounds.
+    for round_ in range(4 if how == "ignores SIGTERM" else 1):
+        _cancel_a_grandparent(engine, tmp_path / f"pid{round_}", how)
+
+
+def _cancel_a_grandparent(engine: Engine, pid_file: Path, how: str) -> None:
+    job = engine.submit(_start_grandchild, str(pid_file), how, backend="process")
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the grandchild")
+    grandchild = psutil.Process(int(pid_file.read_text()))
+    worker = psutil.Process(job.pid)
+    engine.cancel(job)
+    if how == "ignores SIGTERM":
+        wait_until(lambda: _gone(worker), 15, "the worker to end")
+        engine.cancel(job)  # while its termination waits to notice the worker's end
+    assert not engine.wait_job(job, timeout=20)
+    wait_until(lambda: _gone(worker), 15, "the worker to end")
+    try:
+        wait_until(lambda: _gone(grandchild), 15, f"the grandchild ({how}) to end")
+    finally:
+        with contextlib.suppress(psutil.Error):
+            grandchild.kill()
 
 
 def _write_later(path: str) -> None:
