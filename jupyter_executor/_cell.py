@@ -355,9 +355,10 @@ def shipped_names(
 
 
 def _dumps(obj: Any) -> bytes:
-    import cloudpickle
+    # Keeps the file names of functions defined in cells (for tracebacks from a worker).
+    from ._pickling import dumps
 
-    return bytes(cloudpickle.dumps(obj))
+    return dumps(obj)
 
 
 def _culprit(values: Mapping[str, Any]) -> tuple[str, BaseException] | None:

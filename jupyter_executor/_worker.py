@@ -1,12 +1,17 @@
 """The main program of a process-backend worker: ``python -m jupyter_executor._worker``.
 
-Protocol, over pipes: the parent writes length-prefixed cloudpickle frames to the worker's stdin
-(``(job_name, fn, args, kwargs)``); the worker answers on the file descriptor that was its
-stdout with frames ``("out", stream, text)`` while the job prints and one ``("ok", result)`` or
-``("error", exception_or_None, message, traceback_text)`` at the end. File descriptor 1 itself is
-pointed at stderr, so output written by C code still reaches the parent (through stderr) and can
-never corrupt the frames. The worker exits when its stdin closes, and, while a job runs, when the
-kernel dies (even by SIGKILL): it cannot outlive the kernel.
+Protocol, over pipes: the parent writes length-prefixed frames to the worker's stdin, each a
+pickled ``(sources, cwd, env, job)``: ``sources`` maps file names to source lines that exist
+only in the kernel (notebook cells), for tracebacks; ``cwd`` and ``env`` are the job's working
+directory and whole environment (set before each job, so that a job never sees what the previous
+one changed); ``job`` is the cloudpickled ``(job_name, fn, args, kwargs)``. The worker answers
+on the file descriptor that was its stdout: ``("got",)`` when it has read a job, ``("out",
+stream, text)`` while the job prints, and one ``("ok", result)`` or ``("error",
+exception_or_None, message, traceback_text, leaving)`` at the end (``leaving``: the worker exits
+after it, for a job that raised ``SystemExit`` or ``KeyboardInterrupt``). File descriptor 1
+itself is pointed at stderr, so output written by C code still reaches the parent (through
+stderr) and can never corrupt the frames. The worker exits when its stdin closes, and, while a
+job runs, when the kernel dies (even by SIGKILL): it cannot outlive the kernel.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pickle
 import signal
 import struct
 import sys
@@ -97,6 +103,8 @@ def _die_with_the_kernel() -> None:
 def main() -> None:
     import cloudpickle
 
+    from jupyter_executor._pickling import install_sources
+
     _die_with_the_kernel()
     channel = _Channel(os.dup(1))
     os.dup2(2, 1)
@@ -107,9 +115,18 @@ def main() -> None:
         frame = read_frame(stdin)
         if frame is None:
             return
+        # Tells the parent that the job reached a live worker: one that died before this
+        # (killed while idle) did not run it, and the parent gives the job to a fresh worker.
+        channel.send(("got",))
         try:
-            name, fn, args, kwargs = cloudpickle.loads(frame)
-            os.environ["JUPYTER_EXECUTOR_JOB"] = str(name)
+            sources, cwd, env, job = pickle.loads(frame)
+            # What the previous job changed is not seen by this one.
+            os.chdir(cwd)
+            if env != os.environ:
+                os.environ.clear()
+                os.environ.update(env)
+            install_sources(sources)
+            name, fn, args, kwargs = cloudpickle.loads(job)
             result = fn(*args, **kwargs)
             if hasattr(result, "__await__"):
                 import asyncio
@@ -123,15 +140,18 @@ def main() -> None:
                 carried: Any = exc
             except Exception:
                 carried = None
-            channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb))
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # sys.exit() or KeyboardInterrupt in a job ends this worker too: the parent is told
+            # so that it never gives this worker another job.
+            leaving = isinstance(exc, (KeyboardInterrupt, SystemExit))
+            channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving))
+            if leaving:
                 return
             continue
         try:
             channel.send(("ok", result))
         except Exception as exc:
             message = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
-            channel.send(("error", None, message, ""))
+            channel.send(("error", None, message, "", False))
 
 
 if __name__ == "__main__":

@@ -1148,8 +1148,10 @@ class Engine:
         A pending job is removed from the queue at once. A running one is asked to stop: an async
         task is cancelled; a process or subprocess has its process group terminated (then killed
         after :attr:`cancel_grace` seconds); a thread sees :func:`~jupyter_executor.cancelled`
-        turn True, and gets an exception injected after the grace period. Its dependents are
-        cancelled in turn.
+        turn True, and gets an exception injected after the grace period; one blocked where no
+        exception reaches it (a lock, a long call into C) is abandoned after another grace
+        period: the job is settled, the thread runs on until that call returns. Its dependents
+        are cancelled in turn.
         """
         job = self._get(job)
         with self._lock:

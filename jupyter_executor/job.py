@@ -144,7 +144,8 @@ class Job:
     condition
         A :class:`~jupyter_executor.Condition` that must also be met before the job starts.
     env, cwd
-        Extra environment variables and working directory (subprocess jobs).
+        Extra environment variables and working directory (subprocess and process jobs; by
+        default the kernel's environment and working directory when the job starts).
 
     Notes
     -----

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import linecache
 import os
 import signal
 import subprocess
@@ -10,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+from _wait import wait_until
 
 from jupyter_executor import CommandFailed, Engine, WorkerCrashed, cancelled
 
@@ -52,6 +56,79 @@ def test_process_segfault(engine: Engine) -> None:
     assert "killed by signal SIGSEGV" in str(job.exception())
 
 
+def _leave(how: str) -> None:
+    if how == "sys.exit":
+        sys.exit(0)
+    if how == "SystemExit":
+        raise SystemExit(3)
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("how", ["sys.exit", "SystemExit", "KeyboardInterrupt"])
+def test_a_job_that_ends_its_worker_is_not_charged_to_the_next_jobs(
+    engine: Engine, how: str
+) -> None:
+    # The worker exits after it sends the job's error: it must not go back to the idle pool.
+    engine.set_limits(process=1)  # the next jobs start the moment the first one ends
+    first = engine.submit(_leave, how, backend="process", name="leaves")
+    after = engine.submit(square, 4, backend="process", name="after")
+    segv = engine.submit(_segfault, backend="process", name="segv")
+    assert not engine.wait(timeout=60)
+    error = first.exception()
+    assert isinstance(error, (SystemExit, KeyboardInterrupt)), error
+    assert after.status == "done", after.exception()
+    assert after.result() == 16 and after.pid != first.pid
+    assert "killed by signal SIGSEGV" in str(segv.exception())
+
+
+def test_a_worker_killed_while_idle_is_not_charged_to_the_next_job(engine: Engine) -> None:
+    first = engine.submit(os.getpid, backend="process", name="first")
+    assert engine.wait_job(first, timeout=30)
+    os.kill(first.result(), signal.SIGKILL)  # the idle worker dies (OOM killer, a stray kill)
+    after = engine.submit(os.getpid, backend="process", name="after")
+    assert engine.wait_job(after, timeout=30)
+    assert after.status == "done", after.exception()
+    assert after.result() != first.result()
+
+
+def _segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def _change_state(path: str) -> int:
+    os.chdir(path)
+    os.environ["JE_LEAK"] = "leaked"
+    return os.getpid()
+
+
+def _state() -> tuple[int, str, str | None]:
+    return os.getpid(), os.getcwd(), os.environ.get("JE_LEAK")
+
+
+def test_a_process_job_does_not_see_what_the_previous_one_changed(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.set_limits(process=1)  # one worker, reused by each job
+    first = engine.submit(_change_state, "/", backend="process", name="first")
+    assert engine.wait_job(first, timeout=30)
+    monkeypatch.chdir(tmp_path)  # the kernel's cwd when the next job starts is the job's
+    second = engine.submit(_state, backend="process", name="second")
+    assert engine.wait_job(second, timeout=30)
+    assert second.result() == (first.result(), str(tmp_path), None)
+    # cwd= and env= of the job apply to process jobs too
+    (tmp_path / "sub").mkdir()
+    third = engine.submit(
+        _state, backend="process", name="third", cwd=tmp_path / "sub", env={"JE_LEAK": "given"}
+    )
+    assert engine.wait_job(third, timeout=30)
+    assert third.result() == (first.result(), str(tmp_path / "sub"), "given")
+    missing = engine.submit(_state, backend="process", name="missing", cwd=tmp_path / "nope")
+    engine.wait_job(missing, timeout=30)
+    assert "working directory" in str(missing.exception()) and "nope" in str(missing.exception())
+
+
 def test_process_errors_carry_the_remote_traceback(engine: Engine) -> None:
     def fail() -> None:
         raise KeyError("missing")
@@ -60,6 +137,28 @@ def test_process_errors_carry_the_remote_traceback(engine: Engine) -> None:
     engine.wait_job(job, timeout=30)
     assert isinstance(job.exception(), KeyError)
     assert "raise KeyError" in str(job.traceback)
+    # cloudpickle 3.1.3 renames code pickled by value "<dynamic-code>": the name is kept
+    assert f'File "{__file__}", line' in str(job.traceback)
+
+
+# As IPython compiles a cell: under a file name that does not exist, its lines in linecache.
+_CELL_SOURCE = "def from_a_cell(n):\n    total = n + 1\n    raise ValueError(f'bad {total}')\n"
+
+
+def test_process_traceback_shows_the_lines_of_a_notebook_cell(engine: Engine) -> None:
+    filename = f"/nonexistent/ipykernel_{os.getpid()}/{time.monotonic_ns()}.py"
+    lines = _CELL_SOURCE.splitlines(True)
+    linecache.cache[filename] = (len(_CELL_SOURCE), None, lines, filename)
+    namespace: dict[str, object] = {"__name__": "__main__"}  # a kernel's cells run in __main__
+    try:
+        exec(compile(_CELL_SOURCE, filename, "exec"), namespace)
+        job = engine.submit(namespace["from_a_cell"], 1, backend="process", name="cell")
+        engine.wait_job(job, timeout=30)
+    finally:
+        linecache.cache.pop(filename, None)
+    assert isinstance(job.exception(), ValueError)
+    assert f'File "{filename}", line 3, in from_a_cell' in str(job.traceback)
+    assert "    raise ValueError(f'bad {total}')" in str(job.traceback)
 
 
 def test_unpicklable_argument_is_a_clear_error(engine: Engine) -> None:
@@ -154,6 +253,53 @@ def test_cancel_really_stops_each_backend(engine: Engine, tmp_path: Path, backen
     assert not marker.exists()
 
 
+def _start_grandchild(pid_file: str, how: str) -> None:
+    if how == "ignores SIGTERM":
+        child = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 60"])
+    else:  # a grandchild in its own session is out of reach of its group's signals
+        child = subprocess.Popen(["sleep", "60"], start_new_session=how == "own session")
+    Path(pid_file).write_text(str(child.pid))
+    time.sleep(60)
+
+
+def _gone(proc: psutil.Process) -> bool:
+    # Here an orphan that died may stay a zombie (PID 1 of a container need not reap it).
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["in its group", "own session", "ignores SIGTERM"])
+def test_cancel_stops_the_children_of_a_process_job(
+    engine: Engine, tmp_path: Path, how: str
+) -> None:
+    # "ignores SIGTERM": cancelled twice (as a timeout and a user's cancel can), the second
+    # cancel used to cut the termination short after its SIGTERM, before the SIGKILL; that
+    # depends on timing, so a few rounds.
+    for round_ in range(4 if how == "ignores SIGTERM" else 1):
+        _cancel_a_grandparent(engine, tmp_path / f"pid{round_}", how)
+
+
+def _cancel_a_grandparent(engine: Engine, pid_file: Path, how: str) -> None:
+    job = engine.submit(_start_grandchild, str(pid_file), how, backend="process")
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the grandchild")
+    grandchild = psutil.Process(int(pid_file.read_text()))
+    worker = psutil.Process(job.pid)
+    engine.cancel(job)
+    if how == "ignores SIGTERM":
+        wait_until(lambda: _gone(worker), 15, "the worker to end")
+        engine.cancel(job)  # while its termination waits to notice the worker's end
+    assert not engine.wait_job(job, timeout=20)
+    wait_until(lambda: _gone(worker), 15, "the worker to end")
+    try:
+        wait_until(lambda: _gone(grandchild), 15, f"the grandchild ({how}) to end")
+    finally:
+        with contextlib.suppress(psutil.Error):
+            grandchild.kill()
+
+
 def _write_later(path: str) -> None:
     for _ in range(40):
         time.sleep(0.05)
@@ -173,6 +319,49 @@ def test_thread_cancel_is_cooperative_first(engine: Engine) -> None:
     engine.wait_job(job, timeout=5)
     assert job.status == "cancelled" and job.tail() == "stopping"
     assert not cancelled()  # outside a job
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_thread_blocked_on_a_lock_is_abandoned(engine: Engine, how: str) -> None:
+    # No injected exception reaches a thread waiting on a lock: after the grace periods the
+    # job is settled anyway, its slot is given back, and the thread's late end changes nothing.
+    engine.set_limits(thread=1)
+    lock = threading.Lock()
+    lock.acquire()
+    back = threading.Event()
+
+    def stuck() -> str:
+        print("waiting")
+        try:
+            lock.acquire()  # held by the test: blocks in C
+        finally:
+            back.set()
+        print("late")
+        return "late result"
+
+    job = engine.submit(stuck, name="stuck", timeout=1 if how == "timeout" else None)
+    try:
+        wait_until(lambda: job.tail() == "waiting", what="the job to start")
+        if how == "cancel":
+            engine.cancel(job)
+        assert not engine.wait(timeout=20)  # returns: nothing waits for the thread any more
+        assert job.status == "cancelled"
+        assert job.cancel_reason is not None and "abandoned: the thread" in job.cancel_reason
+        assert ("timed out after 1 s" in job.cancel_reason) == (how == "timeout")
+        assert not back.is_set()  # it is still blocked
+        other = engine.submit(square, 6, name="other")  # the one thread slot is free again
+        assert engine.wait_job(other, timeout=20) and other.result() == 36
+    finally:
+        lock.release()
+    wait_until(back.is_set, what="the abandoned thread to return")
+    settled = [str(e) for e in engine.log if e.job == "stuck"]
+    later = engine.submit(square, 7, name="later")  # the returned thread may run it
+    assert engine.wait_job(later, timeout=20) and later.result() == 49
+    time.sleep(0.3)  # let a (wrong) late finish of the abandoned attempt reach the loop
+    assert job.status == "cancelled"
+    assert [str(e) for e in engine.log if e.job == "stuck"] == settled
+    assert engine.counts()["running"] == 0
 
 
 @pytest.mark.dask

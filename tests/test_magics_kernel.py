@@ -295,6 +295,18 @@ def test_process_cell_ships_inputs_and_returns_outputs(kernel: Kernel) -> None:
     assert "simulated" not in outputs_text(kernel)
 
 
+def test_process_job_traceback_shows_the_cells_lines(kernel: Kernel) -> None:
+    # A function of an earlier cell, pickled by value: cloudpickle 3.1.3 would name its code
+    # "<dynamic-code>" and the worker would know no line of the cell.
+    kernel.execute("def check(n):\n    limit = 2\n    assert n < limit, f'{n} is too big'\n")
+    kernel.execute("%%job checked --backend process\nprint('checking')\ncheck(5)")
+    assert wait_job(kernel, "checked", 60) == "failed"
+    tb = value(kernel, "get_engine()['checked'].traceback")
+    assert "<dynamic-code>" not in tb, tb
+    assert "    assert n < limit, f'{n} is too big'" in tb, tb  # the earlier cell's line
+    assert "    check(5)" in tb, tb  # the job cell's own line
+
+
 def test_unpicklable_input_gives_a_one_line_error_naming_it(kernel: Kernel) -> None:
     kernel.execute("import threading\nguard = threading.Lock()")
     ex = kernel.execute("%%job locked --backend process\nwith guard:\n    pass")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from .._pickling import dumps_with_sources
 from .._worker import _HEADER
 from ..errors import WorkerCrashed
 from ..job import resolve_args
@@ -65,17 +67,21 @@ class ProcessBackend(TaskBackend):
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
 
-    async def _spawn(self) -> _Worker:
+    def _environment(self) -> dict[str, str]:
+        """The kernel's environment as a worker gets it (when it starts, and before each job)."""
         env = {**os.environ, "JUPYTER_EXECUTOR_ID": self.engine.id, "PYTHONUNBUFFERED": "1"}
         # Functions are pickled by reference when their module is importable here: give the
         # worker the same import path (this package, the notebook's folder, sys.path edits).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         paths = [package_root, *(p or os.getcwd() for p in sys.path)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+        return env
+
+    async def _spawn(self) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jupyter_executor._worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, env=self._environment(), start_new_session=True,
         )  # fmt: skip
         worker = _Worker(proc)
         self._all.add(worker)
@@ -83,47 +89,81 @@ class ProcessBackend(TaskBackend):
 
     async def execute(self, job: Job) -> Any:
         args, kwargs = resolve_args(job)
+        # A reused worker must not show a job what the previous one left (os.chdir, os.environ):
+        # each job gets the working directory and environment it would get in a fresh worker,
+        # the kernel's as the job starts (like a subprocess job), with its own cwd= and env=.
+        cwd = os.path.abspath(job.cwd) if job.cwd is not None else os.getcwd()
+        if not os.path.isdir(cwd):
+            msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
+            raise FileNotFoundError(msg)
+        env = {**self._environment(), **(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
         try:
-            payload = cloudpickle.dumps((job.name, job.target, args, kwargs))
+            # The worker's linecache gets the sources only the kernel knows (notebook cells),
+            # before it unpickles the job: see _worker.main.
+            data, sources = dumps_with_sources((job.name, job.target, args, kwargs))
+            frame = (sources, cwd, env, data)
+            payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
-        worker = self._idle.pop() if self._idle else await self._spawn()
-        worker.job = job
-        job.pid = worker.proc.pid
-        keep = False
-        try:
-            await worker.send(payload)
-            while True:
-                message = await worker.receive()
-                kind = message[0]
-                if kind == "out":
-                    job.output.write(message[2], message[1])
-                elif kind == "ok":
-                    keep = True
-                    return message[1]
+        while True:
+            reused = self._take_idle()
+            worker = reused or await self._spawn()
+            worker.job = job
+            job.pid = worker.proc.pid
+            keep = got = leaving = False
+            try:
+                await worker.send(payload)
+                while True:
+                    message = await worker.receive()
+                    kind = message[0]
+                    if kind == "got":
+                        got = True
+                    elif kind == "out":
+                        job.output.write(message[2], message[1])
+                    elif kind == "ok":
+                        keep = True
+                        return message[1]
+                    else:
+                        _, carried, text, tb, leaving = message
+                        keep = not leaving
+                        error = (
+                            carried if isinstance(carried, BaseException) else RuntimeError(text)
+                        )
+                        error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
+                        raise error
+            except (asyncio.IncompleteReadError, BrokenPipeError, ConnectionResetError):
+                returncode = await worker.proc.wait()
+                if not got and reused is not None:
+                    # It died while idle (killed from outside, or by a thread its last job
+                    # left behind) and never read this job: a fresh worker runs it.
+                    continue
+                raise WorkerCrashed(_crash_message(job, returncode)) from None
+            except asyncio.CancelledError:
+                await terminate_group(worker.proc, self.engine.cancel_grace)
+                raise
+            finally:
+                worker.job = None
+                if keep and worker.proc.returncode is None and not self.engine.closed:
+                    self._idle.append(worker)
                 else:
-                    keep = True
-                    _, carried, text, tb = message
-                    error = carried if isinstance(carried, BaseException) else RuntimeError(text)
-                    error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
-                    raise error
-        except (asyncio.IncompleteReadError, BrokenPipeError, ConnectionResetError):
-            returncode = await worker.proc.wait()
-            raise WorkerCrashed(_crash_message(job, returncode)) from None
-        except asyncio.CancelledError:
-            await terminate_group(worker.proc, self.engine.cancel_grace)
-            raise
-        finally:
-            worker.job = None
-            if keep and worker.proc.returncode is None and not self.engine.closed:
-                self._idle.append(worker)
-            else:
-                await self._discard(worker)
+                    await self._discard(worker, leaving)
 
-    async def _discard(self, worker: _Worker) -> None:
+    def _take_idle(self) -> _Worker | None:
+        """An idle worker that is still alive, or None (the dead ones are dropped)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.proc.returncode is None:
+                return worker
+            self._all.discard(worker)
+        return None
+
+    async def _discard(self, worker: _Worker, leaving: bool = False) -> None:
         self._all.discard(worker)
         if worker.proc.returncode is None:
+            if leaving:  # it said it exits (sys.exit in its job): give it a moment to
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(worker.proc.wait()), 1.0)
             await terminate_group(worker.proc, 1.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(worker.stderr_task, 1.0)

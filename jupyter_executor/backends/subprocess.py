@@ -178,21 +178,65 @@ async def pump(stream: asyncio.StreamReader | None, write: Any, name: str) -> No
             write(text, name)
 
 
+# Terminations under way: they finish even when the task that started them is cancelled.
+_terminating: set[asyncio.Task[None]] = set()
+
+
 async def terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM the process group of ``proc``, then SIGKILL it after ``grace`` seconds."""
-    if proc.returncode is not None:
-        return
+    """SIGTERM the process group of ``proc``, then SIGKILL it after ``grace`` seconds.
+
+    The processes that ``proc`` started in a session of their own (out of reach of the group's
+    signals) get the same. It runs to its end even when the caller is cancelled meanwhile (a
+    timeout and a cancel of the same job, an engine shutting down): cut short after the
+    SIGTERM, it would leave behind the members that ignore SIGTERM, or that were forked just
+    then (a child between fork and exec still has the parent's Python handler, which swallows
+    the signal). Call it promptly once ``proc`` has ended: the group is then killed by the id
+    of a leader that no longer exists, which stays safe only while some member holds the id.
+    """
+    task = asyncio.ensure_future(_terminate(proc, grace))
+    _terminating.add(task)
+    task.add_done_callback(_terminating.discard)
+    await asyncio.shield(task)
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
+    pgid = proc.pid
+    others = []
+    if proc.returncode is None:
+        others = _other_sessions(pgid)
+        _signal(pgid, others, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+    # The leader is gone (or had its grace): the members of its group that ignored SIGTERM, or
+    # were forked while it was sent, go too, while the group id is still theirs.
+    _signal(pgid, others, signal.SIGKILL)
+    await proc.wait()
+
+
+def _signal(pgid: int, others: list[Any], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(pgid, sig)
+    for other in others:
+        with contextlib.suppress(Exception):
+            if other.is_running():  # the same process (pid and start time), not a reused pid
+                other.send_signal(sig)
+
+
+def _other_sessions(pgid: int) -> list[Any]:
+    """The descendants of ``pgid``'s leader that left its process group (``setsid``)."""
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-    # The leader is gone; members of its group that ignored SIGTERM go too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        import psutil
+
+        return [p for p in psutil.Process(pgid).children(recursive=True) if _pgid(p.pid) != pgid]
+    except Exception:
+        return []
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def describe_returncode(returncode: int) -> str:

@@ -3,7 +3,10 @@
 Cancellation is cooperative first (:func:`jupyter_executor.cancelled` turns True), then forced:
 after the engine's grace period an exception is injected into the thread with
 ``PyThreadState_SetAsyncExc``. It takes effect between bytecodes, so it stops Python loops but
-not a single long call into C (a ``time.sleep(60)`` ends first).
+not a single long call into C (a ``time.sleep(60)`` ends first) nor a wait on a lock. A thread
+still in its job one more grace period later is abandoned: the job is settled as cancelled (or
+timed out), its slot is given back, and whatever the thread does when its call returns (a
+result, an exception, a second finish) is ignored.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class ThreadBackend(Backend):
         # Guards injection: an exception is injected only while the thread still runs that job.
         self._inject_lock = threading.Lock()
         self._injected: set[int] = set()
+        # (thread ident, job) of the attempts that were abandoned, under _inject_lock.
+        self._abandoned: set[tuple[int, Job]] = set()
         self._spawn_lock = threading.Lock()
         self._idle = 0  # threads waiting for a job and not promised to one
 
@@ -129,11 +134,17 @@ class ThreadBackend(Backend):
             cancelled = True
         finally:
             _current_job.reset(token)
+        with self._inject_lock:
+            if (ident, job) in self._abandoned:
+                # Settled long ago; the job may even run again by now: this end is not news.
+                self._abandoned.discard((ident, job))
+                return
         self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:
-            job._task = None
+            if job._task == ident:  # not a later attempt's (this one may have been abandoned)
+                job._task = None
             if ident in self._injected:
                 self._injected.discard(ident)
                 _set_async_exc(ident, None)
@@ -146,9 +157,25 @@ class ThreadBackend(Backend):
     def _inject(self, job: Job, attempt: int) -> None:
         with self._inject_lock:
             ident = job._task
-            if isinstance(ident, int) and job.attempts == attempt and job._cancel_requested:
-                self._injected.add(ident)
-                _set_async_exc(ident, JobThreadCancelled)
+            if not (isinstance(ident, int) and job.attempts == attempt and job._cancel_requested):
+                return
+            self._injected.add(ident)
+            _set_async_exc(ident, JobThreadCancelled)
+        self.loop.call_later(self.engine.cancel_grace, self._abandon, job, attempt, ident)
+
+    def _abandon(self, job: Job, attempt: int, ident: int) -> None:
+        """(loop thread) The injected exception did not stop the thread: settle without it.
+
+        The thread is blocked in a call into C or on a lock, where no exception reaches it; it
+        cannot be killed, so the job no longer waits for it (nor do ``wait()`` and the slot).
+        """
+        with self._inject_lock:
+            if job._task != ident or job.attempts != attempt:
+                return  # it ended meanwhile: its own finish is on its way
+            self._abandoned.add((ident, job))
+        why = "abandoned: the thread is still blocked in C code or a lock"
+        job._cancel_reason = f"{job._cancel_reason or 'cancelled'}; {why}"
+        self.engine._finish(job, cancelled=True)
 
     def close(self) -> None:
         for _ in self._threads:
