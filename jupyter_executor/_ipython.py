@@ -591,6 +591,9 @@ class _Extension:
         _capture.install()
         _pyplot.activate()
         if is_kernel(self.shell):
+            # A graceful kernel shutdown (what nbconvert, papermill and a restart do) runs no
+            # atexit handler, but the kernel sets shell.exit_now when it handles the request.
+            self.shell.observe(self._kernel_exiting, names="exit_now")
             return
         self.echo = TerminalEcho(self.shell, _engine())
         with contextlib.suppress(ImportError):
@@ -602,7 +605,32 @@ class _Extension:
                 names["patch_stdout"] = functools.partial(_routed_patch_stdout, original)
                 self.patched_prompt = original
 
+    def _kernel_exiting(self, change: Mapping[str, Any]) -> None:
+        """The kernel is shutting down: record its unfinished jobs as cancelled, say so."""
+        if not change["new"]:
+            return
+        from .engine import shutdown_all
+
+        # The kernel waits a few seconds (jupyter_client's shutdown_wait_time, 5 s by
+        # default) before it is killed: stay well within that.
+        stopped = shutdown_all("kernel shut down", timeout=1.0)
+        if stopped:
+            names = ", ".join(stopped[:5]) + (", ..." if len(stopped) > 5 else "")
+            jobs = "1 job" if len(stopped) == 1 else f"{len(stopped)} jobs"
+            # the process's own stderr: the kernel's output channel is closing (a headless
+            # run shows this in its terminal)
+            print(
+                f"jupyter_executor: the kernel shut down while {jobs} had not finished "
+                f"({names}): recorded as cancelled ('kernel shut down'); end a headless "
+                "notebook with %jobs wait",
+                file=sys.__stderr__,
+                flush=True,
+            )
+
     def stop(self) -> None:
+        if is_kernel(self.shell):
+            with contextlib.suppress(ValueError):
+                self.shell.unobserve(self._kernel_exiting, names="exit_now")
         for widget in list(self.widgets):
             with contextlib.suppress(Exception):
                 widget.close()

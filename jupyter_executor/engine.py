@@ -242,6 +242,7 @@ class Engine:
             self._store = HistoryStore(self.folder, self.id)  # checks the folder is writable
         self._atexit = functools.partial(_shutdown_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+        _live_engines.add(self)
         if self._store is not None:
             self._reattach()
 
@@ -1769,10 +1770,19 @@ class Engine:
                 self._emit(event, job)
 
     # shutdown ----------------------------------------------------------------------------------
-    def shutdown(self, timeout: float | None = None) -> None:
+    def shutdown(
+        self, timeout: float | None = None, *, reason: str = "the engine shut down"
+    ) -> None:
         """Cancel every unfinished job, kill child processes, stop the thread and any cluster.
 
-        Idempotent; also runs at interpreter exit.
+        Idempotent; also runs at interpreter exit and when the kernel is shut down.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for the cancelled jobs to end (default: the cancel grace + 5 s).
+        reason
+            The cancel reason recorded for the jobs that had not finished.
         """
         if self._closed:
             return
@@ -1783,11 +1793,12 @@ class Engine:
             if job.detach and job.status is Status.RUNNING:
                 continue  # it outlives the kernel; the next engine on this folder re-attaches
             if not job.done():
-                self.cancel(job, "the engine shut down")
+                self.cancel(job, reason)
         deadline = time.monotonic() + (timeout if timeout is not None else self.cancel_grace + 5)
         for job in list(self._jobs.values()):
             if job.status is Status.RUNNING and not job.detach and self._loop is not None:
                 self.wait_job(job, max(0.0, deadline - time.monotonic()))
+        self._abandon_running(reason)
         try:
             self._cleanup()
         except Exception:
@@ -1795,6 +1806,33 @@ class Engine:
         self._stop_thread()
         if self._store is not None:
             self._store.close()
+
+    def _abandon_running(self, reason: str) -> None:
+        """Settle, as cancelled, the jobs still running once shutdown has waited for them.
+
+        A thread blocked in C code or on a lock, or a process still in its grace period, would
+        otherwise end after the loop has stopped, and its run would stay open in the history
+        (to be closed as "failed" by the next engine): the engine stops now, so their end is
+        recorded now.
+        """
+        loop = self._loop
+        left = [j for j in self._jobs.values() if j.status is Status.RUNNING and not j.detach]
+        if loop is None or not left or threading.get_ident() == self._loop_ident:
+            return
+        why = "abandoned: still running when the engine stopped"
+        done = threading.Event()
+
+        def settle() -> None:
+            try:
+                for job in left:
+                    if job.status is Status.RUNNING:
+                        job._cancel_reason = f"{job._cancel_reason or reason}; {why}"
+                        self._finish(job, cancelled=True)
+            finally:
+                done.set()
+
+        self._call_soon(settle)
+        done.wait(5.0)
 
     def _stop_thread(self) -> None:
         loop, thread = self._loop, self._thread
@@ -2014,6 +2052,35 @@ def _freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple
     if newest_input is None or oldest_output >= newest_input:
         return "up to date", identity
     return "run", identity
+
+
+# Every engine of this process, so that all of them can be shut down when the kernel is: a
+# kernel's graceful shutdown does not run atexit handlers (docs/kernel-notes.md §7).
+_live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def shutdown_all(reason: str, timeout: float = 2.0) -> builtins.list[str]:
+    """Shut down every engine of this process, cancelling its jobs with ``reason``.
+
+    Returns the names of the jobs that were still pending or running (detached jobs, which
+    outlive the process, are not among them).
+    """
+    stopped: builtins.list[str] = []
+    for engine in list(_live_engines):
+        if engine.closed:
+            continue
+        stopped += [
+            job.name
+            for job in engine
+            if not job.done()
+            and not job.forever  # a monitor is expected to stop with the kernel
+            and not (job.detach and job.status is Status.RUNNING)
+        ]
+        try:
+            engine.shutdown(timeout=timeout, reason=reason)
+        except Exception:
+            logger.exception("jupyter_executor: shutting engine %s down failed", engine.id)
+    return stopped
 
 
 def _shutdown_at_exit(ref: weakref.ReferenceType[Engine]) -> None:
