@@ -2070,7 +2070,7 @@ def shutdown_all(reason: str, timeout: float = 2.0) -> builtins.list[str]:
         if engine.closed:
             continue
         stopped += [
-            job.name
+            str(job.name)  # a registered job always has its name
             for job in engine
             if not job.done()
             and not job.forever  # a monitor is expected to stop with the kernel
