@@ -51,7 +51,11 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineEvent", "get_engine"]
 
 logger = logging.getLogger("jupyter_executor")
-_module_logger = logger  # converge(logger=...) shadows the name
+# Job events (started, done, failed...) go to a child logger, so that configuring
+# "jupyter_executor" shows them; its NullHandler keeps Python's last-resort handler from
+# printing every failure into whatever notebook cell ran last when nothing is configured.
+_events = logging.getLogger("jupyter_executor.jobs")
+_events.addHandler(logging.NullHandler())
 
 #: Columns of :meth:`Engine.list`, in order.
 COLUMNS = (
@@ -552,7 +556,7 @@ class Engine:
                 summary["scheduled" if _scheduled(job) else "started"].append(name)
         for key, names in summary.items():
             if names:
-                logger.info("start_all: %s: %s", key, ", ".join(names))
+                _events.info("start_all: %s: %s", key, ", ".join(names))
         return summary
 
     def stop(self, name: Job | str | None = None, reason: str = "stopped by user") -> bool:
@@ -1110,9 +1114,9 @@ class Engine:
         self._running += 1
         backend.running += 1
         self.log.append(_event((now, "started", job.name, "")))
-        if job.kind != "command" and logger.isEnabledFor(logging.INFO):
+        if job.kind != "command" and _events.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
-            logger.info("started %s %s", job.name, job.describe())
+            _events.info("started %s %s", job.name, job.describe())
         if self._subscribers:
             self._emit("status", job)
         if self._store is not None:
@@ -1124,8 +1128,8 @@ class Engine:
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
         self.log.append(_event((time.time(), "pid", job.name, f"{job.describe()} (pid {job.pid})")))
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("started %s %s (pid %s)", job.name, job.describe(), job.pid)
+        if _events.isEnabledFor(logging.INFO):
+            _events.info("started %s %s (pid %s)", job.name, job.describe(), job.pid)
 
     def _after_begin(self, job: Job) -> None:
         if job.timeout is not None:
@@ -1278,8 +1282,8 @@ class Engine:
             self.log.append(_event((now, status._value_, job.name, detail)))
             if status is Status.FAILED:
                 self._log_failure(job, detail)
-            elif logger.isEnabledFor(logging.INFO):
-                logger.info("%s %s%s", status._value_, job.name, f" ({detail})" if detail else "")
+            elif _events.isEnabledFor(logging.INFO):
+                _events.info("%s %s%s", status._value_, job.name, f" ({detail})" if detail else "")
             if self._subscribers:
                 self._emit("status", job)
             if self._store is not None:
@@ -1327,13 +1331,17 @@ class Engine:
 
     def _log_failure(self, job: Job, detail: str) -> None:
         # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
-        logger.warning("failed %s: %s", job.name, detail)
+        _events.warning("failed %s: %s", job.name, detail)
         tb = job.traceback
         if tb:
-            logger.debug("traceback of %s:\n%s", job.name, tb.rstrip())
+            _events.debug("traceback of %s:\n%s", job.name, tb.rstrip())
             if self.print_traceback:
-                # Asked for: executor-engine's print_traceback=True.
-                print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=sys.stderr)
+                # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
+                # this may run in the failed job's task, whose prints go to the job itself.
+                stream = sys.stderr
+                if type(stream) is _capture._StreamProxy:
+                    stream = stream._original
+                print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
@@ -1782,7 +1790,7 @@ class Engine:
         Each round logs ``round N: M tasks remaining`` at INFO on ``logger`` (the
         ``"jupyter_executor"`` logger when None), and each failure at WARNING.
         """
-        log = logger if logger is not None else _module_logger
+        log = logger if logger is not None else _events
         deadline = None if timeout is None else time.monotonic() + timeout
         errors = 0
         round_ = 0
