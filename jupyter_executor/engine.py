@@ -1211,6 +1211,17 @@ class Engine:
                 self._settle(job, Status.FAILED, None, exc, ready)
         elif life is None or not self._run_over(job, Status.DONE, result, None):
             self._settle(job, Status.DONE, result, None, ready)
+        if (
+            exc is None
+            and life is not None
+            and (life.inputs or life.outputs)
+            and self._store is not None
+            and not (job._cancel_requested or cancelled)
+            and self._loop is not None
+        ):
+            # Hashing may take a while: off the loop. Recorded after the outcome, so a
+            # "which run made it" query right after wait() may miss it for a moment.
+            self._loop.run_in_executor(None, _record_files, self._store, job, job.attempts)
         if self._queued:
             self._call_soon(self._drain_queues, backend)
         if not ready:
@@ -2193,6 +2204,35 @@ class JobsView(Mapping[str, Job]):
             if job._id == id:
                 return job
         return self._jobs[id]
+
+
+def _record_files(store: Any, job: Job, attempt: int) -> None:
+    """(worker thread) Record the paths and content hashes of a run's inputs and outputs."""
+    life = job._life
+    assert life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    files: builtins.list[tuple[str, str, str | None, int, float]] = []
+    try:
+        for role, patterns in (("input", life.inputs), ("output", life.outputs)):
+            for paths in _expand(patterns, cwd).values():
+                for path in paths:
+                    if path.is_file():
+                        stat = path.stat()
+                        files.append(
+                            (role, str(path.resolve()), _sha256(path), stat.st_size, stat.st_mtime)
+                        )
+        if files:
+            store.record_files(str(job.name), attempt, files)
+    except Exception:
+        logger.exception("jupyter_executor: recording the files of %s failed", job.name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _describe_schedule(schedule: Any) -> str | None:
