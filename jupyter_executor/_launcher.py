@@ -10,6 +10,10 @@ executor-engine's launcher, on our engine::
     job = add.submit(1, 2)     # a Job of the engine (get_engine() unless engine= was given)
     job = await add.asubmit(1, 2)   # the same from async code; `await job` gives 3
 
+    @launcher(async_mode=True)      # executor-engine's async launcher:
+    def add(a, b): ...
+    job = await add.submit(1, 2)    # the Job (not its result); `await job.join()` waits
+
     @launcher
     @command
     def greet(who):
@@ -34,7 +38,7 @@ from .job import Job
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Command", "Launcher", "command", "launcher"]
+__all__ = ["AsyncLauncher", "Command", "Launcher", "command", "launcher"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -204,7 +208,7 @@ class Launcher(Generic[P, R]):
         {'retries': 1, 'name': 'first'}
         """
         engine = options.pop("engine", self.engine)
-        return Launcher(self.fn, engine=engine, options={**self.job_options, **options})
+        return type(self)(self.fn, engine=engine, options={**self.job_options, **options})
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """The :class:`~jupyter_executor.Job` that :meth:`submit` would submit, unsubmitted."""
@@ -244,6 +248,20 @@ class Launcher(Generic[P, R]):
         return f"<launcher of {kind} {name}>"
 
 
+class AsyncLauncher(Launcher[P, R]):
+    """A launcher for async code: ``job = await f.submit(...)`` gives the Job.
+
+    Made by ``launcher(async_mode=True)``, as executor-engine's ``async_mode``: awaiting
+    :meth:`submit` submits and returns the :class:`~jupyter_executor.Job` (never its result);
+    ``await job.join()`` then waits for it, ``job.result()`` reads the result (``await job``
+    gives it directly).
+    """
+
+    async def submit(self, *args: P.args, **kwargs: P.kwargs) -> Job:  # type: ignore[override]
+        """Submit ``fn(*args, **kwargs)`` when awaited; return the Job."""
+        return Launcher.submit(self, *args, **kwargs)
+
+
 @overload
 def launcher(fn: Callable[P, R], /) -> Launcher[P, R]: ...
 
@@ -264,11 +282,17 @@ def launcher(
     condition: Any = None,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
+    async_mode: bool = False,
 ) -> Callable[[Callable[P, R]], Launcher[P, R]]: ...
 
 
 def launcher(
-    fn: Callable[P, R] | None = None, /, *, engine: Engine | None = None, **options: Any
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    engine: Engine | None = None,
+    async_mode: bool = False,
+    **options: Any,
 ) -> Launcher[P, R] | Callable[[Callable[P, R]], Launcher[P, R]]:
     """Decorate a function (sync or async) or a :func:`command` so that it can submit itself.
 
@@ -278,6 +302,11 @@ def launcher(
         The function; ``@launcher`` and ``@launcher(...)`` both work.
     engine
         The engine to submit to; None means :func:`~jupyter_executor.get_engine` at submit time.
+    job_type
+        An alias of ``backend`` (executor-engine's name), among ``**options``.
+    async_mode
+        Make an :class:`AsyncLauncher`: ``job = await f.submit(...)`` returns the Job (as in
+        executor-engine), instead of ``submit`` returning it at once.
     **options
         Job options for every submission: ``backend``, ``retries``, ``timeout``, ``requires``,
         ``name``, ... as for :meth:`Engine.submit <jupyter_executor.Engine.submit>`. A fixed
@@ -303,6 +332,11 @@ def launcher(
     42
     >>> engine.shutdown()
     """
+    if "job_type" in options:  # executor-engine's name, free to accept
+        if options.get("backend") not in (None, options["job_type"]):
+            msg = "give backend= or job_type= (an alias), not both"
+            raise TypeError(msg)
+        options["backend"] = options.pop("job_type")
     backend = options.get("backend")
     if backend is not None:
         from .job import BACKENDS
@@ -315,7 +349,8 @@ def launcher(
         if inspect.isclass(function):
             msg = f"@launcher decorates a function, not the class {function.__name__}"
             raise TypeError(msg)
-        return Launcher(function, engine=engine, options=options)
+        cls = AsyncLauncher if async_mode else Launcher
+        return cls(function, engine=engine, options=options)
 
     if fn is not None:
         return wrap(fn)

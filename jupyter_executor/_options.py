@@ -19,7 +19,7 @@ from .errors import InvalidOption, InvalidOptionType
 
 __all__ = ["BACKENDS", "RESTART_POLICIES", "Checked", "check_options"]
 
-BACKENDS = ("async", "thread", "process", "subprocess", "dask")
+BACKENDS = ("async", "thread", "process", "subprocess", "dask", "local")
 RESTART_POLICIES = ("no", "on-failure", "always")
 
 

@@ -3,6 +3,8 @@
 ::
 
     jupyter-executor run flows.py sleepit [--resume] [--force] [--folder DIR] [--max-jobs N]
+    jupyter-executor run sleepit          # the flow in ./flows.py or ./sflow.py
+    jupyter-executor why final.txt        # which run made it, from which inputs
                                           [--backend B] [--plain]
     jupyter-executor run analysis.ipynb   # the notebook's %%job cells, headless
     jupyter-executor flows flows.py       # the flows a file defines
@@ -118,7 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Run FLOW of FILE.py (a function decorated with @flow), or the %%job cells "
         "of NOTEBOOK.ipynb after its plain cells. Ctrl-C cancels the jobs and exits 130.",
     )
-    run.add_argument("file", metavar="FILE", help="a .py file defining flows, or a .ipynb")
+    run.add_argument(
+        "file",
+        metavar="FILE",
+        help="a .py file defining flows, or a .ipynb; or a flow name alone, looked for in "
+        "./flows.py, then ./sflow.py",
+    )
     run.add_argument("flow", nargs="?", metavar="FLOW", help="the flow to run (.py files)")
     run.add_argument(
         "--resume",
@@ -167,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     folder(logs)
     logs.set_defaults(handler=_cmd_logs)
 
+    why = sub.add_parser("why", help="which recorded run made a file, from which inputs")
+    why.add_argument("path", metavar="PATH", help="a file declared as an output of a job")
+    folder(why)
+    why.set_defaults(handler=_cmd_why)
+
     cancel = sub.add_parser(
         "cancel", help="stop the running (or detached) runs of a job recorded in the folder"
     )
@@ -201,8 +213,19 @@ def _err(message: str) -> None:
 # -- run -----------------------------------------------------------------------------------------
 
 
+#: Where `run FLOW` looks for FLOW when no file is named (scriptflow's sflow.py too).
+DEFAULT_FLOW_FILES = ("flows.py", "sflow.py")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if args.flow is None and not path.suffix and not path.exists():
+        # `run sleepit`: a flow name alone, looked for in ./flows.py, then ./sflow.py
+        found = next((Path(f) for f in DEFAULT_FLOW_FILES if Path(f).is_file()), None)
+        if found is None:
+            _err(f"no file named {args.file!r}, and no {' or '.join(DEFAULT_FLOW_FILES)} here")
+            return EXIT_USAGE
+        args.file, args.flow, path = str(found), args.file, found
     if not path.is_file():
         _err(f"no such file: {args.file}")
         return EXIT_USAGE
@@ -732,6 +755,46 @@ def _open_store(folder: str) -> Any:
     from .store import HistoryStore
 
     return HistoryStore(path, "cli")
+
+
+def _cmd_why(args: argparse.Namespace) -> int:
+    """Say which run made PATH (its latest recorded maker), from which inputs, and whether the
+    file still has the content that run wrote."""
+    store = _open_store(args.folder)
+    if store is None:
+        return EXIT_FAILED
+    target = Path(args.path).resolve()
+    rows = store.made(str(target))
+    if not rows:
+        _err(f"no recorded run made {args.path} (only declared outputs= of jobs are recorded)")
+        return EXIT_FAILED
+    first = rows[0]
+    run = [r for r in rows if (r["engine_id"], r["name"], r["attempt"], r["recorded"]) == (
+        first["engine_id"], first["name"], first["attempt"], first["recorded"])]  # fmt: skip
+    made = next(r for r in run if r["role"] == "output" and r["path"] == str(target))
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first["recorded"]))
+    print(
+        f"{args.path} was made by job {first['name']!r} (attempt {first['attempt']}, "
+        f"engine {first['engine_id']}, recorded {when})"
+    )
+    try:
+        from .engine import _sha256
+
+        current = _sha256(target)
+    except OSError:
+        current = None
+    state = (
+        "gone since"
+        if current is None
+        else "unchanged since"
+        if current == made["sha256"]
+        else "changed since"
+    )
+    print(f"  sha256 {made['sha256']} ({state})")
+    for row in run:
+        if row is not made:
+            print(f"  {row['role']:<6} {row['path']}  sha256 {row['sha256']}")
+    return 0
 
 
 def _numbered(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

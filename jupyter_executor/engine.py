@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,6 +46,7 @@ from .backends import Backend, make_backend
 from .errors import (
     CommandFailed,
     DuplicateJobName,
+    InvalidOption,
     InvalidOptionType,
     JobTimeout,
     MissingOutputs,
@@ -58,12 +60,21 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineEvent", "get_engine"]
 
 logger = logging.getLogger("jupyter_executor")
+# Job events (started, done, failed...) go to a child logger, so that configuring
+# "jupyter_executor" shows them; its NullHandler keeps Python's last-resort handler from
+# printing every failure into whatever notebook cell ran last when nothing is configured.
+_events = logging.getLogger("jupyter_executor.jobs")
+_events.addHandler(logging.NullHandler())
 
 #: Columns of :meth:`Engine.list`, in order.
 COLUMNS = (
-    "name", "status", "backend", "requires", "forever", "submitted", "started", "finished",
-    "duration", "attempts", "result", "error", "tail", "progress",
+    "name", "status", "backend", "requires", "allows", "forever", "submitted", "started",
+    "finished", "duration", "attempts", "result", "error", "tail", "progress", "pid",
+    "command", "cwd", "env", "schedule", "engine_id",
 )  # fmt: skip
+
+#: What ``on_duplicate=`` accepts.
+_ON_DUPLICATE = ("error", "skip")
 
 
 class EngineEvent(NamedTuple):
@@ -75,7 +86,8 @@ class EngineEvent(NamedTuple):
     detail: str = ""
 
     def __str__(self) -> str:
-        stamp = datetime.fromtimestamp(self.time).strftime("%H:%M:%S.%f")[:-3]
+        # The date too, as in R executor's log: an engine's log often spans days.
+        stamp = datetime.fromtimestamp(self.time).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         return f"{stamp} {self.event:<9} {self.job}" + (f" ({self.detail})" if self.detail else "")
 
 
@@ -130,6 +142,10 @@ class Engine:
         Run make-like jobs even when they are up to date.
     default_backend
         The backend of callables submitted without ``backend=`` ("thread" when None).
+    print_traceback
+        Also write the traceback of each failed job to ``sys.stderr`` when it fails
+        (executor-engine's setting). Failures are logged anyway: ``WARNING`` on the
+        ``"jupyter_executor"`` logger, the traceback at ``DEBUG``.
 
     Examples
     --------
@@ -160,6 +176,7 @@ class Engine:
         resume: bool = False,
         force: bool = False,
         default_backend: str | None = None,
+        print_traceback: bool = False,
     ) -> None:
         check_supported("Engine()")
         for job in jobs:
@@ -192,12 +209,15 @@ class Engine:
         self.keep_logs = keep_logs
         #: Skip a job whose identical earlier run succeeded and whose outputs still exist.
         self.resume = resume
+        #: Write the traceback of each failed job to ``sys.stderr`` as it fails.
+        self.print_traceback = bool(print_traceback)
         self.limits: dict[str, int | None] = {
             "async": None,
             "thread": 32,
             "process": os.cpu_count() or 2,
             "subprocess": None,
             "dask": None,
+            "local": None,
         }
         self._backends: dict[str, Backend] = {}
         if limits:
@@ -207,11 +227,14 @@ class Engine:
             "id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask,
             "cluster_options": cluster_options, "history": history, "keep_logs": keep_logs,
             "resume": resume, "force": force, "default_backend": default_backend,
+            "print_traceback": print_traceback,
         }  # fmt: skip
         # Re-entrant: the loop holds it while it runs a batch of posts (see _drain_inbox).
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
+        # Jobs added with add() and not started yet (R executor's task registry).
+        self._added: dict[str, Job] = {}
         self._graph = Graph()
         self._name_counts: dict[str, int] = {}
         self._unfinished = 0  # waited jobs (not forever, periodic or always restarted) unfinished
@@ -310,6 +333,9 @@ class Engine:
         force: bool = False,
         before: Callable[[Job], Any] | None = None,
         after: Callable[[Job], Any] | None = None,
+        resources: Mapping[str, float] | None = None,
+        priority: int | None = None,
+        on_duplicate: str = "error",
         **kwargs: Any,
     ) -> Any:
         """Submit work; return the :class:`Job` (a tuple of jobs when several are given).
@@ -340,9 +366,16 @@ class Engine:
             without producing its outputs fails, naming the missing ones.
         before, after
             Callables run with the job before and after each run (in its thread or task).
+        resources, priority
+            Dask jobs: worker resources (``{"GPU": 1}``) and scheduling priority, passed to
+            ``Client.submit``.
         replace
             Let the new job take the name of a finished job (that run stays in the new job's
             ``previous`` record).
+        on_duplicate
+            ``"error"`` (default): a name already taken raises :class:`DuplicateJobName`.
+            ``"skip"``: warn (``warnings.warn``) and return the job that has the name, unchanged
+            (R executor's ``add_task`` in a loop). ``replace=True`` takes precedence.
 
         Raises
         ------
@@ -352,18 +385,29 @@ class Engine:
         if replace not in (True, False):
             msg = f"replace={replace!r} is not True or False"
             raise InvalidOptionType(msg)
+        if on_duplicate not in _ON_DUPLICATE:
+            msg = f"on_duplicate={on_duplicate!r} is not one of {', '.join(_ON_DUPLICATE)}"
+            raise InvalidOption(msg)
         if isinstance(target, Job):
             jobs = [target, *args]
             if not all(isinstance(j, Job) for j in jobs):
                 msg = "submit(job, ...) takes only Job objects after a Job"
                 raise InvalidOptionType(msg)
+            if on_duplicate == "skip" and not replace:
+                kept = [self._skip_duplicate(j) or j for j in jobs]
+                jobs = [j for j, k in zip(jobs, kept, strict=True) if k is j]
+                if not jobs:
+                    return kept[0] if len(kept) == 1 else tuple(kept)
+                if len(kept) > 1:
+                    self._submit(jobs, replace)
+                    return tuple(kept)
             given = {
                 "name": name, "label": label, "backend": backend, "requires": requires,
                 "forever": forever, "retries": retries, "timeout": timeout,
                 "condition": condition, "env": env, "cwd": cwd, "every": every, "cron": cron,
                 "start": start, "detach": detach, "inputs": inputs, "outputs": outputs,
                 "force": force, "before": before, "after": after, "max_restarts": max_restarts,
-                **kwargs,
+                "resources": resources, "priority": priority, **kwargs,
             }  # fmt: skip
             if restart != "no":
                 given["restart"] = restart
@@ -381,15 +425,181 @@ class Engine:
             and not inspect.iscoroutinefunction(target)
         ):
             backend = self.default_backend
+        if on_duplicate == "skip" and not replace:
+            existing = self._skip_duplicate(name if name is not None else label)
+            if existing is not None:
+                if inspect.iscoroutine(target):
+                    target.close()  # it will never run: no "never awaited" warning
+                return existing
         job = Job(
             target, args=args, kwargs=kwargs, name=name, label=label, backend=backend,
             requires=requires, forever=forever, retries=retries, retry_delay=retry_delay,
             timeout=timeout, condition=condition, env=env, cwd=cwd, every=every, cron=cron,
             start=start, restart=restart, restart_delay=restart_delay, max_restarts=max_restarts,
             detach=detach, inputs=inputs, outputs=outputs, force=force, before=before, after=after,
+            resources=resources, priority=priority,
         )  # fmt: skip
         self._submit([job], replace)
         return job
+
+    def _skip_duplicate(self, ref: Job | str | None) -> Job | None:
+        """The job already named like ``ref`` (after a warning), or None when the name is free."""
+        name = ref.name if isinstance(ref, Job) else ref
+        if name is None:
+            return None
+        existing = self._jobs.get(name) or self._added.get(name)
+        if existing is None or existing is ref:
+            return None
+        warnings.warn(
+            f"Skipping {name}: a job named {name!r} already exists ({existing.status.value})",
+            stacklevel=3,
+        )
+        return existing
+
+    # the task registry (R executor) ---------------------------------------------------------------
+    def add(self, target: Any, /, *args: Any, **options: Any) -> Job:
+        """Add a job without starting it: :meth:`start` (or :meth:`start_all`) starts it later.
+
+        Takes what :meth:`submit` takes (``on_duplicate="skip"`` included); the job is
+        ``created`` until started, is listed by :meth:`list` and found by ``engine[name]``.
+        A job without a name gets one now.
+
+        Examples
+        --------
+        >>> from jupyter_executor import Engine
+        >>> with Engine() as engine:
+        ...     job = engine.add(sum, [1, 2], name="total")
+        ...     job.status.value, engine.start("total") is job, engine.wait(), job.result()
+        ('created', True, True, 3)
+        """
+        on_duplicate = options.pop("on_duplicate", "error")
+        if on_duplicate not in _ON_DUPLICATE:
+            msg = f"on_duplicate must be one of {', '.join(_ON_DUPLICATE)}, not {on_duplicate!r}"
+            raise ValueError(msg)
+        replace = options.pop("replace", False)
+        if isinstance(target, Job):
+            if args or options:
+                msg = "add(job) takes one Job; give the options to Job(...)"
+                raise TypeError(msg)
+            job = target
+        else:
+            name = options.get("name", options.get("label"))
+            if on_duplicate == "skip" and not replace:
+                existing = self._skip_duplicate(name)
+                if existing is not None:
+                    return existing
+            if (
+                options.get("backend") is None
+                and self.default_backend is not None
+                and not isinstance(target, (str, list, tuple))
+                and not asyncio.iscoroutine(target)
+                and not inspect.iscoroutinefunction(target)
+            ):
+                options["backend"] = self.default_backend
+            job = Job(target, args=args, kwargs=options.pop("kwargs", None), **options)
+        if on_duplicate == "skip" and not replace:
+            existing = self._skip_duplicate(job)
+            if existing is not None:
+                return existing
+        with self._lock:
+            if job.name is None:
+                job.name = self._unique_name(job.default_name(), set(self._added))
+            name = str(job.name)
+            old = self._jobs.get(name)
+            if name in self._added or (old is not None and not (replace and old.done())):
+                msg = (
+                    f"a job named {name!r} already exists; pick another name, or pass "
+                    "on_duplicate='skip' to keep the existing one"
+                )
+                raise DuplicateJobName(msg)
+            self._added[name] = job
+        self._record("added", job, job.describe())
+        return job
+
+    def start(self, name: Job | str | None = None) -> Job | None:
+        """Start job ``name``: an added one is submitted, a finished one rerun; returns it.
+
+        A pending or running job is left as it is. Without a name, only the engine's thread is
+        started (executor-engine's ``engine.start()``; submitting starts it anyway).
+        """
+        if name is None:
+            self._ensure_loop()
+            return None
+        key = name.name if isinstance(name, Job) else name
+        added = self._added.get(str(key))
+        if added is not None and (not isinstance(name, Job) or added is name):
+            replace = added.name in self._jobs
+            self._submit([added], replace)
+            self._added.pop(str(key), None)  # (_register took it out already)
+            return added
+        job = self._get(name)
+        if job.done():
+            return self.rerun(job)
+        return job
+
+    def start_all(self) -> dict[str, builtins.list[str]]:
+        """Start every added or finished job (R executor's ``start_all()``); say what happened.
+
+        Returns
+        -------
+        dict
+            Job names under ``"started"``, ``"scheduled"`` (started but waiting for their time:
+            ``every=``, ``cron=``, ``start=``) and ``"already running"`` (pending or running,
+            left alone). Coroutine objects that already ran cannot start again: they are left
+            out.
+        """
+        summary: dict[str, builtins.list[str]] = {
+            "started": [], "scheduled": [], "already running": [],
+        }  # fmt: skip
+        for name in builtins.list(self._added):
+            job = self._added[name]
+            self.start(name)
+            summary["scheduled" if _scheduled(job) else "started"].append(name)
+        for job in builtins.list(self._jobs.values()):
+            name = str(job.name)
+            if name in summary["started"] or name in summary["scheduled"]:
+                continue
+            if not job.done():
+                key = "scheduled" if _scheduled(job) else "already running"
+                summary[key].append(name)
+            elif job.kind != "coroutine":
+                self.rerun(job)
+                summary["scheduled" if _scheduled(job) else "started"].append(name)
+        for key, names in summary.items():
+            if names:
+                _events.info("start_all: %s: %s", key, ", ".join(names))
+        return summary
+
+    def stop(self, name: Job | str | None = None, reason: str = "stopped by user") -> bool:
+        """Stop job ``name`` (:meth:`cancel`); without a name, :meth:`shutdown` the engine.
+
+        ``stop()`` with no name is executor-engine's ``engine.stop()``; ``stop(name)`` is R
+        executor's ``stop_task(name)`` (a process is killed by its process group). Returns
+        False when the job had already finished.
+        """
+        if name is None:
+            self.shutdown()
+            return True
+        return self.cancel(name, reason)
+
+    def stop_all(self, reason: str = "stopped by user") -> builtins.list[str]:
+        """Stop every pending or running job (the engine keeps running); return their names."""
+        stopped = []
+        for job in builtins.list(self._jobs.values()):
+            if not job.done() and self.cancel(job, reason):
+                stopped.append(str(job.name))
+        return stopped
+
+    def get(self, id: str) -> Job:
+        """The job whose :attr:`Job.id` (or name) is ``id``; executor-engine's ``get_job_by_id``."""
+        for job in (*self._jobs.values(), *self._added.values()):
+            if job._id == id:
+                return job
+        found = self._jobs.get(id) or self._added.get(id)
+        if found is None:
+            msg = f"no job with id or name {id!r}"
+            raise KeyError(msg)
+        return found
 
     def _submit(self, jobs: builtins.list[Job], replace: bool) -> None:
         if self._closed:
@@ -401,6 +611,12 @@ class Engine:
         batch = _collect(jobs)
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
+        parent = _current_job.get()
+        if parent is not None and parent.engine is self:
+            # Submitted from inside a job: its sub-tasks (execloop), which converge() waits for.
+            children = parent.children if parent.children else []
+            children.extend(j for j in batch if j is not parent)
+            parent.children = children
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
@@ -423,6 +639,8 @@ class Engine:
             if job.name is None:
                 job.name = self._unique_name(job.default_name(), names)
             name = job.name
+            if self._added and self._added.get(name) is job:
+                del self._added[name]  # added earlier, submitted now: start() was skipped
             if name in names:
                 msg = f"two jobs of this submission are named {name!r}; give them distinct names"
                 raise DuplicateJobName(msg)
@@ -506,7 +724,7 @@ class Engine:
         while True:
             n += 1
             name = base if n == 1 else f"{base}-{n}"
-            if name not in self._jobs and name not in taken:
+            if name not in self._jobs and name not in taken and name not in self._added:
                 self._name_counts[base] = n
                 return name
 
@@ -907,6 +1125,9 @@ class Engine:
         self._running += 1
         backend.running += 1
         self.log.append(_event((now, "started", job.name, "")))
+        if job.kind != "command" and _events.isEnabledFor(logging.INFO):
+            # (a command is logged when its process exists, with its pid: _note_pid)
+            _events.info("started %s %s", job.name, job.describe())
         if self._subscribers:
             self._emit("status", job)
         if self._store is not None:
@@ -914,6 +1135,12 @@ class Engine:
                 self._store.job_changed(job)
             else:
                 self._job_changed(job)
+
+    def _note_pid(self, job: Job) -> None:
+        """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
+        self.log.append(_event((time.time(), "pid", job.name, f"{job.describe()} (pid {job.pid})")))
+        if _events.isEnabledFor(logging.INFO):
+            _events.info("started %s %s (pid %s)", job.name, job.describe(), job.pid)
 
     def _after_begin(self, job: Job) -> None:
         if job.timeout is not None:
@@ -995,6 +1222,17 @@ class Engine:
                 self._settle(job, Status.FAILED, None, exc, ready)
         elif life is None or not self._run_over(job, Status.DONE, result, None):
             self._settle(job, Status.DONE, result, None, ready)
+        if (
+            exc is None
+            and life is not None
+            and (life.inputs or life.outputs)
+            and self._store is not None
+            and not (job._cancel_requested or cancelled)
+            and self._loop is not None
+        ):
+            # Hashing may take a while: off the loop. Recorded after the outcome, so a
+            # "which run made it" query right after wait() may miss it for a moment.
+            self._loop.run_in_executor(None, _record_files, self._store, job, job.attempts)
         if self._queued:
             self._call_soon(self._drain_queues, backend)
         if not ready:
@@ -1064,6 +1302,10 @@ class Engine:
             elif exc is not None:
                 detail = f"{type(exc).__name__}: {exc}"
             self.log.append(_event((now, status._value_, job.name, detail)))
+            if status is Status.FAILED:
+                self._log_failure(job, detail)
+            elif _events.isEnabledFor(logging.INFO):
+                _events.info("%s %s%s", status._value_, job.name, f" ({detail})" if detail else "")
             if self._subscribers:
                 self._emit("status", job)
             if self._store is not None:
@@ -1108,6 +1350,20 @@ class Engine:
         if self._polled:
             self._call_soon(self._repoll)  # a job ended: conditions on the engine may now hold
         return True
+
+    def _log_failure(self, job: Job, detail: str) -> None:
+        # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
+        _events.warning("failed %s: %s", job.name, detail)
+        tb = job.traceback
+        if tb:
+            _events.debug("traceback of %s:\n%s", job.name, tb.rstrip())
+            if self.print_traceback:
+                # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
+                # this may run in the failed job's task, whose prints go to the job itself.
+                stream = sys.stderr
+                if type(stream) is _capture._StreamProxy:
+                    stream = stream._original
+                print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
@@ -1373,12 +1629,25 @@ class Engine:
 
     # inspection --------------------------------------------------------------------------------
     @property
-    def jobs(self) -> Mapping[str, Job]:
-        """The jobs by name (a read-only view)."""
-        return MappingProxyType(self._jobs)
+    def jobs(self) -> JobsView:
+        """The jobs by name: a read-only mapping that prints one line per job.
+
+        Also ``engine.jobs.running`` (``pending``, ``done``, ``failed``, ``cancelled``): the jobs
+        in that status by name, and ``engine.jobs.get_job_by_id(id)`` (executor-engine's
+        manager). ``for job in engine:`` iterates the jobs themselves.
+        """
+        return JobsView(self._jobs)
+
+    def _allows(self, name: str) -> tuple[str, ...]:
+        """The jobs that require job ``name`` (its dependents by requirement)."""
+        jobs = self._jobs
+        return tuple(
+            d for d in self._graph.dependents(name) if d in jobs and name in jobs[d].requirements
+        )
 
     def __getitem__(self, name: str) -> Job:
-        return self._get(name)
+        added = self._added.get(name)
+        return added if added is not None else self._get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._jobs
@@ -1421,22 +1690,33 @@ class Engine:
     ) -> pd.DataFrame:
         """The jobs as a pandas DataFrame, one row per job.
 
-        Columns, in order: ``name, status, backend, requires, forever, submitted, started,
-        finished, duration, attempts, result, error, tail, progress`` (times as datetimes,
-        duration in seconds, result and error as short reprs, tail as the last lines printed).
-        ``next_run=True`` adds ``next_run`` (scheduled jobs), ``restarts`` and ``url``.
+        Columns, in order (:data:`COLUMNS`): ``name, status, backend, requires, allows,
+        forever, submitted, started, finished, duration, attempts, result, error, tail,
+        progress, pid, command, cwd, env, schedule, engine_id``: times as datetimes, duration
+        in seconds, result and error as short reprs, tail as the last lines printed,
+        ``allows`` the jobs that require this one, ``command`` what it runs, ``env`` the
+        *names* of the variables it sets (never their values), ``schedule`` its period, cron
+        or start time. ``next_run=True`` adds ``next_run`` (scheduled jobs), ``restarts`` and
+        ``url``. Jobs added with :meth:`add` and not started show as ``created``.
         """
         import pandas as pd
 
         rows = []
-        for job in self.select(status):
+        jobs = self.select(status)
+        wanted = [status] if isinstance(status, str) else status
+        if self._added and (wanted is None or "created" in wanted):
+            jobs += builtins.list(self._added.values())
+        for job in jobs:
             info = job._info_dict()
+            life = job._life
+            schedule = _describe_schedule(life.schedule) if life is not None else None
             rows.append(
                 (
                     info["name"],
                     info["status"],
                     info["backend"],
                     list(info["requires"]),
+                    list(job.allows),
                     info["forever"],
                     _dt(info["submitted"]),
                     _dt(info["started"]),
@@ -1447,6 +1727,12 @@ class Engine:
                     info["error"],
                     "\n".join(info["tail"].splitlines()[-3:]),
                     info["progress"],
+                    job.pid,
+                    info["description"],
+                    os.fspath(job.cwd) if job.cwd is not None else None,
+                    sorted(job.env) if job.env else [],
+                    schedule,
+                    self.id,
                 )
                 + ((_dt(info["next_run"]), info["restarts"], info["url"]) if next_run else ())
             )
@@ -1512,14 +1798,23 @@ class Engine:
         errors_to_tolerate: int = 0,
         sleep_between_runs: float = 0.0,
         timeout: float | None = None,
+        logger: logging.Logger | None = None,
     ) -> bool:
         """Run ``plan()``'s jobs, again and again, until it returns none (a control loop).
 
         Each round submits the jobs ``plan()`` returns (Job objects or callables; a name that
-        finished in an earlier round is replaced) and waits for them. Stops with True when
-        ``plan()`` returns nothing; with False when more than ``errors_to_tolerate`` jobs have
-        failed in all, or when ``timeout`` seconds have passed (unfinished jobs are cancelled).
+        finished in an earlier round is replaced) and waits for them and for their sub-tasks:
+        the jobs a job submitted to this engine while it ran (:attr:`Job.children`), and the
+        Job objects it returned (a Job, or a list of Jobs, submitted when it succeeds, as
+        execloop's ``PerformAction`` returns sub-tasks). Sub-tasks count like the others,
+        failures included. Stops with True when ``plan()`` returns nothing; with False when
+        more than ``errors_to_tolerate`` jobs have failed in all, or when ``timeout`` seconds
+        have passed (unfinished jobs are cancelled).
+
+        Each round logs ``round N: M tasks remaining`` at INFO on ``logger`` (the
+        ``"jupyter_executor"`` logger when None), and each failure at WARNING.
         """
+        log = logger if logger is not None else _events
         deadline = None if timeout is None else time.monotonic() + timeout
         errors = 0
         round_ = 0
@@ -1527,22 +1822,54 @@ class Engine:
             batch = plan()
             if not batch:
                 self.log.append(_event((time.time(), "converged", "-", f"after {round_} rounds")))
+                log.info("converged after %d rounds", round_)
                 return True
             round_ += 1
             jobs = [j if isinstance(j, Job) else Job(j) for j in _as_list(batch)]
+            log.info("round %d: %d tasks remaining", round_, len(jobs))
             self._submit(jobs, True)
-            for job in jobs:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                self.wait_job(job, left)
-            if deadline is not None and time.monotonic() >= deadline:
-                for job in jobs:
+            ran, timed_out = self._wait_family(jobs, deadline)
+            if timed_out:
+                for job in ran:
                     self.cancel(job, f"converge() timed out after {timeout} s")
+                log.warning("converge() timed out after %s s in round %d", timeout, round_)
                 return False
-            errors += sum(job.status is not Status.DONE for job in jobs)
+            failed = [job for job in ran if job.status is not Status.DONE]
+            for job in failed:
+                log.warning("round %d: task %s %s", round_, job.name, job.status.value)
+            errors += len(failed)
             if errors > errors_to_tolerate:
+                log.warning("giving up: %d tasks failed, %d tolerated", errors, errors_to_tolerate)
                 return False
             if sleep_between_runs:
                 time.sleep(sleep_between_runs)
+
+    def _wait_family(
+        self, jobs: builtins.list[Job], deadline: float | None
+    ) -> tuple[builtins.list[Job], bool]:
+        """Wait for ``jobs`` and their sub-tasks; return all of them and whether time ran out."""
+        todo = collections.deque(jobs)
+        seen = {id(j) for j in jobs}
+        ran: builtins.list[Job] = []
+        while todo:
+            job = todo.popleft()
+            ran.append(job)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.wait_job(job, left) and not job.done():
+                ran.extend(todo)
+                return ran, True
+            subs: builtins.list[Job] = builtins.list(job.children)
+            if job.status is Status.DONE:
+                returned = _subtasks(job._result)
+                fresh = [j for j in returned if j.engine is None]
+                if fresh:
+                    self._submit(fresh, True)
+                subs += returned
+            for sub in subs:
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    todo.append(sub)
+        return ran, False
 
     def submit_webapp(
         self,
@@ -1871,6 +2198,112 @@ class Engine:
         return self._closed
 
 
+class JobsView(Mapping[str, Job]):
+    """A read-only view of an engine's jobs by name; printing it lists one job a line."""
+
+    __slots__ = ("_jobs",)
+
+    def __init__(self, jobs: Mapping[str, Job]) -> None:
+        self._jobs = MappingProxyType(jobs)
+
+    def __getitem__(self, name: str) -> Job:
+        return self._jobs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._jobs)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __repr__(self) -> str:
+        if not self._jobs:
+            return "<no jobs>"
+        return "\n".join(repr(job) for job in builtins.list(self._jobs.values()))
+
+    def _having(self, status: Status) -> dict[str, Job]:
+        return {n: j for n, j in builtins.list(self._jobs.items()) if j.status is status}
+
+    @property
+    def pending(self) -> dict[str, Job]:
+        """The pending jobs by name."""
+        return self._having(Status.PENDING)
+
+    @property
+    def running(self) -> dict[str, Job]:
+        """The running jobs by name."""
+        return self._having(Status.RUNNING)
+
+    @property
+    def done(self) -> dict[str, Job]:
+        """The jobs done (succeeded) by name."""
+        return self._having(Status.DONE)
+
+    @property
+    def failed(self) -> dict[str, Job]:
+        """The failed jobs by name."""
+        return self._having(Status.FAILED)
+
+    @property
+    def cancelled(self) -> dict[str, Job]:
+        """The cancelled jobs by name."""
+        return self._having(Status.CANCELLED)
+
+    def get_job_by_id(self, id: str) -> Job:
+        """The job whose :attr:`Job.id` is ``id`` (or whose name is ``id``)."""
+        for job in builtins.list(self._jobs.values()):
+            if job._id == id:
+                return job
+        return self._jobs[id]
+
+
+def _record_files(store: Any, job: Job, attempt: int) -> None:
+    """(worker thread) Record the paths and content hashes of a run's inputs and outputs."""
+    life = job._life
+    assert life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    files: builtins.list[tuple[str, str, str | None, int, float]] = []
+    try:
+        for role, patterns in (("input", life.inputs), ("output", life.outputs)):
+            for paths in _expand(patterns, cwd).values():
+                for path in paths:
+                    if path.is_file():
+                        stat = path.stat()
+                        files.append(
+                            (role, str(path.resolve()), _sha256(path), stat.st_size, stat.st_mtime)
+                        )
+        if files:
+            store.record_files(str(job.name), attempt, files)
+    except Exception:
+        logger.exception("jupyter_executor: recording the files of %s failed", job.name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe_schedule(schedule: Any) -> str | None:
+    """A schedule in a few words: ``every 0:02:00``, ``cron 0 6 * * *``, ``from <start>``."""
+    if schedule is None:
+        return None
+    parts = []
+    if schedule.every is not None:
+        parts.append(f"every {schedule.every}")
+    if schedule.cron is not None:
+        parts.append(f"cron {schedule.cron}")
+    if schedule.start is not None:
+        parts.append(f"from {schedule.start:%Y-%m-%d %H:%M:%S}")
+    return ", ".join(parts)
+
+
+def _scheduled(job: Job) -> bool:
+    """True for a job that runs at given times (``every=``, ``cron=``, ``start=``)."""
+    return job._life is not None and job._life.schedule is not None
+
+
 def _dt(t: float | None) -> datetime | None:
     return None if t is None or t != t else datetime.fromtimestamp(t)  # t != t: NaN
 
@@ -1924,6 +2357,15 @@ def _collect(jobs: list[Job]) -> list[Job]:
             if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
                 stack.append((dep_job, False))
     return order
+
+
+def _subtasks(result: Any) -> builtins.list[Job]:
+    """The sub-tasks a job returned: a Job, or a non-empty list or tuple of Jobs; else none."""
+    if isinstance(result, Job):
+        return [result]
+    if isinstance(result, (list, tuple)) and result and all(isinstance(j, Job) for j in result):
+        return builtins.list(result)
+    return []
 
 
 def _as_list(batch: Any) -> builtins.list[Any]:

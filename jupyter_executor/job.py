@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import operator
 import reprlib
+import secrets
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -146,6 +147,9 @@ class Job:
     env, cwd
         Extra environment variables and working directory (subprocess and process jobs; by
         default the kernel's environment and working directory when the job starts).
+    resources, priority
+        Dask jobs only: worker resources the task needs (``{"GPU": 1}``, as declared by the
+        workers) and its scheduling priority (higher first); passed to ``Client.submit``.
 
     Notes
     -----
@@ -177,10 +181,12 @@ class Job:
         "_cancel_reason",
         "_cancel_requested",
         "_condition",
+        "_dask_options",
         "_exception",
         "_forever",
         "_future",
         "_history",
+        "_id",
         "_life",
         "_name",
         "_output",
@@ -194,6 +200,7 @@ class Job:
         "_waiting",
         "args",
         "attempts",
+        "children",
         "cwd",
         "engine",
         "env",
@@ -241,6 +248,8 @@ class Job:
         force: bool = False,
         before: Callable[[Job], Any] | None = None,
         after: Callable[[Job], Any] | None = None,
+        resources: Mapping[str, float] | None = None,
+        priority: int | None = None,
     ) -> None:
         if name is not None and label is not None and name != label:
             msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
@@ -266,6 +275,7 @@ class Job:
                 raise InvalidOption(msg)
             if condition is not None:
                 check_condition(condition)
+            dask_options = _dask_options(backend, resources, priority)
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
@@ -306,6 +316,10 @@ class Job:
         self._waiting = 0
         self._life: Lifecycle | None = None
         self._history: Any = None  # the history store's record of this job (store.py)
+        self._id: str | None = None  # made on first read of ``id`` (most jobs never need one)
+        self._dask_options = dask_options
+        #: Jobs submitted to the same engine while this one ran (its sub-tasks).
+        self.children: list[Job] | tuple[()] = ()
         if (
             every is not None or cron is not None or start is not None or restart != "no"
             or detach or inputs or outputs or force or before is not None or after is not None
@@ -431,10 +445,46 @@ class Job:
             self._output.flush()
         return logs_of(path.parent, path.stem)
 
+    @property
+    def id(self) -> str:
+        """A random id, fixed for the life of this job object (executor-engine's ``job.id``).
+
+        ``engine.get(job.id)`` finds the job again; the name stays the key of
+        ``engine[name]`` and of the history (with the engine's id and the attempt).
+        """
+        if self._id is None:
+            self._id = secrets.token_hex(8)
+        return self._id
+
+    @property
+    def allows(self) -> tuple[str, ...]:
+        """The names of the jobs that require this one (asynciojobs' "allows")."""
+        engine = self.engine
+        if engine is None or self.name is None:
+            return ()
+        return engine._allows(self.name)
+
     # results -------------------------------------------------------------------------------
     def done(self) -> bool:
         """True when the job is finished (done, failed or cancelled)."""
         return self.status in FINISHED
+
+    def is_done(self) -> bool:
+        """The same as :meth:`done` (asynciojobs' name)."""
+        return self.status in FINISHED
+
+    async def join(self) -> None:
+        """``await job.join()``: wait until the job has finished, whatever its end.
+
+        executor-engine's spelling; ``await job`` waits too and gives the result.
+        """
+        if self.status is Status.CREATED:
+            msg = f"job {self.name!r} was never submitted, so joining it would wait forever"
+            raise SubmitError(msg)
+        fut = asyncio.wrap_future(self.future)
+        await asyncio.wait([asyncio.shield(fut)])
+        if fut.done() and not fut.cancelled():
+            fut.exception()  # retrieved: no "exception was never retrieved" warning
 
     def result(self) -> Any:
         """The job's return value (a subprocess job's exit code).
@@ -650,7 +700,19 @@ class Job:
         return base.strip("<>") or "job"
 
     def __repr__(self) -> str:
-        return f"<Job {self.name!r} {self.status.value} backend={self.backend}>"
+        # asynciojobs' listing: the result or error, whom it requires and whom it allows.
+        text = f"<Job {self.name!r} {self.status.value}"
+        if self.status is Status.DONE:
+            text += f" -> {_short.repr(self._result)}"
+        elif self._exception is not None:
+            text += f" ({type(self._exception).__name__}: {_short.repr(str(self._exception))})"
+        text += f" backend={self.backend}"
+        if self.requirements:
+            text += f" requires={list(self.requirements)}"
+        allows = self.allows
+        if allows:
+            text += f" allows={list(allows)}"
+        return text + ">"
 
 
 class Lifecycle:
@@ -785,14 +847,45 @@ def _classify(target: Any) -> tuple[str, str]:
     raise InvalidOptionType(msg)
 
 
+def _dask_options(
+    backend: str, resources: Mapping[str, float] | None, priority: int | None
+) -> dict[str, Any] | None:
+    """The options for ``Client.submit`` of a dask job, checked (None when there are none)."""
+    if resources is None and priority is None:
+        return None
+    if backend != "dask":
+        msg = f"resources= and priority= are for backend='dask', not {backend!r}"
+        raise InvalidOption(msg)
+    options: dict[str, Any] = {}
+    if resources is not None:
+        if not isinstance(resources, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and v > 0
+            for k, v in resources.items()
+        ):
+            msg = f"resources={resources!r} is not a dict of names to positive amounts"
+            raise InvalidOptionType(msg)
+        options["resources"] = dict(resources)
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            msg = f"priority={priority!r} is not a whole number"
+            raise InvalidOptionType(msg)
+        options["priority"] = priority
+    return options
+
+
 def _check_target(kind: str, backend: str, target: Any) -> None:
     if kind == "coroutine" and backend != "async":
         if inspect.iscoroutine(target):
             target.close()  # it will never run; closing avoids a "never awaited" warning
         msg = f"a coroutine object runs on the async backend only, not {backend!r}"
         raise InvalidOption(msg)
-    if kind == "command" and backend != "subprocess":
-        msg = f"a command runs on the subprocess backend only, not {backend!r}"
+    if kind == "command" and backend not in ("subprocess", "dask"):
+        # On dask, a command runs in a subprocess of a worker (scriptflow on a cluster or an
+        # HPC queue).
+        msg = f"a command runs on the subprocess or dask backend, not {backend!r}"
+        raise InvalidOption(msg)
+    if backend == "local" and kind != "callable":
+        msg = "the local backend calls a plain function on the engine's loop: give a callable"
         raise InvalidOption(msg)
     if kind != "command" and backend == "subprocess":
         msg = "the subprocess backend runs commands: give a string or an argv list"

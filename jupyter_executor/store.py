@@ -102,6 +102,24 @@ CREATE TABLE IF NOT EXISTS engines (
 )
 """
 
+# The files each make-like run read and wrote, with their content hashes ("which run made
+# final.txt?"). Additive like the engines table: created when first written, so that older
+# databases (same schema version) gain it without a migration.
+_FILES = """
+CREATE TABLE IF NOT EXISTS files (
+    engine_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT,
+    size INTEGER,
+    mtime REAL,
+    recorded REAL NOT NULL
+)
+"""
+_FILES_INDEX = "CREATE INDEX IF NOT EXISTS files_by_path ON files (path)"
+
 _WRITTEN = COLUMNS[1:]
 # Positional parameters: binding tuples costs sqlite3 far less than binding dicts by name.
 _UPSERT = (
@@ -838,6 +856,65 @@ class HistoryStore:
             raise StoreError(msg) from exc
         finally:
             con.close()
+
+    def record_files(
+        self, name: str, attempt: int, files: list[tuple[str, str, str | None, int, float]]
+    ) -> None:
+        """Record the ``(role, path, sha256, size, mtime)`` of a run's inputs and outputs.
+
+        Written at once, in the caller's thread (the engine calls it from a worker thread,
+        after hashing). ``role`` is ``"input"`` or ``"output"``; paths are absolute.
+        """
+        con = self._connect(create=True)
+        now = time.time()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(_FILES)
+                con.execute(_FILES_INDEX)
+                con.executemany(
+                    "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(self.engine_id, name, attempt, *f, now) for f in files],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"cannot write the history to {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+
+    def made(self, path: str) -> list[dict[str, Any]]:
+        """The files of the runs that wrote ``path`` (absolute), the latest run first.
+
+        One dict per file (keys of the ``files`` table: engine_id, name, attempt, role, path,
+        sha256, size, mtime, recorded), the runs' inputs and outputs together.
+        """
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            con.row_factory = sqlite3.Row
+            if not con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'"
+            ).fetchone():
+                return []  # a database that never recorded files
+            rows = con.execute(
+                "SELECT f.* FROM files f JOIN (SELECT DISTINCT engine_id, name, attempt, "
+                "recorded FROM files WHERE role = 'output' AND path = ?) r "
+                "USING (engine_id, name, attempt, recorded) "
+                "ORDER BY f.recorded DESC, f.role, f.path",
+                (path,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            msg = f"cannot read the history database at {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+        return [dict(row) for row in rows]
 
 
 # helpers ---------------------------------------------------------------------------------------

@@ -58,6 +58,10 @@ def work() -> int:
         ({"after": 1}, InvalidOptionType, "after=1 is not callable"),
         ({"requires": [1]}, InvalidOptionType, "requires() takes jobs or job names, not 1"),
         ({"replace": "yes"}, InvalidOptionType, "replace='yes' is not True or False"),
+        ({"on_duplicate": "ignore"}, InvalidOption, "on_duplicate='ignore' is not one of error"),
+        ({"resources": {"GPU": 1}}, InvalidOption, "resources= and priority= are for backend='dask'"),  # noqa: E501
+        ({"backend": "dask", "resources": {"GPU": -1}}, InvalidOptionType, "resources={'GPU': -1} is not a dict of names to positive amounts"),  # noqa: E501
+        ({"backend": "dask", "priority": "high"}, InvalidOptionType, "priority='high' is not a whole number"),  # noqa: E501
     ],
 )  # fmt: skip
 def test_a_bad_option_is_refused_at_submit_naming_it(

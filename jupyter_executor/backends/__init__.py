@@ -30,6 +30,10 @@ def make_backend(name: str, engine: Engine) -> Backend:
         from .subprocess import SubprocessBackend
 
         return SubprocessBackend(engine)
+    if name == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(engine)
     if name == "dask":
         from .dask import DaskBackend
 

@@ -9,6 +9,8 @@ from another environment).
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import sys
 import threading
 from typing import Any
@@ -103,3 +105,30 @@ def call_capturing(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
     finally:
         routes.pop(ident, None)
     return result, buffer.text()
+
+
+def run_command(command: str | list[str], cwd: str | None, env: dict[str, str] | None) -> int:
+    """Run on a dask worker: a job's command in a subprocess; what it prints is the job's.
+
+    A command string runs through the shell, an argv list without. Returns the exit code (0);
+    a non-zero exit raises ``subprocess.CalledProcessError`` (the engine turns it into its
+    ``CommandFailed``).
+    """
+    with subprocess.Popen(
+        command,
+        shell=isinstance(command, str),
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+        returncode = proc.wait()
+    if returncode != 0:
+        raise subprocess.CalledProcessError(returncode, command)
+    return 0

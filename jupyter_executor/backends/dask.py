@@ -1,4 +1,8 @@
-"""The dask backend: functions on a ``distributed`` cluster.
+"""The dask backend: functions, and commands, on a ``distributed`` cluster.
+
+A command (a string or argv list submitted with ``backend="dask"``) runs in a subprocess of a
+worker: on an HPC cluster (``Engine(dask="slurm")``), scripts go through the batch queue. A
+job's ``resources=`` and ``priority=`` are passed to ``Client.submit``.
 
 ``Engine(dask=...)`` takes a ``Client``, a scheduler address, or a dict of ``LocalCluster``
 options; with None a ``LocalCluster`` is started on first use and closed at shutdown. A job's
@@ -16,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import subprocess
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CommandFailed
 from ..job import resolve_args
 from . import _dask_task
 from ._base import TaskBackend
@@ -58,6 +65,7 @@ class _ByValue:
 
 
 _CALL = _ByValue(_dask_task.call_capturing)
+_RUN_COMMAND = _ByValue(_dask_task.run_command)
 
 
 def _import_distributed() -> Any:
@@ -120,9 +128,20 @@ class DaskBackend(TaskBackend):
         args, kwargs = resolve_args(job)
         loop = asyncio.get_running_loop()
         key = f"{job.name}-{job.attempts}-{id(job):x}"
+        fn = job.target
+        if job.kind == "command":
+            # A command runs in a subprocess of the worker (scriptflow's tasks on a cluster or
+            # an HPC queue); the engine's id and the job's name reach it as for subprocess jobs.
+            env = {**(job.env or {}), "JUPYTER_EXECUTOR_ID": self.engine.id}
+            env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
+            cwd = os.fspath(job.cwd) if job.cwd is not None else None
+            fn, args, kwargs = _RUN_COMMAND, (job.target, cwd, env), {}
+        options = job._dask_options or {}
         future = await loop.run_in_executor(
             None,
-            functools.partial(client.submit, _CALL, job.target, args, kwargs, key=key, pure=False),
+            functools.partial(
+                client.submit, _CALL, fn, args, kwargs, key=key, pure=False, **options
+            ),
         )
         done: asyncio.Future[None] = loop.create_future()
 
@@ -154,6 +173,12 @@ class DaskBackend(TaskBackend):
                 job.output.write(output)
                 with contextlib.suppress(Exception):
                     delattr(exc, _dask_task.OUTPUT_ATTR)  # delivered: the error stays as raised
+            if job.kind == "command" and isinstance(exc, subprocess.CalledProcessError):
+                from ..backends.subprocess import describe_returncode
+
+                rc = exc.returncode
+                msg = f"command {job.describe()!r} {describe_returncode(rc)} (on a dask worker)"
+                raise CommandFailed(msg, rc) from None
             raise exc
         if future.status == "cancelled":
             raise asyncio.CancelledError

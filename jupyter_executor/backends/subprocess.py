@@ -63,6 +63,7 @@ class SubprocessBackend(TaskBackend):
         if job._life is not None:
             job._life.pid_start_time = process_start_time(proc.pid)
         self.engine._job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
+        self.engine._note_pid(job)
         try:
             out = job.output
             await asyncio.gather(
@@ -97,6 +98,7 @@ class SubprocessBackend(TaskBackend):
         assert job._life is not None
         job._life.pid_start_time = process_start_time(proc.pid)
         self.engine._job_changed(job)  # the history must know the pid before the kernel dies
+        self.engine._note_pid(job)
         follower = asyncio.get_running_loop().create_task(follow(log_path, out))
         try:
             returncode = await proc.wait()
