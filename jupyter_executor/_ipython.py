@@ -309,6 +309,13 @@ def jobs_command(
         if command == "log":
             _print_log(engine, names[0], run)
             return None
+        if command == "unschedule":
+            # A stored schedule may belong to no job of this kernel (another kernel armed it).
+            for name in names:
+                if not engine.unschedule(name):
+                    msg = f"no schedule named {name!r} is stored in {engine.folder}"
+                    raise UsageError(msg)
+            return None
     except JupyterExecutorError as exc:
         raise UsageError(_one_line(exc)) from None
     jobs = [_job(engine, n) for n in names]

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _capture
+from . import _capture, _durable
 from ._duration import Duration
 from ._graph import Graph
 from ._logs import log_stem
@@ -242,8 +242,12 @@ class Engine:
             self._store = HistoryStore(self.folder, self.id)  # checks the folder is writable
         self._atexit = functools.partial(_shutdown_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+        # Durable schedules (_durable.py): names whose schedule this engine stored, or re-armed.
+        self._durable_names: set[str] = set()
+        self._rearmed: set[str] = set()
         if self._store is not None:
             self._reattach()
+            _durable.rearm(self)
 
     # context manager -------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -398,8 +402,14 @@ class Engine:
             deferred, self._deferred = self._deferred, []
             jobs = deferred + jobs
         batch = _collect(jobs)
+        if self._rearmed:
+            _durable.make_way(self, batch)
+        # Before _register, which gives keep_restarting()'s policy: that one is not stored.
+        durable = [j for j in batch if j._life is not None and _durable.durable(j)]
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
+        if durable and self._store is not None:
+            _durable.remember(self, durable)
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
@@ -1169,6 +1179,22 @@ class Engine:
             self._call_soon(self._stop, job)
         return True
 
+    def unschedule(self, name: str) -> bool:
+        """Remove the stored schedule (or restart policy) of command ``name`` for good.
+
+        The schedules and restart policies of commands are stored in the engine's folder, and
+        the next engine on it re-arms them (see :mod:`jupyter_executor._durable`).
+        :meth:`cancel` stops such a job in this engine only; ``unschedule`` also removes it from
+        the folder, and stops it here. A schedule armed by another live engine (another
+        kernel) runs there until that engine cancels it or ends.
+
+        Returns
+        -------
+        bool
+            True if a stored schedule was removed or a job stopped; False if there was none.
+        """
+        return _durable.unschedule(self, name)
+
     def _stop(self, job: Job) -> None:
         if job.status is Status.RUNNING:
             self._backends[job.backend].cancel(job)
@@ -1794,6 +1820,7 @@ class Engine:
             logger.exception("jupyter_executor: cleanups at shutdown failed")
         self._stop_thread()
         if self._store is not None:
+            _durable.release(self)
             self._store.close()
 
     def _stop_thread(self) -> None:

@@ -32,6 +32,7 @@ __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 CELL_BACKENDS = ("thread", "async", "process", "dask")
 JOBS_COMMANDS = (
     "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear", "flow",
+    "unschedule",
 )  # fmt: skip
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -405,6 +406,10 @@ class JobMagics(Magics):
         Long-running scripts: --every/--cron run it on a schedule (--start sets the first time;
         --start alone runs it once then); %jobs cancel NAME also stops its future runs.
         --restart on-failure|always runs it again when it ends (a poller, a server).
+        Schedules and restart policies of scripts are stored in the engine's folder: the next
+        kernel's engine (or `jupyter-executor schedules run FOLDER` in a terminal) re-arms
+        them, and reports runs missed meanwhile instead of running them late; %jobs cancel
+        stops one in this kernel, %jobs unschedule NAME removes it for good.
         --detach keeps it running when the kernel restarts or dies; the next kernel's engine
         (same folder) shows it again, follows its log and records its exit. --inputs/--outputs
         make it make-like (skipped as "up to date" when its outputs are newer than its inputs).
@@ -504,7 +509,11 @@ class JobMagics(Magics):
                                   --forever, scheduled or restarted always) are finished;
                                   interrupting the kernel stops the waiting, not the jobs
         %jobs cancel NAME ...     stop jobs (their dependents are cancelled too); a scheduled
-                                  or restarting job also stops its future runs
+                                  or restarting job also stops its future runs in this
+                                  kernel (a command's schedule stays stored: the next
+                                  kernel re-arms it)
+        %jobs unschedule NAME ... remove the stored schedule or restart policy of commands
+                                  for good (and stop them here)
         %jobs rerun NAME          run a finished job again
         %jobs tail NAME [-n 50]   the last lines a job printed
         %jobs log NAME [--run N]  the job's log file. Each run writes its own log; the engine
@@ -540,7 +549,7 @@ class JobMagics(Magics):
         if args.run is not None and command != "log":
             msg = f"--run goes with %jobs log NAME, not with %jobs {command}"
             raise UsageError(msg)
-        if command in {"cancel", "rerun", "tail", "log", "remove"} and not names:
+        if command in {"cancel", "rerun", "tail", "log", "remove", "unschedule"} and not names:
             msg = f"%jobs {command} needs a job name: %jobs {command} NAME"
             raise UsageError(msg)
         if command in {"rerun", "tail", "log"} and len(names) > 1:

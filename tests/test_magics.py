@@ -576,6 +576,24 @@ def test_script_every_runs_periodically_and_cancel_stops_it(
     assert capsys.readouterr().out == "scraped\n"
 
 
+def test_jobs_unschedule_removes_a_stored_schedule_for_good(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    (tmp_path / "scrape.py").write_text("print('scraped')\n")
+    ip.run_line_magic("job", 'scrape.py --every "1 h"')
+    engine = get_engine()
+    assert [r["name"] for r in engine._store.schedules()] == ["scrape"]
+    ip.run_line_magic("jobs", "cancel scrape")  # this kernel only: it stays stored
+    assert [r["name"] for r in engine._store.schedules()] == ["scrape"]
+    ip.run_line_magic("jobs", "unschedule scrape")
+    assert engine._store.schedules() == []
+    message = usage_error(ip.run_line_magic, "jobs", "unschedule scrape")
+    assert message == f"no schedule named 'scrape' is stored in {engine.folder}"
+    assert usage_error(ip.run_line_magic, "jobs", "unschedule") == (
+        "%jobs unschedule needs a job name: %jobs unschedule NAME"
+    )
+
+
 def test_script_cron_and_one_shot_start_show_their_next_run(
     ip: InteractiveShell, tmp_path: Path, capsys: Any
 ) -> None:
