@@ -336,7 +336,10 @@ class Engine:
             Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
             each consecutive failure; after ``max_restarts`` restarts the job stays failed.
         detach
-            A command that outlives the kernel: a new engine on the same folder re-attaches to it.
+            A command, or a function that cloudpickle can ship (with ``name=``; its arguments
+            are pickled now), that outlives the kernel: a new engine on the same folder
+            re-attaches to it. A function's return value comes back as
+            ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
         inputs, outputs, force
             Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
             marked done ("up to date") without running, unless ``force``; a job that succeeds
@@ -376,6 +379,17 @@ class Engine:
                 raise InvalidOptionType(msg)
             self._submit(jobs, replace)
             return jobs[0] if len(jobs) == 1 else tuple(jobs)
+        if detach is True and not isinstance(target, (str, list, tuple)):
+            # Python that outlives the kernel: shipped to a detached command (_detached.py).
+            from . import _detached
+
+            return _detached.submit_call(
+                self, target, args, kwargs, name=name, label=label, requires=requires,
+                timeout=timeout, env=env, cwd=cwd, backend=backend, forever=forever,
+                retries=retries, condition=condition, every=every, cron=cron, start=start,
+                restart=restart, max_restarts=max_restarts, inputs=inputs, outputs=outputs,
+                force=force, before=before, after=after,
+            )  # fmt: skip
         if (
             backend is None
             and self.default_backend is not None
