@@ -108,6 +108,10 @@ def submit_cell(
 
     engine = _engine()
     replace = _check_name(engine, name)
+    lifecycle = dict(lifecycle or {})
+    detach = bool(lifecycle.pop("detach", False))
+    if detach:
+        _check_detached_cell(name, backend, forever, lifecycle)
     source = shell.transform_cell(raw)
     # cached under an "In[n]" name so that tracebacks show the cell's lines
     filename = shell.compile.cache(source, shell.execution_count, raw_code=raw)
@@ -124,6 +128,19 @@ def submit_cell(
         if configured not in ("thread", "process", "dask"):
             configured = "thread"
         backend = "async" if cell.is_async else configured
+    if detach:
+        from ._detached import submit_cell as submit_detached
+
+        assert name is not None
+        try:
+            job = submit_detached(
+                engine, cell, shell.user_ns, shell.user_ns_hidden, name=name,
+                requires=list(requires), timeout=timeout, replace=replace,
+            )  # fmt: skip
+        except (JupyterExecutorError, ValueError, TypeError) as exc:
+            raise UsageError(_one_line(exc)) from None
+        _show_job(shell, job)
+        return
     try:
         job = CellJob(
             cell,
@@ -135,12 +152,60 @@ def submit_cell(
             retries=retries,
             timeout=timeout,
             forever=forever,
-            **(lifecycle or {}),
+            **lifecycle,
         )
         engine.submit(job, replace=replace)
     except (JupyterExecutorError, ValueError, TypeError) as exc:
         raise UsageError(_one_line(exc)) from None
     _show_job(shell, job)
+
+
+def _check_detached_cell(
+    name: str | None, backend: str | None, forever: bool, lifecycle: Mapping[str, Any]
+) -> None:
+    if name is None:
+        msg = (
+            "%%job --detach needs a job name (%%job NAME --detach): the next kernel finds it by it"
+        )
+        raise UsageError(msg)
+    if backend not in (None, "process"):
+        msg = f"--detach runs the cell in a process of its own: drop --backend {backend}"
+        raise UsageError(msg)
+    extra = [
+        f"--{k.replace('_', '-')}" for k, v in lifecycle.items() if v not in (None, False, "no")
+    ]
+    if forever:
+        extra.append("--forever")
+    if extra:
+        msg = f"--detach runs a cell once, in a process of its own: drop {' '.join(extra)}"
+        raise UsageError(msg)
+
+
+def fetch(shell: Any, engine: Any, name: str) -> Any:
+    """``%jobs fetch NAME``: load a detached cell's variables; return its result."""
+    from ._detached import read_file, read_outputs, result_file
+
+    try:
+        if name in engine:
+            values, errors = read_outputs(engine[name])
+        else:
+            # Ended before this kernel started: its outputs are still in the folder.
+            path = result_file(engine.log_path(name))
+            if not path.exists():
+                msg = f"no job named {name!r} here, and no outputs of it in {engine.folder}"
+                raise UsageError(msg)
+            values, errors = read_file(path, name)
+    except JupyterExecutorError as exc:
+        raise UsageError(_one_line(exc)) from None
+    result = values.pop("result", None)
+    shell.user_ns.update(values)
+    if errors:
+        bad = sorted(errors)
+        loaded = f"loaded {', '.join(sorted(values))}; " if values else ""
+        what = ", ".join(map(repr, bad))
+        msg = f"{loaded}{what} of job {name!r} cannot be loaded here: {errors[bad[0]]}"
+        raise UsageError(_one_line(UsageError(msg)))
+    return result
 
 
 def _one_line(exc: BaseException) -> str:
@@ -308,6 +373,15 @@ def jobs_command(
             return engine.history(names[0] if names else None)
         if command == "log":
             _print_log(engine, names[0], run)
+            return None
+        if command == "fetch":
+            return fetch(shell, engine, names[0])
+        if command == "unschedule":
+            # A stored schedule may belong to no job of this kernel (another kernel armed it).
+            for name in names:
+                if not engine.unschedule(name):
+                    msg = f"no schedule named {name!r} is stored in {engine.folder}"
+                    raise UsageError(msg)
             return None
     except JupyterExecutorError as exc:
         raise UsageError(_one_line(exc)) from None

@@ -11,6 +11,8 @@
     jupyter-executor list [NAME] [--folder DIR] [--json]
     jupyter-executor logs NAME [--run N] [--tail N] [--folder DIR]
     jupyter-executor cancel NAME [--folder DIR]
+    jupyter-executor schedules list [FOLDER]      # the stored schedules of commands
+    jupyter-executor schedules run [FOLDER]       # re-arm them; runs in the foreground
 
 Exit codes: 0 success; 1 a job (or the flow) failed, its log tail printed; 2 usage errors
 (unknown flow, missing file); 130 interrupted by Ctrl-C (143 by SIGTERM), the flow's jobs
@@ -192,6 +194,30 @@ def _parser() -> argparse.ArgumentParser:
         help="time between SIGTERM and SIGKILL (default 5)",
     )
     cancel.set_defaults(handler=_cmd_cancel)
+
+    schedules = sub.add_parser(
+        "schedules",
+        help="list the stored schedules of commands, or run them in the foreground",
+        description="The every=/cron= schedules and restart policies of commands are stored "
+        "in the engine's folder. 'list' shows them; 'run' re-arms those no live engine (kernel) "
+        "has armed and keeps running them until stopped (SIGTERM or Ctrl-C: exit 0), e.g. "
+        "under systemd or in a login session. It looks for schedules freed by a kernel that "
+        "ended every --rescan seconds.",
+    )
+    schedules.add_argument("action", choices=("list", "run"), metavar="{list,run}")
+    schedules.add_argument(
+        "where", nargs="?", metavar="FOLDER", help="the engine's folder (or --folder)"
+    )
+    folder(schedules)
+    schedules.add_argument("--json", action="store_true", help="list: one JSON object per line")
+    schedules.add_argument(
+        "--rescan",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="run: look for schedules to re-arm this often (default 10)",
+    )
+    schedules.set_defaults(handler=_cmd_schedules)
     return parser
 
 
@@ -1058,3 +1084,102 @@ def _stop_group(proc: Any, grace: float, psutil: Any) -> None:
 
 if __name__ == "__main__":  # python -m jupyter_executor.cli
     raise SystemExit(main())
+
+
+# -- durable schedules ---------------------------------------------------------------------------
+
+
+def _cmd_schedules(args: argparse.Namespace) -> int:
+    folder = args.where or args.folder
+    if args.action == "list":
+        return _list_schedules(folder, args.json)
+    if not args.rescan > 0:
+        _err(f"--rescan takes a number of seconds > 0, not {args.rescan!r}")
+        return EXIT_USAGE
+    return _run_schedules(folder, args.rescan)
+
+
+def _list_schedules(folder: str, as_json: bool) -> int:
+    from . import _durable
+
+    store = _open_store(folder)
+    if store is None:
+        return EXIT_OK
+    try:
+        rows = store.schedules()
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return EXIT_OK
+    if not rows:
+        print(f"no schedule stored in {folder}")
+        return EXIT_OK
+    from .engine import _same_process
+
+    for row in rows:
+        spec = row["spec"]
+        when = _durable.describe("", spec).strip()
+        if row.get("owner") is None:
+            armed = "not armed"
+        elif _same_process(row.get("owner_pid"), row.get("owner_pid_start_time")):
+            armed = f"armed by pid {row['owner_pid']}"
+        else:
+            armed = "not armed (its engine ended)"
+        command = spec["command"]
+        shown = command if isinstance(command, str) else " ".join(command)
+        print(f"{row['name']}\t{when}\t{armed}\t{_one_line(shown)}")
+    return EXIT_OK
+
+
+def _run_schedules(folder: str, rescan: float) -> int:
+    import warnings
+
+    from . import _durable
+    from .engine import Engine
+    from .errors import StoreError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", _durable.RearmedWarning)
+        try:
+            engine = Engine(folder=folder)
+        except StoreError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+    for warning in caught:
+        print(str(warning.message), flush=True)
+    if not engine._rearmed:
+        print(
+            f"no schedule to re-arm in {folder} now; looking again every {rescan:g} s", flush=True
+        )
+    events: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def on_event(event: str, job: Job) -> None:
+        # Quick, no I/O: the engine may hold its lock. Printed by the main thread.
+        if event == "status" and job.status.value in ("running", "done", "failed", "cancelled"):
+            reason = job._cancel_reason if job.status.value == "cancelled" else None
+            error = job._exception if job.status.value == "failed" else None
+            detail = f": {reason or error}" if reason or error else ""
+            stamp = datetime.now().strftime("%H:%M:%S")
+            events.put(f"{stamp} {job.name} {job.status.value}{detail}")
+
+    engine.subscribe(on_event)
+    with _signals() as restore:
+        try:
+            next_scan = time.monotonic() + rescan
+            while True:
+                with contextlib.suppress(queue.Empty):
+                    print(events.get(timeout=0.5), flush=True)
+                    continue
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + rescan
+                    phrases = _durable.rearm(engine, warn=False)
+                    if phrases:
+                        print(_durable.rearm_line(phrases), flush=True)
+        except _Interrupted:
+            pass
+        finally:
+            restore(True)  # a second Ctrl-C must not cut the shutdown short
+            engine.shutdown()
+    return EXIT_OK

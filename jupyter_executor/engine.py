@@ -35,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _capture
+from . import _capture, _durable
 from ._duration import Duration
 from ._graph import Graph
 from ._logs import log_stem
@@ -266,8 +266,12 @@ class Engine:
         self._atexit = functools.partial(_shutdown_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
         _live_engines.add(self)
+        # Durable schedules (_durable.py): names whose schedule this engine stored, or re-armed.
+        self._durable_names: set[str] = set()
+        self._rearmed: set[str] = set()
         if self._store is not None:
             self._reattach()
+            _durable.rearm(self)
 
     # context manager -------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -359,7 +363,10 @@ class Engine:
             Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
             each consecutive failure; after ``max_restarts`` restarts the job stays failed.
         detach
-            A command that outlives the kernel: a new engine on the same folder re-attaches to it.
+            A command, or a function that cloudpickle can ship (with ``name=``; its arguments
+            are pickled now), that outlives the kernel: a new engine on the same folder
+            re-attaches to it. A function's return value comes back as
+            ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
         inputs, outputs, force
             Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
             marked done ("up to date") without running, unless ``force``; a job that succeeds
@@ -417,6 +424,17 @@ class Engine:
                 raise InvalidOptionType(msg)
             self._submit(jobs, replace)
             return jobs[0] if len(jobs) == 1 else tuple(jobs)
+        if detach is True and not isinstance(target, (str, list, tuple)):
+            # Python that outlives the kernel: shipped to a detached command (_detached.py).
+            from . import _detached
+
+            return _detached.submit_call(
+                self, target, args, kwargs, name=name, label=label, requires=requires,
+                timeout=timeout, env=env, cwd=cwd, backend=backend, forever=forever,
+                retries=retries, condition=condition, every=every, cron=cron, start=start,
+                restart=restart, max_restarts=max_restarts, inputs=inputs, outputs=outputs,
+                force=force, before=before, after=after,
+            )  # fmt: skip
         if (
             backend is None
             and self.default_backend is not None
@@ -609,6 +627,10 @@ class Engine:
             deferred, self._deferred = self._deferred, []
             jobs = deferred + jobs
         batch = _collect(jobs)
+        if self._rearmed:
+            _durable.make_way(self, batch)
+        # Before _register, which gives keep_restarting()'s policy: that one is not stored.
+        durable = [j for j in batch if j._life is not None and _durable.durable(j)]
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
         parent = _current_job.get()
@@ -617,6 +639,8 @@ class Engine:
             children = parent.children if parent.children else []
             children.extend(j for j in batch if j is not parent)
             parent.children = children
+        if durable and self._store is not None:
+            _durable.remember(self, durable)
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
@@ -1252,13 +1276,15 @@ class Engine:
         delay = job.retry_delay * 2 ** (job.attempts - 1)
         with self._lock:
             job._set_status(Status.PENDING)
-            self._job_changed(job)  # the store records the failed attempt with its error
-            job._exception = None
-            job._cancel_reason = None
-            job._cancel_requested = False
+            # The store and the subscribers (a store of their own, a view) see the failed
+            # attempt with its error before it is cleared for the next one.
+            self._job_changed(job)
             self._record(
                 "retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s"
             )
+            job._exception = None
+            job._cancel_reason = None
+            job._cancel_requested = False
         self._call_soon(self._admit_later, job, delay)
 
     def _admit_later(self, job: Job, delay: float) -> None:
@@ -1425,6 +1451,22 @@ class Engine:
         ):
             self._call_soon(self._stop, job)
         return True
+
+    def unschedule(self, name: str) -> bool:
+        """Remove the stored schedule (or restart policy) of command ``name`` for good.
+
+        The schedules and restart policies of commands are stored in the engine's folder, and
+        the next engine on it re-arms them (see :mod:`jupyter_executor._durable`).
+        :meth:`cancel` stops such a job in this engine only; ``unschedule`` also removes it from
+        the folder, and stops it here. A schedule armed by another live engine (another
+        kernel) runs there until that engine cancels it or ends.
+
+        Returns
+        -------
+        bool
+            True if a stored schedule was removed or a job stopped; False if there was none.
+        """
+        return _durable.unschedule(self, name)
 
     def _stop(self, job: Job) -> None:
         if job.status is Status.RUNNING:
@@ -2132,6 +2174,7 @@ class Engine:
             logger.exception("jupyter_executor: cleanups at shutdown failed")
         self._stop_thread()
         if self._store is not None:
+            _durable.release(self)
             self._store.close()
 
     def _abandon_running(self, reason: str) -> None:

@@ -420,6 +420,24 @@ class Job:
         return self._life is not None and self._life.detach
 
     @property
+    def outputs(self) -> dict[str, Any]:
+        """What a detached Python job left: the variables its cell assigned, and ``result``.
+
+        For ``%%job NAME --detach`` cells and ``engine.submit(fn, detach=True, name=...)``,
+        read from the file the job wrote next to its log, in this kernel or a later one.
+
+        Raises
+        ------
+        JobNotFinished
+            The job is still pending or running.
+        OutputsError
+            It left no outputs, or a value cannot be unpickled here (named in the message).
+        """
+        from ._detached import load_outputs
+
+        return load_outputs(self)
+
+    @property
     def url(self) -> str | None:
         """The address of a web app job, once it answers."""
         return self._life.url if self._life is not None else None
@@ -797,7 +815,10 @@ class Lifecycle:
             raise InvalidOption(msg)
         life.max_restarts = max_restarts
         if options["detach"] and job.kind != "command":
-            msg = "detach=True is for commands: a function cannot outlive its kernel"
+            msg = (
+                "Job(detach=True) is for commands; run a function detached with "
+                "engine.submit(fn, ..., detach=True, name=...)"
+            )
             raise InvalidOption(msg)
         life.detach = bool(options["detach"])
         life.inputs = tuple(str(p) for p in _flatten([options["inputs"]]))

@@ -32,6 +32,7 @@ __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 CELL_BACKENDS = ("thread", "async", "process", "dask")
 JOBS_COMMANDS = (
     "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear", "flow",
+    "unschedule", "fetch",
 )  # fmt: skip
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -201,9 +202,8 @@ def _job_options(parser: argparse.ArgumentParser, *, cell: bool) -> None:
     add(
         "--detach",
         action="store_true",
-        help=hide_for_cell
-        or "keep running when the kernel stops or dies; a later kernel's engine on the same "
-        "folder re-attaches to it",
+        help="keep running when the kernel stops or dies (a cell: in a process of its own); "
+        "a later kernel's engine on the same folder re-attaches to it",
     )
     add(
         "--inputs",
@@ -366,6 +366,11 @@ class JobMagics(Magics):
         ("up to date") without running when its outputs are newer than its inputs (--force runs
         it anyway), and fails, naming them, when it does not write its outputs.
 
+        Cells that outlive the kernel: %%job NAME --detach runs the cell in a detached process
+        (its inputs shipped as for --backend process, when it is submitted); it survives the
+        kernel's death, the next kernel's engine on the same folder re-attaches it, and
+        %jobs fetch NAME loads the variables it assigned once it is done.
+
         Examples:
 
             %%job load
@@ -380,6 +385,9 @@ class JobMagics(Magics):
 
             %%job poller --restart always --restart-delay 30 --max-restarts 10
             poll_api()
+
+            %%job train --detach
+            model = fit(X, y)
 
         For scripts and shell commands see %job?; to list, wait for, cancel and inspect jobs,
         their history and logs, see %jobs?.
@@ -405,6 +413,10 @@ class JobMagics(Magics):
         Long-running scripts: --every/--cron run it on a schedule (--start sets the first time;
         --start alone runs it once then); %jobs cancel NAME also stops its future runs.
         --restart on-failure|always runs it again when it ends (a poller, a server).
+        Schedules and restart policies of scripts are stored in the engine's folder: the next
+        kernel's engine (or `jupyter-executor schedules run FOLDER` in a terminal) re-arms
+        them, and reports runs missed meanwhile instead of running them late; %jobs cancel
+        stops one in this kernel, %jobs unschedule NAME removes it for good.
         --detach keeps it running when the kernel restarts or dies; the next kernel's engine
         (same folder) shows it again, follows its log and records its exit. --inputs/--outputs
         make it make-like (skipped as "up to date" when its outputs are newer than its inputs).
@@ -434,12 +446,6 @@ class JobMagics(Magics):
             msg = (
                 f"%%job takes one job name, got {' '.join(args.words)!r}: "
                 "list requirements after --requires"
-            )
-            raise UsageError(msg)
-        if args.detach:
-            msg = (
-                "--detach is for scripts (%job SCRIPT --detach): a cell runs inside the kernel "
-                "and cannot outlive it"
             )
             raise UsageError(msg)
         name = _one_name(args.words[0] if args.words else None, args.name_option)
@@ -504,7 +510,14 @@ class JobMagics(Magics):
                                   --forever, scheduled or restarted always) are finished;
                                   interrupting the kernel stops the waiting, not the jobs
         %jobs cancel NAME ...     stop jobs (their dependents are cancelled too); a scheduled
-                                  or restarting job also stops its future runs
+                                  or restarting job also stops its future runs in this
+                                  kernel (a command's schedule stays stored: the next
+                                  kernel re-arms it)
+        %jobs unschedule NAME ... remove the stored schedule or restart policy of commands
+                                  for good (and stop them here)
+        %jobs fetch NAME          load the variables a detached cell (%%job NAME --detach)
+                                  assigned into the namespace, once it is done, also in a
+                                  later kernel; shows the cell's result
         %jobs rerun NAME          run a finished job again
         %jobs tail NAME [-n 50]   the last lines a job printed
         %jobs log NAME [--run N]  the job's log file. Each run writes its own log; the engine
@@ -540,10 +553,13 @@ class JobMagics(Magics):
         if args.run is not None and command != "log":
             msg = f"--run goes with %jobs log NAME, not with %jobs {command}"
             raise UsageError(msg)
-        if command in {"cancel", "rerun", "tail", "log", "remove"} and not names:
+        if (
+            command in {"cancel", "rerun", "tail", "log", "remove", "unschedule", "fetch"}
+            and not names
+        ):
             msg = f"%jobs {command} needs a job name: %jobs {command} NAME"
             raise UsageError(msg)
-        if command in {"rerun", "tail", "log"} and len(names) > 1:
+        if command in {"rerun", "tail", "log", "fetch"} and len(names) > 1:
             msg = f"%jobs {command} takes one job name, not {len(names)}"
             raise UsageError(msg)
         if command == "history" and len(names) > 1:

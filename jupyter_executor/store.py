@@ -120,6 +120,20 @@ CREATE TABLE IF NOT EXISTS files (
 """
 _FILES_INDEX = "CREATE INDEX IF NOT EXISTS files_by_path ON files (path)"
 
+# Durable schedules (see _durable.py): the every=/cron= schedules and restart policies of
+# commands, so that the next engine on the folder re-arms them. Additive, like the engines
+# table: a database without it is still schema 1 and older versions ignore it. ``spec`` is
+# JSON (the command and its options), so that new options need no change of the table;
+# ``owner`` is the engine that has it armed (a row of the engines table), NULL when none.
+_SCHEDULES = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    owner TEXT
+)
+"""
+
 _WRITTEN = COLUMNS[1:]
 # Positional parameters: binding tuples costs sqlite3 far less than binding dicts by name.
 _UPSERT = (
@@ -915,6 +929,160 @@ class HistoryStore:
         finally:
             con.close()
         return [dict(row) for row in rows]
+
+    # durable schedules (see _durable.py) -------------------------------------------------------
+    def _schedules_txn(self, step: Any) -> Any:
+        """Run ``step(con)`` in one write transaction on the schedules table; return its value.
+
+        Registers this engine first (the engines table), so that another engine can tell
+        whether the owner of a schedule is alive.
+        """
+        con = self._connect(create=True)
+        try:
+            self._register(con)
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(_SCHEDULES)
+                value = step(con)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"cannot write the schedules to {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+        return value
+
+    def save_schedule(self, name: str, spec: dict[str, Any]) -> None:
+        """Store (or replace) the schedule ``name``, armed by this engine; written at once.
+
+        ``created`` is kept when the same spec is saved again (a re-armed schedule).
+        """
+        text = json.dumps(spec, sort_keys=True)
+        self._schedules_txn(
+            lambda con: con.execute(
+                "INSERT INTO schedules (name, spec, created, owner) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                "created = CASE WHEN spec = excluded.spec THEN created ELSE excluded.created END, "
+                "spec = excluded.spec",
+                (safe_text(name), text, time.time(), self.engine_id),
+            )
+        )
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule ``name`` for good; True if there was one."""
+        if not self.path.exists():
+            return False
+        cur = self._schedules_txn(
+            lambda con: con.execute("DELETE FROM schedules WHERE name = ?", (safe_text(name),))
+        )
+        return bool(cur.rowcount)
+
+    def claim_schedule(self, name: str, owner: str | None) -> bool:
+        """Take schedule ``name`` for this engine if ``owner`` still has it; True if taken.
+
+        A compare-and-set: of two engines re-arming the schedule of a dead one at once, one
+        gets it.
+        """
+        cur = self._schedules_txn(
+            lambda con: con.execute(
+                "UPDATE schedules SET owner = ? WHERE name = ? AND owner IS ?",
+                (self.engine_id, safe_text(name), owner),
+            )
+        )
+        return bool(cur.rowcount)
+
+    def release_schedules(self) -> None:
+        """Let the next engine re-arm the schedules this one has armed (at its shutdown)."""
+        if self.path.exists():
+            self._schedules_txn(
+                lambda con: con.execute(
+                    "UPDATE schedules SET owner = NULL WHERE owner = ?", (self.engine_id,)
+                )
+            )
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every stored schedule, by name, with where its owner runs.
+
+        Each row has ``name``, ``spec`` (a dict), ``created``, ``owner`` and ``owner_host``,
+        ``owner_pid``, ``owner_pid_start_time`` (None when no engine has it armed).
+        """
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            if _schema_version(con) is None:
+                return []
+            con.row_factory = sqlite3.Row
+            has = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE name IN ('schedules', 'engines')"
+            ).fetchall()
+            if len(has) < 2:
+                return []
+            rows = con.execute(
+                "SELECT schedules.*, engines.host AS owner_host, engines.pid AS owner_pid, "
+                "engines.pid_start_time AS owner_pid_start_time FROM schedules "
+                "LEFT JOIN engines ON engines.engine_id = schedules.owner ORDER BY name"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            msg = f"cannot read the schedules in {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+        out = []
+        for row in rows:
+            data = dict(zip(row.keys(), tuple(row), strict=True))
+            data["spec"] = json.loads(data["spec"])
+            out.append(data)
+        return out
+
+    def last_started(self, name: str, since: float) -> float | None:
+        """When the latest run of ``name`` started at or after ``since`` (any engine), or None."""
+        if not self.path.exists():
+            return None
+        con = self._connect()
+        try:
+            if _schema_version(con) is None:
+                return None
+            (started,) = con.execute(
+                "SELECT MAX(started) FROM runs WHERE name = ? AND started >= ?",
+                (safe_text(name), since),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            msg = f"cannot read the history database at {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
+        return None if started is None else float(started)
+
+    def record_note(self, name: str, status: str, note: str, when: float) -> None:
+        """Record a run that did not run (``note`` as its reason), e.g. runs missed while no
+        engine was alive. Filed under attempts 0, -1, ... of this engine, apart from its runs."""
+        if status not in {s.value for s in FINISHED}:
+            msg = f"a note is recorded as done, failed or cancelled, not {status!r}"
+            raise ValueError(msg)
+        name = safe_text(name)
+
+        def insert(con: sqlite3.Connection) -> None:
+            (low,) = con.execute(
+                "SELECT MIN(attempt) FROM runs WHERE engine_id = ? AND name = ? AND attempt <= 0",
+                (self.engine_id, name),
+            ).fetchone()
+            attempt = 0 if low is None else low - 1
+            con.execute(
+                "INSERT INTO runs (engine_id, name, attempt, backend, kind, status, submitted, "
+                "finished, cancel_reason, detached, transitions) "
+                "VALUES (?, ?, ?, 'subprocess', 'command', ?, ?, ?, ?, 0, ?)",
+                (
+                    self.engine_id, name, attempt, status, when, when, safe_text(note),
+                    json.dumps([[status, when]]),
+                ),
+            )  # fmt: skip
+
+        self._schedules_txn(insert)
 
 
 # helpers ---------------------------------------------------------------------------------------

@@ -152,7 +152,10 @@ def test_one_shot_start_and_cron_next_run_are_shown(engine: Engine) -> None:
         ({"restart": "sometimes"}, "restart='sometimes' is not a restart policy: use one of"),
         ({"restart": "always", "max_restarts": -1}, "max_restarts=-1 is not a whole number"),
         ({"restart": "always", "restart_delay": -1}, "restart_delay=-1 must be a duration >= 0"),
-        ({"detach": True, "target": print}, "detach=True is for commands"),
+        (
+            {"detach": True, "target": print, "every": "1 h"},
+            "detach=True for a function takes name, requires, timeout, env and cwd, not ['every']",
+        ),
     ],
 )
 def test_bad_schedule_and_policy_are_one_line_errors(

@@ -88,22 +88,25 @@ def test_help_is_the_docstring_with_every_option(ip: InteractiveShell) -> None:
     common = (
         "--requires", "--retries", "--timeout", "--forever", "--every", "--cron", "--start",
         "--restart", "--restart-delay", "--max-restarts", "--inputs", "--outputs", "--force",
+        "--detach",
     )  # fmt: skip
     for option in common:
         assert option in cell_help
         assert option in line_help
     options = cell_help.split("usage:")[1]
     assert "--backend" in options
-    for script_only in ("--env", "--cwd", "--detach"):
+    for script_only in ("--env", "--cwd"):
         assert script_only not in options
         assert script_only in line_help
     assert "--backend" not in line_help.split("usage:")[1]
     assert "%%job train --requires load" in cell_help  # the examples
     assert "%%job poller --restart always" in cell_help
+    assert "%%job train --detach" in cell_help
     assert '%job scrape.py --every "2 min"' in line_help
     jobs_help = ip.magics_manager.magics["line"]["jobs"].__doc__
     for command in (
         "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear",
+        "unschedule", "fetch",
     ):  # fmt: skip
         assert f"%jobs {command}" in jobs_help
     assert "%jobs log NAME [--run N]" in jobs_help
@@ -374,7 +377,9 @@ def test_long_running_script_options_usage_errors(
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("x --detach", "--detach is for scripts (%job SCRIPT --detach)"),
+        ("--detach", "%%job --detach needs a job name (%%job NAME --detach)"),
+        ("x --detach --backend thread", "--detach runs the cell in a process of its own: drop"),
+        ('x --detach --every "1 h"', "--detach runs a cell once, in a process of its own: drop"),
         ('x --every "every now and then"', "cannot use every='every now and then'"),
         ("x --cron @sometimes", "bad cron expression '@sometimes'"),
         ("x --restart on-failure --max-restarts -2", "--max-restarts: takes a whole number"),
@@ -574,6 +579,24 @@ def test_script_every_runs_periodically_and_cancel_stops_it(
     capsys.readouterr()
     ip.run_line_magic("jobs", "log scrape --run 1")
     assert capsys.readouterr().out == "scraped\n"
+
+
+def test_jobs_unschedule_removes_a_stored_schedule_for_good(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    (tmp_path / "scrape.py").write_text("print('scraped')\n")
+    ip.run_line_magic("job", 'scrape.py --every "1 h"')
+    engine = get_engine()
+    assert [r["name"] for r in engine._store.schedules()] == ["scrape"]
+    ip.run_line_magic("jobs", "cancel scrape")  # this kernel only: it stays stored
+    assert [r["name"] for r in engine._store.schedules()] == ["scrape"]
+    ip.run_line_magic("jobs", "unschedule scrape")
+    assert engine._store.schedules() == []
+    message = usage_error(ip.run_line_magic, "jobs", "unschedule scrape")
+    assert message == f"no schedule named 'scrape' is stored in {engine.folder}"
+    assert usage_error(ip.run_line_magic, "jobs", "unschedule") == (
+        "%jobs unschedule needs a job name: %jobs unschedule NAME"
+    )
 
 
 def test_script_cron_and_one_shot_start_show_their_next_run(
