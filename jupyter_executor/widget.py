@@ -172,6 +172,10 @@ class _LiveWidget(anywidget.AnyWidget):
                     # Displayed again after its views were all removed: start over with a
                     # snapshot (the browser's copy missed what happened meanwhile).
                     self._publisher.start(snapshot=False)
+                else:
+                    # Every drawn view (a reload, a reopened notebook, a second view) starts
+                    # from the `_init` state of when the widget was made: send the current one.
+                    self._publisher.request_sync()
             else:
                 self._views.discard(view)
                 self._publisher.drop_view(view)

@@ -417,6 +417,29 @@ def test_a_sync_request_gets_a_full_snapshot(
     ] == ["one"]
 
 
+def test_every_view_that_opens_gets_the_current_state(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    # A reloaded page draws from `_init`, the state of when the widget was made (here: running);
+    # the view's open message must bring the job's current state (done) with no other event.
+    gate = threading.Event()
+    job = engine.submit(hold, gate, name="slow", backend="thread")
+    wait_for(lambda: job.status.value == "running", what="running")
+    view = JobView(job)
+    widgets.append(view)
+    mirror = Mirror(view)
+    send_from_browser(view, {"k": "view", "open": True, "id": "first"})
+    gate.set()
+    engine.wait(timeout=10)
+    wait_for(lambda: mirror.status("slow") == "done", what="done")
+    # the page reloads: a new browser copy from `_init`, a new view opens
+    reloaded = Mirror(view)
+    reloaded.applied = len(view.comm.custom())
+    assert reloaded.rows["slow"]["status"] == "running"
+    send_from_browser(view, {"k": "view", "open": True, "id": "after-reload"})
+    wait_for(lambda: reloaded.status("slow") == "done", timeout=5, what="fresh state")
+
+
 # -- actions from the browser ------------------------------------------------------------------
 
 
