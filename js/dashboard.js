@@ -322,6 +322,7 @@ class DashboardView {
     const name = c.name;
     name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
     if (row.forever) name.append(h(d, "span.je-forever", { title: "forever job: runs until cancelled", text: "∞" }));
+    if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
@@ -471,7 +472,7 @@ class DashboardView {
     for (const [name, r] of this.rendered) {
       if (r.status !== "running") continue;
       const row = this.store.rows.get(name);
-      if (row) setText(r.cells.duration, formatDuration(durationOf(row, now)));
+      if (row && !row.earlier) setText(r.cells.duration, formatDuration(durationOf(row, now)));
     }
   }
 

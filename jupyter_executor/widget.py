@@ -190,6 +190,11 @@ class _LiveWidget(anywidget.AnyWidget):
             job = next((j for j in self._engine if safe_text(str(j.name)) == name), None)
         return job
 
+    def _earlier_run(self, name: str) -> dict[str, Any] | None:
+        """The history row of an earlier kernel's run shown under ``name``, or None."""
+        earlier = getattr(self._publisher, "earlier", None)
+        return earlier.get(name) if isinstance(earlier, dict) else None
+
     def _on_action(self, action: Any, name: Any) -> None:
         if not isinstance(action, str) or action not in ACTIONS:
             logger.warning("jupyter_executor: ignored unknown widget action %r", action)
@@ -199,6 +204,12 @@ class _LiveWidget(anywidget.AnyWidget):
             return
         job = self._find(name)
         if job is None:
+            earlier = self._earlier_run(name)
+            if action == "log" and earlier is not None:
+                # A run of an earlier kernel: its log file, as the history recorded it.
+                log = earlier.get("log_path")
+                self.send(json_safe(_read_log(name, Path(log) if log else None, "")))
+                return
             logger.warning("jupyter_executor: ignored %s of unknown job %r", action, name)
             return
         if job.status not in ACTIONS[action]:
@@ -285,9 +296,12 @@ class Dashboard(_LiveWidget):
         jobs = list(self._engine)
         rows = [table_row(j._info_dict(tail=False)) for j in jobs[:HTML_ROWS]]
         counts = _counts(j.status.value for j in jobs)
+        current = {str(j.name) for j in jobs}
+        earlier = sum(n not in current for n in getattr(self._publisher, "earlier", ()))
+        more = f" and {earlier} jobs of earlier kernels" if earlier else ""
         data = {
             **data,
-            "text/plain": f"Dashboard: {len(jobs)} jobs ({_counts_text(counts)})",
+            "text/plain": f"Dashboard: {len(jobs)} jobs ({_counts_text(counts)}){more}",
             "text/html": safe_text(html_table(rows, total=len(jobs), counts=counts)),
         }
         return data, metadata
@@ -356,12 +370,18 @@ class JobView(_LiveWidget):
 # messages -------------------------------------------------------------------------------------
 def _log_message(job: Job) -> dict[str, Any]:
     """The reply to "show log": the end of the job's log file, or its in-memory tail."""
-    text = None
-    truncated = False
-    path = job.log_path
     out = job._output
     if out is not None:
         out.flush()  # the log is flushed about once a second; "show log" wants all of it
+    path = job.log_path
+    tail = job.tail(10_000) if path is None or not path.exists() else ""
+    return _read_log(str(job.name), path, tail)
+
+
+def _read_log(name: str, path: Path | None, fallback: str) -> dict[str, Any]:
+    """The "log" message: the end of the log file at ``path``, or ``fallback``."""
+    text = None
+    truncated = False
     if path is not None and path.exists():
         with path.open("rb") as f:
             size = f.seek(0, 2)
@@ -370,10 +390,10 @@ def _log_message(job: Job) -> dict[str, Any]:
             text = f.read().decode("utf-8", errors="replace")
             truncated = start > 0
     if text is None:
-        text = job.tail(10_000)
+        text = fallback or "(no log file)"
     if len(text) > LOG_CHARS:
         text, truncated = text[-LOG_CHARS:], True
-    return {"k": "log", "name": str(job.name), "text": text, "truncated": truncated}
+    return {"k": "log", "name": name, "text": text, "truncated": truncated}
 
 
 # the static fallback --------------------------------------------------------------------------

@@ -61,6 +61,11 @@ STATUSES = (
     "print(json.dumps({str(j.name): j.status.value for j in get_engine()}))"
 )
 SHUTDOWN = "from jupyter_executor import get_engine\nget_engine().shutdown()"
+HISTORY = (
+    "import json\nfrom jupyter_executor import get_engine\n"
+    "h = get_engine().history()\n"
+    "print(json.dumps(h.groupby('name').status.last().to_dict()))"
+)
 # What every job view and dashboard row of the current notebook shows: name -> status.
 _SHOWN = """() => {
   const node = window.jupyterapp.shell.currentWidget.node;
@@ -187,6 +192,28 @@ def _flow(page: Any, app: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"views-{app}-restarted.png"), full_page=True)
     wait_idle(page)
 
+    # 3. a new %jobs in the new kernel lists the earlier kernel's runs, marked, with a log button
+    add_and_run_cell(page, "%load_ext jupyter_executor\n%jobs")
+    wait_idle(page)
+    last = kernel_execute(page, HISTORY).strip().splitlines()[-1]
+    history = dict(json.loads(last))
+    assert set(history) == set(JOBS), history
+    new = "#{} .je-dash:not([data-kernel])".format(
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+    )
+    for name, status in history.items():
+        row = page.locator(f'{new} .je-row[data-name="{name}"][data-status="{status}"]')
+        row.wait_for(timeout=20_000)
+        assert row.locator(".je-earlier").count() == 1
+        assert row.locator("button[data-action]").evaluate_all(
+            "(bs) => bs.map((b) => b.dataset.action)"
+        ) == ["log"]
+    page.locator(f'{new} .je-row[data-name="quick"] button[data-action="log"]').click()
+    log = page.locator(f'{new} .je-log[data-name="quick"]')
+    log.wait_for()
+    assert "0 jobs" not in page.locator(f"{new} .je-foot").inner_text()
+    page.screenshot(path=str(ARTIFACTS / f"views-{app}-earlier-runs.png"), full_page=True)
+
 
 def _wait_shown(page: Any, want: dict[str, dict[str, str]], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
@@ -196,6 +223,3 @@ def _wait_shown(page: Any, want: dict[str, dict[str, str]], timeout: float = 15.
             return
         assert time.monotonic() < deadline, f"shown {shown}, engine {want}"
         time.sleep(0.05)
-
-
-_ = add_and_run_cell  # used by the earlier-runs step

@@ -91,7 +91,8 @@ function formatClock(epoch, now) {
  * @returns {number | null}
  */
 function durationOf(row, now) {
-  if (row.status === "running" && typeof row.started === "number") return Math.max(0, now - row.started);
+  // A run of an earlier kernel ticks no more: its last known duration, if any.
+  if (row.status === "running" && !row.earlier && typeof row.started === "number") return Math.max(0, now - row.started);
   return typeof row.duration === "number" ? row.duration : null;
 }
 
@@ -120,6 +121,7 @@ function truncate(text, n) {
  * @returns {Array<"cancel" | "rerun" | "log">}
  */
 function allowedActions(row) {
+  if (row.earlier) return ["log"]; // a run of an earlier kernel: nothing left to act on
   const status = row.status ?? "";
   if (FINISHED.has(status)) return ["rerun", "log"];
   if (status === "created" || status === "pending" || status === "running") return ["cancel"];
@@ -1404,6 +1406,7 @@ class DashboardView {
     const name = c.name;
     name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
     if (row.forever) name.append(h(d, "span.je-forever", { title: "forever job: runs until cancelled", text: "∞" }));
+    if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
@@ -1553,7 +1556,7 @@ class DashboardView {
     for (const [name, r] of this.rendered) {
       if (r.status !== "running") continue;
       const row = this.store.rows.get(name);
-      if (row) setText(r.cells.duration, formatDuration(durationOf(row, now)));
+      if (row && !row.earlier) setText(r.cells.duration, formatDuration(durationOf(row, now)));
     }
   }
 

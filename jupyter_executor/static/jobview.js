@@ -91,7 +91,8 @@ function formatClock(epoch, now) {
  * @returns {number | null}
  */
 function durationOf(row, now) {
-  if (row.status === "running" && typeof row.started === "number") return Math.max(0, now - row.started);
+  // A run of an earlier kernel ticks no more: its last known duration, if any.
+  if (row.status === "running" && !row.earlier && typeof row.started === "number") return Math.max(0, now - row.started);
   return typeof row.duration === "number" ? row.duration : null;
 }
 
@@ -120,6 +121,7 @@ function truncate(text, n) {
  * @returns {Array<"cancel" | "rerun" | "log">}
  */
 function allowedActions(row) {
+  if (row.earlier) return ["log"]; // a run of an earlier kernel: nothing left to act on
   const status = row.status ?? "";
   if (FINISHED.has(status)) return ["rerun", "log"];
   if (status === "created" || status === "pending" || status === "running") return ["cancel"];
