@@ -464,9 +464,7 @@ def test_a_new_kernel_dashboard_shows_the_earlier_kernels_runs(
         assert "and 2 jobs of earlier kernels" in dash._repr_mimebundle_()[0]["text/plain"]
         # the log button of an earlier run brings its log file
         send_from_browser(dash, {"k": "action", "action": "log", "name": "answer"})
-        log = wait_for(
-            lambda: [m for _, m in dash.comm.custom() if m["k"] == "log"], what="log"
-        )[0]
+        log = wait_for(lambda: [m for _, m in dash.comm.custom() if m["k"] == "log"], what="log")[0]
         assert log["name"] == "answer" and "hello from before" in log["text"]
         # other actions on it are refused: nothing of it runs here
         send_from_browser(dash, {"k": "action", "action": "rerun", "name": "answer"})
