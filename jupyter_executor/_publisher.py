@@ -417,6 +417,16 @@ class Publisher:
         self._extend_snapshot(msg)
         return msg
 
+    def peek_snapshot(self) -> dict[str, Any]:
+        """A snapshot of the current state that changes nothing of what the thread tracks
+        (safe from any thread): what a saved notebook stores as the widget's state."""
+        msg = encode_snapshot(self._all_rows().values(), seq=self._seq)
+        self._peek_extend(msg)
+        return msg
+
+    def _peek_extend(self, msg: dict[str, Any]) -> None:
+        """Hook: add to a peeked snapshot."""
+
     def _extend_snapshot(self, msg: dict[str, Any]) -> None:
         """Hook: add to a snapshot (the job view adds its displays)."""
 
@@ -665,6 +675,9 @@ class JobPublisher(Publisher):
     def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         out = self._job._output  # created lazily: do not create one just to look
         return out.displays if out is not None else []
+
+    def _peek_extend(self, msg: dict[str, Any]) -> None:
+        msg["displays"] = [_display(d) for d in self._current_displays()]
 
     def _extend_snapshot(self, msg: dict[str, Any]) -> None:
         current = self._current_displays()

@@ -428,12 +428,14 @@ def test_every_view_that_opens_gets_the_current_state(
     view = JobView(job)
     widgets.append(view)
     mirror = Mirror(view)
+    stale_init = view._init  # what a page drew from before the job ended
     send_from_browser(view, {"k": "view", "open": True, "id": "first"})
     gate.set()
     engine.wait(timeout=10)
     wait_for(lambda: mirror.status("slow") == "done", what="done")
     # the page reloads: a new browser copy from `_init`, a new view opens
     reloaded = Mirror(view)
+    reloaded._apply(json.loads(stale_init))
     reloaded.applied = len(view.comm.custom())
     assert reloaded.rows["slow"]["status"] == "running"
     send_from_browser(view, {"k": "view", "open": True, "id": "after-reload"})
