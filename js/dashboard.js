@@ -4,7 +4,7 @@ import { h, setText } from "./dom.js";
 import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, restartNote, STATUSES, truncate } from "./format.js";
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
-import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { goneText, initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { countStatuses, orderRows, parseQuery } from "./table.js";
 import { makeLayout } from "./vlist.js";
 import { layoutGraph, renderGraph } from "./graph.js";
@@ -126,7 +126,9 @@ class DashboardView {
       ]),
       this.logPre,
     ]);
+    this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
+      this.goneEl,
       h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.filterEl, this.graphBtn]),
       this.graphEl,
       this.scrollEl,
@@ -136,8 +138,24 @@ class DashboardView {
     el.append(this.root);
   }
 
-  /** @param {import("./store.js").Change | {log: any}} change */
+  /** The kernel is gone: stop the clocks, grey out, disable the buttons, say so. */
+  markGone() {
+    const gone = this.store.gone;
+    if (!gone) return;
+    clearInterval(this.ticker);
+    this.root.classList.add("je-stale");
+    this.root.dataset.kernel = "gone";
+    setText(this.goneEl, goneText(gone));
+    this.goneEl.hidden = false;
+    for (const b of this.bodyEl.querySelectorAll("button[data-action]")) /** @type {HTMLButtonElement} */ (b).disabled = true;
+  }
+
+  /** @param {any} change */
   onChange(change) {
+    if ("gone" in change) {
+      this.markGone();
+      return;
+    }
     if ("log" in change) {
       this.showLog(change.log);
       return;
@@ -304,6 +322,7 @@ class DashboardView {
     const name = c.name;
     name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
     if (row.forever) name.append(h(d, "span.je-forever", { title: "forever job: runs until cancelled", text: "∞" }));
+    if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
@@ -333,7 +352,7 @@ class DashboardView {
     if (actions !== r.actions) {
       c.actions.replaceChildren(
         ...allowedActions(row).map((a) =>
-          h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: ACTION_LABELS[a], title: `${a} ${row.name}` }),
+          h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: ACTION_LABELS[a], title: `${a} ${row.name}`, disabled: Boolean(this.store.gone) }),
         ),
       );
       r.actions = actions;
@@ -387,6 +406,7 @@ class DashboardView {
     if (!rowEl) return;
     const name = rowEl.dataset.name ?? "";
     if (button) {
+      if (this.store.gone) return; // disabled: nobody could act on it
       button.disabled = true; // re-enabled when the row is redrawn with the kernel's answer
       setTimeout(() => (button.disabled = false), 3000);
       this.send({ k: "action", action: button.dataset.action, name });
@@ -400,7 +420,7 @@ class DashboardView {
     const open = !this.expanded.has(name);
     if (open) this.expanded.add(name);
     else this.expanded.delete(name);
-    this.send({ k: "expand", name, open, id: this.id });
+    if (!this.store.gone) this.send({ k: "expand", name, open, id: this.id });
     this.schedule();
   }
 
@@ -452,7 +472,7 @@ class DashboardView {
     for (const [name, r] of this.rendered) {
       if (r.status !== "running") continue;
       const row = this.store.rows.get(name);
-      if (row) setText(r.cells.duration, formatDuration(durationOf(row, now)));
+      if (row && !row.earlier) setText(r.cells.duration, formatDuration(durationOf(row, now)));
     }
   }
 
@@ -475,10 +495,11 @@ function render({ model, el }) {
   const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
   view.draw(); // synchronously: the first rows exist as soon as render returns
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
-  safeSend(model, { k: "view", open: true, id: view.id });
+  if (store.gone) view.markGone();
+  else safeSend(model, { k: "view", open: true, id: view.id });
   return () => {
     view.destroy();
-    safeSend(model, { k: "view", open: false, id: view.id });
+    if (!store.gone) safeSend(model, { k: "view", open: false, id: view.id });
   };
 }
 

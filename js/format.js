@@ -46,7 +46,8 @@ export function formatClock(epoch, now) {
  * @returns {number | null}
  */
 export function durationOf(row, now) {
-  if (row.status === "running" && typeof row.started === "number") return Math.max(0, now - row.started);
+  // A run of an earlier kernel ticks no more: its last known duration, if any.
+  if (row.status === "running" && !row.earlier && typeof row.started === "number") return Math.max(0, now - row.started);
   return typeof row.duration === "number" ? row.duration : null;
 }
 
@@ -75,6 +76,7 @@ export function truncate(text, n) {
  * @returns {Array<"cancel" | "rerun" | "log">}
  */
 export function allowedActions(row) {
+  if (row.earlier) return ["log"]; // a run of an earlier kernel: nothing left to act on
   const status = row.status ?? "";
   if (FINISHED.has(status)) return ["rerun", "log"];
   if (status === "created" || status === "pending" || status === "running") return ["cancel"];

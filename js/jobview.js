@@ -5,7 +5,7 @@ import { h, setText } from "./dom.js";
 import { allowedActions, durationOf, formatDuration, nextRunText, truncate } from "./format.js";
 import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
-import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { goneText, initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { renderMime } from "./mime.js";
 
 /** @typedef {import("./store.js").Row} Row */
@@ -40,7 +40,7 @@ class JobViewView {
     this.actionsEl = h(d, "span.je-jv-actions", {
       onclick: (/** @type {MouseEvent} */ e) => {
         const b = /** @type {HTMLButtonElement | null} */ (/** @type {HTMLElement} */ (e.target).closest("button"));
-        if (!b || !this.row) return;
+        if (!b || !this.row || this.store.gone) return;
         b.disabled = true;
         setTimeout(() => (b.disabled = false), 3000);
         this.send({ k: "action", action: b.dataset.action, name: this.row.name });
@@ -49,7 +49,9 @@ class JobViewView {
     this.tailEl = h(d, "pre.je-pre.je-jv-tail", { hidden: true });
     this.displaysEl = h(d, "div.je-jv-displays");
     this.resultEl = h(d, "div.je-jv-result");
+    this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.root = h(d, "div.je-jobview", null, [
+      this.goneEl,
       h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.actionsEl]),
       this.tailEl,
       this.displaysEl,
@@ -57,9 +59,22 @@ class JobViewView {
     ]);
     el.append(this.root);
     this.unsubscribe = store.subscribe((change) => {
-      if (!("log" in change)) this.draw(change.displays);
+      if ("gone" in change) this.markGone();
+      else if (!("log" in change)) this.draw(change.displays);
     });
     this.ticker = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  /** The kernel is gone: stop the clock, grey out, disable the buttons, say so. */
+  markGone() {
+    const gone = this.store.gone;
+    if (!gone) return;
+    clearInterval(this.ticker);
+    this.root.classList.add("je-stale");
+    this.root.dataset.kernel = "gone";
+    setText(this.goneEl, goneText(gone));
+    this.goneEl.hidden = false;
+    for (const b of this.actionsEl.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = true;
   }
 
   /** @returns {Row | undefined} */
@@ -95,7 +110,9 @@ class JobViewView {
     if (actions.join() !== this.actions) {
       this.actions = actions.join();
       this.actionsEl.replaceChildren(
-        ...actions.map((a) => h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: a })),
+        ...actions.map((a) =>
+          h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: a, disabled: Boolean(this.store.gone) }),
+        ),
       );
     }
     const tail = row.tail ?? "";
@@ -163,10 +180,11 @@ function render({ model, el }) {
   const store = modelStore(model);
   const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
   view.draw(true);
-  safeSend(model, { k: "view", open: true, id: view.id });
+  if (store.gone) view.markGone();
+  else safeSend(model, { k: "view", open: true, id: view.id });
   return () => {
     view.destroy();
-    safeSend(model, { k: "view", open: false, id: view.id });
+    if (!store.gone) safeSend(model, { k: "view", open: false, id: view.id });
   };
 }
 

@@ -254,7 +254,10 @@ def _show_job(shell: Any, job: Any) -> None:
     if is_kernel(shell):
         from IPython.display import display
 
-        display(_track(shell, job_view(job)))  # type: ignore[no-untyped-call]
+        view = job_view(job)
+        # The display id lets the view update its saved fallback in place when the job ends.
+        display_id = getattr(view, "display_id", None)
+        display(_track(shell, view), display_id=display_id)  # type: ignore[no-untyped-call]
     else:
         print(f"[job {job.name}] {job.status.value} ({job.backend}): {job.describe()}")
 
@@ -330,7 +333,8 @@ def show_dashboard(shell: Any) -> Any:
             return engine.list()
         from IPython.display import display
 
-        display(_track(shell, Dashboard(engine)))  # type: ignore[no-untyped-call]
+        dash = Dashboard(engine)
+        display(_track(shell, dash), display_id=dash.display_id)  # type: ignore[no-untyped-call]
         return None
     print(text_table(engine))
     return None
@@ -412,6 +416,20 @@ def jobs_command(
     return None
 
 
+def save_views() -> None:
+    """Store the final state of every view of a finished job in its outputs, now.
+
+    The views' publishers do it too, a moment after a job ends; a headless run (nbclient,
+    papermill) stops reading when its last cell, often ``%jobs wait``, ends: without this the
+    update would come too late to be saved.
+    """
+    for ext in list(_active.values()):
+        for widget in list(ext.widgets):
+            hook = getattr(widget, "_maybe_save_final", None)
+            if hook is not None:
+                hook()
+
+
 def _job(engine: Any, name: str) -> Any:
     try:
         return engine[name]
@@ -433,6 +451,7 @@ def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
         # ■ interrupts the waiting cell only; say so, since the jobs go on
         print("stopped waiting; the jobs keep running (%jobs cancel NAME stops one)")
         return
+    save_views()
     running = [j.name for j in jobs if not j.done()]
     if running:
         print(f"still running after {timeout:g} s: {', '.join(running)}")

@@ -398,16 +398,34 @@ class Publisher:
             return table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
         return table_row(info)
 
-    def _snapshot(self) -> dict[str, Any]:
+    def _all_rows(self) -> dict[str, dict[str, Any]]:
         detail = self._detail
         rows = {}
         for job in self._all_jobs():
             row = self._row(job, str(job.name) in detail)
             rows[row["name"]] = row
+        return rows
+
+    def _lookup_row(self, name: str) -> dict[str, Any] | None:
+        """Hook: the row of a name that is no job of the engine (None: the row is removed)."""
+        return None
+
+    def _snapshot(self) -> dict[str, Any]:
+        rows = self._all_rows()
         self._sent = rows
         msg = encode_snapshot(rows.values(), seq=self._seq)
         self._extend_snapshot(msg)
         return msg
+
+    def peek_snapshot(self) -> dict[str, Any]:
+        """A snapshot of the current state that changes nothing of what the thread tracks
+        (safe from any thread): what a saved notebook stores as the widget's state."""
+        msg = encode_snapshot(self._all_rows().values(), seq=self._seq)
+        self._peek_extend(msg)
+        return msg
+
+    def _peek_extend(self, msg: dict[str, Any]) -> None:
+        """Hook: add to a peeked snapshot."""
 
     def _extend_snapshot(self, msg: dict[str, Any]) -> None:
         """Hook: add to a snapshot (the job view adds its displays)."""
@@ -489,13 +507,13 @@ class Publisher:
         done = 0
         for name, _job in pending:
             current = self._lookup(name)
-            if current is None:
+            new = self._lookup_row(name) if current is None else self._row(current, name in detail)
+            if new is None:
                 if self._sent.pop(name, None) is not None:
                     removed.append(name)
                     budget -= len(name) + 3
                 done += 1
                 continue
-            new = self._row(current, name in detail)
             old = self._sent.get(name)
             diff = _diff(old, new)
             if diff is None:
@@ -532,20 +550,93 @@ class Publisher:
 
 
 def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
-    """The fields of ``new`` that differ from ``old`` (all of them for a new row), or None."""
+    """The fields of ``new`` that differ from ``old`` (all of them for a new row), or None.
+
+    A field ``old`` had and ``new`` lacks is sent as None (a job of this kernel taking the name
+    of an earlier kernel's row must lose its ``earlier`` mark in the browser).
+    """
     if old is None:
         return new
     changed = {k: v for k, v in new.items() if old.get(k, _MISSING) != v}
+    changed.update({k: None for k, v in old.items() if k not in new and v is not None})
     if not changed:
         return None
     changed["name"] = new["name"]
     return changed
 
 
+def earlier_row(run: dict[str, Any]) -> dict[str, Any]:
+    """The table row of a run recorded by an earlier kernel (a row of ``HistoryStore.history``).
+
+    It carries ``earlier`` (the engine id that ran it) and its final or last known status; its
+    duration never ticks (``js/format.js`` ``durationOf``) and its only action is "log".
+    """
+    info = {
+        "name": run["name"],
+        "status": run["status"],
+        "backend": run.get("backend"),
+        "description": run.get("description"),
+        "requires": list(run.get("requires") or []),
+        "submitted": run.get("submitted"),
+        "started": run.get("started"),
+        "finished": run.get("finished"),
+        "duration": run.get("duration"),
+        "attempts": run.get("attempt"),
+        "result": run.get("result"),
+        "error": run.get("error"),
+        "cancel_reason": run.get("cancel_reason"),
+        "last_line": None,
+    }
+    row = table_row(info)
+    row["duration"] = run.get("duration")  # table_row drops it for "running": not live here
+    row["earlier"] = run.get("engine_id") or "?"
+    return row
+
+
 class DashboardPublisher(Publisher):
-    """Every job of the engine, as table rows."""
+    """Every job of the engine, as table rows, then the last run of each job that only earlier
+    kernels ran in the engine's folder (its history)."""
 
     thread_name = "jupyter-executor-dashboard"
+    #: Most rows of earlier kernels' runs shown (the latest ones).
+    EARLIER_ROWS = 2_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # name -> last run of an earlier kernel (its history row), read at each snapshot
+        self.earlier: dict[str, dict[str, Any]] = {}
+
+    def _read_earlier(self) -> dict[str, dict[str, Any]]:
+        store = getattr(self._engine, "_store", None)
+        if store is None:
+            return {}
+        try:
+            runs = store.history()
+        except Exception:  # a history that cannot be read must not cost the dashboard
+            logger.warning("jupyter_executor: cannot read the history", exc_info=True)
+            return {}
+        last: dict[str, dict[str, Any]] = {}
+        for run in runs:  # oldest first: the last one wins
+            if run.get("engine_id") != self._engine.id:
+                last.pop(run["name"], None)
+                last[run["name"]] = run
+        keep = list(last.items())[-self.EARLIER_ROWS :]
+        return dict(keep)
+
+    def _snapshot(self) -> dict[str, Any]:
+        self.earlier = self._read_earlier()
+        return super()._snapshot()
+
+    def _all_rows(self) -> dict[str, dict[str, Any]]:
+        rows = super()._all_rows()
+        for name, run in self.earlier.items():
+            if name not in rows:
+                rows[name] = earlier_row(run)
+        return rows
+
+    def _lookup_row(self, name: str) -> dict[str, Any] | None:
+        run = self.earlier.get(name)
+        return earlier_row(run) if run is not None else None
 
 
 class JobPublisher(Publisher):
@@ -584,6 +675,9 @@ class JobPublisher(Publisher):
     def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         out = self._job._output  # created lazily: do not create one just to look
         return out.displays if out is not None else []
+
+    def _peek_extend(self, msg: dict[str, Any]) -> None:
+        msg["displays"] = [_display(d) for d in self._current_displays()]
 
     def _extend_snapshot(self, msg: dict[str, Any]) -> None:
         current = self._current_displays()

@@ -68,6 +68,9 @@ ACTIONS = {
 LOG_CHARS = 256_000
 #: Rows of the static HTML fallback.
 HTML_ROWS = 200
+#: Lines of a job's output in its text/plain fallback.
+TEXT_TAIL_LINES = 10
+_FINISHED = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
 # Escape sequences of terminal output (the same set js/ansi.js removes): CSI, OSC, charset, 2-byte.
 _ANSI = re.compile(
     r"\x1b(?:\[[0-9;:?]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[()*+][0-9A-Za-z]|[@-Z\\-_])"
@@ -95,6 +98,8 @@ class _LiveWidget(anywidget.AnyWidget):
         self._publisher = publisher
         self._views: set[str] = set()
         self._life = threading.Lock()
+        self._final_lock = threading.Lock()
+        self._saved_key: Any = None
         self._closed = False
         init = publisher.start(snapshot=True, thread=False)
         try:
@@ -130,9 +135,41 @@ class _LiveWidget(anywidget.AnyWidget):
                 publisher.stop()
         super().close()
 
+    @property
+    def display_id(self) -> str:
+        """The id the widget's output is displayed with (``display(w, display_id=...)``), so
+        that its saved fallback can be updated in place (``update_display``)."""
+        return f"jupyter-executor-{self._uid}"
+
     def _send_update(self, msg: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         # Called from the publisher thread; a closed widget has no comm and drops the message.
         self.send(msg, buffers)
+        if msg.get("k") == "snap" or any("status" in r for r in msg.get("rows", ())):
+            self._maybe_save_final()
+
+    def _maybe_save_final(self) -> None:
+        """When what is shown is final, store it in the widget state and the outputs (once per
+        final state; called by the publisher thread and by ``%jobs wait``)."""
+        with self._final_lock:
+            key = self._final_key()
+            if key is not None and key != self._saved_key:
+                self._saved_key = key
+                self._save_final()
+
+    def _final_key(self) -> Any:
+        """Hook: a key of the final state shown, or None while it is not final."""
+        return None
+
+    def _save_final(self) -> None:
+        # Runs in the publisher thread, the only one that builds messages: a snapshot taken here
+        # cannot interleave with a patch. The saved widget state then holds the final state
+        # (`_init`), and every output displayed with this widget's display_id gets its final
+        # text/plain and text/html (what GitHub, nbviewer and a kernel-less reopen show).
+        try:
+            self._init = pack(self._publisher.peek_snapshot())
+            _update_display(self)
+        except Exception:
+            logger.warning("jupyter_executor: could not update the saved view", exc_info=True)
 
     # messages from the browser ------------------------------------------------------------------
     def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
@@ -172,6 +209,10 @@ class _LiveWidget(anywidget.AnyWidget):
                     # Displayed again after its views were all removed: start over with a
                     # snapshot (the browser's copy missed what happened meanwhile).
                     self._publisher.start(snapshot=False)
+                else:
+                    # Every drawn view (a reload, a reopened notebook, a second view) starts
+                    # from the `_init` state of when the widget was made: send the current one.
+                    self._publisher.request_sync()
             else:
                 self._views.discard(view)
                 self._publisher.drop_view(view)
@@ -186,6 +227,11 @@ class _LiveWidget(anywidget.AnyWidget):
             job = next((j for j in self._engine if safe_text(str(j.name)) == name), None)
         return job
 
+    def _earlier_run(self, name: str) -> dict[str, Any] | None:
+        """The history row of an earlier kernel's run shown under ``name``, or None."""
+        earlier = getattr(self._publisher, "earlier", None)
+        return earlier.get(name) if isinstance(earlier, dict) else None
+
     def _on_action(self, action: Any, name: Any) -> None:
         if not isinstance(action, str) or action not in ACTIONS:
             logger.warning("jupyter_executor: ignored unknown widget action %r", action)
@@ -195,6 +241,12 @@ class _LiveWidget(anywidget.AnyWidget):
             return
         job = self._find(name)
         if job is None:
+            earlier = self._earlier_run(name)
+            if action == "log" and earlier is not None:
+                # A run of an earlier kernel: its log file, as the history recorded it.
+                log = earlier.get("log_path")
+                self.send(json_safe(_read_log(name, Path(log) if log else None, "")))
+                return
             logger.warning("jupyter_executor: ignored %s of unknown job %r", action, name)
             return
         if job.status not in ACTIONS[action]:
@@ -273,6 +325,12 @@ class Dashboard(_LiveWidget):
         )
         super().__init__(engine, publisher, **kwargs)
 
+    def _final_key(self) -> Any:
+        jobs = list(self._engine)
+        if any(j.status not in _FINISHED for j in jobs):
+            return None
+        return tuple((str(j.name), j.status.value, j.attempts) for j in jobs)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
@@ -281,9 +339,12 @@ class Dashboard(_LiveWidget):
         jobs = list(self._engine)
         rows = [table_row(j._info_dict(tail=False)) for j in jobs[:HTML_ROWS]]
         counts = _counts(j.status.value for j in jobs)
+        current = {str(j.name) for j in jobs}
+        earlier = sum(n not in current for n in getattr(self._publisher, "earlier", ()))
+        more = f" and {earlier} jobs of earlier kernels" if earlier else ""
         data = {
             **data,
-            "text/plain": f"Dashboard: {len(jobs)} jobs ({_counts_text(counts)})",
+            "text/plain": f"Dashboard: {len(jobs)} jobs ({_counts_text(counts)}){more}",
             "text/html": safe_text(html_table(rows, total=len(jobs), counts=counts)),
         }
         return data, metadata
@@ -338,26 +399,82 @@ class JobView(_LiveWidget):
         # This view acts on its own job only.
         return self._job if name == str(self._job.name) else None
 
+    def _final_key(self) -> Any:
+        job = self._job
+        return (job.status.value, job.attempts) if job.status in _FINISHED else None
+
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
             return None
         data, metadata = bundle
         info = self._job.info().to_dict()
-        text = f"Job {info['name']!r}: {info['status']}"
+        text = safe_text(job_text(info))
         data = {**data, "text/plain": text, "text/html": safe_text(html_job(info))}
         return data, metadata
+
+
+def job_text(info: dict[str, Any]) -> str:
+    """The plain-text picture of one job (``JobInfo.to_dict()``): status, duration, result or
+    error line, the end of its output, and the time it was taken."""
+    head = f"Job {info['name']!r}: {status_label(info)}"
+    duration = _fmt_duration(info)
+    if duration:
+        head += f" in {duration}" if info.get("status") != "running" else f" for {duration}"
+    if info.get("status") == "failed" and info.get("error"):
+        head += f": {info['error']}"
+    elif info.get("status") == "done" and info.get("result") is not None:
+        head += f" -> {info['result']}"
+    elif info.get("status") == "cancelled" and info.get("cancel_reason"):
+        head += f" ({info['cancel_reason']})"
+    lines = [f"{head}  (as of {time.strftime('%Y-%m-%d %H:%M:%S')})"]
+    tail = strip_ansi(info.get("tail") or "").rstrip("\n").splitlines()[-TEXT_TAIL_LINES:]
+    lines += [f"  | {line}" for line in tail]
+    return "\n".join(lines)
+
+
+def _update_display(widget: _LiveWidget) -> None:
+    """Send ``update_display_data`` for every output showing ``widget``.
+
+    Sent with the parent of the kernel's current (or last) execute request, not from IPython's
+    ``update_display``: this runs in the publisher thread, whose parent header (a context
+    variable in ipykernel 7) is empty, and front ends (nbclient, JupyterLab) drop iopub messages
+    of a parent they do not track.
+    """
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None:
+        return
+    bundle = widget._repr_mimebundle_()
+    if bundle is None:
+        return
+    data, metadata = bundle
+    content = {"data": data, "metadata": metadata, "transient": {"display_id": widget.display_id}}
+    kernel.session.send(
+        kernel.iopub_socket,
+        "update_display_data",
+        json_safe(content),
+        parent=kernel.get_parent("shell"),
+        ident=b"display_data",
+    )
 
 
 # messages -------------------------------------------------------------------------------------
 def _log_message(job: Job) -> dict[str, Any]:
     """The reply to "show log": the end of the job's log file, or its in-memory tail."""
-    text = None
-    truncated = False
-    path = job.log_path
     out = job._output
     if out is not None:
         out.flush()  # the log is flushed about once a second; "show log" wants all of it
+    path = job.log_path
+    tail = job.tail(10_000) if path is None or not path.exists() else ""
+    return _read_log(str(job.name), path, tail)
+
+
+def _read_log(name: str, path: Path | None, fallback: str) -> dict[str, Any]:
+    """The "log" message: the end of the log file at ``path``, or ``fallback``."""
+    text = None
+    truncated = False
     if path is not None and path.exists():
         with path.open("rb") as f:
             size = f.seek(0, 2)
@@ -366,10 +483,10 @@ def _log_message(job: Job) -> dict[str, Any]:
             text = f.read().decode("utf-8", errors="replace")
             truncated = start > 0
     if text is None:
-        text = job.tail(10_000)
+        text = fallback or "(no log file)"
     if len(text) > LOG_CHARS:
         text, truncated = text[-LOG_CHARS:], True
-    return {"k": "log", "name": str(job.name), "text": text, "truncated": truncated}
+    return {"k": "log", "name": name, "text": text, "truncated": truncated}
 
 
 # the static fallback --------------------------------------------------------------------------
@@ -532,5 +649,5 @@ def html_job(info: dict[str, Any]) -> str:
         parts.append(f"<pre style='color:#d93025'>{esc(strip_ansi(info['traceback']))}</pre>")
     elif info.get("status") == "done" and info.get("result") is not None:
         parts.append(f"<pre>→ {esc(info['result'])}</pre>")
-    parts.append("</div>")
+    parts.append(f"<p><small>as of {time.strftime('%Y-%m-%d %H:%M:%S')}</small></p></div>")
     return "".join(parts)

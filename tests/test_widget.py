@@ -417,6 +417,67 @@ def test_a_sync_request_gets_a_full_snapshot(
     ] == ["one"]
 
 
+def test_every_view_that_opens_gets_the_current_state(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    # A reloaded page draws from `_init`, the state of when the widget was made (here: running);
+    # the view's open message must bring the job's current state (done) with no other event.
+    gate = threading.Event()
+    job = engine.submit(hold, gate, name="slow", backend="thread")
+    wait_for(lambda: job.status.value == "running", what="running")
+    view = JobView(job)
+    widgets.append(view)
+    mirror = Mirror(view)
+    stale_init = view._init  # what a page drew from before the job ended
+    send_from_browser(view, {"k": "view", "open": True, "id": "first"})
+    gate.set()
+    engine.wait(timeout=10)
+    wait_for(lambda: mirror.status("slow") == "done", what="done")
+    # the page reloads: a new browser copy from `_init`, a new view opens
+    reloaded = Mirror(view)
+    reloaded._apply(json.loads(stale_init))
+    reloaded.applied = len(view.comm.custom())
+    assert reloaded.rows["slow"]["status"] == "running"
+    send_from_browser(view, {"k": "view", "open": True, "id": "after-reload"})
+    wait_for(lambda: reloaded.status("slow") == "done", timeout=5, what="fresh state")
+
+
+def test_a_new_kernel_dashboard_shows_the_earlier_kernels_runs(
+    tmp_path: Path, comms: Any, widgets: list[Any]
+) -> None:
+    # An earlier kernel's engine ran three jobs in the folder, then went away.
+    with Engine(folder=tmp_path / "runs") as old:
+        old.submit(lambda: print("hello from before") or 42, name="answer", backend="thread")
+        old.submit(lambda: 1 / 0, name="broken", backend="thread")
+        old.submit(lambda: 7, name="again", backend="thread")
+        old.wait(timeout=10)
+    with Engine(folder=tmp_path / "runs") as new:
+        new.submit(lambda: 8, name="again", backend="thread")  # this kernel's run wins
+        new.wait(timeout=10)
+        dash = Dashboard(new)
+        widgets.append(dash)
+        mirror = Mirror(dash)
+        rows = mirror.update().rows
+        assert set(rows) == {"answer", "broken", "again"}
+        assert rows["answer"]["status"] == "done" and rows["answer"]["result"] == "42"
+        assert rows["answer"]["earlier"] == old.id
+        assert rows["broken"]["status"] == "failed" and rows["broken"]["earlier"] == old.id
+        assert rows["again"].get("earlier") is None and rows["again"]["result"] == "8"
+        assert "and 2 jobs of earlier kernels" in dash._repr_mimebundle_()[0]["text/plain"]
+        # the log button of an earlier run brings its log file
+        send_from_browser(dash, {"k": "action", "action": "log", "name": "answer"})
+        log = wait_for(lambda: [m for _, m in dash.comm.custom() if m["k"] == "log"], what="log")[0]
+        assert log["name"] == "answer" and "hello from before" in log["text"]
+        # other actions on it are refused: nothing of it runs here
+        send_from_browser(dash, {"k": "action", "action": "rerun", "name": "answer"})
+        assert "answer" not in new.jobs
+        # a job of this kernel taking an earlier row's name loses the mark
+        new.submit(lambda: 9, name="answer", backend="thread")
+        new.wait(timeout=10)
+        wait_for(lambda: mirror.update().rows["answer"].get("result") == "9", what="new run")
+        assert mirror.rows["answer"].get("earlier") is None
+
+
 # -- actions from the browser ------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeRows, Store } from "../store.js";
+import { decodeRows, goneText, Store, watchKernel } from "../store.js";
 
 const COLS = ["name", "status", "started", "duration"];
 const snap = (seq, data, t = 1000) => ({ k: "snap", seq, t, cols: COLS, data });
@@ -37,7 +37,9 @@ test("patches merge changed fields, add and remove rows, bump versions", () => {
   store.subscribe((c) => changes.push(c));
   const v = store.rows.get("a")._v;
   store.handle({ k: "patch", seq: 1, t: 1001, rows: [{ name: "a", status: "running", started: 1000.5 }] });
-  assert.deepEqual(store.rows.get("a"), { name: "a", status: "running", started: 1000.5, duration: null, _v: v + 1, _i: 0 });
+  const a = store.rows.get("a");
+  assert.ok(a._v > v);
+  assert.deepEqual(a, { name: "a", status: "running", started: 1000.5, duration: null, _v: a._v, _i: 0 });
   assert.deepEqual([...changes[0].names], ["a"]);
   assert.equal(changes[0].added, false);
   store.handle({ k: "patch", seq: 2, t: 1002, rows: [{ name: "c", status: "pending" }], removed: ["b"] });
@@ -45,6 +47,18 @@ test("patches merge changed fields, add and remove rows, bump versions", () => {
   assert.equal(changes[1].added, true);
   assert.equal(changes[1].removed, true);
   assert.deepEqual(sent, []); // in sequence: no sync asked
+});
+
+test("a snapshot never reuses a row version a view may have drawn", () => {
+  // A view skips a row whose version it drew; were versions reset to 1 by a snapshot, the
+  // fresh state sent after a reload (same name, new status) would never be drawn.
+  const { store } = makeStore();
+  store.handle(snap(0, [["a", "running", 1000, null]]));
+  const drawn = store.rows.get("a")._v;
+  store.handle(snap(1, [["a", "done", 1000, 2]]));
+  assert.equal(store.rows.get("a").status, "done");
+  assert.notEqual(store.rows.get("a")._v, drawn);
+  assert.ok(store.rows.get("a")._v > drawn);
 });
 
 test("a gap in sequence numbers asks for a snapshot, at most once per interval", () => {
@@ -107,4 +121,54 @@ test("packed snapshots (a buffer of JSON) are unpacked: _init state and custom m
   assert.equal(store.handle({ k: "snap", packed: true }, [new DataView(bytes.buffer)]), true);
   assert.equal(store.seq, 7);
   assert.deepEqual([...store.rows.keys()], ["a"]);
+});
+
+/** A kernel connection as JupyterLab's widget manager exposes it: a status and a Lumino-like signal. */
+function fakeKernel() {
+  const slots = new Set();
+  return {
+    status: "idle",
+    isDisposed: false,
+    statusChanged: { connect: (f) => slots.add(f), disconnect: (f) => slots.delete(f) },
+    set(status) {
+      this.status = status;
+      for (const f of [...slots]) f(this, status);
+    },
+    slots,
+  };
+}
+
+test("a restarting kernel marks the store gone at once, with the time", () => {
+  const { store, clock } = makeStore({ t: 1_700_000_000 });
+  const kernel = fakeKernel();
+  const changes = [];
+  store.subscribe((c) => changes.push(c));
+  const stop = watchKernel({ kernel }, store);
+  kernel.set("busy");
+  assert.equal(store.gone, null);
+  kernel.set("restarting");
+  assert.deepEqual(store.gone, { reason: "kernel restarted", at: clock.t });
+  kernel.set("idle"); // the new kernel: still gone, this store's comm is dead
+  assert.equal(store.gone.reason, "kernel restarted");
+  assert.equal(changes.filter((c) => "gone" in c).length, 1);
+  assert.match(goneText(store.gone), /^kernel restarted — last known state as of \d\d:\d\d:\d\d$/);
+  stop();
+  assert.equal(kernel.slots.size, 0);
+});
+
+test("a kernel shut down or replaced without a status is caught by the check", async () => {
+  const { store } = makeStore();
+  const manager = { kernel: fakeKernel() };
+  const stop = watchKernel(manager, store);
+  manager.kernel = null; // the session's kernel was shut down
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(store.gone?.reason, "no kernel");
+  stop();
+});
+
+test("without a kernel to watch nothing is marked", () => {
+  const { store } = makeStore();
+  watchKernel(undefined, store)();
+  watchKernel({}, store)();
+  assert.equal(store.gone, null);
 });

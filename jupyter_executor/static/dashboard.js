@@ -91,7 +91,8 @@ function formatClock(epoch, now) {
  * @returns {number | null}
  */
 function durationOf(row, now) {
-  if (row.status === "running" && typeof row.started === "number") return Math.max(0, now - row.started);
+  // A run of an earlier kernel ticks no more: its last known duration, if any.
+  if (row.status === "running" && !row.earlier && typeof row.started === "number") return Math.max(0, now - row.started);
   return typeof row.duration === "number" ? row.duration : null;
 }
 
@@ -120,6 +121,7 @@ function truncate(text, n) {
  * @returns {Array<"cancel" | "rerun" | "log">}
  */
 function allowedActions(row) {
+  if (row.earlier) return ["log"]; // a run of an earlier kernel: nothing left to act on
   const status = row.status ?? "";
   if (FINISHED.has(status)) return ["rerun", "log"];
   if (status === "created" || status === "pending" || status === "running") return ["cancel"];
@@ -440,6 +442,7 @@ function progressBar(doc, fraction, text) {
  * @typedef {Record<string, any> & {name: string, _v: number, _i: number}} Row
  * @typedef {{full: boolean, names: Set<string>, added: boolean, removed: boolean, displays: boolean}} Change
  * @typedef {{data: Record<string, any>, metadata?: Record<string, any>}} Display
+ * @typedef {{reason: string, at: number}} Gone  why the kernel is gone, and when (browser clock, s)
  */
 
 /**
@@ -496,8 +499,24 @@ class Store {
     this._syncEvery = options.syncEvery ?? 2;
     this._lastSync = -Infinity;
     this._nextIndex = 0;
-    /** @type {Set<(change: Change | {log: any}) => void>} */
+    /** Last row version given out: a row's `_v` only ever grows, also across snapshots, so a
+     * view that compares the version it drew never skips a row a snapshot replaced. */
+    this._rev = 0;
+    /** @type {Set<(change: Change | {log: any} | {gone: Gone}) => void>} */
     this._listeners = new Set();
+    /** @type {Gone | null} set once the kernel is gone (see markGone) */
+    this.gone = null;
+  }
+
+  /**
+   * The kernel that fed this Store went away (restarted, died, shut down): what the rows show
+   * is only the last known state. Idempotent; listeners get `{gone}` once.
+   * @param {string} reason  "kernel restarted" or "no kernel"
+   */
+  markGone(reason) {
+    if (this.gone) return;
+    this.gone = { reason, at: this._clock() };
+    this._emit({ gone: this.gone });
   }
 
   /** Current time on the kernel's clock (epoch seconds). */
@@ -506,7 +525,7 @@ class Store {
   }
 
   /**
-   * @param {(change: Change | {log: any}) => void} fn
+   * @param {(change: Change | {log: any} | {gone: Gone}) => void} fn
    * @returns {() => void} unsubscribe
    */
   subscribe(fn) {
@@ -514,7 +533,7 @@ class Store {
     return () => this._listeners.delete(fn);
   }
 
-  /** @param {Change | {log: any}} change */
+  /** @param {Change | {log: any} | {gone: Gone}} change */
   _emit(change) {
     this.version++;
     for (const fn of [...this._listeners]) fn(change);
@@ -564,7 +583,7 @@ class Store {
 
   /** @param {Record<string, any>} fields */
   _insert(fields) {
-    const row = /** @type {Row} */ ({ ...fields, _v: 1, _i: this._nextIndex++ });
+    const row = /** @type {Row} */ ({ ...fields, _v: ++this._rev, _i: this._nextIndex++ });
     this.rows.set(row.name, row);
     return row;
   }
@@ -584,7 +603,7 @@ class Store {
       const row = this.rows.get(fields.name);
       if (row) {
         Object.assign(row, fields);
-        row._v++;
+        row._v = ++this._rev;
       } else {
         // A partial row we never saw in full: keep it, and ask for the full picture.
         if (!("status" in fields)) this.requestSync();
@@ -632,17 +651,81 @@ function modelStore(model) {
 
 /**
  * anywidget `initialize`: feed the model's Store with every message, views or not.
+ *
+ * A fresh Store each time: a model made again for the same widget (the notebook closed and
+ * reopened in the same page) must not inherit a Store bound to the old model's dead comm.
  * @param {{model: any}} ctx
  * @returns {() => void} cleanup
  */
 function initializeStore({ model }) {
+  STORES.delete(model.get("_uid"));
   const store = modelStore(model);
   const onMsg = (/** @type {any} */ msg, /** @type {unknown[]} */ buffers) => store.handle(msg, buffers);
   model.on("msg:custom", onMsg);
+  const unwatch = watchKernel(model.widget_manager, store);
   return () => {
+    unwatch();
     model.off("msg:custom", onMsg);
     STORES.delete(model.get("_uid"));
   };
+}
+
+/** Kernel statuses after which this kernel's widgets are dead (their comms are gone). */
+const GONE_STATUSES = /** @type {Record<string, string>} */ ({
+  restarting: "kernel restarted",
+  autorestarting: "kernel restarted",
+  dead: "no kernel",
+});
+const KERNEL_CHECK_MS = 500;
+
+/**
+ * Mark the Store gone when the kernel that feeds it restarts, dies or is shut down.
+ *
+ * The widget manager of JupyterLab and Notebook 7 (`@jupyter-widgets/jupyterlab-manager`, which
+ * anywidget hands over as `model.widget_manager`) knows the notebook's kernel connection: its
+ * `statusChanged` signal reports "restarting" (a restart keeps the same connection object and
+ * passes through that status only briefly), and a check every 500 ms catches a kernel that was
+ * shut down, disposed or replaced (another kernel chosen) without such a status.
+ * A front end whose manager has no `kernel` gives nothing to watch; `safeSend` failing then
+ * still marks the Store gone.
+ * @param {any} manager  the widget manager, or undefined
+ * @param {Store} store
+ * @returns {() => void} stop watching
+ */
+function watchKernel(manager, store) {
+  /** @returns {any} */
+  const current = () => {
+    try {
+      return manager?.kernel;
+    } catch {
+      return undefined;
+    }
+  };
+  const kernel = current();
+  if (!kernel || typeof kernel !== "object") return () => {};
+  const onStatus = (/** @type {any} */ _sender, /** @type {string} */ status) => {
+    const reason = GONE_STATUSES[status];
+    if (reason) store.markGone(reason);
+  };
+  const signal = kernel.statusChanged;
+  signal?.connect?.(onStatus);
+  const check = () => {
+    if (store.gone) return stop();
+    const now = current();
+    if (now !== kernel) store.markGone(now ? "kernel restarted" : "no kernel");
+    else if (kernel.isDisposed || kernel.status === "dead") store.markGone("no kernel");
+    else if (GONE_STATUSES[kernel.status]) store.markGone(GONE_STATUSES[kernel.status]);
+  };
+  const timer = setInterval(check, KERNEL_CHECK_MS);
+  const stop = () => {
+    clearInterval(timer);
+    try {
+      signal?.disconnect?.(onStatus);
+    } catch {
+      // a disposed connection's signal is already cleared
+    }
+  };
+  return stop;
 }
 
 /**
@@ -655,7 +738,20 @@ function safeSend(model, msg) {
     model.send(msg);
   } catch (err) {
     console.debug("[jupyter_executor] message not sent", err);
+    // No button may fail silently: a comm that cannot send means the kernel is gone.
+    STORES.get(model.get("_uid"))?.markGone("no kernel");
   }
+}
+
+/**
+ * The "last known state" note of a view whose kernel is gone.
+ * @param {Gone} gone
+ * @returns {string}
+ */
+function goneText(gone) {
+  const d = new Date(gone.at * 1000);
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
+  return `${gone.reason} \u2014 last known state as of ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 let viewCounter = 0;
@@ -1114,7 +1210,9 @@ class DashboardView {
       ]),
       this.logPre,
     ]);
+    this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
+      this.goneEl,
       h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.filterEl, this.graphBtn]),
       this.graphEl,
       this.scrollEl,
@@ -1124,8 +1222,24 @@ class DashboardView {
     el.append(this.root);
   }
 
-  /** @param {import("./store.js").Change | {log: any}} change */
+  /** The kernel is gone: stop the clocks, grey out, disable the buttons, say so. */
+  markGone() {
+    const gone = this.store.gone;
+    if (!gone) return;
+    clearInterval(this.ticker);
+    this.root.classList.add("je-stale");
+    this.root.dataset.kernel = "gone";
+    setText(this.goneEl, goneText(gone));
+    this.goneEl.hidden = false;
+    for (const b of this.bodyEl.querySelectorAll("button[data-action]")) /** @type {HTMLButtonElement} */ (b).disabled = true;
+  }
+
+  /** @param {any} change */
   onChange(change) {
+    if ("gone" in change) {
+      this.markGone();
+      return;
+    }
     if ("log" in change) {
       this.showLog(change.log);
       return;
@@ -1292,6 +1406,7 @@ class DashboardView {
     const name = c.name;
     name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
     if (row.forever) name.append(h(d, "span.je-forever", { title: "forever job: runs until cancelled", text: "∞" }));
+    if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
@@ -1321,7 +1436,7 @@ class DashboardView {
     if (actions !== r.actions) {
       c.actions.replaceChildren(
         ...allowedActions(row).map((a) =>
-          h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: ACTION_LABELS[a], title: `${a} ${row.name}` }),
+          h(d, `button.je-btn.je-act.je-act-${a}`, { "data-action": a, text: ACTION_LABELS[a], title: `${a} ${row.name}`, disabled: Boolean(this.store.gone) }),
         ),
       );
       r.actions = actions;
@@ -1375,6 +1490,7 @@ class DashboardView {
     if (!rowEl) return;
     const name = rowEl.dataset.name ?? "";
     if (button) {
+      if (this.store.gone) return; // disabled: nobody could act on it
       button.disabled = true; // re-enabled when the row is redrawn with the kernel's answer
       setTimeout(() => (button.disabled = false), 3000);
       this.send({ k: "action", action: button.dataset.action, name });
@@ -1388,7 +1504,7 @@ class DashboardView {
     const open = !this.expanded.has(name);
     if (open) this.expanded.add(name);
     else this.expanded.delete(name);
-    this.send({ k: "expand", name, open, id: this.id });
+    if (!this.store.gone) this.send({ k: "expand", name, open, id: this.id });
     this.schedule();
   }
 
@@ -1440,7 +1556,7 @@ class DashboardView {
     for (const [name, r] of this.rendered) {
       if (r.status !== "running") continue;
       const row = this.store.rows.get(name);
-      if (row) setText(r.cells.duration, formatDuration(durationOf(row, now)));
+      if (row && !row.earlier) setText(r.cells.duration, formatDuration(durationOf(row, now)));
     }
   }
 
@@ -1463,10 +1579,11 @@ function render({ model, el }) {
   const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
   view.draw(); // synchronously: the first rows exist as soon as render returns
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
-  safeSend(model, { k: "view", open: true, id: view.id });
+  if (store.gone) view.markGone();
+  else safeSend(model, { k: "view", open: true, id: view.id });
   return () => {
     view.destroy();
-    safeSend(model, { k: "view", open: false, id: view.id });
+    if (!store.gone) safeSend(model, { k: "view", open: false, id: view.id });
   };
 }
 
