@@ -508,7 +508,12 @@ def test_unload_leaves_no_thread_and_no_child_process(tmp_path: Path) -> None:
         assert k.children(), "the jobs should have started processes"
         k.execute("%unload_ext jupyter_executor", timeout=60)
         after = set(value(k, "[t.name for t in threading.enumerate()]"))
-        assert after <= before, f"threads left: {after - before}"
+        # pyzmq starts its own garbage-collector thread, once per process, the first time a
+        # large message (a widget state update) is sent without a copy: not ours to stop
+        zmq_gc = value(
+            k, "getattr(__import__('zmq.utils.garbage').utils.garbage.gc.thread, 'name', '')"
+        )
+        assert after - {zmq_gc} <= before, f"threads left: {after - before}"
         assert k.children() == []
         # pyplot has its own figure registry back (the extension kept figures per job)
         assert value(k, "type(plt._pylab_helpers.Gcf.figs).__name__") == "OrderedDict"
