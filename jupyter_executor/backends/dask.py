@@ -11,10 +11,11 @@ worker events on a topic of the engine's own), and what the batches did not brin
 when the task ends, also when it fails: the output is complete (up to the last million
 characters) and written once.
 
-What runs on the worker (:mod:`._dask_task`) is shipped by value: workers need dask and
-cloudpickle, not jupyter_executor (the job's own function must be importable there or
-picklable by value, e.g. defined in the notebook). Dask cannot stop a task that is running:
-cancelling such a job frees its slot and says so in its reason, but the task runs on.
+What runs on the worker (:mod:`._dask_task`, and :mod:`.._cell_task` for ``%%job`` cells) is
+shipped by value: workers need dask and cloudpickle, not jupyter_executor (the job's own
+function must be importable there or picklable by value, e.g. defined in the notebook). Dask
+cannot stop a task that is running: cancelling such a job frees its slot and says so in its
+reason, but the task runs on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .. import _cell_task
 from ..errors import CommandFailed
 from ..job import resolve_args
 from . import _dask_task
@@ -66,12 +68,17 @@ class _ByValue:
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         import cloudpickle
 
-        cloudpickle.register_pickle_by_value(_dask_task)
+        for module in _BY_VALUE:
+            cloudpickle.register_pickle_by_value(module)
         return cloudpickle.loads, (cloudpickle.dumps(self.fn),)
 
 
+#: The self-contained modules whose functions travel by value.
+_BY_VALUE = (_dask_task, _cell_task)
 _CALL = _ByValue(_dask_task.call_capturing)
 _RUN_COMMAND = _ByValue(_dask_task.run_command)
+#: A ``%%job --backend dask`` cell (:class:`.._cell.CellJob`'s target is ``run_shipped``).
+_RUN_CELL = _ByValue(_cell_task.run_shipped)
 
 
 class _Stream:
@@ -202,6 +209,8 @@ class DaskBackend(TaskBackend):
             env.setdefault("PYTHONUNBUFFERED", "1")  # child Python output arrives as printed
             cwd = os.fspath(job.cwd) if job.cwd is not None else None
             fn, args, kwargs = _RUN_COMMAND, (job.target, cwd, env), {}
+        elif fn is _cell_task.run_shipped:
+            fn = _RUN_CELL  # by value: the worker may not have jupyter_executor
         options = job._dask_options or {}
         stream = self._streams[key] = _Stream(job)
         try:
