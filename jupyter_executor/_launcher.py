@@ -302,8 +302,6 @@ def launcher(
         The function; ``@launcher`` and ``@launcher(...)`` both work.
     engine
         The engine to submit to; None means :func:`~jupyter_executor.get_engine` at submit time.
-    job_type
-        An alias of ``backend`` (executor-engine's name), among ``**options``.
     async_mode
         Make an :class:`AsyncLauncher`: ``job = await f.submit(...)`` returns the Job (as in
         executor-engine), instead of ``submit`` returning it at once.
@@ -311,6 +309,7 @@ def launcher(
         Job options for every submission: ``backend``, ``retries``, ``timeout``, ``requires``,
         ``name``, ... as for :meth:`Engine.submit <jupyter_executor.Engine.submit>`. A fixed
         ``name`` can be used once per engine; leave it out to get ``add``, ``add-2``, ...
+        ``job_type`` is accepted as an alias of ``backend`` (executor-engine's name).
 
     Returns
     -------
