@@ -10,10 +10,11 @@ The steps, each a function here so it can be tested without a kernel:
    (:func:`run_cell`, :func:`arun_cell`); a cell with top-level ``await`` compiles to a coroutine.
 3. Process and dask jobs cannot share the namespace. :func:`pack_namespace` pickles (with
    cloudpickle) the names the cell reads, once, when the job starts — after its requirements
-   are done — and names the variable that cannot be pickled. :func:`run_shipped`, a top-level
-   function so that workers import it by reference, runs the cell on that copy and sends back
-   ``(result, assigned names)`` pickled; :func:`unpack_outcome` reads it in the kernel, where the
-   assigned names are written back into the namespace.
+   are done — and names the variable that cannot be pickled. :func:`run_shipped` (in
+   :mod:`._cell_task`, self-contained: process workers import it by reference, the dask backend
+   ships it by value to workers that may lack jupyter_executor) runs the cell on that copy and
+   sends back ``(result, assigned names)`` pickled; :func:`unpack_outcome` reads it in the
+   kernel, where the assigned names are written back into the namespace.
 
 Caveats: shipped variables are copies (a list mutated in a process job is not mutated in the
 notebook unless the cell assigns it); variables shipped together keep their shared references,
@@ -26,12 +27,13 @@ import ast
 import asyncio
 import functools
 import inspect
-import linecache
 import symtable
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._cell_task import ShipError, run_shipped
+from ._cell_task import compile_cell as _compile
 from .job import Job
 
 __all__ = [
@@ -56,10 +58,6 @@ _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "_ih", "
 
 class CellError(ValueError):
     """The cell cannot become a job (empty, or not valid Python); the message is one line."""
-
-
-class ShipError(ValueError):
-    """A variable could not be sent to (or back from) a process or dask job."""
 
 
 @dataclass(frozen=True)
@@ -178,18 +176,6 @@ def _first_line(raw: str) -> str:
 def _is_async(source: str, filename: str, flags: int) -> bool:
     code = compile(source, filename, "exec", flags | _TOP_LEVEL_AWAIT, dont_inherit=True)
     return bool(code.co_flags & inspect.CO_COROUTINE)
-
-
-def _compile(source: str, filename: str, flags: int) -> tuple[Any, Any]:
-    tree = ast.parse(source, filename)
-    last = tree.body[-1] if tree.body else None
-    result_code = None
-    if isinstance(last, ast.Expr):
-        tree.body.pop()
-        expr = ast.Expression(last.value)
-        result_code = compile(expr, filename, "eval", flags | _TOP_LEVEL_AWAIT, dont_inherit=True)
-    body_code = compile(tree, filename, "exec", flags | _TOP_LEVEL_AWAIT, dont_inherit=True)
-    return body_code, result_code
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -390,70 +376,6 @@ def pack_namespace(values: Mapping[str, Any]) -> bytes:
         raise ShipError(msg) from err
 
 
-def run_shipped(
-    source: str,
-    filename: str,
-    payload: bytes | Mapping[str, Any],
-    assigns: tuple[str, ...],
-    flags: int = 0,
-) -> bytes:
-    """Run a cell in a worker on a shipped copy of its variables (a process or dask job).
-
-    Parameters
-    ----------
-    source : str
-        The transformed cell.
-    filename : str
-        Its name in tracebacks; the source is put in the worker's ``linecache``.
-    payload : bytes or dict
-        :func:`pack_namespace` of the variables it reads (or the variables themselves, once
-        the job's argument was unpickled in the worker).
-    assigns : tuple of str
-        The names to send back.
-    flags : int
-        Compiler flags.
-
-    Returns
-    -------
-    bytes
-        Pickled ``(result, {name: value}, deleted_names)``, read by :func:`unpack_outcome`.
-    """
-    import cloudpickle
-
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-    namespace.update(cloudpickle.loads(payload) if isinstance(payload, bytes) else payload)
-    if "get_ipython" in source and "get_ipython" not in namespace:
-        namespace["get_ipython"] = _worker_shell
-    body, result_code = _compile(source, filename, flags)
-    cell = CellCode(
-        raw=source,
-        source=source,
-        filename=filename,
-        reads=(),
-        assigns=assigns,
-        is_async=bool(body.co_flags & inspect.CO_COROUTINE)
-        or bool(result_code is not None and result_code.co_flags & inspect.CO_COROUTINE),
-        has_result=result_code is not None,
-        description="",
-        flags=flags,
-    )
-    value = run_cell(cell, namespace)
-    back = {name: namespace[name] for name in assigns if name in namespace}
-    deleted = tuple(name for name in assigns if name not in namespace)
-    try:
-        return _dumps((value, back, deleted))
-    except Exception as exc:
-        found = _culprit(back)
-        if found is None:
-            msg = f"the cell's result cannot be pickled ({type(exc).__name__}: {exc})"
-        else:
-            name, err = found
-            msg = f"variable {name!r} cannot be sent back ({type(err).__name__}: {err})"
-        # `from None`: the worker's pickling traceback says nothing the message does not
-        raise ShipError(msg) from None
-
-
 def unpack_outcome(data: bytes, namespace: MutableMapping[str, Any] | None = None) -> Any:
     """Read :func:`run_shipped`'s answer; write the assigned names into ``namespace``."""
     import cloudpickle
@@ -464,13 +386,6 @@ def unpack_outcome(data: bytes, namespace: MutableMapping[str, Any] | None = Non
         for name in deleted:
             namespace.pop(name, None)
     return value
-
-
-def _worker_shell() -> Any:
-    # `!cmd` and `%magic` in a process job: a plain (non-kernel) IPython shell in the worker
-    from IPython.core.interactiveshell import InteractiveShell
-
-    return InteractiveShell.instance()
 
 
 # -- the job -------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import linecache
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -433,3 +435,99 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
 
 def _raise() -> None:
     print(1 / 0)
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(240)
+def test_dask_output_arrives_while_the_task_runs(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from _leaks import assert_nothing_left, child_processes
+
+    # Workers without jupyter_executor: the live output needs nothing of it on the worker.
+    block = tmp_path / "no_jupyter_executor.py"
+    block.write_text("import sys\nsys.modules['jupyter_executor'] = None  # not installed\n")
+
+    # Local functions: pickled by value (the worker cannot import this test module).
+    def talk(marker: str, fail: bool) -> str:
+        # Prints one line, waits until the test has seen it (so it must arrive while the task
+        # runs), then prints more and ends.
+        import pathlib
+        import time
+
+        print("first", flush=True)
+        deadline = time.monotonic() + 90
+        while not pathlib.Path(marker).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for i in range(2, 6):
+            print(f"line {i}")
+        if fail:
+            msg = "after five lines"
+            raise ValueError(msg)
+        return "talked"
+
+    def flood(n: int) -> int:
+        for i in range(n):
+            print(f"line {i}")
+        return n
+
+    before = {p.pid for p in child_processes()}
+    engine = Engine(
+        folder=tmp_path / "engine",
+        dask={"n_workers": 1, "threads_per_worker": 2, "processes": True, "preload": [str(block)]},
+    )
+    said = "\n".join(["first", *(f"line {i}" for i in range(2, 6))])
+    wait = 'while [ ! -e "$M" ]; do sleep 0.02; done'
+    try:
+        cases = {
+            "fn": (functools.partial(talk, fail=False), "talked"),
+            "fn-fails": (functools.partial(talk, fail=True), ValueError),
+            "cmd": (f"echo first; {wait}; for i in 2 3 4 5; do echo line $i; done", 0),
+            "cmd-fails": (f"echo first; {wait}; for i in 2 3 4 5; do echo line $i; done; exit 4",
+                          CommandFailed),
+        }  # fmt: skip
+        for name, (target, expected) in cases.items():
+            marker = tmp_path / f"{name}.go"
+            if isinstance(target, str):
+                job = engine.submit(target, backend="dask", name=name, env={"M": str(marker)})
+            else:
+                job = engine.submit(target, str(marker), backend="dask", name=name)
+            # The first line is in the job's output while the task still waits for us.
+            wait_until(
+                lambda job=job: job.tail() == "first" or job.finished,
+                90,
+                f"{name}'s first line",
+            )
+            assert job.tail() == "first", (job.status, job.info().error)
+            assert job.status == "running"
+            marker.write_text("go")
+            engine.wait_job(job, 60)
+            if isinstance(expected, type):
+                assert isinstance(job.exception(), expected), job.info().error
+            else:
+                assert job.result() == expected, job.info().error
+            # Complete at the end, each line once, also when the task failed.
+            assert job.tail() == said, name
+            log = job.log_path
+            assert log is not None and log.read_text() == said + "\n", name
+        # A flood stays bounded on its way: a live batch carries the last 64,000 characters
+        # printed since the previous one, the rest is skipped with a note (never refilled).
+        # Every line written comes once, in order, in runs between notes; the last lines are
+        # all there.
+        many = engine.submit(flood, 150_000, backend="dask", name="flood")
+        assert engine.wait_job(many, 90) and many.result() == 150_000
+        assert many.tail(3) == "line 149997\nline 149998\nline 149999"
+        assert many.log_path is not None
+        runs: list[list[int]] = [[]]
+        for line in many.log_path.read_text().splitlines():
+            if line.startswith("line "):
+                runs[-1].append(int(line[5:]))
+            else:  # a skip starts at a line's start: no piece of a line after a note
+                assert re.fullmatch(r"\[[\d,]+ characters not shown\]", line), line
+                runs.append([])
+        numbers = [n for run in runs for n in run]
+        assert numbers == sorted(set(numbers))
+        assert all(run == list(range(run[0], run[0] + len(run))) for run in runs if run)
+        assert runs[-1][-1] == 149_999 and len(runs[-1]) > 1000
+    finally:
+        engine.shutdown()
+    assert_nothing_left(before, timeout=30)

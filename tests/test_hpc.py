@@ -2,9 +2,11 @@
 dask worker started by a SLURM batch script.
 
 No batch scheduler runs here. What is run for real: dask-jobqueue builds the clusters and their
-job scripts; in the last test, ``sbatch``/``scancel`` are stand-in shell scripts on PATH that run
-the generated script as a local process group (as SLURM would on a node), so a dask worker
-started by the SLURM job script connects back and runs an engine job. What is not run: a real
+job scripts; in the last tests, ``sbatch``/``scancel`` are stand-in shell scripts on PATH that
+run the generated script as a local process group (as SLURM would on a node), so a dask worker
+started by the SLURM job script connects back and runs an engine job (from a real kernel too: a
+function, and a script as a command, its output live, through an interrupt). What is not run: a
+real
 SLURM/PBS/SGE/LSF queue, its accounting, and a remote node.
 """
 
@@ -241,12 +243,23 @@ def test_a_fresh_process_gets_its_cluster_off_the_main_thread(tmp_path: Path) ->
     assert "sigint default True" in proc.stdout
 
 
+SOLVE = """import pathlib, sys, time
+n = sys.argv[1]
+print("solving", n, flush=True)
+while not pathlib.Path("go").exists():  # until the test says so
+    time.sleep(0.05)
+pathlib.Path(f"out{n}.txt").write_text(n)
+print("solved", n)
+"""
+
+
 @pytest.mark.dask
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)
 def test_a_kernel_keeps_its_interrupt_after_using_a_slurm_engine(
     fake_slurm: Path, tmp_path: Path
 ) -> None:
     with running_kernel(tmp_path / "k") as kernel:
+        (kernel.cwd / "solve.py").write_text(SOLVE)
         kernel.execute("import signal\nbefore = signal.getsignal(signal.SIGINT)")
         code = textwrap.dedent(
             """
@@ -263,18 +276,35 @@ def test_a_kernel_keeps_its_interrupt_after_using_a_slurm_engine(
         )
         assert kernel.execute(code, timeout=90).result == "(True, True)"
         assert kernel.eval("signal.getsignal(signal.SIGINT) is before") == "True"
-        # An interrupt still stops the cell with KeyboardInterrupt (dask-jobqueue's own
-        # handler would have raised SystemExit).
-        cell = kernel.submit("import time\ntime.sleep(30)")
+        # scriptflow's use: a script sent to the queue as a command (it runs in a subprocess
+        # of the worker that sbatch started, in the submission folder, as on SLURM).
+        kernel.execute(
+            "import shlex, sys\n"
+            "solve = engine.submit(f'{shlex.quote(sys.executable)} solve.py 1', backend='dask',"
+            " name='solve-1')"
+        )
+        # Its first line reaches the kernel while it runs.
+        deadline = time.monotonic() + 60
+        while kernel.eval("solve.tail()") != "'solving 1'" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert kernel.eval("(str(solve.status), solve.tail())") == "('running', 'solving 1')"
+        # An interrupt stops the cell waiting for it with KeyboardInterrupt (dask-jobqueue's
+        # own handler would have raised SystemExit), and the job runs on.
+        cell = kernel.submit("engine.wait_job(solve, timeout=60)")
         kernel.wait_for(
             lambda: any(
                 m["msg_type"] == "status" and m["content"]["execution_state"] == "busy"
                 for m in cell.messages
             ),
-            what="the sleeping cell to start",
+            what="the waiting cell to start",
         )
         time.sleep(0.3)
         kernel.interrupt()
         cell.wait(20)
         assert cell.error is not None and cell.error["content"]["ename"] == "KeyboardInterrupt"
+        assert kernel.eval("str(solve.status)") == "'running'"
+        (kernel.cwd / "go").write_text("go")
+        result = kernel.eval("(engine.wait_job(solve, timeout=60), solve.result(), solve.tail())")
+        assert result == "(True, 0, 'solving 1\\nsolved 1')"
+        assert (kernel.cwd / "out1.txt").read_text() == "1"
         kernel.execute("engine.shutdown()", timeout=60)

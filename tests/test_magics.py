@@ -777,13 +777,34 @@ def test_unload_leaves_no_thread_and_no_child_process(ip: InteractiveShell, tmp_
 
 @pytest.mark.dask
 @pytest.mark.timeout(120)
-def test_dask_backend_ships_inputs_and_writes_outputs_back(ip: InteractiveShell) -> None:
+def test_dask_backend_ships_inputs_and_writes_outputs_back(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    # The worker cannot import jupyter_executor (a cluster whose workers run from another
+    # environment): what runs the cell there must travel by value.
+    block = tmp_path / "no_jupyter_executor.py"
+    block.write_text("import sys\nsys.modules['jupyter_executor'] = None  # not installed\n")
+    options = {"n_workers": 1, "threads_per_worker": 2, "processes": True, "preload": [str(block)]}
+    get_engine().shutdown()  # (loading the extension made one) the magics use the next one,
+    get_engine(dask=options)  # which the fixture shuts down
     ip.user_ns["values"] = [1, 2, 3]
+    probe = (
+        "try:\n    import jupyter_executor\nexcept ImportError:\n    where = 'not importable'\n"
+        "else:\n    where = 'importable'\nwhere"
+    )
+    cell(ip, "probe --backend dask", probe)
     cell(ip, "on-dask --backend dask", "total = sum(values)\nprint('on dask', total)\ntotal * 10")
+    cell(
+        ip,
+        "awaits --backend dask --requires on-dask",
+        "import asyncio\nawait asyncio.sleep(0)\ntotal + 1",
+    )
+    assert wait("probe", 90).result() == "not importable", get_engine()["probe"].traceback
     job = wait("on-dask", 90)
     assert job.result() == 60, job.traceback
     assert ip.user_ns["total"] == 6
-    assert "on dask 6" in job.tail()
+    assert job.tail() == "on dask 6"
+    assert wait("awaits", 60).result() == 7, get_engine()["awaits"].traceback
 
 
 # -- flows ----------------------------------------------------------------------------------------

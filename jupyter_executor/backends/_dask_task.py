@@ -1,9 +1,21 @@
 """What a dask job runs on its worker: the job's function, with its prints captured.
 
 Self-contained on purpose: nothing here imports jupyter_executor (nor anything outside the
-standard library), and the dask backend ships this module's functions by value (cloudpickle),
-so that workers need not have jupyter_executor installed (an HPC cluster's workers often run
-from another environment).
+standard library but ``distributed``, which a dask worker has), and the dask backend ships this
+module's functions by value (cloudpickle), so that workers need not have jupyter_executor
+installed (an HPC cluster's workers often run from another environment).
+
+What a task prints reaches the kernel twice, and is written there once:
+
+* **live**: at most every :data:`INTERVAL` seconds, what was printed since the last batch goes
+  to the scheduler as a worker event (``Worker.log_event``) on the engine's topic, as
+  ``{"key", "start", "data"}``: the task's key, the offset of the batch in the task's output
+  (characters), and its text (UTF-8 bytes, lone surrogates kept). A batch holds at most
+  :data:`MAX_BATCH` characters, the last ones, from a line's start: a job printing faster
+  than that (320 kB/s) has the rest skipped, and the kernel writes a note in its place (a
+  bounded stream, whatever the job prints);
+* **at the end**, with the result or on the exception: the last :data:`LIMIT` characters and
+  the total count, from which the kernel writes what the live batches did not bring yet.
 """
 
 from __future__ import annotations
@@ -13,37 +25,96 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 #: Characters of a task's output kept (the last ones); what is older is dropped with a note.
 LIMIT = 1_000_000
 
+#: Seconds between two live batches of a task's output.
+INTERVAL = 0.2
+
+#: Characters of one live batch at most (the last ones printed in that interval).
+MAX_BATCH = 64_000
+
 #: The attribute of an exception raised by a job that carries what the job printed.
 OUTPUT_ATTR = "_jupyter_executor_output"
 
+#: Sends one live batch: ``publish(start, text)``.
+Publish = Callable[[int, str], None]
+
+
+def _last(text: str, size: int) -> str:
+    """The last ``size`` characters of ``text``, from a line's start when it had to be cut."""
+    if len(text) <= size:
+        return text
+    text = text[-size:]
+    newline = text.find("\n", 0, len(text) - 1)
+    return text[newline + 1 :] if newline >= 0 else text
+
 
 class _Buffer:
-    """What one task printed, the last :data:`LIMIT` characters of it."""
+    """What one task printed: the last :data:`LIMIT` characters, and live batches of it.
 
-    def __init__(self) -> None:
+    Written by the task's thread, flushed by a timer thread: a lock guards both.
+    """
+
+    def __init__(self, publish: Publish | None = None) -> None:
         self.parts: list[str] = []
         self.size = 0
-        self.dropped = 0
+        #: Characters written in all (offsets of live batches count from the first one).
+        self.total = 0
+        self._lock = threading.Lock()
+        self._publish = publish
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def write(self, text: str) -> None:
-        self.parts.append(text)
-        self.size += len(text)
-        if self.size > 2 * LIMIT:  # trim now and then, not at every write
-            whole = "".join(self.parts)
-            self.dropped += len(whole) - LIMIT
-            self.parts, self.size = [whole[-LIMIT:]], LIMIT
+        with self._lock:
+            self.parts.append(text)
+            self.size += len(text)
+            self.total += len(text)
+            if self.size > 2 * LIMIT:  # trim now and then, not at every write
+                whole = _last("".join(self.parts), LIMIT)
+                self.parts, self.size = [whole], len(whole)
+            if self._publish is None or self._closed:
+                return
+            self._pending.append(text)
+            self._pending_size += len(text)
+            if self._pending_size > 2 * MAX_BATCH:
+                # A flood between two batches: keep what the batch can carry, the last part.
+                pending = _last("".join(self._pending), MAX_BATCH)
+                self._pending, self._pending_size = [pending], len(pending)
+            if self._timer is None:
+                # One timer per batch, started by the batch's first write: a silent task
+                # costs nothing, a printing one sends at most one batch per INTERVAL.
+                self._timer = threading.Timer(INTERVAL, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
 
-    def text(self) -> str:
-        whole = "".join(self.parts)
-        dropped = self.dropped + max(0, len(whole) - LIMIT)
-        if dropped:
-            return f"[{dropped:,} earlier characters dropped]\n" + whole[-LIMIT:]
-        return whole
+    def flush(self) -> None:
+        """Send what was printed since the last batch (the timer calls it)."""
+        with self._lock:
+            self._timer = None
+            if self._closed or not self._pending or self._publish is None:
+                return
+            text = _last("".join(self._pending), MAX_BATCH)
+            self._pending, self._pending_size = [], 0
+            start = self.total - len(text)
+            # (a lost batch is written at the end from the kept text: never fail the task)
+            with contextlib.suppress(Exception):
+                self._publish(start, text)
+
+    def close(self) -> tuple[str, int]:
+        """Stop the live batches; return the kept text and the total count."""
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return _last("".join(self.parts), LIMIT), self.total
 
 
 class _Router:
@@ -86,25 +157,52 @@ def _routes() -> dict[int, _Buffer]:
         return routes
 
 
-def call_capturing(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
+def _publisher(topic: str | None, key: str) -> Publish | None:
+    """Sends live batches of the task ``key`` as events of ``topic`` (None: no live output)."""
+    if topic is None:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()  # in the task's thread: the timer's thread is not a task's
+    except Exception:
+        return None  # not on a dask worker (a test calling this directly): output at the end
+
+    def publish(start: int, text: str) -> None:
+        # bytes: msgpack carries them as they are, lone surrogates (odd file names) included
+        data = text.encode("utf-8", "surrogatepass")
+        worker.log_event(topic, {"key": key, "start": start, "data": data})
+
+    return publish
+
+
+def call_capturing(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    topic: str | None = None,
+    key: str = "",
+) -> tuple[Any, tuple[str, int]]:
     """Run on a dask worker: ``fn(*args, **kwargs)`` and what it printed.
 
-    When ``fn`` raises, what it printed travels back on the exception (attribute
-    :data:`OUTPUT_ATTR`), so that a failed job keeps its output.
+    Returns ``(result, (kept text, total characters))``. With a ``topic``, what the task
+    prints is also sent as it goes (see the module's docstring). When ``fn`` raises, what it
+    printed travels back on the exception (attribute :data:`OUTPUT_ATTR`), so that a failed
+    job keeps its output.
     """
     routes = _routes()
     ident = threading.get_ident()
-    buffer = routes[ident] = _Buffer()
+    buffer = routes[ident] = _Buffer(_publisher(topic, key))
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
         # (an exception type that refuses attributes loses the output, not its error)
         with contextlib.suppress(Exception):
-            setattr(exc, OUTPUT_ATTR, buffer.text())
+            setattr(exc, OUTPUT_ATTR, buffer.close())
         raise
     finally:
         routes.pop(ident, None)
-    return result, buffer.text()
+    return result, buffer.close()
 
 
 def run_command(command: str | list[str], cwd: str | None, env: dict[str, str] | None) -> int:

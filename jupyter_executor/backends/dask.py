@@ -6,13 +6,16 @@ job's ``resources=`` and ``priority=`` are passed to ``Client.submit``.
 
 ``Engine(dask=...)`` takes a ``Client``, a scheduler address, or a dict of ``LocalCluster``
 options; with None a ``LocalCluster`` is started on first use and closed at shutdown. A job's
-prints on the worker are captured there and added to the job's output when it ends (also
-when it fails).
+prints on the worker reach its output as they happen (batches at most every 0.2 s, sent as
+worker events on a topic of the engine's own), and what the batches did not bring is added
+when the task ends, also when it fails: the output is complete (up to the last million
+characters) and written once.
 
-What runs on the worker (:mod:`._dask_task`) is shipped by value: workers need dask and
-cloudpickle, not jupyter_executor (the job's own function must be importable there or
-picklable by value, e.g. defined in the notebook). Dask cannot stop a task that is running:
-cancelling such a job frees its slot and says so in its reason, but the task runs on.
+What runs on the worker (:mod:`._dask_task`, and :mod:`.._cell_task` for ``%%job`` cells) is
+shipped by value: workers need dask and cloudpickle, not jupyter_executor (the job's own
+function must be importable there or picklable by value, e.g. defined in the notebook). Dask
+cannot stop a task that is running: cancelling such a job frees its slot and says so in its
+reason, but the task runs on.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import subprocess
+import threading
 from typing import TYPE_CHECKING, Any
 
+from .. import _cell_task
 from ..errors import CommandFailed
 from ..job import resolve_args
 from . import _dask_task
@@ -34,6 +40,8 @@ if TYPE_CHECKING:
     from ..job import Job
 
 __all__ = ["DaskBackend"]
+
+logger = logging.getLogger(__name__)
 
 _HINT = "the dask backend needs dask.distributed: pip install 'jupyter_executor[dask]'"
 
@@ -60,12 +68,60 @@ class _ByValue:
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         import cloudpickle
 
-        cloudpickle.register_pickle_by_value(_dask_task)
+        for module in _BY_VALUE:
+            cloudpickle.register_pickle_by_value(module)
         return cloudpickle.loads, (cloudpickle.dumps(self.fn),)
 
 
+#: The self-contained modules whose functions travel by value.
+_BY_VALUE = (_dask_task, _cell_task)
 _CALL = _ByValue(_dask_task.call_capturing)
 _RUN_COMMAND = _ByValue(_dask_task.run_command)
+#: A ``%%job --backend dask`` cell (:class:`.._cell.CellJob`'s target is ``run_shipped``).
+_RUN_CELL = _ByValue(_cell_task.run_shipped)
+
+
+class _Stream:
+    """One task's output as it reaches the kernel: live batches in order, then the rest.
+
+    The live batches arrive on the dask client's thread, the end on the engine's: a lock makes
+    each character written once, in order. ``pos`` counts the characters of the task's output
+    accounted for (written, or skipped with a note).
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.pos = 0
+        self._lock = threading.Lock()
+        self._ended = False
+
+    def live(self, start: int, text: str) -> None:
+        with self._lock:
+            end = start + len(text)
+            if self._ended or end <= self.pos:
+                return  # after the end, or already written
+            if start > self.pos:
+                # The worker skipped part of a flood (a bounded live stream): say so.
+                self.job.output.write(f"[{start - self.pos:,} characters not shown]\n")
+            self.job.output.write(text[max(0, self.pos - start) :])
+            self.pos = end
+
+    def end(self, captured: Any) -> None:
+        """Write what the live batches did not bring (``captured``: the task's kept text and
+        total count); later batches are ignored."""
+        with self._lock:
+            self._ended = True
+            if not (isinstance(captured, tuple) and len(captured) == 2):
+                return
+            kept, total = captured
+            missing = total - self.pos
+            if missing <= 0:
+                return
+            if missing > len(kept):
+                self.job.output.write(f"[{missing - len(kept):,} characters dropped]\n")
+                missing = len(kept)
+            self.job.output.write(kept[len(kept) - missing :])
+            self.pos = total
 
 
 def _import_distributed() -> Any:
@@ -87,14 +143,31 @@ class DaskBackend(TaskBackend):
         self._cluster: Any = None
         self._owned = False
         self._lock = asyncio.Lock()
+        # Live output: the tasks running now, by key, and the event topic they publish on.
+        self._streams: dict[str, _Stream] = {}
+        self._topic = f"jupyter-executor-output-{engine.id}-{id(self):x}"
 
     async def client(self) -> Any:
         async with self._lock:
             if self._client is None:
                 loop = asyncio.get_running_loop()
                 # Creating a client or cluster blocks: do it off the engine's loop.
-                self._client = await loop.run_in_executor(None, self._connect)
+                client = await loop.run_in_executor(None, self._connect)
+                # Sent before any task (the client keeps the order of its messages), so the
+                # scheduler forwards a task's first batch.
+                client.subscribe_topic(self._topic, self._on_event)
+                self._client = client
             return self._client
+
+    def _on_event(self, event: Any) -> None:
+        """(dask client's thread) A live batch of some task's output."""
+        try:
+            _, msg = event
+            stream = self._streams.get(msg["key"])
+            if stream is not None:
+                stream.live(int(msg["start"]), bytes(msg["data"]).decode("utf-8", "surrogatepass"))
+        except Exception:  # a malformed event must not break the client's loop
+            logger.debug("jupyter_executor: bad live output event %r", event, exc_info=True)
 
     def _connect(self) -> Any:
         distributed = _import_distributed()
@@ -126,7 +199,6 @@ class DaskBackend(TaskBackend):
     async def execute(self, job: Job) -> Any:
         client = await self.client()
         args, kwargs = resolve_args(job)
-        loop = asyncio.get_running_loop()
         key = f"{job.name}-{job.attempts}-{id(job):x}"
         fn = job.target
         if job.kind == "command":
@@ -134,15 +206,34 @@ class DaskBackend(TaskBackend):
             # an HPC queue); the engine's id and the job's name reach it as for subprocess jobs.
             env = {**(job.env or {}), "JUPYTER_EXECUTOR_ID": self.engine.id}
             env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
+            env.setdefault("PYTHONUNBUFFERED", "1")  # child Python output arrives as printed
             cwd = os.fspath(job.cwd) if job.cwd is not None else None
             fn, args, kwargs = _RUN_COMMAND, (job.target, cwd, env), {}
+        elif fn is _cell_task.run_shipped:
+            fn = _RUN_CELL  # by value: the worker may not have jupyter_executor
         options = job._dask_options or {}
-        future = await loop.run_in_executor(
-            None,
-            functools.partial(
-                client.submit, _CALL, fn, args, kwargs, key=key, pure=False, **options
-            ),
+        stream = self._streams[key] = _Stream(job)
+        try:
+            return await self._await_task(client, job, key, stream, fn, args, kwargs, options)
+        finally:
+            self._streams.pop(key, None)
+
+    async def _await_task(
+        self,
+        client: Any,
+        job: Job,
+        key: str,
+        stream: _Stream,
+        fn: Any,
+        args: Any,
+        kwargs: Any,
+        options: dict[str, Any],
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(
+            client.submit, _CALL, fn, args, kwargs, self._topic, key, key=key, pure=False
         )
+        future = await loop.run_in_executor(None, functools.partial(call, **options))
         done: asyncio.Future[None] = loop.create_future()
 
         def settle() -> None:
@@ -168,9 +259,9 @@ class DaskBackend(TaskBackend):
             raise
         if future.status == "error":
             exc = await loop.run_in_executor(None, future.exception)
-            output = getattr(exc, _dask_task.OUTPUT_ATTR, None)
-            if output:
-                job.output.write(output)
+            captured = getattr(exc, _dask_task.OUTPUT_ATTR, None)
+            stream.end(captured)
+            if captured is not None:
                 with contextlib.suppress(Exception):
                     delattr(exc, _dask_task.OUTPUT_ATTR)  # delivered: the error stays as raised
             if job.kind == "command" and isinstance(exc, subprocess.CalledProcessError):
@@ -182,15 +273,18 @@ class DaskBackend(TaskBackend):
             raise exc
         if future.status == "cancelled":
             raise asyncio.CancelledError
-        result, output = await loop.run_in_executor(None, future.result)
-        if output:
-            job.output.write(output)
+        result, captured = await loop.run_in_executor(None, future.result)
+        stream.end(captured)
         return result
 
     async def aclose(self) -> None:
-        if not self._owned:
-            return
         loop = asyncio.get_running_loop()
+        if not self._owned:
+            # The user's client lives on: stop it calling this backend.
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    await loop.run_in_executor(None, self._client.unsubscribe_topic, self._topic)
+            return
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
         if client is not None:
