@@ -260,7 +260,8 @@ def _run(payload: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
     import cloudpickle
 
-    from ._cell import CellCode, _compile, run_cell
+    from ._cell import CellCode, run_cell
+    from ._cell_task import compile_cell as _compile
 
     source, filename, flags = payload["source"], payload["filename"], payload["flags"]
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

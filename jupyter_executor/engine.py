@@ -13,6 +13,7 @@ import builtins
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import glob
 import hashlib
@@ -64,6 +65,18 @@ logger = logging.getLogger("jupyter_executor")
 # "jupyter_executor" shows them; its NullHandler keeps Python's last-resort handler from
 # printing every failure into whatever notebook cell ran last when nothing is configured.
 _events = logging.getLogger("jupyter_executor.jobs")
+
+
+def _log_event(level: int, msg: str, *args: Any) -> None:
+    """Log an engine event outside any job's context.
+
+    The engine logs a job's start, end and pid from that job's own task; a logging handler
+    writing to ``sys.stderr`` (the routing proxy, when logging was set up after the extension)
+    would then file the engine's line in the job's output. A new, empty context has no job.
+    """
+    contextvars.Context().run(_events.log, level, msg, *args)
+
+
 _events.addHandler(logging.NullHandler())
 
 #: Columns of :meth:`Engine.list`, in order.
@@ -1151,7 +1164,7 @@ class Engine:
         self.log.append(_event((now, "started", job.name, "")))
         if job.kind != "command" and _events.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
-            _events.info("started %s %s", job.name, job.describe())
+            _log_event(logging.INFO, "started %s %s", job.name, job.describe())
         if self._subscribers:
             self._emit("status", job)
         if self._store is not None:
@@ -1164,7 +1177,7 @@ class Engine:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
         self.log.append(_event((time.time(), "pid", job.name, f"{job.describe()} (pid {job.pid})")))
         if _events.isEnabledFor(logging.INFO):
-            _events.info("started %s %s (pid %s)", job.name, job.describe(), job.pid)
+            _log_event(logging.INFO, "started %s %s (pid %s)", job.name, job.describe(), job.pid)
 
     def _after_begin(self, job: Job) -> None:
         if job.timeout is not None:
@@ -1331,7 +1344,8 @@ class Engine:
             if status is Status.FAILED:
                 self._log_failure(job, detail)
             elif _events.isEnabledFor(logging.INFO):
-                _events.info("%s %s%s", status._value_, job.name, f" ({detail})" if detail else "")
+                suffix = f" ({detail})" if detail else ""
+                _log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
             if self._subscribers:
                 self._emit("status", job)
             if self._store is not None:
@@ -1379,10 +1393,10 @@ class Engine:
 
     def _log_failure(self, job: Job, detail: str) -> None:
         # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
-        _events.warning("failed %s: %s", job.name, detail)
+        _log_event(logging.WARNING, "failed %s: %s", job.name, detail)
         tb = job.traceback
         if tb:
-            _events.debug("traceback of %s:\n%s", job.name, tb.rstrip())
+            _log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
             if self.print_traceback:
                 # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
                 # this may run in the failed job's task, whose prints go to the job itself.

@@ -146,3 +146,28 @@ def test_sys_still_pickles_while_the_proxies_are_installed() -> None:
         assert pickle.loads(pickle.dumps(sys)) is sys
     finally:
         _capture.uninstall()
+
+
+def test_the_engines_own_log_lines_stay_out_of_the_jobs_output(engine: Engine) -> None:
+    """Logging set up after the proxies (a handler on the routing ``sys.stderr``): the lines
+    the engine logs about a job (started, its pid, done) are not filed in that job's output,
+    while what the job itself logs is."""
+    from jupyter_executor import _capture
+
+    _capture.install()
+    handler = logging.StreamHandler(sys.stderr)  # the proxy: what basicConfig would take now
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        cmd = engine.submit("echo hi", name="cmd")
+        fn = engine.submit(lambda: logging.getLogger("mine").info("from the job"), name="fn")
+        assert engine.wait(timeout=30)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        _capture.uninstall()
+    assert cmd.output.tail() == "hi"
+    assert fn.output.tail() == "mine INFO from the job"
