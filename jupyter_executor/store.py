@@ -762,6 +762,17 @@ class HistoryStore:
         Each row also has ``engine_host``, ``engine_pid`` and ``engine_pid_start_time``: where
         its engine ran, or None for an engine that recorded no process (older versions).
         """
+        return self._open_runs(detached=False)
+
+    def running_detached(self) -> list[dict[str, Any]]:
+        """Detached runs (any engine) with no end recorded: candidates for re-attaching.
+
+        With the keys of :meth:`running_attached`. A run without a pid was recorded before its
+        process started (write-ahead): its engine may not have started it yet.
+        """
+        return self._open_runs(detached=True)
+
+    def _open_runs(self, detached: bool) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         con = self._connect(create=True)
@@ -776,12 +787,26 @@ class HistoryStore:
             "SELECT runs.*, engines.host AS engine_host, engines.pid AS engine_pid, "
             "engines.pid_start_time AS engine_pid_start_time "
             "FROM runs LEFT JOIN engines USING (engine_id) "
-            "WHERE detached = 0 AND finished IS NULL" + _ORDER
+            "WHERE detached = ? AND finished IS NULL" + _ORDER,
+            (int(detached),),
         )
 
-    def running_detached(self) -> list[dict[str, Any]]:
-        """Detached runs (any engine) with no end recorded: candidates for re-attaching."""
-        return self._query("SELECT * FROM runs WHERE detached = 1 AND finished IS NULL" + _ORDER)
+    def record_pid(self, run_id: int, pid: int, pid_start_time: float | None) -> None:
+        """Record the process of an open run, learnt after the fact (written at once)."""
+        self._execute(
+            "UPDATE runs SET pid = ?, pid_start_time = ? WHERE id = ? AND finished IS NULL",
+            (pid, pid_start_time, run_id),
+        )
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        con = self._connect(create=True)
+        try:
+            con.execute(sql, params)
+        except sqlite3.Error as exc:
+            msg = f"cannot write the history to {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
 
     def record_exit(
         self,
