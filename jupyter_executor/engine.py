@@ -48,6 +48,7 @@ from .errors import (
     InvalidOptionType,
     JobTimeout,
     MissingOutputs,
+    StoreError,
     SubmitError,
 )
 from .job import BACKENDS, Job, _job_of, _resolve
@@ -1260,7 +1261,23 @@ class Engine:
         with self._cond:
             if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                 return False
-            return self._bad == 0
+            ok = self._bad == 0
+        self._on_disk()
+        return ok
+
+    def _on_disk(self) -> None:
+        """Block until the history holds every change reported so far (the ends a wait saw).
+
+        Bounded by the store's busy timeout; a history that cannot be written is logged, not
+        raised: the jobs did end, and the store retries the write.
+        """
+        store = self._store
+        if store is None:
+            return
+        try:
+            store.flush(store.busy_timeout)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("jupyter_executor: the ends waited for are not on disk yet: %s", exc)
 
     async def join(self, timeout: float | None = None) -> bool:
         """``await`` until every non-forever job has finished; the async twin of :meth:`wait`.
@@ -1272,15 +1289,19 @@ class Engine:
         if self._deferred:
             self._submit([], False)
         with self._lock:
-            if self._unfinished == 0:
-                return self._bad == 0
-            fut: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._idle_waiters.append(fut)
-        try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
-        except TimeoutError:
-            return False
-        return self._bad == 0
+            fut: concurrent.futures.Future[None] | None = None
+            if self._unfinished:
+                fut = concurrent.futures.Future()
+                self._idle_waiters.append(fut)
+        if fut is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
+            except TimeoutError:
+                return False
+        ok = self._bad == 0
+        if self._store is not None:
+            await asyncio.to_thread(self._on_disk)  # the awaiting loop goes on meanwhile
+        return ok
 
     def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
         """Block until ``job`` has finished; True when it is done (succeeded)."""
@@ -1296,6 +1317,8 @@ class Engine:
             if left is not None and left <= 0:
                 break
             concurrent.futures.wait([job.future], left)
+        if job.done():
+            self._on_disk()
         return job.status is Status.DONE
 
     async def gather(self, *jobs: Job | str) -> builtins.list[Any]:
