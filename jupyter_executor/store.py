@@ -324,8 +324,10 @@ class HistoryStore:
 
     def _throttle(self) -> None:
         # Wake the writer now and wait until it has taken the queue (bounded: a writer stuck on
-        # another engine's lock slows the jobs, it does not stop them).
-        if self._thread is threading.current_thread():
+        # another engine's lock slows the jobs, it does not stop them). No live writer (it
+        # failed): nothing to wait for.
+        thread = self._thread
+        if thread is None or thread is threading.current_thread() or not thread.is_alive():
             return
         with self._taken:
             seen = self._batches
