@@ -106,3 +106,30 @@ def test_during_a_long_burst_of_short_jobs_ends_reach_the_disk_within_about_a_se
     assert lags, "nothing was sampled"
     print(f"{count} jobs; newest end on disk lagged at most {max(lags):.2f} s")
     assert max(lags) < 1.5, f"newest end on disk lagged {max(lags):.2f} s ({count} jobs)"
+
+
+@pytest.mark.timeout(60)
+def test_jobs_wait_magic_returns_once_the_ends_are_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from jupyter_executor import get_engine
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no IPython history thread or file
+    monkeypatch.chdir(tmp_path)  # the kernel engine's folder goes under the test's tmp dir
+    ip = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path / "ipython"))
+    try:
+        ip.run_line_magic("load_ext", "jupyter_executor")
+        try:
+            for i in range(200):
+                ip.run_cell_magic("job", f"cell{i}", f"x{i} = {i}")
+            ip.run_line_magic("jobs", "wait")
+            finished = "SELECT COUNT(*) FROM runs WHERE name LIKE 'cell%' AND status = 'done'"
+            assert on_disk(get_engine().folder, finished) == 200
+        finally:
+            ip.run_line_magic("unload_ext", "jupyter_executor")
+    finally:
+        InteractiveShell.clear_instance()
