@@ -10,6 +10,12 @@ is the leader of the job's process group and runs the command as its child.
   output goes to the log file the engine opened for it.
 - ``--exit-file F``: the command's exit status is written to F (atomically), so that an engine
   that re-attaches to a detached job in a new kernel learns how it ended.
+- ``--claim-file F``: before anything else it creates F holding its pid, atomically and only if
+  F does not exist; if F exists it exits at once (status 125) without running the command. The
+  engine commits the job's record before it starts the supervisor, so an engine killed in
+  between leaves a record without a pid: the next engine reads the pid from F, or, finding no F,
+  creates F itself, which stops a supervisor still starting from running the command. Either
+  way nothing runs unknown to the history.
 
 Its own exit status mirrors the command's, including death by a signal.
 """
@@ -29,8 +35,13 @@ import time
 _PR_SET_PDEATHSIG = 1
 
 
-def _parse(argv: list[str]) -> tuple[bool, str | None, float, list[str]]:
-    detached, exit_file, grace = False, None, 2.0
+#: Exit status of a supervisor whose claim file was taken first (by an engine that found the
+#: record of a job whose kernel died before it could know the job's pid).
+_NOT_CLAIMED = 125
+
+
+def _parse(argv: list[str]) -> tuple[bool, str | None, str | None, float, list[str]]:
+    detached, exit_file, claim_file, grace = False, None, None, 2.0
     i = 0
     while i < len(argv) and argv[i] != "--":
         if argv[i] == "--detached":
@@ -38,11 +49,35 @@ def _parse(argv: list[str]) -> tuple[bool, str | None, float, list[str]]:
         elif argv[i] == "--exit-file":
             i += 1
             exit_file = argv[i]
+        elif argv[i] == "--claim-file":
+            i += 1
+            claim_file = argv[i]
         elif argv[i] == "--grace":
             i += 1
             grace = float(argv[i])
         i += 1
-    return detached, exit_file, grace, argv[i + 1 :]
+    return detached, exit_file, claim_file, grace, argv[i + 1 :]
+
+
+def claim(path: str, content: str) -> bool:
+    """Create ``path`` holding ``content`` unless it exists; True when this call created it.
+
+    Atomic, content included (written aside, then hard-linked into place): a reader never
+    sees it empty. Also used by the engine, to claim a job that never started.
+    """
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, content.encode())
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    return True
 
 
 def _write_exit(path: str, returncode: int) -> None:
@@ -53,7 +88,9 @@ def _write_exit(path: str, returncode: int) -> None:
 
 
 def main() -> None:
-    detached, exit_file, grace, command = _parse(sys.argv[1:])
+    detached, exit_file, claim_file, grace, command = _parse(sys.argv[1:])
+    if claim_file is not None and not claim(claim_file, json.dumps({"pid": os.getpid()})):
+        sys.exit(_NOT_CLAIMED)  # the next engine recorded this job as never started
     parent = os.getppid()
     stopping = threading.Event()
 

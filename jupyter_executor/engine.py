@@ -51,6 +51,7 @@ from .errors import (
     InvalidOptionType,
     JobTimeout,
     MissingOutputs,
+    StoreError,
     SubmitError,
 )
 from .job import BACKENDS, Job, _job_of, _resolve
@@ -1572,7 +1573,23 @@ class Engine:
         with self._cond:
             if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                 return False
-            return self._bad == 0
+            ok = self._bad == 0
+        self._on_disk()
+        return ok
+
+    def _on_disk(self) -> None:
+        """Block until the history holds every change reported so far (the ends a wait saw).
+
+        Bounded by the store's busy timeout; a history that cannot be written is logged, not
+        raised: the jobs did end, and the store retries the write.
+        """
+        store = self._store
+        if store is None:
+            return
+        try:
+            store.flush(store.busy_timeout)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("jupyter_executor: the ends waited for are not on disk yet: %s", exc)
 
     async def join(self, timeout: float | None = None) -> bool:
         """``await`` until every non-forever job has finished; the async twin of :meth:`wait`.
@@ -1584,15 +1601,19 @@ class Engine:
         if self._deferred:
             self._submit([], False)
         with self._lock:
-            if self._unfinished == 0:
-                return self._bad == 0
-            fut: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._idle_waiters.append(fut)
-        try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
-        except TimeoutError:
-            return False
-        return self._bad == 0
+            fut: concurrent.futures.Future[None] | None = None
+            if self._unfinished:
+                fut = concurrent.futures.Future()
+                self._idle_waiters.append(fut)
+        if fut is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
+            except TimeoutError:
+                return False
+        ok = self._bad == 0
+        if self._store is not None:
+            await asyncio.to_thread(self._on_disk)  # the awaiting loop goes on meanwhile
+        return ok
 
     def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
         """Block until ``job`` has finished; True when it is done (succeeded)."""
@@ -1608,6 +1629,8 @@ class Engine:
             if left is not None and left <= 0:
                 break
             concurrent.futures.wait([job.future], left)
+        if job.done():
+            self._on_disk()
         return job.status is Status.DONE
 
     async def gather(self, *jobs: Job | str) -> builtins.list[Any]:
@@ -2005,15 +2028,13 @@ class Engine:
         host) is gone ends as failed when it was running (attached processes die with their
         kernel: their supervisor kills them), as cancelled when it had not started.
         """
-        from .backends.subprocess import exit_file_of
+        from .backends.subprocess import claim_file_of, exit_file_of
 
         here = socket.gethostname()
         for row in self._store.running_attached():
             if row.get("engine_pid") is not None:
                 # The engine recorded where it ran: its runs are over when that process is.
-                if row.get("engine_host") != here or _same_process(
-                    row["engine_pid"], row.get("engine_pid_start_time")
-                ):
+                if _engine_alive(row, here):
                     continue  # a live engine (another notebook), or one we cannot see
             elif (
                 row.get("engine_id") == self.id
@@ -2034,6 +2055,19 @@ class Engine:
             name = row["name"]
             log_path = Path(row["log_path"]) if row.get("log_path") else self.log_path(name)
             exit_file = exit_file_of(log_path)
+            if row.get("pid") is None:
+                # Recorded before its process started (write-ahead); its engine died before
+                # it recorded the pid, or is starting it right now.
+                if _engine_alive(row, here):
+                    continue
+                pid = _claimed_pid(claim_file_of(log_path))
+                if pid is None:
+                    reason = "the kernel died before it started"
+                    self._store.record_exit(row["id"], "cancelled", None, time.time(), None, reason)
+                    continue
+                row["pid"], row["pid_start_time"] = pid, _supervisor_start_time(pid, log_path)
+                if row["pid_start_time"] is not None:
+                    self._store.record_pid(row["id"], pid, row["pid_start_time"])
             if name in self._jobs or not _same_process(row.get("pid"), row.get("pid_start_time")):
                 status, code, error = _read_exit(exit_file)
                 self._store.record_exit(row["id"], status, code, time.time(), error)
@@ -2456,6 +2490,57 @@ def _same_process(pid: Any, start_time: Any) -> bool:
         )
     except psutil.Error:
         return False
+
+
+def _engine_alive(row: dict[str, Any], here: str) -> bool:
+    """Whether the engine of a run is alive (or on another host, where we cannot tell)."""
+    if row.get("engine_pid") is None:
+        return False
+    if row.get("engine_host") != here:
+        return True
+    return _same_process(row["engine_pid"], row.get("engine_pid_start_time"))
+
+
+def _claimed_pid(claim_file: Path) -> int | None:
+    """The pid a detached job's supervisor claimed its run with; None: it never will.
+
+    No claim yet: the engine claims the run itself, so that a supervisor still starting
+    exits without running the command (see _supervise.py).
+    """
+    import json
+
+    from ._supervise import claim
+
+    for _ in range(3):
+        try:
+            data = json.loads(claim_file.read_text())
+        except FileNotFoundError:
+            try:
+                if claim(str(claim_file), json.dumps({"pid": None})):
+                    return None
+            except OSError:
+                return None  # no logs folder: no supervisor could have claimed it either
+            continue  # the supervisor claimed it meanwhile: read its pid
+        except (OSError, ValueError):
+            return None
+        pid = data.get("pid") if isinstance(data, dict) else None
+        return pid if isinstance(pid, int) else None
+    return None
+
+
+def _supervisor_start_time(pid: int, log_path: Path) -> float | None:
+    """The start time of ``pid`` if it is the supervisor of the job logging to ``log_path``."""
+    import psutil
+
+    from .backends.subprocess import claim_file_of
+
+    try:
+        proc = psutil.Process(pid)
+        if str(claim_file_of(log_path)) not in proc.cmdline():
+            return None  # the pid was reused: the supervisor ended
+        return float(proc.create_time())
+    except psutil.Error:
+        return None
 
 
 def _read_exit(exit_file: Path) -> tuple[str, int | None, str | None]:

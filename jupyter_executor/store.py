@@ -8,7 +8,8 @@ coalesces the changes of a batch (a job submitted, started and finished within a
 row written once) and writes each batch in one transaction.
 
 Why SQLite in WAL mode: a reader never blocks the writer, a crash (even ``kill -9``) loses at
-most the batch being written and never corrupts what was committed, and several engines (kernels)
+most the batch being gathered or written (the changes of the last second: see ``max_delay``)
+and never corrupts what was committed, and several engines (kernels)
 sharing a folder can write the same file at once (each batch waits its turn on the busy timeout).
 ``synchronous=NORMAL`` keeps commits cheap: a committed batch survives the process being killed;
 only a power loss may undo the last few.
@@ -168,6 +169,10 @@ _NO_SNAPSHOT = (None,) * (_ITEMS - 1)
 # how many queued changes it lets a burst pile up at most.
 _BURST = 1000
 _MAX_DEFERRED = 200_000
+# Unwritten changes beyond which the threads reporting changes wait for the writer to take
+# them: a flood of jobs faster than the writer can record them (it needs more CPU time per run
+# than a no-op job) is slowed to its pace, so that an end never waits long in memory.
+_BACKLOG = 5000 * _ITEMS
 
 # Keyed by the statuses' values: a snapshot holds the value, so that it holds no object the
 # garbage collector must track (the result aside) while it waits in the queue.
@@ -246,7 +251,8 @@ class HistoryStore:
         the next change starts it again.
     max_delay
         Seconds the writer waits at most, while changes keep pouring in (a burst of short
-        jobs), before it writes what it has.
+        jobs), before it writes what it has. With the time a batch takes to write, this bounds
+        how long a run's end can stay in memory only: the default keeps it within a second.
 
     Raises
     ------
@@ -289,7 +295,7 @@ class HistoryStore:
         batch_delay: float = 0.2,
         busy_timeout: float = 30.0,
         idle_timeout: float = 1.0,
-        max_delay: float = 5.0,
+        max_delay: float = 0.5,
     ) -> None:
         self.folder = Path(folder)
         self.path = self.folder / "history.db"
@@ -311,6 +317,8 @@ class HistoryStore:
         self._signalled = False  # the writer was woken and has not taken the queue yet
         self._wake = threading.Event()
         self._urgent = threading.Event()  # a flush or close waits: skip the batch delay
+        self._taken = threading.Condition(threading.Lock())  # notified when a batch is taken
+        self._batches = 0  # batches taken so far
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -339,9 +347,25 @@ class HistoryStore:
         # changes waiting in the queue does not set the garbage collector off (each of its
         # passes walks through every job alive). One extend is atomic: the items of two
         # changes never interleave.
-        self._queue.extend((job, *_snapshot(job), _now()))
+        queue = self._queue
+        queue.extend((job, *_snapshot(job), _now()))
         if not self._signalled:
             self._signal()
+        elif len(queue) > _BACKLOG:
+            self._throttle()
+
+    def _throttle(self) -> None:
+        # Wake the writer now and wait until it has taken the queue (bounded: a writer stuck on
+        # another engine's lock slows the jobs, it does not stop them). No live writer (it
+        # failed): nothing to wait for.
+        thread = self._thread
+        if thread is None or thread is threading.current_thread() or not thread.is_alive():
+            return
+        with self._taken:
+            seen = self._batches
+            self._urgent.set()
+            self._wake.set()
+            self._taken.wait_for(lambda: self._batches != seen, 1.0)
 
     def _signal(self) -> None:
         # Once per batch. Under the lock, so that the writer cannot decide to exit (idle) between
@@ -471,6 +495,9 @@ class HistoryStore:
                 markers.append(first)
                 continue
             items.append((first, snap, now))
+        with self._taken:  # release the threads waiting out a flood (see _throttle)
+            self._batches += 1
+            self._taken.notify_all()
         for item in _fold(items):
             try:
                 run = self._take(*item)
@@ -502,12 +529,13 @@ class HistoryStore:
         :meth:`flush` and :meth:`close` cut it short.
         """
         urgent, queue = self._urgent, self._queue
-        if urgent.wait(self.batch_delay):
+        deadline = time.monotonic() + self.max_delay
+        if urgent.wait(min(self.batch_delay, self.max_delay)):
             return
-        deadline = time.monotonic() + self.max_delay - self.batch_delay
         seen = len(queue) // _ITEMS
-        while seen >= _BURST and seen < _MAX_DEFERRED and time.monotonic() < deadline:
-            if urgent.wait(self.batch_delay):
+        while seen >= _BURST and seen < _MAX_DEFERRED:
+            left = deadline - time.monotonic()
+            if left <= 0 or urgent.wait(min(self.batch_delay, left)):
                 return
             now = len(queue) // _ITEMS
             if now - seen < _BURST:
@@ -794,6 +822,17 @@ class HistoryStore:
         Each row also has ``engine_host``, ``engine_pid`` and ``engine_pid_start_time``: where
         its engine ran, or None for an engine that recorded no process (older versions).
         """
+        return self._open_runs(detached=False)
+
+    def running_detached(self) -> list[dict[str, Any]]:
+        """Detached runs (any engine) with no end recorded: candidates for re-attaching.
+
+        With the keys of :meth:`running_attached`. A run without a pid was recorded before its
+        process started (write-ahead): its engine may not have started it yet.
+        """
+        return self._open_runs(detached=True)
+
+    def _open_runs(self, detached: bool) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         con = self._connect(create=True)
@@ -808,12 +847,26 @@ class HistoryStore:
             "SELECT runs.*, engines.host AS engine_host, engines.pid AS engine_pid, "
             "engines.pid_start_time AS engine_pid_start_time "
             "FROM runs LEFT JOIN engines USING (engine_id) "
-            "WHERE detached = 0 AND finished IS NULL" + _ORDER
+            "WHERE detached = ? AND finished IS NULL" + _ORDER,
+            (int(detached),),
         )
 
-    def running_detached(self) -> list[dict[str, Any]]:
-        """Detached runs (any engine) with no end recorded: candidates for re-attaching."""
-        return self._query("SELECT * FROM runs WHERE detached = 1 AND finished IS NULL" + _ORDER)
+    def record_pid(self, run_id: int, pid: int, pid_start_time: float | None) -> None:
+        """Record the process of an open run, learnt after the fact (written at once)."""
+        self._execute(
+            "UPDATE runs SET pid = ?, pid_start_time = ? WHERE id = ? AND finished IS NULL",
+            (pid, pid_start_time, run_id),
+        )
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        con = self._connect(create=True)
+        try:
+            con.execute(sql, params)
+        except sqlite3.Error as exc:
+            msg = f"cannot write the history to {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        finally:
+            con.close()
 
     def record_exit(
         self,

@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandFailed
+from ..errors import CommandFailed, StoreError
 from ._base import TaskBackend
 
 if TYPE_CHECKING:
     from ..job import Job
 
-__all__ = ["SubprocessBackend", "describe_returncode", "terminate_group"]
+__all__ = ["SubprocessBackend", "claim_file_of", "describe_returncode", "terminate_group"]
 
 
 class SubprocessBackend(TaskBackend):
@@ -51,6 +51,11 @@ class SubprocessBackend(TaskBackend):
                 raise FileNotFoundError(msg)
         if job.detach:
             return await self._run_detached(job, command, env, cwd)
+        # Write-ahead: the run is on disk before its process exists. An attached command dies
+        # with its kernel (its supervisor sees to it), so a record that cannot be written is
+        # only logged by the store, and the job runs anyway.
+        with contextlib.suppress(StoreError, TimeoutError):
+            await self._write_ahead(job)
         argv = [
             sys.executable, "-S", SUPERVISOR, "--grace", str(self.engine.cancel_grace), "--",
             *command,
@@ -85,9 +90,21 @@ class SubprocessBackend(TaskBackend):
         log_path = job.log_path
         assert log_path is not None
         exit_file = exit_file_of(log_path)
-        with contextlib.suppress(FileNotFoundError):
-            exit_file.unlink()
+        claim_file = claim_file_of(log_path)
+        for stale in (exit_file, claim_file):  # an earlier run's
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        # Write-ahead: a detached process outlives the kernel, so it must never run unknown
+        # to the history. Its run is committed first (without a pid); an engine killed before
+        # it learns the pid leaves the claim file, through which the next engine finds the
+        # process, or stops it from starting (see _supervise.py).
+        try:
+            await self._write_ahead(job)
+        except (StoreError, TimeoutError) as exc:
+            msg = f"detached job {job.name!r} not started: its run could not be recorded: {exc}"
+            raise StoreError(msg) from exc
         argv = [sys.executable, "-S", SUPERVISOR, "--detached", "--exit-file", str(exit_file)]
+        argv += ["--claim-file", str(claim_file)]
         argv += ["--grace", str(self.engine.cancel_grace), "--", *command]
         with open(log_path, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
@@ -113,6 +130,15 @@ class SubprocessBackend(TaskBackend):
             await follower
         return _outcome(job, returncode)
 
+    async def _write_ahead(self, job: Job) -> None:
+        """Commit ``job``'s run (running, no pid yet) to the history before its process starts."""
+        store = self.engine._store
+        if store is None:
+            return
+        self.engine._job_changed(job)
+        # In a thread: the engine's loop goes on running the other jobs meanwhile.
+        await asyncio.to_thread(store.flush, store.busy_timeout)
+
 
 def _outcome(job: Job, returncode: int) -> int:
     if returncode != 0:
@@ -128,6 +154,11 @@ SUPERVISOR = str(Path(__file__).resolve().parent.parent / "_supervise.py")
 def exit_file_of(log_path: Path) -> Path:
     """Where a detached job's supervisor writes the exit status."""
     return log_path.with_name(log_path.stem + ".exit.json")
+
+
+def claim_file_of(log_path: Path) -> Path:
+    """Where a detached job's supervisor writes its pid as it starts (see _supervise.py)."""
+    return log_path.with_name(log_path.stem + ".claim.json")
 
 
 def process_start_time(pid: int) -> float | None:

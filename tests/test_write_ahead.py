@@ -1,0 +1,170 @@
+"""Write-ahead of detached work (issue 12 #11): an engine killed at any instant orphans nothing.
+
+A plain Python process runs an Engine, submits a detached command and is SIGKILLed at a random
+instant 0-300 ms later (between ``submit`` and the command's start, or just after). A new
+engine on the folder must then know every detached command that started (re-attached, listed,
+cancellable), and no process of it may run unknown to that engine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+from _wait import wait_until
+
+from jupyter_executor import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = """
+import os, sys, time
+from jupyter_executor import Engine
+
+folder, marker = sys.argv[1], sys.argv[2]
+engine = Engine(folder=folder)
+engine.submit(
+    [sys.executable, "-c", "import time; time.sleep(120)", marker], name="det", detach=True
+)
+os.write(1, b"submitted\\n")
+time.sleep(120)
+"""
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """The live processes whose command line holds ``marker`` (supervisor and command)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def kill_after_submit(folder: Path, marker: str, delay: float) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(folder), marker], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"submitted\n"
+        time.sleep(delay)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+@pytest.mark.timeout(240)
+def test_an_engine_killed_at_any_instant_after_submit_orphans_no_detached_command(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(12)
+    kills = 20
+    outcomes = {"re-attached": 0, "never started": 0}
+    for i in range(kills):
+        folder = tmp_path / f"run{i}"
+        marker = f"write-ahead-{uuid.uuid4().hex}"
+        kill_after_submit(folder, marker, rng.uniform(0.0, 0.3))
+        engine = Engine(folder=folder)
+        engine.cancel_grace = 0.5
+        try:
+            if "det" in engine:
+                job = engine["det"]
+                assert job.status.value == "running"
+                assert "det" in set(engine.list()["name"])
+                supervisor = psutil.Process(job.pid)
+                family = {supervisor.pid} | {p.pid for p in supervisor.children(recursive=True)}
+                strays = [p.pid for p in marked(marker) if p.pid not in family]
+                assert not strays, f"kill {i}: processes unknown to the new engine: {strays}"
+                engine.cancel("det")
+                assert not engine.wait_job(job, 15)
+                assert job.status.value == "cancelled"
+                outcomes["re-attached"] += 1
+            else:
+                # Nothing started, or a supervisor was starting: it finds the run claimed by
+                # the new engine and exits without running the command.
+                runs = engine.history("det") if folder.joinpath("history.db").exists() else None
+                if runs is not None and len(runs):
+                    assert runs.iloc[-1]["status"] == "cancelled"
+                    assert runs.iloc[-1]["cancel_reason"] == "the kernel died before it started"
+                outcomes["never started"] += 1
+            wait_until(
+                lambda: not marked(marker),  # noqa: B023 (called within this iteration)
+                10,
+                lambda: f"kill {i}: orphans {[p.cmdline() for p in marked(marker)]}",  # noqa: B023
+            )
+        finally:
+            engine.shutdown()
+            for proc in marked(marker):  # never leave one behind, even when the test fails
+                proc.kill()
+    sys.stderr.write(f"write-ahead: {kills} kills, {outcomes}\n")
+    assert outcomes["re-attached"] > 0  # the kills did land after the command started
+
+
+@pytest.mark.timeout(30)
+def test_a_supervisor_finding_its_run_claimed_exits_without_running_the_command(
+    tmp_path: Path,
+) -> None:
+    # The next engine claimed the run (its kernel died before the supervisor started): the
+    # supervisor starting late must not run the command, which nobody would know of.
+    from jupyter_executor._supervise import claim
+    from jupyter_executor.backends.subprocess import SUPERVISOR
+
+    claim_file = tmp_path / "job.claim.json"
+    assert claim(str(claim_file), '{"pid": null}')
+    assert not claim(str(claim_file), '{"pid": 1}')  # only the first claim wins
+    witness = tmp_path / "ran"
+    done = subprocess.run(
+        [sys.executable, "-S", SUPERVISOR, "--detached", "--claim-file", str(claim_file), "--",
+         sys.executable, "-c", f"open({str(witness)!r}, 'w').close()"],
+        timeout=20,
+    )  # fmt: skip
+    assert done.returncode == 125
+    assert not witness.exists()
+    assert claim_file.read_text() == '{"pid": null}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.claim.json"]  # no temp file left
+
+
+@pytest.mark.timeout(60)
+def test_a_run_recorded_before_its_process_started_is_closed_by_the_next_engine(
+    tmp_path: Path,
+) -> None:
+    # The kernel died between the write-ahead commit and the supervisor's start: the next
+    # engine claims the run and records it as never started, rather than leaving it running.
+    folder = tmp_path / "runs"
+    first = Engine(folder=folder)
+    job = first.submit(["sleep", "30"], name="det", detach=True)
+    wait_until(lambda: job.pid is not None, 10, "the detached job's pid")
+    first.cancel(job)
+    first.wait_job(job, 10)
+    first.shutdown()
+    import sqlite3
+
+    with sqlite3.connect(folder / "history.db") as con:  # as a kernel killed before the spawn
+        con.execute("UPDATE runs SET status = 'running', finished = NULL, pid = NULL")
+        con.execute("UPDATE engines SET pid = 999999999")  # an engine process that is gone
+    con.close()
+    (folder / "logs" / "det.claim.json").unlink(missing_ok=True)
+    second = Engine(folder=folder)
+    try:
+        assert "det" not in second
+        run = second.history("det").iloc[-1]
+        assert run["status"] == "cancelled"
+        assert run["cancel_reason"] == "the kernel died before it started"
+        assert (folder / "logs" / "det.claim.json").read_text() == '{"pid": null}'
+    finally:
+        second.shutdown()
