@@ -4,8 +4,10 @@ anywidget loads a widget's ``_esm`` as one module from a blob URL, where relativ
 resolve; so the shared modules (badge, format, ansi, store, ...) are concatenated in dependency
 order into one file per widget. The sources follow two conventions that make this safe without
 Node: every import is a single line ``import { a, b } from "./x.js";`` of a sibling module, and
-top-level names are unique across modules (checked here). The output is committed, so
-``pip install .`` needs neither Node nor this script.
+top-level names are unique across modules (checked here). Those bundles are not the widgets'
+``_esm``: that is ``js/loader.js`` (copied, compacted), which imports a bundle held once per
+kernel by a library model (see ``jupyter_executor/widget.py``), so a saved notebook stores it
+once. The output is committed, so ``pip install .`` needs neither Node nor this script.
 
 Usage: ``python js/build.py`` writes the bundles; ``python js/build.py --check`` exits 1 when the
 committed bundles differ from the sources (``tests/test_js.py`` runs the check).
@@ -70,9 +72,22 @@ def bundle(name: str) -> tuple[str, str]:
     return "".join(parts), "\n".join(css)
 
 
+def loader() -> str:
+    """The small ``_esm`` of every widget model (it imports a bundle from the library model)."""
+    text = (HERE / "loader.js").read_text(encoding="utf-8")
+    if ANY_IMPORT.search(text):
+        msg = "js/loader.js: the loader must be self-contained (no static import)"
+        raise ValueError(msg)
+    # Every model's saved state holds this text: keep only the code (comment lines, JSDoc and
+    # indentation dropped; no line of it holds a string that a comment marker could start).
+    lines = [line.strip() for line in text.splitlines()]
+    code = [line for line in lines if line and not line.startswith(("//", "/*", "*"))]
+    return "// js/loader.js, compacted by js/build.py: do not edit.\n" + "\n".join(code) + "\n"
+
+
 def outputs() -> dict[Path, str]:
     """Every file the build writes, with its content."""
-    files: dict[Path, str] = {}
+    files: dict[Path, str] = {STATIC / "loader.js": loader()}
     for name in BUNDLES:
         js, css = bundle(name)
         files[STATIC / f"{name}.js"] = js

@@ -48,12 +48,15 @@ class Output:
         notify: Callable[[str], None] | None = None,
         maxlines: int = TAIL_LINES,
         archive: Callable[[Path], None] | None = None,
+        timestamps: bool = False,
     ) -> None:
         self._lines: deque[str] = deque(maxlen=maxlines)
         self._partial = ""
         self._lock = threading.Lock()
         self._log_path = log_path
         self._archive = archive  # called once, before this output first opens its log file
+        self._timestamps = timestamps
+        self._log_at_line_start = True  # the next log text starts a line (gets a timestamp)
         self._file: IO[str] | None = None
         self._last_flush = 0.0
         self._notify = notify
@@ -110,7 +113,33 @@ class Output:
             partial = partial[-MAX_LINE:]
         self._partial = partial
 
+    def log_only(self, text: str) -> None:
+        """Append ``text`` to the log file only (the traceback that ends a failed attempt)."""
+        with self._lock:
+            if not self._log_at_line_start:
+                self._log("\n")
+            self._log(text)
+            if self._file is not None:
+                self._file.flush()
+
+    def _stamped(self, text: str) -> str:
+        # Each line gets the time it was written; a line written in pieces, its first piece's.
+        stamp = _timestamp()
+        lines = text.split("\n")
+        out = []
+        for i, line in enumerate(lines):
+            start = self._log_at_line_start if i == 0 else True
+            if i == len(lines) - 1 and not line:
+                break  # text ended with a newline: the next write starts the line
+            out.append(stamp + line if start else line)
+        self._log_at_line_start = text.endswith("\n")
+        return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
     def _log(self, text: str) -> None:
+        if self._timestamps:
+            text = self._stamped(text)
+        else:
+            self._log_at_line_start = text.endswith("\n")
         if self._file is None:
             path = self._log_path() if self._log_path is not None else None
             if path is None:
@@ -201,6 +230,12 @@ class Output:
         """The displayed objects, oldest first, as ``(data, metadata)`` mimebundles."""
         with self._lock:
             return list(self._displays)
+
+
+def _timestamp() -> str:
+    """The local time, to the millisecond, as a log line prefix."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d} "
 
 
 def _after_cr(line: str) -> str:

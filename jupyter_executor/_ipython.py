@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from . import _capture, _pyplot
+from . import _capture, _pyplot, _traceback
 from ._capture import current_output
 from ._cell import CellError, analyse
 from .errors import JupyterExecutorError
@@ -114,7 +115,7 @@ def submit_cell(
         _check_detached_cell(name, backend, forever, lifecycle)
     source = shell.transform_cell(raw)
     # cached under an "In[n]" name so that tracebacks show the cell's lines
-    filename = shell.compile.cache(source, shell.execution_count, raw_code=raw)
+    filename = shell.compile.cache(source, _cell_number(shell), raw_code=raw)
     try:
         cell = analyse(
             raw, transform=lambda _: source, filename=filename, flags=shell.compile.flags
@@ -158,6 +159,19 @@ def submit_cell(
     except (JupyterExecutorError, ValueError, TypeError) as exc:
         raise UsageError(_one_line(exc)) from None
     _show_job(shell, job)
+
+
+def _cell_number(shell: Any) -> int:
+    """The number of the cell running now, as its prompt and IPython's tracebacks show it.
+
+    IPython 9 counts the cell before running it (``shell.execution_count`` is then one more);
+    the cell itself was cached under its number just before it ran: the last name cached."""
+    numbers = getattr(shell.compile, "_filename_map", None)
+    if isinstance(numbers, dict) and numbers:
+        last = list(numbers.values())[-1]
+        if isinstance(last, int):
+            return last
+    return int(shell.execution_count)
 
 
 def _check_detached_cell(
@@ -672,6 +686,44 @@ def _track(shell: Any, widget: Any) -> Any:
     return widget
 
 
+def traceback_formatter(shell: Any) -> Callable[[BaseException, Any], str]:
+    """Format a job's exception as the shell formats a failed cell's: ``Cell In[3], line 4``
+    with the cell's lines around it, in the shell's mode and colours (IPython's ``ultratb``; a
+    new formatter per call: jobs fail in other threads than the shell's)."""
+
+    def format_exception(exc: BaseException, tb: Any) -> str:
+        from IPython.core.ultratb import AutoFormattedTB
+
+        shown = shell.InteractiveTB
+        formatter = AutoFormattedTB(  # type: ignore[no-untyped-call]
+            mode=getattr(shown, "mode", "Context"),
+            theme_name=getattr(shown, "_theme_name", "linux"),
+        )
+        return str(formatter.stb2text(formatter.structured_traceback(type(exc), exc, tb)))
+
+    return format_exception
+
+
+_FILE_LINE = re.compile(r'File "(?P<file>[^"\n]+)", line (?P<line>\d+)')
+
+
+def traceback_renamer(shell: Any) -> Callable[[str], str]:
+    """Rename the cells in a traceback formatted elsewhere (a worker process ran the cell under
+    the name the shell cached it by): ``File "/tmp/ipykernel_1/2.py", line 4`` becomes
+    ``Cell In[3], line 4``, as IPython names them."""
+
+    def rename(text: str) -> str:
+        names = getattr(shell.compile, "_filename_map", {})
+
+        def one(m: re.Match[str]) -> str:
+            count = names.get(m["file"])
+            return f"Cell In[{count}], line {m['line']}" if count is not None else m[0]
+
+        return _FILE_LINE.sub(one, text)
+
+    return rename
+
+
 class _Extension:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
@@ -683,6 +735,7 @@ class _Extension:
         install_display_routing(self.shell)
         _capture.install()
         _pyplot.activate()
+        _traceback.set_formatter(traceback_formatter(self.shell), traceback_renamer(self.shell))
         if is_kernel(self.shell):
             # A graceful kernel shutdown (what nbconvert, papermill and a restart do) runs no
             # atexit handler, but the kernel sets shell.exit_now when it handles the request.
@@ -743,6 +796,7 @@ class _Extension:
             engine.shutdown()
         uninstall_display_routing(self.shell)
         _capture.uninstall()
+        _traceback.set_formatter(None)
         _pyplot.deactivate()
 
 

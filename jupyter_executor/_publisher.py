@@ -395,7 +395,7 @@ class Publisher:
     def _row(self, job: Job, detail: bool) -> dict[str, Any]:
         info = job._info_dict(tail=False)
         if detail:
-            return table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
+            return table_row(_view_info(job, info), tail=job.tail(TAIL_LINES), traceback=True)
         return table_row(info)
 
     def _all_rows(self) -> dict[str, dict[str, Any]]:
@@ -670,7 +670,8 @@ class JobPublisher(Publisher):
         return [self._job]
 
     def _row(self, job: Job, detail: bool) -> dict[str, Any]:
-        return table_row(job._info_dict(tail=False), tail=job.tail(TAIL_LINES), traceback=True)
+        info = _view_info(job, job._info_dict(tail=False))
+        return table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
 
     def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         out = self._job._output  # created lazily: do not create one just to look
@@ -704,6 +705,15 @@ class JobPublisher(Publisher):
             msg["displays"] = {"reset": [_display(d) for d in current]}
         self._sent_displays = current
         return True
+
+
+def _view_info(job: Job, info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with the traceback the views show: coloured when a formatter made one (the
+    views render ANSI; ``job.traceback``, the list and the log keep the plain text)."""
+    coloured = job._traceback_ansi
+    if coloured and info.get("traceback"):
+        info["traceback"] = coloured
+    return info
 
 
 def _display(item: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:

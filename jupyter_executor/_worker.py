@@ -104,6 +104,7 @@ def main() -> None:
     import cloudpickle
 
     from jupyter_executor._pickling import install_sources
+    from jupyter_executor._traceback import user_frames
 
     _die_with_the_kernel()
     channel = _Channel(os.dup(1))
@@ -133,7 +134,8 @@ def main() -> None:
 
                 result = asyncio.run(result)
         except BaseException as exc:
-            tb = "".join(traceback.format_exception(exc))
+            # without this worker's own frames (the kernel names the cells, see _traceback)
+            tb = "".join(traceback.format_exception(type(exc), exc, user_frames(exc.__traceback__)))
             try:
                 payload = cloudpickle.dumps(exc)
                 cloudpickle.loads(payload)

@@ -26,7 +26,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 import warnings
 import weakref
 from collections import deque
@@ -36,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _capture, _durable
+from . import _capture, _durable, _traceback
 from ._duration import Duration
 from ._graph import Graph
 from ._logs import log_stem
@@ -160,6 +159,10 @@ class Engine:
         Also write the traceback of each failed job to ``sys.stderr`` when it fails
         (executor-engine's setting). Failures are logged anyway: ``WARNING`` on the
         ``"jupyter_executor"`` logger, the traceback at ``DEBUG``.
+    log_timestamps
+        Start every line of the jobs' log files with the local time it was written
+        (``2024-05-01 12:00:00.123``). A failed attempt's log ends with its traceback either
+        way.
 
     Examples
     --------
@@ -191,6 +194,7 @@ class Engine:
         force: bool = False,
         default_backend: str | None = None,
         print_traceback: bool = False,
+        log_timestamps: bool = False,
     ) -> None:
         check_supported("Engine()")
         for job in jobs:
@@ -225,6 +229,8 @@ class Engine:
         self.resume = resume
         #: Write the traceback of each failed job to ``sys.stderr`` as it fails.
         self.print_traceback = bool(print_traceback)
+        #: Prefix each line of the jobs' log files with the time it was written.
+        self.log_timestamps = bool(log_timestamps)
         self.limits: dict[str, int | None] = {
             "async": None,
             "thread": 32,
@@ -241,7 +247,7 @@ class Engine:
             "id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask,
             "cluster_options": cluster_options, "history": history, "keep_logs": keep_logs,
             "resume": resume, "force": force, "default_backend": default_backend,
-            "print_traceback": print_traceback,
+            "print_traceback": print_traceback, "log_timestamps": log_timestamps,
         }  # fmt: skip
         # Re-entrant: the loop holds it while it runs a batch of posts (see _drain_inbox).
         self._lock = threading.RLock()
@@ -969,7 +975,7 @@ class Engine:
             job._set_status(Status.RUNNING)
             job.started = time.time()
             job.attempts += 1
-        job.traceback = "".join(traceback.format_exception(exc))
+        job.traceback, job._traceback_ansi = _traceback.format_exception(exc)
         self._settle(job, Status.FAILED, None, exc)
 
     def _schedule_tick(self, job: Job, after: Any) -> None:
@@ -1252,8 +1258,12 @@ class Engine:
                 self._settle(job, Status.CANCELLED, None, job._exception, ready)
         elif exc is not None:
             if tb is None:
-                tb = "".join(traceback.format_exception(exc))
+                tb, job._traceback_ansi = _traceback.format_exception(exc)
+            else:  # formatted where it ran (a worker process): name the cells as IPython does
+                tb, job._traceback_ansi = _traceback.rename(tb), None
             job.traceback = tb
+            # the log says how the attempt ended (plain text: the log is read in a terminal)
+            job.output.log_only(tb if tb.endswith("\n") else tb + "\n")
             if job.attempts <= job.retries and not self._closed:
                 self._retry(job, f"{type(exc).__name__}: {exc}")
             elif life is None or not self._run_over(job, Status.FAILED, None, exc):

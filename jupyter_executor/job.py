@@ -196,6 +196,7 @@ class Job:
         "_result",
         "_task",
         "_timeout_handle",
+        "_traceback_ansi",
         "_waited",
         "_waiting",
         "args",
@@ -306,6 +307,8 @@ class Job:
         self._result: Any = None
         self._exception: BaseException | None = None
         self.traceback: str | None = None
+        # The traceback as the views show it (coloured, cells named as IPython does), if any.
+        self._traceback_ansi: str | None = None
         self._cancel_reason: str | None = None
         self._cancel_requested = False
         self._output: Output | None = None
@@ -573,7 +576,10 @@ class Job:
         """Everything the job printed or displayed (created on first use)."""
         out = self._output
         if out is None:
-            out = self._output = Output(self._log_path, self._notify, archive=self._archive_log)
+            stamps = self.engine is not None and self.engine.log_timestamps
+            out = self._output = Output(
+                self._log_path, self._notify, archive=self._archive_log, timestamps=stamps
+            )
         return out
 
     def _archive_log(self, path: Path) -> None:

@@ -85,13 +85,60 @@ _STATUS_COLOURS = {
 _RESTARTING_COLOUR = "#e37400"
 
 
+class _Library(anywidget.AnyWidget):
+    """A hidden model holding one front-end bundle (``_code``) and its CSS, once per kernel.
+
+    A widget's ``_esm`` is stored in the saved widget state of every model; a 30-50 KB bundle per
+    job view made a saved notebook ~50 times bigger. So each view's ``_esm`` is the ~2 KB
+    ``static/loader.js``, which finds this model by id (the view's ``_lib``), imports ``_code``
+    once per page and passes anywidget's ``initialize``/``render`` through. anywidget loads this
+    model's ``_css`` as soon as the model exists in the page (also when restored from a saved
+    notebook), and its ``_anywidget_id`` (the class name) keys that stylesheet, hence one
+    subclass per bundle.
+    """
+
+    _esm = "export default {};\n"
+    _code = traitlets.Unicode("").tag(sync=True)
+    _bundle = ""
+
+
+class _DashboardLibrary(_Library):
+    _css = _STATIC / "dashboard.css"
+    _bundle = "dashboard"
+
+
+class _JobViewLibrary(_Library):
+    _css = _STATIC / "jobview.css"
+    _bundle = "jobview"
+
+
+_libraries: dict[type[_Library], _Library] = {}
+_libraries_lock = threading.Lock()
+
+
+def _library(kind: type[_Library]) -> _Library:
+    """This kernel's library model of ``kind``, made on first use (again if it was closed)."""
+    with _libraries_lock:
+        lib = _libraries.get(kind)
+        if lib is None or lib.comm is None:
+            code = (_STATIC / f"{kind._bundle}.js").read_text(encoding="utf-8")
+            lib = _libraries[kind] = kind(_code=code)
+        return lib
+
+
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the publisher's life cycle, view counting, message checking."""
+
+    _esm = _STATIC / "loader.js"
+    #: The library model whose bundle draws this widget.
+    _library_kind: type[_Library] = _Library
 
     # A per-widget id the front end keys its model-level store by, and the initial snapshot
     # (packed: one buffer of JSON, see _publisher.pack).
     _uid = traitlets.Unicode("").tag(sync=True)
     _init = traitlets.Bytes(b"").tag(sync=True)
+    # The model id of the library model holding the front-end code (js/loader.js).
+    _lib = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, engine: Engine, publisher: Publisher, **kwargs: Any) -> None:
         self._engine = engine
@@ -103,7 +150,10 @@ class _LiveWidget(anywidget.AnyWidget):
         self._closed = False
         init = publisher.start(snapshot=True, thread=False)
         try:
-            super().__init__(_uid=uuid.uuid4().hex, _init=pack(init or {}), **kwargs)
+            lib = _library(self._library_kind)
+            super().__init__(
+                _uid=uuid.uuid4().hex, _init=pack(init or {}), _lib=lib.model_id, **kwargs
+            )
         except BaseException:
             publisher.stop()
             raise
@@ -305,8 +355,7 @@ class Dashboard(_LiveWidget):
     >>> engine.shutdown()
     """
 
-    _esm = _STATIC / "dashboard.js"
-    _css = _STATIC / "dashboard.css"
+    _library_kind = _DashboardLibrary
 
     def __init__(
         self,
@@ -378,8 +427,7 @@ class JobView(_LiveWidget):
     >>> engine.shutdown()
     """
 
-    _esm = _STATIC / "jobview.js"
-    _css = _STATIC / "jobview.css"
+    _library_kind = _JobViewLibrary
 
     def __init__(self, job: Job, *, interval: float = 0.2, **kwargs: Any) -> None:
         engine = job.engine

@@ -39,6 +39,7 @@ from _browser import (
     run_all_cells,
     wait_idle,
 )
+from nbformat.sign import NotebookNotary
 
 pytestmark = [
     pytest.mark.browser,
@@ -223,3 +224,52 @@ def _wait_shown(page: Any, want: dict[str, dict[str, str]], timeout: float = 15.
             return
         assert time.monotonic() < deadline, f"shown {shown}, engine {want}"
         time.sleep(0.05)
+
+
+@pytest.mark.timeout(300)
+def test_saved_notebook_draws_its_views_without_their_kernel(tmp_path: Path, browser: Any) -> None:
+    """Issue 11 #8: a notebook executed by nbclient stores each view's ~1 KB loader and the
+    front-end bundle once, in a library model; reopened in JupyterLab (its kernel long gone),
+    the widget manager restores the saved models, the views find the library model, draw the
+    final state and say there is no kernel behind them."""
+    from test_saved_views import _run
+
+    saved = _run(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    saved["metadata"]["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
+    nb = nbformat.reads(json.dumps(saved), as_version=4)
+    # Trusted, as a notebook one ran oneself is: JupyterLab draws widgets of trusted outputs
+    # only (the data dir is the one _browser's server uses).
+    data_dir = tmp_path / "jupyter-home" / "data"
+    data_dir.mkdir(parents=True)
+    NotebookNotary(data_dir=str(data_dir)).sign(nb)
+    nbformat.write(nb, root / "saved.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with jupyter_lab(tmp_path, root) as server:
+        page = open_notebook(browser, server, "saved.ipynb")
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            want = {"slow": "done", "broken": "failed"}
+            _wait_shown(page, {"views": want, "rows": want}, timeout=60.0)
+            view = in_notebook(page, '.je-jobview[data-name="broken"]')
+            assert "ZeroDivisionError" in view.inner_text()
+            assert "nearly there" in in_notebook(page, '.je-jobview[data-name="slow"]').inner_text()
+            # the stylesheet came with the library model
+            display = in_notebook(page, '.je-jobview[data-name="slow"] .je-jv-head').evaluate(
+                "(el) => getComputedStyle(el).display"
+            )
+            assert display == "flex", display
+            page.screenshot(path=str(ARTIFACTS / "views-lab-saved-reopened.png"), full_page=True)
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "views-lab-saved-failure.png"), full_page=True)
+            print(server.log_tail())
+            raise
+        finally:
+            page.close()
+        assert not [e for e in errors if "jupyter_executor" in e or "je-" in e], errors

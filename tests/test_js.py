@@ -32,11 +32,21 @@ def test_static_bundles_match_the_js_sources() -> None:
 
 
 def test_widgets_load_the_shipped_bundles() -> None:
-    from jupyter_executor.widget import Dashboard, JobView
+    from jupyter_executor import widget
 
     static = REPO / "jupyter_executor" / "static"
-    assert str(Dashboard._esm) == (static / "dashboard.js").read_text(encoding="utf-8")
-    assert str(JobView._css) == (static / "jobview.css").read_text(encoding="utf-8")
+    # each view model carries only the loader; the bundles and CSS sit in one library model each
+    assert str(widget.Dashboard._esm) == (static / "loader.js").read_text(encoding="utf-8")
+    assert str(widget.JobView._esm) == (static / "loader.js").read_text(encoding="utf-8")
+    assert not hasattr(widget.JobView, "_css")
+    for kind, name in (
+        (widget._DashboardLibrary, "dashboard"),
+        (widget._JobViewLibrary, "jobview"),
+    ):
+        lib = widget._library(kind)
+        assert lib._code == (static / f"{name}.js").read_text(encoding="utf-8")
+        assert str(kind._css) == (static / f"{name}.css").read_text(encoding="utf-8")
+        assert widget._library(kind) is lib  # once per kernel
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -120,3 +120,59 @@ def test_a_long_or_odd_name_gets_a_bounded_file_name(tmp_path: Path) -> None:
         for job in jobs:
             assert len(os.fsencode(job.log_path.name)) < 100
             assert len(job.logs()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_run_s_log_ends_with_its_plain_traceback(tmp_path: Path) -> None:
+    from jupyter_executor import Engine
+
+    def fails() -> None:
+        print("first line")
+        print("partial", end="")
+        raise ValueError("bad input")
+
+    engine = Engine(folder=tmp_path, history=False)
+    try:
+        job = engine.submit(fails, name="fails")
+        engine.wait(timeout=30)
+        assert job.status.value == "failed"
+        text = job.log_path.read_text()
+    finally:
+        engine.shutdown()
+    # the output, then the traceback on a line of its own, without the engine's frames
+    assert text.startswith("first line\npartial\nTraceback (most recent call last):\n"), text
+    assert text.endswith("ValueError: bad input\n"), text
+    assert "jupyter_executor" not in text and "\x1b" not in text, text
+    assert 'raise ValueError("bad input")' in text, text
+
+
+@pytest.mark.timeout(60)
+def test_log_timestamps_prefix_every_line(tmp_path: Path) -> None:
+    from jupyter_executor import Engine
+
+    def talks() -> None:
+        print("one")
+        print("two, written ", end="")
+        print("in pieces")
+        raise RuntimeError("stop")
+
+    engine = Engine(folder=tmp_path, history=False, log_timestamps=True)
+    try:
+        job = engine.submit(talks, name="talks")
+        engine.wait(timeout=30)
+        lines = job.log_path.read_text().splitlines()
+    finally:
+        engine.shutdown()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+    assert re.fullmatch(stamp + "one", lines[0]), lines
+    assert re.fullmatch(stamp + "two, written in pieces", lines[1]), lines
+    assert all(re.match(stamp, line) for line in lines), lines
+    assert lines[-1].endswith("RuntimeError: stop"), lines
+    # off by default
+    plain = Engine(folder=tmp_path / "plain", history=False)
+    try:
+        job = plain.submit(print, "hello", name="hello")
+        plain.wait(timeout=30)
+        assert job.log_path.read_text() == "hello\n"
+    finally:
+        plain.shutdown()

@@ -86,3 +86,27 @@ def test_saved_views_carry_the_final_state(tmp_path: Path) -> None:
                     r = dict(zip(snap["cols"], row, strict=True))
                     finals.setdefault(r["name"], set()).add(r["status"])
     assert finals == {"slow": {"done"}, "broken": {"failed"}}, finals
+
+
+def test_saved_widget_state_stores_the_front_end_once(tmp_path: Path) -> None:
+    """Issue 11 #8: each view model's saved state is small (its ``_esm`` is a loader), and the
+    front-end bundle is stored once, in one library model per kind."""
+    saved = _run(tmp_path)
+    state = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    views = {k: m for k, m in state.items() if m["state"].get("_lib")}
+    libraries = {k: m for k, m in state.items() if m["state"].get("_code")}
+    assert len(views) == 3, sorted(m["state"].get("_anywidget_id") for m in state.values())
+    sizes = {m["state"]["_anywidget_id"]: len(json.dumps(m)) for m in views.values()}
+    assert all(size <= 5_000 for size in sizes.values()), sizes
+    # every view names a library model that was saved too (a kernel-less reopen needs it)
+    assert {m["state"]["_lib"] for m in views.values()} == set(libraries)
+    assert sorted(m["state"]["_anywidget_id"] for m in libraries.values()) == [
+        "jupyter_executor.widget._DashboardLibrary",
+        "jupyter_executor.widget._JobViewLibrary",
+    ]
+    bundles = {m["state"]["_code"] for m in libraries.values()}
+    static = REPO / "jupyter_executor" / "static"
+    assert bundles == {(static / f"{n}.js").read_text() for n in ("dashboard", "jobview")}
+    # the whole widget state: two bundles and their CSS once, not a bundle per view
+    total = len(json.dumps(state))
+    assert total < 150_000, total

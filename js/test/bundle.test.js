@@ -13,3 +13,14 @@ for (const name of ["dashboard", "jobview"]) {
     assert.equal(typeof mod.default.render, "function");
   });
 }
+
+test("static/loader.js (every model's _esm) is small, self-contained and a widget factory", async () => {
+  const url = new URL("../../jupyter_executor/static/loader.js", import.meta.url);
+  const text = await readFile(url, "utf8");
+  assert.ok(text.length < 2000, `${text.length} bytes`);
+  assert.ok(!/^\s*import\b/m.test(text), "the loader must be self-contained");
+  const mod = await import(`data:text/javascript;base64,${Buffer.from(text).toString("base64")}`);
+  const widget = await mod.default();
+  assert.equal(typeof widget.initialize, "function");
+  assert.equal(typeof widget.render, "function");
+});

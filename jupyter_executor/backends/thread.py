@@ -15,7 +15,6 @@ import asyncio
 import ctypes
 import inspect
 import threading
-import traceback
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
@@ -123,8 +122,8 @@ class ThreadBackend(Backend):
             except JobThreadCancelled:
                 cancelled = True
             except BaseException as e:
+                # formatted by the engine (without its own frames, see _traceback)
                 exc = e
-                tb = "".join(traceback.format_exception(e))
             finally:
                 if hooks:
                     _run_hooks(job, leaving=True)
