@@ -13,9 +13,11 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from ..errors import CommandFailed, StoreError
 from ._base import TaskBackend
@@ -107,10 +109,7 @@ class SubprocessBackend(TaskBackend):
         argv += ["--claim-file", str(claim_file)]
         argv += ["--grace", str(self.engine.cancel_grace), "--", *command]
         with open(log_path, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd,
-                env=env, start_new_session=True,
-            )  # fmt: skip
+            proc = _Detached.start(argv, log, cwd, env)
         job.pid = proc.pid
         assert job._life is not None
         job._life.pid_start_time = process_start_time(proc.pid)
@@ -122,6 +121,7 @@ class SubprocessBackend(TaskBackend):
         except asyncio.CancelledError:
             follower.cancel()
             if not job._cancel_requested:
+                proc.forget()
                 raise  # the engine's loop stops (kernel shutdown): the detached job runs on
             await terminate_group(proc, self.engine.cancel_grace)
             raise
@@ -138,6 +138,76 @@ class SubprocessBackend(TaskBackend):
         self.engine._job_changed(job)
         # In a thread: the engine's loop goes on running the other jobs meanwhile.
         await asyncio.to_thread(store.flush, store.busy_timeout)
+
+
+class _Detached:
+    """A detached job's process, started by :class:`subprocess.Popen`, awaited on the loop.
+
+    Not an asyncio subprocess: asyncio kills the child of a subprocess transport that is closed
+    or garbage-collected while the child runs, which is what happens to a pending job's
+    transport when the engine's loop stops at kernel shutdown (seen on Python 3.13) — and a
+    detached job must outlive its kernel. Its end is awaited through a pidfd on Linux (no
+    thread), else by a daemon thread blocked in ``waitpid``.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self._ended: asyncio.Future[int] | None = None
+        self._pidfd: int | None = None
+
+    @classmethod
+    def start(cls, argv: list[str], log: IO[bytes], cwd: str | None, env: dict[str, str]) -> Self:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        return cls(popen)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        if self._popen.poll() is not None:
+            return self._popen.returncode
+        if self._ended is None:
+            self._ended = self._watch()
+        return await asyncio.shield(self._ended)
+
+    def _watch(self) -> asyncio.Future[int]:
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[int] = loop.create_future()
+
+        def reap() -> None:
+            self.forget()
+            code = self._popen.wait()  # it has ended: this does not block
+            if not ended.done():
+                ended.set_result(code)
+
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfd (macOS, an old Linux)
+
+            def block() -> None:
+                self._popen.wait()
+                with contextlib.suppress(RuntimeError):  # the loop has stopped meanwhile
+                    loop.call_soon_threadsafe(reap)
+
+            threading.Thread(
+                target=block, name=f"jupyter-executor-wait-{self.pid}", daemon=True
+            ).start()
+            return ended
+        loop.add_reader(self._pidfd, reap)
+        return ended
+
+    def forget(self) -> None:
+        """Stop watching (the process runs on): release the pidfd."""
+        fd, self._pidfd = self._pidfd, None
+        if fd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
 
 
 def _outcome(job: Job, returncode: int) -> int:
@@ -215,7 +285,7 @@ async def pump(stream: asyncio.StreamReader | None, write: Any, name: str) -> No
 _terminating: set[asyncio.Task[None]] = set()
 
 
-async def terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def terminate_group(proc: asyncio.subprocess.Process | _Detached, grace: float) -> None:
     """SIGTERM the process group of ``proc``, then SIGKILL it after ``grace`` seconds.
 
     The processes that ``proc`` started in a session of their own (out of reach of the group's
@@ -232,7 +302,7 @@ async def terminate_group(proc: asyncio.subprocess.Process, grace: float) -> Non
     await asyncio.shield(task)
 
 
-async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def _terminate(proc: asyncio.subprocess.Process | _Detached, grace: float) -> None:
     pgid = proc.pid
     others = []
     if proc.returncode is None:
