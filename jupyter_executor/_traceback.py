@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from .errors import JupyterExecutorError
+
 logger = logging.getLogger(__name__)
 
 #: Frames in these directories are the engine's (or asyncio's runner) when they lead a traceback.
@@ -58,14 +60,28 @@ def user_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb if tb is not None else first
 
 
+def _all_own(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_OWN):
+            return False
+        tb = tb.tb_next
+    return True
+
+
 def strip_colours(text: str) -> str:
     """``text`` without terminal escape sequences (colours)."""
     return _ANSI.sub("", text)
 
 
 def format_exception(exc: BaseException) -> tuple[str, str | None]:
-    """``(plain, coloured or None)`` traceback text of a job's exception."""
+    """``(plain, coloured or None)`` traceback text of a job's exception.
+
+    An error of ours that says how a job ended (a command's exit code, missing outputs, a
+    crashed worker) is its one line: the engine's frames that raised it say nothing more.
+    """
     tb = user_frames(exc.__traceback__)
+    if isinstance(exc, JupyterExecutorError) and _all_own(tb):
+        tb = None  # every frame is the engine's: the line is the whole story
     plain = "".join(traceback.format_exception(type(exc), exc, tb))
     formatter = _formatter
     if formatter is None:

@@ -184,7 +184,12 @@ def test_subprocess_env_cwd_output_and_exit_code(engine: Engine, tmp_path: Path)
     assert "exited with code 2" in str(bad.exception()) and bad.tail() == "out\nerr"
     assert isinstance(missing.exception(), FileNotFoundError)
     log = bad.log_path
-    assert log is not None and log.read_text() == "out\nerr\n"
+    assert log is not None
+    # what the command wrote, then how the run ended: one line, no frames of the engine
+    assert log.read_text() == (
+        "out\nerr\njupyter_executor.errors.CommandFailed: command 'echo out; echo err >&2; "
+        "exit 2' exited with code 2\n"
+    )
 
 
 def test_subprocess_killed_by_signal(engine: Engine) -> None:
