@@ -111,6 +111,7 @@ def submit_cell(
     replace = _check_name(engine, name)
     lifecycle = dict(lifecycle or {})
     detach = bool(lifecycle.pop("detach", False))
+    notify = lifecycle.pop("notify", None)  # any job may say when it ends, detached ones too
     if detach:
         _check_detached_cell(name, backend, forever, lifecycle)
     source = shell.transform_cell(raw)
@@ -140,6 +141,8 @@ def submit_cell(
             )  # fmt: skip
         except (JupyterExecutorError, ValueError, TypeError) as exc:
             raise UsageError(_one_line(exc)) from None
+        if notify is not None:
+            job.notify = notify
         _show_job(shell, job)
         return
     try:
@@ -153,6 +156,7 @@ def submit_cell(
             retries=retries,
             timeout=timeout,
             forever=forever,
+            notify=notify,
             **lifecycle,
         )
         engine.submit(job, replace=replace)

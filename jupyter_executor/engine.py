@@ -39,6 +39,8 @@ from . import _capture, _durable, _traceback
 from ._duration import Duration
 from ._graph import Graph
 from ._logs import log_stem
+from ._on_finish import FinishCalls
+from ._options import _check_flag
 from ._platform import check_supported
 from ._runtime import _current_job
 from ._status import FINISHED, Status
@@ -163,6 +165,10 @@ class Engine:
         Start every line of the jobs' log files with the local time it was written
         (``2024-05-01 12:00:00.123``). A failed attempt's log ends with its traceback either
         way.
+    notify
+        The default of the jobs' ``notify`` option: their ``%%job`` views say in the browser
+        (Web Notification API) when they end. Also the attribute ``engine.notify``, which
+        ``%jobs notify on|off`` sets.
 
     Examples
     --------
@@ -195,8 +201,12 @@ class Engine:
         default_backend: str | None = None,
         print_traceback: bool = False,
         log_timestamps: bool = False,
+        notify: bool = False,
     ) -> None:
         check_supported("Engine()")
+        _check_flag("notify", notify)
+        #: Jobs whose ``notify`` is None say when they end if this is True.
+        self.notify = bool(notify)
         for job in jobs:
             if not isinstance(job, Job):
                 msg = f"Engine(*jobs) takes Job objects, not {job!r}"
@@ -265,6 +275,7 @@ class Engine:
         self._idle_waiters: builtins.list[concurrent.futures.Future[None]] = []
         self._deferred: builtins.list[Job] = list(jobs)
         self._subscribers: builtins.list[Callable[[str, Job], None]] = []
+        self._finish_calls = FinishCalls()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_ident = 0
@@ -360,6 +371,7 @@ class Engine:
         resources: Mapping[str, float] | None = None,
         priority: int | None = None,
         on_duplicate: str = "error",
+        notify: bool | None = None,
         **kwargs: Any,
     ) -> Any:
         """Submit work; return the :class:`Job` (a tuple of jobs when several are given).
@@ -396,6 +408,10 @@ class Engine:
         resources, priority
             Dask jobs: worker resources (``{"GPU": 1}``) and scheduling priority, passed to
             ``Client.submit``.
+        notify
+            Say in the browser when the job ends (its ``%%job`` view sends a notification with
+            its name, status and duration); None: as :attr:`notify` says. For other ways to be
+            told, see :meth:`on_finish`.
         replace
             Let the new job take the name of a finished job (that run stays in the new job's
             ``previous`` record).
@@ -434,7 +450,7 @@ class Engine:
                 "condition": condition, "env": env, "cwd": cwd, "every": every, "cron": cron,
                 "start": start, "detach": detach, "inputs": inputs, "outputs": outputs,
                 "force": force, "before": before, "after": after, "max_restarts": max_restarts,
-                "resources": resources, "priority": priority, **kwargs,
+                "resources": resources, "priority": priority, "notify": notify, **kwargs,
             }  # fmt: skip
             if restart != "no":
                 given["restart"] = restart
@@ -475,7 +491,7 @@ class Engine:
             timeout=timeout, condition=condition, env=env, cwd=cwd, every=every, cron=cron,
             start=start, restart=restart, restart_delay=restart_delay, max_restarts=max_restarts,
             detach=detach, inputs=inputs, outputs=outputs, force=force, before=before, after=after,
-            resources=resources, priority=priority,
+            resources=resources, priority=priority, notify=notify,
         )  # fmt: skip
         self._submit([job], replace)
         return job
@@ -2172,6 +2188,42 @@ class Engine:
 
         return unsubscribe
 
+    def on_finish(self, callback: Callable[[Job], Any]) -> Callable[[], None]:
+        """Call ``callback(job)`` once each time a job ends; return a function that unsubscribes.
+
+        For a word when a job ends by email, Slack or a sound. A job ends when it is done, has
+        failed (after its last retry) or is cancelled; a periodic, forever or restarted job ends
+        once per run. The calls are made in order, in a thread of the engine's own (not in the
+        job's thread or context, without the engine's lock), so the callback may block, print
+        or call the engine; what it raises is logged (``"jupyter_executor"`` logger), never
+        raised. By the time of the call, a job that runs again may have started its next run.
+        Calls still queued when the engine shuts down are made before it stops (up to 5 s).
+
+        Examples
+        --------
+        >>> from jupyter_executor import Engine
+        >>> ended = []
+        >>> with Engine(history=False) as engine:
+        ...     stop = engine.on_finish(lambda job: ended.append((job.name, job.status.value)))
+        ...     job = engine.submit(sum, [1, 2], name="total")
+        ...     engine.wait()
+        True
+        >>> ended
+        [('total', 'done')]
+        """
+        if not callable(callback):
+            msg = f"on_finish({callback!r}): give a function taking the job"
+            raise InvalidOptionType(msg)
+        calls = self._finish_calls
+
+        def on_event(event: str, job: Job) -> None:
+            # "status" with a final status is emitted once per end, by _settle (under the lock:
+            # only queue the call here).
+            if event == "status" and job.status in FINISHED:
+                calls.put(callback, job)
+
+        return self.subscribe(on_event)
+
     def _emit(self, event: str, job: Job) -> None:
         for callback in self._subscribers:
             try:
@@ -2231,6 +2283,7 @@ class Engine:
         except Exception:
             logger.exception("jupyter_executor: cleanups at shutdown failed")
         self._stop_thread()
+        self._finish_calls.close()
         if self._store is not None:
             _durable.release(self)
             self._store.close()
