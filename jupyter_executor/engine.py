@@ -1596,12 +1596,15 @@ class Engine:
         self._check_not_in_job("wait")
         if self._deferred:
             self._submit([], False)
-        with self._cond:
+        with _wait_view(self, self._waited_unfinished), self._cond:
             if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                 return False
             ok = self._bad == 0
         self._on_disk()
         return ok
+
+    def _waited_unfinished(self) -> builtins.list[Job]:
+        return [j for j in builtins.list(self._jobs.values()) if j._waited and not j.done()]
 
     def _on_disk(self) -> None:
         """Block until the history holds every change reported so far (the ends a wait saw).
@@ -1677,6 +1680,11 @@ class Engine:
         """
         if self._deferred:
             self._submit([], False)
+        jobs = builtins.list(self._jobs.values())
+        with _wait_view(self, lambda: [j for j in jobs if not j.done()]):
+            return self._orchestrate(timeout)
+
+    def _orchestrate(self, timeout: float | None) -> bool:
         ok = self.wait(timeout)
         if not ok and self._unfinished:
             for job in list(self._jobs.values()):
@@ -2734,6 +2742,58 @@ def _shutdown_at_exit(ref: weakref.ReferenceType[Engine]) -> None:
     engine = ref()
     if engine is not None:
         engine.shutdown(timeout=5)
+
+
+# -- what a blocking wait shows -----------------------------------------------------------------
+
+#: Makes the context manager that shows the jobs a blocking wait waits for; installed by the
+#: IPython extension (set_wait_display), so that this module imports no IPython.
+_wait_display: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None
+_wait_display = None
+_wait_shown = False  # a wait on the main thread shows its jobs now (nested waits show nothing)
+
+
+def set_wait_display(
+    fn: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None,
+) -> Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None:
+    """Install ``fn(engine, jobs)``, entered while a blocking wait on the main thread waits.
+
+    :meth:`Engine.wait`, :meth:`Engine.orchestrate` (and ``%jobs wait``) called on the main
+    thread enter the context manager it returns around the waiting, with the jobs waited for;
+    the IPython extension shows them under the cell (or prints their lines in a terminal).
+    A hook that raises is logged and the wait goes on. None removes it; returns the previous.
+    """
+    global _wait_display
+    previous, _wait_display = _wait_display, fn
+    return previous
+
+
+@contextlib.contextmanager
+def _wait_view(engine: Engine, jobs: Callable[[], builtins.list[Job]]) -> Iterator[None]:
+    """Show ``jobs()`` with the installed hook while the body waits (main thread, not nested)."""
+    global _wait_shown
+    hook = _wait_display
+    if hook is None or _wait_shown or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    waited = jobs()
+    if not waited:
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(hook(engine, waited))
+    except Exception:
+        logger.exception("jupyter_executor: the wait display failed")
+    _wait_shown = True
+    try:
+        yield
+    finally:
+        _wait_shown = False
+        try:
+            stack.close()
+        except Exception:
+            logger.exception("jupyter_executor: the wait display failed")
 
 
 _default: Engine | None = None
