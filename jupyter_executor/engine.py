@@ -1591,7 +1591,9 @@ class Engine:
 
         Works from any thread, including a notebook cell (it waits on a lock, not on an event
         loop). Returns True when all of them succeeded; False on timeout, or when one failed or
-        was cancelled.
+        was cancelled. On the main thread with the IPython extension loaded, the jobs waited for
+        are shown meanwhile (under the cell, or as ``[job NAME] line`` in a terminal; see
+        :func:`set_wait_display`).
         """
         self._check_not_in_job("wait")
         if self._deferred:
