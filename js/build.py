@@ -29,7 +29,7 @@ BUNDLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("shared", "dashboard"),
     ),
     "jobview": (
-        ("dom", "format", "ansi", "badge", "store", "mime", "jobview"),
+        ("dom", "format", "ansi", "badge", "store", "mime", "notify", "jobview"),
         ("shared", "jobview"),
     ),
 }

@@ -2,11 +2,12 @@
 // tail, what the job displayed, then its result or traceback. Shares the Store, badge, format and
 // ANSI code with the dashboard.
 import { h, setText } from "./dom.js";
-import { allowedActions, durationOf, formatDuration, nextRunText, truncate } from "./format.js";
+import { allowedActions, durationOf, FINISHED, formatDuration, nextRunText, truncate } from "./format.js";
 import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { goneText, initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { renderMime } from "./mime.js";
+import { finishNotice, notifyEnd } from "./notify.js";
 
 /** @typedef {import("./store.js").Row} Row */
 /** @typedef {import("./store.js").Store} Store */
@@ -29,6 +30,9 @@ class JobViewView {
     this.badge = "";
     this.url = "";
     this.actions = "";
+    /** @type {string | undefined} the status last drawn (undefined: none yet) */
+    this.lastStatus = undefined;
+    this.asked = false;
     /** @type {unknown[]} */
     this.shownDisplays = [];
     this.badgeEl = h(d, "span.je-jv-badge");
@@ -89,6 +93,7 @@ class JobViewView {
     if (displays) this.drawDisplays();
     if (!row || row._v === this.v) return;
     this.v = row._v;
+    this.sayEnd(row);
     this.root.dataset.status = row.status;
     this.root.dataset.name = row.name;
     const badgeKey = rowBadgeKey(row);
@@ -134,6 +139,23 @@ class JobViewView {
       parts.push(h(d, "pre.je-pre.je-result", { text: row.result }));
     }
     this.resultEl.replaceChildren(...parts);
+  }
+
+  /**
+   * The browser notification of a job that asked for one: permission asked for when it is first
+   * drawn unfinished, the notification sent when this view sees it end.
+   * @param {Row} row
+   */
+  sayEnd(row) {
+    const prev = this.lastStatus;
+    this.lastStatus = row.status;
+    const win = this.doc.defaultView;
+    if (!row.notify || !win || this.store.gone) return;
+    const notice = finishNotice(prev, row, this.store.now());
+    if (notice || (!this.asked && !FINISHED.has(row.status))) {
+      this.asked = true;
+      notifyEnd(/** @type {Window & typeof globalThis} */ (win), notice);
+    }
   }
 
   drawDisplays() {

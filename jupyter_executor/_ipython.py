@@ -111,6 +111,7 @@ def submit_cell(
     replace = _check_name(engine, name)
     lifecycle = dict(lifecycle or {})
     detach = bool(lifecycle.pop("detach", False))
+    notify = lifecycle.pop("notify", None)  # any job may say when it ends, detached ones too
     if detach:
         _check_detached_cell(name, backend, forever, lifecycle)
     source = shell.transform_cell(raw)
@@ -140,6 +141,8 @@ def submit_cell(
             )  # fmt: skip
         except (JupyterExecutorError, ValueError, TypeError) as exc:
             raise UsageError(_one_line(exc)) from None
+        if notify is not None:
+            job.notify = notify
         _show_job(shell, job)
         return
     try:
@@ -153,6 +156,7 @@ def submit_cell(
             retries=retries,
             timeout=timeout,
             forever=forever,
+            notify=notify,
             **lifecycle,
         )
         engine.submit(job, replace=replace)
@@ -458,9 +462,13 @@ def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
             engine.wait(timeout)
             jobs = [j for j in engine.jobs.values() if not j.forever]
         else:
-            for job in jobs:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                engine.wait_job(job, left)
+            from .engine import _wait_view
+
+            # shown under the cell as engine.wait() shows its jobs
+            with _wait_view(engine, lambda: [j for j in jobs if not j.done()]):
+                for job in jobs:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    engine.wait_job(job, left)
     except KeyboardInterrupt:
         # ■ interrupts the waiting cell only; say so, since the jobs go on
         print("stopped waiting; the jobs keep running (%jobs cancel NAME stops one)")
@@ -649,6 +657,18 @@ class TerminalEcho:
         self._seen[key], lines = out.lines_since(start)
         return list(lines)
 
+    @contextlib.contextmanager
+    def live(self) -> Iterator[None]:
+        """Print lines as they come while the running cell blocks in a wait (a wait shows its
+        jobs); held back again after it, until the cell ends."""
+        busy, self._busy = self._busy, False
+        self._wake.set()
+        try:
+            yield
+        finally:
+            self.flush()
+            self._busy = busy
+
     def close(self) -> None:
         """Stop the thread and unhook from the shell and the engine (idempotent)."""
         if self._stop.is_set():
@@ -664,6 +684,17 @@ class TerminalEcho:
                 self._shell.events.unregister(event, fn)
         if self._thread is not threading.current_thread():
             self._thread.join(5)
+
+
+@contextlib.contextmanager
+def _temporary_echo(shell: Any, engine: Any) -> Iterator[None]:
+    """Echo the lines of another engine than the kernel's while a terminal cell waits for it."""
+    echo = TerminalEcho(shell, engine)
+    try:
+        yield
+    finally:
+        echo.flush()
+        echo.close()
 
 
 @contextlib.contextmanager
@@ -730,9 +761,13 @@ class _Extension:
         self.echo: TerminalEcho | None = None
         self.patched_prompt: Any = None
         self.widgets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.previous_wait_display: Any = None
 
     def start(self) -> None:
+        from . import engine as engine_module
+
         install_display_routing(self.shell)
+        self.previous_wait_display = engine_module.set_wait_display(self.wait_display)
         _capture.install()
         _pyplot.activate()
         _traceback.set_formatter(traceback_formatter(self.shell), traceback_renamer(self.shell))
@@ -750,6 +785,19 @@ class _Extension:
             if not isinstance(original, functools.partial):
                 names["patch_stdout"] = functools.partial(_routed_patch_stdout, original)
                 self.patched_prompt = original
+
+    def wait_display(self, engine: Any, jobs: list[Any]) -> contextlib.AbstractContextManager[Any]:
+        """What a blocking wait (``engine.wait()``, ``orchestrate()``, ``%jobs wait``) on the
+        main thread shows: a live view under the cell in a kernel; in a terminal, the jobs'
+        lines as ``[job NAME] line`` as they come (the echo holds them back while a cell runs)."""
+        if is_kernel(self.shell):
+            from ._wait_view import CellWaitView
+
+            return CellWaitView(self.shell.kernel, engine, jobs)
+        echo = self.echo
+        if echo is not None and echo._engine is engine:
+            return echo.live()
+        return _temporary_echo(self.shell, engine)
 
     def _kernel_exiting(self, change: Mapping[str, Any]) -> None:
         """The kernel is shutting down: record its unfinished jobs as cancelled, say so."""
@@ -791,6 +839,8 @@ class _Extension:
             self.patched_prompt = None
         from . import engine as engine_module
 
+        if engine_module._wait_display == self.wait_display:
+            engine_module.set_wait_display(self.previous_wait_display)
         engine = engine_module._default
         if engine is not None:
             engine.shutdown()

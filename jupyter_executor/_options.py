@@ -52,6 +52,7 @@ def check_options(
     force: Any,
     before: Any,
     after: Any,
+    notify: Any = None,
 ) -> Checked:
     """Check the options of a job; return those it keeps in another form.
 
@@ -74,6 +75,8 @@ def check_options(
         raise (InvalidOption if isinstance(backend, str) else InvalidOptionType)(msg)
     for option, flag in (("forever", forever), ("detach", detach), ("force", force)):
         _check_flag(option, flag)
+    if notify is not None:  # None: the engine's default (``engine.notify``)
+        _check_flag("notify", notify)
     _check_count("retries", retries)
     if max_restarts is not None:
         _check_count("max_restarts", max_restarts, "or None")

@@ -671,7 +671,11 @@ class JobPublisher(Publisher):
 
     def _row(self, job: Job, detail: bool) -> dict[str, Any]:
         info = _view_info(job, job._info_dict(tail=False))
-        return table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
+        row = table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
+        # The view sends the browser notification when the job ends (js/notify.js); a field of
+        # the view's row only, not of JobInfo (engine.list() keeps its columns).
+        row["notify"] = _notifies(job)
+        return row
 
     def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         out = self._job._output  # created lazily: do not create one just to look
@@ -705,6 +709,14 @@ class JobPublisher(Publisher):
             msg["displays"] = {"reset": [_display(d) for d in current]}
         self._sent_displays = current
         return True
+
+
+def _notifies(job: Job) -> bool:
+    """Whether ``job`` asked to be told of its end, itself or through its engine's default."""
+    if job.notify is not None:
+        return job.notify
+    engine = job.engine
+    return bool(engine is not None and engine.notify)
 
 
 def _view_info(job: Job, info: dict[str, Any]) -> dict[str, Any]:

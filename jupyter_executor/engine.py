@@ -39,6 +39,8 @@ from . import _capture, _durable, _traceback
 from ._duration import Duration
 from ._graph import Graph
 from ._logs import log_stem
+from ._on_finish import FinishCalls
+from ._options import _check_flag
 from ._platform import check_supported
 from ._runtime import _current_job
 from ._status import FINISHED, Status
@@ -163,6 +165,10 @@ class Engine:
         Start every line of the jobs' log files with the local time it was written
         (``2024-05-01 12:00:00.123``). A failed attempt's log ends with its traceback either
         way.
+    notify
+        The default of the jobs' ``notify`` option: their ``%%job`` views say in the browser
+        (Web Notification API) when they end. Also the attribute ``engine.notify``, which
+        ``%jobs notify on|off`` sets.
 
     Examples
     --------
@@ -195,8 +201,12 @@ class Engine:
         default_backend: str | None = None,
         print_traceback: bool = False,
         log_timestamps: bool = False,
+        notify: bool = False,
     ) -> None:
         check_supported("Engine()")
+        _check_flag("notify", notify)
+        #: Jobs whose ``notify`` is None say when they end if this is True.
+        self.notify = bool(notify)
         for job in jobs:
             if not isinstance(job, Job):
                 msg = f"Engine(*jobs) takes Job objects, not {job!r}"
@@ -265,6 +275,7 @@ class Engine:
         self._idle_waiters: builtins.list[concurrent.futures.Future[None]] = []
         self._deferred: builtins.list[Job] = list(jobs)
         self._subscribers: builtins.list[Callable[[str, Job], None]] = []
+        self._finish_calls = FinishCalls()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_ident = 0
@@ -360,6 +371,7 @@ class Engine:
         resources: Mapping[str, float] | None = None,
         priority: int | None = None,
         on_duplicate: str = "error",
+        notify: bool | None = None,
         **kwargs: Any,
     ) -> Any:
         """Submit work; return the :class:`Job` (a tuple of jobs when several are given).
@@ -396,6 +408,10 @@ class Engine:
         resources, priority
             Dask jobs: worker resources (``{"GPU": 1}``) and scheduling priority, passed to
             ``Client.submit``.
+        notify
+            Say in the browser when the job ends (its ``%%job`` view sends a notification with
+            its name, status and duration); None: as :attr:`notify` says. For other ways to be
+            told, see :meth:`on_finish`.
         replace
             Let the new job take the name of a finished job (that run stays in the new job's
             ``previous`` record).
@@ -434,7 +450,7 @@ class Engine:
                 "condition": condition, "env": env, "cwd": cwd, "every": every, "cron": cron,
                 "start": start, "detach": detach, "inputs": inputs, "outputs": outputs,
                 "force": force, "before": before, "after": after, "max_restarts": max_restarts,
-                "resources": resources, "priority": priority, **kwargs,
+                "resources": resources, "priority": priority, "notify": notify, **kwargs,
             }  # fmt: skip
             if restart != "no":
                 given["restart"] = restart
@@ -475,7 +491,7 @@ class Engine:
             timeout=timeout, condition=condition, env=env, cwd=cwd, every=every, cron=cron,
             start=start, restart=restart, restart_delay=restart_delay, max_restarts=max_restarts,
             detach=detach, inputs=inputs, outputs=outputs, force=force, before=before, after=after,
-            resources=resources, priority=priority,
+            resources=resources, priority=priority, notify=notify,
         )  # fmt: skip
         self._submit([job], replace)
         return job
@@ -1575,17 +1591,22 @@ class Engine:
 
         Works from any thread, including a notebook cell (it waits on a lock, not on an event
         loop). Returns True when all of them succeeded; False on timeout, or when one failed or
-        was cancelled.
+        was cancelled. On the main thread with the IPython extension loaded, the jobs waited for
+        are shown meanwhile (under the cell, or as ``[job NAME] line`` in a terminal; see
+        :func:`set_wait_display`).
         """
         self._check_not_in_job("wait")
         if self._deferred:
             self._submit([], False)
-        with self._cond:
+        with _wait_view(self, self._waited_unfinished), self._cond:
             if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                 return False
             ok = self._bad == 0
         self._on_disk()
         return ok
+
+    def _waited_unfinished(self) -> builtins.list[Job]:
+        return [j for j in builtins.list(self._jobs.values()) if j._waited and not j.done()]
 
     def _on_disk(self) -> None:
         """Block until the history holds every change reported so far (the ends a wait saw).
@@ -1661,6 +1682,11 @@ class Engine:
         """
         if self._deferred:
             self._submit([], False)
+        jobs = builtins.list(self._jobs.values())
+        with _wait_view(self, lambda: [j for j in jobs if not j.done()]):
+            return self._orchestrate(timeout)
+
+    def _orchestrate(self, timeout: float | None) -> bool:
         ok = self.wait(timeout)
         if not ok and self._unfinished:
             for job in list(self._jobs.values()):
@@ -2172,6 +2198,42 @@ class Engine:
 
         return unsubscribe
 
+    def on_finish(self, callback: Callable[[Job], Any]) -> Callable[[], None]:
+        """Call ``callback(job)`` once each time a job ends; return a function that unsubscribes.
+
+        For a word when a job ends by email, Slack or a sound. A job ends when it is done, has
+        failed (after its last retry) or is cancelled; a periodic, forever or restarted job ends
+        once per run. The calls are made in order, in a thread of the engine's own (not in the
+        job's thread or context, without the engine's lock), so the callback may block, print
+        or call the engine; what it raises is logged (``"jupyter_executor"`` logger), never
+        raised. By the time of the call, a job that runs again may have started its next run.
+        Calls still queued when the engine shuts down are made before it stops (up to 5 s).
+
+        Examples
+        --------
+        >>> from jupyter_executor import Engine
+        >>> ended = []
+        >>> with Engine(history=False) as engine:
+        ...     stop = engine.on_finish(lambda job: ended.append((job.name, job.status.value)))
+        ...     job = engine.submit(sum, [1, 2], name="total")
+        ...     engine.wait()
+        True
+        >>> ended
+        [('total', 'done')]
+        """
+        if not callable(callback):
+            msg = f"on_finish({callback!r}): give a function taking the job"
+            raise InvalidOptionType(msg)
+        calls = self._finish_calls
+
+        def on_event(event: str, job: Job) -> None:
+            # "status" with a final status is emitted once per end, by _settle (under the lock:
+            # only queue the call here).
+            if event == "status" and job.status in FINISHED:
+                calls.put(callback, job)
+
+        return self.subscribe(on_event)
+
     def _emit(self, event: str, job: Job) -> None:
         for callback in self._subscribers:
             try:
@@ -2231,6 +2293,7 @@ class Engine:
         except Exception:
             logger.exception("jupyter_executor: cleanups at shutdown failed")
         self._stop_thread()
+        self._finish_calls.close()
         if self._store is not None:
             _durable.release(self)
             self._store.close()
@@ -2681,6 +2744,58 @@ def _shutdown_at_exit(ref: weakref.ReferenceType[Engine]) -> None:
     engine = ref()
     if engine is not None:
         engine.shutdown(timeout=5)
+
+
+# -- what a blocking wait shows -----------------------------------------------------------------
+
+#: Makes the context manager that shows the jobs a blocking wait waits for; installed by the
+#: IPython extension (set_wait_display), so that this module imports no IPython.
+_wait_display: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None
+_wait_display = None
+_wait_shown = False  # a wait on the main thread shows its jobs now (nested waits show nothing)
+
+
+def set_wait_display(
+    fn: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None,
+) -> Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None:
+    """Install ``fn(engine, jobs)``, entered while a blocking wait on the main thread waits.
+
+    :meth:`Engine.wait`, :meth:`Engine.orchestrate` (and ``%jobs wait``) called on the main
+    thread enter the context manager it returns around the waiting, with the jobs waited for;
+    the IPython extension shows them under the cell (or prints their lines in a terminal).
+    A hook that raises is logged and the wait goes on. None removes it; returns the previous.
+    """
+    global _wait_display
+    previous, _wait_display = _wait_display, fn
+    return previous
+
+
+@contextlib.contextmanager
+def _wait_view(engine: Engine, jobs: Callable[[], builtins.list[Job]]) -> Iterator[None]:
+    """Show ``jobs()`` with the installed hook while the body waits (main thread, not nested)."""
+    global _wait_shown
+    hook = _wait_display
+    if hook is None or _wait_shown or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    waited = jobs()
+    if not waited:
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(hook(engine, waited))
+    except Exception:
+        logger.exception("jupyter_executor: the wait display failed")
+    _wait_shown = True
+    try:
+        yield
+    finally:
+        _wait_shown = False
+        try:
+            stack.close()
+        except Exception:
+            logger.exception("jupyter_executor: the wait display failed")
 
 
 _default: Engine | None = None

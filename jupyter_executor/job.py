@@ -150,6 +150,9 @@ class Job:
     resources, priority
         Dask jobs only: worker resources the task needs (``{"GPU": 1}``, as declared by the
         workers) and its scheduling priority (higher first); passed to ``Client.submit``.
+    notify
+        Say when the job ends with a browser notification (its name, status and duration), sent
+        by its ``%%job`` view; None (default) follows ``engine.notify``.
 
     Notes
     -----
@@ -208,6 +211,7 @@ class Job:
         "finished",
         "kind",
         "kwargs",
+        "notify",
         "pid",
         "previous",
         "retries",
@@ -251,6 +255,7 @@ class Job:
         after: Callable[[Job], Any] | None = None,
         resources: Mapping[str, float] | None = None,
         priority: int | None = None,
+        notify: bool | None = None,
     ) -> None:
         if name is not None and label is not None and name != label:
             msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
@@ -263,6 +268,7 @@ class Job:
                 retry_delay=retry_delay, timeout=timeout, env=env, cwd=cwd, restart=restart,
                 restart_delay=restart_delay, max_restarts=max_restarts, detach=detach,
                 inputs=inputs, outputs=outputs, force=force, before=before, after=after,
+                notify=notify,
             )  # fmt: skip
             self.kind, inferred = _classify(target)
             if backend is None:
@@ -294,6 +300,8 @@ class Job:
         self.timeout = checked.timeout
         self.env = dict(env) if env else None
         self.cwd = cwd
+        #: Say in the browser when this job ends (None: as ``engine.notify`` says).
+        self.notify: bool | None = None if notify is None else bool(notify)
         self._condition = condition
         self._requires_spec: list[Any] | tuple[()] = ()
         self._arg_jobs = _has_job_args(self.args, self.kwargs) if args or kwargs else False

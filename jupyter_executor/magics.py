@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
-from traitlets import CaselessStrEnum, Integer, TraitError, Unicode, observe, validate
+from traitlets import Bool, CaselessStrEnum, Integer, TraitError, Unicode, observe, validate
 
 from ._duration import parse_duration
 from .errors import InvalidOption
@@ -32,7 +32,7 @@ __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 CELL_BACKENDS = ("thread", "async", "process", "dask")
 JOBS_COMMANDS = (
     "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear", "flow",
-    "unschedule", "fetch",
+    "unschedule", "fetch", "notify",
 )  # fmt: skip
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -223,6 +223,12 @@ def _job_options(parser: argparse.ArgumentParser, *, cell: bool) -> None:
         help="files (globs allowed) the job must write; missing ones fail it",
     )
     add("--force", action="store_true", help="run even when the outputs are up to date")
+    add(
+        "--notify",
+        action="store_true",
+        help="a browser notification (name, status, duration) when the job ends; "
+        "%%jobs notify on does it for every job",
+    )
 
 
 def _cell_parser() -> _MagicParser:
@@ -293,6 +299,7 @@ class JobMagics(Magics):
         c.JobMagics.folder = "~/runs"          # logs and history.db
         c.JobMagics.backend = "process"        # %%job cells without --backend
         c.JobMagics.max_jobs = 4               # jobs running at once, all backends
+        c.JobMagics.notify = True              # a browser notification when a job ends
     """
 
     folder = Unicode(
@@ -312,6 +319,11 @@ class JobMagics(Magics):
         allow_none=True,
         help="At most this many jobs run at once, all backends together (default: no limit)",
     ).tag(config=True)
+    notify = Bool(
+        False,
+        help="Every job says when it ends with a browser notification (its name, status and "
+        "duration); %jobs notify on|off changes it for this kernel",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -325,7 +337,7 @@ class JobMagics(Magics):
             raise TraitError(msg)
         return value
 
-    @observe("folder", "backend", "max_jobs")
+    @observe("folder", "backend", "max_jobs", "notify")
     def _defaults_changed(self, change: Any) -> None:
         self._publish_defaults()
 
@@ -339,6 +351,8 @@ class JobMagics(Magics):
             options["max_jobs"] = self.max_jobs
         if self.backend is not None:
             options["default_backend"] = self.backend
+        if self.notify:
+            options["notify"] = True
         _ipython.set_engine_defaults(options)
 
     @cell_magic("job")  # type: ignore[arg-type,unused-ignore]  # IPython types it as a union
@@ -537,6 +551,9 @@ class JobMagics(Magics):
         %jobs flow FILE.py NAME   run the flow NAME of FILE.py (a function decorated with
                                   @flow) as a background job flow:NAME whose jobs join this
                                   engine; %jobs flow FILE.py lists its flows
+        %jobs notify on|off       a browser notification (name, status, duration) when any
+                                  job of this kernel ends, from its %%job view (the browser
+                                  asks for permission first); per job: %%job --notify
         """
         args = _parse("%jobs", _split(line))
         from . import _ipython
@@ -550,6 +567,8 @@ class JobMagics(Magics):
             return _ipython.show_dashboard(self.shell)
         if command == "flow":
             return _flow_command(names)
+        if command == "notify":
+            return self._notify_command(args.names)
         if args.run is not None and command != "log":
             msg = f"--run goes with %jobs log NAME, not with %jobs {command}"
             raise UsageError(msg)
@@ -571,6 +590,17 @@ class JobMagics(Magics):
         return _ipython.jobs_command(
             self.shell, command, names, lines=args.n, timeout=args.timeout, run=args.run
         )
+
+    def _notify_command(self, words: list[str]) -> None:
+        """``%jobs notify on|off``: every job of this kernel (its engine) says when it ends."""
+        if len(words) != 1 or words[0].lower() not in ("on", "off"):
+            msg = f"%jobs notify takes on or off, not {' '.join(words) or 'nothing'!r}"
+            raise UsageError(msg)
+        from . import _ipython
+
+        on = words[0].lower() == "on"
+        self.notify = on  # the default of an engine made later (after a shutdown)
+        _ipython._engine().notify = on
 
 
 def _flow_command(words: list[str]) -> Any:
@@ -612,7 +642,7 @@ def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
-    for key in ("detach", "force"):
+    for key in ("detach", "force", "notify"):
         if getattr(args, key):
             options[key] = True
     for key in ("inputs", "outputs"):

@@ -106,7 +106,7 @@ def test_help_is_the_docstring_with_every_option(ip: InteractiveShell) -> None:
     jobs_help = ip.magics_manager.magics["line"]["jobs"].__doc__
     for command in (
         "list", "wait", "cancel", "rerun", "tail", "log", "history", "remove", "clear",
-        "unschedule", "fetch",
+        "unschedule", "fetch", "notify",
     ):  # fmt: skip
         assert f"%jobs {command}" in jobs_help
     assert "%jobs log NAME [--run N]" in jobs_help

@@ -54,6 +54,7 @@ def work() -> int:
         ({"inputs": 5}, InvalidOptionType, "inputs=5 is not a path or a list of paths"),
         ({"outputs": ["a.csv", 3]}, InvalidOptionType, "outputs: 3 is not a path"),
         ({"force": None}, InvalidOptionType, "force=None is not True or False"),
+        ({"notify": "yes"}, InvalidOptionType, "notify='yes' is not True or False"),
         ({"before": "setup"}, InvalidOptionType, "before='setup' is not callable"),
         ({"after": 1}, InvalidOptionType, "after=1 is not callable"),
         ({"requires": [1]}, InvalidOptionType, "requires() takes jobs or job names, not 1"),

@@ -1,0 +1,61 @@
+// A word when a job ends (issue 11): the job view of a job with `notify` sends a browser
+// notification (Web Notification API) with its name, status and duration. Only an end seen while
+// the view watches counts, or one a few seconds old when the view is first drawn (a short job may
+// end before its view is drawn); a view drawn later (reload, reopen) stays silent.
+import { FINISHED, formatDuration } from "./format.js";
+
+/** Shown before the page title while the browser asks whether notifications are allowed. */
+export const PERMISSION_MARK = "(allow notifications?) ";
+
+/** Seconds after its end that a job first drawn by a view still gets its notification. */
+const FRESH_END_S = 5;
+
+/**
+ * The notification for a row that changed from `prev` (its status when last drawn, or undefined
+ * when never drawn), or null when there is none to send.
+ * @param {string | undefined} prev
+ * @param {Record<string, any>} row
+ * @param {number} now  the kernel's clock (epoch seconds), as the Store keeps it
+ * @returns {{title: string, body: string, tag: string} | null}
+ */
+export function finishNotice(prev, row, now) {
+  if (!row.notify || !FINISHED.has(row.status) || (prev !== undefined && FINISHED.has(prev))) return null;
+  if (prev === undefined && !(typeof row.finished === "number" && now - row.finished < FRESH_END_S)) return null;
+  const took = formatDuration(row.duration);
+  const body = took ? `${row.status} in ${took}` : row.status;
+  // The tag makes a second view of the same job replace, not repeat, the notification.
+  return { title: `Job ${row.name} ${row.status}`, body, tag: `je-${row.name}-${row.finished ?? ""}` };
+}
+
+/** Ends already notified in this page (two views of one job say it once). */
+const NOTIFIED = new Set();
+
+/**
+ * Ask for the permission (once per page) when a job that will notify is shown, marking the page
+ * title while the answer is pending; then send `notice`, if any.
+ * @param {Window & typeof globalThis} win
+ * @param {{title: string, body: string, tag: string} | null} notice
+ */
+export function notifyEnd(win, notice) {
+  const N = win.Notification;
+  if (typeof N !== "function") return; // no Web Notification API (or an old WebView)
+  if (notice) {
+    if (NOTIFIED.has(notice.tag)) return;
+    NOTIFIED.add(notice.tag);
+  }
+  const send = () => {
+    if (notice && N.permission === "granted") new N(notice.title, { body: notice.body, tag: notice.tag });
+  };
+  if (N.permission !== "default") {
+    send();
+    return;
+  }
+  const doc = win.document;
+  if (!doc.title.startsWith(PERMISSION_MARK)) doc.title = PERMISSION_MARK + doc.title;
+  Promise.resolve(N.requestPermission())
+    .catch(() => "denied")
+    .then(() => {
+      if (doc.title.startsWith(PERMISSION_MARK)) doc.title = doc.title.slice(PERMISSION_MARK.length);
+      send();
+    });
+}

@@ -1,0 +1,118 @@
+"""A word when a job ends (issue 11): a ``%%job --notify`` view sends a browser notification
+(Web Notification API) with the job's name, status and duration, in JupyterLab with Debian's
+Chromium driven by Playwright.
+
+The test grants the permission (``context.grant_permissions``) and wraps ``window.Notification``
+in an init script so that every notification the page sends is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from _browser import (
+    REPO,
+    browser_available,
+    chromium,
+    in_notebook,
+    jupyter_lab,
+    kernel_execute,
+    run_all_cells,
+    wait_idle,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(browser_available() is not None, reason=str(browser_available())),
+]
+
+ARTIFACTS = REPO / "test-artifacts"
+CELLS = [
+    "%load_ext jupyter_executor\nimport threading\nrelease = threading.Event()",
+    "%%job told --notify\nrelease.wait(120)\nprint('trained')\n'model'",
+    "%%job silent\n21 * 2",
+]
+# Records what the page sends, then lets the real API do it.
+RECORD = """(() => {
+  const Real = window.Notification;
+  window.__notes = [];
+  if (typeof Real !== "function") return;
+  function Recorded(title, options) {
+    window.__notes.push({ title, body: options && options.body, tag: options && options.tag });
+    return new Real(title, options);
+  }
+  Object.defineProperty(Recorded, "permission", { get: () => Real.permission });
+  Recorded.requestPermission = (...args) => Real.requestPermission(...args);
+  window.Notification = Recorded;
+})();"""
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with chromium(tmp_path_factory.mktemp("chromium")) as b:
+        yield b
+
+
+@pytest.mark.timeout(240)
+def test_a_notify_job_says_when_it_ends(tmp_path: Path, browser: Any) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": "python3",
+    }
+    nbformat.write(nb, root / "notify.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with jupyter_lab(tmp_path, root) as lab:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["notifications"], origin=lab.url)
+        context.add_init_script(RECORD)
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(lab.notebook_url("notify.ipynb"))
+            page.wait_for_function(
+                "() => Boolean(window.jupyterapp && window.jupyterapp.shell.currentWidget)"
+            )
+            page.wait_for_function(
+                "() => { const k = window.jupyterapp.shell.currentWidget.sessionContext"
+                ".session?.kernel; return Boolean(k && k.status === 'idle'); }",
+                polling=200,
+            )
+            run_all_cells(page)
+            in_notebook(page, '.je-jobview[data-name="told"][data-status="running"]').wait_for()
+            in_notebook(page, '.je-jobview[data-name="silent"][data-status="done"]').wait_for()
+            page.wait_for_timeout(500)  # time for a wrong notification to show
+            assert page.evaluate("() => window.__notes") == []  # neither running nor silent
+            assert page.evaluate("() => Notification.permission") == "granted"
+            kernel_execute(page, "release.set()")
+            in_notebook(page, '.je-jobview[data-name="told"][data-status="done"]').wait_for()
+            page.wait_for_function("() => window.__notes.length > 0", polling=100)
+            page.wait_for_timeout(500)  # a second one (the same end twice) would show by now
+            notes = page.evaluate("() => window.__notes")
+            page.screenshot(path=str(ARTIFACTS / "notify-lab-done.png"), full_page=True)
+            assert len(notes) == 1, notes
+            assert notes[0]["title"] == "Job told done"
+            assert re.fullmatch(r"done in \d+\.\d\d s", notes[0]["body"]), notes[0]
+            assert not page.title().startswith("(allow notifications?)")
+            wait_idle(page)
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "notify-lab-failure.png"), full_page=True)
+            print(lab.log_tail())
+            raise
+        finally:
+            try:
+                kernel_execute(
+                    page, "from jupyter_executor import get_engine\nget_engine().shutdown()"
+                )
+            except Exception as exc:  # the kernel may be gone after a failure
+                print(f"shutdown in kernel: {exc}")
+            context.close()
