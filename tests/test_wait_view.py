@@ -119,12 +119,17 @@ def test_orchestrate_and_jobs_wait_show_their_jobs(kernel: Kernel) -> None:
 
 
 def test_terminal_wait_prints_the_lines_as_they_come(tmp_path: Any) -> None:
-    from IPython.testing.globalipapp import get_ipython
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
 
     from jupyter_executor import Engine, _ipython
     from jupyter_executor import engine as engine_module
 
-    shell = get_ipython()
+    # A shell of this test's own (no history database), cleared after: IPython's global test
+    # shell would stay the process's singleton and leak into later tests.
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path / "ipython"))
     stream = io.StringIO()
     ext = _ipython._Extension(shell)
     engine = Engine(folder=tmp_path / "runs")
@@ -161,3 +166,4 @@ def test_terminal_wait_prints_the_lines_as_they_come(tmp_path: Any) -> None:
         if ext.echo is not None:
             ext.echo.close()
         engine.shutdown()
+        InteractiveShell.clear_instance()
