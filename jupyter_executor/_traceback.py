@@ -12,6 +12,7 @@ formatter is a plain callable.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import re
@@ -26,7 +27,28 @@ from .errors import JupyterExecutorError
 logger = logging.getLogger(__name__)
 
 #: Frames in these directories are the engine's (or asyncio's runner) when they lead a traceback.
-_OWN = (str(Path(__file__).resolve().parent) + os.sep, str(Path(asyncio.__file__).parent) + os.sep)
+_OWN: tuple[str, ...] = (
+    str(Path(__file__).resolve().parent) + os.sep,
+    str(Path(asyncio.__file__).parent) + os.sep,
+)
+
+
+def _package_dirs(*names: str) -> tuple[str, ...]:
+    """The folders of these packages, found without importing them (dask is heavy)."""
+    dirs = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.submodule_search_locations:
+            dirs += [str(Path(p).resolve()) + os.sep for p in spec.submodule_search_locations]
+    return tuple(dirs)
+
+
+# A dask task's traceback starts in the worker's own frames (distributed, dask): they lead it
+# like the engine's and say nothing about the job.
+_OWN += _package_dirs("distributed", "dask")
 
 #: (exception, traceback without the engine's frames) -> coloured text
 Formatter = Callable[[BaseException, TracebackType | None], str]
