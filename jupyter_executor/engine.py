@@ -2130,7 +2130,30 @@ class Engine:
         backend = self._backend("subprocess")
         backend.running += 1
         assert self._loop is not None
-        job._task = self._loop.create_task(self._watch_detached(job, exit_file))
+        task = self._loop.create_task(self._watch_detached(job, exit_file))
+        job._task = task
+        # A cancel is carried out when the task ends, not in its coroutine: a cancel posted
+        # right after the re-attach (`%jobs cancel` as soon as a new kernel's engine is up)
+        # can reach the loop in the same turn as this, and a task cancelled before its first
+        # step never runs its coroutine's body: the job said cancelled, its process ran on.
+        task.add_done_callback(functools.partial(self._watch_cancelled, job))
+
+    def _watch_cancelled(self, job: Job, task: asyncio.Task[None]) -> None:
+        """(loop thread) Stop the process of a re-attached job whose watch was cancelled."""
+        if not task.cancelled() or not job._cancel_requested:
+            return  # it ended by itself, or the engine stopped: a detached job runs on
+        assert job.pid is not None
+        _kill_group(job.pid, self.cancel_grace)
+        life = job._life
+        if self._store is not None and life is not None and life.reattached is not None:
+            reason = job._cancel_reason or "cancelled"
+            try:
+                self._store.record_exit(
+                    life.reattached, "cancelled", None, time.time(), None, reason
+                )
+            except StoreError:
+                logger.exception("jupyter_executor: cannot record the end of %s", job.name)
+        self._finish(job, cancelled=True)
 
     async def _watch_detached(self, job: Job, exit_file: Path) -> None:
         import psutil
@@ -2147,15 +2170,7 @@ class Engine:
                 await asyncio.to_thread(proc.wait)
         except asyncio.CancelledError:
             follower.cancel()
-            if job._cancel_requested:
-                _kill_group(job.pid, self.cancel_grace)
-                if self._store is not None and job._life is not None and job._life.reattached:
-                    reason = job._cancel_reason or "cancelled"
-                    self._store.record_exit(
-                        job._life.reattached, "cancelled", None, time.time(), reason
-                    )
-                self._finish(job, cancelled=True)
-            raise
+            raise  # a cancel requested is carried out by _watch_cancelled
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
