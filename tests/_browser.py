@@ -268,14 +268,15 @@ def run_all_cells(page: Any, *, timeout: float = 120.0) -> None:
     wait_idle(page, timeout=timeout)
 
 
-# Every code cell has run to its end: the front end clears a cell's execution count when it queues
-# the cell and sets it again from the kernel's reply. An idle kernel alone is not enough: it is
-# idle before it has received a queued request, and between two cells of a run-all.
+# No code cell is running or queued: the front end sets a cell's executionState to "running" when
+# it queues the cell (synchronously, in the command) and back to "idle" at its reply. An idle
+# kernel alone is not enough: it is idle before it has received a queued request, and between
+# two cells of a run-all. (Not the execution count: clearing a cell's output resets it.)
 _CELLS_DONE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   if (!w || !w.content || !w.content.widgets) return false;
   return w.content.widgets.every(
-    (c) => c.model.type !== 'code' || c.model.executionCount !== null);
+    (c) => c.model.type !== 'code' || c.model.executionState !== 'running');
 }"""
 
 
