@@ -32,7 +32,12 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._cell_task import ShipError, run_shipped
+from ._cell_task import (  # one pickling of shipped values, kernel and worker
+    ShipError,
+    _culprit,
+    _dumps,
+    run_shipped,
+)
 from ._cell_task import compile_cell as _compile
 from .job import Job
 
@@ -338,22 +343,6 @@ def shipped_names(
             continue  # put there by IPython, not by the user
         out[name] = value
     return out
-
-
-def _dumps(obj: Any) -> bytes:
-    # Keeps the file names of functions defined in cells (for tracebacks from a worker).
-    from ._pickling import dumps
-
-    return dumps(obj)
-
-
-def _culprit(values: Mapping[str, Any]) -> tuple[str, BaseException] | None:
-    for name, value in values.items():
-        try:
-            _dumps(value)
-        except Exception as exc:
-            return name, exc
-    return None
 
 
 def pack_namespace(values: Mapping[str, Any]) -> bytes:
