@@ -116,14 +116,18 @@ def main() -> None:
         with contextlib.suppress(Exception):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the kernel died before the request took effect
+        # The kernel died before the request took effect (or before we read our parent: then
+        # we were already re-parented to init).
+        if os.getppid() != parent or parent == 1:
             stop_group()
 
         def watch_parent() -> None:
             # Backstop for PDEATHSIG, which follows the thread that forked us, not the process.
+            # It signals this process rather than calling stop_group: signal.signal() works only
+            # in the main thread (here it raised, and the group was never stopped).
             while not stopping.is_set():
                 if os.getppid() != parent:
-                    stop_group()
+                    os.kill(os.getpid(), signal.SIGTERM)
                     return
                 time.sleep(0.5)
 
