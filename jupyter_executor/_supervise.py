@@ -87,11 +87,24 @@ def _write_exit(path: str, returncode: int) -> None:
     os.replace(tmp, path)
 
 
+def _main_thread_only() -> None:
+    """Block SIGTERM in the calling (helper) thread, so that the kernel delivers it to the main
+    thread.
+
+    A signal sent to the process goes to any thread that does not block it. Python runs its
+    handler in the main thread only, between bytecodes: delivered to a helper thread, it would
+    wait until the main thread's ``waitpid`` (blocked for as long as the command runs) returns,
+    so a supervisor whose kernel died could go on running its command (seen in CI, rarely).
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
 def main() -> None:
     detached, exit_file, claim_file, grace, command = _parse(sys.argv[1:])
     if claim_file is not None and not claim(claim_file, json.dumps({"pid": os.getpid()})):
         sys.exit(_NOT_CLAIMED)  # the next engine recorded this job as never started
     parent = os.getppid()
+    main = threading.main_thread().ident or threading.get_ident()
     stopping = threading.Event()
 
     def stop_group(*_: object) -> None:
@@ -103,6 +116,7 @@ def main() -> None:
             os.killpg(0, signal.SIGTERM)
 
         def kill_later() -> None:
+            _main_thread_only()
             time.sleep(grace)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(0, signal.SIGKILL)
@@ -123,11 +137,12 @@ def main() -> None:
 
         def watch_parent() -> None:
             # Backstop for PDEATHSIG, which follows the thread that forked us, not the process.
-            # It signals this process rather than calling stop_group: signal.signal() works only
-            # in the main thread (here it raised, and the group was never stopped).
+            # It signals the main thread rather than calling stop_group: signal.signal() works
+            # only there (here it raised, and the group was never stopped).
+            _main_thread_only()
             while not stopping.is_set():
                 if os.getppid() != parent:
-                    os.kill(os.getpid(), signal.SIGTERM)
+                    signal.pthread_kill(main, signal.SIGTERM)
                     return
                 time.sleep(0.5)
 

@@ -59,10 +59,14 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def describe(procs: list[psutil.Process]) -> list[str]:
+    """Each process's command line, its parent and signal masks (why it did not stop)."""
     out = []
     for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            out.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
+        with contextlib.suppress(psutil.Error, OSError):
+            status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            keep = ("PPid", "Threads", "SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd")
+            masks = " ".join(line.replace("\t", "") for line in status if line.startswith(keep))
+            out.append(f"{proc.pid}: {' '.join(proc.cmdline())} [{masks}]")
     return out
 
 
