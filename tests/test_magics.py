@@ -139,13 +139,14 @@ def test_engine_defaults_come_from_the_config(
     try:
         # options apply when the engine is created: in terminal IPython that is at load time
         ip.run_line_magic("reload_ext", "jupyter_executor")
-        cell(ip, "configured", "import os\nos.getpid()")
+        cell(ip, "configured", "6 * 7")
         engine = get_engine()
         assert engine.folder == (tmp_path / "runs").resolve()
         assert engine.max_jobs == 3
+        assert engine.default_backend == "process"
         job = wait("configured", 60)
-        assert job.backend == "process"
-        assert job.result() != os.getpid()  # it ran in a worker process
+        assert job.backend == "process"  # the cell went to the configured backend
+        assert job.result() == 42
         with caplog.at_level(logging.ERROR):
             ip.run_line_magic("config", "JobMagics.max_jobs = 0")  # %config logs the error
         assert "JobMagics.max_jobs=0: must be >= 1" in caplog.text
