@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import InvalidOption, InvalidOptionType
 
-__all__ = ["EXAMPLES", "Duration", "parse_duration", "seconds_in"]
+__all__ = ["DURATIONS", "EXAMPLES", "Duration", "parse_duration", "seconds_in"]
 
 #: What a duration option accepts: seconds, a timedelta, or text such as ``"1h30m"``.
 Duration = float | str | timedelta
@@ -40,6 +40,8 @@ _PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*([a-z]+)\s*,?")
 
 #: What error messages suggest.
 EXAMPLES = "seconds, or text like '90', '5m', '1h30m'"
+#: What the magics' help and errors show.
+DURATIONS = "90, 1.5, 5m, 2 min, 1h30m, 1d"
 
 
 def seconds_in(text: str) -> float | None:
