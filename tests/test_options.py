@@ -6,10 +6,12 @@ from __future__ import annotations
 import inspect
 import typing
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import jupyter_executor
 from jupyter_executor import AbstractJob, Engine, InvalidOption, InvalidOptionType, Job, launcher
 from jupyter_executor._duration import parse_duration
 from jupyter_executor._options import OPTIONS, JobOptions, SubmitOptions
@@ -259,3 +261,50 @@ def test_a_bad_duration_is_one_line_naming_the_option(option: str, bad: str) -> 
 
     with pytest.raises(UsageError, match=f"argument {flag}: takes .*not {bad!r}"):
         _parse("%%job", ["x", flag, bad])
+
+
+# -- what type checkers see ---------------------------------------------------------------------
+
+USER_CODE = """
+from jupyter_executor import AbstractJob, Engine, Job, launcher
+
+
+def work(x: int = 0) -> int:
+    return x
+
+
+class Mine(AbstractJob):
+    async def run(self) -> int:
+        return 1
+
+
+engine = Engine()
+Job(work, retries=2, timeout="5m", every="1h30m", restart="always", restart_delay=0)
+engine.submit(work, 1, name="ok", on_duplicate="skip", replace=False, inputs=["a.csv"])
+launcher(engine=engine, job_type="process", timeout=3)(work).options(name="a", engine=None)
+Mine(name="m", retry_delay="2 min", requires=["ok"])
+Job(work, retries="2")  # line 19
+engine.submit(work, timeout=[1])  # line 20
+launcher(forever="yes")  # line 21
+Mine(colour="red")  # line 22
+"""
+
+
+@pytest.mark.timeout(300)
+def test_type_checkers_see_each_option_and_its_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # **options: Unpack[JobOptions] keeps what the written-out keywords gave mypy --strict users
+    api = pytest.importorskip("mypy.api")
+    (tmp_path / "user.py").write_text(USER_CODE)
+    (tmp_path / "mypy.ini").write_text("[mypy]\n")  # not the project's settings
+    monkeypatch.setenv("MYPYPATH", str(Path(jupyter_executor.__file__).parent.parent))
+    out, err, _status = api.run(
+        ["--strict", "--python-version", "3.11", "--follow-imports=silent", "--no-incremental",
+         "--config-file", str(tmp_path / "mypy.ini"), str(tmp_path / "user.py")]
+    )  # fmt: skip
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert [int(line.split(":")[1]) for line in errors] == [19, 20, 21, 22], out + err
+    assert 'Argument "retries" to "Job" has incompatible type "str"' in errors[0]
+    assert '"timeout" to "submit" of "Engine" has incompatible type "list[int]"' in errors[1]
+    assert 'Unexpected keyword argument "colour" for "Mine"' in errors[3]
