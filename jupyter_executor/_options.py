@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from ._duration import DURATIONS, Duration, parse_duration
+from ._duration import DURATIONS, Duration, flag_expects, parse_duration
 from .errors import InvalidOption, InvalidOptionType
 
 if TYPE_CHECKING:
@@ -362,12 +362,12 @@ OPTIONS: dict[str, Option] = {
             "retry_delay", 1.0, _duration("retry_delay", zero=True), "--retry-delay",
             "duration", metavar="SECONDS",
             help=f"wait before a retry (default 1 s), doubled after each attempt ({DURATIONS})",
-            expects=f"a positive number of seconds, 0, or a duration ({DURATIONS})",
+            expects=flag_expects(zero=True),
         ),
         Option(
             "timeout", None, _duration("timeout", zero=False, none=True), "--timeout",
             "duration", metavar="SECONDS", help=f"stop an attempt after this ({DURATIONS})",
-            expects=f"a positive number of seconds or a duration ({DURATIONS})",
+            expects=flag_expects(),
         ),
         Option("forever", False, _flag("forever"), "--forever", "switch",
                help="a monitor loop; not waited for"),
@@ -401,7 +401,7 @@ OPTIONS: dict[str, Option] = {
             "restart_delay", 1.0, _duration("restart_delay", zero=True), "--restart-delay",
             "duration", metavar="SECONDS",
             help="wait before a restart (default 1 s), doubled after each consecutive failure",
-            expects=f"a positive number of seconds, 0, or a duration ({DURATIONS})",
+            expects=flag_expects(zero=True),
         ),
         Option(
             "max_restarts", None, _check_max_restarts, "--max-restarts", "count", metavar="N",

@@ -139,9 +139,12 @@ class Job:
         work is done (``orchestrate``) or at shutdown.
     retries, retry_delay
         Run again up to ``retries`` times after a failure or a timeout, waiting ``retry_delay``
-        seconds, doubled after each attempt.
+        (default 1 s), doubled after each attempt.
     timeout
-        Seconds an attempt may run before it is stopped.
+        How long an attempt may run before it is stopped. Every duration option
+        (``timeout``, ``retry_delay``, ``restart_delay``, ``every``) takes seconds, a
+        :class:`~datetime.timedelta` or text: ``"90"``, ``"1.5"``, ``"5m"``, ``"2 min"``,
+        ``"1h30m"``, ``"1d"``.
     condition
         A :class:`~jupyter_executor.Condition` that must also be met before the job starts.
     env, cwd
@@ -153,9 +156,25 @@ class Job:
     notify
         Say when the job ends with a browser notification (its name, status and duration), sent
         by its ``%%job`` view; None (default) follows ``engine.notify``.
+    every, cron, start, restart, restart_delay, max_restarts
+        Schedules and restart policies: as for :meth:`Engine.submit
+        <jupyter_executor.Engine.submit>`.
+    detach, inputs, outputs, force, before, after
+        Detached commands, make-like inputs and outputs, hooks: as for :meth:`Engine.submit
+        <jupyter_executor.Engine.submit>`.
+
+    Raises
+    ------
+    InvalidOption
+        A bad option value (``InvalidOptionType``, also a TypeError, for a wrong type or an
+        unknown keyword), in one line naming the option and the value.
 
     Notes
     -----
+    The options are written once, in :class:`~jupyter_executor._options.JobOptions` (their
+    types) and ``_options.OPTIONS`` (their defaults, checks and ``%%job`` flags), which
+    ``Job``, ``Engine.submit``, ``@launcher``, ``AbstractJob`` and the magics share.
+
     Life cycle: ``created`` until submitted, then ``pending`` until its requirements are done,
     its condition is met and a slot of its backend is free, then ``running``, and finally
     ``done``, ``failed`` or ``cancelled``. ``rerun()`` brings a finished job back to ``pending``.

@@ -23,7 +23,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 from traitlets import Bool, CaselessStrEnum, Integer, TraitError, Unicode, observe, validate
 
-from ._duration import DURATIONS, parse_duration
+from ._duration import DURATIONS, duration_argument
 from ._options import OPTIONS, Option
 from .errors import InvalidOption
 
@@ -41,13 +41,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # -- argument types (argparse turns ArgumentTypeError into "argument --x: <message>") ----------
 
 
-def _seconds(text: str) -> float:
-    """``%jobs wait --timeout``: the one duration grammar (_duration.py), as the job options."""
-    try:
-        return parse_duration(text, "timeout")
-    except InvalidOption:
-        msg = f"takes a positive number of seconds or a duration ({DURATIONS}), not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
+#: ``%jobs wait --timeout``: the one duration grammar, as the job options' duration flags.
+_seconds = duration_argument("timeout")
 
 
 def _flag_value(option: Option) -> Callable[[str], Any]:

@@ -261,6 +261,8 @@ def test_a_bad_duration_is_one_line_naming_the_option(option: str, bad: str) -> 
 
     with pytest.raises(UsageError, match=f"argument {flag}: takes .*not {bad!r}"):
         _parse("%%job", ["x", flag, bad])
+    with pytest.raises(UsageError, match=f"argument --timeout: takes .*not {bad!r}"):
+        _parse("%jobs", ["wait", "--timeout", bad])
 
 
 # -- what type checkers see ---------------------------------------------------------------------
