@@ -62,8 +62,8 @@ def test_bad_input_is_a_clear_error() -> None:
         Job(print, backend="gpu")
     with pytest.raises(ValueError, match="coroutine object runs on the async backend only"):
         Job(coro(), backend="thread")
+    c = coro()
     with pytest.raises(ValueError, match="cannot be retried"):
-        c = coro()
         Job(c, retries=2)
     assert c.cr_frame is None  # the refused coroutine was closed: no "never awaited" warning
     with pytest.raises(ValueError, match="timeout=0 must be a duration > 0"):
