@@ -310,3 +310,12 @@ def test_type_checkers_see_each_option_and_its_type(
     assert 'Argument "retries" to "Job" has incompatible type "str"' in errors[0]
     assert '"timeout" to "submit" of "Engine" has incompatible type "list[int]"' in errors[1]
     assert 'Unexpected keyword argument "colour" for "Mine"' in errors[3]
+
+
+def test_the_guide_lists_every_flag_of_the_schema() -> None:
+    # docs/notebook-guide.md's table is written by hand: it must not fall behind the schema
+    guide = Path(__file__).parent.parent / "docs" / "notebook-guide.md"
+    table = guide.read_text().split("## The options of `%%job` and `%job`")[1]
+    for option in OPTIONS.values():
+        if option.flag is not None:
+            assert f"`{option.flag}" in table or f"<code>{option.flag}" in table, option.flag
