@@ -300,9 +300,9 @@ def launcher(
     **options
         Job options for every submission: ``backend``, ``retries``, ``timeout``, ``requires``,
         ``name``, ... as for :class:`~jupyter_executor.Job` (the one list:
-        :class:`.JobOptions`), checked now. A fixed
-        ``name`` can be used once per engine; leave it out to get ``add``, ``add-2``, ...
-        ``job_type`` is accepted as an alias of ``backend`` (executor-engine's name).
+        :class:`.JobOptions`), checked now, with Job's messages. A fixed ``name`` can be used
+        once per engine; leave it out to get ``add``, ``add-2``, ... ``job_type`` is accepted
+        as an alias of ``backend`` (executor-engine's name).
 
     Returns
     -------

@@ -131,8 +131,8 @@ class _MagicParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-#: The flags of job options that the magics read themselves; the others go to the job as they
-#: are (see _job_keywords).
+#: The job options whose flags the magics read themselves; the others go to the job as they
+#: are (see _lifecycle).
 _OWN = frozenset({"name", "requires", "backend", "retries", "timeout", "forever", "env", "cwd"})
 
 
