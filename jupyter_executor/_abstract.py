@@ -23,14 +23,13 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
+from ._options import JobOptions
+from .errors import InvalidOption
 from .job import Job
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from ._conditions import Condition
     from .engine import Engine
 
 __all__ = ["AbstractJob"]
@@ -59,10 +58,11 @@ class AbstractJob(Job):
 
     Parameters
     ----------
-    name, label, requires, forever, retries, retry_delay, timeout, condition
-        As for :class:`~jupyter_executor.Job`. The job runs on the ``async`` backend: ``run()``
-        is a coroutine on the engine's loop, so it must not block (use
-        ``asyncio.to_thread`` for blocking calls).
+    **options
+        The options of :class:`~jupyter_executor.Job` (``name``, ``requires``, ``retries``,
+        ``timeout``, ``every``, ``restart``...; the one list is :class:`.JobOptions`). The job
+        runs on the ``async`` backend: ``run()`` is a coroutine on the engine's loop, so it
+        must not block (use ``asyncio.to_thread`` for blocking calls).
 
     Attributes
     ----------
@@ -108,29 +108,20 @@ class AbstractJob(Job):
 
     shared: Any = None
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        label: str | None = None,
-        requires: Any = (),
-        forever: bool = False,
-        retries: int = 0,
-        retry_delay: float = 1.0,
-        timeout: float | None = None,
-        condition: Condition | None = None,
-        env: dict[str, str] | None = None,
-        cwd: str | Path | None = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[JobOptions]) -> None:
         if type(self).run is AbstractJob.run:
             msg = f"{type(self).__name__} must define `async def run(self)`"
             raise TypeError(msg)
+        backend = options.get("backend")
+        if backend not in (None, "async"):
+            msg = (
+                f"backend={backend!r}: an AbstractJob runs on the async backend (its run() "
+                "is a coroutine on the engine's loop)"
+            )
+            raise InvalidOption(msg)
+        options["backend"] = "async"
         # The target is a bound coroutine *function*, so retries and rerun() call it afresh.
-        super().__init__(
-            self._attempt, name=name, label=label, backend="async", requires=requires,
-            forever=forever, retries=retries, retry_delay=retry_delay, timeout=timeout,
-            condition=condition, env=env, cwd=cwd,
-        )  # fmt: skip
+        super().__init__(self._attempt, **options)
         self.kind = "custom"
 
     # to override ---------------------------------------------------------------------------

@@ -9,15 +9,25 @@ plurals).
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from .errors import InvalidOption, InvalidOptionType
 
-__all__ = ["EXAMPLES", "Duration", "parse_duration", "seconds_in"]
+__all__ = [
+    "DURATIONS",
+    "EXAMPLES",
+    "Duration",
+    "duration_argument",
+    "flag_expects",
+    "parse_duration",
+    "seconds_in",
+]
 
 #: What a duration option accepts: seconds, a timedelta, or text such as ``"1h30m"``.
 Duration = float | str | timedelta
@@ -40,6 +50,8 @@ _PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*([a-z]+)\s*,?")
 
 #: What error messages suggest.
 EXAMPLES = "seconds, or text like '90', '5m', '1h30m'"
+#: What the magics' help and errors show.
+DURATIONS = "90, 1.5, 5m, 2 min, 1h30m, 1d"
 
 
 def seconds_in(text: str) -> float | None:
@@ -126,3 +138,36 @@ def parse_duration(value: Any, option: str, *, zero: bool = False) -> float:
         msg = f"{option}={value!r} must be a duration {bound} ({EXAMPLES})"
         raise InvalidOption(msg)
     return seconds
+
+
+def flag_expects(*, zero: bool = False) -> str:
+    """What a duration flag takes, as its one-line errors say it."""
+    bound = "a positive number of seconds, 0," if zero else "a positive number of seconds"
+    return f"{bound} or a duration ({DURATIONS})"
+
+
+def duration_argument(option: str, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for a flag that takes a duration (the magics', the CLI's).
+
+    argparse shows what it raises as ``argument --timeout: takes ..., not 'soon'``: one line,
+    naming the flag and the value.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = parser.add_argument("--grace", type=duration_argument("grace", zero=True))
+    >>> parser.parse_args(["--grace", "1m30s"]).grace
+    90.0
+    """
+    expects = flag_expects(zero=zero)
+
+    def convert(text: str) -> float:
+        try:
+            return parse_duration(text, option, zero=zero)
+        except InvalidOption:
+            msg = f"takes {expects}, not {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+
+    convert.__name__ = option  # argparse names the type in some messages
+    return convert

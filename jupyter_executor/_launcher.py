@@ -30,9 +30,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
-from .errors import CommandFailed
+from ._options import JobOptions, check_options
+from .errors import CommandFailed, InvalidOption
 from .job import Job
 
 if TYPE_CHECKING:
@@ -43,14 +44,18 @@ __all__ = ["AsyncLauncher", "Command", "Launcher", "command", "launcher"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Job options a launcher passes on to the job it submits (the rest of submit()'s keywords
-#: belong to the launched function).
-_JOB_OPTIONS = frozenset(
-    {
-        "name", "backend", "requires", "forever", "retries", "retry_delay", "timeout",
-        "condition", "env", "cwd",
-    }
-)  # fmt: skip
+
+class LauncherOptions(JobOptions, total=False):
+    """What ``@launcher(...)`` takes besides ``engine`` and ``async_mode``: the job options,
+    and ``job_type``, executor-engine's name for ``backend``."""
+
+    job_type: str
+
+
+class _CopyOptions(JobOptions, total=False):
+    """What :meth:`Launcher.options` takes: job options, and another engine."""
+
+    engine: Engine | None
 
 
 class Command(Generic[P]):
@@ -177,13 +182,9 @@ class Launcher(Generic[P, R]):
             msg = f"@launcher decorates a function, not {fn!r}"
             raise TypeError(msg)
         options = dict(options or {})
-        unknown = set(options) - _JOB_OPTIONS
-        if unknown:
-            msg = (
-                f"unknown launcher option(s) {', '.join(sorted(unknown))}; "
-                f"use {', '.join(sorted(_JOB_OPTIONS))}"
-            )
-            raise TypeError(msg)
+        # Checked now, as Job(...) will check them (one schema, one message for each mistake):
+        # a bad option shows at the decorator, not at the first submit.
+        check_options(options)
         if isinstance(fn, Command) and options.get("backend") not in (None, "subprocess"):
             msg = f"a @command runs on the subprocess backend, not {options['backend']!r}"
             raise ValueError(msg)
@@ -195,7 +196,7 @@ class Launcher(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
-    def options(self, **options: Any) -> Launcher[P, R]:
+    def options(self, **options: Unpack[_CopyOptions]) -> Launcher[P, R]:
         """A copy of this launcher with job options changed (``name=``, ``requires=``, ...).
 
         Examples
@@ -272,17 +273,8 @@ def launcher(
     /,
     *,
     engine: Engine | None = None,
-    name: str | None = None,
-    backend: str | None = None,
-    requires: Any = (),
-    forever: bool = False,
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    timeout: float | None = None,
-    condition: Any = None,
-    env: Mapping[str, str] | None = None,
-    cwd: str | Path | None = None,
     async_mode: bool = False,
+    **options: Unpack[LauncherOptions],
 ) -> Callable[[Callable[P, R]], Launcher[P, R]]: ...
 
 
@@ -307,9 +299,10 @@ def launcher(
         executor-engine), instead of ``submit`` returning it at once.
     **options
         Job options for every submission: ``backend``, ``retries``, ``timeout``, ``requires``,
-        ``name``, ... as for :meth:`Engine.submit <jupyter_executor.Engine.submit>`. A fixed
-        ``name`` can be used once per engine; leave it out to get ``add``, ``add-2``, ...
-        ``job_type`` is accepted as an alias of ``backend`` (executor-engine's name).
+        ``name``, ... as for :class:`~jupyter_executor.Job` (the one list:
+        :class:`.JobOptions`), checked now, with Job's messages. A fixed ``name`` can be used
+        once per engine; leave it out to get ``add``, ``add-2``, ... ``job_type`` is accepted
+        as an alias of ``backend`` (executor-engine's name).
 
     Returns
     -------
@@ -334,15 +327,9 @@ def launcher(
     if "job_type" in options:  # executor-engine's name, free to accept
         if options.get("backend") not in (None, options["job_type"]):
             msg = "give backend= or job_type= (an alias), not both"
-            raise TypeError(msg)
+            raise InvalidOption(msg)
         options["backend"] = options.pop("job_type")
-    backend = options.get("backend")
-    if backend is not None:
-        from .job import BACKENDS
-
-        if backend not in BACKENDS:
-            msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
-            raise ValueError(msg)
+    check_options(options)  # at the decorator, with Job's messages
 
     def wrap(function: Callable[P, R]) -> Launcher[P, R]:
         if inspect.isclass(function):

@@ -15,10 +15,10 @@ from datetime import date, datetime, time, timedelta
 
 from croniter import croniter
 
-from ._duration import seconds_in
+from ._duration import parse_duration
 from .errors import InvalidOption, InvalidOptionType
 
-__all__ = ["Schedule", "parse_every", "parse_start"]
+__all__ = ["Schedule", "check_cron", "parse_every", "parse_start"]
 
 _EVERY_EXAMPLES = "e.g. '30 s', '2 min', '1h30m', '1 day', 'hour', 'week' or a number of seconds"
 _START_EXAMPLES = "e.g. '2030-01-31 08:00', '2030-01-31T08:00:00+01:00', '08:00' or a datetime"
@@ -51,27 +51,20 @@ def parse_every(value: str | timedelta | float) -> timedelta:
     >>> parse_every("day")
     datetime.timedelta(days=1)
     """
-    if isinstance(value, timedelta):
-        period = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            period = timedelta(seconds=value)
-        except (OverflowError, ValueError):  # inf, nan, or beyond 999,999,999 days
-            raise InvalidOption(_bad_every(value)) from None
-    elif isinstance(value, str):
-        seconds = seconds_in(value)  # the one duration grammar (_duration.py)
-        if seconds is None:
-            raise InvalidOption(_bad_every(value))
-        try:
-            period = timedelta(seconds=seconds)
-        except OverflowError:
-            raise InvalidOption(_bad_every(value)) from None
-    else:
+    if isinstance(value, timedelta) and value > timedelta(0):
+        return value  # exactly (a round trip through float seconds could round it)
+    # The one duration grammar (_duration.py), with a schedule's own messages.
+    try:
+        seconds = parse_duration(value, "every")
+    except InvalidOptionType:
         msg = f"every= takes a duration string, a timedelta or seconds, not {value!r}"
-        raise InvalidOptionType(msg)
-    if period <= timedelta(0):
-        raise InvalidOption(_bad_every(value))
-    return period
+        raise InvalidOptionType(msg) from None
+    except InvalidOption:  # not a duration, zero or negative
+        raise InvalidOption(_bad_every(value)) from None
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond 999,999,999 days
+        raise InvalidOption(_bad_every(value)) from None
 
 
 def _bad_every(value: object) -> str:
@@ -132,6 +125,30 @@ def parse_start(value: str | datetime | float | None) -> datetime | None:
     raise InvalidOptionType(msg)
 
 
+def check_cron(cron: object) -> str:
+    """``cron`` if it is a cron expression croniter understands.
+
+    Raises
+    ------
+    InvalidOption
+        Not a cron expression (one line, naming it).
+    InvalidOptionType
+        Not a string.
+    """
+    if not isinstance(cron, str):
+        msg = f"cron= takes a cron expression string, not {cron!r}"
+        raise InvalidOptionType(msg)
+    try:
+        croniter(cron, datetime(2000, 1, 1))
+    # croniter's errors are ValueErrors (CroniterError is not exported before 2.0.2),
+    # but for a field out of range in some versions, a TypeError
+    except (ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split())
+        msg = f"bad cron expression {cron!r}: {reason}"
+        raise InvalidOption(msg) from None
+    return cron
+
+
 def _aware(moment: datetime) -> datetime:
     # astimezone() on a naive datetime reads it as local time (with the DST rule of that day).
     return moment if moment.tzinfo is not None else moment.astimezone()
@@ -180,18 +197,7 @@ class Schedule:
         self.every: timedelta | None = parse_every(every) if every is not None else None
         self.cron: str | None = None
         if cron is not None:
-            if not isinstance(cron, str):
-                msg = f"cron= takes a cron expression string, not {cron!r}"
-                raise InvalidOptionType(msg)
-            try:
-                croniter(cron, datetime(2000, 1, 1))
-            # croniter's errors are ValueErrors (CroniterError is not exported before 2.0.2),
-            # but for a field out of range in some versions, a TypeError
-            except (ValueError, TypeError) as exc:
-                reason = " ".join(str(exc).split())
-                msg = f"bad cron expression {cron!r}: {reason}"
-                raise InvalidOption(msg) from None
-            self.cron = cron
+            self.cron = check_cron(cron)
         self.start: datetime | None = parse_start(start)
 
     def next_after(self, t: datetime) -> datetime:

@@ -33,14 +33,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
 from . import _capture, _durable, _traceback
-from ._duration import Duration
 from ._graph import Graph
 from ._logs import log_stem
 from ._on_finish import FinishCalls
-from ._options import _check_flag
+from ._options import JobOptions, _check_flag, split_submit_options
 from ._platform import check_supported
 from ._runtime import _current_job
 from ._status import FINISHED, Status
@@ -344,49 +343,28 @@ class Engine:
         target: Any,
         /,
         *args: Any,
-        name: str | None = None,
-        label: str | None = None,
-        backend: str | None = None,
-        requires: Any = (),
-        forever: bool = False,
-        retries: int = 0,
-        retry_delay: Duration = 1.0,
-        timeout: Duration | None = None,
-        condition: Any = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | Path | None = None,
         replace: bool = False,
-        every: Any = None,
-        cron: str | None = None,
-        start: Any = None,
-        restart: str = "no",
-        restart_delay: Duration = 1.0,
-        max_restarts: int | None = None,
-        detach: bool = False,
-        inputs: Any = (),
-        outputs: Any = (),
-        force: bool = False,
-        before: Callable[[Job], Any] | None = None,
-        after: Callable[[Job], Any] | None = None,
-        resources: Mapping[str, float] | None = None,
-        priority: int | None = None,
         on_duplicate: str = "error",
-        notify: bool | None = None,
-        **kwargs: Any,
+        **options: Unpack[JobOptions],
     ) -> Any:
         """Submit work; return the :class:`Job` (a tuple of jobs when several are given).
 
-        ``submit(fn, *args, **kwargs)`` wraps ``fn`` in a Job with the keyword-only options
-        below; every other argument goes to ``fn``. ``submit(job1, job2, ...)`` submits
-        :class:`Job` objects (with ``replace`` as the only option). Unsubmitted jobs that the
-        submitted ones require are submitted with them.
+        ``submit(fn, *args, **kwargs)`` wraps ``fn`` in a Job with the keyword options of
+        :class:`Job` (the one list is :class:`~jupyter_executor._options.JobOptions`, which
+        type checkers see); every other argument goes to ``fn``. A type checker sees only the
+        options: for ``fn``'s own keywords, typed code writes ``submit(functools.partial(fn,
+        x=1))`` or ``submit(Job(fn, kwargs={"x": 1}))``. ``submit(job1, job2, ...)`` submits
+        :class:`Job` objects (with ``replace`` and ``on_duplicate`` as the only options).
+        Unsubmitted jobs that the submitted ones require are submitted with them.
 
         Parameters
         ----------
         target
             A callable, a coroutine (function), a command string or argv list, or a Job.
         name, label, backend, requires, forever, retries, retry_delay, timeout, condition, env, cwd
-            As for :class:`Job`.
+            As for :class:`Job`. Durations (``timeout``, ``retry_delay``, ``restart_delay``,
+            ``every``) take seconds, a timedelta or text: ``"90"``, ``"5m"``, ``"2 min"``,
+            ``"1h30m"``, ``"1d"``.
         every, cron, start
             Run periodically (``every="2 min"``, a timedelta, or a cron expression), from
             ``start`` (a datetime or ISO string) on; ``start`` alone runs once at that time. A
@@ -436,6 +414,7 @@ class Engine:
             if not all(isinstance(j, Job) for j in jobs):
                 msg = "submit(job, ...) takes only Job objects after a Job"
                 raise InvalidOptionType(msg)
+            split_submit_options(dict(options), for_jobs=True)  # they go on Job(...)
             if on_duplicate == "skip" and not replace:
                 kept = [self._skip_duplicate(j) or j for j in jobs]
                 jobs = [j for j, k in zip(jobs, kept, strict=True) if k is j]
@@ -444,55 +423,31 @@ class Engine:
                 if len(kept) > 1:
                     self._submit(jobs, replace)
                     return tuple(kept)
-            given = {
-                "name": name, "label": label, "backend": backend, "requires": requires,
-                "forever": forever, "retries": retries, "timeout": timeout,
-                "condition": condition, "env": env, "cwd": cwd, "every": every, "cron": cron,
-                "start": start, "detach": detach, "inputs": inputs, "outputs": outputs,
-                "force": force, "before": before, "after": after, "max_restarts": max_restarts,
-                "resources": resources, "priority": priority, "notify": notify, **kwargs,
-            }  # fmt: skip
-            if restart != "no":
-                given["restart"] = restart
-            extra = [k for k, v in given.items() if v not in (None, (), False, 0)]
-            if extra:
-                msg = f"options {extra} go on Job(...) when submitting Job objects"
-                raise InvalidOptionType(msg)
             self._submit(jobs, replace)
             return jobs[0] if len(jobs) == 1 else tuple(jobs)
-        if detach is True and not isinstance(target, (str, list, tuple)):
+        job_options, kwargs = split_submit_options(dict(options), for_jobs=False)
+        if job_options.get("detach") is True and not isinstance(target, (str, list, tuple)):
             # Python that outlives the kernel: shipped to a detached command (_detached.py).
             from . import _detached
 
-            return _detached.submit_call(
-                self, target, args, kwargs, name=name, label=label, requires=requires,
-                timeout=timeout, env=env, cwd=cwd, backend=backend, forever=forever,
-                retries=retries, condition=condition, every=every, cron=cron, start=start,
-                restart=restart, max_restarts=max_restarts, inputs=inputs, outputs=outputs,
-                force=force, before=before, after=after,
-            )  # fmt: skip
+            job_options.pop("detach")
+            return _detached.submit_call(self, target, args, kwargs, **job_options)
         if (
-            backend is None
+            job_options.get("backend") is None
             and self.default_backend is not None
             and not isinstance(target, (str, list, tuple))
             and not asyncio.iscoroutine(target)
             and not inspect.iscoroutinefunction(target)
         ):
-            backend = self.default_backend
+            job_options["backend"] = self.default_backend
         if on_duplicate == "skip" and not replace:
-            existing = self._skip_duplicate(name if name is not None else label)
+            name = job_options.get("name")
+            existing = self._skip_duplicate(name if name is not None else job_options.get("label"))
             if existing is not None:
                 if inspect.iscoroutine(target):
                     target.close()  # it will never run: no "never awaited" warning
                 return existing
-        job = Job(
-            target, args=args, kwargs=kwargs, name=name, label=label, backend=backend,
-            requires=requires, forever=forever, retries=retries, retry_delay=retry_delay,
-            timeout=timeout, condition=condition, env=env, cwd=cwd, every=every, cron=cron,
-            start=start, restart=restart, restart_delay=restart_delay, max_restarts=max_restarts,
-            detach=detach, inputs=inputs, outputs=outputs, force=force, before=before, after=after,
-            resources=resources, priority=priority, notify=notify,
-        )  # fmt: skip
+        job = Job(target, args=args, kwargs=kwargs, **job_options)
         self._submit([job], replace)
         return job
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import operator
+import os
 import reprlib
 import secrets
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ._capture import Output
-from ._conditions import Condition, _flatten, check_condition
-from ._duration import Duration
-from ._options import BACKENDS, RESTART_POLICIES, check_options
+from ._conditions import Condition, _flatten
+from ._options import BACKENDS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
 from ._status import _ALLOWED, FINISHED, Status, check_transition
 from .errors import InvalidOption, InvalidOptionType, JobCancelled, JobNotFinished, SubmitError
 
@@ -59,17 +59,17 @@ def _frozen(slot: str, what: str, check: Callable[[Any], Any] | None) -> propert
 
 
 def _check_name(name: Any) -> str | None:
-    if name is not None and (not isinstance(name, str) or not name.strip()):
-        msg = f"a job name must be a non-empty string, not {name!r}"
-        raise ValueError(msg)
-    return name
+    checked: str | None = OPTIONS["name"].check(name)  # the option's check (_options.py)
+    return checked
 
 
 def _check_backend(backend: Any) -> str:
-    if backend not in BACKENDS:
-        msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
-        raise ValueError(msg)
-    return str(backend)
+    # Unlike the option, the attribute is never None: the backend was inferred by then.
+    checked = OPTIONS["backend"].check(backend)
+    if checked is None:
+        msg = f"backend=None is not a backend: use one of {', '.join(BACKENDS)}"
+        raise InvalidOptionType(msg)
+    return str(checked)
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,12 @@ class Job:
         work is done (``orchestrate``) or at shutdown.
     retries, retry_delay
         Run again up to ``retries`` times after a failure or a timeout, waiting ``retry_delay``
-        seconds, doubled after each attempt.
+        (default 1 s), doubled after each attempt.
     timeout
-        Seconds an attempt may run before it is stopped.
+        How long an attempt may run before it is stopped. Every duration option
+        (``timeout``, ``retry_delay``, ``restart_delay``, ``every``) takes seconds, a
+        :class:`~datetime.timedelta` or text: ``"90"``, ``"1.5"``, ``"5m"``, ``"2 min"``,
+        ``"1h30m"``, ``"1d"``.
     condition
         A :class:`~jupyter_executor.Condition` that must also be met before the job starts.
     env, cwd
@@ -153,9 +156,25 @@ class Job:
     notify
         Say when the job ends with a browser notification (its name, status and duration), sent
         by its ``%%job`` view; None (default) follows ``engine.notify``.
+    every, cron, start, restart, restart_delay, max_restarts
+        Schedules and restart policies: as for :meth:`Engine.submit
+        <jupyter_executor.Engine.submit>`.
+    detach, inputs, outputs, force, before, after
+        Detached commands, make-like inputs and outputs, hooks: as for :meth:`Engine.submit
+        <jupyter_executor.Engine.submit>`.
+
+    Raises
+    ------
+    InvalidOption
+        A bad option value (``InvalidOptionType``, also a TypeError, for a wrong type or an
+        unknown keyword), in one line naming the option and the value.
 
     Notes
     -----
+    The options are written once, in :class:`~jupyter_executor._options.JobOptions` (their
+    types) and ``_options.OPTIONS`` (their defaults, checks and ``%%job`` flags), which
+    ``Job``, ``Engine.submit``, ``@launcher``, ``AbstractJob`` and the magics share.
+
     Life cycle: ``created`` until submitted, then ``pending`` until its requirements are done,
     its condition is met and a slot of its backend is free, then ``running``, and finally
     ``done``, ``failed`` or ``cancelled``. ``rerun()`` brings a finished job back to ``pending``.
@@ -230,59 +249,27 @@ class Job:
         *,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        label: str | None = None,
-        backend: str | None = None,
-        requires: Any = (),
-        forever: bool = False,
-        retries: int = 0,
-        retry_delay: Duration = 1.0,
-        timeout: Duration | None = None,
-        condition: Condition | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | Path | None = None,
-        every: Any = None,
-        cron: str | None = None,
-        start: Any = None,
-        restart: str = "no",
-        restart_delay: Duration = 1.0,
-        max_restarts: int | None = None,
-        detach: bool = False,
-        inputs: Iterable[str | Path] = (),
-        outputs: Iterable[str | Path] = (),
-        force: bool = False,
-        before: Callable[[Job], Any] | None = None,
-        after: Callable[[Job], Any] | None = None,
-        resources: Mapping[str, float] | None = None,
-        priority: int | None = None,
-        notify: bool | None = None,
+        **options: Unpack[JobOptions],
     ) -> None:
-        if name is not None and label is not None and name != label:
-            msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
-            raise InvalidOption(msg)
-        name = name if name is not None else label
         try:
             # Every option at the door, one line naming it and its value (see _options).
-            checked = check_options(
-                name=name, backend=backend, forever=forever, retries=retries,
-                retry_delay=retry_delay, timeout=timeout, env=env, cwd=cwd, restart=restart,
-                restart_delay=restart_delay, max_restarts=max_restarts, detach=detach,
-                inputs=inputs, outputs=outputs, force=force, before=before, after=after,
-                notify=notify,
-            )  # fmt: skip
+            opts = check_options(options)
+            name, label, backend = opts["name"], opts["label"], opts["backend"]
+            if name is not None and label is not None and name != label:
+                msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
+                raise InvalidOption(msg)
+            name = name if name is not None else label
             self.kind, inferred = _classify(target)
             if backend is None:
                 backend = inferred
             _check_target(self.kind, backend, target)
-            if retries and self.kind == "coroutine":
+            if opts["retries"] and self.kind == "coroutine":
                 msg = (
                     "a coroutine object can run only once, so it cannot be retried: "
                     "pass the coroutine function and its arguments instead"
                 )
                 raise InvalidOption(msg)
-            if condition is not None:
-                check_condition(condition)
-            dask_options = _dask_options(backend, resources, priority)
+            dask_options = _dask_options(backend, opts["resources"], opts["priority"])
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
@@ -294,15 +281,15 @@ class Job:
         self.kwargs = dict(kwargs) if kwargs else {}
         self._name = name
         self._backend = backend
-        self._forever = bool(forever)
-        self.retries = int(retries)
-        self.retry_delay = checked.retry_delay
-        self.timeout = checked.timeout
-        self.env = dict(env) if env else None
-        self.cwd = cwd
+        self._forever: bool = opts["forever"]
+        self.retries: int = opts["retries"]
+        self.retry_delay: float = opts["retry_delay"]
+        self.timeout: float | None = opts["timeout"]
+        self.env: dict[str, str] | None = opts["env"]
+        self.cwd: str | os.PathLike[str] | None = opts["cwd"]
         #: Say in the browser when this job ends (None: as ``engine.notify`` says).
-        self.notify: bool | None = None if notify is None else bool(notify)
-        self._condition = condition
+        self.notify: bool | None = opts["notify"]
+        self._condition: Condition | None = opts["condition"]
         self._requires_spec: list[Any] | tuple[()] = ()
         self._arg_jobs = _has_job_args(self.args, self.kwargs) if args or kwargs else False
         self.engine: Engine | None = None
@@ -332,16 +319,12 @@ class Job:
         #: Jobs submitted to the same engine while this one ran (its sub-tasks).
         self.children: list[Job] | tuple[()] = ()
         if (
-            every is not None or cron is not None or start is not None or restart != "no"
-            or detach or inputs or outputs or force or before is not None or after is not None
+            opts["every"] is not None or opts["cron"] is not None or opts["start"] is not None
+            or opts["restart"] != "no" or opts["detach"] or opts["inputs"] or opts["outputs"]
+            or opts["force"] or opts["before"] is not None or opts["after"] is not None
         ):  # fmt: skip
             try:
-                self._life = Lifecycle.build(
-                    self, every=every, cron=cron, start=start, restart=restart,
-                    restart_delay=checked.restart_delay, max_restarts=max_restarts, detach=detach,
-                    inputs=checked.inputs, outputs=checked.outputs, force=force, before=before,
-                    after=after,
-                )  # fmt: skip
+                self._life = Lifecycle.build(self, opts)
             except BaseException:
                 if inspect.iscoroutine(target):
                     target.close()
@@ -353,8 +336,8 @@ class Job:
         )
         self.pid: int | None = None
         self.previous: list[JobInfo] | tuple[()] = ()  # earlier runs (a list once there are)
-        if requires:
-            self.requires(requires)
+        if opts["requires"]:
+            self.requires(opts["requires"])
 
     # What the engine files the job under and schedules it by: fixed once it is submitted
     # (a renamed job would stay filed under its old name). Reads go through a C-level
@@ -796,7 +779,8 @@ class Lifecycle:
         self.reattached: int | None = None  # the history row of a run started by another kernel
 
     @classmethod
-    def build(cls, job: Job, **options: Any) -> Lifecycle:
+    def build(cls, job: Job, options: Mapping[str, Any]) -> Lifecycle:
+        """The long-running part of a job, from its options as :func:`.check_options` left them."""
         life = cls()
         every, cron, start = options["every"], options["cron"], options["start"]
         if every is not None or cron is not None or start is not None:
@@ -813,37 +797,20 @@ class Lifecycle:
                 if first.timestamp() < time.time() - 1:
                     msg = f"start={start!r} is in the past; give a future time or a period (every=)"
                     raise InvalidOption(msg)
-        restart = options["restart"]
-        if restart not in RESTART_POLICIES:
-            msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, not {restart!r}"
-            raise InvalidOption(msg)
-        life.restart = restart
-        delay = options["restart_delay"]
-        if not isinstance(delay, (int, float)) or delay < 0:
-            msg = f"restart_delay must be a number of seconds >= 0, not {delay!r}"
-            raise InvalidOption(msg)
-        life.restart_delay = float(delay)
-        max_restarts = options["max_restarts"]
-        if max_restarts is not None and (int(max_restarts) != max_restarts or max_restarts < 0):
-            msg = f"max_restarts must be a whole number >= 0 or None, not {max_restarts!r}"
-            raise InvalidOption(msg)
-        life.max_restarts = max_restarts
+        life.restart = options["restart"]
+        life.restart_delay = options["restart_delay"]
+        life.max_restarts = options["max_restarts"]
         if options["detach"] and job.kind != "command":
             msg = (
                 "Job(detach=True) is for commands; run a function detached with "
                 "engine.submit(fn, ..., detach=True, name=...)"
             )
             raise InvalidOption(msg)
-        life.detach = bool(options["detach"])
-        life.inputs = tuple(str(p) for p in _flatten([options["inputs"]]))
-        life.outputs = tuple(str(p) for p in _flatten([options["outputs"]]))
-        life.force = bool(options["force"])
-        for hook in ("before", "after"):
-            fn = options[hook]
-            if fn is not None and not callable(fn):
-                msg = f"{hook}= must be a callable taking the job, not {fn!r}"
-                raise InvalidOptionType(msg)
-            setattr(life, hook, fn)
+        life.detach = options["detach"]
+        life.inputs = tuple(str(p) for p in options["inputs"])
+        life.outputs = tuple(str(p) for p in options["outputs"])
+        life.force = options["force"]
+        life.before, life.after = options["before"], options["after"]
         return life
 
 
@@ -885,7 +852,9 @@ def _classify(target: Any) -> tuple[str, str]:
 def _dask_options(
     backend: str, resources: Mapping[str, float] | None, priority: int | None
 ) -> dict[str, Any] | None:
-    """The options for ``Client.submit`` of a dask job, checked (None when there are none)."""
+    """The options for ``Client.submit`` of a dask job (None when there are none).
+
+    Their values were checked with the other options (see :mod:`._options`)."""
     if resources is None and priority is None:
         return None
     if backend != "dask":
@@ -893,17 +862,8 @@ def _dask_options(
         raise InvalidOption(msg)
     options: dict[str, Any] = {}
     if resources is not None:
-        if not isinstance(resources, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and v > 0
-            for k, v in resources.items()
-        ):
-            msg = f"resources={resources!r} is not a dict of names to positive amounts"
-            raise InvalidOptionType(msg)
         options["resources"] = dict(resources)
     if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            msg = f"priority={priority!r} is not a whole number"
-            raise InvalidOptionType(msg)
         options["priority"] = priority
     return options
 

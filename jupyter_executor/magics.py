@@ -23,9 +23,9 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 from traitlets import Bool, CaselessStrEnum, Integer, TraitError, Unicode, observe, validate
 
-from ._duration import parse_duration
+from ._duration import DURATIONS, duration_argument
+from ._options import OPTIONS, Option
 from .errors import InvalidOption
-from .job import RESTART_POLICIES
 
 __all__ = ["JobMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -39,25 +39,32 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 # -- argument types (argparse turns ArgumentTypeError into "argument --x: <message>") ----------
-_DURATIONS = "90, 1.5, 5m, 2 min, 1h30m"
 
 
-def _seconds(text: str) -> float:
-    # The one duration grammar of the Python API (_duration.py), so "%%job --timeout 1h30m"
-    # and timeout="1h30m" mean the same.
-    try:
-        return parse_duration(text, "seconds")
-    except InvalidOption:
-        msg = f"takes a positive number of seconds or a duration ({_DURATIONS}), not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
+#: ``%jobs wait --timeout``: the one duration grammar, as the job options' duration flags.
+_seconds = duration_argument("timeout")
 
 
-def _delay(text: str) -> float:
-    try:
-        return parse_duration(text, "seconds", zero=True)  # a restart delay may be zero
-    except InvalidOption:
-        msg = f"takes a positive number of seconds, 0, or a duration ({_DURATIONS}), not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
+def _flag_value(option: Option) -> Callable[[str], Any]:
+    """The argparse type of a job option's flag: the option's own check (_options.py).
+
+    The value is what ``Job(...)`` would keep (seconds for a duration); a bad one is one line,
+    ``argument --timeout: takes ..., not 'abc'``, or the check's own message.
+    """
+
+    def convert(text: str) -> Any:
+        try:
+            value: Any = int(text) if option.takes == "count" else text
+        except ValueError:
+            value = text  # the check refuses it, with the option's message
+        try:
+            return option.check(value)
+        except InvalidOption as exc:
+            msg = f"takes {option.expects}, not {text!r}" if option.expects else str(exc)
+            raise argparse.ArgumentTypeError(msg) from None
+
+    convert.__name__ = option.name  # argparse names the type in some messages
+    return convert
 
 
 def _run_number(text: str) -> int:
@@ -124,111 +131,41 @@ class _MagicParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+#: The job options whose flags the magics read themselves; the others go to the job as they
+#: are (see _lifecycle).
+_OWN = frozenset({"name", "requires", "backend", "retries", "timeout", "forever", "env", "cwd"})
+
+
 def _job_options(parser: argparse.ArgumentParser, *, cell: bool) -> None:
-    """The options of ``%%job`` (``cell``) or ``%job``: one list, two views of it.
+    """The options of ``%%job`` (``cell``) or ``%job``: the job options that have a flag, from
+    the one option schema (_options.py), so the magics take what ``Job(...)`` takes.
 
     Options that belong to the other form are kept but hidden from the help, so that giving
     one gets the precise message of the magic rather than "unrecognized arguments".
     """
-    hide_for_cell = argparse.SUPPRESS if cell else None
-    hide_for_script = None if cell else argparse.SUPPRESS
-    add = parser.add_argument
-    add("--name", dest="name_option", metavar="NAME", help="the job's name")
-    add(
-        "--requires",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="JOB",
-        help="jobs that must be done before this one starts (names, or one comma-separated word)",
-    )
-    add(
-        "--backend",
-        choices=CELL_BACKENDS,
-        help=hide_for_script
-        or "where the cell runs: thread (default; async if the cell awaits), async, "
-        "process (another core; variables shipped), dask",
-    )
-    add("--retries", type=_count, default=0, metavar="N", help="run again after a failure")
-    add(
-        "--timeout",
-        type=_seconds,
-        metavar="SECONDS",
-        help="stop an attempt after this (90, 1.5, 5m, 2 min, 1h30m)",
-    )
-    add("--forever", action="store_true", help="a monitor loop; not waited for")
-    add(
-        "--env",
-        type=_env_pair,
-        nargs="+",
-        action="extend",
-        metavar="KEY=VALUE",
-        help=hide_for_cell
-        or "environment variables for the script: --env A=1 B=2 takes the KEY=VALUE words "
-        "that follow, up to the first other word; the script's own KEY=VALUE arguments go "
-        "before --env or after --",
-    )
-    add("--cwd", metavar="DIR", help=hide_for_cell or "the script's working directory")
-    add(
-        "--every",
-        metavar="PERIOD",
-        help='run again every PERIOD: "30 s", "2 min", "1h30m", "1 day" (quote it); a run '
-        "still going at its next time is not started twice",
-    )
-    add("--cron", metavar="EXPR", help='a cron schedule, local time: "*/5 * * * *" (quote it)')
-    add(
-        "--start",
-        metavar="WHEN",
-        help='first run at WHEN: "2026-11-22 06:00", "08:00", ISO with a time zone (quote '
-        "it); alone, the job runs once then",
-    )
-    add(
-        "--restart",
-        choices=RESTART_POLICIES,
-        help="run again when the job ends: no (default), on-failure, always",
-    )
-    add(
-        "--restart-delay",
-        type=_delay,
-        metavar="SECONDS",
-        help="wait before a restart (default 1 s), doubled after each consecutive failure",
-    )
-    add(
-        "--max-restarts",
-        type=_count,
-        metavar="N",
-        help="stop restarting after N restarts; the job keeps its last run's outcome",
-    )
-    add(
-        "--detach",
-        action="store_true",
-        help="keep running when the kernel stops or dies (a cell: in a process of its own); "
-        "a later kernel's engine on the same folder re-attaches to it",
-    )
-    add(
-        "--inputs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="PATH",
-        help="files (globs allowed) the job reads: with --outputs, the job is skipped as "
-        '"up to date" when its outputs are newer',
-    )
-    add(
-        "--outputs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="PATH",
-        help="files (globs allowed) the job must write; missing ones fail it",
-    )
-    add("--force", action="store_true", help="run even when the outputs are up to date")
-    add(
-        "--notify",
-        action="store_true",
-        help="a browser notification (name, status, duration) when the job ends; "
-        "%%jobs notify on does it for every job",
-    )
+    for option in OPTIONS.values():
+        if option.flag is None:
+            continue
+        hidden = option.magic == ("script" if cell else "cell")
+        kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if hidden else option.help}
+        if option.metavar is not None:
+            kwargs["metavar"] = option.metavar
+        if option.takes == "switch":
+            kwargs["action"] = "store_true"
+        elif option.takes in ("names", "paths"):
+            kwargs.update(nargs="+", action="extend", default=[])
+        elif option.takes == "pairs":
+            kwargs.update(type=_env_pair, nargs="+", action="extend")
+        elif option.takes == "choice":
+            # a cell runs on the backends that can run Python in the kernel's namespace
+            kwargs["choices"] = CELL_BACKENDS if option.name == "backend" else option.choices
+        else:  # text, count, duration: the option's check, at parse time
+            kwargs["type"] = _flag_value(option)
+            if option.takes == "count" and option.default is not None:
+                kwargs["default"] = option.default
+        if option.name == "name":
+            kwargs["dest"] = "name_option"  # the positional NAME is "words"
+        parser.add_argument(option.flag, **kwargs)
 
 
 def _cell_parser() -> _MagicParser:
@@ -260,7 +197,12 @@ def _jobs_parser() -> _MagicParser:
     )
     add("names", nargs="*", metavar="NAME", help="the jobs the command is about")
     add("-n", type=_count, default=20, metavar="LINES", help="lines shown by tail")
-    add("--timeout", type=_seconds, metavar="SECONDS", help="give up waiting after this")
+    add(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"give up waiting after this ({DURATIONS})",
+    )
     add(
         "--run",
         type=_run_number,
@@ -627,10 +569,11 @@ def _flow_command(words: list[str]) -> Any:
 
 
 def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
-    """The long-running options given on the line, as ``Job`` keyword arguments.
+    """The job options given on the line that the magics do not read themselves (``every``,
+    ``restart``, ``retry_delay``, ``inputs``...), as ``Job`` keyword arguments.
 
-    Only those given: the engine's defaults stay the engine's, and its own checks (a bad
-    period, cron expression or start time) become one-line UsageErrors when submitting.
+    Only those given: the engine's defaults stay the engine's, and its own checks of how they
+    combine (a start in the past, every and cron) become one-line UsageErrors when submitting.
     """
     if args.restart in (None, "no") and (
         args.restart_delay is not None or args.max_restarts is not None
@@ -638,16 +581,13 @@ def _lifecycle(args: argparse.Namespace) -> dict[str, Any]:
         msg = "--restart-delay and --max-restarts go with --restart on-failure or always"
         raise UsageError(msg)
     options: dict[str, Any] = {}
-    for key in ("every", "cron", "start", "restart", "restart_delay", "max_restarts"):
-        value = getattr(args, key)
-        if value is not None:
-            options[key] = value
-    for key in ("detach", "force", "notify"):
-        if getattr(args, key):
-            options[key] = True
-    for key in ("inputs", "outputs"):
-        if getattr(args, key):
-            options[key] = list(getattr(args, key))
+    for name, option in OPTIONS.items():
+        if option.flag is None or name in _OWN:
+            continue
+        value = getattr(args, name)
+        if value is None or value is False or value == []:
+            continue  # not given
+        options[name] = list(value) if isinstance(value, list) else value
     return options
 
 

@@ -25,6 +25,7 @@ from jupyter_executor import (
     Job,
     JobCancelled,
     JobTimeout,
+    SubmitError,
     UnknownDependency,
     get_engine,
 )
@@ -339,18 +340,24 @@ def test_timeout_then_retry(engine: Engine) -> None:
 
 
 def test_cancel_pending_and_rerun(engine: Engine) -> None:
-    gate = engine.submit(mycoro, 0.3, name="gate")
+    release = threading.Event()
+    gate = engine.submit(release.wait, 30, name="gate")  # runs until the test releases it
     waiting = engine.submit(add, 1, 1, name="waiting", requires=gate)
-    assert waiting.cancel() is None or True
-    assert waiting.status == "cancelled"  # removed from the queue at once
-    engine.wait(timeout=10)
-    assert gate.status == "done"
+    assert waiting.status == "pending"
+    assert engine.cancel(waiting) is True  # the engine says it stopped a job...
+    # ...and the job is cancelled at once (taken off the queue), its requirement untouched
+    assert waiting.status == "cancelled" and waiting.cancel_reason == "cancelled by user"
+    assert gate.status in ("pending", "running")  # not cancelled with it
+    assert engine.cancel(waiting) is False  # already finished: nothing left to stop
+    release.set()
+    assert engine.wait_job(gate, timeout=10) and gate.status == "done"
     waiting.rerun()
     assert engine.wait(timeout=10) and waiting.result() == 2
     assert waiting.previous[0].status == "cancelled"
-    with pytest.raises(Exception, match="only a finished job can be rerun"):
-        slow = engine.submit(mycoro, 5, name="slow5")
+    slow = engine.submit(mycoro, 5, name="slow5")  # not the call expected to raise
+    with pytest.raises(SubmitError, match="only a finished job can be rerun"):
         slow.rerun()
+    slow.cancel()
 
 
 def test_limits(engine: Engine) -> None:
@@ -483,5 +490,5 @@ def test_shutdown_cancels_everything_and_leaves_nothing(tmp_path: Path) -> None:
     assert {j.status for j in engine} == {"cancelled"}
     assert {j.cancel_reason for j in engine} == {"the engine shut down"}
     assert_nothing_left(before)
-    with pytest.raises(Exception, match="shut down"):
+    with pytest.raises(SubmitError, match="this engine is shut down"):
         engine.submit(add, 1, 2)
