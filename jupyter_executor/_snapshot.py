@@ -68,8 +68,9 @@ class JobSnapshot:
         Attempts started so far.
     result, exception
         The job's result object and exception (what the history and the views format).
-    traceback
-        The plain text traceback of a failure.
+    traceback, traceback_ansi
+        The plain text traceback of a failure, and the coloured one the views show (when a
+        formatter made one).
     cancel_reason
         Why it was cancelled (also kept while a cancelled attempt is retried).
     pid, pid_start_time
@@ -109,6 +110,7 @@ class JobSnapshot:
     result: Any
     exception: BaseException | None
     traceback: str | None
+    traceback_ansi: str | None
     cancel_reason: str | None
     pid: int | None
     pid_start_time: float | None
@@ -274,6 +276,7 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
         job._result,
         job._exception,
         job.traceback,
+        job._traceback_ansi,
         job._cancel_reason,
         job.pid,
         job.pid_start_time,
