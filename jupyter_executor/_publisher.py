@@ -661,12 +661,13 @@ class JobPublisher(Publisher):
     ) -> None:
         super().__init__(engine, send, interval=interval, max_bytes=max_bytes)
         self._job = job
+        self._key = snapshot_of(job).key
         # The display tuples the browser has, kept (not their ids) so identity stays meaningful.
         self._sent_displays: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def _follows(self, job: Job | JobSnapshot) -> bool:
         if type(job) is JobSnapshot:
-            return job.id == self._job.id
+            return job.key == self._key
         return job is self._job
 
     def _lookup(self, name: str) -> Job | None:

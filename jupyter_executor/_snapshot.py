@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import itertools
 import reprlib
 import time
 import weakref
@@ -50,9 +51,11 @@ class JobSnapshot:
 
     Attributes
     ----------
-    id
-        ``job.id``: the same for every snapshot of one job object (a job replacing another of
-        the same name has another id).
+    key
+        A number that is the same for every snapshot of one job object, and unique to it in
+        this process (a job replacing another of the same name has another key). Not
+        ``job.id``: that random token costs a system call to make, which lets other threads
+        take the GIL in the middle of a burst.
     name, status, backend, kind, description
         As the job says them; ``status`` is the status's value (``"running"``...).
     source
@@ -90,7 +93,7 @@ class JobSnapshot:
     """
 
     # what stays the same from one change to the next (see _static)
-    id: str
+    key: int
     name: str
     backend: str
     kind: str
@@ -216,6 +219,9 @@ def short_repr(value: Any) -> str:
         return f"<{type(value).__name__} object>"
 
 
+# The keys of jobs (see JobSnapshot.key); next() on a count is atomic under the GIL.
+_keys = itertools.count(1)
+
 # The log folder of each engine, as a string ending in a separator: a path built by hand per
 # snapshot costs a fraction of pathlib's (the history records one per change).
 _log_dirs: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
@@ -262,7 +268,8 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
         or cached[2] is not engine
         or cached[3] is not backend
     ):
-        cached = job._history = (name, requires, engine, backend, _static(job))
+        key = next(_keys) if cached is None else cached[4][0]
+        cached = job._history = (name, requires, engine, backend, _static(job, key))
     progress = job._progress
     out = job._output
     snap = _Builder(
@@ -295,7 +302,7 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
     return cast(JobSnapshot, snap)
 
 
-def _static(job: Job) -> tuple[Any, ...]:
+def _static(job: Job, key: int) -> tuple[Any, ...]:
     """The fields that stay the same while the job keeps its name, requirements and engine.
 
     Kept on the job (its ``_history`` slot) and checked by identity at each snapshot: what it
@@ -303,7 +310,7 @@ def _static(job: Job) -> tuple[Any, ...]:
     """
     name = "" if job.name is None else str(job.name)
     return (
-        job.id,
+        key,
         name,
         job.backend,
         job.kind,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 import time
@@ -227,7 +228,7 @@ def test_engine_history_filters_and_gives_datetimes(tmp_path: Path) -> None:
 
 def test_engine_history_keeps_none_for_times_not_reached(tmp_path: Path) -> None:
     with Engine(folder=tmp_path) as engine:
-        gate = engine.submit(time.sleep, 30, name="slow")
+        gate = engine.submit(asyncio.sleep, 30, name="slow")  # async: cancelled at once
         engine.submit(sum, [1], name="after", requires=[gate])
         time.sleep(0.1)
         frame = engine.history("after")

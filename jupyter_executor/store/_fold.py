@@ -53,7 +53,7 @@ class JobState:
     def __init__(self, snap: JobSnapshot) -> None:
         # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
         # the name the writer keys on is the one in the database.
-        self.key = snap.id
+        self.key = snap.key
         self.name = safe_text(snap.name)
         self.backend = snap.backend
         self.kind = snap.kind
@@ -74,11 +74,11 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
     writer's work one step per job instead of three. A snapshot of another attempt (a retry,
     a restart, a rerun) is never folded into the previous attempt's.
     """
-    latest: dict[str, int] = {}  # job id -> index in out
+    latest: dict[int, int] = {}  # job key -> index in out
     out: list[JobSnapshot] = []
     rank = RANK.get
     for snap in snaps:
-        key = snap.id
+        key = snap.key
         at = latest.get(key)
         if at is not None:
             old = out[at]
@@ -107,17 +107,17 @@ class Runs:
 
     def __init__(self, engine_id: str) -> None:
         self.engine_id = engine_id
-        self.states: dict[str, JobState] = {}  # by job id
-        self._finished: OrderedDict[str, None] = OrderedDict()  # job ids, oldest first
+        self.states: dict[int, JobState] = {}  # by job key
+        self._finished: OrderedDict[int, None] = OrderedDict()  # job keys, oldest first
         self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
         status, attempts = snap.status, snap.attempts
         submitted, started, finished = snap.submitted, snap.started, snap.finished
-        state = self.states.get(snap.id)
+        state = self.states.get(snap.key)
         if state is None:
-            state = self.states[snap.id] = JobState(snap)
+            state = self.states[snap.key] = JobState(snap)
         run = state.run
         seen = state.rank >= 0
         rank = RANK.get(status, 2)
