@@ -19,7 +19,7 @@ from jupyter_executor._status import Status
 from jupyter_executor.errors import InvalidOption
 from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, _fold
 from jupyter_executor.store._history import _select
-from jupyter_executor.store._schema import STEPS
+from jupyter_executor.store._schema import STEPS, WRITTEN
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -285,3 +285,9 @@ def test_a_rerun_of_a_forgotten_finished_job_continues_its_attempts(
         runs.take(snapshot_of(again))
     ((name, attempt),) = [(row[1], row[2]) for row in runs.rows(highest)]
     assert (name, attempt) == ("j0", 2)
+
+
+def test_a_new_run_has_every_column_of_the_table() -> None:
+    runs = _fold.Runs("e")
+    run = runs.take(snapshot_of(Job(len, args=("ab",), name="j")))
+    assert run is not None and set(WRITTEN) <= set(run)

@@ -17,14 +17,14 @@ error the retry left on the job.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._snapshot import short_repr
 from .._status import Status
 from .._text import safe_text
 from ..errors import JobCancelled
-from ._schema import TRANSITIONS, WRITTEN, row_values
+from ._schema import TRANSITIONS, row_values
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,7 +47,7 @@ class JobState:
 
     __slots__ = (
         "backend", "base", "description", "key", "kind", "local", "log_path", "name", "rank",
-        "requires", "run", "template",
+        "requires", "run",
     )  # fmt: skip
 
     def __init__(self, snap: JobSnapshot) -> None:
@@ -64,7 +64,6 @@ class JobState:
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
         self.rank = -1  # RANK of the latest run's status (-1: no run yet)
-        self.template: dict[str, Any] | None = None
 
 
 def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
@@ -108,7 +107,9 @@ class Runs:
     def __init__(self, engine_id: str) -> None:
         self.engine_id = engine_id
         self.states: dict[int, JobState] = {}  # by job key
-        self._finished: OrderedDict[int, None] = OrderedDict()  # job keys, oldest first
+        # Keys of jobs whose run was finished and written, oldest first (a key may be there
+        # twice: forgetting a job early is harmless, see KEEP_FINISHED).
+        self._finished: deque[int] = deque()
         self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
@@ -176,25 +177,34 @@ class Runs:
         return run
 
     def _new_run(self, state: JobState, local: int) -> dict[str, Any]:
-        template = state.template
-        if template is None:
-            # What every run of this job shares, built once per job rather than once per run.
-            template = state.template = dict.fromkeys(WRITTEN)
-            template.update(
-                engine_id=self.engine_id,
-                name=state.name,
-                backend=state.backend,
-                kind=state.kind,
-                description=state.description,
-                requires=state.requires,
-                log_path=state.log_path,
-                detached=0,
-                _state=state,
-            )
-        run = template.copy()
-        run["transitions"] = []
-        run["_local"] = local
-        return run
+        # One dict display: no template to build and copy for the many jobs that run once.
+        return {
+            "engine_id": self.engine_id,
+            "name": state.name,
+            "attempt": None,
+            "backend": state.backend,
+            "kind": state.kind,
+            "description": state.description,
+            "requires": state.requires,
+            "status": None,
+            "submitted": None,
+            "started": None,
+            "finished": None,
+            "duration": None,
+            "exit_code": None,
+            "result": None,
+            "error": None,
+            "traceback": None,
+            "cancel_reason": None,
+            "log_path": state.log_path,
+            "pid": None,
+            "pid_start_time": None,
+            "detached": 0,
+            "identity": None,
+            "transitions": [],
+            "_state": state,
+            "_local": local,
+        }
 
     def rows(self, highest: dict[str, int]) -> list[list[Any]]:
         """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).
@@ -227,12 +237,11 @@ class Runs:
             state: JobState = run["_state"]
             if state.rank == 2 and state.run is run:
                 # Final: keep only what places the next snapshot (state.local, state.rank).
-                state.run = state.template = None
-                finished[state.key] = None
-                finished.move_to_end(state.key)
+                state.run = None
+                finished.append(state.key)
         self.dirty.clear()
         while len(finished) > KEEP_FINISHED:
-            key, _ = finished.popitem(last=False)
+            key = finished.popleft()
             old = self.states.get(key)
             if old is not None and old.run is None:
                 del self.states[key]
