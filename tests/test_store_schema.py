@@ -177,7 +177,7 @@ def test_each_filter_and_their_combination(filled: HistoryStore) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"since": "soon"}, "since"),
+        ({"since": "soon"}, "history(since='soon')"),
         ({"since": float("nan")}, "history(since=nan)"),
         ({"since": True}, "history(since=True)"),
         ({"since": [1]}, "history(since=[1])"),

@@ -720,7 +720,15 @@ def _since(value: Any) -> float:
         return float(value)
     if isinstance(value, timedelta | str):
         # How long ago, in the duration grammar of every option ("2h", "1d", "90 min").
-        return time.time() - parse_duration(value, "history(since=...)")
+        try:
+            ago = parse_duration(value, "since")
+        except InvalidOption as exc:
+            msg = (
+                f"history(since={value!r}): expected epoch seconds, a datetime, or how long ago "
+                "as a duration such as '2h' or '1d'"
+            )
+            raise type(exc)(msg) from exc
+        return time.time() - ago
     msg = f"history(since={value!r}): expected epoch seconds, a datetime or a duration"
     raise InvalidOptionType(msg)
 
