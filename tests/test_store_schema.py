@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -291,3 +292,44 @@ def test_a_new_run_has_every_column_of_the_table() -> None:
     runs = _fold.Runs("e")
     run = runs.take(snapshot_of(Job(len, args=("ab",), name="j")))
     assert run is not None and set(WRITTEN) <= set(run)
+
+
+def _finished_snapshots(n: int) -> list[JobSnapshot]:
+    snaps = []
+    for i in range(n):
+        job = Job(len, args=("ab",), name=f"j{i}")
+        job.status, job.submitted = Status.PENDING, time.time()
+        snaps.append(snapshot_of(job))
+        job.status, job.attempts, job.started = Status.RUNNING, 1, time.time()
+        snaps.append(snapshot_of(job))
+        job.status, job.finished = Status.DONE, time.time()
+        snaps.append(snapshot_of(job))
+    return snaps
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_large_batch_is_written_without_collector_passes(tmp_path: Path, enabled: bool) -> None:
+    # A burst's batch allocates per run: with the collector on, its passes walk every job
+    # alive again and again. It is paused for the batch, and left as the program had it.
+    store = HistoryStore(tmp_path, "e")
+    snaps = _finished_snapshots(5000)
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    was = gc.isenabled()
+    gc.callbacks.append(count)
+    try:
+        if not enabled:
+            gc.disable()
+        assert store._write_batch(snaps) is None
+        assert gc.isenabled() is enabled
+    finally:
+        gc.callbacks.remove(count)
+        if was:
+            gc.enable()
+        store.close()
+    assert passes == []
+    assert len(HistoryStore(tmp_path, "reader").history(status="done")) == 5000
