@@ -333,10 +333,14 @@ class HistoryStore:
             con.close()
 
     def _read(
-        self, sql: str, params: Iterable[Any] = (), *, needs: str = "runs"
+        self, sql: str, params: Iterable[Any] = (), *, needs: str = "runs", flush: bool = True
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Columns and rows of a query (none while the file or table ``needs`` is missing)."""
-        if self._writer.thread is not None and not self._writer.closed:
+        """Columns and rows of a query (none while the file or table ``needs`` is missing).
+
+        With ``flush``, this engine's queued changes are written first (the runs; the files and
+        schedules are written at once and need no flush).
+        """
+        if flush and self._writer.thread is not None and not self._writer.closed:
             # This engine's latest changes too; a failed write is logged by the writer, and
             # what is on disk is read anyway.
             with contextlib.suppress(StoreError, TimeoutError):
@@ -491,6 +495,7 @@ class HistoryStore:
         _, rows = self._read(
             "SELECT MAX(started) FROM runs WHERE name = ? AND started >= ?",
             (safe_text(name), since),
+            flush=False,  # the started runs of other engines: on disk already
         )
         started = rows[0][0] if rows else None
         return None if started is None else float(started)
@@ -508,6 +513,7 @@ class HistoryStore:
             "ORDER BY f.recorded DESC, f.role, f.path",
             (path,),
             needs="files",
+            flush=False,
         )
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
@@ -680,6 +686,7 @@ class HistoryStore:
             "engines.pid_start_time AS owner_pid_start_time FROM schedules "
             "LEFT JOIN engines ON engines.engine_id = schedules.owner ORDER BY name",
             needs="schedules",
+            flush=False,
         )
         out = []
         for row in rows:
