@@ -19,7 +19,7 @@ from jupyter_executor._snapshot import JobSnapshot, snapshot_of
 from jupyter_executor._status import Status
 from jupyter_executor.errors import InvalidOption
 from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, _fold
-from jupyter_executor.store._history import _select
+from jupyter_executor.store._query import select
 from jupyter_executor.store._schema import STEPS, WRITTEN
 
 pytestmark = pytest.mark.timeout(60)
@@ -205,7 +205,7 @@ def test_since_and_limit_read_through_the_time_index(filled: HistoryStore) -> No
     con = sqlite3.connect(filled.path)
     try:
         for options in ({"since": 5.0}, {"limit": 10}, {"since": 5.0, "limit": 3}):
-            sql, params = _select(None, options.get("since"), None, options.get("limit"))
+            sql, params = select(None, options.get("since"), None, options.get("limit"))
             plan = " ".join(str(row) for row in con.execute("EXPLAIN QUERY PLAN " + sql, params))
             assert "runs_by_time" in plan, (options, plan)
     finally:

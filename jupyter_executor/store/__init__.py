@@ -6,6 +6,7 @@ The package's rooms::
                   and the writes done at once (record_exit, schedules, ...)
     _writer.py    the writer thread: a queue, batches, flush and close
     _fold.py      folding job snapshots into runs (pure: no SQLite, no threads)
+    _query.py     the query of history() with its filters checked; decoding its rows
     _schema.py    the layout, its migrations (PRAGMA user_version), connections, transactions
 """
 
