@@ -272,6 +272,15 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
         cached = job._history = (name, requires, engine, backend, _static(job, key))
     progress = job._progress
     out = job._output
+    life = job._life
+    if life is None and type(job) is _job_class():
+        # Most jobs have no lifecycle record: its six fields are their defaults (a subclass may
+        # override the properties: read them then).
+        pid_start_time = identity = next_run = url = None
+        detached, restarts = False, 0
+    else:
+        pid_start_time, detached, identity = job.pid_start_time, job.detach, job.identity
+        next_run, restarts, url = job.next_run, job.restarts, job.url
     snap = _Builder(
         *cached[4],
         job.status._value_,
@@ -286,20 +295,28 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
         job._traceback_ansi,
         job._cancel_reason,
         job.pid,
-        job.pid_start_time,
-        job.detach,
-        job.identity,
+        pid_start_time,
+        detached,
+        identity,
         progress[0] if progress else None,
         progress[1] if progress else "",
         out.last_line() if out is not None else "",
         out.version if out is not None else 0,
-        job.next_run,
-        job.restarts,
-        job.url,
+        next_run,
+        restarts,
+        url,
         time.time() if now is None else now,
     )
     snap.__class__ = JobSnapshot
     return cast(JobSnapshot, snap)
+
+
+@functools.cache
+def _job_class() -> type[Job]:
+    # Imported on first use: job.py is not needed to import this module (nor to read a snapshot).
+    from .job import Job
+
+    return Job
 
 
 def _static(job: Job, key: int) -> tuple[Any, ...]:

@@ -226,10 +226,13 @@ def test_job_changed_costs_about_a_microsecond(tmp_path: Path) -> None:
     try:
         job = Job(len, args=("ab",), name="j")
         _drive(store, job, Status.PENDING, Status.RUNNING)
-        n = 20_000
-        best = min(timeit.repeat(lambda: store.job_changed(job), number=n, repeat=5)) / n
-        # ~0.4 us on an idle machine; the bound leaves room for a busy CI box, and would
-        # catch any I/O, lock or formatting slipping into the hot path.
+        # Short rounds, many of them: on a busy machine some round runs without being
+        # preempted and without the writer taking the queue, and the best one is the cost.
+        n = 2_000
+        best = min(timeit.repeat(lambda: store.job_changed(job), number=n, repeat=40)) / n
+        # ~1.5 us on an idle machine (the call takes a frozen snapshot of the job, see
+        # _snapshot.py); the bound leaves room for a busy CI box, and would catch any I/O,
+        # lock or formatting slipping into the hot path.
         assert best < 5e-6, f"job_changed took {best * 1e6:.2f} us"
         store.flush(timeout=10)
         assert len(store.history()) == 1
