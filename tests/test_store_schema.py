@@ -333,3 +333,34 @@ def test_a_large_batch_is_written_without_collector_passes(tmp_path: Path, enabl
         store.close()
     assert passes == []
     assert len(HistoryStore(tmp_path, "reader").history(status="done")) == 5000
+
+
+def test_last_runs_is_the_latest_run_of_each_name_of_other_engines(tmp_path: Path) -> None:
+    # What the dashboard shows of earlier kernels, picked by SQLite; checked against the same
+    # rows picked in Python from the whole history (how the dashboard did it before).
+    stores = [HistoryStore(tmp_path, f"e{i}", batch_delay=0) for i in range(3)]
+    try:
+        base = time.time() - 1000
+        for i in range(60):
+            store = stores[i % 3]
+            job = Job(len, args=("ab",), name=f"n{i % 7}")
+            job.status, job.submitted = Status.PENDING, base + i
+            store.job_changed(job)
+            job.status, job.attempts, job.started = Status.RUNNING, 1, base + i
+            store.job_changed(job)
+            job.status, job.finished = Status.DONE, base + i + 0.5
+            store.job_changed(job)
+            store.flush(timeout=30)
+        reader = stores[0]
+        for limit in (1, 3, 7, 100):
+            expected: dict[str, dict[str, Any]] = {}
+            for run in reader.history():
+                if run["engine_id"] != "e0":
+                    expected.pop(run["name"], None)
+                    expected[run["name"]] = run
+            want = list(expected.values())[-limit:]
+            assert reader.last_runs(limit, other_than="e0") == want
+        assert len(reader.last_runs(100)) == 7
+    finally:
+        for store in stores:
+            store.close()

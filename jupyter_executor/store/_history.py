@@ -37,7 +37,7 @@ from ..errors import StoreError
 from . import _schema
 from ._fold import Runs, coalesce
 from ._query import decode, json_column, select
-from ._schema import ATTEMPT, NAME, ORDER, UPSERT, check_writable, transaction
+from ._schema import ATTEMPT, NAME, ORDER, ORDER_KEY, UPSERT, check_writable, transaction
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -443,6 +443,32 @@ class HistoryStore:
                 index=frame.index,
             )
         return frame
+
+    def last_runs(self, limit: int, *, other_than: str | None = None) -> list[dict[str, Any]]:
+        """The latest run of each job name, for the ``limit`` names that ran last, oldest first.
+
+        Parameters
+        ----------
+        limit
+            How many names at most (those whose latest run is the latest).
+        other_than
+            Leave out the runs of this engine id (the dashboard shows its own jobs live).
+
+        Returns
+        -------
+        list of dict
+            Runs as :meth:`history` gives them. SQLite picks them: the whole history is not
+            read (the dashboard asks at each snapshot).
+        """
+        where = "WHERE engine_id != ?" if other_than is not None else ""
+        params: list[Any] = [other_than] if other_than is not None else []
+        return self._query(
+            "SELECT runs.* FROM runs JOIN ("
+            f"SELECT id, ROW_NUMBER() OVER (PARTITION BY name ORDER BY {ORDER_KEY} DESC, id DESC)"
+            f" AS newest, {ORDER_KEY} AS at FROM runs {where}"
+            f") latest USING (id) WHERE newest = 1 ORDER BY at DESC, id DESC LIMIT {int(limit)}",
+            params,
+        )[::-1]
 
     def runs(self, name: str) -> list[dict[str, Any]]:
         """The runs of job ``name`` by this engine, by attempt (see :meth:`history`)."""
