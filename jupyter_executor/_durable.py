@@ -2,7 +2,8 @@
 
 When a command job with a schedule or a restart policy is submitted, its spec (the command,
 the schedule, the policy, ``env=``, ``cwd=``, ``timeout=``, ``retries=``) is stored in the
-schedules table of the engine's ``history.db`` (see store.py), at once, in the caller's thread.
+schedules table of the engine's ``history.db`` (see ``store/_history.py``), at once, in the
+caller's thread.
 The next engine on that folder (a new kernel, or ``jupyter-executor schedules run FOLDER``)
 re-arms the schedules no live engine has armed, and says so in one line.
 

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._snapshot import JobSnapshot, snapshot_of
 from ._text import safe_json
 
 if TYPE_CHECKING:
@@ -254,8 +255,8 @@ class Publisher:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         # name -> job, in the order they became dirty (dicts keep insertion order)
-        self._urgent: dict[str, Job] = {}
-        self._lazy: dict[str, Job] = {}
+        self._urgent: dict[str, Job | JobSnapshot] = {}
+        self._lazy: dict[str, Job | JobSnapshot] = {}
         self._sync = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -334,11 +335,14 @@ class Publisher:
         self._sent = {}
 
     # inputs -------------------------------------------------------------------------------------
-    def _follows(self, job: Job) -> bool:
+    def _follows(self, job: Job | JobSnapshot) -> bool:
         return True
 
-    def _on_event(self, event: str, job: Job) -> None:
+    def _on_event(self, event: str, job: Job | JobSnapshot) -> None:
         # Runs in engine threads, maybe under the engine's lock: record and wake, nothing else.
+        # A job or the snapshot of its change: either way only its name is kept, and the row is
+        # built from the job's state when it is sent (the changes of an interval make one row,
+        # and output, which comes without a snapshot, is as fresh as the status).
         if not self._follows(job):
             return
         name = str(job.name)
@@ -393,9 +397,10 @@ class Publisher:
         return list(self._engine)
 
     def _row(self, job: Job, detail: bool) -> dict[str, Any]:
-        info = job._info_dict(tail=False)
+        snap = snapshot_of(job)
+        info = snap.info_dict()
         if detail:
-            return table_row(_view_info(job, info), tail=job.tail(TAIL_LINES), traceback=True)
+            return table_row(_view_info(snap, info), tail=job.tail(TAIL_LINES), traceback=True)
         return table_row(info)
 
     def _all_rows(self) -> dict[str, dict[str, Any]]:
@@ -611,17 +616,13 @@ class DashboardPublisher(Publisher):
         if store is None:
             return {}
         try:
-            runs = store.history()
+            # The last run of each name of another engine, the latest names only: picked by
+            # SQLite (reading the whole history at each snapshot took seconds at 100k runs).
+            runs = store.last_runs(self.EARLIER_ROWS, other_than=self._engine.id)
         except Exception:  # a history that cannot be read must not cost the dashboard
             logger.warning("jupyter_executor: cannot read the history", exc_info=True)
             return {}
-        last: dict[str, dict[str, Any]] = {}
-        for run in runs:  # oldest first: the last one wins
-            if run.get("engine_id") != self._engine.id:
-                last.pop(run["name"], None)
-                last[run["name"]] = run
-        keep = list(last.items())[-self.EARLIER_ROWS :]
-        return dict(keep)
+        return {run["name"]: run for run in runs}
 
     def _snapshot(self) -> dict[str, Any]:
         self.earlier = self._read_earlier()
@@ -656,10 +657,13 @@ class JobPublisher(Publisher):
     ) -> None:
         super().__init__(engine, send, interval=interval, max_bytes=max_bytes)
         self._job = job
+        self._key = snapshot_of(job).key
         # The display tuples the browser has, kept (not their ids) so identity stays meaningful.
         self._sent_displays: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
-    def _follows(self, job: Job) -> bool:
+    def _follows(self, job: Job | JobSnapshot) -> bool:
+        if type(job) is JobSnapshot:
+            return job.key == self._key
         return job is self._job
 
     def _lookup(self, name: str) -> Job | None:
@@ -670,7 +674,8 @@ class JobPublisher(Publisher):
         return [self._job]
 
     def _row(self, job: Job, detail: bool) -> dict[str, Any]:
-        info = _view_info(job, job._info_dict(tail=False))
+        snap = snapshot_of(job)
+        info = _view_info(snap, snap.info_dict())
         row = table_row(info, tail=job.tail(TAIL_LINES), traceback=True)
         # The view sends the browser notification when the job ends (js/notify.js); a field of
         # the view's row only, not of JobInfo (engine.list() keeps its columns).
@@ -719,10 +724,10 @@ def _notifies(job: Job) -> bool:
     return bool(engine is not None and engine.notify)
 
 
-def _view_info(job: Job, info: dict[str, Any]) -> dict[str, Any]:
+def _view_info(snap: JobSnapshot, info: dict[str, Any]) -> dict[str, Any]:
     """``info`` with the traceback the views show: coloured when a formatter made one (the
     views render ANSI; ``job.traceback``, the list and the log keep the plain text)."""
-    coloured = job._traceback_ansi
+    coloured = snap.traceback_ansi
     if coloured and info.get("traceback"):
         info["traceback"] = coloured
     return info

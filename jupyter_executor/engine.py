@@ -30,7 +30,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
@@ -1809,23 +1809,33 @@ class Engine:
         columns = list(COLUMNS) + (["next_run", "restarts", "url"] if next_run else [])
         return pd.DataFrame(rows, columns=columns)
 
-    def history(self, name: str | None = None) -> pd.DataFrame:
+    def history(
+        self,
+        name: str | None = None,
+        *,
+        since: float | datetime | timedelta | str | None = None,
+        status: str | Status | Iterable[str | Status] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
         """Every run of every job recorded in this engine's folder, across kernel restarts.
 
         One row per run, oldest first, with the engine id that ran it (several engines may
         share a folder): name, attempt, status, times, exit code, result, error, log, pid...
-        """
-        import pandas as pd
+        The filters are applied by the database (see :meth:`HistoryStore.history`): ``name``,
+        ``since`` (epoch seconds, a datetime, or how long ago: ``"2h"``), ``status`` (one or
+        several) and ``limit`` (the latest runs only).
 
+        Raises
+        ------
+        SubmitError
+            The engine keeps no history (``history=False``); :class:`InvalidOption` (a
+            SubmitError) for a filter that cannot be used, named in the message.
+        """
         if self._store is None:
             msg = "this engine keeps no history (it was created with history=False)"
             raise SubmitError(msg)
         self._store.flush()
-        frame = pd.DataFrame(self._store.history(name))
-        for column in ("submitted", "started", "finished"):
-            if column in frame:
-                frame[column] = frame[column].map(_dt)
-        return frame
+        return self._store.frame(name, since=since, status=status, limit=limit)
 
     def _job_changed(self, job: Job) -> None:
         life = job._life

@@ -30,6 +30,7 @@ from _wait import wait_until
 
 from jupyter_executor import Engine, Job
 from jupyter_executor.errors import StoreError
+from jupyter_executor.store import SCHEMA_VERSION
 
 
 def events(engine: Engine, name: str, kind: str | None = None) -> list[str]:
@@ -549,7 +550,7 @@ def test_a_database_of_a_newer_version_is_refused_and_left_untouched(tmp_path: P
         Engine(folder=folder)
     message = str(info.value)
     assert "\n" not in message
-    assert "written by a newer jupyter_executor (schema 99 > 1)" in message
+    assert f"written by a newer jupyter_executor (schema 99 > {SCHEMA_VERSION})" in message
     assert db.read_bytes() == content
     assert sorted(p.name for p in folder.iterdir()) == ["history.db"]  # no logs, no WAL
 

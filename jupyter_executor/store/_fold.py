@@ -1,0 +1,292 @@
+"""Folding job snapshots into runs: the history's bookkeeping, pure (no SQLite, no threads).
+
+A *run* is one attempt of one job: one row of the ``runs`` table. :class:`Runs` takes the
+:class:`~jupyter_executor._snapshot.JobSnapshot` of each change, in the order they were taken,
+and keeps, per job, the run the latest snapshot belongs to, as a dict of the table's columns
+(plus a few private ``_keys``). The writer (``_writer.py``) hands it a batch of snapshots and
+writes the rows it gives back (:meth:`Runs.rows`), then tells it they are written
+(:meth:`Runs.written`), so that a finished run is dropped from memory.
+
+Which attempt a snapshot is about: a pending job waits for its next attempt, a running one is
+in its current attempt, a finished one ended the run it was in (the next attempt when it was
+cancelled, or found up to date, before it started). A run that ends without a finished status
+(a retry sent the job straight back to pending) is closed as failed or cancelled from the
+error the retry left on the job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._snapshot import short_repr
+from .._status import Status
+from .._text import safe_text
+from ..errors import JobCancelled
+from ._schema import TRANSITIONS, row_values
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .._snapshot import JobSnapshot
+
+__all__ = ["Runs", "coalesce"]
+
+# Keyed by the statuses' values; finished statuses rank 2.
+RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 1}
+
+# Finished jobs whose last attempt is remembered (to place a late or repeated snapshot, and a
+# rerun's attempt) beyond which the oldest are forgotten: a rerun of a forgotten job still gets
+# the right attempt, from the highest attempt recorded for its name (see Runs.rows).
+KEEP_FINISHED = 4096
+
+
+class JobState:
+    """What the writer remembers of one job: its latest run."""
+
+    __slots__ = (
+        "backend", "base", "description", "key", "kind", "local", "log_path", "name", "rank",
+        "requires", "run",
+    )  # fmt: skip
+
+    def __init__(self, snap: JobSnapshot) -> None:
+        # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
+        # the name the writer keys on is the one in the database.
+        self.key = snap.key
+        self.name = safe_text(snap.name)
+        self.backend = snap.backend
+        self.kind = snap.kind
+        self.description = snap.source or snap.description
+        self.requires = json.dumps(list(snap.requires)) if snap.requires else "[]"
+        self.log_path = snap.log_path
+        self.base: int | None = None  # added to the job's attempts; fixed on the first write
+        self.local = 0  # job.attempts of the latest run
+        self.run: dict[str, Any] | None = None  # None once a finished run is written
+        self.rank = -1  # RANK of the latest run's status (-1: no run yet)
+
+
+def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
+    """Keep, of consecutive snapshots of one job's attempt, only the latest (in order).
+
+    A no-op job reports submitted, running and done within microseconds: folding makes the
+    writer's work one step per job instead of three. A snapshot of another attempt (a retry,
+    a restart, a rerun) is never folded into the previous attempt's.
+    """
+    latest: dict[int, int] = {}  # job key -> index in out
+    out: list[JobSnapshot] = []
+    rank = RANK.get
+    for snap in snaps:
+        key = snap.key
+        at = latest.get(key)
+        if at is not None:
+            old = out[at]
+            new_rank, old_rank = rank(snap.status, 2), rank(old.status, 2)
+            # One attempt going forward: pending -> its attempt running (or finished), or
+            # running -> finished. Never a pending one ending before it started (that run is
+            # the next attempt's), nor a step back to pending (a retry, a restart, a rerun).
+            same = old_rank >= 1 and snap.attempts == old.attempts and new_rank >= old_rank
+            starts = old_rank == 0 and new_rank >= 1 and snap.attempts == old.attempts + 1
+            if same or starts:
+                out[at] = snap
+                continue
+        latest[key] = len(out)
+        out.append(snap)
+    return out
+
+
+class Runs:
+    """The runs of one engine's jobs that are not yet written, and what places the next ones.
+
+    Parameters
+    ----------
+    engine_id
+        Stored with each run.
+    """
+
+    def __init__(self, engine_id: str) -> None:
+        self.engine_id = engine_id
+        self.states: dict[int, JobState] = {}  # by job key
+        # Keys of jobs whose run was finished and written, oldest first (a key may be there
+        # twice: forgetting a job early is harmless, see KEEP_FINISHED).
+        self._finished: deque[int] = deque()
+        self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
+
+    def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
+        """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
+        status, attempts = snap.status, snap.attempts
+        submitted, started, finished = snap.submitted, snap.started, snap.finished
+        state = self.states.get(snap.key)
+        if state is None:
+            state = self.states[snap.key] = JobState(snap)
+        run = state.run
+        seen = state.rank >= 0
+        rank = RANK.get(status, 2)
+        if rank == 1:
+            local = attempts
+        elif rank == 0:
+            local = attempts + 1
+        elif seen and state.local in (attempts, attempts + 1):
+            local = state.local
+        else:
+            local = attempts if attempts > 0 and started is not None else attempts + 1
+        if seen and local <= state.local:
+            if local < state.local or rank < state.rank:
+                return None  # an older snapshot that another thread queued late
+            if run is None:
+                # Its finished run was written and released (see written): written again,
+                # rebuilt from this snapshot.
+                run = state.run = self._new_run(state, local)
+        else:
+            if run is not None and state.rank < 2:
+                # The previous attempt ended without a finished status: a retry sent the job
+                # straight back to pending (or its end was not reported).
+                _end_retried(run, snap)
+                self.dirty[id(run)] = run
+            run = state.run = self._new_run(state, local)
+            state.local = local
+        run["status"] = status
+        state.rank = rank
+        ran = rank > 0 and local == attempts
+        # The states this run went through, at the job's own times: snapshots of one attempt
+        # that arrive in the same batch are folded into the last one (see coalesce), so the
+        # states in between are rebuilt from its timestamps.
+        transitions = run["transitions"]
+        if rank and not transitions and submitted is not None:
+            transitions.append(("pending", submitted))
+        if rank == 2 and ran and started is not None and transitions[-1][0] == "pending":
+            transitions.append(("running", started))
+        if not transitions or transitions[-1][0] != status:
+            stamp = started if rank == 1 and started is not None else snap.time
+            if rank == 2 and finished is not None:
+                stamp = finished
+            transitions.append((status, stamp))
+        run["submitted"] = submitted
+        run["started"] = started if ran else None
+        if rank == 2:
+            run["finished"] = finished
+            if ran and finished is not None and started is not None:
+                run["duration"] = finished - started
+            _end(run, snap)
+        if ran and snap.pid is not None:
+            run["pid"] = snap.pid
+            run["pid_start_time"] = snap.pid_start_time
+        run["detached"] = 1 if snap.detached else 0
+        run["identity"] = snap.identity
+        self.dirty[id(run)] = run
+        return run
+
+    def _new_run(self, state: JobState, local: int) -> dict[str, Any]:
+        # One dict display: no template to build and copy for the many jobs that run once.
+        return {
+            "engine_id": self.engine_id,
+            "name": state.name,
+            "attempt": None,
+            "backend": state.backend,
+            "kind": state.kind,
+            "description": state.description,
+            "requires": state.requires,
+            "status": None,
+            "submitted": None,
+            "started": None,
+            "finished": None,
+            "duration": None,
+            "exit_code": None,
+            "result": None,
+            "error": None,
+            "traceback": None,
+            "cancel_reason": None,
+            "log_path": state.log_path,
+            "pid": None,
+            "pid_start_time": None,
+            "detached": 0,
+            "identity": None,
+            "transitions": [],
+            "_state": state,
+            "_local": local,
+        }
+
+    def rows(self, highest: dict[str, int]) -> list[list[Any]]:
+        """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).
+
+        ``highest`` (name -> highest attempt recorded by this engine) is updated with the
+        attempts given to new runs: a job continues after the highest attempt recorded for its
+        name and engine (a replacing job's attempts already count its predecessor's runs).
+        """
+        params = []
+        for run in self.dirty.values():
+            state: JobState = run["_state"]
+            if state.base is None:
+                state.base = max(0, highest.get(state.name, 0) - run["_local"] + 1)
+            attempt = state.base + run["_local"]
+            if attempt > highest.get(state.name, 0):
+                highest[state.name] = attempt
+            run["attempt"] = attempt
+            row = list(row_values(run))
+            # Statuses are plain words and times finite floats: no need for json here.
+            row[TRANSITIONS] = (
+                "[" + ",".join([f'["{s}",{t!r}]' for s, t in run["transitions"]]) + "]"
+            )
+            params.append(row)
+        return params
+
+    def written(self) -> None:
+        """The rows of :meth:`rows` are on disk: release the finished runs."""
+        finished = self._finished
+        for run in self.dirty.values():
+            state: JobState = run["_state"]
+            if state.rank == 2 and state.run is run:
+                # Final: keep only what places the next snapshot (state.local, state.rank).
+                state.run = None
+                finished.append(state.key)
+        self.dirty.clear()
+        while len(finished) > KEEP_FINISHED:
+            key = finished.popleft()
+            old = self.states.get(key)
+            if old is not None and old.run is None:
+                del self.states[key]
+
+
+def _end(run: dict[str, Any], snap: JobSnapshot) -> None:
+    """What a finished run needs beyond its times: result, error, traceback, exit code."""
+    status = snap.status
+    exc = snap.exception
+    run["result"] = short_repr(snap.result) if status == "done" else None
+    run["error"] = _error(exc)
+    run["traceback"] = snap.traceback if status == "failed" else None
+    run["cancel_reason"] = snap.cancel_reason if status == "cancelled" else None
+    if status == "done":
+        result = snap.result
+        is_code = snap.backend == "subprocess" and isinstance(result, int)
+        run["exit_code"] = result if is_code else None
+    else:
+        run["exit_code"] = getattr(exc, "returncode", None)
+
+
+def _end_retried(run: dict[str, Any], snap: JobSnapshot) -> None:
+    # The engine reports the retry with the error still on the job when it can; otherwise the
+    # traceback's last line says what went wrong.
+    exc, tb, reason, now = snap.exception, snap.traceback, snap.cancel_reason, snap.time
+    cancelled = isinstance(exc, JobCancelled) or (exc is None and reason is not None)
+    status = "cancelled" if cancelled else "failed"
+    run["status"] = status
+    run["_state"].rank = 2
+    run["transitions"].append((status, now))
+    run["finished"] = now
+    if run["started"] is not None:
+        run["duration"] = now - run["started"]
+    run["error"] = _error(exc) if exc is not None else _last_line(tb)
+    run["exit_code"] = getattr(exc, "returncode", None)
+    run["traceback"] = None if cancelled else tb
+    run["cancel_reason"] = reason if cancelled else None
+
+
+def _error(exc: BaseException | None) -> str | None:
+    return None if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def _last_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None

@@ -1,0 +1,134 @@
+"""Reading the runs: the query of ``history()`` with its filters, and decoding its rows.
+
+The filters (``name``, ``since``, ``status``, ``limit``) become SQL, so that SQLite reads only
+what is returned (``since`` and ``limit`` through the ``runs_by_time`` index of ``_schema.py``);
+their values are checked here, at the API's edge, with one-line :class:`InvalidOption` errors
+that name the option and the value. The JSON columns are decoded a column at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from .._duration import parse_duration
+from .._status import Status
+from .._text import safe_text
+from ..errors import InvalidOption, InvalidOptionType
+from ._schema import ORDER, ORDER_KEY
+
+__all__ = ["decode", "json_column", "select"]
+
+_STATUSES = frozenset(s.value for s in Status) - {Status.CREATED.value}
+
+
+def select(name: Any, since: Any, status: Any, limit: Any) -> tuple[str, list[Any]]:
+    """The query of :meth:`HistoryStore.history` with its filters checked (InvalidOption)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if name is not None:
+        if not isinstance(name, str):
+            msg = f"history(name={name!r}): a job name is text"
+            raise InvalidOptionType(msg)
+        where.append("name = ?")
+        params.append(safe_text(name))
+    if since is not None:
+        where.append(f"{ORDER_KEY} >= ?")
+        params.append(_since(since))
+    if status is not None:
+        statuses = _statuses(status)
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    sql = "SELECT * FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if limit is None:
+        return sql + ORDER, params
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
+        msg = f"history(limit={limit!r}): a number of runs is a whole number"
+        raise InvalidOptionType(msg)
+    if limit < 0:
+        msg = f"history(limit={limit!r}): a number of runs is 0 or more"
+        raise InvalidOption(msg)
+    # The latest ones (through the runs_by_time index), then oldest first like the rest.
+    latest = f"{sql} ORDER BY {ORDER_KEY} DESC, id DESC LIMIT {int(limit)}"
+    return f"SELECT * FROM ({latest})" + ORDER, params
+
+
+def _since(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bool):
+        msg = f"history(since={value!r}): expected epoch seconds, a datetime or a duration"
+        raise InvalidOptionType(msg)
+    if isinstance(value, numbers.Real):
+        if value != value or value in (float("inf"), float("-inf")):
+            msg = f"history(since={value!r}): epoch seconds are a finite number"
+            raise InvalidOption(msg)
+        return float(value)
+    if isinstance(value, timedelta | str):
+        # How long ago, in the duration grammar of every option ("2h", "1d", "90 min").
+        try:
+            ago = parse_duration(value, "since")
+        except InvalidOption as exc:
+            msg = (
+                f"history(since={value!r}): expected epoch seconds, a datetime, or how long ago "
+                "as a duration such as '2h' or '1d'"
+            )
+            raise type(exc)(msg) from exc
+        return time.time() - ago
+    msg = f"history(since={value!r}): expected epoch seconds, a datetime or a duration"
+    raise InvalidOptionType(msg)
+
+
+def _statuses(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str | Status) else value
+    try:
+        items = list(items)
+    except TypeError:
+        msg = f"history(status={value!r}): expected a status or a list of statuses"
+        raise InvalidOptionType(msg) from None
+    out = []
+    for item in items:
+        text = item.value if isinstance(item, Status) else item
+        if text not in _STATUSES:
+            known = ", ".join(sorted(_STATUSES))
+            msg = f"history(status={item!r}): not a status of a run ({known})"
+            raise InvalidOption(msg)
+        out.append(text)
+    if not out:
+        msg = f"history(status={value!r}): no status given"
+        raise InvalidOption(msg)
+    return out
+
+
+def json_column(texts: list[str | None]) -> list[Any]:
+    """Decode a column of JSON texts with one ``json.loads`` (NULL as an empty list).
+
+    One call for the whole column instead of one per row: at 100,000 runs the per-call
+    overhead was half the time of reading the history.
+    """
+    if not texts:
+        return []
+    return list(json.loads("[" + ",".join([t or "[]" for t in texts]) + "]"))
+
+
+def decode(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    out = [dict(zip(columns, row, strict=True)) for row in rows]
+    if "requires" in columns:
+        at = columns.index("requires")
+        for data, value in zip(out, json_column([r[at] for r in rows]), strict=True):
+            data["requires"] = value
+    if "transitions" in columns:
+        at = columns.index("transitions")
+        for data, value in zip(out, json_column([r[at] for r in rows]), strict=True):
+            data["transitions"] = value
+    if "detached" in columns:
+        for data in out:
+            data["detached"] = bool(data["detached"])
+    return out

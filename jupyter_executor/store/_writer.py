@@ -1,0 +1,254 @@
+"""The history's writer thread: takes what the engine reports and writes it in batches.
+
+Reporting a change (:meth:`Writer.put`) is on the engine's hot path: it appends one item to a
+deque (atomic, no lock) and wakes the thread once per batch. The thread waits ``batch_delay``
+for more to gather (longer while a burst goes on, up to ``max_delay``), then hands everything
+queued to ``write`` in one call, which writes it in one transaction. :meth:`Writer.flush`
+blocks until what was reported before it is written; :meth:`Writer.close` writes what is
+queued and stops the thread for good. The thread stops by itself after ``idle_timeout``
+seconds without changes (the next change starts a new one), so that an engine nobody shut
+down leaves no thread behind for long.
+
+The writer competes with the jobs for the GIL: during a burst of short jobs it sleeps
+(``_gather``) so that the burst ends sooner and its history is written after it, in large
+batches; the threads reporting changes wait for it only when the backlog passes ``BACKLOG``
+(a flood faster than the writer can record is slowed to its pace, so that an end never waits
+long in memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Marker", "Writer"]
+
+logger = logging.getLogger("jupyter_executor")
+
+# Changes per batch_delay that make a burst, during which the writer waits (see _gather), and
+# how many queued changes it lets a burst pile up at most.
+BURST = 1000
+MAX_DEFERRED = 200_000
+# Unwritten changes beyond which the threads reporting changes wait for the writer to take them.
+BACKLOG = 5000
+
+
+class Marker:
+    """Put in the queue by flush() and close(): set once everything before it is written."""
+
+    __slots__ = ("done", "error", "stop")
+
+    def __init__(self, stop: bool = False) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.stop = stop
+
+
+class Writer:
+    """A thread that hands what is queued, in batches, to ``write``.
+
+    Parameters
+    ----------
+    name
+        The thread's name.
+    write
+        Called in the thread with the items of one batch (markers left out); returns the
+        error that kept it from writing them, or None. It keeps what it could not write and
+        is called again (with an empty list, at growing intervals) while ``pending()`` says so.
+    pending
+        True while ``write`` holds items it could not write yet.
+    on_stop
+        Called in the thread when it stops (idle or closed), to release what it holds open.
+    batch_delay, idle_timeout, max_delay
+        Seconds: see the module docstring.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        write: Callable[[list[Any]], BaseException | None],
+        pending: Callable[[], bool],
+        on_stop: Callable[[], None],
+        *,
+        batch_delay: float,
+        idle_timeout: float,
+        max_delay: float,
+    ) -> None:
+        self.name = name
+        self.batch_delay = batch_delay
+        self.idle_timeout = idle_timeout
+        self.max_delay = max_delay
+        self._write = write
+        self._pending = pending
+        self._on_stop = on_stop
+        self.queue: deque[Any] = deque()
+        self._signalled = False  # the thread was woken and has not taken the queue yet
+        self._wake = threading.Event()
+        self._urgent = threading.Event()  # a flush or close waits: skip the batch delay
+        self._taken = threading.Condition(threading.Lock())  # notified when a batch is taken
+        self.batches = 0  # batches taken so far
+        self._lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.closed = False
+
+    # any thread -------------------------------------------------------------------------------
+    def put(self, item: Any) -> None:
+        """Queue ``item`` (cheap, safe from any thread); ignored once closed."""
+        if self.closed:
+            return
+        queue = self.queue
+        queue.append(item)
+        if not self._signalled:
+            self._signal()
+        elif len(queue) > BACKLOG:
+            self._throttle()
+
+    def _throttle(self) -> None:
+        # Wake the thread now and wait until it has taken the queue (bounded: a writer stuck on
+        # another engine's lock slows the jobs, it does not stop them). No live writer (it
+        # failed): nothing to wait for.
+        thread = self.thread
+        if thread is None or thread is threading.current_thread() or not thread.is_alive():
+            return
+        with self._taken:
+            seen = self.batches
+            self._urgent.set()
+            self._wake.set()
+            self._taken.wait_for(lambda: self.batches != seen, 1.0)
+
+    def _signal(self) -> None:
+        # Once per batch. Under the lock, so that the thread cannot decide to exit (idle)
+        # between this item being queued and the check that it runs.
+        with self._lock:
+            self._signalled = True
+            if self.thread is None and not self.closed:
+                # Daemon: interpreter exit joins non-daemon threads *before* atexit runs the
+                # engine's shutdown, which is what closes the store.
+                self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self.thread.start()
+        self._wake.set()
+
+    def flush(self, timeout: float | None = None) -> BaseException | None:
+        """Block until what was queued before is written; the write's error, if any.
+
+        Raises
+        ------
+        TimeoutError
+            Not written within ``timeout`` seconds.
+        """
+        if self.thread is threading.current_thread():
+            return None
+        marker = Marker()
+        with self._lock:
+            if self.closed or self.thread is None:
+                return None  # no thread: everything was written (it stops only when idle)
+            self.queue.append(marker)
+        self._urgent.set()
+        self._wake.set()
+        if not marker.done.wait(timeout):
+            msg = f"not written within {timeout} s"
+            raise TimeoutError(msg)
+        return marker.error
+
+    def close(self, timeout: float) -> bool:
+        """Write what is queued and stop the thread (idempotent); False if it did not stop."""
+        with self._lock:
+            if self.closed:
+                return True
+            self.closed = True
+            thread = self.thread
+            if thread is not None:
+                self.queue.append(Marker(stop=True))
+        if thread is None:
+            return True
+        self._urgent.set()
+        self._wake.set()
+        thread.join(timeout=timeout)
+        return not thread.is_alive()
+
+    # the thread --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        retry_in = 0.5
+        stop = False
+        try:
+            while not stop:
+                # Sleep until woken; while a failed batch waits, retry it now and then.
+                pending = self._pending()
+                woken = self._wake.wait(retry_in if pending else self.idle_timeout)
+                if not woken and not pending:
+                    with self._lock:
+                        if not self.queue and not self._signalled:
+                            self._on_stop()  # before a new thread may open what it opens
+                            self.thread = None
+                            return
+                    continue
+                if not self._urgent.is_set() and self.batch_delay > 0:
+                    self._gather()
+                # Clear the event before the flag: an item queued meanwhile sets both again.
+                self._wake.clear()
+                self._signalled = False
+                self._urgent.clear()
+                markers: list[Marker] = []
+                error = self._batch(markers)
+                stop = stop or any(marker.stop for marker in markers)
+                retry_in = 0.5 if error is None else min(2 * retry_in, 30.0)
+                for marker in markers:
+                    marker.error = error
+                    marker.done.set()
+            self._on_stop()  # closed for good: no other thread will start
+        except BaseException:
+            # A bug: log it, release whoever waits, and let the next change start a new thread.
+            logger.exception("jupyter_executor: the history writer %s failed", self.name)
+            with self._lock:
+                self._on_stop()
+                self.thread = None
+                for item in self.queue:
+                    if type(item) is Marker:
+                        item.done.set()
+
+    def _batch(self, markers: list[Marker]) -> BaseException | None:
+        """Take what is queued now and write it (a function, so that the batch's items, and
+        the results they hold, are released when it is written, not when the next one comes).
+        """
+        queue = self.queue
+        pop = queue.popleft
+        items = []
+        # What is there now, not what keeps coming: a batch always ends.
+        for _ in range(len(queue)):
+            item = pop()
+            if type(item) is Marker:
+                markers.append(item)
+            else:
+                items.append(item)
+        with self._taken:  # release the threads waiting out a flood (see _throttle)
+            self.batches += 1
+            self._taken.notify_all()
+        try:
+            return self._write(items)
+        except Exception as exc:  # a bug there must not stop the thread: flush() waits
+            logger.exception("jupyter_executor: cannot write the history")
+            return exc
+
+    def _gather(self) -> None:
+        """Wait for a batch to gather; while a burst goes on, for the burst to end.
+
+        Bounded by ``max_delay`` and by the size of the queue; :meth:`flush` and
+        :meth:`close` cut it short.
+        """
+        urgent, queue = self._urgent, self.queue
+        deadline = time.monotonic() + self.max_delay
+        if urgent.wait(min(self.batch_delay, self.max_delay)):
+            return
+        seen = len(queue)
+        while seen >= BURST and seen < MAX_DEFERRED:
+            left = deadline - time.monotonic()
+            if left <= 0 or urgent.wait(min(self.batch_delay, left)):
+                return
+            now = len(queue)
+            if now - seen < BURST:
+                return  # the burst is over
+            seen = now

@@ -1,0 +1,366 @@
+"""The history's layout, migrations, filtered reads, and the snapshots it folds into runs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_executor import Engine, Job
+from jupyter_executor._snapshot import JobSnapshot, snapshot_of
+from jupyter_executor._status import Status
+from jupyter_executor.errors import InvalidOption
+from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, _fold
+from jupyter_executor.store._query import select
+from jupyter_executor.store._schema import STEPS, WRITTEN
+
+pytestmark = pytest.mark.timeout(60)
+
+# The layout every database had before the migration steps (schema_version 1 in meta,
+# PRAGMA user_version 0), as store.py created it, with one run and one engine row.
+_OLD_SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, engine_id TEXT NOT NULL, name TEXT NOT NULL,
+        attempt INTEGER NOT NULL, backend TEXT, kind TEXT, description TEXT, requires TEXT,
+        status TEXT NOT NULL, submitted REAL, started REAL, finished REAL, duration REAL,
+        exit_code INTEGER, result TEXT, error TEXT, traceback TEXT, cancel_reason TEXT,
+        log_path TEXT, pid INTEGER, pid_start_time REAL, detached INTEGER NOT NULL DEFAULT 0,
+        identity TEXT, transitions TEXT, UNIQUE (engine_id, name, attempt))""",
+    "CREATE INDEX runs_by_name ON runs (name)",
+    "CREATE INDEX runs_open_detached ON runs (detached) WHERE finished IS NULL",
+    "INSERT INTO meta VALUES ('schema_version', '1')",
+    """CREATE TABLE engines (engine_id TEXT PRIMARY KEY, host TEXT, pid INTEGER,
+        pid_start_time REAL, opened REAL)""",
+    "INSERT INTO runs (engine_id, name, attempt, backend, kind, description, requires, status, "
+    "submitted, started, finished, duration, result, detached, transitions) VALUES "
+    "('old', 'etl', 1, 'thread', 'callable', 'etl()', '[\"extract\"]', 'done', 100.0, 101.0, "
+    '103.0, 2.0, \'42\', 0, \'[["pending",100.0],["running",101.0],["done",103.0]]\')',
+]
+
+
+def _old_database(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "history.db"
+    con = sqlite3.connect(db)
+    for statement in _OLD_SCHEMA:
+        con.execute(statement)
+    con.commit()
+    con.close()
+    return db
+
+
+def _layout(db: Path) -> tuple[int, str, set[str]]:
+    con = sqlite3.connect(db)
+    try:
+        (version,) = con.execute("PRAGMA user_version").fetchone()
+        (meta,) = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        names = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+    finally:
+        con.close()
+    return version, meta, names
+
+
+# migrations ----------------------------------------------------------------------------------
+def test_a_database_of_the_layout_before_the_steps_is_migrated_and_keeps_its_runs(
+    tmp_path: Path,
+) -> None:
+    db = _old_database(tmp_path / "runs")
+    with Engine(folder=tmp_path / "runs") as engine:
+        version, meta, names = _layout(db)
+        # Migrated when the engine opened it (it looks for runs to re-attach).
+        assert version == SCHEMA_VERSION == len(STEPS)
+        assert {"runs_by_time", "files", "schedules", "files_by_path"} <= names
+        # Older versions check meta's schema_version: still 1, they can still use the file.
+        assert meta == "1"
+        job = engine.submit(sum, [1, 2], name="add")
+        assert engine.wait(timeout=30)
+        runs = engine._store.history() if engine._store is not None else []
+        assert [(r["name"], r["status"], r["result"]) for r in runs] == [
+            ("etl", "done", "42"),
+            ("add", "done", "3"),
+        ]
+        assert runs[0]["requires"] == ["extract"]
+        assert runs[0]["transitions"] == [["pending", 100.0], ["running", 101.0], ["done", 103.0]]
+        assert job.status is Status.DONE
+
+
+def test_a_reader_of_an_old_database_does_not_migrate_it(tmp_path: Path) -> None:
+    db = _old_database(tmp_path)
+    store = HistoryStore(tmp_path, "reader")
+    try:
+        assert [r["name"] for r in store.history(limit=5)] == ["etl"]
+        assert store.schedules() == []  # a table it does not have yet: none
+        assert _layout(db)[0] == 0  # reading needs no write access, and changes nothing
+    finally:
+        store.close()
+
+
+def test_migrating_twice_or_at_once_is_harmless(tmp_path: Path) -> None:
+    db = _old_database(tmp_path)
+    stores = [HistoryStore(tmp_path, f"e{i}", batch_delay=0) for i in range(2)]
+    try:
+        for i, store in enumerate(stores):
+            # a write: migrates (the second finds it done)
+            store.save_schedule(f"s{i}", {"command": "true", "every": 60})
+        assert _layout(db)[0] == SCHEMA_VERSION
+        assert [row["owner"] for row in stores[1].schedules()] == ["e0", "e1"]
+        assert _names(stores[0].history()) == ["etl"]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_newer_user_version_is_refused_with_one_line(tmp_path: Path) -> None:
+    db = _old_database(tmp_path)
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(Exception, match=r"newer jupyter_executor \(schema \d+ > \d+\); upgrade$"):
+        HistoryStore(tmp_path, "e")
+
+
+# filters -------------------------------------------------------------------------------------
+@pytest.fixture
+def filled(tmp_path: Path) -> Iterator[HistoryStore]:
+    """A store with 30 runs: a0..a9 done, b0..b9 failed, c0..c9 cancelled, one per 10 s."""
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    base = time.time() - 1000
+    for i in range(30):
+        name = "abc"[i // 10] + str(i % 10)
+        status = ("done", "failed", "cancelled")[i // 10]
+        job = Job(len, args=("ab",), name=name)
+        job.status, job.submitted, job.attempts = Status.PENDING, base + 10 * i, 0
+        store.job_changed(job)
+        job.status, job.started, job.attempts = Status.RUNNING, base + 10 * i + 1, 1
+        store.job_changed(job)
+        job.status, job.finished = Status(status), base + 10 * i + 2
+        store.job_changed(job)
+    store.flush(timeout=30)
+    store.base = base  # type: ignore[attr-defined]
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _names(runs: list[dict[str, Any]]) -> list[str]:
+    return [r["name"] for r in runs]
+
+
+def test_each_filter_and_their_combination(filled: HistoryStore) -> None:
+    base: float = filled.base  # type: ignore[attr-defined]
+    assert len(filled.history()) == 30
+    assert _names(filled.history("b3")) == ["b3"]
+    assert _names(filled.history(since=base + 275)) == ["c8", "c9"]
+    since = datetime.fromtimestamp(base + 275)
+    assert _names(filled.history(since=since)) == ["c8", "c9"]
+    assert len(filled.history(since="1h")) == 30
+    assert len(filled.history(since=timedelta(seconds=1))) == 0
+    assert _names(filled.history(status="failed", limit=2)) == ["b8", "b9"]  # latest, in order
+    assert _names(filled.history(status=[Status.DONE, "cancelled"], limit=3)) == [
+        "c7",
+        "c8",
+        "c9",
+    ]
+    assert _names(filled.history(limit=0)) == []
+    assert _names(filled.history("a1", status="failed")) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"since": "soon"}, "history(since='soon')"),
+        ({"since": float("nan")}, "history(since=nan)"),
+        ({"since": True}, "history(since=True)"),
+        ({"since": [1]}, "history(since=[1])"),
+        ({"status": "finished"}, "history(status='finished')"),
+        ({"status": []}, "history(status=[])"),
+        ({"status": 3}, "history(status=3)"),
+        ({"limit": -1}, "history(limit=-1)"),
+        ({"limit": "3"}, "history(limit='3')"),
+        ({"limit": True}, "history(limit=True)"),
+        ({"name": 3}, "history(name=3)"),
+    ],
+)
+def test_a_bad_filter_is_one_line_naming_the_option_and_value(
+    filled: HistoryStore, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidOption) as info:
+        filled.history(**options)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+
+
+def test_since_and_limit_read_through_the_time_index(filled: HistoryStore) -> None:
+    # Pushed into SQL: the plan walks the runs_by_time index instead of sorting every run.
+    con = sqlite3.connect(filled.path)
+    try:
+        for options in ({"since": 5.0}, {"limit": 10}, {"since": 5.0, "limit": 3}):
+            sql, params = select(None, options.get("since"), None, options.get("limit"))
+            plan = " ".join(str(row) for row in con.execute("EXPLAIN QUERY PLAN " + sql, params))
+            assert "runs_by_time" in plan, (options, plan)
+    finally:
+        con.close()
+
+
+def test_engine_history_filters_and_gives_datetimes(tmp_path: Path) -> None:
+    with Engine(folder=tmp_path) as engine:
+        engine.submit(sum, [1, 2], name="ok")
+        engine.submit(lambda: 1 / 0, name="bad")
+        engine.wait(timeout=30)
+        frame = engine.history(status="failed")
+        assert list(frame["name"]) == ["bad"]
+        assert isinstance(frame["finished"].iloc[0], datetime)
+        assert frame["detached"].dtype == bool
+        assert list(engine.history(limit=1)["name"]) == [engine.history()["name"].iloc[-1]]
+        assert engine.history("nothing").empty
+        with pytest.raises(InvalidOption, match=r"history\(limit=-2\)"):
+            engine.history(limit=-2)
+
+
+def test_engine_history_keeps_none_for_times_not_reached(tmp_path: Path) -> None:
+    with Engine(folder=tmp_path) as engine:
+        gate = engine.submit(asyncio.sleep, 30, name="slow")  # async: cancelled at once
+        engine.submit(sum, [1], name="after", requires=[gate])
+        time.sleep(0.1)
+        frame = engine.history("after")
+        assert frame["started"].iloc[0] is None and frame["finished"].iloc[0] is None
+        engine.cancel(gate)
+
+
+# snapshots and folding -----------------------------------------------------------------------
+def test_a_snapshot_is_frozen_and_matches_the_jobs_info(tmp_path: Path) -> None:
+    with Engine(folder=tmp_path, history=False) as engine:
+        ok = engine.submit(sum, [1, 2], name="ok")
+        bad = engine.submit(lambda: 1 / 0, name="bad")
+        engine.wait(timeout=30)
+        for job in (ok, bad):
+            snap = snapshot_of(job)
+            assert type(snap) is JobSnapshot and dataclasses.is_dataclass(snap)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                snap.status = "running"  # type: ignore[misc]
+            assert snap.info_dict() == job._info_dict(tail=False)
+            assert snap.log_path == str(job.log_path)
+            assert snap == dataclasses.replace(snap)  # built like one made by its __init__
+
+
+def test_a_snapshot_follows_a_rename_before_submit() -> None:
+    job = Job(len, args=("ab",), name="first")
+    assert snapshot_of(job).name == "first"
+    job.name = "second"  # still allowed: the cached description must not keep the old name
+    assert snapshot_of(job).name == "second"
+
+
+def test_a_rerun_of_a_forgotten_finished_job_continues_its_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pure: no database. Finished jobs beyond KEEP_FINISHED are forgotten; a rerun of one
+    # still gets the next attempt number from the highest recorded for its name.
+    monkeypatch.setattr(_fold, "KEEP_FINISHED", 2)
+    runs = _fold.Runs("e")
+    highest: dict[str, int] = {}
+    jobs = [Job(len, args=("ab",), name=f"j{i}") for i in range(4)]
+    for job in jobs:
+        for status in (Status.PENDING, Status.RUNNING, Status.DONE):
+            job.status = status
+            if status is Status.RUNNING:
+                job.attempts += 1
+            runs.take(snapshot_of(job))
+    assert [row[2] for row in runs.rows(highest)] == [1, 1, 1, 1]  # attempt column
+    runs.written()
+    assert len(runs.states) == 2  # the two oldest are forgotten
+    again = jobs[0]
+    for status in (Status.PENDING, Status.RUNNING, Status.DONE):
+        again.status = status
+        if status is Status.RUNNING:
+            again.attempts += 1
+        runs.take(snapshot_of(again))
+    ((name, attempt),) = [(row[1], row[2]) for row in runs.rows(highest)]
+    assert (name, attempt) == ("j0", 2)
+
+
+def test_a_new_run_has_every_column_of_the_table() -> None:
+    runs = _fold.Runs("e")
+    run = runs.take(snapshot_of(Job(len, args=("ab",), name="j")))
+    assert run is not None and set(WRITTEN) <= set(run)
+
+
+def _finished_snapshots(n: int) -> list[JobSnapshot]:
+    snaps = []
+    for i in range(n):
+        job = Job(len, args=("ab",), name=f"j{i}")
+        job.status, job.submitted = Status.PENDING, time.time()
+        snaps.append(snapshot_of(job))
+        job.status, job.attempts, job.started = Status.RUNNING, 1, time.time()
+        snaps.append(snapshot_of(job))
+        job.status, job.finished = Status.DONE, time.time()
+        snaps.append(snapshot_of(job))
+    return snaps
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_large_batch_is_written_without_collector_passes(tmp_path: Path, enabled: bool) -> None:
+    # A burst's batch allocates per run: with the collector on, its passes walk every job
+    # alive again and again. It is paused for the batch, and left as the program had it.
+    store = HistoryStore(tmp_path, "e")
+    snaps = _finished_snapshots(5000)
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    was = gc.isenabled()
+    gc.callbacks.append(count)
+    try:
+        if not enabled:
+            gc.disable()
+        assert store._write_batch(snaps) is None
+        assert gc.isenabled() is enabled
+    finally:
+        gc.callbacks.remove(count)
+        if was:
+            gc.enable()
+        store.close()
+    assert passes == []
+    assert len(HistoryStore(tmp_path, "reader").history(status="done")) == 5000
+
+
+def test_last_runs_is_the_latest_run_of_each_name_of_other_engines(tmp_path: Path) -> None:
+    # What the dashboard shows of earlier kernels, picked by SQLite; checked against the same
+    # rows picked in Python from the whole history (how the dashboard did it before).
+    stores = [HistoryStore(tmp_path, f"e{i}", batch_delay=0) for i in range(3)]
+    try:
+        base = time.time() - 1000
+        for i in range(60):
+            store = stores[i % 3]
+            job = Job(len, args=("ab",), name=f"n{i % 7}")
+            job.status, job.submitted = Status.PENDING, base + i
+            store.job_changed(job)
+            job.status, job.attempts, job.started = Status.RUNNING, 1, base + i
+            store.job_changed(job)
+            job.status, job.finished = Status.DONE, base + i + 0.5
+            store.job_changed(job)
+            store.flush(timeout=30)
+        reader = stores[0]
+        for limit in (1, 3, 7, 100):
+            expected: dict[str, dict[str, Any]] = {}
+            for run in reader.history():
+                if run["engine_id"] != "e0":
+                    expected.pop(run["name"], None)
+                    expected[run["name"]] = run
+            want = list(expected.values())[-limit:]
+            assert reader.last_runs(limit, other_than="e0") == want
+        assert len(reader.last_runs(100)) == 7
+    finally:
+        for store in stores:
+            store.close()
