@@ -19,30 +19,29 @@ import os
 import secrets
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _durable
+from . import _durable, _listing
+from ._clusters import Clusters
 from ._converge import Converge
 from ._duration import Duration
-from ._events import EngineEvent, _events
+from ._events import EngineEvent
 from ._jobsview import JobsView
 from ._logs import log_stem
 from ._make import _sha256 as _sha256  # re-exported: the CLI hashes files with it
 from ._options import _check_flag
 from ._platform import check_supported
-from ._policies import Policies, _describe_schedule, _scheduled
+from ._policies import Policies
 from ._reattach import Reattach
 from ._reattach import _same_process as _same_process  # re-exported: cli, _durable
+from ._registry import _ON_DUPLICATE, Registry
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from ._webapp import WebApps
 from .errors import (
-    DuplicateJobName,
     InvalidOption,
     InvalidOptionType,
     JobTimeout,
@@ -59,20 +58,13 @@ __all__ = ["Engine", "EngineEvent", "get_engine"]
 logger = logging.getLogger("jupyter_executor")
 
 #: Columns of :meth:`Engine.list`, in order.
-COLUMNS = (
-    "name", "status", "backend", "requires", "allows", "forever", "submitted", "started",
-    "finished", "duration", "attempts", "result", "error", "tail", "progress", "pid",
-    "command", "cwd", "env", "schedule", "engine_id",
-)  # fmt: skip
-
-#: What ``on_duplicate=`` accepts.
-_ON_DUPLICATE = ("error", "skip")
+COLUMNS = _listing.COLUMNS
 
 #: dask= values that start a dask-jobqueue cluster.
 _HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
 
 
-class Engine(Policies, Reattach, WebApps, Converge):
+class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
     """Runs jobs in the background, with dependencies, retries, timeouts and cancellation.
 
     Parameters
@@ -394,133 +386,7 @@ class Engine(Policies, Reattach, WebApps, Converge):
         self._submit([job], replace)
         return job
 
-    def _skip_duplicate(self, ref: Job | str | None) -> Job | None:
-        """The job already named like ``ref`` (after a warning), or None when the name is free."""
-        name = ref.name if isinstance(ref, Job) else ref
-        if name is None:
-            return None
-        existing = self._jobs.get(name) or self._added.get(name)
-        if existing is None or existing is ref:
-            return None
-        warnings.warn(
-            f"Skipping {name}: a job named {name!r} already exists ({existing.status.value})",
-            stacklevel=3,
-        )
-        return existing
-
     # the task registry (R executor) ---------------------------------------------------------------
-    def add(self, target: Any, /, *args: Any, **options: Any) -> Job:
-        """Add a job without starting it: :meth:`start` (or :meth:`start_all`) starts it later.
-
-        Takes what :meth:`submit` takes (``on_duplicate="skip"`` included); the job is
-        ``created`` until started, is listed by :meth:`list` and found by ``engine[name]``.
-        A job without a name gets one now.
-
-        Examples
-        --------
-        >>> from jupyter_executor import Engine
-        >>> with Engine() as engine:
-        ...     job = engine.add(sum, [1, 2], name="total")
-        ...     job.status.value, engine.start("total") is job, engine.wait(), job.result()
-        ('created', True, True, 3)
-        """
-        on_duplicate = options.pop("on_duplicate", "error")
-        if on_duplicate not in _ON_DUPLICATE:
-            msg = f"on_duplicate must be one of {', '.join(_ON_DUPLICATE)}, not {on_duplicate!r}"
-            raise ValueError(msg)
-        replace = options.pop("replace", False)
-        if isinstance(target, Job):
-            if args or options:
-                msg = "add(job) takes one Job; give the options to Job(...)"
-                raise TypeError(msg)
-            job = target
-        else:
-            name = options.get("name", options.get("label"))
-            if on_duplicate == "skip" and not replace:
-                existing = self._skip_duplicate(name)
-                if existing is not None:
-                    return existing
-            if (
-                options.get("backend") is None
-                and self.default_backend is not None
-                and not isinstance(target, (str, list, tuple))
-                and not asyncio.iscoroutine(target)
-                and not inspect.iscoroutinefunction(target)
-            ):
-                options["backend"] = self.default_backend
-            job = Job(target, args=args, kwargs=options.pop("kwargs", None), **options)
-        if on_duplicate == "skip" and not replace:
-            existing = self._skip_duplicate(job)
-            if existing is not None:
-                return existing
-        with self._lock:
-            if job.name is None:
-                job.name = self._unique_name(job.default_name(), set(self._added))
-            name = str(job.name)
-            old = self._jobs.get(name)
-            if name in self._added or (old is not None and not (replace and old.done())):
-                msg = (
-                    f"a job named {name!r} already exists; pick another name, or pass "
-                    "on_duplicate='skip' to keep the existing one"
-                )
-                raise DuplicateJobName(msg)
-            self._added[name] = job
-        self._record("added", job, job.describe())
-        return job
-
-    def start(self, name: Job | str | None = None) -> Job | None:
-        """Start job ``name``: an added one is submitted, a finished one rerun; returns it.
-
-        A pending or running job is left as it is. Without a name, only the engine's thread is
-        started (executor-engine's ``engine.start()``; submitting starts it anyway).
-        """
-        if name is None:
-            self._ensure_loop()
-            return None
-        key = name.name if isinstance(name, Job) else name
-        added = self._added.get(str(key))
-        if added is not None and (not isinstance(name, Job) or added is name):
-            replace = added.name in self._jobs
-            self._submit([added], replace)
-            self._added.pop(str(key), None)  # (_register took it out already)
-            return added
-        job = self._get(name)
-        if job.done():
-            return self.rerun(job)
-        return job
-
-    def start_all(self) -> dict[str, builtins.list[str]]:
-        """Start every added or finished job (R executor's ``start_all()``); say what happened.
-
-        Returns
-        -------
-        dict
-            Job names under ``"started"``, ``"scheduled"`` (started but waiting for their time:
-            ``every=``, ``cron=``, ``start=``) and ``"already running"`` (pending or running,
-            left alone). Coroutine objects that already ran cannot start again: they are left
-            out.
-        """
-        summary: dict[str, builtins.list[str]] = {
-            "started": [], "scheduled": [], "already running": [],
-        }  # fmt: skip
-        for name in builtins.list(self._added):
-            job = self._added[name]
-            self.start(name)
-            summary["scheduled" if _scheduled(job) else "started"].append(name)
-        for job in builtins.list(self._jobs.values()):
-            name = str(job.name)
-            if name in summary["started"] or name in summary["scheduled"]:
-                continue
-            if not job.done():
-                key = "scheduled" if _scheduled(job) else "already running"
-                summary[key].append(name)
-            elif job.kind != "coroutine":
-                self.rerun(job)
-                summary["scheduled" if _scheduled(job) else "started"].append(name)
-        for key, names in summary.items():
-            if names:
-                _events.info("start_all: %s: %s", key, ", ".join(names))
-        return summary
 
     def stop(self, name: Job | str | None = None, reason: str = "stopped by user") -> bool:
         """Stop job ``name`` (:meth:`cancel`); without a name, :meth:`shutdown` the engine.
@@ -533,25 +399,6 @@ class Engine(Policies, Reattach, WebApps, Converge):
             self.shutdown()
             return True
         return self.cancel(name, reason)
-
-    def stop_all(self, reason: str = "stopped by user") -> builtins.list[str]:
-        """Stop every pending or running job (the engine keeps running); return their names."""
-        stopped = []
-        for job in builtins.list(self._jobs.values()):
-            if not job.done() and self.cancel(job, reason):
-                stopped.append(str(job.name))
-        return stopped
-
-    def get(self, id: str) -> Job:
-        """The job whose :attr:`Job.id` (or name) is ``id``; executor-engine's ``get_job_by_id``."""
-        for job in (*self._jobs.values(), *self._added.values()):
-            if job._id == id:
-                return job
-        found = self._jobs.get(id) or self._added.get(id)
-        if found is None:
-            msg = f"no job with id or name {id!r}"
-            raise KeyError(msg)
-        return found
 
     # the loop thread ---------------------------------------------------------------------------
 
@@ -848,45 +695,11 @@ class Engine(Policies, Reattach, WebApps, Converge):
         or start time. ``next_run=True`` adds ``next_run`` (scheduled jobs), ``restarts`` and
         ``url``. Jobs added with :meth:`add` and not started show as ``created``.
         """
-        import pandas as pd
-
-        rows = []
         jobs = self.select(status)
         wanted = [status] if isinstance(status, str) else status
         if self._added and (wanted is None or "created" in wanted):
             jobs += builtins.list(self._added.values())
-        for job in jobs:
-            info = job._info_dict()
-            life = job._life
-            schedule = _describe_schedule(life.schedule) if life is not None else None
-            rows.append(
-                (
-                    info["name"],
-                    info["status"],
-                    info["backend"],
-                    list(info["requires"]),
-                    list(job.allows),
-                    info["forever"],
-                    _dt(info["submitted"]),
-                    _dt(info["started"]),
-                    _dt(info["finished"]),
-                    info["duration"],
-                    info["attempts"],
-                    info["result"],
-                    info["error"],
-                    "\n".join(info["tail"].splitlines()[-3:]),
-                    info["progress"],
-                    job.pid,
-                    info["description"],
-                    os.fspath(job.cwd) if job.cwd is not None else None,
-                    sorted(job.env) if job.env else [],
-                    schedule,
-                    self.id,
-                )
-                + ((_dt(info["next_run"]), info["restarts"], info["url"]) if next_run else ())
-            )
-        columns = list(COLUMNS) + (["next_run", "restarts", "url"] if next_run else [])
-        return pd.DataFrame(rows, columns=columns)
+        return _listing.jobs_frame(jobs, self.id, next_run)
 
     def history(self, name: str | None = None) -> pd.DataFrame:
         """Every run of every job recorded in this engine's folder, across kernel restarts.
@@ -894,45 +707,10 @@ class Engine(Policies, Reattach, WebApps, Converge):
         One row per run, oldest first, with the engine id that ran it (several engines may
         share a folder): name, attempt, status, times, exit code, result, error, log, pid...
         """
-        import pandas as pd
-
         if self._store is None:
             msg = "this engine keeps no history (it was created with history=False)"
             raise SubmitError(msg)
-        self._store.flush()
-        frame = pd.DataFrame(self._store.history(name))
-        for column in ("submitted", "started", "finished"):
-            if column in frame:
-                frame[column] = frame[column].map(_dt)
-        return frame
-
-    # clusters -------------------------------------------------------------------------------------
-    @property
-    def cluster(self) -> Any:
-        """The dask cluster of the dask backend (started on first use; None for a client)."""
-        backend = self._backend("dask")
-        loop = self._ensure_loop()
-        asyncio.run_coroutine_threadsafe(backend.client(), loop).result()  # type: ignore[attr-defined]
-        return backend._cluster  # type: ignore[attr-defined]
-
-    def scale(self, n: int | None = None, **options: Any) -> Any:
-        """Scale the dask cluster (an HPC cluster: ``jobs=``, ``cores=``, ``memory=`` too)."""
-        from ._hpc import scale
-
-        return scale(self._require_cluster(), n, **options)
-
-    def adapt(self, minimum: int = 0, maximum: int = 1, **options: Any) -> Any:
-        """Let the dask cluster grow and shrink with the load, between the bounds."""
-        from ._hpc import adapt
-
-        return adapt(self._require_cluster(), minimum=minimum, maximum=maximum, **options)
-
-    def _require_cluster(self) -> Any:
-        cluster = self.cluster
-        if cluster is None:
-            msg = "the dask backend uses a client given to the engine; scale its cluster there"
-            raise SubmitError(msg)
-        return cluster
+        return _listing.history_frame(self._store, name)
 
     # loops, web apps, detached jobs ------------------------------------------------------------
 
@@ -988,10 +766,6 @@ class Engine(Policies, Reattach, WebApps, Converge):
     def closed(self) -> bool:
         """True once :meth:`shutdown` has run."""
         return self._closed
-
-
-def _dt(t: float | None) -> datetime | None:
-    return None if t is None or t != t else datetime.fromtimestamp(t)  # t != t: NaN
 
 
 # Every engine of this process, so that all of them can be shut down when the kernel is: a

@@ -1,0 +1,176 @@
+"""The task registry (R executor's): jobs added without starting, started later by name."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from ._events import _events
+from ._policies import _scheduled
+from ._scheduler import Scheduler
+from .errors import DuplicateJobName
+from .job import Job
+
+#: What ``on_duplicate=`` accepts.
+_ON_DUPLICATE = ("error", "skip")
+
+
+class Registry(Scheduler):
+    """``add`` a job without starting it; ``start``, ``start_all``, ``stop_all``, ``get``."""
+
+    default_backend: str | None
+
+    if TYPE_CHECKING:
+
+        def rerun(self, job: Job | str) -> Job: ...
+
+        def cancel(self, job: Job | str, reason: str = ...) -> bool: ...
+
+    def _skip_duplicate(self, ref: Job | str | None) -> Job | None:
+        """The job already named like ``ref`` (after a warning), or None when the name is free."""
+        name = ref.name if isinstance(ref, Job) else ref
+        if name is None:
+            return None
+        existing = self._jobs.get(name) or self._added.get(name)
+        if existing is None or existing is ref:
+            return None
+        warnings.warn(
+            f"Skipping {name}: a job named {name!r} already exists ({existing.status.value})",
+            stacklevel=3,
+        )
+        return existing
+
+    def add(self, target: Any, /, *args: Any, **options: Any) -> Job:
+        """Add a job without starting it: :meth:`start` (or :meth:`start_all`) starts it later.
+
+        Takes what :meth:`submit` takes (``on_duplicate="skip"`` included); the job is
+        ``created`` until started, is listed by :meth:`list` and found by ``engine[name]``.
+        A job without a name gets one now.
+
+        Examples
+        --------
+        >>> from jupyter_executor import Engine
+        >>> with Engine() as engine:
+        ...     job = engine.add(sum, [1, 2], name="total")
+        ...     job.status.value, engine.start("total") is job, engine.wait(), job.result()
+        ('created', True, True, 3)
+        """
+        on_duplicate = options.pop("on_duplicate", "error")
+        if on_duplicate not in _ON_DUPLICATE:
+            msg = f"on_duplicate must be one of {', '.join(_ON_DUPLICATE)}, not {on_duplicate!r}"
+            raise ValueError(msg)
+        replace = options.pop("replace", False)
+        if isinstance(target, Job):
+            if args or options:
+                msg = "add(job) takes one Job; give the options to Job(...)"
+                raise TypeError(msg)
+            job = target
+        else:
+            name = options.get("name", options.get("label"))
+            if on_duplicate == "skip" and not replace:
+                existing = self._skip_duplicate(name)
+                if existing is not None:
+                    return existing
+            if (
+                options.get("backend") is None
+                and self.default_backend is not None
+                and not isinstance(target, (str, list, tuple))
+                and not asyncio.iscoroutine(target)
+                and not inspect.iscoroutinefunction(target)
+            ):
+                options["backend"] = self.default_backend
+            job = Job(target, args=args, kwargs=options.pop("kwargs", None), **options)
+        if on_duplicate == "skip" and not replace:
+            existing = self._skip_duplicate(job)
+            if existing is not None:
+                return existing
+        with self._lock:
+            if job.name is None:
+                job.name = self._unique_name(job.default_name(), set(self._added))
+            name = str(job.name)
+            old = self._jobs.get(name)
+            if name in self._added or (old is not None and not (replace and old.done())):
+                msg = (
+                    f"a job named {name!r} already exists; pick another name, or pass "
+                    "on_duplicate='skip' to keep the existing one"
+                )
+                raise DuplicateJobName(msg)
+            self._added[name] = job
+        self._record("added", job, job.describe())
+        return job
+
+    def start(self, name: Job | str | None = None) -> Job | None:
+        """Start job ``name``: an added one is submitted, a finished one rerun; returns it.
+
+        A pending or running job is left as it is. Without a name, only the engine's thread is
+        started (executor-engine's ``engine.start()``; submitting starts it anyway).
+        """
+        if name is None:
+            self._ensure_loop()
+            return None
+        key = name.name if isinstance(name, Job) else name
+        added = self._added.get(str(key))
+        if added is not None and (not isinstance(name, Job) or added is name):
+            replace = added.name in self._jobs
+            self._submit([added], replace)
+            self._added.pop(str(key), None)  # (_register took it out already)
+            return added
+        job = self._get(name)
+        if job.done():
+            return self.rerun(job)
+        return job
+
+    def start_all(self) -> dict[str, builtins.list[str]]:
+        """Start every added or finished job (R executor's ``start_all()``); say what happened.
+
+        Returns
+        -------
+        dict
+            Job names under ``"started"``, ``"scheduled"`` (started but waiting for their time:
+            ``every=``, ``cron=``, ``start=``) and ``"already running"`` (pending or running,
+            left alone). Coroutine objects that already ran cannot start again: they are left
+            out.
+        """
+        summary: dict[str, builtins.list[str]] = {
+            "started": [], "scheduled": [], "already running": [],
+        }  # fmt: skip
+        for name in builtins.list(self._added):
+            job = self._added[name]
+            self.start(name)
+            summary["scheduled" if _scheduled(job) else "started"].append(name)
+        for job in builtins.list(self._jobs.values()):
+            name = str(job.name)
+            if name in summary["started"] or name in summary["scheduled"]:
+                continue
+            if not job.done():
+                key = "scheduled" if _scheduled(job) else "already running"
+                summary[key].append(name)
+            elif job.kind != "coroutine":
+                self.rerun(job)
+                summary["scheduled" if _scheduled(job) else "started"].append(name)
+        for key, names in summary.items():
+            if names:
+                _events.info("start_all: %s: %s", key, ", ".join(names))
+        return summary
+
+    def stop_all(self, reason: str = "stopped by user") -> builtins.list[str]:
+        """Stop every pending or running job (the engine keeps running); return their names."""
+        stopped = []
+        for job in builtins.list(self._jobs.values()):
+            if not job.done() and self.cancel(job, reason):
+                stopped.append(str(job.name))
+        return stopped
+
+    def get(self, id: str) -> Job:
+        """The job whose :attr:`Job.id` (or name) is ``id``; executor-engine's ``get_job_by_id``."""
+        for job in (*self._jobs.values(), *self._added.values()):
+            if job._id == id:
+                return job
+        found = self._jobs.get(id) or self._added.get(id)
+        if found is None:
+            msg = f"no job with id or name {id!r}"
+            raise KeyError(msg)
+        return found
