@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._events import _event, _events
+from ._events import jobs_logger, new_event
 from ._scheduler import Scheduler
 from ._status import Status
 from .job import Job
@@ -49,14 +49,16 @@ class Converge(Scheduler):
         Each round logs ``round N: M tasks remaining`` at INFO on ``logger`` (the
         ``"jupyter_executor"`` logger when None), and each failure at WARNING.
         """
-        log = logger if logger is not None else _events
+        log = logger if logger is not None else jobs_logger
         deadline = None if timeout is None else time.monotonic() + timeout
         errors = 0
         round_ = 0
         while True:
             batch = plan()
             if not batch:
-                self.log.append(_event((time.time(), "converged", "-", f"after {round_} rounds")))
+                self.log.append(
+                    new_event((time.time(), "converged", "-", f"after {round_} rounds"))
+                )
                 log.info("converged after %d rounds", round_)
                 return True
             round_ += 1

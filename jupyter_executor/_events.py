@@ -28,18 +28,18 @@ logger = logging.getLogger("jupyter_executor")
 # Job events (started, done, failed...) go to a child logger, so that configuring
 # "jupyter_executor" shows them; its NullHandler keeps Python's last-resort handler from
 # printing every failure into whatever notebook cell ran last when nothing is configured.
-_events = logging.getLogger("jupyter_executor.jobs")
-_events.addHandler(logging.NullHandler())
+jobs_logger = logging.getLogger("jupyter_executor.jobs")
+jobs_logger.addHandler(logging.NullHandler())
 
 
-def _log_event(level: int, msg: str, *args: Any) -> None:
+def log_event(level: int, msg: str, *args: Any) -> None:
     """Log an engine event outside any job's context.
 
     The engine logs a job's start, end and pid from that job's own task; a logging handler
     writing to ``sys.stderr`` (the routing proxy, when logging was set up after the extension)
     would then file the engine's line in the job's output. A new, empty context has no job.
     """
-    contextvars.Context().run(_events.log, level, msg, *args)
+    contextvars.Context().run(jobs_logger.log, level, msg, *args)
 
 
 class EngineEvent(NamedTuple):
@@ -58,7 +58,7 @@ class EngineEvent(NamedTuple):
 
 #: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
 #: events per job; ``EngineEvent._make`` is a Python function).
-_event = functools.partial(tuple.__new__, EngineEvent)
+new_event = functools.partial(tuple.__new__, EngineEvent)
 
 
 class EventBus:
@@ -145,10 +145,10 @@ class EventBus:
     def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
         now = time.time()
         if len(jobs) == 1:
-            self.log.append(_event((now, event, jobs[0].name, "")))
+            self.log.append(new_event((now, event, jobs[0].name, "")))
         else:
             keep = jobs[-(self.log.maxlen or len(jobs)) :]
-            self.log.extend(_event((now, event, j.name, "")) for j in keep)
+            self.log.extend(new_event((now, event, j.name, "")) for j in keep)
         if self._subscribers:
             for job in jobs:
                 self._emit(event, job)
@@ -160,6 +160,8 @@ class EventBus:
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
-        self.log.append(_event((time.time(), "pid", job.name, f"{job.describe()} (pid {job.pid})")))
-        if _events.isEnabledFor(logging.INFO):
-            _log_event(logging.INFO, "started %s %s (pid %s)", job.name, job.describe(), job.pid)
+        self.log.append(
+            new_event((time.time(), "pid", job.name, f"{job.describe()} (pid {job.pid})"))
+        )
+        if jobs_logger.isEnabledFor(logging.INFO):
+            log_event(logging.INFO, "started %s %s (pid %s)", job.name, job.describe(), job.pid)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._policies import _describe_schedule
+from ._policies import describe_schedule
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +30,7 @@ def jobs_frame(jobs: Iterable[Job], engine_id: str, next_run: bool) -> pd.DataFr
     for job in jobs:
         info = job._info_dict()
         life = job._life
-        schedule = _describe_schedule(life.schedule) if life is not None else None
+        schedule = describe_schedule(life.schedule) if life is not None else None
         rows.append(
             (
                 info["name"],

@@ -15,7 +15,7 @@ from .job import Job
 logger = logging.getLogger("jupyter_executor")
 
 
-def _record_files(store: Any, job: Job, attempt: int) -> None:
+def record_files(store: Any, job: Job, attempt: int) -> None:
     """(worker thread) Record the paths and content hashes of a run's inputs and outputs."""
     life = job._life
     assert life is not None
@@ -28,7 +28,13 @@ def _record_files(store: Any, job: Job, attempt: int) -> None:
                     if path.is_file():
                         stat = path.stat()
                         files.append(
-                            (role, str(path.resolve()), _sha256(path), stat.st_size, stat.st_mtime)
+                            (
+                                role,
+                                str(path.resolve()),
+                                sha256_of(path),
+                                stat.st_size,
+                                stat.st_mtime,
+                            )
                         )
         if files:
             store.record_files(str(job.name), attempt, files)
@@ -36,7 +42,7 @@ def _record_files(store: Any, job: Job, attempt: int) -> None:
         logger.exception("jupyter_executor: recording the files of %s failed", job.name)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -58,13 +64,13 @@ def _expand(patterns: tuple[str, ...], cwd: str | None) -> dict[str, builtins.li
     return found
 
 
-def _missing_outputs(job: Job) -> builtins.list[str]:
+def missing_outputs(job: Job) -> builtins.list[str]:
     assert job._life is not None
     cwd = os.fspath(job.cwd) if job.cwd is not None else None
     return [p for p, files in _expand(job._life.outputs, cwd).items() if not files]
 
 
-def _freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[str, str | None]:
+def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[str, str | None]:
     """(worker thread) Decide whether a make-like job must run: ``("run", identity)`` or a
     reason to skip it. Hashes the inputs' contents, which may take a while for big files."""
     life = job._life

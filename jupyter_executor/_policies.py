@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._events import _event
+from ._events import new_event
 from ._scheduler import Scheduler
 from ._status import FINISHED, Status
 from .errors import (
@@ -120,7 +120,7 @@ class Policies(Scheduler):
             # The next run is pending: without this the store would file a cancel before it
             # starts under the run that just ended, and overwrite that run's outcome.
             self._job_changed(job)
-        self.log.append(_event((time.time(), "rearmed", job.name, why)))
+        self.log.append(new_event((time.time(), "rearmed", job.name, why)))
         if self._subscribers:
             self._emit("status", job)
 
@@ -174,7 +174,7 @@ class Policies(Scheduler):
         self._backends[job.backend].cancel(job)
 
 
-def _describe_schedule(schedule: Any) -> str | None:
+def describe_schedule(schedule: Any) -> str | None:
     """A schedule in a few words: ``every 0:02:00``, ``cron 0 6 * * *``, ``from <start>``."""
     if schedule is None:
         return None
@@ -188,7 +188,7 @@ def _describe_schedule(schedule: Any) -> str | None:
     return ", ".join(parts)
 
 
-def _scheduled(job: Job) -> bool:
+def is_scheduled(job: Job) -> bool:
     """True for a job that runs at given times (``every=``, ``cron=``, ``start=``)."""
     return job._life is not None and job._life.schedule is not None
 

@@ -55,7 +55,7 @@ class Reattach(Scheduler):
             elif (
                 row.get("engine_id") == self.id
                 or row.get("pid") is None
-                or _same_process(row["pid"], row.get("pid_start_time"))
+                or same_process(row["pid"], row.get("pid_start_time"))
             ):
                 continue  # an older version's engine: judged by the run's process, if it has one
             now = time.time()
@@ -84,7 +84,7 @@ class Reattach(Scheduler):
                 row["pid"], row["pid_start_time"] = pid, _supervisor_start_time(pid, log_path)
                 if row["pid_start_time"] is not None:
                     self._store.record_pid(row["id"], pid, row["pid_start_time"])
-            if name in self._jobs or not _same_process(row.get("pid"), row.get("pid_start_time")):
+            if name in self._jobs or not same_process(row.get("pid"), row.get("pid_start_time")):
                 status, code, error = _read_exit(exit_file)
                 self._store.record_exit(row["id"], status, code, time.time(), error)
                 continue
@@ -173,7 +173,7 @@ class Reattach(Scheduler):
             )
 
 
-def _same_process(pid: Any, start_time: Any) -> bool:
+def same_process(pid: Any, start_time: Any) -> bool:
     """True when ``pid`` runs and started at ``start_time`` (so it is not a recycled pid).
 
     A zombie (dead, not yet reaped by its parent) does not run.
@@ -198,7 +198,7 @@ def _engine_alive(row: dict[str, Any], here: str) -> bool:
         return False
     if row.get("engine_host") != here:
         return True
-    return _same_process(row["engine_pid"], row.get("engine_pid_start_time"))
+    return same_process(row["engine_pid"], row.get("engine_pid_start_time"))
 
 
 def _claimed_pid(claim_file: Path) -> int | None:

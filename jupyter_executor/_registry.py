@@ -8,14 +8,14 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._events import _events
-from ._policies import _scheduled
+from ._events import jobs_logger
+from ._policies import is_scheduled
 from ._scheduler import Scheduler
 from .errors import DuplicateJobName
 from .job import Job
 
 #: What ``on_duplicate=`` accepts.
-_ON_DUPLICATE = ("error", "skip")
+ON_DUPLICATE = ("error", "skip")
 
 
 class Registry(Scheduler):
@@ -59,8 +59,8 @@ class Registry(Scheduler):
         ('created', True, True, 3)
         """
         on_duplicate = options.pop("on_duplicate", "error")
-        if on_duplicate not in _ON_DUPLICATE:
-            msg = f"on_duplicate must be one of {', '.join(_ON_DUPLICATE)}, not {on_duplicate!r}"
+        if on_duplicate not in ON_DUPLICATE:
+            msg = f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}, not {on_duplicate!r}"
             raise ValueError(msg)
         replace = options.pop("replace", False)
         if isinstance(target, Job):
@@ -140,20 +140,20 @@ class Registry(Scheduler):
         for name in builtins.list(self._added):
             job = self._added[name]
             self.start(name)
-            summary["scheduled" if _scheduled(job) else "started"].append(name)
+            summary["scheduled" if is_scheduled(job) else "started"].append(name)
         for job in builtins.list(self._jobs.values()):
             name = str(job.name)
             if name in summary["started"] or name in summary["scheduled"]:
                 continue
             if not job.done():
-                key = "scheduled" if _scheduled(job) else "already running"
+                key = "scheduled" if is_scheduled(job) else "already running"
                 summary[key].append(name)
             elif job.kind != "coroutine":
                 self.rerun(job)
-                summary["scheduled" if _scheduled(job) else "started"].append(name)
+                summary["scheduled" if is_scheduled(job) else "started"].append(name)
         for key, names in summary.items():
             if names:
-                _events.info("start_all: %s: %s", key, ", ".join(names))
+                jobs_logger.info("start_all: %s: %s", key, ", ".join(names))
         return summary
 
     def stop_all(self, reason: str = "stopped by user") -> builtins.list[str]:

@@ -20,9 +20,9 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _capture, _durable, _traceback
-from ._events import _event, _events, _log_event
+from ._events import jobs_logger, log_event, new_event
 from ._graph import Graph
-from ._make import _freshness, _missing_outputs, _record_files
+from ._make import freshness, missing_outputs, record_files
 from ._runtime import _current_job
 from ._slots import Slots
 from ._status import FINISHED, Status
@@ -315,7 +315,7 @@ class Scheduler(Slots):
                 assert self._loop is not None
                 upstream_ran = any(r in self._ran for r in job.requirements)
                 fut = self._loop.run_in_executor(
-                    None, _freshness, job, self.resume and not upstream_ran, self._store, self.force
+                    None, freshness, job, self.resume and not upstream_ran, self._store, self.force
                 )
                 fut.add_done_callback(functools.partial(self._after_freshness, job))
                 return
@@ -399,7 +399,7 @@ class Scheduler(Slots):
                 exc = hook_exc
         life = job._life
         if life is not None and life.outputs and exc is None and not job._cancel_requested:
-            missing = _missing_outputs(job)
+            missing = missing_outputs(job)
             if missing:
                 exc = MissingOutputs(
                     f"job {job.name!r} succeeded but did not produce its declared outputs: "
@@ -435,7 +435,7 @@ class Scheduler(Slots):
         ):
             # Hashing may take a while: off the loop. Recorded after the outcome, so a
             # "which run made it" query right after wait() may miss it for a moment.
-            self._loop.run_in_executor(None, _record_files, self._store, job, job.attempts)
+            self._loop.run_in_executor(None, record_files, self._store, job, job.attempts)
         if self._queued:
             self._call_soon(self._drain_queues, backend)
         if not ready:
@@ -487,12 +487,12 @@ class Scheduler(Slots):
                 detail = job._cancel_reason or "cancelled"
             elif exc is not None:
                 detail = f"{type(exc).__name__}: {exc}"
-            self.log.append(_event((now, status._value_, job.name, detail)))
+            self.log.append(new_event((now, status._value_, job.name, detail)))
             if status is Status.FAILED:
                 self._log_failure(job, detail)
-            elif _events.isEnabledFor(logging.INFO):
+            elif jobs_logger.isEnabledFor(logging.INFO):
                 suffix = f" ({detail})" if detail else ""
-                _log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
+                log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
             if self._subscribers:
                 self._emit("status", job)
             if self._store is not None:
@@ -544,10 +544,10 @@ class Scheduler(Slots):
 
     def _log_failure(self, job: Job, detail: str) -> None:
         # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
-        _log_event(logging.WARNING, "failed %s: %s", job.name, detail)
+        log_event(logging.WARNING, "failed %s: %s", job.name, detail)
         tb = job.traceback
         if tb:
-            _log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
+            log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
             if self.print_traceback:
                 # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
                 # this may run in the failed job's task, whose prints go to the job itself.

@@ -12,17 +12,17 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from . import _capture
-from ._events import _event, _events, _log_event
+from ._events import jobs_logger, log_event, new_event
 from ._loop import LoopThread
 from ._status import Status
 from .backends import Backend, make_backend
 from .job import BACKENDS, Job
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    pass
 
 logger = logging.getLogger("jupyter_executor")
 
@@ -30,6 +30,51 @@ logger = logging.getLogger("jupyter_executor")
 # How long a job waits for a slot (once to twice this) before the history records it as
 # pending; one that gets a slot sooner is recorded when it starts.
 _NOTE_QUEUED_AFTER = 2.0
+
+
+class EngineHost:
+    """The engine as its backends see it (:class:`~._protocols.BackendHost`).
+
+    The engine's methods are bound once here, so that a backend's call costs what a call on the
+    engine itself cost; what may change (the loop, the grace period) is read when asked.
+    """
+
+    __slots__ = ("_engine", "call_soon", "finish", "job_changed", "note_pid")
+
+    def __init__(self, engine: Slots) -> None:
+        self._engine = engine
+        self.finish = engine._finish
+        self.call_soon = engine._call_soon
+        self.job_changed = engine._job_changed
+        self.note_pid = engine._note_pid
+
+    @property
+    def id(self) -> str:
+        return self._engine.id
+
+    @property
+    def cancel_grace(self) -> float:
+        return self._engine.cancel_grace
+
+    @property
+    def closed(self) -> bool:
+        return self._engine._closed
+
+    @property
+    def dask(self) -> Any:
+        return self._engine.dask
+
+    @property
+    def cluster_options(self) -> dict[str, Any]:
+        return self._engine.cluster_options
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._engine._loop
+
+    @property
+    def store(self) -> Any:
+        return self._engine._store
 
 
 class Slots(LoopThread):
@@ -46,6 +91,10 @@ class Slots(LoopThread):
     _queued: int
     _noting: bool
     _ran: set[str]
+    _closed: bool
+    _host: EngineHost
+    dask: Any
+    cluster_options: dict[str, Any]
 
     if TYPE_CHECKING:
         # Provided by the rooms above (the scheduler and the policies).
@@ -72,6 +121,7 @@ class Slots(LoopThread):
             "local": None,
         }
         self._backends = {}
+        self._host = EngineHost(self)
         self._running = 0
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._noting = False  # _note_queued is due
@@ -94,7 +144,7 @@ class Slots(LoopThread):
     def _backend(self, name: str) -> Backend:
         backend = self._backends.get(name)
         if backend is None:
-            backend = self._backends[name] = make_backend(name, cast("Engine", self))
+            backend = self._backends[name] = make_backend(name, self._host)
             backend.limit = self.limits[name]
         return backend
 
@@ -163,10 +213,10 @@ class Slots(LoopThread):
             job._output = None
         self._running += 1
         backend.running += 1
-        self.log.append(_event((now, "started", job.name, "")))
-        if job.kind != "command" and _events.isEnabledFor(logging.INFO):
+        self.log.append(new_event((now, "started", job.name, "")))
+        if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
-            _log_event(logging.INFO, "started %s %s", job.name, job.describe())
+            log_event(logging.INFO, "started %s %s", job.name, job.describe())
         if self._subscribers:
             self._emit("status", job)
         if self._store is not None:

@@ -31,13 +31,12 @@ from ._duration import Duration
 from ._events import EngineEvent
 from ._jobsview import JobsView
 from ._logs import log_stem
-from ._make import _sha256 as _sha256  # re-exported: the CLI hashes files with it
+from ._make import sha256_of
 from ._options import _check_flag
 from ._platform import check_supported
 from ._policies import Policies
-from ._reattach import Reattach
-from ._reattach import _same_process as _same_process  # re-exported: cli, _durable
-from ._registry import _ON_DUPLICATE, Registry
+from ._reattach import Reattach, same_process
+from ._registry import ON_DUPLICATE, Registry
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from ._webapp import WebApps
@@ -56,6 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineEvent", "get_engine"]
 
 logger = logging.getLogger("jupyter_executor")
+
+# Older names, still imported from here by cli.py and _durable.py.
+_sha256 = sha256_of
+_same_process = same_process
 
 #: Columns of :meth:`Engine.list`, in order.
 COLUMNS = _listing.COLUMNS
@@ -318,8 +321,8 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         if replace not in (True, False):
             msg = f"replace={replace!r} is not True or False"
             raise InvalidOptionType(msg)
-        if on_duplicate not in _ON_DUPLICATE:
-            msg = f"on_duplicate={on_duplicate!r} is not one of {', '.join(_ON_DUPLICATE)}"
+        if on_duplicate not in ON_DUPLICATE:
+            msg = f"on_duplicate={on_duplicate!r} is not one of {', '.join(ON_DUPLICATE)}"
             raise InvalidOption(msg)
         if isinstance(target, Job):
             jobs = [target, *args]
