@@ -56,6 +56,10 @@ __all__ = ["Engine", "EngineEvent", "get_engine"]
 
 logger = logging.getLogger("jupyter_executor")
 
+#: Adapters that build views of an engine, by kind ("dashboard"), installed by the package
+#: (``jupyter_executor/__init__.py``): the arrows point from the views to the engine, never back.
+_view_makers: dict[str, Callable[[Engine], Any]] = {}
+
 # Older names, still imported from here by cli.py and _durable.py.
 _sha256 = sha256_of
 _same_process = same_process
@@ -718,10 +722,16 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
     # loops, web apps, detached jobs ------------------------------------------------------------
 
     def widget(self) -> Any:
-        """A live dashboard of this engine's jobs (an anywidget)."""
-        from .widget import Dashboard
+        """A live dashboard of this engine's jobs (an anywidget).
 
-        return Dashboard(self)
+        The same as ``jupyter_executor.widget.Dashboard(engine)``: the package installs the
+        adapter that builds it, so that the engine itself never imports the widget.
+        """
+        make = _view_makers.get("dashboard")
+        if make is None:  # pragma: no cover - jupyter_executor/__init__.py installs it
+            msg = "no dashboard adapter installed: use jupyter_executor.widget.Dashboard(engine)"
+            raise RuntimeError(msg)
+        return make(self)
 
     # events ------------------------------------------------------------------------------------
 
