@@ -33,9 +33,10 @@ from .errors import (
     MissingOutputs,
     SubmitError,
 )
-from .job import Job, _job_of, _resolve
+from .job import Job, Lifecycle, _job_of, _resolve
 
 if TYPE_CHECKING:
+    from ._conditions import Condition
     from .engine import Engine
 
 logger = logging.getLogger("jupyter_executor")
@@ -138,6 +139,30 @@ class Scheduler(Slots):
     def _register(
         self, batch: builtins.list[Job], replace: bool
     ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """(under the lock) Take a submission in, all or nothing; return what can start now.
+
+        Also returns the jobs to cancel at once (a requirement already failed or cancelled).
+        Raises, before anything changes, on a duplicate name, an unknown requirement or a cycle.
+        """
+        new, names, replacing = self._admissible(batch, replace)
+        if not new:
+            return [], []
+        self._add_edges(new, names, replacing)
+        ready, to_cancel = self._enter(new, replacing)
+        self._record_many("submitted", new)
+        if self._store is not None:
+            # A job that can start now is recorded when it starts, an instant later (its run
+            # keeps its submit time); the history sees those that wait at once.
+            starting = {id(j) for j in ready} if len(ready) < len(new) else None
+            for job in new:
+                if starting is not None and id(job) not in starting:
+                    self._job_changed(job)
+        return ready, to_cancel
+
+    def _admissible(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[list[Job], set[str], dict[str, Job]]:
+        """The new jobs of ``batch`` (named now), their names, and the finished jobs replaced."""
         jobs = self._jobs
         new: builtins.list[Job] = []
         names: set[str] = set()
@@ -158,23 +183,16 @@ class Scheduler(Slots):
                 raise DuplicateJobName(msg)
             old = jobs.get(name)
             if old is not None:
-                if not old.done():
-                    msg = (
-                        f"job {name!r} is {old.status.value}; cancel it first "
-                        f"(engine.cancel({name!r})) or pick another name"
-                    )
-                    raise DuplicateJobName(msg)
-                if not replace:
-                    msg = (
-                        f"a job named {name!r} already exists ({old.status.value}); "
-                        "pick another name, or pass replace=True to run it again"
-                    )
-                    raise DuplicateJobName(msg)
+                _check_replaceable(name, old, replace)
                 replacing[name] = old
             names.add(name)
             new.append(job)
-        if not new:
-            return [], []
+        return new, names, replacing
+
+    def _add_edges(
+        self, new: builtins.list[Job], names: set[str], replacing: dict[str, Job]
+    ) -> None:
+        """Name each new job's requirements and add its edges to the graph (which checks them)."""
         specs: dict[str, tuple[str, ...]] = {}
         for job in new:
             if not job._requires_spec and not job._arg_jobs and job._condition is None:
@@ -185,8 +203,6 @@ class Scheduler(Slots):
             else:
                 reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
             job.requirements = reqs
-            if len(reqs) > _WIDE:
-                self._wide[str(job.name)] = frozenset(reqs)
             cond = job.condition_jobs()
             specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
         if specs or replacing:
@@ -195,6 +211,12 @@ class Scheduler(Slots):
                 self._jobs, dict.fromkeys(names)
             )
             self._graph.add(specs, replacing=replacing, known=known)
+
+    def _enter(
+        self, new: builtins.list[Job], replacing: dict[str, Job]
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
+        jobs = self._jobs
         now = time.time()
         ready: builtins.list[Job] = []
         to_cancel: builtins.list[tuple[Job, str]] = []
@@ -213,6 +235,8 @@ class Scheduler(Slots):
             job.submitted = now
             if job._waited:
                 self._unfinished += 1
+            if len(job.requirements) > _WIDE:
+                self._wide[name] = frozenset(job.requirements)
             waiting = 0
             for req in job.requirements:
                 status = jobs[req].status
@@ -223,14 +247,6 @@ class Scheduler(Slots):
             job._waiting = waiting
             if waiting == 0:
                 ready.append(job)
-        self._record_many("submitted", new)
-        if self._store is not None:
-            # A job that can start now is recorded when it starts, an instant later (its run
-            # keeps its submit time); the history sees those that wait at once.
-            starting = {id(j) for j in ready} if len(ready) < len(new) else None
-            for job in new:
-                if starting is not None and id(job) not in starting:
-                    self._job_changed(job)
         return ready, to_cancel
 
     def _unique_name(self, base: str, taken: set[str]) -> str:
@@ -279,47 +295,63 @@ class Scheduler(Slots):
         if job.status is not Status.PENDING or job._waiting:
             return
         cond = job._condition
-        if cond is not None:
-            try:
-                answer = cond.check(self._lookup)
-                wake = cond.wake_at() if answer is None else None
-                polls = answer is None and cond.polls()
-            except Exception as exc:  # the user's condition raised: the job fails with it
-                self._fail_pending(job, exc)
-                return
-            if answer is None:
-                assert self._loop is not None
-                if polls:
-                    # Nothing will wake it: ask again on job ends and on the shared timer.
-                    self._polled[job] = None
-                    every = cond.poll_every
-                    self._arm_poll(every if wake is None else min(every, wake - time.time()))
-                elif wake is not None:
-                    self._loop.call_later(max(0.0, wake - time.time()), self._admit, job)
-                return
-            if answer is False:
-                self._cancel_pending(job, f"condition {cond.describe()} can never be met")
-                return
+        if cond is not None and not self._condition_met(job, cond):
+            return
         life = job._life
         if life is None and self.resume and job.kind != "coroutine":
-            from .job import Lifecycle
-
             life = job._life = Lifecycle()  # resuming needs the job's identity
-        if life is not None:
-            if life.schedule is not None and not life.ticking:
-                life.ticking = True
-                self._schedule_tick(job, None)
-                return
-            if (life.inputs or life.outputs or self.resume) and life.checked != job.attempts:
-                life.checked = job.attempts
-                assert self._loop is not None
-                upstream_ran = any(r in self._ran for r in job.requirements)
-                fut = self._loop.run_in_executor(
-                    None, freshness, job, self.resume and not upstream_ran, self._store, self.force
-                )
-                fut.add_done_callback(functools.partial(self._after_freshness, job))
-                return
+        if life is not None and self._held_by_life(job, life):
+            return
         self._run(job, self._backend(job.backend))
+
+    def _condition_met(self, job: Job, cond: Condition) -> bool:
+        """(loop thread) True when ``job``'s condition holds; else ask again later, or end it.
+
+        Not known yet: asked again at its wake-up time, or on job ends and the shared polling
+        timer; never: the job is cancelled; the condition raised: the job fails with that.
+        """
+        try:
+            answer = cond.check(self._lookup)
+            wake = cond.wake_at() if answer is None else None
+            polls = answer is None and cond.polls()
+        except Exception as exc:  # the user's condition raised: the job fails with it
+            self._fail_pending(job, exc)
+            return False
+        if answer is None:
+            assert self._loop is not None
+            if polls:
+                # Nothing will wake it: ask again on job ends and on the shared timer.
+                self._polled[job] = None
+                every = cond.poll_every
+                self._arm_poll(every if wake is None else min(every, wake - time.time()))
+            elif wake is not None:
+                self._loop.call_later(max(0.0, wake - time.time()), self._admit, job)
+            return False
+        if answer is False:
+            self._cancel_pending(job, f"condition {cond.describe()} can never be met")
+            return False
+        return True
+
+    def _held_by_life(self, job: Job, life: Lifecycle) -> bool:
+        """(loop thread) True when ``job`` waits for its schedule's first tick or its freshness.
+
+        A scheduled job starts its chain of ticks instead of running; a make-like (or resumed)
+        job has its inputs and outputs checked off the loop first (:meth:`_after_freshness`).
+        """
+        if life.schedule is not None and not life.ticking:
+            life.ticking = True
+            self._schedule_tick(job, None)
+            return True
+        if (life.inputs or life.outputs or self.resume) and life.checked != job.attempts:
+            life.checked = job.attempts
+            assert self._loop is not None
+            upstream_ran = any(r in self._ran for r in job.requirements)
+            fut = self._loop.run_in_executor(
+                None, freshness, job, self.resume and not upstream_ran, self._store, self.force
+            )
+            fut.add_done_callback(functools.partial(self._after_freshness, job))
+            return True
+        return False
 
     def _arm_poll(self, delay: float) -> None:
         """(loop thread) Make sure the conditions that poll are asked again within ``delay``."""
@@ -378,6 +410,33 @@ class Scheduler(Slots):
         and returned instead of dispatched, so that the caller runs it in the same task: a
         chain of async jobs then costs no new task and no event-loop turn per hop.
         """
+        backend = self._release(job)
+        if backend is None:
+            return None
+        ready: builtins.list[Job] | None = [] if handoff is not None else None
+        stopped = job._cancel_requested or cancelled
+        life = job._life
+        if exc is None and not stopped and (life is not None or type(job) is not Job):
+            result, exc = self._check_result(job, result)
+        if stopped:
+            self._conclude_cancelled(job, ready)
+        elif exc is not None:
+            self._conclude_failed(job, exc, tb, ready)
+        else:
+            if life is None or not self._run_over(job, Status.DONE, result, None):
+                self._settle(job, Status.DONE, result, None, ready)
+            if life is not None and (life.inputs or life.outputs):
+                self._record_made(job)
+        if self._queued:
+            self._call_soon(self._drain_queues, backend)
+        return self._hand_off(ready, backend) if ready else None
+
+    def _release(self, job: Job) -> Backend | None:
+        """(loop thread) Give back the slot of ``job``'s attempt; its backend, or None to stop.
+
+        None when there is nothing to settle: the job is not running any more, or the engine
+        stopped and the job is detached (it runs on; the next engine takes it).
+        """
         handle = job._timeout_handle
         if handle is not None:
             handle.cancel()
@@ -385,61 +444,68 @@ class Scheduler(Slots):
         job._task = None
         backend = self._backends.get(job.backend)
         if backend is None or (self._closed and job.detach and not job._cancel_requested):
-            return None  # the engine stopped; a detached job runs on, the next engine takes it
+            return None
         with self._lock:
             if job.status is not Status.RUNNING:
                 return None
             self._running -= 1
             backend.running -= 1
-        ready: builtins.list[Job] | None = [] if handoff is not None else None
-        if exc is None and not (job._cancel_requested or cancelled) and type(job) is not Job:
+        return backend
+
+    def _check_result(self, job: Job, result: Any) -> tuple[Any, BaseException | None]:
+        """A successful attempt's result, through the job's hook; or why it failed after all.
+
+        A job class may turn a result into a failure (``_on_result``); a make-like job that
+        did not produce its declared outputs fails naming them.
+        """
+        exc: BaseException | None = None
+        if type(job) is not Job:
             try:
                 result = job._on_result(result)
             except Exception as hook_exc:
                 exc = hook_exc
         life = job._life
-        if life is not None and life.outputs and exc is None and not job._cancel_requested:
+        if life is not None and life.outputs and exc is None:
             missing = missing_outputs(job)
             if missing:
                 exc = MissingOutputs(
                     f"job {job.name!r} succeeded but did not produce its declared outputs: "
                     + ", ".join(missing)
                 )
-        if job._cancel_requested or cancelled:
-            timed_out = isinstance(job._exception, JobTimeout)
-            if timed_out and job.attempts <= job.retries and not self._closed:
-                self._retry(job, str(job._cancel_reason))
-            elif life is None or not self._run_over(job, Status.CANCELLED, None, job._exception):
-                self._settle(job, Status.CANCELLED, None, job._exception, ready)
-        elif exc is not None:
-            if tb is None:
-                tb, job._traceback_ansi = _traceback.format_exception(exc)
-            else:  # formatted where it ran (a worker process): name the cells as IPython does
-                tb, job._traceback_ansi = _traceback.rename(tb), None
-            job.traceback = tb
-            # the log says how the attempt ended (plain text: the log is read in a terminal)
-            job.output.log_only(tb if tb.endswith("\n") else tb + "\n")
-            if job.attempts <= job.retries and not self._closed:
-                self._retry(job, f"{type(exc).__name__}: {exc}")
-            elif life is None or not self._run_over(job, Status.FAILED, None, exc):
-                self._settle(job, Status.FAILED, None, exc, ready)
-        elif life is None or not self._run_over(job, Status.DONE, result, None):
-            self._settle(job, Status.DONE, result, None, ready)
-        if (
-            exc is None
-            and life is not None
-            and (life.inputs or life.outputs)
-            and self._store is not None
-            and not (job._cancel_requested or cancelled)
-            and self._loop is not None
-        ):
+        return result, exc
+
+    def _conclude_cancelled(self, job: Job, ready: builtins.list[Job] | None) -> None:
+        # A timeout is a cancel that may be retried; any other cancel ends the job's runs.
+        exc = job._exception
+        if isinstance(exc, JobTimeout) and job.attempts <= job.retries and not self._closed:
+            self._retry(job, str(job._cancel_reason))
+        elif job._life is None or not self._run_over(job, Status.CANCELLED, None, exc):
+            self._settle(job, Status.CANCELLED, None, exc, ready)
+
+    def _conclude_failed(
+        self, job: Job, exc: BaseException, tb: str | None, ready: builtins.list[Job] | None
+    ) -> None:
+        if tb is None:
+            tb, job._traceback_ansi = _traceback.format_exception(exc)
+        else:  # formatted where it ran (a worker process): name the cells as IPython does
+            tb, job._traceback_ansi = _traceback.rename(tb), None
+        job.traceback = tb
+        # the log says how the attempt ended (plain text: the log is read in a terminal)
+        job.output.log_only(tb if tb.endswith("\n") else tb + "\n")
+        if job.attempts <= job.retries and not self._closed:
+            self._retry(job, f"{type(exc).__name__}: {exc}")
+        elif job._life is None or not self._run_over(job, Status.FAILED, None, exc):
+            self._settle(job, Status.FAILED, None, exc, ready)
+
+    def _record_made(self, job: Job) -> None:
+        """Record the files a make-like job's successful run read and wrote (in a thread)."""
+        if self._store is not None and self._loop is not None:
             # Hashing may take a while: off the loop. Recorded after the outcome, so a
             # "which run made it" query right after wait() may miss it for a moment.
             self._loop.run_in_executor(None, record_files, self._store, job, job.attempts)
-        if self._queued:
-            self._call_soon(self._drain_queues, backend)
-        if not ready:
-            return None
+
+    def _hand_off(self, ready: builtins.list[Job], backend: Backend) -> Job | None:
+        """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
         nxt = None
         for i, candidate in enumerate(ready):
             if candidate.backend == backend.name and candidate._condition is None:
@@ -478,59 +544,16 @@ class Scheduler(Slots):
             job.finished = now = time.time()
             job._result = result
             job._exception = exc
-            if job._waited:
-                self._unfinished -= 1
-                if status is not Status.DONE:
-                    self._bad += 1
-            detail = ""
-            if status is Status.CANCELLED:
-                detail = job._cancel_reason or "cancelled"
-            elif exc is not None:
-                detail = f"{type(exc).__name__}: {exc}"
-            self.log.append(new_event((now, status._value_, job.name, detail)))
-            if status is Status.FAILED:
-                self._log_failure(job, detail)
-            elif jobs_logger.isEnabledFor(logging.INFO):
-                suffix = f" ({detail})" if detail else ""
-                log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
-            if self._subscribers:
-                self._emit("status", job)
-            if self._store is not None:
-                if job._life is None:  # _job_changed inlined: a call less per job
-                    self._store.job_changed(job)
-                else:
-                    self._job_changed(job)
+            self._report_end(job, status, exc, now)
             if job._future is not None:
                 _resolve(job._future, job)
-            name = str(job.name)
-            jobs = self._jobs
-            wide = self._wide
-            for dep_name in self._graph.dependents(name):
-                dep = jobs.get(dep_name)
-                if dep is None or dep.status is not Status.PENDING:
-                    continue
-                reqs: Collection[str] = dep.requirements
-                if len(reqs) > _WIDE:
-                    reqs = wide[dep_name]
-                if name in reqs:
-                    if status is Status.DONE:
-                        dep._waiting -= 1
-                        if dep._waiting == 0:
-                            ready.append(dep)
-                    elif rearm is None:  # a job that will run again keeps its dependents
-                        to_cancel.append((dep, f"dependency {name!r} {status.value}"))
-                elif dep._waiting == 0:
-                    ready.append(dep)  # its condition may now be met
+            self._wake_dependents(job, status, rearm is None, ready, to_cancel)
             if rearm is not None:
                 self._rearm_locked(job, rearm)
             elif job._life is not None:
                 job._life.next_run = None  # finished for good: no next run to show
             if self._unfinished == 0:
-                self._cond.notify_all()
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for fut in waiters:
-                    if not fut.done():
-                        fut.set_result(None)
+                self._wake_waiters()
         out = job._output
         if out is not None:
             out.close()
@@ -541,6 +564,74 @@ class Scheduler(Slots):
         if self._polled:
             self._call_soon(self._repoll)  # a job ended: conditions on the engine may now hold
         return True
+
+    def _report_end(self, job: Job, status: Status, exc: BaseException | None, now: float) -> None:
+        """(under the lock) Count the end of ``job``; tell the log, logger, subscribers, history."""
+        if job._waited:
+            self._unfinished -= 1
+            if status is not Status.DONE:
+                self._bad += 1
+        detail = ""
+        if status is Status.CANCELLED:
+            detail = job._cancel_reason or "cancelled"
+        elif exc is not None:
+            detail = f"{type(exc).__name__}: {exc}"
+        self.log.append(new_event((now, status._value_, job.name, detail)))
+        if status is Status.FAILED:
+            self._log_failure(job, detail)
+        elif jobs_logger.isEnabledFor(logging.INFO):
+            suffix = f" ({detail})" if detail else ""
+            log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
+        if self._subscribers:
+            self._emit("status", job)
+        if self._store is not None:
+            if job._life is None:  # _job_changed inlined: a call less per job
+                self._store.job_changed(job)
+            else:
+                self._job_changed(job)
+
+    def _wake_dependents(
+        self,
+        job: Job,
+        status: Status,
+        final: bool,
+        ready: builtins.list[Job],
+        to_cancel: builtins.list[tuple[Job, str]],
+    ) -> None:
+        """(under the lock) ``job`` ended with ``status``: find the dependents it wakes.
+
+        A dependent that requires it has one requirement less to wait for when it is done, and
+        is cancelled when it is not (unless ``job`` runs again: ``final`` False); one whose
+        condition names it may now start. O(1) per edge (see ``_WIDE``).
+        """
+        name = str(job.name)
+        jobs = self._jobs
+        wide = self._wide
+        done = status is Status.DONE
+        for dep_name in self._graph.dependents(name):
+            dep = jobs.get(dep_name)
+            if dep is None or dep.status is not Status.PENDING:
+                continue
+            reqs: Collection[str] = dep.requirements
+            if len(reqs) > _WIDE:
+                reqs = wide[dep_name]
+            if name in reqs:
+                if done:
+                    dep._waiting -= 1
+                    if dep._waiting == 0:
+                        ready.append(dep)
+                elif final:  # a job that will run again keeps its dependents
+                    to_cancel.append((dep, f"dependency {name!r} {status.value}"))
+            elif dep._waiting == 0:
+                ready.append(dep)  # its condition may now be met
+
+    def _wake_waiters(self) -> None:
+        """(under the lock) Nothing waited for is unfinished: wake wait() and join()."""
+        self._cond.notify_all()
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _log_failure(self, job: Job, detail: str) -> None:
         # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
@@ -645,6 +736,22 @@ class Scheduler(Slots):
             job._cancel_reason = None
         self._record(verdict.split(":")[0], job, verdict)
         self._settle(job, Status.DONE, verdict, None)
+
+
+def _check_replaceable(name: str, old: Job, replace: bool) -> None:
+    """Raise unless finished job ``old`` may give its name to a new job."""
+    if not old.done():
+        msg = (
+            f"job {name!r} is {old.status.value}; cancel it first "
+            f"(engine.cancel({name!r})) or pick another name"
+        )
+        raise DuplicateJobName(msg)
+    if not replace:
+        msg = (
+            f"a job named {name!r} already exists ({old.status.value}); "
+            "pick another name, or pass replace=True to run it again"
+        )
+        raise DuplicateJobName(msg)
 
 
 def _name_of(ref: Any) -> str:
