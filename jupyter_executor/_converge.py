@@ -57,7 +57,7 @@ class Converge(Scheduler):
             batch = plan()
             if not batch:
                 self.log.append(
-                    new_event((time.time(), "converged", "-", f"after {round_} rounds"))
+                    new_event((self._now(), "converged", "-", f"after {round_} rounds"))
                 )
                 log.info("converged after %d rounds", round_)
                 return True

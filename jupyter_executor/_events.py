@@ -11,12 +11,12 @@ import builtins
 import contextvars
 import functools
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._on_finish import FinishCalls
 from ._status import FINISHED
 from .errors import (
@@ -72,8 +72,13 @@ class EventBus:
     _subscribers: builtins.list[Callable[[str, Job], None]]
     _finish_calls: FinishCalls
     _store: Any
+    _clock: Clock
+    _now: Callable[[], float]
 
-    def _init_events(self) -> None:
+    def _init_events(self, clock: Clock | None) -> None:
+        self._clock = SYSTEM_CLOCK if clock is None else clock
+        # The time, read once per event: time.time itself for the real clock (no extra call).
+        self._now = self._clock.time
         self.log = deque(maxlen=10_000)
         self._subscribers = []
         self._finish_calls = FinishCalls()
@@ -137,13 +142,13 @@ class EventBus:
                 logger.exception("jupyter_executor: subscriber %r failed", callback)
 
     def _record(self, event: str, job: Job, detail: str = "") -> None:
-        self.log.append(EngineEvent(time.time(), event, str(job.name), detail))
+        self.log.append(EngineEvent(self._now(), event, str(job.name), detail))
         logger.debug("%s %s %s", event, job.name, detail)
         if event in ("retried", "rerun") and self._subscribers:
             self._emit("status", job)
 
     def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
-        now = time.time()
+        now = self._now()
         if len(jobs) == 1:
             self.log.append(new_event((now, event, jobs[0].name, "")))
         else:
@@ -161,7 +166,7 @@ class EventBus:
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
         self.log.append(
-            new_event((time.time(), "pid", job.name, f"{job.describe()} (pid {job.pid})"))
+            new_event((self._now(), "pid", job.name, f"{job.describe()} (pid {job.pid})"))
         )
         if jobs_logger.isEnabledFor(logging.INFO):
             log_event(logging.INFO, "started %s %s (pid %s)", job.name, job.describe(), job.pid)

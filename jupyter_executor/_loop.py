@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._clock import Timer
 from ._events import EventBus
 
 logger = logging.getLogger("jupyter_executor")
@@ -55,6 +56,11 @@ class LoopThread(EventBus):
         self._inbox = deque()
         self._wake_pending = False
         self._cleanups = {}
+
+    def _call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        """(loop thread) Call ``fn(*args)`` on the loop ``delay`` s of the engine's clock later."""
+        assert self._loop is not None
+        return self._clock.call_later(self._loop, delay, fn, *args)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop

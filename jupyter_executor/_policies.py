@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,19 +41,19 @@ class Policies(Scheduler):
 
     def _admit_later(self, job: Job, delay: float) -> None:
         assert self._loop is not None
-        self._loop.call_later(delay, self._admit, job)
+        self._call_later(delay, self._admit, job)
 
     def _schedule_tick(self, job: Job, after: Any) -> None:
         life = job._life
         assert life is not None and self._loop is not None
-        now = datetime.now().astimezone()
+        now = datetime.fromtimestamp(self._now()).astimezone()
         when = life.schedule.first(now) if after is None else life.schedule.next_after(after)
         if when is None:
             life.next_run = None
             return
         life.next_run = when.timestamp()
         self._emit("progress", job)  # the next run time changed: views refresh the row
-        self._loop.call_later(max(0.0, life.next_run - time.time()), self._tick, job, when)
+        self._call_later(max(0.0, life.next_run - self._now()), self._tick, job, when)
 
     def _tick(self, job: Job, when: Any) -> None:
         life = job._life
@@ -120,7 +119,7 @@ class Policies(Scheduler):
             # The next run is pending: without this the store would file a cancel before it
             # starts under the run that just ended, and overwrite that run's outcome.
             self._job_changed(job)
-        self.log.append(new_event((time.time(), "rearmed", job.name, why)))
+        self.log.append(new_event((self._now(), "rearmed", job.name, why)))
         if self._subscribers:
             self._emit("status", job)
 
@@ -161,7 +160,7 @@ class Policies(Scheduler):
     def _arm_timeout(self, job: Job, attempt: int) -> None:
         if job.status is Status.RUNNING and job.attempts == attempt:
             assert self._loop is not None and job.timeout is not None
-            job._timeout_handle = self._loop.call_later(job.timeout, self._on_timeout, job, attempt)
+            job._timeout_handle = self._call_later(job.timeout, self._on_timeout, job, attempt)
 
     def _on_timeout(self, job: Job, attempt: int) -> None:
         if job.status is not Status.RUNNING or job.attempts != attempt:

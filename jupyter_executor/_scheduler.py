@@ -217,7 +217,7 @@ class Scheduler(Slots):
     ) -> tuple[list[Job], list[tuple[Job, str]]]:
         """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
         jobs = self._jobs
-        now = time.time()
+        now = self._now()
         ready: builtins.list[Job] = []
         to_cancel: builtins.list[tuple[Job, str]] = []
         for job in new:
@@ -379,7 +379,7 @@ class Scheduler(Slots):
             # pending -> failed is no transition: the job fails as an attempt that failed at
             # once (no slot is taken), so its history row and attempts count it as a run.
             job._set_status(Status.RUNNING)
-            job.started = time.time()
+            job.started = self._now()
             job.attempts += 1
         job.traceback, job._traceback_ansi = _traceback.format_exception(exc)
         self._settle(job, Status.FAILED, None, exc)
@@ -541,7 +541,7 @@ class Scheduler(Slots):
             if job.status in FINISHED or (not_started and job.status is Status.RUNNING):
                 return False
             job._set_status(status)
-            job.finished = now = time.time()
+            job.finished = now = self._now()
             job._result = result
             job._exception = exc
             self._report_end(job, status, exc, now)

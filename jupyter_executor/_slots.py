@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import _capture
@@ -201,7 +200,7 @@ class Slots(LoopThread):
     def _mark_running(self, job: Job, backend: Backend) -> None:
         # (under the lock) A slot is taken: the job runs.
         job._set_status(Status.RUNNING)
-        job.started = now = time.time()
+        job.started = now = self._now()
         job.finished = None
         job.attempts += 1
         if self.resume:

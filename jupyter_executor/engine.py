@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _durable, _listing
+from ._clock import Clock
 from ._clusters import Clusters
 from ._converge import Converge
 from ._duration import Duration
@@ -117,6 +118,10 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         The default of the jobs' ``notify`` option: their ``%%job`` views say in the browser
         (Web Notification API) when they end. Also the attribute ``engine.notify``, which
         ``%jobs notify on|off`` sets.
+    clock
+        The clock of the job timestamps, retry delays, restart back-off, schedule ticks and
+        timeouts: the real one when None; :class:`jupyter_executor.testing.MockClock` in tests
+        that move time by hand instead of sleeping.
 
     Examples
     --------
@@ -150,6 +155,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         print_traceback: bool = False,
         log_timestamps: bool = False,
         notify: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         check_supported("Engine()")
         _check_flag("notify", notify)
@@ -188,7 +194,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         self.print_traceback = bool(print_traceback)
         #: Prefix each line of the jobs' log files with the time it was written.
         self.log_timestamps = bool(log_timestamps)
-        self._init_events()
+        self._init_events(clock)
         self._init_loop()
         self._init_slots(max_jobs)
         self._init_run_state(jobs)
@@ -489,7 +495,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
             job._future = None
             job._output = None
             job.started = job.finished = None
-            job.submitted = time.time()
+            job.submitted = self._now()
             waiting = 0
             failed_req = None
             for req in job.requirements:
