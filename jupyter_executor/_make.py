@@ -81,6 +81,28 @@ def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[
     if missing:
         msg = f"job {job.name!r} cannot start: its inputs do not exist: {', '.join(missing)}"
         raise FileNotFoundError(msg)
+    identity = _identity(job, inputs)
+    if life.force or force:
+        return "run", identity
+    outputs = _expand(life.outputs, cwd)
+    outputs_exist = all(files for files in outputs.values())
+    if resume and outputs_exist and _succeeded_before(job, store, identity):
+        return "up to date: resumed from an identical earlier run", identity
+    if not life.outputs or not outputs_exist:
+        return "run", identity
+    return ("up to date" if _newer(outputs, inputs) else "run"), identity
+
+
+def _succeeded_before(job: Job, store: Any, identity: str) -> bool:
+    """True when the history holds a successful run of ``job`` with the same identity."""
+    if store is None:
+        return False
+    store.flush()
+    return bool(store.last_success(str(job.name), identity))
+
+
+def _identity(job: Job, inputs: dict[str, builtins.list[Path]]) -> str:
+    """What a run is, for ``resume``: the job's kind and command, its inputs' paths and bytes."""
     digest = hashlib.sha256(repr((job.kind, job.describe(), getattr(job, "source", None))).encode())
     for pattern in sorted(inputs):
         for path in inputs[pattern]:
@@ -89,21 +111,13 @@ def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[
                 with open(path, "rb") as f:
                     while block := f.read(1 << 20):
                         digest.update(block)
-    identity = digest.hexdigest()
-    if life.force or force:
-        return "run", identity
-    outputs = _expand(life.outputs, cwd)
-    outputs_exist = all(files for files in outputs.values())
-    if resume and store is not None and outputs_exist:
-        store.flush()
-        if store.last_success(str(job.name), identity):
-            return "up to date: resumed from an identical earlier run", identity
-    if not life.outputs or not outputs_exist:
-        return "run", identity
+    return digest.hexdigest()
+
+
+def _newer(outputs: dict[str, builtins.list[Path]], inputs: dict[str, builtins.list[Path]]) -> bool:
+    """True when the oldest output is no older than the newest input (or there is no input)."""
     newest_input = max(
         (p.stat().st_mtime for files in inputs.values() for p in files), default=None
     )
     oldest_output = min(p.stat().st_mtime for files in outputs.values() for p in files)
-    if newest_input is None or oldest_output >= newest_input:
-        return "up to date", identity
-    return "run", identity
+    return newest_input is None or oldest_output >= newest_input

@@ -44,20 +44,10 @@ class Reattach(Scheduler):
         host) is gone ends as failed when it was running (attached processes die with their
         kernel: their supervisor kills them), as cancelled when it had not started.
         """
-        from .backends.subprocess import claim_file_of, exit_file_of
-
         here = socket.gethostname()
         for row in self._store.running_attached():
-            if row.get("engine_pid") is not None:
-                # The engine recorded where it ran: its runs are over when that process is.
-                if _engine_alive(row, here):
-                    continue  # a live engine (another notebook), or one we cannot see
-            elif (
-                row.get("engine_id") == self.id
-                or row.get("pid") is None
-                or same_process(row["pid"], row.get("pid_start_time"))
-            ):
-                continue  # an older version's engine: judged by the run's process, if it has one
+            if not _orphaned(row, here, self.id):
+                continue
             now = time.time()
             if row.get("status") == Status.RUNNING.value:
                 self._store.record_exit(
@@ -66,45 +56,50 @@ class Reattach(Scheduler):
             else:
                 reason = "the kernel died before it started"
                 self._store.record_exit(row["id"], "cancelled", None, now, None, reason)
-
         for row in self._store.running_detached():
-            name = row["name"]
-            log_path = Path(row["log_path"]) if row.get("log_path") else self.log_path(name)
-            exit_file = exit_file_of(log_path)
-            if row.get("pid") is None:
-                # Recorded before its process started (write-ahead); its engine died before
-                # it recorded the pid, or is starting it right now.
-                if _engine_alive(row, here):
-                    continue
-                pid = _claimed_pid(claim_file_of(log_path))
-                if pid is None:
-                    reason = "the kernel died before it started"
-                    self._store.record_exit(row["id"], "cancelled", None, time.time(), None, reason)
-                    continue
-                row["pid"], row["pid_start_time"] = pid, _supervisor_start_time(pid, log_path)
-                if row["pid_start_time"] is not None:
-                    self._store.record_pid(row["id"], pid, row["pid_start_time"])
-            if name in self._jobs or not same_process(row.get("pid"), row.get("pid_start_time")):
-                status, code, error = _read_exit(exit_file)
-                self._store.record_exit(row["id"], status, code, time.time(), error)
-                continue
-            job = Job(row.get("description") or name, name=name, detach=True)
-            with self._lock:
-                self._jobs[name] = job
-                job.engine = cast("Engine", self)
-                job._set_status(Status.PENDING)
-                job._set_status(Status.RUNNING)
-                job.submitted = row.get("submitted") or time.time()
-                job.started = row.get("started") or time.time()
-                job.attempts = int(row.get("attempt") or 1)
-                job.pid = int(row["pid"])
-                assert job._life is not None
-                job._life.pid_start_time = row.get("pid_start_time")
-                job._life.reattached = int(row["id"])
-                self._unfinished += 1
-                self._running += 1
-            self._record("reattached", job, f"pid {job.pid}")
-            self._call_soon(self._start_watch, job, exit_file)
+            self._take_back(row, here)
+
+    def _take_back(self, row: dict[str, Any], here: str) -> None:
+        """Watch again the detached run ``row`` if its process runs; else record how it ended."""
+        from .backends.subprocess import claim_file_of, exit_file_of
+
+        name = row["name"]
+        log_path = Path(row["log_path"]) if row.get("log_path") else self.log_path(name)
+        exit_file = exit_file_of(log_path)
+        if row.get("pid") is None:
+            # Recorded before its process started (write-ahead); its engine died before
+            # it recorded the pid, or is starting it right now.
+            if _engine_alive(row, here):
+                return
+            pid = _claimed_pid(claim_file_of(log_path))
+            if pid is None:
+                reason = "the kernel died before it started"
+                self._store.record_exit(row["id"], "cancelled", None, time.time(), None, reason)
+                return
+            row["pid"], row["pid_start_time"] = pid, _supervisor_start_time(pid, log_path)
+            if row["pid_start_time"] is not None:
+                self._store.record_pid(row["id"], pid, row["pid_start_time"])
+        if name in self._jobs or not same_process(row.get("pid"), row.get("pid_start_time")):
+            status, code, error = _read_exit(exit_file)
+            self._store.record_exit(row["id"], status, code, time.time(), error)
+            return
+        job = Job(row.get("description") or name, name=name, detach=True)
+        with self._lock:
+            self._jobs[name] = job
+            job.engine = cast("Engine", self)
+            job._set_status(Status.PENDING)
+            job._set_status(Status.RUNNING)
+            job.submitted = row.get("submitted") or time.time()
+            job.started = row.get("started") or time.time()
+            job.attempts = int(row.get("attempt") or 1)
+            job.pid = int(row["pid"])
+            assert job._life is not None
+            job._life.pid_start_time = row.get("pid_start_time")
+            job._life.reattached = int(row["id"])
+            self._unfinished += 1
+            self._running += 1
+        self._record("reattached", job, f"pid {job.pid}")
+        self._call_soon(self._start_watch, job, exit_file)
 
     def _start_watch(self, job: Job, exit_file: Path) -> None:
         backend = self._backend("subprocess")
@@ -190,6 +185,20 @@ def same_process(pid: Any, start_time: Any) -> bool:
         )
     except psutil.Error:
         return False
+
+
+def _orphaned(row: dict[str, Any], here: str, engine_id: str) -> bool:
+    """True when the attached run ``row`` was left open by an engine that is gone."""
+    if row.get("engine_pid") is not None:
+        # The engine recorded where it ran: its runs are over when that process is (a live
+        # engine of another notebook, or one on another host we cannot see, keeps them).
+        return not _engine_alive(row, here)
+    # An older version's engine: judged by the run's process, if it has one.
+    return not (
+        row.get("engine_id") == engine_id
+        or row.get("pid") is None
+        or same_process(row["pid"], row.get("pid_start_time"))
+    )
 
 
 def _engine_alive(row: dict[str, Any], here: str) -> bool:

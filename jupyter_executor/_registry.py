@@ -74,19 +74,30 @@ class Registry(Scheduler):
                 existing = self._skip_duplicate(name)
                 if existing is not None:
                     return existing
-            if (
-                options.get("backend") is None
-                and self.default_backend is not None
-                and not isinstance(target, (str, list, tuple))
-                and not asyncio.iscoroutine(target)
-                and not inspect.iscoroutinefunction(target)
-            ):
-                options["backend"] = self.default_backend
+            if options.get("backend") is None:
+                options["backend"] = self._backend_default(target)
             job = Job(target, args=args, kwargs=options.pop("kwargs", None), **options)
         if on_duplicate == "skip" and not replace:
             existing = self._skip_duplicate(job)
             if existing is not None:
                 return existing
+        self._enlist(job, replace)
+        self._record("added", job, job.describe())
+        return job
+
+    def _backend_default(self, target: Any) -> str | None:
+        """The engine's ``default_backend`` for a callable; None (each kind's own) otherwise."""
+        if (
+            self.default_backend is not None
+            and not isinstance(target, (str, list, tuple))
+            and not asyncio.iscoroutine(target)
+            and not inspect.iscoroutinefunction(target)
+        ):
+            return self.default_backend
+        return None
+
+    def _enlist(self, job: Job, replace: bool) -> None:
+        """Put ``job`` in the registry under its name (given one now if it has none)."""
         with self._lock:
             if job.name is None:
                 job.name = self._unique_name(job.default_name(), set(self._added))
@@ -99,8 +110,6 @@ class Registry(Scheduler):
                 )
                 raise DuplicateJobName(msg)
             self._added[name] = job
-        self._record("added", job, job.describe())
-        return job
 
     def start(self, name: Job | str | None = None) -> Job | None:
         """Start job ``name``: an added one is submitted, a finished one rerun; returns it.

@@ -124,10 +124,7 @@ class Scheduler(Slots):
             ready, to_cancel = self._register(batch, replace)
         parent = _current_job.get()
         if parent is not None and parent.engine is self:
-            # Submitted from inside a job: its sub-tasks (execloop), which converge() waits for.
-            children = parent.children if parent.children else []
-            children.extend(j for j in batch if j is not parent)
-            parent.children = children
+            _adopt(parent, batch)
         if durable and self._store is not None:
             _durable.remember(cast("Engine", self), durable)
         self._ensure_loop()
@@ -425,8 +422,8 @@ class Scheduler(Slots):
         else:
             if life is None or not self._run_over(job, Status.DONE, result, None):
                 self._settle(job, Status.DONE, result, None, ready)
-            if life is not None and (life.inputs or life.outputs):
-                self._record_made(job)
+            if life is not None:
+                self._record_made(job, life)
         if self._queued:
             self._call_soon(self._drain_queues, backend)
         return self._hand_off(ready, backend) if ready else None
@@ -497,9 +494,9 @@ class Scheduler(Slots):
         elif job._life is None or not self._run_over(job, Status.FAILED, None, exc):
             self._settle(job, Status.FAILED, None, exc, ready)
 
-    def _record_made(self, job: Job) -> None:
+    def _record_made(self, job: Job, life: Lifecycle) -> None:
         """Record the files a make-like job's successful run read and wrote (in a thread)."""
-        if self._store is not None and self._loop is not None:
+        if (life.inputs or life.outputs) and self._store is not None and self._loop is not None:
             # Hashing may take a while: off the loop. Recorded after the outcome, so a
             # "which run made it" query right after wait() may miss it for a moment.
             self._loop.run_in_executor(None, record_files, self._store, job, job.attempts)
@@ -738,6 +735,13 @@ class Scheduler(Slots):
         self._settle(job, Status.DONE, verdict, None)
 
 
+def _adopt(parent: Job, batch: builtins.list[Job]) -> None:
+    """Jobs submitted from inside job ``parent`` are its sub-tasks, which converge() waits for."""
+    children = parent.children if parent.children else []
+    children.extend(j for j in batch if j is not parent)
+    parent.children = children
+
+
 def _check_replaceable(name: str, old: Job, replace: bool) -> None:
     """Raise unless finished job ``old`` may give its name to a new job."""
     if not old.done():
@@ -768,12 +772,21 @@ def _collect(jobs: list[Job]) -> list[Job]:
     """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
     if not any(j._requires_spec or j._arg_jobs or j._condition is not None for j in jobs):
         return jobs  # nothing to walk (the common case of independent jobs)
-    # Jobs given dependencies first (a chain built in order, a script's natural order) need no
-    # walk either: one pass checks that each one's unsubmitted dependencies came before it.
+    if _in_order(jobs):
+        return jobs
+    return _walk(jobs)
+
+
+def _in_order(jobs: list[Job]) -> bool:
+    """True when each job's unsubmitted dependencies come before it (and none is repeated).
+
+    Jobs given dependencies first (a chain built in order, a script's natural order) then need
+    no walk: one pass checks it.
+    """
     earlier: set[int] = set()
     for job in jobs:
         if id(job) in earlier:
-            break  # given twice: the walk drops the repeat
+            return False  # given twice: the walk drops the repeat
         spec = job._requires_spec
         deps = spec if not job._arg_jobs and job._condition is None else job.required_jobs()
         if job._condition is not None:
@@ -782,10 +795,13 @@ def _collect(jobs: list[Job]) -> list[Job]:
             (d := _job_of(dep)) is not None and d.engine is None and id(d) not in earlier
             for dep in deps
         ):
-            break
+            return False
         earlier.add(id(job))
-    else:
-        return jobs
+    return True
+
+
+def _walk(jobs: list[Job]) -> list[Job]:
+    """Depth-first: every unsubmitted dependency of ``jobs`` before its dependents, once."""
     seen: set[int] = set()
     order: list[Job] = []
     stack: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]

@@ -158,27 +158,14 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         clock: Clock | None = None,
     ) -> None:
         check_supported("Engine()")
-        _check_flag("notify", notify)
+        _check_engine_options(jobs, notify, max_jobs, dask, cluster_options, default_backend)
         #: Jobs whose ``notify`` is None say when they end if this is True.
         self.notify = bool(notify)
-        for job in jobs:
-            if not isinstance(job, Job):
-                msg = f"Engine(*jobs) takes Job objects, not {job!r}"
-                raise TypeError(msg)
-        if max_jobs is not None and max_jobs < 1:
-            msg = f"max_jobs must be >= 1 or None, not {max_jobs!r}"
-            raise ValueError(msg)
         self.id = id or secrets.token_hex(4)
         self.folder = Path(folder if folder is not None else ".jupyter_executor").resolve()
         self._logs = os.path.join(self.folder, "logs", "")
         self.dask = dask
         self.cluster_options = dict(cluster_options or {})
-        if self.cluster_options and not (isinstance(dask, str) and dask.lower() in _HPC_KINDS):
-            msg = "cluster_options= needs dask='slurm', 'pbs', 'sge' or 'lsf'"
-            raise ValueError(msg)
-        if default_backend is not None and default_backend not in BACKENDS:
-            msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
-            raise ValueError(msg)
         #: The backend of callables submitted without ``backend=`` (None: "thread").
         self.default_backend = default_backend
         #: Run every make-like job even when it is up to date.
@@ -785,6 +772,31 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
     def closed(self) -> bool:
         """True once :meth:`shutdown` has run."""
         return self._closed
+
+
+def _check_engine_options(
+    jobs: tuple[Any, ...],
+    notify: Any,
+    max_jobs: int | None,
+    dask: Any,
+    cluster_options: Mapping[str, Any] | None,
+    default_backend: str | None,
+) -> None:
+    """Raise, with a one-line message naming the option, on a bad ``Engine(...)`` option."""
+    _check_flag("notify", notify)
+    for job in jobs:
+        if not isinstance(job, Job):
+            msg = f"Engine(*jobs) takes Job objects, not {job!r}"
+            raise TypeError(msg)
+    if max_jobs is not None and max_jobs < 1:
+        msg = f"max_jobs must be >= 1 or None, not {max_jobs!r}"
+        raise ValueError(msg)
+    if cluster_options and not (isinstance(dask, str) and dask.lower() in _HPC_KINDS):
+        msg = "cluster_options= needs dask='slurm', 'pbs', 'sge' or 'lsf'"
+        raise ValueError(msg)
+    if default_backend is not None and default_backend not in BACKENDS:
+        msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
+        raise ValueError(msg)
 
 
 # Every engine of this process, so that all of them can be shut down when the kernel is: a
