@@ -265,6 +265,72 @@ class Scheduler(Slots):
             self._wide.pop(str(job.name), None)  # (a replaced job's entry is its successor's)
         del self._jobs[str(job.name)]
 
+    def _ask_to_cancel(self, job: Job, reason: str) -> Status | None:
+        """Mark ``job`` as asked to stop, with ``reason``; its status, or None if finished.
+
+        A timeout's reason is kept: the cancel it caused is that timeout's.
+        """
+        with self._lock:
+            status = job.status
+            if status in FINISHED:
+                return None
+            job._cancel_requested = True
+            if job._cancel_reason is None or not isinstance(job._exception, JobTimeout):
+                job._cancel_reason = reason
+        return status
+
+    def _renew(self, job: Job) -> tuple[tuple[str, Status] | None, bool]:
+        """Make finished ``job`` pending for a new run (its last run kept in ``previous``).
+
+        Returns a requirement that failed or was cancelled (the job is then to be cancelled),
+        and whether it can start now.
+        """
+        with self._lock:
+            if not job.done():
+                msg = (
+                    f"job {job.name!r} is {job.status.value}; only a finished job can be rerun "
+                    f"(cancel it first with engine.cancel({job.name!r}))"
+                )
+                raise SubmitError(msg)
+            job.previous = [*job.previous, job.info()]
+            old = job.status
+            job._set_status(Status.PENDING)
+            if job._waited:
+                self._unfinished += 1
+                if old is not Status.DONE:
+                    self._bad -= 1
+            job._result = job._exception = job.traceback = None
+            job._cancel_reason = None
+            job._cancel_requested = False
+            job._future = None
+            job._output = None
+            job.started = job.finished = None
+            job.submitted = self._now()
+            waiting = 0
+            failed_req = None
+            for req in job.requirements:
+                status = self._jobs[req].status
+                if status is not Status.DONE:
+                    waiting += 1
+                    if status in (Status.FAILED, Status.CANCELLED):
+                        failed_req = (req, status)
+            job._waiting = waiting
+            self._record("rerun", job)
+        return failed_req, waiting == 0
+
+    def _remove(self, job: Job) -> None:
+        """Forget finished ``job``, unless an unfinished job requires it."""
+        with self._lock:
+            if not job.done():
+                msg = f"job {job.name!r} is {job.status.value}; cancel it before removing it"
+                raise SubmitError(msg)
+            live = [d for d in self._graph.dependents(str(job.name)) if not self._jobs[d].done()]
+            if live:
+                msg = f"job {job.name!r} is required by unfinished jobs: {', '.join(sorted(live))}"
+                raise SubmitError(msg)
+            self._forget(job)
+            self._emit("removed", job)
+
     def _dispatch(self, jobs: builtins.list[Job]) -> None:
         """Admit ready jobs on the loop thread.
 

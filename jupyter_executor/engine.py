@@ -8,29 +8,27 @@ dependent jobs from starting (docs/kernel-notes.md §2). Every status change goe
 from __future__ import annotations
 
 import asyncio
-import atexit
 import builtins
 import concurrent.futures
 import contextlib
-import functools
 import inspect
 import logging
 import os
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _durable, _listing
+from . import _durable, _lifetime, _listing
 from ._clock import Clock
 from ._clusters import Clusters
 from ._converge import Converge
 from ._duration import Duration
 from ._events import EngineEvent
 from ._jobsview import JobsView
+from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
 from ._logs import log_stem
 from ._make import sha256_of
 from ._options import _check_flag
@@ -39,12 +37,11 @@ from ._policies import Policies
 from ._reattach import Reattach, same_process
 from ._registry import ON_DUPLICATE, Registry
 from ._runtime import _current_job
-from ._status import FINISHED, Status
+from ._status import Status
 from ._webapp import WebApps
 from .errors import (
     InvalidOption,
     InvalidOptionType,
-    JobTimeout,
     StoreError,
     SubmitError,
 )
@@ -197,9 +194,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
             from .store import HistoryStore
 
             self._store = HistoryStore(self.folder, self.id)  # checks the folder is writable
-        self._atexit = functools.partial(_shutdown_at_exit, weakref.ref(self))
-        atexit.register(self._atexit)
-        _live_engines.add(self)
+        self._atexit = _lifetime.register(self)
         # Durable schedules (_durable.py): names whose schedule this engine stored, or re-armed.
         self._durable_names: set[str] = set()
         self._rearmed: set[str] = set()
@@ -421,13 +416,9 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         are cancelled in turn.
         """
         job = self._get(job)
-        with self._lock:
-            status = job.status
-            if status in FINISHED:
-                return False
-            job._cancel_requested = True
-            if job._cancel_reason is None or not isinstance(job._exception, JobTimeout):
-                job._cancel_reason = reason
+        status = self._ask_to_cancel(job, reason)
+        if status is None:
+            return False
         # The loop may start a pending job between the check above and the settling: settling
         # a running job here would keep its slot forever, so such a job is stopped instead.
         if status is Status.RUNNING or not self._settle(
@@ -461,39 +452,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
                 "submit a new job (replace=True), or use the coroutine function"
             )
             raise SubmitError(msg)
-        ready = False
-        with self._lock:
-            if not job.done():
-                msg = (
-                    f"job {job.name!r} is {job.status.value}; only a finished job can be rerun "
-                    f"(cancel it first with engine.cancel({job.name!r}))"
-                )
-                raise SubmitError(msg)
-            job.previous = [*job.previous, job.info()]
-            old = job.status
-            job._set_status(Status.PENDING)
-            if job._waited:
-                self._unfinished += 1
-                if old is not Status.DONE:
-                    self._bad -= 1
-            job._result = job._exception = job.traceback = None
-            job._cancel_reason = None
-            job._cancel_requested = False
-            job._future = None
-            job._output = None
-            job.started = job.finished = None
-            job.submitted = self._now()
-            waiting = 0
-            failed_req = None
-            for req in job.requirements:
-                status = self._jobs[req].status
-                if status is not Status.DONE:
-                    waiting += 1
-                    if status in (Status.FAILED, Status.CANCELLED):
-                        failed_req = (req, status)
-            job._waiting = waiting
-            self._record("rerun", job)
-            ready = waiting == 0
+        failed_req, ready = self._renew(job)
         if failed_req is not None:
             self._cancel_pending(job, f"dependency {failed_req[0]!r} {failed_req[1].value}")
         elif ready:
@@ -502,17 +461,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
 
     def remove(self, job: Job | str) -> None:
         """Forget a finished job (its log file stays)."""
-        job = self._get(job)
-        with self._lock:
-            if not job.done():
-                msg = f"job {job.name!r} is {job.status.value}; cancel it before removing it"
-                raise SubmitError(msg)
-            live = [d for d in self._graph.dependents(str(job.name)) if not self._jobs[d].done()]
-            if live:
-                msg = f"job {job.name!r} is required by unfinished jobs: {', '.join(sorted(live))}"
-                raise SubmitError(msg)
-            self._forget(job)
-            self._emit("removed", job)
+        self._remove(self._get(job))
 
     def clear(self) -> int:
         """Forget every finished job that no unfinished job requires; return how many."""
@@ -746,8 +695,7 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            atexit.unregister(self._atexit)
+        _lifetime.unregister(self._atexit)
         for job in list(self._jobs.values()):
             if job.detach and job.status is Status.RUNNING:
                 continue  # it outlives the kernel; the next engine on this folder re-attaches
@@ -797,41 +745,6 @@ def _check_engine_options(
     if default_backend is not None and default_backend not in BACKENDS:
         msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
         raise ValueError(msg)
-
-
-# Every engine of this process, so that all of them can be shut down when the kernel is: a
-# kernel's graceful shutdown does not run atexit handlers (docs/kernel-notes.md §7).
-_live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def shutdown_all(reason: str, timeout: float = 2.0) -> builtins.list[str]:
-    """Shut down every engine of this process, cancelling its jobs with ``reason``.
-
-    Returns the names of the jobs that were still pending or running (detached jobs, which
-    outlive the process, are not among them).
-    """
-    stopped: builtins.list[str] = []
-    for engine in list(_live_engines):
-        if engine.closed:
-            continue
-        stopped += [
-            str(job.name)  # a registered job always has its name
-            for job in engine
-            if not job.done()
-            and not job.forever  # a monitor is expected to stop with the kernel
-            and not (job.detach and job.status is Status.RUNNING)
-        ]
-        try:
-            engine.shutdown(timeout=timeout, reason=reason)
-        except Exception:
-            logger.exception("jupyter_executor: shutting engine %s down failed", engine.id)
-    return stopped
-
-
-def _shutdown_at_exit(ref: weakref.ReferenceType[Engine]) -> None:
-    engine = ref()
-    if engine is not None:
-        engine.shutdown(timeout=5)
 
 
 # -- what a blocking wait shows -----------------------------------------------------------------
