@@ -3,6 +3,22 @@
 Scheduling never depends on the caller's thread: a notebook cell that blocks does not stop
 dependent jobs from starting (docs/kernel-notes.md §2). Every status change goes through
 :meth:`Job._set_status` under the engine's lock; a finished job wakes exactly its dependents.
+
+This module is the public facade; :class:`Engine` is assembled from rooms, each in its own
+file and each initialising the state it owns (bottom up; each room builds on the one above)::
+
+    _events.py     EventBus     the log, subscribers, the history hooks; the clock it reads
+    _loop.py       LoopThread   the loop thread, its inbox (call_soon), cleanups, the lock
+    _slots.py      Slots        max_jobs, per-backend limits, queues; the backends' host
+    _scheduler.py  Scheduler    the run state: register, admit, begin, finish, settle
+    _policies.py   Policies     retry delays, restart back-off, schedule ticks, timeouts
+    _registry.py   Registry     add/start/start_all/stop_all/get (R executor's registry)
+    _reattach.py   Reattach     detached commands an earlier kernel left running
+    _webapp.py, _converge.py, _clusters.py: web apps, converge(), the dask cluster
+
+Beside them, functions without state: _make.py (freshness, resume identity), _listing.py
+(list() and history() tables), _lifetime.py (every live engine, shut down at exit),
+_clock.py (the clock), _protocols.py (what a backend sees of the engine).
 """
 
 from __future__ import annotations
