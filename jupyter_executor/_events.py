@@ -75,6 +75,15 @@ class EventBus:
     _clock: Clock
     _now: Callable[[], float]
 
+    @property
+    def _as_engine(self) -> Any:
+        """This engine as the public ``Engine`` (what ``job.engine`` holds): ``self``.
+
+        Typed Any: the rooms never import engine.py (the arrows point from the facade to them),
+        and the facade is the only concrete class assembled from them.
+        """
+        return self
+
     def _init_events(self, clock: Clock | None) -> None:
         self._clock = SYSTEM_CLOCK if clock is None else clock
         # The time, read once per event: time.time itself for the real clock (no extra call).

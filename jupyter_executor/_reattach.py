@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ._scheduler import Scheduler
 from ._status import Status
@@ -22,9 +22,6 @@ from .errors import (
     StoreError,
 )
 from .job import Job
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 logger = logging.getLogger("jupyter_executor")
 
@@ -86,7 +83,7 @@ class Reattach(Scheduler):
         job = Job(row.get("description") or name, name=name, detach=True)
         with self._lock:
             self._jobs[name] = job
-            job.engine = cast("Engine", self)
+            job.engine = self._as_engine
             job._set_status(Status.PENDING)
             job._set_status(Status.RUNNING)
             job.submitted = row.get("submitted") or time.time()

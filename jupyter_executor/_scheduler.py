@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from . import _capture, _durable, _traceback
 from ._events import jobs_logger, log_event, new_event
@@ -37,7 +37,6 @@ from .job import Job, Lifecycle, _job_of, _resolve
 
 if TYPE_CHECKING:
     from ._conditions import Condition
-    from .engine import Engine
 
 logger = logging.getLogger("jupyter_executor")
 
@@ -117,7 +116,7 @@ class Scheduler(Slots):
             jobs = deferred + jobs
         batch = _collect(jobs)
         if self._rearmed:
-            _durable.make_way(cast("Engine", self), batch)
+            _durable.make_way(self._as_engine, batch)
         # Before _register, which gives keep_restarting()'s policy: that one is not stored.
         durable = [j for j in batch if j._life is not None and _durable.durable(j)]
         with self._lock:
@@ -126,7 +125,7 @@ class Scheduler(Slots):
         if parent is not None and parent.engine is self:
             _adopt(parent, batch)
         if durable and self._store is not None:
-            _durable.remember(cast("Engine", self), durable)
+            _durable.remember(self._as_engine, durable)
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
@@ -214,6 +213,7 @@ class Scheduler(Slots):
     ) -> tuple[list[Job], list[tuple[Job, str]]]:
         """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
         jobs = self._jobs
+        engine = self._as_engine
         now = self._now()
         ready: builtins.list[Job] = []
         to_cancel: builtins.list[tuple[Job, str]] = []
@@ -225,7 +225,7 @@ class Scheduler(Slots):
                 job.attempts = old.attempts
                 self._forget(old, graph=False)
             jobs[name] = job
-            job.engine = cast("Engine", self)
+            job.engine = engine
             if self._default_restart is not None:
                 self._restart_by_default(job)
             job._set_status(Status.PENDING)

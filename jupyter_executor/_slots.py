@@ -20,9 +20,6 @@ from ._status import Status
 from .backends import Backend, make_backend
 from .job import BACKENDS, Job
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger("jupyter_executor")
 
 

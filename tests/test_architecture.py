@@ -16,7 +16,7 @@ PACKAGE = Path(jupyter_executor.__file__).parent
 CORE = (
     "engine.py", "_scheduler.py", "_loop.py", "_slots.py", "_events.py", "_policies.py",
     "_make.py", "_reattach.py", "_registry.py", "_converge.py", "_webapp.py", "_clusters.py",
-    "_listing.py", "_jobsview.py", "_protocols.py",
+    "_listing.py", "_jobsview.py", "_protocols.py", "_clock.py", "_lifetime.py",
 )  # fmt: skip
 
 #: What the core must not import, at any level (TYPE_CHECKING and inside functions too).
@@ -40,6 +40,12 @@ def _imported(path: Path) -> set[str]:
 def test_the_core_never_imports_a_view(module: str) -> None:
     found = _imported(PACKAGE / module) & set(VIEWS)
     assert not found, f"{module} imports {sorted(found)}"
+
+
+@pytest.mark.parametrize("module", [m for m in CORE if m != "engine.py"])
+def test_the_rooms_never_import_the_facade(module: str) -> None:
+    # engine.py -> rooms, never back (not even for typing): job.engine gets _as_engine.
+    assert "engine" not in _imported(PACKAGE / module), f"{module} imports engine.py"
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "backends").glob("*.py")), ids=lambda p: p.name)
