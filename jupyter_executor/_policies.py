@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,33 @@ class Policies(Scheduler):
         job._cancel_requested = True
         self._record("timeout", job, reason)
         self._backends[job.backend].cancel(job)
+
+    def _abandon_running(self, reason: str) -> None:
+        """Settle, as cancelled, the jobs still running once shutdown has waited for them.
+
+        A thread blocked in C code or on a lock, or a process still in its grace period, would
+        otherwise end after the loop has stopped, and its run would stay open in the history
+        (to be closed as "failed" by the next engine): the engine stops now, so their end is
+        recorded now.
+        """
+        loop = self._loop
+        left = [j for j in self._jobs.values() if j.status is Status.RUNNING and not j.detach]
+        if loop is None or not left or threading.get_ident() == self._loop_ident:
+            return
+        why = "abandoned: still running when the engine stopped"
+        done = threading.Event()
+
+        def settle() -> None:
+            try:
+                for job in left:
+                    if job.status is Status.RUNNING:
+                        job._cancel_reason = f"{job._cancel_reason or reason}; {why}"
+                        self._finish(job, cancelled=True)
+            finally:
+                done.set()
+
+        self._call_soon(settle)
+        done.wait(5.0)
 
 
 def describe_schedule(schedule: Any) -> str | None:

@@ -6,12 +6,16 @@ import asyncio
 import builtins
 import inspect
 import warnings
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._events import jobs_logger
+from ._jobsview import JobsView
 from ._policies import is_scheduled
+from ._runtime import _current_job
 from ._scheduler import Scheduler
-from .errors import DuplicateJobName
+from ._status import Status
+from .errors import DuplicateJobName, SubmitError
 from .job import Job
 
 #: What ``on_duplicate=`` accepts.
@@ -28,6 +32,8 @@ class Registry(Scheduler):
         def rerun(self, job: Job | str) -> Job: ...
 
         def cancel(self, job: Job | str, reason: str = ...) -> bool: ...
+
+        def shutdown(self, timeout: float | None = None, *, reason: str = ...) -> None: ...
 
     def _skip_duplicate(self, ref: Job | str | None) -> Job | None:
         """The job already named like ``ref`` (after a warning), or None when the name is free."""
@@ -183,3 +189,74 @@ class Registry(Scheduler):
             msg = f"no job with id or name {id!r}"
             raise KeyError(msg)
         return found
+
+    def _get(self, ref: Job | str) -> Job:
+        if isinstance(ref, Job):
+            if ref.engine is not self:
+                msg = f"job {ref.name!r} does not belong to this engine"
+                raise KeyError(msg)
+            return ref
+        job = self._jobs.get(ref)
+        if job is None:
+            known = ", ".join(list(self._jobs)[:10]) or "none"
+            msg = f"no job named {ref!r} (jobs: {known})"
+            raise KeyError(msg)
+        return job
+
+    def _check_not_in_job(self, what: str) -> None:
+        job = _current_job.get()
+        if job is not None and job.engine is self and job._waited:
+            msg = (
+                f"engine.{what}() inside job {job.name!r} would wait for that job itself; "
+                "wait for the jobs you need with engine.wait_job(...) or `await job`"
+            )
+            raise SubmitError(msg)
+
+    @property
+    def jobs(self) -> JobsView:
+        """The jobs by name: a read-only mapping that prints one line per job.
+
+        Also ``engine.jobs.running`` (``pending``, ``done``, ``failed``, ``cancelled``): the jobs
+        in that status by name, and ``engine.jobs.get_job_by_id(id)`` (executor-engine's
+        manager). ``for job in engine:`` iterates the jobs themselves.
+        """
+        return JobsView(self._jobs)
+
+    def __getitem__(self, name: str) -> Job:
+        added = self._added.get(name)
+        return added if added is not None else self._get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(list(self._jobs.values()))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def select(self, status: str | Iterable[str] | None = None) -> builtins.list[Job]:
+        """The jobs whose status is ``status`` (a name or several), in submission order."""
+        if status is None:
+            return list(self._jobs.values())
+        wanted = {Status(status)} if isinstance(status, str) else {Status(s) for s in status}
+        return [j for j in list(self._jobs.values()) if j.status in wanted]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        counts = dict.fromkeys((s.value for s in Status), 0)
+        for job in list(self._jobs.values()):
+            counts[job.status.value] += 1
+        return counts
+
+    def stop(self, name: Job | str | None = None, reason: str = "stopped by user") -> bool:
+        """Stop job ``name`` (:meth:`cancel`); without a name, :meth:`shutdown` the engine.
+
+        ``stop()`` with no name is executor-engine's ``engine.stop()``; ``stop(name)`` is R
+        executor's ``stop_task(name)`` (a process is killed by its process group). Returns
+        False when the job had already finished.
+        """
+        if name is None:
+            self.shutdown()
+            return True
+        return self.cancel(name, reason)

@@ -14,17 +14,15 @@ import functools
 import itertools
 import logging
 import sys
-import threading
-import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from . import _capture, _durable, _traceback
 from ._events import jobs_logger, log_event, new_event
+from ._gates import Gates
 from ._graph import Graph
 from ._make import freshness, missing_outputs, record_files
 from ._runtime import _current_job
-from ._slots import Slots
 from ._status import FINISHED, Status
 from .backends import Backend
 from .errors import (
@@ -36,7 +34,7 @@ from .errors import (
 from .job import Job, Lifecycle, _job_of, _resolve
 
 if TYPE_CHECKING:
-    from ._conditions import Condition
+    pass
 
 logger = logging.getLogger("jupyter_executor")
 
@@ -51,7 +49,7 @@ _ADMIT_BATCH = 256
 _WIDE = 8
 
 
-class Scheduler(Slots):
+class Scheduler(Gates):
     """The run state: the jobs, their graph and the counters, changed only under the lock.
 
     Registers a submission, admits the jobs whose requirements are met, finishes an attempt and
@@ -71,8 +69,6 @@ class Scheduler(Slots):
     _idle_waiters: builtins.list[concurrent.futures.Future[None]]
     _deferred: builtins.list[Job]
     _default_restart: tuple[float, int | None] | None
-    _polled: dict[Job, None]
-    _poll_handle: asyncio.TimerHandle | None
     _rearmed: set[str]
 
     if TYPE_CHECKING:
@@ -103,9 +99,7 @@ class Scheduler(Slots):
         self._idle_waiters = []
         self._deferred = list(jobs)
         self._default_restart = None
-        # Pending jobs whose condition only polling can see met (an ordered set), and the timer.
-        self._polled = {}
-        self._poll_handle = None
+        self._init_gates()
 
     def _submit(self, jobs: builtins.list[Job], replace: bool) -> None:
         if self._closed:
@@ -367,34 +361,6 @@ class Scheduler(Slots):
             return
         self._run(job, self._backend(job.backend))
 
-    def _condition_met(self, job: Job, cond: Condition) -> bool:
-        """(loop thread) True when ``job``'s condition holds; else ask again later, or end it.
-
-        Not known yet: asked again at its wake-up time, or on job ends and the shared polling
-        timer; never: the job is cancelled; the condition raised: the job fails with that.
-        """
-        try:
-            answer = cond.check(self._lookup)
-            wake = cond.wake_at() if answer is None else None
-            polls = answer is None and cond.polls()
-        except Exception as exc:  # the user's condition raised: the job fails with it
-            self._fail_pending(job, exc)
-            return False
-        if answer is None:
-            assert self._loop is not None
-            if polls:
-                # Nothing will wake it: ask again on job ends and on the shared timer.
-                self._polled[job] = None
-                every = cond.poll_every
-                self._arm_poll(every if wake is None else min(every, wake - time.time()))
-            elif wake is not None:
-                self._loop.call_later(max(0.0, wake - time.time()), self._admit, job)
-            return False
-        if answer is False:
-            self._cancel_pending(job, f"condition {cond.describe()} can never be met")
-            return False
-        return True
-
     def _held_by_life(self, job: Job, life: Lifecycle) -> bool:
         """(loop thread) True when ``job`` waits for its schedule's first tick or its freshness.
 
@@ -416,25 +382,6 @@ class Scheduler(Slots):
             return True
         return False
 
-    def _arm_poll(self, delay: float) -> None:
-        """(loop thread) Make sure the conditions that poll are asked again within ``delay``."""
-        assert self._loop is not None
-        at = self._loop.time() + max(0.05, delay)  # a floor: a condition cannot spin the loop
-        handle = self._poll_handle
-        if handle is not None:
-            if handle.when() <= at:
-                return
-            handle.cancel()
-        self._poll_handle = self._loop.call_at(at, self._repoll, True)
-
-    def _repoll(self, timer: bool = False) -> None:
-        """(loop thread) Ask the waiting conditions that poll again (a timer, or a job ended)."""
-        if timer:
-            self._poll_handle = None
-        polled, self._polled = self._polled, {}
-        for job in polled:
-            self._admit(job)  # puts it back (and re-arms the timer) while still not met
-
     def _fail_pending(self, job: Job, exc: BaseException) -> None:
         with self._lock:
             if job.status is not Status.PENDING:
@@ -446,10 +393,6 @@ class Scheduler(Slots):
             job.attempts += 1
         job.traceback, job._traceback_ansi = _traceback.format_exception(exc)
         self._settle(job, Status.FAILED, None, exc)
-
-    def _lookup(self, ref: Any) -> Job:
-        job = _job_of(ref)
-        return job if job is not None else self._jobs[ref]
 
     def _run(self, job: Job, backend: Backend) -> None:
         if self._begin(job, backend):
@@ -723,19 +666,6 @@ class Scheduler(Slots):
         if job.status is Status.RUNNING:
             self._backends[job.backend].cancel(job)
 
-    def _get(self, ref: Job | str) -> Job:
-        if isinstance(ref, Job):
-            if ref.engine is not self:
-                msg = f"job {ref.name!r} does not belong to this engine"
-                raise KeyError(msg)
-            return ref
-        job = self._jobs.get(ref)
-        if job is None:
-            known = ", ".join(list(self._jobs)[:10]) or "none"
-            msg = f"no job named {ref!r} (jobs: {known})"
-            raise KeyError(msg)
-        return job
-
     def _allows(self, name: str) -> tuple[str, ...]:
         """The jobs that require job ``name`` (its dependents by requirement)."""
         jobs, wide = self._jobs, self._wide
@@ -745,42 +675,6 @@ class Scheduler(Slots):
             if d in jobs
             and name in (wide[d] if len(jobs[d].requirements) > _WIDE else jobs[d].requirements)
         )
-
-    def _check_not_in_job(self, what: str) -> None:
-        job = _current_job.get()
-        if job is not None and job.engine is self and job._waited:
-            msg = (
-                f"engine.{what}() inside job {job.name!r} would wait for that job itself; "
-                "wait for the jobs you need with engine.wait_job(...) or `await job`"
-            )
-            raise SubmitError(msg)
-
-    def _abandon_running(self, reason: str) -> None:
-        """Settle, as cancelled, the jobs still running once shutdown has waited for them.
-
-        A thread blocked in C code or on a lock, or a process still in its grace period, would
-        otherwise end after the loop has stopped, and its run would stay open in the history
-        (to be closed as "failed" by the next engine): the engine stops now, so their end is
-        recorded now.
-        """
-        loop = self._loop
-        left = [j for j in self._jobs.values() if j.status is Status.RUNNING and not j.detach]
-        if loop is None or not left or threading.get_ident() == self._loop_ident:
-            return
-        why = "abandoned: still running when the engine stopped"
-        done = threading.Event()
-
-        def settle() -> None:
-            try:
-                for job in left:
-                    if job.status is Status.RUNNING:
-                        job._cancel_reason = f"{job._cancel_reason or reason}; {why}"
-                        self._finish(job, cancelled=True)
-            finally:
-                done.set()
-
-        self._call_soon(settle)
-        done.wait(5.0)
 
     def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
         if job.status is not Status.PENDING:

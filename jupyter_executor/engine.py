@@ -10,9 +10,10 @@ file and each initialising the state it owns (bottom up; each room builds on the
     _events.py     EventBus     the log, subscribers, the history hooks; the clock it reads
     _loop.py       LoopThread   the loop thread, its inbox (call_soon), cleanups, the lock
     _slots.py      Slots        max_jobs, per-backend limits, queues; the backends' host
+    _gates.py      Gates        conditions of pending jobs, asked and asked again
     _scheduler.py  Scheduler    the run state: register, admit, begin, finish, settle
     _policies.py   Policies     retry delays, restart back-off, schedule ticks, timeouts
-    _registry.py   Registry     add/start/start_all/stop_all/get (R executor's registry)
+    _registry.py   Registry     lookups by name; add/start/stop (R executor's registry)
     _reattach.py   Reattach     detached commands an earlier kernel left running
     _webapp.py, _converge.py, _clusters.py: web apps, converge(), the dask cluster
 
@@ -43,7 +44,6 @@ from ._clusters import Clusters
 from ._converge import Converge
 from ._duration import Duration
 from ._events import EngineEvent
-from ._jobsview import JobsView
 from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
 from ._logs import log_stem
 from ._make import sha256_of
@@ -399,18 +399,6 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
 
     # the task registry (R executor) ---------------------------------------------------------------
 
-    def stop(self, name: Job | str | None = None, reason: str = "stopped by user") -> bool:
-        """Stop job ``name`` (:meth:`cancel`); without a name, :meth:`shutdown` the engine.
-
-        ``stop()`` with no name is executor-engine's ``engine.stop()``; ``stop(name)`` is R
-        executor's ``stop_task(name)`` (a process is killed by its process group). Returns
-        False when the job had already finished.
-        """
-        if name is None:
-            self.shutdown()
-            return True
-        return self.cancel(name, reason)
-
     # the loop thread ---------------------------------------------------------------------------
 
     # starting ----------------------------------------------------------------------------------
@@ -609,42 +597,6 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         return ok
 
     # inspection --------------------------------------------------------------------------------
-    @property
-    def jobs(self) -> JobsView:
-        """The jobs by name: a read-only mapping that prints one line per job.
-
-        Also ``engine.jobs.running`` (``pending``, ``done``, ``failed``, ``cancelled``): the jobs
-        in that status by name, and ``engine.jobs.get_job_by_id(id)`` (executor-engine's
-        manager). ``for job in engine:`` iterates the jobs themselves.
-        """
-        return JobsView(self._jobs)
-
-    def __getitem__(self, name: str) -> Job:
-        added = self._added.get(name)
-        return added if added is not None else self._get(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._jobs
-
-    def __iter__(self) -> Iterator[Job]:
-        return iter(list(self._jobs.values()))
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def select(self, status: str | Iterable[str] | None = None) -> builtins.list[Job]:
-        """The jobs whose status is ``status`` (a name or several), in submission order."""
-        if status is None:
-            return list(self._jobs.values())
-        wanted = {Status(status)} if isinstance(status, str) else {Status(s) for s in status}
-        return [j for j in list(self._jobs.values()) if j.status in wanted]
-
-    def counts(self) -> dict[str, int]:
-        """How many jobs are in each status."""
-        counts = dict.fromkeys((s.value for s in Status), 0)
-        for job in list(self._jobs.values()):
-            counts[job.status.value] += 1
-        return counts
 
     def list(
         self, status: str | Iterable[str] | None = None, *, next_run: bool = False
