@@ -124,6 +124,14 @@ class MockClock:
 
     @staticmethod
     def _fire(timer: _MockTimer, timeout: float) -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is timer.loop:  # advanced from the loop itself (a job, a callback): call now
+            if not timer.cancelled:
+                timer.fn(*timer.args)
+            return
         done = threading.Event()
 
         def run() -> None:

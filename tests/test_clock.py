@@ -106,3 +106,15 @@ def test_timeouts_and_timestamps_follow_the_mock_clock(tmp_path: Path) -> None:
     finally:
         engine.shutdown()
         assert_nothing_left(before)
+
+
+def test_advancing_from_the_timers_own_loop_calls_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    clock = MockClock(start=0.0)
+    fired: list[float] = []
+    clock.call_later(loop, 1.0, lambda: fired.append(clock.time()))
+
+    async def advance() -> None:
+        clock.advance(2.0)  # on the loop the timer runs on: no hand-off (it would deadlock)
+
+    asyncio.run_coroutine_threadsafe(advance(), loop).result(timeout=10)
+    assert fired == [1.0] and clock.time() == 2.0
