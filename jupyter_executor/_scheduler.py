@@ -14,7 +14,7 @@ import functools
 import itertools
 import logging
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _capture, _durable, _traceback
@@ -553,7 +553,9 @@ class Scheduler(Gates):
             self._report_end(job, status, exc, now)
             if job._future is not None:
                 _resolve(job._future, job)
-            self._wake_dependents(job, status, rearm is None, ready, to_cancel)
+            dependents = self._graph.dependents(str(job.name))
+            if dependents:  # (most jobs have none: no call)
+                self._wake_dependents(job, dependents, status, rearm is None, ready, to_cancel)
             if rearm is not None:
                 self._rearm_locked(job, rearm)
             elif job._life is not None:
@@ -599,12 +601,13 @@ class Scheduler(Gates):
     def _wake_dependents(
         self,
         job: Job,
+        dependents: Iterable[str],
         status: Status,
         final: bool,
         ready: builtins.list[Job],
         to_cancel: builtins.list[tuple[Job, str]],
     ) -> None:
-        """(under the lock) ``job`` ended with ``status``: find the dependents it wakes.
+        """(under the lock) ``job`` ended with ``status``: find which ``dependents`` it wakes.
 
         A dependent that requires it has one requirement less to wait for when it is done, and
         is cancelled when it is not (unless ``job`` runs again: ``final`` False); one whose
@@ -614,7 +617,7 @@ class Scheduler(Gates):
         jobs = self._jobs
         wide = self._wide
         done = status is Status.DONE
-        for dep_name in self._graph.dependents(name):
+        for dep_name in dependents:
             dep = jobs.get(dep_name)
             if dep is None or dep.status is not Status.PENDING:
                 continue
