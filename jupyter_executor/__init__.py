@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import engine as _engine_module
 from ._abstract import AbstractJob
 from ._conditions import (
     AfterAll,
@@ -95,6 +96,16 @@ __all__ = [
     "progress",
     "unload_ipython_extension",
 ]
+
+
+def _dashboard(engine: Engine) -> Any:
+    """``engine.widget()``: the dashboard, imported only when asked for (it needs anywidget)."""
+    from .widget import Dashboard
+
+    return Dashboard(engine)
+
+
+_engine_module._view_makers.setdefault("dashboard", _dashboard)
 
 
 def load_ipython_extension(ipython: Any) -> None:

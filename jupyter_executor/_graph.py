@@ -72,6 +72,15 @@ class Graph:
             name: reqs if type(reqs) is tuple and len(reqs) < 2 else tuple(dict.fromkeys(reqs))
             for name, reqs in batch.items()
         }
+        self._check_known(new, known)
+        if replacing or any(new.values()):  # a batch without edges closes no cycle
+            self._check_cycles(new, replacing)
+        self._link(new, replacing)
+
+    def _check_known(
+        self, new: Mapping[str, tuple[str, ...]], known: Container[str] | None
+    ) -> None:
+        """Raise UnknownDependency for a requirement neither in the graph, the batch or known."""
         for name, reqs in new.items():
             for req in reqs:
                 if (
@@ -81,8 +90,9 @@ class Graph:
                 ):
                     msg = f"job {name!r} requires {req!r}, which is not a known job"
                     raise UnknownDependency(msg)
-        if replacing or any(new.values()):  # a batch without edges closes no cycle
-            self._check_cycles(new, replacing)
+
+    def _link(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
+        """Put the checked batch in: the replaced nodes' edges out, the new edges in."""
         for name in replacing:
             for req in self._requires.get(name, ()):
                 deps = self._dependents.get(req)

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from jupyter_executor import (
     get_engine,
 )
 from jupyter_executor.engine import COLUMNS
+from jupyter_executor.testing import MockClock
 
 
 async def mycoro(t: float, value: object = None) -> object:
@@ -280,20 +282,39 @@ def test_custom_conditions_of_both_forms_are_asked_again(engine: Engine) -> None
     assert "neither" not in engine
 
 
-def test_retries_with_backoff(engine: Engine) -> None:
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[tuple[Engine, MockClock]]:
+    """An engine on a mock clock: retry delays pass only when the test advances it."""
+    before = {p.pid for p in child_processes()}
+    clock = MockClock()
+    eng = Engine(folder=tmp_path / "runs", clock=clock)
+    eng.cancel_grace = 0.5
+    try:
+        yield eng, clock
+    finally:
+        eng.shutdown()
+        assert_nothing_left(before)
+
+
+def test_retries_with_backoff(clocked: tuple[Engine, MockClock]) -> None:
+    engine, clock = clocked
     calls: list[float] = []
 
     def flaky() -> str:
-        calls.append(time.monotonic())
+        calls.append(clock.time())
         if len(calls) < 3:
             raise RuntimeError(f"attempt {len(calls)}")
         return "ok"
 
     job = engine.submit(flaky, name="flaky", retries=3, retry_delay=0.1)
+    clock.advance_to_next()
+    clock.advance_to_next()
     assert engine.wait(timeout=10) and job.result() == "ok" and job.attempts == 3
-    assert calls[2] - calls[1] >= 0.19  # the delay doubles
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert gaps == [pytest.approx(0.1, abs=1e-6), pytest.approx(0.2, abs=1e-6)]  # it doubles
     assert [e.event for e in engine.log if e.job == "flaky"].count("retried") == 2
     never = engine.submit(boom, name="never", retries=1, retry_delay=0.01)
+    clock.advance_to_next()
     engine.wait(timeout=10)
     assert never.status == "failed" and never.attempts == 2
 

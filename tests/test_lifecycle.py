@@ -31,10 +31,25 @@ from _wait import wait_until
 from jupyter_executor import Engine, Job
 from jupyter_executor.errors import StoreError
 from jupyter_executor.store import SCHEMA_VERSION
+from jupyter_executor.testing import MockClock
 
 
 def events(engine: Engine, name: str, kind: str | None = None) -> list[str]:
     return [str(e) for e in engine.log if e.job == name and (kind is None or e.event == kind)]
+
+
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[tuple[Engine, MockClock]]:
+    """An engine on a mock clock: schedules, back-off and restarts move only when the test says."""
+    before = {p.pid for p in child_processes()}
+    clock = MockClock()
+    eng = Engine(folder=tmp_path / "runs", clock=clock)
+    eng.cancel_grace = 0.5
+    try:
+        yield eng, clock
+    finally:
+        eng.shutdown()
+        assert_nothing_left(before)
 
 
 @pytest.fixture
@@ -61,24 +76,27 @@ def engines(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
 
 
 @pytest.mark.timeout(30)
-def test_periodic_job_runs_on_time_and_cancel_stops_future_runs(engine: Engine) -> None:
+def test_periodic_job_runs_on_time_and_cancel_stops_future_runs(
+    clocked: tuple[Engine, MockClock],
+) -> None:
+    engine, clock = clocked
     starts: list[float] = []
-    job = engine.submit(lambda: starts.append(time.monotonic()), name="tick", every="0.3 s")
-    time.sleep(2.0)
-    # Runs at 0, 0.3, ... 1.8 s: 7 on time; a loaded machine may lose one at either end.
-    assert 6 <= len(starts) <= 8, starts
+    job = engine.submit(lambda: starts.append(clock.time()), name="tick", every="0.3 s")
+    for run in range(1, 8):  # runs at 0, 0.3, ... 1.8 s of the clock
+        clock.advance_to_next()
+        wait_until(lambda n=run: len(starts) == n and job.status.value == "pending", 10, "a run")
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert all(0.2 < gap < 0.45 for gap in gaps), gaps  # on schedule, no drift, no burst
-    assert job.status.value in ("pending", "running")
-    assert job.next_run is not None and job.next_run - time.time() <= 0.31
+    assert gaps == [pytest.approx(0.3, abs=1e-5)] * 6  # on schedule, no drift, no burst
+    assert job.status.value == "pending"
+    assert job.next_run == pytest.approx(clock.time() + 0.3, abs=1e-5)
     row = engine.list(next_run=True).iloc[0]
     assert row["next_run"] is not None and row["restarts"] == 0
     assert engine.wait(timeout=0.1), "a periodic job is not waited for"
 
     assert engine.cancel("tick")
     runs = len(starts)
-    time.sleep(0.7)  # two more periods: nothing may start
-    assert len(starts) == runs
+    clock.advance(0.7)  # two more periods: nothing may start
+    assert len(starts) == runs and not clock.pending()
     assert job.status.value == "cancelled"
     assert job.next_run is None
     history = engine.history("tick")
@@ -86,32 +104,39 @@ def test_periodic_job_runs_on_time_and_cancel_stops_future_runs(engine: Engine) 
 
 
 @pytest.mark.timeout(30)
-def test_periodic_job_never_overlaps_itself(engine: Engine) -> None:
+def test_periodic_job_never_overlaps_itself(clocked: tuple[Engine, MockClock]) -> None:
+    engine, clock = clocked
     running = 0
     most = 0
     starts: list[float] = []
     lock = threading.Lock()
+    release = threading.Event()
 
     def slow() -> None:
         nonlocal running, most
         with lock:
             running += 1
             most = max(most, running)
-            starts.append(time.monotonic())
-        time.sleep(0.5)  # longer than the period
+            starts.append(clock.time())
+        release.wait(10)  # longer than the period: until the test lets it end
         with lock:
             running -= 1
 
-    engine.submit(slow, name="slow", every="0.2 s")
-    time.sleep(2.0)
+    job = engine.submit(slow, name="slow", every="0.2 s")
+    clock.advance_to_next()
+    wait_until(lambda: len(starts) == 1, 10, "the first run")
+    clock.advance(0.4)  # two ticks while it runs: skipped, not started twice
+    assert len(starts) == 1
+    release.set()
+    wait_until(lambda: job.status.value == "pending", 10, "the run to end")
+    clock.advance(0.2)  # the next tick after the run ended
+    wait_until(lambda: len(starts) == 2, 10, "the second run")
     engine.cancel("slow")
     engine.wait_job("slow", 5)
     assert most == 1
-    # A run takes 0.5 s and the next one starts at the first tick after it: every 0.6 s.
-    assert 3 <= len(starts) <= 4, starts
-    assert all(b - a >= 0.5 for a, b in itertools.pairwise(starts))
+    assert starts[1] - starts[0] == pytest.approx(0.6, abs=1e-5)
     skipped = events(engine, "slow", "skipped")
-    assert skipped and "not started twice" in skipped[0]
+    assert len(skipped) == 2 and "not started twice" in skipped[0]
 
 
 @pytest.mark.timeout(30)
@@ -184,17 +209,20 @@ def test_a_past_start_with_a_period_runs_from_the_next_time_on(engine: Engine) -
 
 @pytest.mark.timeout(30)
 def test_on_failure_restarts_with_backoff_then_gives_up_with_its_last_error(
-    engine: Engine,
+    clocked: tuple[Engine, MockClock],
 ) -> None:
+    engine, clock = clocked
     starts: list[float] = []
 
     def flaky() -> None:
-        starts.append(time.monotonic())
+        starts.append(clock.time())
         raise ValueError(f"boom {len(starts)}")
 
     job = engine.submit(
         flaky, name="flaky", restart="on-failure", restart_delay=0.1, max_restarts=3
     )
+    for _ in range(3):
+        clock.advance_to_next()
     assert not engine.wait(timeout=10)  # waited for (not "always"), and it failed
     assert job.status.value == "failed"
     assert job.restarts == 3 and job.attempts == 4
@@ -202,8 +230,8 @@ def test_on_failure_restarts_with_backoff_then_gives_up_with_its_last_error(
     assert [p.error for p in job.previous] == [f"ValueError: boom {i}" for i in (1, 2, 3)]
     assert [p.status for p in job.previous] == ["failed"] * 3
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    for gap, delay in zip(gaps, (0.1, 0.2, 0.4), strict=True):  # doubling after each failure
-        assert delay * 0.9 <= gap < delay + 0.25, gaps
+    assert gaps == [pytest.approx(d, abs=1e-6) for d in (0.1, 0.2, 0.4)]  # doubling
+    assert not clock.pending()  # given up: no restart armed
     rearmed = events(engine, "flaky", "rearmed")
     assert "restarting (1) in 0.1 s after ValueError: boom 1" in rearmed[0]
     assert "restarting (3) in 0.4 s" in rearmed[2]
@@ -214,7 +242,8 @@ def test_on_failure_restarts_with_backoff_then_gives_up_with_its_last_error(
 
 
 @pytest.mark.timeout(30)
-def test_on_failure_stops_restarting_once_it_succeeds(engine: Engine) -> None:
+def test_on_failure_stops_restarting_once_it_succeeds(clocked: tuple[Engine, MockClock]) -> None:
+    engine, clock = clocked
     calls: list[int] = []
 
     def third_time_lucky() -> int:
@@ -224,10 +253,13 @@ def test_on_failure_stops_restarting_once_it_succeeds(engine: Engine) -> None:
         return len(calls)
 
     job = engine.submit(third_time_lucky, name="lucky", restart="on-failure", restart_delay=0.05)
+    clock.advance_to_next()
+    clock.advance_to_next()
     assert engine.wait(timeout=10)
     assert job.result() == 3 and job.restarts == 2
-    time.sleep(0.3)
-    assert len(calls) == 3  # a success is not restarted under on-failure
+    assert not clock.pending()  # a success is not restarted under on-failure
+    clock.advance(1.0)
+    assert len(calls) == 3
 
 
 @pytest.mark.timeout(30)
@@ -251,20 +283,25 @@ def test_keep_restarting_covers_failed_jobs_and_jobs_submitted_later(engine: Eng
 
 
 @pytest.mark.timeout(30)
-def test_always_restarts_a_job_that_ends_until_cancelled(engine: Engine) -> None:
+def test_always_restarts_a_job_that_ends_until_cancelled(
+    clocked: tuple[Engine, MockClock],
+) -> None:
+    engine, clock = clocked
     calls: list[float] = []
     job = engine.submit(
-        lambda: calls.append(time.monotonic()), name="poller", restart="always", restart_delay=0.1
+        lambda: calls.append(clock.time()), name="poller", restart="always", restart_delay=0.1
     )
-    wait_until(lambda: job.restarts >= 3, 5, "three restarts")
+    for _ in range(3):
+        clock.advance_to_next()
+    wait_until(lambda: job.restarts >= 3 and len(calls) == 4, 5, "three restarts")
     assert engine.wait(timeout=0.1), "a job restarted always is not waited for"
     assert "restarting (1) in 0.1 s after it ended" in events(engine, "poller", "rearmed")[0]
     gaps = [b - a for a, b in itertools.pairwise(calls)]
-    assert all(gap >= 0.09 for gap in gaps), gaps  # no backoff growth: it never failed
+    assert gaps == [pytest.approx(0.1, abs=1e-6)] * 3  # no backoff growth: it never failed
     engine.cancel(job)
     engine.wait_job(job, 5)
     count = len(calls)
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert len(calls) == count
     assert job.status.value == "cancelled"
 

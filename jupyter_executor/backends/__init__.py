@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from ._base import Backend, TaskBackend
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from .._protocols import BackendHost
 
 __all__ = ["Backend", "TaskBackend", "make_backend"]
 
 
-def make_backend(name: str, engine: Engine) -> Backend:
+def make_backend(name: str, engine: BackendHost) -> Backend:
     """Create the backend called ``name`` for ``engine`` (imports it on first use)."""
     if name == "async":
         from .async_ import AsyncBackend

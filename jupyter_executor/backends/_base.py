@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .._runtime import _attempt_hooks, _current_job, _run_hooks
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from .._protocols import BackendHost
     from ..job import Job
 
 __all__ = ["Backend", "TaskBackend"]
@@ -29,14 +29,15 @@ async def _call_hook(hook: Any, job: Job) -> None:
 class Backend:
     """A way of running jobs. The engine calls every method on its loop thread.
 
-    ``start(job)`` begins an attempt and must make sure that ``engine._finish(job, ...)`` is
+    ``start(job)`` begins an attempt and must make sure that ``engine.finish(job, ...)`` is
     called exactly once, on the loop thread, when it ends; ``cancel(job)`` asks it to stop.
+    ``engine`` is the engine as backends see it (:class:`~.._protocols.BackendHost`).
     ``running``, ``limit`` and ``queue`` are the engine's bookkeeping of this backend's slots.
     """
 
     name = "backend"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: BackendHost) -> None:
         self.engine = engine
         self.limit: int | None = None
         self.running = 0
@@ -49,7 +50,7 @@ class Backend:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        loop = self.engine._loop
+        loop = self.engine.loop
         assert loop is not None
         return loop
 
@@ -107,13 +108,13 @@ class TaskBackend(Backend):
                     if hooks:
                         _run_hooks(current, leaving=True)
             except asyncio.CancelledError:
-                engine._finish(current, cancelled=True)
+                engine.finish(current, cancelled=True)
                 return
             except BaseException as exc:  # a job's failure is stored on the job, never raised here
                 tb = getattr(exc, "_jupyter_executor_tb", None)
-                current = engine._finish(current, exc=exc, tb=tb, handoff=self)
+                current = engine.finish(current, exc=exc, tb=tb, handoff=self)
             else:
-                current = engine._finish(current, result, handoff=self)
+                current = engine.finish(current, result, handoff=self)
             if current is None:
                 return
             inline += 1
@@ -141,4 +142,4 @@ class TaskBackend(Backend):
             target = job.target
             if inspect.iscoroutine(target) and inspect.getcoroutinestate(target) == "CORO_CREATED":
                 target.close()
-            self.engine._finish(job, cancelled=True)
+            self.engine.finish(job, cancelled=True)

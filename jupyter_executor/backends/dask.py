@@ -36,7 +36,7 @@ from . import _dask_task
 from ._base import TaskBackend
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from .._protocols import BackendHost
     from ..job import Job
 
 __all__ = ["DaskBackend"]
@@ -137,7 +137,7 @@ class DaskBackend(TaskBackend):
 
     name = "dask"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: BackendHost) -> None:
         super().__init__(engine)
         self._client: Any = None
         self._cluster: Any = None

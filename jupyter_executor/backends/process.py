@@ -26,7 +26,7 @@ from ._base import TaskBackend
 from .subprocess import pump, terminate_group
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from .._protocols import BackendHost
     from ..job import Job
 
 __all__ = ["ProcessBackend"]
@@ -62,7 +62,7 @@ class ProcessBackend(TaskBackend):
 
     name = "process"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: BackendHost) -> None:
         super().__init__(engine)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()

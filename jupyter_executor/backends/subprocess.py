@@ -69,8 +69,8 @@ class SubprocessBackend(TaskBackend):
         job.pid = proc.pid
         if job._life is not None:
             job._life.pid_start_time = process_start_time(proc.pid)
-        self.engine._job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
-        self.engine._note_pid(job)
+        self.engine.job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
+        self.engine.note_pid(job)
         try:
             out = job.output
             await asyncio.gather(
@@ -113,8 +113,8 @@ class SubprocessBackend(TaskBackend):
         job.pid = proc.pid
         assert job._life is not None
         job._life.pid_start_time = process_start_time(proc.pid)
-        self.engine._job_changed(job)  # the history must know the pid before the kernel dies
-        self.engine._note_pid(job)
+        self.engine.job_changed(job)  # the history must know the pid before the kernel dies
+        self.engine.note_pid(job)
         follower = asyncio.get_running_loop().create_task(follow(log_path, out))
         try:
             returncode = await proc.wait()
@@ -132,10 +132,10 @@ class SubprocessBackend(TaskBackend):
 
     async def _write_ahead(self, job: Job) -> None:
         """Commit ``job``'s run (running, no pid yet) to the history before its process starts."""
-        store = self.engine._store
+        store = self.engine.store
         if store is None:
             return
-        self.engine._job_changed(job)
+        self.engine.job_changed(job)
         # In a thread: the engine's loop goes on running the other jobs meanwhile.
         await asyncio.to_thread(store.flush, store.busy_timeout)
 

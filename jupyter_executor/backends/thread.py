@@ -23,7 +23,7 @@ from ..job import resolve_args
 from ._base import Backend
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from .._protocols import BackendHost
     from ..job import Job
 
 __all__ = ["ThreadBackend"]
@@ -52,7 +52,7 @@ class ThreadBackend(Backend):
 
     name = "thread"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: BackendHost) -> None:
         super().__init__(engine)
         self._queue: SimpleQueue[Job | None] = SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -138,7 +138,7 @@ class ThreadBackend(Backend):
                 # Settled long ago; the job may even run again by now: this end is not news.
                 self._abandoned.discard((ident, job))
                 return
-        self.engine._call_soon(self.engine._finish, job, result, exc, cancelled, tb)
+        self.engine.call_soon(self.engine.finish, job, result, exc, cancelled, tb)
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:
@@ -174,7 +174,7 @@ class ThreadBackend(Backend):
             self._abandoned.add((ident, job))
         why = "abandoned: the thread is still blocked in C code or a lock"
         job._cancel_reason = f"{job._cancel_reason or 'cancelled'}; {why}"
-        self.engine._finish(job, cancelled=True)
+        self.engine.finish(job, cancelled=True)
 
     def close(self) -> None:
         for _ in self._threads:

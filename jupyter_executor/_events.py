@@ -1,0 +1,181 @@
+"""The engine's event bus: its log, its subscribers, and the history hooks.
+
+Every job event goes through :class:`EventBus`: the engine's own log (:class:`EngineEvent`
+lines), the ``jupyter_executor.jobs`` logger, the subscribers (views, publishers,
+:meth:`EventBus.on_finish` callbacks) and the history store.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextvars
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._on_finish import FinishCalls
+from ._status import FINISHED
+from .errors import (
+    InvalidOptionType,
+)
+from .job import Job
+
+logger = logging.getLogger("jupyter_executor")
+# Job events (started, done, failed...) go to a child logger, so that configuring
+# "jupyter_executor" shows them; its NullHandler keeps Python's last-resort handler from
+# printing every failure into whatever notebook cell ran last when nothing is configured.
+jobs_logger = logging.getLogger("jupyter_executor.jobs")
+jobs_logger.addHandler(logging.NullHandler())
+
+
+def log_event(level: int, msg: str, *args: Any) -> None:
+    """Log an engine event outside any job's context.
+
+    The engine logs a job's start, end and pid from that job's own task; a logging handler
+    writing to ``sys.stderr`` (the routing proxy, when logging was set up after the extension)
+    would then file the engine's line in the job's output. A new, empty context has no job.
+    """
+    contextvars.Context().run(jobs_logger.log, level, msg, *args)
+
+
+class EngineEvent(NamedTuple):
+    """One line of :attr:`Engine.log`."""
+
+    time: float
+    event: str
+    job: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        # The date too, as in R executor's log: an engine's log often spans days.
+        stamp = datetime.fromtimestamp(self.time).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return f"{stamp} {self.event:<9} {self.job}" + (f" ({self.detail})" if self.detail else "")
+
+
+#: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
+#: events per job; ``EngineEvent._make`` is a Python function).
+new_event = functools.partial(tuple.__new__, EngineEvent)
+
+
+class EventBus:
+    """The engine's events: its log, its subscribers, and the history store they feed.
+
+    Owns :attr:`log`, the subscribers and the store handle; the other rooms report through
+    :meth:`_emit`, :meth:`_record`, :meth:`_record_many` and :meth:`_job_changed`.
+    """
+
+    log: deque[EngineEvent]
+    _subscribers: builtins.list[Callable[[str, Job], None]]
+    _finish_calls: FinishCalls
+    _store: Any
+    _clock: Clock
+    _now: Callable[[], float]
+
+    @property
+    def _as_engine(self) -> Any:
+        """This engine as the public ``Engine`` (what ``job.engine`` holds): ``self``.
+
+        Typed Any: the rooms never import engine.py (the arrows point from the facade to them),
+        and the facade is the only concrete class assembled from them.
+        """
+        return self
+
+    def _init_events(self, clock: Clock | None) -> None:
+        self._clock = SYSTEM_CLOCK if clock is None else clock
+        # The time, read once per event: time.time itself for the real clock (no extra call).
+        self._now = self._clock.time
+        self.log = deque(maxlen=10_000)
+        self._subscribers = []
+        self._finish_calls = FinishCalls()
+        self._store = None
+
+    def subscribe(self, callback: Callable[[str, Job], None]) -> Callable[[], None]:
+        """Call ``callback(event, job)`` on every job event; return a function that unsubscribes.
+
+        Events: ``"submitted"``, ``"status"``, ``"output"``, ``"display"``, ``"progress"``,
+        ``"removed"``. The callback runs in whatever thread the event happens in, sometimes with
+        the engine's lock held: it must be quick, must not block and must not call the engine.
+        """
+        self._subscribers = [*self._subscribers, callback]
+
+        def unsubscribe() -> None:
+            self._subscribers = [s for s in self._subscribers if s is not callback]
+
+        return unsubscribe
+
+    def on_finish(self, callback: Callable[[Job], Any]) -> Callable[[], None]:
+        """Call ``callback(job)`` once each time a job ends; return a function that unsubscribes.
+
+        For a word when a job ends by email, Slack or a sound. A job ends when it is done, has
+        failed (after its last retry) or is cancelled; a periodic, forever or restarted job ends
+        once per run. The calls are made in order, in a thread of the engine's own (not in the
+        job's thread or context, without the engine's lock), so the callback may block, print
+        or call the engine; what it raises is logged (``"jupyter_executor"`` logger), never
+        raised. By the time of the call, a job that runs again may have started its next run.
+        Calls still queued when the engine shuts down are made before it stops (up to 5 s).
+
+        Examples
+        --------
+        >>> from jupyter_executor import Engine
+        >>> ended = []
+        >>> with Engine(history=False) as engine:
+        ...     stop = engine.on_finish(lambda job: ended.append((job.name, job.status.value)))
+        ...     job = engine.submit(sum, [1, 2], name="total")
+        ...     engine.wait()
+        True
+        >>> ended
+        [('total', 'done')]
+        """
+        if not callable(callback):
+            msg = f"on_finish({callback!r}): give a function taking the job"
+            raise InvalidOptionType(msg)
+        calls = self._finish_calls
+
+        def on_event(event: str, job: Job) -> None:
+            # "status" with a final status is emitted once per end, by _settle (under the lock:
+            # only queue the call here).
+            if event == "status" and job.status in FINISHED:
+                calls.put(callback, job)
+
+        return self.subscribe(on_event)
+
+    def _emit(self, event: str, job: Job) -> None:
+        for callback in self._subscribers:
+            try:
+                callback(event, job)
+            except Exception:
+                logger.exception("jupyter_executor: subscriber %r failed", callback)
+
+    def _record(self, event: str, job: Job, detail: str = "") -> None:
+        self.log.append(EngineEvent(self._now(), event, str(job.name), detail))
+        logger.debug("%s %s %s", event, job.name, detail)
+        if event in ("retried", "rerun") and self._subscribers:
+            self._emit("status", job)
+
+    def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
+        now = self._now()
+        if len(jobs) == 1:
+            self.log.append(new_event((now, event, jobs[0].name, "")))
+        else:
+            keep = jobs[-(self.log.maxlen or len(jobs)) :]
+            self.log.extend(new_event((now, event, j.name, "")) for j in keep)
+        if self._subscribers:
+            for job in jobs:
+                self._emit(event, job)
+
+    def _job_changed(self, job: Job) -> None:
+        life = job._life
+        if self._store is not None and (life is None or life.reattached is None):
+            self._store.job_changed(job)
+
+    def _note_pid(self, job: Job) -> None:
+        """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
+        self.log.append(
+            new_event((self._now(), "pid", job.name, f"{job.describe()} (pid {job.pid})"))
+        )
+        if jobs_logger.isEnabledFor(logging.INFO):
+            log_event(logging.INFO, "started %s %s (pid %s)", job.name, job.describe(), job.pid)

@@ -1,0 +1,123 @@
+"""Make-like jobs: freshness of ``inputs=`` / ``outputs=``, and the identity ``resume`` matches."""
+
+from __future__ import annotations
+
+import builtins
+import glob
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .job import Job
+
+logger = logging.getLogger("jupyter_executor")
+
+
+def record_files(store: Any, job: Job, attempt: int) -> None:
+    """(worker thread) Record the paths and content hashes of a run's inputs and outputs."""
+    life = job._life
+    assert life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    files: builtins.list[tuple[str, str, str | None, int, float]] = []
+    try:
+        for role, patterns in (("input", life.inputs), ("output", life.outputs)):
+            for paths in _expand(patterns, cwd).values():
+                for path in paths:
+                    if path.is_file():
+                        stat = path.stat()
+                        files.append(
+                            (
+                                role,
+                                str(path.resolve()),
+                                sha256_of(path),
+                                stat.st_size,
+                                stat.st_mtime,
+                            )
+                        )
+        if files:
+            store.record_files(str(job.name), attempt, files)
+    except Exception:
+        logger.exception("jupyter_executor: recording the files of %s failed", job.name)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _expand(patterns: tuple[str, ...], cwd: str | None) -> dict[str, builtins.list[Path]]:
+    base = Path(cwd) if cwd else Path.cwd()
+    found: dict[str, builtins.list[Path]] = {}
+    for pattern in patterns:
+        path = Path(pattern)
+        if not path.is_absolute():
+            path = base / path
+        if glob.has_magic(pattern):
+            found[pattern] = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
+        else:
+            found[pattern] = [path] if path.exists() else []
+    return found
+
+
+def missing_outputs(job: Job) -> builtins.list[str]:
+    assert job._life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    return [p for p, files in _expand(job._life.outputs, cwd).items() if not files]
+
+
+def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[str, str | None]:
+    """(worker thread) Decide whether a make-like job must run: ``("run", identity)`` or a
+    reason to skip it. Hashes the inputs' contents, which may take a while for big files."""
+    life = job._life
+    assert life is not None
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    inputs = _expand(life.inputs, cwd)
+    missing = [p for p, files in inputs.items() if not files]
+    if missing:
+        msg = f"job {job.name!r} cannot start: its inputs do not exist: {', '.join(missing)}"
+        raise FileNotFoundError(msg)
+    identity = _identity(job, inputs)
+    if life.force or force:
+        return "run", identity
+    outputs = _expand(life.outputs, cwd)
+    outputs_exist = all(files for files in outputs.values())
+    if resume and outputs_exist and _succeeded_before(job, store, identity):
+        return "up to date: resumed from an identical earlier run", identity
+    if not life.outputs or not outputs_exist:
+        return "run", identity
+    return ("up to date" if _newer(outputs, inputs) else "run"), identity
+
+
+def _succeeded_before(job: Job, store: Any, identity: str) -> bool:
+    """True when the history holds a successful run of ``job`` with the same identity."""
+    if store is None:
+        return False
+    store.flush()
+    return bool(store.last_success(str(job.name), identity))
+
+
+def _identity(job: Job, inputs: dict[str, builtins.list[Path]]) -> str:
+    """What a run is, for ``resume``: the job's kind and command, its inputs' paths and bytes."""
+    digest = hashlib.sha256(repr((job.kind, job.describe(), getattr(job, "source", None))).encode())
+    for pattern in sorted(inputs):
+        for path in inputs[pattern]:
+            digest.update(str(path).encode())
+            if path.is_file():
+                with open(path, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+    return digest.hexdigest()
+
+
+def _newer(outputs: dict[str, builtins.list[Path]], inputs: dict[str, builtins.list[Path]]) -> bool:
+    """True when the oldest output is no older than the newest input (or there is no input)."""
+    newest_input = max(
+        (p.stat().st_mtime for files in inputs.values() for p in files), default=None
+    )
+    oldest_output = min(p.stat().st_mtime for files in outputs.values() for p in files)
+    return newest_input is None or oldest_output >= newest_input

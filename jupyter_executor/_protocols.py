@@ -1,0 +1,77 @@
+"""The narrow interfaces between the engine's core and what it drives.
+
+A backend sees its engine only through :class:`BackendHost`: no backend imports the engine,
+and none reaches into its private state. The engine builds one host per engine
+(``_slots.EngineHost``) and gives it to every backend it makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .job import Job
+
+__all__ = ["BackendHost"]
+
+
+class BackendHost(Protocol):
+    """What a backend sees of the engine that runs it.
+
+    Every call is made on the engine's loop thread, except :meth:`call_soon`, which any thread
+    may call to get there.
+    """
+
+    @property
+    def id(self) -> str:
+        """The engine's id (given to commands as ``JUPYTER_EXECUTOR_ID``)."""
+
+    @property
+    def cancel_grace(self) -> float:
+        """Seconds between a polite stop (SIGTERM, the cooperative flag) and a forced one."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the engine is shut down."""
+
+    @property
+    def dask(self) -> Any:
+        """The engine's ``dask=`` option (a client, an address, options, a kind or None)."""
+
+    @property
+    def cluster_options(self) -> dict[str, Any]:
+        """Options of the dask-jobqueue cluster, with ``dask="slurm"`` and the like."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The engine's event loop (None before it starts and after it stops)."""
+
+    @property
+    def store(self) -> Any:
+        """The history store (None without a history)."""
+
+    def finish(
+        self,
+        job: Job,
+        result: Any = None,
+        exc: BaseException | None = None,
+        cancelled: bool = False,
+        tb: str | None = None,
+        handoff: Any = None,
+    ) -> Job | None:
+        """An attempt of ``job`` ended; exactly once per attempt, on the loop thread.
+
+        With ``handoff`` (the calling backend), a dependent that became ready on the same
+        backend is started and returned, to be run in the caller's task.
+        """
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread (now when called there)."""
+
+    def job_changed(self, job: Job) -> None:
+        """Tell the history that ``job`` changed (its pid, its log)."""
+
+    def note_pid(self, job: Job) -> None:
+        """Log that ``job``'s process started, with its pid."""

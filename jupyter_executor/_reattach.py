@@ -1,0 +1,281 @@
+"""Re-attaching to the detached commands an earlier kernel left running in the same folder.
+
+(:mod:`._detached` is the other half: running Python, shipped by value, as a detached command.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._scheduler import Scheduler
+from ._status import Status
+from .errors import (
+    CommandFailed,
+    StoreError,
+)
+from .job import Job
+
+logger = logging.getLogger("jupyter_executor")
+
+
+class Reattach(Scheduler):
+    """Re-attach to the detached commands an earlier kernel left running."""
+
+    if TYPE_CHECKING:
+
+        def log_path(self, name: str) -> Path: ...
+
+    def _reattach(self) -> None:
+        """Take back the detached jobs that an earlier kernel left running in this folder.
+
+        Also closes the runs that a kernel which died left open: without this they would stay
+        "running" or "pending" in the history forever. A run whose engine's process (on this
+        host) is gone ends as failed when it was running (attached processes die with their
+        kernel: their supervisor kills them), as cancelled when it had not started.
+        """
+        here = socket.gethostname()
+        for row in self._store.running_attached():
+            if not _orphaned(row, here, self.id):
+                continue
+            now = time.time()
+            if row.get("status") == Status.RUNNING.value:
+                self._store.record_exit(
+                    row["id"], "failed", None, now, "the kernel died while it ran"
+                )
+            else:
+                reason = "the kernel died before it started"
+                self._store.record_exit(row["id"], "cancelled", None, now, None, reason)
+        for row in self._store.running_detached():
+            self._take_back(row, here)
+
+    def _take_back(self, row: dict[str, Any], here: str) -> None:
+        """Watch again the detached run ``row`` if its process runs; else record how it ended."""
+        from .backends.subprocess import claim_file_of, exit_file_of
+
+        name = row["name"]
+        log_path = Path(row["log_path"]) if row.get("log_path") else self.log_path(name)
+        exit_file = exit_file_of(log_path)
+        if row.get("pid") is None:
+            # Recorded before its process started (write-ahead); its engine died before
+            # it recorded the pid, or is starting it right now.
+            if _engine_alive(row, here):
+                return
+            pid = _claimed_pid(claim_file_of(log_path))
+            if pid is None:
+                reason = "the kernel died before it started"
+                self._store.record_exit(row["id"], "cancelled", None, time.time(), None, reason)
+                return
+            row["pid"], row["pid_start_time"] = pid, _supervisor_start_time(pid, log_path)
+            if row["pid_start_time"] is not None:
+                self._store.record_pid(row["id"], pid, row["pid_start_time"])
+        if name in self._jobs or not same_process(row.get("pid"), row.get("pid_start_time")):
+            status, code, error = _read_exit(exit_file)
+            self._store.record_exit(row["id"], status, code, time.time(), error)
+            return
+        job = Job(row.get("description") or name, name=name, detach=True)
+        with self._lock:
+            self._jobs[name] = job
+            job.engine = self._as_engine
+            job._set_status(Status.PENDING)
+            job._set_status(Status.RUNNING)
+            job.submitted = row.get("submitted") or time.time()
+            job.started = row.get("started") or time.time()
+            job.attempts = int(row.get("attempt") or 1)
+            job.pid = int(row["pid"])
+            assert job._life is not None
+            job._life.pid_start_time = row.get("pid_start_time")
+            job._life.reattached = int(row["id"])
+            self._unfinished += 1
+            self._running += 1
+        self._record("reattached", job, f"pid {job.pid}")
+        self._call_soon(self._start_watch, job, exit_file)
+
+    def _start_watch(self, job: Job, exit_file: Path) -> None:
+        backend = self._backend("subprocess")
+        backend.running += 1
+        assert self._loop is not None
+        task = self._loop.create_task(self._watch_detached(job, exit_file))
+        job._task = task
+        # A cancel is carried out when the task ends, not in its coroutine: a cancel posted
+        # right after the re-attach (`%jobs cancel` as soon as a new kernel's engine is up)
+        # can reach the loop in the same turn as this, and a task cancelled before its first
+        # step never runs its coroutine's body: the job said cancelled, its process ran on.
+        task.add_done_callback(functools.partial(self._watch_cancelled, job))
+
+    def _watch_cancelled(self, job: Job, task: asyncio.Task[None]) -> None:
+        """(loop thread) Stop the process of a re-attached job whose watch was cancelled."""
+        if not task.cancelled() or not job._cancel_requested:
+            return  # it ended by itself, or the engine stopped: a detached job runs on
+        assert job.pid is not None
+        _kill_group(job.pid, self.cancel_grace)
+        life = job._life
+        if self._store is not None and life is not None and life.reattached is not None:
+            reason = job._cancel_reason or "cancelled"
+            try:
+                self._store.record_exit(
+                    life.reattached, "cancelled", None, time.time(), None, reason
+                )
+            except StoreError:
+                logger.exception("jupyter_executor: cannot record the end of %s", job.name)
+        self._finish(job, cancelled=True)
+
+    async def _watch_detached(self, job: Job, exit_file: Path) -> None:
+        import psutil
+
+        from .backends.subprocess import describe_returncode, follow
+
+        log_path = job.log_path
+        assert log_path is not None and job.pid is not None
+        follower = asyncio.get_running_loop().create_task(follow(log_path, job.output))
+        try:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(job.pid)
+                # Not our child: psutil waits by polling the pid (it cannot wait() on it).
+                await asyncio.to_thread(proc.wait)
+        except asyncio.CancelledError:
+            follower.cancel()
+            raise  # a cancel requested is carried out by _watch_cancelled
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        status, code, error = _read_exit(exit_file)
+        if self._store is not None:
+            assert job._life is not None and job._life.reattached is not None
+            self._store.record_exit(job._life.reattached, status, code, time.time(), error)
+        if status == "done":
+            self._finish(job, code)
+        else:
+            rc = code if code is not None else -1
+            self._finish(
+                job,
+                exc=CommandFailed(
+                    f"command {job.describe()!r} {describe_returncode(rc)}"
+                    if code is not None
+                    else str(error),
+                    rc,
+                ),
+            )
+
+
+def same_process(pid: Any, start_time: Any) -> bool:
+    """True when ``pid`` runs and started at ``start_time`` (so it is not a recycled pid).
+
+    A zombie (dead, not yet reaped by its parent) does not run.
+    """
+    if not pid or start_time is None:
+        return False
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid))
+        return bool(
+            abs(proc.create_time() - float(start_time)) < 0.05
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
+    except psutil.Error:
+        return False
+
+
+def _orphaned(row: dict[str, Any], here: str, engine_id: str) -> bool:
+    """True when the attached run ``row`` was left open by an engine that is gone."""
+    if row.get("engine_pid") is not None:
+        # The engine recorded where it ran: its runs are over when that process is (a live
+        # engine of another notebook, or one on another host we cannot see, keeps them).
+        return not _engine_alive(row, here)
+    # An older version's engine: judged by the run's process, if it has one.
+    return not (
+        row.get("engine_id") == engine_id
+        or row.get("pid") is None
+        or same_process(row["pid"], row.get("pid_start_time"))
+    )
+
+
+def _engine_alive(row: dict[str, Any], here: str) -> bool:
+    """Whether the engine of a run is alive (or on another host, where we cannot tell)."""
+    if row.get("engine_pid") is None:
+        return False
+    if row.get("engine_host") != here:
+        return True
+    return same_process(row["engine_pid"], row.get("engine_pid_start_time"))
+
+
+def _claimed_pid(claim_file: Path) -> int | None:
+    """The pid a detached job's supervisor claimed its run with; None: it never will.
+
+    No claim yet: the engine claims the run itself, so that a supervisor still starting
+    exits without running the command (see _supervise.py).
+    """
+    import json
+
+    from ._supervise import claim
+
+    for _ in range(3):
+        try:
+            data = json.loads(claim_file.read_text())
+        except FileNotFoundError:
+            try:
+                if claim(str(claim_file), json.dumps({"pid": None})):
+                    return None
+            except OSError:
+                return None  # no logs folder: no supervisor could have claimed it either
+            continue  # the supervisor claimed it meanwhile: read its pid
+        except (OSError, ValueError):
+            return None
+        pid = data.get("pid") if isinstance(data, dict) else None
+        return pid if isinstance(pid, int) else None
+    return None
+
+
+def _supervisor_start_time(pid: int, log_path: Path) -> float | None:
+    """The start time of ``pid`` if it is the supervisor of the job logging to ``log_path``."""
+    import psutil
+
+    from .backends.subprocess import claim_file_of
+
+    try:
+        proc = psutil.Process(pid)
+        if str(claim_file_of(log_path)) not in proc.cmdline():
+            return None  # the pid was reused: the supervisor ended
+        return float(proc.create_time())
+    except psutil.Error:
+        return None
+
+
+def _read_exit(exit_file: Path) -> tuple[str, int | None, str | None]:
+    import json
+
+    try:
+        code = int(json.loads(exit_file.read_text())["returncode"])
+    except (OSError, ValueError, KeyError):
+        return (
+            "failed",
+            None,
+            "the detached process ended while no kernel watched it, and left no exit status",
+        )
+    if code == 0:
+        return "done", 0, None
+    return "failed", code, f"exit code {code}"
+
+
+def _kill_group(pid: int, grace: float) -> None:
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,784 @@
+"""The run state and its owner: registering, admitting, starting, finishing and settling jobs.
+
+Every status change goes through :meth:`Job._set_status` under the engine's lock; a finished
+job wakes exactly its dependents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import collections
+import concurrent.futures
+import functools
+import itertools
+import logging
+import sys
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import _capture, _durable, _traceback
+from ._events import jobs_logger, log_event, new_event
+from ._gates import Gates
+from ._graph import Graph
+from ._make import freshness, missing_outputs, record_files
+from ._runtime import _current_job
+from ._status import FINISHED, Status
+from .backends import Backend
+from .errors import (
+    DuplicateJobName,
+    JobTimeout,
+    MissingOutputs,
+    SubmitError,
+)
+from .job import Job, Lifecycle, _job_of, _resolve
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger("jupyter_executor")
+
+
+#: Jobs admitted per turn of the engine's loop.
+_ADMIT_BATCH = 256
+
+#: A job with more requirements than this also gets a set of their names, so that a settling
+#: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
+#: cost 5x more per job than 1 -> 1k -> 1). Below it a tuple scan is as fast as a hash, and
+#: chains (one requirement) pay nothing.
+_WIDE = 8
+
+
+class Scheduler(Gates):
+    """The run state: the jobs, their graph and the counters, changed only under the lock.
+
+    Registers a submission, admits the jobs whose requirements are met, finishes an attempt and
+    settles a job (its final status, its dependents woken or cancelled).
+    """
+
+    force: bool
+    print_traceback: bool
+    _closed: bool
+    _jobs: dict[str, Job]
+    _added: dict[str, Job]
+    _graph: Graph
+    _wide: dict[str, frozenset[str]]
+    _name_counts: dict[str, int]
+    _unfinished: int
+    _bad: int
+    _idle_waiters: builtins.list[concurrent.futures.Future[None]]
+    _deferred: builtins.list[Job]
+    _default_restart: tuple[float, int | None] | None
+    _rearmed: set[str]
+
+    if TYPE_CHECKING:
+        # Provided by the rooms above: policies, make-like jobs.
+        def _run_over(
+            self, job: Job, status: Status, result: Any, exc: BaseException | None
+        ) -> bool: ...
+
+        def _retry(self, job: Job, why: str) -> None: ...
+
+        def _schedule_tick(self, job: Job, after: Any) -> None: ...
+
+        def _rearm_locked(self, job: Job, why: str) -> None: ...
+
+        def _restart_by_default(self, job: Job) -> bool: ...
+
+    def _init_run_state(self, jobs: tuple[Job, ...]) -> None:
+        self._closed = False
+        self._jobs = {}
+        # Jobs added with add() and not started yet (R executor's task registry).
+        self._added = {}
+        self._graph = Graph()
+        # The requirement names of the jobs that have more than _WIDE, as sets (see _WIDE).
+        self._wide = {}
+        self._name_counts = {}
+        self._unfinished = 0  # waited jobs (not forever, periodic or always restarted) unfinished
+        self._bad = 0  # waited jobs failed or cancelled
+        self._idle_waiters = []
+        self._deferred = list(jobs)
+        self._default_restart = None
+        self._init_gates()
+
+    def _submit(self, jobs: builtins.list[Job], replace: bool) -> None:
+        if self._closed:
+            msg = "this engine is shut down; create a new one (or call get_engine() again)"
+            raise SubmitError(msg)
+        if self._deferred and jobs is not self._deferred:
+            deferred, self._deferred = self._deferred, []
+            jobs = deferred + jobs
+        batch = _collect(jobs)
+        if self._rearmed:
+            _durable.make_way(self._as_engine, batch)
+        # Before _register, which gives keep_restarting()'s policy: that one is not stored.
+        durable = [j for j in batch if j._life is not None and _durable.durable(j)]
+        with self._lock:
+            ready, to_cancel = self._register(batch, replace)
+        parent = _current_job.get()
+        if parent is not None and parent.engine is self:
+            _adopt(parent, batch)
+        if durable and self._store is not None:
+            _durable.remember(self._as_engine, durable)
+        self._ensure_loop()
+        for job, reason in to_cancel:
+            self._cancel_pending(job, reason)
+        if ready:
+            self._dispatch(ready)
+
+    def _register(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """(under the lock) Take a submission in, all or nothing; return what can start now.
+
+        Also returns the jobs to cancel at once (a requirement already failed or cancelled).
+        Raises, before anything changes, on a duplicate name, an unknown requirement or a cycle.
+        """
+        new, names, replacing = self._admissible(batch, replace)
+        if not new:
+            return [], []
+        self._add_edges(new, names, replacing)
+        ready, to_cancel = self._enter(new, replacing)
+        self._record_many("submitted", new)
+        if self._store is not None:
+            # A job that can start now is recorded when it starts, an instant later (its run
+            # keeps its submit time); the history sees those that wait at once.
+            starting = {id(j) for j in ready} if len(ready) < len(new) else None
+            for job in new:
+                if starting is not None and id(job) not in starting:
+                    self._job_changed(job)
+        return ready, to_cancel
+
+    def _admissible(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[list[Job], set[str], dict[str, Job]]:
+        """The new jobs of ``batch`` (named now), their names, and the finished jobs replaced."""
+        jobs = self._jobs
+        new: builtins.list[Job] = []
+        names: set[str] = set()
+        replacing: dict[str, Job] = {}
+        for job in batch:
+            if job.engine is self and job.name in jobs and jobs[job.name] is job:
+                continue  # already submitted: submitting it again changes nothing
+            if job.engine is not None or job.status is not Status.CREATED:
+                msg = f"job {job.name!r} was already submitted to another engine"
+                raise SubmitError(msg)
+            if job.name is None:
+                job.name = self._unique_name(job.default_name(), names)
+            name = job.name
+            if self._added and self._added.get(name) is job:
+                del self._added[name]  # added earlier, submitted now: start() was skipped
+            if name in names:
+                msg = f"two jobs of this submission are named {name!r}; give them distinct names"
+                raise DuplicateJobName(msg)
+            old = jobs.get(name)
+            if old is not None:
+                _check_replaceable(name, old, replace)
+                replacing[name] = old
+            names.add(name)
+            new.append(job)
+        return new, names, replacing
+
+    def _add_edges(
+        self, new: builtins.list[Job], names: set[str], replacing: dict[str, Job]
+    ) -> None:
+        """Name each new job's requirements and add its edges to the graph (which checks them)."""
+        specs: dict[str, tuple[str, ...]] = {}
+        for job in new:
+            if not job._requires_spec and not job._arg_jobs and job._condition is None:
+                continue  # no edges: the graph needs no node for it
+            spec = job._requires_spec
+            if len(spec) == 1 and not job._arg_jobs:
+                reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
+            else:
+                reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
+            job.requirements = reqs
+            cond = job.condition_jobs()
+            specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+        if specs or replacing:
+            # raises before anything changes; names are known when they are in the engine
+            known: collections.ChainMap[str, Any] = collections.ChainMap(
+                self._jobs, dict.fromkeys(names)
+            )
+            self._graph.add(specs, replacing=replacing, known=known)
+
+    def _enter(
+        self, new: builtins.list[Job], replacing: dict[str, Job]
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
+        jobs = self._jobs
+        engine = self._as_engine
+        now = self._now()
+        ready: builtins.list[Job] = []
+        to_cancel: builtins.list[tuple[Job, str]] = []
+        for job in new:
+            name = str(job.name)
+            old = replacing.get(name)
+            if old is not None:
+                job.previous = [*old.previous, old.info()]
+                job.attempts = old.attempts
+                self._forget(old, graph=False)
+            jobs[name] = job
+            job.engine = engine
+            if self._default_restart is not None:
+                self._restart_by_default(job)
+            job._set_status(Status.PENDING)
+            job.submitted = now
+            if job._waited:
+                self._unfinished += 1
+            if len(job.requirements) > _WIDE:
+                self._wide[name] = frozenset(job.requirements)
+            waiting = 0
+            for req in job.requirements:
+                status = jobs[req].status
+                if status is not Status.DONE:
+                    if status is Status.FAILED or status is Status.CANCELLED:
+                        to_cancel.append((job, f"dependency {req!r} {status.value}"))
+                    waiting += 1
+            job._waiting = waiting
+            if waiting == 0:
+                ready.append(job)
+        return ready, to_cancel
+
+    def _unique_name(self, base: str, taken: set[str]) -> str:
+        n = self._name_counts.get(base, 0)
+        while True:
+            n += 1
+            name = base if n == 1 else f"{base}-{n}"
+            if name not in self._jobs and name not in taken and name not in self._added:
+                self._name_counts[base] = n
+                return name
+
+    def _forget(self, job: Job, graph: bool = True) -> None:
+        # Drop a finished job from the counters (it is being replaced or removed). A replaced
+        # job's node already belongs to its successor (Graph.add(replacing=...)).
+        if job._waited and job.status in (Status.FAILED, Status.CANCELLED):
+            self._bad -= 1
+        if graph:
+            self._graph.remove(str(job.name))
+            self._wide.pop(str(job.name), None)  # (a replaced job's entry is its successor's)
+        del self._jobs[str(job.name)]
+
+    def _ask_to_cancel(self, job: Job, reason: str) -> Status | None:
+        """Mark ``job`` as asked to stop, with ``reason``; its status, or None if finished.
+
+        A timeout's reason is kept: the cancel it caused is that timeout's.
+        """
+        with self._lock:
+            status = job.status
+            if status in FINISHED:
+                return None
+            job._cancel_requested = True
+            if job._cancel_reason is None or not isinstance(job._exception, JobTimeout):
+                job._cancel_reason = reason
+        return status
+
+    def _renew(self, job: Job) -> tuple[tuple[str, Status] | None, bool]:
+        """Make finished ``job`` pending for a new run (its last run kept in ``previous``).
+
+        Returns a requirement that failed or was cancelled (the job is then to be cancelled),
+        and whether it can start now.
+        """
+        with self._lock:
+            if not job.done():
+                msg = (
+                    f"job {job.name!r} is {job.status.value}; only a finished job can be rerun "
+                    f"(cancel it first with engine.cancel({job.name!r}))"
+                )
+                raise SubmitError(msg)
+            job.previous = [*job.previous, job.info()]
+            old = job.status
+            job._set_status(Status.PENDING)
+            if job._waited:
+                self._unfinished += 1
+                if old is not Status.DONE:
+                    self._bad -= 1
+            job._result = job._exception = job.traceback = None
+            job._cancel_reason = None
+            job._cancel_requested = False
+            job._future = None
+            job._output = None
+            job.started = job.finished = None
+            job.submitted = self._now()
+            waiting = 0
+            failed_req = None
+            for req in job.requirements:
+                status = self._jobs[req].status
+                if status is not Status.DONE:
+                    waiting += 1
+                    if status in (Status.FAILED, Status.CANCELLED):
+                        failed_req = (req, status)
+            job._waiting = waiting
+            self._record("rerun", job)
+        return failed_req, waiting == 0
+
+    def _remove(self, job: Job) -> None:
+        """Forget finished ``job``, unless an unfinished job requires it."""
+        with self._lock:
+            if not job.done():
+                msg = f"job {job.name!r} is {job.status.value}; cancel it before removing it"
+                raise SubmitError(msg)
+            live = [d for d in self._graph.dependents(str(job.name)) if not self._jobs[d].done()]
+            if live:
+                msg = f"job {job.name!r} is required by unfinished jobs: {', '.join(sorted(live))}"
+                raise SubmitError(msg)
+            self._forget(job)
+            self._emit("removed", job)
+
+    def _dispatch(self, jobs: builtins.list[Job]) -> None:
+        """Admit ready jobs on the loop thread.
+
+        Submitting and finishing threads only post to the loop's inbox; the loop admits jobs in
+        batches. Measured: starting thread jobs straight from the submitting thread made the
+        engine's lock contended between three threads and cost twice as much per job.
+        """
+        self._call_soon(self._admit_all, jobs)
+
+    def _admit_all(self, jobs: builtins.list[Job], start: int = 0) -> None:
+        # A few hundred per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
+        # together, and the garbage collector's full passes over them dominated the cost.
+        # An offset, not a slice of the rest: a new list of what remains at every turn cost
+        # a copy, and a young container that each collection of the youngest generation
+        # walked through.
+        end = start + _ADMIT_BATCH
+        if len(jobs) > end:
+            assert self._loop is not None
+            self._loop.call_soon(self._admit_all, jobs, end)
+        for job in itertools.islice(jobs, start, end):
+            self._admit(job)
+
+    def _admit(self, job: Job) -> None:
+        """(loop thread) Start a pending job whose requirements are done, if it may start."""
+        if job.status is not Status.PENDING or job._waiting:
+            return
+        cond = job._condition
+        if cond is not None and not self._condition_met(job, cond):
+            return
+        life = job._life
+        if life is None and self.resume and job.kind != "coroutine":
+            life = job._life = Lifecycle()  # resuming needs the job's identity
+        if life is not None and self._held_by_life(job, life):
+            return
+        self._run(job, self._backend(job.backend))
+
+    def _held_by_life(self, job: Job, life: Lifecycle) -> bool:
+        """(loop thread) True when ``job`` waits for its schedule's first tick or its freshness.
+
+        A scheduled job starts its chain of ticks instead of running; a make-like (or resumed)
+        job has its inputs and outputs checked off the loop first (:meth:`_after_freshness`).
+        """
+        if life.schedule is not None and not life.ticking:
+            life.ticking = True
+            self._schedule_tick(job, None)
+            return True
+        if (life.inputs or life.outputs or self.resume) and life.checked != job.attempts:
+            life.checked = job.attempts
+            assert self._loop is not None
+            upstream_ran = any(r in self._ran for r in job.requirements)
+            fut = self._loop.run_in_executor(
+                None, freshness, job, self.resume and not upstream_ran, self._store, self.force
+            )
+            fut.add_done_callback(functools.partial(self._after_freshness, job))
+            return True
+        return False
+
+    def _fail_pending(self, job: Job, exc: BaseException) -> None:
+        with self._lock:
+            if job.status is not Status.PENDING:
+                return
+            # pending -> failed is no transition: the job fails as an attempt that failed at
+            # once (no slot is taken), so its history row and attempts count it as a run.
+            job._set_status(Status.RUNNING)
+            job.started = self._now()
+            job.attempts += 1
+        job.traceback, job._traceback_ansi = _traceback.format_exception(exc)
+        self._settle(job, Status.FAILED, None, exc)
+
+    def _run(self, job: Job, backend: Backend) -> None:
+        if self._begin(job, backend):
+            try:
+                backend.start(job)
+            except Exception as exc:
+                self._finish(job, exc=exc)
+
+    def _finish(
+        self,
+        job: Job,
+        result: Any = None,
+        exc: BaseException | None = None,
+        cancelled: bool = False,
+        tb: str | None = None,
+        handoff: Backend | None = None,
+    ) -> Job | None:
+        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry.
+
+        With ``handoff``, a dependent that became ready and runs on that backend is started
+        and returned instead of dispatched, so that the caller runs it in the same task: a
+        chain of async jobs then costs no new task and no event-loop turn per hop.
+        """
+        backend = self._release(job)
+        if backend is None:
+            return None
+        ready: builtins.list[Job] | None = [] if handoff is not None else None
+        stopped = job._cancel_requested or cancelled
+        life = job._life
+        if exc is None and not stopped and (life is not None or type(job) is not Job):
+            result, exc = self._check_result(job, result)
+        if stopped:
+            self._conclude_cancelled(job, ready)
+        elif exc is not None:
+            self._conclude_failed(job, exc, tb, ready)
+        else:
+            if life is None or not self._run_over(job, Status.DONE, result, None):
+                self._settle(job, Status.DONE, result, None, ready)
+            if life is not None:
+                self._record_made(job, life)
+        if self._queued:
+            self._call_soon(self._drain_queues, backend)
+        return self._hand_off(ready, backend) if ready else None
+
+    def _release(self, job: Job) -> Backend | None:
+        """(loop thread) Give back the slot of ``job``'s attempt; its backend, or None to stop.
+
+        None when there is nothing to settle: the job is not running any more, or the engine
+        stopped and the job is detached (it runs on; the next engine takes it).
+        """
+        handle = job._timeout_handle
+        if handle is not None:
+            handle.cancel()
+            job._timeout_handle = None
+        job._task = None
+        backend = self._backends.get(job.backend)
+        if backend is None or (self._closed and job.detach and not job._cancel_requested):
+            return None
+        with self._lock:
+            if job.status is not Status.RUNNING:
+                return None
+            self._running -= 1
+            backend.running -= 1
+        return backend
+
+    def _check_result(self, job: Job, result: Any) -> tuple[Any, BaseException | None]:
+        """A successful attempt's result, through the job's hook; or why it failed after all.
+
+        A job class may turn a result into a failure (``_on_result``); a make-like job that
+        did not produce its declared outputs fails naming them.
+        """
+        exc: BaseException | None = None
+        if type(job) is not Job:
+            try:
+                result = job._on_result(result)
+            except Exception as hook_exc:
+                exc = hook_exc
+        life = job._life
+        if life is not None and life.outputs and exc is None:
+            missing = missing_outputs(job)
+            if missing:
+                exc = MissingOutputs(
+                    f"job {job.name!r} succeeded but did not produce its declared outputs: "
+                    + ", ".join(missing)
+                )
+        return result, exc
+
+    def _conclude_cancelled(self, job: Job, ready: builtins.list[Job] | None) -> None:
+        # A timeout is a cancel that may be retried; any other cancel ends the job's runs.
+        exc = job._exception
+        if isinstance(exc, JobTimeout) and job.attempts <= job.retries and not self._closed:
+            self._retry(job, str(job._cancel_reason))
+        elif job._life is None or not self._run_over(job, Status.CANCELLED, None, exc):
+            self._settle(job, Status.CANCELLED, None, exc, ready)
+
+    def _conclude_failed(
+        self, job: Job, exc: BaseException, tb: str | None, ready: builtins.list[Job] | None
+    ) -> None:
+        if tb is None:
+            tb, job._traceback_ansi = _traceback.format_exception(exc)
+        else:  # formatted where it ran (a worker process): name the cells as IPython does
+            tb, job._traceback_ansi = _traceback.rename(tb), None
+        job.traceback = tb
+        # the log says how the attempt ended (plain text: the log is read in a terminal)
+        job.output.log_only(tb if tb.endswith("\n") else tb + "\n")
+        if job.attempts <= job.retries and not self._closed:
+            self._retry(job, f"{type(exc).__name__}: {exc}")
+        elif job._life is None or not self._run_over(job, Status.FAILED, None, exc):
+            self._settle(job, Status.FAILED, None, exc, ready)
+
+    def _record_made(self, job: Job, life: Lifecycle) -> None:
+        """Record the files a make-like job's successful run read and wrote (in a thread)."""
+        if (life.inputs or life.outputs) and self._store is not None and self._loop is not None:
+            # Hashing may take a while: off the loop. Recorded after the outcome, so a
+            # "which run made it" query right after wait() may miss it for a moment.
+            self._loop.run_in_executor(None, record_files, self._store, job, job.attempts)
+
+    def _hand_off(self, ready: builtins.list[Job], backend: Backend) -> Job | None:
+        """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
+        nxt = None
+        for i, candidate in enumerate(ready):
+            if candidate.backend == backend.name and candidate._condition is None:
+                if self._begin(candidate, backend):
+                    nxt = candidate
+                    del ready[i]
+                break
+        if ready:
+            self._dispatch(ready)
+        return nxt
+
+    def _settle(
+        self,
+        job: Job,
+        status: Status,
+        result: Any,
+        exc: BaseException | None,
+        collect: builtins.list[Job] | None = None,
+        rearm: str | None = None,
+        not_started: bool = False,
+    ) -> bool:
+        """Give ``job`` its final status and wake its dependents (any thread).
+
+        The dependents that became ready are dispatched, or appended to ``collect``. With
+        ``rearm`` (why), the job goes back to pending for another run, in the same locked step
+        so that ``wait()`` never sees it finished in between. With ``not_started``, a job that
+        is running by now is left alone (its slot is given back by :meth:`_finish`, not here).
+        Returns False when the job was left alone.
+        """
+        ready: builtins.list[Job] = [] if collect is None else collect
+        to_cancel: builtins.list[tuple[Job, str]] = []
+        with self._lock:
+            if job.status in FINISHED or (not_started and job.status is Status.RUNNING):
+                return False
+            job._set_status(status)
+            job.finished = now = self._now()
+            job._result = result
+            job._exception = exc
+            self._report_end(job, status, exc, now)
+            if job._future is not None:
+                _resolve(job._future, job)
+            dependents = self._graph.dependents(str(job.name))
+            if dependents:  # (most jobs have none: no call)
+                self._wake_dependents(job, dependents, status, rearm is None, ready, to_cancel)
+            if rearm is not None:
+                self._rearm_locked(job, rearm)
+            elif job._life is not None:
+                job._life.next_run = None  # finished for good: no next run to show
+            if self._unfinished == 0:
+                self._wake_waiters()
+        out = job._output
+        if out is not None:
+            out.close()
+        for dep, reason in to_cancel:
+            self._cancel_pending(dep, reason)
+        if ready and collect is None:
+            self._dispatch(ready)
+        if self._polled:
+            self._call_soon(self._repoll)  # a job ended: conditions on the engine may now hold
+        return True
+
+    def _report_end(self, job: Job, status: Status, exc: BaseException | None, now: float) -> None:
+        """(under the lock) Count the end of ``job``; tell the log, logger, subscribers, history."""
+        if job._waited:
+            self._unfinished -= 1
+            if status is not Status.DONE:
+                self._bad += 1
+        detail = ""
+        if status is Status.CANCELLED:
+            detail = job._cancel_reason or "cancelled"
+        elif exc is not None:
+            detail = f"{type(exc).__name__}: {exc}"
+        self.log.append(new_event((now, status._value_, job.name, detail)))
+        if status is Status.FAILED:
+            self._log_failure(job, detail)
+        elif jobs_logger.isEnabledFor(logging.INFO):
+            suffix = f" ({detail})" if detail else ""
+            log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
+        if self._subscribers:
+            self._emit("status", job)
+        if self._store is not None:
+            if job._life is None:  # _job_changed inlined: a call less per job
+                self._store.job_changed(job)
+            else:
+                self._job_changed(job)
+
+    def _wake_dependents(
+        self,
+        job: Job,
+        dependents: Iterable[str],
+        status: Status,
+        final: bool,
+        ready: builtins.list[Job],
+        to_cancel: builtins.list[tuple[Job, str]],
+    ) -> None:
+        """(under the lock) ``job`` ended with ``status``: find which ``dependents`` it wakes.
+
+        A dependent that requires it has one requirement less to wait for when it is done, and
+        is cancelled when it is not (unless ``job`` runs again: ``final`` False); one whose
+        condition names it may now start. O(1) per edge (see ``_WIDE``).
+        """
+        name = str(job.name)
+        jobs = self._jobs
+        wide = self._wide
+        done = status is Status.DONE
+        for dep_name in dependents:
+            dep = jobs.get(dep_name)
+            if dep is None or dep.status is not Status.PENDING:
+                continue
+            reqs: Collection[str] = dep.requirements
+            if len(reqs) > _WIDE:
+                reqs = wide[dep_name]
+            if name in reqs:
+                if done:
+                    dep._waiting -= 1
+                    if dep._waiting == 0:
+                        ready.append(dep)
+                elif final:  # a job that will run again keeps its dependents
+                    to_cancel.append((dep, f"dependency {name!r} {status.value}"))
+            elif dep._waiting == 0:
+                ready.append(dep)  # its condition may now be met
+
+    def _wake_waiters(self) -> None:
+        """(under the lock) Nothing waited for is unfinished: wake wait() and join()."""
+        self._cond.notify_all()
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _log_failure(self, job: Job, detail: str) -> None:
+        # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
+        log_event(logging.WARNING, "failed %s: %s", job.name, detail)
+        tb = job.traceback
+        if tb:
+            log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
+            if self.print_traceback:
+                # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
+                # this may run in the failed job's task, whose prints go to the job itself.
+                stream = sys.stderr
+                if type(stream) is _capture._StreamProxy:
+                    stream = stream._original
+                print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
+
+    def _cancel_pending(self, job: Job, reason: str) -> None:
+        with self._lock:
+            if job.status is not Status.PENDING and job.status is not Status.CREATED:
+                return
+            job._cancel_reason = reason
+            job._cancel_requested = True
+        if not self._settle(job, Status.CANCELLED, None, None, not_started=True):
+            self._call_soon(self._stop, job)  # it started meanwhile: stop it like a running one
+
+    def _stop(self, job: Job) -> None:
+        if job.status is Status.RUNNING:
+            self._backends[job.backend].cancel(job)
+
+    def _allows(self, name: str) -> tuple[str, ...]:
+        """The jobs that require job ``name`` (its dependents by requirement)."""
+        jobs, wide = self._jobs, self._wide
+        return tuple(
+            d
+            for d in self._graph.dependents(name)
+            if d in jobs
+            and name in (wide[d] if len(jobs[d].requirements) > _WIDE else jobs[d].requirements)
+        )
+
+    def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
+        if job.status is not Status.PENDING:
+            return
+        try:
+            verdict, identity = fut.result()
+        except Exception as exc:
+            self._fail_pending(job, exc)
+            return
+        assert job._life is not None
+        job._life.identity = identity
+        if verdict == "run":
+            self._admit(job)
+            return
+        with self._lock:
+            job._cancel_reason = None
+        self._record(verdict.split(":")[0], job, verdict)
+        self._settle(job, Status.DONE, verdict, None)
+
+
+def _adopt(parent: Job, batch: builtins.list[Job]) -> None:
+    """Jobs submitted from inside job ``parent`` are its sub-tasks, which converge() waits for."""
+    children = parent.children if parent.children else []
+    children.extend(j for j in batch if j is not parent)
+    parent.children = children
+
+
+def _check_replaceable(name: str, old: Job, replace: bool) -> None:
+    """Raise unless finished job ``old`` may give its name to a new job."""
+    if not old.done():
+        msg = (
+            f"job {name!r} is {old.status.value}; cancel it first "
+            f"(engine.cancel({name!r})) or pick another name"
+        )
+        raise DuplicateJobName(msg)
+    if not replace:
+        msg = (
+            f"a job named {name!r} already exists ({old.status.value}); "
+            "pick another name, or pass replace=True to run it again"
+        )
+        raise DuplicateJobName(msg)
+
+
+def _name_of(ref: Any) -> str:
+    if isinstance(ref, str):
+        return ref
+    job = _job_of(ref)
+    if job is None or job.name is None:  # pragma: no cover - _collect names them first
+        msg = f"cannot name {ref!r}"
+        raise SubmitError(msg)
+    return job.name
+
+
+def _collect(jobs: list[Job]) -> list[Job]:
+    """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
+    if not any(j._requires_spec or j._arg_jobs or j._condition is not None for j in jobs):
+        return jobs  # nothing to walk (the common case of independent jobs)
+    if _in_order(jobs):
+        return jobs
+    return _walk(jobs)
+
+
+def _in_order(jobs: list[Job]) -> bool:
+    """True when each job's unsubmitted dependencies come before it (and none is repeated).
+
+    Jobs given dependencies first (a chain built in order, a script's natural order) then need
+    no walk: one pass checks it.
+    """
+    earlier: set[int] = set()
+    for job in jobs:
+        if id(job) in earlier:
+            return False  # given twice: the walk drops the repeat
+        spec = job._requires_spec
+        deps = spec if not job._arg_jobs and job._condition is None else job.required_jobs()
+        if job._condition is not None:
+            deps = [*deps, *job.condition_jobs()]
+        if any(
+            (d := _job_of(dep)) is not None and d.engine is None and id(d) not in earlier
+            for dep in deps
+        ):
+            return False
+        earlier.add(id(job))
+    return True
+
+
+def _walk(jobs: list[Job]) -> list[Job]:
+    """Depth-first: every unsubmitted dependency of ``jobs`` before its dependents, once."""
+    seen: set[int] = set()
+    order: list[Job] = []
+    stack: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]
+    while stack:
+        job, expanded = stack.pop()
+        if expanded:
+            order.append(job)
+            continue
+        if id(job) in seen:
+            continue
+        seen.add(id(job))
+        stack.append((job, True))
+        for dep in (*job.required_jobs(), *job.condition_jobs()):
+            dep_job = _job_of(dep)
+            if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
+                stack.append((dep_job, False))
+    return order

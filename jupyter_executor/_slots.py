@@ -1,0 +1,283 @@
+"""Slots: the global ``max_jobs`` limit, per-backend limits, the queues of jobs waiting for a
+slot, and the timer that records as pending the jobs that wait long for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import _capture
+from ._events import jobs_logger, log_event, new_event
+from ._loop import LoopThread
+from ._status import Status
+from .backends import Backend, make_backend
+from .job import BACKENDS, Job
+
+logger = logging.getLogger("jupyter_executor")
+
+
+# How long a job waits for a slot (once to twice this) before the history records it as
+# pending; one that gets a slot sooner is recorded when it starts.
+_NOTE_QUEUED_AFTER = 2.0
+
+
+class EngineHost:
+    """The engine as its backends see it (:class:`~._protocols.BackendHost`).
+
+    The engine's methods are bound once here, so that a backend's call costs what a call on the
+    engine itself cost; what may change (the loop, the grace period) is read when asked.
+    """
+
+    __slots__ = ("_engine", "call_soon", "finish", "job_changed", "note_pid")
+
+    def __init__(self, engine: Slots) -> None:
+        self._engine = engine
+        self.finish = engine._finish
+        self.call_soon = engine._call_soon
+        self.job_changed = engine._job_changed
+        self.note_pid = engine._note_pid
+
+    @property
+    def id(self) -> str:
+        return self._engine.id
+
+    @property
+    def cancel_grace(self) -> float:
+        return self._engine.cancel_grace
+
+    @property
+    def closed(self) -> bool:
+        return self._engine._closed
+
+    @property
+    def dask(self) -> Any:
+        return self._engine.dask
+
+    @property
+    def cluster_options(self) -> dict[str, Any]:
+        return self._engine.cluster_options
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._engine._loop
+
+    @property
+    def store(self) -> Any:
+        return self._engine._store
+
+
+class Slots(LoopThread):
+    """Who may run now: ``max_jobs``, the per-backend limits and the queues of those who wait.
+
+    Owns the backends, the running and queued counts and the "pending while waiting" timer.
+    """
+
+    max_jobs: int | None
+    limits: dict[str, int | None]
+    resume: bool
+    _backends: dict[str, Backend]
+    _running: int
+    _queued: int
+    _noting: bool
+    _ran: set[str]
+    _closed: bool
+    _host: EngineHost
+    dask: Any
+    cluster_options: dict[str, Any]
+
+    if TYPE_CHECKING:
+        # Provided by the rooms above (the scheduler and the policies).
+        def _finish(
+            self,
+            job: Job,
+            result: Any = None,
+            exc: BaseException | None = None,
+            cancelled: bool = False,
+            tb: str | None = None,
+            handoff: Backend | None = None,
+        ) -> Job | None: ...
+
+        def _arm_timeout(self, job: Job, attempt: int) -> None: ...
+
+    def _init_slots(self, max_jobs: int | None) -> None:
+        self.max_jobs = max_jobs
+        self.limits = {
+            "async": None,
+            "thread": 32,
+            "process": os.cpu_count() or 2,
+            "subprocess": None,
+            "dask": None,
+            "local": None,
+        }
+        self._backends = {}
+        self._host = EngineHost(self)
+        self._running = 0
+        self._queued = 0  # jobs waiting in the backends' queues for a free slot
+        self._noting = False  # _note_queued is due
+        self._ran = set()  # jobs that really ran an attempt (for resume)
+
+    def set_limits(self, **limits: int | None) -> None:
+        """Set per-backend limits on running jobs, e.g. ``set_limits(thread=8, process=2)``."""
+        for name, value in limits.items():
+            if name not in BACKENDS:
+                msg = f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}"
+                raise ValueError(msg)
+            if value is not None and value < 1:
+                msg = f"the limit of {name!r} must be >= 1 or None, not {value!r}"
+                raise ValueError(msg)
+            self.limits[name] = value
+            backend = self._backends.get(name)
+            if backend is not None:
+                backend.limit = value
+
+    def _backend(self, name: str) -> Backend:
+        backend = self._backends.get(name)
+        if backend is None:
+            backend = self._backends[name] = make_backend(name, self._host)
+            backend.limit = self.limits[name]
+        return backend
+
+    def _begin(self, job: Job, backend: Backend) -> bool:
+        """Take a slot and mark ``job`` running; queue it when no slot is free."""
+        with self._lock:
+            if job.status is not Status.PENDING:
+                return False
+            if (self.max_jobs is not None and self._running >= self.max_jobs) or (
+                backend.limit is not None and backend.running >= backend.limit
+            ):
+                backend.queue.append(job)
+                backend.enqueued += 1
+                self._queued += 1
+                if self._store is not None and not self._noting:
+                    self._arm_note_queued()
+                return False
+            self._mark_running(job, backend)
+        self._after_begin(job)
+        return True
+
+    def _arm_note_queued(self) -> None:
+        # (loop thread, under the lock) The jobs queued by now are checked a delay later.
+        self._noting = True
+        for b in self._backends.values():
+            b.mark = b.enqueued
+        assert self._loop is not None
+        self._loop.call_later(_NOTE_QUEUED_AFTER, self._note_queued)
+
+    def _note_queued(self) -> None:
+        """(loop thread) Record as pending the jobs that have waited a while for a slot.
+
+        A job that gets a slot soon is recorded when it starts (so that a burst of short jobs
+        queued behind the pool costs no extra write); one that waits behind a limit must be in
+        the history meanwhile, so that a kernel that dies does not lose it. Each check records
+        the jobs queued before the previous one that still wait, oldest first.
+        """
+        with self._lock:
+            self._noting = False
+            if self._store is None:
+                return
+            waiting = False
+            for b in self._backends.values():
+                popped = b.enqueued - len(b.queue)
+                first = max(b.noted, popped)
+                for job in itertools.islice(b.queue, first - popped, max(0, b.mark - popped)):
+                    if job.status is Status.PENDING:
+                        self._job_changed(job)
+                b.noted = max(b.noted, b.mark)
+                waiting = waiting or bool(b.queue)
+            if waiting:
+                self._arm_note_queued()
+
+    def _mark_running(self, job: Job, backend: Backend) -> None:
+        # (under the lock) A slot is taken: the job runs.
+        job._set_status(Status.RUNNING)
+        job.started = now = self._now()
+        job.finished = None
+        job.attempts += 1
+        if self.resume:
+            self._ran.add(str(job.name))
+        job._exception = None
+        job.traceback = None
+        if job._output is not None:  # an earlier run: this one starts a new tail and log
+            job._output.close()
+            job._output = None
+        self._running += 1
+        backend.running += 1
+        self.log.append(new_event((now, "started", job.name, "")))
+        if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
+            # (a command is logged when its process exists, with its pid: _note_pid)
+            log_event(logging.INFO, "started %s %s", job.name, job.describe())
+        if self._subscribers:
+            self._emit("status", job)
+        if self._store is not None:
+            if job._life is None:  # _job_changed inlined: a call less per job
+                self._store.job_changed(job)
+            else:
+                self._job_changed(job)
+
+    def _after_begin(self, job: Job) -> None:
+        if job.timeout is not None:
+            self._call_soon(self._arm_timeout, job, job.attempts)
+        if sys.stdout.__class__ is not _capture._StreamProxy:
+            _capture.install()
+
+    def _drain_queues(self, backend: Backend) -> None:
+        """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""
+        for b in (backend, *self._backends.values()):
+            while b.queue:
+                # One lock hold per job, from the queue to running (a queued job is pending).
+                with self._lock:
+                    if not b.queue or not (
+                        (self.max_jobs is None or self._running < self.max_jobs)
+                        and (b.limit is None or b.running < b.limit)
+                    ):
+                        break
+                    job = b.queue.popleft()
+                    self._queued -= 1
+                    if job.status is not Status.PENDING:
+                        continue  # cancelled while it waited
+                    self._mark_running(job, b)
+                self._after_begin(job)
+                try:
+                    b.start(job)
+                except Exception as exc:
+                    self._finish(job, exc=exc)
+            if not self._queued:
+                break
+
+    def _stop_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if threading.get_ident() == self._loop_ident:
+            msg = "the engine cannot stop its own thread from a job; call it from outside"
+            raise RuntimeError(msg)
+        backends = list(self._backends.values())
+
+        async def close_backends() -> None:
+            for backend in backends:
+                try:
+                    await backend.aclose()
+                except Exception:
+                    logger.exception("jupyter_executor: closing backend %s failed", backend.name)
+
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(close_backends(), loop).result(timeout=30)
+        for backend in backends:
+            backend.close()
+        self._backends.clear()
+        with self._loop_lock:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            self._loop = None
+            self._thread = None
+            self._loop_ident = 0
+            self._inbox.clear()
+            self._wake_pending = False

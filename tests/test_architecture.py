@@ -1,0 +1,67 @@
+"""Which module may import which: the arrows of the engine split (issue 10) point one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import jupyter_executor
+from jupyter_executor import Engine
+
+PACKAGE = Path(jupyter_executor.__file__).parent
+
+#: The engine and its rooms: the core, which never imports a view, IPython or widgets.
+CORE = (
+    "engine.py", "_scheduler.py", "_loop.py", "_slots.py", "_events.py", "_policies.py",
+    "_make.py", "_reattach.py", "_registry.py", "_converge.py", "_webapp.py", "_clusters.py",
+    "_listing.py", "_jobsview.py", "_protocols.py", "_clock.py", "_lifetime.py", "_gates.py",
+)  # fmt: skip
+
+#: What the core must not import, at any level (TYPE_CHECKING and inside functions too).
+VIEWS = ("widget", "_ipython", "magics", "_publisher", "IPython", "ipywidgets", "anywidget")
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module name ``path`` imports, relative ones as written (``.widget`` -> widget)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
+    return {part for name in names for part in (name, name.split(".")[0], name.split(".")[-1])}
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_never_imports_a_view(module: str) -> None:
+    found = _imported(PACKAGE / module) & set(VIEWS)
+    assert not found, f"{module} imports {sorted(found)}"
+
+
+@pytest.mark.parametrize("module", [m for m in CORE if m != "engine.py"])
+def test_the_rooms_never_import_the_facade(module: str) -> None:
+    # engine.py -> rooms, never back (not even for typing): job.engine gets _as_engine.
+    assert "engine" not in _imported(PACKAGE / module), f"{module} imports engine.py"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "backends").glob("*.py")), ids=lambda p: p.name)
+def test_backends_see_the_engine_only_through_the_protocol(path: Path) -> None:
+    source = path.read_text()
+    assert "engine" not in _imported(path), f"backends/{path.name} imports the engine"
+    assert "engine._" not in source, f"backends/{path.name} reaches into the engine"
+
+
+def test_engine_widget_still_builds_the_dashboard(tmp_path: Path) -> None:
+    pytest.importorskip("anywidget")
+    from jupyter_executor.widget import Dashboard
+
+    with Engine(folder=tmp_path, history=False) as engine:
+        view = engine.widget()
+        try:
+            assert isinstance(view, Dashboard)
+        finally:
+            view.close()

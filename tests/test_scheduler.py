@@ -1,0 +1,83 @@
+"""The scheduler's run state (_scheduler.py): fan-in, wide requirements, their bookkeeping."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from _leaks import assert_nothing_left, child_processes
+
+from jupyter_executor import AfterAll, Engine, Job, Status
+
+
+async def anoop() -> None:
+    return None
+
+
+def _fan_cpu_per_job(folder: Path, width: int) -> float:
+    """CPU seconds per job to run 1 -> width -> 1 async no-ops (all threads of this process)."""
+    with Engine(folder=folder, history=False) as engine:
+        root = Job(anoop(), name="root")
+        mids = [Job(anoop(), name=f"mid-{i}", requires=[root]) for i in range(width)]
+        sink = Job(anoop(), name="sink", requires=mids)
+        start = time.process_time()
+        engine.submit(root, *mids, sink)
+        assert engine.wait(timeout=100)
+        spent = time.process_time() - start
+        assert sink.status is Status.DONE
+    return spent / (width + 2)
+
+
+@pytest.mark.timeout(240)
+def test_fan_in_costs_the_same_per_job_at_1k_and_16k(tmp_path: Path) -> None:
+    # Each of the 16k middle jobs that settled scanned the sink's 16k-name requirement tuple:
+    # per-job cost grew about 5x from W=1k to W=16k (issue 14). With a set per wide job it is
+    # flat; the bound leaves room for a loaded machine (CPU time, not wall time, is compared).
+    before = {p.pid for p in child_processes()}
+    _fan_cpu_per_job(tmp_path / "warm", 200)  # imports, first loop: not part of either figure
+    small = min(_fan_cpu_per_job(tmp_path / f"s{i}", 1_000) for i in range(2))
+    large = _fan_cpu_per_job(tmp_path / "l", 16_000)
+    assert large < 2.5 * small, f"{large * 1e6:.0f} us/job at 16k vs {small * 1e6:.0f} at 1k"
+    assert_nothing_left(before)
+
+
+def test_a_wide_job_waits_for_every_requirement_and_fails_with_any(engine: Engine) -> None:
+    gate_jobs = [engine.submit(sum, [i], name=f"r{i}") for i in range(20)]
+    sink = engine.submit(sum, [0], name="sink", requires=gate_jobs)
+    assert engine.wait(timeout=30)
+    assert sink.status is Status.DONE
+    assert sink.started is not None
+    assert sink.started >= max(j.finished or 0 for j in gate_jobs)
+    assert set(gate_jobs[3].allows) == {"sink"}  # allows reads the same set
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    ok = [engine.submit(sum, [i], name=f"ok{i}") for i in range(12)]
+    bad = engine.submit(boom, name="bad")
+    after = engine.submit(sum, [0], name="after", requires=[*ok, bad])
+    assert engine.wait(timeout=30) is False
+    assert after.status is Status.CANCELLED
+    assert after.info().error == "cancelled: dependency 'bad' failed"
+
+
+def test_a_wide_job_removed_then_replaced_by_a_narrow_one(engine: Engine) -> None:
+    reqs = [engine.submit(sum, [i], name=f"q{i}") for i in range(10)]
+    wide = engine.submit(sum, [1], name="w", requires=reqs)
+    assert engine.wait(timeout=30) and wide.status is Status.DONE
+    engine.remove("w")
+    assert "w" not in engine._wide  # its set goes with it
+    late = engine.submit(sum, [0], name="late")
+    narrow = engine.submit(sum, [2], name="w", requires=[late])
+    assert engine.wait(timeout=30) and narrow.result() == 2
+    assert engine["q0"].allows == ()
+    assert engine["late"].allows == ("w",)
+
+
+def test_a_condition_on_a_wide_set_of_jobs_is_asked_when_each_ends(engine: Engine) -> None:
+    # A job that does not require the ones its condition names is asked again when they end.
+    firsts = [engine.submit(sum, [i], name=f"c{i}") for i in range(10)]
+    last = engine.submit(sum, [5], name="last", condition=AfterAll(*firsts))
+    assert engine.wait(timeout=30)
+    assert last.result() == 5
