@@ -59,8 +59,8 @@ class SubprocessBackend(TaskBackend):
         with contextlib.suppress(StoreError, TimeoutError):
             await self._write_ahead(job)
         argv = [
-            sys.executable, "-S", SUPERVISOR, "--grace", str(self.engine.cancel_grace), "--",
-            *command,
+            sys.executable, "-S", SUPERVISOR, "--grace", str(self.engine.cancel_grace),
+            "--parent", str(os.getpid()), "--", *command,
         ]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
