@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from .. import _procs
 from ..errors import CommandFailed, StoreError
 from ._base import TaskBackend
 
@@ -68,7 +69,7 @@ class SubprocessBackend(TaskBackend):
         )  # fmt: skip
         job.pid = proc.pid
         if job._life is not None:
-            job._life.pid_start_time = process_start_time(proc.pid)
+            job._life.pid_start_time = _procs.start_time(proc.pid)
         self.engine._job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
         self.engine._note_pid(job)
         try:
@@ -112,7 +113,7 @@ class SubprocessBackend(TaskBackend):
             proc = _Detached.start(argv, log, cwd, env)
         job.pid = proc.pid
         assert job._life is not None
-        job._life.pid_start_time = process_start_time(proc.pid)
+        job._life.pid_start_time = _procs.start_time(proc.pid)
         self.engine._job_changed(job)  # the history must know the pid before the kernel dies
         self.engine._note_pid(job)
         follower = asyncio.get_running_loop().create_task(follow(log_path, out))
@@ -231,16 +232,6 @@ def claim_file_of(log_path: Path) -> Path:
     return log_path.with_name(log_path.stem + ".claim.json")
 
 
-def process_start_time(pid: int) -> float | None:
-    """The start time of process ``pid`` (with the pid, it names one process for good)."""
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:
-        return None
-
-
 async def follow(path: Path, out: Any, interval: float = 0.25) -> None:
     """Copy what a detached process appends to its log file into the job's tail."""
     position = [path.stat().st_size if path.exists() else 0]
@@ -304,42 +295,16 @@ async def terminate_group(proc: asyncio.subprocess.Process | _Detached, grace: f
 
 async def _terminate(proc: asyncio.subprocess.Process | _Detached, grace: float) -> None:
     pgid = proc.pid
-    others = []
+    others: list[Any] = []
     if proc.returncode is None:
-        others = _other_sessions(pgid)
-        _signal(pgid, others, signal.SIGTERM)
+        others = _procs.other_sessions(pgid)
+        _procs.signal_group(pgid, others, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
     # The leader is gone (or had its grace): the members of its group that ignored SIGTERM, or
     # were forked while it was sent, go too, while the group id is still theirs.
-    _signal(pgid, others, signal.SIGKILL)
+    _procs.signal_group(pgid, others, signal.SIGKILL)
     await proc.wait()
-
-
-def _signal(pgid: int, others: list[Any], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    for other in others:
-        with contextlib.suppress(Exception):
-            if other.is_running():  # the same process (pid and start time), not a reused pid
-                other.send_signal(sig)
-
-
-def _other_sessions(pgid: int) -> list[Any]:
-    """The descendants of ``pgid``'s leader that left its process group (``setsid``)."""
-    try:
-        import psutil
-
-        return [p for p in psutil.Process(pgid).children(recursive=True) if _pgid(p.pid) != pgid]
-    except Exception:
-        return []
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
 
 
 def describe_returncode(returncode: int) -> str:
