@@ -21,16 +21,20 @@ leader of the job's process group and runs the command as its child.
   creates F itself, which stops a supervisor still starting from running the command. Either
   way nothing runs unknown to the history.
 - SIGTERM (a cancel): it passes it on to its group and SIGKILLs the group after the grace.
+- ``--zygote FD --parent PID``: it serves the engine on the socket FD, forking one supervisor
+  per attached command instead of starting an interpreter for each (see :func:`_serve`).
 
 Every signal it handles does nothing but wake its one loop (``signal.set_wakeup_fd``), which
 does all the work in the main thread: no helper thread and no lock, so no signal arriving at
-any instant, or several at once (the kernel's death signals the supervisor once per kernel
-thread that exits), can leave it stuck. A handler that did the work itself could be re-entered
-while it held a lock (a ``threading.Event``'s, or the one ``Thread.start`` takes) and wait on it
-forever: such a supervisor outlived its SIGKILLed kernel in CI.
+any instant, or several at once, can leave it stuck. An earlier supervisor did the work in its
+SIGTERM handler, and the kernel's death signalled it once per kernel thread that exited
+(``PR_SET_PDEATHSIG`` follows threads): re-entered while it held a ``threading.Event``'s lock,
+the handler waited on it forever, and the supervisor outlived its SIGKILLed kernel in CI.
 
 Its own exit status mirrors the command's, including death by a signal.
 """
+
+from __future__ import annotations
 
 import os
 import sys
@@ -39,6 +43,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
+    from typing import NoReturn  # `import typing` costs 12 ms
 else:
     import _signal  # signal's C module: `import signal` costs 10-25 ms (enum)
 
@@ -59,6 +64,7 @@ class _Options:
         self.exit_file: str | None = None
         self.claim_file: str | None = None
         self.parent: int | None = None
+        self.zygote: int | None = None
         self.grace = 2.0
         i = 0
         while i < len(argv) and argv[i] != "--":
@@ -76,6 +82,9 @@ class _Options:
             elif argv[i] == "--parent":
                 i += 1
                 self.parent = int(argv[i])
+            elif argv[i] == "--zygote":
+                i += 1
+                self.zygote = int(argv[i])
             i += 1
         self.command = argv[i + 1 :]
 
@@ -129,7 +138,7 @@ def _watch(parent: int) -> int | None:
     return fd
 
 
-def _spawn(command: list[str], detached: bool) -> int:
+def _spawn(command: list[str]) -> int:
     """Start ``command`` as our child, with the signal dispositions and mask we were given.
 
     ``fork`` and ``exec`` rather than ``posix_spawn``: glibc's leaves its two internal signals
@@ -147,8 +156,6 @@ def _spawn(command: list[str], detached: bool) -> int:
                 # Python ignores SIGPIPE and SIGXFSZ; a command expects them at their default.
                 for sig in (*_HANDLED, _signal.SIGPIPE, _signal.SIGXFSZ):
                     _signal.signal(sig, _signal.SIG_DFL)
-                if not detached:  # a detached command ignores hang-ups, as with nohup
-                    _signal.signal(_signal.SIGHUP, _signal.SIG_DFL)
                 _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
                 os.execvp(command[0], command)
             except OSError as exc:
@@ -171,56 +178,75 @@ def _spawn(command: list[str], detached: bool) -> int:
     return pid
 
 
-def main() -> None:
-    """Run the command of ``sys.argv`` as described in the module docstring."""
-    options = _Options(sys.argv[1:])
-    # Handlers before anything else: from here on a signal is only noted, and the loop below
-    # handles it whenever it came.
+def _install() -> int:
+    """Make every handled signal only wake the loop: the read end of the wake-up pipe."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
     _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     for sig in _HANDLED:
         _signal.signal(sig, _noted)
+    return wake_r
+
+
+def _exit(code: int) -> NoReturn:
+    sys.stderr.flush()
+    os._exit(code)  # also in a supervisor forked by the zygote: none of its frames unwinds
+
+
+def main() -> None:
+    """Run the command of ``sys.argv`` as described in the module docstring."""
+    options = _Options(sys.argv[1:])
+    # Handlers before anything else: from here on a signal is only noted, and the loop below
+    # handles it whenever it came.
+    wake_r = _install()
     if options.detached:
         _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
     if options.claim_file is not None and not claim(
         options.claim_file, f'{{"pid": {os.getpid()}}}'
     ):
-        sys.exit(_NOT_CLAIMED)  # the next engine recorded this job as never started
-
-    import select  # an extension module, but a small one (< 1 ms)
-
-    poller = select.poll()
-    poller.register(wake_r, select.POLLIN)
-    stop_at: float | None = None  # the SIGKILL deadline, once the group was told to stop
-    orphaned = False  # the kernel died: nobody waits for our status, the group must go
+        _exit(_NOT_CLAIMED)  # the next engine recorded this job as never started
     parent: int | None = None
     parent_fd: int | None = None
     if not options.detached:
+        orphaned = False
         if options.parent is None:  # an older engine: judge by the parent we find
             parent = os.getppid()
             orphaned = parent == 1
         else:
             parent = options.parent
         parent_fd = _watch(parent)
-        if os.getppid() != parent:
-            orphaned = True  # the kernel died before we could watch it
-        if orphaned and parent_fd is not None:
-            os.close(parent_fd)
-        elif parent_fd is not None:
-            poller.register(parent_fd, select.POLLIN)
-    if orphaned:
-        sys.exit(_signal.SIGTERM + 128)  # the group holds only us: the command never ran
+        if orphaned or os.getppid() != parent:
+            _exit(_signal.SIGTERM + 128)  # the kernel died first: the command never runs
+    if options.zygote is not None:
+        assert parent is not None and parent_fd is not None
+        _serve(options.zygote, parent, parent_fd, wake_r)
+    _supervise(options.command, options, parent, parent_fd, wake_r)
 
-    command = options.command
+
+def _supervise(
+    command: list[str], options: _Options, parent: int | None, parent_fd: int | None, wake_r: int
+) -> NoReturn:
+    """Run ``command``, stop its group when told to or when the kernel dies, mirror its end.
+
+    ``parent`` is the kernel's pid (None: detached), ``parent_fd`` a pidfd of it (None: check
+    whether we were re-parented now and then), ``wake_r`` the wake-up pipe of :func:`_install`.
+    """
+    import select  # an extension module, but a small one (< 1 ms)
+
+    poller = select.poll()
+    poller.register(wake_r, select.POLLIN)
+    if parent_fd is not None:
+        poller.register(parent_fd, select.POLLIN)
+    stop_at: float | None = None  # the SIGKILL deadline, once the group was told to stop
+    orphaned = False  # the kernel died: nobody waits for our status, the group must go
     try:
-        pid = _spawn(command, options.detached)
+        pid = _spawn(command)
     except OSError as exc:
         sys.stderr.write(f"cannot run {command[0]!r}: {exc.strerror}\n")
         if options.exit_file:
             _write_exit(options.exit_file, 127)
-        sys.exit(127)
+        _exit(127)
 
     status: int | None = None
     while True:
@@ -267,7 +293,108 @@ def main() -> None:
         _signal.set_wakeup_fd(-1)
         os.kill(os.getpid(), -code)
         code = 128 - code  # a signal that does not terminate (not one a command dies of)
-    sys.exit(code)
+    _exit(code)
+
+
+def _serve(sock_fd: int, parent: int, parent_fd: int, wake_r: int) -> NoReturn:
+    """The zygote: fork a supervisor for each command the engine sends over ``sock_fd``.
+
+    One per engine, a child of the kernel ``parent`` (watched through ``parent_fd``). Each
+    request is one message: JSON ``{"id", "argv", "env", "cwd", "grace"}`` with the command's
+    stdout and stderr pipes attached (``SCM_RIGHTS``). It answers ``started ID PID`` once the
+    supervisor is forked, ``failed ID ERRNO`` when it could not be, and ``ended ID STATUS`` (a
+    wait status) when it has ended. A forked supervisor costs a ``fork`` of this small
+    process instead of a new interpreter with its imports. It leads a session of its own and
+    watches the kernel through the pidfd it inherits, exactly as a supervisor started alone.
+    The zygote exits when the engine closes the socket or when the kernel dies; the
+    supervisors it forked go on to their end either way.
+    """
+    import json
+    import select
+    import socket
+
+    sock = socket.socket(fileno=sock_fd)
+    poller = select.poll()
+    for fd in (sock_fd, wake_r, parent_fd):
+        poller.register(fd, select.POLLIN)
+    ids: dict[int, int] = {}  # supervisor pid -> request id
+    while True:
+        for fd, _event in poller.poll():
+            if fd == parent_fd:
+                _exit(0)  # the kernel died: its supervisors stop their groups by themselves
+            if fd == wake_r:
+                while True:
+                    try:
+                        if not os.read(wake_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+                while ids:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    if pid in ids:
+                        sock.send(f"ended {ids.pop(pid)} {status}".encode())
+            if fd == sock_fd:
+                try:
+                    message, fds, _flags, _address = socket.recv_fds(sock, 1 << 20, 2)
+                except OSError:
+                    message, fds = b"", []
+                if not message:
+                    _exit(0)  # the engine closed its end (shutdown)
+                request = json.loads(message)
+                try:
+                    pid = _fork_supervisor(request, fds, parent, parent_fd, sock)
+                except OSError as exc:
+                    sock.send(f"failed {request['id']} {exc.errno or 0}".encode())
+                else:
+                    ids[pid] = request["id"]
+                    sock.send(f"started {request['id']} {pid}".encode())
+                finally:
+                    for received in fds:
+                        os.close(received)
+
+
+def _fork_supervisor(
+    request: dict[str, object], fds: list[int], parent: int, parent_fd: int, sock: object
+) -> int:
+    """Fork a supervisor for ``request`` (see :func:`_serve`); its pid."""
+    blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HANDLED)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the supervisor
+            try:
+                sock.close()  # type: ignore[attr-defined]
+                wake_r = _install()  # a pipe of its own: the zygote's stays the zygote's
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(fds[0], 1)
+                os.dup2(fds[1], 2)
+                for fd in (null, *fds):
+                    os.close(fd)
+                cwd = request.get("cwd")
+                if isinstance(cwd, str):
+                    os.chdir(cwd)
+                env = request["env"]
+                assert isinstance(env, dict)
+                os.environ.clear()
+                os.environ.update(env)
+                options = _Options(["--grace", str(request["grace"])])
+                argv = request["argv"]
+                assert isinstance(argv, list)
+                _supervise(argv, options, parent, parent_fd, wake_r)
+            except BaseException:
+                pass
+            finally:
+                _exit(127)
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
+    return pid
 
 
 if __name__ == "__main__":

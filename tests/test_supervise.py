@@ -6,6 +6,7 @@ the kernel's death signals it once per kernel thread that exits, and a cancel ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -13,11 +14,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
+from jupyter_executor import Engine
 from jupyter_executor.backends.subprocess import SUPERVISOR
 
 
@@ -195,3 +198,114 @@ def test_a_detached_supervisor_writes_the_exit_file_and_its_claim(tmp_path: Path
     pid = json.loads(claim_file.read_text())["pid"]
     assert isinstance(pid, int) and pid > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.claim.json", "job.exit.json"]
+
+
+# -- the zygote: one small process per engine that forks the attached commands' supervisors ----
+
+needs_pidfd = pytest.mark.skipif(
+    not hasattr(os, "pidfd_open"), reason="the zygote needs a pidfd to watch the kernel"
+)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_attached_commands_get_supervisors_forked_by_one_zygote(engine: Engine) -> None:
+    jobs = [engine.submit(f"echo out {i}; echo err >&2; exit {i}", name=f"z{i}") for i in range(3)]
+    slow = engine.submit(["sh", "-c", "sleep 30"], name="slow")
+    _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
+    assert slow.pid is not None
+    supervisor = psutil.Process(slow.pid)
+    zygote = supervisor.parent()
+    assert zygote is not None and zygote.ppid() == os.getpid()
+    assert "--zygote" in zygote.cmdline()
+    assert os.getsid(slow.pid) == slow.pid  # a session (and group) of its own
+    for job in jobs:
+        engine.wait_job(job, 20)
+    assert jobs[0].result() == 0
+    assert [j.exception().returncode for j in jobs[1:]] == [1, 2]  # type: ignore[union-attr]
+    assert [j.tail() for j in jobs] == [f"out {i}\nerr" for i in range(3)]
+    engine.cancel(slow)
+    engine.wait_job(slow, 20)
+    assert slow.status.value == "cancelled"
+    assert not _runs(slow.pid)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_killed_zygote_fails_its_jobs_when_they_end_and_the_next_jobs_run(
+    engine: Engine,
+) -> None:
+    job = engine.submit(["sh", "-c", "sleep 1; echo finished"], name="orphaned")
+    _wait_for(lambda: job.pid is not None and _runs(job.pid), 20)
+    assert job.pid is not None
+    zygote = psutil.Process(job.pid).parent()
+    assert zygote is not None
+    zygote.kill()
+    engine.wait_job(job, 20)
+    assert job.status.value == "failed"
+    assert "exit status is unknown" in str(job.exception())
+    assert job.tail() == "finished"  # its command ran on: the pipes are the engine's own
+    after = engine.submit("echo still here", name="after")
+    engine.wait_job(after, 20)
+    assert after.result() == 0 and after.tail() == "still here"
+
+
+# A stand-in for a kernel running an engine: threads, attached commands started one after
+# another, until it is killed.
+_ENGINE_PARENT = """
+import threading, time
+from jupyter_executor import Engine
+for _ in range(8):
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+engine = Engine(history=False)
+engine.cancel_grace = 0.5
+i = 0
+while True:
+    engine.submit(["sh", "-c", "sleep 60", {marker!r}], name=f"c{{i}}")
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_engine_killed_at_any_instant_leaves_no_zygote_supervisor_or_command() -> None:
+    rng = random.Random()
+    marker = f"engine-{uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    descendants: list[psutil.Process] = []
+    try:
+        for _ in range(4):
+            parent = subprocess.Popen(
+                [sys.executable, "-c", _ENGINE_PARENT.format(marker=marker)], env=env
+            )
+            _wait_for(lambda: len(_marked(marker)) > 2, 30)
+            time.sleep(rng.uniform(0, 0.3))
+            with contextlib.suppress(psutil.Error):
+                descendants += psutil.Process(parent.pid).children(recursive=True)
+            parent.kill()
+            parent.wait(10)
+        deadline = time.monotonic() + 15  # grace 0.5 s: 15 s holds on a loaded machine
+        while time.monotonic() < deadline and (
+            _alive([p.pid for p in descendants]) or _marked(marker)
+        ):
+            time.sleep(0.1)
+        left = _alive([p.pid for p in descendants]) + [p.pid for p in _marked(marker)]
+        assert not left, [" ".join(psutil.Process(pid).cmdline()) for pid in set(left)]
+    finally:
+        _kill_marked(marker)
+        for proc in descendants:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
+def _runs(pid: int) -> bool:
+    return bool(_alive([pid]))
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {timeout} s")
+        time.sleep(0.02)
