@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._procs import same_process
 from ._scheduler import Scheduler
 from ._status import Status
 from .errors import (
@@ -163,25 +164,6 @@ class Reattach(Scheduler):
                     rc,
                 ),
             )
-
-
-def same_process(pid: Any, start_time: Any) -> bool:
-    """True when ``pid`` runs and started at ``start_time`` (so it is not a recycled pid).
-
-    A zombie (dead, not yet reaped by its parent) does not run.
-    """
-    if not pid or start_time is None:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(int(pid))
-        return bool(
-            abs(proc.create_time() - float(start_time)) < 0.05
-            and proc.status() != psutil.STATUS_ZOMBIE
-        )
-    except psutil.Error:
-        return False
 
 
 def _orphaned(row: dict[str, Any], here: str, engine_id: str) -> bool:

@@ -38,6 +38,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
+from . import _procs
+
 if TYPE_CHECKING:
     from .engine import Engine
     from .job import Job
@@ -983,8 +985,6 @@ def _last_lines(path: Path, n: int) -> list[str]:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    import psutil
-
     store = _open_store(args.folder)
     if store is None:
         return EXIT_FAILED
@@ -1005,7 +1005,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
                     )
                 print(f"{args.name}: pid {row['pid']} is not running any more")
                 continue
-            _stop_group(proc, args.grace, psutil)
+            _procs.stop_group(proc, args.grace)
             if row.get("detached") and not _end_recorded(store, args.name, row["id"]):
                 # No engine follows it any more (its kernel is gone): record the end here.
                 store.record_exit(
@@ -1036,50 +1036,13 @@ def _end_recorded(store: Any, name: str, run_id: int, wait: float = 2.0) -> bool
 
 def _verified_process(row: dict[str, Any]) -> Any:
     """The recorded process if it is still the same one (pid and start time), else None."""
-    import psutil
-
-    try:
-        proc = psutil.Process(int(row["pid"]))
-        created = proc.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
     recorded = row.get("pid_start_time")
     if recorded is None:
         # Without a start time a reused pid cannot be told apart: never signal a stranger.
-        started = row.get("started")
-        if started is None or abs(created - float(started)) > 5:
-            return None
-    elif abs(created - float(recorded)) > 1:
-        return None
-    return proc
-
-
-def _stop_group(proc: Any, grace: float, psutil: Any) -> None:
-    """SIGTERM the process group led by ``proc`` (jobs start their own), then SIGKILL it."""
-    pid = proc.pid
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    # Only a group the job leads: never the group of the shell that runs this command.
-    target = pgid if pgid == pid else None
-    members = [proc]
-    with contextlib.suppress(psutil.Error):
-        members += proc.children(recursive=True)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if target is not None:
-            os.killpg(target, signal.SIGTERM)
-        else:
-            proc.terminate()
-    _gone, alive = psutil.wait_procs(members, timeout=grace)
-    if alive:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if target is not None:
-                os.killpg(target, signal.SIGKILL)
-        for member in alive:
-            with contextlib.suppress(psutil.Error):
-                member.kill()
-        psutil.wait_procs(alive, timeout=5)
+        # The run's start, recorded just before its process started, is a coarse one.
+        return _procs.find(row.get("pid"), row.get("started"), tolerance=5)
+    # A later tool on the same host: allow for a boot time read anew (NTP steps).
+    return _procs.find(row.get("pid"), recorded, tolerance=1)
 
 
 if __name__ == "__main__":  # python -m jupyter_executor.cli
@@ -1116,14 +1079,12 @@ def _list_schedules(folder: str, as_json: bool) -> int:
     if not rows:
         print(f"no schedule stored in {folder}")
         return EXIT_OK
-    from .engine import _same_process
-
     for row in rows:
         spec = row["spec"]
         when = _durable.describe("", spec).strip()
         if row.get("owner") is None:
             armed = "not armed"
-        elif _same_process(row.get("owner_pid"), row.get("owner_pid_start_time")):
+        elif _procs.same_process(row.get("owner_pid"), row.get("owner_pid_start_time")):
             armed = f"armed by pid {row['owner_pid']}"
         else:
             armed = "not armed (its engine ended)"

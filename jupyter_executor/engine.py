@@ -50,7 +50,8 @@ from ._make import sha256_of
 from ._options import JobOptions, _check_flag, split_submit_options
 from ._platform import check_supported
 from ._policies import Policies
-from ._reattach import Reattach, same_process
+from ._procs import same_process
+from ._reattach import Reattach
 from ._registry import ON_DUPLICATE, Registry
 from ._runtime import _current_job
 from ._status import Status

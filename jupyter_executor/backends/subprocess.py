@@ -3,6 +3,12 @@
 Each command starts in a new session (its own process group), so a kernel interrupt, which
 signals the kernel's whole group, does not kill it (docs/kernel-notes.md §4); cancelling
 terminates the group, then kills it after the engine's grace period.
+
+Each command runs under a supervisor (``_supervise.py``) that stops its group when the kernel
+dies. An attached command's supervisor is forked by the engine's zygote (:class:`_Zygote`, one
+small process started with the first command), which costs about a millisecond; a detached
+one's is a process of its own (it must outlive the kernel, and the zygote does not), as is
+every supervisor where no pidfd can watch the kernel (not Linux).
 """
 
 from __future__ import annotations
@@ -10,16 +16,20 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import errno
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
-from ..errors import CommandFailed, StoreError
+from .. import _procs
+from ..errors import CommandFailed, JupyterExecutorError, StoreError
 from ._base import TaskBackend
 
 if TYPE_CHECKING:
@@ -32,6 +42,15 @@ class SubprocessBackend(TaskBackend):
     """Runs the job's command; the exit code is the result, non-zero is a failure."""
 
     name = "subprocess"
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self._zygote: _Zygote | None = None
+
+    async def aclose(self) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            await zygote.close()
 
     async def execute(self, job: Job) -> Any:
         env = {**os.environ, **(job.env or {})}
@@ -58,17 +77,24 @@ class SubprocessBackend(TaskBackend):
         # only logged by the store, and the job runs anyway.
         with contextlib.suppress(StoreError, TimeoutError):
             await self._write_ahead(job)
-        argv = [
-            sys.executable, "-S", SUPERVISOR, "--grace", str(self.engine.cancel_grace), "--",
-            *command,
-        ]  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
-        )  # fmt: skip
+        grace = self.engine.cancel_grace
+        proc: asyncio.subprocess.Process | _Forked | None = None
+        if self._zygote is None and _Zygote.usable():
+            self._zygote = _Zygote()
+        if self._zygote is not None:
+            proc = await self._zygote.spawn(command, env, cwd or _here(), grace)
+        if proc is None:  # no zygote here (no pidfd), or it could not start: one interpreter
+            argv = [
+                sys.executable, "-S", SUPERVISOR, "--grace", str(grace),
+                "--parent", str(os.getpid()), "--", *command,
+            ]  # fmt: skip
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
+            )  # fmt: skip
         job.pid = proc.pid
         if job._life is not None:
-            job._life.pid_start_time = process_start_time(proc.pid)
+            job._life.pid_start_time = _procs.start_time(proc.pid)
         self.engine.job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
         self.engine.note_pid(job)
         try:
@@ -80,6 +106,9 @@ class SubprocessBackend(TaskBackend):
         except asyncio.CancelledError:
             await terminate_group(proc, self.engine.cancel_grace)
             raise
+        except OSError as exc:  # its zygote was killed: it ended, how is unknown
+            msg = f"command {job.describe()!r}: {exc.strerror or exc}; its exit status is unknown"
+            raise JupyterExecutorError(msg) from exc
         return _outcome(job, returncode)
 
     async def _run_detached(
@@ -112,7 +141,7 @@ class SubprocessBackend(TaskBackend):
             proc = _Detached.start(argv, log, cwd, env)
         job.pid = proc.pid
         assert job._life is not None
-        job._life.pid_start_time = process_start_time(proc.pid)
+        job._life.pid_start_time = _procs.start_time(proc.pid)
         self.engine.job_changed(job)  # the history must know the pid before the kernel dies
         self.engine.note_pid(job)
         follower = asyncio.get_running_loop().create_task(follow(log_path, out))
@@ -210,6 +239,239 @@ class _Detached:
             os.close(fd)
 
 
+class _Forked:
+    """A supervisor forked by the zygote, seen like an asyncio subprocess: pid, pipes, wait.
+
+    Its end comes from the zygote, which reaps it. Should the zygote die first (killed by
+    someone), its end cannot be known: :meth:`wait` then waits for the process to be gone
+    (through a pidfd opened while it ran) and raises the zygote's error.
+    """
+
+    def __init__(self, pid: int, ended: asyncio.Future[int]) -> None:
+        self.pid = pid
+        self._ended = ended
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self._pidfd: int | None = None
+        if not ended.done():
+            with contextlib.suppress(OSError):  # gone already: its end is on its way
+                self._pidfd = os.pidfd_open(pid)
+            ended.add_done_callback(self._release)
+
+    @property
+    def returncode(self) -> int | None:
+        ended = self._ended
+        if ended.done() and not ended.cancelled() and ended.exception() is None:
+            return ended.result()
+        return None
+
+    async def wait(self) -> int:
+        try:
+            return await asyncio.shield(self._ended)
+        except OSError:  # the zygote is gone
+            await self._gone()
+            raise
+
+    async def _gone(self) -> None:
+        fd = self._pidfd
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await gone
+        finally:
+            loop.remove_reader(fd)
+
+    def _release(self, ended: asyncio.Future[int]) -> None:
+        if ended.exception() is None:  # else the pidfd still serves :meth:`wait`
+            fd, self._pidfd = self._pidfd, None
+            if fd is not None:
+                os.close(fd)
+
+
+class _Zygote:
+    """The engine's end of a zygote (``_supervise.py --zygote``): one small process, started
+    once, that forks a supervisor for each attached command.
+
+    A supervisor forked from it starts in about a millisecond, against tens for a new
+    interpreter; it is the same supervisor (own session, stops its group when the kernel dies,
+    mirrors the command's end). It exists where a pidfd can watch the kernel (Linux): a forked
+    supervisor's parent is the zygote, so re-parenting cannot tell it that the kernel died.
+    Requests go over a ``SOCK_SEQPACKET`` socket, one message each, with the command's pipes
+    attached; the answers are read on the engine's loop.
+    """
+
+    def __init__(self) -> None:
+        import itertools
+
+        self._ids = itertools.count()
+        self._started: dict[int, asyncio.Future[int]] = {}
+        self._ended: dict[int, asyncio.Future[int]] = {}
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._broken = False
+
+    @staticmethod
+    def usable() -> bool:
+        """Whether a pidfd can watch a process here (Linux 5.3 and later)."""
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except (AttributeError, OSError):
+            return False
+        return True
+
+    def _start(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-S", SUPERVISOR, "--zygote", str(theirs.fileno()),
+                 "--parent", str(os.getpid())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=[theirs.fileno()],
+                start_new_session=True,  # a kernel interrupt (its group's SIGINT) misses it
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._read)
+        self._sock = ours
+        return ours
+
+    async def spawn(
+        self, command: list[str], env: dict[str, str], cwd: str | None, grace: float
+    ) -> _Forked | None:
+        """A supervisor forked for ``command``; None when the zygote cannot serve."""
+        if self._broken:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            sock = self._sock or self._start()
+        except OSError:
+            self._broken = True
+            return None
+        key = next(self._ids)
+        request = {"id": key, "argv": command, "env": env, "cwd": cwd, "grace": grace}
+        started = self._started[key] = loop.create_future()
+        ended = self._ended[key] = loop.create_future()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode()], [out_w, err_w])
+        except OSError as exc:
+            del self._started[key], self._ended[key]
+            if exc.errno != errno.EMSGSIZE:  # else an environment too big for one message
+                self._fail(OSError("the zygote is gone"))
+            for fd in (out_r, err_r):
+                os.close(fd)
+            return None
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        try:
+            pid = await asyncio.shield(started)
+        except asyncio.CancelledError:
+            # Cancelled while it forks: it runs, or will, so it is stopped once it does.
+            with contextlib.suppress(Exception):
+                doomed = _Forked(await started, ended)
+                await terminate_group(doomed, grace)
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        except OSError:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        proc = _Forked(pid, ended)
+        proc.stdout = await _reader(out_r)
+        proc.stderr = await _reader(err_r)
+        return proc
+
+    def _read(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            message = sock.recv(256)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        if not message:
+            self._fail(OSError("the zygote ended"))
+            return
+        what, key, value = message.decode().split()
+        if what == "started":
+            _settle(self._started.pop(int(key), None), int(value))
+        elif what == "failed":
+            self._ended.pop(int(key), None)
+            error = OSError(int(value), os.strerror(int(value)))
+            _settle(self._started.pop(int(key), None), error)
+        else:
+            _settle(self._ended.pop(int(key), None), os.waitstatus_to_exitcode(int(value)))
+
+    def _fail(self, error: OSError) -> None:
+        """The zygote is gone: pending starts fail, and no end will ever be known."""
+        self._broken = True
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        for futures in (self._started, self._ended):
+            for future in futures.values():
+                _settle(future, error)
+            futures.clear()
+
+    async def close(self) -> None:
+        """Let the zygote go (it exits when its socket closes) and reap it."""
+        sock, self._sock = self._sock, None
+        self._broken = True
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+
+
+def _here() -> str | None:
+    """The kernel's working directory now (a zygote started earlier has its own)."""
+    try:
+        return os.getcwd()
+    except OSError:  # deleted: the command inherits the zygote's, as good as any
+        return None
+
+
+def _settle(future: asyncio.Future[int] | None, outcome: int | BaseException) -> None:
+    if future is None or future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+        future.exception()  # retrieved: an unawaited one must not warn
+    else:
+        future.set_result(outcome)
+
+
+async def _reader(fd: int) -> asyncio.StreamReader:
+    """An asyncio stream reading the pipe ``fd`` (closed with the transport at its end)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**16, loop=loop)
+    pipe = open(fd, "rb", buffering=0)  # noqa: SIM115 - the transport closes it at EOF
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    return reader
+
+
 def _outcome(job: Job, returncode: int) -> int:
     if returncode != 0:
         raise CommandFailed(
@@ -229,16 +491,6 @@ def exit_file_of(log_path: Path) -> Path:
 def claim_file_of(log_path: Path) -> Path:
     """Where a detached job's supervisor writes its pid as it starts (see _supervise.py)."""
     return log_path.with_name(log_path.stem + ".claim.json")
-
-
-def process_start_time(pid: int) -> float | None:
-    """The start time of process ``pid`` (with the pid, it names one process for good)."""
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:
-        return None
 
 
 async def follow(path: Path, out: Any, interval: float = 0.25) -> None:
@@ -285,7 +537,9 @@ async def pump(stream: asyncio.StreamReader | None, write: Any, name: str) -> No
 _terminating: set[asyncio.Task[None]] = set()
 
 
-async def terminate_group(proc: asyncio.subprocess.Process | _Detached, grace: float) -> None:
+async def terminate_group(
+    proc: asyncio.subprocess.Process | _Detached | _Forked, grace: float
+) -> None:
     """SIGTERM the process group of ``proc``, then SIGKILL it after ``grace`` seconds.
 
     The processes that ``proc`` started in a session of their own (out of reach of the group's
@@ -302,44 +556,19 @@ async def terminate_group(proc: asyncio.subprocess.Process | _Detached, grace: f
     await asyncio.shield(task)
 
 
-async def _terminate(proc: asyncio.subprocess.Process | _Detached, grace: float) -> None:
+async def _terminate(proc: asyncio.subprocess.Process | _Detached | _Forked, grace: float) -> None:
     pgid = proc.pid
-    others = []
+    others: list[Any] = []
     if proc.returncode is None:
-        others = _other_sessions(pgid)
-        _signal(pgid, others, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
+        others = _procs.other_sessions(pgid)
+        _procs.signal_group(pgid, others, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError, OSError):  # OSError: a zygote lost meanwhile
             await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
     # The leader is gone (or had its grace): the members of its group that ignored SIGTERM, or
     # were forked while it was sent, go too, while the group id is still theirs.
-    _signal(pgid, others, signal.SIGKILL)
-    await proc.wait()
-
-
-def _signal(pgid: int, others: list[Any], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    for other in others:
-        with contextlib.suppress(Exception):
-            if other.is_running():  # the same process (pid and start time), not a reused pid
-                other.send_signal(sig)
-
-
-def _other_sessions(pgid: int) -> list[Any]:
-    """The descendants of ``pgid``'s leader that left its process group (``setsid``)."""
-    try:
-        import psutil
-
-        return [p for p in psutil.Process(pgid).children(recursive=True) if _pgid(p.pid) != pgid]
-    except Exception:
-        return []
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+    _procs.signal_group(pgid, others, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        await proc.wait()
 
 
 def describe_returncode(returncode: int) -> str:

@@ -1,0 +1,317 @@
+"""The subprocess jobs' supervisor (``_supervise.py``) on its own: real processes, real signals.
+
+A supervisor must never outlive its kernel nor a cancel, whatever instant the signals come at:
+the kernel's death signals it once per kernel thread that exits, and a cancel may coincide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jupyter_executor import Engine
+from jupyter_executor.backends.subprocess import SUPERVISOR
+
+
+def _alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _wait_gone(marker: str, timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while (left := _marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _kill_marked(marker: str) -> None:
+    procs = _marked(marker)
+    for proc in procs:
+        proc.kill()
+    psutil.wait_procs(procs, timeout=5)
+
+
+@pytest.mark.timeout(90)
+def test_bursts_of_sigterm_at_any_instant_never_leave_a_supervisor_running() -> None:
+    # Several SIGTERMs microseconds apart, at random instants of a supervisor's start and run
+    # (a dying kernel sends one per thread that exits; a cancel may come at the same time).
+    # A supervisor whose handler was re-entered while it held a lock waited on it forever
+    # (one in 10 to 100 here); it must stop its command and end within its grace, every time.
+    rng = random.Random()
+    marker = f"burst-{uuid.uuid4().hex}"
+    stuck: list[int] = []
+    started = 0
+    budget = time.monotonic() + 15
+    try:
+        while time.monotonic() < budget and not stuck:
+            batch = []
+            for _ in range(8):
+                proc = subprocess.Popen(
+                    [sys.executable, "-S", SUPERVISOR, "--grace", "0.3", "--parent",
+                     str(os.getpid()), "--", "sh", "-c", "sleep 60", marker],
+                    start_new_session=True,
+                )  # fmt: skip
+                started += 1
+                time.sleep(rng.uniform(0, 0.25))  # from its first instructions to its wait
+                for _ in range(rng.randint(2, 6)):
+                    os.kill(proc.pid, signal.SIGTERM)
+                    spin = time.perf_counter() + rng.uniform(0, 0.0001)
+                    while time.perf_counter() < spin:  # sub-millisecond gaps: no sleep is so short
+                        pass
+                batch.append(proc)
+            for proc in batch:
+                try:
+                    proc.wait(10)  # its grace is 0.3 s: 10 s holds on a loaded machine
+                except subprocess.TimeoutExpired:
+                    stuck.append(proc.pid)
+        assert not stuck, f"{len(stuck)} of {started} supervisors did not end: {stuck}"
+        assert not _wait_gone(marker, 10), "a command outlived its supervisor"
+    finally:
+        for pid in stuck:
+            os.killpg(pid, signal.SIGKILL)
+        _kill_marked(marker)
+
+
+# A stand-in for a kernel: threads besides the one that starts the supervisors (the engine's
+# loop thread), which it starts one after another until it is killed.
+_PARENT = """
+import asyncio, os, sys, threading, time
+for _ in range(8):
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+async def main():
+    while True:
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-S", {supervisor!r}, "--grace", "0.5", "--parent", str(os.getpid()),
+            "--", "sh", "-c", "sleep 60", {marker!r}, start_new_session=True,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        await asyncio.sleep(0.01)
+loop = threading.Thread(target=asyncio.run, args=(main(),))
+loop.start()
+loop.join()
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_kernel_killed_at_any_instant_leaves_no_supervisor_nor_command(tmp_path: Path) -> None:
+    # SIGKILL at random instants, so that some supervisors are starting (before or after they
+    # look at their parent), some are starting their command and some are waiting for it.
+    rng = random.Random()
+    marker = f"kernel-{uuid.uuid4().hex}"
+    code = _PARENT.format(supervisor=SUPERVISOR, marker=marker)
+    try:
+        for _ in range(6):
+            parent = subprocess.Popen([sys.executable, "-c", code])
+            time.sleep(rng.uniform(0.2, 0.6))
+            parent.kill()
+            parent.wait(10)
+        left = _wait_gone(marker, 15)  # grace 0.5 s: 15 s holds on a loaded machine
+        assert not left, [" ".join(p.cmdline()) for p in left]
+    finally:
+        _kill_marked(marker)
+
+
+@pytest.mark.timeout(30)
+def test_a_supervisor_whose_kernel_died_before_it_started_runs_nothing(tmp_path: Path) -> None:
+    # Re-parented before it looked (to init or to a subreaper, which it cannot tell from a
+    # kernel): the kernel's pid it was given is not its parent's, so it stops at once.
+    witness = tmp_path / "ran"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    done = subprocess.run(
+        [sys.executable, "-S", SUPERVISOR, "--parent", str(dead.pid), "--",
+         sys.executable, "-c", f"open({str(witness)!r}, 'w').close()"],
+        timeout=20, start_new_session=True,
+    )  # fmt: skip
+    assert done.returncode == 128 + signal.SIGTERM
+    assert not witness.exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_supervisor_mirrors_its_command_and_restores_what_python_changed(
+    tmp_path: Path,
+) -> None:
+    def run(*command: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-S", SUPERVISOR, "--parent", str(os.getpid()), "--", *command],
+            capture_output=True, timeout=20, start_new_session=True,
+        )  # fmt: skip
+
+    done = run("sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
+    assert run("sh", "-c", "kill -TERM $$").returncode == -signal.SIGTERM
+    assert run("sh", "-c", "kill -KILL $$").returncode == -signal.SIGKILL
+    missing = run("no-such-program-here")
+    assert missing.returncode == 127
+    assert missing.stderr == b"cannot run 'no-such-program-here': No such file or directory\n"
+    # Python ignores SIGPIPE; the command must not (`yes` ends by it when `head` is done).
+    assert run("sh", "-c", "yes | head -c 100000 | wc -c").stdout.strip() == b"100000"
+    # No signal blocked or ignored in the command beyond what it would inherit without us (a
+    # handler of ours for SIGTERM or SIGINT, Python's ignored SIGPIPE, go through exec).
+    # (Except glibc's two internal signals, which its posix_spawn leaves ignored.)
+    show = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
+    plain = subprocess.run(show, capture_output=True, timeout=20, check=True)
+    internal = (1 << 31) | (1 << 32)
+
+    def masks(out: bytes) -> list[int]:
+        return [int(line.split()[1], 16) & ~internal for line in out.decode().splitlines()]
+
+    assert masks(run(*show).stdout) == masks(plain.stdout)
+
+
+@pytest.mark.timeout(30)
+def test_a_detached_supervisor_writes_the_exit_file_and_its_claim(tmp_path: Path) -> None:
+    exit_file, claim_file = tmp_path / "job.exit.json", tmp_path / "job.claim.json"
+    done = subprocess.run(
+        [sys.executable, "-S", SUPERVISOR, "--detached", "--exit-file", str(exit_file),
+         "--claim-file", str(claim_file), "--", "sh", "-c", "exit 4"],
+        timeout=20, start_new_session=True,
+    )  # fmt: skip
+    import json
+
+    assert done.returncode == 4
+    ended = json.loads(exit_file.read_text())
+    assert ended["returncode"] == 4 and isinstance(ended["finished"], float)
+    pid = json.loads(claim_file.read_text())["pid"]
+    assert isinstance(pid, int) and pid > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.claim.json", "job.exit.json"]
+
+
+# -- the zygote: one small process per engine that forks the attached commands' supervisors ----
+
+needs_pidfd = pytest.mark.skipif(
+    not hasattr(os, "pidfd_open"), reason="the zygote needs a pidfd to watch the kernel"
+)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_attached_commands_get_supervisors_forked_by_one_zygote(engine: Engine) -> None:
+    jobs = [engine.submit(f"echo out {i}; echo err >&2; exit {i}", name=f"z{i}") for i in range(3)]
+    slow = engine.submit(["sh", "-c", "sleep 30"], name="slow")
+    _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
+    assert slow.pid is not None
+    supervisor = psutil.Process(slow.pid)
+    zygote = supervisor.parent()
+    assert zygote is not None and zygote.ppid() == os.getpid()
+    assert "--zygote" in zygote.cmdline()
+    assert os.getsid(slow.pid) == slow.pid  # a session (and group) of its own
+    for job in jobs:
+        engine.wait_job(job, 20)
+    assert jobs[0].result() == 0
+    assert [j.exception().returncode for j in jobs[1:]] == [1, 2]  # type: ignore[union-attr]
+    assert [j.tail() for j in jobs] == [f"out {i}\nerr" for i in range(3)]
+    engine.cancel(slow)
+    engine.wait_job(slow, 20)
+    assert slow.status.value == "cancelled"
+    assert not _runs(slow.pid)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_killed_zygote_fails_its_jobs_when_they_end_and_the_next_jobs_run(
+    engine: Engine,
+) -> None:
+    job = engine.submit(["sh", "-c", "sleep 1; echo finished"], name="orphaned")
+    _wait_for(lambda: job.pid is not None and _runs(job.pid), 20)
+    assert job.pid is not None
+    zygote = psutil.Process(job.pid).parent()
+    assert zygote is not None
+    zygote.kill()
+    engine.wait_job(job, 20)
+    assert job.status.value == "failed"
+    assert "exit status is unknown" in str(job.exception())
+    assert job.tail() == "finished"  # its command ran on: the pipes are the engine's own
+    after = engine.submit("echo still here", name="after")
+    engine.wait_job(after, 20)
+    assert after.result() == 0 and after.tail() == "still here"
+
+
+# A stand-in for a kernel running an engine: threads, attached commands started one after
+# another, until it is killed.
+_ENGINE_PARENT = """
+import threading, time
+from jupyter_executor import Engine
+for _ in range(8):
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+engine = Engine(history=False)
+engine.cancel_grace = 0.5
+i = 0
+while True:
+    engine.submit(["sh", "-c", "sleep 60", {marker!r}], name=f"c{{i}}")
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_an_engine_killed_at_any_instant_leaves_no_zygote_supervisor_or_command() -> None:
+    rng = random.Random()
+    marker = f"engine-{uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    descendants: list[psutil.Process] = []
+    try:
+        for _ in range(4):
+            parent = subprocess.Popen(
+                [sys.executable, "-c", _ENGINE_PARENT.format(marker=marker)], env=env
+            )
+            _wait_for(lambda: len(_marked(marker)) > 2, 30)
+            time.sleep(rng.uniform(0, 0.3))
+            with contextlib.suppress(psutil.Error):
+                descendants += psutil.Process(parent.pid).children(recursive=True)
+            parent.kill()
+            parent.wait(10)
+        deadline = time.monotonic() + 15  # grace 0.5 s: 15 s holds on a loaded machine
+        while time.monotonic() < deadline and (
+            _alive([p.pid for p in descendants]) or _marked(marker)
+        ):
+            time.sleep(0.1)
+        left = _alive([p.pid for p in descendants]) + [p.pid for p in _marked(marker)]
+        assert not left, [" ".join(psutil.Process(pid).cmdline()) for pid in set(left)]
+    finally:
+        _kill_marked(marker)
+        for proc in descendants:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
+def _runs(pid: int) -> bool:
+    return bool(_alive([pid]))
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {timeout} s")
+        time.sleep(0.02)
