@@ -312,8 +312,8 @@ def test_sigkill_of_the_kernel_leaves_no_child_alive(tmp_path: Path, marker: str
         assert "sleep 60" in commands and "jupyter_executor._worker" in commands
         assert worker in {p.pid for p in descendants}
         k.kill()
-        # The supervisors and the worker notice the kernel's death (parent-death signal) and
-        # take their process groups down with them: allow them a few seconds.
+        # The supervisors (a pidfd on the kernel) and the worker (parent-death signal) notice
+        # the kernel's death and take their process groups down with them: allow a few seconds.
         deadline = time.monotonic() + 10
         while (left := alive(descendants) + marked(marker)) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -256,6 +256,33 @@ def test_a_killed_zygote_fails_its_jobs_when_they_end_and_the_next_jobs_run(
     assert after.result() == 0 and after.tail() == "still here"
 
 
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_odd_text_and_an_environment_too_big_for_the_zygote(engine: Engine) -> None:
+    # Arguments and values that are not UTF-8 (surrogate escapes) reach the command as bytes.
+    odd = engine.submit(
+        ["sh", "-c", 'printf "%s|%s" "$1" "$ODD"', "sh", "caf\udce9"],
+        env={"ODD": "x\udcff"}, name="odd",
+    )  # fmt: skip
+    # Too big for one message to the zygote (not for exec): a supervisor process of its own.
+    big = engine.submit(
+        ["sh", "-c", 'printf "%s" "${#BIG2}"'],
+        env={f"BIG{i}": "y" * 100_000 for i in range(3)}, name="big",
+    )  # fmt: skip
+    for job in (odd, big):
+        engine.wait_job(job, 30)
+    assert odd.result() == 0 and odd.tail() == "caf\ufffd|x\ufffd"
+    assert big.result() == 0 and big.tail() == "100000"
+    # ... and the zygote still serves the next command.
+    slow = engine.submit(["sh", "-c", "sleep 30"], name="slow")
+    _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
+    assert slow.pid is not None
+    zygote = psutil.Process(slow.pid).parent()
+    assert zygote is not None and "--zygote" in zygote.cmdline()
+    engine.cancel(slow)
+    engine.wait_job(slow, 20)
+
+
 # A stand-in for a kernel running an engine: threads, attached commands started one after
 # another, until it is killed.
 _ENGINE_PARENT = """
