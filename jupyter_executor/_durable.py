@@ -178,9 +178,9 @@ def _alive(row: dict[str, Any], engine: Engine) -> bool:
         return False  # never registered: no engine has it
     if host != socket.gethostname():
         return True  # another machine's engine: we cannot tell, so we leave it alone
-    from .engine import _same_process
+    from ._procs import same_process
 
-    return _same_process(row.get("owner_pid"), row.get("owner_pid_start_time"))
+    return same_process(row.get("owner_pid"), row.get("owner_pid_start_time"))
 
 
 def rearm(engine: Engine, *, warn: bool = True) -> list[str]:

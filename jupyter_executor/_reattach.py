@@ -9,12 +9,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _procs
 from ._procs import same_process
 from ._scheduler import Scheduler
 from ._status import Status
@@ -248,16 +248,8 @@ def _read_exit(exit_file: Path) -> tuple[str, int | None, str | None]:
 
 
 def _kill_group(pid: int, grace: float) -> None:
-    import signal
+    """Stop the group of the re-attached supervisor ``pid`` (SIGTERM, SIGKILL after ``grace``)."""
+    import psutil
 
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(psutil.Error):
+        _procs.stop_group(psutil.Process(pid), grace)

@@ -806,7 +806,7 @@ def _cmd_why(args: argparse.Namespace) -> int:
         f"engine {first['engine_id']}, recorded {when})"
     )
     try:
-        from .engine import _sha256
+        from ._make import sha256_of as _sha256
 
         current = _sha256(target)
     except OSError:

@@ -46,11 +46,9 @@ from ._converge import Converge
 from ._events import EngineEvent
 from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
 from ._logs import log_stem
-from ._make import sha256_of
 from ._options import JobOptions, _check_flag, split_submit_options
 from ._platform import check_supported
 from ._policies import Policies
-from ._procs import same_process
 from ._reattach import Reattach
 from ._registry import ON_DUPLICATE, Registry
 from ._runtime import _current_job
@@ -74,10 +72,6 @@ logger = logging.getLogger("jupyter_executor")
 #: Adapters that build views of an engine, by kind ("dashboard"), installed by the package
 #: (``jupyter_executor/__init__.py``): the arrows point from the views to the engine, never back.
 _view_makers: dict[str, Callable[[Engine], Any]] = {}
-
-# Older names, still imported from here by cli.py and _durable.py.
-_sha256 = sha256_of
-_same_process = same_process
 
 #: Columns of :meth:`Engine.list`, in order.
 COLUMNS = _listing.COLUMNS
