@@ -791,6 +791,25 @@ def test_job_view_needs_a_submitted_job() -> None:
         JobView(Job(lambda: 1, name="loose"))
 
 
+def test_a_job_view_opens_one_comm_and_keeps_its_class(
+    engine: Engine, comms: list[RecordingComm], widgets: list[Any]
+) -> None:
+    """A ``%%job`` cell's view is one comm: no ``Layout`` model of its own, and no class made per
+    view (anywidget's per-instance ``add_traits``): together most of a ``%%job`` cell's cost."""
+    jobs = [engine.submit(pow, i, 2, name=f"v{i}") for i in range(4)]
+    widgets.append(JobView(jobs[0]))  # the first view may make the shared models
+    before = len(comms)
+    views = [JobView(job) for job in jobs[1:]]
+    widgets.extend(views)
+    opened = [c for c in comms[before:] if c.sent and c.sent[0][1] == "comm_open"]
+    assert len(comms) - before == len(views) == len(opened)
+    assert {type(v) for v in views} == {JobView}
+    assert len({v.layout.model_id for v in [*widgets, *views]}) == 1
+    state = opened[0].sent[0][2]["state"]
+    assert state["_esm"].startswith("// js/loader.js")
+    assert state["_anywidget_id"] == "jupyter_executor.widget.JobView"
+
+
 def test_nbconvert_shows_the_fallback_table_without_widget_state(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
