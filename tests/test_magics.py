@@ -26,7 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from jupyter_executor import get_engine
-from jupyter_executor._ipython import TerminalEcho, text_table
+from jupyter_executor._terminal import TerminalEcho, text_table
 
 
 @pytest.fixture(scope="module")
