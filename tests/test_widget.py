@@ -901,6 +901,31 @@ def test_many_job_views_share_one_rate(engine: Engine, comms: Any, widgets: list
         wait_for(lambda view=view: Mirror(view).update().rows[view.job.name]["status"] == "done")
 
 
+@pytest.mark.timeout(60)
+def test_job_views_share_one_thread_that_ends_with_the_last(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    """Twenty views, one publisher thread (a thread each made every %%job cell start one); each
+    view still follows its job; closing all but one keeps the thread, closing the last ends it."""
+    gate = threading.Event()
+    jobs = [engine.submit(hold, gate, name=f"shared-{i}", backend="thread") for i in range(20)]
+    views = [JobView(job) for job in jobs]
+    widgets.extend(views)
+    assert len(_publisher_threads()) == 1
+    gate.set()
+    for view in views:
+        wait_for(lambda view=view: Mirror(view).status(view.job.name) == "done")
+    for view in views[:-1]:
+        view.close()
+    assert [t.name for t in _publisher_threads()] == ["jupyter-executor-jobview"]
+    last = views[-1]
+    assert last.publisher.running and not views[0].publisher.running
+    last.job.rerun()
+    wait_for(lambda: Mirror(last).update().rows[last.job.name].get("attempts") == 2)
+    last.close()
+    assert not _publisher_threads()
+
+
 # -- odd text ------------------------------------------------------------------------------------
 ODD = os.fsdecode(b"data-\xff.csv")  # a non-UTF-8 file name as Python decodes it: "data-\udcff.csv"
 SAFE = "data-\\xff.csv"
