@@ -421,6 +421,24 @@ USAGE_ERRORS = [
 ]
 
 
+def test_a_view_comes_after_what_the_cell_printed_before_it(kernel: Kernel) -> None:
+    """A job's view is published without flushing stdout first when it holds nothing; what the
+    cell printed before submitting still reaches the front end first, and every view carries the
+    display id its final picture replaces."""
+    ex = kernel.execute("print('printed first')\n%job --name ordered echo hi")
+    kinds = [
+        m["msg_type"] for m in ex.messages if m["msg_type"] in ("stream", "display_data")
+    ]  # fmt: skip
+    assert kinds[:2] == ["stream", "display_data"], kinds
+    assert "printed first" in ex.stdout
+    ex = kernel.execute("%%job ordered2\npass")
+    (shown,) = [m for m in ex.messages if m["msg_type"] == "display_data"]
+    assert WIDGET_MIME in shown["content"]["data"]
+    assert shown["content"]["transient"]["display_id"].startswith("jupyter-executor-")
+    for name in ("ordered", "ordered2"):
+        kernel.execute(f"get_engine().wait_job({name!r}, 30)")
+
+
 def test_usage_errors_are_one_line_and_start_nothing(kernel: Kernel) -> None:
     for code, expected in USAGE_ERRORS:
         ex = kernel.execute(code, allow_error=True)
