@@ -157,6 +157,18 @@ def hold(gate: threading.Event) -> None:
         time.sleep(0.02)
 
 
+def print_until(stop: threading.Event, label: str, lines: int, pause: float) -> None:
+    """A job printing numbered lines flat out (a ``pause`` after each run of ``lines`` lines)
+    until ``stop`` is set, and for at most 10 s whatever happens to the test."""
+    n = 0
+    deadline = time.monotonic() + 10
+    while not stop.is_set() and time.monotonic() < deadline:
+        n += 1
+        print(f"{label} line {n}")
+        if n % lines == 0:
+            time.sleep(pause)
+
+
 # -- synced state and diffs ------------------------------------------------------------------------
 
 
@@ -577,19 +589,10 @@ def test_rate_and_size_stay_bounded_under_a_flood(
     mirror = Mirror(dash)
     stop = threading.Event()
 
-    def printer(i: int) -> None:
-        # thousands of lines per second each, for at most 10 s whatever happens to the test
-        n = 0
-        deadline = time.monotonic() + 10
-        while not stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            print(f"printer {i} line {n}")
-            if n % 10 == 0:
-                time.sleep(0.001)
-
     try:
         for i in range(40):
-            engine.submit(printer, i, name=f"printer-{i}")
+            # thousands of lines per second each
+            engine.submit(print_until, stop, f"printer {i}", 10, 0.001, name=f"printer-{i}")
         for i in range(1000):
             engine.submit(lambda i=i: i * i, name=f"quick-{i}")
         t0 = time.monotonic()
@@ -876,16 +879,11 @@ def test_many_job_views_share_one_rate(engine: Engine, comms: Any, widgets: list
 
     stop = threading.Event()
 
-    def chatty(i: int) -> None:
-        n = 0
-        deadline = time.monotonic() + 10
-        while not stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            print(f"view {i} line {n}")
-            time.sleep(0.002)
-
     try:
-        views = [JobView(engine.submit(chatty, i, name=f"chatty-{i}")) for i in range(30)]
+        views = [
+            JobView(engine.submit(print_until, stop, f"view {i}", 1, 0.002, name=f"chatty-{i}"))
+            for i in range(30)
+        ]
         widgets.extend(views)
         time.sleep(0.5)
         t0 = time.monotonic()
