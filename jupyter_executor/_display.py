@@ -64,8 +64,8 @@ def _publish(
     Not through ``display()``: every formatter of the shell would be asked for a representation
     the bundle already holds. And without ipykernel's flush of stdout and stderr before it when
     they hold nothing: each flush waits for the kernel's IO thread (two round trips, 1-2 ms of a
-    ``%%job`` cell on a loaded machine) to send nothing. Output printed before, in the cell,
-    is still flushed first.
+    ``%%job`` cell on a loaded machine) to send nothing (docs/kernel-notes.md §7). Output
+    printed before, in the cell, is still flushed first.
     """
     from IPython.core.display_functions import publish_display_data
 
