@@ -3,8 +3,9 @@
 :class:`Dashboard` shows every job of an engine in a table that updates itself; :class:`JobView`
 shows one job (what ``%%job`` displays). Both share their front end (``js/``, bundled into
 ``static/``) and their transport: the widget's initial state holds a snapshot of the rows, then a
-:class:`~jupyter_executor._publisher.Publisher` thread sends coalesced diffs as custom messages, at
-most ~10 per second whatever the jobs do. The browser ticks durations itself.
+:class:`~jupyter_executor._publisher.Publisher` sends coalesced diffs as custom messages, at most
+~10 per second whatever the jobs do, from a thread of the dashboard's own or the one thread all
+job views share. The browser ticks durations itself.
 
 Messages from the browser are checked here and can only do three things to a job the engine
 knows: ``cancel``, ``rerun`` or ``log`` (send its log back). Anything else is ignored with a
