@@ -241,6 +241,7 @@ class SharedThread:
 
     def add(self, publisher: Publisher) -> None:
         """Start sending for ``publisher`` (what arrived meanwhile is sent first)."""
+        start = None
         with self._cond:
             if publisher in self._members:
                 msg = "publisher thread already started"
@@ -248,9 +249,15 @@ class SharedThread:
             self._members[publisher] = float("-inf")
             self._due[publisher] = time.monotonic()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+                start = self._thread = threading.Thread(
+                    target=self._run, name=self.name, daemon=True
+                )
             self._cond.notify()
+        if start is not None:
+            # Not under the lock: Thread.start() waits for the new thread, in which the garbage
+            # collector may finalize a closed view, whose close() takes this lock (a deadlock,
+            # seen once in the test suite).
+            start.start()
 
     def serves(self, publisher: Publisher) -> bool:
         """Whether ``publisher`` is sent for (added, not removed)."""
@@ -279,7 +286,8 @@ class SharedThread:
                     break
             thread = self._thread if not self._members else None
             self._cond.notify_all()
-        if thread is not None and thread is not here:
+        # (a thread not started yet, by an add() racing with this, finds nobody and ends)
+        if thread is not None and thread is not here and thread.ident is not None:
             thread.join(timeout)
 
     def _next(self) -> Publisher | None:
@@ -287,12 +295,15 @@ class SharedThread:
         with self._cond:
             while self._members:
                 if self._due:
-                    publisher, at = min(self._due.items(), key=lambda item: item[1])
+                    # A copy: a collection during the search may finalize a view, whose close()
+                    # removes it from _due (the lock is reentrant).
+                    publisher, at = min(self._due.copy().items(), key=lambda item: item[1])
                     wait = at - time.monotonic()
                     if wait <= 0:
-                        del self._due[publisher]
-                        self._busy = publisher
-                        return publisher
+                        if self._due.pop(publisher, None) is not None:
+                            self._busy = publisher
+                            return publisher
+                        continue
                     self._cond.wait(wait)
                 else:
                     self._cond.wait()
