@@ -25,11 +25,22 @@ STATIC = HERE.parent / "jupyter_executor" / "static"
 # bundle name -> (modules in dependency order, entry last; css files)
 BUNDLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dashboard": (
-        ("dom", "format", "ansi", "badge", "store", "table", "vlist", "graph", "dashboard"),
+        (
+            "dom",
+            "format",
+            "ansi",
+            "badge",
+            "store",
+            "kernel",
+            "table",
+            "vlist",
+            "graph",
+            "dashboard",
+        ),
         ("shared", "dashboard"),
     ),
     "jobview": (
-        ("dom", "format", "ansi", "badge", "store", "mime", "notify", "jobview"),
+        ("dom", "format", "ansi", "badge", "store", "kernel", "mime", "notify", "jobview"),
         ("shared", "jobview"),
     ),
 }

@@ -4,7 +4,8 @@ import { h, setText } from "./dom.js";
 import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, restartNote, STATUSES, truncate } from "./format.js";
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
-import { goneText, initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { attachView, showGone } from "./kernel.js";
 import { countStatuses, orderRows, parseQuery } from "./table.js";
 import { makeLayout } from "./vlist.js";
 import { layoutGraph, renderGraph } from "./graph.js";
@@ -141,13 +142,7 @@ class DashboardView {
   /** The kernel is gone: stop the clocks, grey out, disable the buttons, say so. */
   markGone() {
     const gone = this.store.gone;
-    if (!gone) return;
-    clearInterval(this.ticker);
-    this.root.classList.add("je-stale");
-    this.root.dataset.kernel = "gone";
-    setText(this.goneEl, goneText(gone));
-    this.goneEl.hidden = false;
-    for (const b of this.bodyEl.querySelectorAll("button[data-action]")) /** @type {HTMLButtonElement} */ (b).disabled = true;
+    if (gone) showGone(this, gone, this.bodyEl.querySelectorAll("button[data-action]"));
   }
 
   /** @param {any} change */
@@ -495,12 +490,7 @@ function render({ model, el }) {
   const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
   view.draw(); // synchronously: the first rows exist as soon as render returns
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
-  if (store.gone) view.markGone();
-  else safeSend(model, { k: "view", open: true, id: view.id });
-  return () => {
-    view.destroy();
-    if (!store.gone) safeSend(model, { k: "view", open: false, id: view.id });
-  };
+  return attachView(model, store, view);
 }
 
 export default { initialize: initializeStore, render };

@@ -5,7 +5,8 @@ import { h, setText } from "./dom.js";
 import { allowedActions, durationOf, FINISHED, formatDuration, nextRunText, truncate } from "./format.js";
 import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
-import { goneText, initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
+import { attachView, showGone } from "./kernel.js";
 import { renderMime } from "./mime.js";
 import { finishNotice, notifyEnd } from "./notify.js";
 
@@ -72,13 +73,7 @@ class JobViewView {
   /** The kernel is gone: stop the clock, grey out, disable the buttons, say so. */
   markGone() {
     const gone = this.store.gone;
-    if (!gone) return;
-    clearInterval(this.ticker);
-    this.root.classList.add("je-stale");
-    this.root.dataset.kernel = "gone";
-    setText(this.goneEl, goneText(gone));
-    this.goneEl.hidden = false;
-    for (const b of this.actionsEl.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = true;
+    if (gone) showGone(this, gone, this.actionsEl.querySelectorAll("button"));
   }
 
   /** @returns {Row | undefined} */
@@ -202,12 +197,7 @@ function render({ model, el }) {
   const store = modelStore(model);
   const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
   view.draw(true);
-  if (store.gone) view.markGone();
-  else safeSend(model, { k: "view", open: true, id: view.id });
-  return () => {
-    view.destroy();
-    if (!store.gone) safeSend(model, { k: "view", open: false, id: view.id });
-  };
+  return attachView(model, store, view);
 }
 
 export default { initialize: initializeStore, render };

@@ -1,8 +1,9 @@
 """The throttled publisher: engine events in, coalesced and bounded diff messages out.
 
-One :class:`Publisher` (one thread) per widget. The engine calls :meth:`Publisher._on_event` from
-any thread, sometimes under its lock, so that callback only records the job as dirty and sets a
-:class:`threading.Event`. The publisher thread sleeps on that event (no polling), waits out the
+One :class:`Publisher` per widget; a dashboard's has a thread of its own, the job views share one
+(:class:`SharedThread`). The engine calls :meth:`Publisher._on_event` from any thread, sometimes
+under its lock, so that callback only records the job as dirty and wakes the thread. The
+publisher thread sleeps until woken (no polling), waits out the
 minimum interval since its last message, then turns the dirty jobs into rows with
 :meth:`JobInfo.to_dict`, diffs them field by field against what it sent before and sends one
 message. Three bounds hold whatever the jobs do (docs/kernel-notes.md §3: iopub drops messages when
@@ -47,10 +48,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JOB_VIEWS_PACER",
+    "JOB_VIEWS_THREAD",
     "DashboardPublisher",
     "JobPublisher",
     "Pacer",
     "Publisher",
+    "SharedThread",
     "encode_snapshot",
     "pack",
     "table_row",
@@ -219,6 +222,126 @@ class Pacer:
 JOB_VIEWS_PACER = Pacer(rate=20.0)
 
 
+class SharedThread:
+    """One thread that builds and sends the messages of many publishers.
+
+    Every ``%%job`` cell has a view and a publisher; a thread each made a cell pay for starting
+    one (on the kernel's main thread, while the job starts) and left a thousand threads after a
+    thousand cells. Publishers that share this thread are scheduled by when they may send next
+    (their ``interval`` after their last message); the thread starts with its first publisher
+    and ends with its last, so a kernel whose views are all closed has none.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._members: dict[Publisher, float] = {}  # publisher -> when it last sent
+        self._due: dict[Publisher, float] = {}  # woken publishers -> when they may send
+        self._busy: Publisher | None = None
+        self._thread: threading.Thread | None = None
+
+    def add(self, publisher: Publisher) -> None:
+        """Start sending for ``publisher`` (what arrived meanwhile is sent first)."""
+        start = None
+        with self._cond:
+            if publisher in self._members:
+                msg = "publisher thread already started"
+                raise RuntimeError(msg)
+            self._members[publisher] = float("-inf")
+            self._due[publisher] = time.monotonic()
+            if self._thread is None:
+                start = self._thread = threading.Thread(
+                    target=self._run, name=self.name, daemon=True
+                )
+            self._cond.notify()
+        if start is not None:
+            # Not under the lock: Thread.start() waits for the new thread, in which the garbage
+            # collector may finalize a closed view, whose close() takes this lock (a deadlock,
+            # seen once in the test suite).
+            start.start()
+
+    def serves(self, publisher: Publisher) -> bool:
+        """Whether ``publisher`` is sent for (added, not removed)."""
+        with self._cond:
+            return publisher in self._members and self._thread is not None
+
+    def wake(self, publisher: Publisher) -> None:
+        """``publisher`` has something to send (any thread, maybe under the engine's lock)."""
+        with self._cond:
+            last = self._members.get(publisher)
+            if last is None or publisher in self._due:
+                return
+            self._due[publisher] = max(time.monotonic(), last + publisher.interval)
+            self._cond.notify()
+
+    def remove(self, publisher: Publisher, timeout: float = 5.0) -> None:
+        """Stop sending for ``publisher``: when this returns, nothing more is sent for it (unless
+        called from the thread itself). The last one out waits for the thread to end."""
+        here = threading.current_thread()
+        with self._cond:
+            self._members.pop(publisher, None)
+            self._due.pop(publisher, None)
+            deadline = time.monotonic() + timeout
+            while self._busy is publisher and here is not self._thread:
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    break
+            thread = self._thread if not self._members else None
+            self._cond.notify_all()
+        # (a thread not started yet, by an add() racing with this, finds nobody and ends)
+        if thread is not None and thread is not here and thread.ident is not None:
+            thread.join(timeout)
+
+    def _next(self) -> Publisher | None:
+        """The next publisher whose time has come, waiting for it; None when none is left."""
+        with self._cond:
+            while self._members:
+                if self._due:
+                    # A copy: a collection during the search may finalize a view, whose close()
+                    # removes it from _due (the lock is reentrant).
+                    publisher, at = min(self._due.copy().items(), key=lambda item: item[1])
+                    wait = at - time.monotonic()
+                    if wait <= 0:
+                        if self._due.pop(publisher, None) is not None:
+                            self._busy = publisher
+                            return publisher
+                        continue
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            self._thread = None
+            return None
+
+    def _run(self) -> None:
+        while (publisher := self._next()) is not None:
+            more = failed = False
+            try:
+                if publisher.pacer is not None:
+                    # The pace all job views share: this thread sends for all of them.
+                    delay = publisher.pacer.reserve()
+                    if delay > 0:
+                        time.sleep(delay)
+                more = publisher._send_next()
+            except Exception:
+                logger.exception("jupyter_executor: publisher failed to build an update")
+                failed = True
+            finally:
+                with self._cond:
+                    self._busy = None
+                    if publisher in self._members:
+                        # After a failure, a pause: a persistent error must not turn into a
+                        # snapshot every interval.
+                        self._members[publisher] = time.monotonic() + (1.0 if failed else 0.0)
+                    self._cond.notify_all()
+            if failed:
+                publisher.request_sync()  # the dirty rows it had taken are lost: resend all
+            elif more:
+                self.wake(publisher)
+
+
+#: The thread all job views share.
+JOB_VIEWS_THREAD = SharedThread("jupyter-executor-jobview")
+
+
 class Publisher:
     """Turn engine events into rate- and size-bounded diff messages, from one thread.
 
@@ -240,6 +363,8 @@ class Publisher:
     thread_name = "jupyter-executor-publisher"
     #: A rate shared with other publishers (None: only this publisher's ``interval``).
     pacer: Pacer | None = None
+    #: A thread shared with other publishers (None: a thread of its own).
+    shared: SharedThread | None = None
 
     def __init__(
         self,
@@ -275,7 +400,9 @@ class Publisher:
     # life cycle --------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        """Whether the publisher thread is alive."""
+        """Whether the publisher thread is alive (and sends for this publisher)."""
+        if self.shared is not None:
+            return self.shared.serves(self)
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, *, snapshot: bool = True, thread: bool = True) -> dict[str, Any] | None:
@@ -309,6 +436,9 @@ class Publisher:
 
     def start_thread(self) -> None:
         """Start sending (see :meth:`start`)."""
+        if self.shared is not None:
+            self.shared.add(self)
+            return
         if self._thread is not None:
             msg = "publisher thread already started"
             raise RuntimeError(msg)
@@ -320,6 +450,8 @@ class Publisher:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.shared is not None:
+            self.shared.remove(self, timeout)
         thread = self._thread
         self._stopping.set()
         self._wake.set()
@@ -352,13 +484,20 @@ class Publisher:
                 self._urgent[name] = job
             elif name not in self._urgent:
                 self._lazy[name] = job
-        self._wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        # Something is waiting to be sent: wake the thread that sends for this publisher.
+        if self.shared is not None:
+            self.shared.wake(self)
+        else:
+            self._wake.set()
 
     def request_sync(self) -> None:
         """Send a full snapshot next (a view found a gap, or the publisher restarted)."""
         with self._lock:
             self._sync = True
-        self._wake.set()
+        self._poke()
 
     def set_detail(self, view: str, name: str, open_: bool) -> None:
         """Show (or stop showing) the output tail and traceback of a row in one view."""
@@ -387,7 +526,7 @@ class Publisher:
         with self._lock:
             self._lazy.pop(name, None)
             self._urgent[name] = job
-        self._wake.set()
+        self._poke()
 
     # rows ---------------------------------------------------------------------------------------
     def _lookup(self, name: str) -> Job | None:
@@ -472,6 +611,14 @@ class Publisher:
                 last = time.monotonic()
             if more:
                 self._wake.set()
+
+    def _send_next(self) -> bool:
+        """Build and send the next message, if there is one (what a shared thread does for this
+        publisher); return True when more is waiting."""
+        msg, more = self._next_message()
+        if msg is not None:
+            self._deliver(msg)
+        return more
 
     def _deliver(self, msg: dict[str, Any]) -> None:
         if msg["k"] == "snap":
@@ -645,6 +792,7 @@ class JobPublisher(Publisher):
 
     thread_name = "jupyter-executor-jobview"
     pacer = JOB_VIEWS_PACER
+    shared = JOB_VIEWS_THREAD
 
     def __init__(
         self,

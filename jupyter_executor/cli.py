@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -39,6 +40,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from . import _procs
+from ._terminal import job_note, seconds
+from ._terminal import table as columns
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -607,7 +610,7 @@ class _PlainView(_View):
                 if status in ("done", "failed", "cancelled"):
                     info = job.info()
                     if info.duration is not None:
-                        line += f"  ({_seconds(info.duration)})"
+                        line += f"  ({seconds(info.duration)})"
                     if status == "failed" and info.error:
                         line += f"  {info.error}"
                     elif status == "cancelled" and info.cancel_reason:
@@ -691,25 +694,16 @@ class _LiveView(_View):
             table.add_row(
                 Text(f"{_SYMBOLS.get(status, '?')} {label}", style=_COLORS.get(status, "")),
                 Text(info.name, style="bold"),
-                Text(_seconds(info.duration)),
-                Text(_detail(info)),
+                Text(seconds(info.duration)),
+                Text(job_note(info, result=False)),
             )
         counts: dict[str, int] = {}
         for info in infos:
             counts[info.status] = counts.get(info.status, 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no jobs yet"
-        elapsed = _seconds(time.monotonic() - self._started)
+        elapsed = seconds(time.monotonic() - self._started)
         more = f" (+{hidden} not shown)" if hidden else ""
         return Group(table, Text(f"{summary} · {elapsed}{more}", style="dim"))
-
-
-def _detail(info: Any) -> str:
-    """What a row shows after the time: the error, why it was cancelled, or the last line."""
-    if info.status == "failed" and info.error:
-        return str(info.error)
-    if info.status == "cancelled" and info.cancel_reason:
-        return str(info.cancel_reason)
-    return str(info.last_line)
 
 
 def _has_rich() -> bool:
@@ -718,18 +712,6 @@ def _has_rich() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, seconds = divmod(int(value), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 # -- flows ---------------------------------------------------------------------------------------
@@ -806,9 +788,8 @@ def _cmd_why(args: argparse.Namespace) -> int:
         f"engine {first['engine_id']}, recorded {when})"
     )
     try:
-        from ._make import sha256_of as _sha256
-
-        current = _sha256(target)
+        with target.open("rb") as f:
+            current = hashlib.file_digest(f, "sha256").hexdigest()  # as the engine records it
     except OSError:
         current = None
     state = (
@@ -863,16 +844,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 str(number),
                 str(row["status"]),
                 when,
-                _seconds(row.get("duration")),
+                seconds(row.get("duration")),
                 "" if exit_code is None else str(exit_code),
                 str(row.get("engine_id") or ""),
                 _one_line(_note(row)),
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
-    for r in table:
-        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)]
-        print("  ".join([*cells, r[-1]]).rstrip())
+    print(columns(table))
     return EXIT_OK
 
 
@@ -1098,7 +1076,7 @@ def _run_schedules(folder: str, rescan: float) -> int:
     import warnings
 
     from . import _durable
-    from .engine import Engine
+    from .engine import Engine, rearmed_schedules
     from .errors import StoreError
 
     with warnings.catch_warnings(record=True) as caught:
@@ -1110,7 +1088,7 @@ def _run_schedules(folder: str, rescan: float) -> int:
             return EXIT_USAGE
     for warning in caught:
         print(str(warning.message), flush=True)
-    if not engine._rearmed:
+    if not rearmed_schedules(engine):
         print(
             f"no schedule to re-arm in {folder} now; looking again every {rescan:g} s", flush=True
         )
@@ -1119,8 +1097,8 @@ def _run_schedules(folder: str, rescan: float) -> int:
     def on_event(event: str, job: Job) -> None:
         # Quick, no I/O: the engine may hold its lock. Printed by the main thread.
         if event == "status" and job.status.value in ("running", "done", "failed", "cancelled"):
-            reason = job._cancel_reason if job.status.value == "cancelled" else None
-            error = job._exception if job.status.value == "failed" else None
+            reason = job.cancel_reason  # None unless it was cancelled
+            error = job.exception() if job.status.value == "failed" else None
             detail = f": {reason or error}" if reason or error else ""
             stamp = datetime.now().strftime("%H:%M:%S")
             events.put(f"{stamp} {job.name} {job.status.value}{detail}")

@@ -769,3 +769,26 @@ def get_engine(**options: Any) -> Engine:
                 )
                 raise ValueError(msg)
         return engine
+
+
+# -- for the adapters (magics, cli): public names over this module's state ----------------------
+
+
+def current_engine() -> Engine | None:
+    """This process's engine (what :func:`get_engine` returns) if it exists and is open, else
+    None; never creates one."""
+    engine = _default
+    return None if engine is None or engine.closed else engine
+
+
+def showing_wait(
+    engine: Engine, jobs: Callable[[], builtins.list[Job]]
+) -> contextlib.AbstractContextManager[None]:
+    """Show ``jobs()`` while the body waits for them, as :meth:`Engine.wait` does (on the main
+    thread, with the hook of :func:`set_wait_display`; nested waits show nothing)."""
+    return _wait_view(engine, jobs)
+
+
+def rearmed_schedules(engine: Engine) -> frozenset[str]:
+    """The names of the stored schedules ``engine`` re-armed when it was created."""
+    return frozenset(engine._rearmed)

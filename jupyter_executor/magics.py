@@ -2,7 +2,8 @@
 
 Argument parsing and :class:`~IPython.core.error.UsageError` only; the work is done by the
 public engine API (:func:`jupyter_executor.get_engine`), by :mod:`._cell` (turning a cell into
-a job) and by :mod:`._ipython` (display routing, views, the terminal fallback).
+a job), by :mod:`._ipython` (what each magic does) and :mod:`._extension` (loading, display
+routing, the terminal fallback).
 """
 
 from __future__ import annotations
@@ -542,7 +543,7 @@ class JobMagics(Magics):
 
         on = words[0].lower() == "on"
         self.notify = on  # the default of an engine made later (after a shutdown)
-        _ipython._engine().notify = on
+        _ipython.kernel_engine().notify = on
 
 
 def _flow_command(words: list[str]) -> Any:
@@ -722,7 +723,7 @@ def _command(script: list[str]) -> str | list[str]:
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext jupyter_executor``: register the magics and route job output."""
-    from . import _ipython
+    from . import _extension
     from ._platform import check_supported
     from .errors import UnsupportedPlatform
 
@@ -732,14 +733,14 @@ def load_ipython_extension(ip: Any) -> None:
         raise UsageError(str(exc)) from None
 
     ip.register_magics(JobMagics)
-    _ipython.activate(ip)
+    _extension.activate(ip)
 
 
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext jupyter_executor``: shut the engine down and remove the magics."""
-    from . import _ipython
+    from . import _extension
 
-    _ipython.deactivate(ip)
+    _extension.deactivate(ip)
     magics = ip.magics_manager.magics
     for kind, name in (("line", "job"), ("cell", "job"), ("line", "jobs")):
         magics[kind].pop(name, None)

@@ -3,8 +3,9 @@
 :class:`Dashboard` shows every job of an engine in a table that updates itself; :class:`JobView`
 shows one job (what ``%%job`` displays). Both share their front end (``js/``, bundled into
 ``static/``) and their transport: the widget's initial state holds a snapshot of the rows, then a
-:class:`~jupyter_executor._publisher.Publisher` thread sends coalesced diffs as custom messages, at
-most ~10 per second whatever the jobs do. The browser ticks durations itself.
+:class:`~jupyter_executor._publisher.Publisher` sends coalesced diffs as custom messages, at most
+~10 per second whatever the jobs do, from a thread of the dashboard's own or the one thread all
+job views share. The browser ticks durations itself.
 
 Messages from the browser are checked here and can only do three things to a job the engine
 knows: ``cancel``, ``rerun`` or ``log`` (send its log back). Anything else is ignored with a
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anywidget
+import ipywidgets
 import traitlets
 
 from ._publisher import DashboardPublisher, JobPublisher, Publisher, json_safe, pack, table_row
@@ -58,6 +60,8 @@ __all__ = ["Dashboard", "JobView"]
 logger = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
+# The ~1.4 KB loader every view's ``_esm`` holds (see _Library).
+_LOADER = (_STATIC / "loader.js").read_text(encoding="utf-8")
 #: Actions a front end may ask for, and the statuses they apply to.
 ACTIONS = {
     "cancel": frozenset({Status.CREATED, Status.PENDING, Status.RUNNING}),
@@ -126,10 +130,30 @@ def _library(kind: type[_Library]) -> _Library:
         return lib
 
 
-class _LiveWidget(anywidget.AnyWidget):
-    """What both widgets share: the publisher's life cycle, view counting, message checking."""
+_layout: ipywidgets.Layout | None = None
 
-    _esm = _STATIC / "loader.js"
+
+def _shared_layout() -> ipywidgets.Layout:
+    """One ``Layout`` model for every view: a DOM widget makes one by default, which is a second
+    comm (open message, state) per ``%%job`` cell for a layout nobody sets."""
+    global _layout  # one per kernel, made again if something closed it
+    with _libraries_lock:
+        if _layout is None or _layout.comm is None:
+            _layout = ipywidgets.Layout()
+        return _layout
+
+
+class _LiveWidget(anywidget.AnyWidget):
+    """What both widgets share: the publisher's life cycle, view counting, message checking.
+
+    ``AnyWidget.__init__`` adds ``_esm`` and ``_anywidget_id`` as traits of each new widget
+    (``add_traits`` makes a new class per instance: about 1 ms, most of a ``%%job`` cell's cost
+    in a kernel); they are declared once here, and ``__init__`` starts at ``DOMWidget``.
+    """
+
+    _esm = traitlets.Unicode(_LOADER).tag(sync=True)
+    # anywidget keys a widget's stylesheet by it; the libraries hold the CSS.
+    _anywidget_id = traitlets.Unicode("jupyter_executor.widget._LiveWidget").tag(sync=True)
     #: The library model whose bundle draws this widget.
     _library_kind: type[_Library] = _Library
 
@@ -151,8 +175,10 @@ class _LiveWidget(anywidget.AnyWidget):
         init = publisher.start(snapshot=True, thread=False)
         try:
             lib = _library(self._library_kind)
-            super().__init__(
-                _uid=uuid.uuid4().hex, _init=pack(init or {}), _lib=lib.model_id, **kwargs
+            kwargs.setdefault("layout", _shared_layout())
+            # Not AnyWidget.__init__: see the class docstring.
+            ipywidgets.DOMWidget.__init__(
+                self, _uid=uuid.uuid4().hex, _init=pack(init or {}), _lib=lib.model_id, **kwargs
             )
         except BaseException:
             publisher.stop()
@@ -356,6 +382,7 @@ class Dashboard(_LiveWidget):
     """
 
     _library_kind = _DashboardLibrary
+    _anywidget_id = traitlets.Unicode("jupyter_executor.widget.Dashboard").tag(sync=True)
 
     def __init__(
         self,
@@ -428,6 +455,7 @@ class JobView(_LiveWidget):
     """
 
     _library_kind = _JobViewLibrary
+    _anywidget_id = traitlets.Unicode("jupyter_executor.widget.JobView").tag(sync=True)
 
     def __init__(self, job: Job, *, interval: float = 0.2, **kwargs: Any) -> None:
         engine = job.engine

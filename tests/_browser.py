@@ -40,12 +40,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+#: Screenshots of the browser tests.
+ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -85,6 +87,73 @@ def notebook7_available() -> str | None:
     if int(installed.split(".")[0]) < 7:
         return f"notebook {installed} is installed; these tests need Notebook 7"
     return None
+
+
+def needs_browser(*, notebook7: bool = False) -> list[Any]:
+    """The marks of a browser test module: ``browser``, skipped where it cannot run (also
+    without Notebook 7 when ``notebook7``)."""
+    import pytest
+
+    reason = notebook7_available() if notebook7 else browser_available()
+    return [pytest.mark.browser, pytest.mark.skipif(reason is not None, reason=str(reason))]
+
+
+@contextlib.contextmanager
+def watched(
+    page: Any,
+    server: Lab,
+    name: str,
+    *,
+    shutdown: str | None = None,
+    close: Any = None,
+    page_errors: bool = True,
+) -> Iterator[None]:
+    """Around a browser test's flow on ``page``: when it fails, a screenshot
+    (``test-artifacts/NAME-failure.png``) and the end of the server's log; whatever happens,
+    ``shutdown`` run in the kernel (stops its engines) and the page (or ``close``) closed. Then,
+    with ``page_errors``, no error of ours may have been thrown in the page."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
+        print(server.log_tail())
+        raise
+    finally:
+        if shutdown is not None:
+            try:
+                kernel_execute(page, shutdown, timeout=30)
+            except Exception as exc:  # the kernel may be gone after a failure
+                print(f"shutdown in kernel: {exc}")
+        (close if close is not None else page).close()
+    ours = [e for e in errors if "jupyter_executor" in e or "je-" in e]
+    assert not page_errors or not ours, ours
+
+
+def notebook_folder(tmp: Path, name: str, cells: Sequence[str]) -> Path:
+    """A folder ``tmp/root`` holding the notebook ``name`` of code ``cells`` (the server's root),
+    and the screenshots' folder made."""
+    root = tmp / "root"
+    root.mkdir()
+    write_notebook(root / name, cells)
+    ARTIFACTS.mkdir(exist_ok=True)
+    return root
+
+
+def write_notebook(path: Path, cells: Sequence[str]) -> None:
+    """A notebook of code ``cells`` for the ``python3`` kernel, written to ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
+    nbformat.write(nb, path)
 
 
 def _has_module(name: str) -> bool:

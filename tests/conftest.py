@@ -1,11 +1,14 @@
-"""Shared fixtures: an engine per test that must leave no thread and no child process behind."""
+"""Shared fixtures: an engine per test that must leave no thread and no child process behind;
+headless Chromium per browser test module."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _browser import chromium
 from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import Engine
@@ -22,3 +25,10 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     finally:
         eng.shutdown()
         assert_nothing_left(before)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium (tests/_browser.py), one per test module that asks for it."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as b:
+        yield b

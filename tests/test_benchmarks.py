@@ -81,3 +81,31 @@ def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
     # each target line got a measured value, met or not
     targets = out.split("## Targets", 1)[1]
     assert "| n/a |" not in targets
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(180)
+def test_the_magics_benchmark_runs_in_a_real_kernel(tmp_path: Path) -> None:
+    """``benchmarks/bench_magics.py`` on small sizes: every line of its table has a figure (timings
+    are not asserted: the machine is shared)."""
+    raw = tmp_path / "magics.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH.with_name("bench_magics.py")),
+            *("--cells", "5", "--jobs", "20", "--repeat", "1", "--json", str(raw)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "`%%job` beyond the job itself" in proc.stdout
+    results = json.loads(raw.read_text())
+    assert results["list"]["jobs"] == 20
+    assert results["cells"]["cells"] == 5
+    assert all(
+        v > 0 for k, v in results["cells"].items() if k.endswith("kernel_ms") and "over" not in k
+    )

@@ -16,39 +16,29 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _browser import (
+    ARTIFACTS,
     REPO,
     add_and_run_cell,
-    browser_available,
-    chromium,
     in_notebook,
     jupyter_lab,
     kernel_execute,
+    needs_browser,
     open_notebook,
     run_all_cells,
     wait_idle,
     wait_status,
+    watched,
     widget_page,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(browser_available() is not None, reason=str(browser_available())),
-]
+pytestmark = needs_browser()
 
-ARTIFACTS = REPO / "test-artifacts"
 NOTEBOOK = REPO / "notebooks" / "dashboard.ipynb"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
 
 
 def _publisher_threads(page: Any) -> int:
@@ -68,22 +58,9 @@ def test_dashboard_in_jupyterlab(tmp_path: Path, browser: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with jupyter_lab(tmp_path, root) as lab:
         page = open_notebook(browser, lab, NOTEBOOK.name)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
+        # the engines of the notebook stop with the kernel; be explicit anyway
+        with watched(page, lab, "dashboard", shutdown="engine.shutdown()"):
             _dashboard_flow(page, lab)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "dashboard-failure.png"), full_page=True)
-            print(lab.log_tail())
-            raise
-        finally:
-            # the engines of the notebook stop with the kernel; be explicit anyway
-            try:
-                kernel_execute(page, "engine.shutdown()", timeout=30)
-            except Exception as exc:  # the kernel may already be gone after a failure
-                print(f"shutdown in kernel: {exc}")
-            page.close()
-        assert not [e for e in errors if "jupyter_executor" in e or "je-" in e], errors
 
 
 def _dashboard_flow(page: Any, lab: Any) -> None:

@@ -12,32 +12,26 @@ goes to ``test-artifacts/``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from _browser import (
-    REPO,
+    ARTIFACTS,
     add_and_run_cell,
-    chromium,
     in_notebook,
     jupyter_notebook,
-    kernel_execute,
-    notebook7_available,
+    needs_browser,
+    notebook_folder,
     open_notebook,
     run_all_cells,
     wait_idle,
     wait_status,
+    watched,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(notebook7_available() is not None, reason=str(notebook7_available())),
-]
+pytestmark = needs_browser(notebook7=True)
 
-ARTIFACTS = REPO / "test-artifacts"
 MARK = "printed by the job"  # in every line the job prints, and nowhere else
 
 CELLS = [
@@ -65,46 +59,13 @@ _OTHER_OUTPUTS = """() => window.jupyterapp.shell.currentWidget.content.widgets.
     .map((o) => JSON.stringify(o)))"""
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
-
-
-def _write_notebook(path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nb.metadata["kernelspec"] = {
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-        "name": "python3",
-    }
-    nbformat.write(nb, path)
-
-
 @pytest.mark.timeout(180)
 def test_job_and_dashboard_in_notebook7(tmp_path: Path, browser: Any) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    _write_notebook(root / "job.ipynb")
-    ARTIFACTS.mkdir(exist_ok=True)
+    root = notebook_folder(tmp_path, "job.ipynb", CELLS)
     with jupyter_notebook(tmp_path, root) as server:
         page = open_notebook(browser, server, "job.ipynb")
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
+        with watched(page, server, "notebook7", shutdown=SHUTDOWN):
             _job_flow(page)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "notebook7-failure.png"), full_page=True)
-            print(server.log_tail())
-            raise
-        finally:
-            try:
-                kernel_execute(page, SHUTDOWN, timeout=30)
-            except Exception as exc:  # the kernel may already be gone after a failure
-                print(f"shutdown in kernel: {exc}")
-            page.close()
-        assert not [e for e in errors if "jupyter_executor" in e or "je-" in e], errors
 
 
 def _job_flow(page: Any) -> None:

@@ -9,29 +9,24 @@ in an init script so that every notification the page sends is recorded.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from _browser import (
-    REPO,
-    browser_available,
-    chromium,
+    ARTIFACTS,
     in_notebook,
     jupyter_lab,
     kernel_execute,
+    needs_browser,
+    notebook_folder,
     run_all_cells,
     wait_idle,
+    watched,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(browser_available() is not None, reason=str(browser_available())),
-]
+pytestmark = needs_browser()
 
-ARTIFACTS = REPO / "test-artifacts"
 CELLS = [
     "%load_ext jupyter_executor\nimport threading\nrelease = threading.Event()",
     "%%job told --notify\nrelease.wait(120)\nprint('trained')\n'model'",
@@ -52,32 +47,18 @@ RECORD = """(() => {
 })();"""
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
-
-
 @pytest.mark.timeout(240)
 def test_a_notify_job_says_when_it_ends(tmp_path: Path, browser: Any) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nb.metadata["kernelspec"] = {
-        "display_name": "Python 3",
-        "language": "python",
-        "name": "python3",
-    }
-    nbformat.write(nb, root / "notify.ipynb")
-    ARTIFACTS.mkdir(exist_ok=True)
+    root = notebook_folder(tmp_path, "notify.ipynb", CELLS)
     with jupyter_lab(tmp_path, root) as lab:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.grant_permissions(["notifications"], origin=lab.url)
         context.add_init_script(RECORD)
         page = context.new_page()
         page.set_default_timeout(90_000)
-        try:
+        shutdown = "from jupyter_executor import get_engine\nget_engine().shutdown()"
+        # page errors were not checked here before
+        with watched(page, lab, "notify-lab", shutdown=shutdown, close=context, page_errors=False):
             page.goto(lab.notebook_url("notify.ipynb"))
             page.wait_for_function(
                 "() => Boolean(window.jupyterapp && window.jupyterapp.shell.currentWidget)"
@@ -104,15 +85,3 @@ def test_a_notify_job_says_when_it_ends(tmp_path: Path, browser: Any) -> None:
             assert re.fullmatch(r"done in \d+\.\d\d s", notes[0]["body"]), notes[0]
             assert not page.title().startswith("(allow notifications?)")
             wait_idle(page)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "notify-lab-failure.png"), full_page=True)
-            print(lab.log_tail())
-            raise
-        finally:
-            try:
-                kernel_execute(
-                    page, "from jupyter_executor import get_engine\nget_engine().shutdown()"
-                )
-            except Exception as exc:  # the kernel may be gone after a failure
-                print(f"shutdown in kernel: {exc}")
-            context.close()

@@ -20,33 +20,29 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 from _browser import (
-    REPO,
+    ARTIFACTS,
     add_and_run_cell,
-    chromium,
     in_notebook,
     jupyter_lab,
     jupyter_notebook,
     kernel_execute,
-    notebook7_available,
+    needs_browser,
+    notebook_folder,
     open_notebook,
     run_all_cells,
     wait_idle,
+    watched,
 )
 from nbformat.sign import NotebookNotary
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(notebook7_available() is not None, reason=str(notebook7_available())),
-]
+pytestmark = needs_browser(notebook7=True)
 
-ARTIFACTS = REPO / "test-artifacts"
 JOBS = ("quick", "broken", "after", "long")
 CELLS = [
     "%load_ext jupyter_executor\nimport threading\nrelease = threading.Event()",
@@ -79,50 +75,17 @@ _SHOWN = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as b:
-        yield b
-
-
-def _write_notebook(path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nb.metadata["kernelspec"] = {
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-        "name": "python3",
-    }
-    nbformat.write(nb, path)
-
-
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 @pytest.mark.timeout(300)
 def test_views_are_fresh_after_reload_and_honest_after_restart(
     tmp_path: Path, browser: Any, app: str
 ) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    _write_notebook(root / "views.ipynb")
-    ARTIFACTS.mkdir(exist_ok=True)
+    root = notebook_folder(tmp_path, "views.ipynb", CELLS)
     server_of = jupyter_lab if app == "lab" else jupyter_notebook
     with server_of(tmp_path, root) as server:
         page = open_notebook(browser, server, "views.ipynb")
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
+        with watched(page, server, f"views-{app}", shutdown=SHUTDOWN):
             _flow(page, app)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / f"views-{app}-failure.png"), full_page=True)
-            print(server.log_tail())
-            raise
-        finally:
-            try:
-                kernel_execute(page, SHUTDOWN, timeout=30)
-            except Exception as exc:  # the kernel may be gone after a failure
-                print(f"shutdown in kernel: {exc}")
-            page.close()
-        assert not [e for e in errors if "jupyter_executor" in e or "je-" in e], errors
 
 
 def _engine_statuses(page: Any) -> dict[str, str]:
@@ -252,9 +215,7 @@ def test_saved_notebook_draws_its_views_without_their_kernel(tmp_path: Path, bro
     ARTIFACTS.mkdir(exist_ok=True)
     with jupyter_lab(tmp_path, root) as server:
         page = open_notebook(browser, server, "saved.ipynb")
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
+        with watched(page, server, "views-lab-saved"):
             want = {"slow": "done", "broken": "failed"}
             _wait_shown(page, {"views": want, "rows": want}, timeout=60.0)
             view = in_notebook(page, '.je-jobview[data-name="broken"]')
@@ -266,10 +227,3 @@ def test_saved_notebook_draws_its_views_without_their_kernel(tmp_path: Path, bro
             )
             assert display == "flex", display
             page.screenshot(path=str(ARTIFACTS / "views-lab-saved-reopened.png"), full_page=True)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "views-lab-saved-failure.png"), full_page=True)
-            print(server.log_tail())
-            raise
-        finally:
-            page.close()
-        assert not [e for e in errors if "jupyter_executor" in e or "je-" in e], errors

@@ -26,7 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from jupyter_executor import get_engine
-from jupyter_executor._ipython import TerminalEcho, text_table
+from jupyter_executor._terminal import TerminalEcho, text_table
 
 
 @pytest.fixture(scope="module")
@@ -831,3 +831,20 @@ def test_jobs_flow_lists_and_submits_a_flow_file(ip: InteractiveShell, tmp_path:
     assert "its flows: build" in usage_error(ip.run_line_magic, "jobs", f"flow {flows} nope")
     assert "no flow file" in usage_error(ip.run_line_magic, "jobs", "flow missing.py build")
     assert "takes a file" in usage_error(ip.run_line_magic, "jobs", "flow")
+
+
+def test_current_engine_is_the_open_default_engine_and_never_makes_one(tmp_path: Path) -> None:
+    """What the magics ask before making the kernel's engine with their configured options."""
+    from jupyter_executor import engine as engine_module
+
+    previous = engine_module.current_engine()
+    if previous is not None:
+        previous.shutdown()
+    assert engine_module.current_engine() is None
+    assert engine_module.current_engine() is None  # asking made none
+    made = engine_module.get_engine(folder=tmp_path / "runs")
+    try:
+        assert engine_module.current_engine() is made
+    finally:
+        made.shutdown()
+    assert engine_module.current_engine() is None  # a closed engine is no current engine

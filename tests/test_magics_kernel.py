@@ -64,6 +64,19 @@ def comm_text(k: Kernel, comm_id: str) -> str:
     return "\n".join(parts)
 
 
+def shown_only_in_its_view(kernel: Kernel, ex: Execution, name: str, needle: str) -> str:
+    """While job ``name`` (the ``%%job`` cell ``ex``) ends, a foreground cell runs: ``needle``
+    reaches the job's view, no cell's output, and the foreground cell gets its own output.
+    Returns what the view received."""
+    other = kernel.execute("print('foreground')")
+    assert wait_job(kernel, name) == "done"
+    view = view_id(ex)
+    kernel.wait_for(lambda: needle in comm_text(kernel, view), what=f"{needle} in {name}'s view")
+    assert needle not in outputs_text(kernel)
+    assert other.stdout == "foreground\n"
+    return comm_text(kernel, view)
+
+
 #: msg_ids of the cells the tests run to inspect the kernel (their results show job data).
 _inspections: set[str] = set()
 
@@ -151,13 +164,8 @@ def test_display_of_a_dataframe_lands_in_the_job_view(kernel: Kernel) -> None:
         "display(frame)\n"
         "len(frame)"
     )
-    other = kernel.execute("print('foreground')")
-    assert wait_job(kernel, "frame") == "done"
-    view = view_id(ex)
-    kernel.wait_for(lambda: "colQ" in comm_text(kernel, view), what="the frame in the view")
-    assert "dataframe" in comm_text(kernel, view)  # pandas' HTML table went to the view
-    assert "colQ" not in outputs_text(kernel)
-    assert other.stdout == "foreground\n"
+    shown = shown_only_in_its_view(kernel, ex, "frame", "colQ")
+    assert "dataframe" in shown  # pandas' HTML table went to the view
     assert value(kernel, "get_engine()['frame'].result()") == 2
 
 
@@ -173,12 +181,7 @@ def test_a_matplotlib_figure_displayed_in_a_job_lands_in_its_view(kernel: Kernel
         "fig.add_subplot().plot([1, 3, 2])\n"
         "display(fig)"
     )
-    other = kernel.execute("print('foreground')")
-    assert wait_job(kernel, "figure") == "done"
-    view = view_id(ex)
-    kernel.wait_for(lambda: "image/png" in comm_text(kernel, view), what="the figure in the view")
-    assert "image/png" not in outputs_text(kernel)  # no cell received the picture
-    assert other.stdout == "foreground\n"
+    shown_only_in_its_view(kernel, ex, "figure", "image/png")  # no cell received the picture
 
 
 def test_pyplot_figures_of_a_job_stay_with_the_job(kernel: Kernel) -> None:
@@ -419,6 +422,24 @@ USAGE_ERRORS = [
     ("%job missing/etl.py --name x", "no such script or command: missing/etl.py"),
     ("%jobs tail nobody", "no job named 'nobody'"),
 ]
+
+
+def test_a_view_comes_after_what_the_cell_printed_before_it(kernel: Kernel) -> None:
+    """A job's view is published without flushing stdout first when it holds nothing; what the
+    cell printed before submitting still reaches the front end first, and every view carries the
+    display id its final picture replaces."""
+    ex = kernel.execute("print('printed first')\n%job --name ordered echo hi")
+    kinds = [
+        m["msg_type"] for m in ex.messages if m["msg_type"] in ("stream", "display_data")
+    ]  # fmt: skip
+    assert kinds[:2] == ["stream", "display_data"], kinds
+    assert "printed first" in ex.stdout
+    ex = kernel.execute("%%job ordered2\npass")
+    (shown,) = [m for m in ex.messages if m["msg_type"] == "display_data"]
+    assert WIDGET_MIME in shown["content"]["data"]
+    assert shown["content"]["transient"]["display_id"].startswith("jupyter-executor-")
+    for name in ("ordered", "ordered2"):
+        kernel.execute(f"get_engine().wait_job({name!r}, 30)")
 
 
 def test_usage_errors_are_one_line_and_start_nothing(kernel: Kernel) -> None:

@@ -1,5 +1,5 @@
-"""Jobs that close or redirect their streams, and odd text, in a real ipykernel (kernel-facts
-§5)."""
+"""Jobs that close or redirect their streams, and odd text, in a real ipykernel
+(docs/kernel-notes.md §5)."""
 
 from __future__ import annotations
 

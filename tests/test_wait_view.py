@@ -122,7 +122,7 @@ def test_terminal_wait_prints_the_lines_as_they_come(tmp_path: Any) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from jupyter_executor import Engine, _ipython
+    from jupyter_executor import Engine, _extension, _terminal
     from jupyter_executor import engine as engine_module
 
     # A shell of this test's own (no history database), cleared after: IPython's global test
@@ -131,11 +131,11 @@ def test_terminal_wait_prints_the_lines_as_they_come(tmp_path: Any) -> None:
     config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path / "ipython"))
     stream = io.StringIO()
-    ext = _ipython._Extension(shell)
+    ext = _extension._Extension(shell)
     engine = Engine(folder=tmp_path / "runs")
     previous = engine_module.set_wait_display(ext.wait_display)
     try:
-        ext.echo = _ipython.TerminalEcho(shell, engine, stream=lambda: stream)
+        ext.echo = _terminal.TerminalEcho(shell, engine, stream=lambda: stream)
         ext.echo._busy = True  # as while a cell runs: held back unless a wait shows them
         import threading
 

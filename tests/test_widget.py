@@ -97,6 +97,15 @@ def _publisher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name in PUBLISHER_THREADS and t.is_alive()]
 
 
+def dashboard(engine: Engine, widgets: list[Any], *, wait: bool = False) -> Dashboard:
+    """A dashboard of ``engine`` (made once its jobs ended with ``wait``), closed after the test."""
+    if wait:
+        engine.wait(timeout=10)  # some jobs fail on purpose: what they show is checked after
+    dash = Dashboard(engine)
+    widgets.append(dash)
+    return dash
+
+
 def send_from_browser(widget: Any, content: Any) -> None:
     """Deliver a custom message as the kernel's comm manager does."""
     widget.comm.handle_msg(
@@ -157,6 +166,18 @@ def hold(gate: threading.Event) -> None:
         time.sleep(0.02)
 
 
+def print_until(stop: threading.Event, label: str, lines: int, pause: float) -> None:
+    """A job printing numbered lines flat out (a ``pause`` after each run of ``lines`` lines)
+    until ``stop`` is set, and for at most 10 s whatever happens to the test."""
+    n = 0
+    deadline = time.monotonic() + 10
+    while not stop.is_set() and time.monotonic() < deadline:
+        n += 1
+        print(f"{label} line {n}")
+        if n % lines == 0:
+            time.sleep(pause)
+
+
 # -- synced state and diffs ------------------------------------------------------------------------
 
 
@@ -168,8 +189,7 @@ def test_initial_state_is_a_snapshot_of_the_engine(
     engine.submit(hold, gate, name="blocker")
     engine.submit(lambda: None, name="after", requires=["blocker"])
     wait_for(lambda: engine["answer"].done() and engine["blocker"].status.value == "running")
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     init = json.loads(dash._init)
     assert init["k"] == "snap" and init["seq"] == 0
     rows = {r["name"]: r for r in (dict(zip(init["cols"], d, strict=True)) for d in init["data"])}
@@ -188,8 +208,7 @@ def test_initial_state_is_a_snapshot_of_the_engine(
 def test_diffs_follow_submit_start_print_finish(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     go, printed, finish = threading.Event(), threading.Event(), threading.Event()
 
@@ -224,8 +243,7 @@ def test_diffs_follow_submit_start_print_finish(
 def test_diffs_for_failure_cancel_and_removal(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
 
     def boom() -> None:
@@ -247,8 +265,7 @@ def test_diffs_for_failure_cancel_and_removal(
 
 
 def test_progress_reaches_the_row(engine: Engine, comms: Any, widgets: list[Any]) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     gate = threading.Event()
 
@@ -270,8 +287,7 @@ def _crash() -> None:
 def test_a_restarting_job_shows_its_restarts(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     # gives up after two quick restarts: failed, restarted twice
     gives_up = engine.submit(
@@ -302,8 +318,7 @@ def test_a_restarting_job_shows_its_restarts(
 
 
 def test_a_scheduled_job_shows_its_next_run(engine: Engine, comms: Any, widgets: list[Any]) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     engine.submit(lambda: None, name="tick", every="0.3 s")
 
@@ -333,8 +348,7 @@ def test_a_scheduled_job_shows_its_next_run(engine: Engine, comms: Any, widgets:
 
 @pytest.mark.timeout(60)
 def test_a_webapp_row_carries_its_url(engine: Engine, comms: Any, widgets: list[Any]) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     job = engine.submit_webapp(
         f"{sys.executable} -m http.server {{port}} --bind {{host}}", name="files"
@@ -382,9 +396,7 @@ def test_opening_a_row_sends_its_tail_and_traceback(
         raise RuntimeError(msg)
 
     engine.submit(noisy, name="noisy")
-    engine.wait(timeout=10)
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets, wait=True)
     mirror = Mirror(dash)
     assert "tail" not in mirror.rows["noisy"]
     send_from_browser(dash, {"k": "expand", "name": "noisy", "open": True, "id": "view-1"})
@@ -405,9 +417,7 @@ def test_a_sync_request_gets_a_full_snapshot(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
     engine.submit(lambda: 1, name="one")
-    engine.wait(timeout=10)
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets, wait=True)
     send_from_browser(dash, {"k": "sync"})
     snaps = wait_for(
         lambda: [m for _, m in dash.comm.custom() if m["k"] == "snap"], what="snapshot"
@@ -482,8 +492,7 @@ def test_a_new_kernel_dashboard_shows_the_earlier_kernels_runs(
 
 
 def test_valid_actions_cancel_rerun_and_log(engine: Engine, comms: Any, widgets: list[Any]) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     gate = threading.Event()
     engine.submit(hold, gate, name="long")
@@ -541,8 +550,7 @@ def test_invalid_messages_are_ignored_with_a_warning(
     gate = threading.Event()
     engine.submit(hold, gate, name="target")
     wait_for(lambda: engine["target"].status.value == "running")
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     before = len(dash.comm.custom())
     with caplog.at_level(logging.WARNING, logger="jupyter_executor.widget"):
         send_from_browser(dash, content)
@@ -572,24 +580,14 @@ def test_rate_and_size_stay_bounded_under_a_flood(
 ) -> None:
     """1,000 jobs change state while 40 threads print thousands of lines a second: <= 10 msgs/s,
     bounded bytes, and in the end the browser's copy equals the engine's state."""
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     mirror = Mirror(dash)
     stop = threading.Event()
 
-    def printer(i: int) -> None:
-        # thousands of lines per second each, for at most 10 s whatever happens to the test
-        n = 0
-        deadline = time.monotonic() + 10
-        while not stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            print(f"printer {i} line {n}")
-            if n % 10 == 0:
-                time.sleep(0.001)
-
     try:
         for i in range(40):
-            engine.submit(printer, i, name=f"printer-{i}")
+            # thousands of lines per second each
+            engine.submit(print_until, stop, f"printer {i}", 10, 0.001, name=f"printer-{i}")
         for i in range(1000):
             engine.submit(lambda i=i: i * i, name=f"quick-{i}")
         t0 = time.monotonic()
@@ -651,8 +649,7 @@ def test_the_front_end_closing_the_comm_stops_the_publisher(engine: Engine, comm
 def test_removing_the_last_view_pauses_and_a_new_view_resumes(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     subscribers = len(engine._subscribers)
     send_from_browser(dash, {"k": "view", "open": True, "id": "a"})
     send_from_browser(dash, {"k": "view", "open": True, "id": "b"})
@@ -694,9 +691,7 @@ def test_html_fallback_shows_the_jobs_as_they_were(
         raise ValueError(msg)
 
     engine.submit(fails, name="fails")
-    engine.wait(timeout=10)
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets, wait=True)
     data, _ = dash._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in data
     page = data["text/html"]
@@ -710,8 +705,7 @@ def test_html_fallback_is_bounded(engine: Engine, comms: Any, widgets: list[Any]
     for i in range(HTML_ROWS + 5):
         engine.submit(lambda: None, name=f"j{i}")
     engine.wait(timeout=30)
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     page = dash._repr_mimebundle_()[0]["text/html"]
     assert page.count("<tr>") == HTML_ROWS + 1  # + header
     assert "and 5 more jobs" in page
@@ -791,6 +785,25 @@ def test_job_view_needs_a_submitted_job() -> None:
         JobView(Job(lambda: 1, name="loose"))
 
 
+def test_a_job_view_opens_one_comm_and_keeps_its_class(
+    engine: Engine, comms: list[RecordingComm], widgets: list[Any]
+) -> None:
+    """A ``%%job`` cell's view is one comm: no ``Layout`` model of its own, and no class made per
+    view (anywidget's per-instance ``add_traits``): together most of a ``%%job`` cell's cost."""
+    jobs = [engine.submit(pow, i, 2, name=f"v{i}") for i in range(4)]
+    widgets.append(JobView(jobs[0]))  # the first view may make the shared models
+    before = len(comms)
+    views = [JobView(job) for job in jobs[1:]]
+    widgets.extend(views)
+    opened = [c for c in comms[before:] if c.sent and c.sent[0][1] == "comm_open"]
+    assert len(comms) - before == len(views) == len(opened)
+    assert {type(v) for v in views} == {JobView}
+    assert len({v.layout.model_id for v in [*widgets, *views]}) == 1
+    state = opened[0].sent[0][2]["state"]
+    assert state["_esm"].startswith("// js/loader.js")
+    assert state["_anywidget_id"] == "jupyter_executor.widget.JobView"
+
+
 def test_nbconvert_shows_the_fallback_table_without_widget_state(
     engine: Engine, comms: Any, widgets: list[Any]
 ) -> None:
@@ -798,9 +811,7 @@ def test_nbconvert_shows_the_fallback_table_without_widget_state(
     nbformat = pytest.importorskip("nbformat")
     nbconvert = pytest.importorskip("nbconvert")
     engine.submit(lambda: 6 * 7, name="answer")
-    engine.wait(timeout=10)
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets, wait=True)
     data, metadata = dash._repr_mimebundle_()
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("engine.widget()")
@@ -814,8 +825,7 @@ def test_nbconvert_shows_the_fallback_table_without_widget_state(
 
 
 def test_snapshot_requests_are_rate_limited(engine: Engine, comms: Any, widgets: list[Any]) -> None:
-    dash = Dashboard(engine)
-    widgets.append(dash)
+    dash = dashboard(engine, widgets)
     t0 = time.monotonic()
     for _ in range(30):  # a front end asking over and over
         send_from_browser(dash, {"k": "sync"})
@@ -857,16 +867,11 @@ def test_many_job_views_share_one_rate(engine: Engine, comms: Any, widgets: list
 
     stop = threading.Event()
 
-    def chatty(i: int) -> None:
-        n = 0
-        deadline = time.monotonic() + 10
-        while not stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            print(f"view {i} line {n}")
-            time.sleep(0.002)
-
     try:
-        views = [JobView(engine.submit(chatty, i, name=f"chatty-{i}")) for i in range(30)]
+        views = [
+            JobView(engine.submit(print_until, stop, f"view {i}", 1, 0.002, name=f"chatty-{i}"))
+            for i in range(30)
+        ]
         widgets.extend(views)
         time.sleep(0.5)
         t0 = time.monotonic()
@@ -880,6 +885,31 @@ def test_many_job_views_share_one_rate(engine: Engine, comms: Any, widgets: list
     assert len(times) >= 10  # and they do get updated
     for view in views:  # every view still converges to its job's final state
         wait_for(lambda view=view: Mirror(view).update().rows[view.job.name]["status"] == "done")
+
+
+@pytest.mark.timeout(60)
+def test_job_views_share_one_thread_that_ends_with_the_last(
+    engine: Engine, comms: Any, widgets: list[Any]
+) -> None:
+    """Twenty views, one publisher thread (a thread each made every %%job cell start one); each
+    view still follows its job; closing all but one keeps the thread, closing the last ends it."""
+    gate = threading.Event()
+    jobs = [engine.submit(hold, gate, name=f"shared-{i}", backend="thread") for i in range(20)]
+    views = [JobView(job) for job in jobs]
+    widgets.extend(views)
+    assert len(_publisher_threads()) == 1
+    gate.set()
+    for view in views:
+        wait_for(lambda view=view: Mirror(view).status(view.job.name) == "done")
+    for view in views[:-1]:
+        view.close()
+    assert [t.name for t in _publisher_threads()] == ["jupyter-executor-jobview"]
+    last = views[-1]
+    assert last.publisher.running and not views[0].publisher.running
+    last.job.rerun()
+    wait_for(lambda: Mirror(last).update().rows[last.job.name].get("attempts") == 2)
+    last.close()
+    assert not _publisher_threads()
 
 
 # -- odd text ------------------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+// kernel.js: a view tells the kernel it opened and closed, and is greyed out when its kernel is
+// gone; checked with minimal stand-ins for the DOM and the model.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { attachView, showGone } from "../kernel.js";
+
+function fakeElement() {
+  return {
+    textContent: "",
+    hidden: true,
+    disabled: false,
+    dataset: /** @type {Record<string, string>} */ ({}),
+    classes: new Set(),
+    get classList() {
+      return { add: (/** @type {string} */ c) => this.classes.add(c) };
+    },
+  };
+}
+
+test("a gone kernel greys the view, says why and as of when, and disables its buttons", () => {
+  let ticks = 0;
+  const ticker = setInterval(() => (ticks += 1), 1);
+  const view = { root: fakeElement(), goneEl: fakeElement(), ticker };
+  const buttons = [fakeElement(), fakeElement()];
+  showGone(/** @type {any} */ (view), { reason: "kernel restarted", at: 1_800_000_000 }, /** @type {any} */ (buttons));
+  assert.ok(view.root.classes.has("je-stale"));
+  assert.equal(view.root.dataset.kernel, "gone");
+  assert.equal(view.goneEl.hidden, false);
+  assert.match(view.goneEl.textContent, /^kernel restarted — last known state as of \d\d:\d\d:\d\d$/);
+  assert.deepEqual(buttons.map((b) => b.disabled), [true, true]);
+  const before = ticks;
+  return new Promise((resolve) => setTimeout(() => resolve(assert.equal(ticks, before)), 20)); // the clock stopped
+});
+
+test("a view says it opened and closed; with its kernel gone it is greyed out and says nothing", () => {
+  /** @type {any[]} */
+  const sent = [];
+  const model = { send: (/** @type {any} */ m) => sent.push(m), get: () => "uid" };
+  const events = /** @type {string[]} */ ([]);
+  const view = { id: "v1", markGone: () => events.push("gone"), destroy: () => events.push("destroyed") };
+  const live = /** @type {any} */ ({ gone: null });
+  const detach = attachView(model, live, view);
+  assert.deepEqual(sent, [{ k: "view", open: true, id: "v1" }]);
+  detach();
+  assert.deepEqual(sent.at(-1), { k: "view", open: false, id: "v1" });
+  assert.deepEqual(events, ["destroyed"]);
+  sent.length = 0;
+  events.length = 0;
+  const gone = /** @type {any} */ ({ gone: { reason: "no kernel", at: 0 } });
+  attachView(model, gone, view)();
+  assert.deepEqual(sent, []);
+  assert.deepEqual(events, ["gone", "destroyed"]);
+});
