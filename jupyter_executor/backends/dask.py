@@ -315,8 +315,11 @@ class DaskBackend(TaskBackend):
             if self._wake_pending:
                 return
             self._wake_pending = True
+        loop = self.engine._loop
+        if loop is None:
+            return  # the engine stopped: nobody waits for this task any more
         with contextlib.suppress(RuntimeError):  # the loop closed: the engine is gone
-            self.loop.call_soon_threadsafe(self._collect)
+            loop.call_soon_threadsafe(self._collect)
 
     def _collect(self) -> None:
         """(loop thread) Start fetching the outcomes of the tasks that ended, unless a fetch is
