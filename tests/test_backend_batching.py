@@ -9,11 +9,14 @@ one round trip per job fails here.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from _wait import wait_until
 
 from jupyter_executor import Engine, Job
 
@@ -106,3 +109,109 @@ def test_dask_batch_keeps_each_jobs_options_and_errors(local_cluster: Any, tmp_p
 
 def _divide(a: float, b: float) -> float:
     return a / b
+
+
+# -- the process backend -------------------------------------------------------------------------
+
+
+def _pid_after(gate: str) -> int:
+    """Wait (at most a minute) for ``gate`` to exist, then return this worker's pid."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _parent_of(pid: int) -> int:
+    return int(psutil.Process(pid).ppid())
+
+
+@pytest.mark.timeout(120)
+def test_process_workers_are_forked_by_a_fork_server(engine: Engine) -> None:
+    # Workers are forked by one warm Python (not started as new Pythons by the kernel, nor forked
+    # from the kernel itself): a worker's parent is that fork server, a child of the kernel, and
+    # a worker that replaces a crashed one comes from the same fork server.
+    engine.set_limits(process=1)
+    first = engine.submit(_pid, backend="process", name="first")
+    assert engine.wait_job(first, timeout=60), first.info().error
+    server = _parent_of(first.result())
+    assert server != os.getpid()
+    assert psutil.Process(server).ppid() == os.getpid()
+    crash = engine.submit(os._exit, 3, backend="process", name="crash")
+    engine.wait_job(crash, timeout=60)
+    assert "exited with code 3" in str(crash.exception())
+    after = engine.submit(_pid, backend="process", name="after")
+    assert engine.wait_job(after, timeout=60), after.info().error
+    assert after.result() != first.result()
+    assert _parent_of(after.result()) == server
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_gets_its_next_job_while_it_runs_one(engine: Engine, tmp_path: Path) -> None:
+    # Prefetch: with one worker, the second job is handed to it while the first runs (so it
+    # starts without waiting for the kernel); it counts as running meanwhile, as the calls a
+    # ProcessPoolExecutor has queued for its workers do.
+    gate = tmp_path / "gate"
+    engine.set_limits(process=1)
+    first = engine.submit(_pid_after, str(gate), backend="process", name="first")
+    second = engine.submit(_pid, backend="process", name="second")
+    wait_until(lambda: first.pid is not None and second.pid is not None, 60, "both handed over")
+    assert first.status == "running" and second.status == "running"
+    assert second.pid == first.pid  # held by the worker that runs the first job
+    gate.write_text("go")
+    assert engine.wait(timeout=60)
+    assert first.result() == second.result() == first.pid
+
+
+@pytest.mark.timeout(120)
+def test_a_held_job_goes_to_the_worker_that_is_free_first(engine: Engine, tmp_path: Path) -> None:
+    # Two workers: "long" runs until the test says, "short" ends soon; "next" is held by one of
+    # them meanwhile. Whichever holds it, it runs on the worker that is free first (taken back
+    # from the busy one), while "long" still runs.
+    gate, short_gate = tmp_path / "gate", tmp_path / "short"
+    engine.set_limits(process=2)
+    long = engine.submit(_pid_after, str(gate), backend="process", name="long")
+    short = engine.submit(_pid_after, str(short_gate), backend="process", name="short")
+    nxt = engine.submit(_pid, backend="process", name="next")
+    wait_until(lambda: nxt.pid is not None and long.pid is not None, 60, "next handed over")
+    short_gate.write_text("go")
+    try:
+        assert engine.wait_job(nxt, timeout=60), nxt.info().error
+        assert long.status == "running"
+        assert nxt.result() == short.result() != long.pid
+    finally:
+        gate.write_text("go")
+    assert engine.wait(timeout=60)
+
+
+@pytest.mark.timeout(120)
+def test_a_held_job_of_a_crashed_worker_runs_elsewhere(engine: Engine, tmp_path: Path) -> None:
+    # The worker dies (os._exit) while it holds the next job: that job never started there, so
+    # it is not charged with the crash: another worker runs it.
+    engine.set_limits(process=1)
+    gate = tmp_path / "gate"
+    crash = engine.submit(_exit_after, str(gate), backend="process", name="crash")
+    after = engine.submit(_pid, backend="process", name="after")
+    wait_until(lambda: after.pid is not None, 60, "after handed over")
+    held_by = after.pid
+    gate.write_text("go")
+    engine.wait(timeout=60)
+    assert "exited with code 7" in str(crash.exception())
+    assert after.status == "done", after.info().error
+    assert after.result() != held_by
+
+
+def _exit_after(gate: str) -> None:
+    import os
+
+    _pid_after(gate)
+    os._exit(7)
