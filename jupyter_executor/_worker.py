@@ -59,6 +59,8 @@ _HEADER = struct.Struct("!Q")
 #: A fork server's message to the kernel: kind (b"P": forked, b"X": exited), pid, exit code.
 _REPORT = struct.Struct("!cii")
 _PR_SET_PDEATHSIG = 1
+#: Seconds without a fork request, after its first fork, before a fork server preloads.
+_PRELOAD_AFTER = 0.1
 
 #: Runs this file by path as ``__main__`` (``python -c _BOOT <path> [zygote]``): unlike ``-m``,
 #: without importing the package (whose ``__init__`` imports the engine: 0.3 s and more), and
@@ -99,10 +101,17 @@ class _Channel:
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._lock = threading.Lock()
 
-    def send(self, message: Any) -> None:
+    @staticmethod
+    def frame(message: Any) -> bytes:
         data = _dumps(message)
+        return _HEADER.pack(len(data)) + data
+
+    def write(self, frames: bytes) -> None:
         with self._lock:
-            self._file.write(_HEADER.pack(len(data)) + data)
+            self._file.write(frames)
+
+    def send(self, message: Any) -> None:
+        self.write(self.frame(message))
 
 
 class _Forward:
@@ -209,6 +218,34 @@ def _read(stdin: BinaryIO, inbox: _Inbox, channel: _Channel) -> None:
                 inbox.exiting = True
 
 
+class _Environment:
+    """Sets ``os.environ`` to each job's environment, changing only the variables that differ.
+
+    Clearing and refilling it called putenv/unsetenv for every variable at every job (most of a
+    tiny job's time in the worker). What was applied last is compared with what is there now
+    (CPython's raw dict: one C-level comparison) to see whether the last job changed anything.
+    """
+
+    def __init__(self) -> None:
+        self.applied: dict[str, str] | None = None
+        self.snapshot: dict[Any, Any] | None = None
+
+    def apply(self, env: dict[str, str]) -> None:
+        environ = os.environ
+        raw = getattr(environ, "_data", None)
+        if self.applied is not None and raw is not None and raw == self.snapshot:
+            old = self.applied  # untouched since: the differences are between the two dicts
+        else:
+            old = dict(environ)
+        for key in old.keys() - env.keys():
+            environ.pop(key, None)
+        for key, value in env.items():
+            if old.get(key) != value:
+                environ[key] = value
+        self.applied = env
+        self.snapshot = dict(raw) if isinstance(raw, dict) else None
+
+
 def main() -> None:
     """A worker's main loop (its stdin, stdout and stderr are the kernel's pipes)."""
     _stop_on_sigterm()
@@ -217,14 +254,18 @@ def main() -> None:
     sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment,unused-ignore]
     sys.stderr = _Forward(channel, "stderr")  # type: ignore[assignment,unused-ignore]
     inbox = _Inbox()
+    environment = _Environment()
     base: dict[str, str] = dict(os.environ)
     reader = threading.Thread(
         target=_read, args=(sys.stdin.buffer, inbox, channel), name="jobs", daemon=True
     )
     reader.start()
-    warm = "cloudpickle" in sys.modules  # (forked from a fork server that preloaded it)
+    # (forked from a fork server that preloaded it, or one more import to make when idle)
+    warm = "cloudpickle" in sys.modules
+    end = b""  # how the last job ended, not sent yet
+    ran = False
     while True:
-        if not warm:
+        if not warm and ran and not end:
             with inbox.cond:
                 idle = not inbox.jobs and not inbox.closed
             if idle:
@@ -236,6 +277,9 @@ def main() -> None:
                 with contextlib.suppress(ImportError):
                     import cloudpickle  # noqa: F401
         with inbox.cond:
+            if end and (not inbox.jobs or inbox.closed):
+                channel.write(end)  # nothing to start: say it now, then wait
+                end = b""
             while not inbox.jobs and not inbox.closed:
                 inbox.cond.wait()
             if inbox.closed:
@@ -244,21 +288,32 @@ def main() -> None:
             if new_base is not None:  # None: the same as the previous job's
                 base = new_base
             # Sent under the lock: a revoke of this job now finds it gone, and the kernel
-            # reads "got" before any "revoked" that could have named it.
-            channel.send(("got", job_id))
-        if not _run(channel, sources, cwd, {**base, **extra}, job):
+            # reads "got" before any "revoked" that could have named it. With the end of the
+            # previous job, in one write: one wake-up of the kernel per job, not two.
+            channel.write(end + channel.frame(("got", job_id)))
+            end = b""
+        end, keep = _run(channel, environment, sources, cwd, {**base, **extra}, job)
+        ran = True
+        if not keep:
+            channel.write(end)
             return
 
 
-def _run(channel: _Channel, sources: Any, cwd: str, env: dict[str, str], job: bytes) -> bool:
-    """Run one job and send how it ended; False when the worker must exit after it."""
+def _run(
+    channel: _Channel,
+    environment: _Environment,
+    sources: Any,
+    cwd: str,
+    env: dict[str, str],
+    job: bytes,
+) -> tuple[bytes, bool]:
+    """Run one job; return the frame that says how it ended, and False when the worker must
+    exit after it."""
     name = "?"
     try:
         # What the previous job changed is not seen by this one.
         os.chdir(cwd)
-        if env != os.environ:
-            os.environ.clear()
-            os.environ.update(env)
+        environment.apply(env)
         _install_sources(sources)
         name, fn, args, kwargs = pickle.loads(job)  # cloudpickle's output: plain loads reads it
         result = fn(*args, **kwargs)
@@ -280,14 +335,13 @@ def _run(channel: _Channel, sources: Any, cwd: str, env: dict[str, str], job: by
         # sys.exit() or KeyboardInterrupt in a job ends this worker too: the parent is told
         # so that it never gives this worker another job.
         leaving = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving))
-        return not leaving
+        message = ("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving)
+        return channel.frame(message), not leaving
     try:
-        channel.send(("ok", result))
+        return channel.frame(("ok", result)), True
     except Exception as exc:
-        message = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
-        channel.send(("error", None, message, "", False))
-    return True
+        text = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
+        return channel.frame(("error", None, text, "", False)), True
 
 
 def zygote() -> None:
@@ -297,7 +351,6 @@ def zygote() -> None:
     _stop_on_sigterm()
     _die_with_the_kernel()
     sock = socket.socket(fileno=0)  # stdin is our end of the kernel's socket pair
-    me = os.getpid()
 
     def report(kind: bytes, pid: int, code: int) -> None:
         # SIGCHLD is blocked while a report is written: one report never cuts into another.
@@ -323,6 +376,14 @@ def zygote() -> None:
     while True:
         try:
             _, fds, _, _ = socket.recv_fds(sock, 16, 3)
+        except TimeoutError:
+            # Idle for a moment after the first forks: now preload cloudpickle (which most
+            # jobs need) for the workers forked later, without slowing the first ones down.
+            preloaded = True
+            sock.settimeout(None)
+            with contextlib.suppress(ImportError):
+                import cloudpickle  # noqa: F401
+            continue
         except OSError:
             return
         if len(fds) != 3:
@@ -331,7 +392,7 @@ def zygote() -> None:
         if pid == 0:
             code = 1
             try:
-                _become_worker(sock, fds, me)
+                _become_worker(sock, fds)
                 code = 0
             finally:
                 os._exit(code)
@@ -339,14 +400,10 @@ def zygote() -> None:
             os.close(fd)
         report(b"P", pid, 0)
         if not preloaded:
-            # After the first fork, not before: the first job does not wait for it; every
-            # worker forked later finds cloudpickle (which most jobs need) imported.
-            preloaded = True
-            with contextlib.suppress(ImportError):
-                import cloudpickle  # noqa: F401
+            sock.settimeout(_PRELOAD_AFTER)
 
 
-def _become_worker(sock: Any, fds: list[int], zygote_pid: int) -> None:
+def _become_worker(sock: Any, fds: list[int]) -> None:
     """(a fork server's child) Take the kernel's pipes as stdin/stdout/stderr and serve jobs."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     sock.close()

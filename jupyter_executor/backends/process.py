@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -31,15 +32,15 @@ import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-import cloudpickle
-
 from .. import _worker
-from .._pickling import dumps_with_sources
 from .._worker import _BOOT, _HEADER, _REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
 from ._base import TaskBackend
-from .subprocess import pump, terminate_group
+
+# cloudpickle (through _pickling) and the subprocess backend's helpers are imported where they
+# are used: this module is imported for a first job, whose fork server starts in parallel with
+# those imports (see ProcessBackend.__init__); a cold start is mostly that server's start.
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -114,6 +115,8 @@ class _Zygote:
         self._reader = self.loop.create_task(self._read())
         # What it says on stderr (it failed to start, a fork failed) goes to the log, not to
         # the kernel's stderr (which a kernel shows in whatever cell ran last).
+        from .subprocess import pump
+
         self._stderr = self.loop.create_task(pump(self.proc.stderr, _log_stderr, "stderr"))
 
     def end_of(self, pid: int) -> asyncio.Future[int]:
@@ -220,6 +223,13 @@ def _log_stderr(text: str, _stream: str) -> None:
     logger.warning("jupyter_executor process backend's fork server: %s", text.rstrip())
 
 
+async def terminate_group(proc: Any, grace: float) -> None:
+    """The subprocess backend's ``terminate_group`` (imported when first needed)."""
+    from .subprocess import terminate_group
+
+    await terminate_group(proc, grace)
+
+
 def _proc(proc: _Forked) -> Any:
     """``proc`` for ``terminate_group``, which uses what a ``_Forked`` has of a ``Process``."""
     return cast(Any, proc)
@@ -245,20 +255,29 @@ def _watch_end(loop: asyncio.AbstractEventLoop, pid: int, end: asyncio.Future[in
 class _Run:
     """One attempt of a job on a worker, from its hand-over to its end."""
 
-    __slots__ = ("cancelled", "done", "handovers", "id", "job", "payload", "started", "worker")
+    __slots__ = (
+        "cancelled", "ended", "handovers", "id", "job", "on_end", "payload", "started", "worker",
+    )  # fmt: skip
 
-    def __init__(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, job: Job) -> None:
         self.job = job
         self.id = next(_ids)
         #: (sources, cwd, base env, job's env, pickled job): see _worker's docstring.
         self.payload: (
             tuple[dict[str, list[str]], str, dict[str, str], dict[str, str], bytes] | None
         ) = None
-        self.done: asyncio.Future[Any] = loop.create_future()
         self.worker: _Worker | None = None
         self.started = False  # the worker said "got"
         self.cancelled = False
+        self.ended = False
         self.handovers = 0
+        #: Called once with ("ok", result), ("error", exception) or ("cancelled", None).
+        self.on_end: Any = None
+
+    def end(self, kind: str, value: Any) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_end(kind, value)
 
 
 class _Worker:
@@ -309,11 +328,14 @@ class _Worker:
         assert self.proc is not None
         head = await self.proc.stdout.readexactly(_HEADER.size)
         (size,) = _HEADER.unpack(head)
-        return cloudpickle.loads(await self.proc.stdout.readexactly(size))
+        # (what cloudpickle writes, plain pickle reads: cloudpickle.loads is pickle.loads)
+        return pickle.loads(await self.proc.stdout.readexactly(size))
 
     def start(self, proc: _Forked) -> None:
         self.proc = proc
         loop = asyncio.get_running_loop()
+        from .subprocess import pump
+
         self.stderr_task = loop.create_task(pump(proc.stderr, self._raw_output, "stderr"))
         self.reader = loop.create_task(self._read())
         for run in self.runs:
@@ -359,8 +381,7 @@ class _Worker:
                         )
                         error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
                         outcome = ("error", error)
-                    if not run.done.done():
-                        run.done.set_result(outcome)
+                    run.end(*outcome)
                     backend._refill(self)
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
             pass
@@ -386,6 +407,7 @@ class ProcessBackend(TaskBackend):
         self._zygote_lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[Any]] = set()
         self._path_cache: tuple[tuple[tuple[str, ...], str], str] | None = None
+        self._active: dict[Job, _Run] = {}  # the runs started without a task, by job
         self._env_cache: tuple[dict[Any, Any], str, dict[str, str]] | None = None
         # The backend is made for its first job: the fork server starts now, and Python starts
         # in there while this process pickles that job (a cold start is mostly that start).
@@ -447,37 +469,101 @@ class ProcessBackend(TaskBackend):
             self._path_cache = (key, value)
         return self._path_cache[1]
 
-    async def execute(self, job: Job) -> Any:
+    def _prepare(self, job: Job) -> _Run:
+        """The job as a worker gets it (raises when it cannot be sent)."""
         args, kwargs = resolve_args(job)
         # A reused worker must not show a job what the previous one left (os.chdir, os.environ):
         # each job gets the working directory and environment it would get in a fresh worker,
         # the kernel's as the job starts (like a subprocess job), with its own cwd= and env=.
-        cwd = os.path.abspath(job.cwd) if job.cwd is not None else os.getcwd()
-        if not os.path.isdir(cwd):
-            msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
-            raise FileNotFoundError(msg)
+        if job.cwd is None:
+            cwd = os.getcwd()
+        else:
+            cwd = os.path.abspath(job.cwd)
+            if not os.path.isdir(cwd):
+                msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
+                raise FileNotFoundError(msg)
         # The kernel's environment (the same dict for most jobs, sent to a worker only when it
         # changed), and this job's own variables on top.
         base = self._environment()
         extra = {**(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
-        loop = asyncio.get_running_loop()
         try:
             # The worker's linecache gets the sources only the kernel knows (notebook cells),
             # before it unpickles the job: see _worker.main.
+            from .._pickling import dumps_with_sources
+
             data, sources = dumps_with_sources((job.name, job.target, args, kwargs))
-            run = _Run(job, loop)
-            run.payload = (sources, cwd, base, extra, data)
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
+        run = _Run(job)
+        run.payload = (sources, cwd, base, extra, data)
+        return run
+
+    def start(self, job: Job) -> None:
+        life = job._life
+        if life is not None and (life.before is not None or life.after is not None):
+            super().start(job)  # its hooks run around execute() in a task
+            return
+        # Most jobs: no task, no coroutine; the worker's reader ends the run (see _end).
+        try:
+            run = self._prepare(job)
+        except Exception as exc:
+            # Ended at the next turn, not from inside start(): the engine may be starting a
+            # queue of such jobs, and each end would start the next one a level deeper.
+            self.loop.call_soon(self._end, job, "error", exc)
+            return
+        run.on_end = functools.partial(self._end, job)
+        self._active[job] = run
+        self._hand_over(run)
+
+    def _end(self, job: Job, kind: str, value: Any) -> None:
+        """(loop thread) A run ended: tell the engine, and start the dependent it hands back."""
+        self._active.pop(job, None)
+        engine = self.engine
+        if kind == "cancelled":
+            engine._finish(job, cancelled=True)
+            return
+        if kind == "ok":
+            nxt = engine._finish(job, value, handoff=self)
+        else:
+            tb = getattr(value, "_jupyter_executor_tb", None)
+            nxt = engine._finish(job, exc=value, tb=tb, handoff=self)
+        if nxt is not None:
+            self.start(nxt)
+
+    def cancel(self, job: Job) -> None:
+        run = self._active.get(job)
+        if run is None:
+            super().cancel(job)  # a job run by execute() in a task
+            return
+        task = self.loop.create_task(self._cancel_run(run))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _cancel_run(self, run: _Run) -> None:
+        await self._cancel(run)
+        run.end("cancelled", None)
+
+    async def execute(self, job: Job) -> Any:
+        """(jobs with before=/after= hooks) The run, awaited in the job's task."""
+        run = self._prepare(job)
+        done: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def settle(kind: str, value: Any) -> None:
+            if not done.done():
+                done.set_result((kind, value))
+
+        run.on_end = settle
         self._hand_over(run)
         try:
-            kind, value = await run.done
+            kind, value = await done
         except asyncio.CancelledError:
             await self._cancel(run)
             raise
         if kind == "ok":
             return value
+        if kind == "cancelled":
+            raise asyncio.CancelledError
         raise value
 
     # -- handing jobs to workers (loop thread) ---------------------------------------------------
@@ -546,9 +632,8 @@ class ProcessBackend(TaskBackend):
         except Exception as exc:
             self._workers.remove(worker)
             for run in worker.runs:
-                if not run.done.done():
-                    msg = f"cannot start a worker process for job {run.job.name!r}: {exc}"
-                    run.done.set_exception(WorkerCrashed(msg))
+                msg = f"cannot start a worker process for job {run.job.name!r}: {exc}"
+                run.end("error", WorkerCrashed(msg))
             return
         if worker.leaving:  # stopped (shutdown) while it was forked
             self._workers.remove(worker)
@@ -575,11 +660,11 @@ class ProcessBackend(TaskBackend):
             self._zygote.forget(worker.proc.pid)
         runs, worker.runs = list(worker.runs), deque()
         for run in runs:
-            if run.done.done() or run.cancelled:
+            if run.ended or run.cancelled:
                 continue
             run.worker = None
             if run.started or run.handovers >= MAX_HANDOVERS:
-                run.done.set_exception(WorkerCrashed(_crash_message(run.job, returncode)))
+                run.end("error", WorkerCrashed(_crash_message(run.job, returncode)))
             else:
                 # It never started this job (it died while holding it, or idle): another
                 # worker runs it.
