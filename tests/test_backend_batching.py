@@ -215,3 +215,12 @@ def _exit_after(gate: str) -> None:
 
     _pid_after(gate)
     os._exit(7)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_exit_code_of_255_is_reported_as_such(engine: Engine) -> None:
+    # The fork server reports each worker's exit code; 255 is one like any other (it once
+    # stood for "the code was lost with the fork server").
+    job = engine.submit(os._exit, 255, backend="process", name="exit255")
+    engine.wait_job(job, timeout=30)
+    assert "exited with code 255" in str(job.exception()), job.exception()

@@ -56,7 +56,7 @@ PREFETCH = 1
 #: (a worker that cannot even start would otherwise be replaced forever).
 MAX_HANDOVERS = 3
 #: The exit code given to a worker whose end could not be known (its fork server died first).
-UNKNOWN_EXIT = 255
+UNKNOWN_EXIT = 1 << 16  # out of the range of exit codes (0-255) and signals (< 0)
 
 _ids = itertools.count(1)
 
