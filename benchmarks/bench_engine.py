@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_engine.py              # full run, 3 rounds (about 5-8 min on 2 cores)
     python benchmarks/bench_engine.py --quick      # small sizes, 1 round (the smoke test uses this)
     python benchmarks/bench_engine.py --rounds 5 --json results.json
+    python benchmarks/bench_engine.py --hog        # then a second pass with a CPU hog running
 
 Every (engine, scenario, size) case runs in a fresh subprocess (``--worker``) that imports only
 what that engine needs, warms up on a small instance of the same scenario, then times one
@@ -49,6 +50,9 @@ FULL_SIZES: dict[str, list[int]] = {
     "fan": [1_000],  # width of the middle layer: 1 -> 1000 -> 1
     "sleep": [1_000],  # jobs sleeping SLEEP seconds each
     "retained": [10_000],  # no-op jobs whose heap footprint is measured with tracemalloc
+    "dask": [1_000],  # no-op tasks on a distributed LocalCluster(processes=False)
+    "process": [1_000],  # tiny jobs on 2 worker processes
+    "cold": [1],  # the first job's result, in a fresh process (the workers' start included)
 }
 QUICK_SIZES: dict[str, list[int]] = {
     "noop": [200, 1_000],
@@ -56,6 +60,9 @@ QUICK_SIZES: dict[str, list[int]] = {
     "fan": [100],
     "sleep": [100],
     "retained": [500],
+    "dask": [100],
+    "process": [200],
+    "cold": [1],
 }
 SLEEP = 0.1
 # Warm-up instance run before the timed one, in the same process and on the same engine object,
@@ -682,6 +689,112 @@ def _dist(scenario: str) -> Runner:
 
 
 # ---------------------------------------------------------------------------------------------
+# The dask and process backends against their floors (issue 14)
+# ---------------------------------------------------------------------------------------------
+
+#: Worker processes of the process cases (ours and the pool alike).
+PROCESS_WORKERS = 2
+
+
+def _tiny(x: int) -> int:
+    """A tiny job: importable from this module, so both sides pickle it by reference."""
+    return x
+
+
+def _importable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` from the module ``bench_engine`` rather than ``__main__`` (a case's process runs
+    this file as ``__main__``): a pool's fork children and our workers both import it by name,
+    instead of our workers getting it by value (cloudpickle, as for a notebook's functions)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_engine
+
+    found: Callable[..., Any] = getattr(bench_engine, fn.__name__)
+    return found
+
+
+@contextlib.contextmanager
+def _je_dask() -> Iterator[Any]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with (
+        LocalCluster(processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        _je_engine(dask=client, history=False) as engine,
+    ):
+        yield engine
+
+
+def _je_dask_noop(e: Any, n: int, probe: Probe) -> None:
+    from jupyter_executor import Job
+
+    probe.start()
+    jobs = [Job(_noop, backend="dask") for _ in range(n)]
+    e.submit(*jobs)
+    ok = e.wait()
+    probe.stop()
+    _check(ok and _je_all_done(jobs), "jupyter_executor dask noop")
+
+
+def _je_process_engine() -> contextlib.AbstractContextManager[Any]:
+    # Without the history: these cases measure the backend (the history's cost per job is
+    # that of the no-op rows above, whatever the backend).
+    return _je_engine(limits={"process": PROCESS_WORKERS}, history=False)
+
+
+def _je_process(e: Any, n: int, probe: Probe) -> None:
+    from jupyter_executor import Job
+
+    tiny = _importable(_tiny)
+    probe.start()
+    jobs = [Job(tiny, args=(i,), backend="process") for i in range(n)]
+    e.submit(*jobs)
+    ok = e.wait()
+    probe.stop()
+    _check(ok and _je_all_done(jobs), "jupyter_executor process")
+
+
+def _je_process_cold(e: Any, n: int, probe: Probe) -> None:
+    # The engine exists (a notebook made it earlier); its process backend does not yet.
+    tiny = _importable(_tiny)
+    probe.start()
+    job = e.submit(tiny, 1, backend="process")
+    ok = e.wait_job(job)
+    probe.stop()
+    _check(ok and job.result() == 1, "jupyter_executor process cold")
+
+
+@contextlib.contextmanager
+def _ppe_fork() -> Iterator[Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(PROCESS_WORKERS, mp_context=context) as pool:
+        yield pool
+
+
+def _ppe_process(pool: Any, n: int, probe: Probe) -> None:
+    tiny = _importable(_tiny)
+    probe.start()
+    futures = [pool.submit(tiny, i) for i in range(n)]
+    results = [f.result() for f in futures]
+    probe.stop()
+    _check(results == list(range(n)), "ProcessPoolExecutor")
+
+
+def _ppe_cold(_: None, n: int, probe: Probe) -> None:
+    tiny = _importable(_tiny)
+    probe.start()
+    with _ppe_fork() as pool:  # its workers are forked on the first submit
+        result = pool.submit(tiny, 1).result()
+        probe.stop()
+    _check(result == 1, "ProcessPoolExecutor cold")
+
+
+# ---------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------
 
@@ -697,6 +810,11 @@ EE_LOCAL = "executor-engine LocalJob"
 EE_THREAD = "executor-engine ThreadJob"
 DASK = "dask threaded"
 DIST = "distributed LocalCluster"
+OURS_DASK = "jupyter_executor dask"
+OURS_PROCESS = "jupyter_executor process"
+PPE = "ProcessPoolExecutor fork"
+#: Scenarios timed once on a fresh resource, without a warm-up (a warm-up would warm it).
+COLD = ("cold",)
 
 # Sleeping thread jobs are bounded by the number of worker threads (6, 2 and 2 here): a smaller
 # N shows the same thing in seconds instead of a minute.
@@ -829,6 +947,43 @@ def engines() -> dict[str, EngineSpec]:
             caps={"noop": 2_000, "chain": 200, "sleep": _BOUNDED_SLEEP},
             kind="thread",
         ),
+        EngineSpec(
+            OURS_DASK,
+            'jupyter_executor (`backend="dask"`, `LocalCluster(processes=False)`, '
+            "`Engine(history=False)`)",
+            _je_dask,
+            {"dask": _je_dask_noop},
+            kind="dask",
+        ),
+        EngineSpec(
+            DIST + " submit",
+            "distributed `Client.submit` + `gather` (`LocalCluster(processes=False)`)",
+            _dist_client,
+            {"dask": _dist("noop")},
+            kind="dask",
+        ),
+        EngineSpec(
+            OURS_PROCESS,
+            f'jupyter_executor (`backend="process"`, {PROCESS_WORKERS} workers, '
+            "`Engine(history=False)`)",
+            _je_process_engine,
+            {"process": _je_process, "cold": _je_process_cold},
+            kind="process",
+        ),
+        EngineSpec(
+            PPE,
+            f"`ProcessPoolExecutor({PROCESS_WORKERS})`, fork",
+            _ppe_fork,
+            {"process": _ppe_process},
+            kind="process",
+        ),
+        EngineSpec(
+            PPE + " cold",
+            f"`ProcessPoolExecutor({PROCESS_WORKERS})`, fork, made for the job",
+            _nothing,
+            {"cold": _ppe_cold},
+            kind="process",
+        ),
     ]
     return {s.key: s for s in specs}
 
@@ -854,10 +1009,12 @@ def worker(engine: str, scenario: str, n: int) -> dict[str, Any]:
     spec = engines()[engine]
     runner = spec.runners[scenario]
     memory = scenario == "retained"
-    reps = 1 if memory or scenario == "sleep" else MAX_REPS
+    cold = scenario in COLD
+    reps = 1 if memory or cold or scenario == "sleep" else MAX_REPS
     probes: list[Probe] = []
     with spec.resource() as res:
-        runner(res, min(WARMUP_N, n), Probe())
+        if not cold:
+            runner(res, min(WARMUP_N, n), Probe())
         gc.collect()
         if memory:
             tracemalloc.start()
@@ -1081,6 +1238,18 @@ class Report:
             lines.append(f"| {spec.label} | {txt} |")
         return lines
 
+    def cold_table(self) -> list[str]:
+        lines = ["| engine | first result |", "|---|---|"]
+        for size in self.sizes.get("cold", []):
+            for key, spec in self.specs.items():
+                if "cold" not in spec.runners:
+                    continue
+                sec = self.median(key, "cold", size)
+                err = self.error(key, "cold", size)
+                txt = f"{sec * 1e3:.1f} ms" if sec is not None else f"error ({err})"
+                lines.append(f"| {spec.label} | {txt} |")
+        return lines
+
     # -- targets ------------------------------------------------------------------------------
 
     def per_round(self, key: str, scenario: str, size: int) -> dict[int, float]:
@@ -1208,6 +1377,29 @@ class Report:
                 lambda v: v <= 1.5 * SLEEP,
                 "{:.3f} s",
             )
+        for s in self.sizes.get("dask", []):
+            add(
+                f"dask no-op N={s:,}: ours / `Client.submit` + `gather` ≤ 1.3x",
+                ratio(pr(OURS_DASK, "dask", s), pr(DIST + " submit", "dask", s)),
+                lambda v: v <= 1.3,
+                "{:.2f}x",
+            )
+        for s in self.sizes.get("process", []):
+            add(
+                f"process, {s:,} tiny jobs on {PROCESS_WORKERS} workers: ours / "
+                "ProcessPoolExecutor (fork) ≤ 1.5x",
+                ratio(pr(OURS_PROCESS, "process", s), pr(PPE, "process", s)),
+                lambda v: v <= 1.5,
+                "{:.2f}x",
+            )
+        for s in self.sizes.get("cold", []):
+            add(
+                "process, first result from a cold backend: ours / ProcessPoolExecutor (fork) "
+                "made for it ≤ 5x",
+                ratio(pr(OURS_PROCESS, "cold", s), pr(PPE + " cold", "cold", s)),
+                lambda v: v <= 5,
+                "{:.1f}x",
+            )
         for s in self.sizes.get("retained", []):
             add(
                 f"retained heap per finished no-op job (N={s:,}) ≤ 3 KB",
@@ -1226,6 +1418,12 @@ class Report:
         out += self.per_job_table("fan", [("fan", "")])
         out += ["", "## Concurrency: jobs sleeping", ""]
         out += self.sleep_table()
+        out += ["", "## Dask and process backends against their floor: cost per job", ""]
+        out += self.per_job_table("dask", [("dask", "")])
+        out += [""]
+        out += self.per_job_table("process", [("process", "")])
+        out += ["", "## Cold start: the first job's result (per case: fresh process)", ""]
+        out += self.cold_table()
         out += ["", "## Memory", ""]
         out += self.memory_table()
         out += [
@@ -1303,6 +1501,87 @@ def versions() -> str:
     return ", ".join(parts) + f"; {_our_source()}"
 
 
+# ---------------------------------------------------------------------------------------------
+# --hog: a second pass with a CPU hog on the other core
+# ---------------------------------------------------------------------------------------------
+
+# Spins until its parent (the benchmark runner) is gone or its time is up: it cannot outlive the
+# pass, even when the runner is killed and never gets to stop it.
+_HOG = """
+import os, sys, time
+parent, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while os.getppid() == parent and time.monotonic() < deadline:
+    for _ in range(200_000):
+        pass
+"""
+#: A hog never spins longer than this (a pass takes minutes).
+HOG_LIMIT = 3 * 3600.0
+
+
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[dict[str, Any]]:
+    """A process spinning on the machine's last core for the duration of the block.
+
+    Pinned with ``sched_setaffinity``; the cases are not pinned, so they share that core with
+    it (the other core is theirs). Stopped at the end of the block (SIGTERM, then SIGKILL),
+    whatever happens in it; ``info["alive"]`` says whether it spun until then.
+    """
+    core = sorted(os.sched_getaffinity(0))[-1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOG, str(os.getpid()), str(HOG_LIMIT)], stdin=subprocess.DEVNULL
+    )
+    info: dict[str, Any] = {"pid": proc.pid, "core": core, "alive": None}
+    try:
+        os.sched_setaffinity(proc.pid, {core})
+        yield info
+    finally:
+        info["alive"] = proc.poll() is None
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", "").split()[0].rstrip("xBs"))
+    except (ValueError, IndexError):
+        return None
+
+
+def hog_table(quiet: Report, loaded: Report) -> list[str]:
+    """Each target's ratio under the hog against its quiet value (must hold within 1.5x)."""
+    lines = [
+        "| target | quiet | with the hog | loaded / quiet | holds (≤ 1.5x) |",
+        "|---|---|---|---|---|",
+    ]
+    for (name, q, _), (_, h, met) in zip(quiet.targets(), loaded.targets(), strict=True):
+        qv, hv = _number(q), _number(h)
+        if qv is None or hv is None or qv == 0:
+            continue
+        # for a "≥" target (peers / ours) a smaller value is the worse one
+        change = qv / hv if "≥" in name or "> 1x" in name else hv / qv
+        mark = "holds" if change <= 1.5 else "**does not hold**"
+        lines.append(f"| {name} | {q} | {h} ({'met' if met else 'not met'}) | "
+                     f"{change:.2f}x | {mark} |")  # fmt: skip
+    return lines
+
+
+def _save(path: str, passes: dict[str, dict[tuple[str, str, int], list[dict[str, Any]]]]) -> None:
+    with open(path, "w") as f:
+        json.dump(
+            [
+                {"engine": k[0], "scenario": k[1], "n": k[2], "pass": name, "runs": v}
+                for name, results in passes.items()
+                for k, v in results.items()
+            ],
+            f,
+            indent=1,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes and 1 round (smoke test)")
@@ -1320,6 +1599,11 @@ def main(argv: list[str] | None = None) -> int:
         "--from-json",
         metavar="PATH",
         help="print the report of results saved with --json instead of running",
+    )
+    p.add_argument(
+        "--hog",
+        action="store_true",
+        help="then run everything again with a CPU hog spinning on the last core, and compare",
     )
     p.add_argument("--worker", nargs=3, metavar=("ENGINE", "SCENARIO", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -1343,35 +1627,47 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
+    passes: dict[str, dict[tuple[str, str, int], list[dict[str, Any]]]] = {}
+    hog_note = ""
     if args.from_json:
         with open(args.from_json) as f:
             saved = json.load(f)
-        # older files lack "round": runs were appended in round order
-        results = {
-            (x["engine"], x["scenario"], x["n"]): [
-                {"round": i, **run} for i, run in enumerate(x["runs"])
-            ]
-            for x in saved
-        }
-        rounds = max((len(v) for v in results.values()), default=0)
+        # older files lack "round" (runs were appended in round order) and "pass" (quiet)
+        for x in saved:
+            runs = [{"round": i, **run} for i, run in enumerate(x["runs"])]
+            passes.setdefault(x.get("pass", "quiet"), {})[(x["engine"], x["scenario"], x["n"])] = (
+                runs
+            )
+        rounds = max((len(v) for r in passes.values() for v in r.values()), default=0)
     else:
-        results = run_all(specs, plan(sizes, set(sizes)), rounds, args.timeout, log)
-    report = Report(specs, results, sizes)
+        cases = plan(sizes, set(sizes))
+        passes["quiet"] = run_all(specs, cases, rounds, args.timeout, log)
+        if args.hog:
+            with cpu_hog() as hog:
+                log(f"second pass, a CPU hog (pid {hog['pid']}) spinning on core {hog['core']}")
+                passes["hog"] = run_all(specs, cases, rounds, args.timeout, log)
+            hog_note = (
+                f"A CPU hog (one process spinning in a loop) was pinned to core {hog['core']} "
+                "for the whole second pass"
+                + ("" if hog["alive"] else " (**it died before the pass ended**)")
+                + "; the cases were not pinned."
+            )
     print(
         f"# jupyter_executor side-by-side benchmark\n\n{machine()}\n\n{versions()}\n\n"
         f"{rounds} round(s), medians; total {time.perf_counter() - t0:.0f} s\n"
     )
-    print(report.render())
+    reports = {name: Report(specs, results, sizes) for name, results in passes.items()}
+    if "hog" in reports:
+        print("# First pass: the machine as it was\n")
+    print(reports["quiet"].render() if "quiet" in reports else "")
+    if "hog" in reports:
+        print(f"\n# Second pass: with a CPU hog on the last core\n\n{hog_note}\n")
+        print(reports["hog"].render())
+        if "quiet" in reports:
+            print("\n# Loaded against quiet: do the ratios hold?\n")
+            print("\n".join(hog_table(reports["quiet"], reports["hog"])))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                [
-                    {"engine": k[0], "scenario": k[1], "n": k[2], "runs": v}
-                    for k, v in results.items()
-                ],
-                f,
-                indent=1,
-            )
+        _save(args.json, passes)
     return 0
 
 

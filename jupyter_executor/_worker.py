@@ -1,34 +1,79 @@
-"""The main program of a process-backend worker: ``python -m jupyter_executor._worker``.
+"""The process backend's worker processes, and the fork server that starts them.
 
-Protocol, over pipes: the parent writes length-prefixed frames to the worker's stdin, each a
-pickled ``(sources, cwd, env, job)``: ``sources`` maps file names to source lines that exist
-only in the kernel (notebook cells), for tracebacks; ``cwd`` and ``env`` are the job's working
-directory and whole environment (set before each job, so that a job never sees what the previous
-one changed); ``job`` is the cloudpickled ``(job_name, fn, args, kwargs)``. The worker answers
-on the file descriptor that was its stdout: ``("got",)`` when it has read a job, ``("out",
-stream, text)`` while the job prints, and one ``("ok", result)`` or ``("error",
+Started as ``python -c <_BOOT> <this file> zygote``: the **fork server** (zygote). It imports
+nothing of jupyter_executor (this file is run by path, so the package's ``__init__`` and its
+imports are not paid for), preloads cloudpickle after its first fork, and forks a worker each
+time the kernel asks, over the socket that is its stdin: the request carries the worker's three
+pipes (file descriptors passed with ``SCM_RIGHTS``), the answer its pid; when a worker ends, the
+fork server (its parent) reaps it and sends its exit code. Forking a warm process costs a few
+milliseconds where starting Python and importing cloudpickle costs 50 or more; the kernel itself
+is never forked (it has threads). The fork server exits when its socket closes or the kernel's
+engine thread dies (``PR_SET_PDEATHSIG``).
+
+A **worker** runs jobs one at a time, in its main thread, in a session of its own (so that a
+kernel interrupt does not reach it, and cancelling a job kills its whole process group). Being a
+fork of the fork server, it shows the same command line (``... _worker.py zygote``) in ``ps``.
+Protocol, over pipes: the parent writes length-prefixed pickled frames to the worker's stdin:
+
+* ``("job", id, sources, cwd, base, extra, job)``: ``sources`` maps file names to source lines
+  that exist only in the kernel (notebook cells), for tracebacks; ``cwd`` is the job's working
+  directory and ``{**base, **extra}`` its whole environment (both set before each job, so that a
+  job never sees what the previous one changed): ``base`` is the kernel's (None when it is the
+  same as for the previous job), ``extra`` the job's own variables; ``job`` is the cloudpickled
+  ``(job_name, fn, args, kwargs)``. A worker may be sent the next job while one runs
+  (prefetch): a reader thread queues it;
+* ``("revoke", id)``: give back that job if it has not started (``("revoked", id)``), so that
+  the kernel can run it on a worker that became free first;
+* ``("exit",)``: the kernel closes this worker's stdin next; without it, the end of stdin means
+  that the kernel died, and the worker stops its process group at once (the job's own children
+  too), even in the middle of a job.
+
+The worker answers on the file descriptor that was its stdout: ``("got", id)`` when it starts a
+job, ``("out", stream, text)`` while the job prints, and one ``("ok", result)`` or ``("error",
 exception_or_None, message, traceback_text, leaving)`` at the end (``leaving``: the worker exits
 after it, for a job that raised ``SystemExit`` or ``KeyboardInterrupt``). File descriptor 1
 itself is pointed at stderr, so output written by C code still reaches the parent (through
-stderr) and can never corrupt the frames. The worker exits when its stdin closes, and, while a
-job runs, when the kernel dies (even by SIGKILL): it cannot outlive the kernel.
+stderr) and can never corrupt the frames.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pickle
 import signal
 import struct
 import sys
 import threading
-import traceback
-from typing import Any, BinaryIO
+from collections import deque
+
+# Only what a worker needs to start, for it starts on the way to a first job's result: ctypes,
+# traceback and linecache are imported where they are used, typing (3 ms) only by
+# the type checker (which treats any TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, BinaryIO
 
 _HEADER = struct.Struct("!Q")
+#: A fork server's message to the kernel: kind (b"P": forked, b"X": exited), pid, exit code.
+_REPORT = struct.Struct("!cii")
 _PR_SET_PDEATHSIG = 1
+#: Seconds without a fork request, after its first fork, before a fork server preloads.
+_PRELOAD_AFTER = 0.1
+
+#: Runs this file by path as ``__main__`` (``python -c _BOOT <path> [zygote]``): unlike ``-m``,
+#: without importing the package (whose ``__init__`` imports the engine: 0.3 s and more), and
+#: unlike ``python <path>``, without putting the package's folder first on ``sys.path`` (its
+#: module names would shadow the user's).
+_BOOT = "import sys;f=__file__=sys.argv[1];exec(compile(open(f,'rb').read(),f,'exec'))"
+
+#: Frames in these folders lead a job's traceback in the worker and are dropped (as in
+#: ``jupyter_executor._traceback``, which this file does not import).
+_OWN = (
+    os.path.dirname(os.path.realpath(__file__)) + os.sep,
+    os.path.join(os.path.dirname(os.path.realpath(os.__file__)), "asyncio") + os.sep,
+)
 
 
 def read_frame(stream: BinaryIO) -> bytes | None:
@@ -40,17 +85,33 @@ def read_frame(stream: BinaryIO) -> bytes | None:
     return data if len(data) == size else None
 
 
+def _dumps(message: Any) -> bytes:
+    # Plain pickle first: output frames and most results need nothing more (and cloudpickle
+    # is not imported by a worker whose jobs never need it).
+    try:
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(message))
+
+
 class _Channel:
     def __init__(self, fd: int) -> None:
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._lock = threading.Lock()
 
-    def send(self, message: Any) -> None:
-        import cloudpickle
+    @staticmethod
+    def frame(message: Any) -> bytes:
+        data = _dumps(message)
+        return _HEADER.pack(len(data)) + data
 
-        data = cloudpickle.dumps(message)
+    def write(self, frames: bytes) -> None:
         with self._lock:
-            self._file.write(_HEADER.pack(len(data)) + data)
+            self._file.write(frames)
+
+    def send(self, message: Any) -> None:
+        self.write(self.frame(message))
 
 
 class _Forward:
@@ -73,88 +134,292 @@ class _Forward:
         return False
 
 
+def _stop_group(*_: object) -> None:
+    # Ignored while the group is signalled, so that this process cannot die half-way (a
+    # second SIGTERM) and leave the job's children behind; then it ends as if unhandled.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stop_on_sigterm() -> None:
+    """On SIGTERM (how the engine cancels a job, and how a dying kernel is noticed), terminate
+    the whole process group: the job's own child processes too."""
+    if os.getpgid(0) == os.getpid():  # not when started by hand inside another group
+        signal.signal(signal.SIGTERM, _stop_group)
+
+
 def _die_with_the_kernel() -> None:
-    """Stop this worker and what its job started when the engine's thread (the kernel) dies.
+    """Get SIGTERM when the thread that started this process (the engine's) dies."""
+    try:
+        import ctypes
 
-    The worker runs in its own session, so that a kernel interrupt does not kill it; nothing
-    then stops it while a job runs if the kernel is killed (its stdin is read only between
-    jobs). Linux signals it when the thread that started it dies; on that SIGTERM (also the
-    engine's way to cancel) the whole group is terminated: the job's own child processes too.
-    """
-
-    def stop_group(*_: object) -> None:
-        # Ignored while the group is signalled, so that this worker cannot die half-way (a
-        # second SIGTERM) and leave the job's children behind; then it ends as if unhandled.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        os.killpg(0, signal.SIGTERM)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    if os.getpgid(0) != os.getpid():
-        return  # not the leader of its own group (started by hand): leave the group alone
-    signal.signal(signal.SIGTERM, stop_group)
-    with contextlib.suppress(Exception):  # not Linux: it still exits when its stdin closes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # A kernel that died before the request took effect closed our stdin: the first read
-    # returns nothing and the worker exits.
+    except Exception:  # not Linux: the end of its socket still says it
+        pass
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    first = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN):
+        tb = tb.tb_next
+    return tb if tb is not None else first
+
+
+def _install_sources(sources: dict[str, list[str]]) -> None:
+    # As jupyter_executor._pickling.install_sources (not imported: see the module docstring).
+    if not sources:
+        return
+    import linecache
+
+    for filename, lines in sources.items():
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+class _Inbox:
+    """The jobs sent to this worker and not started yet, filled by the reader thread."""
+
+    def __init__(self) -> None:
+        self.jobs: deque[tuple[Any, ...]] = deque()
+        self.cond = threading.Condition()
+        self.closed = False  # stdin ended
+        self.exiting = False  # the kernel said it closes stdin (not a dying kernel)
+
+
+def _read(stdin: BinaryIO, inbox: _Inbox, channel: _Channel) -> None:
+    """(reader thread) Queue the jobs, answer revokes, notice the end of stdin."""
+    while True:
+        frame = read_frame(stdin)
+        if frame is None:
+            with inbox.cond:
+                inbox.closed = True
+                inbox.cond.notify()
+                if inbox.exiting:
+                    return
+            # The kernel died (nobody said goodbye): stop the job and its children now. The
+            # handler runs in the main thread (signal.signal works only there).
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        message = pickle.loads(frame)
+        kind = message[0]
+        with inbox.cond:
+            if kind == "job":
+                inbox.jobs.append(message)
+                inbox.cond.notify()
+            elif kind == "revoke":
+                for queued in inbox.jobs:
+                    if queued[1] == message[1]:
+                        inbox.jobs.remove(queued)
+                        channel.send(("revoked", message[1]))
+                        break
+            elif kind == "exit":
+                inbox.exiting = True
+
+
+class _Environment:
+    """Sets ``os.environ`` to each job's environment, changing only the variables that differ.
+
+    Clearing and refilling it called putenv/unsetenv for every variable at every job (most of a
+    tiny job's time in the worker). What was applied last is compared with what is there now
+    (CPython's raw dict: one C-level comparison) to see whether the last job changed anything.
+    """
+
+    def __init__(self) -> None:
+        self.applied: dict[str, str] | None = None
+        self.snapshot: dict[Any, Any] | None = None
+
+    def apply(self, env: dict[str, str]) -> None:
+        environ = os.environ
+        raw = getattr(environ, "_data", None)
+        if self.applied is not None and raw is not None and raw == self.snapshot:
+            old = self.applied  # untouched since: the differences are between the two dicts
+        else:
+            old = dict(environ)
+        for key in old.keys() - env.keys():
+            environ.pop(key, None)
+        for key, value in env.items():
+            if old.get(key) != value:
+                environ[key] = value
+        self.applied = env
+        self.snapshot = dict(raw) if isinstance(raw, dict) else None
 
 
 def main() -> None:
-    import cloudpickle
-
-    from jupyter_executor._pickling import install_sources
-    from jupyter_executor._traceback import user_frames
-
-    _die_with_the_kernel()
+    """A worker's main loop (its stdin, stdout and stderr are the kernel's pipes)."""
+    _stop_on_sigterm()
     channel = _Channel(os.dup(1))
     os.dup2(2, 1)
     sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment,unused-ignore]
     sys.stderr = _Forward(channel, "stderr")  # type: ignore[assignment,unused-ignore]
-    stdin = sys.stdin.buffer
+    inbox = _Inbox()
+    environment = _Environment()
+    base: dict[str, str] = dict(os.environ)
+    reader = threading.Thread(
+        target=_read, args=(sys.stdin.buffer, inbox, channel), name="jobs", daemon=True
+    )
+    reader.start()
+    # (forked from a fork server that preloaded it, or one more import to make when idle)
+    warm = "cloudpickle" in sys.modules
+    end = b""  # how the last job ended, not sent yet
+    ran = False
     while True:
-        frame = read_frame(stdin)
-        if frame is None:
+        if not warm and ran and not end:
+            with inbox.cond:
+                idle = not inbox.jobs and not inbox.closed
+            if idle:
+                # Idle for the first time: import cloudpickle now (25-50 ms), which a job
+                # pickled by value needs, rather than when such a job waits for it. Not
+                # before the first job (a cold start must not wait for it), not in a thread
+                # (a job that forks would find the import half done in its child).
+                warm = True
+                with contextlib.suppress(ImportError):
+                    import cloudpickle  # noqa: F401
+        with inbox.cond:
+            if end and (not inbox.jobs or inbox.closed):
+                channel.write(end)  # nothing to start: say it now, then wait
+                end = b""
+            while not inbox.jobs and not inbox.closed:
+                inbox.cond.wait()
+            if inbox.closed:
+                return  # what was queued is the kernel's to give to another worker
+            _, job_id, sources, cwd, new_base, extra, job = inbox.jobs.popleft()
+            if new_base is not None:  # None: the same as the previous job's
+                base = new_base
+            # Sent under the lock: a revoke of this job now finds it gone, and the kernel
+            # reads "got" before any "revoked" that could have named it. With the end of the
+            # previous job, in one write: one wake-up of the kernel per job, not two.
+            channel.write(end + channel.frame(("got", job_id)))
+            end = b""
+        end, keep = _run(channel, environment, sources, cwd, {**base, **extra}, job)
+        ran = True
+        if not keep:
+            channel.write(end)
             return
-        # Tells the parent that the job reached a live worker: one that died before this
-        # (killed while idle) did not run it, and the parent gives the job to a fresh worker.
-        channel.send(("got",))
-        try:
-            sources, cwd, env, job = pickle.loads(frame)
-            # What the previous job changed is not seen by this one.
-            os.chdir(cwd)
-            if env != os.environ:
-                os.environ.clear()
-                os.environ.update(env)
-            install_sources(sources)
-            name, fn, args, kwargs = cloudpickle.loads(job)
-            result = fn(*args, **kwargs)
-            if hasattr(result, "__await__"):
-                import asyncio
 
-                result = asyncio.run(result)
-        except BaseException as exc:
-            # without this worker's own frames (the kernel names the cells, see _traceback)
-            tb = "".join(traceback.format_exception(type(exc), exc, user_frames(exc.__traceback__)))
-            try:
-                payload = cloudpickle.dumps(exc)
-                cloudpickle.loads(payload)
-                carried: Any = exc
-            except Exception:
-                carried = None
-            # sys.exit() or KeyboardInterrupt in a job ends this worker too: the parent is told
-            # so that it never gives this worker another job.
-            leaving = isinstance(exc, (KeyboardInterrupt, SystemExit))
-            channel.send(("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving))
-            if leaving:
-                return
-            continue
+
+def _run(
+    channel: _Channel,
+    environment: _Environment,
+    sources: Any,
+    cwd: str,
+    env: dict[str, str],
+    job: bytes,
+) -> tuple[bytes, bool]:
+    """Run one job; return the frame that says how it ended, and False when the worker must
+    exit after it."""
+    name = "?"
+    try:
+        # What the previous job changed is not seen by this one.
+        os.chdir(cwd)
+        environment.apply(env)
+        _install_sources(sources)
+        name, fn, args, kwargs = pickle.loads(job)  # cloudpickle's output: plain loads reads it
+        result = fn(*args, **kwargs)
+        if hasattr(result, "__await__"):
+            import asyncio
+
+            result = asyncio.run(result)
+    except BaseException as exc:
+        import traceback
+
+        # without this worker's own frames (the kernel names the cells, see _traceback)
+        tb = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
         try:
-            channel.send(("ok", result))
-        except Exception as exc:
-            message = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
-            channel.send(("error", None, message, "", False))
+            payload = _dumps(exc)
+            pickle.loads(payload)
+            carried: Any = exc
+        except Exception:
+            carried = None
+        # sys.exit() or KeyboardInterrupt in a job ends this worker too: the parent is told
+        # so that it never gives this worker another job.
+        leaving = isinstance(exc, (KeyboardInterrupt, SystemExit))
+        message = ("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving)
+        return channel.frame(message), not leaving
+    try:
+        return channel.frame(("ok", result)), True
+    except Exception as exc:
+        text = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
+        return channel.frame(("error", None, text, "", False)), True
+
+
+def zygote() -> None:
+    """The fork server's loop: fork a worker per request, report the ends of its workers."""
+    import socket
+
+    _stop_on_sigterm()
+    _die_with_the_kernel()
+    sock = socket.socket(fileno=0)  # stdin is our end of the kernel's socket pair
+
+    def report(kind: bytes, pid: int, code: int) -> None:
+        # SIGCHLD is blocked while a report is written: one report never cuts into another.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            with contextlib.suppress(OSError):  # the kernel is gone: nobody to tell
+                sock.sendall(_REPORT.pack(kind, pid, code))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def reap(*_: object) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            report(b"X", pid, os.waitstatus_to_exitcode(status))
+
+    signal.signal(signal.SIGCHLD, reap)
+    preloaded = False
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(sock, 16, 3)
+        except TimeoutError:
+            # Idle for a moment after the first forks: now preload cloudpickle (which most
+            # jobs need) for the workers forked later, without slowing the first ones down.
+            preloaded = True
+            sock.settimeout(None)
+            with contextlib.suppress(ImportError):
+                import cloudpickle  # noqa: F401
+            continue
+        except OSError:
+            return
+        if len(fds) != 3:
+            return  # the socket closed (the engine shut down or died)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _become_worker(sock, fds)
+                code = 0
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        report(b"P", pid, 0)
+        if not preloaded:
+            sock.settimeout(_PRELOAD_AFTER)
+
+
+def _become_worker(sock: Any, fds: list[int]) -> None:
+    """(a fork server's child) Take the kernel's pipes as stdin/stdout/stderr and serve jobs."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    sock.close()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.setsid()  # its own session and process group: see the module docstring
+    main()
+
+
+def _entry() -> None:
+    if sys.argv[-1] == "zygote":
+        zygote()
+    else:
+        main()
 
 
 if __name__ == "__main__":
-    main()
+    _entry()

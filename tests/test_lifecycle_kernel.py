@@ -309,7 +309,8 @@ def test_sigkill_of_the_kernel_leaves_no_child_alive(tmp_path: Path, marker: str
         worker = data(k, "engine['nap'].pid")
         descendants = k.children()
         commands = " ".join(" ".join(p.cmdline()) for p in descendants)
-        assert "sleep 60" in commands and "jupyter_executor._worker" in commands
+        # (process workers are forked by the backend's fork server, ``python -c ... _worker.py``)
+        assert "sleep 60" in commands and "jupyter_executor/_worker.py" in commands
         assert worker in {p.pid for p in descendants}
         k.kill()
         # The supervisors (a pidfd on the kernel) and the worker (parent-death signal) notice

@@ -1,29 +1,46 @@
 """The process backend: functions in worker processes, shipped with cloudpickle.
 
-Workers are kept and reused (starting Python costs tens of milliseconds). One worker runs one job
-at a time; a job that is cancelled, or whose worker crashes (segfault, ``os._exit``), takes only
-its own worker down: the job fails with :class:`WorkerCrashed` (or is cancelled) and the next job
-gets a fresh worker.
+Workers are forked by a fork server (see :mod:`.._worker`): one Python, started on first use,
+that imports cloudpickle once; a new worker then costs a fork, not a Python start. The kernel
+itself is never forked (it has threads). Workers are kept and reused; as many run at once as
+the backend's limit.
+
+Each worker may hold one more job than it runs (prefetch): it starts the next job the moment
+the last one ends, without waiting for the kernel's loop, which on a busy machine may take
+milliseconds to get a turn. A job handed over in advance counts as running for the engine (as a
+``ProcessPoolExecutor``'s queued calls do); when another worker becomes free first, the job is
+taken back (revoked) from the busy one and runs on the free one, so it never waits behind a long
+job while a worker idles.
+
+A job that is cancelled, or whose worker crashes (segfault, ``os._exit``), takes only its own
+worker down: the job fails with :class:`WorkerCrashed` (or is cancelled), the job queued behind
+it on that worker goes to another one, and the next job gets a fresh worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
+import logging
 import os
 import pickle
 import signal
+import socket
 import sys
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
 
-import cloudpickle
-
-from .._pickling import dumps_with_sources
-from .._worker import _HEADER
+from .. import _worker
+from .._worker import _BOOT, _HEADER, _REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
 from ._base import TaskBackend
-from .subprocess import pump, terminate_group
+
+# cloudpickle (through _pickling) and the subprocess backend's helpers are imported where they
+# are used: this module is imported for a first job, whose fork server starts in parallel with
+# those imports (see ProcessBackend.__init__); a cold start is mostly that server's start.
 
 if TYPE_CHECKING:
     from .._protocols import BackendHost
@@ -31,158 +48,718 @@ if TYPE_CHECKING:
 
 __all__ = ["ProcessBackend"]
 
+logger = logging.getLogger(__name__)
+
+#: Jobs a worker holds beyond the one it runs.
+PREFETCH = 1
+#: A job whose worker died before starting it goes to another worker at most this many times
+#: (a worker that cannot even start would otherwise be replaced forever).
+MAX_HANDOVERS = 3
+#: The exit code given to a worker whose end could not be known (its fork server died first).
+UNKNOWN_EXIT = 1 << 16  # out of the range of exit codes (0-255) and signals (< 0)
+
+_ids = itertools.count(1)
+
+
+class _Forked:
+    """A worker process forked by the fork server, shaped like an asyncio ``Process``:
+    ``pid``, ``returncode``, ``wait()`` and the three pipes (what ``terminate_group`` uses)."""
+
+    def __init__(
+        self,
+        pid: int,
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        ended: asyncio.Future[int],
+    ) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self._ended = ended
+
+    @property
+    def returncode(self) -> int | None:
+        return self._ended.result() if self._ended.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._ended)
+
+
+class _Zygote:
+    """The kernel's end of the fork server: asks for workers, learns when they end."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.proc: asyncio.subprocess.Process | None = None
+        self.sock: socket.socket | None = None
+        self._forks: deque[asyncio.Future[int]] = deque()  # pid replies come in request order
+        self._ends: dict[int, asyncio.Future[int]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr: asyncio.Task[None] | None = None
+        self.lost = False
+
+    async def start(self, env: dict[str, str]) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote",
+                stdin=theirs.fileno(), stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self._reader = self.loop.create_task(self._read())
+        # What it says on stderr (it failed to start, a fork failed) goes to the log, not to
+        # the kernel's stderr (which a kernel shows in whatever cell ran last).
+        from .subprocess import pump
+
+        self._stderr = self.loop.create_task(pump(self.proc.stderr, _log_stderr, "stderr"))
+
+    def end_of(self, pid: int) -> asyncio.Future[int]:
+        future = self._ends.get(pid)
+        if future is None:
+            future = self._ends[pid] = self.loop.create_future()
+        return future
+
+    async def _read(self) -> None:
+        assert self.sock is not None
+        buffer = b""
+        try:
+            while True:
+                data = await self.loop.sock_recv(self.sock, 4096)
+                if not data:
+                    break
+                buffer += data
+                while len(buffer) >= _REPORT.size:
+                    kind, pid, code = _REPORT.unpack_from(buffer)
+                    buffer = buffer[_REPORT.size :]
+                    if kind == b"P":
+                        if self._forks:
+                            future = self._forks.popleft()
+                            if not future.done():
+                                future.set_result(pid)
+                    else:
+                        end = self.end_of(pid)
+                        if not end.done():
+                            end.set_result(code)
+        except (OSError, asyncio.CancelledError):
+            pass
+        self._lose()
+
+    def _lose(self) -> None:
+        """The fork server is gone: no more forks; its workers' ends are watched directly."""
+        self.lost = True
+        while self._forks:
+            future = self._forks.popleft()
+            if not future.done():
+                future.set_exception(OSError("the process backend's fork server died"))
+        for pid, end in self._ends.items():
+            if not end.done():
+                _watch_end(self.loop, pid, end)
+
+    async def fork(self) -> _Forked:
+        """A new worker, its pipes connected to this process."""
+        assert self.sock is not None
+        loop = self.loop
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        theirs = [stdin_r, stdout_w, stderr_w]
+        kept = [stdin_w, stdout_r, stderr_r]
+        future: asyncio.Future[int] = loop.create_future()
+        try:
+            socket.send_fds(self.sock, [b"F"], theirs)
+            self._forks.append(future)
+        except BaseException:
+            for fd in kept:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)  # the worker's ends: the fork server has its own copies now
+        stdin_fd, stdout_fd, stderr_fd = kept
+        try:
+            pid = await future
+        except BaseException:
+            for fd in kept:
+                os.close(fd)
+            raise
+        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(stdout_fd, "rb", 0)
+        )
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stderr), os.fdopen(stderr_fd, "rb", 0)
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(stdin_fd, "wb", 0)
+        )
+        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        return _Forked(pid, stdin, stdout, stderr, self.end_of(pid))
+
+    def forget(self, pid: int) -> None:
+        self._ends.pop(pid, None)
+
+    async def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()  # the fork server exits when its socket closes
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.proc is not None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2.0)
+            except TimeoutError:
+                await terminate_group(self.proc, 1.0)
+        if self._stderr is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stderr, 1.0)
+
+
+def _log_stderr(text: str, _stream: str) -> None:
+    logger.warning("jupyter_executor process backend's fork server: %s", text.rstrip())
+
+
+async def terminate_group(proc: Any, grace: float) -> None:
+    """The subprocess backend's ``terminate_group`` (imported when first needed)."""
+    from .subprocess import terminate_group
+
+    await terminate_group(proc, grace)
+
+
+def _proc(proc: _Forked) -> Any:
+    """``proc`` for ``terminate_group``, which uses what a ``_Forked`` has of a ``Process``."""
+    return cast(Any, proc)
+
+
+def _watch_end(loop: asyncio.AbstractEventLoop, pid: int, end: asyncio.Future[int]) -> None:
+    """Settle ``end`` when ``pid`` (not our child: its exit code is lost) is gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        end.set_result(UNKNOWN_EXIT)  # already gone
+        return
+
+    def gone() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not end.done():
+            end.set_result(UNKNOWN_EXIT)
+
+    loop.add_reader(fd, gone)
+
+
+class _Run:
+    """One attempt of a job on a worker, from its hand-over to its end."""
+
+    __slots__ = (
+        "cancelled", "ended", "handovers", "id", "job", "on_end", "payload", "started", "worker",
+    )  # fmt: skip
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.id = next(_ids)
+        #: (sources, cwd, base env, job's env, pickled job): see _worker's docstring.
+        self.payload: (
+            tuple[dict[str, list[str]], str, dict[str, str], dict[str, str], bytes] | None
+        ) = None
+        self.worker: _Worker | None = None
+        self.started = False  # the worker said "got"
+        self.cancelled = False
+        self.ended = False
+        self.handovers = 0
+        #: Called once with ("ok", result), ("error", exception) or ("cancelled", None).
+        self.on_end: Any = None
+
+    def end(self, kind: str, value: Any) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_end(kind, value)
+
 
 class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.job: Job | None = None
-        # Output written at the file-descriptor level (C code) comes through stderr.
-        self.stderr_task = asyncio.get_running_loop().create_task(
-            pump(proc.stderr, self._raw_output, "stderr")
-        )
+    def __init__(self, backend: ProcessBackend) -> None:
+        self.backend = backend
+        self.proc: _Forked | None = None  # None while it is being forked
+        #: The jobs handed to it, in order: the one it runs (started), then those it holds.
+        self.runs: deque[_Run] = deque()
+        self.leaving = False  # it said it exits, or it is being stopped: no more jobs
+        self.reader: asyncio.Task[None] | None = None
+        self.stderr_task: asyncio.Task[None] | None = None
+        self.last_env: dict[str, str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def current(self) -> _Run | None:
+        return self.runs[0] if self.runs and self.runs[0].started else None
 
     def _raw_output(self, text: str, stream: str) -> None:
-        if self.job is not None:
-            self.job.output.write(text, stream)
+        # Output written at the file-descriptor level (C code) comes through stderr.
+        run = self.current()
+        if run is not None:
+            run.job.output.write(text, stream)
 
-    async def send(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(_HEADER.pack(len(data)) + data)
-        await self.proc.stdin.drain()
+    def send(self, message: Any) -> None:
+        self.send_frame(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def send_run(self, run: _Run) -> None:
+        assert run.payload is not None
+        sources, cwd, base, extra, data = run.payload
+        # The kernel's environment only when it differs from the last one sent (it is the same
+        # for most jobs, and it is most of a small job's frame): None says "the same again".
+        same = base is self.last_env or base == self.last_env
+        self.last_env = base
+        self.send(("job", run.id, sources, cwd, None if same else base, extra, data))
+
+    def send_frame(self, data: bytes) -> None:
+        assert self.proc is not None
+        stdin = self.proc.stdin
+        if stdin.is_closing():
+            return  # it is being stopped: its reader settles what it held
+        with contextlib.suppress(ConnectionError, RuntimeError):  # it died: its reader says so
+            stdin.write(_HEADER.pack(len(data)) + data)
 
     async def receive(self) -> Any:
-        assert self.proc.stdout is not None
+        assert self.proc is not None
         head = await self.proc.stdout.readexactly(_HEADER.size)
         (size,) = _HEADER.unpack(head)
-        return cloudpickle.loads(await self.proc.stdout.readexactly(size))
+        # (what cloudpickle writes, plain pickle reads: cloudpickle.loads is pickle.loads)
+        return pickle.loads(await self.proc.stdout.readexactly(size))
+
+    def start(self, proc: _Forked) -> None:
+        self.proc = proc
+        loop = asyncio.get_running_loop()
+        from .subprocess import pump
+
+        self.stderr_task = loop.create_task(pump(proc.stderr, self._raw_output, "stderr"))
+        self.reader = loop.create_task(self._read())
+        for run in self.runs:
+            self.send_run(run)
+
+    async def _read(self) -> None:
+        """Follow what the worker says until it ends."""
+        backend = self.backend
+        try:
+            while True:
+                message = await self.receive()
+                kind = message[0]
+                if kind == "got":
+                    run = self._find(message[1])
+                    if run is None:
+                        continue
+                    run.started = True
+                    if run.cancelled:  # cancelled while held: it must not run
+                        self.leaving = True
+                        backend._stop_worker(self, kill=True)
+                elif kind == "out":
+                    run = self.current()
+                    if run is not None:
+                        run.job.output.write(message[2], message[1])
+                elif kind == "revoked":
+                    run = self._find(message[1])
+                    if run is not None:
+                        self.runs.remove(run)
+                        run.worker = None
+                        if not run.cancelled:
+                            backend._hand_over(run)
+                        backend._refill(self)
+                else:  # "ok" or "error": the job it ran ended
+                    run = self.runs.popleft()
+                    if kind == "ok":
+                        outcome: tuple[str, Any] = ("ok", message[1])
+                    else:
+                        _, carried, text, tb, leaving = message
+                        if leaving:
+                            self.leaving = True
+                        error = (
+                            carried if isinstance(carried, BaseException) else RuntimeError(text)
+                        )
+                        error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
+                        outcome = ("error", error)
+                    run.end(*outcome)
+                    backend._refill(self)
+        except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
+            pass
+        await backend._lost(self)
+
+    def _find(self, run_id: int) -> _Run | None:
+        for run in self.runs:
+            if run.id == run_id:
+                return run
+        return None
 
 
 class ProcessBackend(TaskBackend):
-    """Runs callables in reusable worker processes (``python -m jupyter_executor._worker``)."""
+    """Runs callables in reusable worker processes forked by a fork server."""
 
     name = "process"
 
     def __init__(self, engine: BackendHost) -> None:
         super().__init__(engine)
-        self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
+        self._workers: list[_Worker] = []
+        self._waiting: deque[_Run] = deque()  # handed to no worker yet (all full)
+        self._zygote: _Zygote | None = None
+        self._zygote_lock = asyncio.Lock()
+        self._stopping: set[asyncio.Task[Any]] = set()
+        self._path_cache: tuple[tuple[tuple[str, ...], str], str] | None = None
+        self._active: dict[Job, _Run] = {}  # the runs started without a task, by job
+        self._env_cache: tuple[dict[Any, Any], str, dict[str, str]] | None = None
+        # The jobs started before the fork server was spawned, in order (None once it was).
+        self._early: list[Job] | None = []
+
+    async def _zygote_ready(self) -> _Zygote:
+        async with self._zygote_lock:
+            zygote = self._zygote
+            if zygote is None or zygote.lost:
+                zygote = _Zygote(asyncio.get_running_loop())
+                await zygote.start(self._environment())
+                self._zygote = zygote
+            return zygote
+
+    async def _start_early(self) -> None:
+        """The first jobs: their fork server is started first, so that Python starts in there
+        while this process imports what the jobs need and pickles them (a cold start is mostly
+        that start; the imports are 10-30 ms)."""
+        with contextlib.suppress(Exception):  # (the jobs' own start says why they cannot run)
+            await self._zygote_ready()
+        jobs, self._early = self._early or [], None
+        for job in jobs:
+            if job._cancel_requested:
+                self._end(job, "cancelled", None)
+            else:
+                self.start(job)
+
+    # The engine's limit is the number of workers; the backend takes up to PREFETCH more
+    # jobs per worker, which the engine counts as running (see the module's docstring).
+    @property
+    def limit(self) -> int | None:
+        workers = self._max_workers
+        return None if workers is None else workers * (1 + PREFETCH)
+
+    @limit.setter
+    def limit(self, value: int | None) -> None:
+        self._max_workers = value
 
     def _environment(self) -> dict[str, str]:
-        """The kernel's environment as a worker gets it (when it starts, and before each job)."""
+        """The kernel's environment as a worker gets it (when it starts, and before each job).
+
+        The same dict while nothing changed: decoding ``os.environ`` into a new dict cost
+        15-40 µs per job; comparing its raw bytes with the last ones costs 1 µs.
+        """
+        raw = getattr(os.environ, "_data", None)  # CPython's bytes -> bytes dict
+        path = self._python_path()
+        cached = self._env_cache
+        if cached is not None and raw is not None and cached[0] == raw and cached[1] == path:
+            return cached[2]
         env = {**os.environ, "JUPYTER_EXECUTOR_ID": self.engine.id, "PYTHONUNBUFFERED": "1"}
-        # Functions are pickled by reference when their module is importable here: give the
-        # worker the same import path (this package, the notebook's folder, sys.path edits).
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        paths = [package_root, *(p or os.getcwd() for p in sys.path)]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+        env["PYTHONPATH"] = path
+        if isinstance(raw, dict):
+            self._env_cache = (dict(raw), path, env)
         return env
 
-    async def _spawn(self) -> _Worker:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "jupyter_executor._worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=self._environment(), start_new_session=True,
-        )  # fmt: skip
-        worker = _Worker(proc)
-        self._all.add(worker)
-        return worker
+    def _python_path(self) -> str:
+        # Functions are pickled by reference when their module is importable here: give the
+        # worker the same import path (this package, the notebook's folder, sys.path edits).
+        # Cached while sys.path and the working directory stay the same (it stats each entry).
+        key = (tuple(sys.path), os.getcwd())
+        if self._path_cache is None or self._path_cache[0] != key:
+            package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+            paths = [package_root, *(p or key[1] for p in key[0])]
+            value = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+            self._path_cache = (key, value)
+        return self._path_cache[1]
 
-    async def execute(self, job: Job) -> Any:
+    def _prepare(self, job: Job) -> _Run:
+        """The job as a worker gets it (raises when it cannot be sent)."""
         args, kwargs = resolve_args(job)
         # A reused worker must not show a job what the previous one left (os.chdir, os.environ):
         # each job gets the working directory and environment it would get in a fresh worker,
         # the kernel's as the job starts (like a subprocess job), with its own cwd= and env=.
-        cwd = os.path.abspath(job.cwd) if job.cwd is not None else os.getcwd()
-        if not os.path.isdir(cwd):
-            msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
-            raise FileNotFoundError(msg)
-        env = {**self._environment(), **(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
+        if job.cwd is None:
+            cwd = os.getcwd()
+        else:
+            cwd = os.path.abspath(job.cwd)
+            if not os.path.isdir(cwd):
+                msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
+                raise FileNotFoundError(msg)
+        # The kernel's environment (the same dict for most jobs, sent to a worker only when it
+        # changed), and this job's own variables on top.
+        base = self._environment()
+        extra = {**(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
         try:
             # The worker's linecache gets the sources only the kernel knows (notebook cells),
             # before it unpickles the job: see _worker.main.
+            from .._pickling import dumps_with_sources
+
             data, sources = dumps_with_sources((job.name, job.target, args, kwargs))
-            frame = (sources, cwd, env, data)
-            payload = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
-        while True:
-            reused = self._take_idle()
-            worker = reused or await self._spawn()
-            worker.job = job
-            job.pid = worker.proc.pid
-            keep = got = leaving = False
-            try:
-                await worker.send(payload)
-                while True:
-                    message = await worker.receive()
-                    kind = message[0]
-                    if kind == "got":
-                        got = True
-                    elif kind == "out":
-                        job.output.write(message[2], message[1])
-                    elif kind == "ok":
-                        keep = True
-                        return message[1]
-                    else:
-                        _, carried, text, tb, leaving = message
-                        keep = not leaving
-                        error = (
-                            carried if isinstance(carried, BaseException) else RuntimeError(text)
-                        )
-                        error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
-                        raise error
-            except (asyncio.IncompleteReadError, BrokenPipeError, ConnectionResetError):
-                returncode = await worker.proc.wait()
-                if not got and reused is not None:
-                    # It died while idle (killed from outside, or by a thread its last job
-                    # left behind) and never read this job: a fresh worker runs it.
-                    continue
-                raise WorkerCrashed(_crash_message(job, returncode)) from None
-            except asyncio.CancelledError:
-                await terminate_group(worker.proc, self.engine.cancel_grace)
-                raise
-            finally:
-                worker.job = None
-                if keep and worker.proc.returncode is None and not self.engine.closed:
-                    self._idle.append(worker)
-                else:
-                    await self._discard(worker, leaving)
+        run = _Run(job)
+        run.payload = (sources, cwd, base, extra, data)
+        return run
 
-    def _take_idle(self) -> _Worker | None:
-        """An idle worker that is still alive, or None (the dead ones are dropped)."""
-        while self._idle:
-            worker = self._idle.pop()
-            if worker.proc.returncode is None:
-                return worker
-            self._all.discard(worker)
-        return None
+    def start(self, job: Job) -> None:
+        life = job._life
+        if life is not None and (life.before is not None or life.after is not None):
+            super().start(job)  # its hooks run around execute() in a task
+            return
+        if self._early is not None:
+            self._early.append(job)
+            if len(self._early) == 1:
+                task = self.loop.create_task(self._start_early())
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+            return
+        # Most jobs: no task, no coroutine; the worker's reader ends the run (see _end).
+        try:
+            run = self._prepare(job)
+        except Exception as exc:
+            # Ended at the next turn, not from inside start(): the engine may be starting a
+            # queue of such jobs, and each end would start the next one a level deeper.
+            self.loop.call_soon(self._end, job, "error", exc)
+            return
+        run.on_end = functools.partial(self._end, job)
+        self._active[job] = run
+        self._hand_over(run)
 
-    async def _discard(self, worker: _Worker, leaving: bool = False) -> None:
-        self._all.discard(worker)
-        if worker.proc.returncode is None:
-            if leaving:  # it said it exits (sys.exit in its job): give it a moment to
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(worker.proc.wait()), 1.0)
-            await terminate_group(worker.proc, 1.0)
+    def _end(self, job: Job, kind: str, value: Any) -> None:
+        """(loop thread) A run ended: tell the engine, and start the dependent it hands back."""
+        self._active.pop(job, None)
+        engine = self.engine
+        if kind == "cancelled":
+            engine._finish(job, cancelled=True)
+            return
+        if kind == "ok":
+            nxt = engine._finish(job, value, handoff=self)
+        else:
+            tb = getattr(value, "_jupyter_executor_tb", None)
+            nxt = engine._finish(job, exc=value, tb=tb, handoff=self)
+        if nxt is not None:
+            self.start(nxt)
+
+    def cancel(self, job: Job) -> None:
+        run = self._active.get(job)
+        if run is None:
+            super().cancel(job)  # a job run by execute() in a task
+            return
+        task = self.loop.create_task(self._cancel_run(run))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _cancel_run(self, run: _Run) -> None:
+        await self._cancel(run)
+        run.end("cancelled", None)
+
+    async def execute(self, job: Job) -> Any:
+        """(jobs with before=/after= hooks) The run, awaited in the job's task."""
+        run = self._prepare(job)
+        done: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def settle(kind: str, value: Any) -> None:
+            if not done.done():
+                done.set_result((kind, value))
+
+        run.on_end = settle
+        self._hand_over(run)
+        try:
+            kind, value = await done
+        except asyncio.CancelledError:
+            await self._cancel(run)
+            raise
+        if kind == "ok":
+            return value
+        if kind == "cancelled":
+            raise asyncio.CancelledError
+        raise value
+
+    # -- handing jobs to workers (loop thread) ---------------------------------------------------
+
+    def _busy(self) -> int:
+        return sum(1 for w in self._workers if w.runs and not w.leaving)
+
+    def _hand_over(self, run: _Run) -> None:
+        """Give ``run`` to a free worker, a new one, or one that can hold it; else it waits."""
+        limit = self._max_workers
+        usable = [w for w in self._workers if not w.leaving]
+        room = limit is None or self._busy() < limit
+        if room:
+            for worker in usable:
+                if not worker.runs:
+                    self._assign(run, worker)
+                    return
+            if limit is None or len(usable) < limit:
+                worker = _Worker(self)
+                self._workers.append(worker)
+                self._assign(run, worker)
+                task = self.loop.create_task(self._start_worker(worker))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+                return
+        held = [w for w in usable if w.runs and len(w.runs) <= PREFETCH]
+        if held:
+            self._assign(run, min(held, key=lambda w: len(w.runs)))
+            return
+        self._waiting.append(run)
+
+    def _assign(self, run: _Run, worker: _Worker) -> None:
+        run.worker = worker
+        worker.runs.append(run)
+        if worker.proc is not None:
+            run.job.pid = worker.proc.pid
+            worker.send_run(run)
+
+    def _refill(self, worker: _Worker) -> None:
+        """(a worker's job ended or was given back) Give it waiting work, or take back a job
+        held by a busy worker when this one is free."""
+        if worker.leaving:
+            return
+        while self._waiting and len(worker.runs) <= PREFETCH:
+            run = self._waiting.popleft()
+            if not run.cancelled:
+                self._assign(run, worker)
+        if worker.runs:
+            return
+        limit = self._max_workers
+        if limit is not None and sum(not w.leaving for w in self._workers) > limit:
+            # The limit was lowered: this worker is one too many.
+            worker.leaving = True
+            self._stop_worker(worker)
+            return
+        for other in self._workers:
+            if other is not worker and not other.leaving and other.proc is not None:
+                held = [r for r in other.runs if not r.started and not r.cancelled]
+                if held:
+                    other.send(("revoke", held[-1].id))  # comes back as "revoked"
+                    return
+
+    async def _start_worker(self, worker: _Worker) -> None:
+        try:
+            proc = await self._fork()
+        except Exception as exc:
+            self._workers.remove(worker)
+            for run in worker.runs:
+                msg = f"cannot start a worker process for job {run.job.name!r}: {exc}"
+                run.end("error", WorkerCrashed(msg))
+            return
+        if worker.leaving:  # stopped (shutdown) while it was forked
+            self._workers.remove(worker)
+            await self._discard_proc(proc)
+            return
+        for run in worker.runs:
+            run.job.pid = proc.pid
+        worker.start(proc)
+
+    async def _fork(self) -> _Forked:
+        zygote = await self._zygote_ready()
+        return await zygote.fork()
+
+    async def _lost(self, worker: _Worker) -> None:
+        """(its reader) A worker ended: settle its job, give the held ones to others."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        assert worker.proc is not None
+        returncode = await worker.proc.wait()
+        if worker.stderr_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.stderr_task, 1.0)
+        if self._zygote is not None:
+            self._zygote.forget(worker.proc.pid)
+        runs, worker.runs = list(worker.runs), deque()
+        for run in runs:
+            if run.ended or run.cancelled:
+                continue
+            run.worker = None
+            if run.started or run.handovers >= MAX_HANDOVERS:
+                run.end("error", WorkerCrashed(_crash_message(run.job, returncode)))
+            else:
+                # It never started this job (it died while holding it, or idle): another
+                # worker runs it.
+                run.handovers += 1
+                self._hand_over(run)
+        for _ in range(len(self._waiting)):
+            if not self._waiting:
+                break
+            self._hand_over(self._waiting.popleft())
+
+    async def _cancel(self, run: _Run) -> None:
+        """``run``'s job was cancelled: drop it if it waits, take it back if a worker holds it,
+        kill its worker's process group if it runs."""
+        run.cancelled = True
+        worker = run.worker
+        if worker is None:
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(run)
+            return
+        if not run.started:
+            if worker.proc is not None:
+                worker.send(("revoke", run.id))  # if it starts meanwhile, "got" stops it
+            return
+        worker.leaving = True
+        assert worker.proc is not None
+        await terminate_group(_proc(worker.proc), self.engine.cancel_grace)
+
+    def _stop_worker(self, worker: _Worker, kill: bool = False) -> None:
+        if kill:
+            assert worker.proc is not None
+            coro = terminate_group(_proc(worker.proc), self.engine.cancel_grace)
+        else:
+            coro = self._discard(worker)
+        task = self.loop.create_task(coro)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _discard(self, worker: _Worker) -> None:
+        if worker.proc is None:
+            return
+        worker.send(("exit",))
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(worker.stderr_task, 1.0)
+            worker.proc.stdin.close()
+        await self._discard_proc(worker.proc, grace=1.0 if not worker.runs else 0.0)
+
+    async def _discard_proc(self, proc: _Forked, grace: float = 1.0) -> None:
+        if proc.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+            await terminate_group(_proc(proc), 1.0)
 
     async def aclose(self) -> None:
-        self._idle.clear()
-        for worker in list(self._all):
-            if worker.proc.stdin is not None:
-                worker.proc.stdin.close()  # a worker exits when its stdin closes
-        for worker in list(self._all):
+        for run in self._waiting:
+            run.cancelled = True
+        self._waiting.clear()
+        workers = list(self._workers)
+        for worker in workers:
+            worker.leaving = True
+            if worker.proc is not None:
+                worker.send(("exit",))  # then the end of its stdin: it exits
+                with contextlib.suppress(Exception):
+                    worker.proc.stdin.close()
+        for worker in workers:
+            if worker.proc is None:
+                continue
             try:
                 await asyncio.wait_for(worker.proc.wait(), 2.0)
             except TimeoutError:
-                await terminate_group(worker.proc, 1.0)
-            await self._discard(worker)
+                await terminate_group(_proc(worker.proc), 1.0)
+            if worker.reader is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(worker.reader), 2.0)
+        if self._stopping:
+            await asyncio.wait(list(self._stopping), timeout=5.0)
+        if self._zygote is not None:
+            await self._zygote.close()
+            self._zygote = None
 
 
 def _crash_message(job: Job, returncode: int) -> str:
-    if returncode < 0:
+    if returncode == UNKNOWN_EXIT:
+        how = "ended (its exit code was lost with the process backend's fork server)"
+    elif returncode < 0:
         try:
             how = f"was killed by signal {signal.Signals(-returncode).name}"
         except ValueError:
