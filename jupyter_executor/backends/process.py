@@ -533,13 +533,13 @@ class ProcessBackend(TaskBackend):
         self._active.pop(job, None)
         engine = self.engine
         if kind == "cancelled":
-            engine._finish(job, cancelled=True)
+            engine.finish(job, cancelled=True)
             return
         if kind == "ok":
-            nxt = engine._finish(job, value, handoff=self)
+            nxt = engine.finish(job, value, handoff=self)
         else:
             tb = getattr(value, "_jupyter_executor_tb", None)
-            nxt = engine._finish(job, exc=value, tb=tb, handoff=self)
+            nxt = engine.finish(job, exc=value, tb=tb, handoff=self)
         if nxt is not None:
             self.start(nxt)
 
