@@ -26,6 +26,7 @@ __all__ = ["dumps", "dumps_with_sources", "install_sources"]
 # cloudpickle's own reducer of code objects (a class attribute from 2.2 to 3.1 at least).
 _code_reduce = cloudpickle.Pickler.dispatch_table[types.CodeType]
 _DYNAMIC_CODE = "<dynamic-code>"
+_PACKAGE = __name__.rpartition(".")[0] + "."  # "jupyter_executor."
 # The file names met while dumps_with_sources() runs, also by pickling nested in it (a cell
 # job's variables are pickled by a __reduce__ inside the job's own pickling).
 _met: ContextVar[set[str] | None] = ContextVar("jupyter_executor_pickled_files", default=None)
@@ -47,6 +48,15 @@ def _reduce_code(code: types.CodeType) -> Any:
 class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     # Read by the C pickler when an instance is made; the rest is cloudpickle's.
     dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        # The package's own functions go by reference: our worker processes import the
+        # package. The dask backend registers two of its modules to travel by value (a dask
+        # worker may not have the package), for the whole process: by value here, a cell's
+        # run_shipped copied its module's globals and failed on a lock.
+        if type(obj) is types.FunctionType and str(obj.__module__).startswith(_PACKAGE):
+            return NotImplemented  # pickle's own: by reference
+        return super().reducer_override(obj)
 
 
 def dumps(obj: Any) -> bytes:

@@ -77,16 +77,9 @@ class _ByValue:
         if self._pickled is None:
             # Pickled once: by value, the module's functions cost 0.8 ms to pickle, at every
             # task that was a third of what the backend added to a no-op task.
-            # Registered for this one dumps only: left registered, every later pickling of
-            # these modules' functions (a process job's cell, shipped by reference) would copy
-            # their globals, locks included, and fail.
             for module in _BY_VALUE:
                 cloudpickle.register_pickle_by_value(module)
-            try:
-                self._pickled = cloudpickle.dumps(self.fn)
-            finally:
-                for module in _BY_VALUE:
-                    cloudpickle.unregister_pickle_by_value(module)
+            self._pickled = cloudpickle.dumps(self.fn)
         return cloudpickle.loads, (self._pickled,)
 
 
