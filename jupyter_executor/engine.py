@@ -14,6 +14,7 @@ file and each initialising the state it owns (bottom up; each room builds on the
     _scheduler.py  Scheduler    the run state: register, admit, begin, finish, settle
     _policies.py   Policies     retry delays, restart back-off, schedule ticks, timeouts
     _registry.py   Registry     lookups by name; add/start/stop (R executor's registry)
+    _waiting.py    Waiting      wait, join, wait_job, gather, orchestrate
     _reattach.py   Reattach     detached commands an earlier kernel left running
     _webapp.py, _converge.py, _clusters.py: web apps, converge(), the dask cluster
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
 import contextlib
 import inspect
 import logging
@@ -51,14 +51,13 @@ from ._options import JobOptions, _check_flag, split_submit_options
 from ._platform import check_supported
 from ._policies import Policies
 from ._reattach import Reattach, same_process
-from ._registry import ON_DUPLICATE, Registry
-from ._runtime import _current_job
+from ._registry import ON_DUPLICATE
 from ._status import Status
+from ._waiting import Waiting
 from ._webapp import WebApps
 from .errors import (
     InvalidOption,
     InvalidOptionType,
-    StoreError,
     SubmitError,
 )
 from .job import BACKENDS, Job
@@ -85,7 +84,7 @@ COLUMNS = _listing.COLUMNS
 _HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
 
 
-class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
+class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
     """Runs jobs in the background, with dependencies, retries, timeouts and cancellation.
 
     Parameters
@@ -433,124 +432,12 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
                     removed += 1
         return removed
 
-    # waiting -----------------------------------------------------------------------------------
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until every non-forever job has finished.
-
-        Works from any thread, including a notebook cell (it waits on a lock, not on an event
-        loop). Returns True when all of them succeeded; False on timeout, or when one failed or
-        was cancelled. On the main thread with the IPython extension loaded, the jobs waited for
-        are shown meanwhile (under the cell, or as ``[job NAME] line`` in a terminal; see
-        :func:`set_wait_display`).
-        """
-        self._check_not_in_job("wait")
-        if self._deferred:
-            self._submit([], False)
-        with _wait_view(self, self._waited_unfinished), self._cond:
-            if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
-                return False
-            ok = self._bad == 0
-        self._on_disk()
-        return ok
-
-    def _waited_unfinished(self) -> builtins.list[Job]:
-        return [j for j in builtins.list(self._jobs.values()) if j._waited and not j.done()]
-
-    def _on_disk(self) -> None:
-        """Block until the history holds every change reported so far (the ends a wait saw).
-
-        Bounded by the store's busy timeout; a history that cannot be written is logged, not
-        raised: the jobs did end, and the store retries the write.
-        """
-        store = self._store
-        if store is None:
-            return
-        try:
-            store.flush(store.busy_timeout)
-        except (StoreError, TimeoutError) as exc:
-            logger.warning("jupyter_executor: the ends waited for are not on disk yet: %s", exc)
-
-    async def join(self, timeout: float | None = None) -> bool:
-        """``await`` until every non-forever job has finished; the async twin of :meth:`wait`.
-
-        The jobs themselves are shielded: cancelling the awaiting code (a kernel interrupt of
-        the cell) does not cancel them.
-        """
-        self._check_not_in_job("join")
-        if self._deferred:
-            self._submit([], False)
-        with self._lock:
-            fut: concurrent.futures.Future[None] | None = None
-            if self._unfinished:
-                fut = concurrent.futures.Future()
-                self._idle_waiters.append(fut)
-        if fut is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
-            except TimeoutError:
-                return False
-        ok = self._bad == 0
-        if self._store is not None:
-            await asyncio.to_thread(self._on_disk)  # the awaiting loop goes on meanwhile
-        return ok
-
-    def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
-        """Block until ``job`` has finished; True when it is done (succeeded)."""
-        job = self._get(job)
-        if job is _current_job.get():
-            msg = f"job {job.name!r} cannot wait for itself"
-            raise SubmitError(msg)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # A job that restarts (or runs on a schedule) resolves its future at the end of each
-        # run and gets a new one for the next: wait until it has finished for good.
-        while not job.done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            concurrent.futures.wait([job.future], left)
-        if job.done():
-            self._on_disk()
-        return job.status is Status.DONE
-
-    async def gather(self, *jobs: Job | str) -> builtins.list[Any]:
-        """``await`` several jobs; return their results in order (raise the first failure)."""
-        return [await self._get(j) for j in jobs]
-
-    def orchestrate(self, timeout: float | None = None) -> bool:
-        """Run the jobs given to ``Engine(*jobs)`` (and any submitted) until the finite ones end.
-
-        Forever jobs are then cancelled. On timeout the unfinished jobs are cancelled too. The
-        engine's thread is released when this returns. Works inside a running event loop (a
-        notebook cell): the waiting happens on a lock, not on that loop.
-
-        Returns
-        -------
-        bool
-            True when every finite job succeeded within the timeout.
-        """
-        if self._deferred:
-            self._submit([], False)
-        jobs = builtins.list(self._jobs.values())
-        with _wait_view(self, lambda: [j for j in jobs if not j.done()]):
-            return self._orchestrate(timeout)
-
-    def _orchestrate(self, timeout: float | None) -> bool:
-        ok = self.wait(timeout)
-        if not ok and self._unfinished:
-            for job in list(self._jobs.values()):
-                if job._waited and not job.done():
-                    self.cancel(job, f"orchestrate() timed out after {timeout} s")
-        forever = [j for j in self._jobs.values() if not j._waited and not j.done()]
-        for job in forever:
-            self.cancel(job, "the finite jobs are done")
-        deadline = time.monotonic() + self.cancel_grace + 5
-        for job in list(self._jobs.values()):
-            if not job.done():
-                self.wait_job(job, max(0.0, deadline - time.monotonic()))
-        self._cleanup()
-        if self._running == 0:
-            self._stop_thread()
-        return ok
+    def _show_wait(
+        self, jobs: Callable[[], builtins.list[Job]]
+    ) -> contextlib.AbstractContextManager[Any]:
+        # The hook lives here, not in _waiting.py: the IPython extension installs it on this
+        # module (set_wait_display), and the rooms never import the facade.
+        return _wait_view(self, jobs)
 
     # inspection --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ CORE = (
     "engine.py", "_scheduler.py", "_loop.py", "_slots.py", "_events.py", "_policies.py",
     "_make.py", "_reattach.py", "_registry.py", "_converge.py", "_webapp.py", "_clusters.py",
     "_listing.py", "_jobsview.py", "_protocols.py", "_clock.py", "_lifetime.py", "_gates.py",
+    "_waiting.py",
 )  # fmt: skip
 
 #: What the core must not import, at any level (TYPE_CHECKING and inside functions too).
