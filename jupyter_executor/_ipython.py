@@ -839,8 +839,9 @@ class _Extension:
             self.patched_prompt = None
         from . import engine as engine_module
 
-        if engine_module._wait_display == self.wait_display:
-            engine_module.set_wait_display(self.previous_wait_display)
+        current = engine_module.set_wait_display(self.previous_wait_display)
+        if current != self.wait_display:  # another hook was installed after ours: keep it
+            engine_module.set_wait_display(current)
         engine = engine_module._default
         if engine is not None:
             engine.shutdown()

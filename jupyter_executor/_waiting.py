@@ -12,8 +12,9 @@ import builtins
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._registry import Registry
@@ -24,6 +25,9 @@ from .job import Job
 
 logger = logging.getLogger("jupyter_executor")
 
+#: ``fn(engine, jobs)``: the context manager a blocking wait on the main thread enters.
+WaitDisplay = Callable[[Any, builtins.list[Job]], contextlib.AbstractContextManager[Any]]
+
 
 class Waiting(Registry):
     """Block (or ``await``) until jobs end; run the jobs given to ``Engine(*jobs)``."""
@@ -31,10 +35,6 @@ class Waiting(Registry):
     if TYPE_CHECKING:
 
         def cancel(self, job: Job | str, reason: str = ...) -> bool: ...
-
-        def _show_wait(
-            self, jobs: Callable[[], builtins.list[Job]]
-        ) -> contextlib.AbstractContextManager[Any]: ...
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every non-forever job has finished.
@@ -48,7 +48,7 @@ class Waiting(Registry):
         self._check_not_in_job("wait")
         if self._deferred:
             self._submit([], False)
-        with self._show_wait(self._waited_unfinished), self._cond:
+        with _wait_view(self, self._waited_unfinished), self._cond:
             if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                 return False
             ok = self._bad == 0
@@ -133,7 +133,7 @@ class Waiting(Registry):
         if self._deferred:
             self._submit([], False)
         jobs = builtins.list(self._jobs.values())
-        with self._show_wait(lambda: [j for j in jobs if not j.done()]):
+        with _wait_view(self, lambda: [j for j in jobs if not j.done()]):
             return self._orchestrate(timeout)
 
     def _orchestrate(self, timeout: float | None) -> bool:
@@ -153,3 +153,54 @@ class Waiting(Registry):
         if self._running == 0:
             self._stop_thread()
         return ok
+
+
+# -- what a blocking wait shows -----------------------------------------------------------------
+
+#: Makes the context manager that shows the jobs a blocking wait waits for; installed by the
+#: IPython extension (set_wait_display), so that the core imports no IPython.
+_wait_display: WaitDisplay | None = None
+_wait_shown = False  # a wait on the main thread shows its jobs now (nested waits show nothing)
+
+
+def set_wait_display(
+    fn: WaitDisplay | None,
+) -> WaitDisplay | None:
+    """Install ``fn(engine, jobs)``, entered while a blocking wait on the main thread waits.
+
+    :meth:`Engine.wait`, :meth:`Engine.orchestrate` (and ``%jobs wait``) called on the main
+    thread enter the context manager it returns around the waiting, with the jobs waited for;
+    the IPython extension shows them under the cell (or prints their lines in a terminal).
+    A hook that raises is logged and the wait goes on. None removes it; returns the previous.
+    """
+    global _wait_display
+    previous, _wait_display = _wait_display, fn
+    return previous
+
+
+@contextlib.contextmanager
+def _wait_view(engine: Any, jobs: Callable[[], builtins.list[Job]]) -> Iterator[None]:
+    """Show ``jobs()`` with the installed hook while the body waits (main thread, not nested)."""
+    global _wait_shown
+    hook = _wait_display
+    if hook is None or _wait_shown or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    waited = jobs()
+    if not waited:
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(hook(engine, waited))
+    except Exception:
+        logger.exception("jupyter_executor: the wait display failed")
+    _wait_shown = True
+    try:
+        yield
+    finally:
+        _wait_shown = False
+        try:
+            stack.close()
+        except Exception:
+            logger.exception("jupyter_executor: the wait display failed")

@@ -11,6 +11,7 @@ file and each initialising the state it owns (bottom up; each room builds on the
     _loop.py       LoopThread   the loop thread, its inbox (call_soon), cleanups, the lock
     _slots.py      Slots        max_jobs, per-backend limits, queues; the backends' host
     _gates.py      Gates        conditions of pending jobs, asked and asked again
+    _intake.py     Intake       a submission's new jobs, their names and edges, checked
     _scheduler.py  Scheduler    the run state: register, admit, begin, finish, settle
     _policies.py   Policies     retry delays, restart back-off, schedule ticks, timeouts
     _registry.py   Registry     lookups by name; add/start/stop (R executor's registry)
@@ -34,7 +35,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
@@ -54,6 +55,8 @@ from ._reattach import Reattach, same_process
 from ._registry import ON_DUPLICATE
 from ._status import Status
 from ._waiting import Waiting
+from ._waiting import _wait_view as _wait_view  # _ipython.py's %jobs wait shows its jobs
+from ._waiting import set_wait_display as set_wait_display  # the IPython extension's hook
 from ._webapp import WebApps
 from .errors import (
     InvalidOption,
@@ -262,35 +265,11 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         ----------
         target
             A callable, a coroutine (function), a command string or argv list, or a Job.
-        name, label, backend, requires, forever, retries, retry_delay, timeout, condition, env, cwd
-            As for :class:`Job`. Durations (``timeout``, ``retry_delay``, ``restart_delay``,
-            ``every``) take seconds, a timedelta or text: ``"90"``, ``"5m"``, ``"2 min"``,
-            ``"1h30m"``, ``"1d"``.
-        every, cron, start
-            Run periodically (``every="2 min"``, a timedelta, or a cron expression), from
-            ``start`` (a datetime or ISO string) on; ``start`` alone runs once at that time. A
-            run still going at its next time is not started twice (the tick is skipped).
-        restart, restart_delay, max_restarts
-            Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
-            each consecutive failure; after ``max_restarts`` restarts the job stays failed.
-        detach
-            A command, or a function that cloudpickle can ship (with ``name=``; its arguments
-            are pickled now), that outlives the kernel: a new engine on the same folder
-            re-attaches to it. A function's return value comes back as
-            ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
-        inputs, outputs, force
-            Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
-            marked done ("up to date") without running, unless ``force``; a job that succeeds
-            without producing its outputs fails, naming the missing ones.
-        before, after
-            Callables run with the job before and after each run (in its thread or task).
-        resources, priority
-            Dask jobs: worker resources (``{"GPU": 1}``) and scheduling priority, passed to
-            ``Client.submit``.
-        notify
-            Say in the browser when the job ends (its ``%%job`` view sends a notification with
-            its name, status and duration); None: as :attr:`notify` says. For other ways to be
-            told, see :meth:`on_finish`.
+        **options
+            The job's options (``name``, ``backend``, ``requires``, ``retries``, ``timeout``,
+            ``every``, ``restart``, ``detach``, ``inputs``, ``notify``, ...): each is documented
+            once, in :class:`Job`'s docstring; their types are
+            :class:`~jupyter_executor._options.JobOptions`.
         replace
             Let the new job take the name of a finished job (that run stays in the new job's
             ``previous`` record).
@@ -432,13 +411,6 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
                     removed += 1
         return removed
 
-    def _show_wait(
-        self, jobs: Callable[[], builtins.list[Job]]
-    ) -> contextlib.AbstractContextManager[Any]:
-        # The hook lives here, not in _waiting.py: the IPython extension installs it on this
-        # module (set_wait_display), and the rooms never import the facade.
-        return _wait_view(self, jobs)
-
     # inspection --------------------------------------------------------------------------------
 
     def list(
@@ -573,58 +545,6 @@ def _check_engine_options(
     if default_backend is not None and default_backend not in BACKENDS:
         msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
         raise ValueError(msg)
-
-
-# -- what a blocking wait shows -----------------------------------------------------------------
-
-#: Makes the context manager that shows the jobs a blocking wait waits for; installed by the
-#: IPython extension (set_wait_display), so that this module imports no IPython.
-_wait_display: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None
-_wait_display = None
-_wait_shown = False  # a wait on the main thread shows its jobs now (nested waits show nothing)
-
-
-def set_wait_display(
-    fn: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None,
-) -> Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None:
-    """Install ``fn(engine, jobs)``, entered while a blocking wait on the main thread waits.
-
-    :meth:`Engine.wait`, :meth:`Engine.orchestrate` (and ``%jobs wait``) called on the main
-    thread enter the context manager it returns around the waiting, with the jobs waited for;
-    the IPython extension shows them under the cell (or prints their lines in a terminal).
-    A hook that raises is logged and the wait goes on. None removes it; returns the previous.
-    """
-    global _wait_display
-    previous, _wait_display = _wait_display, fn
-    return previous
-
-
-@contextlib.contextmanager
-def _wait_view(engine: Engine, jobs: Callable[[], builtins.list[Job]]) -> Iterator[None]:
-    """Show ``jobs()`` with the installed hook while the body waits (main thread, not nested)."""
-    global _wait_shown
-    hook = _wait_display
-    if hook is None or _wait_shown or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    waited = jobs()
-    if not waited:
-        yield
-        return
-    stack = contextlib.ExitStack()
-    try:
-        stack.enter_context(hook(engine, waited))
-    except Exception:
-        logger.exception("jupyter_executor: the wait display failed")
-    _wait_shown = True
-    try:
-        yield
-    finally:
-        _wait_shown = False
-        try:
-            stack.close()
-        except Exception:
-            logger.exception("jupyter_executor: the wait display failed")
 
 
 _default: Engine | None = None
