@@ -112,7 +112,7 @@ class Reattach(Scheduler):
 
     def _watch_cancelled(self, job: Job, task: asyncio.Task[None]) -> None:
         """(loop thread) Stop the process of a re-attached job whose watch was cancelled."""
-        if not task.cancelled() or not job._cancel_requested:
+        if not task.cancelled() or not job.cancel_requested:
             return  # it ended by itself, or the engine stopped: a detached job runs on
         assert job.pid is not None
         _kill_group(job.pid, self.cancel_grace)

@@ -223,8 +223,7 @@ class Scheduler(Intake):
                 if old is not Status.DONE:
                     self._bad -= 1
             job._result = job._exception = job.traceback = None
-            job._cancel_reason = None
-            job._cancel_requested = False
+            self._clear_cancel(job)
             job._future = None
             job._output = None
             job.started = job.finished = None
@@ -349,7 +348,7 @@ class Scheduler(Intake):
         if backend is None:
             return None
         ready: builtins.list[Job] | None = [] if handoff is not None else None
-        stopped = job._cancel_requested or cancelled
+        stopped = job.cancel_requested or cancelled
         life = job._life
         if exc is None and not stopped and (life is not None or type(job) is not Job):
             result, exc = self._check_result(job, result)
@@ -378,7 +377,7 @@ class Scheduler(Intake):
             job._timeout_handle = None
         job._task = None
         backend = self._backends.get(job.backend)
-        if backend is None or (self._closed and job.detach and not job._cancel_requested):
+        if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
         with self._lock:
             if job.status is not Status.RUNNING:
@@ -585,12 +584,28 @@ class Scheduler(Intake):
                     stream = stream._original
                 print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
+    # The cancel request of a job's run: written here only (jobs and backends read
+    # Job.cancel_requested and Job.cancel_reason).
+    @staticmethod
+    def _note_cancel(job: Job, reason: str) -> None:
+        job._cancel_reason = reason
+        job._cancel_requested = True
+
+    @staticmethod
+    def _clear_cancel(job: Job) -> None:
+        job._cancel_reason = None
+        job._cancel_requested = False
+
+    @staticmethod
+    def _amend_cancel(job: Job, default: str, why: str) -> None:
+        """Add ``why`` to the reason the job was asked to stop (``default`` when none)."""
+        job._cancel_reason = f"{job._cancel_reason or default}; {why}"
+
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
             if job.status is not Status.PENDING and job.status is not Status.CREATED:
                 return
-            job._cancel_reason = reason
-            job._cancel_requested = True
+            self._note_cancel(job, reason)
         if not self._settle(job, Status.CANCELLED, None, None, not_started=True):
             self._call_soon(self._stop, job)  # it started meanwhile: stop it like a running one
 

@@ -540,6 +540,15 @@ class Job:
         return self._exception
 
     @property
+    def cancel_requested(self) -> bool:
+        """Whether the engine has asked the job to stop (cancel, timeout, shutdown) this run.
+
+        Set and cleared by the engine's scheduler only; :func:`~jupyter_executor.cancelled`
+        reads it from inside the job.
+        """
+        return self._cancel_requested
+
+    @property
     def cancel_reason(self) -> str | None:
         """Why the job was cancelled (by the user, timeout, a failed dependency, shutdown)."""
         return self._cancel_reason if self.status is Status.CANCELLED else None

@@ -78,3 +78,24 @@ def test_the_facade_and_every_core_class_stay_readable() -> None:
             if isinstance(node, ast.ClassDef):
                 size = (node.end_lineno or node.lineno) - node.lineno + 1
                 assert size <= 600, f"{module}: class {node.name} has {size} lines"
+
+
+#: Who may write a job's cancel request: the job itself (its defaults) and the scheduler. The
+#: thread and dask backends still amend the reason when they give up on a run (to do: a
+#: ``why=`` for ``BackendHost.finish``); every other room goes through the scheduler.
+CANCEL_WRITERS = ("job.py", "_scheduler.py", "backends/thread.py", "backends/dask.py")
+
+
+def test_only_the_scheduler_writes_the_cancel_request() -> None:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if str(path.relative_to(PACKAGE)) in CANCEL_WRITERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and node.attr in ("_cancel_reason", "_cancel_requested")
+            ):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.attr}")
+    assert not found, found
