@@ -28,7 +28,7 @@ class Policies(Scheduler):
     def _retry(self, job: Job, why: str) -> None:
         delay = job.retry_delay * 2 ** (job.attempts - 1)
         with self._lock:
-            job._set_status(Status.PENDING)
+            self._move(job, Status.PENDING)
             # The store and the subscribers (a store of their own, a view) see the failed
             # attempt with its error before it is cleared for the next one.
             self._job_changed(job)
@@ -111,7 +111,7 @@ class Policies(Scheduler):
             self._unfinished += 1
             if job.status is not Status.DONE:
                 self._bad -= 1
-        job._set_status(Status.PENDING)
+        self._move(job, Status.PENDING)
         self._clear_cancel(job)
         job._future = None
         if self._store is not None:

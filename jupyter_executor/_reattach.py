@@ -84,8 +84,8 @@ class Reattach(Scheduler):
         with self._lock:
             self._jobs[name] = job
             job.engine = self._as_engine
-            job._set_status(Status.PENDING)
-            job._set_status(Status.RUNNING)
+            self._move(job, Status.PENDING)
+            self._move(job, Status.RUNNING)
             job.submitted = row.get("submitted") or time.time()
             job.started = row.get("started") or time.time()
             job.attempts = int(row.get("attempt") or 1)

@@ -1,7 +1,8 @@
 """The run state and its owner: registering, admitting, starting, finishing and settling jobs.
 
-Every status change goes through :meth:`Job._set_status` under the engine's lock; a finished
-job wakes exactly its dependents.
+Every status change of a submitted job is made here, under the engine's lock (the other rooms call
+``Scheduler._move``; ``_status.py`` holds the one transition table), and so is every write of a
+run's cancel request; a finished job wakes exactly its dependents.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import _capture, _durable, _traceback
 from ._events import jobs_logger, log_event, new_event
 from ._graph import Graph
-from ._intake import Intake, _collect
+from ._intake import _WIDE, Intake, _collect
 from ._make import freshness, missing_outputs, record_files
 from ._runtime import _current_job
 from ._status import FINISHED, Status
@@ -37,12 +38,6 @@ logger = logging.getLogger("jupyter_executor")
 #: Jobs admitted per turn of the engine's loop.
 _ADMIT_BATCH = 256
 
-#: A job with more requirements than this also gets a set of their names, so that a settling
-#: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
-#: cost 5x more per job than 1 -> 1k -> 1). Below it a tuple scan is as fast as a hash, and
-#: chains (one requirement) pay nothing.
-_WIDE = 8
-
 
 class Scheduler(Intake):
     """The run state: the jobs, their graph and the counters, changed only under the lock.
@@ -54,12 +49,9 @@ class Scheduler(Intake):
     force: bool
     print_traceback: bool
     _closed: bool
-    _wide: dict[str, frozenset[str]]
-    _unfinished: int
     _bad: int
     _idle_waiters: builtins.list[concurrent.futures.Future[None]]
     _deferred: builtins.list[Job]
-    _default_restart: tuple[float, int | None] | None
     _rearmed: set[str]
 
     if TYPE_CHECKING:
@@ -116,67 +108,6 @@ class Scheduler(Intake):
             self._cancel_pending(job, reason)
         if ready:
             self._dispatch(ready)
-
-    def _register(
-        self, batch: builtins.list[Job], replace: bool
-    ) -> tuple[list[Job], list[tuple[Job, str]]]:
-        """(under the lock) Take a submission in, all or nothing; return what can start now.
-
-        Also returns the jobs to cancel at once (a requirement already failed or cancelled).
-        Raises, before anything changes, on a duplicate name, an unknown requirement or a cycle.
-        """
-        new, names, replacing = self._admissible(batch, replace)
-        if not new:
-            return [], []
-        self._add_edges(new, names, replacing)
-        ready, to_cancel = self._enter(new, replacing)
-        self._record_many("submitted", new)
-        if self._store is not None:
-            # A job that can start now is recorded when it starts, an instant later (its run
-            # keeps its submit time); the history sees those that wait at once.
-            starting = {id(j) for j in ready} if len(ready) < len(new) else None
-            for job in new:
-                if starting is not None and id(job) not in starting:
-                    self._job_changed(job)
-        return ready, to_cancel
-
-    def _enter(
-        self, new: builtins.list[Job], replacing: dict[str, Job]
-    ) -> tuple[list[Job], list[tuple[Job, str]]]:
-        """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
-        jobs = self._jobs
-        engine = self._as_engine
-        now = self._now()
-        ready: builtins.list[Job] = []
-        to_cancel: builtins.list[tuple[Job, str]] = []
-        for job in new:
-            name = str(job.name)
-            old = replacing.get(name)
-            if old is not None:
-                job.previous = [*old.previous, old.info()]
-                job.attempts = old.attempts
-                self._forget(old, graph=False)
-            jobs[name] = job
-            job.engine = engine
-            if self._default_restart is not None:
-                self._restart_by_default(job)
-            job._set_status(Status.PENDING)
-            job.submitted = now
-            if job._waited:
-                self._unfinished += 1
-            if len(job.requirements) > _WIDE:
-                self._wide[name] = frozenset(job.requirements)
-            waiting = 0
-            for req in job.requirements:
-                status = jobs[req].status
-                if status is not Status.DONE:
-                    if status is Status.FAILED or status is Status.CANCELLED:
-                        to_cancel.append((job, f"dependency {req!r} {status.value}"))
-                    waiting += 1
-            job._waiting = waiting
-            if waiting == 0:
-                ready.append(job)
-        return ready, to_cancel
 
     def _forget(self, job: Job, graph: bool = True) -> None:
         # Drop a finished job from the counters (it is being replaced or removed). A replaced
@@ -583,6 +514,38 @@ class Scheduler(Intake):
                 if type(stream) is _capture._StreamProxy:
                     stream = stream._original
                 print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
+
+    def _mark_running(self, job: Job, backend: Backend) -> None:
+        # (under the lock) A slot is taken: the job runs.
+        job._set_status(Status.RUNNING)
+        job.started = now = self._now()
+        job.finished = None
+        job.attempts += 1
+        if self.resume:
+            self._ran.add(str(job.name))
+        job._exception = None
+        job.traceback = None
+        if job._output is not None:  # an earlier run: this one starts a new tail and log
+            job._output.close()
+            job._output = None
+        self._running += 1
+        backend.running += 1
+        self.log.append(new_event((now, "started", job.name, "")))
+        if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
+            # (a command is logged when its process exists, with its pid: _note_pid)
+            log_event(logging.INFO, "started %s %s", job.name, job.describe())
+        if self._subscribers:
+            self._emit("status", job)
+        if self._store is not None:
+            if job._life is None:  # _job_changed inlined: a call less per job
+                self._store.job_changed(job)
+            else:
+                self._job_changed(job)
+
+    @staticmethod
+    def _move(job: Job, status: Status) -> None:
+        """(under the lock) The rooms above change a status through here (_status.py checks it)."""
+        job._set_status(status)
 
     # The cancel request of a job's run: written here only (jobs and backends read
     # Job.cancel_requested and Job.cancel_reason).

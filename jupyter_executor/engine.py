@@ -1,8 +1,8 @@
 """The engine: a registry of jobs and a scheduler on its own event loop, in its own thread.
 
 Scheduling never depends on the caller's thread: a notebook cell that blocks does not stop
-dependent jobs from starting (docs/kernel-notes.md §2). Every status change goes through
-:meth:`Job._set_status` under the engine's lock; a finished job wakes exactly its dependents.
+dependent jobs from starting (docs/kernel-notes.md §2). Every status change is made by
+the scheduler (_scheduler.py) under the engine's lock; a finished job wakes exactly its dependents.
 
 This module is the public facade; :class:`Engine` is assembled from rooms, each in its own
 file and each initialising the state it owns (bottom up; each room builds on the one above)::

@@ -99,3 +99,16 @@ def test_only_the_scheduler_writes_the_cancel_request() -> None:
             ):
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.attr}")
     assert not found, found
+
+
+def test_only_the_scheduler_changes_a_status() -> None:
+    # One writer of the run state: the scheduler (_scheduler.py, and _intake.py, where a
+    # submission's jobs become pending); the other rooms call Scheduler._move. A job changes
+    # its own status only when it was never submitted (Job.cancel before submit).
+    callers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "_set_status"
+    }
+    assert callers <= {"job.py", "_intake.py", "_scheduler.py"}, sorted(callers)
