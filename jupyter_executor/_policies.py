@@ -28,7 +28,7 @@ class Policies(Scheduler):
     def _retry(self, job: Job, why: str) -> None:
         delay = job.retry_delay * 2 ** (job.attempts - 1)
         with self._lock:
-            job._set_status(Status.PENDING)
+            self._move(job, Status.PENDING)
             # The store and the subscribers (a store of their own, a view) see the failed
             # attempt with its error before it is cleared for the next one.
             self._job_changed(job)
@@ -36,8 +36,7 @@ class Policies(Scheduler):
                 "retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s"
             )
             job._exception = None
-            job._cancel_reason = None
-            job._cancel_requested = False
+            self._clear_cancel(job)
         self._call_soon(self._admit_later, job, delay)
 
     def _admit_later(self, job: Job, delay: float) -> None:
@@ -78,7 +77,7 @@ class Policies(Scheduler):
         """A run of a long-running job ended: schedule its next run or restart; True if so."""
         life = job._life
         assert life is not None
-        if job._cancel_requested and not isinstance(job._exception, JobTimeout):
+        if job.cancel_requested and not isinstance(job._exception, JobTimeout):
             return False  # cancelled by the user or the shutdown: no more runs
         if self._closed:
             return False
@@ -112,9 +111,8 @@ class Policies(Scheduler):
             self._unfinished += 1
             if job.status is not Status.DONE:
                 self._bad -= 1
-        job._set_status(Status.PENDING)
-        job._cancel_reason = None
-        job._cancel_requested = False
+        self._move(job, Status.PENDING)
+        self._clear_cancel(job)
         job._future = None
         if self._store is not None:
             # The next run is pending: without this the store would file a cancel before it
@@ -168,8 +166,7 @@ class Policies(Scheduler):
             return
         reason = f"timed out after {job.timeout:g} s"
         job._exception = JobTimeout(str(job.name), reason)
-        job._cancel_reason = reason
-        job._cancel_requested = True
+        self._note_cancel(job, reason)
         self._record("timeout", job, reason)
         self._backends[job.backend].cancel(job)
 
@@ -192,7 +189,7 @@ class Policies(Scheduler):
             try:
                 for job in left:
                     if job.status is Status.RUNNING:
-                        job._cancel_reason = f"{job._cancel_reason or reason}; {why}"
+                        self._amend_cancel(job, reason, why)
                         self._finish(job, cancelled=True)
             finally:
                 done.set()

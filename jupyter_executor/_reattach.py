@@ -85,8 +85,8 @@ class Reattach(Scheduler):
         with self._lock:
             self._jobs[name] = job
             job.engine = self._as_engine
-            job._set_status(Status.PENDING)
-            job._set_status(Status.RUNNING)
+            self._move(job, Status.PENDING)
+            self._move(job, Status.RUNNING)
             job.submitted = row.get("submitted") or time.time()
             job.started = row.get("started") or time.time()
             job.attempts = int(row.get("attempt") or 1)
@@ -113,7 +113,7 @@ class Reattach(Scheduler):
 
     def _watch_cancelled(self, job: Job, task: asyncio.Task[None]) -> None:
         """(loop thread) Stop the process of a re-attached job whose watch was cancelled."""
-        if not task.cancelled() or not job._cancel_requested:
+        if not task.cancelled() or not job.cancel_requested:
             return  # it ended by itself, or the engine stopped: a detached job runs on
         assert job.pid is not None
         _kill_group(job.pid, self.cancel_grace)

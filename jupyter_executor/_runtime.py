@@ -51,7 +51,7 @@ def cancelled() -> bool:
     False
     """
     job = _current_job.get()
-    return job is not None and job._cancel_requested
+    return job is not None and job.cancel_requested
 
 
 def progress(done: float, total: float | None = None, text: str = "") -> None:

@@ -1,14 +1,14 @@
 """The run state and its owner: registering, admitting, starting, finishing and settling jobs.
 
-Every status change goes through :meth:`Job._set_status` under the engine's lock; a finished
-job wakes exactly its dependents.
+Every status change of a submitted job is made here, under the engine's lock (the other rooms call
+``Scheduler._move``; ``_status.py`` holds the one transition table), and so is every write of a
+run's cancel request; a finished job wakes exactly its dependents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import collections
 import concurrent.futures
 import functools
 import itertools
@@ -19,22 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from . import _capture, _durable, _traceback
 from ._events import jobs_logger, log_event, new_event
-from ._gates import Gates
 from ._graph import Graph
+from ._intake import _WIDE, Intake, _collect
 from ._make import freshness, missing_outputs, record_files
 from ._runtime import _current_job
 from ._status import FINISHED, Status
 from .backends import Backend
 from .errors import (
-    DuplicateJobName,
     JobTimeout,
     MissingOutputs,
     SubmitError,
 )
-from .job import Job, Lifecycle, _job_of, _resolve
-
-if TYPE_CHECKING:
-    pass
+from .job import Job, Lifecycle, _resolve
 
 logger = logging.getLogger("jupyter_executor")
 
@@ -42,14 +38,8 @@ logger = logging.getLogger("jupyter_executor")
 #: Jobs admitted per turn of the engine's loop.
 _ADMIT_BATCH = 256
 
-#: A job with more requirements than this also gets a set of their names, so that a settling
-#: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
-#: cost 5x more per job than 1 -> 1k -> 1). Below it a tuple scan is as fast as a hash, and
-#: chains (one requirement) pay nothing.
-_WIDE = 8
 
-
-class Scheduler(Gates):
+class Scheduler(Intake):
     """The run state: the jobs, their graph and the counters, changed only under the lock.
 
     Registers a submission, admits the jobs whose requirements are met, finishes an attempt and
@@ -59,16 +49,9 @@ class Scheduler(Gates):
     force: bool
     print_traceback: bool
     _closed: bool
-    _jobs: dict[str, Job]
-    _added: dict[str, Job]
-    _graph: Graph
-    _wide: dict[str, frozenset[str]]
-    _name_counts: dict[str, int]
-    _unfinished: int
     _bad: int
     _idle_waiters: builtins.list[concurrent.futures.Future[None]]
     _deferred: builtins.list[Job]
-    _default_restart: tuple[float, int | None] | None
     _rearmed: set[str]
 
     if TYPE_CHECKING:
@@ -126,129 +109,6 @@ class Scheduler(Gates):
         if ready:
             self._dispatch(ready)
 
-    def _register(
-        self, batch: builtins.list[Job], replace: bool
-    ) -> tuple[list[Job], list[tuple[Job, str]]]:
-        """(under the lock) Take a submission in, all or nothing; return what can start now.
-
-        Also returns the jobs to cancel at once (a requirement already failed or cancelled).
-        Raises, before anything changes, on a duplicate name, an unknown requirement or a cycle.
-        """
-        new, names, replacing = self._admissible(batch, replace)
-        if not new:
-            return [], []
-        self._add_edges(new, names, replacing)
-        ready, to_cancel = self._enter(new, replacing)
-        self._record_many("submitted", new)
-        if self._store is not None:
-            # A job that can start now is recorded when it starts, an instant later (its run
-            # keeps its submit time); the history sees those that wait at once.
-            starting = {id(j) for j in ready} if len(ready) < len(new) else None
-            for job in new:
-                if starting is not None and id(job) not in starting:
-                    self._job_changed(job)
-        return ready, to_cancel
-
-    def _admissible(
-        self, batch: builtins.list[Job], replace: bool
-    ) -> tuple[list[Job], set[str], dict[str, Job]]:
-        """The new jobs of ``batch`` (named now), their names, and the finished jobs replaced."""
-        jobs = self._jobs
-        new: builtins.list[Job] = []
-        names: set[str] = set()
-        replacing: dict[str, Job] = {}
-        for job in batch:
-            if job.engine is self and job.name in jobs and jobs[job.name] is job:
-                continue  # already submitted: submitting it again changes nothing
-            if job.engine is not None or job.status is not Status.CREATED:
-                msg = f"job {job.name!r} was already submitted to another engine"
-                raise SubmitError(msg)
-            if job.name is None:
-                job.name = self._unique_name(job.default_name(), names)
-            name = job.name
-            if self._added and self._added.get(name) is job:
-                del self._added[name]  # added earlier, submitted now: start() was skipped
-            if name in names:
-                msg = f"two jobs of this submission are named {name!r}; give them distinct names"
-                raise DuplicateJobName(msg)
-            old = jobs.get(name)
-            if old is not None:
-                _check_replaceable(name, old, replace)
-                replacing[name] = old
-            names.add(name)
-            new.append(job)
-        return new, names, replacing
-
-    def _add_edges(
-        self, new: builtins.list[Job], names: set[str], replacing: dict[str, Job]
-    ) -> None:
-        """Name each new job's requirements and add its edges to the graph (which checks them)."""
-        specs: dict[str, tuple[str, ...]] = {}
-        for job in new:
-            if not job._requires_spec and not job._arg_jobs and job._condition is None:
-                continue  # no edges: the graph needs no node for it
-            spec = job._requires_spec
-            if len(spec) == 1 and not job._arg_jobs:
-                reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
-            else:
-                reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
-            job.requirements = reqs
-            cond = job.condition_jobs()
-            specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
-        if specs or replacing:
-            # raises before anything changes; names are known when they are in the engine
-            known: collections.ChainMap[str, Any] = collections.ChainMap(
-                self._jobs, dict.fromkeys(names)
-            )
-            self._graph.add(specs, replacing=replacing, known=known)
-
-    def _enter(
-        self, new: builtins.list[Job], replacing: dict[str, Job]
-    ) -> tuple[list[Job], list[tuple[Job, str]]]:
-        """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
-        jobs = self._jobs
-        engine = self._as_engine
-        now = self._now()
-        ready: builtins.list[Job] = []
-        to_cancel: builtins.list[tuple[Job, str]] = []
-        for job in new:
-            name = str(job.name)
-            old = replacing.get(name)
-            if old is not None:
-                job.previous = [*old.previous, old.info()]
-                job.attempts = old.attempts
-                self._forget(old, graph=False)
-            jobs[name] = job
-            job.engine = engine
-            if self._default_restart is not None:
-                self._restart_by_default(job)
-            job._set_status(Status.PENDING)
-            job.submitted = now
-            if job._waited:
-                self._unfinished += 1
-            if len(job.requirements) > _WIDE:
-                self._wide[name] = frozenset(job.requirements)
-            waiting = 0
-            for req in job.requirements:
-                status = jobs[req].status
-                if status is not Status.DONE:
-                    if status is Status.FAILED or status is Status.CANCELLED:
-                        to_cancel.append((job, f"dependency {req!r} {status.value}"))
-                    waiting += 1
-            job._waiting = waiting
-            if waiting == 0:
-                ready.append(job)
-        return ready, to_cancel
-
-    def _unique_name(self, base: str, taken: set[str]) -> str:
-        n = self._name_counts.get(base, 0)
-        while True:
-            n += 1
-            name = base if n == 1 else f"{base}-{n}"
-            if name not in self._jobs and name not in taken and name not in self._added:
-                self._name_counts[base] = n
-                return name
-
     def _forget(self, job: Job, graph: bool = True) -> None:
         # Drop a finished job from the counters (it is being replaced or removed). A replaced
         # job's node already belongs to its successor (Graph.add(replacing=...)).
@@ -294,8 +154,7 @@ class Scheduler(Gates):
                 if old is not Status.DONE:
                     self._bad -= 1
             job._result = job._exception = job.traceback = None
-            job._cancel_reason = None
-            job._cancel_requested = False
+            self._clear_cancel(job)
             job._future = None
             job._output = None
             job.started = job.finished = None
@@ -420,7 +279,7 @@ class Scheduler(Gates):
         if backend is None:
             return None
         ready: builtins.list[Job] | None = [] if handoff is not None else None
-        stopped = job._cancel_requested or cancelled
+        stopped = job.cancel_requested or cancelled
         life = job._life
         if exc is None and not stopped and (life is not None or type(job) is not Job):
             result, exc = self._check_result(job, result)
@@ -449,7 +308,7 @@ class Scheduler(Gates):
             job._timeout_handle = None
         job._task = None
         backend = self._backends.get(job.backend)
-        if backend is None or (self._closed and job.detach and not job._cancel_requested):
+        if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
         with self._lock:
             if job.status is not Status.RUNNING:
@@ -656,12 +515,60 @@ class Scheduler(Gates):
                     stream = stream._original
                 print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
+    def _mark_running(self, job: Job, backend: Backend) -> None:
+        # (under the lock) A slot is taken: the job runs.
+        job._set_status(Status.RUNNING)
+        job.started = now = self._now()
+        job.finished = None
+        job.attempts += 1
+        if self.resume:
+            self._ran.add(str(job.name))
+        job._exception = None
+        job.traceback = None
+        if job._output is not None:  # an earlier run: this one starts a new tail and log
+            job._output.close()
+            job._output = None
+        self._running += 1
+        backend.running += 1
+        self.log.append(new_event((now, "started", job.name, "")))
+        if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
+            # (a command is logged when its process exists, with its pid: _note_pid)
+            log_event(logging.INFO, "started %s %s", job.name, job.describe())
+        if self._subscribers:
+            self._emit("status", job)
+        if self._store is not None:
+            if job._life is None:  # _job_changed inlined: a call less per job
+                self._store.job_changed(job)
+            else:
+                self._job_changed(job)
+
+    @staticmethod
+    def _move(job: Job, status: Status) -> None:
+        """(under the lock) The rooms above change a status through here (_status.py checks it)."""
+        job._set_status(status)
+
+    # The cancel request of a job's run: written here only (jobs and backends read
+    # Job.cancel_requested and Job.cancel_reason).
+    @staticmethod
+    def _note_cancel(job: Job, reason: str) -> None:
+        job._cancel_reason = reason
+        job._cancel_requested = True
+
+    @staticmethod
+    def _clear_cancel(job: Job) -> None:
+        job._cancel_reason = None
+        job._cancel_requested = False
+
+    @staticmethod
+    def _amend_cancel(job: Job, default: str, why: str) -> None:
+        """Add ``why`` to the reason the job was asked to stop (``default`` when none)."""
+        job._cancel_reason = f"{job._cancel_reason or default}; {why}"
+
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
             if job.status is not Status.PENDING and job.status is not Status.CREATED:
                 return
-            job._cancel_reason = reason
-            job._cancel_requested = True
+            self._note_cancel(job, reason)
         if not self._settle(job, Status.CANCELLED, None, None, not_started=True):
             self._call_soon(self._stop, job)  # it started meanwhile: stop it like a running one
 
@@ -703,82 +610,3 @@ def _adopt(parent: Job, batch: builtins.list[Job]) -> None:
     children = parent.children if parent.children else []
     children.extend(j for j in batch if j is not parent)
     parent.children = children
-
-
-def _check_replaceable(name: str, old: Job, replace: bool) -> None:
-    """Raise unless finished job ``old`` may give its name to a new job."""
-    if not old.done():
-        msg = (
-            f"job {name!r} is {old.status.value}; cancel it first "
-            f"(engine.cancel({name!r})) or pick another name"
-        )
-        raise DuplicateJobName(msg)
-    if not replace:
-        msg = (
-            f"a job named {name!r} already exists ({old.status.value}); "
-            "pick another name, or pass replace=True to run it again"
-        )
-        raise DuplicateJobName(msg)
-
-
-def _name_of(ref: Any) -> str:
-    if isinstance(ref, str):
-        return ref
-    job = _job_of(ref)
-    if job is None or job.name is None:  # pragma: no cover - _collect names them first
-        msg = f"cannot name {ref!r}"
-        raise SubmitError(msg)
-    return job.name
-
-
-def _collect(jobs: list[Job]) -> list[Job]:
-    """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
-    if not any(j._requires_spec or j._arg_jobs or j._condition is not None for j in jobs):
-        return jobs  # nothing to walk (the common case of independent jobs)
-    if _in_order(jobs):
-        return jobs
-    return _walk(jobs)
-
-
-def _in_order(jobs: list[Job]) -> bool:
-    """True when each job's unsubmitted dependencies come before it (and none is repeated).
-
-    Jobs given dependencies first (a chain built in order, a script's natural order) then need
-    no walk: one pass checks it.
-    """
-    earlier: set[int] = set()
-    for job in jobs:
-        if id(job) in earlier:
-            return False  # given twice: the walk drops the repeat
-        spec = job._requires_spec
-        deps = spec if not job._arg_jobs and job._condition is None else job.required_jobs()
-        if job._condition is not None:
-            deps = [*deps, *job.condition_jobs()]
-        if any(
-            (d := _job_of(dep)) is not None and d.engine is None and id(d) not in earlier
-            for dep in deps
-        ):
-            return False
-        earlier.add(id(job))
-    return True
-
-
-def _walk(jobs: list[Job]) -> list[Job]:
-    """Depth-first: every unsubmitted dependency of ``jobs`` before its dependents, once."""
-    seen: set[int] = set()
-    order: list[Job] = []
-    stack: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]
-    while stack:
-        job, expanded = stack.pop()
-        if expanded:
-            order.append(job)
-            continue
-        if id(job) in seen:
-            continue
-        seen.add(id(job))
-        stack.append((job, True))
-        for dep in (*job.required_jobs(), *job.condition_jobs()):
-            dep_job = _job_of(dep)
-            if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
-                stack.append((dep_job, False))
-    return order

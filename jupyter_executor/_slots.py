@@ -14,7 +14,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import _capture
-from ._events import jobs_logger, log_event, new_event
 from ._loop import LoopThread
 from ._status import Status
 from .backends import Backend, make_backend
@@ -94,6 +93,8 @@ class Slots(LoopThread):
 
     if TYPE_CHECKING:
         # Provided by the rooms above (the scheduler and the policies).
+        def _mark_running(self, job: Job, backend: Backend) -> None: ...
+
         def _finish(
             self,
             job: Job,
@@ -193,33 +194,6 @@ class Slots(LoopThread):
                 waiting = waiting or bool(b.queue)
             if waiting:
                 self._arm_note_queued()
-
-    def _mark_running(self, job: Job, backend: Backend) -> None:
-        # (under the lock) A slot is taken: the job runs.
-        job._set_status(Status.RUNNING)
-        job.started = now = self._now()
-        job.finished = None
-        job.attempts += 1
-        if self.resume:
-            self._ran.add(str(job.name))
-        job._exception = None
-        job.traceback = None
-        if job._output is not None:  # an earlier run: this one starts a new tail and log
-            job._output.close()
-            job._output = None
-        self._running += 1
-        backend.running += 1
-        self.log.append(new_event((now, "started", job.name, "")))
-        if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
-            # (a command is logged when its process exists, with its pid: _note_pid)
-            log_event(logging.INFO, "started %s %s", job.name, job.describe())
-        if self._subscribers:
-            self._emit("status", job)
-        if self._store is not None:
-            if job._life is None:  # _job_changed inlined: a call less per job
-                self._store.job_changed(job)
-            else:
-                self._job_changed(job)
 
     def _after_begin(self, job: Job) -> None:
         if job.timeout is not None:

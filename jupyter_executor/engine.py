@@ -1,8 +1,8 @@
 """The engine: a registry of jobs and a scheduler on its own event loop, in its own thread.
 
 Scheduling never depends on the caller's thread: a notebook cell that blocks does not stop
-dependent jobs from starting (docs/kernel-notes.md §2). Every status change goes through
-:meth:`Job._set_status` under the engine's lock; a finished job wakes exactly its dependents.
+dependent jobs from starting (docs/kernel-notes.md §2). Every status change is made by
+the scheduler (_scheduler.py) under the engine's lock; a finished job wakes exactly its dependents.
 
 This module is the public facade; :class:`Engine` is assembled from rooms, each in its own
 file and each initialising the state it owns (bottom up; each room builds on the one above)::
@@ -11,9 +11,11 @@ file and each initialising the state it owns (bottom up; each room builds on the
     _loop.py       LoopThread   the loop thread, its inbox (call_soon), cleanups, the lock
     _slots.py      Slots        max_jobs, per-backend limits, queues; the backends' host
     _gates.py      Gates        conditions of pending jobs, asked and asked again
+    _intake.py     Intake       a submission's new jobs, their names and edges, checked
     _scheduler.py  Scheduler    the run state: register, admit, begin, finish, settle
     _policies.py   Policies     retry delays, restart back-off, schedule ticks, timeouts
     _registry.py   Registry     lookups by name; add/start/stop (R executor's registry)
+    _waiting.py    Waiting      wait, join, wait_job, gather, orchestrate
     _reattach.py   Reattach     detached commands an earlier kernel left running
     _webapp.py, _converge.py, _clusters.py: web apps, converge(), the dask cluster
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
 import contextlib
 import inspect
 import logging
@@ -34,7 +35,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
@@ -50,14 +51,15 @@ from ._options import JobOptions, _check_flag, split_submit_options
 from ._platform import check_supported
 from ._policies import Policies
 from ._reattach import Reattach
-from ._registry import ON_DUPLICATE, Registry
-from ._runtime import _current_job
+from ._registry import ON_DUPLICATE
 from ._status import Status
+from ._waiting import Waiting
+from ._waiting import _wait_view as _wait_view  # _ipython.py's %jobs wait shows its jobs
+from ._waiting import set_wait_display as set_wait_display  # the IPython extension's hook
 from ._webapp import WebApps
 from .errors import (
     InvalidOption,
     InvalidOptionType,
-    StoreError,
     SubmitError,
 )
 from .job import BACKENDS, Job
@@ -80,7 +82,7 @@ COLUMNS = _listing.COLUMNS
 _HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
 
 
-class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
+class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
     """Runs jobs in the background, with dependencies, retries, timeouts and cancellation.
 
     Parameters
@@ -258,35 +260,11 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
         ----------
         target
             A callable, a coroutine (function), a command string or argv list, or a Job.
-        name, label, backend, requires, forever, retries, retry_delay, timeout, condition, env, cwd
-            As for :class:`Job`. Durations (``timeout``, ``retry_delay``, ``restart_delay``,
-            ``every``) take seconds, a timedelta or text: ``"90"``, ``"5m"``, ``"2 min"``,
-            ``"1h30m"``, ``"1d"``.
-        every, cron, start
-            Run periodically (``every="2 min"``, a timedelta, or a cron expression), from
-            ``start`` (a datetime or ISO string) on; ``start`` alone runs once at that time. A
-            run still going at its next time is not started twice (the tick is skipped).
-        restart, restart_delay, max_restarts
-            Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
-            each consecutive failure; after ``max_restarts`` restarts the job stays failed.
-        detach
-            A command, or a function that cloudpickle can ship (with ``name=``; its arguments
-            are pickled now), that outlives the kernel: a new engine on the same folder
-            re-attaches to it. A function's return value comes back as
-            ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
-        inputs, outputs, force
-            Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
-            marked done ("up to date") without running, unless ``force``; a job that succeeds
-            without producing its outputs fails, naming the missing ones.
-        before, after
-            Callables run with the job before and after each run (in its thread or task).
-        resources, priority
-            Dask jobs: worker resources (``{"GPU": 1}``) and scheduling priority, passed to
-            ``Client.submit``.
-        notify
-            Say in the browser when the job ends (its ``%%job`` view sends a notification with
-            its name, status and duration); None: as :attr:`notify` says. For other ways to be
-            told, see :meth:`on_finish`.
+        **options
+            The job's options (``name``, ``backend``, ``requires``, ``retries``, ``timeout``,
+            ``every``, ``restart``, ``detach``, ``inputs``, ``notify``, ...): each is documented
+            once, in :class:`Job`'s docstring; their types are
+            :class:`~jupyter_executor._options.JobOptions`.
         replace
             Let the new job take the name of a finished job (that run stays in the new job's
             ``previous`` record).
@@ -428,125 +406,6 @@ class Engine(Registry, Policies, Reattach, WebApps, Converge, Clusters):
                     removed += 1
         return removed
 
-    # waiting -----------------------------------------------------------------------------------
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until every non-forever job has finished.
-
-        Works from any thread, including a notebook cell (it waits on a lock, not on an event
-        loop). Returns True when all of them succeeded; False on timeout, or when one failed or
-        was cancelled. On the main thread with the IPython extension loaded, the jobs waited for
-        are shown meanwhile (under the cell, or as ``[job NAME] line`` in a terminal; see
-        :func:`set_wait_display`).
-        """
-        self._check_not_in_job("wait")
-        if self._deferred:
-            self._submit([], False)
-        with _wait_view(self, self._waited_unfinished), self._cond:
-            if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
-                return False
-            ok = self._bad == 0
-        self._on_disk()
-        return ok
-
-    def _waited_unfinished(self) -> builtins.list[Job]:
-        return [j for j in builtins.list(self._jobs.values()) if j._waited and not j.done()]
-
-    def _on_disk(self) -> None:
-        """Block until the history holds every change reported so far (the ends a wait saw).
-
-        Bounded by the store's busy timeout; a history that cannot be written is logged, not
-        raised: the jobs did end, and the store retries the write.
-        """
-        store = self._store
-        if store is None:
-            return
-        try:
-            store.flush(store.busy_timeout)
-        except (StoreError, TimeoutError) as exc:
-            logger.warning("jupyter_executor: the ends waited for are not on disk yet: %s", exc)
-
-    async def join(self, timeout: float | None = None) -> bool:
-        """``await`` until every non-forever job has finished; the async twin of :meth:`wait`.
-
-        The jobs themselves are shielded: cancelling the awaiting code (a kernel interrupt of
-        the cell) does not cancel them.
-        """
-        self._check_not_in_job("join")
-        if self._deferred:
-            self._submit([], False)
-        with self._lock:
-            fut: concurrent.futures.Future[None] | None = None
-            if self._unfinished:
-                fut = concurrent.futures.Future()
-                self._idle_waiters.append(fut)
-        if fut is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
-            except TimeoutError:
-                return False
-        ok = self._bad == 0
-        if self._store is not None:
-            await asyncio.to_thread(self._on_disk)  # the awaiting loop goes on meanwhile
-        return ok
-
-    def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
-        """Block until ``job`` has finished; True when it is done (succeeded)."""
-        job = self._get(job)
-        if job is _current_job.get():
-            msg = f"job {job.name!r} cannot wait for itself"
-            raise SubmitError(msg)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # A job that restarts (or runs on a schedule) resolves its future at the end of each
-        # run and gets a new one for the next: wait until it has finished for good.
-        while not job.done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            concurrent.futures.wait([job.future], left)
-        if job.done():
-            self._on_disk()
-        return job.status is Status.DONE
-
-    async def gather(self, *jobs: Job | str) -> builtins.list[Any]:
-        """``await`` several jobs; return their results in order (raise the first failure)."""
-        return [await self._get(j) for j in jobs]
-
-    def orchestrate(self, timeout: float | None = None) -> bool:
-        """Run the jobs given to ``Engine(*jobs)`` (and any submitted) until the finite ones end.
-
-        Forever jobs are then cancelled. On timeout the unfinished jobs are cancelled too. The
-        engine's thread is released when this returns. Works inside a running event loop (a
-        notebook cell): the waiting happens on a lock, not on that loop.
-
-        Returns
-        -------
-        bool
-            True when every finite job succeeded within the timeout.
-        """
-        if self._deferred:
-            self._submit([], False)
-        jobs = builtins.list(self._jobs.values())
-        with _wait_view(self, lambda: [j for j in jobs if not j.done()]):
-            return self._orchestrate(timeout)
-
-    def _orchestrate(self, timeout: float | None) -> bool:
-        ok = self.wait(timeout)
-        if not ok and self._unfinished:
-            for job in list(self._jobs.values()):
-                if job._waited and not job.done():
-                    self.cancel(job, f"orchestrate() timed out after {timeout} s")
-        forever = [j for j in self._jobs.values() if not j._waited and not j.done()]
-        for job in forever:
-            self.cancel(job, "the finite jobs are done")
-        deadline = time.monotonic() + self.cancel_grace + 5
-        for job in list(self._jobs.values()):
-            if not job.done():
-                self.wait_job(job, max(0.0, deadline - time.monotonic()))
-        self._cleanup()
-        if self._running == 0:
-            self._stop_thread()
-        return ok
-
     # inspection --------------------------------------------------------------------------------
 
     def list(
@@ -681,58 +540,6 @@ def _check_engine_options(
     if default_backend is not None and default_backend not in BACKENDS:
         msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
         raise ValueError(msg)
-
-
-# -- what a blocking wait shows -----------------------------------------------------------------
-
-#: Makes the context manager that shows the jobs a blocking wait waits for; installed by the
-#: IPython extension (set_wait_display), so that this module imports no IPython.
-_wait_display: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None
-_wait_display = None
-_wait_shown = False  # a wait on the main thread shows its jobs now (nested waits show nothing)
-
-
-def set_wait_display(
-    fn: Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None,
-) -> Callable[[Engine, builtins.list[Job]], contextlib.AbstractContextManager[Any]] | None:
-    """Install ``fn(engine, jobs)``, entered while a blocking wait on the main thread waits.
-
-    :meth:`Engine.wait`, :meth:`Engine.orchestrate` (and ``%jobs wait``) called on the main
-    thread enter the context manager it returns around the waiting, with the jobs waited for;
-    the IPython extension shows them under the cell (or prints their lines in a terminal).
-    A hook that raises is logged and the wait goes on. None removes it; returns the previous.
-    """
-    global _wait_display
-    previous, _wait_display = _wait_display, fn
-    return previous
-
-
-@contextlib.contextmanager
-def _wait_view(engine: Engine, jobs: Callable[[], builtins.list[Job]]) -> Iterator[None]:
-    """Show ``jobs()`` with the installed hook while the body waits (main thread, not nested)."""
-    global _wait_shown
-    hook = _wait_display
-    if hook is None or _wait_shown or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    waited = jobs()
-    if not waited:
-        yield
-        return
-    stack = contextlib.ExitStack()
-    try:
-        stack.enter_context(hook(engine, waited))
-    except Exception:
-        logger.exception("jupyter_executor: the wait display failed")
-    _wait_shown = True
-    try:
-        yield
-    finally:
-        _wait_shown = False
-        try:
-            stack.close()
-        except Exception:
-            logger.exception("jupyter_executor: the wait display failed")
 
 
 _default: Engine | None = None

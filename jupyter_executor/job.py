@@ -156,12 +156,24 @@ class Job:
     notify
         Say when the job ends with a browser notification (its name, status and duration), sent
         by its ``%%job`` view; None (default) follows ``engine.notify``.
-    every, cron, start, restart, restart_delay, max_restarts
-        Schedules and restart policies: as for :meth:`Engine.submit
-        <jupyter_executor.Engine.submit>`.
-    detach, inputs, outputs, force, before, after
-        Detached commands, make-like inputs and outputs, hooks: as for :meth:`Engine.submit
-        <jupyter_executor.Engine.submit>`.
+    every, cron, start
+        Run periodically (``every="2 min"``, a timedelta, or a cron expression), from
+        ``start`` (a datetime or ISO string) on; ``start`` alone runs once at that time. A
+        run still going at its next time is not started twice (the tick is skipped).
+    restart, restart_delay, max_restarts
+        Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
+        each consecutive failure; after ``max_restarts`` restarts the job stays failed.
+    detach
+        A command, or (through ``Engine.submit``) a function that cloudpickle can ship (with
+        ``name=``; its arguments are pickled now), that outlives the kernel: a new engine on
+        the same folder re-attaches to it. A function's return value comes back as
+        ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
+    inputs, outputs, force
+        Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
+        marked done ("up to date") without running, unless ``force``; a job that succeeds
+        without producing its outputs fails, naming the missing ones.
+    before, after
+        Callables run with the job before and after each run (in its thread or task).
 
     Raises
     ------
@@ -526,6 +538,15 @@ class Job:
         if self.status is Status.CANCELLED and self._exception is None:
             return JobCancelled(str(self.name), self._cancel_reason or "cancelled")
         return self._exception
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the engine has asked the job to stop (cancel, timeout, shutdown) this run.
+
+        Set and cleared by the engine's scheduler only; :func:`~jupyter_executor.cancelled`
+        reads it from inside the job.
+        """
+        return self._cancel_requested
 
     @property
     def cancel_reason(self) -> str | None:

@@ -18,13 +18,13 @@ pytestmark = [pytest.mark.timeout(120)]
 TALK = """
 import threading, time
 from jupyter_executor import Engine, get_engine
-from jupyter_executor import engine as engine_module
+from jupyter_executor import _waiting
 gates = {}
 def open_when_waiting(names, pause=0.5):
     # Opens the gates line by line once a wait shows its jobs (a wait on the main thread
     # blocks the cell): the lines then come while the cell waits, on a loaded machine too.
     def run():
-        while not engine_module._wait_shown:
+        while not _waiting._wait_shown:
             time.sleep(0.02)
         for i in range(3):
             time.sleep(pause)

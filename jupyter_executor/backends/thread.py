@@ -103,7 +103,7 @@ class ThreadBackend(Backend):
         try:
             try:
                 job._task = ident
-                if job._cancel_requested:
+                if job.cancel_requested:
                     raise JobThreadCancelled
                 if hooks:
                     _run_hooks(job, leaving=False)
@@ -156,7 +156,7 @@ class ThreadBackend(Backend):
     def _inject(self, job: Job, attempt: int) -> None:
         with self._inject_lock:
             ident = job._task
-            if not (isinstance(ident, int) and job.attempts == attempt and job._cancel_requested):
+            if not (isinstance(ident, int) and job.attempts == attempt and job.cancel_requested):
                 return
             self._injected.add(ident)
             _set_async_exc(ident, JobThreadCancelled)

@@ -1,0 +1,246 @@
+"""Taking a submission in: which jobs are new, their names, their edges; pending or ready.
+
+What :class:`~._scheduler.Scheduler` checks before anything of a submission changes (a
+duplicate name, a job of another engine, an unknown requirement, a cycle), and the order in which
+a submission's unsubmitted dependencies join it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+from typing import TYPE_CHECKING, Any
+
+from ._gates import Gates
+from ._graph import Graph
+from ._status import Status
+from .errors import DuplicateJobName, SubmitError
+from .job import Job, _job_of
+
+#: A job with more requirements than this also gets a set of their names, so that a settling
+#: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
+#: cost 5x more per job than 1 -> 1k -> 1). Below it a tuple scan is as fast as a hash, and
+#: chains (one requirement) pay nothing.
+_WIDE = 8
+
+
+class Intake(Gates):
+    """Takes a submission in: names its jobs, adds their edges (the graph checks them), makes
+    them pending, and says which can start now. The scheduler's first part (it only adds)."""
+
+    _jobs: dict[str, Job]
+    _added: dict[str, Job]  # added with add() and not started yet (R executor's registry)
+    _graph: Graph
+    _name_counts: dict[str, int]
+    # The requirement names of the jobs that have more than _WIDE, as sets (see _WIDE).
+    _wide: dict[str, frozenset[str]]
+    _unfinished: int  # waited jobs (not forever, periodic or always restarted) unfinished
+    _default_restart: tuple[float, int | None] | None
+
+    if TYPE_CHECKING:
+        # Provided by the rooms above: the scheduler, the policies.
+        def _forget(self, job: Job, graph: bool = True) -> None: ...
+
+        def _restart_by_default(self, job: Job) -> bool: ...
+
+    def _register(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """(under the lock) Take a submission in, all or nothing; return what can start now.
+
+        Also returns the jobs to cancel at once (a requirement already failed or cancelled).
+        Raises, before anything changes, on a duplicate name, an unknown requirement or a cycle.
+        """
+        new, names, replacing = self._admissible(batch, replace)
+        if not new:
+            return [], []
+        self._add_edges(new, names, replacing)
+        ready, to_cancel = self._enter(new, replacing)
+        self._record_many("submitted", new)
+        if self._store is not None:
+            # A job that can start now is recorded when it starts, an instant later (its run
+            # keeps its submit time); the history sees those that wait at once.
+            starting = {id(j) for j in ready} if len(ready) < len(new) else None
+            for job in new:
+                if starting is not None and id(job) not in starting:
+                    self._job_changed(job)
+        return ready, to_cancel
+
+    def _enter(
+        self, new: builtins.list[Job], replacing: dict[str, Job]
+    ) -> tuple[list[Job], list[tuple[Job, str]]]:
+        """(under the lock) Make the checked jobs pending: the ready ones, the ones to cancel."""
+        jobs = self._jobs
+        engine = self._as_engine
+        now = self._now()
+        ready: builtins.list[Job] = []
+        to_cancel: builtins.list[tuple[Job, str]] = []
+        for job in new:
+            name = str(job.name)
+            old = replacing.get(name)
+            if old is not None:
+                job.previous = [*old.previous, old.info()]
+                job.attempts = old.attempts
+                self._forget(old, graph=False)
+            jobs[name] = job
+            job.engine = engine
+            if self._default_restart is not None:
+                self._restart_by_default(job)
+            job._set_status(Status.PENDING)
+            job.submitted = now
+            if job._waited:
+                self._unfinished += 1
+            if len(job.requirements) > _WIDE:
+                self._wide[name] = frozenset(job.requirements)
+            waiting = 0
+            for req in job.requirements:
+                status = jobs[req].status
+                if status is not Status.DONE:
+                    if status is Status.FAILED or status is Status.CANCELLED:
+                        to_cancel.append((job, f"dependency {req!r} {status.value}"))
+                    waiting += 1
+            job._waiting = waiting
+            if waiting == 0:
+                ready.append(job)
+        return ready, to_cancel
+
+    def _admissible(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[list[Job], set[str], dict[str, Job]]:
+        """The new jobs of ``batch`` (named now), their names, and the finished jobs replaced."""
+        jobs = self._jobs
+        new: builtins.list[Job] = []
+        names: set[str] = set()
+        replacing: dict[str, Job] = {}
+        for job in batch:
+            if job.engine is self and job.name in jobs and jobs[job.name] is job:
+                continue  # already submitted: submitting it again changes nothing
+            if job.engine is not None or job.status is not Status.CREATED:
+                msg = f"job {job.name!r} was already submitted to another engine"
+                raise SubmitError(msg)
+            if job.name is None:
+                job.name = self._unique_name(job.default_name(), names)
+            name = job.name
+            if self._added and self._added.get(name) is job:
+                del self._added[name]  # added earlier, submitted now: start() was skipped
+            if name in names:
+                msg = f"two jobs of this submission are named {name!r}; give them distinct names"
+                raise DuplicateJobName(msg)
+            old = jobs.get(name)
+            if old is not None:
+                _check_replaceable(name, old, replace)
+                replacing[name] = old
+            names.add(name)
+            new.append(job)
+        return new, names, replacing
+
+    def _add_edges(
+        self, new: builtins.list[Job], names: set[str], replacing: dict[str, Job]
+    ) -> None:
+        """Name each new job's requirements and add its edges to the graph (which checks them)."""
+        specs: dict[str, tuple[str, ...]] = {}
+        for job in new:
+            if not job._requires_spec and not job._arg_jobs and job._condition is None:
+                continue  # no edges: the graph needs no node for it
+            spec = job._requires_spec
+            if len(spec) == 1 and not job._arg_jobs:
+                reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
+            else:
+                reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
+            job.requirements = reqs
+            cond = job.condition_jobs()
+            specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+        if specs or replacing:
+            # raises before anything changes; names are known when they are in the engine
+            known: collections.ChainMap[str, Any] = collections.ChainMap(
+                self._jobs, dict.fromkeys(names)
+            )
+            self._graph.add(specs, replacing=replacing, known=known)
+
+    def _unique_name(self, base: str, taken: set[str]) -> str:
+        n = self._name_counts.get(base, 0)
+        while True:
+            n += 1
+            name = base if n == 1 else f"{base}-{n}"
+            if name not in self._jobs and name not in taken and name not in self._added:
+                self._name_counts[base] = n
+                return name
+
+
+def _check_replaceable(name: str, old: Job, replace: bool) -> None:
+    """Raise unless finished job ``old`` may give its name to a new job."""
+    if not old.done():
+        msg = (
+            f"job {name!r} is {old.status.value}; cancel it first "
+            f"(engine.cancel({name!r})) or pick another name"
+        )
+        raise DuplicateJobName(msg)
+    if not replace:
+        msg = (
+            f"a job named {name!r} already exists ({old.status.value}); "
+            "pick another name, or pass replace=True to run it again"
+        )
+        raise DuplicateJobName(msg)
+
+
+def _name_of(ref: Any) -> str:
+    if isinstance(ref, str):
+        return ref
+    job = _job_of(ref)
+    if job is None or job.name is None:  # pragma: no cover - _collect names them first
+        msg = f"cannot name {ref!r}"
+        raise SubmitError(msg)
+    return job.name
+
+
+def _collect(jobs: list[Job]) -> list[Job]:
+    """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
+    if not any(j._requires_spec or j._arg_jobs or j._condition is not None for j in jobs):
+        return jobs  # nothing to walk (the common case of independent jobs)
+    if _in_order(jobs):
+        return jobs
+    return _walk(jobs)
+
+
+def _in_order(jobs: list[Job]) -> bool:
+    """True when each job's unsubmitted dependencies come before it (and none is repeated).
+
+    Jobs given dependencies first (a chain built in order, a script's natural order) then need
+    no walk: one pass checks it.
+    """
+    earlier: set[int] = set()
+    for job in jobs:
+        if id(job) in earlier:
+            return False  # given twice: the walk drops the repeat
+        spec = job._requires_spec
+        deps = spec if not job._arg_jobs and job._condition is None else job.required_jobs()
+        if job._condition is not None:
+            deps = [*deps, *job.condition_jobs()]
+        if any(
+            (d := _job_of(dep)) is not None and d.engine is None and id(d) not in earlier
+            for dep in deps
+        ):
+            return False
+        earlier.add(id(job))
+    return True
+
+
+def _walk(jobs: list[Job]) -> list[Job]:
+    """Depth-first: every unsubmitted dependency of ``jobs`` before its dependents, once."""
+    seen: set[int] = set()
+    order: list[Job] = []
+    stack: list[tuple[Job, bool]] = [(j, False) for j in reversed(jobs)]
+    while stack:
+        job, expanded = stack.pop()
+        if expanded:
+            order.append(job)
+            continue
+        if id(job) in seen:
+            continue
+        seen.add(id(job))
+        stack.append((job, True))
+        for dep in (*job.required_jobs(), *job.condition_jobs()):
+            dep_job = _job_of(dep)
+            if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
+                stack.append((dep_job, False))
+    return order
