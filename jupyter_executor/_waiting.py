@@ -204,3 +204,11 @@ def _wait_view(engine: Any, jobs: Callable[[], builtins.list[Job]]) -> Iterator[
             stack.close()
         except Exception:
             logger.exception("jupyter_executor: the wait display failed")
+
+
+def showing_wait(
+    engine: Any, jobs: Callable[[], builtins.list[Job]]
+) -> contextlib.AbstractContextManager[None]:
+    """Show ``jobs()`` while the body waits for them, as :meth:`Engine.wait` does (on the main
+    thread, with the hook of :func:`set_wait_display`; nested waits show nothing)."""
+    return _wait_view(engine, jobs)

@@ -54,8 +54,8 @@ from ._reattach import Reattach
 from ._registry import ON_DUPLICATE
 from ._status import Status
 from ._waiting import Waiting
-from ._waiting import _wait_view as _wait_view  # _ipython.py's %jobs wait shows its jobs
 from ._waiting import set_wait_display as set_wait_display  # the IPython extension's hook
+from ._waiting import showing_wait as showing_wait  # _ipython.py's %jobs wait shows its jobs
 from ._webapp import WebApps
 from .errors import (
     InvalidOption,
@@ -586,14 +586,6 @@ def current_engine() -> Engine | None:
     None; never creates one."""
     engine = _default
     return None if engine is None or engine.closed else engine
-
-
-def showing_wait(
-    engine: Engine, jobs: Callable[[], builtins.list[Job]]
-) -> contextlib.AbstractContextManager[None]:
-    """Show ``jobs()`` while the body waits for them, as :meth:`Engine.wait` does (on the main
-    thread, with the hook of :func:`set_wait_display`; nested waits show nothing)."""
-    return _wait_view(engine, jobs)
 
 
 def rearmed_schedules(engine: Engine) -> frozenset[str]:
