@@ -12,6 +12,7 @@ from _browser import chromium
 from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import Engine
+from jupyter_executor.testing import MockClock
 
 
 @pytest.fixture
@@ -32,3 +33,18 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium (tests/_browser.py), one per test module that asks for it."""
     with chromium(tmp_path_factory.mktemp("chromium")) as b:
         yield b
+
+
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[tuple[Engine, MockClock]]:
+    """An engine on a mock clock: schedules, retry delays, back-off and restarts move only
+    when the test advances it."""
+    before = {p.pid for p in child_processes()}
+    clock = MockClock()
+    eng = Engine(folder=tmp_path / "runs", clock=clock)
+    eng.cancel_grace = 0.5
+    try:
+        yield eng, clock
+    finally:
+        eng.shutdown()
+        assert_nothing_left(before)

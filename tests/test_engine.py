@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,20 +279,6 @@ def test_custom_conditions_of_both_forms_are_asked_again(engine: Engine) -> None
     with pytest.raises(TypeError, match="Neither defines neither"):
         engine.submit(add, 1, 1, name="neither", condition=AfterJob(first) | Neither())
     assert "neither" not in engine
-
-
-@pytest.fixture
-def clocked(tmp_path: Path) -> Iterator[tuple[Engine, MockClock]]:
-    """An engine on a mock clock: retry delays pass only when the test advances it."""
-    before = {p.pid for p in child_processes()}
-    clock = MockClock()
-    eng = Engine(folder=tmp_path / "runs", clock=clock)
-    eng.cancel_grace = 0.5
-    try:
-        yield eng, clock
-    finally:
-        eng.shutdown()
-        assert_nothing_left(before)
 
 
 def test_retries_with_backoff(clocked: tuple[Engine, MockClock]) -> None:

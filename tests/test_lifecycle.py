@@ -39,20 +39,6 @@ def events(engine: Engine, name: str, kind: str | None = None) -> list[str]:
 
 
 @pytest.fixture
-def clocked(tmp_path: Path) -> Iterator[tuple[Engine, MockClock]]:
-    """An engine on a mock clock: schedules, back-off and restarts move only when the test says."""
-    before = {p.pid for p in child_processes()}
-    clock = MockClock()
-    eng = Engine(folder=tmp_path / "runs", clock=clock)
-    eng.cancel_grace = 0.5
-    try:
-        yield eng, clock
-    finally:
-        eng.shutdown()
-        assert_nothing_left(before)
-
-
-@pytest.fixture
 def engines(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
     """Make extra engines (own options or a shared folder); all shut down and checked after."""
     before = {p.pid for p in child_processes()}
