@@ -43,3 +43,15 @@ def assert_nothing_left(before_children: set[int], timeout: float = 10.0) -> Non
             cmds = [" ".join(p.cmdline()) for p in children]
             pytest.fail(f"left behind: threads {names}, processes {cmds}")
         time.sleep(0.05)
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """The live processes whose command line holds ``marker`` (supervisor and command)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found

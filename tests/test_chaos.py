@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 import pytest
 from _kernel import running_kernel
+from _leaks import marked
 
 from jupyter_executor import Engine
 
@@ -102,17 +103,6 @@ class Figures:
             f"{self.recent_missing} ended in the last second and not on disk; "
             f"{self.reattached} detached re-attached, {self.detached_done} recorded ended"
         )
-
-
-def marked(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
 
 
 def alive(procs: list[psutil.Process]) -> list[psutil.Process]:

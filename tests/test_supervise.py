@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _leaks import marked
 
 from jupyter_executor import Engine
 from jupyter_executor.backends.subprocess import SUPERVISOR
@@ -35,26 +36,15 @@ def _alive(pids: list[int]) -> list[int]:
     return out
 
 
-def _marked(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
-
 def _wait_gone(marker: str, timeout: float) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
-    while (left := _marked(marker)) and time.monotonic() < deadline:
+    while (left := marked(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 
 
 def _kill_marked(marker: str) -> None:
-    procs = _marked(marker)
+    procs = marked(marker)
     for proc in procs:
         proc.kill()
     psutil.wait_procs(procs, timeout=5)
@@ -312,7 +302,7 @@ def test_an_engine_killed_at_any_instant_leaves_no_zygote_supervisor_or_command(
             parent = subprocess.Popen(
                 [sys.executable, "-c", _ENGINE_PARENT.format(marker=marker)], env=env
             )
-            _wait_for(lambda: len(_marked(marker)) > 2, 30)
+            _wait_for(lambda: len(marked(marker)) > 2, 30)
             time.sleep(rng.uniform(0, 0.3))
             with contextlib.suppress(psutil.Error):
                 descendants += psutil.Process(parent.pid).children(recursive=True)
@@ -320,10 +310,10 @@ def test_an_engine_killed_at_any_instant_leaves_no_zygote_supervisor_or_command(
             parent.wait(10)
         deadline = time.monotonic() + 15  # grace 0.5 s: 15 s holds on a loaded machine
         while time.monotonic() < deadline and (
-            _alive([p.pid for p in descendants]) or _marked(marker)
+            _alive([p.pid for p in descendants]) or marked(marker)
         ):
             time.sleep(0.1)
-        left = _alive([p.pid for p in descendants]) + [p.pid for p in _marked(marker)]
+        left = _alive([p.pid for p in descendants]) + [p.pid for p in marked(marker)]
         assert not left, [" ".join(psutil.Process(pid).cmdline()) for pid in set(left)]
     finally:
         _kill_marked(marker)

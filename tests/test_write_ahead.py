@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _leaks import marked
 from _wait import wait_until
 
 from jupyter_executor import Engine
@@ -37,18 +38,6 @@ engine.submit(
 os.write(1, b"submitted\\n")
 time.sleep(120)
 """
-
-
-def marked(marker: str) -> list[psutil.Process]:
-    """The live processes whose command line holds ``marker`` (supervisor and command)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in (proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
 
 
 def kill_after_submit(folder: Path, marker: str, delay: float) -> None:
