@@ -447,8 +447,9 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         Raises
         ------
         SubmitError
-            The engine keeps no history (``history=False``); :class:`InvalidOption` (a
-            SubmitError) for a filter that cannot be used, named in the message.
+            The engine keeps no history (``history=False``);
+            :class:`~jupyter_executor.errors.InvalidOption` (a SubmitError) for a filter that
+            cannot be used, named in the message.
         """
         if self._store is None:
             msg = "this engine keeps no history (it was created with history=False)"

@@ -126,54 +126,51 @@ class Job:
     args, kwargs
         Arguments for a callable target. A :class:`Job` (or its ``future``) among them makes a
         dependency, and is replaced by that job's result when this one starts.
-    name, label
-        The job's unique name in its engine (``label`` is an alias, as in asynciojobs); a name is
-        generated from the target when neither is given.
-    backend
-        ``"async"``, ``"thread"``, ``"process"``, ``"subprocess"`` or ``"dask"``; inferred from
-        the target when None.
-    requires
-        Jobs or names that must be done before this one starts (see :meth:`requires`).
-    forever
-        A monitor loop: not waited for by ``wait()``/``orchestrate()``, cancelled when the finite
-        work is done (``orchestrate``) or at shutdown.
-    retries, retry_delay
-        Run again up to ``retries`` times after a failure or a timeout, waiting ``retry_delay``
-        (default 1 s), doubled after each attempt.
-    timeout
-        How long an attempt may run before it is stopped. Every duration option
-        (``timeout``, ``retry_delay``, ``restart_delay``, ``every``) takes seconds, a
-        :class:`~datetime.timedelta` or text: ``"90"``, ``"1.5"``, ``"5m"``, ``"2 min"``,
-        ``"1h30m"``, ``"1d"``.
-    condition
-        A :class:`~jupyter_executor.Condition` that must also be met before the job starts.
-    env, cwd
-        Extra environment variables and working directory (subprocess and process jobs; by
-        default the kernel's environment and working directory when the job starts).
-    resources, priority
-        Dask jobs only: worker resources the task needs (``{"GPU": 1}``, as declared by the
-        workers) and its scheduling priority (higher first); passed to ``Client.submit``.
-    notify
-        Say when the job ends with a browser notification (its name, status and duration), sent
-        by its ``%%job`` view; None (default) follows ``engine.notify``.
-    every, cron, start
-        Run periodically (``every="2 min"``, a timedelta, or a cron expression), from
-        ``start`` (a datetime or ISO string) on; ``start`` alone runs once at that time. A
-        run still going at its next time is not started twice (the tick is skipped).
-    restart, restart_delay, max_restarts
-        Restart policy: ``"no"``, ``"on-failure"`` or ``"always"``; the delay doubles after
-        each consecutive failure; after ``max_restarts`` restarts the job stays failed.
-    detach
-        A command, or (through ``Engine.submit``) a function that cloudpickle can ship (with
-        ``name=``; its arguments are pickled now), that outlives the kernel: a new engine on
-        the same folder re-attaches to it. A function's return value comes back as
-        ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
-    inputs, outputs, force
-        Make-like: paths or globs. A job whose outputs exist and are newer than its inputs is
-        marked done ("up to date") without running, unless ``force``; a job that succeeds
-        without producing its outputs fails, naming the missing ones.
-    before, after
-        Callables run with the job before and after each run (in its thread or task).
+    **options
+        The job options, each checked when the job is made (one list:
+        :class:`~jupyter_executor._options.JobOptions`):
+
+        - ``name``, ``label``: The job's unique name in its engine (``label`` is an alias, as in
+          asynciojobs); a name is generated from the target when neither is given.
+        - ``backend``: ``"async"``, ``"thread"``, ``"process"``, ``"subprocess"`` or ``"dask"``;
+          inferred from the target when None.
+        - ``requires``: Jobs or names that must be done before this one starts (see
+          :meth:`requires`).
+        - ``forever``: A monitor loop: not waited for by ``wait()``/``orchestrate()``, cancelled
+          when the finite work is done (``orchestrate``) or at shutdown.
+        - ``retries``, ``retry_delay``: Run again up to ``retries`` times after a failure or a
+          timeout, waiting ``retry_delay`` (default 1 s), doubled after each attempt.
+        - ``timeout``: How long an attempt may run before it is stopped. Every duration option
+          (``timeout``, ``retry_delay``, ``restart_delay``, ``every``) takes seconds, a
+          :class:`~datetime.timedelta` or text: ``"90"``, ``"1.5"``, ``"5m"``, ``"2 min"``,
+          ``"1h30m"``, ``"1d"``.
+        - ``condition``: A :class:`~jupyter_executor.Condition` that must also be met before the
+          job starts.
+        - ``env``, ``cwd``: Extra environment variables and working directory (subprocess and
+          process jobs; by default the kernel's environment and working directory when the job
+          starts).
+        - ``resources``, ``priority``: Dask jobs only: worker resources the task needs (``{"GPU":
+          1}``, as declared by the workers) and its scheduling priority (higher first); passed to
+          ``Client.submit``.
+        - ``notify``: Say when the job ends with a browser notification (its name, status and
+          duration), sent by its ``%%job`` view; None (default) follows ``engine.notify``.
+        - ``every``, ``cron``, ``start``: Run periodically (``every="2 min"``, a timedelta, or a
+          cron expression), from ``start`` (a datetime or ISO string) on; ``start`` alone runs once
+          at that time. A run still going at its next time is not started twice (the tick is
+          skipped).
+        - ``restart``, ``restart_delay``, ``max_restarts``: Restart policy: ``"no"``,
+          ``"on-failure"`` or ``"always"``; the delay doubles after each consecutive failure; after
+          ``max_restarts`` restarts the job stays failed.
+        - ``detach``: A command, or (through ``Engine.submit``) a function that cloudpickle can
+          ship (with ``name=``; its arguments are pickled now), that outlives the kernel: a new
+          engine on the same folder re-attaches to it. A function's return value comes back as
+          ``engine[name].outputs["result"]`` (see :mod:`jupyter_executor._detached`).
+        - ``inputs``, ``outputs``, ``force``: Make-like: paths or globs. A job whose outputs exist
+          and are newer than its inputs is marked done ("up to date") without running, unless
+          ``force``; a job that succeeds without producing its outputs fails, naming the missing
+          ones.
+        - ``before``, ``after``: Callables run with the job before and after each run (in its
+          thread or task).
 
     Raises
     ------
