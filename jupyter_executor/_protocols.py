@@ -70,8 +70,8 @@ class BackendHost(Protocol):
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread (now when called there)."""
 
-    def job_changed(self, job: Job) -> None:
-        """Tell the history that ``job`` changed (its pid, its log)."""
+    def job_changed(self, job: Job) -> object:
+        """Tell the history that ``job`` changed (its pid, its log); what it returns is unused."""
 
     def note_pid(self, job: Job) -> None:
         """Log that ``job``'s process started, with its pid."""
