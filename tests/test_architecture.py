@@ -112,3 +112,20 @@ def test_only_the_scheduler_changes_a_status() -> None:
         if isinstance(node, ast.Attribute) and node.attr == "_set_status"
     }
     assert callers <= {"job.py", "_intake.py", "_scheduler.py"}, sorted(callers)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "store").glob("*.py")), ids=lambda p: f"store/{p.name}"
+)
+def test_the_store_never_imports_the_job(path: Path) -> None:
+    # The history takes JobSnapshots (typed through _snapshot/_protocols): store -> job closed
+    # the import circle job -> engine -> store -> job (issue 10).
+    found = _imported(path) & {"job", "engine"}
+    assert not found, f"store/{path.name} imports {sorted(found)}"
+
+
+def test_the_snapshot_never_imports_the_job_or_the_engine() -> None:
+    # Not even under TYPE_CHECKING or in a function: it reads a job through
+    # _protocols.SnapshotSource, so every room may import it without closing a circle.
+    found = _imported(PACKAGE / "_snapshot.py") & {"job", "engine"}
+    assert not found, f"_snapshot.py imports {sorted(found)}"
