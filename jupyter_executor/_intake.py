@@ -122,7 +122,8 @@ class Intake(Gates):
         names: set[str] = set()
         replacing: dict[str, Job] = {}
         for job in batch:
-            if job.engine is self and job.name in jobs and jobs[job.name] is job:
+            # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
+            if job.engine is self and job.name in jobs and jobs[job.name] is job:  # type: ignore[comparison-overlap]
                 continue  # already submitted: submitting it again changes nothing
             if job.engine is not None or job.status is not Status.CREATED:
                 msg = f"job {job.name!r} was already submitted to another engine"

@@ -100,7 +100,8 @@ class Scheduler(Intake):
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
         parent = _current_job.get()
-        if parent is not None and parent.engine is self:
+        # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
+        if parent is not None and parent.engine is self:  # type: ignore[comparison-overlap]
             _adopt(parent, batch)
         if durable and self._store is not None:
             _durable.remember(self._as_engine, durable)

@@ -129,3 +129,10 @@ def test_the_snapshot_never_imports_the_job_or_the_engine() -> None:
     # _protocols.SnapshotSource, so every room may import it without closing a circle.
     found = _imported(PACKAGE / "_snapshot.py") & {"job", "engine"}
     assert not found, f"_snapshot.py imports {sorted(found)}"
+
+
+@pytest.mark.parametrize("module", ["job.py", "_durable.py", "_detached.py", "_snapshot.py"])
+def test_the_job_and_what_it_uses_never_import_the_facade(module: str) -> None:
+    # engine.py imports these; each sees the engine through a Protocol (job.JobHost,
+    # _durable.DurableHost, _detached.DetachHost), so the engine is in no import circle.
+    assert "engine" not in _imported(PACKAGE / module), f"{module} imports engine.py"
