@@ -152,7 +152,7 @@ class AbstractJob(Job):
     async def _attempt(self) -> Any:
         engine = self.engine
         assert engine is not None, "an AbstractJob runs only inside an engine"
-        group = await self._enter_group(engine)
+        group = await self._enter_group(cast("Engine", engine))  # the only JobHost
         self.shared = group.shared
         return await self.run()
 

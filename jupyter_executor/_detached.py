@@ -27,14 +27,28 @@ import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import JobNotFinished, JupyterExecutorError
 from .job import Job
 
 if TYPE_CHECKING:
     from ._cell import CellCode
-    from .engine import Engine
+
+
+class DetachHost(Protocol):
+    """What a detached submission uses of its engine.
+
+    A protocol, not engine.py's ``Engine``: job.py imports this module, and the engine
+    imports job.py, so importing the facade here (even for typing) would close a circle.
+    """
+
+    def log_path(self, name: str) -> Path:
+        """The log file of the job called ``name``."""
+
+    def submit(self, job: Job, *, replace: bool = ...) -> Any:
+        """Submit ``job``."""
+
 
 __all__ = [
     "DetachedPython", "OutputsError", "load_outputs", "main", "read_outputs", "submit_call",
@@ -74,7 +88,7 @@ def _command(payload: Path, result: Path) -> list[str]:
     return [sys.executable, "-m", "jupyter_executor._detached", str(payload), str(result)]
 
 
-def _ship(engine: Engine, name: str, payload: dict[str, Any]) -> list[str]:
+def _ship(engine: DetachHost, name: str, payload: dict[str, Any]) -> list[str]:
     from ._pickling import dumps
 
     log = engine.log_path(name)
@@ -88,7 +102,7 @@ def _ship(engine: Engine, name: str, payload: dict[str, Any]) -> list[str]:
 
 
 def submit_cell(
-    engine: Engine,
+    engine: DetachHost,
     cell: CellCode,
     namespace: Mapping[str, Any],
     hidden: Mapping[str, Any] | None,
@@ -124,7 +138,7 @@ def submit_cell(
 
 
 def submit_call(
-    engine: Engine, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], **options: Any
+    engine: DetachHost, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], **options: Any
 ) -> Job:
     """``engine.submit(fn, *args, detach=True, ...)``: run ``fn`` in a detached process.
 

@@ -28,13 +28,47 @@ import time
 import warnings
 import weakref
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._status import Status
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pathlib import Path
+
     from .job import Job
+
+
+class DurableHost(Protocol):
+    """What durable jobs read and change of their engine (the engine's rooms provide it).
+
+    A protocol, not engine.py's ``Engine``: the scheduler imports this module, so importing
+    the facade back (even for typing) would close an import circle (issue 10).
+    """
+
+    _store: Any
+    _jobs: dict[str, Job]
+    _deferred: list[Job]
+    _durable_names: set[str]
+    _rearmed: set[str]
+
+    @property
+    def id(self) -> str:
+        """The engine's id."""
+
+    def log_path(self, name: str) -> Path:
+        """The log file of the job called ``name``."""
+
+    def cancel(self, job: Job | str, reason: str = ...) -> bool:
+        """Ask ``job`` to stop."""
+
+    def remove(self, job: Job | str) -> None:
+        """Forget finished ``job``."""
+
+    def unschedule(self, name: str) -> bool:
+        """Stop scheduling the job called ``name``."""
+
+    def _submit(self, jobs: list[Job], replace: bool) -> None: ...
+
 
 __all__ = [
     "RearmedWarning",
@@ -127,7 +161,7 @@ def _period(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def remember(engine: Engine, jobs: list[Job]) -> None:
+def remember(engine: DurableHost, jobs: list[Job]) -> None:
     """Store the schedules of the durable ``jobs`` just submitted to ``engine``.
 
     Written at once (a kernel killed right after submitting keeps its schedule). A failure to
@@ -152,7 +186,7 @@ def remember(engine: Engine, jobs: list[Job]) -> None:
             engine._durable_names.add(str(job.name))
 
 
-def make_way(engine: Engine, jobs: list[Job]) -> None:
+def make_way(engine: DurableHost, jobs: list[Job]) -> None:
     """Free the names of re-armed schedules that the user submits again (a notebook run anew
     after a kernel restart): the re-armed job, while it waits for its next time, gives way."""
     for job in jobs:
@@ -166,7 +200,7 @@ def make_way(engine: Engine, jobs: list[Job]) -> None:
             engine._rearmed.discard(str(job.name))
 
 
-def _alive(row: dict[str, Any], engine: Engine) -> bool:
+def _alive(row: dict[str, Any], engine: DurableHost) -> bool:
     """Whether the owner of a stored schedule still runs (so it keeps it)."""
     owner = row.get("owner")
     if owner is None:
@@ -183,7 +217,7 @@ def _alive(row: dict[str, Any], engine: Engine) -> bool:
     return same_process(row.get("owner_pid"), row.get("owner_pid_start_time"))
 
 
-def rearm(engine: Engine, *, warn: bool = True) -> list[str]:
+def rearm(engine: DurableHost, *, warn: bool = True) -> list[str]:
     """Re-arm the stored schedules that no live engine has armed; return one phrase each.
 
     Also cancels the jobs this engine re-armed whose schedule was removed elsewhere
@@ -269,7 +303,7 @@ def _job(name: str, spec: dict[str, Any]) -> Job:
     )
 
 
-def _missed(engine: Engine, name: str, row: dict[str, Any]) -> str:
+def _missed(engine: DurableHost, name: str, row: dict[str, Any]) -> str:
     """Count the runs of a periodic schedule due while no engine ran it; record and say so."""
     spec = row["spec"]
     if spec.get("every") is None and spec.get("cron") is None:
@@ -311,7 +345,7 @@ def _clock(moment: datetime) -> str:
     return moment.strftime(fmt)
 
 
-def unschedule(engine: Engine, name: str) -> bool:
+def unschedule(engine: DurableHost, name: str) -> bool:
     """Remove schedule ``name`` for good and stop it in ``engine``; True if there was one."""
     removed = engine._store.delete_schedule(name) if engine._store is not None else False
     job = engine._jobs.get(name)
@@ -323,7 +357,7 @@ def unschedule(engine: Engine, name: str) -> bool:
     return bool(removed or stopped)
 
 
-def release(engine: Engine) -> None:
+def release(engine: DurableHost) -> None:
     """At shutdown: the schedules this engine armed are free for the next engine at once."""
     if engine._store is None or not (engine._durable_names or engine._rearmed):
         return

@@ -14,15 +14,18 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._on_finish import FinishCalls
+from ._snapshot import JobSnapshot, snapshot_of
 from ._status import FINISHED
 from .errors import (
     InvalidOptionType,
 )
-from .job import Job
+
+if TYPE_CHECKING:
+    from .job import Job
 
 logger = logging.getLogger("jupyter_executor")
 # Job events (started, done, failed...) go to a child logger, so that configuring
@@ -60,6 +63,14 @@ class EngineEvent(NamedTuple):
 #: events per job; ``EngineEvent._make`` is a Python function).
 new_event = functools.partial(tuple.__new__, EngineEvent)
 
+#: The events that are changes of a job's recorded state: a subscriber that takes snapshots
+#: gets the change's :class:`JobSnapshot` for these. The stream events (``"output"``,
+#: ``"display"``, ``"progress"``) can come thousands of times a second; they bring the job.
+CHANGE_EVENTS = frozenset({"submitted", "status", "removed"})
+
+#: A subscriber: the callback, and whether it takes snapshots (``subscribe(snapshots=True)``).
+_Subscriber = tuple[Callable[[str, Any], None], bool]
+
 
 class EventBus:
     """The engine's events: its log, its subscribers, and the history store they feed.
@@ -69,7 +80,7 @@ class EventBus:
     """
 
     log: deque[EngineEvent]
-    _subscribers: builtins.list[Callable[[str, Job], None]]
+    _subscribers: builtins.list[_Subscriber]
     _finish_calls: FinishCalls
     _store: Any
     _clock: Clock
@@ -93,17 +104,43 @@ class EventBus:
         self._finish_calls = FinishCalls()
         self._store = None
 
-    def subscribe(self, callback: Callable[[str, Job], None]) -> Callable[[], None]:
+    @overload
+    def subscribe(self, callback: Callable[[str, Job], None]) -> Callable[[], None]: ...
+
+    @overload
+    def subscribe(
+        self,
+        callback: Callable[[str, Job | JobSnapshot], None],
+        *,
+        snapshots: Literal[True],
+    ) -> Callable[[], None]: ...
+
+    def subscribe(
+        self, callback: Callable[[str, Any], None], *, snapshots: bool = False
+    ) -> Callable[[], None]:
         """Call ``callback(event, job)`` on every job event; return a function that unsubscribes.
 
-        Events: ``"submitted"``, ``"status"``, ``"output"``, ``"display"``, ``"progress"``,
-        ``"removed"``. The callback runs in whatever thread the event happens in, sometimes with
-        the engine's lock held: it must be quick, must not block and must not call the engine.
+        Events: ``"submitted"``, ``"status"``, ``"removed"`` (changes of the job's state) and
+        ``"output"``, ``"display"``, ``"progress"`` (its streams). The callback runs in whatever
+        thread the event happens in, sometimes with the engine's lock held: it must be quick,
+        must not block and must not call the engine.
+
+        Parameters
+        ----------
+        callback
+            Called with the event's name and the job.
+        snapshots
+            With True, a change (``"submitted"``, ``"status"``, ``"removed"``) comes as the
+            :class:`~jupyter_executor._snapshot.JobSnapshot` taken at that change instead of the
+            live job: one snapshot per change, built once and shared by the history and every
+            subscriber that takes snapshots. The stream events still bring the job (a snapshot
+            per printed line would cost more than the line).
         """
-        self._subscribers = [*self._subscribers, callback]
+        entry: _Subscriber = (callback, bool(snapshots))
+        self._subscribers = [*self._subscribers, entry]
 
         def unsubscribe() -> None:
-            self._subscribers = [s for s in self._subscribers if s is not callback]
+            self._subscribers = [s for s in self._subscribers if s is not entry]
 
         return unsubscribe
 
@@ -143,20 +180,35 @@ class EventBus:
 
         return self.subscribe(on_event)
 
-    def _emit(self, event: str, job: Job) -> None:
-        for callback in self._subscribers:
+    def _emit(self, event: str, job: Job, snap: JobSnapshot | None = None) -> None:
+        """Tell the subscribers; ``snap`` is the change's snapshot if one was taken already."""
+        for callback, snapshots in self._subscribers:
             try:
-                callback(event, job)
+                if snapshots and event in CHANGE_EVENTS:
+                    if snap is None:
+                        # Taken on first need, once: the next subscriber gets the same object.
+                        snap = snapshot_of(job)
+                    callback(event, snap)
+                else:
+                    callback(event, job)
             except Exception:
                 logger.exception("jupyter_executor: subscriber %r failed", callback)
 
-    def _record(self, event: str, job: Job, detail: str = "") -> None:
+    def _record(
+        self, event: str, job: Job, detail: str = "", snap: JobSnapshot | None = None
+    ) -> None:
         self.log.append(EngineEvent(self._now(), event, str(job.name), detail))
         logger.debug("%s %s %s", event, job.name, detail)
         if event in ("retried", "rerun") and self._subscribers:
-            self._emit("status", job)
+            self._emit("status", job, snap)
 
-    def _record_many(self, event: str, jobs: builtins.list[Job]) -> None:
+    def _record_many(
+        self,
+        event: str,
+        jobs: builtins.list[Job],
+        snaps: dict[int, JobSnapshot] | None = None,
+    ) -> None:
+        """Log ``event`` for ``jobs``; ``snaps`` maps ``id(job)`` to a snapshot taken already."""
         now = self._now()
         if len(jobs) == 1:
             self.log.append(new_event((now, event, jobs[0].name, "")))
@@ -165,12 +217,16 @@ class EventBus:
             self.log.extend(new_event((now, event, j.name, "")) for j in keep)
         if self._subscribers:
             for job in jobs:
-                self._emit(event, job)
+                self._emit(event, job, snaps.get(id(job)) if snaps else None)
 
-    def _job_changed(self, job: Job) -> None:
+    def _job_changed(self, job: Job) -> JobSnapshot | None:
+        """Hand the history this change's snapshot; return it (None when nothing took one)."""
         life = job._life
         if self._store is not None and (life is None or life.reattached is None):
-            self._store.job_changed(job)
+            snap = snapshot_of(job)
+            self._store.job_changed(snap)
+            return snap
+        return None
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""

@@ -17,6 +17,9 @@ from ._status import Status
 from .errors import DuplicateJobName, SubmitError
 from .job import Job, _job_of
 
+if TYPE_CHECKING:
+    from ._snapshot import JobSnapshot
+
 #: A job with more requirements than this also gets a set of their names, so that a settling
 #: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
 #: cost 5x more per job than 1 -> 1k -> 1). Below it a tuple scan is as fast as a hash, and
@@ -56,14 +59,20 @@ class Intake(Gates):
             return [], []
         self._add_edges(new, names, replacing)
         ready, to_cancel = self._enter(new, replacing)
-        self._record_many("submitted", new)
+        snaps: dict[int, JobSnapshot] | None = None
         if self._store is not None:
             # A job that can start now is recorded when it starts, an instant later (its run
             # keeps its submit time); the history sees those that wait at once.
             starting = {id(j) for j in ready} if len(ready) < len(new) else None
-            for job in new:
-                if starting is not None and id(job) not in starting:
-                    self._job_changed(job)
+            if starting is not None:
+                snaps = {}
+                for job in new:
+                    if id(job) not in starting:
+                        snap = self._job_changed(job)
+                        if snap is not None:
+                            snaps[id(job)] = snap
+        # The subscribers that take snapshots get those the history took (one per change).
+        self._record_many("submitted", new, snaps)
         return ready, to_cancel
 
     def _enter(
@@ -113,7 +122,8 @@ class Intake(Gates):
         names: set[str] = set()
         replacing: dict[str, Job] = {}
         for job in batch:
-            if job.engine is self and job.name in jobs and jobs[job.name] is job:
+            # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
+            if job.engine is self and job.name in jobs and jobs[job.name] is job:  # type: ignore[comparison-overlap]
                 continue  # already submitted: submitting it again changes nothing
             if job.engine is not None or job.status is not Status.CREATED:
                 msg = f"job {job.name!r} was already submitted to another engine"

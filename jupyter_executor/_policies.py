@@ -31,9 +31,9 @@ class Policies(Scheduler):
             self._move(job, Status.PENDING)
             # The store and the subscribers (a store of their own, a view) see the failed
             # attempt with its error before it is cleared for the next one.
-            self._job_changed(job)
+            snap = self._job_changed(job)
             self._record(
-                "retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s"
+                "retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s", snap
             )
             job._exception = None
             self._clear_cancel(job)
@@ -114,13 +114,14 @@ class Policies(Scheduler):
         self._move(job, Status.PENDING)
         self._clear_cancel(job)
         job._future = None
+        snap = None
         if self._store is not None:
             # The next run is pending: without this the store would file a cancel before it
             # starts under the run that just ended, and overwrite that run's outcome.
-            self._job_changed(job)
+            snap = self._job_changed(job)
         self.log.append(new_event((self._now(), "rearmed", job.name, why)))
         if self._subscribers:
-            self._emit("status", job)
+            self._emit("status", job, snap)
 
     def keep_restarting(self, delay: float = 30.0, max_restarts: int | None = None) -> int:
         """Restart failed jobs from now on, like R's ``keep_restarting()``; return how many now.

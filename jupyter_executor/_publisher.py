@@ -419,7 +419,9 @@ class Publisher:
             raise RuntimeError(msg)
         self._stopping.clear()
         # Subscribe before reading the jobs: an event in between only makes a row dirty twice.
-        self._unsubscribe = self._engine.subscribe(self._on_event)
+        # snapshots=True: a change comes as the snapshot the engine took once for the history
+        # and every view, not as a job each publisher would snapshot again.
+        self._unsubscribe = self._engine.subscribe(self._on_event, snapshots=True)
         init = None
         try:
             if snapshot:

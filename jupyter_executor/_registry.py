@@ -192,7 +192,8 @@ class Registry(Scheduler):
 
     def _get(self, ref: Job | str) -> Job:
         if isinstance(ref, Job):
-            if ref.engine is not self:
+            # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
+            if ref.engine is not self:  # type: ignore[comparison-overlap]
                 msg = f"job {ref.name!r} does not belong to this engine"
                 raise KeyError(msg)
             return ref
@@ -205,7 +206,8 @@ class Registry(Scheduler):
 
     def _check_not_in_job(self, what: str) -> None:
         job = _current_job.get()
-        if job is not None and job.engine is self and job._waited:
+        # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
+        if job is not None and job.engine is self and job._waited:  # type: ignore[comparison-overlap]
             msg = (
                 f"engine.{what}() inside job {job.name!r} would wait for that job itself; "
                 "wait for the jobs you need with engine.wait_job(...) or `await job`"

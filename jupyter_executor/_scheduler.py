@@ -23,6 +23,7 @@ from ._graph import Graph
 from ._intake import _WIDE, Intake, _collect
 from ._make import freshness, missing_outputs, record_files
 from ._runtime import _current_job
+from ._snapshot import snapshot_of
 from ._status import FINISHED, Status
 from .backends import Backend
 from .errors import (
@@ -99,7 +100,8 @@ class Scheduler(Intake):
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
         parent = _current_job.get()
-        if parent is not None and parent.engine is self:
+        # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
+        if parent is not None and parent.engine is self:  # type: ignore[comparison-overlap]
             _adopt(parent, batch)
         if durable and self._store is not None:
             _durable.remember(self._as_engine, durable)
@@ -449,13 +451,16 @@ class Scheduler(Intake):
         elif jobs_logger.isEnabledFor(logging.INFO):
             suffix = f" ({detail})" if detail else ""
             log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
-        if self._subscribers:
-            self._emit("status", job)
+        snap = None
         if self._store is not None:
             if job._life is None:  # _job_changed inlined: a call less per job
-                self._store.job_changed(job)
+                snap = snapshot_of(job)
+                self._store.job_changed(snap)
             else:
-                self._job_changed(job)
+                snap = self._job_changed(job)
+        if self._subscribers:
+            # The same snapshot for the history and the subscribers that take one.
+            self._emit("status", job, snap)
 
     def _wake_dependents(
         self,
@@ -534,13 +539,16 @@ class Scheduler(Intake):
         if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
             log_event(logging.INFO, "started %s %s", job.name, job.describe())
-        if self._subscribers:
-            self._emit("status", job)
+        snap = None
         if self._store is not None:
             if job._life is None:  # _job_changed inlined: a call less per job
-                self._store.job_changed(job)
+                snap = snapshot_of(job)
+                self._store.job_changed(snap)
             else:
-                self._job_changed(job)
+                snap = self._job_changed(job)
+        if self._subscribers:
+            # The same snapshot for the history and the subscribers that take one.
+            self._emit("status", job, snap)
 
     @staticmethod
     def _move(job: Job, status: Status) -> None:

@@ -30,8 +30,7 @@ from ._logs import log_stem
 from ._status import Status
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .job import Job
+    from ._protocols import SnapshotSource
 
 __all__ = ["JobSnapshot", "snapshot_of"]
 
@@ -224,10 +223,11 @@ _keys = itertools.count(1)
 
 # The log folder of each engine, as a string ending in a separator: a path built by hand per
 # snapshot costs a fraction of pathlib's (the history records one per change).
-_log_dirs: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+_log_dirs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def _log_path(engine: Engine | None, name: str) -> str | None:
+def _log_path(engine: Any, name: str) -> str | None:
+    # engine: what job.engine holds (its log_path), typed Any: the snapshot never imports it.
     if engine is None:
         return None
     prefix = _log_dirs.get(engine)
@@ -242,7 +242,7 @@ def _join_log(prefix: str, name: str) -> str:
     return f"{prefix}{log_stem(name)}.log"
 
 
-def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
+def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     """Take the snapshot of ``job`` as it is now (safe from any thread; no I/O).
 
     Parameters
@@ -273,7 +273,7 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
     progress = job._progress
     out = job._output
     life = job._life
-    if life is None and type(job) is _job_class():
+    if life is None and _is_plain_job(type(job)):
         # Most jobs have no lifecycle record: its six fields are their defaults (a subclass may
         # override the properties: read them then).
         pid_start_time = identity = next_run = url = None
@@ -312,14 +312,14 @@ def snapshot_of(job: Job, now: float | None = None) -> JobSnapshot:
 
 
 @functools.cache
-def _job_class() -> type[Job]:
-    # Imported on first use: job.py is not needed to import this module (nor to read a snapshot).
-    from .job import Job
+def _is_plain_job(cls: type) -> bool:
+    # Job itself, known by name: importing job.py here (even in a function) would close an
+    # import circle (job -> engine -> history -> snapshot -> job). A subclass may override the
+    # properties the fast path skips, so only Job itself takes it.
+    return cls.__module__ == f"{__package__}.job" and cls.__qualname__ == "Job"
 
-    return Job
 
-
-def _static(job: Job, key: int) -> tuple[Any, ...]:
+def _static(job: SnapshotSource, key: int) -> tuple[Any, ...]:
     """The fields that stay the same while the job keeps its name, requirements and engine.
 
     Kept on the job (its ``_history`` slot) and checked by identity at each snapshot: what it

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from ._capture import Output
 from ._conditions import Condition, _flatten
@@ -22,8 +22,39 @@ from ._options import BACKENDS, OPTIONS, RESTART_POLICIES, JobOptions, check_opt
 from ._status import _ALLOWED, FINISHED, Status, check_transition
 from .errors import InvalidOption, InvalidOptionType, JobCancelled, JobNotFinished, SubmitError
 
-if TYPE_CHECKING:
-    from .engine import Engine
+
+class JobHost(Protocol):
+    """What a job sees of the engine it was submitted to (``job.engine``).
+
+    A protocol, not ``Engine``: job.py never imports engine.py (the engine imports the job),
+    so the job model stays out of the engine's import circle (issue 10).
+    """
+
+    @property
+    def log_timestamps(self) -> bool:
+        """Whether log lines get a time stamp."""
+
+    @property
+    def keep_logs(self) -> int:
+        """How many earlier logs of a job are kept."""
+
+    @property
+    def notify(self) -> bool:
+        """Whether a job's end is told in the browser by default (the job's ``notify=None``)."""
+
+    def log_path(self, name: str) -> Path:
+        """The log file of the job called ``name``."""
+
+    def cancel(self, job: Job | str, reason: str = ...) -> bool:
+        """Ask ``job`` to stop."""
+
+    def rerun(self, job: Job | str) -> Job:
+        """Run finished ``job`` again."""
+
+    def _allows(self, name: str) -> tuple[str, ...]: ...
+
+    def _emit(self, event: str, job: Job) -> None: ...
+
 
 __all__ = ["BACKENDS", "RESTART_POLICIES", "Job", "JobInfo"]
 
@@ -301,7 +332,7 @@ class Job:
         self._condition: Condition | None = opts["condition"]
         self._requires_spec: list[Any] | tuple[()] = ()
         self._arg_jobs = _has_job_args(self.args, self.kwargs) if args or kwargs else False
-        self.engine: Engine | None = None
+        self.engine: JobHost | None = None
         self.status = Status.CREATED
         self._requirements: tuple[str, ...] = ()
         self.submitted: float | None = None

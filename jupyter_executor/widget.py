@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import anywidget
@@ -463,6 +463,7 @@ class JobView(_LiveWidget):
             msg = f"job {job.name!r} was never submitted; submit it before showing it"
             raise ValueError(msg)
         self._job = job
+        engine = cast("Engine", engine)  # job.engine is a JobHost: the only one is an Engine
         publisher = JobPublisher(engine, job, self._send_update, interval=interval)
         super().__init__(engine, publisher, **kwargs)
 

@@ -112,3 +112,27 @@ def test_only_the_scheduler_changes_a_status() -> None:
         if isinstance(node, ast.Attribute) and node.attr == "_set_status"
     }
     assert callers <= {"job.py", "_intake.py", "_scheduler.py"}, sorted(callers)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "store").glob("*.py")), ids=lambda p: f"store/{p.name}"
+)
+def test_the_store_never_imports_the_job(path: Path) -> None:
+    # The history takes JobSnapshots (typed through _snapshot/_protocols): store -> job closed
+    # the import circle job -> engine -> store -> job (issue 10).
+    found = _imported(path) & {"job", "engine"}
+    assert not found, f"store/{path.name} imports {sorted(found)}"
+
+
+def test_the_snapshot_never_imports_the_job_or_the_engine() -> None:
+    # Not even under TYPE_CHECKING or in a function: it reads a job through
+    # _protocols.SnapshotSource, so every room may import it without closing a circle.
+    found = _imported(PACKAGE / "_snapshot.py") & {"job", "engine"}
+    assert not found, f"_snapshot.py imports {sorted(found)}"
+
+
+@pytest.mark.parametrize("module", ["job.py", "_durable.py", "_detached.py", "_snapshot.py"])
+def test_the_job_and_what_it_uses_never_import_the_facade(module: str) -> None:
+    # engine.py imports these; each sees the engine through a Protocol (job.JobHost,
+    # _durable.DurableHost, _detached.DetachHost), so the engine is in no import circle.
+    assert "engine" not in _imported(PACKAGE / module), f"{module} imports engine.py"

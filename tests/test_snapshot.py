@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,69 @@ def test_a_job_view_follows_its_job_by_snapshot_and_ignores_others(tmp_path: Pat
             assert list(view._urgent) == ["mine"]
         finally:
             view.stop()
+
+
+def test_one_change_takes_one_snapshot_for_the_history_and_every_publisher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 10: the bus takes the snapshot of a change once; the history and each publisher
+    # that takes snapshots get that same object (they used to take one each).
+    taken: list[Any] = []
+    real = snapshot_of
+
+    def counting(job: Any, now: float | None = None) -> Any:
+        snap = real(job, now)
+        taken.append(snap)
+        return snap
+
+    # Every module that takes snapshots counts them (the function stays the real one).
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("jupyter_executor") and (
+            getattr(module, "snapshot_of", None) is real
+        ):
+            monkeypatch.setattr(module, "snapshot_of", counting)
+    with Engine(folder=tmp_path) as engine:
+        stored: list[Any] = []
+        store = engine._store
+        assert store is not None
+        keep = store.job_changed
+
+        def recording(snap: Any) -> None:
+            stored.append(snap)
+            keep(snap)
+
+        monkeypatch.setattr(store, "job_changed", recording)
+        seen: dict[str, list[Any]] = {"a": [], "b": []}
+        publishers = []
+        for key in seen:
+            publisher = Publisher(engine, _sent()[1])
+            publisher.start(snapshot=False, thread=False)
+            publishers.append(publisher)
+            # What reaches each publisher: its own _on_event, wrapped by a recorder.
+            monkeypatch.setattr(publisher, "_urgent", _Recording(seen[key]))
+        try:
+            job = engine.submit(sum, [1, 2], name="add")
+            assert engine.wait(timeout=30)
+            # The engine emits under its lock: by now every change has been handed out.
+            ends = [s for s in stored if s.name == "add" and s.status == "done"]
+            assert len(ends) == 1
+            (end,) = ends
+            assert [s for s in taken if s.status == "done"] == [end]  # one snapshot_of call
+            for key in seen:
+                assert any(s is end for s in seen[key]), key
+            assert job.status.value == "done"
+        finally:
+            for publisher in publishers:
+                publisher.stop()
+
+
+class _Recording(dict[str, Any]):
+    """A publisher's dirty map that also keeps every value it was given."""
+
+    def __init__(self, log: list[Any]) -> None:
+        super().__init__()
+        self._log = log
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._log.append(value)
+        super().__setitem__(key, value)

@@ -43,7 +43,7 @@ from ._writer import Writer
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..job import Job
+    from .._protocols import SnapshotSource
 
 __all__ = ["HistoryStore"]
 
@@ -174,7 +174,7 @@ class HistoryStore:
         return self._writer.max_delay
 
     # writing (hot path) ----------------------------------------------------------------------
-    def job_changed(self, job: Job | JobSnapshot) -> None:
+    def job_changed(self, job: JobSnapshot | SnapshotSource) -> None:
         """Record the current state of a job (cheap: no I/O, safe from any thread).
 
         Call it after each status change (submitted, started, finished, back to pending for a
@@ -182,6 +182,8 @@ class HistoryStore:
         process), with the job (its snapshot is taken now) or the snapshot taken at the change.
         It is written by the writer thread.
         """
+        # The engine hands the snapshot it took for this change (one per change, shared with
+        # the views); a job given directly is snapshotted here.
         self._writer.put(job if type(job) is JobSnapshot else snapshot_of(job))  # type: ignore[arg-type]
 
     def flush(self, timeout: float | None = None) -> None:
