@@ -128,7 +128,9 @@ class _Stream:
             if missing <= 0:
                 return
             if missing > len(kept):
-                self.job.output.write(f"[{missing - len(kept):,} characters dropped]\n")
+                self.job.output.write(
+                    f"[{missing - len(kept):,} characters not shown]\n"
+                )  # as live()
                 missing = len(kept)
             self.job.output.write(kept[len(kept) - missing :])
             self.pos = total
