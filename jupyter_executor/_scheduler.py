@@ -451,6 +451,11 @@ class Scheduler(Intake):
         elif jobs_logger.isEnabledFor(logging.INFO):
             suffix = f" ({detail})" if detail else ""
             log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
+        self._status_changed(job)
+
+    def _status_changed(self, job: Job) -> None:
+        """Tell the history and the subscribers that ``job``'s status changed: one snapshot,
+        taken only when one of them wants it, for both."""
         snap = None
         if self._store is not None:
             if job._life is None:  # _job_changed inlined: a call less per job
@@ -539,16 +544,7 @@ class Scheduler(Intake):
         if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
             log_event(logging.INFO, "started %s %s", job.name, job.describe())
-        snap = None
-        if self._store is not None:
-            if job._life is None:  # _job_changed inlined: a call less per job
-                snap = snapshot_of(job)
-                self._store.job_changed(snap)
-            else:
-                snap = self._job_changed(job)
-        if self._subscribers:
-            # The same snapshot for the history and the subscribers that take one.
-            self._emit("status", job, snap)
+        self._status_changed(job)
 
     @staticmethod
     def _move(job: Job, status: Status) -> None:
