@@ -231,11 +231,36 @@ def rearm(engine: DurableHost, *, warn: bool = True) -> list[str]:
     except Exception as exc:
         logger.warning("jupyter_executor: cannot read the stored schedules: %s", exc)
         return []
-    stored = {row["name"] for row in rows}
+    _cancel_unscheduled(engine, {row["name"] for row in rows})
+    jobs, phrases = _take_over(engine, store, rows)
+    if not jobs:
+        return []
+    # Not with the jobs given to Engine(*jobs): those wait for the user's first submit.
+    deferred, engine._deferred = engine._deferred, []
+    try:
+        engine._submit(jobs, False)
+    finally:
+        engine._deferred = deferred + engine._deferred
+    engine._rearmed.update(str(job.name) for job in jobs)
+    line = rearm_line(phrases)
+    logger.info("jupyter_executor: %s", line)
+    if warn:
+        warnings.warn(line, RearmedWarning, stacklevel=3)
+    return phrases
+
+
+def _cancel_unscheduled(engine: DurableHost, stored: set[str]) -> None:
+    """Cancel the jobs this engine re-armed whose schedule is no longer ``stored``."""
     for name in list(engine._rearmed):
         job = engine._jobs.get(name)
         if name not in stored and job is not None and not job.done():
             engine.cancel(job, "unscheduled")
+
+
+def _take_over(
+    engine: DurableHost, store: Any, rows: list[dict[str, Any]]
+) -> tuple[list[Job], list[str]]:
+    """Claim the stored schedules no live engine runs; return their jobs and one phrase each."""
     phrases: list[str] = []
     jobs: list[Job] = []
     for row in rows:
@@ -256,20 +281,7 @@ def rearm(engine: DurableHost, *, warn: bool = True) -> list[str]:
         jobs.append(job)
         _REARMED.add(job)
         phrases.append(phrase)
-    if not jobs:
-        return []
-    # Not with the jobs given to Engine(*jobs): those wait for the user's first submit.
-    deferred, engine._deferred = engine._deferred, []
-    try:
-        engine._submit(jobs, False)
-    finally:
-        engine._deferred = deferred + engine._deferred
-    engine._rearmed.update(str(job.name) for job in jobs)
-    line = rearm_line(phrases)
-    logger.info("jupyter_executor: %s", line)
-    if warn:
-        warnings.warn(line, RearmedWarning, stacklevel=3)
-    return phrases
+    return jobs, phrases
 
 
 def rearm_line(phrases: list[str]) -> str:

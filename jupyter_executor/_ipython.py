@@ -9,7 +9,8 @@ exit hook) and :mod:`._terminal` (the plain-text views).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,91 @@ def show_dashboard(shell: Any) -> Any:
     return _display.show_dashboard(shell, kernel_engine())
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What one ``%jobs COMMAND`` line gives its handler besides the names or jobs."""
+
+    shell: Any
+    engine: Any
+    lines: int
+    timeout: float | None
+    run: int | None
+
+
+def _history(call: _Call, names: Sequence[str]) -> Any:
+    return call.engine.history(names[0] if names else None)
+
+
+def _log(call: _Call, names: Sequence[str]) -> None:
+    _print_log(call.engine, names[0], call.run)
+
+
+def _fetch(call: _Call, names: Sequence[str]) -> Any:
+    return fetch(call.shell, call.engine, names[0])
+
+
+def _unschedule(call: _Call, names: Sequence[str]) -> None:
+    # A stored schedule may belong to no job of this kernel (another kernel armed it).
+    for name in names:
+        if not call.engine.unschedule(name):
+            msg = f"no schedule named {name!r} is stored in {call.engine.folder}"
+            raise UsageError(msg)
+
+
+def _list(call: _Call, jobs: list[Any]) -> Any:
+    return call.engine.list(next_run=True)
+
+
+def _wait_for(call: _Call, jobs: list[Any]) -> None:
+    _wait(call.engine, jobs, call.timeout)
+
+
+def _cancel(call: _Call, jobs: list[Any]) -> None:
+    for job in jobs:
+        if not call.engine.cancel(job):
+            print(f"job {job.name!r} was already {job.status.value}")
+
+
+def _rerun(call: _Call, jobs: list[Any]) -> None:
+    show_job(call.shell, call.engine.rerun(jobs[0]))
+
+
+def _tail(call: _Call, jobs: list[Any]) -> None:
+    text = jobs[0].tail(call.lines)
+    if text:
+        print(text)
+
+
+def _remove(call: _Call, jobs: list[Any]) -> None:
+    for job in jobs:
+        call.engine.remove(job)
+
+
+def _clear(call: _Call, jobs: list[Any]) -> None:
+    count = call.engine.clear()
+    print(f"removed {count} finished job{'s' if count != 1 else ''}")
+
+
+#: The commands that take names, not jobs: history and logs outlive the kernel, so NAME may
+#: be a job of an earlier kernel.
+_BY_NAME: dict[str, Callable[[_Call, Sequence[str]], Any]] = {
+    "history": _history,
+    "log": _log,
+    "fetch": _fetch,
+    "unschedule": _unschedule,
+}
+#: The commands on jobs of this kernel's engine.
+_BY_JOB: dict[str, Callable[[_Call, list[Any]], Any]] = {
+    "list": _list,
+    "wait": _wait_for,
+    "cancel": _cancel,
+    "rerun": _rerun,
+    "tail": _tail,
+    "remove": _remove,
+    "clear": _clear,
+}
+
+
 def jobs_command(
     shell: Any,
     command: str,
@@ -268,50 +354,21 @@ def jobs_command(
     run: int | None = None,
 ) -> Any:
     """``%jobs COMMAND [NAME ...]``."""
-    engine = kernel_engine()
+    call = _Call(shell, kernel_engine(), lines, timeout, run)
+    by_name = _BY_NAME.get(command)
+    if by_name is not None:
+        try:
+            return by_name(call, names)
+        except JupyterExecutorError as exc:
+            raise UsageError(_one_line(exc)) from None
+    jobs = [_job(call.engine, n) for n in names]
+    by_job = _BY_JOB.get(command)
+    if by_job is None:
+        return None
     try:
-        # History and logs outlive the kernel: NAME may be a job of an earlier kernel.
-        if command == "history":
-            return engine.history(names[0] if names else None)
-        if command == "log":
-            _print_log(engine, names[0], run)
-            return None
-        if command == "fetch":
-            return fetch(shell, engine, names[0])
-        if command == "unschedule":
-            # A stored schedule may belong to no job of this kernel (another kernel armed it).
-            for name in names:
-                if not engine.unschedule(name):
-                    msg = f"no schedule named {name!r} is stored in {engine.folder}"
-                    raise UsageError(msg)
-            return None
-    except JupyterExecutorError as exc:
-        raise UsageError(_one_line(exc)) from None
-    jobs = [_job(engine, n) for n in names]
-    try:
-        if command == "list":
-            return engine.list(next_run=True)
-        if command == "wait":
-            _wait(engine, jobs, timeout)
-        elif command == "cancel":
-            for job in jobs:
-                if not engine.cancel(job):
-                    print(f"job {job.name!r} was already {job.status.value}")
-        elif command == "rerun":
-            show_job(shell, engine.rerun(jobs[0]))
-        elif command == "tail":
-            text = jobs[0].tail(lines)
-            if text:
-                print(text)
-        elif command == "remove":
-            for job in jobs:
-                engine.remove(job)
-        elif command == "clear":
-            count = engine.clear()
-            print(f"removed {count} finished job{'s' if count != 1 else ''}")
+        return by_job(call, jobs)
     except JupyterExecutorError as exc:
         raise UsageError(str(exc)) from None
-    return None
 
 
 def _job(engine: Any, name: str) -> Any:
@@ -322,19 +379,8 @@ def _job(engine: Any, name: str) -> Any:
 
 
 def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
-    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        if not jobs:
-            engine.wait(timeout)
-            jobs = [j for j in engine.jobs.values() if not j.forever]
-        else:
-            from .engine import showing_wait
-
-            # shown under the cell as engine.wait() shows its jobs
-            with showing_wait(engine, lambda: [j for j in jobs if not j.done()]):
-                for job in jobs:
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    engine.wait_job(job, left)
+        jobs = _wait_until_done(engine, jobs, timeout)
     except KeyboardInterrupt:
         # ■ interrupts the waiting cell only; say so, since the jobs go on
         print("stopped waiting; the jobs keep running (%jobs cancel NAME stops one)")
@@ -347,6 +393,23 @@ def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
         info = job.info()
         if job.done() and info.status != "done":
             print(f"job {info.name!r} {info.status}: {info.error}")
+
+
+def _wait_until_done(engine: Any, jobs: list[Any], timeout: float | None) -> list[Any]:
+    """Wait for ``jobs`` (none: every job that is not ``forever``) up to ``timeout`` seconds
+    in all; return the jobs waited for."""
+    if not jobs:
+        engine.wait(timeout)
+        return [j for j in engine.jobs.values() if not j.forever]
+    from .engine import showing_wait
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    # shown under the cell as engine.wait() shows its jobs
+    with showing_wait(engine, lambda: [j for j in jobs if not j.done()]):
+        for job in jobs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            engine.wait_job(job, left)
+    return jobs
 
 
 def _print_log(engine: Any, name: str, run: int | None) -> None:

@@ -139,27 +139,33 @@ def _parse_job_line(line: str) -> tuple[str | None, tuple[str, ...]]:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        option, eq, value = token.partition("=")
+        if not token.startswith("--"):
+            name = token if name is None else name
+            i += 1
+            continue
+        option = token.partition("=")[0]
+        values, i = _option_values(tokens, i)
         if option == "--requires":
-            values = [value] if eq else []
-            while not eq and i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-                i += 1
-                values.append(tokens[i])
             for item in values:
                 requires.extend(part.strip() for part in item.split(",") if part.strip())
         elif option == "--name":
-            name = value if eq else (tokens[i + 1] if i + 1 < len(tokens) else None)
-            i += 0 if eq else 1
-        elif token.startswith("--"):
-            if option in _VALUED and not eq:
-                i += 1
-            elif option in _MULTI and not eq:
-                while i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-                    i += 1
-        elif name is None:
-            name = token
-        i += 1
+            name = values[0] if values else None
     return name, tuple(dict.fromkeys(requires))
+
+
+def _option_values(tokens: list[str], i: int) -> tuple[list[str], int]:
+    """The values of the option ``tokens[i]``, and the index of the token after them."""
+    option, equals, value = tokens[i].partition("=")
+    if equals:
+        return [value], i + 1
+    if option == "--requires" or option in _MULTI:
+        end = i + 1
+        while end < len(tokens) and not tokens[end].startswith("--"):
+            end += 1
+        return tokens[i + 1 : end], end
+    if option == "--name" or option in _VALUED:
+        return tokens[i + 1 : i + 2], i + 2
+    return [], i + 1  # a flag
 
 
 def order_job_cells(cells: list[JobCell]) -> list[JobCell]:

@@ -44,6 +44,7 @@ from ._terminal import job_note, seconds
 from ._terminal import table as columns
 
 if TYPE_CHECKING:
+    from ._flow import Flow
     from .engine import Engine
     from .job import Job
 
@@ -249,53 +250,20 @@ DEFAULT_FLOW_FILES = ("flows.py", "sflow.py")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    if args.flow is None and not path.suffix and not path.exists():
-        # `run sleepit`: a flow name alone, looked for in ./flows.py, then ./sflow.py
-        found = next((Path(f) for f in DEFAULT_FLOW_FILES if Path(f).is_file()), None)
-        if found is None:
-            _err(f"no file named {args.file!r}, and no {' or '.join(DEFAULT_FLOW_FILES)} here")
-            return EXIT_USAGE
-        args.file, args.flow, path = str(found), args.file, found
-    if not path.is_file():
-        _err(f"no such file: {args.file}")
+    path = _run_target(args)
+    if path is None:
         return EXIT_USAGE
     if path.suffix == ".ipynb":
-        if args.flow is not None:
-            _err("a notebook is run whole: drop the flow name")
-            return EXIT_USAGE
-        from ._nbflow import run_notebook
-
-        return run_notebook(
-            path,
-            folder=args.folder,
-            max_jobs=args.max_jobs,
-            resume=args.resume and not args.force,
-            force=args.force,
-            timeout=args.timeout,
-            out=sys.stdout,
-        )
+        return _run_notebook(path, args)
     if path.suffix != ".py":
         _err(f"run takes a .py file of flows or a .ipynb notebook, not {path.name}")
         return EXIT_USAGE
-    from ._flow import Flow
-
     flows = _load_flows(path, args.file)
     if flows is None:
         return EXIT_FAILED
-    chosen: Flow | None
-    if args.flow is None:
-        if len(flows) != 1:
-            listing = ", ".join(flows) if flows else "none (decorate a function with @flow)"
-            _err(f"give the flow to run: {PROG} run {args.file} FLOW; flows: {listing}")
-            return EXIT_USAGE
-        chosen = next(iter(flows.values()))
-    else:
-        chosen = flows.get(args.flow)
-        if chosen is None:
-            _err(f"no flow {args.flow!r} in {args.file}")
-            _print_flows(flows, sys.stderr)
-            return EXIT_USAGE
+    chosen = _choose_flow(flows, args)
+    if chosen is None:
+        return EXIT_USAGE
     try:
         engine = _make_engine(args)
     except ValueError as exc:
@@ -303,6 +271,56 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _err(f"{args.file} made its engine when imported: {exc}")
         return EXIT_USAGE
     return run_flow(chosen, engine, live=_wants_live(args), out=sys.stdout)
+
+
+def _run_target(args: argparse.Namespace) -> Path | None:
+    """The file ``run`` runs (``args.file``/``args.flow`` updated when FILE names a flow in
+    a default flow file), or None after saying why there is none."""
+    path = Path(args.file)
+    if args.flow is None and not path.suffix and not path.exists():
+        # `run sleepit`: a flow name alone, looked for in ./flows.py, then ./sflow.py
+        found = next((Path(f) for f in DEFAULT_FLOW_FILES if Path(f).is_file()), None)
+        if found is None:
+            _err(f"no file named {args.file!r}, and no {' or '.join(DEFAULT_FLOW_FILES)} here")
+            return None
+        args.file, args.flow, path = str(found), args.file, found
+    if not path.is_file():
+        _err(f"no such file: {args.file}")
+        return None
+    return path
+
+
+def _run_notebook(path: Path, args: argparse.Namespace) -> int:
+    if args.flow is not None:
+        _err("a notebook is run whole: drop the flow name")
+        return EXIT_USAGE
+    from ._nbflow import run_notebook
+
+    return run_notebook(
+        path,
+        folder=args.folder,
+        max_jobs=args.max_jobs,
+        resume=args.resume and not args.force,
+        force=args.force,
+        timeout=args.timeout,
+        out=sys.stdout,
+    )
+
+
+def _choose_flow(flows: dict[str, Flow], args: argparse.Namespace) -> Flow | None:
+    """The flow ``args.flow`` names (the only one when it names none), or None after
+    saying which flows there are."""
+    if args.flow is None:
+        if len(flows) != 1:
+            listing = ", ".join(flows) if flows else "none (decorate a function with @flow)"
+            _err(f"give the flow to run: {PROG} run {args.file} FLOW; flows: {listing}")
+            return None
+        return next(iter(flows.values()))
+    chosen = flows.get(args.flow)
+    if chosen is None:
+        _err(f"no flow {args.flow!r} in {args.file}")
+        _print_flows(flows, sys.stderr)
+    return chosen
 
 
 def _make_engine(args: argparse.Namespace) -> Engine:
@@ -345,6 +363,27 @@ def run_flow(flow: Any, engine: Engine, *, live: bool = False, out: TextIO | Non
 
 
 def _run_flow(flow: Any, engine: Engine, view: _View, out: TextIO, start: float) -> int:
+    interrupted, flow_error = _drive_flow(flow, engine, view)
+    jobs = list(engine.jobs.values())
+    elapsed = time.monotonic() - start
+    counts = {s: sum(1 for j in jobs if j.status.value == s) for s in _SYMBOLS}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
+    name = getattr(flow, "name", "flow")
+    if interrupted:
+        print(f"{name}: interrupted after {elapsed:.1f} s ({summary})", file=out)
+        return interrupted
+    if _report_failures(name, jobs, flow_error):
+        print(f"{name}: FAILED after {elapsed:.1f} s ({summary})", file=out)
+        out.flush()
+        return EXIT_FAILED
+    print(f"{name}: done in {elapsed:.1f} s ({summary})", file=out)
+    out.flush()
+    return EXIT_OK
+
+
+def _drive_flow(flow: Any, engine: Engine, view: _View) -> tuple[int, BaseException | None]:
+    """Run the flow and wait for its jobs; return (the exit code of an interrupt or 0,
+    the exception the flow raised or None). The engine is shut down on every path."""
     interrupted = 0
     flow_error: BaseException | None = None
     with _signals() as restore:
@@ -369,14 +408,12 @@ def _run_flow(flow: Any, engine: Engine, view: _View, out: TextIO, start: float)
                 view.note("interrupted: cancelling the jobs")
             engine.shutdown()
             view.stop()
-    jobs = list(engine.jobs.values())
-    elapsed = time.monotonic() - start
-    counts = {s: sum(1 for j in jobs if j.status.value == s) for s in _SYMBOLS}
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    name = getattr(flow, "name", "flow")
-    if interrupted:
-        print(f"{name}: interrupted after {elapsed:.1f} s ({summary or 'no jobs'})", file=out)
-        return interrupted
+    return interrupted, flow_error
+
+
+def _report_failures(name: str, jobs: list[Job], flow_error: BaseException | None) -> bool:
+    """Print the failed jobs' log tails, and the flow's own exception when no job raised
+    it, to stderr; return whether the flow failed (also by a job cancelled for cause)."""
     failed = [j for j in jobs if j.status.value == "failed"]
     bad_cancel = [
         j
@@ -388,17 +425,10 @@ def _run_flow(flow: Any, engine: Engine, view: _View, out: TextIO, start: float)
     own_error = flow_error is not None and not any(
         flow_error is j.exception() or _same_error(flow_error, j) for j in jobs
     )
-    if own_error:
-        assert flow_error is not None
+    if flow_error is not None and own_error:
         print(f"--- flow {name} raised ---", file=sys.stderr)
         traceback.print_exception(flow_error, file=sys.stderr)
-    if failed or own_error or bad_cancel:
-        print(f"{name}: FAILED after {elapsed:.1f} s ({summary or 'no jobs'})", file=out)
-        out.flush()
-        return EXIT_FAILED
-    print(f"{name}: done in {elapsed:.1f} s ({summary or 'no jobs'})", file=out)
-    out.flush()
-    return EXIT_OK
+    return bool(failed or own_error or bad_cancel)
 
 
 _SHUTDOWN_REASON = "the engine shut down"
@@ -729,7 +759,7 @@ def _cmd_flows(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_flows(path: Path, given: str) -> dict[str, Any] | None:
+def _load_flows(path: Path, given: str) -> dict[str, Flow] | None:
     """The flows of a file, or None after printing why it could not be loaded."""
     from ._flow import load_flows
 
@@ -870,26 +900,9 @@ def _one_line(text: str, width: int = 60) -> str:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from ._logs import log_stem, logs_of
-
     folder = Path(args.folder)
-    rows: list[dict[str, Any]] = []
-    if (folder / "history.db").exists():
-        from .store import HistoryStore
-
-        store = HistoryStore(folder, "cli")
-        try:
-            rows = store.history(args.name)
-        finally:
-            store.close()
-    # The job's log file name, and those its recorded runs wrote (older versions named some
-    # jobs' logs differently).
-    stems = dict.fromkeys([log_stem(args.name)])
-    for row in rows:
-        if row.get("log_path"):
-            stems[Path(row["log_path"]).name.removesuffix(".log")] = None
-    found = {path for stem in stems for path in logs_of(folder / "logs", stem)}
-    files = sorted(found, key=_mtime)
+    rows = _recorded_runs(folder, args.name)
+    files = _log_files(folder, args.name, rows)
     if not files and not rows:
         _err(f"no run and no log of {args.name!r} in {args.folder}")
         return EXIT_FAILED
@@ -914,6 +927,33 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return EXIT_OK
+
+
+def _recorded_runs(folder: Path, name: str) -> list[dict[str, Any]]:
+    """The runs of ``name`` the history in ``folder`` holds (none without a history)."""
+    if not (folder / "history.db").exists():
+        return []
+    from .store import HistoryStore
+
+    store = HistoryStore(folder, "cli")
+    try:
+        return store.history(name)
+    finally:
+        store.close()
+
+
+def _log_files(folder: Path, name: str, rows: list[dict[str, Any]]) -> list[Path]:
+    """The log files of ``name``, oldest first."""
+    from ._logs import log_stem, logs_of
+
+    # The job's log file name, and those its recorded runs wrote (older versions named some
+    # jobs' logs differently).
+    stems = dict.fromkeys([log_stem(name)])
+    for row in rows:
+        if row.get("log_path"):
+            stems[Path(row["log_path"]).name.removesuffix(".log")] = None
+    found = {path for stem in stems for path in logs_of(folder / "logs", stem)}
+    return sorted(found, key=_mtime)
 
 
 def _mtime(path: Path) -> float:

@@ -648,43 +648,49 @@ def _split_script_line(
         if token == "--":
             script.extend(tokens[i + 1 :])
             break
-        option = token.split("=", 1)[0]
-        action = actions.get(option) if token.startswith("--") else None
+        action = actions.get(token.split("=", 1)[0]) if token.startswith("--") else None
         if action is None:
             script.append(token)
             i += 1
-            continue
-        if "=" in token and action.dest == "env":
-            # --env=A=1 B=2: the pairs that follow are ours too (argparse gives an --opt=value
-            # option one value only, so the option and its values go as separate words)
-            ours.extend(("--env", token.split("=", 1)[1]))
-            i += 1
-            while i < len(tokens) and _ENV_WORD.match(tokens[i]):
-                ours.append(tokens[i])
-                i += 1
-            continue
-        if "=" in token or action.nargs == 0:
-            ours.append(token)
-            i += 1
-            continue
-        if i + 1 >= len(tokens) or tokens[i + 1] == "--":
-            msg = f"{option} needs a value"
-            raise UsageError(msg)
-        ours.extend((option, tokens[i + 1]))
-        i += 2
-        if action.dest == "env":
-            # --env A=1 B=2: KEY=VALUE words are pairs (before, B=2 silently went to the
-            # script); the first other word is the script's
-            while i < len(tokens) and _ENV_WORD.match(tokens[i]):
-                ours.append(tokens[i])
-                i += 1
-        elif action.nargs == "+":
-            # --inputs a.csv b.csv: the words up to the next option (ours, the script's, or
-            # --) are values; the script's own arguments go before such an option or after --
-            while i < len(tokens) and not tokens[i].startswith("-"):
-                ours.append(tokens[i])
-                i += 1
+        else:
+            words, i = _our_option(action, tokens, i)
+            ours.extend(words)
     return ours, script
+
+
+def _our_option(action: argparse.Action, tokens: list[str], i: int) -> tuple[list[str], int]:
+    """The words of our option ``tokens[i]`` with its values, and the index after them."""
+    token = tokens[i]
+    option, equals, value = token.partition("=")
+    if equals and action.dest == "env":
+        # --env=A=1 B=2: the pairs that follow are ours too (argparse gives an --opt=value
+        # option one value only, so the option and its values go as separate words)
+        return _words_while(["--env", value], tokens, i + 1, _ENV_WORD.match)
+    if equals or action.nargs == 0:
+        return [token], i + 1
+    if i + 1 >= len(tokens) or tokens[i + 1] == "--":
+        msg = f"{option} needs a value"
+        raise UsageError(msg)
+    words = [option, tokens[i + 1]]
+    if action.dest == "env":
+        # --env A=1 B=2: KEY=VALUE words are pairs (before, B=2 silently went to the
+        # script); the first other word is the script's
+        return _words_while(words, tokens, i + 2, _ENV_WORD.match)
+    if action.nargs == "+":
+        # --inputs a.csv b.csv: the words up to the next option (ours, the script's, or
+        # --) are values; the script's own arguments go before such an option or after --
+        return _words_while(words, tokens, i + 2, lambda word: not word.startswith("-"))
+    return words, i + 2
+
+
+def _words_while(
+    words: list[str], tokens: list[str], i: int, more: Callable[[str], object]
+) -> tuple[list[str], int]:
+    """``words`` and the tokens from ``i`` on while ``more`` holds, and the index after them."""
+    while i < len(tokens) and more(tokens[i]):
+        words.append(tokens[i])
+        i += 1
+    return words, i
 
 
 def _command(script: list[str]) -> str | list[str]:
