@@ -113,7 +113,9 @@ def import_jobqueue() -> ModuleType:
                 # Imported some other way meanwhile (a module-level signal call we did not
                 # see): put back the handler the process had.
                 signal.signal(signal.SIGINT, before)
-    return dask_jobqueue
+    # A typed name: without the hpc extra installed, mypy sees the module as Any.
+    module: ModuleType = dask_jobqueue
+    return module
 
 
 def make_cluster(kind: str, **cluster_options: Any) -> Any:
