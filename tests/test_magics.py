@@ -21,12 +21,14 @@ from typing import Any
 
 import psutil
 import pytest
+from _wait import wait_until
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from jupyter_executor import get_engine
 from jupyter_executor._terminal import TerminalEcho, text_table
+from jupyter_executor.testing import MockClock
 
 
 @pytest.fixture(scope="module")
@@ -558,10 +560,19 @@ def test_script_every_runs_periodically_and_cancel_stops_it(
     ip: InteractiveShell, tmp_path: Path, capsys: Any
 ) -> None:
     (tmp_path / "scrape.py").write_text("print('scraped')\n")
+    # The magics use the process's engine: swap the one load_ext made for one in the same
+    # folder on a mock clock, so the schedule moves when the test advances it (real
+    # processes, no wall-clock window).
+    made = get_engine()
+    made.shutdown()
+    clock = MockClock()
+    get_engine(folder=made.folder, clock=clock)
     ip.run_line_magic("job", 'scrape.py --every "0.3 s"')
     job = get_engine()["scrape"]
     assert job.backend == "subprocess"
-    time.sleep(1.2)
+    for run in range(1, 5):  # at 0, 0.3, 0.6 and 0.9 s of the clock
+        clock.advance_to_next()
+        wait_until(lambda n=run: job.attempts == n and job.status.value == "pending", 20, "a run")
     runs = job.attempts
     assert 3 <= runs <= 5, runs
     frame = ip.run_line_magic("jobs", "list")
@@ -569,7 +580,7 @@ def test_script_every_runs_periodically_and_cancel_stops_it(
     assert frame.set_index("name").loc["scrape", "next_run"] is not None
     ip.run_line_magic("jobs", "cancel scrape")
     runs = job.attempts
-    time.sleep(0.7)
+    clock.advance(0.7)  # two more periods: nothing may start
     assert job.attempts == runs  # no future runs
     assert job.status.value == "cancelled"
     history = ip.run_line_magic("jobs", "history scrape")
