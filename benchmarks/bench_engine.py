@@ -714,16 +714,7 @@ def _importable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def _je_dask() -> Iterator[Any]:
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    with (
-        LocalCluster(processes=False, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-        _je_engine(dask=client, history=False) as engine,
-    ):
+    with _dist_client() as client, _je_engine(dask=client, history=False) as engine:
         yield engine
 
 
