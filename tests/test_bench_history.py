@@ -6,31 +6,17 @@ how fast anything is: timings on a shared 2-core machine are too noisy to assert
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_history.py"
+from _bench import run_bench
 
 
 @pytest.mark.timeout(400)
 def test_quick_run_reports_every_case_and_ratio(tmp_path: Path) -> None:
-    raw = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(raw)],
-        capture_output=True,
-        text=True,
-        timeout=380,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, data = run_bench("bench_history.py", tmp_path, "--quick")
     assert "MB per 10k runs" in proc.stdout
     assert "x plain sqlite3 -> pandas" in proc.stdout and "x history off" in proc.stdout
-    data = json.loads(raw.read_text())
     cases = {row["case"] for row in data["raw"]}
     assert cases == {"read-ours", "read-sqlite", "read-filtered", "burst-on", "burst-off"}
     assert data["made"]["runs"] == 2_000

@@ -7,14 +7,10 @@ are read from a full run (see benchmarks/README.md).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
+from _bench import run_bench
 
 # One label per engine, as printed in the first column of the tables.
 LABELS = [
@@ -36,16 +32,7 @@ LABELS = [
 @pytest.mark.dask  # the runner starts a distributed LocalCluster in one of its workers
 @pytest.mark.timeout(400)
 def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
-    raw = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(raw)],
-        capture_output=True,
-        text=True,
-        timeout=380,
-        cwd=tmp_path,  # executor-engine and friends must not litter the repository
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, results = run_bench("bench_engine.py", tmp_path, "--quick")
     out = proc.stdout
     for title in (
         "## Per-job cost",
@@ -60,7 +47,6 @@ def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
         assert any(row.startswith(f"| {label} |") for row in rows), label
 
     # every case ran to completion in its worker (an engine erroring would print "error" cells)
-    results = json.loads(raw.read_text())
     errors = [
         (r["engine"], r["scenario"], run["error"])
         for r in results
@@ -88,22 +74,13 @@ def test_quick_run_prints_a_table_with_all_engines(tmp_path: Path) -> None:
 def test_the_magics_benchmark_runs_in_a_real_kernel(tmp_path: Path) -> None:
     """``benchmarks/bench_magics.py`` on small sizes: every line of its table has a figure (timings
     are not asserted: the machine is shared)."""
-    raw = tmp_path / "magics.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH.with_name("bench_magics.py")),
-            *("--cells", "5", "--jobs", "20", "--repeat", "1", "--json", str(raw)),
-        ],
-        capture_output=True,
-        text=True,
+    proc, results = run_bench(
+        "bench_magics.py",
+        tmp_path,
+        *("--cells", "5", "--jobs", "20", "--repeat", "1"),
         timeout=170,
-        cwd=tmp_path,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "`%%job` beyond the job itself" in proc.stdout
-    results = json.loads(raw.read_text())
     assert results["list"]["jobs"] == 20
     assert results["cells"]["cells"] == 5
     assert all(
