@@ -349,3 +349,21 @@ def running_kernel(root: Path, *, env: dict[str, str] | None = None) -> Iterator
         yield kernel
     finally:
         kernel.shutdown()
+
+
+# -- notebooks run whole (nbclient, nbconvert) -------------------------------------------------
+
+#: The first cells of a test notebook: the extension, and the engine in ``runs/`` beside it.
+SETUP_CELLS = [
+    "%load_ext jupyter_executor",
+    "from jupyter_executor import get_engine\nengine = get_engine(folder='runs')",
+]
+
+
+def notebook_of(cells: Iterable[str]) -> Any:
+    """A notebook (nbformat 4) with one code cell per source in ``cells``."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    return notebook

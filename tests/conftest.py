@@ -1,5 +1,5 @@
 """Shared fixtures: an engine per test that must leave no thread and no child process behind;
-headless Chromium per browser test module."""
+a real kernel and headless Chromium per test module that asks for them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from _browser import chromium
+from _kernel import Kernel, running_kernel
 from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import Engine
@@ -26,6 +27,15 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     finally:
         eng.shutdown()
         assert_nothing_left(before)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    """A real ipykernel with the extension loaded and ``get_engine`` imported, one per test
+    module that asks for it (a module may define its own ``kernel``)."""
+    with running_kernel(tmp_path_factory.mktemp("kernel")) as k:
+        k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
+        yield k
 
 
 @pytest.fixture(scope="module")

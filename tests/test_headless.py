@@ -17,16 +17,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _kernel import REPO, SETUP_CELLS, notebook_of
 
 from jupyter_executor import Engine
-
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(240)]
 
 CELLS = [
-    "%load_ext jupyter_executor",
-    "from jupyter_executor import get_engine\nengine = get_engine(folder='runs')",
+    *SETUP_CELLS,
     "%%job quick\n6 * 7",
     "%jobs wait quick",
     "%%job long\nimport time\nprint('started')\ntime.sleep(120)\nprint('never printed')",
@@ -36,9 +34,7 @@ CELLS = [
 
 
 def test_nbconvert_run_ending_with_a_running_job_records_it_and_says_so(tmp_path: Path) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nbformat.write(notebook, tmp_path / "headless.ipynb")
+    nbformat.write(notebook_of(CELLS), tmp_path / "headless.ipynb")
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     env.update(
         IPYTHONDIR=str(tmp_path / ".ipython"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,6 @@ from _kernel import Execution, Kernel, running_kernel
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    with running_kernel(tmp_path_factory.mktemp("kernel")) as k:
-        k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
-        yield k
 
 
 # -- helpers --------------------------------------------------------------------------------------

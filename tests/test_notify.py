@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _kernel import Kernel, running_kernel
+from _kernel import Kernel
 from _wait import wait_until
 
 from jupyter_executor import Engine, InvalidOptionType, Job
@@ -114,13 +113,6 @@ def test_notify_option_follows_the_engine_default(tmp_path: Path) -> None:
 
 
 # -- in a kernel --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    with running_kernel(tmp_path_factory.mktemp("kernel")) as k:
-        k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
-        yield k
 
 
 @pytest.mark.kernel

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from _kernel import REPO, SETUP_CELLS, notebook_of
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(240)]
 
 CELLS = [
-    "%load_ext jupyter_executor",
-    "from jupyter_executor import get_engine\nengine = get_engine(folder='runs')",
+    *SETUP_CELLS,
     "%%job slow\nimport time\nprint('working on it')\ntime.sleep(1.5)\n"
     "print('nearly there')\n6 * 7",
     "%%job broken\nimport time\ntime.sleep(1)\n1 / 0",
@@ -33,8 +31,7 @@ CELLS = [
 def _run(tmp_path: Path) -> dict:
     from nbclient import NotebookClient
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nb = notebook_of(CELLS)
     env_keep = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTEST_CURRENT_TEST")}
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), env_keep["PYTHONPATH"] or "") if p

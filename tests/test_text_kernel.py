@@ -3,19 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from _kernel import Kernel, running_kernel
+from _kernel import Kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    with running_kernel(tmp_path_factory.mktemp("kernel")) as k:
-        k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
-        yield k
 
 
 def wait_job(k: Kernel, name: str, timeout: float = 30) -> str:

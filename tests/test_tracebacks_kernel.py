@@ -8,20 +8,12 @@ as IPython does for a failed cell; the job view gets it in colour (ANSI), ``job.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from _kernel import Kernel, running_kernel
+from _kernel import Kernel
 from test_magics_kernel import comm_text, value, view_id, wait_job
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    with running_kernel(tmp_path_factory.mktemp("kernel")) as k:
-        k.execute("%load_ext jupyter_executor\nfrom jupyter_executor import get_engine")
-        yield k
 
 
 CELL = "%%job {name} --backend {backend}\nx = 1\nprint('about to fail')\n{body}"
