@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _dask import cluster_without_us
 from _wait import wait_until
 
 from jupyter_executor import CommandFailed, Engine, WorkerCrashed, cancelled
@@ -379,8 +380,7 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
 
     # The worker cannot import jupyter_executor (as on a cluster whose workers run from another
     # environment): what the backend ships must travel by value.
-    block = tmp_path / "no_jupyter_executor.py"
-    block.write_text("import sys\nsys.modules['jupyter_executor'] = None  # not installed\n")
+    cluster = cluster_without_us(tmp_path)
     started = tmp_path / "started"
 
     # Local functions: pickled by value, as functions defined in a notebook are.
@@ -408,10 +408,7 @@ def test_dask_local_cluster(tmp_path: Path) -> None:
         return "finished anyway"
 
     before = {p.pid for p in child_processes()}
-    engine = Engine(
-        folder=tmp_path,
-        dask={"n_workers": 1, "threads_per_worker": 2, "processes": True, "preload": [str(block)]},
-    )
+    engine = Engine(folder=tmp_path, dask=cluster)
     try:
         where = engine.submit(probe, backend="dask", name="probe")
         a = engine.submit(square, 4, backend="dask", name="a")
@@ -449,8 +446,7 @@ def test_dask_output_arrives_while_the_task_runs(tmp_path: Path) -> None:
     from _leaks import assert_nothing_left, child_processes
 
     # Workers without jupyter_executor: the live output needs nothing of it on the worker.
-    block = tmp_path / "no_jupyter_executor.py"
-    block.write_text("import sys\nsys.modules['jupyter_executor'] = None  # not installed\n")
+    cluster = cluster_without_us(tmp_path)
 
     # Local functions: pickled by value (the worker cannot import this test module).
     def talk(marker: str, fail: bool) -> str:
@@ -476,10 +472,7 @@ def test_dask_output_arrives_while_the_task_runs(tmp_path: Path) -> None:
         return n
 
     before = {p.pid for p in child_processes()}
-    engine = Engine(
-        folder=tmp_path / "engine",
-        dask={"n_workers": 1, "threads_per_worker": 2, "processes": True, "preload": [str(block)]},
-    )
+    engine = Engine(folder=tmp_path / "engine", dask=cluster)
     said = "\n".join(["first", *(f"line {i}" for i in range(2, 6))])
     wait = 'while [ ! -e "$M" ]; do sleep 0.02; done'
     try:

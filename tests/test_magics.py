@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+from _dask import cluster_without_us
 from _wait import wait_until
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -334,27 +335,8 @@ def test_dependency_cycle_is_a_usage_error(ip: InteractiveShell) -> None:
         ("ok.py --backend process", "always run in a subprocess"),
         ("ok.py --timeout", "--timeout needs a value"),
         ("ok.py --env NOEQUALS", "--env: takes KEY=VALUE"),
-    ],
-)
-def test_script_usage_errors(
-    ip: InteractiveShell, tmp_path: Path, line: str, expected: str
-) -> None:
-    (tmp_path / "data.txt").write_text("not a program\n")
-    (tmp_path / "ok.py").write_text("print('ok')\n")
-    (tmp_path / "sub").mkdir()
-    assert expected in usage_error(ip.run_line_magic, "job", line)
-
-
-@pytest.mark.skipif(shutil.which("Rscript") is not None, reason="R is installed here")
-def test_r_script_without_r_is_a_clear_error(ip: InteractiveShell, tmp_path: Path) -> None:
-    (tmp_path / "model.R").write_text("print(1)\n")
-    assert "Rscript is not installed" in usage_error(ip.run_line_magic, "job", "model.R")
-
-
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    [
-        # a period is read as the other duration flags are, when the line is parsed
+        # the long-running options; a period is read as the other duration flags are, when the
+        # line is parsed
         ("ok.py --every soon", "--every: takes a positive duration (30 s, 2 min, 1h30m"),
         ('ok.py --every "0 s"', "--every: takes a positive duration (30 s, 2 min, 1h30m"),
         ('ok.py --cron "99 * * * *"', "bad cron expression '99 * * * *'"),
@@ -370,12 +352,20 @@ def test_r_script_without_r_is_a_clear_error(ip: InteractiveShell, tmp_path: Pat
         ("ok.py --outputs -- out.txt", "--outputs needs a value"),
     ],
 )
-def test_long_running_script_options_usage_errors(
+def test_script_usage_errors(
     ip: InteractiveShell, tmp_path: Path, line: str, expected: str
 ) -> None:
+    (tmp_path / "data.txt").write_text("not a program\n")
     (tmp_path / "ok.py").write_text("print('ok')\n")
+    (tmp_path / "sub").mkdir()
     assert expected in usage_error(ip.run_line_magic, "job", line)
     assert not get_engine().jobs  # nothing was submitted
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is not None, reason="R is installed here")
+def test_r_script_without_r_is_a_clear_error(ip: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "model.R").write_text("print(1)\n")
+    assert "Rscript is not installed" in usage_error(ip.run_line_magic, "job", "model.R")
 
 
 @pytest.mark.parametrize(
@@ -795,9 +785,7 @@ def test_dask_backend_ships_inputs_and_writes_outputs_back(
 ) -> None:
     # The worker cannot import jupyter_executor (a cluster whose workers run from another
     # environment): what runs the cell there must travel by value.
-    block = tmp_path / "no_jupyter_executor.py"
-    block.write_text("import sys\nsys.modules['jupyter_executor'] = None  # not installed\n")
-    options = {"n_workers": 1, "threads_per_worker": 2, "processes": True, "preload": [str(block)]}
+    options = cluster_without_us(tmp_path)
     get_engine().shutdown()  # (loading the extension made one) the magics use the next one,
     get_engine(dask=options)  # which the fixture shuts down
     ip.user_ns["values"] = [1, 2, 3]
