@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
+from collections.abc import Iterable
 
 import psutil
 import pytest
+
+
+def kill_and_reap(procs: Iterable[subprocess.Popen[str]], timeout: float = 30.0) -> None:
+    """Kill each of ``procs`` still running, wait for it and close its stdout pipe."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=timeout)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def engine_threads() -> list[threading.Thread]:

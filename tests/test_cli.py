@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
+from _wait import wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLI = [sys.executable, "-m", "jupyter_executor"]
@@ -300,9 +301,8 @@ async def slow(engine):
 def test_sigint_cancels_the_jobs_and_exits_130(
     work: Path, background: Callable[..., Running]
 ) -> None:
-    (work / "slow.py").write_text(SLOW)
-    run = background(work, "run", "slow.py", "slow", "--folder", "runs")
-    run.wait_for("running   sleep-0", "running   sleep-1", "done      worker")
+    run = run_slow(work, background)
+    run.wait_for("done      worker")
     # every process the flow started: the two commands and the process backend's worker
     tree = psutil.Process(run.proc.pid).children(recursive=True)
     assert sum("time.sleep(60)" in " ".join(p.cmdline()) for p in tree) >= 2
@@ -318,23 +318,32 @@ def test_sigint_cancels_the_jobs_and_exits_130(
     assert not alive, [p.cmdline() for p in alive]
 
 
+def run_slow(work: Path, background: Callable[..., Running]) -> Running:
+    """``run slow.py slow`` in the background, once both its commands run."""
+    (work / "slow.py").write_text(SLOW)
+    run = background(work, "run", "slow.py", "slow", "--folder", "runs")
+    run.wait_for("running   sleep-0", "running   sleep-1")
+    return run
+
+
 def wait_recorded(work: Path, *names: str) -> None:
     """Until the history shows a running run with a pid for each name."""
-    deadline = time.monotonic() + 20
-    while not all(
-        any(r["status"] == "running" and r["pid"] for r in history(work, name)) for name in names
-    ):
-        assert time.monotonic() < deadline, f"{names} never recorded as running with a pid"
-        time.sleep(0.2)
+    wait_until(
+        lambda: all(
+            any(r["status"] == "running" and r["pid"] for r in history(work, name))
+            for name in names
+        ),
+        20,
+        f"{names} recorded as running with a pid",
+        interval=0.2,
+    )
 
 
 @pytest.mark.timeout(60)
 def test_cancel_from_another_terminal_stops_an_attached_run(
     work: Path, background: Callable[..., Running]
 ) -> None:
-    (work / "slow.py").write_text(SLOW)
-    run = background(work, "run", "slow.py", "slow", "--folder", "runs")
-    run.wait_for("running   sleep-0", "running   sleep-1")
+    run = run_slow(work, background)
     wait_recorded(work, "sleep-0")
     result = cli(work, "cancel", "sleep-0", "--folder", "runs", "--grace", "2")
     assert result.returncode == 0 and "sleep-0: stopped pid" in result.stdout, result.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _leaks import assert_nothing_left, child_processes
+from _leaks import assert_nothing_left, child_processes, kill_and_reap
 from _wait import wait_until
 
 from jupyter_executor import Engine
@@ -88,12 +88,7 @@ def procs() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     try:
         yield start
     finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        kill_and_reap(started)
         assert_nothing_left(before, timeout=20)
 
 
@@ -129,9 +124,20 @@ def arm_and_kill(procs: Callable[..., subprocess.Popen[str]], folder: Path, mode
 
 
 def history(folder: Path, name: str) -> list[dict[str, Any]]:
+    return _read(folder, lambda store: store.history(name))
+
+
+def schedules(folder: Path) -> list[dict[str, Any]]:
+    return _read(folder, lambda store: store.schedules())
+
+
+def _read(
+    folder: Path, query: Callable[[HistoryStore], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """What ``query`` reads from the history in ``folder``, through a store closed after."""
     store = HistoryStore(folder, "test-reader")
     try:
-        return store.history(name)
+        return query(store)
     finally:
         store.close()
 
@@ -141,7 +147,7 @@ def test_a_killed_engines_schedules_are_rearmed_and_missed_runs_reported_not_run
 ) -> None:
     folder = tmp_path / "runs"
     arm_and_kill(procs, folder, "svc")
-    stored = HistoryStore(folder, "x").schedules()
+    stored = schedules(folder)
     assert [row["name"] for row in stored] == ["scrape", "svc"]  # the callable is not stored
     # No engine for a while: runs of scrape come due and are missed.
     killed = time.time()
@@ -199,7 +205,7 @@ def test_unschedule_removes_for_good_cancel_only_here(
         assert again.unschedule("svc") is True
     finally:
         again.shutdown()
-    assert HistoryStore(folder, "x").schedules() == []
+    assert schedules(folder) == []
 
 
 def test_a_live_engine_keeps_its_schedules_and_a_resubmission_takes_over(
@@ -229,7 +235,7 @@ def test_a_live_engine_keeps_its_schedules_and_a_resubmission_takes_over(
         wait_until(lambda: engine["scrape"].status.value == "pending", 30, "scrape to wait")
         job = engine.submit(f"echo again >> {folder}/again.txt", every="1 h", name="scrape")
         assert engine["scrape"] is job
-        spec = HistoryStore(folder, "x").schedules()[0]["spec"]
+        spec = schedules(folder)[0]["spec"]
         assert spec["every"] == 3600 and "again" in spec["command"]
     finally:
         engine.shutdown()
@@ -252,7 +258,7 @@ def test_cli_schedules_run_rearms_what_a_kernel_left_and_stops_on_sigterm(
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=60) == 0, out
     # Stopped cleanly: its schedule is free for the next engine, and still stored.
-    rows = HistoryStore(folder, "x").schedules()
+    rows = schedules(folder)
     assert [(r["name"], r["owner"]) for r in rows] == [("scrape", None)]
     listing = subprocess.run(
         [*CLI, "schedules", "list", "--json", "--folder", str(folder)], env=env(),

@@ -68,6 +68,19 @@ def test_no_record_names_no_process(pid: object, started: object) -> None:
     assert not _procs.same_process(pid, started)
 
 
+def _stop_group_of(
+    popen: subprocess.Popen[bytes], pids: Path, count: int, grace: float
+) -> list[int]:
+    """Once ``count`` processes wrote their pid to ``pids``, stop ``popen``'s group (found by
+    pid and start time, as the engine finds its processes) and reap ``popen``; return the pids."""
+    members = _read_pids(pids, count)
+    proc = _procs.find(popen.pid, _procs.start_time(popen.pid))
+    assert proc is not None
+    _procs.stop_group(proc, grace=grace)
+    popen.wait(10)
+    return members
+
+
 @pytest.mark.timeout(60)
 def test_stop_group_ends_the_group_its_stubborn_members_and_those_that_left_it(
     tmp_path: Path,
@@ -82,11 +95,7 @@ def test_stop_group_ends_the_group_its_stubborn_members_and_those_that_left_it(
     )
     leader = subprocess.Popen(["sh", "-c", script], start_new_session=True)
     try:
-        members = _read_pids(pids, 3)
-        proc = _procs.find(leader.pid, _procs.start_time(leader.pid))
-        assert proc is not None
-        _procs.stop_group(proc, grace=0.5)
-        leader.wait(10)
+        members = _stop_group_of(leader, pids, 3, grace=0.5)
         assert _gone(members), [p for p in members if _runs(p)]
     finally:
         for pid in _read_pids(pids, 0):
@@ -106,11 +115,7 @@ def test_stop_group_of_a_process_in_our_group_signals_only_it_and_its_descendant
         ["sh", "-c", f"echo $$ >> {pids}; sh -c 'echo $$ >> {pids}; sleep 60' & wait"]
     )
     try:
-        members = _read_pids(pids, 2)
-        proc = _procs.find(child.pid, _procs.start_time(child.pid))
-        assert proc is not None
-        _procs.stop_group(proc, grace=5)
-        child.wait(10)
+        members = _stop_group_of(child, pids, 2, grace=5)
         assert _gone(members)
     finally:
         child.kill()

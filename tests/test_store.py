@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _leaks import kill_and_reap
 from _wait import wait_until
 
 from jupyter_executor import Engine, Job
@@ -513,15 +514,6 @@ def _start_writer(
     )
 
 
-def _stop(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 @pytest.mark.timeout(60)
 def test_a_writer_killed_mid_batch_leaves_a_sound_database(tmp_path: Path) -> None:
     folder = tmp_path / "h"
@@ -542,7 +534,7 @@ def test_a_writer_killed_mid_batch_leaves_a_sound_database(tmp_path: Path) -> No
             proc.wait(timeout=10)
             assert proc.returncode == -signal.SIGKILL
         finally:
-            _stop([proc])
+            kill_and_reap([proc], timeout=10)
         expected += committed
         con = sqlite3.connect(folder / "history.db")
         try:
@@ -578,7 +570,7 @@ def test_two_engines_write_the_same_folder_at_once(tmp_path: Path) -> None:
         for proc in procs:
             assert proc.wait(timeout=30) == 0
     finally:
-        _stop(procs)
+        kill_and_reap(procs, timeout=10)
         reader.close()
     runs = reader.history()
     assert len(runs) == 1200 >= seen

@@ -21,8 +21,10 @@ from jupyter_executor import Engine, get_engine
 from jupyter_executor import _waiting
 gates = {}
 def open_when_waiting(names, pause=0.5):
-    # Opens the gates line by line once a wait shows its jobs (a wait on the main thread
-    # blocks the cell): the lines then come while the cell waits, on a loaded machine too.
+    # Makes the gates of the jobs' 3 lines, and opens them line by line once a wait shows its
+    # jobs (a wait on the main thread blocks the cell): the lines then come while the cell
+    # waits, on a loaded machine too.
+    gates.update({(n, i): threading.Event() for n in names for i in range(3)})
     def run():
         while not _waiting._wait_shown:
             time.sleep(0.02)
@@ -64,7 +66,6 @@ def test_engine_wait_in_a_cell_shows_the_jobs_lines_under_it(kernel: Kernel) -> 
     # cell waits, and the view must show them then, not only at the end.
     ex = kernel.submit(
         "engine = get_engine()\n"
-        "gates.update({(n, i): threading.Event() for n in ('alpha', 'beta') for i in range(3)})\n"
         "open_when_waiting(('alpha', 'beta'))\n"
         "engine.submit(talk, 'alpha', name='alpha')\n"
         "engine.submit(talk, 'beta', name='beta')\n"
@@ -94,7 +95,6 @@ def test_engine_wait_in_a_cell_shows_the_jobs_lines_under_it(kernel: Kernel) -> 
 @pytest.mark.kernel
 def test_orchestrate_and_jobs_wait_show_their_jobs(kernel: Kernel) -> None:
     ex = kernel.execute(
-        "gates.update({('solo', i): threading.Event() for i in range(3)})\n"
         "open_when_waiting(('solo',), pause=0.1)\n"
         "e2 = Engine(history=False)\n"
         "e2.submit(talk, 'solo', name='solo')\n"
@@ -104,10 +104,7 @@ def test_orchestrate_and_jobs_wait_show_their_jobs(kernel: Kernel) -> None:
     assert ex.stdout == "True\n"
     final = _views(ex)[-1][2]
     assert final.startswith("waited for 1 job: 1 done") and "[job solo] solo line 2" in final
-    kernel.execute(
-        "gates.update({('named', i): threading.Event() for i in range(3)})\n"
-        "open_when_waiting(('named',), pause=0.1)"
-    )
+    kernel.execute("open_when_waiting(('named',), pause=0.1)")
     kernel.execute("%%job named\ntalk('named')")
     ex = kernel.execute("%jobs wait named", timeout=60)
     final = _views(ex)[-1][2]
