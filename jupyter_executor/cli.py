@@ -192,13 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("name", metavar="NAME")
     folder(cancel)
-    cancel.add_argument(
-        "--grace",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="time between SIGTERM and SIGKILL (default 5)",
-    )
+    _seconds_option(cancel, "--grace", 5.0, "time between SIGTERM and SIGKILL (default 5)")
     cancel.set_defaults(handler=_cmd_cancel)
 
     schedules = sub.add_parser(
@@ -216,15 +210,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     folder(schedules)
     schedules.add_argument("--json", action="store_true", help="list: one JSON object per line")
-    schedules.add_argument(
-        "--rescan",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="run: look for schedules to re-arm this often (default 10)",
+    _seconds_option(
+        schedules, "--rescan", 10.0, "run: look for schedules to re-arm this often (default 10)"
     )
     schedules.set_defaults(handler=_cmd_schedules)
     return parser
+
+
+def _seconds_option(parser: argparse.ArgumentParser, flag: str, default: float, text: str) -> None:
+    parser.add_argument(flag, type=float, default=default, metavar="SECONDS", help=text)
 
 
 def _positive_int(text: str) -> int:
