@@ -653,6 +653,16 @@ def _dask_threads(scenario: str) -> Runner:
     return run
 
 
+def _by_scenario(runner: Callable[[str], Runner]) -> dict[str, Runner]:
+    """The no-op, chain (in order), fan and sleep cases of a peer made by ``runner(scenario)``."""
+    return {
+        "noop": runner("noop"),
+        "chain:in order": runner("chain"),
+        "fan": runner("fan"),
+        "sleep": runner("sleep"),
+    }
+
+
 @contextlib.contextmanager
 def _dist_client() -> Iterator[Any]:
     import logging
@@ -916,12 +926,7 @@ def engines() -> dict[str, EngineSpec]:
             DASK,
             "dask.delayed, threaded scheduler",
             _nothing,
-            {
-                "noop": _dask_threads("noop"),
-                "chain:in order": _dask_threads("chain"),
-                "fan": _dask_threads("fan"),
-                "sleep": _dask_threads("sleep"),
-            },
+            _by_scenario(_dask_threads),
             caps={"noop": 3_000, "chain": 3_000, "sleep": _BOUNDED_SLEEP},
             kind="thread",
         ),
@@ -929,12 +934,7 @@ def engines() -> dict[str, EngineSpec]:
             DIST,
             "distributed `LocalCluster(processes=False)`",
             _dist_client,
-            {
-                "noop": _dist("noop"),
-                "chain:in order": _dist("chain"),
-                "fan": _dist("fan"),
-                "sleep": _dist("sleep"),
-            },
+            _by_scenario(_dist),
             caps={"noop": 2_000, "chain": 200, "sleep": _BOUNDED_SLEEP},
             kind="thread",
         ),
@@ -1280,24 +1280,34 @@ class Report:
             else:
                 rows.append((name, fmt.format(value), ok(value)))
 
+        def at_most(name: str, value: float | None, limit: float, fmt: str = "{:.2f}x") -> None:
+            add(name, value, lambda v: v <= limit, fmt)
+
         noop = self.sizes.get("noop", [])
-        for s in noop:
-            add(
-                f"async no-op N={s:,}: ours / asyncio.gather ≤ 3x"
-                + ("" if s >= 10_000 else " (target at 1e4, 1e5; informative here)"),
-                ratio(pr(OURS, "noop", s), pr(ASYNCIO, "noop", s)),
-                lambda v: v <= 3,
-                "{:.2f}x",
-            )
-        for s in noop:
-            if OURS_NOHIST in self.specs:
-                add(
-                    f"(informative) async no-op N={s:,}, `Engine(history=False)`: "
-                    "ours / asyncio.gather ≤ 3x",
-                    ratio(pr(OURS_NOHIST, "noop", s), pr(ASYNCIO, "noop", s)),
-                    lambda v: v <= 3,
-                    "{:.2f}x",
+
+        def noop_vs(
+            kind: str, ours: str, nohist: str, base: str, base_name: str, limit: int
+        ) -> None:
+            """ours / base ≤ limit on no-op jobs at each size, then (informative) the same
+            without the history."""
+            for s in noop:
+                small = kind == "async" and s < 10_000
+                at_most(
+                    f"{kind} no-op N={s:,}: ours / {base_name} ≤ {limit}x"
+                    + (" (target at 1e4, 1e5; informative here)" if small else ""),
+                    ratio(pr(ours, "noop", s), pr(base, "noop", s)),
+                    limit,
                 )
+            if nohist in self.specs:
+                for s in noop:
+                    at_most(
+                        f"(informative) {kind} no-op N={s:,}, `Engine(history=False)`: "
+                        f"ours / {base_name} ≤ {limit}x",
+                        ratio(pr(nohist, "noop", s), pr(base, "noop", s)),
+                        limit,
+                    )
+
+        noop_vs("async", OURS, OURS_NOHIST, ASYNCIO, "asyncio.gather", 3)
         for s in noop:
             n_ee = cap(self.specs[EE_LOCAL], "noop", s) if EE_LOCAL in self.specs else s
             at = "" if n_ee == s else f" (peer at N={n_ee:,})"
@@ -1314,37 +1324,20 @@ class Report:
                 "{:.2f}x",
             )
         if len(noop) > 1:
-            add(
+            at_most(
                 f"async no-op flat from N={noop[0]:,} to {noop[-1]:,}: max/min ≤ 1.5x",
                 spread(*(pr(OURS, "noop", s) for s in noop)),
-                lambda v: v <= 1.5,
-                "{:.2f}x",
+                1.5,
             )
-        for s in noop:
-            add(
-                f"thread no-op N={s:,}: ours / ThreadPoolExecutor ≤ 2x",
-                ratio(pr(OURS_THREAD, "noop", s), pr(TPE, "noop", s)),
-                lambda v: v <= 2,
-                "{:.2f}x",
-            )
-        for s in noop:
-            if OURS_THREAD_NOHIST in self.specs:
-                add(
-                    f"(informative) thread no-op N={s:,}, `Engine(history=False)`: "
-                    "ours / ThreadPoolExecutor ≤ 2x",
-                    ratio(pr(OURS_THREAD_NOHIST, "noop", s), pr(TPE, "noop", s)),
-                    lambda v: v <= 2,
-                    "{:.2f}x",
-                )
+        noop_vs("thread", OURS_THREAD, OURS_THREAD_NOHIST, TPE, "ThreadPoolExecutor", 2)
         chain = self.sizes.get("chain", [])
         for order in CHAIN_ORDERS:
             base_order = order if order == "dependents first" else "in order"
             for s in chain:
-                add(
+                at_most(
                     f"chain ({order}) N={s:,}: ours / asyncio ({base_order}) per hop ≤ 4x",
                     ratio(pr(OURS, f"chain:{order}", s), pr(ASYNCIO, f"chain:{base_order}", s)),
-                    lambda v: v <= 4,
-                    "{:.2f}x",
+                    4,
                 )
         for s in chain:
             add(
@@ -1355,47 +1348,44 @@ class Report:
             )
         if len(chain) > 1:
             for order in CHAIN_ORDERS:
-                add(
+                at_most(
                     f"chain ({order}) flat from N={chain[0]:,} to {chain[-1]:,}: max/min ≤ 1.5x",
                     spread(*(pr(OURS, f"chain:{order}", s) for s in chain)),
-                    lambda v: v <= 1.5,
-                    "{:.2f}x",
+                    1.5,
                 )
         for s in self.sizes.get("sleep", []):
-            add(
+            at_most(
                 f"{s:,} async jobs sleeping {SLEEP} s: done in ≤ {1.5 * SLEEP:.2f} s",
                 paired(lambda v: v, pr(OURS, "sleep", s)),
-                lambda v: v <= 1.5 * SLEEP,
+                1.5 * SLEEP,
                 "{:.3f} s",
             )
         for s in self.sizes.get("dask", []):
-            add(
+            at_most(
                 f"dask no-op N={s:,}: ours / `Client.submit` + `gather` ≤ 1.3x",
                 ratio(pr(OURS_DASK, "dask", s), pr(DIST + " submit", "dask", s)),
-                lambda v: v <= 1.3,
-                "{:.2f}x",
+                1.3,
             )
         for s in self.sizes.get("process", []):
-            add(
+            at_most(
                 f"process, {s:,} tiny jobs on {PROCESS_WORKERS} workers: ours / "
                 "ProcessPoolExecutor (fork) ≤ 1.5x",
                 ratio(pr(OURS_PROCESS, "process", s), pr(PPE, "process", s)),
-                lambda v: v <= 1.5,
-                "{:.2f}x",
+                1.5,
             )
         for s in self.sizes.get("cold", []):
-            add(
+            at_most(
                 "process, first result from a cold backend: ours / ProcessPoolExecutor (fork) "
                 "made for it ≤ 5x",
                 ratio(pr(OURS_PROCESS, "cold", s), pr(PPE + " cold", "cold", s)),
-                lambda v: v <= 5,
+                5,
                 "{:.1f}x",
             )
         for s in self.sizes.get("retained", []):
-            add(
+            at_most(
                 f"retained heap per finished no-op job (N={s:,}) ≤ 3 KB",
                 paired(lambda v: v, pr(OURS, "retained", s)),
-                lambda v: v <= 3000,
+                3000,
                 "{:,.0f} B",
             )
         return rows
