@@ -472,13 +472,17 @@ def test_converge_timeout_cancels_the_round(engine: Engine) -> None:
 # -- web apps -------------------------------------------------------------------------------------
 
 
+def _serve(engine: Engine, folder: Path, name: str, args: str, page: str) -> tuple[Job, str]:
+    """``python -m http.server ARGS`` as the web app ``name`` serving ``folder``, whose
+    index.html says ``page``; return the job and its URL once its port answers."""
+    (folder / "index.html").write_text(page)
+    job = engine.submit_webapp(f"{sys.executable} -m http.server {args}", name=name, cwd=folder)
+    return job, wait_until(lambda: job.url, 15, "the web app's port to answer")
+
+
 @pytest.mark.timeout(30)
 def test_webapp_answers_http_on_loopback_and_shows_its_url(engine: Engine, tmp_path: Path) -> None:
-    (tmp_path / "index.html").write_text("hello from the job")
-    job = engine.submit_webapp(
-        f"{sys.executable} -m http.server {{port}} --bind {{host}}", name="web", cwd=tmp_path
-    )
-    url = wait_until(lambda: job.url, 15, "the web app's port to answer")
+    job, url = _serve(engine, tmp_path, "web", "{port} --bind {host}", "hello from the job")
     assert url.startswith("http://127.0.0.1:") and url.endswith("/")
     with urllib.request.urlopen(url + "index.html", timeout=5) as response:
         assert response.status == 200
@@ -494,11 +498,7 @@ def test_webapp_answers_http_on_loopback_and_shows_its_url(engine: Engine, tmp_p
 
 @pytest.mark.timeout(30)
 def test_webapp_template_takes_executor_engines_ip_too(engine: Engine, tmp_path: Path) -> None:
-    (tmp_path / "index.html").write_text("served")
-    job = engine.submit_webapp(
-        f"{sys.executable} -m http.server -b {{ip}} {{port}}", name="seed-web", cwd=tmp_path
-    )
-    url = wait_until(lambda: job.url, 15, "the web app's port to answer")
+    job, url = _serve(engine, tmp_path, "seed-web", "-b {ip} {port}", "served")
     with urllib.request.urlopen(url + "index.html", timeout=5) as response:
         assert response.read() == b"served"
     with pytest.raises(ValueError, match=r"bad command template .*it may use \{port\}, \{host\}"):
