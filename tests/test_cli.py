@@ -297,14 +297,25 @@ async def slow(engine):
 """
 
 
+def _sleepers(pid: int) -> list[psutil.Process]:
+    """The processes under ``pid`` once two of them run ``time.sleep(60)``, else []."""
+    tree = psutil.Process(pid).children(recursive=True)
+    running = 0
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):  # gone meanwhile: not one of them
+            running += "time.sleep(60)" in " ".join(proc.cmdline())
+    return tree if running >= 2 else []
+
+
 @pytest.mark.timeout(60)
 def test_sigint_cancels_the_jobs_and_exits_130(
     work: Path, background: Callable[..., Running]
 ) -> None:
     run = run_slow(work, background)
     run.wait_for("done      worker")
-    # every process the flow started: the two commands and the process backend's worker
-    tree = psutil.Process(run.proc.pid).children(recursive=True)
+    # every process the flow started: the two commands and the process backend's worker (a
+    # command is said to run once it is started; its exec may come a moment later)
+    tree = wait_until(lambda: _sleepers(run.proc.pid), 10, "both commands' processes")
     assert sum("time.sleep(60)" in " ".join(p.cmdline()) for p in tree) >= 2
     began = time.monotonic()
     run.proc.send_signal(signal.SIGINT)
