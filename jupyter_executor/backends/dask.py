@@ -104,6 +104,19 @@ class _Stream:
         self.pos = 0
         self._lock = threading.Lock()
         self._ended = False
+        # A batch may end inside a line (``print`` writes the text and its newline apart):
+        # a note then starts on a line of its own, never glued to a piece of a line.
+        self._mid_line = False
+
+    def _note(self, skipped: int) -> None:
+        lead = "\n" if self._mid_line else ""
+        self.job.output.write(f"{lead}[{skipped:,} characters not shown]\n")
+        self._mid_line = False
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.job.output.write(text)
+            self._mid_line = not text.endswith("\n")
 
     def live(self, start: int, text: str) -> None:
         with self._lock:
@@ -112,8 +125,8 @@ class _Stream:
                 return  # after the end, or already written
             if start > self.pos:
                 # The worker skipped part of a flood (a bounded live stream): say so.
-                self.job.output.write(f"[{start - self.pos:,} characters not shown]\n")
-            self.job.output.write(text[max(0, self.pos - start) :])
+                self._note(start - self.pos)
+            self._write(text[max(0, self.pos - start) :])
             self.pos = end
 
     def end(self, captured: Any) -> None:
@@ -128,11 +141,9 @@ class _Stream:
             if missing <= 0:
                 return
             if missing > len(kept):
-                self.job.output.write(
-                    f"[{missing - len(kept):,} characters not shown]\n"
-                )  # as live()
+                self._note(missing - len(kept))
                 missing = len(kept)
-            self.job.output.write(kept[len(kept) - missing :])
+            self._write(kept[len(kept) - missing :])
             self.pos = total
 
 
