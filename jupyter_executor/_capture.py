@@ -1,6 +1,6 @@
 """Per-job output: a bounded in-memory tail, a log file, displayed objects, and stream routing.
 
-Job code runs with :data:`._runtime._current_job` set. :func:`install` replaces ``sys.stdout``
+Job code runs with :data:`._context.running_job` set. :func:`install` replaces ``sys.stdout``
 and ``sys.stderr`` once by proxies that send a write to the current job's :class:`Output`, and
 to the original stream otherwise, so a job's prints never land in the caller's cell (see
 docs/kernel-notes.md §1: threads started by a cell otherwise print into whichever cell ran last).
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from ._context import running_job
 from ._files import create_private, private_dir, private_opener
-from ._runtime import _current_job
 from ._text import ERRORS
 
 __all__ = ["Output", "current_output", "install"]
@@ -247,7 +247,7 @@ def _after_cr(line: str) -> str:
 
 def current_output() -> Output | None:
     """The :class:`Output` of the job running in this context, or None outside jobs."""
-    job = _current_job.get()
+    job = running_job.get()
     return None if job is None else job.output
 
 
@@ -282,7 +282,7 @@ class _StreamProxy:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
             return self._original.write(text)
         mine = _redirects.get()
@@ -290,7 +290,7 @@ class _StreamProxy:
             target = mine[1].get(self._stream)
             if target is not None:
                 return target.write(text)  # type: ignore[no-any-return]
-        out = job.output
+        out: Output = job.output
         if out.closed_streams and self._stream in out.closed_streams:
             msg = "I/O operation on closed file."
             raise ValueError(msg)
@@ -298,7 +298,7 @@ class _StreamProxy:
 
     def _current(self) -> Any:
         """What ``sys.stdout`` is in this context: the job's own stream, or the proxy."""
-        job = _current_job.get()
+        job = running_job.get()
         mine = _redirects.get()
         if job is not None and mine is not None and mine[0] is job:
             return mine[1].get(self._stream, self)
@@ -307,7 +307,7 @@ class _StreamProxy:
     def _assign(self, value: Any) -> None:
         """``sys.stdout = value`` from a job (see the class docstring)."""
         global _active
-        job = _current_job.get()
+        job = running_job.get()
         mine = _redirects.get()
         targets = dict(mine[1]) if mine is not None and mine[0] is job else {}
         before = self._stream in targets
@@ -323,7 +323,7 @@ class _StreamProxy:
                 _set_sys_class(_RedirectedSys if _active else _Sys)
 
     def close(self) -> None:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
             self._original.close()
             return
@@ -332,7 +332,7 @@ class _StreamProxy:
 
     @property
     def closed(self) -> bool:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
             return bool(self._original.closed)
         return self._stream in job.output.closed_streams
@@ -345,7 +345,7 @@ class _StreamProxy:
         current = self._current()
         if current is not self:
             current.flush()
-        elif _current_job.get() is None:
+        elif running_job.get() is None:
             self._original.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -371,7 +371,7 @@ class _Sys(types.ModuleType):
         if name == "stdout" or name == "stderr":
             proxy = self.__dict__.get(name)
             if type(proxy) is _StreamProxy:
-                if _current_job.get() is not None:
+                if running_job.get() is not None:
                     proxy._assign(value)  # the job's own redirection
                     return
                 if value is not None and type(value) is not _StreamProxy:

@@ -17,12 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidOptionType
-
-if TYPE_CHECKING:
-    from .job import Job
 
 __all__ = [
     "AfterAll",
@@ -35,7 +32,9 @@ __all__ = [
     "FunctionCondition",
 ]
 
-Lookup = Callable[[Any], "Job"]
+#: The engine's lookup: a job or a name -> the Job. Typed Any so that this module, which job.py
+#: imports, never imports job.py back (no import circle, issue 10).
+Lookup = Callable[[Any], Any]
 
 
 class Condition:

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ._conditions import Condition
-    from .job import Job
 
 __all__ = [
     "BACKENDS",
@@ -84,8 +83,10 @@ class JobOptions(TypedDict, total=False):
     inputs: Paths
     outputs: Paths
     force: bool
-    before: Callable[[Job], Any] | None
-    after: Callable[[Job], Any] | None
+    # Called with the Job; typed Any so that this module, which job.py imports, never imports
+    # job.py back (no import circle, issue 10).
+    before: Callable[[Any], Any] | None
+    after: Callable[[Any], Any] | None
     resources: Mapping[str, float] | None
     priority: int | None
     notify: bool | None

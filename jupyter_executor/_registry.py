@@ -9,10 +9,10 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._context import running_job
 from ._events import jobs_logger
 from ._jobsview import JobsView
 from ._policies import is_scheduled
-from ._runtime import _current_job
 from ._scheduler import Scheduler
 from ._status import Status
 from .errors import DuplicateJobName, SubmitError
@@ -205,7 +205,7 @@ class Registry(Scheduler):
         return job
 
     def _check_not_in_job(self, what: str) -> None:
-        job = _current_job.get()
+        job: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
         if job is not None and job.engine is self and job._waited:  # type: ignore[comparison-overlap]
             msg = (

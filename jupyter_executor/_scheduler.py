@@ -18,11 +18,11 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _capture, _durable, _traceback
+from ._context import running_job
 from ._events import jobs_logger, log_event, new_event
 from ._graph import Graph
 from ._intake import _WIDE, Intake, _collect
 from ._make import freshness, missing_outputs, record_files
-from ._runtime import _current_job
 from ._snapshot import snapshot_of
 from ._status import FINISHED, Status
 from .backends import Backend
@@ -99,7 +99,7 @@ class Scheduler(Intake):
         durable = [j for j in batch if j._life is not None and _durable.durable(j)]
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
-        parent = _current_job.get()
+        parent: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
         if parent is not None and parent.engine is self:  # type: ignore[comparison-overlap]
             _adopt(parent, batch)

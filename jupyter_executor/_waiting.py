@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._context import running_job
 from ._registry import Registry
-from ._runtime import _current_job
 from ._status import Status
 from .errors import StoreError, SubmitError
 from .job import Job
@@ -99,7 +99,7 @@ class Waiting(Registry):
     def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
         """Block until ``job`` has finished; True when it is done (succeeded)."""
         job = self._get(job)
-        if job is _current_job.get():
+        if job is running_job.get():
             msg = f"job {job.name!r} cannot wait for itself"
             raise SubmitError(msg)
         deadline = None if timeout is None else time.monotonic() + timeout

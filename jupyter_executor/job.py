@@ -467,7 +467,7 @@ class Job:
         OutputsError
             It left no outputs, or a value cannot be unpickled here (named in the message).
         """
-        from ._detached import load_outputs
+        from ._outputs import load_outputs
 
         return load_outputs(self)
 

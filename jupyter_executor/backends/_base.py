@@ -7,7 +7,7 @@ import inspect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _attempt_hooks, _current_job, _run_hooks
+from .._context import attempt_hooks, run_hooks, running_job
 
 if TYPE_CHECKING:
     from .._protocols import BackendHost
@@ -89,11 +89,11 @@ class TaskBackend(Backend):
         inline = 0
         current: Job | None = job
         while current is not None:
-            _current_job.set(current)  # the task runs in a copy of the context: this stays local
+            running_job.set(current)  # the task runs in a copy of the context: this stays local
             try:
-                hooks = self.local and bool(_attempt_hooks)
+                hooks = self.local and bool(attempt_hooks)
                 if hooks:
-                    _run_hooks(current, leaving=False)
+                    run_hooks(current, leaving=False)
                 try:
                     life = current._life
                     if life is not None and life.before is not None:
@@ -106,7 +106,7 @@ class TaskBackend(Backend):
                         await _call_hook(life.after, current)
                 finally:
                     if hooks:
-                        _run_hooks(current, leaving=True)
+                        run_hooks(current, leaving=True)
             except asyncio.CancelledError:
                 engine.finish(current, cancelled=True)
                 return

@@ -18,7 +18,7 @@ import threading
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _attempt_hooks, _current_job, _run_hooks
+from .._context import attempt_hooks, run_hooks, running_job
 from ..job import resolve_args
 from ._base import Backend
 
@@ -98,15 +98,15 @@ class ThreadBackend(Backend):
         exc: BaseException | None = None
         tb: str | None = None
         cancelled = False
-        token = _current_job.set(job)
-        hooks = bool(_attempt_hooks)
+        token = running_job.set(job)
+        hooks = bool(attempt_hooks)
         try:
             try:
                 job._task = ident
                 if job.cancel_requested:
                     raise JobThreadCancelled
                 if hooks:
-                    _run_hooks(job, leaving=False)
+                    run_hooks(job, leaving=False)
                 args, kwargs = resolve_args(job)
                 life = job._life
                 if life is not None and life.before is not None:
@@ -126,13 +126,13 @@ class ThreadBackend(Backend):
                 exc = e
             finally:
                 if hooks:
-                    _run_hooks(job, leaving=True)
+                    run_hooks(job, leaving=True)
                 self._disarm(job, ident)
         except JobThreadCancelled:  # injected just as the job ended
             self._disarm(job, ident)
             cancelled = True
         finally:
-            _current_job.reset(token)
+            running_job.reset(token)
         with self._inject_lock:
             if (ident, job) in self._abandoned:
                 # Settled long ago; the job may even run again by now: this end is not news.
