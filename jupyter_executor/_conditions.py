@@ -181,12 +181,12 @@ class AnyOf(AllOf):
 
 def AfterAll(*jobs: Any, success: bool = True) -> AllOf:
     """Met when all ``jobs`` are done (or finished, with ``success=False``)."""
-    return AllOf(*(AfterJob(j, success) for j in _flatten(jobs)))
+    return AllOf(*(AfterJob(j, success) for j in flatten(jobs)))
 
 
 def AfterAny(*jobs: Any, success: bool = True) -> AnyOf:
     """Met when any of ``jobs`` is done (or finished, with ``success=False``)."""
-    return AnyOf(*(AfterJob(j, success) for j in _flatten(jobs)))
+    return AnyOf(*(AfterJob(j, success) for j in flatten(jobs)))
 
 
 @dataclass(frozen=True)
@@ -276,11 +276,12 @@ def check_condition(condition: Any) -> None:
         raise InvalidOptionType(msg)
 
 
-def _flatten(items: Iterable[Any]) -> list[Any]:
+def flatten(items: Iterable[Any]) -> list[Any]:
+    """``items`` with nested lists, tuples and sets opened and None left out."""
     out: list[Any] = []
     for item in items:
         if isinstance(item, (list, tuple, set, frozenset)):
-            out.extend(_flatten(item))
+            out.extend(flatten(item))
         elif item is not None:
             out.append(item)
     return out

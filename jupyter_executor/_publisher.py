@@ -833,7 +833,7 @@ class JobPublisher(Publisher):
         return row
 
     def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        out = self._job._output  # created lazily: do not create one just to look
+        out = self._job.runstate.output  # created lazily: do not create one just to look
         return out.displays if out is not None else []
 
     def _peek_extend(self, msg: dict[str, Any]) -> None:

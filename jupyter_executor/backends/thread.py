@@ -102,13 +102,13 @@ class ThreadBackend(Backend):
         hooks = bool(attempt_hooks)
         try:
             try:
-                job._task = ident
+                job.runstate.task = ident
                 if job.cancel_requested:
                     raise JobThreadCancelled
                 if hooks:
                     run_hooks(job, leaving=False)
                 args, kwargs = resolve_args(job)
-                life = job._life
+                life = job.runstate.life
                 if life is not None and life.before is not None:
                     _call_hook(life.before, job)
                 if job.kind == "coroutine function":
@@ -142,8 +142,9 @@ class ThreadBackend(Backend):
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:
-            if job._task == ident:  # not a later attempt's (this one may have been abandoned)
-                job._task = None
+            # Not a later attempt's (this one may have been abandoned).
+            if job.runstate.task == ident:
+                job.runstate.task = None
             if ident in self._injected:
                 self._injected.discard(ident)
                 _set_async_exc(ident, None)
@@ -155,7 +156,7 @@ class ThreadBackend(Backend):
 
     def _inject(self, job: Job, attempt: int) -> None:
         with self._inject_lock:
-            ident = job._task
+            ident = job.runstate.task
             if not (isinstance(ident, int) and job.attempts == attempt and job.cancel_requested):
                 return
             self._injected.add(ident)
@@ -169,11 +170,11 @@ class ThreadBackend(Backend):
         cannot be killed, so the job no longer waits for it (nor do ``wait()`` and the slot).
         """
         with self._inject_lock:
-            if job._task != ident or job.attempts != attempt:
+            if job.runstate.task != ident or job.attempts != attempt:
                 return  # it ended meanwhile: its own finish is on its way
             self._abandoned.add((ident, job))
         why = "abandoned: the thread is still blocked in C code or a lock"
-        job._cancel_reason = f"{job._cancel_reason or 'cancelled'}; {why}"
+        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
         self.engine.finish(job, cancelled=True)
 
     def close(self) -> None:
