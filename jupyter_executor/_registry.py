@@ -106,7 +106,8 @@ class Registry(Scheduler):
         if not all(isinstance(j, Job) for j in jobs):
             msg = "submit(job, ...) takes only Job objects after a Job"
             raise InvalidOptionType(msg)
-        split_submit_options(dict(options), for_jobs=True)  # they go on Job(...)
+        if options:
+            split_submit_options(dict(options), for_jobs=True)  # they go on Job(...)
         if on_duplicate == "skip" and not replace:
             kept = []
             for j in jobs:  # not a comprehension: its frame (3.11) would shift the stacklevel

@@ -584,10 +584,13 @@ class Scheduler(Intake):
 
     def _allows(self, name: str) -> tuple[str, ...]:
         """The jobs that require job ``name`` (its dependents by requirement)."""
+        dependents = self._graph.dependents(name)
+        if not dependents:
+            return ()  # most jobs, and every snapshot of a job just submitted: no generator
         jobs, wide = self._jobs, self._wide
         return tuple(
             d
-            for d in self._graph.dependents(name)
+            for d in dependents
             if d in jobs
             and name in (wide[d] if len(jobs[d].requirements) > WIDE else jobs[d].requirements)
         )

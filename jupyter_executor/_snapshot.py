@@ -207,13 +207,23 @@ _keys = itertools.count(1)
 _log_dirs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
+# The last engine's (a weak reference to it, its folder): a WeakKeyDictionary lookup makes a
+# weak reference per call, and nearly every snapshot is of the same engine's jobs.
+_last_log_dir: tuple[weakref.ref[Any], str] | None = None
+
+
 def _log_path(engine: Any, name: str) -> str | None:
     # engine: what job.engine holds (its log_path), typed Any: the snapshot never imports it.
+    global _last_log_dir
     if engine is None:
         return None
+    last = _last_log_dir
+    if last is not None and last[0]() is engine:
+        return _join_log(last[1], name)
     prefix = _log_dirs.get(engine)
     if prefix is None:
         prefix = _log_dirs[engine] = str(engine.log_path("x").parent) + "/"
+    _last_log_dir = (weakref.ref(engine), prefix)
     return _join_log(prefix, name)
 
 
@@ -313,15 +323,20 @@ def _static(job: SnapshotSource, key: int) -> tuple[Any, ...]:
     runs is described once per job, not once per change.
     """
     name = "" if job.name is None else str(job.name)
+    if _is_plain_job(type(job)):
+        # Job itself has neither: getattr's default would cost a raised AttributeError each.
+        source, tags = None, ()
+    else:
+        source, tags = getattr(job, "source", None), tuple(getattr(job, "tags", ()) or ())
     return (
         key,
         name,
         job.backend,
         job.kind,
         job.describe(),
-        getattr(job, "source", None),
+        source,
         job.requirements,
         job.forever,
         _log_path(job.engine, name) if name else None,
-        tuple(getattr(job, "tags", ()) or ()),
+        tags,
     )
