@@ -107,7 +107,7 @@ def table_row(
     Parameters
     ----------
     info
-        ``job.info().to_dict()`` (or the same dict, made faster by ``job._info_dict()``).
+        ``job.info().to_dict()`` (or the same dict, made faster by ``_jobinfo.info_dict(job)``).
     tail
         Output to include (the row's details are open), or None for a plain table row.
     traceback

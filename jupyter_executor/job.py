@@ -165,6 +165,9 @@ class Job:
     types) and ``_options.OPTIONS`` (their defaults, checks and ``%%job`` flags), which
     ``Job``, ``Engine.submit``, ``@launcher``, ``AbstractJob`` and the magics share.
 
+    ``job.runstate`` is internal: the run state the engine's scheduler owns (see
+    :mod:`jupyter_executor._runstate`); read the job's properties instead.
+
     Life cycle: ``created`` until submitted, then ``pending`` until its requirements are done,
     its condition is met and a slot of its backend is free, then ``running``, and finally
     ``done``, ``failed`` or ``cancelled``. ``rerun()`` brings a finished job back to ``pending``.
