@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 # -- 1. render, bundle alone ----------------------------------------------------------------------
 def _snapshot_of_engine(n: int, folder: Path) -> tuple[dict[str, Any], float]:
     from jupyter_executor import Engine
+    from jupyter_executor._jobinfo import info_dict
     from jupyter_executor._publisher import encode_snapshot, table_row
 
     engine = Engine(folder=folder)
@@ -56,7 +57,7 @@ def _snapshot_of_engine(n: int, folder: Path) -> tuple[dict[str, Any], float]:
             engine.submit(pow, i, 2, name=f"job-{i}")
         engine.wait(timeout=300)
         t0 = time.perf_counter()
-        rows = [table_row(job._info_dict(tail=False)) for job in engine]  # as the publisher does
+        rows = [table_row(info_dict(job, tail=False)) for job in engine]  # as the publisher does
         snap = encode_snapshot(rows, seq=0)
         build_ms = (time.perf_counter() - t0) * 1000
     finally:

@@ -1,6 +1,6 @@
 """Per-job output: a bounded in-memory tail, a log file, displayed objects, and stream routing.
 
-Job code runs with :data:`._runtime._current_job` set. :func:`install` replaces ``sys.stdout``
+Job code runs with :data:`._context.running_job` set. :func:`install` replaces ``sys.stdout``
 and ``sys.stderr`` once by proxies that send a write to the current job's :class:`Output`, and
 to the original stream otherwise, so a job's prints never land in the caller's cell (see
 docs/kernel-notes.md §1: threads started by a cell otherwise print into whichever cell ran last).
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from ._context import running_job
 from ._files import create_private, private_dir, private_opener
-from ._runtime import _current_job
 from ._text import ERRORS
 
 __all__ = ["Output", "current_output", "install"]
@@ -247,7 +247,7 @@ def _after_cr(line: str) -> str:
 
 def current_output() -> Output | None:
     """The :class:`Output` of the job running in this context, or None outside jobs."""
-    job = _current_job.get()
+    job = running_job.get()
     return None if job is None else job.output
 
 
@@ -261,7 +261,7 @@ _active = 0  # jobs' redirections made and not undone
 _active_lock = threading.Lock()
 
 
-class _StreamProxy:
+class StreamProxy:
     """Stands in for ``sys.stdout``/``sys.stderr``: job writes go to the job, others pass.
 
     A job that closes its stream (``sys.stdout.close()``, or a library doing it) closes its
@@ -278,19 +278,19 @@ class _StreamProxy:
     """
 
     def __init__(self, original: TextIO, stream: str) -> None:
-        self._original = original
+        self.original = original
         self._stream = stream
 
     def write(self, text: str) -> int:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
-            return self._original.write(text)
+            return self.original.write(text)
         mine = _redirects.get()
         if mine is not None and mine[0] is job:
             target = mine[1].get(self._stream)
             if target is not None:
                 return target.write(text)  # type: ignore[no-any-return]
-        out = job.output
+        out: Output = job.output
         if out.closed_streams and self._stream in out.closed_streams:
             msg = "I/O operation on closed file."
             raise ValueError(msg)
@@ -298,7 +298,7 @@ class _StreamProxy:
 
     def _current(self) -> Any:
         """What ``sys.stdout`` is in this context: the job's own stream, or the proxy."""
-        job = _current_job.get()
+        job = running_job.get()
         mine = _redirects.get()
         if job is not None and mine is not None and mine[0] is job:
             return mine[1].get(self._stream, self)
@@ -307,11 +307,11 @@ class _StreamProxy:
     def _assign(self, value: Any) -> None:
         """``sys.stdout = value`` from a job (see the class docstring)."""
         global _active
-        job = _current_job.get()
+        job = running_job.get()
         mine = _redirects.get()
         targets = dict(mine[1]) if mine is not None and mine[0] is job else {}
         before = self._stream in targets
-        if type(value) is _StreamProxy:
+        if type(value) is StreamProxy:
             targets.pop(self._stream, None)  # restored what it found
         else:
             targets[self._stream] = value
@@ -323,18 +323,18 @@ class _StreamProxy:
                 _set_sys_class(_RedirectedSys if _active else _Sys)
 
     def close(self) -> None:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
-            self._original.close()
+            self.original.close()
             return
         out = job.output
         out.closed_streams = out.closed_streams | {self._stream}
 
     @property
     def closed(self) -> bool:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
-            return bool(self._original.closed)
+            return bool(self.original.closed)
         return self._stream in job.output.closed_streams
 
     def writelines(self, lines: Any) -> None:
@@ -345,12 +345,12 @@ class _StreamProxy:
         current = self._current()
         if current is not self:
             current.flush()
-        elif _current_job.get() is None:
-            self._original.flush()
+        elif running_job.get() is None:
+            self.original.flush()
 
     def __getattr__(self, name: str) -> Any:
         current = self._current()
-        return getattr(self._original if current is self else current, name)
+        return getattr(self.original if current is self else current, name)
 
 
 _module_getattribute = types.ModuleType.__getattribute__
@@ -362,7 +362,7 @@ class _Sys(types.ModuleType):
 
     ``sys.stdout = x`` is a global swap: from a job (``redirect_stdout``) it would take the
     cells' and every other job's prints; from a cell (``%%capture``) the jobs'. So a job's
-    assignment leaves the proxy in place and tells it (:meth:`_StreamProxy._assign`), and a
+    assignment leaves the proxy in place and tells it (:meth:`StreamProxy._assign`), and a
     cell's puts ``x`` behind a proxy of its own. C code (``print``) reads the module's dict,
     so it always finds a proxy.
     """
@@ -370,12 +370,12 @@ class _Sys(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "stdout" or name == "stderr":
             proxy = self.__dict__.get(name)
-            if type(proxy) is _StreamProxy:
-                if _current_job.get() is not None:
+            if type(proxy) is StreamProxy:
+                if running_job.get() is not None:
                     proxy._assign(value)  # the job's own redirection
                     return
-                if value is not None and type(value) is not _StreamProxy:
-                    value = _StreamProxy(value, name)  # a cell's: still no job's writes
+                if value is not None and type(value) is not StreamProxy:
+                    value = StreamProxy(value, name)  # a cell's: still no job's writes
         _module_setattr(self, name, value)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
@@ -393,7 +393,7 @@ class _RedirectedSys(_Sys):
 
     def __getattribute__(self, name: str) -> Any:
         value = _module_getattribute(self, name)
-        if (name == "stdout" or name == "stderr") and type(value) is _StreamProxy:
+        if (name == "stdout" or name == "stderr") and type(value) is StreamProxy:
             return value._current()
         return value
 
@@ -414,14 +414,14 @@ def install() -> None:
     ``logging`` inside a job lands in the job too.
     """
     streams = sys.__dict__
-    if type(streams.get("stdout")) is _StreamProxy and type(streams.get("stderr")) is _StreamProxy:
+    if type(streams.get("stdout")) is StreamProxy and type(streams.get("stderr")) is StreamProxy:
         return
     with _install_lock:
-        swapped: dict[int, _StreamProxy] = {}
+        swapped: dict[int, StreamProxy] = {}
         for attr in ("stdout", "stderr"):
             current = streams.get(attr)
-            if type(current) is not _StreamProxy and current is not None:
-                proxy = _StreamProxy(current, attr)
+            if type(current) is not StreamProxy and current is not None:
+                proxy = StreamProxy(current, attr)
                 _module_setattr(sys, attr, proxy)
                 swapped[id(current)] = proxy
         if swapped:
@@ -441,8 +441,8 @@ def uninstall() -> None:
             _active = 0
         for attr in ("stdout", "stderr"):
             current = sys.__dict__.get(attr)
-            if type(current) is _StreamProxy:
-                original = current._original
+            if type(current) is StreamProxy:
+                original = current.original
                 setattr(sys, attr, original)
                 for handler in _stream_handlers():
                     if handler.stream is current:

@@ -17,12 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidOptionType
-
-if TYPE_CHECKING:
-    from .job import Job
 
 __all__ = [
     "AfterAll",
@@ -35,7 +32,9 @@ __all__ = [
     "FunctionCondition",
 ]
 
-Lookup = Callable[[Any], "Job"]
+#: The engine's lookup: a job or a name -> the Job. Typed Any so that this module, which job.py
+#: imports, never imports job.py back (no import circle, issue 10).
+Lookup = Callable[[Any], Any]
 
 
 class Condition:
@@ -182,12 +181,12 @@ class AnyOf(AllOf):
 
 def AfterAll(*jobs: Any, success: bool = True) -> AllOf:
     """Met when all ``jobs`` are done (or finished, with ``success=False``)."""
-    return AllOf(*(AfterJob(j, success) for j in _flatten(jobs)))
+    return AllOf(*(AfterJob(j, success) for j in flatten(jobs)))
 
 
 def AfterAny(*jobs: Any, success: bool = True) -> AnyOf:
     """Met when any of ``jobs`` is done (or finished, with ``success=False``)."""
-    return AnyOf(*(AfterJob(j, success) for j in _flatten(jobs)))
+    return AnyOf(*(AfterJob(j, success) for j in flatten(jobs)))
 
 
 @dataclass(frozen=True)
@@ -277,11 +276,12 @@ def check_condition(condition: Any) -> None:
         raise InvalidOptionType(msg)
 
 
-def _flatten(items: Iterable[Any]) -> list[Any]:
+def flatten(items: Iterable[Any]) -> list[Any]:
+    """``items`` with nested lists, tuples and sets opened and None left out."""
     out: list[Any] = []
     for item in items:
         if isinstance(item, (list, tuple, set, frozenset)):
-            out.extend(_flatten(item))
+            out.extend(flatten(item))
         elif item is not None:
             out.append(item)
     return out

@@ -97,7 +97,7 @@ class Converge(Scheduler):
                 return ran, True
             subs: builtins.list[Job] = builtins.list(job.children)
             if job.status is Status.DONE:
-                returned = _subtasks(job._result)
+                returned = _subtasks(job.runstate.result)
                 fresh = [j for j in returned if j.engine is None]
                 if fresh:
                     self._submit(fresh, True)

@@ -93,7 +93,7 @@ _MAX_MISSED = 10_000
 def durable(job: Job) -> bool:
     """True when ``job`` is stored: a command with a period, a cron expression or a restart
     policy of its own (not one given by ``keep_restarting()``), and not detached."""
-    life = job._life
+    life = job.runstate.life
     return (
         life is not None
         and job.kind == "command"
@@ -104,7 +104,7 @@ def durable(job: Job) -> bool:
 
 def spec_of(job: Job) -> dict[str, Any]:
     """What the next engine needs to re-arm ``job`` (JSON-safe)."""
-    life = job._life
+    life = job.runstate.life
     assert life is not None
     schedule = life.schedule
     every = cron = start = None

@@ -221,7 +221,7 @@ class EventBus:
 
     def _job_changed(self, job: Job) -> JobSnapshot | None:
         """Hand the history this change's snapshot; return it (None when nothing took one)."""
-        life = job._life
+        life = job.runstate.life
         if self._store is not None and (life is None or life.reattached is None):
             snap = snapshot_of(job)
             self._store.job_changed(snap)

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._slots import Slots
-from .job import Job, _job_of
+from .job import Job, job_of
 
 if TYPE_CHECKING:
     from ._conditions import Condition
@@ -39,7 +39,7 @@ class Gates(Slots):
         self._poll_handle = None
 
     def _lookup(self, ref: Any) -> Job:
-        job = _job_of(ref)
+        job = job_of(ref)
         return job if job is not None else self._jobs[ref]
 
     def _condition_met(self, job: Job, cond: Condition) -> bool:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._gates import Gates
 from ._graph import Graph
-from ._status import Status
+from ._status import Status, set_status
 from .errors import DuplicateJobName, SubmitError
-from .job import Job, _job_of
+from .job import Job, job_of
 
 if TYPE_CHECKING:
     from ._snapshot import JobSnapshot
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
 #: cost 5x more per job than 1 -> 1k -> 1). Below it a tuple scan is as fast as a hash, and
 #: chains (one requirement) pay nothing.
-_WIDE = 8
+WIDE = 8
 
 
 class Intake(Gates):
@@ -35,7 +35,7 @@ class Intake(Gates):
     _added: dict[str, Job]  # added with add() and not started yet (R executor's registry)
     _graph: Graph
     _name_counts: dict[str, int]
-    # The requirement names of the jobs that have more than _WIDE, as sets (see _WIDE).
+    # The requirement names of the jobs that have more than WIDE, as sets (see WIDE).
     _wide: dict[str, frozenset[str]]
     _unfinished: int  # waited jobs (not forever, periodic or always restarted) unfinished
     _default_restart: tuple[float, int | None] | None
@@ -95,11 +95,11 @@ class Intake(Gates):
             job.engine = engine
             if self._default_restart is not None:
                 self._restart_by_default(job)
-            job._set_status(Status.PENDING)
+            set_status(job, Status.PENDING)
             job.submitted = now
-            if job._waited:
+            if job.runstate.waited:
                 self._unfinished += 1
-            if len(job.requirements) > _WIDE:
+            if len(job.requirements) > WIDE:
                 self._wide[name] = frozenset(job.requirements)
             waiting = 0
             for req in job.requirements:
@@ -108,7 +108,7 @@ class Intake(Gates):
                     if status is Status.FAILED or status is Status.CANCELLED:
                         to_cancel.append((job, f"dependency {req!r} {status.value}"))
                     waiting += 1
-            job._waiting = waiting
+            job.runstate.waiting = waiting
             if waiting == 0:
                 ready.append(job)
         return ready, to_cancel
@@ -150,10 +150,11 @@ class Intake(Gates):
         """Name each new job's requirements and add its edges to the graph (which checks them)."""
         specs: dict[str, tuple[str, ...]] = {}
         for job in new:
-            if not job._requires_spec and not job._arg_jobs and job._condition is None:
+            run = job.runstate
+            if not run.requires_spec and not run.arg_jobs and run.condition is None:
                 continue  # no edges: the graph needs no node for it
-            spec = job._requires_spec
-            if len(spec) == 1 and not job._arg_jobs:
+            spec = run.requires_spec
+            if len(spec) == 1 and not job.runstate.arg_jobs:
                 reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
             else:
                 reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
@@ -196,16 +197,18 @@ def _check_replaceable(name: str, old: Job, replace: bool) -> None:
 def _name_of(ref: Any) -> str:
     if isinstance(ref, str):
         return ref
-    job = _job_of(ref)
-    if job is None or job.name is None:  # pragma: no cover - _collect names them first
+    job = job_of(ref)
+    if job is None or job.name is None:  # pragma: no cover - collect_jobs names them first
         msg = f"cannot name {ref!r}"
         raise SubmitError(msg)
     return job.name
 
 
-def _collect(jobs: list[Job]) -> list[Job]:
+def collect_jobs(jobs: list[Job]) -> list[Job]:
     """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
-    if not any(j._requires_spec or j._arg_jobs or j._condition is not None for j in jobs):
+    if not any(
+        (run := j.runstate).requires_spec or run.arg_jobs or run.condition is not None for j in jobs
+    ):
         return jobs  # nothing to walk (the common case of independent jobs)
     if _in_order(jobs):
         return jobs
@@ -222,12 +225,13 @@ def _in_order(jobs: list[Job]) -> bool:
     for job in jobs:
         if id(job) in earlier:
             return False  # given twice: the walk drops the repeat
-        spec = job._requires_spec
-        deps = spec if not job._arg_jobs and job._condition is None else job.required_jobs()
-        if job._condition is not None:
+        run = job.runstate
+        spec = run.requires_spec
+        deps = spec if not run.arg_jobs and run.condition is None else job.required_jobs()
+        if run.condition is not None:
             deps = [*deps, *job.condition_jobs()]
         if any(
-            (d := _job_of(dep)) is not None and d.engine is None and id(d) not in earlier
+            (d := job_of(dep)) is not None and d.engine is None and id(d) not in earlier
             for dep in deps
         ):
             return False
@@ -250,7 +254,7 @@ def _walk(jobs: list[Job]) -> list[Job]:
         seen.add(id(job))
         stack.append((job, True))
         for dep in (*job.required_jobs(), *job.condition_jobs()):
-            dep_job = _job_of(dep)
+            dep_job = job_of(dep)
             if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
                 stack.append((dep_job, False))
     return order

@@ -66,6 +66,6 @@ class JobsView(Mapping[str, Job]):
     def get_job_by_id(self, id: str) -> Job:
         """The job whose :attr:`Job.id` is ``id`` (or whose name is ``id``)."""
         for job in builtins.list(self._jobs.values()):
-            if job._id == id:
+            if job.runstate.id == id:
                 return job
         return self._jobs[id]

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ._jobinfo import info_dict
 from ._policies import describe_schedule
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ def jobs_frame(jobs: Iterable[Job], engine_id: str, next_run: bool) -> pd.DataFr
 
     rows = []
     for job in jobs:
-        info = job._info_dict()
-        life = job._life
+        info = info_dict(job)
+        life = job.runstate.life
         schedule = describe_schedule(life.schedule) if life is not None else None
         rows.append(
             (

@@ -17,7 +17,7 @@ logger = logging.getLogger("jupyter_executor")
 
 def record_files(store: Any, job: Job, attempt: int) -> None:
     """(worker thread) Record the paths and content hashes of a run's inputs and outputs."""
-    life = job._life
+    life = job.runstate.life
     assert life is not None
     cwd = os.fspath(job.cwd) if job.cwd is not None else None
     files: builtins.list[tuple[str, str, str | None, int, float]] = []
@@ -65,15 +65,15 @@ def _expand(patterns: tuple[str, ...], cwd: str | None) -> dict[str, builtins.li
 
 
 def missing_outputs(job: Job) -> builtins.list[str]:
-    assert job._life is not None
+    assert job.runstate.life is not None
     cwd = os.fspath(job.cwd) if job.cwd is not None else None
-    return [p for p, files in _expand(job._life.outputs, cwd).items() if not files]
+    return [p for p, files in _expand(job.runstate.life.outputs, cwd).items() if not files]
 
 
 def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[str, str | None]:
     """(worker thread) Decide whether a make-like job must run: ``("run", identity)`` or a
     reason to skip it. Hashes the inputs' contents, which may take a while for big files."""
-    life = job._life
+    life = job.runstate.life
     assert life is not None
     cwd = os.fspath(job.cwd) if job.cwd is not None else None
     inputs = _expand(life.inputs, cwd)

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ._conditions import Condition
-    from .job import Job
 
 __all__ = [
     "BACKENDS",
@@ -84,8 +83,10 @@ class JobOptions(TypedDict, total=False):
     inputs: Paths
     outputs: Paths
     force: bool
-    before: Callable[[Job], Any] | None
-    after: Callable[[Job], Any] | None
+    # Called with the Job; typed Any so that this module, which job.py imports, never imports
+    # job.py back (no import circle, issue 10).
+    before: Callable[[Any], Any] | None
+    after: Callable[[Any], Any] | None
     resources: Mapping[str, float] | None
     priority: int | None
     notify: bool | None
@@ -149,7 +150,8 @@ def _check_backend(backend: Any) -> Any:
     return backend
 
 
-def _check_flag(option: str, value: Any) -> None:
+def check_flag(option: str, value: Any) -> None:
+    """Refuse a ``value`` of the flag ``option`` that is not a real bool (one line naming both)."""
     # numpy booleans and 0/1 compare equal to False/True; "no" or None would be truthy or
     # falsy by accident.
     if not isinstance(value, (bool, numbers.Integral)) or value not in (True, False):
@@ -159,7 +161,7 @@ def _check_flag(option: str, value: Any) -> None:
 
 def _flag(option: str) -> Callable[[Any], bool]:
     def check(value: Any) -> bool:
-        _check_flag(option, value)
+        check_flag(option, value)
         return bool(value)
 
     return check
@@ -168,7 +170,7 @@ def _flag(option: str) -> Callable[[Any], bool]:
 def _check_notify(value: Any) -> bool | None:
     if value is None:  # the engine's default (``engine.notify``)
         return None
-    _check_flag("notify", value)
+    check_flag("notify", value)
     return bool(value)
 
 

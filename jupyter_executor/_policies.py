@@ -35,7 +35,7 @@ class Policies(Scheduler):
             self._record(
                 "retried", job, f"attempt {job.attempts} failed: {why}; next in {delay:g} s", snap
             )
-            job._exception = None
+            job.runstate.exception = None
             self._clear_cancel(job)
         self._call_soon(self._admit_later, job, delay)
 
@@ -44,7 +44,7 @@ class Policies(Scheduler):
         self._call_later(delay, self._admit, job)
 
     def _schedule_tick(self, job: Job, after: Any) -> None:
-        life = job._life
+        life = job.runstate.life
         assert life is not None and self._loop is not None
         now = datetime.fromtimestamp(self._now()).astimezone()
         when = life.schedule.first(now) if after is None else life.schedule.next_after(after)
@@ -56,7 +56,7 @@ class Policies(Scheduler):
         self._call_later(max(0.0, life.next_run - self._now()), self._tick, job, when)
 
     def _tick(self, job: Job, when: Any) -> None:
-        life = job._life
+        life = job.runstate.life
         assert life is not None
         if job.status in FINISHED:
             # Cancelled: no more runs. The chain of ticks ends here, so that a rerun of the
@@ -66,7 +66,7 @@ class Policies(Scheduler):
             return
         if job.status is Status.RUNNING:
             self._record("skipped", job, "still running at its next time; not started twice")
-        elif job.status is Status.PENDING and not job._waiting:
+        elif job.status is Status.PENDING and not job.runstate.waiting:
             self._admit(job)
         if life.periodic:
             self._schedule_tick(job, when)
@@ -75,9 +75,9 @@ class Policies(Scheduler):
 
     def _run_over(self, job: Job, status: Status, result: Any, exc: BaseException | None) -> bool:
         """A run of a long-running job ended: schedule its next run or restart; True if so."""
-        life = job._life
+        life = job.runstate.life
         assert life is not None
-        if job.cancel_requested and not isinstance(job._exception, JobTimeout):
+        if job.cancel_requested and not isinstance(job.runstate.exception, JobTimeout):
             return False  # cancelled by the user or the shutdown: no more runs
         if self._closed:
             return False
@@ -107,13 +107,13 @@ class Policies(Scheduler):
     def _rearm_locked(self, job: Job, why: str) -> None:
         # Back to pending for the next run; the run that ended stays in job.previous.
         job.previous = [*job.previous[-49:], job.info()]
-        if job._waited:
+        if job.runstate.waited:
             self._unfinished += 1
             if job.status is not Status.DONE:
                 self._bad -= 1
         self._move(job, Status.PENDING)
         self._clear_cancel(job)
-        job._future = None
+        job.runstate.future = None
         snap = None
         if self._store is not None:
             # The next run is pending: without this the store would file a cancel before it
@@ -147,11 +147,11 @@ class Policies(Scheduler):
         default = self._default_restart
         if default is None or job.kind == "coroutine":
             return False  # a coroutine object cannot run twice
-        life = job._life
+        life = job.runstate.life
         if life is None:
-            from .job import Lifecycle
+            from ._lifecycle import Lifecycle
 
-            life = job._life = Lifecycle()
+            life = job.runstate.life = Lifecycle()
         if life.restart == "no":
             life.restart, life.restart_delay = "on-failure", default[0]
             life.max_restarts = default[1]
@@ -160,13 +160,15 @@ class Policies(Scheduler):
     def _arm_timeout(self, job: Job, attempt: int) -> None:
         if job.status is Status.RUNNING and job.attempts == attempt:
             assert self._loop is not None and job.timeout is not None
-            job._timeout_handle = self._call_later(job.timeout, self._on_timeout, job, attempt)
+            job.runstate.timeout_handle = self._call_later(
+                job.timeout, self._on_timeout, job, attempt
+            )
 
     def _on_timeout(self, job: Job, attempt: int) -> None:
         if job.status is not Status.RUNNING or job.attempts != attempt:
             return
         reason = f"timed out after {job.timeout:g} s"
-        job._exception = JobTimeout(str(job.name), reason)
+        job.runstate.exception = JobTimeout(str(job.name), reason)
         self._note_cancel(job, reason)
         self._record("timeout", job, reason)
         self._backends[job.backend].cancel(job)
@@ -215,7 +217,7 @@ def describe_schedule(schedule: Any) -> str | None:
 
 def is_scheduled(job: Job) -> bool:
     """True for a job that runs at given times (``every=``, ``cron=``, ``start=``)."""
-    return job._life is not None and job._life.schedule is not None
+    return job.runstate.life is not None and job.runstate.life.schedule is not None
 
 
 def _clock(t: float | None) -> str:

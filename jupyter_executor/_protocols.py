@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._runstate import RunState
     from .job import Job
 
 __all__ = ["BackendHost", "SnapshotSource"]
@@ -25,7 +26,8 @@ class SnapshotSource(Protocol):
     loosely (``Any``): a snapshot copies the values, it does not check them.
     """
 
-    _history: Any  # written: the fields that stay the same, cached on the job
+    #: The job's run state; its ``history`` is written (the fields that stay the same).
+    runstate: RunState
 
     @property
     def name(self) -> Any: ...
@@ -67,20 +69,6 @@ class SnapshotSource(Protocol):
     def restarts(self) -> Any: ...
     @property
     def url(self) -> Any: ...
-    @property
-    def _progress(self) -> Any: ...
-    @property
-    def _output(self) -> Any: ...
-    @property
-    def _life(self) -> Any: ...
-    @property
-    def _result(self) -> Any: ...
-    @property
-    def _exception(self) -> Any: ...
-    @property
-    def _traceback_ansi(self) -> Any: ...
-    @property
-    def _cancel_reason(self) -> Any: ...
 
     def describe(self) -> str:
         """One line saying what the job runs."""

@@ -107,7 +107,7 @@ def table_row(
     Parameters
     ----------
     info
-        ``job.info().to_dict()`` (or the same dict, made faster by ``job._info_dict()``).
+        ``job.info().to_dict()`` (or the same dict, made faster by ``_jobinfo.info_dict(job)``).
     tail
         Output to include (the row's details are open), or None for a plain table row.
     traceback
@@ -833,7 +833,7 @@ class JobPublisher(Publisher):
         return row
 
     def _current_displays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        out = self._job._output  # created lazily: do not create one just to look
+        out = self._job.runstate.output  # created lazily: do not create one just to look
         return out.displays if out is not None else []
 
     def _peek_extend(self, msg: dict[str, Any]) -> None:

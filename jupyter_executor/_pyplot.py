@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._runtime import _attempt_hooks, _current_job
+from ._context import attempt_hooks, running_job
 
 if TYPE_CHECKING:
     from .job import Job
@@ -49,7 +49,7 @@ class FiguresByJob:
         self._lock = threading.Lock()
 
     def current(self) -> OrderedDict[Any, Any]:
-        job = _current_job.get()
+        job = running_job.get()
         if job is None:
             return self.main
         figs = self.by_job.get(job)
@@ -160,16 +160,16 @@ _on_import = _OnImport()
 
 def activate() -> None:
     """Keep pyplot figures with their jobs from now on (idempotent)."""
-    if _HOOKS not in _attempt_hooks:
-        _attempt_hooks.append(_HOOKS)
+    if _HOOKS not in attempt_hooks:
+        attempt_hooks.append(_HOOKS)
     if _install() is None and _on_import not in sys.meta_path:
         sys.meta_path.insert(0, _on_import)
 
 
 def deactivate() -> None:
     """Give pyplot back its own registry (figures of jobs that were never shown are dropped)."""
-    if _HOOKS in _attempt_hooks:
-        _attempt_hooks.remove(_HOOKS)
+    if _HOOKS in attempt_hooks:
+        attempt_hooks.remove(_HOOKS)
     if _on_import in sys.meta_path:
         sys.meta_path.remove(_on_import)
     gcf = _gcf()

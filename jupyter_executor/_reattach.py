@@ -91,9 +91,9 @@ class Reattach(Scheduler):
             job.started = row.get("started") or time.time()
             job.attempts = int(row.get("attempt") or 1)
             job.pid = int(row["pid"])
-            assert job._life is not None
-            job._life.pid_start_time = row.get("pid_start_time")
-            job._life.reattached = int(row["id"])
+            assert job.runstate.life is not None
+            job.runstate.life.pid_start_time = row.get("pid_start_time")
+            job.runstate.life.reattached = int(row["id"])
             self._unfinished += 1
             self._running += 1
         self._record("reattached", job, f"pid {job.pid}")
@@ -104,7 +104,7 @@ class Reattach(Scheduler):
         backend.running += 1
         assert self._loop is not None
         task = self._loop.create_task(self._watch_detached(job, exit_file))
-        job._task = task
+        job.runstate.task = task
         # A cancel is carried out when the task ends, not in its coroutine: a cancel posted
         # right after the re-attach (`%jobs cancel` as soon as a new kernel's engine is up)
         # can reach the loop in the same turn as this, and a task cancelled before its first
@@ -117,9 +117,9 @@ class Reattach(Scheduler):
             return  # it ended by itself, or the engine stopped: a detached job runs on
         assert job.pid is not None
         _kill_group(job.pid, self.cancel_grace)
-        life = job._life
+        life = job.runstate.life
         if self._store is not None and life is not None and life.reattached is not None:
-            reason = job._cancel_reason or "cancelled"
+            reason = job.runstate.cancel_reason or "cancelled"
             try:
                 self._store.record_exit(
                     life.reattached, "cancelled", None, time.time(), None, reason
@@ -149,8 +149,8 @@ class Reattach(Scheduler):
             await follower
         status, code, error = _read_exit(exit_file)
         if self._store is not None:
-            assert job._life is not None and job._life.reattached is not None
-            self._store.record_exit(job._life.reattached, status, code, time.time(), error)
+            assert job.runstate.life is not None and job.runstate.life.reattached is not None
+            self._store.record_exit(job.runstate.life.reattached, status, code, time.time(), error)
         if status == "done":
             self._finish(job, code)
         else:

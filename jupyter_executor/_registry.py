@@ -6,16 +6,17 @@ import asyncio
 import builtins
 import inspect
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._context import running_job
 from ._events import jobs_logger
 from ._jobsview import JobsView
+from ._options import split_submit_options
 from ._policies import is_scheduled
-from ._runtime import _current_job
 from ._scheduler import Scheduler
 from ._status import Status
-from .errors import DuplicateJobName, SubmitError
+from .errors import DuplicateJobName, InvalidOptionType, SubmitError
 from .job import Job
 
 #: What ``on_duplicate=`` accepts.
@@ -35,8 +36,11 @@ class Registry(Scheduler):
 
         def shutdown(self, timeout: float | None = None, *, reason: str = ...) -> None: ...
 
-    def _skip_duplicate(self, ref: Job | str | None) -> Job | None:
-        """The job already named like ``ref`` (after a warning), or None when the name is free."""
+    def _skip_duplicate(self, ref: Job | str | None, stacklevel: int = 3) -> Job | None:
+        """The job already named like ``ref`` (after a warning), or None when the name is free.
+
+        ``stacklevel`` points the warning at the user's line (``add``/``submit``'s caller).
+        """
         name = ref.name if isinstance(ref, Job) else ref
         if name is None:
             return None
@@ -45,7 +49,7 @@ class Registry(Scheduler):
             return None
         warnings.warn(
             f"Skipping {name}: a job named {name!r} already exists ({existing.status.value})",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return existing
 
@@ -90,6 +94,33 @@ class Registry(Scheduler):
         self._enlist(job, replace)
         self._record("added", job, job.describe())
         return job
+
+    def _submit_jobs(
+        self,
+        jobs: builtins.list[Any],
+        replace: bool,
+        on_duplicate: str,
+        options: Mapping[str, Any],
+    ) -> Job | tuple[Job, ...]:
+        """``submit(job1, job2, ...)``: submit Job objects (the job, or a tuple of them)."""
+        if not all(isinstance(j, Job) for j in jobs):
+            msg = "submit(job, ...) takes only Job objects after a Job"
+            raise InvalidOptionType(msg)
+        if options:
+            split_submit_options(dict(options), for_jobs=True)  # they go on Job(...)
+        if on_duplicate == "skip" and not replace:
+            kept = []
+            for j in jobs:  # not a comprehension: its frame (3.11) would shift the stacklevel
+                # stacklevel: the warning names the line that called submit().
+                kept.append(self._skip_duplicate(j, stacklevel=4) or j)
+            jobs = [j for j, k in zip(jobs, kept, strict=True) if k is j]
+            if not jobs:
+                return kept[0] if len(kept) == 1 else tuple(kept)
+            if len(kept) > 1:
+                self._submit(jobs, replace)
+                return tuple(kept)
+        self._submit(jobs, replace)
+        return jobs[0] if len(jobs) == 1 else tuple(jobs)
 
     def _backend_default(self, target: Any) -> str | None:
         """The engine's ``default_backend`` for a callable; None (each kind's own) otherwise."""
@@ -182,7 +213,7 @@ class Registry(Scheduler):
     def get(self, id: str) -> Job:
         """The job whose :attr:`Job.id` (or name) is ``id``; executor-engine's ``get_job_by_id``."""
         for job in (*self._jobs.values(), *self._added.values()):
-            if job._id == id:
+            if job.runstate.id == id:
                 return job
         found = self._jobs.get(id) or self._added.get(id)
         if found is None:
@@ -205,9 +236,9 @@ class Registry(Scheduler):
         return job
 
     def _check_not_in_job(self, what: str) -> None:
-        job = _current_job.get()
+        job: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
-        if job is not None and job.engine is self and job._waited:  # type: ignore[comparison-overlap]
+        if job is not None and job.engine is self and job.runstate.waited:  # type: ignore[comparison-overlap]
             msg = (
                 f"engine.{what}() inside job {job.name!r} would wait for that job itself; "
                 "wait for the jobs you need with engine.wait_job(...) or `await job`"

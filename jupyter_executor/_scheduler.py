@@ -18,20 +18,21 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _capture, _durable, _traceback
+from ._context import running_job
 from ._events import jobs_logger, log_event, new_event
 from ._graph import Graph
-from ._intake import _WIDE, Intake, _collect
+from ._intake import WIDE, Intake, collect_jobs
+from ._lifecycle import Lifecycle
 from ._make import freshness, missing_outputs, record_files
-from ._runtime import _current_job
 from ._snapshot import snapshot_of
-from ._status import FINISHED, Status
+from ._status import FINISHED, Status, set_status
 from .backends import Backend
 from .errors import (
     JobTimeout,
     MissingOutputs,
     SubmitError,
 )
-from .job import Job, Lifecycle, _resolve
+from .job import Job, resolve_future
 
 logger = logging.getLogger("jupyter_executor")
 
@@ -75,7 +76,7 @@ class Scheduler(Intake):
         # Jobs added with add() and not started yet (R executor's task registry).
         self._added = {}
         self._graph = Graph()
-        # The requirement names of the jobs that have more than _WIDE, as sets (see _WIDE).
+        # The requirement names of the jobs that have more than WIDE, as sets (see WIDE).
         self._wide = {}
         self._name_counts = {}
         self._unfinished = 0  # waited jobs (not forever, periodic or always restarted) unfinished
@@ -92,14 +93,14 @@ class Scheduler(Intake):
         if self._deferred and jobs is not self._deferred:
             deferred, self._deferred = self._deferred, []
             jobs = deferred + jobs
-        batch = _collect(jobs)
+        batch = collect_jobs(jobs)
         if self._rearmed:
             _durable.make_way(self._as_engine, batch)
         # Before _register, which gives keep_restarting()'s policy: that one is not stored.
-        durable = [j for j in batch if j._life is not None and _durable.durable(j)]
+        durable = [j for j in batch if j.runstate.life is not None and _durable.durable(j)]
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
-        parent = _current_job.get()
+        parent: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
         if parent is not None and parent.engine is self:  # type: ignore[comparison-overlap]
             _adopt(parent, batch)
@@ -114,7 +115,7 @@ class Scheduler(Intake):
     def _forget(self, job: Job, graph: bool = True) -> None:
         # Drop a finished job from the counters (it is being replaced or removed). A replaced
         # job's node already belongs to its successor (Graph.add(replacing=...)).
-        if job._waited and job.status in (Status.FAILED, Status.CANCELLED):
+        if job.runstate.waited and job.status in (Status.FAILED, Status.CANCELLED):
             self._bad -= 1
         if graph:
             self._graph.remove(str(job.name))
@@ -130,9 +131,10 @@ class Scheduler(Intake):
             status = job.status
             if status in FINISHED:
                 return None
-            job._cancel_requested = True
-            if job._cancel_reason is None or not isinstance(job._exception, JobTimeout):
-                job._cancel_reason = reason
+            run = job.runstate
+            run.cancel_requested = True
+            if run.cancel_reason is None or not isinstance(run.exception, JobTimeout):
+                run.cancel_reason = reason
         return status
 
     def _renew(self, job: Job) -> tuple[tuple[str, Status] | None, bool]:
@@ -150,15 +152,15 @@ class Scheduler(Intake):
                 raise SubmitError(msg)
             job.previous = [*job.previous, job.info()]
             old = job.status
-            job._set_status(Status.PENDING)
-            if job._waited:
+            set_status(job, Status.PENDING)
+            if job.runstate.waited:
                 self._unfinished += 1
                 if old is not Status.DONE:
                     self._bad -= 1
-            job._result = job._exception = job.traceback = None
+            job.runstate.result = job.runstate.exception = job.traceback = None
             self._clear_cancel(job)
-            job._future = None
-            job._output = None
+            job.runstate.future = None
+            job.runstate.output = None
             job.started = job.finished = None
             job.submitted = self._now()
             waiting = 0
@@ -169,7 +171,7 @@ class Scheduler(Intake):
                     waiting += 1
                     if status in (Status.FAILED, Status.CANCELLED):
                         failed_req = (req, status)
-            job._waiting = waiting
+            job.runstate.waiting = waiting
             self._record("rerun", job)
         return failed_req, waiting == 0
 
@@ -210,14 +212,14 @@ class Scheduler(Intake):
 
     def _admit(self, job: Job) -> None:
         """(loop thread) Start a pending job whose requirements are done, if it may start."""
-        if job.status is not Status.PENDING or job._waiting:
+        if job.status is not Status.PENDING or job.runstate.waiting:
             return
-        cond = job._condition
+        cond = job.runstate.condition
         if cond is not None and not self._condition_met(job, cond):
             return
-        life = job._life
+        life = job.runstate.life
         if life is None and self.resume and job.kind != "coroutine":
-            life = job._life = Lifecycle()  # resuming needs the job's identity
+            life = job.runstate.life = Lifecycle()  # resuming needs the job's identity
         if life is not None and self._held_by_life(job, life):
             return
         self._run(job, self._backend(job.backend))
@@ -249,10 +251,10 @@ class Scheduler(Intake):
                 return
             # pending -> failed is no transition: the job fails as an attempt that failed at
             # once (no slot is taken), so its history row and attempts count it as a run.
-            job._set_status(Status.RUNNING)
+            set_status(job, Status.RUNNING)
             job.started = self._now()
             job.attempts += 1
-        job.traceback, job._traceback_ansi = _traceback.format_exception(exc)
+        job.traceback, job.runstate.traceback_ansi = _traceback.format_exception(exc)
         self._settle(job, Status.FAILED, None, exc)
 
     def _run(self, job: Job, backend: Backend) -> None:
@@ -282,7 +284,7 @@ class Scheduler(Intake):
             return None
         ready: builtins.list[Job] | None = [] if handoff is not None else None
         stopped = job.cancel_requested or cancelled
-        life = job._life
+        life = job.runstate.life
         if exc is None and not stopped and (life is not None or type(job) is not Job):
             result, exc = self._check_result(job, result)
         if stopped:
@@ -304,11 +306,11 @@ class Scheduler(Intake):
         None when there is nothing to settle: the job is not running any more, or the engine
         stopped and the job is detached (it runs on; the next engine takes it).
         """
-        handle = job._timeout_handle
+        handle = job.runstate.timeout_handle
         if handle is not None:
             handle.cancel()
-            job._timeout_handle = None
-        job._task = None
+            job.runstate.timeout_handle = None
+        job.runstate.task = None
         backend = self._backends.get(job.backend)
         if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
@@ -331,7 +333,7 @@ class Scheduler(Intake):
                 result = job._on_result(result)
             except Exception as hook_exc:
                 exc = hook_exc
-        life = job._life
+        life = job.runstate.life
         if life is not None and life.outputs and exc is None:
             missing = missing_outputs(job)
             if missing:
@@ -343,25 +345,25 @@ class Scheduler(Intake):
 
     def _conclude_cancelled(self, job: Job, ready: builtins.list[Job] | None) -> None:
         # A timeout is a cancel that may be retried; any other cancel ends the job's runs.
-        exc = job._exception
+        exc = job.runstate.exception
         if isinstance(exc, JobTimeout) and job.attempts <= job.retries and not self._closed:
-            self._retry(job, str(job._cancel_reason))
-        elif job._life is None or not self._run_over(job, Status.CANCELLED, None, exc):
+            self._retry(job, str(job.runstate.cancel_reason))
+        elif job.runstate.life is None or not self._run_over(job, Status.CANCELLED, None, exc):
             self._settle(job, Status.CANCELLED, None, exc, ready)
 
     def _conclude_failed(
         self, job: Job, exc: BaseException, tb: str | None, ready: builtins.list[Job] | None
     ) -> None:
         if tb is None:
-            tb, job._traceback_ansi = _traceback.format_exception(exc)
+            tb, job.runstate.traceback_ansi = _traceback.format_exception(exc)
         else:  # formatted where it ran (a worker process): name the cells as IPython does
-            tb, job._traceback_ansi = _traceback.rename(tb), None
+            tb, job.runstate.traceback_ansi = _traceback.rename(tb), None
         job.traceback = tb
         # the log says how the attempt ended (plain text: the log is read in a terminal)
         job.output.log_only(tb if tb.endswith("\n") else tb + "\n")
         if job.attempts <= job.retries and not self._closed:
             self._retry(job, f"{type(exc).__name__}: {exc}")
-        elif job._life is None or not self._run_over(job, Status.FAILED, None, exc):
+        elif job.runstate.life is None or not self._run_over(job, Status.FAILED, None, exc):
             self._settle(job, Status.FAILED, None, exc, ready)
 
     def _record_made(self, job: Job, life: Lifecycle) -> None:
@@ -375,7 +377,7 @@ class Scheduler(Intake):
         """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
         nxt = None
         for i, candidate in enumerate(ready):
-            if candidate.backend == backend.name and candidate._condition is None:
+            if candidate.backend == backend.name and candidate.runstate.condition is None:
                 if self._begin(candidate, backend):
                     nxt = candidate
                     del ready[i]
@@ -407,23 +409,23 @@ class Scheduler(Intake):
         with self._lock:
             if job.status in FINISHED or (not_started and job.status is Status.RUNNING):
                 return False
-            job._set_status(status)
+            set_status(job, status)
             job.finished = now = self._now()
-            job._result = result
-            job._exception = exc
+            job.runstate.result = result
+            job.runstate.exception = exc
             self._report_end(job, status, exc, now)
-            if job._future is not None:
-                _resolve(job._future, job)
+            if job.runstate.future is not None:
+                resolve_future(job.runstate.future, job)
             dependents = self._graph.dependents(str(job.name))
             if dependents:  # (most jobs have none: no call)
                 self._wake_dependents(job, dependents, status, rearm is None, ready, to_cancel)
             if rearm is not None:
                 self._rearm_locked(job, rearm)
-            elif job._life is not None:
-                job._life.next_run = None  # finished for good: no next run to show
+            elif job.runstate.life is not None:
+                job.runstate.life.next_run = None  # finished for good: no next run to show
             if self._unfinished == 0:
                 self._wake_waiters()
-        out = job._output
+        out = job.runstate.output
         if out is not None:
             out.close()
         for dep, reason in to_cancel:
@@ -436,13 +438,13 @@ class Scheduler(Intake):
 
     def _report_end(self, job: Job, status: Status, exc: BaseException | None, now: float) -> None:
         """(under the lock) Count the end of ``job``; tell the log, logger, subscribers, history."""
-        if job._waited:
+        if job.runstate.waited:
             self._unfinished -= 1
             if status is not Status.DONE:
                 self._bad += 1
         detail = ""
         if status is Status.CANCELLED:
-            detail = job._cancel_reason or "cancelled"
+            detail = job.runstate.cancel_reason or "cancelled"
         elif exc is not None:
             detail = f"{type(exc).__name__}: {exc}"
         self.log.append(new_event((now, status._value_, job.name, detail)))
@@ -458,7 +460,7 @@ class Scheduler(Intake):
         taken only when one of them wants it, for both."""
         snap = None
         if self._store is not None:
-            if job._life is None:  # _job_changed inlined: a call less per job
+            if job.runstate.life is None:  # _job_changed inlined: a call less per job
                 snap = snapshot_of(job)
                 self._store.job_changed(snap)
             else:
@@ -480,7 +482,7 @@ class Scheduler(Intake):
 
         A dependent that requires it has one requirement less to wait for when it is done, and
         is cancelled when it is not (unless ``job`` runs again: ``final`` False); one whose
-        condition names it may now start. O(1) per edge (see ``_WIDE``).
+        condition names it may now start. O(1) per edge (see ``WIDE``).
         """
         name = str(job.name)
         jobs = self._jobs
@@ -491,16 +493,16 @@ class Scheduler(Intake):
             if dep is None or dep.status is not Status.PENDING:
                 continue
             reqs: Collection[str] = dep.requirements
-            if len(reqs) > _WIDE:
+            if len(reqs) > WIDE:
                 reqs = wide[dep_name]
             if name in reqs:
                 if done:
-                    dep._waiting -= 1
-                    if dep._waiting == 0:
+                    dep.runstate.waiting -= 1
+                    if dep.runstate.waiting == 0:
                         ready.append(dep)
                 elif final:  # a job that will run again keeps its dependents
                     to_cancel.append((dep, f"dependency {name!r} {status.value}"))
-            elif dep._waiting == 0:
+            elif dep.runstate.waiting == 0:
                 ready.append(dep)  # its condition may now be met
 
     def _wake_waiters(self) -> None:
@@ -521,23 +523,23 @@ class Scheduler(Intake):
                 # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
                 # this may run in the failed job's task, whose prints go to the job itself.
                 stream = sys.stderr
-                if type(stream) is _capture._StreamProxy:
-                    stream = stream._original
+                if type(stream) is _capture.StreamProxy:
+                    stream = stream.original
                 print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
     def _mark_running(self, job: Job, backend: Backend) -> None:
         # (under the lock) A slot is taken: the job runs.
-        job._set_status(Status.RUNNING)
+        set_status(job, Status.RUNNING)
         job.started = now = self._now()
         job.finished = None
         job.attempts += 1
         if self.resume:
             self._ran.add(str(job.name))
-        job._exception = None
+        job.runstate.exception = None
         job.traceback = None
-        if job._output is not None:  # an earlier run: this one starts a new tail and log
-            job._output.close()
-            job._output = None
+        if job.runstate.output is not None:  # an earlier run: this one starts a new tail and log
+            job.runstate.output.close()
+            job.runstate.output = None
         self._running += 1
         backend.running += 1
         self.log.append(new_event((now, "started", job.name, "")))
@@ -549,24 +551,24 @@ class Scheduler(Intake):
     @staticmethod
     def _move(job: Job, status: Status) -> None:
         """(under the lock) The rooms above change a status through here (_status.py checks it)."""
-        job._set_status(status)
+        set_status(job, status)
 
     # The cancel request of a job's run: written here only (jobs and backends read
     # Job.cancel_requested and Job.cancel_reason).
     @staticmethod
     def _note_cancel(job: Job, reason: str) -> None:
-        job._cancel_reason = reason
-        job._cancel_requested = True
+        job.runstate.cancel_reason = reason
+        job.runstate.cancel_requested = True
 
     @staticmethod
     def _clear_cancel(job: Job) -> None:
-        job._cancel_reason = None
-        job._cancel_requested = False
+        job.runstate.cancel_reason = None
+        job.runstate.cancel_requested = False
 
     @staticmethod
     def _amend_cancel(job: Job, default: str, why: str) -> None:
         """Add ``why`` to the reason the job was asked to stop (``default`` when none)."""
-        job._cancel_reason = f"{job._cancel_reason or default}; {why}"
+        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or default}; {why}"
 
     def _cancel_pending(self, job: Job, reason: str) -> None:
         with self._lock:
@@ -582,12 +584,15 @@ class Scheduler(Intake):
 
     def _allows(self, name: str) -> tuple[str, ...]:
         """The jobs that require job ``name`` (its dependents by requirement)."""
+        dependents = self._graph.dependents(name)
+        if not dependents:
+            return ()  # most jobs, and every snapshot of a job just submitted: no generator
         jobs, wide = self._jobs, self._wide
         return tuple(
             d
-            for d in self._graph.dependents(name)
+            for d in dependents
             if d in jobs
-            and name in (wide[d] if len(jobs[d].requirements) > _WIDE else jobs[d].requirements)
+            and name in (wide[d] if len(jobs[d].requirements) > WIDE else jobs[d].requirements)
         )
 
     def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
@@ -598,13 +603,13 @@ class Scheduler(Intake):
         except Exception as exc:
             self._fail_pending(job, exc)
             return
-        assert job._life is not None
-        job._life.identity = identity
+        assert job.runstate.life is not None
+        job.runstate.life.identity = identity
         if verdict == "run":
             self._admit(job)
             return
         with self._lock:
-            job._cancel_reason = None
+            job.runstate.cancel_reason = None
         self._record(verdict.split(":")[0], job, verdict)
         self._settle(job, Status.DONE, verdict, None)
 

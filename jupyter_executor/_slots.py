@@ -198,7 +198,7 @@ class Slots(LoopThread):
     def _after_begin(self, job: Job) -> None:
         if job.timeout is not None:
             self._call_soon(self._arm_timeout, job, job.attempts)
-        if sys.stdout.__class__ is not _capture._StreamProxy:
+        if sys.stdout.__class__ is not _capture.StreamProxy:
             _capture.install()
 
     def _drain_queues(self, backend: Backend) -> None:

@@ -4,7 +4,7 @@ A :class:`JobSnapshot` is taken at a status change (or when something worth keep
 such as a process id) by :func:`snapshot_of`, in the thread that made the change. It holds
 plain values only (and, until a view or the history formats them, the job's result and
 exception objects), so that a consumer in another thread never reads a live job that moved on
-meanwhile, and never reads a job's private fields: this module is the one place that does.
+meanwhile, and never reads a job's run state itself: this module is the one place that does.
 
 Examples
 --------
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import reprlib
 import time
 import weakref
 from dataclasses import dataclass, fields, make_dataclass
@@ -28,19 +27,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._logs import log_stem
 from ._status import Status
+from ._text import short_repr
 
 if TYPE_CHECKING:
     from ._protocols import SnapshotSource
 
-__all__ = ["JobSnapshot", "snapshot_of"]
+__all__ = ["JobSnapshot", "short_repr", "snapshot_of"]
 
-_short = reprlib.Repr()
-_short.maxstring = 60
-_short.maxother = 60
-_short.maxlist = 6
-_short.maxdict = 4
-# Types whose repr is short and cheap: repr() at a tenth of reprlib's cost (see _result_text).
-_PLAIN = frozenset({int, float, bool, str, bytes, type(None)})
 _FINISHED_VALUES = frozenset({Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value})
 
 
@@ -206,18 +199,6 @@ _Builder = make_dataclass(
 )
 
 
-def short_repr(value: Any) -> str:
-    """A repr of at most about 60 characters; never raises (a broken ``__repr__`` is named)."""
-    try:
-        if value is None or type(value) in _PLAIN:
-            text = repr(value)
-            if len(text) <= _short.maxlong:  # the shorter of reprlib's two limits
-                return text
-        return _short.repr(value)
-    except Exception:  # a user object's __repr__ must not cost the row
-        return f"<{type(value).__name__} object>"
-
-
 # The keys of jobs (see JobSnapshot.key); next() on a count is atomic under the GIL.
 _keys = itertools.count(1)
 
@@ -226,13 +207,23 @@ _keys = itertools.count(1)
 _log_dirs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
+# The last engine's (a weak reference to it, its folder): a WeakKeyDictionary lookup makes a
+# weak reference per call, and nearly every snapshot is of the same engine's jobs.
+_last_log_dir: tuple[weakref.ref[Any], str] | None = None
+
+
 def _log_path(engine: Any, name: str) -> str | None:
     # engine: what job.engine holds (its log_path), typed Any: the snapshot never imports it.
+    global _last_log_dir
     if engine is None:
         return None
+    last = _last_log_dir
+    if last is not None and last[0]() is engine:
+        return _join_log(last[1], name)
     prefix = _log_dirs.get(engine)
     if prefix is None:
         prefix = _log_dirs[engine] = str(engine.log_path("x").parent) + "/"
+    _last_log_dir = (weakref.ref(engine), prefix)
     return _join_log(prefix, name)
 
 
@@ -257,22 +248,11 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     JobSnapshot
         Its state; later changes of the job do not change it.
     """
-    # The one reader of a job's private fields outside job.py: the rest of the package reads
-    # snapshots. Each field is read once, in one place.
-    name, requires, engine, backend = job.name, job.requirements, job.engine, job.backend
-    cached = job._history
-    if (
-        cached is None
-        or cached[0] is not name
-        or cached[1] is not requires
-        or cached[2] is not engine
-        or cached[3] is not backend
-    ):
-        key = next(_keys) if cached is None else cached[4][0]
-        cached = job._history = (name, requires, engine, backend, _static(job, key))
-    progress = job._progress
-    out = job._output
-    life = job._life
+    # The one reader of a job's run state (job.runstate) for the history and the views: they
+    # read snapshots. Each field is read once, in one place.
+    name, engine = job.name, job.engine
+    run = job.runstate
+    progress, out, life = run.progress, run.output, run.life
     if life is None and _is_plain_job(type(job)):
         # Most jobs have no lifecycle record: its six fields are their defaults (a subclass may
         # override the properties: read them then).
@@ -282,18 +262,18 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
         pid_start_time, detached, identity = job.pid_start_time, job.detach, job.identity
         next_run, restarts, url = job.next_run, job.restarts, job.url
     snap = _Builder(
-        *cached[4],
+        *_static_of(job, name, engine),
         job.status._value_,
         job.allows if engine is not None and name else (),
         job.submitted,
         job.started,
         job.finished,
         job.attempts,
-        job._result,
-        job._exception,
+        run.result,
+        run.exception,
         job.traceback,
-        job._traceback_ansi,
-        job._cancel_reason,
+        run.traceback_ansi,
+        run.cancel_reason,
         job.pid,
         pid_start_time,
         detached,
@@ -319,22 +299,44 @@ def _is_plain_job(cls: type) -> bool:
     return cls.__module__ == f"{__package__}.job" and cls.__qualname__ == "Job"
 
 
+def _static_of(job: SnapshotSource, name: Any, engine: Any) -> tuple[Any, ...]:
+    """:func:`_static`, cached in ``job.runstate.history`` while what it depends on stays."""
+    requires, backend = job.requirements, job.backend
+    cached = job.runstate.history
+    if (
+        cached is None
+        or cached[0] is not name
+        or cached[1] is not requires
+        or cached[2] is not engine
+        or cached[3] is not backend
+    ):
+        key = next(_keys) if cached is None else cached[4][0]
+        cached = job.runstate.history = (name, requires, engine, backend, _static(job, key))
+    static: tuple[Any, ...] = cached[4]
+    return static
+
+
 def _static(job: SnapshotSource, key: int) -> tuple[Any, ...]:
     """The fields that stay the same while the job keeps its name, requirements and engine.
 
-    Kept on the job (its ``_history`` slot) and checked by identity at each snapshot: what it
+    Kept on the job (``job.runstate.history``) and checked by identity at each snapshot: what it
     runs is described once per job, not once per change.
     """
     name = "" if job.name is None else str(job.name)
+    if _is_plain_job(type(job)):
+        # Job itself has neither: getattr's default would cost a raised AttributeError each.
+        source, tags = None, ()
+    else:
+        source, tags = getattr(job, "source", None), tuple(getattr(job, "tags", ()) or ())
     return (
         key,
         name,
         job.backend,
         job.kind,
         job.describe(),
-        getattr(job, "source", None),
+        source,
         job.requirements,
         job.forever,
         _log_path(job.engine, name) if name else None,
-        tuple(getattr(job, "tags", ()) or ()),
+        tags,
     )

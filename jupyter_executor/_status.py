@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from .errors import InvalidTransition
 
-__all__ = ["FINISHED", "Status", "check_transition"]
+__all__ = ["FINISHED", "Status", "check_transition", "set_status"]
 
 
 class Status(StrEnum):
@@ -55,3 +56,15 @@ def check_transition(name: str, old: Status, new: Status) -> None:
     if new not in _ALLOWED[old]:
         msg = f"job {name!r} cannot go from {old.value} to {new.value}"
         raise InvalidTransition(msg)
+
+
+def set_status(job: Any, new: Status) -> None:
+    """Move ``job`` to status ``new``: the one place where a job's status changes.
+
+    The engine's scheduler calls it under its lock (and ``Job.cancel`` before a job is
+    submitted); raises :class:`InvalidTransition` for a move the table does not allow.
+    """
+    old = job.status
+    if new not in _ALLOWED[old]:  # the table lookup inline: twice per job
+        check_transition(str(job.name), old, new)  # raises, with the message
+    job.status = new

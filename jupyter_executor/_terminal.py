@@ -195,7 +195,7 @@ class TerminalEcho:
     def _new_lines(self, job: Any) -> list[str]:
         key = id(job)
         info = job.info()
-        out = job._output  # not job.output: a job that printed nothing gets no Output made
+        out = job.runstate.output  # not job.output: a job that printed nothing gets no Output made
         new: list[str] = []
         if out is not None:
             new.extend(self._complete_lines(key, out))

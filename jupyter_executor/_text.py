@@ -19,9 +19,10 @@ The rule is registered as the codec error handler :data:`ERRORS`, so a file open
 from __future__ import annotations
 
 import codecs
+import reprlib
 from typing import Any
 
-__all__ = ["ERRORS", "safe_json", "safe_text"]
+__all__ = ["ERRORS", "safe_json", "safe_text", "short_repr"]
 
 #: Name of the codec error handler that writes lone surrogates as ``\xNN`` / ``\uNNNN``.
 ERRORS = "jupyter_executor.escape"
@@ -90,3 +91,24 @@ def safe_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [safe_json(v) for v in value]
     return value
+
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = 6
+_short.maxdict = 4
+# Types whose repr is short and cheap: repr() at a tenth of reprlib's cost.
+_PLAIN = frozenset({int, float, bool, str, bytes, type(None)})
+
+
+def short_repr(value: Any) -> str:
+    """A repr of at most about 60 characters; never raises (a broken ``__repr__`` is named)."""
+    try:
+        if value is None or type(value) in _PLAIN:
+            text = repr(value)
+            if len(text) <= _short.maxlong:  # the shorter of reprlib's two limits
+                return text
+        return _short.repr(value)
+    except Exception:  # a user object's __repr__ must not cost the row
+        return f"<{type(value).__name__} object>"

@@ -118,7 +118,7 @@ class CellWaitView:
         with self._lock:
             dirty, self._dirty = self._dirty, {}
         for key, job in dirty.items():
-            out = job._output
+            out = job.runstate.output
             if out is None:
                 continue
             self._seen[key], lines = out.lines_since(self._seen.get(key, 0))

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._context import running_job
 from ._registry import Registry
-from ._runtime import _current_job
 from ._status import Status
 from .errors import StoreError, SubmitError
 from .job import Job
@@ -56,7 +56,7 @@ class Waiting(Registry):
         return ok
 
     def _waited_unfinished(self) -> builtins.list[Job]:
-        return [j for j in builtins.list(self._jobs.values()) if j._waited and not j.done()]
+        return [j for j in builtins.list(self._jobs.values()) if j.runstate.waited and not j.done()]
 
     def _on_disk(self) -> None:
         """Block until the history holds every change reported so far (the ends a wait saw).
@@ -99,7 +99,7 @@ class Waiting(Registry):
     def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
         """Block until ``job`` has finished; True when it is done (succeeded)."""
         job = self._get(job)
-        if job is _current_job.get():
+        if job is running_job.get():
             msg = f"job {job.name!r} cannot wait for itself"
             raise SubmitError(msg)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -140,9 +140,9 @@ class Waiting(Registry):
         ok = self.wait(timeout)
         if not ok and self._unfinished:
             for job in list(self._jobs.values()):
-                if job._waited and not job.done():
+                if job.runstate.waited and not job.done():
                     self.cancel(job, f"orchestrate() timed out after {timeout} s")
-        forever = [j for j in self._jobs.values() if not j._waited and not j.done()]
+        forever = [j for j in self._jobs.values() if not j.runstate.waited and not j.done()]
         for job in forever:
             self.cancel(job, "the finite jobs are done")
         deadline = time.monotonic() + self.cancel_grace + 5

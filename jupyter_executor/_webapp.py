@@ -63,10 +63,10 @@ class WebApps(Scheduler):
         else:
             msg = f"submit_webapp() takes a command template or a callable, not {target!r}"
             raise TypeError(msg)
-        if job._life is None:
-            from .job import Lifecycle
+        if job.runstate.life is None:
+            from ._lifecycle import Lifecycle
 
-            job._life = Lifecycle()
+            job.runstate.life = Lifecycle()
         self._call_soon(self._watch_port, job, host, port, ready_timeout)
         return job
 
@@ -80,9 +80,9 @@ class WebApps(Scheduler):
                     await asyncio.sleep(0.1)
                     continue
                 writer.close()
-                assert job._life is not None
-                job._life.url = f"http://{host}:{port}/"
-                self._record("listening", job, job._life.url)
+                assert job.runstate.life is not None
+                job.runstate.life.url = f"http://{host}:{port}/"
+                self._record("listening", job, job.runstate.life.url)
                 self._emit("progress", job)
                 return
             if not job.done():

@@ -26,7 +26,6 @@ _clock.py (the clock), _protocols.py (what a backend sees of the engine).
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import inspect
@@ -47,7 +46,7 @@ from ._converge import Converge
 from ._events import EngineEvent
 from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
 from ._logs import log_stem
-from ._options import JobOptions, _check_flag, split_submit_options
+from ._options import JobOptions, check_flag, split_submit_options
 from ._platform import check_supported
 from ._policies import Policies
 from ._reattach import Reattach
@@ -285,21 +284,7 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
             msg = f"on_duplicate={on_duplicate!r} is not one of {', '.join(ON_DUPLICATE)}"
             raise InvalidOption(msg)
         if isinstance(target, Job):
-            jobs = [target, *args]
-            if not all(isinstance(j, Job) for j in jobs):
-                msg = "submit(job, ...) takes only Job objects after a Job"
-                raise InvalidOptionType(msg)
-            split_submit_options(dict(options), for_jobs=True)  # they go on Job(...)
-            if on_duplicate == "skip" and not replace:
-                kept = [self._skip_duplicate(j) or j for j in jobs]
-                jobs = [j for j, k in zip(jobs, kept, strict=True) if k is j]
-                if not jobs:
-                    return kept[0] if len(kept) == 1 else tuple(kept)
-                if len(kept) > 1:
-                    self._submit(jobs, replace)
-                    return tuple(kept)
-            self._submit(jobs, replace)
-            return jobs[0] if len(jobs) == 1 else tuple(jobs)
+            return self._submit_jobs([target, *args], replace, on_duplicate, options)
         job_options, kwargs = split_submit_options(dict(options), for_jobs=False)
         if job_options.get("detach") is True and not isinstance(target, (str, list, tuple)):
             # Python that outlives the kernel: shipped to a detached command (_detached.py).
@@ -307,14 +292,10 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
 
             job_options.pop("detach")
             return _detached.submit_call(self, target, args, kwargs, **job_options)
-        if (
-            job_options.get("backend") is None
-            and self.default_backend is not None
-            and not isinstance(target, (str, list, tuple))
-            and not asyncio.iscoroutine(target)
-            and not inspect.iscoroutinefunction(target)
-        ):
-            job_options["backend"] = self.default_backend
+        if job_options.get("backend") is None:
+            backend = self._backend_default(target)
+            if backend is not None:
+                job_options["backend"] = backend
         if on_duplicate == "skip" and not replace:
             name = job_options.get("name")
             existing = self._skip_duplicate(name if name is not None else job_options.get("label"))
@@ -527,7 +508,7 @@ def _check_engine_options(
     default_backend: str | None,
 ) -> None:
     """Raise, with a one-line message naming the option, on a bad ``Engine(...)`` option."""
-    _check_flag("notify", notify)
+    check_flag("notify", notify)
     for job in jobs:
         if not isinstance(job, Job):
             msg = f"Engine(*jobs) takes Job objects, not {job!r}"

@@ -6,20 +6,21 @@ import asyncio
 import inspect
 import operator
 import os
-import reprlib
 import secrets
-import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from ._capture import Output
-from ._conditions import Condition, _flatten
+from ._conditions import flatten
+from ._jobinfo import JobInfo, info_dict
+from ._lifecycle import Lifecycle, has_lifecycle
 from ._options import BACKENDS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
-from ._status import _ALLOWED, FINISHED, Status, check_transition
+from ._runstate import RunState
+from ._status import FINISHED, Status, set_status
+from ._text import short_repr
 from .errors import InvalidOption, InvalidOptionType, JobCancelled, JobNotFinished, SubmitError
 
 
@@ -56,15 +57,7 @@ class JobHost(Protocol):
     def _emit(self, event: str, job: Job) -> None: ...
 
 
-__all__ = ["BACKENDS", "RESTART_POLICIES", "Job", "JobInfo"]
-
-_short = reprlib.Repr()
-_short.maxstring = 60
-_short.maxother = 60
-_short.maxlist = 6
-_short.maxdict = 4
-# Results whose repr is what reprlib would give (when short): no need for reprlib's dispatch.
-_PLAIN = frozenset({int, float, bool, complex})
+__all__ = ["BACKENDS", "RESTART_POLICIES", "Job", "JobInfo", "Lifecycle"]
 
 
 def _frozen(slot: str, what: str, check: Callable[[Any], Any] | None) -> property:
@@ -81,8 +74,8 @@ def _frozen(slot: str, what: str, check: Callable[[Any], Any] | None) -> propert
             value = check(value)
         setattr(job, slot, value)
         if slot == "_forever":  # whether wait() waits for it follows
-            life = job._life
-            job._waited = not value and (
+            life = job.runstate.life
+            job.runstate.waited = not value and (
                 life is None or (not life.periodic and life.restart != "always")
             )
 
@@ -101,49 +94,6 @@ def _check_backend(backend: Any) -> str:
         msg = f"backend=None is not a backend: use one of {', '.join(BACKENDS)}"
         raise InvalidOptionType(msg)
     return str(checked)
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """A snapshot of a job, read by ``engine.list()`` and by the widgets.
-
-    Times are epoch seconds (None until they happen); ``result`` and ``error`` are short reprs.
-    """
-
-    name: str
-    status: str
-    backend: str
-    kind: str
-    description: str
-    requires: tuple[str, ...]
-    forever: bool
-    submitted: float | None
-    started: float | None
-    finished: float | None
-    duration: float | None
-    attempts: int
-    result: str | None
-    error: str | None
-    traceback: str | None
-    cancel_reason: str | None
-    tail: str
-    last_line: str
-    progress: float | None
-    progress_text: str
-    output_version: int
-    next_run: float | None = None
-    restarts: int = 0
-    url: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The snapshot as JSON-safe data."""
-        # A shallow copy: every field is immutable (asdict's deep copy cost 5x more at 10k jobs).
-        data = {name: getattr(self, name) for name in _INFO_FIELDS}
-        data["requires"] = list(self.requires)
-        return data
-
-
-_INFO_FIELDS = tuple(f.name for f in fields(JobInfo))
 
 
 class Job:
@@ -215,6 +165,9 @@ class Job:
     types) and ``_options.OPTIONS`` (their defaults, checks and ``%%job`` flags), which
     ``Job``, ``Engine.submit``, ``@launcher``, ``AbstractJob`` and the magics share.
 
+    ``job.runstate`` is internal: the run state the engine's scheduler owns (see
+    :mod:`jupyter_executor._runstate`); read the job's properties instead.
+
     Life cycle: ``created`` until submitted, then ``pending`` until its requirements are done,
     its condition is met and a slot of its backend is free, then ``running``, and finally
     ``done``, ``failed`` or ``cancelled``. ``rerun()`` brings a finished job back to ``pending``.
@@ -238,29 +191,10 @@ class Job:
 
     __slots__ = (
         "__weakref__",
-        "_arg_jobs",
         "_backend",
-        "_cancel_reason",
-        "_cancel_requested",
-        "_condition",
-        "_dask_options",
-        "_exception",
         "_forever",
-        "_future",
-        "_history",
-        "_id",
-        "_life",
         "_name",
-        "_output",
-        "_progress",
         "_requirements",
-        "_requires_spec",
-        "_result",
-        "_task",
-        "_timeout_handle",
-        "_traceback_ansi",
-        "_waited",
-        "_waiting",
         "args",
         "attempts",
         "children",
@@ -275,6 +209,7 @@ class Job:
         "previous",
         "retries",
         "retry_delay",
+        "runstate",
         "started",
         "status",
         "submitted",
@@ -294,22 +229,10 @@ class Job:
         try:
             # Every option at the door, one line naming it and its value (see _options).
             opts = check_options(options)
-            name, label, backend = opts["name"], opts["label"], opts["backend"]
-            if name is not None and label is not None and name != label:
-                msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
-                raise InvalidOption(msg)
-            name = name if name is not None else label
-            self.kind, inferred = _classify(target)
-            if backend is None:
-                backend = inferred
-            _check_target(self.kind, backend, target)
-            if opts["retries"] and self.kind == "coroutine":
-                msg = (
-                    "a coroutine object can run only once, so it cannot be retried: "
-                    "pass the coroutine function and its arguments instead"
-                )
-                raise InvalidOption(msg)
+            name = _one_name(opts["name"], opts["label"])
+            self.kind, backend = _kind_and_backend(target, opts)
             dask_options = _dask_options(backend, opts["resources"], opts["priority"])
+            life = Lifecycle.build(self.kind, opts) if has_lifecycle(opts) else None
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
@@ -329,9 +252,18 @@ class Job:
         self.cwd: str | os.PathLike[str] | None = opts["cwd"]
         #: Say in the browser when this job ends (None: as ``engine.notify`` says).
         self.notify: bool | None = opts["notify"]
-        self._condition: Condition | None = opts["condition"]
-        self._requires_spec: list[Any] | tuple[()] = ()
-        self._arg_jobs = _has_job_args(self.args, self.kwargs) if args or kwargs else False
+        #: Internal: the run state the engine's scheduler owns (see :mod:`._runstate`); the
+        #: properties above and below are its public face.
+        self.runstate = run = RunState(
+            opts["condition"],
+            _has_job_args(self.args, self.kwargs) if args or kwargs else False,
+            dask_options,
+        )
+        run.life = life
+        # Waited for by wait()/orchestrate(): not monitors, schedules or jobs restarted always.
+        run.waited = not self._forever and (
+            life is None or (not life.periodic and life.restart != "always")
+        )
         self.engine: JobHost | None = None
         self.status = Status.CREATED
         self._requirements: tuple[str, ...] = ()
@@ -339,41 +271,9 @@ class Job:
         self.started: float | None = None
         self.finished: float | None = None
         self.attempts = 0
-        self._result: Any = None
-        self._exception: BaseException | None = None
         self.traceback: str | None = None
-        # The traceback as the views show it (coloured, cells named as IPython does), if any.
-        self._traceback_ansi: str | None = None
-        self._cancel_reason: str | None = None
-        self._cancel_requested = False
-        self._output: Output | None = None
-        self._progress: tuple[float, str] | None = None
-        self._future: Future[Any] | None = None
-        self._task: Any = None
-        self._timeout_handle: Any = None
-        self._waiting = 0
-        self._life: Lifecycle | None = None
-        self._history: Any = None  # the history store's record of this job (store.py)
-        self._id: str | None = None  # made on first read of ``id`` (most jobs never need one)
-        self._dask_options = dask_options
         #: Jobs submitted to the same engine while this one ran (its sub-tasks).
         self.children: list[Job] | tuple[()] = ()
-        if (
-            opts["every"] is not None or opts["cron"] is not None or opts["start"] is not None
-            or opts["restart"] != "no" or opts["detach"] or opts["inputs"] or opts["outputs"]
-            or opts["force"] or opts["before"] is not None or opts["after"] is not None
-        ):  # fmt: skip
-            try:
-                self._life = Lifecycle.build(self, opts)
-            except BaseException:
-                if inspect.iscoroutine(target):
-                    target.close()
-                raise
-        # Waited for by wait()/orchestrate(): not monitors, schedules or jobs restarted always.
-        life = self._life
-        self._waited = not self.forever and (
-            life is None or (not life.periodic and life.restart != "always")
-        )
         self.pid: int | None = None
         self.previous: list[JobInfo] | tuple[()] = ()  # earlier runs (a list once there are)
         if opts["requires"]:
@@ -415,43 +315,43 @@ class Job:
         if self.status is not Status.CREATED:
             msg = f"job {self.name!r} is already submitted; declare requirements before submitting"
             raise SubmitError(msg)
-        for item in _flatten(jobs):
+        for item in flatten(jobs):
             if item is self:
                 msg = f"job {self.name!r} cannot require itself"
                 raise SubmitError(msg)
             if not isinstance(item, (Job, str)):
                 msg = f"requires() takes jobs or job names, not {item!r}"
                 raise InvalidOptionType(msg)
-            if not self._requires_spec:
-                self._requires_spec = []
-            self._requires_spec.append(item)
+            if not self.runstate.requires_spec:
+                self.runstate.requires_spec = []
+            self.runstate.requires_spec.append(item)
         return self
 
     def required_jobs(self) -> list[Any]:
         """Everything this job depends on, as given: requirements, job arguments, condition jobs."""
-        deps: list[Any] = list(self._requires_spec)
-        if self._arg_jobs:
-            deps += [_job_of(a) for a in (*self.args, *self.kwargs.values()) if _job_of(a)]
+        deps: list[Any] = list(self.runstate.requires_spec)
+        if self.runstate.arg_jobs:
+            deps += [job_of(a) for a in (*self.args, *self.kwargs.values()) if job_of(a)]
         return deps
 
     def condition_jobs(self) -> tuple[Any, ...]:
-        return self._condition.jobs() if self._condition is not None else ()
+        return self.runstate.condition.jobs() if self.runstate.condition is not None else ()
 
     # long-running options ------------------------------------------------------------------
     @property
     def next_run(self) -> float | None:
         """When a scheduled job runs next (epoch seconds), or None."""
-        return self._life.next_run if self._life is not None else None
+        return self.runstate.life.next_run if self.runstate.life is not None else None
 
     @property
     def restarts(self) -> int:
         """How many times the restart policy has restarted the job."""
-        return self._life.restarts if self._life is not None else 0
+        return self.runstate.life.restarts if self.runstate.life is not None else 0
 
     @property
     def detach(self) -> bool:
         """True for a subprocess job that outlives the kernel."""
-        return self._life is not None and self._life.detach
+        return self.runstate.life is not None and self.runstate.life.detach
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -467,24 +367,24 @@ class Job:
         OutputsError
             It left no outputs, or a value cannot be unpickled here (named in the message).
         """
-        from ._detached import load_outputs
+        from ._outputs import load_outputs
 
         return load_outputs(self)
 
     @property
     def url(self) -> str | None:
         """The address of a web app job, once it answers."""
-        return self._life.url if self._life is not None else None
+        return self.runstate.life.url if self.runstate.life is not None else None
 
     @property
     def identity(self) -> str | None:
         """A hash of what the job runs and the content of its inputs (for resuming flows)."""
-        return self._life.identity if self._life is not None else None
+        return self.runstate.life.identity if self.runstate.life is not None else None
 
     @property
     def pid_start_time(self) -> float | None:
         """When the job's process started (with ``pid``, identifies it; never a recycled pid)."""
-        return self._life.pid_start_time if self._life is not None else None
+        return self.runstate.life.pid_start_time if self.runstate.life is not None else None
 
     def logs(self) -> list[Path]:
         """The job's log files: archived runs, oldest first, then the current one."""
@@ -493,8 +393,8 @@ class Job:
         path = self.log_path
         if path is None:
             return []
-        if self._output is not None:
-            self._output.flush()
+        if self.runstate.output is not None:
+            self.runstate.output.flush()
         return logs_of(path.parent, path.stem)
 
     @property
@@ -504,9 +404,9 @@ class Job:
         ``engine.get(job.id)`` finds the job again; the name stays the key of
         ``engine[name]`` and of the history (with the engine's id and the attempt).
         """
-        if self._id is None:
-            self._id = secrets.token_hex(8)
-        return self._id
+        if self.runstate.id is None:
+            self.runstate.id = secrets.token_hex(8)
+        return self.runstate.id
 
     @property
     def allows(self) -> tuple[str, ...]:
@@ -550,12 +450,12 @@ class Job:
         """
         status = self.status
         if status is Status.DONE:
-            return self._result
-        if status is Status.FAILED or (status is Status.CANCELLED and self._exception):
-            assert self._exception is not None
-            raise self._exception
+            return self.runstate.result
+        if status is Status.FAILED or (status is Status.CANCELLED and self.runstate.exception):
+            assert self.runstate.exception is not None
+            raise self.runstate.exception
         if status is Status.CANCELLED:
-            raise JobCancelled(str(self.name), self._cancel_reason or "cancelled")
+            raise JobCancelled(str(self.name), self.runstate.cancel_reason or "cancelled")
         msg = (
             f"job {self.name!r} is {status.value}; it has no result yet (wait with engine.wait_job)"
         )
@@ -563,9 +463,9 @@ class Job:
 
     def exception(self) -> BaseException | None:
         """The exception that ended the job, or None (also None while it runs)."""
-        if self.status is Status.CANCELLED and self._exception is None:
-            return JobCancelled(str(self.name), self._cancel_reason or "cancelled")
-        return self._exception
+        if self.status is Status.CANCELLED and self.runstate.exception is None:
+            return JobCancelled(str(self.name), self.runstate.cancel_reason or "cancelled")
+        return self.runstate.exception
 
     @property
     def cancel_requested(self) -> bool:
@@ -574,12 +474,12 @@ class Job:
         Set and cleared by the engine's scheduler only; :func:`~jupyter_executor.cancelled`
         reads it from inside the job.
         """
-        return self._cancel_requested
+        return self.runstate.cancel_requested
 
     @property
     def cancel_reason(self) -> str | None:
         """Why the job was cancelled (by the user, timeout, a failed dependency, shutdown)."""
-        return self._cancel_reason if self.status is Status.CANCELLED else None
+        return self.runstate.cancel_reason if self.status is Status.CANCELLED else None
 
     @property
     def future(self) -> Future[Any]:
@@ -587,12 +487,12 @@ class Job:
 
         Passing it as an argument of another job works like passing the job itself.
         """
-        fut = self._future
+        fut = self.runstate.future
         if fut is None:
-            fut = self._future = Future()
+            fut = self.runstate.future = Future()
             fut._jupyter_executor_job = self  # type: ignore[attr-defined]
             if self.status in FINISHED:
-                _resolve(fut, self)
+                resolve_future(fut, self)
         return fut
 
     def __await__(self) -> Any:
@@ -614,10 +514,10 @@ class Job:
     @property
     def output(self) -> Output:
         """Everything the job printed or displayed (created on first use)."""
-        out = self._output
+        out = self.runstate.output
         if out is None:
             stamps = self.engine is not None and self.engine.log_timestamps
-            out = self._output = Output(
+            out = self.runstate.output = Output(
                 self._log_path, self._notify, archive=self._archive_log, timestamps=stamps
             )
         return out
@@ -641,7 +541,7 @@ class Job:
 
     def tail(self, n: int = 20) -> str:
         """The last ``n`` lines the job printed."""
-        return self._output.tail(n) if self._output is not None else ""
+        return self.runstate.output.tail(n) if self.runstate.output is not None else ""
 
     def _notify(self, event: str) -> None:
         engine = self.engine
@@ -649,15 +549,15 @@ class Job:
             engine._emit(event, self)
 
     def _set_progress(self, fraction: float, text: str) -> None:
-        self._progress = (fraction, text)
+        self.runstate.progress = (fraction, text)
         self._notify("progress")
 
     # control -------------------------------------------------------------------------------
     def cancel(self, reason: str = "cancelled by user") -> None:
         """Stop the job (see :meth:`Engine.cancel`)."""
         if self.engine is None:
-            self._set_status(Status.CANCELLED)
-            self._cancel_reason = reason
+            set_status(self, Status.CANCELLED)
+            self.runstate.cancel_reason = reason
             return
         self.engine.cancel(self, reason)
 
@@ -676,73 +576,10 @@ class Job:
         """
         return value
 
-    def _set_status(self, new: Status) -> None:
-        # The one place where a status changes; the engine calls it under its lock.
-        if new not in _ALLOWED[self.status]:  # the table lookup inline: twice per job
-            check_transition(str(self.name), self.status, new)  # raises, with the message
-        self.status = new
-
     # inspection ----------------------------------------------------------------------------
     def info(self) -> JobInfo:
         """A frozen snapshot of the job."""
-        return JobInfo(**self._info_dict())
-
-    def _info_dict(self, tail: bool = True) -> dict[str, Any]:
-        """What :meth:`info` holds, as a dict (``tail`` empty unless asked for).
-
-        The widgets build 10,000 rows from this at once: no dataclass, no output tail.
-        """
-        status = self.status
-        started, finished = self.started, self.finished
-        if started is None:
-            duration = None
-        else:
-            end = finished if finished is not None and status in FINISHED else time.time()
-            duration = max(0.0, end - started)
-        out = self._output
-        error = None
-        exc = self._exception
-        if exc is not None:
-            error = f"{type(exc).__name__}: {exc}"
-        elif status is Status.CANCELLED:
-            error = f"cancelled: {self._cancel_reason or 'cancelled'}"
-        result = None
-        if status is Status.DONE:
-            value = self._result
-            if value is None or type(value) in _PLAIN:
-                result = repr(value)  # what reprlib gives these, at a tenth of its cost
-                if len(result) > _short.maxlong:  # the shorter of reprlib's two limits
-                    result = _short.repr(value)
-            else:
-                result = _short.repr(value)
-        life = self._life
-        progress = self._progress
-        return {
-            "name": str(self.name),
-            "status": status._value_,
-            "backend": self.backend,
-            "kind": self.kind,
-            "description": self.describe(),
-            "requires": self.requirements,
-            "forever": self.forever,
-            "submitted": self.submitted,
-            "started": started,
-            "finished": finished if status in FINISHED else None,
-            "duration": duration,
-            "attempts": self.attempts,
-            "result": result,
-            "error": error,
-            "traceback": self.traceback,
-            "cancel_reason": self._cancel_reason if status is Status.CANCELLED else None,
-            "tail": out.tail(20) if tail and out is not None else "",
-            "last_line": out.last_line() if out is not None else "",
-            "progress": progress[0] if progress else None,
-            "progress_text": progress[1] if progress else "",
-            "output_version": out.version if out is not None else 0,
-            "next_run": life.next_run if life is not None else None,
-            "restarts": life.restarts if life is not None else 0,
-            "url": life.url if life is not None else None,
-        }
+        return JobInfo(**info_dict(self))
 
     def describe(self) -> str:
         """What the job runs, in a few words (function name, command, ...)."""
@@ -767,9 +604,10 @@ class Job:
         # asynciojobs' listing: the result or error, whom it requires and whom it allows.
         text = f"<Job {self.name!r} {self.status.value}"
         if self.status is Status.DONE:
-            text += f" -> {_short.repr(self._result)}"
-        elif self._exception is not None:
-            text += f" ({type(self._exception).__name__}: {_short.repr(str(self._exception))})"
+            text += f" -> {short_repr(self.runstate.result)}"
+        elif self.runstate.exception is not None:
+            exc = self.runstate.exception
+            text += f" ({type(exc).__name__}: {short_repr(str(exc))})"
         text += f" backend={self.backend}"
         if self.requirements:
             text += f" requires={list(self.requirements)}"
@@ -779,97 +617,30 @@ class Job:
         return text + ">"
 
 
-class Lifecycle:
-    """The options and state of long-running jobs (issue "nothing lost"); None for plain jobs."""
-
-    __slots__ = (
-        "after",
-        "before",
-        "checked",
-        "detach",
-        "failures",
-        "force",
-        "identity",
-        "inputs",
-        "max_restarts",
-        "next_run",
-        "outputs",
-        "periodic",
-        "pid_start_time",
-        "reattached",
-        "restart",
-        "restart_delay",
-        "restarts",
-        "schedule",
-        "ticking",
-        "url",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.schedule: Any = None
-        self.periodic = False
-        self.checked = -1  # the attempt whose inputs/outputs were checked
-        self.restart = "no"
-        self.restart_delay = 1.0
-        self.max_restarts: int | None = None
-        self.detach = False
-        self.inputs: tuple[str, ...] = ()
-        self.outputs: tuple[str, ...] = ()
-        self.force = False
-        self.before: Callable[[Job], Any] | None = None
-        self.after: Callable[[Job], Any] | None = None
-        self.restarts = 0
-        self.failures = 0  # consecutive failed runs, for the restart backoff
-        self.next_run: float | None = None
-        self.ticking = False
-        self.url: str | None = None
-        self.identity: str | None = None
-        self.pid_start_time: float | None = None
-        self.reattached: int | None = None  # the history row of a run started by another kernel
-
-    @classmethod
-    def build(cls, job: Job, options: Mapping[str, Any]) -> Lifecycle:
-        """The long-running part of a job, from its options as :func:`.check_options` left them."""
-        life = cls()
-        every, cron, start = options["every"], options["cron"], options["start"]
-        if every is not None or cron is not None or start is not None:
-            if every is not None and cron is not None:
-                msg = "give every= or cron=, not both"
-                raise InvalidOption(msg)
-            from ._schedule import Schedule
-
-            life.schedule = Schedule(every=every, cron=cron, start=start)
-            life.periodic = every is not None or cron is not None
-            if not life.periodic:
-                # A one-shot job at a given time: that time must still be ahead.
-                first = life.schedule.first(_now())
-                if first.timestamp() < time.time() - 1:
-                    msg = f"start={start!r} is in the past; give a future time or a period (every=)"
-                    raise InvalidOption(msg)
-        life.restart = options["restart"]
-        life.restart_delay = options["restart_delay"]
-        life.max_restarts = options["max_restarts"]
-        if options["detach"] and job.kind != "command":
-            msg = (
-                "Job(detach=True) is for commands; run a function detached with "
-                "engine.submit(fn, ..., detach=True, name=...)"
-            )
-            raise InvalidOption(msg)
-        life.detach = options["detach"]
-        life.inputs = tuple(str(p) for p in options["inputs"])
-        life.outputs = tuple(str(p) for p in options["outputs"])
-        life.force = options["force"]
-        life.before, life.after = options["before"], options["after"]
-        return life
-
-
-def _now() -> Any:
-    from datetime import datetime
-
-    return datetime.now().astimezone()
-
-
 # helpers -------------------------------------------------------------------------------------
+def _one_name(name: str | None, label: str | None) -> str | None:
+    if name is not None and label is not None and name != label:
+        msg = f"give name= or label= (an alias), not both: {name!r} != {label!r}"
+        raise InvalidOption(msg)
+    return name if name is not None else label
+
+
+def _kind_and_backend(target: Any, opts: Mapping[str, Any]) -> tuple[str, str]:
+    """What ``target`` is, and the backend that runs it (``backend=`` or inferred), checked."""
+    kind, inferred = _classify(target)
+    backend = opts["backend"]
+    if backend is None:
+        backend = inferred
+    _check_target(kind, backend, target)
+    if opts["retries"] and kind == "coroutine":
+        msg = (
+            "a coroutine object can run only once, so it cannot be retried: "
+            "pass the coroutine function and its arguments instead"
+        )
+        raise InvalidOption(msg)
+    return kind, str(backend)
+
+
 def _classify(target: Any) -> tuple[str, str]:
     kind = type(target)
     if kind is types.CoroutineType:  # fast paths for the two commonest targets
@@ -936,7 +707,8 @@ def _check_target(kind: str, backend: str, target: Any) -> None:
         raise InvalidOption(msg)
 
 
-def _job_of(value: Any) -> Job | None:
+def job_of(value: Any) -> Job | None:
+    """The job ``value`` is, or whose ``future`` it is; None for anything else."""
     if isinstance(value, Job):
         return value
     if isinstance(value, Future):
@@ -945,28 +717,29 @@ def _job_of(value: Any) -> Job | None:
 
 
 def _has_job_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    return any(_job_of(a) is not None for a in args) or any(
-        _job_of(v) is not None for v in kwargs.values()
+    return any(job_of(a) is not None for a in args) or any(
+        job_of(v) is not None for v in kwargs.values()
     )
 
 
 def resolve_args(job: Job) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The job's arguments with jobs (and job futures) replaced by their results."""
-    if not job._arg_jobs:
+    if not job.runstate.arg_jobs:
         return job.args, job.kwargs
 
     def sub(v: Any) -> Any:
-        dep = _job_of(v)
+        dep = job_of(v)
         return dep.result() if dep is not None else v
 
     return tuple(sub(a) for a in job.args), {k: sub(v) for k, v in job.kwargs.items()}
 
 
-def _resolve(fut: Future[Any], job: Job) -> None:
+def resolve_future(fut: Future[Any], job: Job) -> None:
+    """Settle ``fut`` (the job's ``future``) with how finished ``job`` ended, unless done."""
     if fut.done():
         return
     if job.status is Status.DONE:
-        fut.set_result(job._result)
+        fut.set_result(job.runstate.result)
     else:
         exc = job.exception()
         fut.set_exception(exc if exc is not None else JobCancelled(str(job.name), "cancelled"))

@@ -46,6 +46,7 @@ import anywidget
 import ipywidgets
 import traitlets
 
+from ._jobinfo import info_dict
 from ._publisher import DashboardPublisher, JobPublisher, Publisher, json_safe, pack, table_row
 from ._status import Status
 from ._text import safe_text
@@ -413,7 +414,7 @@ class Dashboard(_LiveWidget):
             return None
         data, metadata = bundle
         jobs = list(self._engine)
-        rows = [table_row(j._info_dict(tail=False)) for j in jobs[:HTML_ROWS]]
+        rows = [table_row(info_dict(j, tail=False)) for j in jobs[:HTML_ROWS]]
         counts = _counts(j.status.value for j in jobs)
         current = {str(j.name) for j in jobs}
         earlier = sum(n not in current for n in getattr(self._publisher, "earlier", ()))
@@ -540,7 +541,7 @@ def _update_display(widget: _LiveWidget) -> None:
 # messages -------------------------------------------------------------------------------------
 def _log_message(job: Job) -> dict[str, Any]:
     """The reply to "show log": the end of the job's log file, or its in-memory tail."""
-    out = job._output
+    out = job.runstate.output
     if out is not None:
         out.flush()  # the log is flushed about once a second; "show log" wants all of it
     path = job.log_path

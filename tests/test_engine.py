@@ -498,3 +498,16 @@ def test_shutdown_cancels_everything_and_leaves_nothing(tmp_path: Path) -> None:
     assert_nothing_left(before)
     with pytest.raises(SubmitError, match="this engine is shut down"):
         engine.submit(add, 1, 2)
+
+
+def test_a_skipped_duplicate_warns_at_the_line_that_submitted(engine: Engine) -> None:
+    # submit() hands Job objects to Registry._submit_jobs: the warning must still name the
+    # caller's line, not the engine's (warnings' stacklevel), for both forms of submit.
+    first = engine.submit(Job(len, args=("a",), name="dup"))
+    with pytest.warns(UserWarning, match="Skipping dup") as jobs_form:
+        kept = engine.submit(Job(len, args=("bb",), name="dup"), on_duplicate="skip")
+    with pytest.warns(UserWarning, match="Skipping dup") as call_form:
+        again = engine.submit(len, "ccc", name="dup", on_duplicate="skip")
+    assert kept is first and again is first
+    assert [w.filename for w in (*jobs_form, *call_form)] == [__file__, __file__]
+    assert engine.wait(timeout=60)

@@ -14,7 +14,7 @@ from _kernel import Kernel
 from _wait import wait_until
 
 from jupyter_executor import Engine, InvalidOptionType, Job
-from jupyter_executor._runtime import _current_job
+from jupyter_executor._context import running_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,7 +66,7 @@ def test_on_finish_runs_outside_the_job_and_its_errors_are_logged(
     def slow(job: Job) -> None:
         # blocks: neither the engine nor wait() may wait for it
         release.wait(30)
-        seen.append((_current_job.get(None), threading.current_thread().name))
+        seen.append((running_job.get(None), threading.current_thread().name))
 
     engine.on_finish(broken)
     engine.on_finish(slow)

@@ -207,12 +207,12 @@ def test_the_duration_options_are_those_expected() -> None:
 def _seconds_kept(job: Job, option: str) -> float:
     """What the job keeps for ``option``, in seconds."""
     if option == "every":
-        assert job._life is not None and job._life.schedule is not None
-        assert job._life.schedule.every is not None
-        return float(job._life.schedule.every.total_seconds())
+        assert job.runstate.life is not None and job.runstate.life.schedule is not None
+        assert job.runstate.life.schedule.every is not None
+        return float(job.runstate.life.schedule.every.total_seconds())
     if option == "restart_delay":
-        assert job._life is not None
-        return float(job._life.restart_delay)
+        assert job.runstate.life is not None
+        return float(job.runstate.life.restart_delay)
     value = getattr(job, option)
     assert isinstance(value, float)
     return value

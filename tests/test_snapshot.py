@@ -131,3 +131,20 @@ class _Recording(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self._log.append(value)
         super().__setitem__(key, value)
+
+
+def test_snapshots_of_two_engines_jobs_name_each_engines_log(tmp_path: Path) -> None:
+    # snapshot_of remembers the last engine's log folder (a fast path): jobs of two engines
+    # taken in turn must each get their own engine's folder, also once one engine is gone.
+    from jupyter_executor import Job
+
+    with (
+        Engine(folder=tmp_path / "a", history=False) as a,
+        Engine(folder=tmp_path / "b", history=False) as b,
+    ):
+        ja = a.submit(Job(len, args=("x",), name="same"))
+        jb = b.submit(Job(len, args=("y",), name="same"))
+        assert a.wait(timeout=60) and b.wait(timeout=60)
+        for _ in range(2):
+            assert snapshot_of(ja).log_path == str(a.log_path("same"))
+            assert snapshot_of(jb).log_path == str(b.log_path("same"))

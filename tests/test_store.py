@@ -69,7 +69,7 @@ def _drive(store: HistoryStore, job: Job, *steps: Status, result: Any = None) ->
             job.started, job.finished = now, None
         elif status in (Status.DONE, Status.FAILED, Status.CANCELLED):
             job.finished = now
-            job._result = result
+            job.runstate.result = result
         store.job_changed(job)
 
 
@@ -316,7 +316,7 @@ def test_a_finished_run_reported_again_after_it_was_written_stays_whole(
     _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
     store.flush(timeout=10)
     (before,) = store.history()
-    job._result = 3
+    job.runstate.result = 3
     store.job_changed(job)
     store.flush(timeout=10)
     (after,) = store.history()
@@ -495,7 +495,7 @@ while written < total:
             if status is Status.RUNNING:
                 job.attempts, job.started = 1, now
             elif status is Status.DONE:
-                job.finished, job._result = now, 2
+                job.finished, job.runstate.result = now, 2
             store.job_changed(job)
     store.flush(timeout=60)
     written += per_batch

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jupyter_executor import Engine, Job
+from jupyter_executor._jobinfo import info_dict
 from jupyter_executor._snapshot import JobSnapshot, snapshot_of
 from jupyter_executor._status import Status
 from jupyter_executor.errors import InvalidOption
@@ -248,7 +249,7 @@ def test_a_snapshot_is_frozen_and_matches_the_jobs_info(tmp_path: Path) -> None:
             assert type(snap) is JobSnapshot and dataclasses.is_dataclass(snap)
             with pytest.raises(dataclasses.FrozenInstanceError):
                 snap.status = "running"  # type: ignore[misc]
-            assert snap.info_dict() == job._info_dict(tail=False)
+            assert snap.info_dict() == info_dict(job, tail=False)
             assert snap.log_path == str(job.log_path)
             assert snap == dataclasses.replace(snap)  # built like one made by its __init__
 

@@ -86,7 +86,7 @@ printed.set()
     assert "job line during the capture" in tail
     # The kernel's streams are the proxies again, and print as usual.
     after = kernel.execute("import sys\nprint(type(sys.stdout).__name__, 'prints')")
-    assert after.stdout == "_StreamProxy prints\n"
+    assert after.stdout == "StreamProxy prints\n"
 
 
 def test_a_job_failing_on_a_non_utf8_file_name_leaves_the_views_working(kernel: Kernel) -> None:

@@ -135,19 +135,17 @@ def _sccs(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the counts; return 0."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("package", nargs="?", default="jupyter_executor")
-    parser.add_argument("--top", type=int, default=15, help="most frequent reaches to show")
-    parser.add_argument("--list", action="store_true", help="every reach, file:line")
-    args = parser.parse_args(argv)
-    modules = _modules(Path(args.package).resolve())
+Reach = tuple[str, int, str]  # module, line, attribute
+
+
+def measure(root: Path) -> tuple[list[Reach], list[Reach], list[list[str]], dict[str, Path]]:
+    """``(reaches, self_reaches, cycles, modules)`` of the package at ``root``."""
+    modules = _modules(root)
     trees = {m: ast.parse(p.read_text(), str(p)) for m, p in modules.items()}
     defined = {m: _defined(t) for m, t in trees.items()}
     everywhere = set().union(*defined.values())
-    reaches: list[tuple[str, int, str]] = []
-    self_reaches: list[tuple[str, int, str]] = []
+    reaches: list[Reach] = []
+    self_reaches: list[Reach] = []
     for module, tree in trees.items():
         own = defined[module]
         for node in ast.walk(tree):
@@ -169,7 +167,17 @@ def main(argv: list[str] | None = None) -> int:
                         if f"{target}.{alias.name}" not in modules:
                             reaches.append((module, node.lineno, alias.name))
     graph = {m: set(_imports(m, modules[m], trees[m], set(modules))) - {m} for m in modules}
-    cycles = _sccs(graph)
+    return reaches, self_reaches, _sccs(graph), modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the counts; return 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("package", nargs="?", default="jupyter_executor")
+    parser.add_argument("--top", type=int, default=15, help="most frequent reaches to show")
+    parser.add_argument("--list", action="store_true", help="every reach, file:line")
+    args = parser.parse_args(argv)
+    reaches, self_reaches, cycles, modules = measure(Path(args.package).resolve())
 
     print(f"cross-module private reaches: {len(reaches)}")
     by_module = collections.Counter(m for m, _, _ in reaches)

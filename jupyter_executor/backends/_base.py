@@ -7,7 +7,7 @@ import inspect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _attempt_hooks, _current_job, _run_hooks
+from .._context import attempt_hooks, run_hooks, running_job
 
 if TYPE_CHECKING:
     from .._protocols import BackendHost
@@ -81,7 +81,7 @@ class TaskBackend(Backend):
     local = False
 
     def start(self, job: Job) -> None:
-        job._task = self.loop.create_task(self._run(job))
+        job.runstate.task = self.loop.create_task(self._run(job))
 
     async def _run(self, job: Job) -> None:
         engine = self.engine
@@ -89,24 +89,14 @@ class TaskBackend(Backend):
         inline = 0
         current: Job | None = job
         while current is not None:
-            _current_job.set(current)  # the task runs in a copy of the context: this stays local
+            running_job.set(current)  # the task runs in a copy of the context: this stays local
             try:
-                hooks = self.local and bool(_attempt_hooks)
-                if hooks:
-                    _run_hooks(current, leaving=False)
-                try:
-                    life = current._life
-                    if life is not None and life.before is not None:
-                        await _call_hook(life.before, current)
-                    if self.direct_coroutines and current.kind == "coroutine":
-                        result = await current.target  # one coroutine frame less per job
-                    else:
-                        result = await self.execute(current)
-                    if life is not None and life.after is not None:
-                        await _call_hook(life.after, current)
-                finally:
-                    if hooks:
-                        _run_hooks(current, leaving=True)
+                if current.runstate.life is not None or (self.local and attempt_hooks):
+                    result = await self._attempt(current)
+                elif self.direct_coroutines and current.kind == "coroutine":
+                    result = await current.target  # one coroutine frame less per job
+                else:
+                    result = await self.execute(current)
             except asyncio.CancelledError:
                 engine.finish(current, cancelled=True)
                 return
@@ -124,13 +114,37 @@ class TaskBackend(Backend):
                 return
             if task is None:
                 task = asyncio.current_task()
-            current._task = task
+            current.runstate.task = task
+
+    async def _attempt(self, job: Job) -> Any:
+        """One attempt with its hooks: the attempt hooks (local jobs) and ``before``/``after``.
+
+        Apart from :meth:`_run`'s plain path, so that most jobs (no hooks, no lifecycle) await
+        one coroutine less.
+        """
+        hooks = self.local and bool(attempt_hooks)
+        if hooks:
+            run_hooks(job, leaving=False)
+        try:
+            life = job.runstate.life
+            if life is not None and life.before is not None:
+                await _call_hook(life.before, job)
+            if self.direct_coroutines and job.kind == "coroutine":
+                result = await job.target
+            else:
+                result = await self.execute(job)
+            if life is not None and life.after is not None:
+                await _call_hook(life.after, job)
+            return result
+        finally:
+            if hooks:
+                run_hooks(job, leaving=True)
 
     async def execute(self, job: Job) -> Any:
         raise NotImplementedError
 
     def cancel(self, job: Job) -> None:
-        task = job._task
+        task = job.runstate.task
         if task is None:
             return
         task.cancel()
@@ -138,7 +152,7 @@ class TaskBackend(Backend):
         task.add_done_callback(lambda _t, job=job: self._cancelled_early(job, _t))
 
     def _cancelled_early(self, job: Job, task: asyncio.Task[Any]) -> None:
-        if job._task is task:
+        if job.runstate.task is task:
             target = job.target
             if inspect.iscoroutine(target) and inspect.getcoroutinestate(target) == "CORO_CREATED":
                 target.close()

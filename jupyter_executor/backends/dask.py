@@ -269,7 +269,7 @@ class DaskBackend(TaskBackend):
             fn, args, kwargs = _RUN_COMMAND, (job.target, cwd, env), {}
         elif fn is _cell_task.run_shipped:
             fn = _RUN_CELL  # by value: the worker may not have jupyter_executor
-        task = _Task(job, key, fn, args, kwargs, job._dask_options or {}, self.loop)
+        task = _Task(job, key, fn, args, kwargs, job.runstate.dask_options or {}, self.loop)
         self._streams[key] = task.stream
         try:
             self._to_submit.append(task)
@@ -332,9 +332,9 @@ class DaskBackend(TaskBackend):
         if loop is None:
             return  # the engine stopped: nobody waits for this task any more
         with contextlib.suppress(RuntimeError):  # the loop closed: the engine is gone
-            loop.call_soon_threadsafe(self._collect)
+            loop.call_soon_threadsafe(self.collect_jobs)
 
-    def _collect(self) -> None:
+    def collect_jobs(self) -> None:
         """(loop thread) Start fetching the outcomes of the tasks that ended, unless a fetch is
         under way: the tasks that end meanwhile wait for it and go in the next one together."""
         with self._ended_lock:
@@ -388,8 +388,9 @@ class DaskBackend(TaskBackend):
                 await loop.run_in_executor(None, future.cancel)
             if running:
                 # The worker's thread cannot be stopped: say so rather than pretend it was.
-                reason = job._cancel_reason
-                job._cancel_reason = f"{reason}; {STILL_RUNNING}" if reason else STILL_RUNNING
+                run = job.runstate
+                reason = run.cancel_reason
+                run.cancel_reason = f"{reason}; {STILL_RUNNING}" if reason else STILL_RUNNING
             raise
         if status == "cancelled":
             raise asyncio.CancelledError

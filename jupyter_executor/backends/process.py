@@ -429,7 +429,7 @@ class ProcessBackend(TaskBackend):
             await self._zygote_ready()
         jobs, self._early = self._early or [], None
         for job in jobs:
-            if job._cancel_requested:
+            if job.runstate.cancel_requested:
                 self._end(job, "cancelled", None)
             else:
                 self.start(job)
@@ -505,7 +505,7 @@ class ProcessBackend(TaskBackend):
         return run
 
     def start(self, job: Job) -> None:
-        life = job._life
+        life = job.runstate.life
         if life is not None and (life.before is not None or life.after is not None):
             super().start(job)  # its hooks run around execute() in a task
             return

@@ -93,8 +93,8 @@ class SubprocessBackend(TaskBackend):
                 stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
             )  # fmt: skip
         job.pid = proc.pid
-        if job._life is not None:
-            job._life.pid_start_time = _procs.start_time(proc.pid)
+        if job.runstate.life is not None:
+            job.runstate.life.pid_start_time = _procs.start_time(proc.pid)
         self.engine.job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
         self.engine.note_pid(job)
         try:
@@ -140,8 +140,8 @@ class SubprocessBackend(TaskBackend):
         with open(log_path, "ab") as log:
             proc = _Detached.start(argv, log, cwd, env)
         job.pid = proc.pid
-        assert job._life is not None
-        job._life.pid_start_time = _procs.start_time(proc.pid)
+        assert job.runstate.life is not None
+        job.runstate.life.pid_start_time = _procs.start_time(proc.pid)
         self.engine.job_changed(job)  # the history must know the pid before the kernel dies
         self.engine.note_pid(job)
         follower = asyncio.get_running_loop().create_task(follow(log_path, out))
@@ -149,7 +149,7 @@ class SubprocessBackend(TaskBackend):
             returncode = await proc.wait()
         except asyncio.CancelledError:
             follower.cancel()
-            if not job._cancel_requested:
+            if not job.runstate.cancel_requested:
                 proc.forget()
                 raise  # the engine's loop stops (kernel shutdown): the detached job runs on
             await terminate_group(proc, self.engine.cancel_grace)

@@ -18,7 +18,7 @@ import threading
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _attempt_hooks, _current_job, _run_hooks
+from .._context import attempt_hooks, run_hooks, running_job
 from ..job import resolve_args
 from ._base import Backend
 
@@ -98,17 +98,17 @@ class ThreadBackend(Backend):
         exc: BaseException | None = None
         tb: str | None = None
         cancelled = False
-        token = _current_job.set(job)
-        hooks = bool(_attempt_hooks)
+        token = running_job.set(job)
+        hooks = bool(attempt_hooks)
         try:
             try:
-                job._task = ident
+                job.runstate.task = ident
                 if job.cancel_requested:
                     raise JobThreadCancelled
                 if hooks:
-                    _run_hooks(job, leaving=False)
+                    run_hooks(job, leaving=False)
                 args, kwargs = resolve_args(job)
-                life = job._life
+                life = job.runstate.life
                 if life is not None and life.before is not None:
                     _call_hook(life.before, job)
                 if job.kind == "coroutine function":
@@ -126,13 +126,13 @@ class ThreadBackend(Backend):
                 exc = e
             finally:
                 if hooks:
-                    _run_hooks(job, leaving=True)
+                    run_hooks(job, leaving=True)
                 self._disarm(job, ident)
         except JobThreadCancelled:  # injected just as the job ended
             self._disarm(job, ident)
             cancelled = True
         finally:
-            _current_job.reset(token)
+            running_job.reset(token)
         with self._inject_lock:
             if (ident, job) in self._abandoned:
                 # Settled long ago; the job may even run again by now: this end is not news.
@@ -142,8 +142,9 @@ class ThreadBackend(Backend):
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:
-            if job._task == ident:  # not a later attempt's (this one may have been abandoned)
-                job._task = None
+            # Not a later attempt's (this one may have been abandoned).
+            if job.runstate.task == ident:
+                job.runstate.task = None
             if ident in self._injected:
                 self._injected.discard(ident)
                 _set_async_exc(ident, None)
@@ -155,7 +156,7 @@ class ThreadBackend(Backend):
 
     def _inject(self, job: Job, attempt: int) -> None:
         with self._inject_lock:
-            ident = job._task
+            ident = job.runstate.task
             if not (isinstance(ident, int) and job.attempts == attempt and job.cancel_requested):
                 return
             self._injected.add(ident)
@@ -169,11 +170,11 @@ class ThreadBackend(Backend):
         cannot be killed, so the job no longer waits for it (nor do ``wait()`` and the slot).
         """
         with self._inject_lock:
-            if job._task != ident or job.attempts != attempt:
+            if job.runstate.task != ident or job.attempts != attempt:
                 return  # it ended meanwhile: its own finish is on its way
             self._abandoned.add((ident, job))
         why = "abandoned: the thread is still blocked in C code or a lock"
-        job._cancel_reason = f"{job._cancel_reason or 'cancelled'}; {why}"
+        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
         self.engine.finish(job, cancelled=True)
 
     def close(self) -> None:
