@@ -390,3 +390,28 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not reached within {timeout} s")
         time.sleep(0.02)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_program_found_once_and_removed_since_cannot_run(engine: Engine, tmp_path: Path) -> None:
+    # Programs found on a PATH are remembered (looking one up stats every folder of the PATH,
+    # a tenth of a short command's cost in the engine): one removed since fails to start.
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    program = folder / "hello-je"
+    program.write_text("#!/bin/sh\necho hello\n")
+    program.chmod(0o755)
+    env = {"PATH": f"{folder}:{os.environ['PATH']}"}
+    first = engine.submit(["hello-je"], env=env, name="first")
+    engine.wait_job(first, 30)
+    assert first.result() == 0 and first.tail() == "hello"
+    program.unlink()
+    second = engine.submit(["hello-je"], env=env, name="second")
+    engine.wait_job(second, 30)
+    assert second.exception().returncode == 127  # type: ignore[union-attr]
+    assert second.tail() == "cannot run 'hello-je': No such file or directory"
+    # never found: the one-line error of the submit, as before
+    third = engine.submit(["no-such-program-je"], env=env, name="third")
+    engine.wait_job(third, 30)
+    assert "program 'no-such-program-je' of job 'third' not found" in str(third.exception())

@@ -48,6 +48,7 @@ class SubprocessBackend(TaskBackend):
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self._zygote: _Zygote | None = None
+        self._flush: _Flush | None = None  # the write-aheads' flush that has not begun yet
 
     async def aclose(self) -> None:
         zygote, self._zygote = self._zygote, None
@@ -166,8 +167,29 @@ class SubprocessBackend(TaskBackend):
         if store is None:
             return
         self.engine.job_changed(job)
-        # In a thread: the engine's loop goes on running the other jobs meanwhile.
-        await asyncio.to_thread(store.flush, store.busy_timeout)
+        # In a thread: the engine's loop goes on running the other jobs meanwhile. The jobs
+        # that start while a flush waits for the thread share it (a flush writes every change
+        # reported before it begins): one commit for a burst's starts, not one per job.
+        flush = self._flush
+        if flush is None or flush.begun:
+            flush = self._flush = _Flush()
+            flush.done = asyncio.ensure_future(asyncio.to_thread(flush.run, store))
+        assert flush.done is not None
+        await asyncio.shield(flush.done)
+
+
+class _Flush:
+    """One flush of the history, shared by the write-aheads that join it before it begins."""
+
+    __slots__ = ("begun", "done")
+
+    def __init__(self) -> None:
+        self.begun = False  # set by the thread: from then on, a change may come after it
+        self.done: asyncio.Future[None] | None = None
+
+    def run(self, store: Any) -> None:
+        self.begun = True
+        store.flush(store.busy_timeout)
 
 
 class _Detached:
@@ -479,11 +501,32 @@ def _command_of(job: Job, engine_id: str) -> tuple[list[str], dict[str, str], st
     if isinstance(target, str):
         return ["/bin/sh", "-c", target], env, cwd
     command = list(map(os.fspath, target))
-    found = shutil.which(command[0], path=env.get("PATH"))
-    if found is None and not os.path.exists(os.path.join(cwd or ".", command[0])):
+    if not _found(command[0], env.get("PATH")) and not os.path.exists(
+        os.path.join(cwd or ".", command[0])
+    ):
         msg = f"program {command[0]!r} of job {job.name!r} not found"
         raise FileNotFoundError(msg)
     return command, env, cwd
+
+
+#: Programs found on a PATH: (name, PATH) -> True. Looking one up stats each folder of the PATH
+#: (a tenth of a short command's cost in the engine); one found stays found (a program removed
+#: since fails to start: "cannot run", status 127). Bounded: cleared when it holds too many.
+_programs: dict[tuple[str, str | None], bool] = {}
+
+
+def _found(name: str, path: str | None) -> bool:
+    """Whether the program ``name`` is on ``path`` (``shutil.which``, its finds cached)."""
+    key = (name, path)
+    if key in _programs:
+        return True
+    if shutil.which(name, path=path) is None:
+        return False
+    if os.sep not in name:  # (a path is looked for from the working directory, which changes)
+        if len(_programs) >= 1024:
+            _programs.clear()
+        _programs[key] = True
+    return True
 
 
 def _here() -> str | None:
