@@ -28,6 +28,7 @@ import os
 import pickle
 import signal
 import socket
+import subprocess
 import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
@@ -45,6 +46,7 @@ from ._base import TaskBackend
 if TYPE_CHECKING:
     from .._protocols import BackendHost
     from ..job import Job
+    from .subprocess import _Detached
 
 __all__ = ["ProcessBackend"]
 
@@ -92,7 +94,7 @@ class _Zygote:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: _Detached | None = None
         self.sock: socket.socket | None = None
         self._forks: deque[asyncio.Future[int]] = deque()  # pid replies come in request order
         self._ends: dict[int, asyncio.Future[int]] = {}
@@ -101,23 +103,32 @@ class _Zygote:
         self.lost = False
 
     async def start(self, env: dict[str, str]) -> None:
+        # A plain Popen (a few tenths of a millisecond), awaited through a pidfd: an asyncio
+        # subprocess took 10-25 ms to hand it over (its pipes' transports, a watcher thread),
+        # during which the kernel could not prepare the first job while the server boots.
         ours, theirs = socket.socketpair()
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote",
-                stdin=theirs.fileno(), stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            popen = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote"],
+                stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env=env, start_new_session=True,
             )  # fmt: skip
         finally:
             theirs.close()
+        from .subprocess import _Detached, pump  # (imported while the server boots)
+
+        self.proc = _Detached(popen)
         ours.setblocking(False)
         self.sock = ours
         self._reader = self.loop.create_task(self._read())
         # What it says on stderr (it failed to start, a fork failed) goes to the log, not to
         # the kernel's stderr (which a kernel shows in whatever cell ran last).
-        from .subprocess import pump
-
-        self._stderr = self.loop.create_task(pump(self.proc.stderr, _log_stderr, "stderr"))
+        assert popen.stderr is not None
+        stderr = asyncio.StreamReader()
+        await self.loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr
+        )
+        self._stderr = self.loop.create_task(pump(stderr, _log_stderr, "stderr"))
 
     def end_of(self, pid: int) -> asyncio.Future[int]:
         future = self._ends.get(pid)
