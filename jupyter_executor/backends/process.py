@@ -102,14 +102,17 @@ class _Zygote:
         self._stderr: asyncio.Task[None] | None = None
         self.lost = False
 
-    async def start(self, env: dict[str, str]) -> None:
+    async def start(self, env: dict[str, str], preload: bool = False) -> None:
         # A plain Popen (a few tenths of a millisecond), awaited through a pidfd: an asyncio
         # subprocess took 10-25 ms to hand it over (its pipes' transports, a watcher thread),
         # during which the kernel could not prepare the first job while the server boots.
         ours, theirs = socket.socketpair()
         try:
             popen = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote"],
+                [
+                    sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote",
+                    *(["preload"] if preload else []),
+                ],
                 stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 env=env, start_new_session=True,
             )  # fmt: skip
@@ -423,14 +426,24 @@ class ProcessBackend(TaskBackend):
         # The jobs started before the fork server was spawned, in order (None once it was).
         self._early: list[Job] | None = []
 
-    async def _zygote_ready(self) -> _Zygote:
+    async def _zygote_ready(self, preload: bool = False) -> _Zygote:
         async with self._zygote_lock:
             zygote = self._zygote
             if zygote is None or zygote.lost:
                 zygote = _Zygote(asyncio.get_running_loop())
-                await zygote.start(self._environment())
+                await zygote.start(self._environment(), preload)
                 self._zygote = zygote
             return zygote
+
+    async def prestart(self) -> None:
+        """(``Engine.prestart``) Start the fork server now, preloading cloudpickle, before any
+        job: the first job's worker is then a fork away. The kernel's side of pickling is
+        imported meanwhile."""
+        await self._zygote_ready(preload=True)
+        from .. import _pickling  # noqa: F401
+
+        if self._early == []:
+            self._early = None  # no job needs to wait for the server: it is there
 
     async def _start_early(self) -> None:
         """The first jobs: their fork server is started first, so that Python starts in there
@@ -642,12 +655,18 @@ class ProcessBackend(TaskBackend):
             worker.leaving = True
             self._stop_worker(worker)
             return
+        self._take_back_for(worker)
+
+    def _take_back_for(self, free: _Worker) -> None:
+        """Revoke the last job held (not started) by another worker: it comes back as
+        "revoked" and runs on ``free``."""
         for other in self._workers:
-            if other is not worker and not other.leaving and other.proc is not None:
-                held = [r for r in other.runs if not r.started and not r.cancelled]
-                if held:
-                    other.send(("revoke", held[-1].id))  # comes back as "revoked"
-                    return
+            if other is free or other.leaving or other.proc is None:
+                continue
+            held = [r for r in other.runs if not r.started and not r.cancelled]
+            if held:
+                other.send(("revoke", held[-1].id))
+                return
 
     async def _start_worker(self, worker: _Worker) -> None:
         try:
