@@ -414,6 +414,10 @@ class _Zygote:
         env = request["env"]
         cwd = request.get("cwd")
         assert isinstance(argv, list) and isinstance(env, dict) and len(fds) == 2
+        for fd in fds:
+            # Received inheritable: the command would hold a second copy of its pipes, which
+            # a daemon it leaves behind (closing 0-2) would keep open, the job never ending.
+            os.set_inheritable(fd, False)
         # posix_spawnp looks the program up in our PATH: make it the command's.
         path = env.get("PATH")
         if path is None:

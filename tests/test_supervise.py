@@ -415,3 +415,21 @@ def test_a_program_found_once_and_removed_since_cannot_run(engine: Engine, tmp_p
     third = engine.submit(["no-such-program-je"], env=env, name="third")
     engine.wait_job(third, 30)
     assert "program 'no-such-program-je' of job 'third' not found" in str(third.exception())
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_command_started_by_the_zygote_holds_only_its_three_streams(engine: Engine) -> None:
+    # Any other descriptor (a copy of its pipes, the zygote's socket) would outlive the
+    # command in what it leaves behind, and keep the job from ending.
+    probe = (
+        "import os\n"
+        "for fd in range(1024):\n"
+        "    try: os.fstat(fd)\n"
+        "    except OSError: continue\n"
+        "    print(fd)"
+    )
+    job = engine.submit([sys.executable, "-I", "-S", "-c", probe], name="fds")
+    engine.wait_job(job, 30)
+    assert job.result() == 0
+    assert job.tail().split() == ["0", "1", "2"]
