@@ -553,22 +553,21 @@ def test_prestart_starts_the_fork_server_with_cloudpickle_before_any_job(engine:
     # A first job waits for a fork of a warm server, not for a Python to start and import
     # cloudpickle (a cold start was 10x a fork pool's).
     engine.prestart("process").result(timeout=60)
-    servers = [
-        p
-        for p in psutil.Process().children()
-        if "zygote" in p.cmdline() and "_worker.py" in " ".join(p.cmdline())
-    ]
-    assert len(servers) == 1, [p.cmdline() for p in psutil.Process().children()]
+
+    def servers() -> list[psutil.Process]:
+        # (a process's command line reads empty for a moment as it execs: wait for it)
+        return [p for p in psutil.Process().children() if "zygote" in p.cmdline()]
+
+    found = wait_until(lambda: servers(), 10, "the fork server's command line")
+    assert len(found) == 1 and "preload" in found[0].cmdline(), [p.cmdline() for p in found]
     # Forked from a server that preloaded it: without the prestart, the first worker is
     # forked before the server imports cloudpickle (it does once idle).
     job = engine.submit(_cloudpickle_loaded, backend="process")
     engine.wait_job(job, 60)
     assert job.result() is True
-    assert psutil.Process(job.pid).parent().pid == servers[0].pid  # type: ignore[union-attr]
+    assert psutil.Process(job.pid).parent().pid == found[0].pid  # type: ignore[union-attr]
     engine.prestart("process", "thread").result(timeout=60)  # again: nothing more to start
-    assert [p.pid for p in psutil.Process().children() if "zygote" in p.cmdline()] == [
-        servers[0].pid
-    ]
+    assert [p.pid for p in servers()] == [found[0].pid]
 
 
 @pytest.mark.timeout(60)
