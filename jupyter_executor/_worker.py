@@ -344,8 +344,12 @@ def _run(
         return channel.frame(("error", None, text, "", False)), True
 
 
-def zygote() -> None:
-    """The fork server's loop: fork a worker per request, report the ends of its workers."""
+def zygote(preload: bool = False) -> None:
+    """The fork server's loop: fork a worker per request, report the ends of its workers.
+
+    ``preload``: import cloudpickle before serving (a prestarted server, which no job waits
+    for yet); else only once idle after its first forks.
+    """
     import socket
 
     _stop_on_sigterm()
@@ -372,7 +376,10 @@ def zygote() -> None:
             report(b"X", pid, os.waitstatus_to_exitcode(status))
 
     signal.signal(signal.SIGCHLD, reap)
-    preloaded = False
+    preloaded = preload
+    if preload:
+        with contextlib.suppress(ImportError):
+            import cloudpickle
     while True:
         try:
             _, fds, _, _ = socket.recv_fds(sock, 16, 3)
@@ -415,8 +422,9 @@ def _become_worker(sock: Any, fds: list[int]) -> None:
 
 
 def _entry() -> None:
-    if sys.argv[-1] == "zygote":
-        zygote()
+    # (``python -c _BOOT <this file> [zygote [preload]]``: sys.argv is ["-c", file, ...])
+    if sys.argv[2:3] == ["zygote"]:
+        zygote(preload=sys.argv[3:4] == ["preload"])
     else:
         main()
 
