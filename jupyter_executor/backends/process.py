@@ -34,7 +34,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _worker
-from .._worker import _BOOT, _HEADER, _REPORT
+from .._worker import BOOT, HEADER, REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
 from ._base import TaskBackend
@@ -46,7 +46,7 @@ from ._base import TaskBackend
 if TYPE_CHECKING:
     from .._protocols import BackendHost
     from ..job import Job
-    from .subprocess import _Detached
+    from .subprocess import Detached
 
 __all__ = ["ProcessBackend"]
 
@@ -94,7 +94,7 @@ class _Zygote:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.proc: _Detached | None = None
+        self.proc: Detached | None = None
         self.sock: socket.socket | None = None
         self._forks: deque[asyncio.Future[int]] = deque()  # pid replies come in request order
         self._ends: dict[int, asyncio.Future[int]] = {}
@@ -110,7 +110,7 @@ class _Zygote:
         try:
             popen = subprocess.Popen(
                 [
-                    sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote",
+                    sys.executable, "-c", BOOT, os.path.realpath(_worker.__file__), "zygote",
                     *(["preload"] if preload else []),
                 ],
                 stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -118,9 +118,9 @@ class _Zygote:
             )  # fmt: skip
         finally:
             theirs.close()
-        from .subprocess import _Detached, pump  # (imported while the server boots)
+        from .subprocess import Detached, pump  # (imported while the server boots)
 
-        self.proc = _Detached(popen)
+        self.proc = Detached(popen)
         ours.setblocking(False)
         self.sock = ours
         self._reader = self.loop.create_task(self._read())
@@ -148,9 +148,9 @@ class _Zygote:
                 if not data:
                     break
                 buffer += data
-                while len(buffer) >= _REPORT.size:
-                    kind, pid, code = _REPORT.unpack_from(buffer)
-                    buffer = buffer[_REPORT.size :]
+                while len(buffer) >= REPORT.size:
+                    kind, pid, code = REPORT.unpack_from(buffer)
+                    buffer = buffer[REPORT.size :]
                     if kind == b"P":
                         if self._forks:
                             future = self._forks.popleft()
@@ -336,12 +336,12 @@ class _Worker:
         if stdin.is_closing():
             return  # it is being stopped: its reader settles what it held
         with contextlib.suppress(ConnectionError, RuntimeError):  # it died: its reader says so
-            stdin.write(_HEADER.pack(len(data)) + data)
+            stdin.write(HEADER.pack(len(data)) + data)
 
     async def receive(self) -> Any:
         assert self.proc is not None
-        head = await self.proc.stdout.readexactly(_HEADER.size)
-        (size,) = _HEADER.unpack(head)
+        head = await self.proc.stdout.readexactly(HEADER.size)
+        (size,) = HEADER.unpack(head)
         # (what cloudpickle writes, plain pickle reads: cloudpickle.loads is pickle.loads)
         return pickle.loads(await self.proc.stdout.readexactly(size))
 

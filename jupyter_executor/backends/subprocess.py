@@ -140,7 +140,7 @@ class SubprocessBackend(TaskBackend):
         argv += ["--claim-file", str(claim_file)]
         argv += ["--grace", str(self.engine.cancel_grace), "--", *command]
         with open(log_path, "ab") as log:
-            proc = _Detached.start(argv, log, cwd, env)
+            proc = Detached.start(argv, log, cwd, env)
         job.pid = proc.pid
         assert job.runstate.life is not None
         job.runstate.life.pid_start_time = _procs.start_time(proc.pid)
@@ -192,7 +192,7 @@ class _Flush:
         store.flush(store.busy_timeout)
 
 
-class _Detached:
+class Detached:
     """A detached job's process, started by :class:`subprocess.Popen`, awaited on the loop.
 
     Not an asyncio subprocess: asyncio kills the child of a subprocess transport that is closed
@@ -626,7 +626,7 @@ _terminating: set[asyncio.Task[None]] = set()
 
 
 async def terminate_group(
-    proc: asyncio.subprocess.Process | _Detached | _Forked, grace: float
+    proc: asyncio.subprocess.Process | Detached | _Forked, grace: float
 ) -> None:
     """SIGTERM the process group of ``proc``, then SIGKILL it after ``grace`` seconds.
 
@@ -644,7 +644,7 @@ async def terminate_group(
     await asyncio.shield(task)
 
 
-async def _terminate(proc: asyncio.subprocess.Process | _Detached | _Forked, grace: float) -> None:
+async def _terminate(proc: asyncio.subprocess.Process | Detached | _Forked, grace: float) -> None:
     pgid = proc.pid
     others: list[Any] = []
     if proc.returncode is None:
