@@ -490,7 +490,7 @@ function render({ model, el }) {
   const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
   view.draw(); // synchronously: the first rows exist as soon as render returns
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
-  return attachView(model, store, view);
+  return attachView(model, store, view, el);
 }
 
 export default { initialize: initializeStore, render };

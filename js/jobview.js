@@ -197,7 +197,7 @@ function render({ model, el }) {
   const store = modelStore(model);
   const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
   view.draw(true);
-  return attachView(model, store, view);
+  return attachView(model, store, view, el);
 }
 
 export default { initialize: initializeStore, render };

@@ -2,7 +2,7 @@
 // gone; checked with minimal stand-ins for the DOM and the model.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { attachView, showGone } from "../kernel.js";
+import { attachView, DISCONNECTED, showGone } from "../kernel.js";
 
 function fakeElement() {
   return {
@@ -50,4 +50,30 @@ test("a view says it opened and closed; with its kernel gone it is greyed out an
   attachView(model, gone, view)();
   assert.deepEqual(sent, []);
   assert.deepEqual(events, ["gone", "destroyed"]);
+});
+
+test("a view whose model has no live comm (restored from a saved notebook) is gone as of the saved state", () => {
+  /** @type {any[]} */
+  const sent = [];
+  const model = { send: (/** @type {any} */ m) => sent.push(m), get: () => "uid" };
+  /** @type {any} */
+  let gone = null;
+  const store = /** @type {any} */ ({
+    gone: null,
+    t: 1_700_000_000,
+    markGone(/** @type {string} */ reason, /** @type {number} */ at) {
+      gone = this.gone = { reason, at };
+    },
+  });
+  const events = /** @type {string[]} */ ([]);
+  const view = { id: "v1", markGone: () => events.push("gone"), destroy: () => events.push("destroyed") };
+  const el = { classList: { contains: (/** @type {string} */ c) => c === DISCONNECTED } };
+  attachView(model, store, view, el)();
+  assert.deepEqual(gone, { reason: "no kernel", at: 1_700_000_000 });
+  assert.deepEqual(events, ["gone", "destroyed"]);
+  assert.deepEqual(sent, []); // nothing sent into a comm that does not exist
+  // a connected view's element leaves a live store alone
+  const live = /** @type {any} */ ({ gone: null, markGone: () => assert.fail("marked gone") });
+  attachView(model, live, view, { classList: { contains: () => false } });
+  assert.deepEqual(sent, [{ k: "view", open: true, id: "v1" }]);
 });

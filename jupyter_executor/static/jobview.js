@@ -442,7 +442,8 @@ function progressBar(doc, fraction, text) {
  * @typedef {Record<string, any> & {name: string, _v: number, _i: number}} Row
  * @typedef {{full: boolean, names: Set<string>, added: boolean, removed: boolean, displays: boolean}} Change
  * @typedef {{data: Record<string, any>, metadata?: Record<string, any>}} Display
- * @typedef {{reason: string, at: number}} Gone  why the kernel is gone, and when (browser clock, s)
+ * @typedef {{reason: string, at: number}} Gone  why the kernel is gone, and as of when the rows
+ *   are known (epoch s: when it went, or the time of a saved state)
  */
 
 /**
@@ -492,6 +493,9 @@ class Store {
     this.seq = -1;
     /** Kernel clock minus browser clock, in seconds: durations tick on the kernel's clock. */
     this.offset = 0;
+    /** @type {number | null} kernel time (epoch s) of the last message applied: the "as of"
+     * of a state restored from a saved notebook */
+    this.t = null;
     /** Incremented on every change; lets views skip work. */
     this.version = 0;
     this._send = send;
@@ -512,10 +516,11 @@ class Store {
    * The kernel that fed this Store went away (restarted, died, shut down): what the rows show
    * is only the last known state. Idempotent; listeners get `{gone}` once.
    * @param {string} reason  "kernel restarted" or "no kernel"
+   * @param {number | null} [at]  as of when the rows are known (epoch s); default: now
    */
-  markGone(reason) {
+  markGone(reason, at = null) {
     if (this.gone) return;
-    this.gone = { reason, at: this._clock() };
+    this.gone = { reason, at: at ?? this._clock() };
     this._emit({ gone: this.gone });
   }
 
@@ -550,7 +555,9 @@ class Store {
 
   /** @param {number | undefined} t  kernel time of a message */
   _setClock(t) {
-    if (typeof t === "number") this.offset = t - this._clock();
+    if (typeof t !== "number") return;
+    this.offset = t - this._clock();
+    this.t = t;
   }
 
   /**
@@ -784,14 +791,25 @@ function showGone(view, gone, buttons) {
 }
 
 /**
+ * The class `@jupyter-widgets/base` (JupyterLab, Notebook 7) puts on a view's element, before
+ * the view renders, when its model has no live comm: a model restored from a saved notebook's
+ * widget state, whose kernel is not the page's (no kernel, or a new one). Such a model's
+ * `send` drops every message without a word, so its buttons could only fail silently.
+ */
+const DISCONNECTED = "jupyter-widgets-disconnected";
+
+/**
  * A view was drawn: tell the kernel (it counts open views), or grey it out when its kernel is
- * gone. Returns what anywidget calls when the view is removed.
+ * gone (also when the view's model has no kernel behind it: see DISCONNECTED; its rows are
+ * then as of the saved state). Returns what anywidget calls when the view is removed.
  * @param {any} model
  * @param {import("./store.js").Store} store
  * @param {{id: string, markGone: () => void, destroy: () => void}} view
+ * @param {{classList: {contains: (c: string) => boolean}}} [el]  the element anywidget drew the view in
  * @returns {() => void}
  */
-function attachView(model, store, view) {
+function attachView(model, store, view, el) {
+  if (!store.gone && el?.classList.contains(DISCONNECTED)) store.markGone("no kernel", store.t);
   if (store.gone) view.markGone();
   else safeSend(model, { k: "view", open: true, id: view.id });
   return () => {
@@ -1104,7 +1122,7 @@ function render({ model, el }) {
   const store = modelStore(model);
   const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
   view.draw(true);
-  return attachView(model, store, view);
+  return attachView(model, store, view, el);
 }
 
 export default { initialize: initializeStore, render };
