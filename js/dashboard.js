@@ -9,6 +9,7 @@ import { attachView, showGone } from "./kernel.js";
 import { countStatuses, orderRows, parseQuery } from "./table.js";
 import { makeLayout } from "./vlist.js";
 import { layoutGraph, renderGraph } from "./graph.js";
+import { EndWatch, sayEnds } from "./notify.js";
 
 /** @typedef {import("./store.js").Row} Row */
 /** @typedef {import("./store.js").Store} Store */
@@ -77,6 +78,7 @@ class DashboardView {
     this.raf = 0;
     this.lastGraph = 0;
     this.graphTimer = 0;
+    this.ends = new EndWatch();
     this.build(el);
     this.unsubscribe = store.subscribe((change) => this.onChange(change));
     this.ticker = setInterval(() => this.tick(), TICK_MS);
@@ -155,6 +157,7 @@ class DashboardView {
       this.showLog(change.log);
       return;
     }
+    this.sayEnds(change.full ? this.store.rows.keys() : change.names);
     this.countsDirty = true;
     this.graphDirty = true;
     const filtering = this.sortKey !== null || this.query.statuses.size > 0 || this.query.terms.length > 0;
@@ -163,6 +166,24 @@ class DashboardView {
     }
     if (change.removed) for (const name of this.expanded) if (!this.store.rows.has(name)) this.expanded.delete(name);
     this.schedule();
+  }
+
+  /**
+   * The browser notification of the rows whose job asked for one, as a job view sends it (the
+   * job may have no view, or it is scrolled away); a job shown in both is told once.
+   * @param {Iterable<string>} names  rows that changed
+   */
+  sayEnds(names) {
+    const win = this.doc.defaultView;
+    if (!win || this.store.gone) return;
+    /** @type {Row[]} */
+    const rows = [];
+    for (const name of names) {
+      const row = this.store.rows.get(name);
+      if (row) rows.push(row);
+      else this.ends.forget(name);
+    }
+    sayEnds(this.ends, /** @type {Window & typeof globalThis} */ (win), rows, this.store.now());
   }
 
   /** @param {boolean} [reorder] */
@@ -489,6 +510,7 @@ function render({ model, el }) {
   const store = modelStore(model);
   const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
   view.draw(); // synchronously: the first rows exist as soon as render returns
+  view.sayEnds(store.rows.keys());
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
   return attachView(model, store, view, el);
 }

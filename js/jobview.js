@@ -2,13 +2,13 @@
 // tail, what the job displayed, then its result or traceback. Shares the Store, badge, format and
 // ANSI code with the dashboard.
 import { h, setText } from "./dom.js";
-import { allowedActions, durationOf, FINISHED, formatDuration, nextRunText, truncate } from "./format.js";
+import { allowedActions, durationOf, formatDuration, nextRunText, truncate } from "./format.js";
 import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { attachView, showGone } from "./kernel.js";
 import { renderMime } from "./mime.js";
-import { finishNotice, notifyEnd } from "./notify.js";
+import { EndWatch, sayEnds } from "./notify.js";
 
 /** @typedef {import("./store.js").Row} Row */
 /** @typedef {import("./store.js").Store} Store */
@@ -31,9 +31,7 @@ class JobViewView {
     this.badge = "";
     this.url = "";
     this.actions = "";
-    /** @type {string | undefined} the status last drawn (undefined: none yet) */
-    this.lastStatus = undefined;
-    this.asked = false;
+    this.ends = new EndWatch();
     /** @type {unknown[]} */
     this.shownDisplays = [];
     this.badgeEl = h(d, "span.je-jv-badge");
@@ -142,15 +140,9 @@ class JobViewView {
    * @param {Row} row
    */
   sayEnd(row) {
-    const prev = this.lastStatus;
-    this.lastStatus = row.status;
     const win = this.doc.defaultView;
-    if (!row.notify || !win || this.store.gone) return;
-    const notice = finishNotice(prev, row, this.store.now());
-    if (notice || (!this.asked && !FINISHED.has(row.status))) {
-      this.asked = true;
-      notifyEnd(/** @type {Window & typeof globalThis} */ (win), notice);
-    }
+    if (!win || this.store.gone) return;
+    sayEnds(this.ends, /** @type {Window & typeof globalThis} */ (win), [row], this.store.now());
   }
 
   drawDisplays() {

@@ -541,8 +541,13 @@ class Publisher:
         snap = snapshot_of(job)
         info = snap.info_dict()
         if detail:
-            return table_row(_view_info(snap, info), tail=job.tail(TAIL_LINES), traceback=True)
-        return table_row(info)
+            row = table_row(_view_info(snap, info), tail=job.tail(TAIL_LINES), traceback=True)
+        else:
+            row = table_row(info)
+        # The dashboard, like a job view, sends the browser notification of a job that asked
+        # for one (js/notify.js): a job may have no view, or its view may be scrolled away.
+        row["notify"] = _notifies(job)
+        return row
 
     def _all_rows(self) -> dict[str, dict[str, Any]]:
         detail = self._detail
