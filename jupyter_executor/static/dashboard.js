@@ -943,9 +943,9 @@ function countStatuses(rows) {
 }
 
 // ---- js/vlist.js ----
-// Geometry of the virtualised job list: fixed-height rows, some followed by a fixed-height detail
-// panel. Only the rows inside the viewport (plus a margin) are in the DOM, so 10,000 jobs cost the
-// same to draw as 30.
+// Geometry of the virtualised job list: fixed-height rows, some followed by a detail panel whose
+// height is its content's (measured by the view once drawn). Only the rows inside the viewport
+// (plus a margin) are in the DOM, so 10,000 jobs cost the same to draw as 30.
 
 /**
  * First index in sorted `arr` whose value is >= x.
@@ -967,12 +967,19 @@ function lowerBound(arr, x) {
  * @param {number} count  number of rows
  * @param {number[]} expanded  sorted indices of rows that show a detail panel
  * @param {number} rowH  row height in px
- * @param {number} detailH  detail panel height in px
+ * @param {number | ((i: number) => number)} detailH  the height in px of the detail panel of
+ *   row i (one number: every panel's)
  */
 function makeLayout(count, expanded, rowH, detailH) {
+  const heightOf = typeof detailH === "function" ? detailH : () => detailH;
+  // below[k]: the height of the detail panels of expanded[0..k-1], so a row's top stays a
+  // binary search away however many rows are open.
+  const below = new Array(expanded.length + 1);
+  below[0] = 0;
+  for (let k = 0; k < expanded.length; k++) below[k + 1] = below[k] + heightOf(expanded[k]);
   /** Top of row i. */
-  const top = (/** @type {number} */ i) => i * rowH + detailH * lowerBound(expanded, i);
-  const total = count * rowH + detailH * expanded.length;
+  const top = (/** @type {number} */ i) => i * rowH + below[lowerBound(expanded, i)];
+  const total = count * rowH + below[expanded.length];
   /** Index of the row whose box (row + detail) contains y. */
   const indexAt = (/** @type {number} */ y) => {
     if (count === 0) return 0;
@@ -1272,6 +1279,7 @@ function sayEnds(watch, win, rows, now) {
 /** @typedef {import("./store.js").Store} Store */
 
 const ROW_H = 28;
+/** The height assumed for a detail panel until it is drawn and measured. */
 const DETAIL_H = 260;
 const MAX_VIEW_H = 440;
 const TICK_MS = 500;
@@ -1332,6 +1340,11 @@ class DashboardView {
     this.rendered = new Map();
     /** @type {Map<string, {el: HTMLElement, v: number, top: number}>} */
     this.details = new Map();
+    /** @type {Map<string, number>} name -> measured height of its detail panel (px) */
+    this.detailHeights = new Map();
+    // A panel whose size changes without new data (the page got narrower: its text wraps
+    // again) moves the rows below it: draw again.
+    this.resized = typeof ResizeObserver === "function" ? new ResizeObserver(() => this.schedule()) : null;
     this.raf = 0;
     this.lastGraph = 0;
     this.graphTimer = 0;
@@ -1421,7 +1434,10 @@ class DashboardView {
     if (change.full || change.added || change.removed || (filtering && change.names.size > 0)) {
       this.orderDirty = true;
     }
-    if (change.removed) for (const name of this.expanded) if (!this.store.rows.has(name)) this.expanded.delete(name);
+    if (change.removed) {
+      for (const name of this.expanded) if (!this.store.rows.has(name)) this.expanded.delete(name);
+      for (const name of this.detailHeights.keys()) if (!this.expanded.has(name)) this.detailHeights.delete(name);
+    }
     this.schedule();
   }
 
@@ -1460,6 +1476,28 @@ class DashboardView {
   }
 
   draw() {
+    this.drawOnce();
+    // A detail panel is as high as its content: drawn, it may turn out higher or lower than
+    // assumed; lay the rows out again at once (no frame where a panel covers the next row).
+    if (this.measureDetails()) this.drawOnce();
+  }
+
+  /**
+   * Note the height of every detail panel drawn.
+   * @returns {boolean} whether one differs from what the layout assumed
+   */
+  measureDetails() {
+    let changed = false;
+    for (const [name, det] of this.details) {
+      const height = det.el.offsetHeight;
+      if (!height || height === this.detailHeights.get(name)) continue; // not laid out (no DOM)
+      this.detailHeights.set(name, height);
+      changed = true;
+    }
+    return changed;
+  }
+
+  drawOnce() {
     const now = this.store.now();
     if (this.orderDirty) {
       this.order = orderRows(this.store.rows.values(), {
@@ -1480,7 +1518,8 @@ class DashboardView {
     if (this.expanded.size) {
       order.forEach((row, i) => this.expanded.has(row.name) && expandedIdx.push(i));
     }
-    const layout = makeLayout(order.length, expandedIdx, ROW_H, DETAIL_H);
+    const heights = this.detailHeights;
+    const layout = makeLayout(order.length, expandedIdx, ROW_H, (i) => heights.get(order[i].name) ?? DETAIL_H);
     this.layout = layout;
     this.bodyEl.style.height = `${layout.total}px`;
     // Before the element is attached clientHeight is 0: draw a full viewport's worth anyway.
@@ -1504,7 +1543,10 @@ class DashboardView {
     for (const [name, det] of this.details) {
       if (!keep.has(name) || !this.expanded.has(name)) {
         det.el.remove();
+        this.resized?.unobserve(det.el);
         this.details.delete(name);
+        // scrolled away, the panel keeps its height in the layout; closed, it has none
+        if (!this.expanded.has(name)) heights.delete(name);
       }
     }
     const total = this.store.rows.size;
@@ -1642,6 +1684,7 @@ class DashboardView {
       det = { el: h(this.doc, "div.je-detail", { "data-name": row.name }), v: -1, top: -1 };
       this.details.set(row.name, det);
       this.bodyEl.append(det.el);
+      this.resized?.observe(det.el);
     }
     if (det.top !== top) {
       det.el.style.transform = `translateY(${top}px)`;
@@ -1651,10 +1694,13 @@ class DashboardView {
     det.v = row._v;
     const d = this.doc;
     const parts = [];
+    /** @type {HTMLElement[]} */
+    const follow = [];
     if (row.traceback) {
       const tb = h(d, "pre.je-pre.je-traceback");
       renderAnsi(tb, row.traceback);
       parts.push(h(d, "div.je-detail-label", { text: "traceback" }), tb);
+      follow.push(tb); // a long traceback shows its end: the error line
     }
     if (row.tail === undefined || row.tail === null) {
       parts.push(h(d, "div.je-muted", { text: "loading output…" }));
@@ -1663,11 +1709,11 @@ class DashboardView {
       if (row.tail) renderAnsi(pre, row.tail);
       else pre.append(h(d, "span.je-muted", { text: "(no output)" }));
       parts.push(h(d, "div.je-detail-label", { text: "output (last lines)" }), pre);
-      // Follow the output like a terminal does.
-      queueMicrotask(() => (pre.scrollTop = pre.scrollHeight));
+      follow.push(pre); // follow the output like a terminal does
     }
     if (row.description) parts.unshift(h(d, "div.je-detail-desc", { text: `${row.kind ?? ""} ${row.description}`.trim() }));
     det.el.replaceChildren(...parts);
+    for (const pre of follow) pre.scrollTop = pre.scrollHeight;
   }
 
   /** @param {MouseEvent} e */
@@ -1702,8 +1748,8 @@ class DashboardView {
     const i = this.order.findIndex((r) => r.name === name);
     if (i < 0) return;
     if (!this.expanded.has(name)) this.toggleExpand(name);
-    const layout = makeLayout(this.order.length, [], ROW_H, DETAIL_H);
-    this.scrollEl.scrollTop = layout.top(i);
+    this.draw(); // the layout with this row open
+    this.scrollEl.scrollTop = this.layout?.top(i) ?? i * ROW_H;
   }
 
   toggleGraph() {
@@ -1753,6 +1799,7 @@ class DashboardView {
     this.unsubscribe();
     clearInterval(this.ticker);
     clearTimeout(this.graphTimer);
+    this.resized?.disconnect();
     if (this.raf) (globalThis.cancelAnimationFrame ?? clearTimeout)(this.raf);
     this.root.remove();
   }
