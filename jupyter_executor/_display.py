@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 import sys
 import threading
 import weakref
@@ -24,6 +25,7 @@ from ._terminal import describe, text_table
 __all__ = [
     "JobSnapshot",
     "close_views",
+    "follow_progress_widget",
     "is_kernel",
     "job_view",
     "save_views",
@@ -164,3 +166,63 @@ def save_views() -> None:
             hook = getattr(widget, "_maybe_save_final", None)
             if hook is not None:
                 hook()
+
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_TAG = re.compile(r"<[^>]*>")
+
+
+def follow_progress_widget(data: Any) -> None:
+    """Let a progress bar widget that a job displays feed the job's progress column.
+
+    ``tqdm.auto`` / ``tqdm.notebook`` in a kernel draw their bar as an ipywidgets ``HBox`` of a
+    label, an ``IntProgress``/``FloatProgress`` and a counts label (docs/kernel-notes.md §7);
+    a bare ``IntProgress``/``FloatProgress`` counts too. Called from the display routing, in the
+    job's context, with the bundle the job displayed; anything else is left alone. The bar's
+    changes come from whichever thread moves it: the job is bound here, not read from there.
+    """
+    ref = data.get(WIDGET_MIME) if isinstance(data, dict) else None
+    ipywidgets = sys.modules.get("ipywidgets")
+    if not isinstance(ref, dict) or ipywidgets is None:
+        return
+    from ._runtime import _current_job, progress
+
+    job = _current_job.get()
+    try:
+        widget = ipywidgets.widget_serialization["from_json"](
+            f"IPY_MODEL_{ref.get('model_id')}", None
+        )
+    except Exception:  # an id ipywidgets does not know: not a widget of this kernel
+        return
+    bar, label = _progress_parts(ipywidgets, widget)
+    if bar is None or job is None:
+        return
+
+    def moved(_change: Any = None) -> None:
+        total = float(bar.max) - float(bar.min)
+        text = html.unescape(_TAG.sub("", str(label.value))).strip() if label is not None else ""
+        token = _current_job.set(job)
+        try:
+            progress(float(bar.value) - float(bar.min), total if total > 0 else None, text)
+        finally:
+            _current_job.reset(token)
+
+    bar.observe(moved, names=["value", "max", "min"])
+    if label is not None:  # tqdm sets the counts after the bar: its text comes a moment later
+        label.observe(moved, names=["value"])
+    moved()
+
+
+def _progress_parts(ipywidgets: Any, widget: Any) -> tuple[Any, Any]:
+    """The progress widget of ``widget`` and the label after it (tqdm's counts), or Nones."""
+    kinds = (ipywidgets.IntProgress, ipywidgets.FloatProgress)
+    if isinstance(widget, kinds):
+        return widget, None
+    if not isinstance(widget, ipywidgets.Box):
+        return None, None
+    children = list(widget.children)
+    for i, child in enumerate(children):
+        if isinstance(child, kinds):
+            after = children[i + 1] if i + 1 < len(children) else None
+            return child, after if isinstance(after, ipywidgets.HTML) else None
+    return None, None

@@ -1,0 +1,79 @@
+"""Rich output and widgets inside jobs (issue 11), in a real ipykernel: a ``tqdm.auto`` bar in a
+``%%job`` cell is tqdm's widget bar (the kernel is detected), displayed into the job's view
+(not the running cell), and it feeds the job's progress column while it moves and at its end.
+The browser side (the bar drawn and moving in the job view) is in ``test_browser_job_widgets.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from _kernel import Kernel, running_kernel
+
+pytest.importorskip("tqdm")
+pytest.importorskip("ipywidgets")
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
+
+PROGRESS = (
+    "import json\n"
+    "_i = get_engine()[{name!r}].info()\n"
+    "print(json.dumps([_i.status, _i.progress, _i.progress_text]))"
+)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    with running_kernel(tmp_path_factory.mktemp("kernel")) as k:
+        k.execute(
+            "%load_ext jupyter_executor\nimport threading\n"
+            "from jupyter_executor import get_engine\ngate = threading.Event()"
+        )
+        yield k
+        k.execute("get_engine().shutdown()")
+
+
+def _progress(kernel: Kernel, name: str) -> list:
+    out = kernel.execute(PROGRESS.format(name=name)).stdout.strip().splitlines()[-1]
+    return list(json.loads(out))
+
+
+def test_a_tqdm_widget_bar_feeds_the_progress_column(kernel: Kernel) -> None:
+    ex = kernel.execute(
+        "%%job bar\nfrom tqdm.auto import tqdm\n"
+        "for i in tqdm(range(40), desc='epochs', mininterval=0):\n"
+        "    if i == 10:\n"
+        "        gate.wait(60)\n"
+        "'trained'"
+    )
+    # (mininterval=0: tqdm redraws at every step, not at most every 0.1 s)
+    # the bar is a widget the job displayed: the cell shows the job's view, nothing else
+    mimes = [set(m["content"]["data"]) for m in ex.outputs]
+    assert len(mimes) == 1, mimes
+    kernel.wait_for(
+        lambda: _progress(kernel, "bar")[1] == 0.25, timeout=30, what="the bar at 10 of 40"
+    )
+    status, fraction, text = _progress(kernel, "bar")
+    assert status == "running"
+    assert "10/40" in text, text
+    kernel.execute("gate.set()")
+    kernel.wait_for(lambda: _progress(kernel, "bar")[0] == "done", timeout=30, what="the end")
+    status, fraction, text = _progress(kernel, "bar")
+    assert fraction == 1.0 and "40/40" in text, (fraction, text)
+    displays = kernel.eval(
+        "[sorted(d) for d, _ in get_engine()['bar']._output.displays]"
+    )  # what the job view draws: the bar's widget
+    assert "application/vnd.jupyter.widget-view+json" in displays, displays
+
+
+def test_a_bare_progress_widget_counts_and_other_widgets_are_left_alone(kernel: Kernel) -> None:
+    kernel.execute(
+        "%%job plain\nimport ipywidgets as w\nfrom IPython.display import display\n"
+        "display(w.Button(description='not a bar'))\n"
+        "p = w.FloatProgress(min=10, max=20)\ndisplay(p)\np.value = 15\n'ok'"
+    )
+    kernel.wait_for(lambda: _progress(kernel, "plain")[0] == "done", timeout=30, what="the end")
+    _, fraction, text = _progress(kernel, "plain")
+    assert (fraction, text) == (0.5, ""), (fraction, text)
