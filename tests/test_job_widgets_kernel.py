@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _kernel import Kernel, running_kernel
@@ -35,7 +36,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
         k.execute("get_engine().shutdown()")
 
 
-def _progress(kernel: Kernel, name: str) -> list:
+def _progress(kernel: Kernel, name: str) -> list[Any]:
     out = kernel.execute(PROGRESS.format(name=name)).stdout.strip().splitlines()[-1]
     return list(json.loads(out))
 
