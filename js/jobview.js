@@ -7,7 +7,7 @@ import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { attachView, showGone } from "./kernel.js";
-import { renderMime } from "./mime.js";
+import { disposeDisplay, renderMime } from "./mime.js";
 import { EndWatch, sayEnds } from "./notify.js";
 
 /** @typedef {import("./store.js").Row} Row */
@@ -20,9 +20,11 @@ class JobViewView {
    * @param {HTMLElement} el
    * @param {Store} store
    * @param {(msg: object) => void} send
+   * @param {any} [widgets]  the page's widget manager: draws the widgets the job displays
    */
-  constructor(el, store, send) {
+  constructor(el, store, send, widgets = undefined) {
     const d = el.ownerDocument;
+    this.widgets = widgets;
     this.doc = d;
     this.store = store;
     this.send = send;
@@ -152,15 +154,19 @@ class JobViewView {
     const old = this.shownDisplays;
     let drop = 0;
     while (drop < old.length && !displays.includes(/** @type {any} */ (old[drop]))) drop++;
-    for (let i = 0; i < drop; i++) kids[i].remove();
+    for (let i = 0; i < drop; i++) {
+      disposeDisplay(kids[i]);
+      kids[i].remove();
+    }
     const kept = old.slice(drop);
     const consistent = kept.every((x, i) => displays[i] === x);
     if (!consistent) {
+      for (const kid of this.displaysEl.children) disposeDisplay(kid);
       this.displaysEl.replaceChildren();
       kept.length = 0;
     }
     for (const disp of displays.slice(kept.length)) {
-      this.displaysEl.append(renderMime(this.doc, disp.data ?? {}, disp.metadata ?? {}));
+      this.displaysEl.append(renderMime(this.doc, disp.data ?? {}, disp.metadata ?? {}, this.widgets));
     }
     this.shownDisplays = displays.slice();
   }
@@ -177,6 +183,7 @@ class JobViewView {
   destroy() {
     this.unsubscribe();
     clearInterval(this.ticker);
+    for (const kid of this.displaysEl.children) disposeDisplay(kid);
     this.root.remove();
   }
 }
@@ -187,7 +194,7 @@ class JobViewView {
  */
 function render({ model, el }) {
   const store = modelStore(model);
-  const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
+  const view = new JobViewView(el, store, (msg) => safeSend(model, msg), model.widget_manager);
   view.draw(true);
   return attachView(model, store, view, el);
 }

@@ -86,6 +86,7 @@ TAIL_CHARS = 8_000
 TRACEBACK_CHARS = 16_000
 #: Mime types a job view renders; other keys of a display's bundle are not sent.
 DISPLAY_MIMES = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/plain")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: Largest display sent (bytes of its bundle); bigger ones are replaced by a note.
 MAX_DISPLAY_BYTES = 2_000_000
 #: Minimum seconds between two full snapshots sent on request.
@@ -891,6 +892,11 @@ def _view_info(snap: JobSnapshot, info: dict[str, Any]) -> dict[str, Any]:
 def _display(item: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     data, metadata = item
     shown = {m: data[m] for m in DISPLAY_MIMES if isinstance(data.get(m), str)}
+    widget = data.get(WIDGET_MIME)
+    if isinstance(widget, dict) and isinstance(widget.get("model_id"), str):
+        # A widget the job displayed (tqdm.auto's bar): the view draws the kernel's model, live
+        # (js/mime.js); the text stands in where it cannot.
+        shown[WIDGET_MIME] = {"model_id": widget["model_id"]}
     if not shown:
         shown = {"text/plain": f"<display of {', '.join(sorted(data)) or 'nothing'}>"}
     meta = {m: metadata[m] for m in shown if isinstance(metadata.get(m), dict)}

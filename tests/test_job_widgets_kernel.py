@@ -78,3 +78,20 @@ def test_a_bare_progress_widget_counts_and_other_widgets_are_left_alone(kernel: 
     kernel.wait_for(lambda: _progress(kernel, "plain")[0] == "done", timeout=30, what="the end")
     _, fraction, text = _progress(kernel, "plain")
     assert (fraction, text) == (0.5, ""), (fraction, text)
+
+
+@pytest.mark.timeout(10)
+def test_the_job_view_gets_the_widget_reference_with_its_text() -> None:
+    """A widget's bundle reaches the job view as its model id (js/mime.js draws the live model)
+    beside the text that stands in where it cannot be drawn; other rich types stay dropped."""
+    from jupyter_executor._publisher import _display
+
+    widget = "application/vnd.jupyter.widget-view+json"
+    ref = {"model_id": "abc123", "version_major": 2, "version_minor": 0}
+    sent = _display(({widget: ref, "text/plain": "HBox(...)"}, {}))
+    assert sent == {
+        "data": {"text/plain": "HBox(...)", widget: {"model_id": "abc123"}},
+        "metadata": {},
+    }
+    broken = _display(({widget: {"model_id": 7}, "application/x-other": {}}, {}))
+    assert widget not in broken["data"]
