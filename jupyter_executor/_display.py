@@ -27,6 +27,7 @@ __all__ = [
     "close_views",
     "follow_progress_widget",
     "is_kernel",
+    "job_displayed",
     "job_view",
     "save_views",
     "show_dashboard",
@@ -170,6 +171,40 @@ def save_views() -> None:
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _TAG = re.compile(r"<[^>]*>")
+#: What the job view draws itself (js/mime.js); a bundle with any other type (plotly, vega-lite,
+#: markdown, LaTeX...) is handed to the front end's own renderers through an Output widget.
+_DRAWN_BY_THE_VIEW = frozenset(
+    ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/plain", WIDGET_MIME)
+)
+
+
+def job_displayed(out: Any, data: Any, metadata: Any) -> None:
+    """Keep what a job displayed in its output ``out`` (the display routing calls this).
+
+    A bundle whose richest type only the front end's renderers know (a plotly figure, a
+    vega-lite chart) is kept as an ``ipywidgets.Output`` holding it, with its text: the job view
+    draws widgets live, and JupyterLab draws the Output's content as a cell's. A progress bar
+    widget feeds the job's progress column (:func:`follow_progress_widget`).
+    """
+    data = _in_output_widget(data, metadata)
+    out.display(data, metadata)
+    follow_progress_widget(data)
+
+
+def _in_output_widget(data: Any, metadata: Any) -> Any:
+    if not isinstance(data, dict) or set(data) <= _DRAWN_BY_THE_VIEW:
+        return data
+    try:
+        import ipywidgets
+    except ImportError:
+        return data
+    box = ipywidgets.Output()
+    box.outputs = (
+        {"output_type": "display_data", "data": dict(data), "metadata": dict(metadata or {})},
+    )
+    text = data.get("text/plain")
+    plain = text if isinstance(text, str) else f"<{', '.join(sorted(data))}>"
+    return {**box._repr_mimebundle_(), "text/plain": plain}
 
 
 def follow_progress_widget(data: Any) -> None:

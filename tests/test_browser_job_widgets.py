@@ -1,7 +1,8 @@
 """Widgets inside jobs (issue 11), in JupyterLab with Debian's Chromium driven by Playwright: a
 ``tqdm.auto`` bar in a ``%%job`` cell is drawn in the job's view as the live widget it is (it
 was a frozen text copy, ``widget bar: 0%| | 0/30``), moves while the job runs and ends at 100%,
-and feeds the view's progress bar; any ipywidget a job displays is drawn and works.
+and feeds the view's progress bar; any ipywidget a job displays is drawn and works; a bundle
+only JupyterLab's renderers know (vega-lite here; plotly's likewise) is drawn by them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ CELLS = [
     "clicks = w.IntText(value=0)\nb = w.Button(description='press me')\n"
     "b.on_click(lambda _: setattr(clicks, 'value', clicks.value + 1))\n"
     "display(w.HBox([b, clicks]))\n'shown'",
+    # a bundle of a type only JupyterLab's renderers know (as plotly's and altair's are)
+    "%%job chart\nfrom IPython.display import display\n"
+    "spec = {'$schema': 'https://vega.github.io/schema/vega-lite/v5.json',\n"
+    "        'data': {'values': [{'a': 'x', 'b': 3}, {'a': 'y', 'b': 5}]}, 'mark': 'bar',\n"
+    "        'encoding': {'x': {'field': 'a', 'type': 'nominal'},\n"
+    "                     'y': {'field': 'b', 'type': 'quantitative'}}}\n"
+    "display({'application/vnd.vegalite.v5+json': spec, 'text/plain': 'a bar chart'}, raw=True)",
 ]
 BAR = '.je-jobview[data-name="bar"] .je-display[data-state="drawn"] .progress-bar'
 
@@ -89,5 +97,9 @@ def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any) -> No
                 polling=100,
                 timeout=30_000,
             )
+            # the chart is drawn by JupyterLab's vega-lite renderer, inside the job view
+            chart = in_notebook(page, '.je-jobview[data-name="chart"] .je-display .vega-embed')
+            chart.wait_for(timeout=30_000)
+            assert chart.locator("canvas, svg").count() > 0
             page.screenshot(path=str(ARTIFACTS / "job-widgets-done.png"), full_page=True)
             wait_idle(page)

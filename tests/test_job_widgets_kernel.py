@@ -1,7 +1,9 @@
 """Rich output and widgets inside jobs (issue 11), in a real ipykernel: a ``tqdm.auto`` bar in a
 ``%%job`` cell is tqdm's widget bar (the kernel is detected), displayed into the job's view
 (not the running cell), and it feeds the job's progress column while it moves and at its end.
-The browser side (the bar drawn and moving in the job view) is in ``test_browser_job_widgets.py``.
+A bundle only the front end renders (vega-lite, plotly) goes in an ipywidgets Output. The browser
+side (the bar drawn and moving in the job view, the chart drawn) is in
+``test_browser_job_widgets.py``.
 """
 
 from __future__ import annotations
@@ -95,3 +97,28 @@ def test_the_job_view_gets_the_widget_reference_with_its_text() -> None:
     }
     broken = _display(({widget: {"model_id": 7}, "application/x-other": {}}, {}))
     assert widget not in broken["data"]
+
+
+def test_a_bundle_only_the_front_end_renders_goes_in_an_output_widget(kernel: Kernel) -> None:
+    """A vega-lite (or plotly) bundle a job displays reaches its view as an ipywidgets Output
+    holding the whole bundle (JupyterLab's renderers draw it there), with its text."""
+    kernel.execute(
+        "%%job chart\nfrom IPython.display import display\n"
+        "display({'application/vnd.vegalite.v5+json': {'mark': 'bar'}, 'text/plain': 'a chart'},"
+        " raw=True)\n"
+        "display({'text/html': '<b>plain html</b>', 'text/plain': 'html'}, raw=True)"
+    )
+    kernel.wait_for(lambda: _progress(kernel, "chart")[0] == "done", timeout=30, what="the end")
+    out = kernel.execute(
+        "import ipywidgets, json\n"
+        "_d = [d for d, _ in get_engine()['chart']._output.displays]\n"
+        "_ref = _d[0]['application/vnd.jupyter.widget-view+json']['model_id']\n"
+        "_w = ipywidgets.widget_serialization['from_json']('IPY_MODEL_' + _ref, None)\n"
+        "print(json.dumps([sorted(_d[0]), _d[0]['text/plain'], type(_w).__name__,"
+        " [o['data'] for o in _w.outputs], sorted(_d[1])]))"
+    ).stdout
+    kinds, text, widget, held, second = json.loads(out.strip().splitlines()[-1])
+    assert kinds == ["application/vnd.jupyter.widget-view+json", "text/plain"], kinds
+    assert (text, widget) == ("a chart", "Output")
+    assert held == [{"application/vnd.vegalite.v5+json": {"mark": "bar"}, "text/plain": "a chart"}]
+    assert second == ["text/html", "text/plain"]  # HTML the view draws itself stays as it is
