@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -139,12 +140,35 @@ def table_row(
     progress = row.get("progress")
     if progress is not None:
         row["progress"] = round(progress, 4)
+    else:
+        bar = text_bar(row.get("last_line"))
+        if bar is not None:
+            row["progress"], row["progress_text"] = bar
     if tail is not None:
         row["tail"] = _clip(tail, TAIL_CHARS, keep_end=True)
     if traceback:
         tb = info.get("traceback")
         row["traceback"] = _clip(tb, TRACEBACK_CHARS, keep_end=True) if tb else None
     return row
+
+
+# tqdm's text bar, as its last redraw leaves the job's last line:
+# "epochs:  25%|##5       | 10/40 [00:01<00:03, 9.87it/s]" (the description is optional).
+_TEXT_BAR = re.compile(r"(\d{1,3})%\|[^|\n]*\|\s*(\S+/\S+.*?)\s*$")
+
+
+def text_bar(line: Any) -> tuple[float, str] | None:
+    """The fraction and counts of a text progress bar (tqdm's) ending ``line``, or None.
+
+    A job that reports no progress itself but draws a text bar (``from tqdm import tqdm``, a
+    script's bar) gets it in the views' progress column; what the job reports wins.
+    """
+    if not isinstance(line, str) or "%|" not in line:
+        return None
+    found = _TEXT_BAR.search(line)
+    if found is None:
+        return None
+    return min(int(found.group(1)), 100) / 100, found.group(2)
 
 
 def encode_snapshot(

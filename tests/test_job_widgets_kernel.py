@@ -122,3 +122,27 @@ def test_a_bundle_only_the_front_end_renders_goes_in_an_output_widget(kernel: Ke
     assert (text, widget) == ("a chart", "Output")
     assert held == [{"application/vnd.vegalite.v5+json": {"mark": "bar"}, "text/plain": "a chart"}]
     assert second == ["text/html", "text/plain"]  # HTML the view draws itself stays as it is
+
+
+@pytest.mark.timeout(10)
+def test_a_text_tqdm_bar_feeds_the_views_progress_column() -> None:
+    """A job that reports no progress but draws tqdm's text bar (``from tqdm import tqdm``, a
+    script's bar) shows it in the views' progress column; progress the job reports wins."""
+    import io
+
+    from tqdm import tqdm
+
+    from jupyter_executor._publisher import table_row
+
+    drawn = io.StringIO()
+    for i in tqdm(range(40), desc="epochs", file=drawn, mininterval=0):
+        if i == 10:
+            break
+    last = drawn.getvalue().split("\r")[-1].strip()
+    row = table_row({"name": "t", "status": "running", "progress": None, "last_line": last})
+    assert row["progress"] == 0.25
+    assert row["progress_text"].startswith("10/40 ["), row["progress_text"]
+    told = {"name": "t", "progress": 0.5, "progress_text": "mine", "last_line": last}
+    assert (table_row(told)["progress"], table_row(told)["progress_text"]) == (0.5, "mine")
+    for line in ("100%|done| but no counts", "plain output", "", None):
+        assert table_row({"name": "t", "progress": None, "last_line": line})["progress"] is None
