@@ -137,19 +137,24 @@ def table_row(
         # The browser ticks the duration of a running job; sending it would change every row
         # on every message.
         row["duration"] = None
-    progress = row.get("progress")
-    if progress is not None:
-        row["progress"] = round(progress, 4)
-    else:
-        bar = text_bar(row.get("last_line"))
-        if bar is not None:
-            row["progress"], row["progress_text"] = bar
+    _progress_fields(row)
     if tail is not None:
         row["tail"] = _clip(tail, TAIL_CHARS, keep_end=True)
     if traceback:
         tb = info.get("traceback")
         row["traceback"] = _clip(tb, TRACEBACK_CHARS, keep_end=True) if tb else None
     return row
+
+
+def _progress_fields(row: dict[str, Any]) -> None:
+    """The progress the job reported, rounded; else the text bar its last line draws, if any."""
+    progress = row.get("progress")
+    if progress is not None:
+        row["progress"] = round(progress, 4)
+        return
+    bar = text_bar(row.get("last_line"))
+    if bar is not None:
+        row["progress"], row["progress_text"] = bar
 
 
 # tqdm's text bar, as its last redraw leaves the job's last line:
@@ -668,59 +673,21 @@ class Publisher:
         self.bytes += size
 
     def _next_message(self) -> tuple[dict[str, Any] | None, bool]:
+        """The next message to send (None: nothing now), and whether more is waiting."""
         if self._sync and time.monotonic() - self._last_snapshot < SNAPSHOT_EVERY:
             # Snapshots are big (1.5 MB for 10,000 jobs): however often views ask, at most one
             # per SNAPSHOT_EVERY seconds. Diffs wait too: the snapshot will carry them.
             return None, True
-        with self._lock:
-            sync, self._sync = self._sync, False
-            if sync:
-                self._urgent.clear()
-                self._lazy.clear()
-            urgent, self._urgent = self._urgent, {}
-            lazy, self._lazy = self._lazy, {}
+        sync, urgent, lazy = self._take_dirty()
         if sync:
             self._seq += 1
             self._last_snapshot = time.monotonic()
             return self._snapshot(), False
-        detail = self._detail
-        rows: list[dict[str, Any]] = []
-        removed: list[str] = []
-        budget = self.max_bytes
         pending = [*urgent.items(), *lazy.items()]
-        done = 0
-        for name, _job in pending:
-            current = self._lookup(name)
-            new = self._lookup_row(name) if current is None else self._row(current, name in detail)
-            if new is None:
-                if self._sent.pop(name, None) is not None:
-                    removed.append(name)
-                    budget -= len(name) + 3
-                done += 1
-                continue
-            old = self._sent.get(name)
-            diff = _diff(old, new)
-            if diff is None:
-                done += 1
-                continue
-            size = _size(diff)
-            if rows and size > budget:
-                break
-            rows.append(diff)
-            budget -= size
-            self._sent[name] = new
-            done += 1
+        rows, removed, done = self._diffs(pending)
         leftover = pending[done:]
         if leftover:
-            # Put back what did not fit, ahead of what arrived meanwhile (oldest first).
-            left_urgent = {n: j for n, j in leftover if n in urgent}
-            left_lazy = {n: j for n, j in leftover if n not in urgent}
-            with self._lock:
-                newer_urgent, newer_lazy = self._urgent, self._lazy
-                self._urgent = {**left_urgent, **newer_urgent}
-                self._lazy = {
-                    n: j for n, j in {**left_lazy, **newer_lazy}.items() if n not in self._urgent
-                }
+            self._put_back(leftover, urgent)
         msg: dict[str, Any] = {"k": "patch", "seq": self._seq + 1, "t": round(time.time(), 3)}
         if rows:
             msg["rows"] = rows
@@ -731,6 +698,62 @@ class Publisher:
             return None, bool(leftover)
         self._seq += 1
         return msg, bool(leftover)
+
+    def _take_dirty(
+        self,
+    ) -> tuple[bool, dict[str, Job | JobSnapshot], dict[str, Job | JobSnapshot]]:
+        """Take whether a snapshot was asked for and the dirty rows (a snapshot drops them)."""
+        with self._lock:
+            sync, self._sync = self._sync, False
+            if sync:
+                self._urgent.clear()
+                self._lazy.clear()
+            urgent, self._urgent = self._urgent, {}
+            lazy, self._lazy = self._lazy, {}
+        return sync, urgent, lazy
+
+    def _diffs(
+        self, pending: list[tuple[str, Job | JobSnapshot]]
+    ) -> tuple[list[dict[str, Any]], list[str], int]:
+        """The changed fields of the ``pending`` rows that fit the byte budget (at least one
+        row), the names removed, and how many of ``pending`` were handled."""
+        detail = self._detail
+        rows: list[dict[str, Any]] = []
+        removed: list[str] = []
+        budget = self.max_bytes
+        done = 0
+        for name, _job in pending:
+            current = self._lookup(name)
+            new = self._lookup_row(name) if current is None else self._row(current, name in detail)
+            if new is None:
+                if self._sent.pop(name, None) is not None:
+                    removed.append(name)
+                    budget -= len(name) + 3
+                done += 1
+                continue
+            diff = _diff(self._sent.get(name), new)
+            if diff is not None:
+                size = _size(diff)
+                if rows and size > budget:
+                    break
+                rows.append(diff)
+                budget -= size
+                self._sent[name] = new
+            done += 1
+        return rows, removed, done
+
+    def _put_back(
+        self, leftover: list[tuple[str, Job | JobSnapshot]], urgent: dict[str, Job | JobSnapshot]
+    ) -> None:
+        """Put back what did not fit, ahead of what arrived meanwhile (oldest first)."""
+        left_urgent = {n: j for n, j in leftover if n in urgent}
+        left_lazy = {n: j for n, j in leftover if n not in urgent}
+        with self._lock:
+            newer_urgent, newer_lazy = self._urgent, self._lazy
+            self._urgent = {**left_urgent, **newer_urgent}
+            self._lazy = {
+                n: j for n, j in {**left_lazy, **newer_lazy}.items() if n not in self._urgent
+            }
 
 
 def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
