@@ -5,7 +5,7 @@ import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, r
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
-import { attachView, showGone } from "./kernel.js";
+import { attachView, noteQueued, showGone } from "./kernel.js";
 import { countStatuses, orderRows, parseQuery } from "./table.js";
 import { makeLayout } from "./vlist.js";
 import { layoutGraph, renderGraph } from "./graph.js";
@@ -54,9 +54,11 @@ class DashboardView {
    * @param {HTMLElement} el
    * @param {Store} store
    * @param {(msg: object) => void} send
+   * @param {any} [widgets]  the page's widget manager (its kernel: is an action queued?)
    */
-  constructor(el, store, send) {
+  constructor(el, store, send, widgets = undefined) {
     this.doc = el.ownerDocument;
+    this.widgets = widgets;
     this.store = store;
     this.send = send;
     this.id = newViewId();
@@ -136,9 +138,10 @@ class DashboardView {
       this.logPre,
     ]);
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
+    this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
       this.goneEl,
-      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.filterEl, this.graphBtn]),
+      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.queuedEl, this.filterEl, this.graphBtn]),
       this.graphEl,
       this.scrollEl,
       this.footEl,
@@ -465,6 +468,7 @@ class DashboardView {
       button.disabled = true; // re-enabled when the row is redrawn with the kernel's answer
       setTimeout(() => (button.disabled = false), 3000);
       this.send({ k: "action", action: button.dataset.action, name });
+      noteQueued(this.widgets, this.queuedEl);
       return;
     }
     this.toggleExpand(name);
@@ -548,7 +552,7 @@ class DashboardView {
 function render({ model, el }) {
   const t0 = performance.now();
   const store = modelStore(model);
-  const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
+  const view = new DashboardView(el, store, (msg) => safeSend(model, msg), model.widget_manager);
   view.draw(); // synchronously: the first rows exist as soon as render returns
   view.sayEnds(store.rows.keys());
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);

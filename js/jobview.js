@@ -6,7 +6,7 @@ import { allowedActions, durationOf, formatDuration, nextRunText, truncate } fro
 import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
-import { attachView, showGone } from "./kernel.js";
+import { attachView, noteQueued, showGone } from "./kernel.js";
 import { disposeDisplay, renderMime } from "./mime.js";
 import { EndWatch, sayEnds } from "./notify.js";
 
@@ -49,15 +49,17 @@ class JobViewView {
         b.disabled = true;
         setTimeout(() => (b.disabled = false), 3000);
         this.send({ k: "action", action: b.dataset.action, name: this.row.name });
+        noteQueued(this.widgets, this.queuedEl);
       },
     });
+    this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.tailEl = h(d, "pre.je-pre.je-jv-tail", { hidden: true });
     this.displaysEl = h(d, "div.je-jv-displays");
     this.resultEl = h(d, "div.je-jv-result");
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.root = h(d, "div.je-jobview", null, [
       this.goneEl,
-      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.actionsEl]),
+      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.queuedEl, this.actionsEl]),
       this.tailEl,
       this.displaysEl,
       this.resultEl,

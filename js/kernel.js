@@ -47,3 +47,55 @@ export function attachView(model, store, view, el) {
     if (!store.gone) safeSend(model, { k: "view", open: false, id: view.id });
   };
 }
+
+/** What a view says of an action the kernel will only read once its running cell ends. */
+export const QUEUED_TEXT = "queued until the kernel is idle";
+
+/**
+ * Whether a message sent now waits for the running cell: the kernel is busy and this front end
+ * does not send widget messages over a kernel subshell (JupyterLab >= 4.4 with ipykernel >= 7
+ * does by default, `commsOverSubshells`; Notebook 7 and older front ends do not), so the
+ * kernel reads it only when its main shell is free.
+ * @param {any} kernel  the widget manager's kernel connection, or undefined
+ * @returns {boolean}
+ */
+export function actionWaits(kernel) {
+  if (!kernel || kernel.status !== "busy") return false;
+  const mode = kernel.commsOverSubshells;
+  const subshells = Boolean(kernel.supportsSubshells) && typeof mode === "string" && mode !== "disabled";
+  return !subshells;
+}
+
+/**
+ * Say on `noteEl` that an action just sent waits for the running cell, until the kernel is idle
+ * again (or `ms` passed: a kernel that never says idle must not keep the note for ever).
+ * @param {any} manager  the widget manager (its `kernel`), or undefined
+ * @param {HTMLElement} noteEl
+ * @param {number} [ms]
+ */
+export function noteQueued(manager, noteEl, ms = 120_000) {
+  let kernel;
+  try {
+    kernel = manager?.kernel;
+  } catch {
+    return;
+  }
+  if (!actionWaits(kernel)) return;
+  noteEl.textContent = QUEUED_TEXT;
+  noteEl.hidden = false;
+  const signal = kernel.statusChanged;
+  const done = () => {
+    noteEl.hidden = true;
+    clearTimeout(timer);
+    try {
+      signal?.disconnect?.(onStatus);
+    } catch {
+      // a disposed connection's signal is already cleared
+    }
+  };
+  const onStatus = (/** @type {any} */ _sender, /** @type {string} */ status) => {
+    if (status !== "busy") done();
+  };
+  const timer = setTimeout(done, ms);
+  signal?.connect?.(onStatus);
+}

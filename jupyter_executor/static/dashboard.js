@@ -818,6 +818,58 @@ function attachView(model, store, view, el) {
   };
 }
 
+/** What a view says of an action the kernel will only read once its running cell ends. */
+const QUEUED_TEXT = "queued until the kernel is idle";
+
+/**
+ * Whether a message sent now waits for the running cell: the kernel is busy and this front end
+ * does not send widget messages over a kernel subshell (JupyterLab >= 4.4 with ipykernel >= 7
+ * does by default, `commsOverSubshells`; Notebook 7 and older front ends do not), so the
+ * kernel reads it only when its main shell is free.
+ * @param {any} kernel  the widget manager's kernel connection, or undefined
+ * @returns {boolean}
+ */
+function actionWaits(kernel) {
+  if (!kernel || kernel.status !== "busy") return false;
+  const mode = kernel.commsOverSubshells;
+  const subshells = Boolean(kernel.supportsSubshells) && typeof mode === "string" && mode !== "disabled";
+  return !subshells;
+}
+
+/**
+ * Say on `noteEl` that an action just sent waits for the running cell, until the kernel is idle
+ * again (or `ms` passed: a kernel that never says idle must not keep the note for ever).
+ * @param {any} manager  the widget manager (its `kernel`), or undefined
+ * @param {HTMLElement} noteEl
+ * @param {number} [ms]
+ */
+function noteQueued(manager, noteEl, ms = 120_000) {
+  let kernel;
+  try {
+    kernel = manager?.kernel;
+  } catch {
+    return;
+  }
+  if (!actionWaits(kernel)) return;
+  noteEl.textContent = QUEUED_TEXT;
+  noteEl.hidden = false;
+  const signal = kernel.statusChanged;
+  const done = () => {
+    noteEl.hidden = true;
+    clearTimeout(timer);
+    try {
+      signal?.disconnect?.(onStatus);
+    } catch {
+      // a disposed connection's signal is already cleared
+    }
+  };
+  const onStatus = (/** @type {any} */ _sender, /** @type {string} */ status) => {
+    if (status !== "busy") done();
+  };
+  const timer = setTimeout(done, ms);
+  signal?.connect?.(onStatus);
+}
+
 // ---- js/table.js ----
 // Pure table logic of the dashboard: filter, sort, counts. No DOM, tested with `node --test`.
 
@@ -1318,9 +1370,11 @@ class DashboardView {
    * @param {HTMLElement} el
    * @param {Store} store
    * @param {(msg: object) => void} send
+   * @param {any} [widgets]  the page's widget manager (its kernel: is an action queued?)
    */
-  constructor(el, store, send) {
+  constructor(el, store, send, widgets = undefined) {
     this.doc = el.ownerDocument;
+    this.widgets = widgets;
     this.store = store;
     this.send = send;
     this.id = newViewId();
@@ -1400,9 +1454,10 @@ class DashboardView {
       this.logPre,
     ]);
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
+    this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
       this.goneEl,
-      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.filterEl, this.graphBtn]),
+      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.queuedEl, this.filterEl, this.graphBtn]),
       this.graphEl,
       this.scrollEl,
       this.footEl,
@@ -1729,6 +1784,7 @@ class DashboardView {
       button.disabled = true; // re-enabled when the row is redrawn with the kernel's answer
       setTimeout(() => (button.disabled = false), 3000);
       this.send({ k: "action", action: button.dataset.action, name });
+      noteQueued(this.widgets, this.queuedEl);
       return;
     }
     this.toggleExpand(name);
@@ -1812,7 +1868,7 @@ class DashboardView {
 function render({ model, el }) {
   const t0 = performance.now();
   const store = modelStore(model);
-  const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
+  const view = new DashboardView(el, store, (msg) => safeSend(model, msg), model.widget_manager);
   view.draw(); // synchronously: the first rows exist as soon as render returns
   view.sayEnds(store.rows.keys());
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);

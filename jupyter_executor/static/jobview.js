@@ -818,6 +818,58 @@ function attachView(model, store, view, el) {
   };
 }
 
+/** What a view says of an action the kernel will only read once its running cell ends. */
+const QUEUED_TEXT = "queued until the kernel is idle";
+
+/**
+ * Whether a message sent now waits for the running cell: the kernel is busy and this front end
+ * does not send widget messages over a kernel subshell (JupyterLab >= 4.4 with ipykernel >= 7
+ * does by default, `commsOverSubshells`; Notebook 7 and older front ends do not), so the
+ * kernel reads it only when its main shell is free.
+ * @param {any} kernel  the widget manager's kernel connection, or undefined
+ * @returns {boolean}
+ */
+function actionWaits(kernel) {
+  if (!kernel || kernel.status !== "busy") return false;
+  const mode = kernel.commsOverSubshells;
+  const subshells = Boolean(kernel.supportsSubshells) && typeof mode === "string" && mode !== "disabled";
+  return !subshells;
+}
+
+/**
+ * Say on `noteEl` that an action just sent waits for the running cell, until the kernel is idle
+ * again (or `ms` passed: a kernel that never says idle must not keep the note for ever).
+ * @param {any} manager  the widget manager (its `kernel`), or undefined
+ * @param {HTMLElement} noteEl
+ * @param {number} [ms]
+ */
+function noteQueued(manager, noteEl, ms = 120_000) {
+  let kernel;
+  try {
+    kernel = manager?.kernel;
+  } catch {
+    return;
+  }
+  if (!actionWaits(kernel)) return;
+  noteEl.textContent = QUEUED_TEXT;
+  noteEl.hidden = false;
+  const signal = kernel.statusChanged;
+  const done = () => {
+    noteEl.hidden = true;
+    clearTimeout(timer);
+    try {
+      signal?.disconnect?.(onStatus);
+    } catch {
+      // a disposed connection's signal is already cleared
+    }
+  };
+  const onStatus = (/** @type {any} */ _sender, /** @type {string} */ status) => {
+    if (status !== "busy") done();
+  };
+  const timer = setTimeout(done, ms);
+  signal?.connect?.(onStatus);
+}
+
 // ---- js/mime.js ----
 // Rendering of the mimebundles a job displayed (`display(...)` inside the job), for the job view.
 
@@ -1107,15 +1159,17 @@ class JobViewView {
         b.disabled = true;
         setTimeout(() => (b.disabled = false), 3000);
         this.send({ k: "action", action: b.dataset.action, name: this.row.name });
+        noteQueued(this.widgets, this.queuedEl);
       },
     });
+    this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.tailEl = h(d, "pre.je-pre.je-jv-tail", { hidden: true });
     this.displaysEl = h(d, "div.je-jv-displays");
     this.resultEl = h(d, "div.je-jv-result");
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.root = h(d, "div.je-jobview", null, [
       this.goneEl,
-      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.actionsEl]),
+      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.queuedEl, this.actionsEl]),
       this.tailEl,
       this.displaysEl,
       this.resultEl,
