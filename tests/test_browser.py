@@ -388,3 +388,42 @@ def test_expanded_row_is_as_high_as_its_content(browser: Any) -> None:
         assert again["detBottom"] - again["detTop"] < 100, again
     finally:
         page.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_table_works_from_the_keyboard(browser: Any) -> None:
+    """Issue 11 polish: rows, sortable headers and graph nodes are reachable with Tab and act
+    on Enter or Space, as buttons do."""
+    page, _ = widget_page(browser, "dashboard", _snapshot(30))
+    try:
+        row = page.locator('.je-row[data-name="job-2"]')
+        row.focus()
+        page.keyboard.press("Enter")
+        page.locator('.je-detail[data-name="job-2"]').wait_for()
+        assert row.get_attribute("aria-expanded") == "true"
+        assert {"k": "expand", "name": "job-2", "open": True}.items() <= page.evaluate(
+            "() => window.__je.sent.at(-1)"
+        ).items()
+        page.keyboard.press(" ")
+        page.locator('.je-detail[data-name="job-2"]').wait_for(state="detached")
+        # Tab goes from a row to its buttons, then to the next row
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.dataset.action") == "rerun"
+        header = page.locator('.je-colhead [data-sort="name"]')
+        header.focus()
+        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+        assert "je-desc" in (header.get_attribute("class") or "")
+        page.wait_for_function(  # job-29 first: names sort by their numbers
+            "() => [...document.querySelectorAll('.je-row')].some((r) => "
+            "r.dataset.name === 'job-29' && r.style.transform === 'translateY(0px)')"
+        )
+        # a graph node opens its row
+        page.locator(".je-graph-toggle").click()
+        node = page.locator('.je-graph-svg .je-node[data-name="job-5"]')
+        node.focus()
+        page.keyboard.press("Enter")
+        page.locator('.je-detail[data-name="job-5"]').wait_for()
+        page.screenshot(path=str(ARTIFACTS / "dashboard-keyboard.png"))
+    finally:
+        page.close()

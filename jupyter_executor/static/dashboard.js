@@ -1198,7 +1198,18 @@ function renderGraph(doc, layout, onPick) {
     const label = el("text", { x: 8, y: NODE_H / 2 + 4 });
     label.textContent = node.name.length > 17 ? `${node.name.slice(0, 16)}…` : node.name;
     g.append(title, el("rect", { width: NODE_W, height: NODE_H, rx: 5 }), label);
-    if (onPick) g.addEventListener("click", () => onPick(node.name));
+    if (onPick) {
+      // Reachable by keyboard too: Tab to a node, Enter or Space opens its row.
+      g.setAttribute("tabindex", "0");
+      g.setAttribute("role", "button");
+      g.setAttribute("aria-label", `${node.name}, ${node.status}: show its row`);
+      g.addEventListener("click", () => onPick(node.name));
+      g.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => {
+        if (e.key !== "Enter" && e.key !== " ") return;
+        e.preventDefault();
+        onPick(node.name);
+      });
+    }
     svg.append(g);
   }
   return svg;
@@ -1438,10 +1449,23 @@ class DashboardView {
           "data-sort": sort,
           text: label,
           onclick: sort ? () => this.toggleSort(sort) : null,
+          // a sortable header is a button for the keyboard too (Enter or Space sorts)
+          tabindex: sort ? "0" : null,
+          role: sort ? "button" : null,
+          "aria-label": sort ? `sort by ${label}` : null,
+          onkeydown: sort ? (/** @type {KeyboardEvent} */ e) => pressed(e) && this.toggleSort(sort) : null,
         }),
       ),
     );
-    this.bodyEl = h(d, "div.je-body", { onclick: (/** @type {MouseEvent} */ e) => this.onBodyClick(e) });
+    this.bodyEl = h(d, "div.je-body", {
+      onclick: (/** @type {MouseEvent} */ e) => this.onBodyClick(e),
+      // A focused row (Tab reaches each drawn row) opens and closes with Enter or Space; its
+      // buttons are buttons already.
+      onkeydown: (/** @type {KeyboardEvent} */ e) => {
+        const target = /** @type {HTMLElement} */ (e.target);
+        if (target.classList.contains("je-row") && pressed(e)) this.toggleExpand(target.dataset.name ?? "");
+      },
+    });
     this.scrollEl = h(d, "div.je-scroll", { onscroll: () => this.schedule() }, [this.headEl, this.bodyEl]);
     this.footEl = h(d, "div.je-foot");
     this.logTitle = h(d, "span.je-log-title");
@@ -1667,7 +1691,7 @@ class DashboardView {
       const cells = Object.fromEntries(
         COLUMNS.map(([key]) => [key, h(this.doc, `div.je-cell.je-c-${key}`)]),
       );
-      const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name }, Object.values(cells));
+      const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name, tabindex: "0" }, Object.values(cells));
       r = { el, cells, v: -1, status: "", badge: "", actions: "", top: -1 };
       this.rendered.set(row.name, r);
       this.bodyEl.append(el);
@@ -1677,6 +1701,7 @@ class DashboardView {
       r.top = top;
     }
     r.el.classList.toggle("je-open", this.expanded.has(row.name));
+    r.el.setAttribute("aria-expanded", String(this.expanded.has(row.name)));
     if (r.v === row._v) return;
     r.v = row._v;
     const c = r.cells;
@@ -1695,6 +1720,7 @@ class DashboardView {
     if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
+    c.backend.title = row.backend ?? "";
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
     setText(c.requires, reqs);
     c.requires.title = reqs;
@@ -1706,6 +1732,7 @@ class DashboardView {
     setText(c.duration, formatDuration(durationOf(row, now)));
     setText(c.attempts, row.attempts ? String(row.attempts) : "");
     c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
+    c.progress.title = row.progress_text ?? ""; // tqdm's counts and rate: cut off in the column
     const failed = row.status === "failed" && row.error;
     const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
     const link = urlLink(d, row.url, true);
@@ -1859,6 +1886,17 @@ class DashboardView {
     if (this.raf) (globalThis.cancelAnimationFrame ?? clearTimeout)(this.raf);
     this.root.remove();
   }
+}
+
+/**
+ * Whether a key press activates what has the focus (Enter or Space, as on a button); the
+ * page's own handling of that key (scrolling on Space) is prevented.
+ * @param {KeyboardEvent} e
+ */
+function pressed(e) {
+  if (e.key !== "Enter" && e.key !== " ") return false;
+  e.preventDefault();
+  return true;
 }
 
 /**
