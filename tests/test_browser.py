@@ -82,6 +82,8 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     assert re.fullmatch(r"restarting \([1-3]\)", flaky.inner_text()), flaky.inner_text()
     next_run = in_notebook(page, '.je-row[data-name="clock"] .je-c-started.je-next')
     assert next_run.inner_text().startswith("next run ")
+    clock_badge = in_notebook(page, '.je-row[data-name="clock"] .je-badge.je-scheduled')
+    assert clock_badge.inner_text() == "scheduled"
 
     # train runs (with a progress bar and a ticking duration), then is done: no clicks involved
     wait_status(page, "train", "running")
