@@ -194,6 +194,10 @@ def job_displayed(out: Any, data: Any, metadata: Any) -> None:
 def _in_output_widget(data: Any, metadata: Any) -> Any:
     if not isinstance(data, dict) or set(data) <= _DRAWN_BY_THE_VIEW:
         return data
+    from IPython import get_ipython
+
+    if not is_kernel(get_ipython()):
+        return data  # a terminal: no widget would show, the text is what a user sees
     try:
         import ipywidgets
     except ImportError:

@@ -146,3 +146,12 @@ def test_a_text_tqdm_bar_feeds_the_views_progress_column() -> None:
     assert (table_row(told)["progress"], table_row(told)["progress_text"]) == (0.5, "mine")
     for line in ("100%|done| but no counts", "plain output", "", None):
         assert table_row({"name": "t", "progress": None, "last_line": line})["progress"] is None
+
+
+@pytest.mark.timeout(10)
+def test_outside_a_kernel_a_rich_bundle_stays_as_it_is() -> None:
+    """In terminal IPython (or no IPython) no widget would show: the bundle is kept as given."""
+    from jupyter_executor._display import _in_output_widget
+
+    bundle = {"text/markdown": "**hi**", "text/plain": "hi"}
+    assert _in_output_widget(bundle, {}) is bundle
