@@ -1,8 +1,9 @@
-"""Widgets inside jobs (issue 11), in JupyterLab with Debian's Chromium driven by Playwright: a
-``tqdm.auto`` bar in a ``%%job`` cell is drawn in the job's view as the live widget it is (it
-was a frozen text copy, ``widget bar: 0%| | 0/30``), moves while the job runs and ends at 100%,
-and feeds the view's progress bar; any ipywidget a job displays is drawn and works; a bundle
-only JupyterLab's renderers know (vega-lite here; plotly's likewise) is drawn by them.
+"""Widgets inside jobs (issue 11), in JupyterLab and Notebook 7 with Debian's Chromium driven by
+Playwright: a ``tqdm.auto`` bar in a ``%%job`` cell is drawn in the job's view as the live
+widget it is (it was a frozen text copy, ``widget bar: 0%| | 0/30``), moves while the job runs
+and ends at 100%, and feeds the view's progress bar; any ipywidget a job displays is drawn and
+works; a bundle only the front end's renderers know (vega-lite here; plotly's likewise) is
+drawn by them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from _browser import (
     ARTIFACTS,
     in_notebook,
     jupyter_lab,
+    jupyter_notebook,
     kernel_execute,
     needs_browser,
     notebook_folder,
@@ -24,7 +26,7 @@ from _browser import (
     watched,
 )
 
-pytestmark = [*needs_browser(), pytest.mark.timeout(240)]
+pytestmark = [*needs_browser(notebook7=True), pytest.mark.timeout(240)]
 pytest.importorskip("tqdm")
 
 CELLS = [
@@ -54,12 +56,14 @@ def _width(page: Any) -> float:
     return float(style.split("width:")[1].split("%")[0]) if "width:" in style else -1.0
 
 
-def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any) -> None:
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any, app: str) -> None:
     root = notebook_folder(tmp_path, "widgets.ipynb", CELLS)
-    with jupyter_lab(tmp_path, root) as lab:
+    server_of = jupyter_lab if app == "lab" else jupyter_notebook
+    with server_of(tmp_path, root) as lab:
         page = open_notebook(browser, lab, "widgets.ipynb")
         shutdown = "from jupyter_executor import get_engine\nget_engine().shutdown()"
-        with watched(page, lab, "job-widgets", shutdown=shutdown):
+        with watched(page, lab, f"job-widgets-{app}", shutdown=shutdown):
             run_all_cells(page)
             # the bar is the widget, held at 10 of 40 by the job: a quarter, in the widget
             # and in the view's own progress bar
@@ -74,7 +78,7 @@ def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any) -> No
             view = in_notebook(page, '.je-jobview[data-name="bar"]')
             assert "10/40" in view.locator(".je-display").inner_text()
             assert view.locator(".je-jv-progress").inner_text().strip().startswith("25")
-            page.screenshot(path=str(ARTIFACTS / "job-widgets-running.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-running.png"), full_page=True)
             kernel_execute(page, "gate.set()")
             in_notebook(page, '.je-jobview[data-name="bar"][data-status="done"]').wait_for()
             page.wait_for_function(
@@ -101,5 +105,5 @@ def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any) -> No
             chart = in_notebook(page, '.je-jobview[data-name="chart"] .je-display .vega-embed')
             chart.wait_for(timeout=30_000)
             assert chart.locator("canvas, svg").count() > 0
-            page.screenshot(path=str(ARTIFACTS / "job-widgets-done.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-done.png"), full_page=True)
             wait_idle(page)
