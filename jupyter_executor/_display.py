@@ -224,9 +224,10 @@ def follow_progress_widget(data: Any) -> None:
     ipywidgets = sys.modules.get("ipywidgets")
     if not isinstance(ref, dict) or ipywidgets is None:
         return
-    from ._runtime import _current_job, progress
+    from ._context import running_job
+    from ._runtime import progress
 
-    job = _current_job.get()
+    job = running_job.get()
     try:
         widget = ipywidgets.widget_serialization["from_json"](
             f"IPY_MODEL_{ref.get('model_id')}", None
@@ -240,11 +241,11 @@ def follow_progress_widget(data: Any) -> None:
     def moved(_change: Any = None) -> None:
         total = float(bar.max) - float(bar.min)
         text = html.unescape(_TAG.sub("", str(label.value))).strip() if label is not None else ""
-        token = _current_job.set(job)
+        token = running_job.set(job)
         try:
             progress(float(bar.value) - float(bar.min), total if total > 0 else None, text)
         finally:
-            _current_job.reset(token)
+            running_job.reset(token)
 
     bar.observe(moved, names=["value", "max", "min"])
     if label is not None:  # tqdm sets the counts after the bar: its text comes a moment later

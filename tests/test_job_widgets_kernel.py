@@ -66,7 +66,7 @@ def test_a_tqdm_widget_bar_feeds_the_progress_column(kernel: Kernel) -> None:
     status, fraction, text = _progress(kernel, "bar")
     assert fraction == 1.0 and "40/40" in text, (fraction, text)
     displays = kernel.eval(
-        "[sorted(d) for d, _ in get_engine()['bar']._output.displays]"
+        "[sorted(d) for d, _ in get_engine()['bar'].runstate.output.displays]"
     )  # what the job view draws: the bar's widget
     assert "application/vnd.jupyter.widget-view+json" in displays, displays
 
@@ -111,7 +111,7 @@ def test_a_bundle_only_the_front_end_renders_goes_in_an_output_widget(kernel: Ke
     kernel.wait_for(lambda: _progress(kernel, "chart")[0] == "done", timeout=30, what="the end")
     out = kernel.execute(
         "import ipywidgets, json\n"
-        "_d = [d for d, _ in get_engine()['chart']._output.displays]\n"
+        "_d = [d for d, _ in get_engine()['chart'].runstate.output.displays]\n"
         "_ref = _d[0]['application/vnd.jupyter.widget-view+json']['model_id']\n"
         "_w = ipywidgets.widget_serialization['from_json']('IPY_MODEL_' + _ref, None)\n"
         "print(json.dumps([sorted(_d[0]), _d[0]['text/plain'], type(_w).__name__,"
