@@ -114,66 +114,42 @@ class Runs:
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
-        status, attempts = snap.status, snap.attempts
-        submitted, started, finished = snap.submitted, snap.started, snap.finished
         state = self.states.get(snap.key)
         if state is None:
             state = self.states[snap.key] = JobState(snap)
+        rank = RANK.get(snap.status, 2)
+        local = _attempt_of(state, snap, rank)
+        run = self._run_for(state, snap, rank, local)
+        if run is None:
+            return None
+        run["status"] = snap.status
+        state.rank = rank
+        ran = rank > 0 and local == snap.attempts
+        _add_transitions(run["transitions"], snap, rank, ran)
+        _update(run, snap, rank, ran)
+        self.dirty[id(run)] = run
+        return run
+
+    def _run_for(
+        self, state: JobState, snap: JobSnapshot, rank: int, local: int
+    ) -> dict[str, Any] | None:
+        """The run of attempt ``local`` (a new one after the latest); None for an older one."""
         run = state.run
-        seen = state.rank >= 0
-        rank = RANK.get(status, 2)
-        if rank == 1:
-            local = attempts
-        elif rank == 0:
-            local = attempts + 1
-        elif seen and state.local in (attempts, attempts + 1):
-            local = state.local
-        else:
-            local = attempts if attempts > 0 and started is not None else attempts + 1
-        if seen and local <= state.local:
+        if state.rank >= 0 and local <= state.local:
             if local < state.local or rank < state.rank:
                 return None  # an older snapshot that another thread queued late
             if run is None:
                 # Its finished run was written and released (see written): written again,
                 # rebuilt from this snapshot.
                 run = state.run = self._new_run(state, local)
-        else:
-            if run is not None and state.rank < 2:
-                # The previous attempt ended without a finished status: a retry sent the job
-                # straight back to pending (or its end was not reported).
-                _end_retried(run, snap)
-                self.dirty[id(run)] = run
-            run = state.run = self._new_run(state, local)
-            state.local = local
-        run["status"] = status
-        state.rank = rank
-        ran = rank > 0 and local == attempts
-        # The states this run went through, at the job's own times: snapshots of one attempt
-        # that arrive in the same batch are folded into the last one (see coalesce), so the
-        # states in between are rebuilt from its timestamps.
-        transitions = run["transitions"]
-        if rank and not transitions and submitted is not None:
-            transitions.append(("pending", submitted))
-        if rank == 2 and ran and started is not None and transitions[-1][0] == "pending":
-            transitions.append(("running", started))
-        if not transitions or transitions[-1][0] != status:
-            stamp = started if rank == 1 and started is not None else snap.time
-            if rank == 2 and finished is not None:
-                stamp = finished
-            transitions.append((status, stamp))
-        run["submitted"] = submitted
-        run["started"] = started if ran else None
-        if rank == 2:
-            run["finished"] = finished
-            if ran and finished is not None and started is not None:
-                run["duration"] = finished - started
-            _end(run, snap)
-        if ran and snap.pid is not None:
-            run["pid"] = snap.pid
-            run["pid_start_time"] = snap.pid_start_time
-        run["detached"] = 1 if snap.detached else 0
-        run["identity"] = snap.identity
-        self.dirty[id(run)] = run
+            return run
+        if run is not None and state.rank < 2:
+            # The previous attempt ended without a finished status: a retry sent the job
+            # straight back to pending (or its end was not reported).
+            _end_retried(run, snap)
+            self.dirty[id(run)] = run
+        run = state.run = self._new_run(state, local)
+        state.local = local
         return run
 
     def _new_run(self, state: JobState, local: int) -> dict[str, Any]:
@@ -245,6 +221,58 @@ class Runs:
             old = self.states.get(key)
             if old is not None and old.run is None:
                 del self.states[key]
+
+
+def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:
+    """Which attempt (the job's own count) a snapshot is about (see the module docstring)."""
+    attempts = snap.attempts
+    if rank == 1:
+        return attempts
+    if rank == 0:
+        return attempts + 1
+    if state.rank >= 0 and state.local in (attempts, attempts + 1):
+        return state.local
+    return attempts if attempts > 0 and snap.started is not None else attempts + 1
+
+
+def _add_transitions(
+    transitions: list[tuple[str, float]], snap: JobSnapshot, rank: int, ran: bool
+) -> None:
+    """Add the states this run went through, at the job's own times.
+
+    Snapshots of one attempt that arrive in the same batch are folded into the last one (see
+    coalesce), and the history may see a run only at its end: the states in between are
+    rebuilt from its timestamps.
+    """
+    status, submitted, started, finished = snap.status, snap.submitted, snap.started, snap.finished
+    if rank and not transitions and submitted is not None:
+        transitions.append(("pending", submitted))
+    last = transitions[-1][0] if transitions else None
+    if rank == 2 and ran and started is not None and last == "pending":
+        transitions.append(("running", started))
+        last = "running"
+    if last != status:
+        stamp = started if rank == 1 and started is not None else snap.time
+        if rank == 2 and finished is not None:
+            stamp = finished
+        transitions.append((status, stamp))
+
+
+def _update(run: dict[str, Any], snap: JobSnapshot, rank: int, ran: bool) -> None:
+    """Copy a snapshot's times, process and end into its run (``ran``: this attempt started)."""
+    started, finished = snap.started, snap.finished
+    run["submitted"] = snap.submitted
+    run["started"] = started if ran else None
+    if rank == 2:
+        run["finished"] = finished
+        if ran and finished is not None and started is not None:
+            run["duration"] = finished - started
+        _end(run, snap)
+    if ran and snap.pid is not None:
+        run["pid"] = snap.pid
+        run["pid_start_time"] = snap.pid_start_time
+    run["detached"] = 1 if snap.detached else 0
+    run["identity"] = snap.identity
 
 
 def _end(run: dict[str, Any], snap: JobSnapshot) -> None:

@@ -180,11 +180,8 @@ class Writer:
                 pending = self._pending()
                 woken = self._wake.wait(retry_in if pending else self.idle_timeout)
                 if not woken and not pending:
-                    with self._lock:
-                        if not self.queue and not self._signalled:
-                            self._on_stop()  # before a new thread may open what it opens
-                            self.thread = None
-                            return
+                    if self._stop_idle():
+                        return
                     continue
                 if not self._urgent.is_set() and self.batch_delay > 0:
                     self._gather()
@@ -194,7 +191,7 @@ class Writer:
                 self._urgent.clear()
                 markers: list[Marker] = []
                 error = self._batch(markers)
-                stop = stop or any(marker.stop for marker in markers)
+                stop = any(marker.stop for marker in markers)
                 retry_in = 0.5 if error is None else min(2 * retry_in, 30.0)
                 for marker in markers:
                     marker.error = error
@@ -209,6 +206,15 @@ class Writer:
                 for item in self.queue:
                     if type(item) is Marker:
                         item.done.set()
+
+    def _stop_idle(self) -> bool:
+        """Stop the thread if nothing came while it slept (True: it must return now)."""
+        with self._lock:
+            if self.queue or self._signalled:
+                return False
+            self._on_stop()  # before a new thread may open what it opens
+            self.thread = None
+            return True
 
     def _batch(self, markers: list[Marker]) -> BaseException | None:
         """Take what is queued now and write it (a function, so that the batch's items, and
