@@ -236,9 +236,10 @@ def _log_path(engine: Any, name: str) -> str | None:
     return _join_log(prefix, name)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def _join_log(prefix: str, name: str) -> str:
-    # Cached: log_stem checks the name with a regex, and each job takes 3 snapshots or more.
+    # Cached (a few: a burst's names are new, and the cache's entries stay alive): log_stem
+    # checks the name with a regex, and a view snapshots the same finished jobs again.
     return f"{prefix}{log_stem(name)}.log"
 
 
@@ -262,14 +263,18 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     name, requires, engine, backend = job.name, job.requirements, job.engine, job.backend
     cached = job._history
     if (
-        cached is None
+        type(cached) is not tuple
         or cached[0] is not name
         or cached[1] is not requires
         or cached[2] is not engine
         or cached[3] is not backend
     ):
-        key = next(_keys) if cached is None else cached[4][0]
-        cached = job._history = (name, requires, engine, backend, _static(job, key))
+        cached = (name, requires, engine, backend, _static(job, _key(cached)))
+    status = job.status._value_
+    # A finished job keeps only its key: its static fields (a description, a log path: ~400
+    # bytes) would stay alive with every finished job the engine keeps; a rerun (or a view of
+    # the finished job) builds them again.
+    job._history = cached[4][0] if status in _FINISHED_VALUES else cached
     progress = job._progress
     out = job._output
     life = job._life
@@ -283,7 +288,7 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
         next_run, restarts, url = job.next_run, job.restarts, job.url
     snap = _Builder(
         *cached[4],
-        job.status._value_,
+        status,
         job.allows if engine is not None and name else (),
         job.submitted,
         job.started,
@@ -309,6 +314,13 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     )
     snap.__class__ = JobSnapshot
     return cast(JobSnapshot, snap)
+
+
+def _key(cached: Any) -> int:
+    # What job._history held: None (never snapshotted), the key (finished), or the cache.
+    if cached is None:
+        return next(_keys)
+    return cached if type(cached) is int else int(cached[4][0])
 
 
 @functools.cache

@@ -38,28 +38,28 @@ RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 
 
 # Finished jobs whose last attempt is remembered (to place a late or repeated snapshot, and a
 # rerun's attempt) beyond which the oldest are forgotten: a rerun of a forgotten job still gets
-# the right attempt, from the highest attempt recorded for its name (see Runs.rows).
-KEEP_FINISHED = 4096
+# the right attempt, from the highest attempt recorded for its name (see Runs.rows). A late
+# snapshot comes from a thread preempted between taking and queueing it (the engine reports
+# a job's changes in order), so a window of a thousand jobs that finished after it is ample;
+# each state kept costs ~150 bytes.
+KEEP_FINISHED = 1024
 
 
 class JobState:
-    """What the writer remembers of one job: its latest run."""
+    """What the writer remembers of one job: its latest run, and what places the next one.
 
-    __slots__ = (
-        "backend", "base", "description", "key", "kind", "local", "log_path", "name", "rank",
-        "requires", "run",
-    )  # fmt: skip
+    Only what places a snapshot: the run's other columns come from the snapshot that opens
+    it, so that the states of finished jobs (kept for a while, see KEEP_FINISHED) hold no
+    description or path of their own.
+    """
+
+    __slots__ = ("base", "key", "local", "name", "rank", "run")
 
     def __init__(self, snap: JobSnapshot) -> None:
         # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
         # the name the writer keys on is the one in the database.
         self.key = snap.key
         self.name = safe_text(snap.name)
-        self.backend = snap.backend
-        self.kind = snap.kind
-        self.description = snap.source or snap.description
-        self.requires = json.dumps(list(snap.requires)) if snap.requires else "[]"
-        self.log_path = snap.log_path
         self.base: int | None = None  # added to the job's attempts; fixed on the first write
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
@@ -141,27 +141,28 @@ class Runs:
             if run is None:
                 # Its finished run was written and released (see written): written again,
                 # rebuilt from this snapshot.
-                run = state.run = self._new_run(state, local)
+                run = state.run = self._new_run(state, snap, local)
             return run
         if run is not None and state.rank < 2:
             # The previous attempt ended without a finished status: a retry sent the job
             # straight back to pending (or its end was not reported).
             _end_retried(run, snap)
             self.dirty[id(run)] = run
-        run = state.run = self._new_run(state, local)
+        run = state.run = self._new_run(state, snap, local)
         state.local = local
         return run
 
-    def _new_run(self, state: JobState, local: int) -> dict[str, Any]:
+    def _new_run(self, state: JobState, snap: JobSnapshot, local: int) -> dict[str, Any]:
         # One dict display: no template to build and copy for the many jobs that run once.
+        requires = snap.requires
         return {
             "engine_id": self.engine_id,
             "name": state.name,
             "attempt": None,
-            "backend": state.backend,
-            "kind": state.kind,
-            "description": state.description,
-            "requires": state.requires,
+            "backend": snap.backend,
+            "kind": snap.kind,
+            "description": snap.source or snap.description,
+            "requires": json.dumps(list(requires)) if requires else "[]",
             "status": None,
             "submitted": None,
             "started": None,
@@ -172,7 +173,7 @@ class Runs:
             "error": None,
             "traceback": None,
             "cancel_reason": None,
-            "log_path": state.log_path,
+            "log_path": snap.log_path,
             "pid": None,
             "pid_start_time": None,
             "detached": 0,
