@@ -6,6 +6,7 @@ import gc
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,48 @@ def test_a_finished_job_keeps_its_snapshot_key_and_fields_through_a_rerun(
         assert list(runs["attempt"]) == [1, 2]
         assert list(runs["status"]) == ["done", "done"]
         assert set(runs["log_path"]) == {first.log_path}
+
+
+def test_a_short_job_is_recorded_once_and_a_long_one_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14: a burst of short jobs costs the history one snapshot (and one row) per job, not
+    # one at the start and one at the end; a job that runs longer is still on disk as running
+    # within a second of its start (a kernel that dies does not lose it).
+    import threading
+
+    from _wait import wait_until
+
+    with Engine(folder=tmp_path / "e") as engine:
+        store = engine._store
+        assert store is not None
+        seen: list[tuple[str, str]] = []
+        keep = store.job_changed
+
+        def recording(snap: Any) -> None:
+            seen.append((snap.name, snap.status))
+            keep(snap)
+
+        monkeypatch.setattr(store, "job_changed", recording)
+        engine.submit(*[Job(_noop, name=f"short{i}", backend="thread") for i in range(20)])
+        assert engine.wait(timeout=30)
+        assert sorted(seen) == sorted((f"short{i}", "done") for i in range(20))
+        runs = engine.history().to_dict("records")
+        assert len(runs) == 20
+        for run in runs:
+            assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
+            assert run["submitted"] <= run["started"] <= run["finished"]
+
+        gate = threading.Event()
+        engine.submit(gate.wait, 30, name="long", backend="thread")
+
+        def long_status() -> Any:
+            rows = engine.history("long").to_dict("records")
+            return rows[0]["status"] if rows else None
+
+        wait_until(lambda: long_status() == "running", timeout=20)
+        gate.set()
+        assert engine.wait(timeout=30)
+        (run,) = engine.history("long").to_dict("records")
+        assert run["status"] == "done"
+        assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
