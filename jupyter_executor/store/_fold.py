@@ -111,6 +111,7 @@ class Runs:
         # twice: forgetting a job early is harmless, see KEEP_FINISHED).
         self._finished: deque[int] = deque()
         self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
+        self._out: list[dict[str, Any]] = []  # the runs rows() gave, until written()
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
@@ -181,18 +182,26 @@ class Runs:
             "transitions": [],
             "_state": state,
             "_local": local,
+            "_since": snap.time,  # when it became dirty (see rows: pending runs held back)
         }
 
-    def rows(self, highest: dict[str, int]) -> list[list[Any]]:
+    def rows(self, highest: dict[str, int], hold_after: float | None = None) -> list[list[Any]]:
         """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).
 
         ``highest`` (name -> highest attempt recorded by this engine) is updated with the
         attempts given to new runs: a job continues after the highest attempt recorded for its
         name and engine (a replacing job's attempts already count its predecessor's runs).
+
+        With ``hold_after``, runs that only wait (pending) since that time or later are held
+        back (they stay dirty): in a burst, the engine notes thousands of queued jobs as
+        pending, most of which end a moment later; held, each is written once, at its end.
         """
         params = []
+        self._out = out = []  # (a failed write leaves the previous ones: given again)
         for run in self.dirty.values():
             state: JobState = run["_state"]
+            if hold_after is not None and state.rank == 0 and run["_since"] >= hold_after:
+                continue
             if state.base is None:
                 state.base = max(0, highest.get(state.name, 0) - run["_local"] + 1)
             attempt = state.base + run["_local"]
@@ -205,18 +214,25 @@ class Runs:
                 "[" + ",".join([f'["{s}",{t!r}]' for s, t in run["transitions"]]) + "]"
             )
             params.append(row)
+            out.append(run)
         return params
 
     def written(self) -> None:
         """The rows of :meth:`rows` are on disk: release the finished runs."""
         finished = self._finished
-        for run in self.dirty.values():
+        dirty = self.dirty
+        for run in self._out:
             state: JobState = run["_state"]
             if state.rank == 2 and state.run is run:
                 # Final: keep only what places the next snapshot (state.local, state.rank).
                 state.run = None
                 finished.append(state.key)
-        self.dirty.clear()
+        if len(self._out) == len(dirty):
+            dirty.clear()
+        else:
+            for run in self._out:
+                del dirty[id(run)]
+        self._out.clear()
         while len(finished) > KEEP_FINISHED:
             key = finished.popleft()
             old = self.states.get(key)

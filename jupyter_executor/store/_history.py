@@ -37,7 +37,16 @@ from ..errors import StoreError
 from . import _schema
 from ._fold import Runs, coalesce
 from ._query import decode, json_column, select
-from ._schema import ATTEMPT, NAME, ORDER, ORDER_KEY, UPSERT, check_writable, transaction
+from ._schema import (
+    ATTEMPT,
+    NAME,
+    ORDER,
+    ORDER_KEY,
+    UPSERT,
+    check_writable,
+    transaction,
+    upsert_many,
+)
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -54,6 +63,10 @@ _FINISHED = frozenset(s.value for s in FINISHED)
 _SQLITE_INT = range(-(2**63), 2**63)
 # Changes in a batch from which the garbage collector is paused while it is written.
 BIG_BATCH = 1000
+# Seconds a run that only waits (pending) is held back from the disk, unless a flush waits
+# (see Runs.rows): in a burst the engine notes the queued jobs as pending (see
+# _slots._note_queued) and most end within this time: then each is written once.
+HOLD_PENDING = 1.0
 
 
 class HistoryStore:
@@ -215,7 +228,9 @@ class HistoryStore:
             logger.error("jupyter_executor: the history writer of %s did not stop", self.path)
 
     # writer thread ---------------------------------------------------------------------------
-    def _write_batch(self, snaps: list[JobSnapshot]) -> BaseException | None:
+    def _write_batch(
+        self, snaps: list[JobSnapshot], everything: bool = False
+    ) -> BaseException | None:
         # A large batch allocates a dict, a list and a row per run, all alive until written:
         # with the collector on, they set off full passes that walk every live job of the
         # burst again and again (13 passes, 1.3 s, in a burst of 1e5). It is paused for the
@@ -233,7 +248,8 @@ class HistoryStore:
                         "jupyter_executor: cannot record a change of job %r", snap.name
                     )
             del snaps  # release the results they hold before the write
-            return self._write() if runs.dirty else None
+            hold_after = None if everything else time.time() - HOLD_PENDING
+            return self._write(hold_after) if runs.dirty else None
         finally:
             if pause:
                 gc.enable()
@@ -250,8 +266,11 @@ class HistoryStore:
                 self.path,
             )
 
-    def _write(self) -> BaseException | None:
-        """Write the changed runs in one transaction; return the error, if any (writer thread)."""
+    def _write(self, hold_after: float | None = None) -> BaseException | None:
+        """Write the changed runs in one transaction; return the error, if any (writer thread).
+
+        Pending runs that became so at ``hold_after`` or later are held back (see Runs.rows).
+        """
         try:
             con = self._con
             if con is None:
@@ -263,10 +282,12 @@ class HistoryStore:
                 ).fetchall()
                 self._max_attempt = {name: attempt for name, attempt in rows}
             highest = dict(self._max_attempt)
-            params = self._runs.rows(highest)
+            params = self._runs.rows(highest, hold_after)
+            if not params:
+                return None  # all held back
             with transaction(con):
                 try:
-                    con.executemany(UPSERT, params)
+                    upsert_many(con, params)
                 except sqlite3.OperationalError:
                     raise  # locked, disk full, read-only: the whole batch is retried later
                 except (sqlite3.Error, ValueError, TypeError, OverflowError):

@@ -56,11 +56,13 @@ class Writer:
     name
         The thread's name.
     write
-        Called in the thread with the items of one batch (markers left out); returns the
-        error that kept it from writing them, or None. It keeps what it could not write and
-        is called again (with an empty list, at growing intervals) while ``pending()`` says so.
+        Called in the thread with the items of one batch (markers left out) and whether a
+        flush or close waits for it (then it must write all it holds); returns the error that
+        kept it from writing them, or None. It keeps what it could not (or chose not to) write
+        and is called again (with an empty list, at growing intervals from ``retry`` seconds
+        after an error) while ``pending()`` says so.
     pending
-        True while ``write`` holds items it could not write yet.
+        True while ``write`` holds items it did not write yet.
     on_stop
         Called in the thread when it stops (idle or closed), to release what it holds open.
     batch_delay, idle_timeout, max_delay
@@ -70,7 +72,7 @@ class Writer:
     def __init__(
         self,
         name: str,
-        write: Callable[[list[Any]], BaseException | None],
+        write: Callable[[list[Any], bool], BaseException | None],
         pending: Callable[[], bool],
         on_stop: Callable[[], None],
         *,
@@ -234,7 +236,7 @@ class Writer:
             self.batches += 1
             self._taken.notify_all()
         try:
-            return self._write(items)
+            return self._write(items, bool(markers))
         except Exception as exc:  # a bug there must not stop the thread: flush() waits
             logger.exception("jupyter_executor: cannot write the history")
             return exc
