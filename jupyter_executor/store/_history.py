@@ -7,6 +7,12 @@ call is on the engine's hot path, so it only queues the snapshot; the writer thr
 and attempt; a job submitted, started and finished within a batch is one row written once) and
 writes each batch in one transaction.
 
+What a burst of short jobs costs the history is one snapshot and one row per job: the engine
+records a plain job's start only if it still runs half a second later
+(``_events.NOTE_RUNNING_AFTER``; one that ends sooner is recorded at its end, its states
+rebuilt from its times), and a run that only waits is held back from the disk for
+:data:`HOLD_PENDING` unless a flush waits (most of a burst's queued jobs end meanwhile).
+
 Why SQLite in WAL mode: a reader never blocks the writer, a crash (even ``kill -9``) loses at
 most the batch being gathered or written (the changes of the last second: see ``max_delay``)
 and never corrupts what was committed, and several engines (kernels) sharing a folder can write
