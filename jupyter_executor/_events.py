@@ -262,12 +262,9 @@ class EventBus:
         with self._lock:  # their status and times do not move while they are read
             jobs, self._unnoted = self._unnoted, []
             self._noting_running = False
-            store = self._store
-            if store is None:
-                return
             for job in jobs:
                 if job.status is Status.RUNNING:
-                    store.job_changed(snapshot_of(job))
+                    self._job_changed(job)
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
