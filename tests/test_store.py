@@ -616,26 +616,3 @@ def test_the_engine_folder_is_private_whatever_the_umask(tmp_path: Path) -> None
                 assert oct(path.stat().st_mode & 0o777) == "0o700"
     finally:
         os.umask(old)
-
-
-@pytest.mark.timeout(60)
-def test_a_burst_within_max_delay_is_one_batch_and_never_stalls_the_reporters(
-    tmp_path: Path,
-) -> None:
-    # Issue 14: 20,000 changes reported at once (a second of a thread no-op burst) are queued
-    # without the reporting thread waiting for the writer (it used to, every 5,000 changes,
-    # with the engine's lock held), and written together once the batch delay is over.
-    store = HistoryStore(tmp_path, "flood", batch_delay=5.0, max_delay=5.0)
-    try:
-        snaps = []
-        for i in range(20_000):
-            job = Job(len, args=("ab",), name=f"f{i}")
-            job.status = Status.DONE
-            snaps.append(snapshot_of(job))
-        for snap in snaps:
-            store.job_changed(snap)
-        assert store._writer.batches == 0  # nobody waited for the writer to take a batch
-        store.flush(timeout=30)
-        assert len(store.history()) == 20_000
-    finally:
-        store.close()

@@ -33,12 +33,8 @@ logger = logging.getLogger("jupyter_executor")
 # how many queued changes it lets a burst pile up at most.
 BURST = 1000
 MAX_DEFERRED = 200_000
-# Unwritten changes beyond which the threads reporting changes wait for the writer to take them
-# (about 15 MB of snapshots). Well above what a burst reports within max_delay (a thread no-op
-# burst reports ~40,000 changes a second): at 5,000, a burst's job threads waited for the
-# writer every 5,000 changes, holding the engine's lock while it wrote the previous batch, and
-# the small batches split each job's pending note from its end (two rows instead of one).
-BACKLOG = 50_000
+# Unwritten changes beyond which the threads reporting changes wait for the writer to take them.
+BACKLOG = 5000
 
 
 class Marker:
