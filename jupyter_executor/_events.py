@@ -251,6 +251,9 @@ class EventBus:
         self._unnoted.append(job)
         if not self._noting_running:
             self._noting_running = True
+            # A flush or a read of the history (history(), wait()) records them at once: what
+            # the user saw running before is in what they read.
+            self._store.before_flush = self._note_running
             self._call_soon(self._arm_note_running)
 
     def _arm_note_running(self) -> None:
@@ -258,7 +261,8 @@ class EventBus:
         self._loop.call_later(NOTE_RUNNING_AFTER, self._note_running)
 
     def _note_running(self) -> None:
-        """(loop thread) Record the jobs started since the last check that still run."""
+        """Record the jobs started since the last check that still run (loop thread, or the
+        thread that flushes the history)."""
         with self._lock:  # their status and times do not move while they are read
             jobs, self._unnoted = self._unnoted, []
             self._noting_running = False

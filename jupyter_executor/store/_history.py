@@ -167,6 +167,9 @@ class HistoryStore:
             idle_timeout=float(idle_timeout),
             max_delay=float(max_delay),
         )
+        #: Called (in the caller's thread) before a flush or a read: the engine reports there
+        #: the changes it deferred (see _events.NOTE_RUNNING_AFTER).
+        self.before_flush: Callable[[], None] | None = None
         # writer thread only
         self._runs = Runs(self.engine_id)
         self._con: sqlite3.Connection | None = None
@@ -215,6 +218,7 @@ class HistoryStore:
         TimeoutError
             Not written within ``timeout`` seconds.
         """
+        self._report_deferred()
         try:
             error = self._writer.flush(timeout)
         except TimeoutError:
@@ -223,6 +227,16 @@ class HistoryStore:
         if error is not None:
             msg = f"cannot write the history to {self.path}: {error}"
             raise StoreError(msg) from error
+
+    def _report_deferred(self) -> None:
+        # What the engine saw and has not reported yet (the starts of jobs that may end soon,
+        # see _events.NOTE_RUNNING_AFTER): a flush or a read must see them.
+        hook = self.before_flush
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.exception("jupyter_executor: cannot report the deferred changes")
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread (idempotent).
@@ -367,6 +381,8 @@ class HistoryStore:
         With ``flush``, this engine's queued changes are written first (the runs; the files and
         schedules are written at once and need no flush).
         """
+        if flush:
+            self._report_deferred()  # may start the writer thread
         if flush and self._writer.thread is not None and not self._writer.closed:
             # This engine's latest changes too; a failed write is logged by the writer, and
             # what is on disk is read anyway.
