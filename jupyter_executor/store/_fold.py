@@ -86,7 +86,16 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
             # running -> finished. Never a pending one ending before it started (that run is
             # the next attempt's), nor a step back to pending (a retry, a restart, a rerun).
             same = old_rank >= 1 and snap.attempts == old.attempts and new_rank >= old_rank
-            starts = old_rank == 0 and new_rank >= 1 and snap.attempts == old.attempts + 1
+            # A retry's pending snapshot carries how the attempt before ended (its traceback,
+            # error or cancel reason): it is that run's end, not only the next one's start.
+            starts = (
+                old_rank == 0
+                and new_rank >= 1
+                and snap.attempts == old.attempts + 1
+                and old.traceback is None
+                and old.exception is None
+                and old.cancel_reason is None
+            )
             if same or starts:
                 out[at] = snap
                 continue
