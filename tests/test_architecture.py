@@ -71,11 +71,12 @@ def test_engine_widget_still_builds_the_dashboard(tmp_path: Path) -> None:
 
 
 def test_the_facade_and_every_core_class_stay_readable() -> None:
-    # Issue 10: engine.py at most 600 lines, and no class of the core over 600 lines (a room
+    # Issue 10: engine.py at most 600 lines, and no class of the package over 600 lines (a room
     # that grows past it holds two concerns and splits by who owns the state).
     assert len((PACKAGE / "engine.py").read_text().splitlines()) <= 600
-    for module in CORE:
-        tree = ast.parse((PACKAGE / module).read_text())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = str(path.relative_to(PACKAGE))
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 size = (node.end_lineno or node.lineno) - node.lineno + 1

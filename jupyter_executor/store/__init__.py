@@ -3,7 +3,7 @@
 The package's rooms::
 
     _history.py   HistoryStore: the facade the engine, the CLI and _durable.py use; readers
-                  and the writes done at once (record_exit, schedules, ...)
+    _direct.py    the writes done at once, in the caller's thread (schedules, record_exit, ...)
     _writer.py    the writer thread: a queue, batches, flush and close
     _fold.py      folding job snapshots into runs (pure: no SQLite, no threads)
     _query.py     the query of history() with its filters checked; decoding its rows
