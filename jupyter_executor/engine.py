@@ -35,7 +35,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -65,6 +64,8 @@ from .job import BACKENDS, Job
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .store._query import Since, StatusFilter
 
 __all__ = ["Engine", "EngineEvent", "get_engine"]
 
@@ -413,8 +414,8 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         self,
         name: str | None = None,
         *,
-        since: float | datetime | timedelta | str | None = None,
-        status: str | Status | Iterable[str | Status] | None = None,
+        since: Since = None,
+        status: StatusFilter = None,
         limit: int | None = None,
     ) -> pd.DataFrame:
         """Every run of every job recorded in this engine's folder, across kernel restarts.

@@ -31,18 +31,17 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._snapshot import JobSnapshot, snapshot_of
-from .._status import Status
 from .._text import safe_text
 from ..errors import StoreError
 from . import _schema
 from ._direct import DirectWrites
 from ._fold import Runs, coalesce
-from ._query import decode, json_column, select
+from ._query import Since, StatusFilter, decode, json_column, select
 from ._schema import (
     ATTEMPT,
     NAME,
@@ -420,8 +419,8 @@ class HistoryStore(DirectWrites):
         self,
         name: str | None = None,
         *,
-        since: float | datetime | timedelta | str | None = None,
-        status: str | Status | Iterable[str | Status] | None = None,
+        since: Since = None,
+        status: StatusFilter = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Every run recorded in this folder, by all engines, oldest first.
@@ -460,8 +459,8 @@ class HistoryStore(DirectWrites):
         self,
         name: str | None = None,
         *,
-        since: float | datetime | timedelta | str | None = None,
-        status: str | Status | Iterable[str | Status] | None = None,
+        since: Since = None,
+        status: StatusFilter = None,
         limit: int | None = None,
     ) -> pd.DataFrame:
         """:meth:`history` as a DataFrame, times as local :class:`~datetime.datetime` (or None).

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import numbers
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from .._duration import parse_duration
 from .._status import Status
@@ -20,7 +21,12 @@ from .._text import safe_text
 from ..errors import InvalidOption, InvalidOptionType
 from ._schema import ORDER, ORDER_KEY
 
-__all__ = ["decode", "json_column", "select"]
+__all__ = ["Since", "StatusFilter", "decode", "json_column", "select"]
+
+#: ``since=`` of the history: epoch seconds, a datetime, or how long ago (``"2h"``, a timedelta).
+Since: TypeAlias = "float | datetime | timedelta | str | None"
+#: ``status=`` of the history: one status or several.
+StatusFilter: TypeAlias = "str | Status | Iterable[str | Status] | None"
 
 _STATUSES = frozenset(s.value for s in Status) - {Status.CREATED.value}
 
