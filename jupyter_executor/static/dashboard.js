@@ -843,6 +843,7 @@ const COLUMNS = [
   ["last_line", "last output", "last_line"],
   ["actions", "", null],
 ];
+const STATUS_MIN_W = 64;
 const ACTION_LABELS = { cancel: "cancel", rerun: "rerun", log: "log" };
 class DashboardView {
   constructor(el, store, send, widgets = undefined) {
@@ -855,6 +856,8 @@ class DashboardView {
     this.orderDirty = true;
     this.countsDirty = true;
     this.graphDirty = true;
+    this.badgeWidths = new Map();
+    this.statusUnsized = false;
     this.query = parseQuery("");
     this.sortKey = null;
     this.sortDir = 1;
@@ -874,6 +877,7 @@ class DashboardView {
   build(el) {
     const d = this.doc;
     this.countsEl = h(d, "div.je-counts");
+    this.probeEl = h(d, "div.je-cell.je-c-status.je-probe", { "aria-hidden": "true" });
     this.filterEl = /** @type {HTMLInputElement} */ (
       h(d, "input.je-filter", {
         type: "search",
@@ -928,6 +932,7 @@ class DashboardView {
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
+      this.probeEl,
       this.goneEl,
       h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.queuedEl, this.filterEl, this.graphBtn]),
       this.graphEl,
@@ -936,6 +941,7 @@ class DashboardView {
       this.logEl,
     ]);
     el.append(this.root);
+    this.resized?.observe(this.root);
   }
   markGone() {
     const gone = this.store.gone;
@@ -1012,8 +1018,9 @@ class DashboardView {
       });
       this.orderDirty = false;
     }
-    if (this.countsDirty) {
-      this.drawCounts();
+    if (this.countsDirty || this.statusUnsized) {
+      if (this.countsDirty) this.drawCounts();
+      this.sizeStatusColumn();
       this.countsDirty = false;
     }
     const order = this.order;
@@ -1057,6 +1064,28 @@ class DashboardView {
     );
     if (this.graphDirty && !this.graphEl.hidden) this.drawGraphSoon();
     this.root.dataset.rows = String(order.length);
+  }
+  sizeStatusColumn() {
+    const kinds = new Map();
+    for (const row of this.store.rows.values()) {
+      const key = `${row.status}|${statusLabel(row)}|${restartNote(row)}`;
+      if (!kinds.has(key)) kinds.set(key, row);
+    }
+    let widest = 0;
+    this.statusUnsized = false;
+    for (const [key, row] of kinds) {
+      let width = this.badgeWidths.get(key);
+      if (width === undefined) {
+        this.probeEl.replaceChildren(...rowBadge(this.doc, row));
+        width = this.probeEl.getBoundingClientRect().width;
+        width = width > 0 ? Math.ceil(width) + 1 : 0;
+        if (width > 0) this.badgeWidths.set(key, width);
+        else this.statusUnsized = true;
+      }
+      widest = Math.max(widest, width);
+    }
+    this.probeEl.replaceChildren();
+    if (widest > 0) this.root.style.setProperty("--je-status-w", `${Math.max(STATUS_MIN_W, Math.ceil(widest))}px`);
   }
   drawCounts() {
     const counts = countStatuses(this.store.rows.values());
