@@ -1,28 +1,39 @@
-"""Benchmark of the live dashboard (issue 4): render time in headless Chromium, and the traffic
-from the kernel to the browser while 1,000 jobs change state.
+"""Benchmark of the live dashboard (issue 4) and of the job views (issue 11): render time in
+headless Chromium, the time from a page reload to a correct table, and the traffic from the
+kernel to the browser while 1,000 jobs change state or 100 job views print.
 
 Run from the repository root::
 
-    python benchmarks/bench_dashboard.py            # everything (about 2 min on 2 cores)
-    python benchmarks/bench_dashboard.py --quick    # fewer rounds, shorter traffic window
+    python benchmarks/bench_dashboard.py            # everything (about 3 min on 2 cores)
+    python benchmarks/bench_dashboard.py --quick    # fewer rounds, shorter windows, no JupyterLab
     python benchmarks/bench_dashboard.py --no-lab --json out.json
+    python benchmarks/bench_dashboard.py --only reload,views
 
-Three measurements:
+Five measurements (``--only`` names them):
 
-1. **Render, bundle alone**: the shipped ``static/dashboard.js`` in a blank Chromium page with an
-   in-page model, given the initial snapshot of a real engine with 1,000 / 10,000 finished jobs.
-   ``drawn`` is the time ``render()`` takes to put the first rows in the DOM, ``painted`` adds two
-   animation frames. The kernel side (building the snapshot) is timed too.
-2. **Render, JupyterLab**: a cell ``Dashboard(engine)`` is run in JupyterLab 4; the time from
-   running the cell to the rows being in the page (kernel snapshot, comm transfer, module load,
-   render) is measured in the page.
-3. **Traffic**: a real kernel (``jupyter_client``) runs a dashboard over 1,000 async jobs that
+1. ``render``, the bundle alone: the shipped ``static/dashboard.js`` in a blank Chromium page with
+   an in-page model, given the initial snapshot of a real engine with 1,000 / 10,000 finished
+   jobs. ``drawn`` is the time ``render()`` takes to put the first rows in the DOM, ``painted``
+   adds two animation frames. The kernel side (building the snapshot) is timed too.
+2. ``lab``, render in JupyterLab: a cell ``Dashboard(engine)`` is run in JupyterLab 4; the time
+   from running the cell to the rows being in the page (kernel snapshot, comm transfer, module
+   load, render) is measured in the page.
+3. ``reload``, JupyterLab: a notebook shows ``%jobs`` and then runs 1,000 / 10,000 jobs (one in
+   seven fails), is saved, and the page is reloaded (kernel alive, 3 times). The page records,
+   from the navigation's start, when the notebook's cells are in the page (JupyterLab's own load,
+   the floor), when the table is drawn and when it is correct: every job listed and the status
+   counts of its header equal to ``engine.list()``'s (issue 11: goal < 1 s at 10,000).
+4. ``traffic``: a real kernel (``jupyter_client``) runs a dashboard over 1,000 async jobs that
    print, report progress and finish at random, and are rerun as soon as they finish, so every
-   job keeps changing state. A ZeroMQ subscriber on the kernel's iopub socket counts the raw bytes
-   and the messages of the dashboard's comm, per second, over a window of steady state. The
-   engine's own event rate is reported next to it: the coalescing ratio.
+   job keeps changing state. A ZeroMQ subscriber on the kernel's iopub socket counts the raw
+   bytes and the messages of the dashboard's comm, per second, over a window of steady state.
+   The engine's own event rate is reported next to it: the coalescing ratio.
+5. ``views``: 100 ``%%job`` cells in a real kernel, each job printing 10 lines a second, and a
+   ``%jobs`` table: the comm messages of the job views and of the table per second (issue 11:
+   goal within the budget of 20 messages/s for all job views, ``_publisher.JOB_VIEWS_PACER``,
+   plus 10 for the table).
 
-Needs Debian ``chromium`` and Playwright for Python for 1 and 2 (``--no-browser`` skips them).
+Needs Debian ``chromium`` and Playwright for Python for 1-3 (``--no-browser`` skips them).
 """
 
 from __future__ import annotations
@@ -142,6 +153,123 @@ def bench_lab(sizes: list[int], tmp: Path) -> list[dict[str, Any]]:
             add_and_run_cell(page, f"eng{n}.shutdown()")
             wait_idle(page)
         page.close()
+    return results
+
+
+# -- 2b. reload, JupyterLab ----------------------------------------------------------------------
+# Times recorded by the page itself at each animation frame (no round trip to Playwright in the
+# measurement); ``performance.now()`` counts from the navigation's start, i.e. from the reload.
+# ``cells``: the notebook's cells are in the page (JupyterLab's own loading, the floor);
+# ``kernel``: the page's connection to the (running) kernel is up, widgets can be restored;
+# ``dash``: the dashboard's view is drawn (maybe from stale state); ``correct``: the table lists
+# every job (``data-rows``) and its status chips hold the engine's counts per status.
+_WATCH_RELOAD = """(() => {
+  const want = %s;
+  const total = Object.values(want).reduce((a, b) => a + b, 0);
+  const t = window.__jeReload = { cells: null, kernel: null, dash: null, correct: null };
+  const check = () => {
+    if (t.cells === null && document.querySelector(".jp-Notebook .jp-Cell"))
+      t.cells = performance.now();
+    const app = window.jupyterapp;
+    const kernel = app && app.shell.currentWidget && app.shell.currentWidget.sessionContext
+      && app.shell.currentWidget.sessionContext.session
+      && app.shell.currentWidget.sessionContext.session.kernel;
+    if (t.kernel === null && kernel && kernel.connectionStatus === "connected")
+      t.kernel = performance.now();
+    const el = document.querySelector(".je-dash");
+    if (el && t.dash === null) t.dash = performance.now();
+    if (el && el.dataset.rows === String(total)) {
+      const shown = {};
+      for (const chip of el.querySelectorAll(".je-counts .je-chip"))
+        shown[chip.dataset.status] = Number(chip.querySelector("b").textContent);
+      const ok = Object.keys(want).every((s) => shown[s] === want[s])
+        && Object.entries(shown).every(([s, c]) => c === (want[s] || 0));
+      if (ok) { t.correct = performance.now(); return; }
+    }
+    requestAnimationFrame(check);
+  };
+  requestAnimationFrame(check);
+})();"""
+
+_COUNTS = (
+    "import json\nfrom jupyter_executor import get_engine\n"
+    "print(json.dumps(get_engine().list().status.value_counts().to_dict()))"
+)
+
+
+def bench_reload(sizes: list[int], rounds: int, tmp: Path) -> list[dict[str, Any]]:
+    """Reload the page of a notebook whose ``%jobs`` table was drawn before its jobs ran: the
+    table's state in the page's widget manager is stale (empty) and must be brought up to date."""
+    from _browser import (
+        chromium,
+        jupyter_lab,
+        kernel_execute,
+        open_notebook,
+        run_all_cells,
+        wait_idle,
+        write_notebook,
+    )
+
+    root = tmp / "lab-root"
+    for n in sizes:
+        (root / f"n{n}").mkdir(parents=True)
+        write_notebook(
+            root / f"n{n}" / "reload.ipynb",
+            [
+                "%load_ext jupyter_executor\nfrom jupyter_executor import get_engine",
+                "%jobs",
+                # one job in seven fails, so the table has two statuses to get right
+                "eng = get_engine()\n"
+                f"for i in range({n}):\n"
+                "    eng.submit(divmod, 1, i % 7, name=f'job-{i}')\n"
+                "assert eng.wait(timeout=300)",
+            ],
+        )
+    results = []
+    with jupyter_lab(tmp, root) as lab, chromium(tmp) as browser:
+        for n in sizes:
+            page = open_notebook(browser, lab, f"n{n}/reload.ipynb")
+            run_all_cells(page, timeout=600)
+            want = json.loads(kernel_execute(page, _COUNTS).strip().splitlines()[-1])
+            assert sum(want.values()) == n, want
+            page.add_init_script(_WATCH_RELOAD % json.dumps(want))
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_function(
+                "() => !window.jupyterapp.shell.currentWidget.context.model.dirty"
+            )
+            times: dict[str, list[float]] = {"cells": [], "kernel": [], "dash": [], "correct": []}
+            for _ in range(rounds):
+                page.reload()
+                page.wait_for_function(
+                    "() => window.__jeReload && window.__jeReload.correct !== null",
+                    polling=200,
+                    timeout=120_000,
+                )
+                got = page.evaluate("() => window.__jeReload")
+                for key, values in times.items():
+                    values.append(got[key])
+                wait_idle(page)
+            kernel_execute(page, "get_engine().shutdown()")
+            page.close()
+            median = {k: statistics.median(v) for k, v in times.items()}
+            results.append(
+                {
+                    "jobs": n,
+                    "statuses": want,
+                    "rounds": rounds,
+                    "reload_to_cells_ms": round(median["cells"], 1),
+                    "reload_to_kernel_ms": round(median["kernel"], 1),
+                    "reload_to_view_ms": round(median["dash"], 1),
+                    "reload_to_correct_ms": round(median["correct"], 1),
+                    "view_to_correct_ms": round(
+                        statistics.median(
+                            c - d for c, d in zip(times["correct"], times["dash"], strict=True)
+                        ),
+                        1,
+                    ),
+                    "reload_to_correct_all_ms": [round(c) for c in times["correct"]],
+                }
+            )
     return results
 
 
@@ -271,6 +399,136 @@ def bench_traffic(seconds: float, warmup: float, tmp: Path) -> dict[str, Any]:
         km.shutdown_kernel(now=False)
 
 
+# -- 4. traffic of many job views --------------------------------------------------------------
+VIEWS_SETUP = textwrap.dedent(
+    """
+    %load_ext jupyter_executor
+    import threading, time
+    from jupyter_executor import get_engine
+    # every job runs at once (the thread backend runs 32 at a time by default)
+    get_engine(limits={"thread": None})
+    stop = threading.Event()
+    lines = [0]
+    """
+)
+# Each view's job prints a line every 0.1 s until told to stop: 100 of them print 1,000 lines/s.
+VIEW_CELL = textwrap.dedent(
+    """
+    %%job view-{i}
+    k = 0
+    while not stop.is_set():
+        k += 1
+        print(f"view {i} line {{k}}")
+        lines[0] += 1
+        stop.wait(0.1)
+    k
+    """
+).lstrip()
+
+
+def bench_views_traffic(n_views: int, seconds: float, warmup: float, tmp: Path) -> dict[str, Any]:
+    """``n_views`` ``%%job`` cells (each with its view) and a ``%jobs`` dashboard in a real
+    kernel, every job printing 10 lines/s; count the comm messages of the views and of the
+    dashboard per second on the kernel's iopub socket."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["IPYTHONDIR"] = str(tmp / "ipython")
+    km = KernelManager(kernel_name="python3")
+    km.connection_file = str(tmp / "kernel.json")
+    km.start_kernel(env=env, cwd=str(tmp))
+    kc = km.client()
+    kc.start_channels()
+    msgs: list[tuple[float, int, str]] = []  # (time, raw bytes, comm id) of every comm_msg
+    kinds: dict[str, str] = {}  # comm id -> the widget's _anywidget_id
+    stop = threading.Event()
+    sub: Any = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVTIMEO, 200)
+    sub.connect(f"{km.transport}://{km.ip}:{km.iopub_port}")
+
+    def reader() -> None:
+        session = km.session
+        while not stop.is_set():
+            try:
+                frames = sub.recv_multipart(copy=True)
+            except zmq.Again:
+                continue
+            _, parts = session.feed_identities(frames)
+            msg = session.deserialize(parts, content=True)
+            kind = msg["header"]["msg_type"]
+            content = msg["content"]
+            if kind == "comm_msg":
+                msgs.append((time.monotonic(), sum(map(len, frames)), content.get("comm_id", "")))
+            elif kind == "comm_open":
+                state = content.get("data", {}).get("state", {})
+                kinds[content["comm_id"]] = str(state.get("_anywidget_id", ""))
+
+    thread = threading.Thread(target=reader, daemon=True)
+
+    def run(code: str) -> str:
+        out: list[str] = []
+        reply = kc.execute_interactive(code, timeout=120, output_hook=_collect(out))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(out)
+
+    try:
+        kc.wait_for_ready(timeout=60)
+        thread.start()
+        time.sleep(0.5)
+        run(VIEWS_SETUP)
+        run("%jobs")
+        for i in range(n_views):
+            run(VIEW_CELL.format(i=i))
+        time.sleep(warmup)
+        l0, t0 = int(run("print(lines[0])").split()[-1]), time.monotonic()
+        time.sleep(seconds)
+        l1, t1 = int(run("print(lines[0])").split()[-1]), time.monotonic()
+        run("stop.set()\nassert get_engine().wait(timeout=60)")
+        views = {c for c, k in kinds.items() if k.endswith(".JobView")}
+        dashes = {c for c, k in kinds.items() if k.endswith(".Dashboard")}
+        assert len(views) == n_views and len(dashes) == 1, (len(views), len(dashes))
+
+        def rate(comms: set[str]) -> tuple[float, int, float]:
+            window = [(t, b) for t, b, c in msgs if c in comms and t0 <= t <= t1]
+            per_second = [0] * int(seconds)
+            for t, _ in window:
+                if int(t - t0) < len(per_second):
+                    per_second[int(t - t0)] += 1
+            kb = sum(b for _, b in window) / (t1 - t0) / 1000
+            return round(len(window) / (t1 - t0), 2), max(per_second, default=0), round(kb, 1)
+
+        v_rate, v_max, v_kb = rate(views)
+        d_rate, d_max, d_kb = rate(dashes)
+        both = [
+            sum(1 for t, _, c in msgs if (c in views or c in dashes) and t0 + s <= t < t0 + s + 1)
+            for s in range(int(seconds))
+        ]
+        views_updated = len({c for t, _, c in msgs if c in views and t0 <= t <= t1})
+        run("get_engine().shutdown()")
+        return {
+            "views": n_views,
+            "seconds": round(t1 - t0, 2),
+            "lines_per_s": round((l1 - l0) / (t1 - t0)),
+            "views_msgs_per_s": v_rate,
+            "views_max_in_1s": v_max,
+            "views_kb_per_s": v_kb,
+            "views_updated_in_window": views_updated,
+            "dashboard_msgs_per_s": d_rate,
+            "dashboard_max_in_1s": d_max,
+            "dashboard_kb_per_s": d_kb,
+            "total_max_in_1s": max(both, default=0),
+        }
+    finally:
+        stop.set()
+        thread.join(5)
+        sub.close(linger=0)
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+
+
 def _collect(sink: list[str]) -> Any:
     def hook(msg: dict[str, Any]) -> None:
         if msg["header"]["msg_type"] == "stream":
@@ -306,6 +564,45 @@ def report(results: dict[str, Any]) -> str:
         for r in results["lab"]:
             lines.append(f"| {r['jobs']:,} | {r['cell_to_rows_ms']} ms | {r['render_ms']} ms |")
         lines.append("")
+    if results.get("reload"):
+        lines += [
+            "## Reload in JupyterLab 4 -> a correct `%jobs` table "
+            "(table drawn before its jobs ran)",
+            "",
+            "| jobs | statuses | reload -> notebook cells (JupyterLab) | -> kernel connected "
+            "| -> table drawn "
+            "| -> table correct | drawn -> correct | goal < 1 s (reload -> correct) |",
+            "|---:|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in results["reload"]:
+            statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(r["statuses"].items()))
+            met = "met" if r["reload_to_correct_ms"] < 1000 else "not met"
+            lines.append(
+                f"| {r['jobs']:,} | {statuses} | {r['reload_to_cells_ms']} ms "
+                f"| {r['reload_to_kernel_ms']} ms "
+                f"| {r['reload_to_view_ms']} ms | {r['reload_to_correct_ms']} ms "
+                f"| {r['view_to_correct_ms']} ms | {met} |"
+            )
+        lines.append("")
+    v = results.get("views")
+    if v:
+        ok = v["views_max_in_1s"] <= 20 and v["dashboard_max_in_1s"] <= 10
+        lines += [
+            f"## {v['views']} `%%job` views printing ({v['lines_per_s']:,} lines/s) "
+            "and a `%jobs` table",
+            "",
+            "| | messages/s | max in 1 s | KB/s | budget |",
+            "|---|---:|---:|---:|---:|",
+            f"| job views | {v['views_msgs_per_s']} | {v['views_max_in_1s']} "
+            f"| {v['views_kb_per_s']} | 20 |",
+            f"| dashboard | {v['dashboard_msgs_per_s']} | {v['dashboard_max_in_1s']} "
+            f"| {v['dashboard_kb_per_s']} | 10 |",
+            f"| both | | {v['total_max_in_1s']} | | 30 |",
+            "",
+            f"Window: {v['seconds']} s; {v['views_updated_in_window']} of {v['views']} views "
+            f"updated in it; budget {'met' if ok else 'not met'}.",
+            "",
+        ]
     t = results.get("traffic")
     if t:
         lines += [
@@ -324,6 +621,9 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CASES = ("render", "lab", "reload", "traffic", "views")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -332,17 +632,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-browser", action="store_true", help="traffic only")
     p.add_argument("--no-lab", action="store_true", help="skip the JupyterLab measurement")
     p.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    p.add_argument(
+        "--only",
+        metavar="CASES",
+        help=f"comma-separated cases to run, of {','.join(CASES)} (default: all that apply)",
+    )
+    p.add_argument("--views", type=int, default=100, help="job views in the views case")
     args = p.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else set(CASES)
+    if only - set(CASES):
+        p.error(f"--only: unknown case(s) {','.join(sorted(only - set(CASES)))}")
+    if args.no_browser:
+        only -= {"render", "lab", "reload"}
+    if args.quick or args.no_lab:
+        only -= {"lab", "reload"}
     rounds = 1 if args.quick else 5
+    window = 5.0 if args.quick else 15.0
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp_name:
         tmp = Path(tmp_name)
-        if not args.no_browser:
+        if "render" in only:
             results["render"] = bench_render([1_000, 10_000], rounds, tmp / "render")
-            if not (args.quick or args.no_lab):
-                results["lab"] = bench_lab([1_000, 10_000], tmp / "lab")
-        (tmp / "traffic").mkdir()
-        results["traffic"] = bench_traffic(5.0 if args.quick else 15.0, 3.0, tmp / "traffic")
+        if "lab" in only:
+            results["lab"] = bench_lab([1_000, 10_000], tmp / "lab")
+        if "reload" in only:
+            results["reload"] = bench_reload([1_000, 10_000], 3, tmp / "reload")
+        if "traffic" in only:
+            (tmp / "traffic").mkdir()
+            results["traffic"] = bench_traffic(window, 3.0, tmp / "traffic")
+        if "views" in only:
+            (tmp / "views").mkdir()
+            results["views"] = bench_views_traffic(args.views, window, 3.0, tmp / "views")
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

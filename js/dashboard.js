@@ -1,7 +1,7 @@
 // The live dashboard: a virtualised table of every job of an engine, fed by the model's Store.
 // The kernel sends coalesced diffs at most ~10 times a second; durations tick here, in the browser.
 import { h, setText } from "./dom.js";
-import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, restartNote, STATUSES, truncate } from "./format.js";
+import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, restartNote, statusLabel, STATUSES, truncate } from "./format.js";
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
@@ -36,6 +36,9 @@ export const COLUMNS = [
   ["actions", "", null],
 ];
 
+/** The status column is never narrower than its header ("status" and a sort arrow), px. */
+const STATUS_MIN_W = 64;
+
 const ACTION_LABELS = { cancel: "cancel", rerun: "rerun", log: "log" };
 
 /**
@@ -67,6 +70,9 @@ class DashboardView {
     this.orderDirty = true;
     this.countsDirty = true;
     this.graphDirty = true;
+    /** @type {Map<string, number>} badge kind -> its measured width (px), see sizeStatusColumn */
+    this.badgeWidths = new Map();
+    this.statusUnsized = false;
     this.query = parseQuery("");
     /** @type {string | null} */
     this.sortKey = null;
@@ -96,6 +102,8 @@ class DashboardView {
   build(el) {
     const d = this.doc;
     this.countsEl = h(d, "div.je-counts");
+    // Measures status badges off screen, to size the status column (sizeStatusColumn).
+    this.probeEl = h(d, "div.je-cell.je-c-status.je-probe", { "aria-hidden": "true" });
     this.filterEl = /** @type {HTMLInputElement} */ (
       h(d, "input.je-filter", {
         type: "search",
@@ -153,6 +161,7 @@ class DashboardView {
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
+      this.probeEl,
       this.goneEl,
       h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.queuedEl, this.filterEl, this.graphBtn]),
       this.graphEl,
@@ -161,6 +170,9 @@ class DashboardView {
       this.logEl,
     ]);
     el.append(this.root);
+    // Drawn before it was in the page (nothing can be measured yet): size the status column
+    // when it gets a size.
+    this.resized?.observe(this.root);
   }
 
   /** The kernel is gone: stop the clocks, grey out, disable the buttons, say so. */
@@ -260,8 +272,9 @@ class DashboardView {
       });
       this.orderDirty = false;
     }
-    if (this.countsDirty) {
-      this.drawCounts();
+    if (this.countsDirty || this.statusUnsized) {
+      if (this.countsDirty) this.drawCounts();
+      this.sizeStatusColumn();
       this.countsDirty = false;
     }
     const order = this.order;
@@ -308,6 +321,37 @@ class DashboardView {
     );
     if (this.graphDirty && !this.graphEl.hidden) this.drawGraphSoon();
     this.root.dataset.rows = String(order.length);
+  }
+
+  /**
+   * The status column is as wide as the widest badge of any row (all rows, not only the drawn
+   * ones: the column must not jump while scrolling), so no badge is cut off and the other
+   * columns get the rest. Each distinct badge is measured once, in a hidden probe cell.
+   */
+  sizeStatusColumn() {
+    /** @type {Map<string, Row>} */
+    const kinds = new Map();
+    for (const row of this.store.rows.values()) {
+      const key = `${row.status}|${statusLabel(row)}|${restartNote(row)}`;
+      if (!kinds.has(key)) kinds.set(key, row);
+    }
+    let widest = 0;
+    this.statusUnsized = false;
+    for (const [key, row] of kinds) {
+      let width = this.badgeWidths.get(key);
+      if (width === undefined) {
+        this.probeEl.replaceChildren(...rowBadge(this.doc, row));
+        // fractional: a badge of 78.4 px in a cell of 88 would be cut (ellipsis); +1 for rounding
+        width = this.probeEl.getBoundingClientRect().width;
+        width = width > 0 ? Math.ceil(width) + 1 : 0;
+        // 0: not laid out (not in the page yet, or hidden); measured again on the next resize
+        if (width > 0) this.badgeWidths.set(key, width);
+        else this.statusUnsized = true;
+      }
+      widest = Math.max(widest, width);
+    }
+    this.probeEl.replaceChildren();
+    if (widest > 0) this.root.style.setProperty("--je-status-w", `${Math.max(STATUS_MIN_W, Math.ceil(widest))}px`);
   }
 
   drawCounts() {

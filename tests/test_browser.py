@@ -223,7 +223,14 @@ def _ten_thousand_jobs(page: Any) -> None:
 # -- the bundle alone ----------------------------------------------------------------------------
 
 
-def _snapshot(n: int, *, now: float = 1_800_000_000.0) -> dict[str, Any]:
+def _snapshot(
+    n: int,
+    *,
+    now: float = 1_800_000_000.0,
+    changes: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A snapshot message of ``n`` rows of every status; ``changes`` overrides fields by row
+    index."""
     from jupyter_executor._publisher import encode_snapshot
 
     statuses = ["running", "done", "failed", "pending", "cancelled"]
@@ -252,6 +259,8 @@ def _snapshot(n: int, *, now: float = 1_800_000_000.0) -> dict[str, Any]:
                 "progress_text": "",
             }
         )
+    for i, fields in (changes or {}).items():
+        rows[i].update(fields)
     return encode_snapshot(rows, seq=0, t=now)
 
 
@@ -427,5 +436,100 @@ def test_the_table_works_from_the_keyboard(browser: Any) -> None:
         page.keyboard.press("Enter")
         page.locator('.je-detail[data-name="job-5"]').wait_for()
         page.screenshot(path=str(ARTIFACTS / "dashboard-keyboard.png"))
+    finally:
+        page.close()
+
+
+# Per drawn row and cell: its width, how wide its content is, its tooltip, its text; and for the
+# status cell the width of what it holds (badge and note).
+_CELLS = """() => [...document.querySelectorAll('.je-row')].map((row) => {
+  const cells = {};
+  for (const cell of row.querySelectorAll('.je-cell')) {
+    const key = [...cell.classList].find((c) => c.startsWith('je-c-')).slice(5);
+    const kids = [...cell.children].map((k) => k.getBoundingClientRect());
+    const left = Math.min(...kids.map((k) => k.left));
+    cells[key] = {
+      client: cell.clientWidth, scroll: cell.scrollWidth, title: cell.title,
+      text: cell.textContent.trim(),
+      content: kids.length ? Math.max(...kids.map((k) => k.right)) - left : 0,
+    };
+  }
+  return { name: row.dataset.name, cells };
+})"""
+
+# The graph pane and its drawing: sizes, and whether every edge ends in a marker of this svg.
+_GRAPH = """() => {
+  const pane = document.querySelector('.je-graph');
+  const svg = pane.querySelector('.je-graph-svg');
+  const ids = new Set([...svg.querySelectorAll('marker')].map((m) => m.id));
+  const edges = [...svg.querySelectorAll('.je-edge')];
+  return {
+    pane: pane.clientWidth, drawn: svg.getBoundingClientRect().width,
+    natural: Number(svg.getAttribute('width')), edges: edges.length,
+    arrowed: edges.filter((e) => ids.has((e.getAttribute('marker-end') || '').slice(5, -1))).length,
+    scrolls: pane.scrollWidth > pane.clientWidth,
+  };
+}"""
+
+
+@pytest.mark.timeout(120)
+def test_columns_and_graph_fit_at_1300_px(browser: Any) -> None:
+    """Issue 11 polish, at 1,300 px: the status column is as wide as its widest badge (it was a
+    fixed 128 px, 50 px wider than any badge, while the action buttons overflowed theirs), no
+    badge or button is cut off, a value cut off in its column has the full value in its tooltip;
+    the dependency graph has an arrowhead on every edge and fits its pane's width."""
+    long_result = "'" + "a long result " * 20 + "'"
+    page, _ = widget_page(
+        browser,
+        "dashboard",
+        _snapshot(
+            14,
+            changes={
+                0: {"name": "fit-gradient-boosting-model-on-the-whole-2026-dataset"},
+                1: {"result": long_result, "backend": "subprocess"},
+                3: {"restarts": 2},  # pending with restarts: the wider "restarting (2)" badge
+                8: {"requires": ["job-7", "job-2", "job-1", "job-0"]},
+            },
+        ),
+    )
+    try:
+        page.set_viewport_size({"width": 1300, "height": 900})
+        page.wait_for_timeout(200)  # two frames: drawn again at the new width
+        rows = page.evaluate(_CELLS)
+        assert len(rows) == 14
+        widest = max(r["cells"]["status"]["content"] for r in rows)
+        status_col = rows[0]["cells"]["status"]["client"]
+        for r in rows:
+            status, actions = r["cells"]["status"], r["cells"]["actions"]
+            backend = r["cells"]["backend"]  # "subprocess", the longest name, is whole
+            assert backend["scroll"] <= backend["client"], (r["name"], backend)
+            assert status["scroll"] <= status["client"], (r["name"], status)  # badge not cut
+            assert actions["scroll"] <= actions["client"], (r["name"], actions)
+        # sized to the badge: its 2 x 5 px padding and at most a few px more
+        assert widest + 10 <= status_col <= widest + 10 + 4, (widest, status_col)
+        assert any("restarting (2)" in r["cells"]["status"]["text"] for r in rows)
+        cut = [
+            (r["name"], key, c)
+            for r in rows
+            for key, c in r["cells"].items()
+            if c["scroll"] > c["client"] + 1 and key not in ("status", "actions")
+        ]
+        assert {(name, key) for name, key, _ in cut} >= {
+            ("fit-gradient-boosting-model-on-the-whole-2026-dataset", "name"),
+            ("job-1", "result"),
+            ("job-8", "requires"),
+        }, cut
+        for name, key, c in cut:  # each cut-off value is whole in its tooltip
+            # (a long result's text is cut to 200 characters and an ellipsis as well)
+            assert c["title"] and c["text"].lstrip("▸ ").rstrip("…") in c["title"], (name, key, c)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-1300px.png"))
+
+        page.locator(".je-graph-toggle").click()
+        graph = page.evaluate(_GRAPH)
+        assert graph["edges"] > 0 and graph["arrowed"] == graph["edges"], graph
+        # natural size wider than the pane here: scaled down to fit it, no scrolling sideways
+        assert graph["natural"] > graph["pane"], graph
+        assert graph["drawn"] <= graph["pane"] and not graph["scrolls"], graph
+        page.locator(".je-graph").screenshot(path=str(ARTIFACTS / "dashboard-graph-1300px.png"))
     finally:
         page.close()

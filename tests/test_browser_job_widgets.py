@@ -2,8 +2,8 @@
 Playwright: a ``tqdm.auto`` bar in a ``%%job`` cell is drawn in the job's view as the live
 widget it is (it was a frozen text copy, ``widget bar: 0%| | 0/30``), moves while the job runs
 and ends at 100%, and feeds the view's progress bar; any ipywidget a job displays is drawn and
-works; a bundle only the front end's renderers know (vega-lite here; plotly's likewise) is
-drawn by them.
+works; bundles only the front end's renderers know (vega-lite, and a plotly figure shown with
+``fig.show()`` as users do: the plotly wheel ships its JupyterLab renderer) are drawn by them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from _browser import (
 
 pytestmark = [*needs_browser(notebook7=True), pytest.mark.timeout(240)]
 pytest.importorskip("tqdm")
+pytest.importorskip("plotly")
 
 CELLS = [
     "%load_ext jupyter_executor\nimport threading\ngate = threading.Event()",
@@ -47,6 +48,9 @@ CELLS = [
     "        'encoding': {'x': {'field': 'a', 'type': 'nominal'},\n"
     "                     'y': {'field': 'b', 'type': 'quantitative'}}}\n"
     "display({'application/vnd.vegalite.v5+json': spec, 'text/plain': 'a bar chart'}, raw=True)",
+    # a plotly figure, shown as in any notebook: its bundle is drawn by plotly's own renderer
+    "%%job plot\nimport plotly.graph_objects as go\n"
+    "fig = go.Figure(go.Bar(x=['x', 'y'], y=[3, 5]))\nfig.show()",
 ]
 BAR = '.je-jobview[data-name="bar"] .je-display[data-state="drawn"] .progress-bar'
 
@@ -105,5 +109,12 @@ def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any, app: 
             chart = in_notebook(page, '.je-jobview[data-name="chart"] .je-display .vega-embed')
             chart.wait_for(timeout=30_000)
             assert chart.locator("canvas, svg").count() > 0
+            # and the plotly figure by plotly's renderer (jupyterlab-plotly), with its bars
+            plot = in_notebook(page, '.je-jobview[data-name="plot"] .je-display .js-plotly-plot')
+            plot.wait_for(timeout=30_000)
+            assert plot.locator(".main-svg .trace.bars .point").count() == 2
+            in_notebook(page, '.je-jobview[data-name="plot"]').screenshot(
+                path=str(ARTIFACTS / f"job-widgets-{app}-plotly.png")
+            )
             page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-done.png"), full_page=True)
             wait_idle(page)

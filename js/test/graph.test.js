@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { layoutGraph, NODE_W } from "../graph.js";
+import { layoutGraph, MIN_SCALE, NODE_W, renderGraph } from "../graph.js";
 
 const row = (name, requires = [], status = "done") => ({ name, requires, status, _v: 1, _i: 0 });
 
@@ -30,4 +30,101 @@ test("maxNodes bounds the drawing and reports the rest", () => {
   const g = layoutGraph(rows, { maxNodes: 150 });
   assert.equal(g.nodes.length, 150);
   assert.equal(g.omitted, 350);
+});
+
+/**
+ * Edge crossings of a layout: two edges between the same two layers cross when their ends are
+ * in opposite orders.
+ * @param {ReturnType<typeof layoutGraph>} g
+ */
+function crossings(g) {
+  const at = new Map(g.nodes.map((n) => [n.name, n]));
+  const spans = g.edges.map((e) => ({ a: at.get(e.from), b: at.get(e.to) }));
+  let count = 0;
+  for (let i = 0; i < spans.length; i++) {
+    for (let j = i + 1; j < spans.length; j++) {
+      const [p, q] = [spans[i], spans[j]];
+      if (p.a.layer !== q.a.layer || p.b.layer !== q.b.layer) continue;
+      if ((p.a.y - q.a.y) * (p.b.y - q.b.y) < 0) count++;
+    }
+  }
+  return count;
+}
+
+test("the roots are ordered by their dependents too (a sweep up)", () => {
+  // Listed a, b, c: m needs a and c, n needs b. A sweep down alone leaves c -> m crossing
+  // b -> n; moving c up beside a removes it.
+  const g = layoutGraph([row("a"), row("b"), row("c"), row("m", ["a", "c"]), row("n", ["b"])]);
+  assert.equal(crossings(g), 0);
+  const roots = g.nodes.filter((n) => n.layer === 0).sort((p, q) => p.y - q.y).map((n) => n.name);
+  assert.deepEqual(roots, ["a", "c", "b"]);
+});
+
+test("a diamond pipeline in scrambled order is drawn without crossings", () => {
+  const g = layoutGraph([
+    row("load-b"),
+    row("load-a"),
+    row("clean-a", ["load-a"]),
+    row("clean-b", ["load-b"]),
+    row("fit-a", ["clean-a"]),
+    row("fit-b", ["clean-b"]),
+    row("report", ["fit-a", "fit-b"]),
+  ]);
+  assert.equal(crossings(g), 0);
+});
+
+// renderGraph draws with a Document; a minimal stand-in (tags, attributes, children) is enough to
+// check what it draws.
+class FakeNode {
+  /** @param {string} tag */
+  constructor(tag) {
+    this.tag = tag;
+    /** @type {Record<string, string>} */
+    this.attrs = {};
+    /** @type {FakeNode[]} */
+    this.children = [];
+    this.textContent = "";
+  }
+  setAttribute(k, v) {
+    this.attrs[k] = v;
+  }
+  addEventListener() {}
+  append(...nodes) {
+    this.children.push(...nodes);
+  }
+  /** @returns {FakeNode[]} */
+  all(tag) {
+    return this.children.flatMap((c) => [...(c.tag === tag ? [c] : []), ...c.all(tag)]);
+  }
+}
+const svgDoc = /** @type {any} */ ({ createElementNS: (_ns, tag) => new FakeNode(tag) });
+
+test("every edge ends in an arrowhead of its own drawing", () => {
+  const g = layoutGraph([row("a"), row("b", ["a"]), row("c", ["a", "b"])]);
+  const svg = /** @type {any} */ (renderGraph(svgDoc, g));
+  const [marker] = svg.all("marker");
+  assert.ok(marker, "no arrowhead marker");
+  assert.equal(marker.attrs.orient, "auto");
+  const edges = svg.all("path").filter((p) => p.attrs.class === "je-edge");
+  assert.equal(edges.length, 3);
+  for (const e of edges) assert.equal(e.attrs["marker-end"], `url(#${marker.attrs.id})`);
+  // a second drawing (another dashboard in the page) has another id: ids are document-wide
+  const [other] = /** @type {any} */ (renderGraph(svgDoc, g)).all("marker");
+  assert.notEqual(other.attrs.id, marker.attrs.id);
+});
+
+test("the drawing fits its pane's width, down to MIN_SCALE of its size", () => {
+  const rows = Array.from({ length: 12 }, (_, i) => row(`step-${i}`, i ? [`step-${i - 1}`] : []));
+  const g = layoutGraph(rows);
+  const svg = /** @type {any} */ (renderGraph(svgDoc, g));
+  assert.equal(svg.attrs.viewBox, `0 0 ${g.width} ${g.height}`);
+  const style = Object.fromEntries(
+    svg.attrs.style.split(";").map((d) => d.split(":").map((s) => s.trim())),
+  );
+  assert.deepEqual(style, {
+    width: "100%",
+    "max-width": `${g.width}px`,
+    "min-width": `${Math.round(g.width * MIN_SCALE)}px`,
+    height: "auto",
+  });
 });

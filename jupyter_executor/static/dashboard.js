@@ -640,20 +640,29 @@ function layoutGraph(rows, { maxNodes = 150 } = {}) {
     const d = depthOf(row.name);
     (layers[d] ??= []).push(row.name);
   }
-  const pos = new Map();
-  layers.forEach((layer, li) => {
-    if (li > 0) {
-      const bary = new Map(
-        layer.map((name, i) => {
-          const reqs = (byName.get(name)?.requires ?? []).filter((r) => pos.has(r));
-          const b = reqs.length ? reqs.reduce((s, r) => s + (pos.get(r) ?? 0), 0) / reqs.length : i;
-          return [name, b];
-        }),
-      );
-      layer.sort((a, b) => (bary.get(a) ?? 0) - (bary.get(b) ?? 0));
+  const dependents = new Map();
+  for (const row of shown) {
+    for (const req of row.requires ?? []) {
+      if (byName.has(req)) (dependents.get(req) ?? dependents.set(req, []).get(req))?.push(row.name);
     }
+  }
+  const pos = new Map();
+  layers.forEach((layer) => layer.forEach((name, i) => pos.set(name, i)));
+  const reorder = (layer, neighbours) => {
+    const bary = new Map(
+      layer.map((name, i) => {
+        const ns = neighbours(name).filter((n) => pos.has(n));
+        return [name, ns.length ? ns.reduce((s, n) => s + (pos.get(n) ?? 0), 0) / ns.length : i];
+      }),
+    );
+    layer.sort((a, b) => (bary.get(a) ?? 0) - (bary.get(b) ?? 0)); // stable: ties keep their order
     layer.forEach((name, i) => pos.set(name, i));
-  });
+  };
+  const requirements = (/** @type {string} */ name) => byName.get(name)?.requires ?? [];
+  const dependentsOf = (/** @type {string} */ name) => dependents.get(name) ?? [];
+  for (let li = 1; li < layers.length; li++) reorder(layers[li] ?? [], requirements);
+  for (let li = layers.length - 2; li >= 0; li--) reorder(layers[li] ?? [], dependentsOf);
+  for (let li = 1; li < layers.length; li++) reorder(layers[li] ?? [], requirements);
   const nodes = [];
   const at = new Map();
   layers.forEach((layer, li) => {
@@ -692,18 +701,42 @@ function layoutGraph(rows, { maxNodes = 150 } = {}) {
   };
 }
 const SVG = "http://www.w3.org/2000/svg";
+const ARROW = 7;
+const MIN_SCALE = 0.6;
+let markers = 0;
 function renderGraph(doc, layout, onPick) {
   const svg = /** @type {SVGSVGElement} */ (doc.createElementNS(SVG, "svg"));
   svg.setAttribute("class", "je-graph-svg");
   svg.setAttribute("width", String(layout.width));
   svg.setAttribute("height", String(layout.height));
   svg.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
+  svg.setAttribute(
+    "style",
+    `width: 100%; max-width: ${layout.width}px; min-width: ${Math.round(layout.width * MIN_SCALE)}px; height: auto`,
+  );
   const el = (/** @type {string} */ tag, /** @type {Record<string, string | number>} */ attrs) => {
     const e = doc.createElementNS(SVG, tag);
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
     return e;
   };
-  for (const edge of layout.edges) svg.append(el("path", { d: edge.path, class: "je-edge" }));
+  const arrow = `je-arrow-${++markers}`;
+  const marker = el("marker", {
+    id: arrow,
+    viewBox: `0 0 ${ARROW} ${ARROW}`,
+    markerWidth: ARROW,
+    markerHeight: ARROW,
+    markerUnits: "userSpaceOnUse",
+    refX: ARROW, // the tip, not the base, sits on the path's end
+    refY: ARROW / 2,
+    orient: "auto",
+  });
+  marker.append(el("path", { d: `M0,0 L${ARROW},${ARROW / 2} L0,${ARROW} z`, class: "je-arrow" }));
+  const defs = el("defs", {});
+  defs.append(marker);
+  svg.append(defs);
+  for (const edge of layout.edges) {
+    svg.append(el("path", { d: edge.path, class: "je-edge", "marker-end": `url(#${arrow})` }));
+  }
   for (const node of layout.nodes) {
     const g = el("g", { class: `je-node je-s-${node.status}`, transform: `translate(${node.x},${node.y})` });
     g.setAttribute("data-name", node.name);
@@ -810,6 +843,7 @@ const COLUMNS = [
   ["last_line", "last output", "last_line"],
   ["actions", "", null],
 ];
+const STATUS_MIN_W = 64;
 const ACTION_LABELS = { cancel: "cancel", rerun: "rerun", log: "log" };
 class DashboardView {
   constructor(el, store, send, widgets = undefined) {
@@ -822,6 +856,8 @@ class DashboardView {
     this.orderDirty = true;
     this.countsDirty = true;
     this.graphDirty = true;
+    this.badgeWidths = new Map();
+    this.statusUnsized = false;
     this.query = parseQuery("");
     this.sortKey = null;
     this.sortDir = 1;
@@ -841,6 +877,7 @@ class DashboardView {
   build(el) {
     const d = this.doc;
     this.countsEl = h(d, "div.je-counts");
+    this.probeEl = h(d, "div.je-cell.je-c-status.je-probe", { "aria-hidden": "true" });
     this.filterEl = /** @type {HTMLInputElement} */ (
       h(d, "input.je-filter", {
         type: "search",
@@ -895,6 +932,7 @@ class DashboardView {
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
+      this.probeEl,
       this.goneEl,
       h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.queuedEl, this.filterEl, this.graphBtn]),
       this.graphEl,
@@ -903,6 +941,7 @@ class DashboardView {
       this.logEl,
     ]);
     el.append(this.root);
+    this.resized?.observe(this.root);
   }
   markGone() {
     const gone = this.store.gone;
@@ -979,8 +1018,9 @@ class DashboardView {
       });
       this.orderDirty = false;
     }
-    if (this.countsDirty) {
-      this.drawCounts();
+    if (this.countsDirty || this.statusUnsized) {
+      if (this.countsDirty) this.drawCounts();
+      this.sizeStatusColumn();
       this.countsDirty = false;
     }
     const order = this.order;
@@ -1024,6 +1064,28 @@ class DashboardView {
     );
     if (this.graphDirty && !this.graphEl.hidden) this.drawGraphSoon();
     this.root.dataset.rows = String(order.length);
+  }
+  sizeStatusColumn() {
+    const kinds = new Map();
+    for (const row of this.store.rows.values()) {
+      const key = `${row.status}|${statusLabel(row)}|${restartNote(row)}`;
+      if (!kinds.has(key)) kinds.set(key, row);
+    }
+    let widest = 0;
+    this.statusUnsized = false;
+    for (const [key, row] of kinds) {
+      let width = this.badgeWidths.get(key);
+      if (width === undefined) {
+        this.probeEl.replaceChildren(...rowBadge(this.doc, row));
+        width = this.probeEl.getBoundingClientRect().width;
+        width = width > 0 ? Math.ceil(width) + 1 : 0;
+        if (width > 0) this.badgeWidths.set(key, width);
+        else this.statusUnsized = true;
+      }
+      widest = Math.max(widest, width);
+    }
+    this.probeEl.replaceChildren();
+    if (widest > 0) this.root.style.setProperty("--je-status-w", `${Math.max(STATUS_MIN_W, Math.ceil(widest))}px`);
   }
   drawCounts() {
     const counts = countStatuses(this.store.rows.values());
