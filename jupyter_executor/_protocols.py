@@ -124,6 +124,21 @@ class BackendHost(Protocol):
         backend is started and returned, to be run in the caller's task.
         """
 
+    def finish_here(
+        self,
+        job: Job,
+        result: Any,
+        exc: BaseException | None,
+        cancelled: bool,
+        tb: str | None,
+        backend: Any,
+    ) -> Job | None:
+        """:meth:`finish` with ``handoff=backend``, called from a backend's own thread.
+
+        Only for an attempt whose end needs nothing of the loop (no timeout, retry or
+        lifecycle: ``settles_anywhere``); returns the job the caller runs next, or None.
+        """
+
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread (now when called there)."""
 

@@ -296,9 +296,21 @@ class Scheduler(Intake):
                 self._settle(job, Status.DONE, result, None, ready)
             if life is not None:
                 self._record_made(job, life)
+        return self._next_after(ready, backend, handoff)
+
+    def _next_after(
+        self, ready: builtins.list[Job] | None, backend: Backend, handoff: Backend | None
+    ) -> Job | None:
+        """A slot of ``backend`` was freed: what runs next. Returns the job handed to the caller."""
+        nxt = self._hand_off(ready, backend) if ready else None
         if self._queued:
-            self._call_soon(self._drain_queues, backend)
-        return self._hand_off(ready, backend) if ready else None
+            if nxt is None and handoff is not None and handoff.takes_queued:
+                # The freed slot goes to the next job queued on this backend, run by the
+                # caller: no loop turn (and no wake-up of the loop thread) per queued job.
+                nxt = self._pop_queued(backend)
+            if nxt is None:
+                self._call_soon(self._drain_queues, backend)
+        return nxt
 
     def _release(self, job: Job) -> Backend | None:
         """(loop thread) Give back the slot of ``job``'s attempt; its backend, or None to stop.

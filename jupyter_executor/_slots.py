@@ -34,11 +34,12 @@ class EngineHost:
     engine itself cost; what may change (the loop, the grace period) is read when asked.
     """
 
-    __slots__ = ("_engine", "call_soon", "finish", "job_changed", "note_pid")
+    __slots__ = ("_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid")
 
     def __init__(self, engine: Slots) -> None:
         self._engine = engine
         self.finish = engine._finish
+        self.finish_here = engine._finish_here
         self.call_soon = engine._call_soon
         self.job_changed = engine._job_changed
         self.note_pid = engine._note_pid
@@ -205,25 +206,53 @@ class Slots(LoopThread):
         """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""
         for b in (backend, *self._backends.values()):
             while b.queue:
-                # One lock hold per job, from the queue to running (a queued job is pending).
-                with self._lock:
-                    if not b.queue or not (
-                        (self.max_jobs is None or self._running < self.max_jobs)
-                        and (b.limit is None or b.running < b.limit)
-                    ):
-                        break
-                    job = b.queue.popleft()
-                    self._queued -= 1
-                    if job.status is not Status.PENDING:
-                        continue  # cancelled while it waited
-                    self._mark_running(job, b)
-                self._after_begin(job)
+                job = self._pop_queued(b)
+                if job is None:
+                    break
                 try:
                     b.start(job)
                 except Exception as exc:
                     self._finish(job, exc=exc)
             if not self._queued:
                 break
+
+    def _finish_here(
+        self,
+        job: Job,
+        result: Any,
+        exc: BaseException | None,
+        cancelled: bool,
+        tb: str | None,
+        backend: Backend,
+    ) -> Job | None:
+        """(a backend's worker thread) :meth:`_finish` without crossing to the loop thread.
+
+        Only for an attempt whose end needs nothing of the loop (:func:`settles_anywhere`): no
+        timeout timer to cancel, no retry or restart to schedule. Runs under the engine's lock,
+        so the loop's batches and this settle never interleave. Returns the job that the
+        caller runs next (a dependent it made ready, or one queued for a slot), started.
+        """
+        with self._lock:
+            return self._finish(job, result, exc, cancelled, tb, handoff=backend)
+
+    def _pop_queued(self, backend: Backend) -> Job | None:
+        """Take the first job queued on ``backend`` into a free slot, marked running; None when
+        no slot is free or nothing is queued. The caller starts it (any thread)."""
+        # One lock hold per job, from the queue to running (a queued job is pending).
+        with self._lock:
+            while backend.queue and (
+                (self.max_jobs is None or self._running < self.max_jobs)
+                and (backend.limit is None or backend.running < backend.limit)
+            ):
+                job = backend.queue.popleft()
+                self._queued -= 1
+                if job.status is Status.PENDING:  # (not cancelled while it waited)
+                    self._mark_running(job, backend)
+                    break
+            else:
+                return None
+        self._after_begin(job)
+        return job
 
     def _stop_thread(self) -> None:
         loop, thread = self._loop, self._thread

@@ -372,6 +372,40 @@ def test_a_thread_blocked_on_a_lock_is_abandoned(engine: Engine, how: str) -> No
     assert engine.counts()["running"] == 0
 
 
+@pytest.mark.timeout(60)
+def test_plain_thread_jobs_end_and_start_without_the_loop_thread(engine: Engine) -> None:
+    # Issue 14: a plain thread job (no timeout, retry or lifecycle) is settled by its own
+    # thread, which then runs the next job queued for the slot; the engine's loop thread is
+    # not needed, so a loop blocked by a job does not hold them back. Its history row, its
+    # subscribers' events and its future are all there.
+    engine.set_limits(thread=1)
+    events: list[tuple[str, str]] = []
+    engine.subscribe(lambda event, job: events.append((event, str(job.name))))
+    gate, loop_blocked, unblock = threading.Event(), threading.Event(), threading.Event()
+    first = engine.submit(gate.wait, 30, name="first", backend="thread")
+    queued = [engine.submit(square, i, name=f"q{i}", backend="thread") for i in range(3)]
+    wait_until(lambda: first.status == "running" and engine.counts()["pending"] == 3)
+
+    async def block_the_loop() -> None:
+        loop_blocked.set()
+        unblock.wait(30)  # blocks the engine's loop thread on purpose
+
+    blocker = engine.submit(block_the_loop, name="blocker")
+    try:
+        assert loop_blocked.wait(20)
+        gate.set()
+        for job in queued:
+            assert job.future.result(timeout=20) == int(str(job.name)[1:]) ** 2
+        assert first.status == "done"
+    finally:
+        unblock.set()
+    assert engine.wait(timeout=20) and blocker.status == "done"
+    for job in [first, *queued]:
+        assert ("status", str(job.name)) in events
+    rows = engine.history(name="q2")
+    assert list(rows["status"]) == ["done"]
+
+
 @pytest.mark.dask
 @pytest.mark.timeout(180)
 def test_dask_local_cluster(tmp_path: Path) -> None:
