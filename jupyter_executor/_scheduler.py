@@ -109,7 +109,7 @@ class Scheduler(Intake):
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
-        if ready:
+        if ready and not self._start_here(ready):
             self._dispatch(ready)
 
     def _forget(self, job: Job, graph: bool = True) -> None:
@@ -195,6 +195,8 @@ class Scheduler(Intake):
         batches. Measured: starting thread jobs straight from the submitting thread made the
         engine's lock contended between three threads and cost twice as much per job.
         """
+        with self._lock:
+            self._admitting += 1
         self._call_soon(self._admit_all, jobs)
 
     def _admit_all(self, jobs: builtins.list[Job], start: int = 0) -> None:
@@ -209,6 +211,9 @@ class Scheduler(Intake):
             self._loop.call_soon(self._admit_all, jobs, end)
         for job in itertools.islice(jobs, start, end):
             self._admit(job)
+        if len(jobs) <= end:
+            with self._lock:
+                self._admitting -= 1  # this dispatch is admitted (see _start_here)
 
     def _admit(self, job: Job) -> None:
         """(loop thread) Start a pending job whose requirements are done, if it may start."""

@@ -19,7 +19,7 @@ import pytest
 from _dask import cluster_without_us
 from _wait import wait_until
 
-from jupyter_executor import CommandFailed, Engine, WorkerCrashed, cancelled
+from jupyter_executor import CommandFailed, Engine, Job, WorkerCrashed, cancelled
 
 
 def square(x: int) -> int:
@@ -397,9 +397,25 @@ def test_plain_thread_jobs_end_and_start_without_the_loop_thread(engine: Engine)
         for job in queued:
             assert job.future.result(timeout=20) == int(str(job.name)[1:]) ** 2
         assert first.status == "done"
+        # Submitted now, a plain thread job starts from the submitting thread; one with a
+        # timeout (its timer is the loop's) ends on the loop.
+        late = engine.submit(square, 9, name="late", backend="thread")
+        assert late.future.result(timeout=20) == 81
+        timed = engine.submit(square, 4, name="timed", backend="thread", timeout=60)
+        wait_until(lambda: timed.tail() == "squaring 4", what="the timed job to run")
+        assert not timed.done()
     finally:
         unblock.set()
-    assert engine.wait(timeout=20) and blocker.status == "done"
+    assert engine.wait(timeout=20) and blocker.status == "done" and timed.result() == 16
+    # In submission order still, one slot: those submitted one by one and in one batch.
+    ran: list[int] = []
+    gate.clear()
+    engine.submit(gate.wait, 30, name="gate2", backend="thread")
+    for i in range(5):
+        engine.submit(ran.append, i, name=f"one{i}", backend="thread")
+    engine.submit(*(Job(ran.append, args=(i,), backend="thread") for i in range(5, 300)))
+    gate.set()
+    assert engine.wait(timeout=30) and ran == list(range(300))
     for job in [first, *queued]:
         assert ("status", str(job.name)) in events
     rows = engine.history(name="q2")
