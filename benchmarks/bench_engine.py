@@ -706,20 +706,13 @@ def _dist(scenario: str) -> Runner:
 PROCESS_WORKERS = 2
 
 
-def _tiny(x: int) -> int:
-    """A tiny job: importable from this module, so both sides pickle it by reference."""
-    return x
-
-
-def _importable(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` from the module ``bench_engine`` rather than ``__main__`` (a case's process runs
-    this file as ``__main__``): a pool's fork children and our workers both import it by name,
-    instead of our workers getting it by value (cloudpickle, as for a notebook's functions)."""
+def _tiny() -> Callable[[int], int]:
+    """The tiny job, from a small module (see ``_bench_jobs``): a pool's fork children and our
+    workers both get it by reference, ours by importing that module."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bench_engine
+    import _bench_jobs
 
-    found: Callable[..., Any] = getattr(bench_engine, fn.__name__)
-    return found
+    return _bench_jobs.tiny
 
 
 @contextlib.contextmanager
@@ -748,7 +741,7 @@ def _je_process_engine() -> contextlib.AbstractContextManager[Any]:
 def _je_process(e: Any, n: int, probe: Probe) -> None:
     from jupyter_executor import Job
 
-    tiny = _importable(_tiny)
+    tiny = _tiny()
     probe.start()
     jobs = [Job(tiny, args=(i,), backend="process") for i in range(n)]
     e.submit(*jobs)
@@ -759,12 +752,18 @@ def _je_process(e: Any, n: int, probe: Probe) -> None:
 
 def _je_process_cold(e: Any, n: int, probe: Probe) -> None:
     # The engine exists (a notebook made it earlier); its process backend does not yet.
-    tiny = _importable(_tiny)
+    tiny = _tiny()
     probe.start()
     job = e.submit(tiny, 1, backend="process")
     ok = e.wait_job(job)
     probe.stop()
     _check(ok and job.result() == 1, "jupyter_executor process cold")
+
+
+def _je_process_prestarted(e: Any, n: int, probe: Probe) -> None:
+    # A notebook that made its engine with `engine.prestart("process")` some cells earlier.
+    e.prestart("process").result(timeout=60)
+    _je_process_cold(e, n, probe)
 
 
 @contextlib.contextmanager
@@ -778,7 +777,7 @@ def _ppe_fork() -> Iterator[Any]:
 
 
 def _ppe_process(pool: Any, n: int, probe: Probe) -> None:
-    tiny = _importable(_tiny)
+    tiny = _tiny()
     probe.start()
     futures = [pool.submit(tiny, i) for i in range(n)]
     results = [f.result() for f in futures]
@@ -787,7 +786,7 @@ def _ppe_process(pool: Any, n: int, probe: Probe) -> None:
 
 
 def _ppe_cold(_: None, n: int, probe: Probe) -> None:
-    tiny = _importable(_tiny)
+    tiny = _tiny()
     probe.start()
     with _ppe_fork() as pool:  # its workers are forked on the first submit
         result = pool.submit(tiny, 1).result()
@@ -813,6 +812,7 @@ DASK = "dask threaded"
 DIST = "distributed LocalCluster"
 OURS_DASK = "jupyter_executor dask"
 OURS_PROCESS = "jupyter_executor process"
+OURS_PRESTARTED = "jupyter_executor process prestarted"
 PPE = "ProcessPoolExecutor fork"
 #: Scenarios timed once on a fresh resource, without a warm-up (a warm-up would warm it).
 COLD = ("cold",)
@@ -966,6 +966,14 @@ def engines() -> dict[str, EngineSpec]:
             f"`ProcessPoolExecutor({PROCESS_WORKERS})`, fork",
             _ppe_fork,
             {"process": _ppe_process},
+            kind="process",
+        ),
+        EngineSpec(
+            OURS_PRESTARTED,
+            f'jupyter_executor (`backend="process"`, {PROCESS_WORKERS} workers, '
+            '`Engine(history=False)`, `engine.prestart("process")` done before)',
+            _je_process_engine,
+            {"cold": _je_process_prestarted},
             kind="process",
         ),
         EngineSpec(
@@ -1379,6 +1387,13 @@ class Report:
                 "made for it ≤ 5x",
                 ratio(pr(OURS_PROCESS, "cold", s), pr(PPE + " cold", "cold", s)),
                 5,
+                "{:.1f}x",
+            )
+            add(
+                'process, first result after `engine.prestart("process")`: ours / '
+                "ProcessPoolExecutor (fork) made for it ≤ 5x",
+                ratio(pr(OURS_PRESTARTED, "cold", s), pr(PPE + " cold", "cold", s)),
+                lambda v: v <= 5,
                 "{:.1f}x",
             )
         for s in self.sizes.get("retained", []):

@@ -14,7 +14,7 @@ export function badge(doc, status, title, label) {
   const text = label || status || "?";
   // "restarting (2)" is a pending job: it keeps the pending class (and counts and filters as
   // pending) and gets a colour of its own so a crash loop stands out.
-  const extra = label && label !== status ? ".je-restarting" : "";
+  const extra = !label || label === status ? "" : label === "scheduled" ? ".je-scheduled" : ".je-restarting";
   return h(doc, `span.je-badge.je-s-${status || "unknown"}${extra}`, { title: title || null }, [
     status === "running" ? h(doc, "span.je-spinner", { "aria-hidden": "true" }) : null,
     text,

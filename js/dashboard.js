@@ -5,15 +5,17 @@ import { allowedActions, durationOf, formatClock, formatDuration, nextRunText, r
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
-import { attachView, showGone } from "./kernel.js";
+import { attachView, noteQueued, showGone } from "./kernel.js";
 import { countStatuses, orderRows, parseQuery } from "./table.js";
 import { makeLayout } from "./vlist.js";
 import { layoutGraph, renderGraph } from "./graph.js";
+import { EndWatch, sayEnds } from "./notify.js";
 
 /** @typedef {import("./store.js").Row} Row */
 /** @typedef {import("./store.js").Store} Store */
 
 export const ROW_H = 28;
+/** The height assumed for a detail panel until it is drawn and measured. */
 export const DETAIL_H = 260;
 const MAX_VIEW_H = 440;
 const TICK_MS = 500;
@@ -52,9 +54,11 @@ class DashboardView {
    * @param {HTMLElement} el
    * @param {Store} store
    * @param {(msg: object) => void} send
+   * @param {any} [widgets]  the page's widget manager (its kernel: is an action queued?)
    */
-  constructor(el, store, send) {
+  constructor(el, store, send, widgets = undefined) {
     this.doc = el.ownerDocument;
+    this.widgets = widgets;
     this.store = store;
     this.send = send;
     this.id = newViewId();
@@ -74,9 +78,15 @@ class DashboardView {
     this.rendered = new Map();
     /** @type {Map<string, {el: HTMLElement, v: number, top: number}>} */
     this.details = new Map();
+    /** @type {Map<string, number>} name -> measured height of its detail panel (px) */
+    this.detailHeights = new Map();
+    // A panel whose size changes without new data (the page got narrower: its text wraps
+    // again) moves the rows below it: draw again.
+    this.resized = typeof ResizeObserver === "function" ? new ResizeObserver(() => this.schedule()) : null;
     this.raf = 0;
     this.lastGraph = 0;
     this.graphTimer = 0;
+    this.ends = new EndWatch();
     this.build(el);
     this.unsubscribe = store.subscribe((change) => this.onChange(change));
     this.ticker = setInterval(() => this.tick(), TICK_MS);
@@ -112,10 +122,23 @@ class DashboardView {
           "data-sort": sort,
           text: label,
           onclick: sort ? () => this.toggleSort(sort) : null,
+          // a sortable header is a button for the keyboard too (Enter or Space sorts)
+          tabindex: sort ? "0" : null,
+          role: sort ? "button" : null,
+          "aria-label": sort ? `sort by ${label}` : null,
+          onkeydown: sort ? (/** @type {KeyboardEvent} */ e) => pressed(e) && this.toggleSort(sort) : null,
         }),
       ),
     );
-    this.bodyEl = h(d, "div.je-body", { onclick: (/** @type {MouseEvent} */ e) => this.onBodyClick(e) });
+    this.bodyEl = h(d, "div.je-body", {
+      onclick: (/** @type {MouseEvent} */ e) => this.onBodyClick(e),
+      // A focused row (Tab reaches each drawn row) opens and closes with Enter or Space; its
+      // buttons are buttons already.
+      onkeydown: (/** @type {KeyboardEvent} */ e) => {
+        const target = /** @type {HTMLElement} */ (e.target);
+        if (target.classList.contains("je-row") && pressed(e)) this.toggleExpand(target.dataset.name ?? "");
+      },
+    });
     this.scrollEl = h(d, "div.je-scroll", { onscroll: () => this.schedule() }, [this.headEl, this.bodyEl]);
     this.footEl = h(d, "div.je-foot");
     this.logTitle = h(d, "span.je-log-title");
@@ -128,9 +151,10 @@ class DashboardView {
       this.logPre,
     ]);
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
+    this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.root = h(d, "div.je-dash", null, [
       this.goneEl,
-      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.filterEl, this.graphBtn]),
+      h(d, "div.je-head", null, [h(d, "span.je-title", { text: "jobs" }), this.countsEl, this.queuedEl, this.filterEl, this.graphBtn]),
       this.graphEl,
       this.scrollEl,
       this.footEl,
@@ -155,14 +179,36 @@ class DashboardView {
       this.showLog(change.log);
       return;
     }
+    this.sayEnds(change.full ? this.store.rows.keys() : change.names);
     this.countsDirty = true;
     this.graphDirty = true;
     const filtering = this.sortKey !== null || this.query.statuses.size > 0 || this.query.terms.length > 0;
     if (change.full || change.added || change.removed || (filtering && change.names.size > 0)) {
       this.orderDirty = true;
     }
-    if (change.removed) for (const name of this.expanded) if (!this.store.rows.has(name)) this.expanded.delete(name);
+    if (change.removed) {
+      for (const name of this.expanded) if (!this.store.rows.has(name)) this.expanded.delete(name);
+      for (const name of this.detailHeights.keys()) if (!this.expanded.has(name)) this.detailHeights.delete(name);
+    }
     this.schedule();
+  }
+
+  /**
+   * The browser notification of the rows whose job asked for one, as a job view sends it (the
+   * job may have no view, or it is scrolled away); a job shown in both is told once.
+   * @param {Iterable<string>} names  rows that changed
+   */
+  sayEnds(names) {
+    const win = this.doc.defaultView;
+    if (!win || this.store.gone) return;
+    /** @type {Row[]} */
+    const rows = [];
+    for (const name of names) {
+      const row = this.store.rows.get(name);
+      if (row) rows.push(row);
+      else this.ends.forget(name);
+    }
+    sayEnds(this.ends, /** @type {Window & typeof globalThis} */ (win), rows, this.store.now());
   }
 
   /** @param {boolean} [reorder] */
@@ -182,6 +228,28 @@ class DashboardView {
   }
 
   draw() {
+    this.drawOnce();
+    // A detail panel is as high as its content: drawn, it may turn out higher or lower than
+    // assumed; lay the rows out again at once (no frame where a panel covers the next row).
+    if (this.measureDetails()) this.drawOnce();
+  }
+
+  /**
+   * Note the height of every detail panel drawn.
+   * @returns {boolean} whether one differs from what the layout assumed
+   */
+  measureDetails() {
+    let changed = false;
+    for (const [name, det] of this.details) {
+      const height = det.el.offsetHeight;
+      if (!height || height === this.detailHeights.get(name)) continue; // not laid out (no DOM)
+      this.detailHeights.set(name, height);
+      changed = true;
+    }
+    return changed;
+  }
+
+  drawOnce() {
     const now = this.store.now();
     if (this.orderDirty) {
       this.order = orderRows(this.store.rows.values(), {
@@ -202,7 +270,8 @@ class DashboardView {
     if (this.expanded.size) {
       order.forEach((row, i) => this.expanded.has(row.name) && expandedIdx.push(i));
     }
-    const layout = makeLayout(order.length, expandedIdx, ROW_H, DETAIL_H);
+    const heights = this.detailHeights;
+    const layout = makeLayout(order.length, expandedIdx, ROW_H, (i) => heights.get(order[i].name) ?? DETAIL_H);
     this.layout = layout;
     this.bodyEl.style.height = `${layout.total}px`;
     // Before the element is attached clientHeight is 0: draw a full viewport's worth anyway.
@@ -226,7 +295,10 @@ class DashboardView {
     for (const [name, det] of this.details) {
       if (!keep.has(name) || !this.expanded.has(name)) {
         det.el.remove();
+        this.resized?.unobserve(det.el);
         this.details.delete(name);
+        // scrolled away, the panel keeps its height in the layout; closed, it has none
+        if (!this.expanded.has(name)) heights.delete(name);
       }
     }
     const total = this.store.rows.size;
@@ -292,7 +364,7 @@ class DashboardView {
       const cells = Object.fromEntries(
         COLUMNS.map(([key]) => [key, h(this.doc, `div.je-cell.je-c-${key}`)]),
       );
-      const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name }, Object.values(cells));
+      const el = h(this.doc, "div.je-grid.je-row", { "data-name": row.name, tabindex: "0" }, Object.values(cells));
       r = { el, cells, v: -1, status: "", badge: "", actions: "", top: -1 };
       this.rendered.set(row.name, r);
       this.bodyEl.append(el);
@@ -302,6 +374,7 @@ class DashboardView {
       r.top = top;
     }
     r.el.classList.toggle("je-open", this.expanded.has(row.name));
+    r.el.setAttribute("aria-expanded", String(this.expanded.has(row.name)));
     if (r.v === row._v) return;
     r.v = row._v;
     const c = r.cells;
@@ -320,6 +393,7 @@ class DashboardView {
     if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
     name.title = row.description ? `${row.name}: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
+    c.backend.title = row.backend ?? "";
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";
     setText(c.requires, reqs);
     c.requires.title = reqs;
@@ -331,6 +405,7 @@ class DashboardView {
     setText(c.duration, formatDuration(durationOf(row, now)));
     setText(c.attempts, row.attempts ? String(row.attempts) : "");
     c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
+    c.progress.title = row.progress_text ?? ""; // tqdm's counts and rate: cut off in the column
     const failed = row.status === "failed" && row.error;
     const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
     const link = urlLink(d, row.url, true);
@@ -364,6 +439,7 @@ class DashboardView {
       det = { el: h(this.doc, "div.je-detail", { "data-name": row.name }), v: -1, top: -1 };
       this.details.set(row.name, det);
       this.bodyEl.append(det.el);
+      this.resized?.observe(det.el);
     }
     if (det.top !== top) {
       det.el.style.transform = `translateY(${top}px)`;
@@ -373,10 +449,13 @@ class DashboardView {
     det.v = row._v;
     const d = this.doc;
     const parts = [];
+    /** @type {HTMLElement[]} */
+    const follow = [];
     if (row.traceback) {
       const tb = h(d, "pre.je-pre.je-traceback");
       renderAnsi(tb, row.traceback);
       parts.push(h(d, "div.je-detail-label", { text: "traceback" }), tb);
+      follow.push(tb); // a long traceback shows its end: the error line
     }
     if (row.tail === undefined || row.tail === null) {
       parts.push(h(d, "div.je-muted", { text: "loading output…" }));
@@ -385,11 +464,11 @@ class DashboardView {
       if (row.tail) renderAnsi(pre, row.tail);
       else pre.append(h(d, "span.je-muted", { text: "(no output)" }));
       parts.push(h(d, "div.je-detail-label", { text: "output (last lines)" }), pre);
-      // Follow the output like a terminal does.
-      queueMicrotask(() => (pre.scrollTop = pre.scrollHeight));
+      follow.push(pre); // follow the output like a terminal does
     }
     if (row.description) parts.unshift(h(d, "div.je-detail-desc", { text: `${row.kind ?? ""} ${row.description}`.trim() }));
     det.el.replaceChildren(...parts);
+    for (const pre of follow) pre.scrollTop = pre.scrollHeight;
   }
 
   /** @param {MouseEvent} e */
@@ -405,6 +484,7 @@ class DashboardView {
       button.disabled = true; // re-enabled when the row is redrawn with the kernel's answer
       setTimeout(() => (button.disabled = false), 3000);
       this.send({ k: "action", action: button.dataset.action, name });
+      noteQueued(this.widgets, this.queuedEl);
       return;
     }
     this.toggleExpand(name);
@@ -424,8 +504,8 @@ class DashboardView {
     const i = this.order.findIndex((r) => r.name === name);
     if (i < 0) return;
     if (!this.expanded.has(name)) this.toggleExpand(name);
-    const layout = makeLayout(this.order.length, [], ROW_H, DETAIL_H);
-    this.scrollEl.scrollTop = layout.top(i);
+    this.draw(); // the layout with this row open
+    this.scrollEl.scrollTop = this.layout?.top(i) ?? i * ROW_H;
   }
 
   toggleGraph() {
@@ -475,9 +555,21 @@ class DashboardView {
     this.unsubscribe();
     clearInterval(this.ticker);
     clearTimeout(this.graphTimer);
+    this.resized?.disconnect();
     if (this.raf) (globalThis.cancelAnimationFrame ?? clearTimeout)(this.raf);
     this.root.remove();
   }
+}
+
+/**
+ * Whether a key press activates what has the focus (Enter or Space, as on a button); the
+ * page's own handling of that key (scrolling on Space) is prevented.
+ * @param {KeyboardEvent} e
+ */
+function pressed(e) {
+  if (e.key !== "Enter" && e.key !== " ") return false;
+  e.preventDefault();
+  return true;
 }
 
 /**
@@ -487,10 +579,11 @@ class DashboardView {
 function render({ model, el }) {
   const t0 = performance.now();
   const store = modelStore(model);
-  const view = new DashboardView(el, store, (msg) => safeSend(model, msg));
+  const view = new DashboardView(el, store, (msg) => safeSend(model, msg), model.widget_manager);
   view.draw(); // synchronously: the first rows exist as soon as render returns
+  view.sayEnds(store.rows.keys());
   view.root.dataset.firstDrawMs = (performance.now() - t0).toFixed(1);
-  return attachView(model, store, view);
+  return attachView(model, store, view, el);
 }
 
 export default { initialize: initializeStore, render };

@@ -94,15 +94,18 @@ export function restartCount(row) {
 }
 
 /**
- * The badge text: the status, or "restarting (n)" for a job its restart policy will run again.
- * Such a job is "pending" between runs, and stays so for colours, counts and filters.
- * @param {{status?: string, restarts?: number | null}} row
+ * The badge text: the status, "restarting (n)" for a job its restart policy will run again, or
+ * "scheduled" for a scheduled job waiting for its next run (when, the row's next_run, is shown
+ * beside it). Such a job is "pending" between runs, and stays so for counts and filters.
+ * @param {{status?: string, restarts?: number | null, next_run?: number | null}} row
  * @returns {string}
  */
 export function statusLabel(row) {
   const status = row.status ?? "";
+  if (status !== "pending") return status;
   const n = restartCount(row);
-  return status === "pending" && n > 0 ? `restarting (${n})` : status;
+  if (n > 0) return `restarting (${n})`; // a crash loop says so first
+  return typeof row.next_run === "number" ? "scheduled" : status;
 }
 
 /**

@@ -135,7 +135,18 @@ export function renderGraph(doc, layout, onPick) {
     const label = el("text", { x: 8, y: NODE_H / 2 + 4 });
     label.textContent = node.name.length > 17 ? `${node.name.slice(0, 16)}…` : node.name;
     g.append(title, el("rect", { width: NODE_W, height: NODE_H, rx: 5 }), label);
-    if (onPick) g.addEventListener("click", () => onPick(node.name));
+    if (onPick) {
+      // Reachable by keyboard too: Tab to a node, Enter or Space opens its row.
+      g.setAttribute("tabindex", "0");
+      g.setAttribute("role", "button");
+      g.setAttribute("aria-label", `${node.name}, ${node.status}: show its row`);
+      g.addEventListener("click", () => onPick(node.name));
+      g.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => {
+        if (e.key !== "Enter" && e.key !== " ") return;
+        e.preventDefault();
+        onPick(node.name);
+      });
+    }
     svg.append(g);
   }
   return svg;

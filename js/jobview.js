@@ -2,13 +2,13 @@
 // tail, what the job displayed, then its result or traceback. Shares the Store, badge, format and
 // ANSI code with the dashboard.
 import { h, setText } from "./dom.js";
-import { allowedActions, durationOf, FINISHED, formatDuration, nextRunText, truncate } from "./format.js";
+import { allowedActions, durationOf, formatDuration, nextRunText, truncate } from "./format.js";
 import { renderAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
-import { attachView, showGone } from "./kernel.js";
-import { renderMime } from "./mime.js";
-import { finishNotice, notifyEnd } from "./notify.js";
+import { attachView, noteQueued, showGone } from "./kernel.js";
+import { disposeDisplay, renderMime } from "./mime.js";
+import { EndWatch, sayEnds } from "./notify.js";
 
 /** @typedef {import("./store.js").Row} Row */
 /** @typedef {import("./store.js").Store} Store */
@@ -20,9 +20,11 @@ class JobViewView {
    * @param {HTMLElement} el
    * @param {Store} store
    * @param {(msg: object) => void} send
+   * @param {any} [widgets]  the page's widget manager: draws the widgets the job displays
    */
-  constructor(el, store, send) {
+  constructor(el, store, send, widgets = undefined) {
     const d = el.ownerDocument;
+    this.widgets = widgets;
     this.doc = d;
     this.store = store;
     this.send = send;
@@ -31,9 +33,7 @@ class JobViewView {
     this.badge = "";
     this.url = "";
     this.actions = "";
-    /** @type {string | undefined} the status last drawn (undefined: none yet) */
-    this.lastStatus = undefined;
-    this.asked = false;
+    this.ends = new EndWatch();
     /** @type {unknown[]} */
     this.shownDisplays = [];
     this.badgeEl = h(d, "span.je-jv-badge");
@@ -49,15 +49,17 @@ class JobViewView {
         b.disabled = true;
         setTimeout(() => (b.disabled = false), 3000);
         this.send({ k: "action", action: b.dataset.action, name: this.row.name });
+        noteQueued(this.widgets, this.queuedEl);
       },
     });
+    this.queuedEl = h(d, "span.je-queued", { hidden: true, role: "status" });
     this.tailEl = h(d, "pre.je-pre.je-jv-tail", { hidden: true });
     this.displaysEl = h(d, "div.je-jv-displays");
     this.resultEl = h(d, "div.je-jv-result");
     this.goneEl = h(d, "div.je-gone", { hidden: true, role: "status" });
     this.root = h(d, "div.je-jobview", null, [
       this.goneEl,
-      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.actionsEl]),
+      h(d, "div.je-jv-head", null, [this.badgeEl, this.nameEl, this.timeEl, this.progressEl, this.urlEl, this.descEl, this.queuedEl, this.actionsEl]),
       this.tailEl,
       this.displaysEl,
       this.resultEl,
@@ -142,15 +144,9 @@ class JobViewView {
    * @param {Row} row
    */
   sayEnd(row) {
-    const prev = this.lastStatus;
-    this.lastStatus = row.status;
     const win = this.doc.defaultView;
-    if (!row.notify || !win || this.store.gone) return;
-    const notice = finishNotice(prev, row, this.store.now());
-    if (notice || (!this.asked && !FINISHED.has(row.status))) {
-      this.asked = true;
-      notifyEnd(/** @type {Window & typeof globalThis} */ (win), notice);
-    }
+    if (!win || this.store.gone) return;
+    sayEnds(this.ends, /** @type {Window & typeof globalThis} */ (win), [row], this.store.now());
   }
 
   drawDisplays() {
@@ -160,15 +156,19 @@ class JobViewView {
     const old = this.shownDisplays;
     let drop = 0;
     while (drop < old.length && !displays.includes(/** @type {any} */ (old[drop]))) drop++;
-    for (let i = 0; i < drop; i++) kids[i].remove();
+    for (let i = 0; i < drop; i++) {
+      disposeDisplay(kids[i]);
+      kids[i].remove();
+    }
     const kept = old.slice(drop);
     const consistent = kept.every((x, i) => displays[i] === x);
     if (!consistent) {
+      for (const kid of this.displaysEl.children) disposeDisplay(kid);
       this.displaysEl.replaceChildren();
       kept.length = 0;
     }
     for (const disp of displays.slice(kept.length)) {
-      this.displaysEl.append(renderMime(this.doc, disp.data ?? {}, disp.metadata ?? {}));
+      this.displaysEl.append(renderMime(this.doc, disp.data ?? {}, disp.metadata ?? {}, this.widgets));
     }
     this.shownDisplays = displays.slice();
   }
@@ -185,6 +185,7 @@ class JobViewView {
   destroy() {
     this.unsubscribe();
     clearInterval(this.ticker);
+    for (const kid of this.displaysEl.children) disposeDisplay(kid);
     this.root.remove();
   }
 }
@@ -195,9 +196,9 @@ class JobViewView {
  */
 function render({ model, el }) {
   const store = modelStore(model);
-  const view = new JobViewView(el, store, (msg) => safeSend(model, msg));
+  const view = new JobViewView(el, store, (msg) => safeSend(model, msg), model.widget_manager);
   view.draw(true);
-  return attachView(model, store, view);
+  return attachView(model, store, view, el);
 }
 
 export default { initialize: initializeStore, render };

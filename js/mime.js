@@ -15,15 +15,29 @@ export function pickMime(data) {
   return MIME_ORDER.find((m) => typeof data[m] === "string") ?? null;
 }
 
+/** The bundle of a widget displayed by a job (an ipywidget: tqdm.auto's bar, a button...). */
+export const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+const WIDGET_TRIES = 40;
+const WIDGET_RETRY_MS = 50;
+
+/** The widget views drawn in display boxes, to remove with them. @type {WeakMap<Element, any>} */
+const WIDGET_VIEWS = new WeakMap();
+
 /**
  * One display as an element. HTML comes from the user's own kernel, like any cell output; it is set
  * with innerHTML, which does not run <script>. SVG goes through an <img>, which runs nothing.
+ * A widget is drawn by the page's widget manager when one is given (see renderWidget).
  * @param {Document} doc
  * @param {Record<string, any>} data
  * @param {Record<string, any>} [metadata]
+ * @param {any} [manager]  the widget manager (anywidget's `model.widget_manager`)
  * @returns {HTMLElement}
  */
-export function renderMime(doc, data, metadata = {}) {
+export function renderMime(doc, data, metadata = {}, manager = undefined) {
+  const ref = data?.[WIDGET_MIME];
+  if (ref && typeof ref.model_id === "string" && typeof manager?.create_view === "function") {
+    return renderWidget(doc, data, metadata, manager, ref.model_id);
+  }
   const mime = pickMime(data);
   const box = h(doc, "div.je-display", { "data-mime": mime ?? "none" });
   if (mime === "text/html") {
@@ -47,4 +61,66 @@ export function renderMime(doc, data, metadata = {}) {
     box.append(h(doc, "span.je-muted", { text: `[${Object.keys(data ?? {}).join(", ") || "empty"} display]` }));
   }
   return box;
+}
+
+/**
+ * A widget a job displayed, as a live view of the kernel's model (a tqdm bar moves as the job
+ * runs), drawn like a cell output's widget. Its other representations (tqdm's text bar) stand in
+ * until the view is drawn, and for good when it cannot be: no such model in this page (a
+ * notebook reopened without the widget state saved), or a front end without a manager.
+ * @param {Document} doc
+ * @param {Record<string, any>} data
+ * @param {Record<string, any>} metadata
+ * @param {any} manager
+ * @param {string} id  the widget model's id
+ * @returns {HTMLElement}
+ */
+function renderWidget(doc, data, metadata, manager, id) {
+  const rest = { ...data };
+  delete rest[WIDGET_MIME];
+  const standIn = renderMime(doc, rest, metadata);
+  const box = h(doc, "div.je-display.je-widget", { "data-mime": WIDGET_MIME, "data-state": "loading" }, [standIn]);
+  (async () => {
+    let model;
+    // The model's comm_open comes before the job's display, but the manager may still be
+    // creating it: ask again for a moment.
+    for (let i = 0; !model && i < WIDGET_TRIES; i++) {
+      try {
+        model = await manager.get_model(id);
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, WIDGET_RETRY_MS));
+      }
+    }
+    if (!model) throw new Error(`no widget model ${id}`);
+    const view = await manager.create_view(model, {});
+    if (box.dataset.state === "removed") return view.remove?.();
+    WIDGET_VIEWS.set(box, view);
+    // What Lumino's Widget.attach does (the view's node joins the page between the two
+    // messages), so that boxes lay out their children and the view hears it is displayed.
+    const lumino = view.luminoWidget ?? view.pWidget;
+    lumino?.processMessage?.({ type: "before-attach" });
+    standIn.replaceWith(view.el);
+    lumino?.processMessage?.({ type: "after-attach" });
+    box.dataset.state = "drawn";
+  })().catch((err) => {
+    box.dataset.state = "fallback";
+    console.debug("[jupyter_executor] widget not drawn, its text stands in", err);
+  });
+  return box;
+}
+
+/**
+ * A display box leaves the view: remove the widget view drawn in it, if any.
+ * @param {Element} box
+ */
+export function disposeDisplay(box) {
+  const el = /** @type {HTMLElement} */ (box);
+  if (el.dataset) el.dataset.state = "removed";
+  const view = WIDGET_VIEWS.get(box);
+  WIDGET_VIEWS.delete(box);
+  try {
+    view?.remove?.();
+  } catch {
+    // a view of a model already closed
+  }
 }

@@ -13,7 +13,8 @@
  * @typedef {Record<string, any> & {name: string, _v: number, _i: number}} Row
  * @typedef {{full: boolean, names: Set<string>, added: boolean, removed: boolean, displays: boolean}} Change
  * @typedef {{data: Record<string, any>, metadata?: Record<string, any>}} Display
- * @typedef {{reason: string, at: number}} Gone  why the kernel is gone, and when (browser clock, s)
+ * @typedef {{reason: string, at: number}} Gone  why the kernel is gone, and as of when the rows
+ *   are known (epoch s: when it went, or the time of a saved state)
  */
 
 /**
@@ -63,6 +64,9 @@ export class Store {
     this.seq = -1;
     /** Kernel clock minus browser clock, in seconds: durations tick on the kernel's clock. */
     this.offset = 0;
+    /** @type {number | null} kernel time (epoch s) of the last message applied: the "as of"
+     * of a state restored from a saved notebook */
+    this.t = null;
     /** Incremented on every change; lets views skip work. */
     this.version = 0;
     this._send = send;
@@ -83,10 +87,11 @@ export class Store {
    * The kernel that fed this Store went away (restarted, died, shut down): what the rows show
    * is only the last known state. Idempotent; listeners get `{gone}` once.
    * @param {string} reason  "kernel restarted" or "no kernel"
+   * @param {number | null} [at]  as of when the rows are known (epoch s); default: now
    */
-  markGone(reason) {
+  markGone(reason, at = null) {
     if (this.gone) return;
-    this.gone = { reason, at: this._clock() };
+    this.gone = { reason, at: at ?? this._clock() };
     this._emit({ gone: this.gone });
   }
 
@@ -121,7 +126,9 @@ export class Store {
 
   /** @param {number | undefined} t  kernel time of a message */
   _setClock(t) {
-    if (typeof t === "number") this.offset = t - this._clock();
+    if (typeof t !== "number") return;
+    this.offset = t - this._clock();
+    this.t = t;
   }
 
   /**

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 import sys
 import threading
 import weakref
@@ -24,7 +25,9 @@ from ._terminal import describe, text_table
 __all__ = [
     "JobSnapshot",
     "close_views",
+    "follow_progress_widget",
     "is_kernel",
+    "job_displayed",
     "job_view",
     "save_views",
     "show_dashboard",
@@ -164,3 +167,102 @@ def save_views() -> None:
             hook = getattr(widget, "_maybe_save_final", None)
             if hook is not None:
                 hook()
+
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_TAG = re.compile(r"<[^>]*>")
+#: What the job view draws itself (js/mime.js); a bundle with any other type (plotly, vega-lite,
+#: markdown, LaTeX...) is handed to the front end's own renderers through an Output widget.
+_DRAWN_BY_THE_VIEW = frozenset(
+    ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/plain", WIDGET_MIME)
+)
+
+
+def job_displayed(out: Any, data: Any, metadata: Any) -> None:
+    """Keep what a job displayed in its output ``out`` (the display routing calls this).
+
+    A bundle whose richest type only the front end's renderers know (a plotly figure, a
+    vega-lite chart) is kept as an ``ipywidgets.Output`` holding it, with its text: the job view
+    draws widgets live, and JupyterLab draws the Output's content as a cell's. A progress bar
+    widget feeds the job's progress column (:func:`follow_progress_widget`).
+    """
+    data = _in_output_widget(data, metadata)
+    out.display(data, metadata)
+    follow_progress_widget(data)
+
+
+def _in_output_widget(data: Any, metadata: Any) -> Any:
+    if not isinstance(data, dict) or set(data) <= _DRAWN_BY_THE_VIEW:
+        return data
+    from IPython import get_ipython
+
+    if not is_kernel(get_ipython()):
+        return data  # a terminal: no widget would show, the text is what a user sees
+    try:
+        import ipywidgets
+    except ImportError:
+        return data
+    box = ipywidgets.Output()
+    box.outputs = (
+        {"output_type": "display_data", "data": dict(data), "metadata": dict(metadata or {})},
+    )
+    text = data.get("text/plain")
+    plain = text if isinstance(text, str) else f"<{', '.join(sorted(data))}>"
+    return {**box._repr_mimebundle_(), "text/plain": plain}
+
+
+def follow_progress_widget(data: Any) -> None:
+    """Let a progress bar widget that a job displays feed the job's progress column.
+
+    ``tqdm.auto`` / ``tqdm.notebook`` in a kernel draw their bar as an ipywidgets ``HBox`` of a
+    label, an ``IntProgress``/``FloatProgress`` and a counts label (docs/kernel-notes.md §7);
+    a bare ``IntProgress``/``FloatProgress`` counts too. Called from the display routing, in the
+    job's context, with the bundle the job displayed; anything else is left alone. The bar's
+    changes come from whichever thread moves it: the job is bound here, not read from there.
+    """
+    ref = data.get(WIDGET_MIME) if isinstance(data, dict) else None
+    ipywidgets = sys.modules.get("ipywidgets")
+    if not isinstance(ref, dict) or ipywidgets is None:
+        return
+    from ._context import running_job
+    from ._runtime import progress
+
+    job = running_job.get()
+    try:
+        widget = ipywidgets.widget_serialization["from_json"](
+            f"IPY_MODEL_{ref.get('model_id')}", None
+        )
+    except Exception:  # an id ipywidgets does not know: not a widget of this kernel
+        return
+    bar, label = _progress_parts(ipywidgets, widget)
+    if bar is None or job is None:
+        return
+
+    def moved(_change: Any = None) -> None:
+        total = float(bar.max) - float(bar.min)
+        text = html.unescape(_TAG.sub("", str(label.value))).strip() if label is not None else ""
+        token = running_job.set(job)
+        try:
+            progress(float(bar.value) - float(bar.min), total if total > 0 else None, text)
+        finally:
+            running_job.reset(token)
+
+    bar.observe(moved, names=["value", "max", "min"])
+    if label is not None:  # tqdm sets the counts after the bar: its text comes a moment later
+        label.observe(moved, names=["value"])
+    moved()
+
+
+def _progress_parts(ipywidgets: Any, widget: Any) -> tuple[Any, Any]:
+    """The progress widget of ``widget`` and the label after it (tqdm's counts), or Nones."""
+    kinds = (ipywidgets.IntProgress, ipywidgets.FloatProgress)
+    if isinstance(widget, kinds):
+        return widget, None
+    if not isinstance(widget, ipywidgets.Box):
+        return None, None
+    children = list(widget.children)
+    for i, child in enumerate(children):
+        if isinstance(child, kinds):
+            after = children[i + 1] if i + 1 < len(children) else None
+            return child, after if isinstance(after, ipywidgets.HTML) else None
+    return None, None

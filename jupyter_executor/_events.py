@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 from ._clock import SYSTEM_CLOCK, Clock
 from ._on_finish import FinishCalls
 from ._snapshot import JobSnapshot, snapshot_of
-from ._status import FINISHED
+from ._status import FINISHED, Status
 from .errors import (
     InvalidOptionType,
 )
@@ -68,6 +68,12 @@ new_event = functools.partial(tuple.__new__, EngineEvent)
 #: ``"display"``, ``"progress"``) can come thousands of times a second; they bring the job.
 CHANGE_EVENTS = frozenset({"submitted", "status", "removed"})
 
+#: Seconds a plain job (no lifecycle record) runs before the history records it as running.
+#: One that ends sooner is recorded once, at its end (its run's states are rebuilt from its
+#: times): in a burst of short jobs that is one snapshot and one row per job instead of two.
+#: Within the history's own bound: a crash loses at most the changes of the last second.
+NOTE_RUNNING_AFTER = 0.5
+
 #: A subscriber: the callback, and whether it takes snapshots (``subscribe(snapshots=True)``).
 _Subscriber = tuple[Callable[[str, Any], None], bool]
 
@@ -85,6 +91,12 @@ class EventBus:
     _store: Any
     _clock: Clock
     _now: Callable[[], float]
+    _unnoted: builtins.list[Job]
+    _noting_running: bool
+    # of the engine's other rooms (the loop, the lock)
+    _loop: Any
+    _lock: Any
+    _call_soon: Callable[..., None]
 
     @property
     def _as_engine(self) -> Any:
@@ -103,6 +115,8 @@ class EventBus:
         self._subscribers = []
         self._finish_calls = FinishCalls()
         self._store = None
+        self._unnoted = []  # plain jobs started and not recorded yet (see _job_started)
+        self._noting_running = False
 
     @overload
     def subscribe(self, callback: Callable[[str, Job], None]) -> Callable[[], None]: ...
@@ -227,6 +241,36 @@ class EventBus:
             self._store.job_changed(snap)
             return snap
         return None
+
+    def _job_started(self, job: Job) -> None:
+        """(under the lock) A plain job started: the history records it if it still runs later.
+
+        See :data:`NOTE_RUNNING_AFTER`. Cheap (a list append) on the hot path; the check is
+        armed once per interval, on the loop thread.
+        """
+        self._unnoted.append(job)
+        if not self._noting_running:
+            self._noting_running = True
+            # A flush or a read of the history (history(), wait()) records them at once: what
+            # the user saw running before is in what they read.
+            self._store.before_flush = self._note_running
+            self._call_soon(self._arm_note_running)
+
+    def _arm_note_running(self) -> None:
+        # (loop thread) The jobs started by now are checked a delay later.
+        # Real time, not the engine's clock: a debounce of disk writes, not a time the user
+        # set (a mock clock's timers are the user's schedules and timeouts only).
+        self._loop.call_later(NOTE_RUNNING_AFTER, self._note_running)
+
+    def _note_running(self) -> None:
+        """Record the jobs started since the last check that still run (loop thread, or the
+        thread that flushes the history)."""
+        with self._lock:  # their status and times do not move while they are read
+            jobs, self._unnoted = self._unnoted, []
+            self._noting_running = False
+            for job in jobs:
+                if job.status is Status.RUNNING:
+                    self._job_changed(job)
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""

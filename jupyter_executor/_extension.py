@@ -51,7 +51,7 @@ def _route_publish(original: Callable[..., Any]) -> Callable[..., Any]:
         out = current_output()
         if out is None:
             return original(data, metadata, *args, **kwargs)
-        out.display(data, metadata)
+        _display.job_displayed(out, data, metadata)
         return None
 
     publish._jupyter_executor_original = original  # type: ignore[attr-defined]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import inspect
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, overload
@@ -110,27 +109,18 @@ class Command(Generic[P]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> int:
         line = self.render(*args, **kwargs)
-        # Read the pipe rather than inherit file descriptor 1: in a kernel, fd 1 is the
-        # terminal that started Jupyter, not the notebook.
-        with subprocess.Popen(
-            line,
-            shell=isinstance(line, str),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        ) as proc:
-            assert proc.stdout is not None
-            for text in proc.stdout:
-                sys.stdout.write(text)
-            returncode = proc.wait()
-        if returncode != 0:
-            from .backends.subprocess import describe_returncode
+        # The same runner as a command on a dask worker: it reads the pipe rather than inherit
+        # file descriptor 1 (in a kernel, fd 1 is the terminal that started Jupyter, not the
+        # notebook) and writes each line to sys.stdout, which a job captures.
+        from .backends._dask_task import run_command
+        from .backends.subprocess import describe_returncode
 
+        try:
+            return run_command(line, None, None)
+        except subprocess.CalledProcessError as exc:
             shown = line if isinstance(line, str) else " ".join(map(str, line))
-            raise CommandFailed(f"command {shown!r} {describe_returncode(returncode)}", returncode)
-        return returncode
+            msg = f"command {shown!r} {describe_returncode(exc.returncode)}"
+            raise CommandFailed(msg, exc.returncode) from None
 
     def __repr__(self) -> str:
         return f"<command {self.__name__}>"  # type: ignore[attr-defined]

@@ -4,9 +4,10 @@ A pid alone does not name a process for good: once it ends, the system may give 
 another. A pid and its start time do, so every record of a process keeps both, and nothing is
 ever signalled unless both still match (:func:`find`, :func:`same_process`).
 
-A job's command runs in a process group of its own, led by its supervisor (or worker):
-stopping a job signals the whole group, then the descendants that left it (``setsid``), SIGTERM
-first and SIGKILL after a grace period (:func:`stop_group` here, blocking;
+A job's command runs in a process group of its own, led by the command itself (attached: started
+by the zygote), its supervisor (detached) or its worker (process backend): stopping a job
+signals the whole group, then the descendants that left it (``setsid``), SIGTERM first and
+SIGKILL after a grace period (:func:`stop_group` here, blocking;
 ``backends.subprocess.terminate_group`` on the engine's loop, built on :func:`signal_group`).
 
 psutil is imported when a function needs it, so that importing this module costs nothing.

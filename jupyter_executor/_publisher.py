@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -86,6 +87,7 @@ TAIL_CHARS = 8_000
 TRACEBACK_CHARS = 16_000
 #: Mime types a job view renders; other keys of a display's bundle are not sent.
 DISPLAY_MIMES = ("text/html", "image/svg+xml", "image/png", "image/jpeg", "text/plain")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 #: Largest display sent (bytes of its bundle); bigger ones are replaced by a note.
 MAX_DISPLAY_BYTES = 2_000_000
 #: Minimum seconds between two full snapshots sent on request.
@@ -135,15 +137,43 @@ def table_row(
         # The browser ticks the duration of a running job; sending it would change every row
         # on every message.
         row["duration"] = None
-    progress = row.get("progress")
-    if progress is not None:
-        row["progress"] = round(progress, 4)
+    _progress_fields(row)
     if tail is not None:
         row["tail"] = _clip(tail, TAIL_CHARS, keep_end=True)
     if traceback:
         tb = info.get("traceback")
         row["traceback"] = _clip(tb, TRACEBACK_CHARS, keep_end=True) if tb else None
     return row
+
+
+def _progress_fields(row: dict[str, Any]) -> None:
+    """The progress the job reported, rounded; else the text bar its last line draws, if any."""
+    progress = row.get("progress")
+    if progress is not None:
+        row["progress"] = round(progress, 4)
+        return
+    bar = text_bar(row.get("last_line"))
+    if bar is not None:
+        row["progress"], row["progress_text"] = bar
+
+
+# tqdm's text bar, as its last redraw leaves the job's last line:
+# "epochs:  25%|##5       | 10/40 [00:01<00:03, 9.87it/s]" (the description is optional).
+_TEXT_BAR = re.compile(r"(\d{1,3})%\|[^|\n]*\|\s*(\S+/\S+.*?)\s*$")
+
+
+def text_bar(line: Any) -> tuple[float, str] | None:
+    """The fraction and counts of a text progress bar (tqdm's) ending ``line``, or None.
+
+    A job that reports no progress itself but draws a text bar (``from tqdm import tqdm``, a
+    script's bar) gets it in the views' progress column; what the job reports wins.
+    """
+    if not isinstance(line, str) or "%|" not in line:
+        return None
+    found = _TEXT_BAR.search(line)
+    if found is None:
+        return None
+    return min(int(found.group(1)), 100) / 100, found.group(2)
 
 
 def encode_snapshot(
@@ -541,8 +571,13 @@ class Publisher:
         snap = snapshot_of(job)
         info = snap.info_dict()
         if detail:
-            return table_row(_view_info(snap, info), tail=job.tail(TAIL_LINES), traceback=True)
-        return table_row(info)
+            row = table_row(_view_info(snap, info), tail=job.tail(TAIL_LINES), traceback=True)
+        else:
+            row = table_row(info)
+        # The dashboard, like a job view, sends the browser notification of a job that asked
+        # for one (js/notify.js): a job may have no view, or its view may be scrolled away.
+        row["notify"] = _notifies(job)
+        return row
 
     def _all_rows(self) -> dict[str, dict[str, Any]]:
         detail = self._detail
@@ -638,59 +673,21 @@ class Publisher:
         self.bytes += size
 
     def _next_message(self) -> tuple[dict[str, Any] | None, bool]:
+        """The next message to send (None: nothing now), and whether more is waiting."""
         if self._sync and time.monotonic() - self._last_snapshot < SNAPSHOT_EVERY:
             # Snapshots are big (1.5 MB for 10,000 jobs): however often views ask, at most one
             # per SNAPSHOT_EVERY seconds. Diffs wait too: the snapshot will carry them.
             return None, True
-        with self._lock:
-            sync, self._sync = self._sync, False
-            if sync:
-                self._urgent.clear()
-                self._lazy.clear()
-            urgent, self._urgent = self._urgent, {}
-            lazy, self._lazy = self._lazy, {}
+        sync, urgent, lazy = self._take_dirty()
         if sync:
             self._seq += 1
             self._last_snapshot = time.monotonic()
             return self._snapshot(), False
-        detail = self._detail
-        rows: list[dict[str, Any]] = []
-        removed: list[str] = []
-        budget = self.max_bytes
         pending = [*urgent.items(), *lazy.items()]
-        done = 0
-        for name, _job in pending:
-            current = self._lookup(name)
-            new = self._lookup_row(name) if current is None else self._row(current, name in detail)
-            if new is None:
-                if self._sent.pop(name, None) is not None:
-                    removed.append(name)
-                    budget -= len(name) + 3
-                done += 1
-                continue
-            old = self._sent.get(name)
-            diff = _diff(old, new)
-            if diff is None:
-                done += 1
-                continue
-            size = _size(diff)
-            if rows and size > budget:
-                break
-            rows.append(diff)
-            budget -= size
-            self._sent[name] = new
-            done += 1
+        rows, removed, done = self._diffs(pending)
         leftover = pending[done:]
         if leftover:
-            # Put back what did not fit, ahead of what arrived meanwhile (oldest first).
-            left_urgent = {n: j for n, j in leftover if n in urgent}
-            left_lazy = {n: j for n, j in leftover if n not in urgent}
-            with self._lock:
-                newer_urgent, newer_lazy = self._urgent, self._lazy
-                self._urgent = {**left_urgent, **newer_urgent}
-                self._lazy = {
-                    n: j for n, j in {**left_lazy, **newer_lazy}.items() if n not in self._urgent
-                }
+            self._put_back(leftover, urgent)
         msg: dict[str, Any] = {"k": "patch", "seq": self._seq + 1, "t": round(time.time(), 3)}
         if rows:
             msg["rows"] = rows
@@ -701,6 +698,62 @@ class Publisher:
             return None, bool(leftover)
         self._seq += 1
         return msg, bool(leftover)
+
+    def _take_dirty(
+        self,
+    ) -> tuple[bool, dict[str, Job | JobSnapshot], dict[str, Job | JobSnapshot]]:
+        """Take whether a snapshot was asked for and the dirty rows (a snapshot drops them)."""
+        with self._lock:
+            sync, self._sync = self._sync, False
+            if sync:
+                self._urgent.clear()
+                self._lazy.clear()
+            urgent, self._urgent = self._urgent, {}
+            lazy, self._lazy = self._lazy, {}
+        return sync, urgent, lazy
+
+    def _diffs(
+        self, pending: list[tuple[str, Job | JobSnapshot]]
+    ) -> tuple[list[dict[str, Any]], list[str], int]:
+        """The changed fields of the ``pending`` rows that fit the byte budget (at least one
+        row), the names removed, and how many of ``pending`` were handled."""
+        detail = self._detail
+        rows: list[dict[str, Any]] = []
+        removed: list[str] = []
+        budget = self.max_bytes
+        done = 0
+        for name, _job in pending:
+            current = self._lookup(name)
+            new = self._lookup_row(name) if current is None else self._row(current, name in detail)
+            if new is None:
+                if self._sent.pop(name, None) is not None:
+                    removed.append(name)
+                    budget -= len(name) + 3
+                done += 1
+                continue
+            diff = _diff(self._sent.get(name), new)
+            if diff is not None:
+                size = _size(diff)
+                if rows and size > budget:
+                    break
+                rows.append(diff)
+                budget -= size
+                self._sent[name] = new
+            done += 1
+        return rows, removed, done
+
+    def _put_back(
+        self, leftover: list[tuple[str, Job | JobSnapshot]], urgent: dict[str, Job | JobSnapshot]
+    ) -> None:
+        """Put back what did not fit, ahead of what arrived meanwhile (oldest first)."""
+        left_urgent = {n: j for n, j in leftover if n in urgent}
+        left_lazy = {n: j for n, j in leftover if n not in urgent}
+        with self._lock:
+            newer_urgent, newer_lazy = self._urgent, self._lazy
+            self._urgent = {**left_urgent, **newer_urgent}
+            self._lazy = {
+                n: j for n, j in {**left_lazy, **newer_lazy}.items() if n not in self._urgent
+            }
 
 
 def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any] | None:
@@ -886,6 +939,11 @@ def _view_info(snap: JobSnapshot, info: dict[str, Any]) -> dict[str, Any]:
 def _display(item: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     data, metadata = item
     shown = {m: data[m] for m in DISPLAY_MIMES if isinstance(data.get(m), str)}
+    widget = data.get(WIDGET_MIME)
+    if isinstance(widget, dict) and isinstance(widget.get("model_id"), str):
+        # A widget the job displayed (tqdm.auto's bar): the view draws the kernel's model, live
+        # (js/mime.js); the text stands in where it cannot.
+        shown[WIDGET_MIME] = {"model_id": widget["model_id"]}
     if not shown:
         shown = {"text/plain": f"<display of {', '.join(sorted(data)) or 'nothing'}>"}
     meta = {m: metadata[m] for m in shown if isinstance(metadata.get(m), dict)}

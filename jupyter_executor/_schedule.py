@@ -264,14 +264,9 @@ class Schedule:
         return nxt if nxt >= t else self._cron_after(nxt)
 
     def __repr__(self) -> str:
-        parts = []
-        if self.every is not None:
-            parts.append(f"every={self.every!r}")
-        if self.cron is not None:
-            parts.append(f"cron={self.cron!r}")
-        if self.start is not None:
-            parts.append(f"start={self.start.isoformat()!r}")
-        return f"Schedule({', '.join(parts)})"
+        start = None if self.start is None else self.start.isoformat()
+        given = {"every": self.every, "cron": self.cron, "start": start}
+        return f"Schedule({', '.join(f'{k}={v!r}' for k, v in given.items() if v is not None)})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Schedule):

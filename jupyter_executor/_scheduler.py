@@ -472,16 +472,18 @@ class Scheduler(Intake):
             log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
         self._status_changed(job)
 
-    def _status_changed(self, job: Job) -> None:
+    def _status_changed(self, job: Job, started: bool = False) -> None:
         """Tell the history and the subscribers that ``job``'s status changed: one snapshot,
         taken only when one of them wants it, for both."""
         snap = None
         if self._store is not None:
-            if job.runstate.life is None:  # _job_changed inlined: a call less per job
+            if job.runstate.life is not None:
+                snap = self._job_changed(job)
+            elif started:
+                self._job_started(job)  # recorded if it still runs a moment later
+            else:  # _job_changed inlined: a call less per job
                 snap = snapshot_of(job)
                 self._store.job_changed(snap)
-            else:
-                snap = self._job_changed(job)
         if self._subscribers:
             # The same snapshot for the history and the subscribers that take one.
             self._emit("status", job, snap)
@@ -563,7 +565,7 @@ class Scheduler(Intake):
         if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
             log_event(logging.INFO, "started %s %s", job.name, job.describe())
-        self._status_changed(job)
+        self._status_changed(job, started=True)
 
     @staticmethod
     def _move(job: Job, status: Status) -> None:

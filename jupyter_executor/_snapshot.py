@@ -227,9 +227,10 @@ def _log_path(engine: Any, name: str) -> str | None:
     return _join_log(prefix, name)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def _join_log(prefix: str, name: str) -> str:
-    # Cached: log_stem checks the name with a regex, and each job takes 3 snapshots or more.
+    # Cached (a few: a burst's names are new, and the cache's entries stay alive): log_stem
+    # checks the name with a regex, and a view snapshots the same finished jobs again.
     return f"{prefix}{log_stem(name)}.log"
 
 
@@ -253,6 +254,7 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     name, engine = job.name, job.engine
     run = job.runstate
     progress, out, life = run.progress, run.output, run.life
+    status = job.status._value_
     if life is None and _is_plain_job(type(job)):
         # Most jobs have no lifecycle record: its six fields are their defaults (a subclass may
         # override the properties: read them then).
@@ -262,8 +264,8 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
         pid_start_time, detached, identity = job.pid_start_time, job.detach, job.identity
         next_run, restarts, url = job.next_run, job.restarts, job.url
     snap = _Builder(
-        *_static_of(job, name, engine),
-        job.status._value_,
+        *_static_of(job, name, engine, status),
+        status,
         job.allows if engine is not None and name else (),
         job.submitted,
         job.started,
@@ -291,6 +293,13 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     return cast(JobSnapshot, snap)
 
 
+def _key(cached: Any) -> int:
+    # What job.runstate.history held: None (never snapshotted), the key (finished), or the cache.
+    if cached is None:
+        return next(_keys)
+    return cached if type(cached) is int else int(cached[4][0])
+
+
 @functools.cache
 def _is_plain_job(cls: type) -> bool:
     # Job itself, known by name: importing job.py here (even in a function) would close an
@@ -299,19 +308,23 @@ def _is_plain_job(cls: type) -> bool:
     return cls.__module__ == f"{__package__}.job" and cls.__qualname__ == "Job"
 
 
-def _static_of(job: SnapshotSource, name: Any, engine: Any) -> tuple[Any, ...]:
+def _static_of(job: SnapshotSource, name: Any, engine: Any, status: str) -> tuple[Any, ...]:
     """:func:`_static`, cached in ``job.runstate.history`` while what it depends on stays."""
     requires, backend = job.requirements, job.backend
-    cached = job.runstate.history
+    run = job.runstate
+    cached = run.history
     if (
-        cached is None
+        type(cached) is not tuple
         or cached[0] is not name
         or cached[1] is not requires
         or cached[2] is not engine
         or cached[3] is not backend
     ):
-        key = next(_keys) if cached is None else cached[4][0]
-        cached = job.runstate.history = (name, requires, engine, backend, _static(job, key))
+        cached = (name, requires, engine, backend, _static(job, _key(cached)))
+    # A finished job keeps only its key: its static fields (a description, a log path: ~400
+    # bytes) would stay alive with every finished job the engine keeps; a rerun (or a view of
+    # the finished job) builds them again.
+    run.history = cached[4][0] if status in _FINISHED_VALUES else cached
     static: tuple[Any, ...] = cached[4]
     return static
 

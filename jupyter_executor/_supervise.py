@@ -21,8 +21,9 @@ leader of the job's process group and runs the command as its child.
   creates F itself, which stops a supervisor still starting from running the command. Either
   way nothing runs unknown to the history.
 - SIGTERM (a cancel): it passes it on to its group and SIGKILLs the group after the grace.
-- ``--zygote FD --parent PID``: it serves the engine on the socket FD, forking one supervisor
-  per attached command instead of starting an interpreter for each (see :func:`_serve`).
+- ``--zygote FD --parent PID``: it serves the engine on the socket FD: it starts every attached
+  command of the engine and supervises them all, instead of one supervisor process per command
+  (see :class:`_Zygote`).
 
 Every signal it handles does nothing but wake its one loop (``signal.set_wakeup_fd``), which
 does all the work in the main thread: no helper thread and no lock, so no signal arriving at
@@ -56,6 +57,8 @@ _REPARENT_CHECK = 0.25
 
 #: The signals the loop handles; each only writes its number to the wake-up pipe.
 _HANDLED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGCHLD)
+#: Signals a command gets at their default disposition (we handle some; Python ignores others).
+_DEFAULTED = (*_HANDLED, _signal.SIGPIPE, _signal.SIGXFSZ)
 
 
 class _Options:
@@ -148,8 +151,7 @@ def _spawn(command: list[str]) -> int:
     it does for every program that uses it: glibc and musl programs set them up themselves.)
     """
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())  # the mask we run with: unchanged
-    default = (*_HANDLED, _signal.SIGPIPE, _signal.SIGXFSZ)
-    return os.posix_spawnp(command[0], command, os.environ, setsigdef=default, setsigmask=mask)
+    return os.posix_spawnp(command[0], command, os.environ, setsigdef=_DEFAULTED, setsigmask=mask)
 
 
 def _install() -> int:
@@ -165,7 +167,7 @@ def _install() -> int:
 
 def _exit(code: int) -> NoReturn:
     sys.stderr.flush()
-    os._exit(code)  # also in a supervisor forked by the zygote: none of its frames unwinds
+    os._exit(code)  # no frame unwinds, no atexit: nothing of ours is left to clean
 
 
 def main() -> None:
@@ -183,19 +185,25 @@ def main() -> None:
     parent: int | None = None
     parent_fd: int | None = None
     if not options.detached:
-        orphaned = False
-        if options.parent is None:  # an older engine: judge by the parent we find
-            parent = os.getppid()
-            orphaned = parent == 1
-        else:
-            parent = options.parent
-        parent_fd = _watch(parent)
-        if orphaned or os.getppid() != parent:
-            _exit(_signal.SIGTERM + 128)  # the kernel died first: the command never runs
+        parent, parent_fd = _kernel(options)
     if options.zygote is not None:
         assert parent is not None and parent_fd is not None
-        _serve(options.zygote, parent, parent_fd, wake_r)
+        _Zygote(options.zygote, parent_fd, wake_r).serve()
     _supervise(options.command, options, parent, parent_fd, wake_r)
+
+
+def _kernel(options: _Options) -> tuple[int, int | None]:
+    """The kernel's pid and a pidfd of it; exits at once when the kernel died already."""
+    orphaned = False
+    if options.parent is None:  # an older engine: judge by the parent we find
+        parent = os.getppid()
+        orphaned = parent == 1
+    else:
+        parent = options.parent
+    parent_fd = _watch(parent)
+    if orphaned or os.getppid() != parent:
+        _exit(_signal.SIGTERM + 128)  # the kernel died first: the command never runs
+    return parent, parent_fd
 
 
 def _supervise(
@@ -206,14 +214,6 @@ def _supervise(
     ``parent`` is the kernel's pid (None: detached), ``parent_fd`` a pidfd of it (None: check
     whether we were re-parented now and then), ``wake_r`` the wake-up pipe of :func:`_install`.
     """
-    import select  # an extension module, but a small one (< 1 ms)
-
-    poller = select.poll()
-    poller.register(wake_r, select.POLLIN)
-    if parent_fd is not None:
-        poller.register(parent_fd, select.POLLIN)
-    stop_at: float | None = None  # the SIGKILL deadline, once the group was told to stop
-    orphaned = False  # the kernel died: nobody waits for our status, the group must go
     try:
         pid = _spawn(command)
     except OSError as exc:
@@ -221,46 +221,97 @@ def _supervise(
         if options.exit_file:
             _write_exit(options.exit_file, 127)
         _exit(127)
+    status = _Supervision(pid, options.grace, parent, parent_fd, wake_r).run()
+    _mirror(os.waitstatus_to_exitcode(status), options.exit_file)
 
-    status: int | None = None
-    while True:
-        if status is None:
-            try:
-                done, waited = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # pragma: no cover - only we reap it
-                done, waited = pid, 0
-            if done == pid:
-                status = waited
-        if status is not None and not orphaned:
-            break
+
+class _Supervision:
+    """The supervisor's loop: wait for the command, a SIGTERM, or the kernel's death."""
+
+    def __init__(
+        self, pid: int, grace: float, parent: int | None, parent_fd: int | None, wake_r: int
+    ) -> None:
+        import select  # an extension module, but a small one (< 1 ms)
+
+        self.pid = pid
+        self.grace = grace
+        self.parent = parent
+        self.parent_fd = parent_fd
+        self.wake_r = wake_r
+        self.poller = select.poll()
+        self.poller.register(wake_r, select.POLLIN)
+        if parent_fd is not None:
+            self.poller.register(parent_fd, select.POLLIN)
+        self.stop_at: float | None = None  # the SIGKILL deadline, once the group was told to stop
+        self.orphaned = False  # the kernel died: nobody waits for our status, the group must go
+
+    def run(self) -> int:
+        """The command's wait status (an orphaned supervisor never returns: see :meth:`_wait`)."""
+        status: int | None = None
+        while status is None or self.orphaned:
+            if status is None:
+                status = self._reaped()
+            if status is not None and not self.orphaned:
+                break
+            self._wait()
+        return status
+
+    def _reaped(self) -> int | None:
+        try:
+            done, waited = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # pragma: no cover - only we reap it
+            return 0
+        return waited if done == self.pid else None
+
+    def _polling(self) -> bool:
+        """No pidfd on the kernel: look for a re-parenting now and then."""
+        return self.parent is not None and self.parent_fd is None and not self.orphaned
+
+    def _wait(self) -> None:
+        """Wait for the next event; on the first stop request, SIGTERM the group."""
         now = time.monotonic()
-        if stop_at is not None and now >= stop_at:
+        if self.stop_at is not None and now >= self.stop_at:
             _killpg(_signal.SIGKILL)  # ourselves included: the grace is over
-        timeout = None if stop_at is None else stop_at - now
-        polling = parent is not None and parent_fd is None and not orphaned
-        if polling:  # no pidfd: look for a re-parenting now and then
+        timeout = None if self.stop_at is None else self.stop_at - now
+        polling = self._polling()
+        if polling:
             timeout = _REPARENT_CHECK if timeout is None else min(timeout, _REPARENT_CHECK)
-        ready = poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
-        stop = False
-        for fd, _event in ready:
-            if fd == wake_r:
-                try:
-                    signals = os.read(wake_r, 4096)
-                except BlockingIOError:
-                    signals = b""
-                stop = stop or _signal.SIGTERM in signals
-            elif fd == parent_fd:
-                poller.unregister(fd)
-                orphaned = stop = True
-        if polling and os.getppid() != parent:
-            orphaned = stop = True
-        if stop and stop_at is None:
-            stop_at = time.monotonic() + options.grace
+        ready = self.poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
+        stop = any([self._event(fd) for fd, _event in ready])
+        if polling and os.getppid() != self.parent:
+            self.orphaned = stop = True
+        if stop and self.stop_at is None:
+            self.stop_at = time.monotonic() + self.grace
             _killpg(_signal.SIGTERM)  # we get it too: the handler only notes it
 
-    code = os.waitstatus_to_exitcode(status)
-    if options.exit_file:
-        _write_exit(options.exit_file, code)
+    def _event(self, fd: int) -> bool:
+        """Handle what ``fd`` says; True when the group must stop."""
+        if fd == self.wake_r:
+            return _signal.SIGTERM in _drain(self.wake_r)
+        if fd == self.parent_fd:
+            self.poller.unregister(fd)
+            self.orphaned = True
+            return True
+        return False
+
+
+def _drain(wake_r: int) -> bytes:
+    """The signal numbers noted in the wake-up pipe since the last call."""
+    signals = b""
+    while True:
+        try:
+            chunk = os.read(wake_r, 4096)
+        except BlockingIOError:
+            return signals
+        if not chunk:
+            return signals
+        signals += chunk
+
+
+def _mirror(code: int, exit_file: str | None) -> NoReturn:
+    """End as the command did (its exit code, or death by the same signal)."""
+    if exit_file:
+        _write_exit(exit_file, code)
     if code < 0:  # die of the same signal
         if -code not in (_signal.SIGKILL, _signal.SIGSTOP):  # these have no handler to reset
             _signal.signal(-code, _signal.SIG_DFL)
@@ -270,105 +321,165 @@ def _supervise(
     _exit(code)
 
 
-def _serve(sock_fd: int, parent: int, parent_fd: int, wake_r: int) -> NoReturn:
-    """The zygote: fork a supervisor for each command the engine sends over ``sock_fd``.
+class _Zygote:
+    """The zygote: start each command the engine sends over a socket, and supervise them all.
 
-    One per engine, a child of the kernel ``parent`` (watched through ``parent_fd``). Each
-    request is one message: JSON ``{"id", "argv", "env", "cwd", "grace"}`` with the command's
-    stdout and stderr pipes attached (``SCM_RIGHTS``). It answers ``started ID PID`` once the
-    supervisor is forked, ``failed ID ERRNO`` when it could not be, and ``ended ID STATUS`` (a
-    wait status) when it has ended. A forked supervisor costs a ``fork`` of this small
-    process instead of a new interpreter with its imports. It leads a session of its own and
-    watches the kernel through the pidfd it inherits, exactly as a supervisor started alone.
-    The zygote exits when the engine closes the socket or when the kernel dies; the
-    supervisors it forked go on to their end either way.
+    One per engine, a child of the kernel, watching it through a pidfd. Each request is one
+    message: JSON ``{"id", "argv", "env", "cwd", "grace"}`` with the command's stdout and
+    stderr pipes attached (``SCM_RIGHTS``). The command is started by ``posix_spawn`` (a
+    ``vfork`` and an ``exec``) as the leader of a session of its own, its parent the zygote.
+    The answers: ``started ID PID``, ``failed ID ERRNO`` (it could not be started: the engine
+    says so as a supervisor does, with status 127), and ``ended ID STATUS`` (a wait status)
+    when the zygote has reaped it.
+
+    Why not a supervisor per command (as a detached command has): a forked supervisor cost two
+    to three milliseconds of CPU per command (its copied pages, its exit), three times the
+    command's own cost for a short one, which made a burst of short commands CPU-bound on a
+    small machine. One process supervising all of them keeps each guarantee: when the kernel
+    dies (its pidfd), or the engine closes the socket, every command's group gets SIGTERM,
+    then SIGKILL after the grace; the engine stops the groups itself if the zygote dies first.
     """
-    import json
-    import select
-    import socket
 
-    sock = socket.socket(fileno=sock_fd)
-    poller = select.poll()
-    for fd in (sock_fd, wake_r, parent_fd):
-        poller.register(fd, select.POLLIN)
-    ids: dict[int, int] = {}  # supervisor pid -> request id
-    while True:
-        for fd, _event in poller.poll():
-            if fd == parent_fd:
-                _exit(0)  # the kernel died: its supervisors stop their groups by themselves
-            if fd == wake_r:
-                while True:
-                    try:
-                        if not os.read(wake_r, 4096):
-                            break
-                    except BlockingIOError:
-                        break
-                while ids:
-                    try:
-                        pid, status = os.waitpid(-1, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if pid == 0:
-                        break
-                    if pid in ids:
-                        sock.send(f"ended {ids.pop(pid)} {status}".encode())
-            if fd == sock_fd:
-                try:
-                    message, fds, _flags, _address = socket.recv_fds(sock, 1 << 20, 2)
-                except OSError:
-                    message, fds = b"", []
-                if not message:
-                    _exit(0)  # the engine closed its end (shutdown)
-                request = json.loads(message)
-                try:
-                    pid = _fork_supervisor(request, fds, parent, parent_fd, sock)
-                except OSError as exc:
-                    sock.send(f"failed {request['id']} {exc.errno or 0}".encode())
+    def __init__(self, sock_fd: int, parent_fd: int, wake_r: int) -> None:
+        import json
+        import select
+        import socket
+
+        self._json = json
+        self._socket = socket
+        os.set_inheritable(sock_fd, False)  # passed to us; the commands must not hold it
+        self.sock = socket.socket(fileno=sock_fd)
+        self.parent_fd = parent_fd
+        self.wake_r = wake_r
+        self.poller = select.poll()
+        for fd in (parent_fd, wake_r, sock_fd):  # the kernel's death first
+            self.poller.register(fd, select.POLLIN)
+        self.running: dict[int, tuple[int, float]] = {}  # command pid -> (request id, grace)
+        self.home = os.open(".", os.O_RDONLY)  # our working directory, between commands
+        self.mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+
+    def serve(self) -> NoReturn:
+        """Serve until the kernel dies or the engine closes the socket."""
+        while True:
+            for fd, _event in self.poller.poll():
+                if fd == self.parent_fd:
+                    self._stop_all()  # the kernel died
+                elif fd == self.wake_r:
+                    _drain(self.wake_r)  # SIGCHLD (SIGTERM and SIGINT: nothing to do)
+                    self._reap()
                 else:
-                    ids[pid] = request["id"]
-                    sock.send(f"started {request['id']} {pid}".encode())
-                finally:
-                    for received in fds:
-                        os.close(received)
+                    self._request()
 
+    def _send(self, text: str) -> None:
+        try:  # noqa: SIM105 - contextlib is not imported here (see the module docstring)
+            self.sock.send(text.encode())
+        except OSError:
+            pass  # the engine is gone: its end of the socket says so next
 
-def _fork_supervisor(
-    request: dict[str, object], fds: list[int], parent: int, parent_fd: int, sock: object
-) -> int:
-    """Fork a supervisor for ``request`` (see :func:`_serve`); its pid."""
-    blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HANDLED)
-    try:
-        pid = os.fork()
-        if pid == 0:  # the supervisor
+    def _reap(self) -> None:
+        while self.running:
             try:
-                sock.close()  # type: ignore[attr-defined]
-                wake_r = _install()  # a pipe of its own: the zygote's stays the zygote's
-                _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
-                os.setsid()
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(fds[0], 1)
-                os.dup2(fds[1], 2)
-                for fd in (null, *fds):
-                    os.close(fd)
-                cwd = request.get("cwd")
-                if isinstance(cwd, str):
-                    os.chdir(cwd)
-                env = request["env"]
-                assert isinstance(env, dict)
-                os.environ.clear()
-                os.environ.update(env)
-                options = _Options(["--grace", str(request["grace"])])
-                argv = request["argv"]
-                assert isinstance(argv, list)
-                _supervise(argv, options, parent, parent_fd, wake_r)
-            except BaseException:
-                pass
-            finally:
-                _exit(127)
-    finally:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, blocked)
-    return pid
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:  # pragma: no cover - they are ours to reap
+                return
+            if pid == 0:
+                return
+            entry = self.running.pop(pid, None)
+            if entry is not None:
+                self._send(f"ended {entry[0]} {status}")
+
+    def _request(self) -> None:
+        try:
+            message, fds, _flags, _address = self._socket.recv_fds(self.sock, 1 << 20, 2)
+        except OSError:
+            message, fds = b"", []
+        try:
+            if not message:
+                self._stop_all()  # the engine closed its end (shutdown)
+            request = self._json.loads(message)
+            try:
+                pid = self._start(request, fds)
+            except OSError as exc:
+                self._send(f"failed {request['id']} {exc.errno or 0}")
+            else:
+                self.running[pid] = (request["id"], float(request["grace"]))
+                self._send(f"started {request['id']} {pid}")
+        finally:
+            for received in fds:
+                os.close(received)
+
+    def _start(self, request: dict[str, object], fds: list[int]) -> int:
+        """Start the command of ``request``, its stdout and stderr the pipes ``fds``."""
+        argv = request["argv"]
+        env = request["env"]
+        cwd = request.get("cwd")
+        assert isinstance(argv, list) and isinstance(env, dict) and len(fds) == 2
+        for fd in fds:
+            # Received inheritable: the command would hold a second copy of its pipes, which
+            # a daemon it leaves behind (closing 0-2) would keep open, the job never ending.
+            os.set_inheritable(fd, False)
+        # posix_spawnp looks the program up in our PATH: make it the command's.
+        path = env.get("PATH")
+        if path is None:
+            os.unsetenv("PATH")
+        else:
+            os.putenv("PATH", path)
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            if isinstance(cwd, str):
+                os.chdir(cwd)  # (3.11's posix_spawn has no chdir action)
+            actions = [
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, fds[0], 1),
+                (os.POSIX_SPAWN_DUP2, fds[1], 2),
+            ]
+            return os.posix_spawnp(
+                argv[0], argv, env, file_actions=actions, setsid=True,
+                setsigdef=_DEFAULTED, setsigmask=self.mask,
+            )  # fmt: skip
+        finally:
+            os.close(null)
+            if isinstance(cwd, str):
+                os.fchdir(self.home)
+
+    def _stop_all(self) -> NoReturn:
+        """Nobody will wait for the commands any more: stop their groups, then exit.
+
+        SIGTERM to every group, SIGKILL after the longest grace to the groups that still have
+        members (those that ignore SIGTERM). Members that are not our children do not wake us
+        when they end, so the groups are looked at every 50 ms meanwhile (only while the
+        kernel's end is being handled).
+        """
+        groups = set(self.running)
+        grace = max((g for _id, g in self.running.values()), default=0.0)
+        for pgid in groups:
+            _signal_group(pgid, _signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while groups and time.monotonic() < deadline:
+            self._reap()
+            groups = {pgid for pgid in groups if _group_alive(pgid)}
+            self.poller.poll(50)
+            _drain(self.wake_r)
+        for pgid in groups:
+            _signal_group(pgid, _signal.SIGKILL)
+        _exit(0)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported here (see the module docstring)
+        os.killpg(pgid, sig)
+    except OSError:
+        pass  # gone already
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # (EPERM: a member changed its uid; it is still there)
+    return True
 
 
 if __name__ == "__main__":

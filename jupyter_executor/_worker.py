@@ -1,6 +1,6 @@
 """The process backend's worker processes, and the fork server that starts them.
 
-Started as ``python -c <_BOOT> <this file> zygote``: the **fork server** (zygote). It imports
+Started as ``python -c <BOOT> <this file> zygote``: the **fork server** (zygote). It imports
 nothing of jupyter_executor (this file is run by path, so the package's ``__init__`` and its
 imports are not paid for), preloads cloudpickle after its first fork, and forks a worker each
 time the kernel asks, over the socket that is its stdin: the request carries the worker's three
@@ -55,18 +55,18 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, BinaryIO
 
-_HEADER = struct.Struct("!Q")
+HEADER = struct.Struct("!Q")
 #: A fork server's message to the kernel: kind (b"P": forked, b"X": exited), pid, exit code.
-_REPORT = struct.Struct("!cii")
+REPORT = struct.Struct("!cii")
 _PR_SET_PDEATHSIG = 1
 #: Seconds without a fork request, after its first fork, before a fork server preloads.
 _PRELOAD_AFTER = 0.1
 
-#: Runs this file by path as ``__main__`` (``python -c _BOOT <path> [zygote]``): unlike ``-m``,
+#: Runs this file by path as ``__main__`` (``python -c BOOT <path> [zygote]``): unlike ``-m``,
 #: without importing the package (whose ``__init__`` imports the engine: 0.3 s and more), and
 #: unlike ``python <path>``, without putting the package's folder first on ``sys.path`` (its
 #: module names would shadow the user's).
-_BOOT = "import sys;f=__file__=sys.argv[1];exec(compile(open(f,'rb').read(),f,'exec'))"
+BOOT = "import sys;f=__file__=sys.argv[1];exec(compile(open(f,'rb').read(),f,'exec'))"
 
 #: Frames in these folders lead a job's traceback in the worker and are dropped (as in
 #: ``jupyter_executor._traceback``, which this file does not import).
@@ -77,10 +77,10 @@ _OWN = (
 
 
 def read_frame(stream: BinaryIO) -> bytes | None:
-    head = stream.read(_HEADER.size)
-    if len(head) < _HEADER.size:
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
         return None
-    (size,) = _HEADER.unpack(head)
+    (size,) = HEADER.unpack(head)
     data = stream.read(size)
     return data if len(data) == size else None
 
@@ -104,7 +104,7 @@ class _Channel:
     @staticmethod
     def frame(message: Any) -> bytes:
         data = _dumps(message)
-        return _HEADER.pack(len(data)) + data
+        return HEADER.pack(len(data)) + data
 
     def write(self, frames: bytes) -> None:
         with self._lock:
@@ -344,8 +344,12 @@ def _run(
         return channel.frame(("error", None, text, "", False)), True
 
 
-def zygote() -> None:
-    """The fork server's loop: fork a worker per request, report the ends of its workers."""
+def zygote(preload: bool = False) -> None:
+    """The fork server's loop: fork a worker per request, report the ends of its workers.
+
+    ``preload``: import cloudpickle before serving (a prestarted server, which no job waits
+    for yet); else only once idle after its first forks.
+    """
     import socket
 
     _stop_on_sigterm()
@@ -357,7 +361,7 @@ def zygote() -> None:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
             with contextlib.suppress(OSError):  # the kernel is gone: nobody to tell
-                sock.sendall(_REPORT.pack(kind, pid, code))
+                sock.sendall(REPORT.pack(kind, pid, code))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
@@ -372,7 +376,10 @@ def zygote() -> None:
             report(b"X", pid, os.waitstatus_to_exitcode(status))
 
     signal.signal(signal.SIGCHLD, reap)
-    preloaded = False
+    preloaded = preload
+    if preload:
+        with contextlib.suppress(ImportError):
+            import cloudpickle
     while True:
         try:
             _, fds, _, _ = socket.recv_fds(sock, 16, 3)
@@ -415,8 +422,9 @@ def _become_worker(sock: Any, fds: list[int]) -> None:
 
 
 def _entry() -> None:
-    if sys.argv[-1] == "zygote":
-        zygote()
+    # (``python -c BOOT <this file> [zygote [preload]]``: sys.argv is ["-c", file, ...])
+    if sys.argv[2:3] == ["zygote"]:
+        zygote(preload=sys.argv[3:4] == ["preload"])
     else:
         main()
 

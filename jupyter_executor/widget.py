@@ -603,11 +603,17 @@ def _restarts(row: dict[str, Any]) -> int:
 
 
 def status_label(row: dict[str, Any]) -> str:
-    """The badge text: the status, or ``"restarting (n)"`` for a pending job that its restart
-    policy restarted (``js/format.js`` ``statusLabel``)."""
+    """The badge text: the status, ``"restarting (n)"`` for a pending job that its restart
+    policy restarted, or ``"scheduled"`` for a scheduled job waiting for its next run
+    (``js/format.js`` ``statusLabel``)."""
     status = str(row.get("status") or "")
+    if status != "pending":
+        return status
     n = _restarts(row)
-    return f"restarting ({n})" if status == "pending" and n else status
+    if n:
+        return f"restarting ({n})"
+    next_run = row.get("next_run")
+    return "scheduled" if isinstance(next_run, (int, float)) else status
 
 
 def _restart_note(row: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ import pytest
 from _dask import cluster_without_us
 from _wait import wait_until
 
-from jupyter_executor import CommandFailed, Engine, Job, WorkerCrashed, cancelled
+from jupyter_executor import CommandFailed, Engine, Job, SubmitError, WorkerCrashed, cancelled
 
 
 def square(x: int) -> int:
@@ -585,3 +585,39 @@ def test_dask_output_arrives_while_the_task_runs(tmp_path: Path) -> None:
     finally:
         engine.shutdown()
     assert_nothing_left(before, timeout=30)
+
+
+def _cloudpickle_loaded() -> bool:
+    return "cloudpickle" in sys.modules
+
+
+@pytest.mark.timeout(90)
+def test_prestart_starts_the_fork_server_with_cloudpickle_before_any_job(engine: Engine) -> None:
+    # A first job waits for a fork of a warm server, not for a Python to start and import
+    # cloudpickle (a cold start was 10x a fork pool's).
+    engine.prestart("process").result(timeout=60)
+
+    def servers() -> list[psutil.Process]:
+        # (a process's command line reads empty for a moment as it execs: wait for it)
+        return [p for p in psutil.Process().children() if "zygote" in p.cmdline()]
+
+    found = wait_until(lambda: servers(), 10, "the fork server's command line")
+    assert len(found) == 1 and "preload" in found[0].cmdline(), [p.cmdline() for p in found]
+    # Forked from a server that preloaded it: without the prestart, the first worker is
+    # forked before the server imports cloudpickle (it does once idle).
+    job = engine.submit(_cloudpickle_loaded, backend="process")
+    engine.wait_job(job, 60)
+    assert job.result() is True
+    assert psutil.Process(job.pid).parent().pid == found[0].pid  # type: ignore[union-attr]
+    engine.prestart("process", "thread").result(timeout=60)  # again: nothing more to start
+    assert [p.pid for p in servers()] == [found[0].pid]
+
+
+@pytest.mark.timeout(60)
+def test_prestart_names_an_unknown_backend_and_refuses_a_shut_down_engine(tmp_path: Path) -> None:
+    engine = Engine(history=False)
+    with pytest.raises(ValueError, match="unknown backend 'proces'; use one of"):
+        engine.prestart("proces")
+    engine.shutdown()
+    with pytest.raises(SubmitError, match="this engine is shut down"):
+        engine.prestart("process")

@@ -82,6 +82,8 @@ def _dashboard_flow(page: Any, lab: Any) -> None:
     assert re.fullmatch(r"restarting \([1-3]\)", flaky.inner_text()), flaky.inner_text()
     next_run = in_notebook(page, '.je-row[data-name="clock"] .je-c-started.je-next')
     assert next_run.inner_text().startswith("next run ")
+    clock_badge = in_notebook(page, '.je-row[data-name="clock"] .je-badge.je-scheduled')
+    assert clock_badge.inner_text() == "scheduled"
 
     # train runs (with a progress bar and a ticking duration), then is done: no clicks involved
     wait_status(page, "train", "running")
@@ -327,5 +329,103 @@ def test_dashboard_bundle_in_a_blank_page(browser: Any) -> None:
         assert page.locator(".je-graph-svg .je-node").count() == 150
         assert "not drawn" in page.locator(".je-graph").inner_text()
         page.locator(".je-graph").screenshot(path=str(ARTIFACTS / "dashboard-graph.png"))
+    finally:
+        page.close()
+
+
+_GEOMETRY = """(name) => {
+  const box = (el) => el.getBoundingClientRect();
+  const det = document.querySelector(`.je-detail[data-name="${name}"]`);
+  const row = document.querySelector(`.je-row[data-name="${name}"]`);
+  const next = [...document.querySelectorAll('.je-row')]
+    .filter((r) => box(r).top > box(row).top)
+    .sort((a, b) => box(a).top - box(b).top)[0];
+  const tb = det.querySelector('.je-traceback');
+  return {
+    rowBottom: box(row).bottom, detTop: box(det).top, detBottom: box(det).bottom,
+    nextTop: box(next).top, detScroll: det.scrollHeight, detClient: det.clientHeight,
+    tbEnd: tb ? tb.scrollTop + tb.clientHeight - tb.scrollHeight : null,
+    pane: document.querySelector('.je-scroll').clientHeight,
+  };
+}"""
+
+
+@pytest.mark.timeout(120)
+def test_expanded_row_is_as_high_as_its_content(browser: Any) -> None:
+    """Issue 11: an open row's detail panel is sized to its content (it was a fixed 260 px,
+    the error line of a long traceback below the fold, the other half empty), and the rows
+    below move with it."""
+    page, _ = widget_page(browser, "dashboard", _snapshot(40))
+    try:
+        page.locator('.je-row[data-name="job-2"] .je-c-name').click()
+
+        def emit(seq: int, fields: dict[str, Any]) -> dict[str, Any]:
+            msg = {"k": "patch", "seq": seq, "t": 1_800_000_000 + seq, "rows": [fields]}
+            page.evaluate("(m) => window.__je.emit(m)", msg)
+            page.wait_for_timeout(100)  # two frames: drawn, measured
+            return dict(page.evaluate(_GEOMETRY, "job-2"))
+
+        # a short output: a short panel, the next row right below it
+        short = emit(1, {"name": "job-2", "traceback": None, "tail": "one line"})
+        assert short["detBottom"] - short["detTop"] < 100, short
+        assert abs(short["detTop"] - short["rowBottom"]) <= 1, short
+        assert abs(short["nextTop"] - short["detBottom"]) <= 1, short
+        # a long traceback and output: taller, still within the pane, nothing cut off
+        # inside the panel, and the traceback shows its end (the error line)
+        frames = "".join(f'  File "x.py", line {i}, in f{i}\n    f{i + 1}()\n' for i in range(60))
+        tb = f"Traceback (most recent call last):\n{frames}ValueError: the error line"
+        tail = "\n".join(f"out {i}" for i in range(80))
+        tall = emit(2, {"name": "job-2", "traceback": tb, "tail": tail})
+        assert tall["detBottom"] - tall["detTop"] > 300, tall
+        assert tall["detBottom"] - tall["detTop"] <= tall["pane"], tall
+        assert tall["detScroll"] <= tall["detClient"] + 1, tall
+        assert abs(tall["nextTop"] - tall["detBottom"]) <= 1, tall
+        assert tall["tbEnd"] is not None and abs(tall["tbEnd"]) <= 1, tall
+        line = page.locator('.je-detail[data-name="job-2"] .je-traceback')
+        assert line.inner_text().rstrip().endswith("ValueError: the error line")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-detail-sized.png"))
+        # shorter again: the rows below move back up
+        again = emit(3, {"name": "job-2", "traceback": None, "tail": "done"})
+        assert abs(again["nextTop"] - again["detBottom"]) <= 1, again
+        assert again["detBottom"] - again["detTop"] < 100, again
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_table_works_from_the_keyboard(browser: Any) -> None:
+    """Issue 11 polish: rows, sortable headers and graph nodes are reachable with Tab and act
+    on Enter or Space, as buttons do."""
+    page, _ = widget_page(browser, "dashboard", _snapshot(30))
+    try:
+        row = page.locator('.je-row[data-name="job-2"]')
+        row.focus()
+        page.keyboard.press("Enter")
+        page.locator('.je-detail[data-name="job-2"]').wait_for()
+        assert row.get_attribute("aria-expanded") == "true"
+        assert {"k": "expand", "name": "job-2", "open": True}.items() <= page.evaluate(
+            "() => window.__je.sent.at(-1)"
+        ).items()
+        page.keyboard.press(" ")
+        page.locator('.je-detail[data-name="job-2"]').wait_for(state="detached")
+        # Tab goes from a row to its buttons, then to the next row
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.dataset.action") == "rerun"
+        header = page.locator('.je-colhead [data-sort="name"]')
+        header.focus()
+        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+        assert "je-desc" in (header.get_attribute("class") or "")
+        page.wait_for_function(  # job-29 first: names sort by their numbers
+            "() => [...document.querySelectorAll('.je-row')].some((r) => "
+            "r.dataset.name === 'job-29' && r.style.transform === 'translateY(0px)')"
+        )
+        # a graph node opens its row
+        page.locator(".je-graph-toggle").click()
+        node = page.locator('.je-graph-svg .je-node[data-name="job-5"]')
+        node.focus()
+        page.keyboard.press("Enter")
+        page.locator('.je-detail[data-name="job-5"]').wait_for()
+        page.screenshot(path=str(ARTIFACTS / "dashboard-keyboard.png"))
     finally:
         page.close()

@@ -209,7 +209,7 @@ def test_saved_notebook_draws_its_views_without_their_kernel(tmp_path: Path, bro
     """Issue 11 #8: a notebook executed by nbclient stores each view's ~1 KB loader and the
     front-end bundle once, in a library model; reopened in JupyterLab (its kernel long gone),
     the widget manager restores the saved models, the views find the library model, draw the
-    final state and say there is no kernel behind them."""
+    final state and say there is no kernel behind them, their buttons disabled."""
     from test_saved_views import _run
 
     saved = _run(tmp_path)
@@ -241,4 +241,22 @@ def test_saved_notebook_draws_its_views_without_their_kernel(tmp_path: Path, bro
                 "(el) => getComputedStyle(el).display"
             )
             assert display == "flex", display
+            # Their kernel is gone (the page's kernel is a new one, whose engine never made
+            # them): greyed out, "no kernel" with the time of the saved state, and no button
+            # that would send into a comm that does not exist.
+            for name in want:
+                in_notebook(page, f'.je-jobview[data-name="{name}"][data-kernel="gone"]').wait_for(
+                    timeout=10_000
+                )
+            in_notebook(page, '.je-dash[data-kernel="gone"]').wait_for(timeout=10_000)
+            banners = in_notebook(page, ".je-gone").evaluate_all(
+                "(els) => els.map((el) => el.hidden ? '' : el.innerText)"
+            )
+            assert len(banners) == 3, banners
+            gone = re.compile(r"no kernel — last known state as of \d\d:\d\d:\d\d")
+            assert all(gone.fullmatch(b) for b in banners), banners
+            buttons = in_notebook(page, ".je-jobview button, .je-dash button[data-action]")
+            states = buttons.evaluate_all("(bs) => bs.map((b) => [b.dataset.action, b.disabled])")
+            assert {a for a, _ in states} >= {"rerun", "log"}, states
+            assert all(disabled for _, disabled in states), states
             page.screenshot(path=str(ARTIFACTS / "views-lab-saved-reopened.png"), full_page=True)

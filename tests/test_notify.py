@@ -112,6 +112,25 @@ def test_notify_option_follows_the_engine_default(tmp_path: Path) -> None:
         engine.wait(timeout=30)
 
 
+def test_dashboard_rows_say_which_jobs_notify(tmp_path: Path) -> None:
+    """The %jobs table notifies like a job view (js/notify.js): its rows carry ``notify``."""
+    from jupyter_executor._publisher import DashboardPublisher
+
+    with Engine(folder=tmp_path / "runs", history=False) as engine:
+        engine.submit(sum, [1], name="plain")
+        engine.submit(sum, [1], name="asked", notify=True)
+        assert engine.wait(timeout=30)
+        publisher = DashboardPublisher(engine, lambda msg, buffers: None)
+        snap = publisher.start(thread=False)
+        try:
+            assert snap is not None
+            rows = {r[0]: dict(zip(snap["cols"], r, strict=True)) for r in snap["data"]}
+            assert snap["cols"][0] == "name"
+            assert (rows["plain"]["notify"], rows["asked"]["notify"]) == (False, True)
+        finally:
+            publisher.stop()
+
+
 # -- in a kernel --------------------------------------------------------------------------------
 
 

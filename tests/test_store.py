@@ -209,6 +209,28 @@ def test_a_batch_is_coalesced_into_one_row_per_run(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_retry_in_the_same_batch_as_the_next_attempt_keeps_its_error(tmp_path: Path) -> None:
+    # The writer folds the snapshots of one attempt in a batch into the last; the pending
+    # snapshot of a retry carries the failed attempt's end and must not be folded into the
+    # next attempt's start (seen under load: the first run recorded with no error).
+    store = HistoryStore(tmp_path, "e", batch_delay=3600)  # one batch, written by the flush
+    try:
+        job = Job(len, args=("ab",), name="r")
+        _drive(store, job, Status.PENDING, Status.RUNNING)
+        job.traceback = "Traceback (most recent call last):\nValueError: first attempt\n"
+        _drive(store, job, Status.PENDING)  # the retry
+        job.traceback = None
+        _drive(store, job, Status.RUNNING, Status.DONE, result=2)
+        store.flush(timeout=10)
+        runs = store.runs("r")
+        assert [(r["attempt"], r["status"], r["error"]) for r in runs] == [
+            (1, "failed", "ValueError: first attempt"),
+            (2, "done", None),
+        ]
+    finally:
+        store.close()
+
+
 def test_a_late_snapshot_does_not_undo_an_end(store: HistoryStore) -> None:
     job = Job(len, args=("ab",), name="j")
     _drive(store, job, Status.PENDING, Status.RUNNING)

@@ -365,3 +365,54 @@ def test_last_runs_is_the_latest_run_of_each_name_of_other_engines(tmp_path: Pat
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_pending_run_is_held_back_until_it_ends_or_has_waited(tmp_path: Path) -> None:
+    # Pure: a burst's queued jobs noted as pending are written once, at their end, when they
+    # end within the hold; one that still waits after it is written as pending.
+    runs = _fold.Runs("e")
+    highest: dict[str, int] = {}
+    job = Job(len, args=("ab",), name="queued")
+    job.status, job.submitted = Status.PENDING, time.time()
+    pending = snapshot_of(job)
+    runs.take(pending)
+    assert runs.rows(highest, hold_after=pending.time) == []  # held: still dirty
+    assert len(runs.dirty) == 1
+    ((status, attempt),) = [(r[7], r[2]) for r in runs.rows(highest, hold_after=pending.time + 1)]
+    assert (status, attempt) == ("pending", 1)  # waited long enough: written
+    runs.written()
+    assert not runs.dirty
+    other = Job(len, args=("ab",), name="ends")
+    other.status, other.submitted = Status.PENDING, time.time()
+    first = snapshot_of(other)
+    runs.take(first)
+    assert runs.rows(highest, hold_after=first.time) == []
+    other.status, other.attempts, other.started = Status.RUNNING, 1, time.time()
+    other.status, other.finished = Status.DONE, time.time()
+    runs.take(snapshot_of(other))
+    ((name, status),) = [(r[1], r[7]) for r in runs.rows(highest, hold_after=first.time)]
+    assert (name, status) == ("ends", "done")  # one row, at its end
+
+
+def test_upsert_many_writes_full_chunks_and_the_rest(tmp_path: Path) -> None:
+    # More rows than a statement takes (CHUNK), written twice: every row once, updated.
+    from jupyter_executor.store import _schema
+
+    con = _schema.connect(tmp_path / "h.db", 5, create=True)
+    try:
+        n = 2 * _schema.CHUNK + 3
+        rows: list[list[Any]] = []
+        for i in range(n):
+            run = dict.fromkeys(WRITTEN)
+            run.update(engine_id="e", name=f"j{i}", attempt=1, status="running", detached=0)
+            rows.append([run[c] for c in WRITTEN])
+        with _schema.transaction(con):
+            _schema.upsert_many(con, rows)
+        for row in rows:
+            row[WRITTEN.index("status")] = "done"
+        with _schema.transaction(con):
+            _schema.upsert_many(con, rows)
+        got = con.execute("SELECT name, status FROM runs ORDER BY id").fetchall()
+    finally:
+        con.close()
+    assert got == [(f"j{i}", "done") for i in range(n)]

@@ -205,13 +205,16 @@ needs_pidfd = pytest.mark.skipif(
 
 @needs_pidfd
 @pytest.mark.timeout(60)
-def test_attached_commands_get_supervisors_forked_by_one_zygote(engine: Engine) -> None:
+def test_attached_commands_are_started_and_supervised_by_one_zygote(engine: Engine) -> None:
     jobs = [engine.submit(f"echo out {i}; echo err >&2; exit {i}", name=f"z{i}") for i in range(3)]
     slow = engine.submit(["sh", "-c", "sleep 30"], name="slow")
     _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
     assert slow.pid is not None
-    supervisor = psutil.Process(slow.pid)
-    zygote = supervisor.parent()
+    command = psutil.Process(slow.pid)
+    # No supervisor process per command (a forked one cost 2-3 ms of CPU each): the job's pid
+    # is its command's, started by the zygote, which supervises them all.
+    assert command.cmdline() == ["sh", "-c", "sleep 30"]
+    zygote = command.parent()
     assert zygote is not None and zygote.ppid() == os.getpid()
     assert "--zygote" in zygote.cmdline()
     assert os.getsid(slow.pid) == slow.pid  # a session (and group) of its own
@@ -228,19 +231,24 @@ def test_attached_commands_get_supervisors_forked_by_one_zygote(engine: Engine) 
 
 @needs_pidfd
 @pytest.mark.timeout(60)
-def test_a_killed_zygote_fails_its_jobs_when_they_end_and_the_next_jobs_run(
+def test_a_killed_zygote_stops_and_fails_its_jobs_and_the_next_jobs_run(
     engine: Engine,
 ) -> None:
-    job = engine.submit(["sh", "-c", "sleep 1; echo finished"], name="orphaned")
-    _wait_for(lambda: job.pid is not None and _runs(job.pid), 20)
+    # The zygote supervises the commands it started: once it is gone, nothing would stop them
+    # with the kernel, so the engine stops them (SIGTERM, SIGKILL after the grace) at once.
+    engine.cancel_grace = 0.5
+    job = engine.submit(["sh", "-c", "echo started; sleep 60; echo finished"], name="orphaned")
+    _wait_for(lambda: job.pid is not None and _runs(job.pid) and job.tail() == "started", 20)
     assert job.pid is not None
     zygote = psutil.Process(job.pid).parent()
-    assert zygote is not None
+    assert zygote is not None and "--zygote" in zygote.cmdline()
     zygote.kill()
-    engine.wait_job(job, 20)
+    engine.wait_job(job, 20)  # long before the command's 60 s
     assert job.status.value == "failed"
+    assert "was stopped" in str(job.exception())
     assert "exit status is unknown" in str(job.exception())
-    assert job.tail() == "finished"  # its command ran on: the pipes are the engine's own
+    assert job.tail() == "started"
+    assert not _runs(job.pid)
     after = engine.submit("echo still here", name="after")
     engine.wait_job(after, 20)
     assert after.result() == 0 and after.tail() == "still here"
@@ -271,6 +279,56 @@ def test_odd_text_and_an_environment_too_big_for_the_zygote(engine: Engine) -> N
     assert zygote is not None and "--zygote" in zygote.cmdline()
     engine.cancel(slow)
     engine.wait_job(slow, 20)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_command_the_zygote_cannot_start_fails_as_under_a_supervisor(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Found (it exists) but not executable: exec fails in posix_spawn, in the zygote.
+    script = tmp_path / "not-executable"
+    script.write_text("echo never\n")
+    job = engine.submit(["./not-executable"], cwd=tmp_path, name="noexec")
+    engine.wait_job(job, 30)
+    assert job.status.value == "failed"
+    assert job.exception().returncode == 127  # type: ignore[union-attr]
+    assert job.tail() == "cannot run './not-executable': Permission denied"
+    after = engine.submit(["sh", "-c", "pwd"], cwd=tmp_path, name="after")
+    engine.wait_job(after, 30)
+    assert after.result() == 0 and after.tail() == str(tmp_path)
+
+
+_STUBBORN_PARENT = """
+import time
+from jupyter_executor import Engine
+engine = Engine(history=False)
+engine.cancel_grace = 0.5
+engine.submit(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done", {marker!r}],
+              name="stubborn")
+time.sleep(600)
+"""
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_command_ignoring_sigterm_is_killed_after_the_grace_when_its_kernel_dies() -> None:
+    marker = f"stubborn-{uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN_PARENT.format(marker=marker)], env=env
+    )
+    try:
+        _wait_for(lambda: len(marked(marker)) == 1, 30)
+        time.sleep(0.3)  # its trap is set
+        parent.kill()
+        parent.wait(10)
+        # the zygote's SIGTERM is ignored; its SIGKILL comes after the 0.5 s grace
+        assert not _wait_gone(marker, 15), "a command outlived its kernel"
+    finally:
+        parent.kill()
+        _kill_marked(marker)
 
 
 # A stand-in for a kernel running an engine: threads, attached commands started one after
@@ -332,3 +390,46 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not reached within {timeout} s")
         time.sleep(0.02)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_program_found_once_and_removed_since_cannot_run(engine: Engine, tmp_path: Path) -> None:
+    # Programs found on a PATH are remembered (looking one up stats every folder of the PATH,
+    # a tenth of a short command's cost in the engine): one removed since fails to start.
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    program = folder / "hello-je"
+    program.write_text("#!/bin/sh\necho hello\n")
+    program.chmod(0o755)
+    env = {"PATH": f"{folder}:{os.environ['PATH']}"}
+    first = engine.submit(["hello-je"], env=env, name="first")
+    engine.wait_job(first, 30)
+    assert first.result() == 0 and first.tail() == "hello"
+    program.unlink()
+    second = engine.submit(["hello-je"], env=env, name="second")
+    engine.wait_job(second, 30)
+    assert second.exception().returncode == 127  # type: ignore[union-attr]
+    assert second.tail() == "cannot run 'hello-je': No such file or directory"
+    # never found: the one-line error of the submit, as before
+    third = engine.submit(["no-such-program-je"], env=env, name="third")
+    engine.wait_job(third, 30)
+    assert "program 'no-such-program-je' of job 'third' not found" in str(third.exception())
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_command_started_by_the_zygote_holds_only_its_three_streams(engine: Engine) -> None:
+    # Any other descriptor (a copy of its pipes, the zygote's socket) would outlive the
+    # command in what it leaves behind, and keep the job from ending.
+    probe = (
+        "import os\n"
+        "for fd in range(1024):\n"
+        "    try: os.fstat(fd)\n"
+        "    except OSError: continue\n"
+        "    print(fd)"
+    )
+    job = engine.submit([sys.executable, "-I", "-S", "-c", probe], name="fds")
+    engine.wait_job(job, 30)
+    assert job.result() == 0
+    assert job.tail().split() == ["0", "1", "2"]

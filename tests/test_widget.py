@@ -971,3 +971,15 @@ def test_a_huge_line_stays_bounded_in_the_tail_and_the_views(
     assert len(Mirror(view).rows["huge"]["tail"]) <= 8_000
     job.output.flush()
     assert job.log_path.stat().st_size >= 30_000_000  # the log keeps everything
+
+
+@pytest.mark.timeout(10)
+def test_status_label_names_a_scheduled_job_between_runs() -> None:
+    """A scheduled job waiting for its next run is "scheduled" (the views show when beside it),
+    a restarted one "restarting (n)" first; other statuses are themselves (js/format.js)."""
+    from jupyter_executor.widget import status_label
+
+    assert status_label({"status": "pending", "next_run": 1_800_000_000.5}) == "scheduled"
+    assert status_label({"status": "pending", "next_run": None}) == "pending"
+    assert status_label({"status": "pending", "next_run": 1.0, "restarts": 2}) == "restarting (2)"
+    assert status_label({"status": "done", "next_run": 1.0}) == "done"

@@ -22,13 +22,13 @@ import pytest
 from _leaks import marked
 from _wait import wait_until
 
-from jupyter_executor import Engine
+from jupyter_executor import Engine, Job
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import os, sys, time
-from jupyter_executor import Engine
+from jupyter_executor import Engine, Job
 
 folder, marker = sys.argv[1], sys.argv[2]
 engine = Engine(folder=folder)
@@ -203,3 +203,33 @@ def test_a_detached_command_cancelled_as_soon_as_it_is_reattached_is_stopped(
                 engine.shutdown()
             for proc in marked(marker):  # never leave one behind, even when the test fails
                 proc.kill()
+
+
+@pytest.mark.timeout(60)
+def test_attached_commands_starting_together_share_their_write_ahead_flush(
+    tmp_path: Path,
+) -> None:
+    # Each attached command's run is committed before its process starts. The commands that
+    # start together wait for one commit, not one each (a commit per short command cost a
+    # third of the engine's time in a burst).
+    engine = Engine(folder=tmp_path, limits={"subprocess": 8})
+    try:
+        store = engine._store
+        assert store is not None
+        flush = store.flush
+        calls: list[float] = []
+
+        def counted(timeout: float | None = None) -> None:
+            calls.append(time.monotonic())
+            flush(timeout)
+
+        store.flush = counted  # type: ignore[method-assign]
+        jobs = engine.submit(*[Job(["true"], name=f"t{i}") for i in range(8)])
+        assert engine.wait(timeout=30)  # (which flushes once more, as it returns)
+        assert [j.status.value for j in jobs] == ["done"] * 8
+        assert 2 <= len(calls) <= 5, f"{len(calls)} flushes for 8 commands starting together"
+        store.flush = flush  # type: ignore[method-assign]
+        runs = engine.history()
+        assert sorted(runs["name"]) == sorted(j.name for j in jobs)
+    finally:
+        engine.shutdown()

@@ -73,6 +73,10 @@ test("statusLabel: a pending job that was restarted is 'restarting (n)'", () => 
   assert.equal(statusLabel({ status: "running", restarts: 2 }), "running");
   assert.equal(statusLabel({ status: "failed", restarts: 2 }), "failed");
   assert.equal(statusLabel({ status: "pending", restarts: "2" }), "pending"); // not a number: ignored
+  // a scheduled job between runs
+  assert.equal(statusLabel({ status: "pending", next_run: 1_800_000_000 }), "scheduled");
+  assert.equal(statusLabel({ status: "running", next_run: 1_800_000_000 }), "running");
+  assert.equal(statusLabel({ status: "pending", next_run: 1_800_000_000, restarts: 1 }), "restarting (1)");
 });
 
 test("restartNote: a finished job says how often it was restarted", () => {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { finishNotice, notifyEnd, PERMISSION_MARK } from "../notify.js";
+import { EndWatch, finishNotice, notifyEnd, PERMISSION_MARK, sayEnds } from "../notify.js";
 
 const NOW = 1_000_000;
 const row = (over) => ({ name: "train", notify: true, status: "done", duration: 75, finished: NOW - 60, ...over });
@@ -69,4 +69,49 @@ test("notifyEnd sends nothing when denied, and survives a window without the API
   assert.deepEqual(sent, []);
   assert.equal(win.document.title, "nb.ipynb");
   notifyEnd({ document: { title: "x" } }, { title: "t", body: "b", tag: "je-d-1" });
+});
+
+test("EndWatch: many rows (the dashboard), each end told once, permission asked once", () => {
+  const watch = new EndWatch();
+  const first = watch.update(
+    [
+      row({ name: "a", status: "running" }),
+      row({ name: "b", status: "pending" }),
+      row({ name: "quiet", notify: false, status: "running" }),
+      row({ name: "old", status: "done" }), // ended a minute before the view was drawn
+    ],
+    NOW,
+  );
+  assert.deepEqual(first, { notices: [], ask: true });
+  assert.deepEqual(watch.update([row({ name: "b", status: "running" })], NOW), { notices: [], ask: false });
+  const ends = watch.update(
+    [row({ name: "a", status: "done", finished: NOW - 1 }), row({ name: "quiet", notify: false, status: "done" })],
+    NOW,
+  );
+  assert.deepEqual(ends.notices.map((n) => n.title), ["Job a done"]);
+  assert.deepEqual(watch.update([row({ name: "a", status: "done", finished: NOW - 1 })], NOW).notices, []);
+  // an earlier kernel's run never notifies; a forgotten row coming back is new
+  assert.deepEqual(watch.update([row({ name: "e", earlier: "x", finished: NOW - 1 })], NOW).notices, []);
+  watch.forget("b");
+  assert.deepEqual(
+    watch.update([row({ name: "b", status: "failed", finished: NOW - 1 })], NOW).notices.map((n) => n.title),
+    ["Job b failed"],
+  );
+});
+
+test("sayEnds sends what EndWatch found", () => {
+  const { win, sent } = fakeWindow("granted");
+  const watch = new EndWatch();
+  sayEnds(watch, win, [row({ name: "r1", status: "running" })], NOW);
+  sayEnds(watch, win, [row({ name: "r1", status: "done", finished: NOW - 0.5, duration: 2 })], NOW);
+  assert.deepEqual(sent, [{ title: "Job r1 done", body: "done in 2.00 s", tag: `je-r1-${NOW - 0.5}` }]);
+});
+
+test("an end is told once per page, also by another copy of the module (the other bundle)", async () => {
+  const { win, sent } = fakeWindow("granted");
+  const notice = { title: "Job twice done", body: "done", tag: "je-twice-1" };
+  notifyEnd(win, notice);
+  const copy = await import(`../notify.js?copy=${Date.now()}`); // a second instance, as a second bundle is
+  copy.notifyEnd(win, notice);
+  assert.equal(sent.length, 1);
 });

@@ -28,6 +28,17 @@ test("a snapshot replaces everything and sets the clock offset", () => {
   assert.equal(changes[0].full, true);
   store.handle(snap(4, [["c", "done", 1, 2]]));
   assert.deepEqual([...store.rows.keys()], ["c"]);
+  assert.equal(store.t, 1000); // the kernel time of the state shown
+});
+
+test("gone as of the saved state's time, or now", () => {
+  const { store, clock } = makeStore({ t: 5000 });
+  store.handle(snap(0, [["a", "done", 1, 2]], 1234.5));
+  store.markGone("no kernel", store.t);
+  assert.deepEqual(store.gone, { reason: "no kernel", at: 1234.5 });
+  const other = makeStore(clock).store;
+  other.markGone("kernel restarted");
+  assert.deepEqual(other.gone, { reason: "kernel restarted", at: 5000 });
 });
 
 test("patches merge changed fields, add and remove rows, bump versions", () => {

@@ -35,3 +35,16 @@ test("an empty list draws nothing", () => {
   assert.equal(l.total, 0);
   assert.deepEqual(l.range(0, 400), [0, 0]);
 });
+
+test("detail panels of different heights (each measured): later rows sit right below each", () => {
+  const heights = new Map([[2, 40], [50, 300]]);
+  const l = makeLayout(100, [2, 50], 28, (i) => heights.get(i));
+  assert.equal(l.total, 100 * 28 + 340);
+  assert.equal(l.top(2), 56);
+  assert.equal(l.top(3), 3 * 28 + 40);
+  assert.equal(l.indexAt(56 + 28 + 39), 2); // still row 2's short detail
+  assert.equal(l.indexAt(56 + 28 + 40), 3);
+  assert.equal(l.top(51), 51 * 28 + 340);
+  assert.equal(l.indexAt(51 * 28 + 40 + 299), 50); // inside row 50's tall detail
+  assert.deepEqual(l.range(50 * 28 + 40, 100, 0), [50, 51]);
+});

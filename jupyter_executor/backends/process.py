@@ -28,12 +28,13 @@ import os
 import pickle
 import signal
 import socket
+import subprocess
 import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _worker
-from .._worker import _BOOT, _HEADER, _REPORT
+from .._worker import BOOT, HEADER, REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
 from ._base import TaskBackend
@@ -45,6 +46,7 @@ from ._base import TaskBackend
 if TYPE_CHECKING:
     from .._protocols import BackendHost
     from ..job import Job
+    from .subprocess import Detached
 
 __all__ = ["ProcessBackend"]
 
@@ -92,7 +94,7 @@ class _Zygote:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Detached | None = None
         self.sock: socket.socket | None = None
         self._forks: deque[asyncio.Future[int]] = deque()  # pid replies come in request order
         self._ends: dict[int, asyncio.Future[int]] = {}
@@ -100,24 +102,36 @@ class _Zygote:
         self._stderr: asyncio.Task[None] | None = None
         self.lost = False
 
-    async def start(self, env: dict[str, str]) -> None:
+    async def start(self, env: dict[str, str], preload: bool = False) -> None:
+        # A plain Popen (a few tenths of a millisecond), awaited through a pidfd: an asyncio
+        # subprocess took 10-25 ms to hand it over (its pipes' transports, a watcher thread),
+        # during which the kernel could not prepare the first job while the server boots.
         ours, theirs = socket.socketpair()
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _BOOT, os.path.realpath(_worker.__file__), "zygote",
-                stdin=theirs.fileno(), stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            popen = subprocess.Popen(
+                [
+                    sys.executable, "-c", BOOT, os.path.realpath(_worker.__file__), "zygote",
+                    *(["preload"] if preload else []),
+                ],
+                stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env=env, start_new_session=True,
             )  # fmt: skip
         finally:
             theirs.close()
+        from .subprocess import Detached, pump  # (imported while the server boots)
+
+        self.proc = Detached(popen)
         ours.setblocking(False)
         self.sock = ours
         self._reader = self.loop.create_task(self._read())
         # What it says on stderr (it failed to start, a fork failed) goes to the log, not to
         # the kernel's stderr (which a kernel shows in whatever cell ran last).
-        from .subprocess import pump
-
-        self._stderr = self.loop.create_task(pump(self.proc.stderr, _log_stderr, "stderr"))
+        assert popen.stderr is not None
+        stderr = asyncio.StreamReader()
+        await self.loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr
+        )
+        self._stderr = self.loop.create_task(pump(stderr, _log_stderr, "stderr"))
 
     def end_of(self, pid: int) -> asyncio.Future[int]:
         future = self._ends.get(pid)
@@ -134,9 +148,9 @@ class _Zygote:
                 if not data:
                     break
                 buffer += data
-                while len(buffer) >= _REPORT.size:
-                    kind, pid, code = _REPORT.unpack_from(buffer)
-                    buffer = buffer[_REPORT.size :]
+                while len(buffer) >= REPORT.size:
+                    kind, pid, code = REPORT.unpack_from(buffer)
+                    buffer = buffer[REPORT.size :]
                     if kind == b"P":
                         if self._forks:
                             future = self._forks.popleft()
@@ -322,12 +336,12 @@ class _Worker:
         if stdin.is_closing():
             return  # it is being stopped: its reader settles what it held
         with contextlib.suppress(ConnectionError, RuntimeError):  # it died: its reader says so
-            stdin.write(_HEADER.pack(len(data)) + data)
+            stdin.write(HEADER.pack(len(data)) + data)
 
     async def receive(self) -> Any:
         assert self.proc is not None
-        head = await self.proc.stdout.readexactly(_HEADER.size)
-        (size,) = _HEADER.unpack(head)
+        head = await self.proc.stdout.readexactly(HEADER.size)
+        (size,) = HEADER.unpack(head)
         # (what cloudpickle writes, plain pickle reads: cloudpickle.loads is pickle.loads)
         return pickle.loads(await self.proc.stdout.readexactly(size))
 
@@ -412,14 +426,24 @@ class ProcessBackend(TaskBackend):
         # The jobs started before the fork server was spawned, in order (None once it was).
         self._early: list[Job] | None = []
 
-    async def _zygote_ready(self) -> _Zygote:
+    async def _zygote_ready(self, preload: bool = False) -> _Zygote:
         async with self._zygote_lock:
             zygote = self._zygote
             if zygote is None or zygote.lost:
                 zygote = _Zygote(asyncio.get_running_loop())
-                await zygote.start(self._environment())
+                await zygote.start(self._environment(), preload)
                 self._zygote = zygote
             return zygote
+
+    async def prestart(self) -> None:
+        """(``Engine.prestart``) Start the fork server now, preloading cloudpickle, before any
+        job: the first job's worker is then a fork away. The kernel's side of pickling is
+        imported meanwhile."""
+        await self._zygote_ready(preload=True)
+        from .. import _pickling  # noqa: F401
+
+        if self._early == []:
+            self._early = None  # no job needs to wait for the server: it is there
 
     async def _start_early(self) -> None:
         """The first jobs: their fork server is started first, so that Python starts in there
@@ -631,12 +655,18 @@ class ProcessBackend(TaskBackend):
             worker.leaving = True
             self._stop_worker(worker)
             return
+        self._take_back_for(worker)
+
+    def _take_back_for(self, free: _Worker) -> None:
+        """Revoke the last job held (not started) by another worker: it comes back as
+        "revoked" and runs on ``free``."""
         for other in self._workers:
-            if other is not worker and not other.leaving and other.proc is not None:
-                held = [r for r in other.runs if not r.started and not r.cancelled]
-                if held:
-                    other.send(("revoke", held[-1].id))  # comes back as "revoked"
-                    return
+            if other is free or other.leaving or other.proc is None:
+                continue
+            held = [r for r in other.runs if not r.started and not r.cancelled]
+            if held:
+                other.send(("revoke", held[-1].id))
+                return
 
     async def _start_worker(self, worker: _Worker) -> None:
         try:

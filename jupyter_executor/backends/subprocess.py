@@ -4,11 +4,13 @@ Each command starts in a new session (its own process group), so a kernel interr
 signals the kernel's whole group, does not kill it (docs/kernel-notes.md §4); cancelling
 terminates the group, then kills it after the engine's grace period.
 
-Each command runs under a supervisor (``_supervise.py``) that stops its group when the kernel
-dies. An attached command's supervisor is forked by the engine's zygote (:class:`_Zygote`, one
-small process started with the first command), which costs about a millisecond; a detached
-one's is a process of its own (it must outlive the kernel, and the zygote does not), as is
-every supervisor where no pidfd can watch the kernel (not Linux).
+Each command is supervised: its group is stopped when the kernel dies, even by SIGKILL. The
+attached commands are started and supervised by the engine's zygote (:class:`_Zygote`, one
+small process started with the first command; ``_supervise.py --zygote``), which costs a
+``posix_spawn``; a detached command has a supervisor process of its own (``_supervise.py``: it
+must outlive the kernel, and the zygote does not), as does every command where no pidfd can
+watch the kernel (not Linux) or that the zygote cannot take (an environment too big for one
+message).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class SubprocessBackend(TaskBackend):
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self._zygote: _Zygote | None = None
+        self._flush: _Flush | None = None  # the write-aheads' flush that has not begun yet
 
     async def aclose(self) -> None:
         zygote, self._zygote = self._zygote, None
@@ -53,23 +56,7 @@ class SubprocessBackend(TaskBackend):
             await zygote.close()
 
     async def execute(self, job: Job) -> Any:
-        env = {**os.environ, **(job.env or {})}
-        env["JUPYTER_EXECUTOR_ID"] = self.engine.id
-        env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
-        env.setdefault("PYTHONUNBUFFERED", "1")  # child Python output arrives as it is printed
-        cwd = os.fspath(job.cwd) if job.cwd is not None else None
-        if cwd is not None and not os.path.isdir(cwd):
-            msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
-            raise FileNotFoundError(msg)
-        target = job.target
-        if isinstance(target, str):
-            command = ["/bin/sh", "-c", target]
-        else:
-            command = list(map(os.fspath, target))
-            found = shutil.which(command[0], path=env.get("PATH"))
-            if found is None and not os.path.exists(os.path.join(cwd or ".", command[0])):
-                msg = f"program {command[0]!r} of job {job.name!r} not found"
-                raise FileNotFoundError(msg)
+        command, env, cwd = _command_of(job, self.engine.id)
         if job.detach:
             return await self._run_detached(job, command, env, cwd)
         # Write-ahead: the run is on disk before its process exists. An attached command dies
@@ -77,21 +64,11 @@ class SubprocessBackend(TaskBackend):
         # only logged by the store, and the job runs anyway.
         with contextlib.suppress(StoreError, TimeoutError):
             await self._write_ahead(job)
-        grace = self.engine.cancel_grace
-        proc: asyncio.subprocess.Process | _Forked | None = None
-        if self._zygote is None and _Zygote.usable():
-            self._zygote = _Zygote()
-        if self._zygote is not None:
-            proc = await self._zygote.spawn(command, env, cwd or _here(), grace)
-        if proc is None:  # no zygote here (no pidfd), or it could not start: one interpreter
-            argv = [
-                sys.executable, "-S", SUPERVISOR, "--grace", str(grace),
-                "--parent", str(os.getpid()), "--", *command,
-            ]  # fmt: skip
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
-            )  # fmt: skip
+        try:
+            proc = await self._start(command, env, cwd)
+        except _CannotRun as exc:  # as a supervisor says it: on stderr, and status 127
+            job.output.write(f"cannot run {command[0]!r}: {exc.strerror}\n", "stderr")
+            return _outcome(job, 127)
         job.pid = proc.pid
         if job.runstate.life is not None:
             job.runstate.life.pid_start_time = _procs.start_time(proc.pid)
@@ -106,10 +83,35 @@ class SubprocessBackend(TaskBackend):
         except asyncio.CancelledError:
             await terminate_group(proc, self.engine.cancel_grace)
             raise
-        except OSError as exc:  # its zygote was killed: it ended, how is unknown
-            msg = f"command {job.describe()!r}: {exc.strerror or exc}; its exit status is unknown"
+        except OSError as exc:  # its zygote was killed: the command was stopped
+            msg = (
+                f"command {job.describe()!r} was stopped: {exc.strerror or exc} (it supervised "
+                "the command); its exit status is unknown"
+            )
             raise JupyterExecutorError(msg) from exc
         return _outcome(job, returncode)
+
+    async def _start(
+        self, command: list[str], env: dict[str, str], cwd: str | None
+    ) -> asyncio.subprocess.Process | _Forked:
+        """Start an attached ``command``: by the zygote, else under a supervisor of its own."""
+        grace = self.engine.cancel_grace
+        if self._zygote is None and _Zygote.usable():
+            self._zygote = _Zygote()
+        if self._zygote is not None:
+            proc = await self._zygote.spawn(command, env, cwd or _here(), grace)
+            if proc is not None:
+                return proc
+        # No zygote here (no pidfd), or it could not start or take this command: a supervisor
+        # (one interpreter) of its own.
+        argv = [
+            sys.executable, "-S", SUPERVISOR, "--grace", str(grace),
+            "--parent", str(os.getpid()), "--", *command,
+        ]  # fmt: skip
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
+        )  # fmt: skip
 
     async def _run_detached(
         self, job: Job, command: list[str], env: dict[str, str], cwd: str | None
@@ -138,7 +140,7 @@ class SubprocessBackend(TaskBackend):
         argv += ["--claim-file", str(claim_file)]
         argv += ["--grace", str(self.engine.cancel_grace), "--", *command]
         with open(log_path, "ab") as log:
-            proc = _Detached.start(argv, log, cwd, env)
+            proc = Detached.start(argv, log, cwd, env)
         job.pid = proc.pid
         assert job.runstate.life is not None
         job.runstate.life.pid_start_time = _procs.start_time(proc.pid)
@@ -165,11 +167,32 @@ class SubprocessBackend(TaskBackend):
         if store is None:
             return
         self.engine.job_changed(job)
-        # In a thread: the engine's loop goes on running the other jobs meanwhile.
-        await asyncio.to_thread(store.flush, store.busy_timeout)
+        # In a thread: the engine's loop goes on running the other jobs meanwhile. The jobs
+        # that start while a flush waits for the thread share it (a flush writes every change
+        # reported before it begins): one commit for a burst's starts, not one per job.
+        flush = self._flush
+        if flush is None or flush.begun:
+            flush = self._flush = _Flush()
+            flush.done = asyncio.ensure_future(asyncio.to_thread(flush.run, store))
+        assert flush.done is not None
+        await asyncio.shield(flush.done)
 
 
-class _Detached:
+class _Flush:
+    """One flush of the history, shared by the write-aheads that join it before it begins."""
+
+    __slots__ = ("begun", "done")
+
+    def __init__(self) -> None:
+        self.begun = False  # set by the thread: from then on, a change may come after it
+        self.done: asyncio.Future[None] | None = None
+
+    def run(self, store: Any) -> None:
+        self.begun = True
+        store.flush(store.busy_timeout)
+
+
+class Detached:
     """A detached job's process, started by :class:`subprocess.Popen`, awaited on the loop.
 
     Not an asyncio subprocess: asyncio kills the child of a subprocess transport that is closed
@@ -240,11 +263,12 @@ class _Detached:
 
 
 class _Forked:
-    """A supervisor forked by the zygote, seen like an asyncio subprocess: pid, pipes, wait.
+    """A command started by the zygote, seen like an asyncio subprocess: pid, pipes, wait.
 
     Its end comes from the zygote, which reaps it. Should the zygote die first (killed by
-    someone), its end cannot be known: :meth:`wait` then waits for the process to be gone
-    (through a pidfd opened while it ran) and raises the zygote's error.
+    someone), the engine stops the command (nothing would stop it with the kernel any more)
+    and its end cannot be known: :meth:`wait` then waits for the process to be gone (through
+    a pidfd opened while it ran) and raises the zygote's error.
     """
 
     def __init__(self, pid: int, ended: asyncio.Future[int]) -> None:
@@ -298,14 +322,15 @@ class _Forked:
 
 class _Zygote:
     """The engine's end of a zygote (``_supervise.py --zygote``): one small process, started
-    once, that forks a supervisor for each attached command.
+    once, that starts and supervises every attached command.
 
-    A supervisor forked from it starts in about a millisecond, against tens for a new
-    interpreter; it is the same supervisor (own session, stops its group when the kernel dies,
-    mirrors the command's end). It exists where a pidfd can watch the kernel (Linux): a forked
-    supervisor's parent is the zygote, so re-parenting cannot tell it that the kernel died.
+    A command costs it a ``posix_spawn``, against a new interpreter (tens of milliseconds) or
+    a forked supervisor (2-3 ms of CPU) per command; each gets what a supervisor gives (own
+    session, its group stopped when the kernel dies, its exit status). It exists where a pidfd
+    can watch the kernel (Linux): the zygote's parent is the kernel only until it dies.
     Requests go over a ``SOCK_SEQPACKET`` socket, one message each, with the command's pipes
-    attached; the answers are read on the engine's loop.
+    attached; the answers are read on the engine's loop. Should the zygote die before the
+    kernel, the engine stops the commands it had started (see :meth:`_fail`).
     """
 
     def __init__(self) -> None:
@@ -314,6 +339,8 @@ class _Zygote:
         self._ids = itertools.count()
         self._started: dict[int, asyncio.Future[int]] = {}
         self._ended: dict[int, asyncio.Future[int]] = {}
+        self._running: dict[int, tuple[int, float]] = {}  # request id -> (command pid, grace)
+        self._grace: dict[int, float] = {}  # request id -> grace, until it has started
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._broken = False
@@ -360,6 +387,7 @@ class _Zygote:
             return None
         key = next(self._ids)
         request = {"id": key, "argv": command, "env": env, "cwd": cwd, "grace": grace}
+        self._grace[key] = grace
         started = self._started[key] = loop.create_future()
         ended = self._ended[key] = loop.create_future()
         out_r, out_w = os.pipe()
@@ -367,7 +395,7 @@ class _Zygote:
         try:
             socket.send_fds(sock, [json.dumps(request).encode()], [out_w, err_w])
         except OSError as exc:
-            del self._started[key], self._ended[key]
+            del self._started[key], self._ended[key], self._grace[key]
             if exc.errno != errno.EMSGSIZE:  # else an environment too big for one message
                 self._fail(OSError("the zygote is gone"))
             for fd in (out_r, err_r):
@@ -408,18 +436,32 @@ class _Zygote:
             self._fail(OSError("the zygote ended"))
             return
         what, key, value = message.decode().split()
+        ident, number = int(key), int(value)
         if what == "started":
-            _settle(self._started.pop(int(key), None), int(value))
-        elif what == "failed":
-            self._ended.pop(int(key), None)
-            error = OSError(int(value), os.strerror(int(value)))
-            _settle(self._started.pop(int(key), None), error)
+            self._running[ident] = (number, self._grace.pop(ident, 0.0))
+            _settle(self._started.pop(ident, None), number)
+        elif what == "failed":  # the command could not be started
+            self._ended.pop(ident, None)
+            self._grace.pop(ident, None)
+            _settle(self._started.pop(ident, None), _CannotRun(number, os.strerror(number)))
         else:
-            _settle(self._ended.pop(int(key), None), os.waitstatus_to_exitcode(int(value)))
+            self._running.pop(ident, None)
+            _settle(self._ended.pop(ident, None), os.waitstatus_to_exitcode(number))
 
     def _fail(self, error: OSError) -> None:
-        """The zygote is gone: pending starts fail, and no end will ever be known."""
+        """The zygote is gone: pending starts fail, and no end will ever be known.
+
+        The commands it started are stopped (SIGTERM, SIGKILL after their grace): nothing
+        would stop them when the kernel dies. Their jobs fail once they are gone.
+        """
         self._broken = True
+        loop = asyncio.get_running_loop()
+        for pid, grace in self._running.values():
+            others = _procs.other_sessions(pid)
+            _procs.signal_group(pid, others, signal.SIGTERM)
+            loop.call_later(grace, _procs.signal_group, pid, others, signal.SIGKILL)
+        self._running.clear()
+        self._grace.clear()
         if self._sock is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
@@ -445,12 +487,58 @@ class _Zygote:
                 await asyncio.to_thread(proc.wait)
 
 
+def _command_of(job: Job, engine_id: str) -> tuple[list[str], dict[str, str], str | None]:
+    """The argv, environment and working directory of ``job``'s command, checked."""
+    env = {**os.environ, **(job.env or {})}
+    env["JUPYTER_EXECUTOR_ID"] = engine_id
+    env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # child Python output arrives as it is printed
+    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    if cwd is not None and not os.path.isdir(cwd):
+        msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
+        raise FileNotFoundError(msg)
+    target = job.target
+    if isinstance(target, str):
+        return ["/bin/sh", "-c", target], env, cwd
+    command = list(map(os.fspath, target))
+    if not _found(command[0], env.get("PATH")) and not os.path.exists(
+        os.path.join(cwd or ".", command[0])
+    ):
+        msg = f"program {command[0]!r} of job {job.name!r} not found"
+        raise FileNotFoundError(msg)
+    return command, env, cwd
+
+
+#: Programs found on a PATH: (name, PATH) -> True. Looking one up stats each folder of the PATH
+#: (a tenth of a short command's cost in the engine); one found stays found (a program removed
+#: since fails to start: "cannot run", status 127). Bounded: cleared when it holds too many.
+_programs: dict[tuple[str, str | None], bool] = {}
+
+
+def _found(name: str, path: str | None) -> bool:
+    """Whether the program ``name`` is on ``path`` (``shutil.which``, its finds cached)."""
+    key = (name, path)
+    if key in _programs:
+        return True
+    if shutil.which(name, path=path) is None:
+        return False
+    if os.sep not in name:  # (a path is looked for from the working directory, which changes)
+        if len(_programs) >= 1024:
+            _programs.clear()
+        _programs[key] = True
+    return True
+
+
 def _here() -> str | None:
     """The kernel's working directory now (a zygote started earlier has its own)."""
     try:
         return os.getcwd()
     except OSError:  # deleted: the command inherits the zygote's, as good as any
         return None
+
+
+class _CannotRun(OSError):
+    """The zygote could not start a command (no such program, not executable, ...)."""
 
 
 def _settle(future: asyncio.Future[int] | None, outcome: int | BaseException) -> None:
@@ -538,7 +626,7 @@ _terminating: set[asyncio.Task[None]] = set()
 
 
 async def terminate_group(
-    proc: asyncio.subprocess.Process | _Detached | _Forked, grace: float
+    proc: asyncio.subprocess.Process | Detached | _Forked, grace: float
 ) -> None:
     """SIGTERM the process group of ``proc``, then SIGKILL it after ``grace`` seconds.
 
@@ -556,7 +644,7 @@ async def terminate_group(
     await asyncio.shield(task)
 
 
-async def _terminate(proc: asyncio.subprocess.Process | _Detached | _Forked, grace: float) -> None:
+async def _terminate(proc: asyncio.subprocess.Process | Detached | _Forked, grace: float) -> None:
     pgid = proc.pid
     others: list[Any] = []
     if proc.returncode is None:

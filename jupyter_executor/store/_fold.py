@@ -38,28 +38,28 @@ RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 
 
 # Finished jobs whose last attempt is remembered (to place a late or repeated snapshot, and a
 # rerun's attempt) beyond which the oldest are forgotten: a rerun of a forgotten job still gets
-# the right attempt, from the highest attempt recorded for its name (see Runs.rows).
-KEEP_FINISHED = 4096
+# the right attempt, from the highest attempt recorded for its name (see Runs.rows). A late
+# snapshot comes from a thread preempted between taking and queueing it (the engine reports
+# a job's changes in order), so a window of a thousand jobs that finished after it is ample;
+# each state kept costs ~150 bytes.
+KEEP_FINISHED = 1024
 
 
 class JobState:
-    """What the writer remembers of one job: its latest run."""
+    """What the writer remembers of one job: its latest run, and what places the next one.
 
-    __slots__ = (
-        "backend", "base", "description", "key", "kind", "local", "log_path", "name", "rank",
-        "requires", "run",
-    )  # fmt: skip
+    Only what places a snapshot: the run's other columns come from the snapshot that opens
+    it, so that the states of finished jobs (kept for a while, see KEEP_FINISHED) hold no
+    description or path of their own.
+    """
+
+    __slots__ = ("base", "key", "local", "name", "rank", "run")
 
     def __init__(self, snap: JobSnapshot) -> None:
         # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
         # the name the writer keys on is the one in the database.
         self.key = snap.key
         self.name = safe_text(snap.name)
-        self.backend = snap.backend
-        self.kind = snap.kind
-        self.description = snap.source or snap.description
-        self.requires = json.dumps(list(snap.requires)) if snap.requires else "[]"
-        self.log_path = snap.log_path
         self.base: int | None = None  # added to the job's attempts; fixed on the first write
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
@@ -86,7 +86,16 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
             # running -> finished. Never a pending one ending before it started (that run is
             # the next attempt's), nor a step back to pending (a retry, a restart, a rerun).
             same = old_rank >= 1 and snap.attempts == old.attempts and new_rank >= old_rank
-            starts = old_rank == 0 and new_rank >= 1 and snap.attempts == old.attempts + 1
+            # A retry's pending snapshot carries how the attempt before ended (its traceback,
+            # error or cancel reason): it is that run's end, not only the next one's start.
+            starts = (
+                old_rank == 0
+                and new_rank >= 1
+                and snap.attempts == old.attempts + 1
+                and old.traceback is None
+                and old.exception is None
+                and old.cancel_reason is None
+            )
             if same or starts:
                 out[at] = snap
                 continue
@@ -111,81 +120,59 @@ class Runs:
         # twice: forgetting a job early is harmless, see KEEP_FINISHED).
         self._finished: deque[int] = deque()
         self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
+        self._out: list[dict[str, Any]] = []  # the runs rows() gave, until written()
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
-        status, attempts = snap.status, snap.attempts
-        submitted, started, finished = snap.submitted, snap.started, snap.finished
         state = self.states.get(snap.key)
         if state is None:
             state = self.states[snap.key] = JobState(snap)
+        rank = RANK.get(snap.status, 2)
+        local = _attempt_of(state, snap, rank)
+        run = self._run_for(state, snap, rank, local)
+        if run is None:
+            return None
+        run["status"] = snap.status
+        state.rank = rank
+        ran = rank > 0 and local == snap.attempts
+        _add_transitions(run["transitions"], snap, rank, ran)
+        _update(run, snap, rank, ran)
+        self.dirty[id(run)] = run
+        return run
+
+    def _run_for(
+        self, state: JobState, snap: JobSnapshot, rank: int, local: int
+    ) -> dict[str, Any] | None:
+        """The run of attempt ``local`` (a new one after the latest); None for an older one."""
         run = state.run
-        seen = state.rank >= 0
-        rank = RANK.get(status, 2)
-        if rank == 1:
-            local = attempts
-        elif rank == 0:
-            local = attempts + 1
-        elif seen and state.local in (attempts, attempts + 1):
-            local = state.local
-        else:
-            local = attempts if attempts > 0 and started is not None else attempts + 1
-        if seen and local <= state.local:
+        if state.rank >= 0 and local <= state.local:
             if local < state.local or rank < state.rank:
                 return None  # an older snapshot that another thread queued late
             if run is None:
                 # Its finished run was written and released (see written): written again,
                 # rebuilt from this snapshot.
-                run = state.run = self._new_run(state, local)
-        else:
-            if run is not None and state.rank < 2:
-                # The previous attempt ended without a finished status: a retry sent the job
-                # straight back to pending (or its end was not reported).
-                _end_retried(run, snap)
-                self.dirty[id(run)] = run
-            run = state.run = self._new_run(state, local)
-            state.local = local
-        run["status"] = status
-        state.rank = rank
-        ran = rank > 0 and local == attempts
-        # The states this run went through, at the job's own times: snapshots of one attempt
-        # that arrive in the same batch are folded into the last one (see coalesce), so the
-        # states in between are rebuilt from its timestamps.
-        transitions = run["transitions"]
-        if rank and not transitions and submitted is not None:
-            transitions.append(("pending", submitted))
-        if rank == 2 and ran and started is not None and transitions[-1][0] == "pending":
-            transitions.append(("running", started))
-        if not transitions or transitions[-1][0] != status:
-            stamp = started if rank == 1 and started is not None else snap.time
-            if rank == 2 and finished is not None:
-                stamp = finished
-            transitions.append((status, stamp))
-        run["submitted"] = submitted
-        run["started"] = started if ran else None
-        if rank == 2:
-            run["finished"] = finished
-            if ran and finished is not None and started is not None:
-                run["duration"] = finished - started
-            _end(run, snap)
-        if ran and snap.pid is not None:
-            run["pid"] = snap.pid
-            run["pid_start_time"] = snap.pid_start_time
-        run["detached"] = 1 if snap.detached else 0
-        run["identity"] = snap.identity
-        self.dirty[id(run)] = run
+                run = state.run = self._new_run(state, snap, local)
+            return run
+        if run is not None and state.rank < 2:
+            # The previous attempt ended without a finished status: a retry sent the job
+            # straight back to pending (or its end was not reported).
+            _end_retried(run, snap)
+            self.dirty[id(run)] = run
+        run = state.run = self._new_run(state, snap, local)
+        state.local = local
         return run
 
-    def _new_run(self, state: JobState, local: int) -> dict[str, Any]:
+    def _new_run(self, state: JobState, snap: JobSnapshot, local: int) -> dict[str, Any]:
         # One dict display: no template to build and copy for the many jobs that run once.
+        requires = snap.requires
         return {
             "engine_id": self.engine_id,
             "name": state.name,
             "attempt": None,
-            "backend": state.backend,
-            "kind": state.kind,
-            "description": state.description,
-            "requires": state.requires,
+            "backend": snap.backend,
+            "kind": snap.kind,
+            "description": snap.source or snap.description,
+            "requires": json.dumps(list(requires)) if requires else "[]",
             "status": None,
             "submitted": None,
             "started": None,
@@ -196,7 +183,7 @@ class Runs:
             "error": None,
             "traceback": None,
             "cancel_reason": None,
-            "log_path": state.log_path,
+            "log_path": snap.log_path,
             "pid": None,
             "pid_start_time": None,
             "detached": 0,
@@ -204,18 +191,26 @@ class Runs:
             "transitions": [],
             "_state": state,
             "_local": local,
+            "_since": snap.time,  # when it became dirty (see rows: pending runs held back)
         }
 
-    def rows(self, highest: dict[str, int]) -> list[list[Any]]:
+    def rows(self, highest: dict[str, int], hold_after: float | None = None) -> list[list[Any]]:
         """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).
 
         ``highest`` (name -> highest attempt recorded by this engine) is updated with the
         attempts given to new runs: a job continues after the highest attempt recorded for its
         name and engine (a replacing job's attempts already count its predecessor's runs).
+
+        With ``hold_after``, runs that only wait (pending) since that time or later are held
+        back (they stay dirty): in a burst, the engine notes thousands of queued jobs as
+        pending, most of which end a moment later; held, each is written once, at its end.
         """
         params = []
+        self._out = out = []  # (a failed write leaves the previous ones: given again)
         for run in self.dirty.values():
             state: JobState = run["_state"]
+            if hold_after is not None and state.rank == 0 and run["_since"] >= hold_after:
+                continue
             if state.base is None:
                 state.base = max(0, highest.get(state.name, 0) - run["_local"] + 1)
             attempt = state.base + run["_local"]
@@ -228,23 +223,82 @@ class Runs:
                 "[" + ",".join([f'["{s}",{t!r}]' for s, t in run["transitions"]]) + "]"
             )
             params.append(row)
+            out.append(run)
         return params
 
     def written(self) -> None:
         """The rows of :meth:`rows` are on disk: release the finished runs."""
         finished = self._finished
-        for run in self.dirty.values():
+        dirty = self.dirty
+        for run in self._out:
             state: JobState = run["_state"]
             if state.rank == 2 and state.run is run:
                 # Final: keep only what places the next snapshot (state.local, state.rank).
                 state.run = None
                 finished.append(state.key)
-        self.dirty.clear()
+        if len(self._out) == len(dirty):
+            dirty.clear()
+        else:
+            for run in self._out:
+                del dirty[id(run)]
+        self._out.clear()
         while len(finished) > KEEP_FINISHED:
             key = finished.popleft()
             old = self.states.get(key)
             if old is not None and old.run is None:
                 del self.states[key]
+
+
+def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:
+    """Which attempt (the job's own count) a snapshot is about (see the module docstring)."""
+    attempts = snap.attempts
+    if rank == 1:
+        return attempts
+    if rank == 0:
+        return attempts + 1
+    if state.rank >= 0 and state.local in (attempts, attempts + 1):
+        return state.local
+    return attempts if attempts > 0 and snap.started is not None else attempts + 1
+
+
+def _add_transitions(
+    transitions: list[tuple[str, float]], snap: JobSnapshot, rank: int, ran: bool
+) -> None:
+    """Add the states this run went through, at the job's own times.
+
+    Snapshots of one attempt that arrive in the same batch are folded into the last one (see
+    coalesce), and the history may see a run only at its end: the states in between are
+    rebuilt from its timestamps.
+    """
+    status, submitted, started, finished = snap.status, snap.submitted, snap.started, snap.finished
+    if rank and not transitions and submitted is not None:
+        transitions.append(("pending", submitted))
+    last = transitions[-1][0] if transitions else None
+    if rank == 2 and ran and started is not None and last == "pending":
+        transitions.append(("running", started))
+        last = "running"
+    if last != status:
+        stamp = started if rank == 1 and started is not None else snap.time
+        if rank == 2 and finished is not None:
+            stamp = finished
+        transitions.append((status, stamp))
+
+
+def _update(run: dict[str, Any], snap: JobSnapshot, rank: int, ran: bool) -> None:
+    """Copy a snapshot's times, process and end into its run (``ran``: this attempt started)."""
+    started, finished = snap.started, snap.finished
+    run["submitted"] = snap.submitted
+    run["started"] = started if ran else None
+    if rank == 2:
+        run["finished"] = finished
+        if ran and finished is not None and started is not None:
+            run["duration"] = finished - started
+        _end(run, snap)
+    if ran and snap.pid is not None:
+        run["pid"] = snap.pid
+        run["pid_start_time"] = snap.pid_start_time
+    run["detached"] = 1 if snap.detached else 0
+    run["identity"] = snap.identity
 
 
 def _end(run: dict[str, Any], snap: JobSnapshot) -> None:

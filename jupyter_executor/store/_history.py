@@ -7,6 +7,12 @@ call is on the engine's hot path, so it only queues the snapshot; the writer thr
 and attempt; a job submitted, started and finished within a batch is one row written once) and
 writes each batch in one transaction.
 
+What a burst of short jobs costs the history is one snapshot and one row per job: the engine
+records a plain job's start only if it still runs half a second later
+(``_events.NOTE_RUNNING_AFTER``; one that ends sooner is recorded at its end, its states
+rebuilt from its times), and a run that only waits is held back from the disk for
+:data:`HOLD_PENDING` unless a flush waits (most of a burst's queued jobs end meanwhile).
+
 Why SQLite in WAL mode: a reader never blocks the writer, a crash (even ``kill -9``) loses at
 most the batch being gathered or written (the changes of the last second: see ``max_delay``)
 and never corrupts what was committed, and several engines (kernels) sharing a folder can write
@@ -37,7 +43,16 @@ from ..errors import StoreError
 from . import _schema
 from ._fold import Runs, coalesce
 from ._query import decode, json_column, select
-from ._schema import ATTEMPT, NAME, ORDER, ORDER_KEY, UPSERT, check_writable, transaction
+from ._schema import (
+    ATTEMPT,
+    NAME,
+    ORDER,
+    ORDER_KEY,
+    UPSERT,
+    check_writable,
+    transaction,
+    upsert_many,
+)
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -54,6 +69,10 @@ _FINISHED = frozenset(s.value for s in FINISHED)
 _SQLITE_INT = range(-(2**63), 2**63)
 # Changes in a batch from which the garbage collector is paused while it is written.
 BIG_BATCH = 1000
+# Seconds a run that only waits (pending) is held back from the disk, unless a flush waits
+# (see Runs.rows): in a burst the engine notes the queued jobs as pending (see
+# _slots._note_queued) and most end within this time: then each is written once.
+HOLD_PENDING = 1.0
 
 
 class HistoryStore:
@@ -148,6 +167,9 @@ class HistoryStore:
             idle_timeout=float(idle_timeout),
             max_delay=float(max_delay),
         )
+        #: Called (in the caller's thread) before a flush or a read: the engine reports there
+        #: the changes it deferred (see _events.NOTE_RUNNING_AFTER).
+        self.before_flush: Callable[[], None] | None = None
         # writer thread only
         self._runs = Runs(self.engine_id)
         self._con: sqlite3.Connection | None = None
@@ -196,6 +218,7 @@ class HistoryStore:
         TimeoutError
             Not written within ``timeout`` seconds.
         """
+        self._report_deferred()
         try:
             error = self._writer.flush(timeout)
         except TimeoutError:
@@ -204,6 +227,16 @@ class HistoryStore:
         if error is not None:
             msg = f"cannot write the history to {self.path}: {error}"
             raise StoreError(msg) from error
+
+    def _report_deferred(self) -> None:
+        # What the engine saw and has not reported yet (the starts of jobs that may end soon,
+        # see _events.NOTE_RUNNING_AFTER): a flush or a read must see them.
+        hook = self.before_flush
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.exception("jupyter_executor: cannot report the deferred changes")
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread (idempotent).
@@ -215,7 +248,9 @@ class HistoryStore:
             logger.error("jupyter_executor: the history writer of %s did not stop", self.path)
 
     # writer thread ---------------------------------------------------------------------------
-    def _write_batch(self, snaps: list[JobSnapshot]) -> BaseException | None:
+    def _write_batch(
+        self, snaps: list[JobSnapshot], everything: bool = False
+    ) -> BaseException | None:
         # A large batch allocates a dict, a list and a row per run, all alive until written:
         # with the collector on, they set off full passes that walk every live job of the
         # burst again and again (13 passes, 1.3 s, in a burst of 1e5). It is paused for the
@@ -233,7 +268,8 @@ class HistoryStore:
                         "jupyter_executor: cannot record a change of job %r", snap.name
                     )
             del snaps  # release the results they hold before the write
-            return self._write() if runs.dirty else None
+            hold_after = None if everything else time.time() - HOLD_PENDING
+            return self._write(hold_after) if runs.dirty else None
         finally:
             if pause:
                 gc.enable()
@@ -250,8 +286,11 @@ class HistoryStore:
                 self.path,
             )
 
-    def _write(self) -> BaseException | None:
-        """Write the changed runs in one transaction; return the error, if any (writer thread)."""
+    def _write(self, hold_after: float | None = None) -> BaseException | None:
+        """Write the changed runs in one transaction; return the error, if any (writer thread).
+
+        Pending runs that became so at ``hold_after`` or later are held back (see Runs.rows).
+        """
         try:
             con = self._con
             if con is None:
@@ -263,10 +302,12 @@ class HistoryStore:
                 ).fetchall()
                 self._max_attempt = {name: attempt for name, attempt in rows}
             highest = dict(self._max_attempt)
-            params = self._runs.rows(highest)
+            params = self._runs.rows(highest, hold_after)
+            if not params:
+                return None  # all held back
             with transaction(con):
                 try:
-                    con.executemany(UPSERT, params)
+                    upsert_many(con, params)
                 except sqlite3.OperationalError:
                     raise  # locked, disk full, read-only: the whole batch is retried later
                 except (sqlite3.Error, ValueError, TypeError, OverflowError):
@@ -340,6 +381,8 @@ class HistoryStore:
         With ``flush``, this engine's queued changes are written first (the runs; the files and
         schedules are written at once and need no flush).
         """
+        if flush:
+            self._report_deferred()  # may start the writer thread
         if flush and self._writer.thread is not None and not self._writer.closed:
             # This engine's latest changes too; a failed write is logged by the writer, and
             # what is on disk is read anyway.

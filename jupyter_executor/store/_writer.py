@@ -56,11 +56,13 @@ class Writer:
     name
         The thread's name.
     write
-        Called in the thread with the items of one batch (markers left out); returns the
-        error that kept it from writing them, or None. It keeps what it could not write and
-        is called again (with an empty list, at growing intervals) while ``pending()`` says so.
+        Called in the thread with the items of one batch (markers left out) and whether a
+        flush or close waits for it (then it must write all it holds); returns the error that
+        kept it from writing them, or None. It keeps what it could not (or chose not to) write
+        and is called again (with an empty list, at growing intervals from ``retry`` seconds
+        after an error) while ``pending()`` says so.
     pending
-        True while ``write`` holds items it could not write yet.
+        True while ``write`` holds items it did not write yet.
     on_stop
         Called in the thread when it stops (idle or closed), to release what it holds open.
     batch_delay, idle_timeout, max_delay
@@ -70,7 +72,7 @@ class Writer:
     def __init__(
         self,
         name: str,
-        write: Callable[[list[Any]], BaseException | None],
+        write: Callable[[list[Any], bool], BaseException | None],
         pending: Callable[[], bool],
         on_stop: Callable[[], None],
         *,
@@ -180,11 +182,8 @@ class Writer:
                 pending = self._pending()
                 woken = self._wake.wait(retry_in if pending else self.idle_timeout)
                 if not woken and not pending:
-                    with self._lock:
-                        if not self.queue and not self._signalled:
-                            self._on_stop()  # before a new thread may open what it opens
-                            self.thread = None
-                            return
+                    if self._stop_idle():
+                        return
                     continue
                 if not self._urgent.is_set() and self.batch_delay > 0:
                     self._gather()
@@ -194,7 +193,7 @@ class Writer:
                 self._urgent.clear()
                 markers: list[Marker] = []
                 error = self._batch(markers)
-                stop = stop or any(marker.stop for marker in markers)
+                stop = any(marker.stop for marker in markers)
                 retry_in = 0.5 if error is None else min(2 * retry_in, 30.0)
                 for marker in markers:
                     marker.error = error
@@ -209,6 +208,15 @@ class Writer:
                 for item in self.queue:
                     if type(item) is Marker:
                         item.done.set()
+
+    def _stop_idle(self) -> bool:
+        """Stop the thread if nothing came while it slept (True: it must return now)."""
+        with self._lock:
+            if self.queue or self._signalled:
+                return False
+            self._on_stop()  # before a new thread may open what it opens
+            self.thread = None
+            return True
 
     def _batch(self, markers: list[Marker]) -> BaseException | None:
         """Take what is queued now and write it (a function, so that the batch's items, and
@@ -228,7 +236,7 @@ class Writer:
             self.batches += 1
             self._taken.notify_all()
         try:
-            return self._write(items)
+            return self._write(items, bool(markers))
         except Exception as exc:  # a bug there must not stop the thread: flush() waits
             logger.exception("jupyter_executor: cannot write the history")
             return exc
