@@ -193,7 +193,9 @@ class Scheduler(Intake):
 
         Submitting and finishing threads only post to the loop's inbox; the loop admits jobs in
         batches. Measured: starting thread jobs straight from the submitting thread made the
-        engine's lock contended between three threads and cost twice as much per job.
+        engine's lock contended between three threads and cost twice as much per job, while
+        their ends went through the loop; plain thread jobs, which their worker threads settle
+        themselves, are started by the submitting thread (``Slots._start_here``).
         """
         with self._lock:
             self._admitting += 1
@@ -278,7 +280,8 @@ class Scheduler(Intake):
         tb: str | None = None,
         handoff: Backend | None = None,
     ) -> Job | None:
-        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry.
+        """(loop thread; or a worker thread under the lock, ``_finish_here``) An attempt of
+        ``job`` ended: settle it, or schedule a retry.
 
         With ``handoff``, a dependent that became ready and runs on that backend is started
         and returned instead of dispatched, so that the caller runs it in the same task: a
@@ -318,7 +321,7 @@ class Scheduler(Intake):
         return nxt
 
     def _release(self, job: Job) -> Backend | None:
-        """(loop thread) Give back the slot of ``job``'s attempt; its backend, or None to stop.
+        """(as :meth:`_finish`) Give back the slot of ``job``'s attempt; its backend, or None.
 
         None when there is nothing to settle: the job is not running any more, or the engine
         stopped and the job is detached (it runs on; the next engine takes it).

@@ -361,3 +361,4 @@ class Slots(LoopThread):
             self._loop_ident = 0
             self._inbox.clear()
             self._wake_pending = False
+            self._admitting = 0  # (the dispatches cleared with the inbox are not coming)
