@@ -98,8 +98,7 @@ class Scheduler(Intake):
             _durable.make_way(self._as_engine, batch)
         # Before _register, which gives keep_restarting()'s policy: that one is not stored.
         durable = [j for j in batch if j.runstate.life is not None and _durable.durable(j)]
-        with self._lock:
-            ready, to_cancel = self._register(batch, replace)
+        ready, to_cancel, here = self._take_in(batch, replace)
         parent: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
         if parent is not None and parent.engine is self:  # type: ignore[comparison-overlap]
@@ -109,8 +108,10 @@ class Scheduler(Intake):
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
-        if ready and not self._start_here(ready):
-            self._dispatch(ready)
+        if here is not None:
+            self._start_here(ready, here)
+        elif ready:
+            self._call_soon(self._admit_all, ready, 0, True)
 
     def _forget(self, job: Job, graph: bool = True) -> None:
         # Drop a finished job from the counters (it is being replaced or removed). A replaced
@@ -197,11 +198,9 @@ class Scheduler(Intake):
         their ends went through the loop; plain thread jobs, which their worker threads settle
         themselves, are started by the submitting thread (``Slots._start_here``).
         """
-        with self._lock:
-            self._admitting += 1
         self._call_soon(self._admit_all, jobs)
 
-    def _admit_all(self, jobs: builtins.list[Job], start: int = 0) -> None:
+    def _admit_all(self, jobs: builtins.list[Job], start: int = 0, counted: bool = False) -> None:
         # A few hundred per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
         # together, and the garbage collector's full passes over them dominated the cost.
         # An offset, not a slice of the rest: a new list of what remains at every turn cost
@@ -210,12 +209,12 @@ class Scheduler(Intake):
         end = start + _ADMIT_BATCH
         if len(jobs) > end:
             assert self._loop is not None
-            self._loop.call_soon(self._admit_all, jobs, end)
+            self._loop.call_soon(self._admit_all, jobs, end, counted)
         for job in itertools.islice(jobs, start, end):
             self._admit(job)
-        if len(jobs) <= end:
+        if counted and len(jobs) <= end:
             with self._lock:
-                self._admitting -= 1  # this dispatch is admitted (see _start_here)
+                self._admitting -= 1  # this submission is admitted (see _thread_backend_for)
 
     def _admit(self, job: Job) -> None:
         """(loop thread) Start a pending job whose requirements are done, if it may start."""

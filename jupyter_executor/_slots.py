@@ -127,7 +127,7 @@ class Slots(LoopThread):
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._noting = False  # _note_queued is due
         self._ran = set()  # jobs that really ran an attempt (for resume)
-        self._admitting = 0  # dispatches posted to the loop and not admitted yet
+        self._admitting = 0  # submissions posted to the loop and not admitted yet
 
     def set_limits(self, **limits: int | None) -> None:
         """Set per-backend limits on running jobs, e.g. ``set_limits(thread=8, process=2)``."""
@@ -217,29 +217,32 @@ class Slots(LoopThread):
         self._after_begin(job)
         return True
 
-    def _start_here(self, ready: list[Job]) -> bool:
-        """Start plain thread jobs from the submitting thread; False to leave them to the loop.
+    def _thread_backend_for(self, ready: list[Job]) -> Backend | None:
+        """(under the lock) The thread backend, when the submitting thread may start ``ready``.
 
         With the thread backend's workers settling plain jobs themselves (``finish_here``), a
         burst of thread jobs then never needs the loop thread: its wake-up per submission cost
-        more than the job. Only when nothing submitted earlier still waits for admission on the
-        loop (the start order stays the submission order), and only for jobs the loop would
-        start at once (no condition, no lifecycle, no resume check).
+        more than the job. Only when no submission made earlier still waits for admission on
+        the loop (the start order stays the submission order), and only for jobs the loop
+        would start at once (no condition, no lifecycle, no resume check). None otherwise.
         """
         backend = self._backends.get("thread")  # made on the loop, by the first thread job
         if backend is None or self._admitting or self._inbox or self.resume:
-            return False
+            return None
         for job in ready:
             run = job.runstate
             if job.backend != "thread" or run.condition is not None or run.life is not None:
-                return False
+                return None
+        return backend
+
+    def _start_here(self, ready: list[Job], backend: Backend) -> None:
+        """Start ``ready`` on ``backend`` from this (the submitting) thread."""
         for job in ready:
             if self._begin(job, backend):
                 try:
                     backend.start(job)
                 except Exception as exc:
                     self._call_soon(self._finish, job, None, exc)
-        return True
 
     def _arm_note_queued(self) -> None:
         # (loop thread, under the lock) The jobs queued by now are checked a delay later.
