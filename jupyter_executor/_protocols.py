@@ -78,7 +78,7 @@ class BackendHost(Protocol):
     """What a backend sees of the engine that runs it.
 
     Every call is made on the engine's loop thread, except :meth:`call_soon`, which any thread
-    may call to get there.
+    may call to get there, and :meth:`finish_here`, which a backend's own thread calls.
     """
 
     @property
