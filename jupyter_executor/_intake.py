@@ -19,6 +19,7 @@ from .job import Job, job_of
 
 if TYPE_CHECKING:
     from ._snapshot import JobSnapshot
+    from .backends import Backend
 
 #: A job with more requirements than this also gets a set of their names, so that a settling
 #: requirement finds its edge in O(1): scanning the tuple made fan-in quadratic (1 -> 16k -> 1
@@ -45,6 +46,19 @@ class Intake(Gates):
         def _forget(self, job: Job, graph: bool = True) -> None: ...
 
         def _restart_by_default(self, job: Job) -> bool: ...
+
+    def _take_in(
+        self, batch: builtins.list[Job], replace: bool
+    ) -> tuple[builtins.list[Job], builtins.list[tuple[Job, str]], Backend | None]:
+        """Register ``batch``: the jobs ready now, those to cancel, and the backend on which
+        the submitting thread starts the ready ones (None: the loop admits them)."""
+        with self._lock:
+            ready, to_cancel = self._register(batch, replace)
+            # Decided under the lock that _register holds anyway (no second hold per submit).
+            here = self._thread_backend_for(ready) if ready else None
+            if ready and here is None:
+                self._admitting += 1  # until the loop admits them (see _thread_backend_for)
+        return ready, to_cancel, here
 
     def _register(
         self, batch: builtins.list[Job], replace: bool

@@ -78,7 +78,7 @@ class BackendHost(Protocol):
     """What a backend sees of the engine that runs it.
 
     Every call is made on the engine's loop thread, except :meth:`call_soon`, which any thread
-    may call to get there.
+    may call to get there, and :meth:`finish_here`, which a backend's own thread calls.
     """
 
     @property
@@ -122,6 +122,21 @@ class BackendHost(Protocol):
 
         With ``handoff`` (the calling backend), a dependent that became ready on the same
         backend is started and returned, to be run in the caller's task.
+        """
+
+    def finish_here(
+        self,
+        job: Job,
+        result: Any,
+        exc: BaseException | None,
+        cancelled: bool,
+        tb: str | None,
+        backend: Any,
+    ) -> Job | None:
+        """:meth:`finish` with ``handoff=backend``, called from a backend's own thread.
+
+        Only for an attempt whose end needs nothing of the loop (no timeout, retry or
+        lifecycle: ``settles_anywhere``); returns the job the caller runs next, or None.
         """
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:

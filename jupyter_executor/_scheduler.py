@@ -98,8 +98,7 @@ class Scheduler(Intake):
             _durable.make_way(self._as_engine, batch)
         # Before _register, which gives keep_restarting()'s policy: that one is not stored.
         durable = [j for j in batch if j.runstate.life is not None and _durable.durable(j)]
-        with self._lock:
-            ready, to_cancel = self._register(batch, replace)
+        ready, to_cancel, here = self._take_in(batch, replace)
         parent: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.
         if parent is not None and parent.engine is self:  # type: ignore[comparison-overlap]
@@ -109,8 +108,10 @@ class Scheduler(Intake):
         self._ensure_loop()
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
-        if ready:
-            self._dispatch(ready)
+        if here is not None:
+            self._start_here(ready, here)
+        elif ready:
+            self._call_soon(self._admit_all, ready, 0, True)
 
     def _forget(self, job: Job, graph: bool = True) -> None:
         # Drop a finished job from the counters (it is being replaced or removed). A replaced
@@ -193,11 +194,13 @@ class Scheduler(Intake):
 
         Submitting and finishing threads only post to the loop's inbox; the loop admits jobs in
         batches. Measured: starting thread jobs straight from the submitting thread made the
-        engine's lock contended between three threads and cost twice as much per job.
+        engine's lock contended between three threads and cost twice as much per job, while
+        their ends went through the loop; plain thread jobs, which their worker threads settle
+        themselves, are started by the submitting thread (``Slots._start_here``).
         """
         self._call_soon(self._admit_all, jobs)
 
-    def _admit_all(self, jobs: builtins.list[Job], start: int = 0) -> None:
+    def _admit_all(self, jobs: builtins.list[Job], start: int = 0, counted: bool = False) -> None:
         # A few hundred per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
         # together, and the garbage collector's full passes over them dominated the cost.
         # An offset, not a slice of the rest: a new list of what remains at every turn cost
@@ -206,9 +209,12 @@ class Scheduler(Intake):
         end = start + _ADMIT_BATCH
         if len(jobs) > end:
             assert self._loop is not None
-            self._loop.call_soon(self._admit_all, jobs, end)
+            self._loop.call_soon(self._admit_all, jobs, end, counted)
         for job in itertools.islice(jobs, start, end):
             self._admit(job)
+        if counted and len(jobs) <= end:
+            with self._lock:
+                self._admitting -= 1  # this submission is admitted (see _thread_backend_for)
 
     def _admit(self, job: Job) -> None:
         """(loop thread) Start a pending job whose requirements are done, if it may start."""
@@ -273,7 +279,8 @@ class Scheduler(Intake):
         tb: str | None = None,
         handoff: Backend | None = None,
     ) -> Job | None:
-        """(loop thread) An attempt of ``job`` ended: settle it, or schedule a retry.
+        """(loop thread; or a worker thread under the lock, ``_finish_here``) An attempt of
+        ``job`` ended: settle it, or schedule a retry.
 
         With ``handoff``, a dependent that became ready and runs on that backend is started
         and returned instead of dispatched, so that the caller runs it in the same task: a
@@ -296,12 +303,24 @@ class Scheduler(Intake):
                 self._settle(job, Status.DONE, result, None, ready)
             if life is not None:
                 self._record_made(job, life)
+        return self._next_after(ready, backend, handoff)
+
+    def _next_after(
+        self, ready: builtins.list[Job] | None, backend: Backend, handoff: Backend | None
+    ) -> Job | None:
+        """A slot of ``backend`` was freed: what runs next. Returns the job handed to the caller."""
+        nxt = self._hand_off(ready, backend) if ready else None
         if self._queued:
-            self._call_soon(self._drain_queues, backend)
-        return self._hand_off(ready, backend) if ready else None
+            if nxt is None and handoff is not None and handoff.takes_queued:
+                # The freed slot goes to the next job queued on this backend, run by the
+                # caller: no loop turn (and no wake-up of the loop thread) per queued job.
+                nxt = self._pop_queued(backend)
+            if nxt is None:
+                self._call_soon(self._drain_queues, backend)
+        return nxt
 
     def _release(self, job: Job) -> Backend | None:
-        """(loop thread) Give back the slot of ``job``'s attempt; its backend, or None to stop.
+        """(as :meth:`_finish`) Give back the slot of ``job``'s attempt; its backend, or None.
 
         None when there is nothing to settle: the job is not running any more, or the engine
         stopped and the job is detached (it runs on; the next engine takes it).

@@ -36,11 +36,12 @@ class EngineHost:
     engine itself cost; what may change (the loop, the grace period) is read when asked.
     """
 
-    __slots__ = ("_engine", "call_soon", "finish", "job_changed", "note_pid")
+    __slots__ = ("_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid")
 
     def __init__(self, engine: Slots) -> None:
         self._engine = engine
         self.finish = engine._finish
+        self.finish_here = engine._finish_here
         self.call_soon = engine._call_soon
         self.job_changed = engine._job_changed
         self.note_pid = engine._note_pid
@@ -88,6 +89,7 @@ class Slots(LoopThread):
     _queued: int
     _noting: bool
     _ran: set[str]
+    _admitting: int
     _closed: bool
     _host: EngineHost
     dask: Any
@@ -125,6 +127,7 @@ class Slots(LoopThread):
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._noting = False  # _note_queued is due
         self._ran = set()  # jobs that really ran an attempt (for resume)
+        self._admitting = 0  # submissions posted to the loop and not admitted yet
 
     def set_limits(self, **limits: int | None) -> None:
         """Set per-backend limits on running jobs, e.g. ``set_limits(thread=8, process=2)``."""
@@ -206,11 +209,40 @@ class Slots(LoopThread):
                 backend.enqueued += 1
                 self._queued += 1
                 if self._store is not None and not self._noting:
-                    self._arm_note_queued()
+                    # Posted: the timer is the loop's, and this may be the submitting thread.
+                    self._noting = True
+                    self._call_soon(self._arm_note_queued)
                 return False
             self._mark_running(job, backend)
         self._after_begin(job)
         return True
+
+    def _thread_backend_for(self, ready: list[Job]) -> Backend | None:
+        """(under the lock) The thread backend, when the submitting thread may start ``ready``.
+
+        With the thread backend's workers settling plain jobs themselves (``finish_here``), a
+        burst of thread jobs then never needs the loop thread: its wake-up per submission cost
+        more than the job. Only when no submission made earlier still waits for admission on
+        the loop (the start order stays the submission order), and only for jobs the loop
+        would start at once (no condition, no lifecycle, no resume check). None otherwise.
+        """
+        backend = self._backends.get("thread")  # made on the loop, by the first thread job
+        if backend is None or self._admitting or self._inbox or self.resume:
+            return None
+        for job in ready:
+            run = job.runstate
+            if job.backend != "thread" or run.condition is not None or run.life is not None:
+                return None
+        return backend
+
+    def _start_here(self, ready: list[Job], backend: Backend) -> None:
+        """Start ``ready`` on ``backend`` from this (the submitting) thread."""
+        for job in ready:
+            if self._begin(job, backend):
+                try:
+                    backend.start(job)
+                except Exception as exc:
+                    self._call_soon(self._finish, job, None, exc)
 
     def _arm_note_queued(self) -> None:
         # (loop thread, under the lock) The jobs queued by now are checked a delay later.
@@ -254,25 +286,53 @@ class Slots(LoopThread):
         """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""
         for b in (backend, *self._backends.values()):
             while b.queue:
-                # One lock hold per job, from the queue to running (a queued job is pending).
-                with self._lock:
-                    if not b.queue or not (
-                        (self.max_jobs is None or self._running < self.max_jobs)
-                        and (b.limit is None or b.running < b.limit)
-                    ):
-                        break
-                    job = b.queue.popleft()
-                    self._queued -= 1
-                    if job.status is not Status.PENDING:
-                        continue  # cancelled while it waited
-                    self._mark_running(job, b)
-                self._after_begin(job)
+                job = self._pop_queued(b)
+                if job is None:
+                    break
                 try:
                     b.start(job)
                 except Exception as exc:
                     self._finish(job, exc=exc)
             if not self._queued:
                 break
+
+    def _finish_here(
+        self,
+        job: Job,
+        result: Any,
+        exc: BaseException | None,
+        cancelled: bool,
+        tb: str | None,
+        backend: Backend,
+    ) -> Job | None:
+        """(a backend's worker thread) :meth:`_finish` without crossing to the loop thread.
+
+        Only for an attempt whose end needs nothing of the loop (:func:`settles_anywhere`): no
+        timeout timer to cancel, no retry or restart to schedule. Runs under the engine's lock,
+        so the loop's batches and this settle never interleave. Returns the job that the
+        caller runs next (a dependent it made ready, or one queued for a slot), started.
+        """
+        with self._lock:
+            return self._finish(job, result, exc, cancelled, tb, handoff=backend)
+
+    def _pop_queued(self, backend: Backend) -> Job | None:
+        """Take the first job queued on ``backend`` into a free slot, marked running; None when
+        no slot is free or nothing is queued. The caller starts it (any thread)."""
+        # One lock hold per job, from the queue to running (a queued job is pending).
+        with self._lock:
+            while backend.queue and (
+                (self.max_jobs is None or self._running < self.max_jobs)
+                and (backend.limit is None or backend.running < backend.limit)
+            ):
+                job = backend.queue.popleft()
+                self._queued -= 1
+                if job.status is Status.PENDING:  # (not cancelled while it waited)
+                    self._mark_running(job, backend)
+                    break
+            else:
+                return None
+        self._after_begin(job)
+        return job
 
     def _stop_thread(self) -> None:
         loop, thread = self._loop, self._thread
@@ -304,3 +364,4 @@ class Slots(LoopThread):
             self._loop_ident = 0
             self._inbox.clear()
             self._wake_pending = False
+            self._admitting = 0  # (the dispatches cleared with the inbox are not coming)

@@ -19,7 +19,7 @@ import pytest
 from _dask import cluster_without_us
 from _wait import wait_until
 
-from jupyter_executor import CommandFailed, Engine, SubmitError, WorkerCrashed, cancelled
+from jupyter_executor import CommandFailed, Engine, Job, SubmitError, WorkerCrashed, cancelled
 
 
 def square(x: int) -> int:
@@ -370,6 +370,56 @@ def test_a_thread_blocked_on_a_lock_is_abandoned(engine: Engine, how: str) -> No
     assert job.status == "cancelled"
     assert [str(e) for e in engine.log if e.job == "stuck"] == settled
     assert engine.counts()["running"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_plain_thread_jobs_end_and_start_without_the_loop_thread(engine: Engine) -> None:
+    # Issue 14: a plain thread job (no timeout, retry or lifecycle) is settled by its own
+    # thread, which then runs the next job queued for the slot; the engine's loop thread is
+    # not needed, so a loop blocked by a job does not hold them back. Its history row, its
+    # subscribers' events and its future are all there.
+    engine.set_limits(thread=1)
+    events: list[tuple[str, str]] = []
+    engine.subscribe(lambda event, job: events.append((event, str(job.name))))
+    gate, loop_blocked, unblock = threading.Event(), threading.Event(), threading.Event()
+    first = engine.submit(gate.wait, 30, name="first", backend="thread")
+    queued = [engine.submit(square, i, name=f"q{i}", backend="thread") for i in range(3)]
+    wait_until(lambda: first.status == "running" and engine.counts()["pending"] == 3)
+
+    async def block_the_loop() -> None:
+        loop_blocked.set()
+        unblock.wait(30)  # blocks the engine's loop thread on purpose
+
+    blocker = engine.submit(block_the_loop, name="blocker")
+    try:
+        assert loop_blocked.wait(20)
+        gate.set()
+        for job in queued:
+            assert job.future.result(timeout=20) == int(str(job.name)[1:]) ** 2
+        assert first.status == "done"
+        # Submitted now, a plain thread job starts from the submitting thread; one with a
+        # timeout (its timer is the loop's) ends on the loop.
+        late = engine.submit(square, 9, name="late", backend="thread")
+        assert late.future.result(timeout=20) == 81
+        timed = engine.submit(square, 4, name="timed", backend="thread", timeout=60)
+        wait_until(lambda: timed.tail() == "squaring 4", what="the timed job to run")
+        assert not timed.done()
+    finally:
+        unblock.set()
+    assert engine.wait(timeout=20) and blocker.status == "done" and timed.result() == 16
+    # In submission order still, one slot: those submitted one by one and in one batch.
+    ran: list[int] = []
+    gate.clear()
+    engine.submit(gate.wait, 30, name="gate2", backend="thread")
+    for i in range(5):
+        engine.submit(ran.append, i, name=f"one{i}", backend="thread")
+    engine.submit(*(Job(ran.append, args=(i,), backend="thread") for i in range(5, 300)))
+    gate.set()
+    assert engine.wait(timeout=30) and ran == list(range(300))
+    for job in [first, *queued]:
+        assert ("status", str(job.name)) in events
+    rows = engine.history(name="q2")
+    assert list(rows["status"]) == ["done"]
 
 
 @pytest.mark.dask

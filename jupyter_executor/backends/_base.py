@@ -36,6 +36,9 @@ class Backend:
     """
 
     name = "backend"
+    #: ``engine.finish(job, ..., handoff=self)`` may return a job queued on this backend for a
+    #: slot, started, for the caller to run (the caller runs whatever it is handed).
+    takes_queued = False
 
     def __init__(self, engine: BackendHost) -> None:
         self.engine = engine

@@ -47,10 +47,20 @@ def _call_hook(hook: Any, job: Job) -> None:
         asyncio.run(result)
 
 
+def settles_anywhere(job: Job) -> bool:
+    """Whether the end of ``job``'s attempt needs nothing of the engine's loop.
+
+    A timeout's timer lives on the loop, and so do the timers of a retry and of a long-running
+    job's next run (restart, schedule): those attempts end on the loop thread.
+    """
+    return job.timeout is None and job.retries == 0 and job.runstate.life is None
+
+
 class ThreadBackend(Backend):
     """Runs callables in worker threads created on demand, up to the backend's limit."""
 
     name = "thread"
+    takes_queued = True
 
     def __init__(self, engine: BackendHost) -> None:
         super().__init__(engine)
@@ -88,11 +98,13 @@ class ThreadBackend(Backend):
             job = queue.get()
             if job is None:
                 return
-            self._execute(job)
+            while job is not None:  # then the jobs the engine hands this thread as each ends
+                job = self._execute(job)
             with self._spawn_lock:
                 self._idle += 1
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job) -> Job | None:
+        """Run one attempt of ``job``; the next job to run in this thread, or None."""
         ident = threading.get_ident()
         result: Any = None
         exc: BaseException | None = None
@@ -137,8 +149,13 @@ class ThreadBackend(Backend):
             if (ident, job) in self._abandoned:
                 # Settled long ago; the job may even run again by now: this end is not news.
                 self._abandoned.discard((ident, job))
-                return
+                return None
+        if settles_anywhere(job):
+            # Settled from this thread (under the engine's lock), and the freed slot's next
+            # job run here: a plain job's end costs the loop thread nothing (issue 14).
+            return self.engine.finish_here(job, result, exc, cancelled, tb, self)
         self.engine.call_soon(self.engine.finish, job, result, exc, cancelled, tb)
+        return None
 
     def _disarm(self, job: Job, ident: int) -> None:
         with self._inject_lock:
