@@ -318,47 +318,8 @@ KERNEL_SETUP = textwrap.dedent(
 
 
 def bench_traffic(seconds: float, warmup: float, tmp: Path) -> dict[str, Any]:
-    import zmq
-    from jupyter_client import KernelManager
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["IPYTHONDIR"] = str(tmp / "ipython")
-    km = KernelManager(kernel_name="python3")
-    km.connection_file = str(tmp / "kernel.json")
-    km.start_kernel(env=env, cwd=str(tmp))
-    kc = km.client()
-    kc.start_channels()
-    counts: list[tuple[float, int, str]] = []  # (time, raw bytes, comm id) of every comm_msg
-    opens: dict[str, int] = {}
-    stop = threading.Event()
-    ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.RCVTIMEO, 200)
-    sub.connect(f"{km.transport}://{km.ip}:{km.iopub_port}")
-
-    def reader() -> None:
-        session = km.session
-        while not stop.is_set():
-            try:
-                frames = sub.recv_multipart(copy=True)
-            except zmq.Again:
-                continue
-            size = sum(len(f) for f in frames)
-            _, parts = session.feed_identities(frames)
-            msg = session.deserialize(parts, content=True)
-            kind = msg["header"]["msg_type"]
-            if kind == "comm_msg":
-                counts.append((time.monotonic(), size, msg["content"].get("comm_id", "")))
-            elif kind == "comm_open":
-                opens[msg["content"]["comm_id"]] = size
-
-    thread = threading.Thread(target=reader, daemon=True)
-    try:
-        kc.wait_for_ready(timeout=60)
-        thread.start()
-        time.sleep(0.5)
+    with _CommTap(tmp) as tap:
+        kc, counts = tap.kc, tap.msgs
         reply = kc.execute_interactive(KERNEL_SETUP, timeout=120, output_hook=_collect(out := []))
         assert reply["content"]["status"] == "ok", reply["content"]
         comm_id = next(
@@ -389,14 +350,8 @@ def bench_traffic(seconds: float, warmup: float, tmp: Path) -> dict[str, Any]:
             "kb_per_s": round(sum(b for _, b in window) / (t1 - t0) / 1000, 1),
             "max_kb_in_1s": round(max((sum(s) for s in full), default=0) / 1000, 1),
             "mean_msg_kb": round(statistics.mean(b for _, b in window) / 1000, 2) if window else 0,
-            "initial_state_kb": round(opens.get(comm_id, 0) / 1000, 1),
+            "initial_state_kb": round(tap.opens.get(comm_id, (0, {}))[0] / 1000, 1),
         }
-    finally:
-        stop.set()
-        thread.join(5)
-        sub.close(linger=0)
-        kc.stop_channels()
-        km.shutdown_kernel(now=False)
 
 
 # -- 4. traffic of many job views --------------------------------------------------------------
@@ -430,43 +385,12 @@ def bench_views_traffic(n_views: int, seconds: float, warmup: float, tmp: Path) 
     """``n_views`` ``%%job`` cells (each with its view) and a ``%jobs`` dashboard in a real
     kernel, every job printing 10 lines/s; count the comm messages of the views and of the
     dashboard per second on the kernel's iopub socket."""
-    import zmq
-    from jupyter_client.manager import KernelManager
+    with _CommTap(tmp) as tap:
+        return _views_traffic(tap, n_views, seconds, warmup)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["IPYTHONDIR"] = str(tmp / "ipython")
-    km = KernelManager(kernel_name="python3")
-    km.connection_file = str(tmp / "kernel.json")
-    km.start_kernel(env=env, cwd=str(tmp))
-    kc = km.client()
-    kc.start_channels()
-    msgs: list[tuple[float, int, str]] = []  # (time, raw bytes, comm id) of every comm_msg
-    kinds: dict[str, str] = {}  # comm id -> the widget's _anywidget_id
-    stop = threading.Event()
-    sub: Any = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.RCVTIMEO, 200)
-    sub.connect(f"{km.transport}://{km.ip}:{km.iopub_port}")
 
-    def reader() -> None:
-        session = km.session
-        while not stop.is_set():
-            try:
-                frames = sub.recv_multipart(copy=True)
-            except zmq.Again:
-                continue
-            _, parts = session.feed_identities(frames)
-            msg = session.deserialize(parts, content=True)
-            kind = msg["header"]["msg_type"]
-            content = msg["content"]
-            if kind == "comm_msg":
-                msgs.append((time.monotonic(), sum(map(len, frames)), content.get("comm_id", "")))
-            elif kind == "comm_open":
-                state = content.get("data", {}).get("state", {})
-                kinds[content["comm_id"]] = str(state.get("_anywidget_id", ""))
-
-    thread = threading.Thread(target=reader, daemon=True)
+def _views_traffic(tap: _CommTap, n_views: int, seconds: float, warmup: float) -> dict[str, Any]:
+    kc, msgs = tap.kc, tap.msgs
 
     def run(code: str) -> str:
         out: list[str] = []
@@ -474,59 +398,120 @@ def bench_views_traffic(n_views: int, seconds: float, warmup: float, tmp: Path) 
         assert reply["content"]["status"] == "ok", reply["content"]
         return "".join(out)
 
-    try:
-        kc.wait_for_ready(timeout=60)
-        thread.start()
-        time.sleep(0.5)
-        run(VIEWS_SETUP)
-        run("%jobs")
-        for i in range(n_views):
-            run(VIEW_CELL.format(i=i))
-        time.sleep(warmup)
-        l0, t0 = int(run("print(lines[0])").split()[-1]), time.monotonic()
-        time.sleep(seconds)
-        l1, t1 = int(run("print(lines[0])").split()[-1]), time.monotonic()
-        run("stop.set()\nassert get_engine().wait(timeout=60)")
-        views = {c for c, k in kinds.items() if k.endswith(".JobView")}
-        dashes = {c for c, k in kinds.items() if k.endswith(".Dashboard")}
-        assert len(views) == n_views and len(dashes) == 1, (len(views), len(dashes))
+    run(VIEWS_SETUP)
+    run("%jobs")
+    for i in range(n_views):
+        run(VIEW_CELL.format(i=i))
+    time.sleep(warmup)
+    l0, t0 = int(run("print(lines[0])").split()[-1]), time.monotonic()
+    time.sleep(seconds)
+    l1, t1 = int(run("print(lines[0])").split()[-1]), time.monotonic()
+    run("stop.set()\nassert get_engine().wait(timeout=60)")
+    kinds = {c: _anywidget_id(content) for c, (_, content) in tap.opens.items()}
+    views = {c for c, k in kinds.items() if k.endswith(".JobView")}
+    dashes = {c for c, k in kinds.items() if k.endswith(".Dashboard")}
+    assert len(views) == n_views and len(dashes) == 1, (len(views), len(dashes))
 
-        def rate(comms: set[str]) -> tuple[float, int, float]:
-            window = [(t, b) for t, b, c in msgs if c in comms and t0 <= t <= t1]
-            per_second = [0] * int(seconds)
-            for t, _ in window:
-                if int(t - t0) < len(per_second):
-                    per_second[int(t - t0)] += 1
-            kb = sum(b for _, b in window) / (t1 - t0) / 1000
-            return round(len(window) / (t1 - t0), 2), max(per_second, default=0), round(kb, 1)
+    def rate(comms: set[str]) -> tuple[float, int, float]:
+        window = [(t, b) for t, b, c in msgs if c in comms and t0 <= t <= t1]
+        per_second = [0] * int(seconds)
+        for t, _ in window:
+            if int(t - t0) < len(per_second):
+                per_second[int(t - t0)] += 1
+        kb = sum(b for _, b in window) / (t1 - t0) / 1000
+        return round(len(window) / (t1 - t0), 2), max(per_second, default=0), round(kb, 1)
 
-        v_rate, v_max, v_kb = rate(views)
-        d_rate, d_max, d_kb = rate(dashes)
-        both = [
-            sum(1 for t, _, c in msgs if (c in views or c in dashes) and t0 + s <= t < t0 + s + 1)
-            for s in range(int(seconds))
-        ]
-        views_updated = len({c for t, _, c in msgs if c in views and t0 <= t <= t1})
-        run("get_engine().shutdown()")
-        return {
-            "views": n_views,
-            "seconds": round(t1 - t0, 2),
-            "lines_per_s": round((l1 - l0) / (t1 - t0)),
-            "views_msgs_per_s": v_rate,
-            "views_max_in_1s": v_max,
-            "views_kb_per_s": v_kb,
-            "views_updated_in_window": views_updated,
-            "dashboard_msgs_per_s": d_rate,
-            "dashboard_max_in_1s": d_max,
-            "dashboard_kb_per_s": d_kb,
-            "total_max_in_1s": max(both, default=0),
-        }
-    finally:
-        stop.set()
-        thread.join(5)
-        sub.close(linger=0)
-        kc.stop_channels()
-        km.shutdown_kernel(now=False)
+    v_rate, v_max, v_kb = rate(views)
+    d_rate, d_max, d_kb = rate(dashes)
+    both = [
+        sum(1 for t, _, c in msgs if (c in views or c in dashes) and t0 + s <= t < t0 + s + 1)
+        for s in range(int(seconds))
+    ]
+    views_updated = len({c for t, _, c in msgs if c in views and t0 <= t <= t1})
+    run("get_engine().shutdown()")
+    return {
+        "views": n_views,
+        "seconds": round(t1 - t0, 2),
+        "lines_per_s": round((l1 - l0) / (t1 - t0)),
+        "views_msgs_per_s": v_rate,
+        "views_max_in_1s": v_max,
+        "views_kb_per_s": v_kb,
+        "views_updated_in_window": views_updated,
+        "dashboard_msgs_per_s": d_rate,
+        "dashboard_max_in_1s": d_max,
+        "dashboard_kb_per_s": d_kb,
+        "total_max_in_1s": max(both, default=0),
+    }
+
+
+def _anywidget_id(content: dict[str, Any]) -> str:
+    return str(content.get("data", {}).get("state", {}).get("_anywidget_id", ""))
+
+
+class _CommTap:
+    """A real kernel for a traffic case, and a thread that records the comm messages it sends.
+
+    ``msgs``: (time, raw bytes, comm id) of every ``comm_msg`` on the kernel's iopub socket;
+    ``opens``: comm id -> (raw bytes, content) of every ``comm_open``. The kernel and the
+    thread stop when the ``with`` block ends.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        import zmq
+        from jupyter_client.manager import KernelManager
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["IPYTHONDIR"] = str(tmp / "ipython")
+        self.km = KernelManager(kernel_name="python3")
+        self.km.connection_file = str(tmp / "kernel.json")
+        self.km.start_kernel(env=env, cwd=str(tmp))
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.msgs: list[tuple[float, int, str]] = []
+        self.opens: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._sub: Any = zmq.Context.instance().socket(zmq.SUB)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.setsockopt(zmq.RCVTIMEO, 200)
+        self._sub.connect(f"{self.km.transport}://{self.km.ip}:{self.km.iopub_port}")
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> _CommTap:
+        try:
+            self.kc.wait_for_ready(timeout=60)
+            self._thread.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        time.sleep(0.5)  # the subscription reaches the kernel before the first cell
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._sub.close(linger=0)
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
+    def _read(self) -> None:
+        import zmq
+
+        session = self.km.session
+        while not self._stop.is_set():
+            try:
+                frames = self._sub.recv_multipart(copy=True)
+            except zmq.Again:
+                continue
+            size = sum(len(f) for f in frames)
+            _, parts = session.feed_identities(frames)
+            msg = session.deserialize(parts, content=True)
+            kind, content = msg["header"]["msg_type"], msg["content"]
+            if kind == "comm_msg":
+                self.msgs.append((time.monotonic(), size, content.get("comm_id", "")))
+            elif kind == "comm_open":
+                self.opens[content["comm_id"]] = (size, content)
 
 
 def _collect(sink: list[str]) -> Any:
