@@ -115,7 +115,7 @@ class EventBus:
         self._subscribers = []
         self._finish_calls = FinishCalls()
         self._store = None
-        self._unnoted = []  # plain jobs started and not recorded yet (see _job_started)
+        self._unnoted = []  # plain jobs waiting or started, not recorded yet (see _note_later)
         self._noting_running = False
 
     @overload
@@ -242,34 +242,41 @@ class EventBus:
             return snap
         return None
 
-    def _job_started(self, job: Job) -> None:
-        """(under the lock) A plain job started: the history records it if it still runs later.
+    def _note_later(self, job: Job) -> None:
+        """(under the lock) A plain job waits or started: the history records it if it still
+        waits or runs a moment later.
 
         See :data:`NOTE_RUNNING_AFTER`. Cheap (a list append) on the hot path; the check is
-        armed once per interval, on the loop thread.
+        armed once per interval, on the loop thread. Most jobs end first and are recorded
+        once, at their end (their run keeps its submit and start times).
         """
         self._unnoted.append(job)
         if not self._noting_running:
             self._noting_running = True
             # A flush or a read of the history (history(), wait()) records them at once: what
-            # the user saw running before is in what they read.
-            self._store.before_flush = self._note_running
-            self._call_soon(self._arm_note_running)
+            # the user saw waiting or running before is in what they read.
+            self._store.before_flush = self._note_unnoted
+            self._call_soon(self._arm_note_unnoted)
 
-    def _arm_note_running(self) -> None:
-        # (loop thread) The jobs started by now are checked a delay later.
+    def _arm_note_unnoted(self) -> None:
+        # (loop thread) The jobs noted by now are checked a delay later.
         # Real time, not the engine's clock: a debounce of disk writes, not a time the user
         # set (a mock clock's timers are the user's schedules and timeouts only).
-        self._loop.call_later(NOTE_RUNNING_AFTER, self._note_running)
+        self._loop.call_later(NOTE_RUNNING_AFTER, self._note_unnoted)
 
-    def _note_running(self) -> None:
-        """Record the jobs started since the last check that still run (loop thread, or the
-        thread that flushes the history)."""
+    def _note_unnoted(self) -> None:
+        """Record the jobs noted since the last check that still wait or run (loop thread, or
+        the thread that flushes the history)."""
         with self._lock:  # their status and times do not move while they are read
             jobs, self._unnoted = self._unnoted, []
             self._noting_running = False
+            recorded: set[int] = set()  # a job noted waiting, then started: recorded once
             for job in jobs:
-                if job.status is Status.RUNNING:
+                status = job.status
+                if (status is Status.RUNNING or status is Status.PENDING) and id(
+                    job
+                ) not in recorded:
+                    recorded.add(id(job))
                     self._job_changed(job)
 
     def _note_pid(self, job: Job) -> None:

@@ -76,15 +76,18 @@ class Intake(Gates):
         snaps: dict[int, JobSnapshot] | None = None
         if self._store is not None:
             # A job that can start now is recorded when it starts, an instant later (its run
-            # keeps its submit time); the history sees those that wait at once.
+            # keeps its submit time); the history sees a waiting job with a lifecycle record
+            # (write-ahead) at once, a plain one if it still waits a moment later.
             starting = {id(j) for j in ready} if len(ready) < len(new) else None
             if starting is not None:
                 snaps = {}
                 for job in new:
-                    if id(job) not in starting:
-                        snap = self._job_changed(job)
-                        if snap is not None:
-                            snaps[id(job)] = snap
+                    if id(job) in starting:
+                        continue
+                    if job.runstate.life is None:
+                        self._note_later(job)
+                    elif (snap := self._job_changed(job)) is not None:
+                        snaps[id(job)] = snap
         # The subscribers that take snapshots get those the history took (one per change).
         self._record_many("submitted", new, snaps)
         return ready, to_cancel

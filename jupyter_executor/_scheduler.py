@@ -482,7 +482,7 @@ class Scheduler(Intake):
             if job.runstate.life is not None:
                 snap = self._job_changed(job)
             elif started:
-                self._job_started(job)  # recorded if it still runs a moment later
+                self._note_later(job)  # recorded if it still runs a moment later
             else:  # _job_changed inlined: a call less per job
                 snap = snapshot_of(job)
                 self._store.job_changed(snap)

@@ -123,3 +123,47 @@ def test_a_short_job_is_recorded_once_and_a_long_one_while_it_runs(
         (run,) = engine.history("long").to_dict("records")
         assert run["status"] == "done"
         assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
+
+
+def test_a_chain_records_each_job_once_and_a_waiting_one_while_it_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 10/14: a job submitted behind another (a chain, one submit per job) is not
+    # snapshotted at its submission; it is recorded once at its end, or while it waits if it
+    # still waits a moment later, and at once in what a read of the history shows — with the
+    # time it has waited since.
+    import threading
+
+    with Engine(folder=tmp_path / "e") as engine:
+        store = engine._store
+        assert store is not None
+        seen: list[tuple[str, str]] = []
+        keep = store.job_changed
+
+        def recording(snap: Any) -> None:
+            seen.append((snap.name, snap.status))
+            keep(snap)
+
+        monkeypatch.setattr(store, "job_changed", recording)
+        previous = None
+        for i in range(20):
+            previous = engine.submit(
+                _noop, name=f"link{i}", backend="thread", requires=[previous] if previous else []
+            )
+        assert engine.wait(timeout=30)
+        assert sorted(seen) == sorted((f"link{i}", "done") for i in range(20))
+        for run in engine.history().to_dict("records"):
+            assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
+
+        gate = threading.Event()
+        first = engine.submit(gate.wait, 30, name="first", backend="thread")
+        waiter = engine.submit(_noop, name="waiter", backend="thread", requires=[first])
+        assert ("waiter", "pending") not in seen  # not at its submission
+        (row,) = engine.history("waiter").to_dict("records")  # a read records it at once
+        assert row["status"] == "pending"
+        assert row["transitions"] == [["pending", waiter.submitted]]
+        gate.set()
+        assert engine.wait(timeout=30)
+        (run,) = engine.history("waiter").to_dict("records")
+        assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
+        assert run["transitions"][0][1] == waiter.submitted

@@ -270,7 +270,7 @@ def _add_transitions(
     coalesce), and the history may see a run only at its end: the states in between are
     rebuilt from its timestamps.
     """
-    status, submitted, started, finished = snap.status, snap.submitted, snap.started, snap.finished
+    status, submitted, started = snap.status, snap.submitted, snap.started
     if rank and not transitions and submitted is not None:
         transitions.append(("pending", submitted))
     last = transitions[-1][0] if transitions else None
@@ -278,10 +278,20 @@ def _add_transitions(
         transitions.append(("running", started))
         last = "running"
     if last != status:
-        stamp = started if rank == 1 and started is not None else snap.time
-        if rank == 2 and finished is not None:
-            stamp = finished
-        transitions.append((status, stamp))
+        transitions.append((status, _stamp(snap, rank)))
+
+
+def _stamp(snap: JobSnapshot, rank: int) -> float:
+    """When the run entered the snapshot's status, by the job's own times when it has them."""
+    if rank == 1 and snap.started is not None:
+        return snap.started
+    if rank == 2 and snap.finished is not None:
+        return snap.finished
+    if rank == 0 and not snap.attempts and snap.submitted is not None:
+        # A waiting job is recorded a moment after its submission (the engine's _note_later):
+        # it has waited since then.
+        return snap.submitted
+    return snap.time
 
 
 def _update(run: dict[str, Any], snap: JobSnapshot, rank: int, ran: bool) -> None:
