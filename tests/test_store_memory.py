@@ -80,6 +80,21 @@ def test_a_finished_job_keeps_its_snapshot_key_and_fields_through_a_rerun(
         assert set(runs["log_path"]) == {first.log_path}
 
 
+def _record_changes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(name, status) of every snapshot the engine hands its history store, in order."""
+    store = engine._store
+    assert store is not None
+    seen: list[tuple[str, str]] = []
+    keep = store.job_changed
+
+    def recording(snap: Any) -> None:
+        seen.append((snap.name, snap.status))
+        keep(snap)
+
+    monkeypatch.setattr(store, "job_changed", recording)
+    return seen
+
+
 def test_a_short_job_is_recorded_once_and_a_long_one_while_it_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,16 +107,7 @@ def test_a_short_job_is_recorded_once_and_a_long_one_while_it_runs(
     from _wait import wait_until
 
     with Engine(folder=tmp_path / "e") as engine:
-        store = engine._store
-        assert store is not None
-        seen: list[tuple[str, str]] = []
-        keep = store.job_changed
-
-        def recording(snap: Any) -> None:
-            seen.append((snap.name, snap.status))
-            keep(snap)
-
-        monkeypatch.setattr(store, "job_changed", recording)
+        seen = _record_changes(engine, monkeypatch)
         engine.submit(*[Job(_noop, name=f"short{i}", backend="thread") for i in range(20)])
         assert engine.wait(timeout=30)
         assert sorted(seen) == sorted((f"short{i}", "done") for i in range(20))
@@ -135,16 +141,7 @@ def test_a_chain_records_each_job_once_and_a_waiting_one_while_it_waits(
     import threading
 
     with Engine(folder=tmp_path / "e") as engine:
-        store = engine._store
-        assert store is not None
-        seen: list[tuple[str, str]] = []
-        keep = store.job_changed
-
-        def recording(snap: Any) -> None:
-            seen.append((snap.name, snap.status))
-            keep(snap)
-
-        monkeypatch.setattr(store, "job_changed", recording)
+        seen = _record_changes(engine, monkeypatch)
         previous = None
         for i in range(20):
             previous = engine.submit(
