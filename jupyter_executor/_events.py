@@ -74,6 +74,9 @@ CHANGE_EVENTS = frozenset({"submitted", "status", "removed"})
 #: Within the history's own bound: a crash loses at most the changes of the last second.
 NOTE_RUNNING_AFTER = 0.5
 
+# What _note_later's jobs may still be when they are checked: recorded then.
+_UNFINISHED = (Status.PENDING, Status.RUNNING)
+
 #: A subscriber: the callback, and whether it takes snapshots (``subscribe(snapshots=True)``).
 _Subscriber = tuple[Callable[[str, Any], None], bool]
 
@@ -272,12 +275,10 @@ class EventBus:
             self._noting_running = False
             recorded: set[int] = set()  # a job noted waiting, then started: recorded once
             for job in jobs:
-                status = job.status
-                if (status is Status.RUNNING or status is Status.PENDING) and id(
-                    job
-                ) not in recorded:
-                    recorded.add(id(job))
-                    self._job_changed(job)
+                if id(job) in recorded or job.status not in _UNFINISHED:
+                    continue
+                recorded.add(id(job))
+                self._job_changed(job)
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""
