@@ -112,7 +112,10 @@ def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any, app: 
             # and the plotly figure by plotly's renderer (jupyterlab-plotly), with its bars
             plot = in_notebook(page, '.je-jobview[data-name="plot"] .je-display .js-plotly-plot')
             plot.wait_for(timeout=30_000)
-            assert plot.locator(".main-svg .trace.bars .point").count() == 2
+            # plotly draws its traces a moment after its container appears (seen once in CI)
+            bars = plot.locator(".main-svg .trace.bars .point")
+            bars.nth(1).wait_for(state="attached", timeout=30_000)
+            assert bars.count() == 2
             in_notebook(page, '.je-jobview[data-name="plot"]').screenshot(
                 path=str(ARTIFACTS / f"job-widgets-{app}-plotly.png")
             )
