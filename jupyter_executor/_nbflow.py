@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -274,21 +274,20 @@ def run_notebook(
     return asyncio.run(runner.run(timeout))
 
 
+@dataclass(eq=False)
 class _Runner:
-    def __init__(
-        self, nb: Any, file: Path, options: dict[str, Any], kernel_name: str, out: TextIO
-    ) -> None:
-        self.nb = nb
-        self.file = file
-        self.options = options
-        self.kernel_name = kernel_name
-        self.out = out
-        self.stop = asyncio.Event()
-        self.stop_code = 0
-        self.stop_why = ""
-        self.summary: dict[str, Any] | None = None
-        self._last: dict[str, str] = {}
-        self.started = time.monotonic()
+    nb: Any
+    file: Path
+    options: dict[str, Any]
+    kernel_name: str
+    out: TextIO
+    # the run's own state, not given by the caller
+    stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    stop_code: int = field(default=0, init=False)
+    stop_why: str = field(default="", init=False)
+    summary: dict[str, Any] | None = field(default=None, init=False)
+    _last: dict[str, str] = field(default_factory=dict, init=False)
+    started: float = field(default_factory=time.monotonic, init=False)
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")

@@ -221,7 +221,7 @@ def _supervise(
         if options.exit_file:
             _write_exit(options.exit_file, 127)
         _exit(127)
-    status = _Supervision(pid, options.grace, parent, parent_fd, wake_r).run()
+    status = _Supervision(pid, options.grace, (parent, parent_fd), wake_r).run()
     _mirror(os.waitstatus_to_exitcode(status), options.exit_file)
 
 
@@ -229,19 +229,19 @@ class _Supervision:
     """The supervisor's loop: wait for the command, a SIGTERM, or the kernel's death."""
 
     def __init__(
-        self, pid: int, grace: float, parent: int | None, parent_fd: int | None, wake_r: int
+        self, pid: int, grace: float, kernel: tuple[int | None, int | None], wake_r: int
     ) -> None:
+        """``kernel``: the kernel's pid and a pidfd of it (see :func:`_supervise`)."""
         import select  # an extension module, but a small one (< 1 ms)
 
         self.pid = pid
         self.grace = grace
-        self.parent = parent
-        self.parent_fd = parent_fd
+        self.parent, self.parent_fd = kernel
         self.wake_r = wake_r
         self.poller = select.poll()
-        self.poller.register(wake_r, select.POLLIN)
-        if parent_fd is not None:
-            self.poller.register(parent_fd, select.POLLIN)
+        for fd in (wake_r, self.parent_fd):
+            if fd is not None:
+                self.poller.register(fd, select.POLLIN)
         self.stop_at: float | None = None  # the SIGKILL deadline, once the group was told to stop
         self.orphaned = False  # the kernel died: nobody waits for our status, the group must go
 

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -25,17 +26,13 @@ from typing import Any
 __all__ = ["MockClock"]
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _MockTimer:
-    __slots__ = ("args", "cancelled", "fn", "loop", "when")
-
-    def __init__(
-        self, when: float, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: Any
-    ) -> None:
-        self.when = when
-        self.loop = loop
-        self.fn = fn
-        self.args = args
-        self.cancelled = False
+    when: float
+    loop: asyncio.AbstractEventLoop
+    fn: Callable[..., Any]
+    args: Any
+    cancelled: bool = False
 
     def cancel(self) -> None:
         self.cancelled = True

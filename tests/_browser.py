@@ -132,6 +132,32 @@ def watched(
     assert not page_errors or not ours, ours
 
 
+#: Stops the kernel's engine at the end of a browser test (its jobs would outlive the page).
+ENGINE_SHUTDOWN = "from jupyter_executor import get_engine\nget_engine().shutdown()"
+
+
+@contextlib.contextmanager
+def notebook_page(
+    browser: Any,
+    tmp: Path,
+    app: str,
+    notebook: str,
+    cells: Sequence[str],
+    *,
+    artifact: str,
+    shutdown: str = ENGINE_SHUTDOWN,
+) -> Iterator[Any]:
+    """The page of a notebook of ``cells`` written to ``tmp``, served by JupyterLab
+    (``app="lab"``) or Notebook 7 (``"notebook"``), opened and :func:`watched` (``artifact``
+    names its failure screenshot) until the block ends."""
+    root = notebook_folder(tmp, notebook, cells)
+    serve = jupyter_lab if app == "lab" else jupyter_notebook
+    with serve(tmp, root) as server:
+        page = open_notebook(browser, server, notebook)
+        with watched(page, server, artifact, shutdown=shutdown):
+            yield page
+
+
 def notebook_folder(tmp: Path, name: str, cells: Sequence[str]) -> Path:
     """A folder ``tmp/root`` holding the notebook ``name`` of code ``cells`` (the server's root),
     and the screenshots' folder made."""

@@ -16,23 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _browser as ui
 import pytest
-from _browser import (
-    ARTIFACTS,
-    add_and_run_cell,
-    in_notebook,
-    jupyter_lab,
-    jupyter_notebook,
-    needs_browser,
-    notebook_folder,
-    open_notebook,
-    run_all_cells,
-    wait_idle,
-    wait_status,
-    watched,
-)
 
-pytestmark = needs_browser(notebook7=True)
+pytestmark = ui.needs_browser(notebook7=True)
 
 CELLS = [
     "%load_ext jupyter_executor\nimport threading\nforever = threading.Event()",
@@ -60,52 +47,42 @@ SLEEPING = """() => {
 def test_cancel_while_a_cell_sleeps(
     tmp_path: Path, browser: Any, app: str, comms: str | None
 ) -> None:
-    root = notebook_folder(tmp_path, "busy.ipynb", CELLS)
-    server_of = jupyter_lab if app == "lab" else jupyter_notebook
-    with server_of(tmp_path, root) as server:
-        page = open_notebook(browser, server, "busy.ipynb")
-        shutdown = "from jupyter_executor import get_engine\nget_engine().shutdown()"
-        with watched(page, server, f"busy-{app}-{comms}", shutdown=shutdown):
-            if comms is not None:
-                # the front end's setting (Settings > Kernels), as a user or a front end
-                # without subshells has it
-                page.evaluate(
-                    "(v) => { window.jupyterapp.serviceManager.kernels.commsOverSubshells = v; }",
-                    comms,
-                )
-            run_all_cells(page)
-            wait_status(page, "long", "running")
-            add_and_run_cell(page, f"import time\ntime.sleep({SLEEP_S})")
-            page.wait_for_function(
-                "() => window.jupyterapp.shell.currentWidget.sessionContext.session"
-                ".kernel.status === 'busy'",
-                polling=50,
+    artifact = f"busy-{app}-{comms}"
+    with ui.notebook_page(browser, tmp_path, app, "busy.ipynb", CELLS, artifact=artifact) as page:
+        if comms is not None:
+            # the front end's setting (Settings > Kernels), as a user or a front end
+            # without subshells has it
+            page.evaluate(
+                "(v) => { window.jupyterapp.serviceManager.kernels.commsOverSubshells = v; }",
+                comms,
             )
-            kernel = page.evaluate(KERNEL)
-            print(app, json.dumps(kernel))
-            subshells = kernel["subshells"] and kernel["comms"] not in ("disabled", "undefined")
-            t0 = time.monotonic()
-            in_notebook(page, '.je-row[data-name="long"] button[data-action="cancel"]').click()
-            note = in_notebook(page, ".je-dash .je-queued")
-            if subshells:
-                wait_status(page, "long", "cancelled", timeout=SLEEP_S * 0.75)
-                took = time.monotonic() - t0
-                # (not the kernel's status: a subshell's busy/idle messages change it too)
-                sleeping = page.evaluate(SLEEPING)
-                print(
-                    f"{app}: cancelled {took:.2f} s after the click, the cell sleeping: {sleeping}"
-                )
-                assert sleeping, "the cell ended first: the test proves nothing"
-                assert note.is_hidden()
-            else:
-                note.wait_for(timeout=5_000)
-                assert note.inner_text() == "queued until the kernel is idle"
-                page.screenshot(
-                    path=str(ARTIFACTS / f"busy-{app}-{comms}-queued.png"), full_page=True
-                )
-                wait_status(page, "long", "cancelled", timeout=SLEEP_S * 4)
-                note.wait_for(state="hidden", timeout=10_000)
-            page.screenshot(
-                path=str(ARTIFACTS / f"busy-{app}-{comms}-cancelled.png"), full_page=True
-            )
-            wait_idle(page)
+        ui.run_all_cells(page)
+        ui.wait_status(page, "long", "running")
+        ui.add_and_run_cell(page, f"import time\ntime.sleep({SLEEP_S})")
+        page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.sessionContext.session"
+            ".kernel.status === 'busy'",
+            polling=50,
+        )
+        kernel = page.evaluate(KERNEL)
+        print(app, json.dumps(kernel))
+        subshells = kernel["subshells"] and kernel["comms"] not in ("disabled", "undefined")
+        t0 = time.monotonic()
+        ui.in_notebook(page, '.je-row[data-name="long"] button[data-action="cancel"]').click()
+        note = ui.in_notebook(page, ".je-dash .je-queued")
+        if subshells:
+            ui.wait_status(page, "long", "cancelled", timeout=SLEEP_S * 0.75)
+            took = time.monotonic() - t0
+            # (not the kernel's status: a subshell's busy/idle messages change it too)
+            sleeping = page.evaluate(SLEEPING)
+            print(f"{app}: cancelled {took:.2f} s after the click, the cell sleeping: {sleeping}")
+            assert sleeping, "the cell ended first: the test proves nothing"
+            assert note.is_hidden()
+        else:
+            note.wait_for(timeout=5_000)
+            assert note.inner_text() == "queued until the kernel is idle"
+            page.screenshot(path=str(ui.ARTIFACTS / f"{artifact}-queued.png"), full_page=True)
+            ui.wait_status(page, "long", "cancelled", timeout=SLEEP_S * 4)
+            note.wait_for(state="hidden", timeout=10_000)
+        page.screenshot(path=str(ui.ARTIFACTS / f"{artifact}-cancelled.png"), full_page=True)
+        ui.wait_idle(page)

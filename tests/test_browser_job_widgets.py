@@ -15,15 +15,11 @@ import pytest
 from _browser import (
     ARTIFACTS,
     in_notebook,
-    jupyter_lab,
-    jupyter_notebook,
     kernel_execute,
     needs_browser,
-    notebook_folder,
-    open_notebook,
+    notebook_page,
     run_all_cells,
     wait_idle,
-    watched,
 )
 
 pytestmark = [*needs_browser(notebook7=True), pytest.mark.timeout(240)]
@@ -62,62 +58,58 @@ def _width(page: Any) -> float:
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_a_tqdm_bar_and_a_widget_inside_jobs(tmp_path: Path, browser: Any, app: str) -> None:
-    root = notebook_folder(tmp_path, "widgets.ipynb", CELLS)
-    server_of = jupyter_lab if app == "lab" else jupyter_notebook
-    with server_of(tmp_path, root) as lab:
-        page = open_notebook(browser, lab, "widgets.ipynb")
-        shutdown = "from jupyter_executor import get_engine\nget_engine().shutdown()"
-        with watched(page, lab, f"job-widgets-{app}", shutdown=shutdown):
-            run_all_cells(page)
-            # the bar is the widget, held at 10 of 40 by the job: a quarter, in the widget
-            # and in the view's own progress bar
-            in_notebook(page, BAR).wait_for(timeout=30_000)
-            page.wait_for_function(
-                "(sel) => { const el = window.jupyterapp.shell.currentWidget.node"
-                ".querySelector(sel); return el && el.style.width === '25%'; }",
-                arg=BAR,
-                polling=100,
-                timeout=30_000,
-            )
-            view = in_notebook(page, '.je-jobview[data-name="bar"]')
-            assert "10/40" in view.locator(".je-display").inner_text()
-            assert view.locator(".je-jv-progress").inner_text().strip().startswith("25")
-            page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-running.png"), full_page=True)
-            kernel_execute(page, "gate.set()")
-            in_notebook(page, '.je-jobview[data-name="bar"][data-status="done"]').wait_for()
-            page.wait_for_function(
-                "(sel) => window.jupyterapp.shell.currentWidget.node"
-                ".querySelector(sel).style.width === '100%'",
-                arg=BAR,
-                polling=100,
-                timeout=30_000,
-            )
-            assert "40/40" in view.locator(".je-display").inner_text()
-            # a widget the job displayed is drawn, and talks to the kernel
-            knobs = in_notebook(page, '.je-jobview[data-name="knobs"] .je-display')
-            button = knobs.locator("button", has_text="press me")
-            button.wait_for(timeout=30_000)
-            button.click()
-            button.click()
-            page.wait_for_function(
-                "() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll("
-                "'.je-jobview[data-name=\"knobs\"] input')].some((i) => i.value === '2')",
-                polling=100,
-                timeout=30_000,
-            )
-            # the chart is drawn by JupyterLab's vega-lite renderer, inside the job view
-            chart = in_notebook(page, '.je-jobview[data-name="chart"] .je-display .vega-embed')
-            chart.wait_for(timeout=30_000)
-            assert chart.locator("canvas, svg").count() > 0
-            # and the plotly figure by plotly's renderer (jupyterlab-plotly), with its bars
-            plot = in_notebook(page, '.je-jobview[data-name="plot"] .je-display .js-plotly-plot')
-            plot.wait_for(timeout=30_000)
-            # plotly draws its traces a moment after its container appears (seen once in CI)
-            bars = plot.locator(".main-svg .trace.bars .point")
-            bars.nth(1).wait_for(state="attached", timeout=30_000)
-            assert bars.count() == 2
-            in_notebook(page, '.je-jobview[data-name="plot"]').screenshot(
-                path=str(ARTIFACTS / f"job-widgets-{app}-plotly.png")
-            )
-            page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-done.png"), full_page=True)
-            wait_idle(page)
+    artifact = f"job-widgets-{app}"
+    with notebook_page(browser, tmp_path, app, "widgets.ipynb", CELLS, artifact=artifact) as page:
+        run_all_cells(page)
+        # the bar is the widget, held at 10 of 40 by the job: a quarter, in the widget
+        # and in the view's own progress bar
+        in_notebook(page, BAR).wait_for(timeout=30_000)
+        page.wait_for_function(
+            "(sel) => { const el = window.jupyterapp.shell.currentWidget.node"
+            ".querySelector(sel); return el && el.style.width === '25%'; }",
+            arg=BAR,
+            polling=100,
+            timeout=30_000,
+        )
+        view = in_notebook(page, '.je-jobview[data-name="bar"]')
+        assert "10/40" in view.locator(".je-display").inner_text()
+        assert view.locator(".je-jv-progress").inner_text().strip().startswith("25")
+        page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-running.png"), full_page=True)
+        kernel_execute(page, "gate.set()")
+        in_notebook(page, '.je-jobview[data-name="bar"][data-status="done"]').wait_for()
+        page.wait_for_function(
+            "(sel) => window.jupyterapp.shell.currentWidget.node"
+            ".querySelector(sel).style.width === '100%'",
+            arg=BAR,
+            polling=100,
+            timeout=30_000,
+        )
+        assert "40/40" in view.locator(".je-display").inner_text()
+        # a widget the job displayed is drawn, and talks to the kernel
+        knobs = in_notebook(page, '.je-jobview[data-name="knobs"] .je-display')
+        button = knobs.locator("button", has_text="press me")
+        button.wait_for(timeout=30_000)
+        button.click()
+        button.click()
+        page.wait_for_function(
+            "() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll("
+            "'.je-jobview[data-name=\"knobs\"] input')].some((i) => i.value === '2')",
+            polling=100,
+            timeout=30_000,
+        )
+        # the chart is drawn by JupyterLab's vega-lite renderer, inside the job view
+        chart = in_notebook(page, '.je-jobview[data-name="chart"] .je-display .vega-embed')
+        chart.wait_for(timeout=30_000)
+        assert chart.locator("canvas, svg").count() > 0
+        # and the plotly figure by plotly's renderer (jupyterlab-plotly), with its bars
+        plot = in_notebook(page, '.je-jobview[data-name="plot"] .je-display .js-plotly-plot')
+        plot.wait_for(timeout=30_000)
+        # plotly draws its traces a moment after its container appears (seen once in CI)
+        bars = plot.locator(".main-svg .trace.bars .point")
+        bars.nth(1).wait_for(state="attached", timeout=30_000)
+        assert bars.count() == 2
+        in_notebook(page, '.je-jobview[data-name="plot"]').screenshot(
+            path=str(ARTIFACTS / f"job-widgets-{app}-plotly.png")
+        )
+        page.screenshot(path=str(ARTIFACTS / f"job-widgets-{app}-done.png"), full_page=True)
+        wait_idle(page)

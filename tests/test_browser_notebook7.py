@@ -20,14 +20,11 @@ from _browser import (
     ARTIFACTS,
     add_and_run_cell,
     in_notebook,
-    jupyter_notebook,
     needs_browser,
-    notebook_folder,
-    open_notebook,
+    notebook_page,
     run_all_cells,
     wait_idle,
     wait_status,
-    watched,
 )
 
 pytestmark = needs_browser(notebook7=True)
@@ -61,11 +58,10 @@ _OTHER_OUTPUTS = """() => window.jupyterapp.shell.currentWidget.content.widgets.
 
 @pytest.mark.timeout(180)
 def test_job_and_dashboard_in_notebook7(tmp_path: Path, browser: Any) -> None:
-    root = notebook_folder(tmp_path, "job.ipynb", CELLS)
-    with jupyter_notebook(tmp_path, root) as server:
-        page = open_notebook(browser, server, "job.ipynb")
-        with watched(page, server, "notebook7", shutdown=SHUTDOWN):
-            _job_flow(page)
+    with notebook_page(
+        browser, tmp_path, "notebook", "job.ipynb", CELLS, artifact="notebook7", shutdown=SHUTDOWN
+    ) as page:
+        _job_flow(page)
 
 
 def _job_flow(page: Any) -> None:

@@ -30,10 +30,9 @@ from _browser import (
     add_and_run_cell,
     in_notebook,
     jupyter_lab,
-    jupyter_notebook,
     kernel_execute,
     needs_browser,
-    notebook_folder,
+    notebook_page,
     open_notebook,
     run_all_cells,
     wait_idle,
@@ -80,12 +79,11 @@ _SHOWN = """() => {
 def test_views_are_fresh_after_reload_and_honest_after_restart(
     tmp_path: Path, browser: Any, app: str
 ) -> None:
-    root = notebook_folder(tmp_path, "views.ipynb", CELLS)
-    server_of = jupyter_lab if app == "lab" else jupyter_notebook
-    with server_of(tmp_path, root) as server:
-        page = open_notebook(browser, server, "views.ipynb")
-        with watched(page, server, f"views-{app}", shutdown=SHUTDOWN):
-            _flow(page, app)
+    artifact = f"views-{app}"
+    with notebook_page(
+        browser, tmp_path, app, "views.ipynb", CELLS, artifact=artifact, shutdown=SHUTDOWN
+    ) as page:
+        _flow(page, app)
 
 
 def save(page: Any, timeout: float = 90.0) -> None:

@@ -32,6 +32,7 @@ import logging
 import os
 import subprocess
 import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _cell_task
@@ -147,31 +148,23 @@ class _Stream:
             self.pos = total
 
 
+@dataclass(slots=True, eq=False)
 class _Task:
     """One attempt of a job on the cluster, from its submission to its outcome."""
 
-    __slots__ = ("args", "done", "fn", "future", "job", "key", "kwargs", "options", "stream")
+    job: Job
+    key: str
+    fn: Any
+    args: Any
+    kwargs: Any
+    options: dict[str, Any]
+    #: ``(status, value)`` once the task ended (see :func:`_outcomes`).
+    done: asyncio.Future[tuple[str, Any]]
+    stream: _Stream = field(init=False)
+    future: Any = field(default=None, init=False)  # the dask future, once submitted
 
-    def __init__(
-        self,
-        job: Job,
-        key: str,
-        fn: Any,
-        args: Any,
-        kwargs: Any,
-        options: dict[str, Any],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.job = job
-        self.key = key
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.options = options
-        self.stream = _Stream(job)
-        self.future: Any = None  # the dask future, once submitted
-        #: ``(status, value)`` once the task ended (see :func:`_outcomes`).
-        self.done: asyncio.Future[tuple[str, Any]] = loop.create_future()
+    def __post_init__(self) -> None:
+        self.stream = _Stream(self.job)
 
 
 def _import_distributed() -> Any:
@@ -269,7 +262,8 @@ class DaskBackend(TaskBackend):
             fn, args, kwargs = _RUN_COMMAND, (job.target, cwd, env), {}
         elif fn is _cell_task.run_shipped:
             fn = _RUN_CELL  # by value: the worker may not have jupyter_executor
-        task = _Task(job, key, fn, args, kwargs, job.runstate.dask_options or {}, self.loop)
+        options = job.runstate.dask_options or {}
+        task = _Task(job, key, fn, args, kwargs, options, self.loop.create_future())
         self._streams[key] = task.stream
         try:
             self._to_submit.append(task)
