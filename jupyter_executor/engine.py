@@ -65,7 +65,7 @@ from .job import BACKENDS, Job
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .store._query import Since, StatusFilter
+    from .store._query import HistoryFilters
 
 __all__ = ["Engine", "EngineEvent", "get_engine"]
 
@@ -410,14 +410,7 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
             jobs += builtins.list(self._added.values())
         return _listing.jobs_frame(jobs, self.id, next_run)
 
-    def history(
-        self,
-        name: str | None = None,
-        *,
-        since: Since = None,
-        status: StatusFilter = None,
-        limit: int | None = None,
-    ) -> pd.DataFrame:
+    def history(self, name: str | None = None, **filters: Unpack[HistoryFilters]) -> pd.DataFrame:
         """Every run of every job recorded in this engine's folder, across kernel restarts.
 
         One row per run, oldest first, with the engine id that ran it (several engines may
@@ -437,7 +430,7 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
             msg = "this engine keeps no history (it was created with history=False)"
             raise SubmitError(msg)
         self._store.flush()
-        return self._store.frame(name, since=since, status=status, limit=limit)
+        return self._store.frame(name, **filters)
 
     # loops, web apps, detached jobs ------------------------------------------------------------
 

@@ -190,6 +190,7 @@ def test_each_filter_and_their_combination(filled: HistoryStore) -> None:
         ({"limit": "3"}, "history(limit='3')"),
         ({"limit": True}, "history(limit=True)"),
         ({"name": 3}, "history(name=3)"),
+        ({"stat": "done"}, "history(stat='done'): not a filter"),
     ],
 )
 def test_a_bad_filter_is_one_line_naming_the_option_and_value(
@@ -206,7 +207,7 @@ def test_since_and_limit_read_through_the_time_index(filled: HistoryStore) -> No
     con = sqlite3.connect(filled.path)
     try:
         for options in ({"since": 5.0}, {"limit": 10}, {"since": 5.0, "limit": 3}):
-            sql, params = select(None, options.get("since"), None, options.get("limit"))
+            sql, params = select(None, **options)
             plan = " ".join(str(row) for row in con.execute("EXPLAIN QUERY PLAN " + sql, params))
             assert "runs_by_time" in plan, (options, plan)
     finally:

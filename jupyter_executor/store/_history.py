@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._snapshot import JobSnapshot, snapshot_of
 from .._text import safe_text
@@ -41,7 +41,7 @@ from ..errors import StoreError
 from . import _schema
 from ._direct import DirectWrites
 from ._fold import Runs, coalesce
-from ._query import Since, StatusFilter, decode, json_column, select
+from ._query import HistoryFilters, decode, json_column, select
 from ._schema import (
     ATTEMPT,
     NAME,
@@ -416,12 +416,7 @@ class HistoryStore(DirectWrites):
 
     # reading -----------------------------------------------------------------------------------
     def history(
-        self,
-        name: str | None = None,
-        *,
-        since: Since = None,
-        status: StatusFilter = None,
-        limit: int | None = None,
+        self, name: str | None = None, **filters: Unpack[HistoryFilters]
     ) -> list[dict[str, Any]]:
         """Every run recorded in this folder, by all engines, oldest first.
 
@@ -431,15 +426,14 @@ class HistoryStore(DirectWrites):
         ----------
         name
             Only the runs of jobs with this name.
-        since
-            Only the runs submitted (or started, or ended) at or after this time: epoch
-            seconds, a :class:`~datetime.datetime`, or how long ago as a duration
-            (a :class:`~datetime.timedelta` or text such as ``"2h"``, ``"1d"``).
-        status
-            Only the runs with this status (or one of these statuses): ``"pending"``,
-            ``"running"``, ``"done"``, ``"failed"``, ``"cancelled"``.
-        limit
-            At most this many runs: the latest ones.
+        **filters
+            The keys of :class:`~jupyter_executor.store._query.HistoryFilters`. ``since``: only
+            the runs submitted (or started, or ended) at or after this time: epoch seconds, a
+            :class:`~datetime.datetime`, or how long ago as a duration (a
+            :class:`~datetime.timedelta` or text such as ``"2h"``, ``"1d"``). ``status``: only
+            the runs with this status (or one of these statuses): ``"pending"``,
+            ``"running"``, ``"done"``, ``"failed"``, ``"cancelled"``. ``limit``: at most this
+            many runs, the latest ones.
 
         Returns
         -------
@@ -452,17 +446,10 @@ class HistoryStore(DirectWrites):
         InvalidOption
             A filter's value cannot be used (the message names it).
         """
-        sql, params = select(name, since, status, limit)
+        sql, params = select(name, **filters)
         return self._query(sql, params)
 
-    def frame(
-        self,
-        name: str | None = None,
-        *,
-        since: Since = None,
-        status: StatusFilter = None,
-        limit: int | None = None,
-    ) -> pd.DataFrame:
+    def frame(self, name: str | None = None, **filters: Unpack[HistoryFilters]) -> pd.DataFrame:
         """:meth:`history` as a DataFrame, times as local :class:`~datetime.datetime` (or None).
 
         Built column by column from the query's rows (no dict per run): the cost of reading
@@ -470,7 +457,7 @@ class HistoryStore(DirectWrites):
         """
         import pandas as pd
 
-        sql, params = select(name, since, status, limit)
+        sql, params = select(name, **filters)
         columns, rows = self._read(sql, params)
         if not columns:
             return pd.DataFrame()

@@ -13,7 +13,7 @@ import numbers
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypedDict
 
 from .._duration import parse_duration
 from .._status import Status
@@ -21,18 +21,34 @@ from .._text import safe_text
 from ..errors import InvalidOption, InvalidOptionType
 from ._schema import ORDER, ORDER_KEY
 
-__all__ = ["Since", "StatusFilter", "decode", "json_column", "select"]
+__all__ = ["HistoryFilters", "Since", "StatusFilter", "decode", "json_column", "select"]
 
 #: ``since=`` of the history: epoch seconds, a datetime, or how long ago (``"2h"``, a timedelta).
 Since: TypeAlias = "float | datetime | timedelta | str | None"
 #: ``status=`` of the history: one status or several.
 StatusFilter: TypeAlias = "str | Status | Iterable[str | Status] | None"
 
+
+class HistoryFilters(TypedDict, total=False):
+    """The filters of a history read besides the job's name, one list for every reader
+    (:meth:`Engine.history <jupyter_executor.Engine.history>`, :meth:`HistoryStore.history`,
+    :meth:`HistoryStore.frame`); :func:`select` checks their values."""
+
+    since: Since
+    status: StatusFilter
+    limit: int | None
+
+
 _STATUSES = frozenset(s.value for s in Status) - {Status.CREATED.value}
 
 
-def select(name: Any, since: Any, status: Any, limit: Any) -> tuple[str, list[Any]]:
+def select(name: Any, **filters: Any) -> tuple[str, list[Any]]:
     """The query of :meth:`HistoryStore.history` with its filters checked (InvalidOption)."""
+    for key in filters.keys() - HistoryFilters.__optional_keys__:
+        known = ", ".join(sorted(HistoryFilters.__optional_keys__))
+        msg = f"history({key}={filters[key]!r}): not a filter of the history (name, {known})"
+        raise InvalidOptionType(msg)  # a TypeError, as an unknown keyword is
+    since, status, limit = filters.get("since"), filters.get("status"), filters.get("limit")
     where: list[str] = []
     params: list[Any] = []
     if name is not None:
