@@ -21,16 +21,8 @@ from typing import Any
 
 from .errors import InvalidOptionType
 
-__all__ = [
-    "AfterAll",
-    "AfterAny",
-    "AfterJob",
-    "AfterTime",
-    "AllOf",
-    "AnyOf",
-    "Condition",
-    "FunctionCondition",
-]
+__all__ = ["AfterAll", "AfterAny", "AfterJob", "AfterTime", "AllOf", "AnyOf", "Condition"]
+__all__ += ["FunctionCondition"]  # not re-exported: what a plain callable condition becomes
 
 #: The engine's lookup: a job or a name -> the Job. Typed Any so that this module, which job.py
 #: imports, never imports job.py back (no import circle, issue 10).

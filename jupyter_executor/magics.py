@@ -220,6 +220,17 @@ _PARSERS: dict[str, _MagicParser] = {
 }
 
 
+#: What each setting of :class:`JobMagics` does (``%config JobMagics`` shows it).
+_SETTINGS = {
+    "folder": "The engine's folder (logs, history.db); default ./.jupyter_executor",
+    "backend": "The backend of %%job cells given without --backend (default: thread, or async "
+    "for a cell that awaits); also the engine's default for callables",
+    "max_jobs": "At most this many jobs run at once, all backends together (default: no limit)",
+    "notify": "Every job says when it ends with a browser notification (its name, status and "
+    "duration); %jobs notify on|off changes it for this kernel",
+}
+
+
 def _help(prog: str) -> Callable[[_F], _F]:
     """Make a magic's help (``%job?``) its docstring followed by its parser's options."""
 
@@ -245,28 +256,12 @@ class JobMagics(Magics):
         c.JobMagics.notify = True              # a browser notification when a job ends
     """
 
-    folder = Unicode(
-        None,
-        allow_none=True,
-        help="The engine's folder (logs, history.db); default ./.jupyter_executor",
-    ).tag(config=True)
-    backend = CaselessStrEnum(
-        CELL_BACKENDS,
-        default_value=None,
-        allow_none=True,
-        help="The backend of %%job cells given without --backend (default: thread, or async "
-        "for a cell that awaits); also the engine's default for callables",
-    ).tag(config=True)
-    max_jobs = Integer(
-        None,
-        allow_none=True,
-        help="At most this many jobs run at once, all backends together (default: no limit)",
-    ).tag(config=True)
-    notify = Bool(
-        False,
-        help="Every job says when it ends with a browser notification (its name, status and "
-        "duration); %jobs notify on|off changes it for this kernel",
-    ).tag(config=True)
+    folder = Unicode(None, allow_none=True, help=_SETTINGS["folder"]).tag(config=True)
+    backend = CaselessStrEnum(CELL_BACKENDS, None, allow_none=True, help=_SETTINGS["backend"]).tag(
+        config=True
+    )
+    max_jobs = Integer(None, allow_none=True, help=_SETTINGS["max_jobs"]).tag(config=True)
+    notify = Bool(False, help=_SETTINGS["notify"]).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)

@@ -672,23 +672,15 @@ def _status_cell(row: dict[str, Any]) -> str:
     return f"{cell} <small>{note}</small>" if note else cell
 
 
+#: The columns of the static table (the live table's are ``SORT_KEYS`` in js/table.js).
+_STATIC_HEADERS = ["name", "status", "backend", "requires", "started", "duration", "tries"]
+_STATIC_HEADERS += ["result", "last output"]
+
+
 def html_table(rows: list[dict[str, Any]], *, total: int, counts: dict[str, int]) -> str:
     """A static HTML table of job rows: the dashboard as it was, for front ends without widgets."""
     esc = html.escape
-    head = "".join(
-        f"<th style='text-align:left'>{c}</th>"
-        for c in (
-            "name",
-            "status",
-            "backend",
-            "requires",
-            "started",
-            "duration",
-            "tries",
-            "result",
-            "last output",
-        )
-    )
+    head = "".join(f"<th style='text-align:left'>{c}</th>" for c in _STATIC_HEADERS)
     body = []
     for row in rows:
         result = row.get("error") if row.get("status") == "failed" else row.get("result")
