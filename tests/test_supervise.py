@@ -287,8 +287,7 @@ def test_a_command_the_zygote_cannot_start_fails_as_under_a_supervisor(
     engine: Engine, tmp_path: Path
 ) -> None:
     # Found (it exists) but not executable: exec fails in posix_spawn, in the zygote.
-    script = tmp_path / "not-executable"
-    script.write_text("echo never\n")
+    (tmp_path / "not-executable").write_text("echo never\n")
     job = engine.submit(["./not-executable"], cwd=tmp_path, name="noexec")
     engine.wait_job(job, 30)
     assert job.status.value == "failed"

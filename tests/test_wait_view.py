@@ -92,15 +92,17 @@ def test_engine_wait_in_a_cell_shows_the_jobs_lines_under_it(kernel: Kernel) -> 
             assert f"[job {name}] {name} line {i}" in final, final
 
 
+# a second engine in the same kernel, without a history, waited on by orchestrate()
+ORCHESTRATE_SOLO = """\
+open_when_waiting(('solo',), pause=0.1)
+e2 = Engine(history=False)
+e2.submit(talk, 'solo', name='solo')
+print(e2.orchestrate(60))"""
+
+
 @pytest.mark.kernel
 def test_orchestrate_and_jobs_wait_show_their_jobs(kernel: Kernel) -> None:
-    ex = kernel.execute(
-        "open_when_waiting(('solo',), pause=0.1)\n"
-        "e2 = Engine(history=False)\n"
-        "e2.submit(talk, 'solo', name='solo')\n"
-        "print(e2.orchestrate(60))",
-        timeout=60,
-    )
+    ex = kernel.execute(ORCHESTRATE_SOLO, timeout=60)
     assert ex.stdout == "True\n"
     final = _views(ex)[-1][2]
     assert final.startswith("waited for 1 job: 1 done") and "[job solo] solo line 2" in final
