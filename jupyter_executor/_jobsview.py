@@ -6,11 +6,31 @@ import builtins
 import logging
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
+from typing import Any, overload
 
 from ._status import Status
 from .job import Job
 
 logger = logging.getLogger("jupyter_executor")
+
+
+class _OfStatus:
+    """``jobs.running`` and the like (executor-engine's names): the jobs that have one status
+    now, by name, as a new dict at each read."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+        self.__doc__ = f"The {status.value} jobs by name."
+
+    @overload
+    def __get__(self, view: None, owner: type[JobsView]) -> _OfStatus: ...
+    @overload
+    def __get__(self, view: JobsView, owner: type[JobsView]) -> dict[str, Job]: ...
+    def __get__(self, view: JobsView | None, owner: type[JobsView]) -> Any:
+        if view is None:  # on the class: help() and the API docs read the docstring
+            return self
+        jobs = builtins.list(view._jobs.items())
+        return {name: job for name, job in jobs if job.status is self.status}
 
 
 class JobsView(Mapping[str, Job]):
@@ -35,33 +55,11 @@ class JobsView(Mapping[str, Job]):
             return "<no jobs>"
         return "\n".join(repr(job) for job in builtins.list(self._jobs.values()))
 
-    def _having(self, status: Status) -> dict[str, Job]:
-        return {n: j for n, j in builtins.list(self._jobs.items()) if j.status is status}
-
-    @property
-    def pending(self) -> dict[str, Job]:
-        """The pending jobs by name."""
-        return self._having(Status.PENDING)
-
-    @property
-    def running(self) -> dict[str, Job]:
-        """The running jobs by name."""
-        return self._having(Status.RUNNING)
-
-    @property
-    def done(self) -> dict[str, Job]:
-        """The jobs done (succeeded) by name."""
-        return self._having(Status.DONE)
-
-    @property
-    def failed(self) -> dict[str, Job]:
-        """The failed jobs by name."""
-        return self._having(Status.FAILED)
-
-    @property
-    def cancelled(self) -> dict[str, Job]:
-        """The cancelled jobs by name."""
-        return self._having(Status.CANCELLED)
+    pending = _OfStatus(Status.PENDING)
+    running = _OfStatus(Status.RUNNING)
+    done = _OfStatus(Status.DONE)
+    failed = _OfStatus(Status.FAILED)
+    cancelled = _OfStatus(Status.CANCELLED)
 
     def get_job_by_id(self, id: str) -> Job:
         """The job whose :attr:`Job.id` is ``id`` (or whose name is ``id``)."""

@@ -444,15 +444,14 @@ class JobView(_LiveWidget):
     --------
     >>> from jupyter_executor import Engine
     >>> from jupyter_executor.widget import JobView
-    >>> engine = Engine()
-    >>> job = engine.submit(print, "hello", name="greet")
-    >>> engine.wait(timeout=10)
+    >>> with Engine() as engine:
+    ...     job = engine.submit(print, "hello", name="greet")
+    ...     view = JobView(job)
+    ...     job.future.result(timeout=10) is None
     True
-    >>> view = JobView(job)
     >>> "greet" in view._repr_mimebundle_()[0]["text/html"]
     True
     >>> view.close()
-    >>> engine.shutdown()
     """
 
     _library_kind = _JobViewLibrary
