@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from _browser import chromium
+from _clocked import Clocked
 from _kernel import Kernel, running_kernel
 from _leaks import assert_nothing_left, child_processes
 
@@ -46,7 +47,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def clocked(tmp_path: Path) -> Iterator[tuple[Engine, MockClock]]:
+def clocked(tmp_path: Path) -> Iterator[Clocked]:
     """An engine on a mock clock: schedules, retry delays, back-off and restarts move only
     when the test advances it."""
     before = {p.pid for p in child_processes()}

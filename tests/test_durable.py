@@ -66,8 +66,18 @@ def env() -> dict[str, str]:
     return out
 
 
+#: The ``procs`` fixture: starts a Python process (the CLI, or ``code=``) with these arguments.
+Procs = Callable[..., subprocess.Popen[str]]
+
+
 @pytest.fixture
-def procs() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+def folder(tmp_path: Path) -> Path:
+    """The engines' folder of a test (made by the first engine)."""
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
     """Start Python processes; kill what is left, and check nothing of theirs survives."""
     before = {p.pid for p in child_processes()}
     started: list[subprocess.Popen[str]] = []
@@ -112,7 +122,7 @@ def ticks(folder: Path, file: str = "ticks.txt") -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
-def arm_and_kill(procs: Callable[..., subprocess.Popen[str]], folder: Path, mode: str) -> None:
+def arm_and_kill(procs: Procs, folder: Path, mode: str) -> None:
     """An engine arms the schedules, runs scrape at least once, and is SIGKILLed."""
     armer = procs(str(folder), mode, code=ARMER)
     read_line(armer, "armed")
@@ -143,9 +153,8 @@ def _read(
 
 
 def test_a_killed_engines_schedules_are_rearmed_and_missed_runs_reported_not_run(
-    tmp_path: Path, procs: Callable[..., subprocess.Popen[str]]
+    folder: Path, procs: Procs
 ) -> None:
-    folder = tmp_path / "runs"
     arm_and_kill(procs, folder, "svc")
     stored = schedules(folder)
     assert [row["name"] for row in stored] == ["scrape", "svc"]  # the callable is not stored
@@ -178,10 +187,7 @@ def test_a_killed_engines_schedules_are_rearmed_and_missed_runs_reported_not_run
     assert notes[0]["cancel_reason"].endswith("; not run late")
 
 
-def test_unschedule_removes_for_good_cancel_only_here(
-    tmp_path: Path, procs: Callable[..., subprocess.Popen[str]]
-) -> None:
-    folder = tmp_path / "runs"
+def test_unschedule_removes_for_good_cancel_only_here(folder: Path, procs: Procs) -> None:
     # An engine that cancels its schedules and shuts down cleanly: they stay stored.
     done = procs(str(folder), "exit-cancel", code=ARMER)
     read_line(done, "armed")
@@ -209,9 +215,8 @@ def test_unschedule_removes_for_good_cancel_only_here(
 
 
 def test_a_live_engine_keeps_its_schedules_and_a_resubmission_takes_over(
-    tmp_path: Path, procs: Callable[..., subprocess.Popen[str]]
+    folder: Path, procs: Procs
 ) -> None:
-    folder = tmp_path / "runs"
     armer = procs(str(folder), "plain", code=ARMER)
     read_line(armer, "armed")
     # Another notebook on the same folder while the first lives: nothing is armed twice.
@@ -242,9 +247,8 @@ def test_a_live_engine_keeps_its_schedules_and_a_resubmission_takes_over(
 
 
 def test_cli_schedules_run_rearms_what_a_kernel_left_and_stops_on_sigterm(
-    tmp_path: Path, procs: Callable[..., subprocess.Popen[str]]
+    folder: Path, procs: Procs
 ) -> None:
-    folder = tmp_path / "runs"
     armer = procs(str(folder), "plain", code=ARMER)
     read_line(armer, "armed")
     runner = procs("schedules", "run", str(folder), "--rescan", "0.5")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _clocked import Clocked
 from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import (
@@ -30,7 +31,6 @@ from jupyter_executor import (
     get_engine,
 )
 from jupyter_executor.engine import COLUMNS
-from jupyter_executor.testing import MockClock
 
 
 async def mycoro(t: float, value: object = None) -> object:
@@ -281,7 +281,7 @@ def test_custom_conditions_of_both_forms_are_asked_again(engine: Engine) -> None
     assert "neither" not in engine
 
 
-def test_retries_with_backoff(clocked: tuple[Engine, MockClock]) -> None:
+def test_retries_with_backoff(clocked: Clocked) -> None:
     engine, clock = clocked
     calls: list[float] = []
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import psutil
 import pytest
+from _clocked import Clocked
 from _leaks import assert_nothing_left, child_processes
 from _wait import wait_until
 
 from jupyter_executor import Engine, Job
 from jupyter_executor.errors import StoreError
 from jupyter_executor.store import SCHEMA_VERSION
-from jupyter_executor.testing import MockClock
 
 
 def events(engine: Engine, name: str, kind: str | None = None) -> list[str]:
@@ -62,9 +62,7 @@ def engines(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
 
 
 @pytest.mark.timeout(30)
-def test_periodic_job_runs_on_time_and_cancel_stops_future_runs(
-    clocked: tuple[Engine, MockClock],
-) -> None:
+def test_periodic_job_runs_on_time_and_cancel_stops_future_runs(clocked: Clocked) -> None:
     engine, clock = clocked
     starts: list[float] = []
     job = engine.submit(lambda: starts.append(clock.time()), name="tick", every="0.3 s")
@@ -90,7 +88,7 @@ def test_periodic_job_runs_on_time_and_cancel_stops_future_runs(
 
 
 @pytest.mark.timeout(30)
-def test_periodic_job_never_overlaps_itself(clocked: tuple[Engine, MockClock]) -> None:
+def test_periodic_job_never_overlaps_itself(clocked: Clocked) -> None:
     engine, clock = clocked
     running = 0
     most = 0
@@ -126,7 +124,7 @@ def test_periodic_job_never_overlaps_itself(clocked: tuple[Engine, MockClock]) -
 
 
 @pytest.mark.timeout(30)
-def test_cron_schedule_runs_on_whole_seconds(clocked: tuple[Engine, MockClock]) -> None:
+def test_cron_schedule_runs_on_whole_seconds(clocked: Clocked) -> None:
     engine, clock = clocked
     starts: list[float] = []
     # 6 fields: the last one is seconds (croniter), so this runs at every whole second.
@@ -198,7 +196,7 @@ def test_a_past_start_with_a_period_runs_from_the_next_time_on(engine: Engine) -
 
 @pytest.mark.timeout(30)
 def test_on_failure_restarts_with_backoff_then_gives_up_with_its_last_error(
-    clocked: tuple[Engine, MockClock],
+    clocked: Clocked,
 ) -> None:
     engine, clock = clocked
     starts: list[float] = []
@@ -231,7 +229,7 @@ def test_on_failure_restarts_with_backoff_then_gives_up_with_its_last_error(
 
 
 @pytest.mark.timeout(30)
-def test_on_failure_stops_restarting_once_it_succeeds(clocked: tuple[Engine, MockClock]) -> None:
+def test_on_failure_stops_restarting_once_it_succeeds(clocked: Clocked) -> None:
     engine, clock = clocked
     calls: list[int] = []
 
@@ -272,9 +270,7 @@ def test_keep_restarting_covers_failed_jobs_and_jobs_submitted_later(engine: Eng
 
 
 @pytest.mark.timeout(30)
-def test_always_restarts_a_job_that_ends_until_cancelled(
-    clocked: tuple[Engine, MockClock],
-) -> None:
+def test_always_restarts_a_job_that_ends_until_cancelled(clocked: Clocked) -> None:
     engine, clock = clocked
     calls: list[float] = []
     job = engine.submit(
