@@ -1,39 +1,11 @@
 // badge.js draws with a Document; these check what it decides, with a minimal stand-in document
-// (textContent, attributes, classes) instead of a DOM library.
+// (fakedom.js) instead of a DOM library.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rowBadge, rowBadgeKey, urlLink } from "../badge.js";
+import { fakeDocument } from "./fakedom.js";
 
-class FakeElement {
-  /** @param {string} tag */
-  constructor(tag) {
-    this.tagName = tag.toUpperCase();
-    this.className = "";
-    /** @type {Record<string, string>} */
-    this.attributes = {};
-    /** @type {Array<FakeElement | {text: string}>} */
-    this.children = [];
-    this._text = "";
-  }
-  setAttribute(k, v) {
-    this.attributes[k] = v;
-  }
-  addEventListener() {}
-  append(...nodes) {
-    this.children.push(...nodes);
-  }
-  set textContent(t) {
-    this._text = t;
-    this.children = [];
-  }
-  get textContent() {
-    return this._text + this.children.map((c) => ("text" in c ? c.text : c.textContent)).join("");
-  }
-}
-const doc = /** @type {any} */ ({
-  createElement: (tag) => new FakeElement(tag),
-  createTextNode: (text) => ({ text }),
-});
+const doc = fakeDocument;
 
 test("rowBadge: a restarting job is pending with its own label and class", () => {
   const [b, ...rest] = rowBadge(doc, { status: "pending", restarts: 2, error: "ValueError: x" });

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { layoutGraph, MIN_SCALE, NODE_W, renderGraph } from "../graph.js";
+import { fakeDocument } from "./fakedom.js";
 
 const row = (name, requires = [], status = "done") => ({ name, requires, status, _v: 1, _i: 0 });
 
@@ -73,53 +74,30 @@ test("a diamond pipeline in scrambled order is drawn without crossings", () => {
   assert.equal(crossings(g), 0);
 });
 
-// renderGraph draws with a Document; a minimal stand-in (tags, attributes, children) is enough to
-// check what it draws.
-class FakeNode {
-  /** @param {string} tag */
-  constructor(tag) {
-    this.tag = tag;
-    /** @type {Record<string, string>} */
-    this.attrs = {};
-    /** @type {FakeNode[]} */
-    this.children = [];
-    this.textContent = "";
-  }
-  setAttribute(k, v) {
-    this.attrs[k] = v;
-  }
-  addEventListener() {}
-  append(...nodes) {
-    this.children.push(...nodes);
-  }
-  /** @returns {FakeNode[]} */
-  all(tag) {
-    return this.children.flatMap((c) => [...(c.tag === tag ? [c] : []), ...c.all(tag)]);
-  }
-}
-const svgDoc = /** @type {any} */ ({ createElementNS: (_ns, tag) => new FakeNode(tag) });
+// renderGraph draws with a Document: the stand-in of fakedom.js.
+const svgDoc = fakeDocument;
 
 test("every edge ends in an arrowhead of its own drawing", () => {
   const g = layoutGraph([row("a"), row("b", ["a"]), row("c", ["a", "b"])]);
   const svg = /** @type {any} */ (renderGraph(svgDoc, g));
   const [marker] = svg.all("marker");
   assert.ok(marker, "no arrowhead marker");
-  assert.equal(marker.attrs.orient, "auto");
-  const edges = svg.all("path").filter((p) => p.attrs.class === "je-edge");
+  assert.equal(marker.attributes.orient, "auto");
+  const edges = svg.all("path").filter((p) => p.attributes.class === "je-edge");
   assert.equal(edges.length, 3);
-  for (const e of edges) assert.equal(e.attrs["marker-end"], `url(#${marker.attrs.id})`);
+  for (const e of edges) assert.equal(e.attributes["marker-end"], `url(#${marker.attributes.id})`);
   // a second drawing (another dashboard in the page) has another id: ids are document-wide
   const [other] = /** @type {any} */ (renderGraph(svgDoc, g)).all("marker");
-  assert.notEqual(other.attrs.id, marker.attrs.id);
+  assert.notEqual(other.attributes.id, marker.attributes.id);
 });
 
 test("the drawing fits its pane's width, down to MIN_SCALE of its size", () => {
   const rows = Array.from({ length: 12 }, (_, i) => row(`step-${i}`, i ? [`step-${i - 1}`] : []));
   const g = layoutGraph(rows);
   const svg = /** @type {any} */ (renderGraph(svgDoc, g));
-  assert.equal(svg.attrs.viewBox, `0 0 ${g.width} ${g.height}`);
+  assert.equal(svg.attributes.viewBox, `0 0 ${g.width} ${g.height}`);
   const style = Object.fromEntries(
-    svg.attrs.style.split(";").map((d) => d.split(":").map((s) => s.trim())),
+    svg.attributes.style.split(";").map((d) => d.split(":").map((s) => s.trim())),
   );
   assert.deepEqual(style, {
     width: "100%",
