@@ -208,30 +208,24 @@ def _duration(option: str, *, zero: bool, none: bool = False) -> Callable[[Any],
     return check
 
 
-def _check_every(value: Any) -> Any:
-    # Checked by the schedule's own parser (the duration grammar, a schedule's messages); the
-    # job keeps what was given, which the Schedule reads when the job is built.
-    if value is not None:
-        from ._schedule import parse_every
+def _by_schedule(parser: str) -> Callable[[Any], Any]:
+    """The check of a schedule option (``every``, ``cron``, ``start``): the schedule's own
+    parser (its grammar, its messages), imported on first use; the job keeps what was given,
+    which the Schedule reads when the job is built."""
 
-        parse_every(value)
-    return value
+    def check(value: Any) -> Any:
+        if value is not None:
+            from . import _schedule
 
+            getattr(_schedule, parser)(value)
+        return value
 
-def _check_cron(value: Any) -> Any:
-    if value is not None:
-        from ._schedule import check_cron
-
-        check_cron(value)
-    return value
+    return check
 
 
-def _check_start(value: Any) -> Any:
-    if value is not None:
-        from ._schedule import parse_start
-
-        parse_start(value)
-    return value
+_check_every = _by_schedule("parse_every")
+_check_cron = _by_schedule("check_cron")
+_check_start = _by_schedule("parse_start")
 
 
 def _check_restart(restart: Any) -> str:
