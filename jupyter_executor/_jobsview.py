@@ -19,7 +19,7 @@ class _OfStatus:
     now, by name, as a new dict at each read."""
 
     def __init__(self, status: Status) -> None:
-        self.status = status
+        self.wanted = status
         self.__doc__ = f"The {status.value} jobs by name."
 
     @overload
@@ -30,7 +30,7 @@ class _OfStatus:
         if view is None:  # on the class: help() and the API docs read the docstring
             return self
         jobs = builtins.list(view._jobs.items())
-        return {name: job for name, job in jobs if job.status is self.status}
+        return {name: job for name, job in jobs if job.status is self.wanted}
 
 
 class JobsView(Mapping[str, Job]):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ._jobinfo import info_dict
 from ._policies import describe_schedule
+from ._snapshot import snapshot_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,8 +29,10 @@ def jobs_frame(jobs: Iterable[Job], engine_id: str, next_run: bool) -> pd.DataFr
     import pandas as pd
 
     rows = []
+    now = time.time()
     for job in jobs:
-        info = info_dict(job)
+        snap = snapshot_of(job, now)
+        info = snap.info_dict(now)
         life = job.runstate.life
         schedule = describe_schedule(life.schedule) if life is not None else None
         rows.append(
@@ -38,7 +41,7 @@ def jobs_frame(jobs: Iterable[Job], engine_id: str, next_run: bool) -> pd.DataFr
                 info["status"],
                 info["backend"],
                 list(info["requires"]),
-                list(job.allows),
+                list(snap.allows),
                 info["forever"],
                 _dt(info["submitted"]),
                 _dt(info["started"]),
@@ -47,9 +50,9 @@ def jobs_frame(jobs: Iterable[Job], engine_id: str, next_run: bool) -> pd.DataFr
                 info["attempts"],
                 info["result"],
                 info["error"],
-                "\n".join(info["tail"].splitlines()[-3:]),
+                job.tail(3),
                 info["progress"],
-                job.pid,
+                snap.pid,
                 info["description"],
                 os.fspath(job.cwd) if job.cwd is not None else None,
                 sorted(job.env) if job.env else [],

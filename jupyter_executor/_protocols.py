@@ -12,66 +12,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._runstate import RunState
     from .job import Job
 
-__all__ = ["BackendHost", "SnapshotSource"]
-
-
-class SnapshotSource(Protocol):
-    """What :func:`~jupyter_executor._snapshot.snapshot_of` reads of a job (a ``Job`` is one).
-
-    A protocol, not ``Job``: the snapshot and the history it feeds never import job.py, so
-    that the job model, the engine and the store do not know each other in a circle. Typed
-    loosely (``Any``): a snapshot copies the values, it does not check them.
-    """
-
-    #: The job's run state; its ``history`` is written (the fields that stay the same).
-    runstate: RunState
-
-    @property
-    def name(self) -> Any: ...
-    @property
-    def requirements(self) -> Any: ...
-    @property
-    def engine(self) -> Any: ...
-    @property
-    def backend(self) -> Any: ...
-    @property
-    def kind(self) -> Any: ...
-    @property
-    def forever(self) -> Any: ...
-    @property
-    def status(self) -> Any: ...
-    @property
-    def allows(self) -> Any: ...
-    @property
-    def submitted(self) -> Any: ...
-    @property
-    def started(self) -> Any: ...
-    @property
-    def finished(self) -> Any: ...
-    @property
-    def attempts(self) -> Any: ...
-    @property
-    def traceback(self) -> Any: ...
-    @property
-    def pid(self) -> Any: ...
-    @property
-    def pid_start_time(self) -> Any: ...
-    @property
-    def detach(self) -> Any: ...
-    @property
-    def identity(self) -> Any: ...
-    @property
-    def next_run(self) -> Any: ...
-    @property
-    def restarts(self) -> Any: ...
-    @property
-    def url(self) -> Any: ...
-
-    def describe(self) -> str:
-        """One line saying what the job runs."""
+__all__ = ["BackendHost"]
 
 
 class BackendHost(Protocol):

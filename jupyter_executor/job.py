@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from ._capture import Output
 from ._conditions import flatten
-from ._jobinfo import JobInfo, info_dict
+from ._jobinfo import JobInfo
 from ._lifecycle import Lifecycle, has_lifecycle
 from ._options import BACKENDS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
 from ._runstate import RunState
@@ -579,7 +579,9 @@ class Job:
     # inspection ----------------------------------------------------------------------------
     def info(self) -> JobInfo:
         """A frozen snapshot of the job."""
-        return JobInfo(**info_dict(self))
+        from ._snapshot import snapshot_of  # below job.py: never imports it
+
+        return JobInfo(**{**snapshot_of(self).info_dict(), "tail": self.tail(20)})
 
     def describe(self) -> str:
         """What the job runs, in a few words (function name, command, ...)."""

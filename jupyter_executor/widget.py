@@ -46,8 +46,8 @@ import anywidget
 import ipywidgets
 import traitlets
 
-from ._jobinfo import info_dict
 from ._publisher import DashboardPublisher, JobPublisher, Publisher, json_safe, pack, table_row
+from ._snapshot import snapshot_of
 from ._status import Status
 from ._text import safe_text
 from .errors import JupyterExecutorError
@@ -414,7 +414,7 @@ class Dashboard(_LiveWidget):
             return None
         data, metadata = bundle
         jobs = list(self._engine)
-        rows = [table_row(info_dict(j, tail=False)) for j in jobs[:HTML_ROWS]]
+        rows = [table_row(snapshot_of(j).info_dict()) for j in jobs[:HTML_ROWS]]
         counts = _counts(j.status.value for j in jobs)
         current = {str(j.name) for j in jobs}
         earlier = sum(n not in current for n in getattr(self._publisher, "earlier", ()))

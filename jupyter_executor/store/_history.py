@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from .._snapshot import JobSnapshot, snapshot_of
+from .._snapshot import JobSnapshot, SnapshotSource, snapshot_of
 from .._text import safe_text
 from ..errors import StoreError
 from . import _schema
@@ -57,7 +57,6 @@ from ._writer import Writer
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .._protocols import SnapshotSource
 
 __all__ = ["HistoryStore"]
 
