@@ -37,7 +37,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # ---------------------------------------------------------------------------------------------
@@ -153,10 +153,16 @@ class EngineSpec:
     label: str
     resource: Callable[[], contextlib.AbstractContextManager[Any]]
     runners: dict[str, Runner]
-    # Largest size run per scenario: slow peers would otherwise take minutes per case.
-    caps: dict[str, int] = field(default_factory=dict)
-    # Only the engines whose job kind matches are compared against a target baseline.
-    kind: str = "async"
+
+    @property
+    def caps(self) -> dict[str, int]:
+        """Largest size run per scenario (see CAPS)."""
+        return CAPS.get(self.key, {})
+
+    @property
+    def kind(self) -> str:
+        """The kind of job it runs (see KINDS)."""
+        return KINDS.get(self.key, "async")
 
 
 async def _anoop() -> None:
@@ -208,8 +214,11 @@ def _je_engine_no_history() -> contextlib.AbstractContextManager[Any]:
     return _je_engine(history=False)
 
 
-def _je_all_done(jobs: list[Any]) -> bool:
-    return all(j.status == "done" for j in jobs)
+def _je_end(e: Any, probe: Probe, jobs: list[Any], what: str) -> None:
+    """The end of a case: wait for every job, stop the clock, check that they all are done."""
+    ok = e.wait()
+    probe.stop()
+    _check(ok and all(j.status == "done" for j in jobs), what)
 
 
 def _je_noop(e: Any, n: int, probe: Probe) -> None:
@@ -218,17 +227,13 @@ def _je_noop(e: Any, n: int, probe: Probe) -> None:
     probe.start()
     jobs = [Job(_anoop()) for _ in range(n)]
     e.submit(*jobs)
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor noop")
+    _je_end(e, probe, jobs, "jupyter_executor noop")
 
 
 def _je_noop_each(e: Any, n: int, probe: Probe) -> None:
     probe.start()
     jobs = [e.submit(_anoop) for _ in range(n)]
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor submit(fn)")
+    _je_end(e, probe, jobs, "jupyter_executor submit(fn)")
 
 
 def _je_chain(order: str) -> Runner:
@@ -248,9 +253,7 @@ def _je_chain(order: str) -> Runner:
         else:
             for j in jobs:
                 e.submit(j)
-        ok = e.wait()
-        probe.stop()
-        _check(ok and _je_all_done(jobs), f"jupyter_executor chain {order}")
+        _je_end(e, probe, jobs, f"jupyter_executor chain {order}")
 
     return run
 
@@ -267,9 +270,7 @@ def _je_fan(e: Any, n: int, probe: Probe) -> None:
     sink = Job(_anoop(), name=f"{tag}-sink")
     sink.requires(*mids)
     e.submit(root, *mids, sink)
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done([root, *mids, sink]), "jupyter_executor fan")
+    _je_end(e, probe, [root, *mids, sink], "jupyter_executor fan")
 
 
 def _je_sleep(e: Any, n: int, probe: Probe) -> None:
@@ -278,17 +279,13 @@ def _je_sleep(e: Any, n: int, probe: Probe) -> None:
     probe.start()
     jobs = [Job(asyncio.sleep(SLEEP)) for _ in range(n)]
     e.submit(*jobs)
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor sleep")
+    _je_end(e, probe, jobs, "jupyter_executor sleep")
 
 
 def _je_thread_noop(e: Any, n: int, probe: Probe) -> None:
     probe.start()
     jobs = [e.submit(_noop, backend="thread") for _ in range(n)]
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor thread noop")
+    _je_end(e, probe, jobs, "jupyter_executor thread noop")
 
 
 def _je_thread_chain(e: Any, n: int, probe: Probe) -> None:
@@ -297,9 +294,7 @@ def _je_thread_chain(e: Any, n: int, probe: Probe) -> None:
     jobs = [e.submit(_noop, backend="thread", name=f"{tag}-0")]
     for i in range(1, n):
         jobs.append(e.submit(_noop, backend="thread", name=f"{tag}-{i}", requires=(jobs[-1],)))
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor thread chain")
+    _je_end(e, probe, jobs, "jupyter_executor thread chain")
 
 
 def _je_thread_fan(e: Any, n: int, probe: Probe) -> None:
@@ -310,9 +305,7 @@ def _je_thread_fan(e: Any, n: int, probe: Probe) -> None:
         e.submit(_noop, backend="thread", name=f"{tag}-{i}", requires=(root,)) for i in range(n)
     ]
     sink = e.submit(_noop, backend="thread", name=f"{tag}-sink", requires=tuple(mids))
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done([root, *mids, sink]), "jupyter_executor thread fan")
+    _je_end(e, probe, [root, *mids, sink], "jupyter_executor thread fan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -727,9 +720,7 @@ def _je_dask_noop(e: Any, n: int, probe: Probe) -> None:
     probe.start()
     jobs = [Job(_noop, backend="dask") for _ in range(n)]
     e.submit(*jobs)
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor dask noop")
+    _je_end(e, probe, jobs, "jupyter_executor dask noop")
 
 
 def _je_process_engine() -> contextlib.AbstractContextManager[Any]:
@@ -745,9 +736,7 @@ def _je_process(e: Any, n: int, probe: Probe) -> None:
     probe.start()
     jobs = [Job(tiny, args=(i,), backend="process") for i in range(n)]
     e.submit(*jobs)
-    ok = e.wait()
-    probe.stop()
-    _check(ok and _je_all_done(jobs), "jupyter_executor process")
+    _je_end(e, probe, jobs, "jupyter_executor process")
 
 
 def _je_process_cold(e: Any, n: int, probe: Probe) -> None:
@@ -822,6 +811,26 @@ COLD = ("cold",)
 _BOUNDED_SLEEP = 20
 
 
+#: Largest size run per engine and scenario (or family: ``chain``): slow peers would otherwise
+#: take minutes per case.
+CAPS: dict[str, dict[str, int]] = {
+    TPE: {"sleep": _BOUNDED_SLEEP},
+    AJ: {"chain": 10_000},
+    # dependents first: each hop waits for its 10 ms condition-polling sleep
+    EE_LOCAL: {"noop": 30_000, "chain:in order": 10_000, "chain:dependents first": 100},
+    EE_THREAD: {"noop": 3_000, "chain": 100},
+    DASK: {"noop": 3_000, "chain": 3_000, "sleep": _BOUNDED_SLEEP},
+    DIST: {"noop": 2_000, "chain": 200, "sleep": _BOUNDED_SLEEP},
+}
+#: The kind of job each engine runs (default async): only engines of the kind of a target
+#: baseline are compared against it.
+KINDS = {
+    **dict.fromkeys([OURS_THREAD, OURS_THREAD_NOHIST, TPE, EE_THREAD, DASK, DIST], "thread"),
+    **dict.fromkeys([OURS_DASK, DIST + " submit"], "dask"),
+    **dict.fromkeys([OURS_PROCESS, PPE, OURS_PRESTARTED, PPE + " cold"], "process"),
+}
+
+
 def engines() -> dict[str, EngineSpec]:
     """Every engine under test, keyed by the label printed in the tables."""
     specs = [
@@ -851,14 +860,12 @@ def engines() -> dict[str, EngineSpec]:
             'jupyter_executor (`backend="thread"`)',
             _je_engine,
             {"noop": _je_thread_noop, "chain:in order": _je_thread_chain, "fan": _je_thread_fan},
-            kind="thread",
         ),
         EngineSpec(
             OURS_THREAD_NOHIST,
             'jupyter_executor (`backend="thread"`, `Engine(history=False)`)',
             _je_engine_no_history,
             {"noop": _je_thread_noop},
-            kind="thread",
         ),
         EngineSpec(
             ASYNCIO,
@@ -878,8 +885,6 @@ def engines() -> dict[str, EngineSpec]:
             "`ThreadPoolExecutor` (callbacks for deps)",
             _tpe,
             {"noop": _tpe_noop, "chain:in order": _tpe_chain, "fan": _tpe_fan, "sleep": _tpe_sleep},
-            caps={"sleep": _BOUNDED_SLEEP},
-            kind="thread",
         ),
         EngineSpec(
             AJ,
@@ -893,7 +898,6 @@ def engines() -> dict[str, EngineSpec]:
                 "fan": _aj_fan,
                 "sleep": _aj_sleep,
             },
-            caps={"chain": 10_000},
         ),
         EngineSpec(
             EE_LOCAL,
@@ -907,8 +911,6 @@ def engines() -> dict[str, EngineSpec]:
                 "fan": _ee_fan(False),
                 "sleep": _ee_sleep,
             },
-            # dependents first: each hop waits for its 10 ms condition-polling sleep
-            caps={"noop": 30_000, "chain:in order": 10_000, "chain:dependents first": 100},
         ),
         EngineSpec(
             EE_THREAD,
@@ -919,24 +921,10 @@ def engines() -> dict[str, EngineSpec]:
                 "chain:in order": _ee_chain(True, "in order"),
                 "fan": _ee_fan(True),
             },
-            caps={"noop": 3_000, "chain": 100},
-            kind="thread",
         ),
+        EngineSpec(DASK, "dask.delayed, threaded scheduler", _nothing, _by_scenario(_dask_threads)),
         EngineSpec(
-            DASK,
-            "dask.delayed, threaded scheduler",
-            _nothing,
-            _by_scenario(_dask_threads),
-            caps={"noop": 3_000, "chain": 3_000, "sleep": _BOUNDED_SLEEP},
-            kind="thread",
-        ),
-        EngineSpec(
-            DIST,
-            "distributed `LocalCluster(processes=False)`",
-            _dist_client,
-            _by_scenario(_dist),
-            caps={"noop": 2_000, "chain": 200, "sleep": _BOUNDED_SLEEP},
-            kind="thread",
+            DIST, "distributed `LocalCluster(processes=False)`", _dist_client, _by_scenario(_dist)
         ),
         EngineSpec(
             OURS_DASK,
@@ -944,14 +932,12 @@ def engines() -> dict[str, EngineSpec]:
             "`Engine(history=False)`)",
             _je_dask,
             {"dask": _je_dask_noop},
-            kind="dask",
         ),
         EngineSpec(
             DIST + " submit",
             "distributed `Client.submit` + `gather` (`LocalCluster(processes=False)`)",
             _dist_client,
             {"dask": _dist("noop")},
-            kind="dask",
         ),
         EngineSpec(
             OURS_PROCESS,
@@ -959,14 +945,12 @@ def engines() -> dict[str, EngineSpec]:
             "`Engine(history=False)`)",
             _je_process_engine,
             {"process": _je_process, "cold": _je_process_cold},
-            kind="process",
         ),
         EngineSpec(
             PPE,
             f"`ProcessPoolExecutor({PROCESS_WORKERS})`, fork",
             _ppe_fork,
             {"process": _ppe_process},
-            kind="process",
         ),
         EngineSpec(
             OURS_PRESTARTED,
@@ -974,14 +958,12 @@ def engines() -> dict[str, EngineSpec]:
             '`Engine(history=False)`, `engine.prestart("process")` done before)',
             _je_process_engine,
             {"cold": _je_process_prestarted},
-            kind="process",
         ),
         EngineSpec(
             PPE + " cold",
             f"`ProcessPoolExecutor({PROCESS_WORKERS})`, fork, made for the job",
             _nothing,
             {"cold": _ppe_cold},
-            kind="process",
         ),
     ]
     return {s.key: s for s in specs}
