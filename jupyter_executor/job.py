@@ -31,17 +31,12 @@ class JobHost(Protocol):
     so the job model stays out of the engine's import circle (issue 10).
     """
 
-    @property
-    def log_timestamps(self) -> bool:
-        """Whether log lines get a time stamp."""
-
-    @property
-    def keep_logs(self) -> int:
-        """How many earlier logs of a job are kept."""
-
-    @property
-    def notify(self) -> bool:
-        """Whether a job's end is told in the browser by default (the job's ``notify=None``)."""
+    #: Whether log lines get a time stamp.
+    log_timestamps: bool
+    #: How many earlier logs of a job are kept.
+    keep_logs: int
+    #: Whether a job's end is told in the browser by default (the job's ``notify=None``).
+    notify: bool
 
     def log_path(self, name: str) -> Path:
         """The log file of the job called ``name``."""
