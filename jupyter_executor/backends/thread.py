@@ -109,7 +109,7 @@ class ThreadBackend(Backend):
         result: Any = None
         exc: BaseException | None = None
         tb: str | None = None
-        cancelled = False
+        cancelled = abandoned = False
         token = running_job.set(job)
         hooks = bool(attempt_hooks)
         try:
@@ -139,17 +139,14 @@ class ThreadBackend(Backend):
             finally:
                 if hooks:
                     run_hooks(job, leaving=True)
-                self._disarm(job, ident)
+                abandoned = self._disarm(job, ident)
         except JobThreadCancelled:  # injected just as the job ended
-            self._disarm(job, ident)
+            abandoned = self._disarm(job, ident)
             cancelled = True
         finally:
             running_job.reset(token)
-        with self._inject_lock:
-            if (ident, job) in self._abandoned:
-                # Settled long ago; the job may even run again by now: this end is not news.
-                self._abandoned.discard((ident, job))
-                return None
+        if abandoned:
+            return None  # settled long ago; the job may even run again by now: not news
         if settles_anywhere(job):
             # Settled from this thread (under the engine's lock), and the freed slot's next
             # job run here: a plain job's end costs the loop thread nothing (issue 14).
@@ -157,7 +154,9 @@ class ThreadBackend(Backend):
         self.engine.call_soon(self.engine.finish, job, result, exc, cancelled, tb)
         return None
 
-    def _disarm(self, job: Job, ident: int) -> None:
+    def _disarm(self, job: Job, ident: int) -> bool:
+        """The attempt's call returned: no exception is injected from now on. Returns whether
+        the attempt was abandoned (its end is then ignored). One lock hold per attempt."""
         with self._inject_lock:
             # Not a later attempt's (this one may have been abandoned).
             if job.runstate.task == ident:
@@ -165,6 +164,12 @@ class ThreadBackend(Backend):
             if ident in self._injected:
                 self._injected.discard(ident)
                 _set_async_exc(ident, None)
+            # _abandon adds an attempt only while its task is still this thread (under this
+            # lock): once cleared above, the set cannot gain it. Consumed on first sight.
+            if self._abandoned and (ident, job) in self._abandoned:
+                self._abandoned.discard((ident, job))
+                return True
+            return False
 
     def cancel(self, job: Job) -> None:
         # The cooperative flag is already set by the engine; force after the grace period.
