@@ -64,7 +64,10 @@ class Intake(Gates):
             # Decided under the lock that _register holds anyway (no second hold per submit).
             here = self._thread_backend_for(ready) if ready else None
             if here is not None:
-                ready = [job for job in ready if self._begin_locked(job, here)]
+                if len(ready) > 1:
+                    ready = [job for job in ready if self._begin_locked(job, here)]
+                elif not self._begin_locked(ready[0], here):  # (a burst: one job a submit)
+                    ready = []
             elif ready:
                 self._admitting += 1  # until the loop admits them (see _thread_backend_for)
         return ready, to_cancel, here

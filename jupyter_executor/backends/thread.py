@@ -47,6 +47,27 @@ def _call_hook(hook: Any, job: Job) -> None:
         asyncio.run(result)
 
 
+def _call(job: Job) -> Any:
+    """The attempt itself: the job's target between its hooks, run to its end if async.
+
+    (Its frame, like every frame of the package, is left out of the job's traceback.)
+    """
+    run = job.runstate
+    args, kwargs = resolve_args(job) if run.arg_jobs else (job.args, job.kwargs)
+    life = run.life
+    if life is not None and life.before is not None:
+        _call_hook(life.before, job)
+    if job.kind == "coroutine function":
+        result = asyncio.run(job.target(*args, **kwargs))
+    else:
+        result = job.target(*args, **kwargs)
+        if result is not None and inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    if life is not None and life.after is not None:
+        _call_hook(life.after, job)
+    return result
+
+
 def settles_anywhere(job: Job) -> bool:
     """Whether the end of ``job``'s attempt needs nothing of the engine's loop.
 
@@ -94,18 +115,19 @@ class ThreadBackend(Backend):
 
     def _work(self) -> None:
         queue = self._queue
+        ident = threading.get_ident()
         while True:
             job = queue.get()
             if job is None:
                 return
             while job is not None:  # then the jobs the engine hands this thread as each ends
-                job = self._execute(job)
+                job = self._execute(job, ident)
             with self._spawn_lock:
                 self._idle += 1
 
-    def _execute(self, job: Job) -> Job | None:
-        """Run one attempt of ``job``; the next job to run in this thread, or None."""
-        ident = threading.get_ident()
+    def _execute(self, job: Job, ident: int) -> Job | None:
+        """Run one attempt of ``job`` in thread ``ident`` (this one); the next job to run in
+        this thread, or None."""
         result: Any = None
         exc: BaseException | None = None
         tb: str | None = None
@@ -119,18 +141,7 @@ class ThreadBackend(Backend):
                     raise JobThreadCancelled
                 if hooks:
                     run_hooks(job, leaving=False)
-                args, kwargs = resolve_args(job)
-                life = job.runstate.life
-                if life is not None and life.before is not None:
-                    _call_hook(life.before, job)
-                if job.kind == "coroutine function":
-                    result = asyncio.run(job.target(*args, **kwargs))
-                else:
-                    result = job.target(*args, **kwargs)
-                    if inspect.iscoroutine(result):
-                        result = asyncio.run(result)
-                if life is not None and life.after is not None:
-                    _call_hook(life.after, job)
+                result = _call(job)
             except JobThreadCancelled:
                 cancelled = True
             except BaseException as e:
