@@ -15,7 +15,7 @@ from ._gates import Gates
 from ._graph import Graph
 from ._status import Status, set_status
 from .errors import DuplicateJobName, SubmitError
-from .job import Job, job_of
+from .job import Job, job_of, name_generated
 
 if TYPE_CHECKING:
     from ._snapshot import JobSnapshot
@@ -42,8 +42,10 @@ class Intake(Gates):
     _default_restart: tuple[float, int | None] | None
 
     if TYPE_CHECKING:
-        # Provided by the rooms above: the scheduler, the policies.
+        # Provided by the rooms above: the scheduler, the policies, the slots.
         def _forget(self, job: Job, graph: bool = True) -> None: ...
+
+        def _begin_locked(self, job: Job, backend: Backend) -> bool: ...
 
         def _restart_by_default(self, job: Job) -> bool: ...
 
@@ -51,12 +53,22 @@ class Intake(Gates):
         self, batch: builtins.list[Job], replace: bool
     ) -> tuple[builtins.list[Job], builtins.list[tuple[Job, str]], Backend | None]:
         """Register ``batch``: the jobs ready now, those to cancel, and the backend on which
-        the submitting thread starts the ready ones (None: the loop admits them)."""
+        the submitting thread starts the ready ones (None: the loop admits them).
+
+        With a backend, the ready jobs returned are those that took a slot (marked running
+        here, in the same lock hold: one per submission, issue 14); the others are queued for
+        a slot. The caller starts them (``_start_here``) once the lock is released.
+        """
         with self._lock:
             ready, to_cancel = self._register(batch, replace)
             # Decided under the lock that _register holds anyway (no second hold per submit).
             here = self._thread_backend_for(ready) if ready else None
-            if ready and here is None:
+            if here is not None:
+                if len(ready) > 1:
+                    ready = [job for job in ready if self._begin_locked(job, here)]
+                elif not self._begin_locked(ready[0], here):  # (a burst: one job a submit)
+                    ready = []
+            elif ready:
                 self._admitting += 1  # until the loop admits them (see _thread_backend_for)
         return ready, to_cancel, here
 
@@ -145,9 +157,10 @@ class Intake(Gates):
             if job.engine is not None or job.status is not Status.CREATED:
                 msg = f"job {job.name!r} was already submitted to another engine"
                 raise SubmitError(msg)
-            if job.name is None:
-                job.name = self._unique_name(job.default_name(), names)
             name = job.name
+            if name is None:
+                name = self._unique_name(job.default_name(), names)
+                name_generated(job, name)
             if self._added and self._added.get(name) is job:
                 del self._added[name]  # added earlier, submitted now: start() was skipped
             if name in names:
@@ -223,9 +236,11 @@ def _name_of(ref: Any) -> str:
 
 def collect_jobs(jobs: list[Job]) -> list[Job]:
     """The jobs plus the unsubmitted jobs they depend on, dependencies first."""
-    if not any(
-        (run := j.runstate).requires_spec or run.arg_jobs or run.condition is not None for j in jobs
-    ):
+    for j in jobs:  # a loop, not any(generator): this runs once per submit (issue 14)
+        run = j.runstate
+        if run.requires_spec or run.arg_jobs or run.condition is not None:
+            break
+    else:
         return jobs  # nothing to walk (the common case of independent jobs)
     if _in_order(jobs):
         return jobs

@@ -432,6 +432,8 @@ OPTIONS: dict[str, Option] = {
     )
 }  # fmt: skip
 
+_OPTION_NAMES = frozenset(OPTIONS)
+
 #: The defaults, for a job made with none of the options.
 DEFAULTS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}
 
@@ -505,7 +507,7 @@ def split_submit_options(
             msg = f"options {extra} go on Job(...) when submitting Job objects"
             raise InvalidOptionType(msg)
         return {}, {}
-    if all(key in OPTIONS for key in options):
+    if options.keys() <= _OPTION_NAMES:  # (a set comparison in C: once per submit)
         return options, {}
     ours = {k: v for k, v in options.items() if k in OPTIONS}
     return ours, {k: v for k, v in options.items() if k not in OPTIONS}

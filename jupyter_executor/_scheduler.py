@@ -97,7 +97,11 @@ class Scheduler(Intake):
         if self._rearmed:
             _durable.make_way(self._as_engine, batch)
         # Before _register, which gives keep_restarting()'s policy: that one is not stored.
-        durable = [j for j in batch if j.runstate.life is not None and _durable.durable(j)]
+        durable: builtins.list[Job] = []
+        for j in batch:  # (a loop: a comprehension's frame costs more, for a burst's one job)
+            if j.runstate.life is not None and _durable.durable(j):
+                durable.append(j)
+        # With ``here``, ``ready`` holds the jobs marked running: this thread starts them.
         ready, to_cancel, here = self._take_in(batch, replace)
         parent: Job | None = running_job.get()
         # job.engine is a JobHost (what a job sees of an engine): this room is part of one.

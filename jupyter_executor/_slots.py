@@ -200,21 +200,28 @@ class Slots(LoopThread):
     def _begin(self, job: Job, backend: Backend) -> bool:
         """Take a slot and mark ``job`` running; queue it when no slot is free."""
         with self._lock:
-            if job.status is not Status.PENDING:
+            if not self._begin_locked(job, backend):
                 return False
-            if (self.max_jobs is not None and self._running >= self.max_jobs) or (
-                backend.limit is not None and backend.running >= backend.limit
-            ):
-                backend.queue.append(job)
-                backend.enqueued += 1
-                self._queued += 1
-                if self._store is not None and not self._noting:
-                    # Posted: the timer is the loop's, and this may be the submitting thread.
-                    self._noting = True
-                    self._call_soon(self._arm_note_queued)
-                return False
-            self._mark_running(job, backend)
         self._after_begin(job)
+        return True
+
+    def _begin_locked(self, job: Job, backend: Backend) -> bool:
+        """(under the lock) :meth:`_begin` but for :meth:`_after_begin`, which the caller
+        does once the lock is released: True when ``job`` took a slot."""
+        if job.status is not Status.PENDING:
+            return False
+        if (self.max_jobs is not None and self._running >= self.max_jobs) or (
+            backend.limit is not None and backend.running >= backend.limit
+        ):
+            backend.queue.append(job)
+            backend.enqueued += 1
+            self._queued += 1
+            if self._store is not None and not self._noting:
+                # Posted: the timer is the loop's, and this may be the submitting thread.
+                self._noting = True
+                self._call_soon(self._arm_note_queued)
+            return False
+        self._mark_running(job, backend)
         return True
 
     def _thread_backend_for(self, ready: list[Job]) -> Backend | None:
@@ -235,14 +242,15 @@ class Slots(LoopThread):
                 return None
         return backend
 
-    def _start_here(self, ready: list[Job], backend: Backend) -> None:
-        """Start ``ready`` on ``backend`` from this (the submitting) thread."""
-        for job in ready:
-            if self._begin(job, backend):
-                try:
-                    backend.start(job)
-                except Exception as exc:
-                    self._call_soon(self._finish, job, None, exc)
+    def _start_here(self, started: list[Job], backend: Backend) -> None:
+        """Start on ``backend``, from this (the submitting) thread, the jobs ``_take_in``
+        marked running (one lock hold for the submission and their slots: issue 14)."""
+        for job in started:
+            self._after_begin(job)
+            try:
+                backend.start(job)
+            except Exception as exc:
+                self._call_soon(self._finish, job, None, exc)
 
     def _arm_note_queued(self) -> None:
         # (loop thread, under the lock) The jobs queued by now are checked a delay later.

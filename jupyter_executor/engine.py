@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from . import _durable, _lifetime, _listing
 from ._clock import Clock
@@ -286,7 +286,8 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
             raise InvalidOption(msg)
         if isinstance(target, Job):
             return self._submit_jobs([target, *args], replace, on_duplicate, options)
-        job_options, kwargs = split_submit_options(dict(options), for_jobs=False)
+        # (``options`` is this call's own dict: split without a copy)
+        job_options, kwargs = split_submit_options(cast("dict[str, Any]", options), for_jobs=False)
         if job_options.get("detach") is True and not isinstance(target, (str, list, tuple)):
             # Python that outlives the kernel: shipped to a detached command (_detached.py).
             from . import _detached

@@ -77,6 +77,20 @@ def _frozen(slot: str, what: str, check: Callable[[Any], Any] | None) -> propert
     return property(operator.attrgetter(slot), set_value, doc=f"The job's {what}.")
 
 
+#: Options that make neither a long-running job nor a dask job's submit options: a job given
+#: no others (``submit(fn)``, ``Job(coro, name=...)``) skips those checks.
+_PLAIN_OPTIONS = frozenset({"name", "label", "backend"})
+
+
+def name_generated(job: Job, name: str) -> None:
+    """Give unsubmitted ``job`` the name its engine generated for it.
+
+    The engine's own names are well formed: unlike ``job.name = ...``, no check (once per
+    unnamed job submitted, issue 14).
+    """
+    job._name = name
+
+
 def _check_name(name: Any) -> str | None:
     checked: str | None = OPTIONS["name"].check(name)  # the option's check (_options.py)
     return checked
@@ -226,8 +240,11 @@ class Job:
             opts = check_options(options)
             name = _one_name(opts["name"], opts["label"])
             self.kind, backend = _kind_and_backend(target, opts)
-            dask_options = _dask_options(backend, opts["resources"], opts["priority"])
-            life = Lifecycle.build(self.kind, opts) if has_lifecycle(opts) else None
+            if _PLAIN_OPTIONS.issuperset(options):  # the rest are defaults (issue 14)
+                dask_options = life = None
+            else:
+                dask_options = _dask_options(backend, opts["resources"], opts["priority"])
+                life = Lifecycle.build(self.kind, opts) if has_lifecycle(opts) else None
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.

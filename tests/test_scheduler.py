@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _leaks import assert_nothing_left, child_processes
@@ -81,3 +83,50 @@ def test_a_condition_on_a_wide_set_of_jobs_is_asked_when_each_ends(engine: Engin
     last = engine.submit(sum, [5], name="last", condition=AfterAll(*firsts))
     assert engine.wait(timeout=30)
     assert last.result() == 5
+
+
+class _HoldCounter:
+    """Stands in for the engine's lock (the same re-entrant lock underneath) and counts the
+    holds taken by one thread: instrumentation, the locking itself is the engine's own."""
+
+    def __init__(self, lock: Any, ident: int) -> None:
+        self._lock = lock
+        self._ident = ident
+        self.holds = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        took: bool = self._lock.acquire(blocking, timeout)
+        if took and threading.get_ident() == self._ident:
+            self.holds += 1
+        return took
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_plain_thread_job_is_registered_and_started_in_one_hold_of_the_lock(
+    tmp_path: Path,
+) -> None:
+    # A burst of thread no-ops is paced by what the submitting thread does per job: its
+    # registration and its slot were two holds of the engine's lock (that the worker threads
+    # settling jobs want too), now one (issue 14).
+    with Engine(folder=tmp_path, history=False) as engine:
+        # The first thread job makes the backend on the loop; later ones start from here.
+        assert engine.wait_job(engine.submit(time.sleep, 0, backend="thread"), timeout=60)
+        counter = _HoldCounter(engine._lock, threading.get_ident())
+        engine._lock = counter  # type: ignore[assignment]
+        try:
+            jobs = [engine.submit(time.sleep, 0, backend="thread") for _ in range(20)]
+            holds = counter.holds
+        finally:
+            engine._lock = counter._lock
+        assert engine.wait(timeout=60)
+    assert holds == len(jobs)
+    assert all(j.status is Status.DONE for j in jobs)
+    assert len({j.name for j in jobs}) == len(jobs)

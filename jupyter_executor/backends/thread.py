@@ -47,6 +47,27 @@ def _call_hook(hook: Any, job: Job) -> None:
         asyncio.run(result)
 
 
+def _call(job: Job) -> Any:
+    """The attempt itself: the job's target between its hooks, run to its end if async.
+
+    (Its frame, like every frame of the package, is left out of the job's traceback.)
+    """
+    run = job.runstate
+    args, kwargs = resolve_args(job) if run.arg_jobs else (job.args, job.kwargs)
+    life = run.life
+    if life is not None and life.before is not None:
+        _call_hook(life.before, job)
+    if job.kind == "coroutine function":
+        result = asyncio.run(job.target(*args, **kwargs))
+    else:
+        result = job.target(*args, **kwargs)
+        if result is not None and inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    if life is not None and life.after is not None:
+        _call_hook(life.after, job)
+    return result
+
+
 def settles_anywhere(job: Job) -> bool:
     """Whether the end of ``job``'s attempt needs nothing of the engine's loop.
 
@@ -94,22 +115,23 @@ class ThreadBackend(Backend):
 
     def _work(self) -> None:
         queue = self._queue
+        ident = threading.get_ident()
         while True:
             job = queue.get()
             if job is None:
                 return
             while job is not None:  # then the jobs the engine hands this thread as each ends
-                job = self._execute(job)
+                job = self._execute(job, ident)
             with self._spawn_lock:
                 self._idle += 1
 
-    def _execute(self, job: Job) -> Job | None:
-        """Run one attempt of ``job``; the next job to run in this thread, or None."""
-        ident = threading.get_ident()
+    def _execute(self, job: Job, ident: int) -> Job | None:
+        """Run one attempt of ``job`` in thread ``ident`` (this one); the next job to run in
+        this thread, or None."""
         result: Any = None
         exc: BaseException | None = None
         tb: str | None = None
-        cancelled = False
+        cancelled = abandoned = False
         token = running_job.set(job)
         hooks = bool(attempt_hooks)
         try:
@@ -119,18 +141,7 @@ class ThreadBackend(Backend):
                     raise JobThreadCancelled
                 if hooks:
                     run_hooks(job, leaving=False)
-                args, kwargs = resolve_args(job)
-                life = job.runstate.life
-                if life is not None and life.before is not None:
-                    _call_hook(life.before, job)
-                if job.kind == "coroutine function":
-                    result = asyncio.run(job.target(*args, **kwargs))
-                else:
-                    result = job.target(*args, **kwargs)
-                    if inspect.iscoroutine(result):
-                        result = asyncio.run(result)
-                if life is not None and life.after is not None:
-                    _call_hook(life.after, job)
+                result = _call(job)
             except JobThreadCancelled:
                 cancelled = True
             except BaseException as e:
@@ -139,17 +150,14 @@ class ThreadBackend(Backend):
             finally:
                 if hooks:
                     run_hooks(job, leaving=True)
-                self._disarm(job, ident)
+                abandoned = self._disarm(job, ident)
         except JobThreadCancelled:  # injected just as the job ended
-            self._disarm(job, ident)
+            abandoned = self._disarm(job, ident)
             cancelled = True
         finally:
             running_job.reset(token)
-        with self._inject_lock:
-            if (ident, job) in self._abandoned:
-                # Settled long ago; the job may even run again by now: this end is not news.
-                self._abandoned.discard((ident, job))
-                return None
+        if abandoned:
+            return None  # settled long ago; the job may even run again by now: not news
         if settles_anywhere(job):
             # Settled from this thread (under the engine's lock), and the freed slot's next
             # job run here: a plain job's end costs the loop thread nothing (issue 14).
@@ -157,7 +165,9 @@ class ThreadBackend(Backend):
         self.engine.call_soon(self.engine.finish, job, result, exc, cancelled, tb)
         return None
 
-    def _disarm(self, job: Job, ident: int) -> None:
+    def _disarm(self, job: Job, ident: int) -> bool:
+        """The attempt's call returned: no exception is injected from now on. Returns whether
+        the attempt was abandoned (its end is then ignored). One lock hold per attempt."""
         with self._inject_lock:
             # Not a later attempt's (this one may have been abandoned).
             if job.runstate.task == ident:
@@ -165,6 +175,12 @@ class ThreadBackend(Backend):
             if ident in self._injected:
                 self._injected.discard(ident)
                 _set_async_exc(ident, None)
+            # _abandon adds an attempt only while its task is still this thread (under this
+            # lock): once cleared above, the set cannot gain it. Consumed on first sight.
+            if self._abandoned and (ident, job) in self._abandoned:
+                self._abandoned.discard((ident, job))
+                return True
+            return False
 
     def cancel(self, job: Job) -> None:
         # The cooperative flag is already set by the engine; force after the grace period.
