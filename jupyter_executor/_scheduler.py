@@ -396,7 +396,17 @@ class Scheduler(Intake):
         """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
         nxt = None
         for i, candidate in enumerate(ready):
-            if candidate.backend == backend.name and candidate.runstate.condition is None:
+            run = candidate.runstate
+            # Only a job that _admit would start with no check first: one with a condition, a
+            # lifecycle (its schedule's first tick, a make-like freshness check) or a resume
+            # check goes through _admit (handed off, an up-to-date make-like job ran again and
+            # a scheduled one ran at once instead of at its first tick).
+            if (
+                candidate.backend == backend.name
+                and run.condition is None
+                and run.life is None
+                and not (self.resume and candidate.kind != "coroutine")
+            ):
                 if self._begin(candidate, backend):
                     nxt = candidate
                     del ready[i]
@@ -468,7 +478,7 @@ class Scheduler(Intake):
             detail = f"{type(exc).__name__}: {exc}"
         self.log.append(new_event((now, status._value_, job.name, detail)))
         if status is Status.FAILED:
-            self._log_failure(job, detail)
+            _log_failure(job, detail, self.print_traceback)
         elif jobs_logger.isEnabledFor(logging.INFO):
             suffix = f" ({detail})" if detail else ""
             log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
@@ -533,20 +543,6 @@ class Scheduler(Intake):
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-
-    def _log_failure(self, job: Job, detail: str) -> None:
-        # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
-        log_event(logging.WARNING, "failed %s: %s", job.name, detail)
-        tb = job.traceback
-        if tb:
-            log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
-            if self.print_traceback:
-                # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
-                # this may run in the failed job's task, whose prints go to the job itself.
-                stream = sys.stderr
-                if type(stream) is _capture.StreamProxy:
-                    stream = stream.original
-                print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
     def _mark_running(self, job: Job, backend: Backend) -> None:
         # (under the lock) A slot is taken: the job runs.
@@ -633,6 +629,21 @@ class Scheduler(Intake):
             job.runstate.cancel_reason = None
         self._record(verdict.split(":")[0], job, verdict)
         self._settle(job, Status.DONE, verdict, None)
+
+
+def _log_failure(job: Job, detail: str, print_traceback: bool) -> None:
+    # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
+    log_event(logging.WARNING, "failed %s: %s", job.name, detail)
+    tb = job.traceback
+    if tb:
+        log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
+        if print_traceback:
+            # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
+            # this may run in the failed job's task, whose prints go to the job itself.
+            stream = sys.stderr
+            if type(stream) is _capture.StreamProxy:
+                stream = stream.original
+            print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
 
 def _adopt(parent: Job, batch: builtins.list[Job]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -81,3 +82,68 @@ def test_a_condition_on_a_wide_set_of_jobs_is_asked_when_each_ends(engine: Engin
     last = engine.submit(sum, [5], name="last", condition=AfterAll(*firsts))
     assert engine.wait(timeout=30)
     assert last.result() == 5
+
+
+async def _one() -> int:
+    return 1
+
+
+def _one_sync() -> int:
+    return 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["async", "thread"])
+def test_a_make_like_dependent_is_checked_for_freshness_after_its_requirement(
+    engine: Engine, tmp_path: Path, backend: str
+) -> None:
+    # The task (or worker) that finished the requirement ran a ready dependent on its backend
+    # itself, with no freshness check: a make-like job whose outputs were up to date ran again.
+    (tmp_path / "in.txt").write_text("x")
+    (tmp_path / "out.txt").write_text("y")
+    newer = time.time() + 10
+    os.utime(tmp_path / "out.txt", (newer, newer))
+    ran: list[int] = []
+
+    async def make() -> str:
+        ran.append(1)
+        return "ran"
+
+    def make_sync() -> str:
+        ran.append(1)
+        return "ran"
+
+    first = Job(_one if backend == "async" else _one_sync, backend=backend, name="a")
+    made = Job(
+        make if backend == "async" else make_sync,
+        backend=backend,
+        name="b",
+        requires=[first],
+        inputs=[str(tmp_path / "in.txt")],
+        outputs=[str(tmp_path / "out.txt")],
+    )
+    engine.submit(first, made)  # together: b is ready when a ends, not at its submission
+    assert engine.wait(timeout=30)
+    assert made.status is Status.DONE
+    assert ran == [] and made.result() == "up to date"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["async", "thread"])
+def test_a_scheduled_dependent_waits_for_its_first_tick_after_its_requirement(
+    engine: Engine, backend: str
+) -> None:
+    # Handed to the finishing task (or worker), a scheduled job ran at once (attempts 1) and
+    # its schedule never ticked (next_run None).
+    fn = _one if backend == "async" else _one_sync
+    first = Job(fn, backend=backend, name="a")
+    later = Job(
+        fn, backend=backend, name="e", requires=[first], every=3600, start=time.time() + 3600
+    )
+    engine.submit(first, later)  # together: e is ready when a ends, not at its submission
+    assert engine.wait_job(first, timeout=30)
+    deadline = time.monotonic() + 30
+    while later.next_run is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert later.next_run is not None and later.next_run > time.time() + 3000
+    assert later.attempts == 0 and later.status is Status.PENDING
