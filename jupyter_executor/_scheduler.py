@@ -290,8 +290,9 @@ class Scheduler(Intake):
         if backend is None:
             return None
         ready: builtins.list[Job] | None = [] if handoff is not None else None
-        stopped = job.cancel_requested or cancelled
-        life = job.runstate.life
+        run = job.runstate
+        stopped = run.cancel_requested or cancelled
+        life = run.life
         if exc is None and not stopped and (life is not None or type(job) is not Job):
             result, exc = self._check_result(job, result)
         if stopped:
@@ -303,7 +304,9 @@ class Scheduler(Intake):
                 self._settle(job, Status.DONE, result, None, ready)
             if life is not None:
                 self._record_made(job, life)
-        return self._next_after(ready, backend, handoff)
+        if ready or self._queued:  # (most jobs free a slot nobody waits for: no call)
+            return self._next_after(ready, backend, handoff)
+        return None
 
     def _next_after(
         self, ready: builtins.list[Job] | None, backend: Backend, handoff: Backend | None
@@ -325,11 +328,12 @@ class Scheduler(Intake):
         None when there is nothing to settle: the job is not running any more, or the engine
         stopped and the job is detached (it runs on; the next engine takes it).
         """
-        handle = job.runstate.timeout_handle
+        run = job.runstate
+        handle = run.timeout_handle
         if handle is not None:
             handle.cancel()
-            job.runstate.timeout_handle = None
-        job.runstate.task = None
+            run.timeout_handle = None
+        run.task = None
         backend = self._backends.get(job.backend)
         if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
@@ -604,13 +608,7 @@ class Scheduler(Intake):
         dependents = self._graph.dependents(name)
         if not dependents:
             return ()  # most jobs, and every snapshot of a job just submitted: no generator
-        jobs, wide = self._jobs, self._wide
-        return tuple(
-            d
-            for d in dependents
-            if d in jobs
-            and name in (wide[d] if len(jobs[d].requirements) > WIDE else jobs[d].requirements)
-        )
+        return _requiring(name, dependents, self._jobs, self._wide)
 
     def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
         if job.status is not Status.PENDING:
@@ -629,6 +627,25 @@ class Scheduler(Intake):
             job.runstate.cancel_reason = None
         self._record(verdict.split(":")[0], job, verdict)
         self._settle(job, Status.DONE, verdict, None)
+
+
+def _requiring(
+    name: str, dependents: Iterable[str], jobs: dict[str, Job], wide: dict[str, frozenset[str]]
+) -> tuple[str, ...]:
+    """Those of ``dependents`` that require ``name`` (not those whose condition only names it)."""
+    # A plain loop, not a generator in tuple(): every snapshot of a job with dependents asks
+    # (with the history on, at least one per hop of a chain), and the generator's frame and
+    # the second lookup of each dependent made a third of the snapshot's cost.
+    allows: builtins.list[str] = []
+    for d in dependents:
+        dep = jobs.get(d)
+        if dep is not None:
+            reqs: Collection[str] = dep.requirements
+            if len(reqs) > WIDE:
+                reqs = wide[d]
+            if name in reqs:
+                allows.append(d)
+    return tuple(allows)
 
 
 def _log_failure(job: Job, detail: str, print_traceback: bool) -> None:
