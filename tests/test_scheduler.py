@@ -147,3 +147,41 @@ def test_a_scheduled_dependent_waits_for_its_first_tick_after_its_requirement(
         time.sleep(0.02)
     assert later.next_run is not None and later.next_run > time.time() + 3000
     assert later.attempts == 0 and later.status is Status.PENDING
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["async", "thread"])
+def test_a_resumed_flow_skips_a_dependent_that_ran_after_its_requirement(
+    tmp_path: Path, backend: str
+) -> None:
+    # Handed to the task (or worker) that finished its requirement, a dependent ran without
+    # the resume check, so its run recorded no identity and the next resume ran it again.
+    ran: list[str] = []
+
+    async def first() -> int:
+        ran.append("a")
+        return 1
+
+    async def second() -> int:
+        ran.append("b")
+        return 2
+
+    def first_sync() -> int:
+        ran.append("a")
+        return 1
+
+    def second_sync() -> int:
+        ran.append("b")
+        return 2
+
+    fns = (first, second) if backend == "async" else (first_sync, second_sync)
+    jobs: list[Job] = []
+    for _ in range(2):
+        with Engine(folder=tmp_path / "runs", resume=True) as engine:
+            a = Job(fns[0], backend=backend, name="a")
+            b = Job(fns[1], backend=backend, name="b", requires=[a])
+            engine.submit(a, b)  # together: b is ready when a ends, not at its submission
+            assert engine.wait(timeout=30)
+            jobs += [a, b]
+    assert ran == ["a", "b"]
+    assert str(jobs[3].result()).startswith("up to date")
