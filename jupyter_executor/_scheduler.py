@@ -11,6 +11,7 @@ import asyncio
 import builtins
 import concurrent.futures
 import functools
+import inspect
 import itertools
 import logging
 import sys
@@ -262,6 +263,7 @@ class Scheduler(Intake):
             job.attempts += 1
         job.traceback, job.runstate.traceback_ansi = _traceback.format_exception(exc)
         self._settle(job, Status.FAILED, None, exc)
+        _close_unstarted(job)
 
     def _run(self, job: Job, backend: Backend) -> None:
         if self._begin(job, backend):
@@ -458,9 +460,7 @@ class Scheduler(Intake):
                 job.runstate.life.next_run = None  # finished for good: no next run to show
             if self._unfinished == 0:
                 self._wake_waiters()
-        out = job.runstate.output
-        if out is not None:
-            out.close()
+        _close_ends(job, not_started)
         for dep, reason in to_cancel:
             self._cancel_pending(dep, reason)
         if ready and collect is None:
@@ -627,6 +627,29 @@ class Scheduler(Intake):
             job.runstate.cancel_reason = None
         self._record(verdict.split(":")[0], job, verdict)
         self._settle(job, Status.DONE, verdict, None)
+        _close_unstarted(job)
+
+
+def _close_ends(job: Job, not_started: bool) -> None:
+    """Close what settled ``job`` holds open: its output, or the coroutine it never ran."""
+    if not_started:
+        _close_unstarted(job)
+    out = job.runstate.output  # (made on first use: even a job that never ran may have one)
+    if out is not None:
+        out.close()
+
+
+def _close_unstarted(job: Job) -> None:
+    """Close the coroutine object of ``job``, which ended without running it.
+
+    Otherwise Python warns "coroutine ... was never awaited" when it is collected: a job
+    cancelled while it waited (a failed dependency, ``engine.cancel``), one up to date or
+    resumed, one that failed before it started. Such a job cannot run again (``rerun`` refuses
+    a coroutine object).
+    """
+    target = job.target
+    if inspect.iscoroutine(target) and inspect.getcoroutinestate(target) == "CORO_CREATED":
+        target.close()
 
 
 def _requiring(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import time
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 from _leaks import assert_nothing_left, child_processes
 
-from jupyter_executor import AfterAll, Engine, Job, Status
+from jupyter_executor import AfterAll, Engine, FunctionCondition, Job, Status
 
 
 async def anoop() -> None:
@@ -185,3 +187,34 @@ def test_a_resumed_flow_skips_a_dependent_that_ran_after_its_requirement(
             jobs += [a, b]
     assert ran == ["a", "b"]
     assert str(jobs[3].result()).startswith("up to date")
+
+
+@pytest.mark.timeout(60)
+def test_a_coroutine_job_that_ends_without_running_has_its_coroutine_closed(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Left open, each coroutine warned "coroutine ... was never awaited" when collected.
+    def boom() -> None:
+        raise ValueError("boom")
+
+    bad = Job(boom, backend="thread", name="bad")
+    orphan = Job(_one(), name="orphan", requires=[bad])  # its dependency fails
+    gate = Job(asyncio.sleep(30), name="gate")
+    waiting = Job(_one(), name="waiting", requires=[gate])  # cancelled while it waits
+    (tmp_path / "out.txt").write_text("y")
+    fresh = Job(_one(), name="fresh", outputs=[str(tmp_path / "out.txt")])  # up to date
+
+    def raises() -> bool:
+        raise ValueError("the condition broke")
+
+    failed = Job(_one(), name="failed", condition=FunctionCondition(raises))  # fails unstarted
+    engine.submit(bad, orphan, gate, waiting, failed)
+    assert engine.cancel(waiting)
+    engine.submit(fresh)
+    engine.cancel(gate)
+    assert engine.wait(timeout=30) is False
+    assert orphan.status is Status.CANCELLED and waiting.status is Status.CANCELLED
+    assert fresh.status is Status.DONE and fresh.result() == "up to date"
+    assert failed.status is Status.FAILED
+    for job in (orphan, waiting, fresh, failed):
+        assert inspect.getcoroutinestate(job.target) == "CORO_CLOSED", job.name
