@@ -11,6 +11,7 @@ import asyncio
 import builtins
 import concurrent.futures
 import functools
+import inspect
 import itertools
 import logging
 import sys
@@ -266,6 +267,7 @@ class Scheduler(Intake):
             job.attempts += 1
         job.traceback, job.runstate.traceback_ansi = _traceback.format_exception(exc)
         self._settle(job, Status.FAILED, None, exc)
+        _close_unstarted(job)
 
     def _run(self, job: Job, backend: Backend) -> None:
         if self._begin(job, backend):
@@ -294,8 +296,9 @@ class Scheduler(Intake):
         if backend is None:
             return None
         ready: builtins.list[Job] | None = [] if handoff is not None else None
-        stopped = job.cancel_requested or cancelled
-        life = job.runstate.life
+        run = job.runstate
+        stopped = run.cancel_requested or cancelled
+        life = run.life
         if exc is None and not stopped and (life is not None or type(job) is not Job):
             result, exc = self._check_result(job, result)
         if stopped:
@@ -307,7 +310,9 @@ class Scheduler(Intake):
                 self._settle(job, Status.DONE, result, None, ready)
             if life is not None:
                 self._record_made(job, life)
-        return self._next_after(ready, backend, handoff)
+        if ready or self._queued:  # (most jobs free a slot nobody waits for: no call)
+            return self._next_after(ready, backend, handoff)
+        return None
 
     def _next_after(
         self, ready: builtins.list[Job] | None, backend: Backend, handoff: Backend | None
@@ -329,11 +334,12 @@ class Scheduler(Intake):
         None when there is nothing to settle: the job is not running any more, or the engine
         stopped and the job is detached (it runs on; the next engine takes it).
         """
-        handle = job.runstate.timeout_handle
+        run = job.runstate
+        handle = run.timeout_handle
         if handle is not None:
             handle.cancel()
-            job.runstate.timeout_handle = None
-        job.runstate.task = None
+            run.timeout_handle = None
+        run.task = None
         backend = self._backends.get(job.backend)
         if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
@@ -400,7 +406,17 @@ class Scheduler(Intake):
         """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
         nxt = None
         for i, candidate in enumerate(ready):
-            if candidate.backend == backend.name and candidate.runstate.condition is None:
+            run = candidate.runstate
+            # Only a job that _admit would start with no check first: one with a condition, a
+            # lifecycle (its schedule's first tick, a make-like freshness check) or a resume
+            # check goes through _admit (handed off, an up-to-date make-like job ran again and
+            # a scheduled one ran at once instead of at its first tick).
+            if (
+                candidate.backend == backend.name
+                and run.condition is None
+                and run.life is None
+                and not (self.resume and candidate.kind != "coroutine")
+            ):
                 if self._begin(candidate, backend):
                     nxt = candidate
                     del ready[i]
@@ -448,9 +464,7 @@ class Scheduler(Intake):
                 job.runstate.life.next_run = None  # finished for good: no next run to show
             if self._unfinished == 0:
                 self._wake_waiters()
-        out = job.runstate.output
-        if out is not None:
-            out.close()
+        _close_ends(job, not_started)
         for dep, reason in to_cancel:
             self._cancel_pending(dep, reason)
         if ready and collect is None:
@@ -472,7 +486,7 @@ class Scheduler(Intake):
             detail = f"{type(exc).__name__}: {exc}"
         self.log.append(new_event((now, status._value_, job.name, detail)))
         if status is Status.FAILED:
-            self._log_failure(job, detail)
+            _log_failure(job, detail, self.print_traceback)
         elif jobs_logger.isEnabledFor(logging.INFO):
             suffix = f" ({detail})" if detail else ""
             log_event(logging.INFO, "%s %s%s", status._value_, job.name, suffix)
@@ -538,20 +552,6 @@ class Scheduler(Intake):
             if not fut.done():
                 fut.set_result(None)
 
-    def _log_failure(self, job: Job, detail: str) -> None:
-        # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
-        log_event(logging.WARNING, "failed %s: %s", job.name, detail)
-        tb = job.traceback
-        if tb:
-            log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
-            if self.print_traceback:
-                # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
-                # this may run in the failed job's task, whose prints go to the job itself.
-                stream = sys.stderr
-                if type(stream) is _capture.StreamProxy:
-                    stream = stream.original
-                print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
-
     def _mark_running(self, job: Job, backend: Backend) -> None:
         # (under the lock) A slot is taken: the job runs.
         set_status(job, Status.RUNNING)
@@ -612,13 +612,7 @@ class Scheduler(Intake):
         dependents = self._graph.dependents(name)
         if not dependents:
             return ()  # most jobs, and every snapshot of a job just submitted: no generator
-        jobs, wide = self._jobs, self._wide
-        return tuple(
-            d
-            for d in dependents
-            if d in jobs
-            and name in (wide[d] if len(jobs[d].requirements) > WIDE else jobs[d].requirements)
-        )
+        return _requiring(name, dependents, self._jobs, self._wide)
 
     def _after_freshness(self, job: Job, fut: asyncio.Future[tuple[str, str | None]]) -> None:
         if job.status is not Status.PENDING:
@@ -637,6 +631,63 @@ class Scheduler(Intake):
             job.runstate.cancel_reason = None
         self._record(verdict.split(":")[0], job, verdict)
         self._settle(job, Status.DONE, verdict, None)
+        _close_unstarted(job)
+
+
+def _close_ends(job: Job, not_started: bool) -> None:
+    """Close what settled ``job`` holds open: its output, or the coroutine it never ran."""
+    if not_started:
+        _close_unstarted(job)
+    out = job.runstate.output  # (made on first use: even a job that never ran may have one)
+    if out is not None:
+        out.close()
+
+
+def _close_unstarted(job: Job) -> None:
+    """Close the coroutine object of ``job``, which ended without running it.
+
+    Otherwise Python warns "coroutine ... was never awaited" when it is collected: a job
+    cancelled while it waited (a failed dependency, ``engine.cancel``), one up to date or
+    resumed, one that failed before it started. Such a job cannot run again (``rerun`` refuses
+    a coroutine object).
+    """
+    target = job.target
+    if inspect.iscoroutine(target) and inspect.getcoroutinestate(target) == "CORO_CREATED":
+        target.close()
+
+
+def _requiring(
+    name: str, dependents: Iterable[str], jobs: dict[str, Job], wide: dict[str, frozenset[str]]
+) -> tuple[str, ...]:
+    """Those of ``dependents`` that require ``name`` (not those whose condition only names it)."""
+    # A plain loop, not a generator in tuple(): every snapshot of a job with dependents asks
+    # (with the history on, at least one per hop of a chain), and the generator's frame and
+    # the second lookup of each dependent made a third of the snapshot's cost.
+    allows: builtins.list[str] = []
+    for d in dependents:
+        dep = jobs.get(d)
+        if dep is not None:
+            reqs: Collection[str] = dep.requirements
+            if len(reqs) > WIDE:
+                reqs = wide[d]
+            if name in reqs:
+                allows.append(d)
+    return tuple(allows)
+
+
+def _log_failure(job: Job, detail: str, print_traceback: bool) -> None:
+    # WARNING for the failure, the traceback at DEBUG (executor-engine's loguru lines).
+    log_event(logging.WARNING, "failed %s: %s", job.name, detail)
+    tb = job.traceback
+    if tb:
+        log_event(logging.DEBUG, "traceback of %s:\n%s", job.name, tb.rstrip())
+        if print_traceback:
+            # Asked for: executor-engine's print_traceback=True. Past the routing proxy:
+            # this may run in the failed job's task, whose prints go to the job itself.
+            stream = sys.stderr
+            if type(stream) is _capture.StreamProxy:
+                stream = stream.original
+            print(f"job {job.name!r} failed:\n{tb.rstrip()}", file=stream)
 
 
 def _adopt(parent: Job, batch: builtins.list[Job]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import os
 import threading
 import time
 from pathlib import Path
@@ -10,7 +13,7 @@ from typing import Any
 import pytest
 from _leaks import assert_nothing_left, child_processes
 
-from jupyter_executor import AfterAll, Engine, Job, Status
+from jupyter_executor import AfterAll, Engine, FunctionCondition, Job, Status
 
 
 async def anoop() -> None:
@@ -130,3 +133,137 @@ def test_a_plain_thread_job_is_registered_and_started_in_one_hold_of_the_lock(
     assert holds == len(jobs)
     assert all(j.status is Status.DONE for j in jobs)
     assert len({j.name for j in jobs}) == len(jobs)
+
+
+async def _one() -> int:
+    return 1
+
+
+def _one_sync() -> int:
+    return 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["async", "thread"])
+def test_a_make_like_dependent_is_checked_for_freshness_after_its_requirement(
+    engine: Engine, tmp_path: Path, backend: str
+) -> None:
+    # The task (or worker) that finished the requirement ran a ready dependent on its backend
+    # itself, with no freshness check: a make-like job whose outputs were up to date ran again.
+    (tmp_path / "in.txt").write_text("x")
+    (tmp_path / "out.txt").write_text("y")
+    newer = time.time() + 10
+    os.utime(tmp_path / "out.txt", (newer, newer))
+    ran: list[int] = []
+
+    async def make() -> str:
+        ran.append(1)
+        return "ran"
+
+    def make_sync() -> str:
+        ran.append(1)
+        return "ran"
+
+    first = Job(_one if backend == "async" else _one_sync, backend=backend, name="a")
+    made = Job(
+        make if backend == "async" else make_sync,
+        backend=backend,
+        name="b",
+        requires=[first],
+        inputs=[str(tmp_path / "in.txt")],
+        outputs=[str(tmp_path / "out.txt")],
+    )
+    engine.submit(first, made)  # together: b is ready when a ends, not at its submission
+    assert engine.wait(timeout=30)
+    assert made.status is Status.DONE
+    assert ran == [] and made.result() == "up to date"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["async", "thread"])
+def test_a_scheduled_dependent_waits_for_its_first_tick_after_its_requirement(
+    engine: Engine, backend: str
+) -> None:
+    # Handed to the finishing task (or worker), a scheduled job ran at once (attempts 1) and
+    # its schedule never ticked (next_run None).
+    fn = _one if backend == "async" else _one_sync
+    first = Job(fn, backend=backend, name="a")
+    later = Job(
+        fn, backend=backend, name="e", requires=[first], every=3600, start=time.time() + 3600
+    )
+    engine.submit(first, later)  # together: e is ready when a ends, not at its submission
+    assert engine.wait_job(first, timeout=30)
+    deadline = time.monotonic() + 30
+    while later.next_run is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert later.next_run is not None and later.next_run > time.time() + 3000
+    assert later.attempts == 0 and later.status is Status.PENDING
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["async", "thread"])
+def test_a_resumed_flow_skips_a_dependent_that_ran_after_its_requirement(
+    tmp_path: Path, backend: str
+) -> None:
+    # Handed to the task (or worker) that finished its requirement, a dependent ran without
+    # the resume check, so its run recorded no identity and the next resume ran it again.
+    ran: list[str] = []
+
+    async def first() -> int:
+        ran.append("a")
+        return 1
+
+    async def second() -> int:
+        ran.append("b")
+        return 2
+
+    def first_sync() -> int:
+        ran.append("a")
+        return 1
+
+    def second_sync() -> int:
+        ran.append("b")
+        return 2
+
+    fns = (first, second) if backend == "async" else (first_sync, second_sync)
+    jobs: list[Job] = []
+    for _ in range(2):
+        with Engine(folder=tmp_path / "runs", resume=True) as engine:
+            a = Job(fns[0], backend=backend, name="a")
+            b = Job(fns[1], backend=backend, name="b", requires=[a])
+            engine.submit(a, b)  # together: b is ready when a ends, not at its submission
+            assert engine.wait(timeout=30)
+            jobs += [a, b]
+    assert ran == ["a", "b"]
+    assert str(jobs[3].result()).startswith("up to date")
+
+
+@pytest.mark.timeout(60)
+def test_a_coroutine_job_that_ends_without_running_has_its_coroutine_closed(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Left open, each coroutine warned "coroutine ... was never awaited" when collected.
+    def boom() -> None:
+        raise ValueError("boom")
+
+    bad = Job(boom, backend="thread", name="bad")
+    orphan = Job(_one(), name="orphan", requires=[bad])  # its dependency fails
+    gate = Job(asyncio.sleep(30), name="gate")
+    waiting = Job(_one(), name="waiting", requires=[gate])  # cancelled while it waits
+    (tmp_path / "out.txt").write_text("y")
+    fresh = Job(_one(), name="fresh", outputs=[str(tmp_path / "out.txt")])  # up to date
+
+    def raises() -> bool:
+        raise ValueError("the condition broke")
+
+    failed = Job(_one(), name="failed", condition=FunctionCondition(raises))  # fails unstarted
+    engine.submit(bad, orphan, gate, waiting, failed)
+    assert engine.cancel(waiting)
+    engine.submit(fresh)
+    engine.cancel(gate)
+    assert engine.wait(timeout=30) is False
+    assert orphan.status is Status.CANCELLED and waiting.status is Status.CANCELLED
+    assert fresh.status is Status.DONE and fresh.result() == "up to date"
+    assert failed.status is Status.FAILED
+    for job in (orphan, waiting, fresh, failed):
+        assert inspect.getcoroutinestate(job.target) == "CORO_CLOSED", job.name
