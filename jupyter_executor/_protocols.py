@@ -57,6 +57,7 @@ class BackendHost(Protocol):
         job: Job,
         result: Any = None,
         exc: BaseException | None = None,
+        *,
         cancelled: bool = False,
         tb: str | None = None,
         handoff: Any = None,

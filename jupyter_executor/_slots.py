@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _capture
@@ -96,18 +97,11 @@ class Slots(LoopThread):
     cluster_options: dict[str, Any]
 
     if TYPE_CHECKING:
-        # Provided by the rooms above (the scheduler and the policies).
-        def _mark_running(self, job: Job, backend: Backend) -> None: ...
+        # Provided by the rooms above (the scheduler and the policies); _finish takes (job,
+        # result, exc, cancelled, tb, handoff) as BackendHost.finish says.
+        _finish: Callable[..., Job | None]
 
-        def _finish(
-            self,
-            job: Job,
-            result: Any = None,
-            exc: BaseException | None = None,
-            cancelled: bool = False,
-            tb: str | None = None,
-            handoff: Backend | None = None,
-        ) -> Job | None: ...
+        def _mark_running(self, job: Job, backend: Backend) -> None: ...
 
         def _arm_timeout(self, job: Job, attempt: int) -> None: ...
 
@@ -321,7 +315,7 @@ class Slots(LoopThread):
         caller runs next (a dependent it made ready, or one queued for a slot), started.
         """
         with self._lock:
-            return self._finish(job, result, exc, cancelled, tb, handoff=backend)
+            return self._finish(job, result, exc, cancelled=cancelled, tb=tb, handoff=backend)
 
     def _pop_queued(self, backend: Backend) -> Job | None:
         """Take the first job queued on ``backend`` into a free slot, marked running; None when
