@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _capture
@@ -97,11 +96,19 @@ class Slots(LoopThread):
     cluster_options: dict[str, Any]
 
     if TYPE_CHECKING:
-        # Provided by the rooms above (the scheduler and the policies); _finish takes (job,
-        # result, exc, cancelled, tb, handoff) as BackendHost.finish says.
-        _finish: Callable[..., Job | None]
-
+        # Provided by the rooms above (the scheduler and the policies). Restated, not typed
+        # loosely: mypy then checks Scheduler._finish against this and BackendHost.finish.
         def _mark_running(self, job: Job, backend: Backend) -> None: ...
+
+        def _finish(
+            self,
+            job: Job,
+            result: Any = None,
+            exc: BaseException | None = None,
+            cancelled: bool = False,
+            tb: str | None = None,
+            handoff: Backend | None = None,
+        ) -> Job | None: ...
 
         def _arm_timeout(self, job: Job, attempt: int) -> None: ...
 
