@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _capture
 from ._loop import LoopThread
@@ -27,6 +27,22 @@ logger = logging.getLogger("jupyter_executor")
 # How long a job waits for a slot (once to twice this) before the history records it as
 # pending; one that gets a slot sooner is recorded when it starts.
 _NOTE_QUEUED_AFTER = 2.0
+
+
+_T = TypeVar("_T")
+
+
+class _EngineAttr(Generic[_T]):
+    """An attribute of :class:`EngineHost` that is the engine's attribute ``name``, read at
+    each access."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, host: EngineHost, owner: type[EngineHost] | None = None) -> _T:
+        return cast("_T", getattr(host._engine, self.name))
 
 
 class EngineHost:
@@ -46,33 +62,14 @@ class EngineHost:
         self.job_changed = engine._job_changed
         self.note_pid = engine._note_pid
 
-    @property
-    def id(self) -> str:
-        return self._engine.id
-
-    @property
-    def cancel_grace(self) -> float:
-        return self._engine.cancel_grace
-
-    @property
-    def closed(self) -> bool:
-        return self._engine._closed
-
-    @property
-    def dask(self) -> Any:
-        return self._engine.dask
-
-    @property
-    def cluster_options(self) -> dict[str, Any]:
-        return self._engine.cluster_options
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._engine._loop
-
-    @property
-    def store(self) -> Any:
-        return self._engine._store
+    # What may change (the grace period, the loop, the dask options...), read when asked.
+    id: _EngineAttr[str] = _EngineAttr("id")
+    cancel_grace: _EngineAttr[float] = _EngineAttr("cancel_grace")
+    closed: _EngineAttr[bool] = _EngineAttr("closed")
+    dask: _EngineAttr[Any] = _EngineAttr("dask")
+    cluster_options: _EngineAttr[dict[str, Any]] = _EngineAttr("cluster_options")
+    loop: _EngineAttr[asyncio.AbstractEventLoop | None] = _EngineAttr("_loop")
+    store: _EngineAttr[Any] = _EngineAttr("_store")
 
 
 class Slots(LoopThread):
