@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -416,3 +417,76 @@ def test_upsert_many_writes_full_chunks_and_the_rest(tmp_path: Path) -> None:
     finally:
         con.close()
     assert got == [(f"j{i}", "done") for i in range(n)]
+
+
+def _ended_snapshots() -> list[JobSnapshot]:
+    # Snapshots of runs that ended, of every shape take_all's fast path takes (each first
+    # seen ended): done, failed, cancelled, a subprocess' exit code, a retried job's second
+    # attempt, a process, a detached command, requirements, code text, an odd name.
+    job = Job(len, args=("ab",), name="base")
+    job.status, job.attempts = Status.DONE, 1
+    job.submitted, job.started, job.finished = 100.0, 101.25, 103.5
+    base = snapshot_of(job)
+    error = subprocess.CalledProcessError(3, ["false"])
+    shapes: list[dict[str, Any]] = [
+        {"result": 3},
+        {"result": None},
+        {"result": 7, "backend": "subprocess"},
+        {"result": [1] * 100},
+        {"status": "failed", "exception": ValueError("bad"), "traceback": "Traceback...\nbad"},
+        {"status": "failed", "exception": error, "backend": "subprocess"},
+        {"status": "cancelled", "cancel_reason": "user", "result": 5},
+        {"attempts": 2, "result": 1},
+        {"pid": 4242, "pid_start_time": 99.5},
+        {"pid_start_time": 99.5},  # no pid: not written
+        {"detached": True, "identity": "abc"},
+        {"requires": ("a", "b\udcff")},
+        {"source": "x = 1\nx"},
+        {"started": 101, "finished": 0.1 + 0.2},
+    ]
+    snaps = [dataclasses.replace(base, key=-i - 1, name=f"j{i}", **s) for i, s in enumerate(shapes)]
+    snaps.append(dataclasses.replace(base, key=-100, name="odd \udcff name"))
+    return snaps
+
+
+def test_the_fast_path_of_an_ended_run_writes_the_row_take_writes() -> None:
+    # Pure: each snapshot through take_all (the row made at once) and through take (a dict
+    # of columns, then its row) gives the same row.
+    for snap in _ended_snapshots():
+        fast, slow = _fold.Runs("e"), _fold.Runs("e")
+        fast.take_all([snap])
+        slow.take(snap)
+        assert type(next(iter(fast.dirty.values()))) is tuple  # it took the fast path
+        highest: dict[str, int] = {"j7": 4}
+        assert fast.rows(dict(highest)) == slow.rows(dict(highest)), snap
+        fast.written()
+        assert not fast.dirty
+        assert fast.states[snap.key].run is None  # only what places a later snapshot
+
+
+def test_the_fast_path_keeps_the_order_attempts_are_given_in() -> None:
+    # A job replaced by another of the same name within one batch: the first (seen pending
+    # first: a dict) keeps attempt 1, the replacing one (seen ended: a row) continues after
+    # it. A late copy of an ended run, and its rerun, in the same batch place as before.
+    runs = _fold.Runs("e")
+    first = Job(len, args=("ab",), name="same")
+    first.status, first.submitted = Status.PENDING, 100.0
+    waiting = snapshot_of(first)
+    first.status, first.attempts, first.started, first.finished = Status.DONE, 1, 101.0, 102.0
+    ended = snapshot_of(first)
+    second = Job(len, args=("ab",), name="same")
+    second.status, second.attempts = Status.DONE, 1
+    second.submitted, second.started, second.finished = 103.0, 104.0, 105.0
+    replacing = snapshot_of(second)
+    second.status, second.attempts, second.started = Status.RUNNING, 2, 106.0
+    rerun = snapshot_of(second)
+    runs.take_all([waiting, ended, replacing, replacing, rerun])
+    rows = runs.rows({})
+    assert [(r[1], r[2], r[7]) for r in rows] == [
+        ("same", 1, "done"),
+        ("same", 2, "done"),
+        ("same", 2, "done"),  # the late copy: the same row again
+        ("same", 3, "running"),
+    ]
+    runs.written()
+    assert not runs.dirty

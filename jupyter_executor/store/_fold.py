@@ -17,6 +17,7 @@ error the retry left on the job.
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from .._snapshot import short_repr
 from .._status import Status
 from .._text import safe_text
 from ..errors import JobCancelled
-from ._schema import TRANSITIONS, row_values
+from ._schema import ATTEMPT, TRANSITIONS, WRITTEN, row_values
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .._snapshot import JobSnapshot
 
 __all__ = ["Runs", "coalesce"]
+
+logger = logging.getLogger("jupyter_executor")
 
 # Keyed by the statuses' values; finished statuses rank 2.
 RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 1}
@@ -43,6 +46,10 @@ RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 
 # a job's changes in order), so a window of a thousand jobs that finished after it is ample;
 # each state kept costs ~150 bytes.
 KEEP_FINISHED = 1024
+
+# The finished statuses' values: a snapshot with one of these may take the fast path (see
+# Runs.take_all).
+_ENDS = frozenset({Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value})
 
 
 class JobState:
@@ -64,6 +71,12 @@ class JobState:
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
         self.rank = -1  # RANK of the latest run's status (-1: no run yet)
+
+
+#: A run made whole from the one snapshot of its end (see Runs.take_all): the job's state, the
+#: row (attempt not placed yet) and the attempt's number in the job's own count (as a run's
+#: ``_local``: the state's moves on with a later attempt).
+_Ended = tuple[JobState, list[Any], int]
 
 
 def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
@@ -119,8 +132,43 @@ class Runs:
         # Keys of jobs whose run was finished and written, oldest first (a key may be there
         # twice: forgetting a job early is harmless, see KEEP_FINISHED).
         self._finished: deque[int] = deque()
-        self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
-        self._out: list[dict[str, Any]] = []  # the runs rows() gave, until written()
+        # id(run) -> run: a dict of the run's columns, or an _Ended run made whole
+        # from one snapshot (see take_all), in the order they became dirty (which is the
+        # order attempts are given in: a replacing job continues after its predecessor).
+        self.dirty: dict[int, dict[str, Any] | _Ended] = {}
+        self._out: list[dict[str, Any] | _Ended] = []  # the runs rows() gave, until written()
+
+    def take_all(self, snaps: Iterable[JobSnapshot]) -> None:
+        """Fold snapshots in order (see :meth:`take`); one that fails is logged and skipped.
+
+        The fast path of a burst: the only snapshot of a job that ended (first seen ended:
+        the engine reports a short job once, at its end) is made into its row at once (one
+        list, no dict of columns), as :meth:`take` would make it.
+        """
+        states = self.states
+        dirty = self.dirty
+        engine_id = self.engine_id
+        take = self.take
+        for snap in snaps:
+            try:
+                key = snap.key
+                if (
+                    key not in states
+                    and snap.status in _ENDS
+                    and snap.attempts
+                    and snap.started is not None
+                    and snap.submitted is not None
+                    and snap.finished is not None
+                ):
+                    state = states[key] = JobState(snap)
+                    state.local = local = snap.attempts
+                    state.rank = 2
+                    entry = (state, _ended_row(engine_id, state.name, snap), local)
+                    dirty[id(entry)] = entry
+                else:
+                    take(snap)
+            except Exception:
+                logger.exception("jupyter_executor: cannot record a change of job %r", snap.name)
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
@@ -208,7 +256,20 @@ class Runs:
         params = []
         self._out = out = []  # (a failed write leaves the previous ones: given again)
         for run in self.dirty.values():
-            state: JobState = run["_state"]
+            if type(run) is tuple:
+                # Made whole by take_all: only its attempt is left to place.
+                state, row, local = run
+                if state.base is None:
+                    state.base = max(0, highest.get(state.name, 0) - local + 1)
+                attempt = state.base + local
+                if attempt > highest.get(state.name, 0):
+                    highest[state.name] = attempt
+                row[ATTEMPT] = attempt
+                params.append(row)
+                out.append(run)
+                continue
+            assert type(run) is dict
+            state = run["_state"]
             if hold_after is not None and state.rank == 0 and run["_since"] >= hold_after:
                 continue
             if state.base is None:
@@ -231,6 +292,10 @@ class Runs:
         finished = self._finished
         dirty = self.dirty
         for run in self._out:
+            if type(run) is tuple:
+                # Ended, never held as a dict: only its state stays (see below).
+                finished.append(run[0].key)
+                continue
             state: JobState = run["_state"]
             if state.rank == 2 and state.run is run:
                 # Final: keep only what places the next snapshot (state.local, state.rank).
@@ -247,6 +312,57 @@ class Runs:
             old = self.states.get(key)
             if old is not None and old.run is None:
                 del self.states[key]
+
+
+def _ended_row(engine_id: str, name: str, snap: JobSnapshot) -> list[Any]:
+    """The row (:data:`WRITTEN` order, attempt left None) of the one snapshot of a run that
+    ended, whose job is first seen: what take() makes of it, without a dict of columns.
+
+    The snapshot has ``attempts`` >= 1 and its submit, start and end times (see
+    :meth:`Runs.take_all`): its run went pending, running, then ended.
+    """
+    status = snap.status
+    submitted, started, finished = snap.submitted, snap.started, snap.finished
+    exc = snap.exception
+    requires = snap.requires
+    if status == "done":
+        result = snap.result
+        result_text: str | None = short_repr(result)
+        is_code = snap.backend == "subprocess" and isinstance(result, int)
+        exit_code = result if is_code else None
+    else:
+        result_text = None
+        exit_code = getattr(exc, "returncode", None)
+    pid = snap.pid
+    return [
+        engine_id,
+        name,
+        None,  # attempt: placed by rows()
+        snap.backend,
+        snap.kind,
+        snap.source or snap.description,
+        json.dumps(list(requires)) if requires else "[]",
+        status,
+        submitted,
+        started,
+        finished,
+        finished - started,  # type: ignore[operator]
+        exit_code,
+        result_text,
+        None if exc is None else f"{type(exc).__name__}: {exc}",
+        snap.traceback if status == "failed" else None,
+        snap.cancel_reason if status == "cancelled" else None,
+        snap.log_path,
+        pid,
+        snap.pid_start_time if pid is not None else None,
+        1 if snap.detached else 0,
+        snap.identity,
+        # As rows() writes them (see there): statuses are plain words, times finite floats.
+        '[["pending",%r],["running",%r],["%s",%r]]' % (submitted, started, status, finished),
+    ]
+
+
+assert len(WRITTEN) == 23 and WRITTEN[ATTEMPT] == "attempt"  # _ended_row's layout
 
 
 def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:

@@ -258,13 +258,7 @@ class HistoryStore(DirectWrites):
             gc.disable()
         try:
             runs = self._runs
-            for snap in coalesce(snaps):
-                try:
-                    runs.take(snap)
-                except Exception:
-                    logger.exception(
-                        "jupyter_executor: cannot record a change of job %r", snap.name
-                    )
+            runs.take_all(coalesce(snaps))
             del snaps  # release the results they hold before the write
             hold_after = None if everything else time.time() - HOLD_PENDING
             return self._write(hold_after) if runs.dirty else None
