@@ -254,9 +254,10 @@ class Runs:
         pending, most of which end a moment later; held, each is written once, at its end.
         """
         params = []
-        self._out = out = []  # (a failed write leaves the previous ones: given again)
+        out: list[dict[str, Any] | _Ended] = []
+        self._out = out  # (a failed write leaves the previous ones: given again)
         for run in self.dirty.values():
-            if type(run) is tuple:
+            if isinstance(run, tuple):
                 # Made whole by take_all: only its attempt is left to place.
                 state, row, local = run
                 if state.base is None:
@@ -268,7 +269,6 @@ class Runs:
                 params.append(row)
                 out.append(run)
                 continue
-            assert type(run) is dict
             state = run["_state"]
             if hold_after is not None and state.rank == 0 and run["_since"] >= hold_after:
                 continue
@@ -292,7 +292,7 @@ class Runs:
         finished = self._finished
         dirty = self.dirty
         for run in self._out:
-            if type(run) is tuple:
+            if isinstance(run, tuple):
                 # Ended, never held as a dict: only its state stays (see below).
                 finished.append(run[0].key)
                 continue
@@ -358,7 +358,7 @@ def _ended_row(engine_id: str, name: str, snap: JobSnapshot) -> list[Any]:
         1 if snap.detached else 0,
         snap.identity,
         # As rows() writes them (see there): statuses are plain words, times finite floats.
-        '[["pending",%r],["running",%r],["%s",%r]]' % (submitted, started, status, finished),
+        f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
     ]
 
 
