@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jupyter_executor import Engine, Job
-from jupyter_executor._snapshot import snapshot_of
+from jupyter_executor._snapshot import snapshot_of, snapshot_of_record
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -81,17 +81,24 @@ def test_a_finished_job_keeps_its_snapshot_key_and_fields_through_a_rerun(
 
 
 def _record_changes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """(name, status) of every snapshot the engine hands its history store, in order."""
+    """(name, status) of every change the engine hands its history store, in order: as a
+    snapshot, or as the record of a plain job's change (see _snapshot.record_of)."""
     store = engine._store
     assert store is not None
     seen: list[tuple[str, str]] = []
-    keep = store.job_changed
+    keep, keep_record = store.job_changed, store.job_recorded
 
     def recording(snap: Any) -> None:
         seen.append((snap.name, snap.status))
         keep(snap)
 
+    def recording_record(record: tuple[Any, ...]) -> None:
+        snap = snapshot_of_record(record)
+        seen.append((snap.name, snap.status))
+        keep_record(record)
+
     monkeypatch.setattr(store, "job_changed", recording)
+    monkeypatch.setattr(store, "job_recorded", recording_record)
     return seen
 
 

@@ -490,3 +490,28 @@ def test_the_fast_path_keeps_the_order_attempts_are_given_in() -> None:
     ]
     runs.written()
     assert not runs.dirty
+
+
+def _failing() -> None:
+    raise ValueError("bad")
+
+
+@pytest.mark.parametrize("target", [len, _failing])
+def test_a_record_makes_the_snapshot_snapshot_of_takes(tmp_path: Path, target: Any) -> None:
+    # What the history reads of a plain job's change is the same whether the engine handed it
+    # a snapshot or a record (nothing else took snapshots), and the job keeps one key.
+    from jupyter_executor._snapshot import record_of, snapshot_of_record
+
+    views = {"allows", "traceback_ansi", "progress", "progress_text", "last_line"}
+    views |= {"output_version", "time"}
+    with Engine(folder=tmp_path, history=False) as engine:
+        job = Job(target, args=("ab",) if target is len else (), name="j")
+        engine.submit(job)
+        engine.wait(timeout=30)
+        first = snapshot_of_record(record_of(job))
+        second = snapshot_of(job)  # after the record: the key it gave
+        for snap in (first, snapshot_of_record(record_of(job))):
+            for field in dataclasses.fields(JobSnapshot):
+                if field.name not in views:
+                    assert getattr(snap, field.name) == getattr(second, field.name), field.name
+        assert first.status == ("done" if target is len else "failed")

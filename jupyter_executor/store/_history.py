@@ -30,12 +30,12 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._snapshot import JobSnapshot, snapshot_of
+from .._snapshot import JobSnapshot, snapshot_of, snapshot_of_record
 from .._text import safe_text
 from ..errors import StoreError
 from . import _schema
@@ -206,6 +206,11 @@ class HistoryStore(DirectWrites):
         # the views); a job given directly is snapshotted here.
         self._writer.put(job if type(job) is JobSnapshot else snapshot_of(job))  # type: ignore[arg-type]
 
+    def job_recorded(self, record: tuple[Any, ...]) -> None:
+        """Record a change of a plain job given as :func:`~jupyter_executor._snapshot.record_of`
+        made it (cheap: no I/O, safe from any thread; the snapshot is made by the writer)."""
+        self._writer.put(record)
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until every change reported so far is written to disk.
 
@@ -247,7 +252,7 @@ class HistoryStore(DirectWrites):
 
     # writer thread ---------------------------------------------------------------------------
     def _write_batch(
-        self, snaps: list[JobSnapshot], everything: bool = False
+        self, snaps: Sequence[JobSnapshot | tuple[Any, ...]], everything: bool = False
     ) -> BaseException | None:
         # A large batch allocates a dict, a list and a row per run, all alive until written:
         # with the collector on, they set off full passes that walk every live job of the
@@ -258,7 +263,7 @@ class HistoryStore(DirectWrites):
             gc.disable()
         try:
             runs = self._runs
-            runs.take_all(coalesce(snaps))
+            runs.take_all(coalesce(_snapshots(snaps)))
             del snaps  # release the results they hold before the write
             hold_after = None if everything else time.time() - HOLD_PENDING
             return self._write(hold_after) if runs.dirty else None
@@ -582,6 +587,21 @@ class HistoryStore(DirectWrites):
 
 
 # helpers ---------------------------------------------------------------------------------------
+def _snapshots(changes: Iterable[JobSnapshot | tuple[Any, ...]]) -> list[JobSnapshot]:
+    """The changes as snapshots: the records (job_recorded) are made into theirs here, in the
+    writer's thread; one that cannot be is logged and left out (the others are written)."""
+    snaps = []
+    for change in changes:
+        if isinstance(change, JobSnapshot):
+            snaps.append(change)
+            continue
+        try:
+            snaps.append(snapshot_of_record(change))
+        except Exception:
+            logger.exception("jupyter_executor: cannot record a change of job %r", change[2])
+    return snaps
+
+
 def _write_each(con: sqlite3.Connection, params: list[list[Any]], path: Path) -> None:
     """Write rows one by one with their values made safe; drop (and log) a row that still fails.
 
