@@ -190,7 +190,7 @@ def test_a_plain_job_s_end_is_snapshotted_under_the_lock_only_for_a_view(
     from jupyter_executor import _scheduler
 
     taken: list[str] = []
-    keep = _scheduler.snapshot_of
+    keep = snapshot_of
 
     def counting(job: Any) -> Any:
         taken.append(threading.current_thread().name)
