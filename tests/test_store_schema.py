@@ -515,3 +515,30 @@ def test_a_record_makes_the_snapshot_snapshot_of_takes(tmp_path: Path, target: A
                 if field.name not in views:
                     assert getattr(snap, field.name) == getattr(second, field.name), field.name
         assert first.status == ("done" if target is len else "failed")
+
+
+def test_upsert_many_steps_a_few_statements_not_one_per_row(tmp_path: Path) -> None:
+    # Issue 14: each statement gives the GIL away while SQLite runs it and takes it back
+    # after (up to 5 ms while the jobs keep it busy): the rows a batch has beyond full chunks
+    # were written by executemany, one step per row. Now in statements of powers of two.
+    from jupyter_executor.store import _schema
+
+    con = _schema.connect(tmp_path / "h.db", 5, create=True)
+    steps: list[str] = []
+    try:
+        n = 2 * _schema.CHUNK + _schema.CHUNK - 1
+        rows: list[list[Any]] = []
+        for i in range(n):
+            run = dict.fromkeys(WRITTEN)
+            run.update(engine_id="e", name=f"j{i}", attempt=1, status="done", detached=0)
+            rows.append([run[c] for c in WRITTEN])
+        con.set_trace_callback(steps.append)
+        with _schema.transaction(con):
+            _schema.upsert_many(con, rows)
+        con.set_trace_callback(None)
+        got = con.execute("SELECT name FROM runs ORDER BY id").fetchall()
+    finally:
+        con.close()
+    assert got == [(f"j{i}",) for i in range(n)]
+    inserts = [s for s in steps if s.startswith("INSERT")]
+    assert len(inserts) == 2 + (_schema.CHUNK - 1).bit_length()

@@ -132,11 +132,12 @@ UPSERT = (
 )
 # Rows per statement of upsert_many: one statement binds them all and SQLite inserts them in
 # one call, made without the GIL; executemany gives the GIL away and takes it back at each
-# row, which during a burst of thread jobs costs both sides a hand-off per row.
+# row, which during a burst of thread jobs costs both sides a hand-off per row (each up to the
+# switch interval, 5 ms, when the jobs keep the GIL busy). A power of two (see upsert_many).
 CHUNK = 256
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _upsert_rows(n: int) -> str:
     # The upsert with n rows of parameters after VALUES.
     head, conflict = UPSERT.split(" ON CONFLICT ", 1)
@@ -145,15 +146,22 @@ def _upsert_rows(n: int) -> str:
 
 
 def upsert_many(con: sqlite3.Connection, rows: list[list[Any]]) -> None:
-    """Write ``rows`` (:data:`WRITTEN` order) with :data:`UPSERT`, :data:`CHUNK` per statement."""
+    """Write ``rows`` (:data:`WRITTEN` order) with :data:`UPSERT`, :data:`CHUNK` per statement.
+
+    The rest (fewer than CHUNK) in statements of the powers of two its count is made of
+    (137 = 128 + 8 + 1): few statements, each prepared once for good (a statement per count
+    would be prepared again for most batches; executemany would step once per row).
+    """
     chain = itertools.chain.from_iterable
-    full = len(rows) - len(rows) % CHUNK
-    if full:
-        sql = _upsert_rows(CHUNK)
-        for start in range(0, full, CHUNK):
-            con.execute(sql, list(chain(rows[start : start + CHUNK])))
-    if full < len(rows):
-        con.executemany(UPSERT, rows[full:])
+    start, left = 0, len(rows)
+    size = CHUNK
+    while left:
+        if left >= size:
+            con.execute(_upsert_rows(size), list(chain(rows[start : start + size])))
+            start += size
+            left -= size
+        else:
+            size //= 2
 
 
 TRANSITIONS = WRITTEN.index("transitions")
