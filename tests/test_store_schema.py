@@ -542,3 +542,24 @@ def test_upsert_many_steps_a_few_statements_not_one_per_row(tmp_path: Path) -> N
     assert got == [(f"j{i}",) for i in range(n)]
     inserts = [s for s in steps if s.startswith("INSERT")]
     assert len(inserts) == 2 + (_schema.CHUNK - 1).bit_length()
+
+
+def test_the_writer_checkpoints_the_wal_every_few_megabytes_not_every_page_batch(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: SQLite's default, a checkpoint every 1,000 pages, copied the pages a burst
+    # changes again and again into the database about once per batch. The writer's
+    # connection checkpoints every WAL_CHECKPOINT pages, and cuts the WAL back after one.
+    from jupyter_executor.store import _history
+
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    try:
+        store._write_batch(_finished_snapshots(2))
+        assert store._con is not None
+        con = store._con
+        (pages,) = con.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (limit,) = con.execute("PRAGMA journal_size_limit").fetchone()
+    finally:
+        store.close()
+    assert (pages, limit) == (_history.WAL_CHECKPOINT, _history.WAL_LIMIT)
+    assert pages >= 10 * 1000
