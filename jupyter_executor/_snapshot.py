@@ -32,7 +32,14 @@ from ._text import short_repr
 if TYPE_CHECKING:
     from ._protocols import SnapshotSource
 
-__all__ = ["JobSnapshot", "record_of", "short_repr", "snapshot_of", "snapshot_of_record"]
+__all__ = [
+    "JobSnapshot",
+    "record_of",
+    "short_repr",
+    "snapshot_of",
+    "snapshot_of_record",
+    "static_of_record",
+]
 
 _FINISHED_VALUES = frozenset({Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value})
 
@@ -402,6 +409,24 @@ def record_of(job: SnapshotSource) -> tuple[Any, ...]:
     )
 
 
+def static_of_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The fields of the snapshot of ``record`` (see :func:`record_of`) that stay the same:
+    key, name, backend, kind, description, source, requires, forever, log_path, tags."""
+    job, key, name, engine = record[:4]
+    cached = job.runstate.history
+    if (
+        type(cached) is tuple
+        and cached[4][0] == key
+        and cached[0] is name
+        and cached[1] is job.requirements
+        and cached[2] is engine
+        and cached[3] is job.backend
+    ):
+        static: tuple[Any, ...] = cached[4]  # read, never written here (the lock guards it)
+        return static
+    return _static(job, key, name, engine)
+
+
 def snapshot_of_record(record: tuple[Any, ...]) -> JobSnapshot:
     """The snapshot :func:`snapshot_of` would have taken at the change ``record`` holds.
 
@@ -412,10 +437,6 @@ def snapshot_of_record(record: tuple[Any, ...]) -> JobSnapshot:
     coloured traceback) are left empty: the history alone reads these snapshots.
     """
     (
-        job,
-        key,
-        name,
-        engine,
         status,
         submitted,
         started,
@@ -427,21 +448,9 @@ def snapshot_of_record(record: tuple[Any, ...]) -> JobSnapshot:
         cancel_reason,
         pid,
         now,
-    ) = record
-    cached = job.runstate.history
-    if (
-        type(cached) is tuple
-        and cached[4][0] == key
-        and cached[0] is name
-        and cached[1] is job.requirements
-        and cached[2] is engine
-        and cached[3] is job.backend
-    ):
-        static = cached[4]  # read, never written here (the engine's lock guards the cache)
-    else:
-        static = _static(job, key, name, engine)
+    ) = record[4:]  # after the job, key, name and engine
     snap = _Builder(
-        *static,
+        *static_of_record(record),
         status,
         (),
         submitted,

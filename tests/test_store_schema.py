@@ -563,3 +563,55 @@ def test_the_writer_checkpoints_the_wal_every_few_megabytes_not_every_page_batch
         store.close()
     assert (pages, limit) == (_history.WAL_CHECKPOINT, _history.WAL_LIMIT)
     assert pages >= 10 * 1000
+
+
+def _wait_on(event: Any) -> None:
+    event.wait(30)
+
+
+def test_a_record_of_an_end_makes_the_row_its_snapshot_makes(tmp_path: Path) -> None:
+    # Pure but for the engine that runs the jobs: the record of each end (what the engine
+    # hands the history when nothing else takes snapshots) folded without being made into a
+    # snapshot gives the row its snapshot gives; a record whose job has another change in the
+    # batch, or was seen before, is made into its snapshot and placed after what came before.
+    import threading
+
+    from jupyter_executor._snapshot import record_of, snapshot_of_record
+
+    gate = threading.Event()
+    with Engine(folder=tmp_path, history=False) as engine:
+        jobs = [
+            Job(len, args=("ab",), name="done"),
+            Job(_failing, name="failed", backend="thread"),
+            Job(["sh", "-c", "exit 3"], name="exit3"),
+            Job(["true"], name="true"),
+            Job(sum, args=([1, 2],), name="needs").requires("done"),
+            Job(_wait_on, args=(gate,), name="cancelled", backend="thread"),
+        ]
+        engine.submit(*jobs)
+        wait_until_running = time.monotonic() + 30
+        while jobs[-1].status is not Status.RUNNING and time.monotonic() < wait_until_running:
+            time.sleep(0.01)
+        engine.cancel("cancelled")
+        gate.set()
+        engine.wait(timeout=60)
+        records = [record_of(job) for job in jobs]
+    assert [r[4] for r in records] == ["done", "failed", "failed", "done", "done", "cancelled"]
+    for record in records:
+        fast, slow = _fold.Runs("e"), _fold.Runs("e")
+        fast.take_all(_fold.coalesce(_fold.ended_records([record])))
+        slow.take(snapshot_of_record(record))
+        assert isinstance(next(iter(fast.dirty.values())), tuple)  # the record's fast path
+        assert fast.rows({}) == slow.rows({}), record[2]
+    # Seen twice in a batch: made into snapshots, folded into one run (as before records).
+    runs = _fold.Runs("e")
+    twice = [records[0], records[0], records[1]]
+    changes = _fold.ended_records(twice)
+    assert [type(c) for c in changes] == [JobSnapshot, JobSnapshot, tuple]
+    runs.take_all(_fold.coalesce(changes))
+    assert [(r[1], r[7]) for r in runs.rows({})] == [("done", "done"), ("failed", "failed")]
+    runs.written()
+    # Seen before (its state kept): the record's run is placed as its snapshot's would be.
+    runs.take_all(_fold.coalesce(_fold.ended_records([records[0]])))
+    assert all(isinstance(run, dict) for run in runs.dirty.values())
+    assert [(r[1], r[2]) for r in runs.rows({})] == [("done", 1)]

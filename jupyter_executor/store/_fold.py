@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._snapshot import short_repr
+from .._snapshot import short_repr, snapshot_of_record, static_of_record
 from .._status import Status
 from .._text import safe_text
 from ..errors import JobCancelled
@@ -62,11 +62,11 @@ class JobState:
 
     __slots__ = ("base", "key", "local", "name", "rank", "run")
 
-    def __init__(self, snap: JobSnapshot) -> None:
+    def __init__(self, key: int, name: str) -> None:
         # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
         # the name the writer keys on is the one in the database.
-        self.key = snap.key
-        self.name = safe_text(snap.name)
+        self.key = key
+        self.name = safe_text(name)
         self.base: int | None = None  # added to the job's attempts; fixed on the first write
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
@@ -79,7 +79,7 @@ class JobState:
 _Ended = tuple[JobState, list[Any], int]
 
 
-def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
+def coalesce(snaps: Iterable[Any]) -> list[Any]:
     """Keep, of consecutive snapshots of one job's attempt, only the latest (in order).
 
     A no-op job reports submitted, running and done within microseconds: folding makes the
@@ -87,9 +87,12 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
     a restart, a rerun) is never folded into the previous attempt's.
     """
     latest: dict[int, int] = {}  # job key -> index in out
-    out: list[JobSnapshot] = []
+    out: list[Any] = []
     rank = RANK.get
     for snap in snaps:
+        if type(snap) is tuple:
+            out.append(snap)  # a record, its job's only change (see ended_records)
+            continue
         key = snap.key
         at = latest.get(key)
         if at is not None:
@@ -117,6 +120,40 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
     return out
 
 
+def ended_records(changes: Iterable[JobSnapshot | tuple[Any, ...]]) -> list[Any]:
+    """The changes of a batch, in order, as :func:`coalesce` and :meth:`Runs.take_all` take
+    them: snapshots, and records made into snapshots, except the record of an end that is its
+    job's only change in the batch (with the times of its run), which stays a record.
+
+    A record that cannot be made into its snapshot is logged and left out.
+    """
+    changes = list(changes)
+    seen: dict[int, int] = {}
+    for change in changes:
+        key = change[1] if isinstance(change, tuple) else change.key
+        seen[key] = seen.get(key, 0) + 1
+    out: list[Any] = []
+    for change in changes:
+        if type(change) is not tuple:
+            out.append(change)
+            continue
+        if (
+            seen[change[1]] == 1
+            and change[4] in _ENDS
+            and change[8]
+            and change[5] is not None
+            and change[6] is not None
+            and change[7] is not None
+        ):
+            out.append(change)
+            continue
+        try:
+            out.append(snapshot_of_record(change))
+        except Exception:
+            logger.exception("jupyter_executor: cannot record a change of job %r", change[2])
+    return out
+
+
 class Runs:
     """The runs of one engine's jobs that are not yet written, and what places the next ones.
 
@@ -138,18 +175,24 @@ class Runs:
         self.dirty: dict[int, dict[str, Any] | _Ended] = {}
         self._out: list[dict[str, Any] | _Ended] = []  # the runs rows() gave, until written()
 
-    def take_all(self, snaps: Iterable[JobSnapshot]) -> None:
+    def take_all(self, snaps: Iterable[JobSnapshot | tuple[Any, ...]]) -> None:
         """Fold snapshots in order (see :meth:`take`); one that fails is logged and skipped.
 
         The fast path of a burst: the only snapshot of a job that ended (first seen ended:
         the engine reports a short job once, at its end) is made into its row at once (one
-        list, no dict of columns), as :meth:`take` would make it.
+        list, no dict of columns), as :meth:`take` would make it. Records
+        (:func:`~jupyter_executor._snapshot.record_of`) kept by :func:`ended_records` take it
+        without being made into snapshots.
         """
         states = self.states
         dirty = self.dirty
         engine_id = self.engine_id
         take = self.take
         for snap in snaps:
+            if isinstance(snap, tuple):
+                # A record of an end, its job's only change in the batch (see ended_records).
+                self._take_record(snap)
+                continue
             try:
                 key = snap.key
                 if (
@@ -160,7 +203,7 @@ class Runs:
                     and snap.submitted is not None
                     and snap.finished is not None
                 ):
-                    state = states[key] = JobState(snap)
+                    state = states[key] = JobState(key, snap.name)
                     state.local = local = snap.attempts
                     state.rank = 2
                     entry = (state, _ended_row(engine_id, state.name, snap), local)
@@ -174,7 +217,7 @@ class Runs:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
         state = self.states.get(snap.key)
         if state is None:
-            state = self.states[snap.key] = JobState(snap)
+            state = self.states[snap.key] = JobState(snap.key, snap.name)
         rank = RANK.get(snap.status, 2)
         local = _attempt_of(state, snap, rank)
         run = self._run_for(state, snap, rank, local)
@@ -241,6 +284,60 @@ class Runs:
             "_local": local,
             "_since": snap.time,  # when it became dirty (see rows: pending runs held back)
         }
+
+    def _take_record(self, record: tuple[Any, ...]) -> None:
+        """Fold a record of an end (see :meth:`take_all`), as its snapshot would be folded."""
+        try:
+            key = record[1]
+            if key in self.states:
+                self.take(snapshot_of_record(record))  # placed after what came before
+                return
+            status, submitted, started, finished = record[4:8]
+            static = static_of_record(record)
+            state = self.states[key] = JobState(key, static[1])
+            state.local = local = record[8]
+            state.rank = 2
+            exc, pid = record[10], record[13]
+            requires = static[6]
+            if status == "done":
+                result = record[9]
+                result_text: str | None = short_repr(result)
+                is_code = static[2] == "subprocess" and isinstance(result, int)
+                exit_code = result if is_code else None
+            else:
+                result_text = None
+                exit_code = getattr(exc, "returncode", None)
+            # As _ended_row lays it out (a record is of a Job without a lifecycle record: no
+            # pid start time, not detached, no identity).
+            row = [
+                self.engine_id,
+                state.name,
+                None,
+                static[2],
+                static[3],
+                static[5] or static[4],
+                json.dumps(list(requires)) if requires else "[]",
+                status,
+                submitted,
+                started,
+                finished,
+                finished - started,
+                exit_code,
+                result_text,
+                None if exc is None else f"{type(exc).__name__}: {exc}",
+                record[11] if status == "failed" else None,
+                record[12] if status == "cancelled" else None,
+                static[8],
+                pid,
+                None,
+                0,
+                None,
+                f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
+            ]
+            entry = (state, row, local)
+            self.dirty[id(entry)] = entry
+        except Exception:
+            logger.exception("jupyter_executor: cannot record a change of job %r", record[2])
 
     def rows(self, highest: dict[str, int], hold_after: float | None = None) -> list[list[Any]]:
         """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).

@@ -35,12 +35,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._snapshot import JobSnapshot, snapshot_of, snapshot_of_record
+from .._snapshot import JobSnapshot, snapshot_of
 from .._text import safe_text
 from ..errors import StoreError
 from . import _schema
 from ._direct import DirectWrites
-from ._fold import Runs, coalesce
+from ._fold import Runs, coalesce, ended_records
 from ._query import Since, StatusFilter, decode, json_column, select
 from ._schema import (
     ATTEMPT,
@@ -267,7 +267,7 @@ class HistoryStore(DirectWrites):
             gc.disable()
         try:
             runs = self._runs
-            runs.take_all(coalesce(_snapshots(snaps)))
+            runs.take_all(coalesce(ended_records(snaps)))
             del snaps  # release the results they hold before the write
             hold_after = None if everything else time.time() - HOLD_PENDING
             return self._write(hold_after) if runs.dirty else None
@@ -597,21 +597,6 @@ class HistoryStore(DirectWrites):
 
 
 # helpers ---------------------------------------------------------------------------------------
-def _snapshots(changes: Iterable[JobSnapshot | tuple[Any, ...]]) -> list[JobSnapshot]:
-    """The changes as snapshots: the records (job_recorded) are made into theirs here, in the
-    writer's thread; one that cannot be is logged and left out (the others are written)."""
-    snaps = []
-    for change in changes:
-        if isinstance(change, JobSnapshot):
-            snaps.append(change)
-            continue
-        try:
-            snaps.append(snapshot_of_record(change))
-        except Exception:
-            logger.exception("jupyter_executor: cannot record a change of job %r", change[2])
-    return snaps
-
-
 def _write_each(con: sqlite3.Connection, params: list[list[Any]], path: Path) -> None:
     """Write rows one by one with their values made safe; drop (and log) a row that still fails.
 
