@@ -378,7 +378,7 @@ def _put_many(writer: Writer, n: int) -> threading.Thread:
 def test_the_jobs_do_not_wait_for_a_batch_being_written_while_it_is_recent(tmp_path: Path) -> None:
     # Issue 14: a burst's job threads waited for every 5,000 changes until the writer took
     # them, that is until its batch in flight was written (SQLite writing it, the jobs idle).
-    # They wait only once the oldest unwritten change is older than 2 x max_delay.
+    # They wait only once the oldest unwritten change is older than max_delay.
     writer, writing, release = _held_writer(max_delay=10.0)
     try:
         writer.put(-1)
@@ -394,13 +394,13 @@ def test_the_jobs_do_not_wait_for_a_batch_being_written_while_it_is_recent(tmp_p
 
 @pytest.mark.timeout(60)
 def test_a_flood_waits_for_a_writer_that_is_behind(tmp_path: Path) -> None:
-    # The other side: changes older than 2 x max_delay unwritten slow the threads reporting
+    # The other side: changes older than max_delay unwritten slow the threads reporting
     # new ones to the writer's pace (each waits for it up to a second at a time).
     writer, writing, release = _held_writer(max_delay=0.01)
     try:
         writer.put(-1)
         assert writing.wait(10)
-        time.sleep(0.05)  # the batch in flight is older than 2 x max_delay now
+        time.sleep(0.05)  # the batch in flight is older than max_delay now
         producer = _put_many(writer, 20_000)
         producer.join(timeout=1.5)
         assert producer.is_alive()  # it waits for the writer

@@ -1,11 +1,14 @@
 """The history store: every run of every job, kept in ``FOLDER/history.db`` (SQLite).
 
 The engine reports each change of a job (submitted, started, finished, restarted) with
-:meth:`HistoryStore.job_changed`, as a :class:`~jupyter_executor._snapshot.JobSnapshot`. That
-call is on the engine's hot path, so it only queues the snapshot; the writer thread
-(``_writer.py``) folds the snapshots of a batch into *runs* (``_fold.py``: one row per job name
-and attempt; a job submitted, started and finished within a batch is one row written once) and
-writes each batch in one transaction.
+:meth:`HistoryStore.job_changed`, as a :class:`~jupyter_executor._snapshot.JobSnapshot`, or,
+for a plain job when nothing else takes snapshots, with :meth:`HistoryStore.job_recorded`, as a
+record of the values that change (``_snapshot.record_of``: read under the engine's lock, where
+a whole snapshot cost the job threads of a burst their time). That call is on the engine's hot
+path, so it only queues; the writer thread (``_writer.py``) folds the changes of a batch into
+*runs* (``_fold.py``: one row per job name and attempt; a job submitted, started and finished
+within a batch is one row written once; the record of an end, its job's only change in the
+batch, is made into its row directly) and writes each batch in one transaction.
 
 What a burst of short jobs costs the history is one snapshot and one row per job: the engine
 records a plain job's start only if it still runs half a second later
@@ -258,7 +261,7 @@ class HistoryStore(DirectWrites):
     def _write_batch(
         self, snaps: Sequence[JobSnapshot | tuple[Any, ...]], everything: bool = False
     ) -> BaseException | None:
-        # A large batch allocates a dict, a list and a row per run, all alive until written:
+        # A large batch allocates a row (and a state) per run, all alive until written:
         # with the collector on, they set off full passes that walk every live job of the
         # burst again and again (13 passes, 1.3 s, in a burst of 1e5). It is paused for the
         # batch (a bounded time: one batch), unless the program turned it off itself.

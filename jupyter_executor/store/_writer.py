@@ -12,10 +12,12 @@ down leaves no thread behind for long.
 The writer competes with the jobs for the GIL: during a burst of short jobs it sleeps
 (``_gather``) so that its history is written in large batches, each in few statements (SQLite
 writes them without the GIL, while the jobs run). The threads reporting changes wait for it
-only when the oldest change not yet written is older than ``2 * max_delay`` (checked every
+only when the oldest change not yet written is older than ``max_delay`` (checked every
 ``CHECK_EVERY`` changes): a flood faster than the writer can record is slowed to its pace, so
-that an end never waits long in memory. A limit by count instead (a backlog of 5,000) made the
-job threads of a burst wait for every batch, idle while SQLite wrote it.
+that an end never waits long in memory (an end is on disk within about a second: the gather's
+``max_delay``, then at most the rest of the write the jobs wait for). A limit by count instead
+(a backlog of 5,000) made the job threads of a burst wait for every batch, idle while SQLite
+wrote it.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class Writer:
             oldest = self._writing_since
             if oldest is None:
                 oldest = self._since
-            if time.monotonic() - oldest > 2 * self.max_delay:
+            if time.monotonic() - oldest > self.max_delay:
                 self._throttle()
 
     def _throttle(self) -> None:
