@@ -379,7 +379,7 @@ def record_of(job: SnapshotSource) -> tuple[Any, ...]:
     """
     run = job.runstate
     cached = run.history
-    status = job.status._value_
+    status = job.status.value
     if cached is None:
         # The key is given here, under the engine's lock: the writer must not give one (a
         # view's snapshot_of in another thread could give another).
