@@ -90,6 +90,7 @@ class EventBus:
 
     log: deque[EngineEvent]
     _subscribers: builtins.list[_Subscriber]
+    _takes_snapshots: bool
     _finish_calls: FinishCalls
     _store: Any
     _clock: Clock
@@ -116,6 +117,9 @@ class EventBus:
         self._now = self._clock.time
         self.log = deque(maxlen=10_000)
         self._subscribers = []
+        # Whether a subscriber takes snapshots: when none does, the history alone needs a
+        # plain job's changes, and takes them as records (see _snapshot.record_of).
+        self._takes_snapshots = False
         self._finish_calls = FinishCalls()
         self._store = None
         self._unnoted = []  # plain jobs waiting or started, not recorded yet (see _note_later)
@@ -155,9 +159,11 @@ class EventBus:
         """
         entry: _Subscriber = (callback, bool(snapshots))
         self._subscribers = [*self._subscribers, entry]
+        self._takes_snapshots = any(s[1] for s in self._subscribers)
 
         def unsubscribe() -> None:
             self._subscribers = [s for s in self._subscribers if s is not entry]
+            self._takes_snapshots = any(s[1] for s in self._subscribers)
 
         return unsubscribe
 

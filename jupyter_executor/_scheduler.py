@@ -25,7 +25,7 @@ from ._graph import Graph
 from ._intake import WIDE, Intake, collect_jobs
 from ._lifecycle import Lifecycle
 from ._make import freshness, missing_outputs, record_files
-from ._snapshot import snapshot_of
+from ._snapshot import record_of, snapshot_of
 from ._status import FINISHED, Status, set_status
 from .backends import Backend
 from .errors import (
@@ -496,14 +496,19 @@ class Scheduler(Intake):
         """Tell the history and the subscribers that ``job``'s status changed: one snapshot,
         taken only when one of them wants it, for both."""
         snap = None
-        if self._store is not None:
+        store = self._store
+        if store is not None:
             if job.runstate.life is not None:
                 snap = self._job_changed(job)
             elif started:
                 self._note_later(job)  # recorded if it still runs a moment later
-            else:  # _job_changed inlined: a call less per job
-                snap = snapshot_of(job)
-                self._store.job_changed(snap)
+            elif self._takes_snapshots or type(job) is not Job:
+                snap = snapshot_of(job)  # _job_changed inlined: a call less per job
+                store.job_changed(snap)
+            else:
+                # The history alone wants this change: the values that change, read here
+                # (under the lock), its snapshot made in its own thread.
+                store.job_recorded(record_of(job))
         if self._subscribers:
             # The same snapshot for the history and the subscribers that take one.
             self._emit("status", job, snap)

@@ -32,7 +32,15 @@ from ._text import short_repr
 if TYPE_CHECKING:
     from ._runstate import RunState
 
-__all__ = ["JobSnapshot", "SnapshotSource", "short_repr", "snapshot_of"]
+__all__ = [
+    "JobSnapshot",
+    "SnapshotSource",
+    "record_of",
+    "short_repr",
+    "snapshot_of",
+    "snapshot_of_record",
+    "static_of_record",
+]
 
 _FINISHED_VALUES = frozenset({Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value})
 
@@ -377,7 +385,7 @@ def _static_of(job: SnapshotSource, name: Any, engine: Any, status: str) -> tupl
         or cached[2] is not engine
         or cached[3] is not backend
     ):
-        cached = (name, requires, engine, backend, _static(job, _key(cached)))
+        cached = (name, requires, engine, backend, _static(job, _key(cached), name, engine))
     # A finished job keeps only its key: its static fields (a description, a log path: ~400
     # bytes) would stay alive with every finished job the engine keeps; a rerun (or a view of
     # the finished job) builds them again.
@@ -386,13 +394,14 @@ def _static_of(job: SnapshotSource, name: Any, engine: Any, status: str) -> tupl
     return static
 
 
-def _static(job: SnapshotSource, key: int) -> tuple[Any, ...]:
+def _static(job: SnapshotSource, key: int, job_name: Any, engine: Any) -> tuple[Any, ...]:
     """The fields that stay the same while the job keeps its name, requirements and engine.
 
     Kept on the job (``job.runstate.history``) and checked by identity at each snapshot: what it
-    runs is described once per job, not once per change.
+    runs is described once per job, not once per change. ``job_name`` and ``engine``: those
+    the job had at the change (read once by the caller).
     """
-    name = "" if job.name is None else str(job.name)
+    name = "" if job_name is None else str(job_name)
     if _is_plain_job(type(job)):
         # Job itself has neither: getattr's default would cost a raised AttributeError each.
         source, tags = None, ()
@@ -407,6 +416,122 @@ def _static(job: SnapshotSource, key: int) -> tuple[Any, ...]:
         source,
         job.requirements,
         job.forever,
-        _log_path(job.engine, name) if name else None,
+        _log_path(engine, name) if name else None,
         tags,
     )
+
+
+def record_of(job: SnapshotSource) -> tuple[Any, ...]:
+    """What the history needs of a change of a plain job, read now (cheap: no call).
+
+    For :class:`~jupyter_executor.job.Job` itself without a lifecycle record, when nothing
+    but the history takes snapshots: the engine reads these values under its lock (a full
+    snapshot there cost ~3 us, and the lock is what the job threads of a burst wait on),
+    and the history's writer makes the snapshot from them in its own thread
+    (:func:`snapshot_of_record`), reading the fields that stay the same from the job then.
+
+    Returns
+    -------
+    tuple
+        The job, its snapshot key, name, engine, then the values that change, and the time.
+    """
+    run = job.runstate
+    cached = run.history
+    status = job.status.value
+    if cached is None:
+        # The key is given here, under the engine's lock: the writer must not give one (a
+        # view's snapshot_of in another thread could give another).
+        key = run.history = next(_keys)
+    elif type(cached) is int:
+        key = cached
+    else:
+        key = cached[4][0]
+        if status in _FINISHED_VALUES:
+            run.history = key  # as _static_of: a finished job keeps only its key
+    return (
+        job,
+        key,
+        job.name,
+        job.engine,
+        status,
+        job.submitted,
+        job.started,
+        job.finished,
+        job.attempts,
+        run.result,
+        run.exception,
+        job.traceback,
+        run.cancel_reason,
+        job.pid,
+        time.time(),
+    )
+
+
+def static_of_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The fields of the snapshot of ``record`` (see :func:`record_of`) that stay the same:
+    key, name, backend, kind, description, source, requires, forever, log_path, tags."""
+    job, key, name, engine = record[:4]
+    cached = job.runstate.history
+    if (
+        type(cached) is tuple
+        and cached[4][0] == key
+        and cached[0] is name
+        and cached[1] is job.requirements
+        and cached[2] is engine
+        and cached[3] is job.backend
+    ):
+        static: tuple[Any, ...] = cached[4]  # read, never written here (the lock guards it)
+        return static
+    return _static(job, key, name, engine)
+
+
+def snapshot_of_record(record: tuple[Any, ...]) -> JobSnapshot:
+    """The snapshot :func:`snapshot_of` would have taken at the change ``record`` holds.
+
+    Called by the history's writer (any thread, later): the fields that stay the same are
+    read from the job now (those of a submitted job do not change: its name, requirements
+    and backend are frozen; its name and engine come from the record), the others from the
+    record. The fields only the views read (``allows``, the output, the progress, the
+    coloured traceback) are left empty: the history alone reads these snapshots.
+    """
+    (
+        status,
+        submitted,
+        started,
+        finished,
+        attempts,
+        result,
+        exception,
+        traceback,
+        cancel_reason,
+        pid,
+        now,
+    ) = record[4:]  # after the job, key, name and engine
+    snap = _Builder(
+        *static_of_record(record),
+        status,
+        (),
+        submitted,
+        started,
+        finished,
+        attempts,
+        result,
+        exception,
+        traceback,
+        None,
+        cancel_reason,
+        pid,
+        None,
+        False,
+        None,
+        None,
+        "",
+        "",
+        0,
+        None,
+        0,
+        None,
+        now,
+    )
+    snap.__class__ = JobSnapshot
+    return cast(JobSnapshot, snap)

@@ -22,6 +22,7 @@ from jupyter_executor import Engine, Job
 from jupyter_executor._snapshot import snapshot_of
 from jupyter_executor._status import Status
 from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, StoreError
+from jupyter_executor.store._writer import Writer
 
 
 def _store_threads() -> list[threading.Thread]:
@@ -345,6 +346,70 @@ def test_a_finished_run_reported_again_after_it_was_written_stays_whole(
     assert after["result"] == "3"
     assert {**after, "result": "2"} == before
     assert [s for s, _ in after["transitions"]] == ["pending", "running", "done"]
+
+
+def _held_writer(max_delay: float) -> tuple[Writer, threading.Event, threading.Event]:
+    # A writer whose write blocks until the test releases it (a slow disk, another engine's
+    # lock); its items are dropped.
+    writing, release = threading.Event(), threading.Event()
+
+    def write(items: list[Any], everything: bool) -> None:
+        writing.set()
+        release.wait(30)
+
+    writer = Writer(
+        "test-writer", write, lambda: False, lambda: None,
+        batch_delay=0.0, idle_timeout=5.0, max_delay=max_delay,
+    )  # fmt: skip
+    return writer, writing, release
+
+
+def _put_many(writer: Writer, n: int) -> threading.Thread:
+    def put() -> None:
+        for i in range(n):
+            writer.put(i)
+
+    thread = threading.Thread(target=put, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(60)
+def test_the_jobs_do_not_wait_for_a_batch_being_written_while_it_is_recent(tmp_path: Path) -> None:
+    # Issue 14: a burst's job threads waited for every 5,000 changes until the writer took
+    # them, that is until its batch in flight was written (SQLite writing it, the jobs idle).
+    # They wait only once the oldest unwritten change is older than max_delay.
+    writer, writing, release = _held_writer(max_delay=10.0)
+    try:
+        writer.put(-1)
+        assert writing.wait(10)  # a batch in flight, held
+        producer = _put_many(writer, 20_000)
+        producer.join(timeout=20)
+        assert not producer.is_alive()  # never waited for the held batch
+        assert len(writer.queue) == 20_000
+    finally:
+        release.set()
+        assert writer.close(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_a_flood_waits_for_a_writer_that_is_behind(tmp_path: Path) -> None:
+    # The other side: changes older than max_delay unwritten slow the threads reporting
+    # new ones to the writer's pace (each waits for it up to a second at a time).
+    writer, writing, release = _held_writer(max_delay=0.01)
+    try:
+        writer.put(-1)
+        assert writing.wait(10)
+        time.sleep(0.05)  # the batch in flight is older than max_delay now
+        producer = _put_many(writer, 20_000)
+        producer.join(timeout=1.5)
+        assert producer.is_alive()  # it waits for the writer
+        release.set()
+        producer.join(timeout=20)
+        assert not producer.is_alive()
+    finally:
+        release.set()
+        assert writer.close(timeout=10)
 
 
 def test_an_idle_writer_stops_and_the_next_change_starts_another(tmp_path: Path) -> None:

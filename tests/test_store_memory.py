@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jupyter_executor import Engine, Job
-from jupyter_executor._snapshot import snapshot_of
+from jupyter_executor._snapshot import JobSnapshot, snapshot_of, snapshot_of_record
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -20,6 +20,10 @@ N = 3000
 
 async def _anoop() -> None:
     return None
+
+
+def _fail() -> None:
+    raise ValueError("bad")
 
 
 def _noop() -> None:
@@ -81,17 +85,24 @@ def test_a_finished_job_keeps_its_snapshot_key_and_fields_through_a_rerun(
 
 
 def _record_changes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """(name, status) of every snapshot the engine hands its history store, in order."""
+    """(name, status) of every change the engine hands its history store, in order: as a
+    snapshot, or as the record of a plain job's change (see _snapshot.record_of)."""
     store = engine._store
     assert store is not None
     seen: list[tuple[str, str]] = []
-    keep = store.job_changed
+    keep, keep_record = store.job_changed, store.job_recorded
 
     def recording(snap: Any) -> None:
         seen.append((snap.name, snap.status))
         keep(snap)
 
+    def recording_record(record: tuple[Any, ...]) -> None:
+        snap = snapshot_of_record(record)
+        seen.append((snap.name, snap.status))
+        keep_record(record)
+
     monkeypatch.setattr(store, "job_changed", recording)
+    monkeypatch.setattr(store, "job_recorded", recording_record)
     return seen
 
 
@@ -164,3 +175,39 @@ def test_a_chain_records_each_job_once_and_a_waiting_one_while_it_waits(
         (run,) = engine.history("waiter").to_dict("records")
         assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
         assert run["transitions"][0][1] == waiter.submitted
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_a_plain_job_s_end_is_snapshotted_under_the_lock_only_for_a_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, views: bool
+) -> None:
+    # Issue 14: a snapshot taken under the engine's lock at each end (~3 us) was what a
+    # burst's job threads waited on. With no subscriber taking snapshots the history gets a
+    # record of the values that change (snapshotted in its writer's thread); a view that takes
+    # snapshots still gets one per change, and the history the same runs either way.
+    import threading
+
+    from jupyter_executor import _scheduler
+
+    taken: list[str] = []
+    keep = snapshot_of
+
+    def counting(job: Any) -> Any:
+        taken.append(threading.current_thread().name)
+        return keep(job)
+
+    monkeypatch.setattr(_scheduler, "snapshot_of", counting)
+    got: list[Any] = []
+    with Engine(folder=tmp_path / "e") as engine:
+        if views:
+            engine.subscribe(lambda event, snap: got.append(snap), snapshots=True)
+        engine.submit(*[Job(_noop, name=f"j{i}", backend="thread") for i in range(30)])
+        engine.submit(Job(_fail, name="bad", backend="thread"))
+        assert not engine.wait(timeout=30)
+        runs = {run["name"]: run for run in engine.history().to_dict("records")}
+    assert len(taken) == (31 if views else 0)
+    assert sum(isinstance(s, JobSnapshot) and s.done for s in got) == (31 if views else 0)
+    assert len(runs) == 31
+    assert {runs[f"j{i}"]["status"] for i in range(30)} == {"done"}
+    assert runs["bad"]["status"] == "failed" and runs["bad"]["error"] == "ValueError: bad"
+    assert "ValueError: bad" in runs["bad"]["traceback"]

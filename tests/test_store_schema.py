@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -422,3 +423,241 @@ def test_upsert_many_writes_full_chunks_and_the_rest(tmp_path: Path) -> None:
     finally:
         con.close()
     assert got == [(f"j{i}", "done") for i in range(n)]
+
+
+def _ended_snapshots() -> list[JobSnapshot]:
+    # Snapshots of runs that ended, of every shape take_all's fast path takes (each first
+    # seen ended): done, failed, cancelled, a subprocess' exit code, a retried job's second
+    # attempt, a process, a detached command, requirements, code text, an odd name.
+    job = Job(len, args=("ab",), name="base")
+    job.status, job.attempts = Status.DONE, 1
+    job.submitted, job.started, job.finished = 100.0, 101.25, 103.5
+    base = snapshot_of(job)
+    error = subprocess.CalledProcessError(3, ["false"])
+    shapes: list[dict[str, Any]] = [
+        {"result": 3},
+        {"result": None},
+        {"result": 7, "backend": "subprocess"},
+        {"result": [1] * 100},
+        {"status": "failed", "exception": ValueError("bad"), "traceback": "Traceback...\nbad"},
+        {"status": "failed", "exception": error, "backend": "subprocess"},
+        {"status": "cancelled", "cancel_reason": "user", "result": 5},
+        {"attempts": 2, "result": 1},
+        {"pid": 4242, "pid_start_time": 99.5},
+        {"pid_start_time": 99.5},  # no pid: not written
+        {"detached": True, "identity": "abc"},
+        {"requires": ("a", "b\udcff")},
+        {"source": "x = 1\nx"},
+        {"started": 101, "finished": 0.1 + 0.2},
+    ]
+    snaps = [dataclasses.replace(base, key=-i - 1, name=f"j{i}", **s) for i, s in enumerate(shapes)]
+    snaps.append(dataclasses.replace(base, key=-100, name="odd \udcff name"))
+    return snaps
+
+
+def test_the_fast_path_of_an_ended_run_writes_the_row_take_writes() -> None:
+    # Pure: each snapshot through take_all (the row made at once) and through take (a dict
+    # of columns, then its row) gives the same row.
+    for snap in _ended_snapshots():
+        fast, slow = _fold.Runs("e"), _fold.Runs("e")
+        fast.take_all([snap])
+        slow.take(snap)
+        assert type(next(iter(fast.dirty.values()))) is tuple  # it took the fast path
+        highest: dict[str, int] = {"j7": 4}
+        assert fast.rows(dict(highest)) == slow.rows(dict(highest)), snap
+        fast.written()
+        assert not fast.dirty
+        assert fast.states[snap.key].run is None  # only what places a later snapshot
+
+
+def test_the_fast_path_keeps_the_order_attempts_are_given_in() -> None:
+    # A job replaced by another of the same name within one batch: the first (seen pending
+    # first: a dict) keeps attempt 1, the replacing one (seen ended: a row) continues after
+    # it. A late copy of an ended run, and its rerun, in the same batch place as before.
+    runs = _fold.Runs("e")
+    first = Job(len, args=("ab",), name="same")
+    first.status, first.submitted = Status.PENDING, 100.0
+    waiting = snapshot_of(first)
+    first.status, first.attempts, first.started, first.finished = Status.DONE, 1, 101.0, 102.0
+    ended = snapshot_of(first)
+    second = Job(len, args=("ab",), name="same")
+    second.status, second.attempts = Status.DONE, 1
+    second.submitted, second.started, second.finished = 103.0, 104.0, 105.0
+    replacing = snapshot_of(second)
+    second.status, second.attempts, second.started = Status.RUNNING, 2, 106.0
+    rerun = snapshot_of(second)
+    runs.take_all([waiting, ended, replacing, replacing, rerun])
+    rows = runs.rows({})
+    assert [(r[1], r[2], r[7]) for r in rows] == [
+        ("same", 1, "done"),
+        ("same", 2, "done"),
+        ("same", 2, "done"),  # the late copy: the same row again
+        ("same", 3, "running"),
+    ]
+    runs.written()
+    assert not runs.dirty
+
+
+def _failing() -> None:
+    raise ValueError("bad")
+
+
+@pytest.mark.parametrize("target", [len, _failing])
+def test_a_record_makes_the_snapshot_snapshot_of_takes(tmp_path: Path, target: Any) -> None:
+    # What the history reads of a plain job's change is the same whether the engine handed it
+    # a snapshot or a record (nothing else took snapshots), and the job keeps one key.
+    from jupyter_executor._snapshot import record_of, snapshot_of_record
+
+    views = {"allows", "traceback_ansi", "progress", "progress_text", "last_line"}
+    views |= {"output_version", "time"}
+    with Engine(folder=tmp_path, history=False) as engine:
+        job = Job(target, args=("ab",) if target is len else (), name="j")
+        engine.submit(job)
+        engine.wait(timeout=30)
+        first = snapshot_of_record(record_of(job))
+        second = snapshot_of(job)  # after the record: the key it gave
+        for snap in (first, snapshot_of_record(record_of(job))):
+            for field in dataclasses.fields(JobSnapshot):
+                if field.name not in views:
+                    assert getattr(snap, field.name) == getattr(second, field.name), field.name
+        assert first.status == ("done" if target is len else "failed")
+
+
+def test_upsert_many_steps_a_few_statements_not_one_per_row(tmp_path: Path) -> None:
+    # Issue 14: each statement gives the GIL away while SQLite runs it and takes it back
+    # after (up to 5 ms while the jobs keep it busy): the rows a batch has beyond full chunks
+    # were written by executemany, one step per row. Now in statements of powers of two.
+    from jupyter_executor.store import _schema
+
+    con = _schema.connect(tmp_path / "h.db", 5, create=True)
+    steps: list[str] = []
+    try:
+        n = 2 * _schema.CHUNK + _schema.CHUNK - 1
+        rows: list[list[Any]] = []
+        for i in range(n):
+            run = dict.fromkeys(WRITTEN)
+            run.update(engine_id="e", name=f"j{i}", attempt=1, status="done", detached=0)
+            rows.append([run[c] for c in WRITTEN])
+        con.set_trace_callback(steps.append)
+        with _schema.transaction(con):
+            _schema.upsert_many(con, rows)
+        con.set_trace_callback(None)
+        got = con.execute("SELECT name FROM runs ORDER BY id").fetchall()
+    finally:
+        con.close()
+    assert got == [(f"j{i}",) for i in range(n)]
+    inserts = [s for s in steps if s.startswith("INSERT")]
+    assert len(inserts) == 2 + (_schema.CHUNK - 1).bit_length()
+
+
+def test_the_writer_checkpoints_the_wal_every_few_megabytes_not_every_page_batch(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: SQLite's default, a checkpoint every 1,000 pages, copied the pages a burst
+    # changes again and again into the database about once per batch. The writer's
+    # connection checkpoints every WAL_CHECKPOINT pages, and cuts the WAL back after one.
+    from jupyter_executor.store import _history
+
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    try:
+        store._write_batch(_finished_snapshots(2))
+        assert store._con is not None
+        con = store._con
+        (pages,) = con.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (limit,) = con.execute("PRAGMA journal_size_limit").fetchone()
+    finally:
+        store.close()
+    assert (pages, limit) == (_history.WAL_CHECKPOINT, _history.WAL_LIMIT)
+    assert pages >= 10 * 1000
+
+
+def _wait_on(event: Any) -> None:
+    event.wait(30)
+
+
+def test_a_record_of_an_end_makes_the_row_its_snapshot_makes(tmp_path: Path) -> None:
+    # Pure but for the engine that runs the jobs: the record of each end (what the engine
+    # hands the history when nothing else takes snapshots) folded without being made into a
+    # snapshot gives the row its snapshot gives; a record whose job has another change in the
+    # batch, or was seen before, is made into its snapshot and placed after what came before.
+    import threading
+
+    from jupyter_executor._snapshot import record_of, snapshot_of_record
+
+    gate = threading.Event()
+    with Engine(folder=tmp_path, history=False) as engine:
+        jobs = [
+            Job(len, args=("ab",), name="done"),
+            Job(_failing, name="failed", backend="thread"),
+            Job(["sh", "-c", "exit 3"], name="exit3"),
+            Job(["true"], name="true"),
+            Job(sum, args=([1, 2],), name="needs").requires("done"),
+            Job(_wait_on, args=(gate,), name="cancelled", backend="thread"),
+        ]
+        engine.submit(*jobs)
+        wait_until_running = time.monotonic() + 30
+        while jobs[-1].status is not Status.RUNNING and time.monotonic() < wait_until_running:
+            time.sleep(0.01)
+        engine.cancel("cancelled")
+        gate.set()
+        engine.wait(timeout=60)
+        records = [record_of(job) for job in jobs]
+    assert [r[4] for r in records] == ["done", "failed", "failed", "done", "done", "cancelled"]
+    for record in records:
+        fast, slow = _fold.Runs("e"), _fold.Runs("e")
+        fast.take_all(_fold.coalesce(_fold.ended_records([record])))
+        slow.take(snapshot_of_record(record))
+        assert isinstance(next(iter(fast.dirty.values())), tuple)  # the record's fast path
+        assert fast.rows({}) == slow.rows({}), record[2]
+    # Seen twice in a batch: made into snapshots, folded into one run (as before records).
+    runs = _fold.Runs("e")
+    twice = [records[0], records[0], records[1]]
+    changes = _fold.ended_records(twice)
+    assert [type(c) for c in changes] == [JobSnapshot, JobSnapshot, tuple]
+    runs.take_all(_fold.coalesce(changes))
+    assert [(r[1], r[7]) for r in runs.rows({})] == [("done", "done"), ("failed", "failed")]
+    runs.written()
+    # Seen before (its state kept): the record's run is placed as its snapshot's would be.
+    runs.take_all(_fold.coalesce(_fold.ended_records([records[0]])))
+    assert all(isinstance(run, dict) for run in runs.dirty.values())
+    assert [(r[1], r[2]) for r in runs.rows({})] == [("done", 1)]
+
+
+def test_upsert_many_writes_runs_with_empty_columns_narrow_and_the_same_table(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: a run whose pid, error, traceback... are all empty is written by the narrow
+    # upsert (those columns not bound: ~45% cheaper per row). The table is the same: a narrow
+    # row written over a wide one empties those columns, a wide one over a narrow fills them,
+    # and a run written twice in a batch (once of each) keeps the later.
+    from jupyter_executor.store import _schema
+
+    def row(i: int, **values: Any) -> list[Any]:
+        run = dict.fromkeys(WRITTEN)
+        run.update(engine_id="e", name=f"j{i}", attempt=1, status="done", detached=0)
+        run.update(values)
+        return [run[c] for c in WRITTEN]
+
+    wide = {"pid": 7, "error": "E: x", "traceback": "tb", "exit_code": 3, "detached": 1}
+    n = 300
+    first = [row(i, **(wide if i % 3 == 0 else {})) for i in range(n)]
+    second = [row(i, result=str(i), **(wide if i % 3 == 1 else {})) for i in range(n)]
+    con = _schema.connect(tmp_path / "h.db", 5, create=True)
+    steps: list[str] = []
+    try:
+        for batch in (first, second):
+            with _schema.transaction(con):
+                _schema.upsert_many(con, batch)
+        con.set_trace_callback(steps.append)
+        with _schema.transaction(con):  # one run twice: narrow, then wide (the later wins)
+            _schema.upsert_many(con, [row(n, result="a"), row(n, result="b", pid=9)])
+        con.set_trace_callback(None)
+        got = con.execute(f"SELECT {', '.join(WRITTEN)} FROM runs").fetchall()
+    finally:
+        con.close()
+    got.sort(key=lambda r: int(r[1][1:]))  # by name (the narrow ones were inserted first)
+    assert [list(r) for r in got] == [*second, row(n, result="b", pid=9)]
+    assert all("traceback" in s for s in steps if s.startswith("INSERT"))  # in order, wide
+    narrow = _schema._upsert_rows(1, True)
+    assert "traceback = NULL" in narrow and "(engine_id, name, attempt, backend" in narrow
+    assert "pid," not in narrow.split(" VALUES ")[0]

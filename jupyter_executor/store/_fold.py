@@ -17,14 +17,15 @@ error the retry left on the job.
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._snapshot import short_repr
+from .._snapshot import short_repr, snapshot_of_record, static_of_record
 from .._status import Status
 from .._text import safe_text
 from ..errors import JobCancelled
-from ._schema import TRANSITIONS, row_values
+from ._schema import ATTEMPT, TRANSITIONS, WRITTEN, row_values
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .._snapshot import JobSnapshot
 
 __all__ = ["Runs", "coalesce"]
+
+logger = logging.getLogger("jupyter_executor")
 
 # Keyed by the statuses' values; finished statuses rank 2.
 RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 1}
@@ -44,6 +47,10 @@ RANK = {Status.CREATED.value: 0, Status.PENDING.value: 0, Status.RUNNING.value: 
 # each state kept costs ~150 bytes.
 KEEP_FINISHED = 1024
 
+# The finished statuses' values: a snapshot with one of these may take the fast path (see
+# Runs.take_all).
+_ENDS = frozenset({Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value})
+
 
 class JobState:
     """What the writer remembers of one job: its latest run, and what places the next one.
@@ -55,18 +62,24 @@ class JobState:
 
     __slots__ = ("base", "key", "local", "name", "rank", "run")
 
-    def __init__(self, snap: JobSnapshot) -> None:
+    def __init__(self, key: int, name: str) -> None:
         # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
         # the name the writer keys on is the one in the database.
-        self.key = snap.key
-        self.name = safe_text(snap.name)
+        self.key = key
+        self.name = safe_text(name)
         self.base: int | None = None  # added to the job's attempts; fixed on the first write
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
         self.rank = -1  # RANK of the latest run's status (-1: no run yet)
 
 
-def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
+#: A run made whole from the one snapshot of its end (see Runs.take_all): the job's state, the
+#: row (attempt not placed yet) and the attempt's number in the job's own count (as a run's
+#: ``_local``: the state's moves on with a later attempt).
+_Ended = tuple[JobState, list[Any], int]
+
+
+def coalesce(snaps: Iterable[Any]) -> list[Any]:
     """Keep, of consecutive snapshots of one job's attempt, only the latest (in order).
 
     A no-op job reports submitted, running and done within microseconds: folding makes the
@@ -74,9 +87,12 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
     a restart, a rerun) is never folded into the previous attempt's.
     """
     latest: dict[int, int] = {}  # job key -> index in out
-    out: list[JobSnapshot] = []
+    out: list[Any] = []
     rank = RANK.get
     for snap in snaps:
+        if type(snap) is tuple:
+            out.append(snap)  # a record, its job's only change (see ended_records)
+            continue
         key = snap.key
         at = latest.get(key)
         if at is not None:
@@ -104,6 +120,40 @@ def coalesce(snaps: Iterable[JobSnapshot]) -> list[JobSnapshot]:
     return out
 
 
+def ended_records(changes: Iterable[JobSnapshot | tuple[Any, ...]]) -> list[Any]:
+    """The changes of a batch, in order, as :func:`coalesce` and :meth:`Runs.take_all` take
+    them: snapshots, and records made into snapshots, except the record of an end that is its
+    job's only change in the batch (with the times of its run), which stays a record.
+
+    A record that cannot be made into its snapshot is logged and left out.
+    """
+    changes = list(changes)
+    seen: dict[int, int] = {}
+    for change in changes:
+        key = change[1] if isinstance(change, tuple) else change.key
+        seen[key] = seen.get(key, 0) + 1
+    out: list[Any] = []
+    for change in changes:
+        if type(change) is not tuple:
+            out.append(change)
+            continue
+        if (
+            seen[change[1]] == 1
+            and change[4] in _ENDS
+            and change[8]
+            and change[5] is not None
+            and change[6] is not None
+            and change[7] is not None
+        ):
+            out.append(change)
+            continue
+        try:
+            out.append(snapshot_of_record(change))
+        except Exception:
+            logger.exception("jupyter_executor: cannot record a change of job %r", change[2])
+    return out
+
+
 class Runs:
     """The runs of one engine's jobs that are not yet written, and what places the next ones.
 
@@ -119,14 +169,55 @@ class Runs:
         # Keys of jobs whose run was finished and written, oldest first (a key may be there
         # twice: forgetting a job early is harmless, see KEEP_FINISHED).
         self._finished: deque[int] = deque()
-        self.dirty: dict[int, dict[str, Any]] = {}  # id(run) -> run
-        self._out: list[dict[str, Any]] = []  # the runs rows() gave, until written()
+        # id(run) -> run: a dict of the run's columns, or an _Ended run made whole
+        # from one snapshot (see take_all), in the order they became dirty (which is the
+        # order attempts are given in: a replacing job continues after its predecessor).
+        self.dirty: dict[int, dict[str, Any] | _Ended] = {}
+        self._out: list[dict[str, Any] | _Ended] = []  # the runs rows() gave, until written()
+
+    def take_all(self, snaps: Iterable[JobSnapshot | tuple[Any, ...]]) -> None:
+        """Fold snapshots in order (see :meth:`take`); one that fails is logged and skipped.
+
+        The fast path of a burst: the only snapshot of a job that ended (first seen ended:
+        the engine reports a short job once, at its end) is made into its row at once (one
+        list, no dict of columns), as :meth:`take` would make it. Records
+        (:func:`~jupyter_executor._snapshot.record_of`) kept by :func:`ended_records` take it
+        without being made into snapshots.
+        """
+        states = self.states
+        dirty = self.dirty
+        engine_id = self.engine_id
+        take = self.take
+        for snap in snaps:
+            if isinstance(snap, tuple):
+                # A record of an end, its job's only change in the batch (see ended_records).
+                self._take_record(snap)
+                continue
+            try:
+                key = snap.key
+                if (
+                    key not in states
+                    and snap.status in _ENDS
+                    and snap.attempts
+                    and snap.started is not None
+                    and snap.submitted is not None
+                    and snap.finished is not None
+                ):
+                    state = states[key] = JobState(key, snap.name)
+                    state.local = local = snap.attempts
+                    state.rank = 2
+                    entry = (state, _ended_row(engine_id, state.name, snap), local)
+                    dirty[id(entry)] = entry
+                else:
+                    take(snap)
+            except Exception:
+                logger.exception("jupyter_executor: cannot record a change of job %r", snap.name)
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""
         state = self.states.get(snap.key)
         if state is None:
-            state = self.states[snap.key] = JobState(snap)
+            state = self.states[snap.key] = JobState(snap.key, snap.name)
         rank = RANK.get(snap.status, 2)
         local = _attempt_of(state, snap, rank)
         run = self._run_for(state, snap, rank, local)
@@ -194,6 +285,60 @@ class Runs:
             "_since": snap.time,  # when it became dirty (see rows: pending runs held back)
         }
 
+    def _take_record(self, record: tuple[Any, ...]) -> None:
+        """Fold a record of an end (see :meth:`take_all`), as its snapshot would be folded."""
+        try:
+            key = record[1]
+            if key in self.states:
+                self.take(snapshot_of_record(record))  # placed after what came before
+                return
+            status, submitted, started, finished = record[4:8]
+            static = static_of_record(record)
+            state = self.states[key] = JobState(key, static[1])
+            state.local = local = record[8]
+            state.rank = 2
+            exc, pid = record[10], record[13]
+            requires = static[6]
+            if status == "done":
+                result = record[9]
+                result_text: str | None = short_repr(result)
+                is_code = static[2] == "subprocess" and isinstance(result, int)
+                exit_code = result if is_code else None
+            else:
+                result_text = None
+                exit_code = getattr(exc, "returncode", None)
+            # As _ended_row lays it out (a record is of a Job without a lifecycle record: no
+            # pid start time, not detached, no identity).
+            row = [
+                self.engine_id,
+                state.name,
+                None,
+                static[2],
+                static[3],
+                static[5] or static[4],
+                json.dumps(list(requires)) if requires else "[]",
+                status,
+                submitted,
+                started,
+                finished,
+                finished - started,
+                exit_code,
+                result_text,
+                None if exc is None else f"{type(exc).__name__}: {exc}",
+                record[11] if status == "failed" else None,
+                record[12] if status == "cancelled" else None,
+                static[8],
+                pid,
+                None,
+                0,
+                None,
+                f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
+            ]
+            entry = (state, row, local)
+            self.dirty[id(entry)] = entry
+        except Exception:
+            logger.exception("jupyter_executor: cannot record a change of job %r", record[2])
+
     def rows(self, highest: dict[str, int], hold_after: float | None = None) -> list[list[Any]]:
         """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).
 
@@ -206,9 +351,22 @@ class Runs:
         pending, most of which end a moment later; held, each is written once, at its end.
         """
         params = []
-        self._out = out = []  # (a failed write leaves the previous ones: given again)
+        out: list[dict[str, Any] | _Ended] = []
+        self._out = out  # (a failed write leaves the previous ones: given again)
         for run in self.dirty.values():
-            state: JobState = run["_state"]
+            if isinstance(run, tuple):
+                # Made whole by take_all: only its attempt is left to place.
+                state, row, local = run
+                if state.base is None:
+                    state.base = max(0, highest.get(state.name, 0) - local + 1)
+                attempt = state.base + local
+                if attempt > highest.get(state.name, 0):
+                    highest[state.name] = attempt
+                row[ATTEMPT] = attempt
+                params.append(row)
+                out.append(run)
+                continue
+            state = run["_state"]
             if hold_after is not None and state.rank == 0 and run["_since"] >= hold_after:
                 continue
             if state.base is None:
@@ -231,6 +389,10 @@ class Runs:
         finished = self._finished
         dirty = self.dirty
         for run in self._out:
+            if isinstance(run, tuple):
+                # Ended, never held as a dict: only its state stays (see below).
+                finished.append(run[0].key)
+                continue
             state: JobState = run["_state"]
             if state.rank == 2 and state.run is run:
                 # Final: keep only what places the next snapshot (state.local, state.rank).
@@ -247,6 +409,57 @@ class Runs:
             old = self.states.get(key)
             if old is not None and old.run is None:
                 del self.states[key]
+
+
+def _ended_row(engine_id: str, name: str, snap: JobSnapshot) -> list[Any]:
+    """The row (:data:`WRITTEN` order, attempt left None) of the one snapshot of a run that
+    ended, whose job is first seen: what take() makes of it, without a dict of columns.
+
+    The snapshot has ``attempts`` >= 1 and its submit, start and end times (see
+    :meth:`Runs.take_all`): its run went pending, running, then ended.
+    """
+    status = snap.status
+    submitted, started, finished = snap.submitted, snap.started, snap.finished
+    exc = snap.exception
+    requires = snap.requires
+    if status == "done":
+        result = snap.result
+        result_text: str | None = short_repr(result)
+        is_code = snap.backend == "subprocess" and isinstance(result, int)
+        exit_code = result if is_code else None
+    else:
+        result_text = None
+        exit_code = getattr(exc, "returncode", None)
+    pid = snap.pid
+    return [
+        engine_id,
+        name,
+        None,  # attempt: placed by rows()
+        snap.backend,
+        snap.kind,
+        snap.source or snap.description,
+        json.dumps(list(requires)) if requires else "[]",
+        status,
+        submitted,
+        started,
+        finished,
+        finished - started,  # type: ignore[operator]
+        exit_code,
+        result_text,
+        None if exc is None else f"{type(exc).__name__}: {exc}",
+        snap.traceback if status == "failed" else None,
+        snap.cancel_reason if status == "cancelled" else None,
+        snap.log_path,
+        pid,
+        snap.pid_start_time if pid is not None else None,
+        1 if snap.detached else 0,
+        snap.identity,
+        # As rows() writes them (see there): statuses are plain words, times finite floats.
+        f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
+    ]
+
+
+assert len(WRITTEN) == 23 and WRITTEN[ATTEMPT] == "attempt"  # _ended_row's layout
 
 
 def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:

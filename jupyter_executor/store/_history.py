@@ -1,11 +1,14 @@
 """The history store: every run of every job, kept in ``FOLDER/history.db`` (SQLite).
 
 The engine reports each change of a job (submitted, started, finished, restarted) with
-:meth:`HistoryStore.job_changed`, as a :class:`~jupyter_executor._snapshot.JobSnapshot`. That
-call is on the engine's hot path, so it only queues the snapshot; the writer thread
-(``_writer.py``) folds the snapshots of a batch into *runs* (``_fold.py``: one row per job name
-and attempt; a job submitted, started and finished within a batch is one row written once) and
-writes each batch in one transaction.
+:meth:`HistoryStore.job_changed`, as a :class:`~jupyter_executor._snapshot.JobSnapshot`, or,
+for a plain job when nothing else takes snapshots, with :meth:`HistoryStore.job_recorded`, as a
+record of the values that change (``_snapshot.record_of``: read under the engine's lock, where
+a whole snapshot cost the job threads of a burst their time). That call is on the engine's hot
+path, so it only queues; the writer thread (``_writer.py``) folds the changes of a batch into
+*runs* (``_fold.py``: one row per job name and attempt; a job submitted, started and finished
+within a batch is one row written once; the record of an end, its job's only change in the
+batch, is made into its row directly) and writes each batch in one transaction.
 
 What a burst of short jobs costs the history is one snapshot and one row per job: the engine
 records a plain job's start only if it still runs half a second later
@@ -30,7 +33,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -40,7 +43,7 @@ from .._text import safe_text
 from ..errors import StoreError
 from . import _schema
 from ._direct import DirectWrites
-from ._fold import Runs, coalesce
+from ._fold import Runs, coalesce, ended_records
 from ._query import HistoryFilters, decode, json_column, select
 from ._schema import (
     ATTEMPT,
@@ -70,6 +73,10 @@ BIG_BATCH = 1000
 # (see Runs.rows): in a burst the engine notes the queued jobs as pending (see
 # _slots._note_queued) and most end within this time: then each is written once.
 HOLD_PENDING = 1.0
+# The writer's checkpoints: pages of WAL between two (about 40 MB), and the size the WAL file
+# is cut back to after one (see _write).
+WAL_CHECKPOINT = 10_000
+WAL_LIMIT = 16 * 2**20
 
 
 class HistoryStore(DirectWrites):
@@ -205,6 +212,11 @@ class HistoryStore(DirectWrites):
         # the views); a job given directly is snapshotted here.
         self._writer.put(job if type(job) is JobSnapshot else snapshot_of(job))  # type: ignore[arg-type]
 
+    def job_recorded(self, record: tuple[Any, ...]) -> None:
+        """Record a change of a plain job given as :func:`~jupyter_executor._snapshot.record_of`
+        made it (cheap: no I/O, safe from any thread; the snapshot is made by the writer)."""
+        self._writer.put(record)
+
     def flush(self, timeout: float | None = None) -> None:
         """Block until every change reported so far is written to disk.
 
@@ -246,9 +258,9 @@ class HistoryStore(DirectWrites):
 
     # writer thread ---------------------------------------------------------------------------
     def _write_batch(
-        self, snaps: list[JobSnapshot], everything: bool = False
+        self, snaps: Sequence[JobSnapshot | tuple[Any, ...]], everything: bool = False
     ) -> BaseException | None:
-        # A large batch allocates a dict, a list and a row per run, all alive until written:
+        # A large batch allocates a row (and a state) per run, all alive until written:
         # with the collector on, they set off full passes that walk every live job of the
         # burst again and again (13 passes, 1.3 s, in a burst of 1e5). It is paused for the
         # batch (a bounded time: one batch), unless the program turned it off itself.
@@ -257,13 +269,7 @@ class HistoryStore(DirectWrites):
             gc.disable()
         try:
             runs = self._runs
-            for snap in coalesce(snaps):
-                try:
-                    runs.take(snap)
-                except Exception:
-                    logger.exception(
-                        "jupyter_executor: cannot record a change of job %r", snap.name
-                    )
+            runs.take_all(coalesce(ended_records(snaps)))
             del snaps  # release the results they hold before the write
             hold_after = None if everything else time.time() - HOLD_PENDING
             return self._write(hold_after) if runs.dirty else None
@@ -292,6 +298,12 @@ class HistoryStore(DirectWrites):
             con = self._con
             if con is None:
                 con = self._con = self._connect(create=True)
+                # A checkpoint (the WAL copied into the database) every WAL_CHECKPOINT pages,
+                # not SQLite's 1,000: the pages a burst changes again and again (the indexes,
+                # the last page of the table) are copied once per checkpoint (~15% of the
+                # cost of a row). The WAL left after one is cut back to WAL_LIMIT bytes.
+                con.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT}")
+                con.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
                 self._register(con)
                 rows = con.execute(
                     "SELECT name, MAX(attempt) FROM runs WHERE engine_id = ? GROUP BY name",

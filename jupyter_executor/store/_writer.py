@@ -10,10 +10,14 @@ seconds without changes (the next change starts a new one), so that an engine no
 down leaves no thread behind for long.
 
 The writer competes with the jobs for the GIL: during a burst of short jobs it sleeps
-(``_gather``) so that the burst ends sooner and its history is written after it, in large
-batches; the threads reporting changes wait for it only when the backlog passes ``BACKLOG``
-(a flood faster than the writer can record is slowed to its pace, so that an end never waits
-long in memory).
+(``_gather``) so that its history is written in large batches, each in few statements (SQLite
+writes them without the GIL, while the jobs run). The threads reporting changes wait for it
+only when the oldest change not yet written is older than ``max_delay`` (checked every
+``CHECK_EVERY`` changes): a flood faster than the writer can record is slowed to its pace, so
+that an end never waits long in memory (an end is on disk within about a second: the gather's
+``max_delay``, then at most the rest of the write the jobs wait for). A limit by count instead
+(a backlog of 5,000) made the job threads of a burst wait for every batch, idle while SQLite
+wrote it.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ logger = logging.getLogger("jupyter_executor")
 # how many queued changes it lets a burst pile up at most.
 BURST = 1000
 MAX_DEFERRED = 200_000
-# Unwritten changes beyond which the threads reporting changes wait for the writer to take them.
-BACKLOG = 5000
+# Changes between two checks of the age of the oldest unwritten one (see Writer.put): a power
+# of two (the check is a mask of the queue's length).
+CHECK_EVERY = 1024
 
 
 class Marker:
@@ -93,6 +98,10 @@ class Writer:
         self._urgent = threading.Event()  # a flush or close waits: skip the batch delay
         self._taken = threading.Condition(threading.Lock())  # notified when a batch is taken
         self.batches = 0  # batches taken so far
+        # When the oldest change of the queue came (time.monotonic), and the oldest of the
+        # batch being written (None when none is): see put.
+        self._since = 0.0
+        self._writing_since: float | None = None
         self._lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.closed = False
@@ -106,13 +115,18 @@ class Writer:
         queue.append(item)
         if not self._signalled:
             self._signal()
-        elif len(queue) > BACKLOG:
-            self._throttle()
+        elif not len(queue) & (CHECK_EVERY - 1):
+            oldest = self._writing_since
+            if oldest is None:
+                oldest = self._since
+            if time.monotonic() - oldest > self.max_delay:
+                self._throttle()
 
     def _throttle(self) -> None:
-        # Wake the thread now and wait until it has taken the queue (bounded: a writer stuck on
-        # another engine's lock slows the jobs, it does not stop them). No live writer (it
-        # failed): nothing to wait for.
+        # The writer is behind: wake it now and wait until it has taken the queue, which it
+        # does once the batch it writes is written (bounded: a writer stuck on another
+        # engine's lock slows the jobs, it does not stop them). No live writer (it failed):
+        # nothing to wait for.
         thread = self.thread
         if thread is None or thread is threading.current_thread() or not thread.is_alive():
             return
@@ -127,6 +141,7 @@ class Writer:
         # between this item being queued and the check that it runs.
         with self._lock:
             self._signalled = True
+            self._since = time.monotonic()
             if self.thread is None and not self.closed:
                 # Daemon: interpreter exit joins non-daemon threads *before* atexit runs the
                 # engine's shutdown, which is what closes the store.
@@ -189,10 +204,11 @@ class Writer:
                     self._gather()
                 # Clear the event before the flag: an item queued meanwhile sets both again.
                 self._wake.clear()
+                since = self._since
                 self._signalled = False
                 self._urgent.clear()
                 markers: list[Marker] = []
-                error = self._batch(markers)
+                error = self._batch(markers, since)
                 stop = any(marker.stop for marker in markers)
                 retry_in = 0.5 if error is None else min(2 * retry_in, 30.0)
                 for marker in markers:
@@ -218,9 +234,11 @@ class Writer:
             self.thread = None
             return True
 
-    def _batch(self, markers: list[Marker]) -> BaseException | None:
+    def _batch(self, markers: list[Marker], since: float) -> BaseException | None:
         """Take what is queued now and write it (a function, so that the batch's items, and
         the results they hold, are released when it is written, not when the next one comes).
+
+        ``since``: when the oldest of them came.
         """
         queue = self.queue
         pop = queue.popleft
@@ -235,11 +253,14 @@ class Writer:
         with self._taken:  # release the threads waiting out a flood (see _throttle)
             self.batches += 1
             self._taken.notify_all()
+        self._writing_since = since
         try:
             return self._write(items, bool(markers))
         except Exception as exc:  # a bug there must not stop the thread: flush() waits
             logger.exception("jupyter_executor: cannot write the history")
             return exc
+        finally:
+            self._writing_since = None
 
     def _gather(self) -> None:
         """Wait for a batch to gather; while a burst goes on, for the burst to end.
