@@ -485,6 +485,11 @@ def static_of_record(record: tuple[Any, ...]) -> tuple[Any, ...]:
     return _static(job, key, name, engine)
 
 
+# The fields of a record's snapshot that only the views read, left empty: pid_start_time,
+# detached, identity, progress, progress_text, last_line, output_version, next_run, restarts, url.
+_UNREAD = (None, False, None, None, "", "", 0, None, 0, None)
+
+
 def snapshot_of_record(record: tuple[Any, ...]) -> JobSnapshot:
     """The snapshot :func:`snapshot_of` would have taken at the change ``record`` holds.
 
@@ -494,44 +499,11 @@ def snapshot_of_record(record: tuple[Any, ...]) -> JobSnapshot:
     record. The fields only the views read (``allows``, the output, the progress, the
     coloured traceback) are left empty: the history alone reads these snapshots.
     """
-    (
-        status,
-        submitted,
-        started,
-        finished,
-        attempts,
-        result,
-        exception,
-        traceback,
-        cancel_reason,
-        pid,
-        now,
-    ) = record[4:]  # after the job, key, name and engine
+    # after the job, key, name and engine; ``ran``: submitted, started, finished, attempts,
+    # result, exception, traceback
+    status, *ran, cancel_reason, pid, now = record[4:]
     snap = _Builder(
-        *static_of_record(record),
-        status,
-        (),
-        submitted,
-        started,
-        finished,
-        attempts,
-        result,
-        exception,
-        traceback,
-        None,
-        cancel_reason,
-        pid,
-        None,
-        False,
-        None,
-        None,
-        "",
-        "",
-        0,
-        None,
-        0,
-        None,
-        now,
+        *static_of_record(record), status, (), *ran, None, cancel_reason, pid, *_UNREAD, now
     )
     snap.__class__ = JobSnapshot
     return cast(JobSnapshot, snap)
