@@ -147,3 +147,7 @@ class BackendHost(Protocol):
 
     def note_pid(self, job: Job) -> None:
         """Log that ``job``'s process started, with its pid."""
+
+    def started(self, job: Job) -> bool:
+        """(a backend that ``holds``) ``job``, held in its slot, runs now; False if it was not
+        held (already started, or settled meanwhile)."""

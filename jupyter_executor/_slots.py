@@ -36,7 +36,9 @@ class EngineHost:
     engine itself cost; what may change (the loop, the grace period) is read when asked.
     """
 
-    __slots__ = ("_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid")
+    __slots__ = (
+        "_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid", "started",
+    )  # fmt: skip
 
     def __init__(self, engine: Slots) -> None:
         self._engine = engine
@@ -45,6 +47,7 @@ class EngineHost:
         self.call_soon = engine._call_soon
         self.job_changed = engine._job_changed
         self.note_pid = engine._note_pid
+        self.started = engine._started
 
     @property
     def id(self) -> str:
@@ -86,6 +89,7 @@ class Slots(LoopThread):
     resume: bool
     _backends: dict[str, Backend]
     _running: int
+    _held: set[Job]
     _queued: int
     _noting: bool
     _ran: set[str]
@@ -97,7 +101,7 @@ class Slots(LoopThread):
 
     if TYPE_CHECKING:
         # Provided by the rooms above (the scheduler and the policies).
-        def _mark_running(self, job: Job, backend: Backend) -> None: ...
+        def _start_attempt(self, job: Job) -> None: ...
 
         def _finish(
             self,
@@ -124,6 +128,9 @@ class Slots(LoopThread):
         self._backends = {}
         self._host = EngineHost(self)
         self._running = 0
+        # Jobs in a slot of a backend that ``holds`` (prefetch) and not started there yet: they
+        # stay pending until the backend says they run (_started).
+        self._held = set()
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._noting = False  # _note_queued is due
         self._ran = set()  # jobs that really ran an attempt (for resume)
@@ -200,7 +207,7 @@ class Slots(LoopThread):
     def _begin(self, job: Job, backend: Backend) -> bool:
         """Take a slot and mark ``job`` running; queue it when no slot is free."""
         with self._lock:
-            if job.status is not Status.PENDING:
+            if job.status is not Status.PENDING or job in self._held:
                 return False
             if (self.max_jobs is not None and self._running >= self.max_jobs) or (
                 backend.limit is not None and backend.running >= backend.limit
@@ -277,10 +284,37 @@ class Slots(LoopThread):
                 self._arm_note_queued()
 
     def _after_begin(self, job: Job) -> None:
-        if job.timeout is not None:
+        # (a held job's timeout starts with its run: _started)
+        if job.timeout is not None and job.status is Status.RUNNING:
             self._call_soon(self._arm_timeout, job, job.attempts)
         if sys.stdout.__class__ is not _capture.StreamProxy:
             _capture.install()
+
+    def _mark_running(self, job: Job, backend: Backend) -> None:
+        # (under the lock) A slot is taken: the job runs, or stays pending until its backend,
+        # which holds jobs before it runs them (prefetch), says it started (_started).
+        self._running += 1
+        backend.running += 1
+        if backend.holds:
+            self._held.add(job)
+            return
+        self._start_attempt(job)
+
+    def _in_slot(self, job: Job) -> bool:
+        """Whether ``job`` holds a slot: it runs, or its backend holds it (not started yet)."""
+        return job.status is Status.RUNNING or job in self._held
+
+    def _started(self, job: Job) -> bool:
+        """(loop thread; ``BackendHost.started``) A job held by its backend starts to run: it
+        becomes running now (its attempt, start time, timeout). False when it was not held
+        (already started, or settled meanwhile)."""
+        with self._lock:
+            if job not in self._held:
+                return False
+            self._held.discard(job)
+            self._start_attempt(job)
+        self._after_begin(job)
+        return True
 
     def _drain_queues(self, backend: Backend) -> None:
         """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""

@@ -135,6 +135,22 @@ def _parent_of(pid: int) -> int:
     return int(psutil.Process(pid).ppid())
 
 
+def _holder(engine: Engine, job: Job) -> int | None:
+    """The pid of the worker process that was handed ``job`` (holds or runs it), if any.
+
+    A held job has no pid of its own yet (it is pending): the backend's bookkeeping says where
+    it is.
+    """
+    backend = engine._backends.get("process")  # made on the loop, by the first process job
+    run = None if backend is None else backend._active.get(job)  # type: ignore[attr-defined]
+    worker = None if run is None else run.worker
+    return None if worker is None else worker.pid
+
+
+def _started(engine: Engine, name: str) -> list[Any]:
+    return [e for e in engine.log if e[1] == "started" and e[2] == name]
+
+
 @pytest.mark.timeout(120)
 def test_process_workers_are_forked_by_a_fork_server(engine: Engine) -> None:
     # Workers are forked by one warm Python (not started as new Pythons by the kernel, nor forked
@@ -158,15 +174,19 @@ def test_process_workers_are_forked_by_a_fork_server(engine: Engine) -> None:
 @pytest.mark.timeout(120)
 def test_a_worker_gets_its_next_job_while_it_runs_one(engine: Engine, tmp_path: Path) -> None:
     # Prefetch: with one worker, the second job is handed to it while the first runs (so it
-    # starts without waiting for the kernel); it counts as running meanwhile, as the calls a
-    # ProcessPoolExecutor has queued for its workers do.
+    # starts without waiting for the kernel); held, it is still pending (not started, no pid).
     gate = tmp_path / "gate"
     engine.set_limits(process=1)
     first = engine.submit(_pid_after, str(gate), backend="process", name="first")
     second = engine.submit(_pid, backend="process", name="second")
-    wait_until(lambda: first.pid is not None and second.pid is not None, 60, "both handed over")
-    assert first.status == "running" and second.status == "running"
-    assert second.pid == first.pid  # held by the worker that runs the first job
+    wait_until(
+        lambda: first.pid is not None and _holder(engine, second) is not None,
+        60,
+        "both handed over",
+    )
+    assert first.status == "running" and second.status == "pending"
+    assert second.pid is None and not _started(engine, "second")
+    assert _holder(engine, second) == first.pid  # held by the worker that runs the first job
     gate.write_text("go")
     assert engine.wait(timeout=60)
     assert first.result() == second.result() == first.pid
@@ -182,7 +202,9 @@ def test_a_held_job_goes_to_the_worker_that_is_free_first(engine: Engine, tmp_pa
     long = engine.submit(_pid_after, str(gate), backend="process", name="long")
     short = engine.submit(_pid_after, str(short_gate), backend="process", name="short")
     nxt = engine.submit(_pid, backend="process", name="next")
-    wait_until(lambda: nxt.pid is not None and long.pid is not None, 60, "next handed over")
+    wait_until(
+        lambda: _holder(engine, nxt) is not None and long.pid is not None, 60, "next handed over"
+    )
     short_gate.write_text("go")
     try:
         assert engine.wait_job(nxt, timeout=60), nxt.info().error
@@ -201,8 +223,8 @@ def test_a_held_job_of_a_crashed_worker_runs_elsewhere(engine: Engine, tmp_path:
     gate = tmp_path / "gate"
     crash = engine.submit(_exit_after, str(gate), backend="process", name="crash")
     after = engine.submit(_pid, backend="process", name="after")
-    wait_until(lambda: after.pid is not None, 60, "after handed over")
-    held_by = after.pid
+    wait_until(lambda: _holder(engine, after) is not None, 60, "after handed over")
+    held_by = _holder(engine, after)
     gate.write_text("go")
     engine.wait(timeout=60)
     assert "exited with code 7" in str(crash.exception())
@@ -224,3 +246,48 @@ def test_a_worker_exit_code_of_255_is_reported_as_such(engine: Engine) -> None:
     job = engine.submit(os._exit, 255, backend="process", name="exit255")
     engine.wait_job(job, timeout=30)
     assert "exited with code 255" in str(job.exception()), job.exception()
+
+
+@pytest.mark.timeout(120)
+def test_a_held_job_is_cancelled_without_stopping_its_worker(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A job held by the worker that runs another one has not started: cancelling it takes it
+    # back (nothing is killed, the running job goes on on the same worker), it is never
+    # reported running, and the next job still runs on that worker.
+    gate = tmp_path / "gate"
+    engine.set_limits(process=1)
+    first = engine.submit(_pid_after, str(gate), backend="process", name="first")
+    held = engine.submit(_pid, backend="process", name="held")
+    wait_until(lambda: _holder(engine, held) is not None and first.pid is not None, 60, "held")
+    worker = first.pid
+    assert held.status == "pending"
+    assert engine.cancel(held)
+    wait_until(lambda: held.status == "cancelled", 60, "held cancelled")
+    assert first.status == "running" and psutil.pid_exists(worker)
+    gate.write_text("go")
+    assert engine.wait_job(first, timeout=60), first.info().error
+    assert first.result() == worker  # not killed: it ended its job
+    after = engine.submit(_pid, backend="process", name="after")
+    assert engine.wait_job(after, timeout=60), after.info().error
+    assert after.result() == worker  # the same worker, kept
+    assert not _started(engine, "held") and held.attempts == 0 and held.pid is None
+
+
+@pytest.mark.timeout(120)
+def test_a_held_jobs_timeout_counts_from_its_start(engine: Engine, tmp_path: Path) -> None:
+    # The time a job waits held behind another is not its run time: its timeout starts when
+    # its worker starts it (it timed out while held, when held jobs counted as running).
+    import time
+
+    gate = tmp_path / "gate"
+    engine.set_limits(process=1)
+    first = engine.submit(_pid_after, str(gate), backend="process", name="first")
+    held = engine.submit(_pid, backend="process", name="held", timeout=1.0)
+    wait_until(lambda: _holder(engine, held) is not None and first.pid is not None, 60, "held")
+    time.sleep(2.5)  # held for more than its timeout
+    assert held.status == "pending", held.info().error
+    gate.write_text("go")
+    assert engine.wait(timeout=60), held.info().error
+    assert held.result() == first.result()
+    assert held.attempts == 1 and held.pid == first.pid

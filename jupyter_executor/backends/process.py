@@ -7,10 +7,11 @@ the backend's limit.
 
 Each worker may hold one more job than it runs (prefetch): it starts the next job the moment
 the last one ends, without waiting for the kernel's loop, which on a busy machine may take
-milliseconds to get a turn. A job handed over in advance counts as running for the engine (as a
-``ProcessPoolExecutor``'s queued calls do); when another worker becomes free first, the job is
-taken back (revoked) from the busy one and runs on the free one, so it never waits behind a long
-job while a worker idles.
+milliseconds to get a turn. A job handed over in advance takes a slot of the engine but stays
+pending (the backend ``holds``) until its worker says it starts it; cancelling it then takes it
+back without stopping anything. When another worker becomes free first, the job is taken back
+(revoked) from the busy one and runs on the free one, so it never waits behind a long job while
+a worker idles.
 
 A job that is cancelled, or whose worker crashes (segfault, ``os._exit``), takes only its own
 worker down: the job fails with :class:`WorkerCrashed` (or is cancelled), the job queued behind
@@ -34,6 +35,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _worker
+from .._status import Status
 from .._worker import BOOT, HEADER, REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
@@ -270,7 +272,8 @@ class _Run:
     """One attempt of a job on a worker, from its hand-over to its end."""
 
     __slots__ = (
-        "cancelled", "ended", "handovers", "id", "job", "on_end", "payload", "started", "worker",
+        "cancelled", "ended", "handovers", "id", "job", "on_end", "on_start", "payload", "started",
+        "worker",
     )  # fmt: skip
 
     def __init__(self, job: Job) -> None:
@@ -287,6 +290,8 @@ class _Run:
         self.handovers = 0
         #: Called once with ("ok", result), ("error", exception) or ("cancelled", None).
         self.on_end: Any = None
+        #: Called when its worker starts it (None: nothing to tell).
+        self.on_start: Any = None
 
     def end(self, kind: str, value: Any) -> None:
         if not self.ended:
@@ -370,6 +375,11 @@ class _Worker:
                     if run.cancelled:  # cancelled while held: it must not run
                         self.leaving = True
                         backend._stop_worker(self, kill=True)
+                        continue
+                    assert self.proc is not None
+                    run.job.pid = self.proc.pid
+                    if run.on_start is not None:
+                        run.on_start()
                 elif kind == "out":
                     run = self.current()
                     if run is not None:
@@ -412,6 +422,7 @@ class ProcessBackend(TaskBackend):
     """Runs callables in reusable worker processes forked by a fork server."""
 
     name = "process"
+    holds = True  # a job held by a worker (prefetched) is pending until the worker starts it
 
     def __init__(self, engine: BackendHost) -> None:
         super().__init__(engine)
@@ -531,7 +542,9 @@ class ProcessBackend(TaskBackend):
     def start(self, job: Job) -> None:
         life = job.runstate.life
         if life is not None and (life.before is not None or life.after is not None):
-            super().start(job)  # its hooks run around execute() in a task
+            # Its hooks run around execute() in a task: its attempt starts with them.
+            self.engine.started(job)
+            super().start(job)
             return
         if self._early is not None:
             self._early.append(job)
@@ -549,6 +562,7 @@ class ProcessBackend(TaskBackend):
             self.loop.call_soon(self._end, job, "error", exc)
             return
         run.on_end = functools.partial(self._end, job)
+        run.on_start = functools.partial(self.engine.started, job)
         self._active[job] = run
         self._hand_over(run)
 
@@ -557,8 +571,12 @@ class ProcessBackend(TaskBackend):
         self._active.pop(job, None)
         engine = self.engine
         if kind == "cancelled":
-            engine.finish(job, cancelled=True)
+            engine.finish(job, cancelled=True)  # (a held job: it never ran, nor counts as run)
             return
+        if job.status is Status.PENDING:
+            # Ended before its worker started it (it could not be sent, its workers kept
+            # dying): that was its attempt.
+            engine.started(job)
         if kind == "ok":
             nxt = engine.finish(job, value, handoff=self)
         else:
@@ -635,7 +653,6 @@ class ProcessBackend(TaskBackend):
         run.worker = worker
         worker.runs.append(run)
         if worker.proc is not None:
-            run.job.pid = worker.proc.pid
             worker.send_run(run)
 
     def _refill(self, worker: _Worker) -> None:
@@ -681,8 +698,6 @@ class ProcessBackend(TaskBackend):
             self._workers.remove(worker)
             await self._discard_proc(proc)
             return
-        for run in worker.runs:
-            run.job.pid = proc.pid
         worker.start(proc)
 
     async def _fork(self) -> _Forked:
@@ -759,8 +774,9 @@ class ProcessBackend(TaskBackend):
             await terminate_group(_proc(proc), 1.0)
 
     async def aclose(self) -> None:
-        for run in self._waiting:
+        for run in self._waiting:  # (held by no worker yet: pending for the engine)
             run.cancelled = True
+            run.end("cancelled", None)
         self._waiting.clear()
         workers = list(self._workers)
         for worker in workers:
@@ -784,6 +800,12 @@ class ProcessBackend(TaskBackend):
         if self._zygote is not None:
             await self._zygote.close()
             self._zygote = None
+        # What a worker still held when it stopped never ran (a started job was settled by the
+        # engine as it stopped: this does nothing to it).
+        for worker in workers:
+            for run in worker.runs:
+                run.cancelled = True
+                run.end("cancelled", None)
 
 
 def _crash_message(job: Job, returncode: int) -> str:
