@@ -193,10 +193,19 @@ def test_a_worker_gets_its_next_job_while_it_runs_one(engine: Engine, tmp_path: 
 
 
 @pytest.mark.timeout(120)
-def test_a_held_job_goes_to_the_worker_that_is_free_first(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("send_below", [None, 0])
+def test_a_held_job_goes_to_the_worker_that_is_free_first(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, send_below: int | None
+) -> None:
     # Two workers: "long" runs until the test says, "short" ends soon; "next" is held by one of
     # them meanwhile. Whichever holds it, it runs on the worker that is free first (taken back
-    # from the busy one), while "long" still runs.
+    # from the busy one), while "long" still runs. With jobs sent only to a worker that has
+    # none waiting (send_below=0), the job given back is sent again (it stayed unsent, its
+    # first sending counted as one waiting on the free worker).
+    if send_below is not None:
+        from jupyter_executor.backends import process
+
+        monkeypatch.setattr(process, "SEND_BELOW", send_below)
     gate, short_gate = tmp_path / "gate", tmp_path / "short"
     engine.set_limits(process=2)
     long = engine.submit(_pid_after, str(gate), backend="process", name="long")
