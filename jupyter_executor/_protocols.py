@@ -94,6 +94,10 @@ class BackendHost(Protocol):
         """True once the engine is shut down."""
 
     @property
+    def max_jobs(self) -> int | None:
+        """The engine's limit on jobs in slots at once, all backends together (None: none)."""
+
+    @property
     def dask(self) -> Any:
         """The engine's ``dask=`` option (a client, an address, options, a kind or None)."""
 

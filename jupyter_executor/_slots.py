@@ -62,6 +62,10 @@ class EngineHost:
         return self._engine._closed
 
     @property
+    def max_jobs(self) -> int | None:
+        return self._engine.max_jobs
+
+    @property
     def dask(self) -> Any:
         return self._engine.dask
 

@@ -346,3 +346,28 @@ def test_an_argument_of_a_class_of_main_reaches_the_worker(
     job = engine.submit(_class_name, kernelside(), backend="process", name="main-class")
     assert engine.wait_job(job, timeout=60), job.info().error
     assert job.result() == "Kernelside"
+
+
+def _thread_job() -> str:
+    return "ran"
+
+
+@pytest.mark.timeout(120)
+def test_held_jobs_leave_max_jobs_slots_to_other_backends(engine: Engine, tmp_path: Path) -> None:
+    # Held jobs take slots of the engine's max_jobs though they are pending: under max_jobs a
+    # worker holds one, so that a queue of process jobs does not keep a thread job from the
+    # slots left (with 5 held per worker, the 3 slots went to process jobs, one running).
+    gate = tmp_path / "gate"
+    engine.max_jobs = 3
+    engine.set_limits(process=1)
+    first = engine.submit(_pid_after, str(gate), backend="process", name="first")
+    rest = [engine.submit(_pid, backend="process", name=f"p{i}") for i in range(4)]
+    wait_until(lambda: first.pid is not None, 60, "first running")
+    try:
+        other = engine.submit(_thread_job, backend="thread", name="other")
+        assert engine.wait_job(other, timeout=30), other.info().error
+        assert other.result() == "ran" and first.status == "running"
+    finally:
+        gate.write_text("go")
+    assert engine.wait(timeout=60)
+    assert [j.result() for j in rest] == [first.result()] * 4

@@ -56,9 +56,11 @@ __all__ = ["ProcessBackend"]
 logger = logging.getLogger(__name__)
 
 #: Jobs a worker holds beyond the one it runs. 1,000 tiny jobs on 2 workers, loaded machine:
-#: 1 -> 87 µs per job, 3 -> 76, 5 -> 63 (fewer writes, see SEND_BELOW). Held jobs take slots
-#: of the engine (also of its max_jobs) though they are pending.
+#: 1 -> 87 µs per job, 3 -> 76, 5 -> 63 (fewer writes, see SEND_BELOW).
 PREFETCH = 5
+#: The same under an engine's ``max_jobs``, which held jobs count in though they are pending:
+#: few, so that they do not keep other backends' jobs from its slots.
+PREFETCH_UNDER_MAX_JOBS = 1
 #: Jobs handed to a worker are sent to it when it has at most this many sent and not started,
 #: several in one write: each write wakes the worker, and a wake-up cost the kernel 7-11 µs of
 #: CPU and 25-30 µs of its loop's time on a loaded 2-core machine (a third of a tiny job).
@@ -513,15 +515,18 @@ class ProcessBackend(TaskBackend):
                 self.start(job)
 
     # The engine's limit is the number of workers; the backend takes up to PREFETCH more
-    # jobs per worker, which the engine counts as running (see the module's docstring).
+    # jobs per worker, which hold slots of the engine while they stay pending (``holds``).
     @property
     def limit(self) -> int | None:
         workers = self._max_workers
-        return None if workers is None else workers * (1 + PREFETCH)
+        return None if workers is None else workers * (1 + self._prefetch())
 
     @limit.setter
     def limit(self, value: int | None) -> None:
         self._max_workers = value
+
+    def _prefetch(self) -> int:
+        return PREFETCH if self.engine.max_jobs is None else PREFETCH_UNDER_MAX_JOBS
 
     def _environment(self) -> dict[str, str]:
         """The kernel's environment as a worker gets it (when it starts, and before each job).
@@ -691,7 +696,8 @@ class ProcessBackend(TaskBackend):
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
                 return
-        held = [w for w in usable if w.runs and len(w.runs) <= PREFETCH]
+        prefetch = self._prefetch()
+        held = [w for w in usable if w.runs and len(w.runs) <= prefetch]
         if held:
             self._assign(run, min(held, key=lambda w: len(w.runs)))
             return
@@ -709,7 +715,8 @@ class ProcessBackend(TaskBackend):
         held by a busy worker when this one is free."""
         if worker.leaving:
             return
-        while self._waiting and len(worker.runs) <= PREFETCH:
+        prefetch = self._prefetch()
+        while self._waiting and len(worker.runs) <= prefetch:
             run = self._waiting.popleft()
             if not run.cancelled:
                 self._assign(run, worker)
