@@ -893,6 +893,8 @@ def _by_reference(payload: tuple[Any, Any, Any, Any]) -> bytes | None:
 def _by_value_modules() -> bool:
     """Whether a module is registered with ``cloudpickle.register_pickle_by_value``."""
     module = sys.modules.get("cloudpickle.cloudpickle")
+    if module is None:
+        return False  # not imported: none (and a first job need not wait for its import)
     registered = getattr(module, "_PICKLE_BY_VALUE_MODULES", None)
     return registered is None or bool(registered)  # (unknown: as if some were)
 
