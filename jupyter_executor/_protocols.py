@@ -37,6 +37,10 @@ class BackendHost(Protocol):
         """True once the engine is shut down."""
 
     @property
+    def max_jobs(self) -> int | None:
+        """The engine's limit on jobs in slots at once, all backends together (None: none)."""
+
+    @property
     def dask(self) -> Any:
         """The engine's ``dask=`` option (a client, an address, options, a kind or None)."""
 
@@ -91,3 +95,7 @@ class BackendHost(Protocol):
 
     def note_pid(self, job: Job) -> None:
         """Log that ``job``'s process started, with its pid."""
+
+    def started(self, job: Job) -> bool:
+        """(a backend that ``holds``) ``job``, held in its slot, runs now; False if it was not
+        held (already started, or settled meanwhile)."""

@@ -344,8 +344,9 @@ class Scheduler(Intake):
         if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
         with self._lock:
-            if job.status is not Status.RUNNING:
+            if not self._in_slot(job):
                 return None
+            self._held.discard(job)  # (one that ended before it started: cancelled while held)
             self._running -= 1
             backend.running -= 1
         return backend
@@ -446,7 +447,7 @@ class Scheduler(Intake):
         ready: builtins.list[Job] = [] if collect is None else collect
         to_cancel: builtins.list[tuple[Job, str]] = []
         with self._lock:
-            if job.status in FINISHED or (not_started and job.status is Status.RUNNING):
+            if job.status in FINISHED or (not_started and self._in_slot(job)):
                 return False
             set_status(job, status)
             job.finished = now = self._now()
@@ -557,8 +558,8 @@ class Scheduler(Intake):
             if not fut.done():
                 fut.set_result(None)
 
-    def _mark_running(self, job: Job, backend: Backend) -> None:
-        # (under the lock) A slot is taken: the job runs.
+    def _start_attempt(self, job: Job) -> None:
+        # (under the lock) The job, in its slot (Slots._mark_running), runs.
         set_status(job, Status.RUNNING)
         job.started = now = self._now()
         job.finished = None
@@ -570,8 +571,6 @@ class Scheduler(Intake):
         if job.runstate.output is not None:  # an earlier run: this one starts a new tail and log
             job.runstate.output.close()
             job.runstate.output = None
-        self._running += 1
-        backend.running += 1
         self.log.append(new_event((now, "started", job.name, "")))
         if job.kind != "command" and jobs_logger.isEnabledFor(logging.INFO):
             # (a command is logged when its process exists, with its pid: _note_pid)
@@ -609,7 +608,7 @@ class Scheduler(Intake):
             self._call_soon(self._stop, job)  # it started meanwhile: stop it like a running one
 
     def _stop(self, job: Job) -> None:
-        if job.status is Status.RUNNING:
+        if self._in_slot(job):
             self._backends[job.backend].cancel(job)
 
     def _allows(self, name: str) -> tuple[str, ...]:

@@ -52,7 +52,9 @@ class EngineHost:
     engine itself cost; what may change (the loop, the grace period) is read when asked.
     """
 
-    __slots__ = ("_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid")
+    __slots__ = (
+        "_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid", "started",
+    )  # fmt: skip
 
     def __init__(self, engine: Slots) -> None:
         self._engine = engine
@@ -61,11 +63,13 @@ class EngineHost:
         self.call_soon = engine._call_soon
         self.job_changed = engine._job_changed
         self.note_pid = engine._note_pid
+        self.started = engine._started
 
     # What may change (the grace period, the loop, the dask options...), read when asked.
     id: _EngineAttr[str] = _EngineAttr("id")
     cancel_grace: _EngineAttr[float] = _EngineAttr("cancel_grace")
     closed: _EngineAttr[bool] = _EngineAttr("closed")
+    max_jobs: _EngineAttr[int | None] = _EngineAttr("max_jobs")
     dask: _EngineAttr[Any] = _EngineAttr("dask")
     cluster_options: _EngineAttr[dict[str, Any]] = _EngineAttr("cluster_options")
     loop: _EngineAttr[asyncio.AbstractEventLoop | None] = _EngineAttr("_loop")
@@ -83,6 +87,7 @@ class Slots(LoopThread):
     resume: bool
     _backends: dict[str, Backend]
     _running: int
+    _held: set[Job]
     _queued: int
     _noting: bool
     _ran: set[str]
@@ -95,7 +100,7 @@ class Slots(LoopThread):
     if TYPE_CHECKING:
         # Provided by the rooms above (the scheduler and the policies). Restated, not typed
         # loosely: mypy then checks Scheduler._finish against this and BackendHost.finish.
-        def _mark_running(self, job: Job, backend: Backend) -> None: ...
+        def _start_attempt(self, job: Job) -> None: ...
 
         def _finish(
             self,
@@ -122,6 +127,9 @@ class Slots(LoopThread):
         self._backends = {}
         self._host = EngineHost(self)
         self._running = 0
+        # Jobs in a slot of a backend that ``holds`` (prefetch) and not started there yet: they
+        # stay pending until the backend says they run (_started).
+        self._held = set()
         self._queued = 0  # jobs waiting in the backends' queues for a free slot
         self._noting = False  # _note_queued is due
         self._ran = set()  # jobs that really ran an attempt (for resume)
@@ -206,7 +214,7 @@ class Slots(LoopThread):
     def _begin_locked(self, job: Job, backend: Backend) -> bool:
         """(under the lock) :meth:`_begin` but for :meth:`_after_begin`, which the caller
         does once the lock is released: True when ``job`` took a slot."""
-        if job.status is not Status.PENDING:
+        if job.status is not Status.PENDING or job in self._held:
             return False
         if (self.max_jobs is not None and self._running >= self.max_jobs) or (
             backend.limit is not None and backend.running >= backend.limit
@@ -283,10 +291,37 @@ class Slots(LoopThread):
                 self._arm_note_queued()
 
     def _after_begin(self, job: Job) -> None:
-        if job.timeout is not None:
+        # (a held job's timeout starts with its run: _started)
+        if job.timeout is not None and job.status is Status.RUNNING:
             self._call_soon(self._arm_timeout, job, job.attempts)
         if sys.stdout.__class__ is not _capture.StreamProxy:
             _capture.install()
+
+    def _mark_running(self, job: Job, backend: Backend) -> None:
+        # (under the lock) A slot is taken: the job runs, or stays pending until its backend,
+        # which holds jobs before it runs them (prefetch), says it started (_started).
+        self._running += 1
+        backend.running += 1
+        if backend.holds:
+            self._held.add(job)
+            return
+        self._start_attempt(job)
+
+    def _in_slot(self, job: Job) -> bool:
+        """Whether ``job`` holds a slot: it runs, or its backend holds it (not started yet)."""
+        return job.status is Status.RUNNING or job in self._held
+
+    def _started(self, job: Job) -> bool:
+        """(loop thread; ``BackendHost.started``) A job held by its backend starts to run: it
+        becomes running now (its attempt, start time, timeout). False when it was not held
+        (already started, or settled meanwhile)."""
+        with self._lock:
+            if job not in self._held:
+                return False
+            self._held.discard(job)
+            self._start_attempt(job)
+        self._after_begin(job)
+        return True
 
     def _drain_queues(self, backend: Backend) -> None:
         """(loop thread) A slot was freed: start what waits in the queues, this backend's first."""

@@ -39,6 +39,10 @@ class Backend:
     #: ``engine.finish(job, ..., handoff=self)`` may return a job queued on this backend for a
     #: slot, started, for the caller to run (the caller runs whatever it is handed).
     takes_queued = False
+    #: The backend may be given a job before it can run it (prefetch: a worker holds it): the
+    #: job takes a slot but stays pending until the backend calls ``engine.started(job)``,
+    #: which it must do before it ends the attempt any other way than cancelled.
+    holds = False
 
     def __init__(self, engine: BackendHost) -> None:
         self.engine = engine
