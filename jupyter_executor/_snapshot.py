@@ -299,6 +299,20 @@ def _join_log(prefix: str, name: str) -> str:
     return f"{prefix}{log_stem(name)}.log"
 
 
+def _ran(job: SnapshotSource, run: RunState) -> tuple[Any, ...]:
+    # What an attempt changes, in the snapshot's order (snapshot_of and record_of read it so):
+    # submitted, started, finished, attempts, result, exception, traceback.
+    return (
+        job.submitted,
+        job.started,
+        job.finished,
+        job.attempts,
+        run.result,
+        run.exception,
+        job.traceback,
+    )
+
+
 def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
     """Take the snapshot of ``job`` as it is now (safe from any thread; no I/O).
 
@@ -332,13 +346,7 @@ def snapshot_of(job: SnapshotSource, now: float | None = None) -> JobSnapshot:
         *_static_of(job, name, engine, status),
         status,
         job.allows if engine is not None and name else (),
-        job.submitted,
-        job.started,
-        job.finished,
-        job.attempts,
-        run.result,
-        run.exception,
-        job.traceback,
+        *_ran(job, run),
         run.traceback_ansi,
         run.cancel_reason,
         job.pid,
@@ -454,13 +462,7 @@ def record_of(job: SnapshotSource) -> tuple[Any, ...]:
         job.name,
         job.engine,
         status,
-        job.submitted,
-        job.started,
-        job.finished,
-        job.attempts,
-        run.result,
-        run.exception,
-        job.traceback,
+        *_ran(job, run),
         run.cancel_reason,
         job.pid,
         time.time(),

@@ -34,6 +34,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _worker
@@ -75,30 +76,23 @@ UNKNOWN_EXIT = 1 << 16  # out of the range of exit codes (0-255) and signals (< 
 _ids = itertools.count(1)
 
 
+@dataclass(eq=False)
 class _Forked:
     """A worker process forked by the fork server, shaped like an asyncio ``Process``:
     ``pid``, ``returncode``, ``wait()`` and the three pipes (what ``terminate_group`` uses)."""
 
-    def __init__(
-        self,
-        pid: int,
-        stdin: asyncio.StreamWriter,
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-        ended: asyncio.Future[int],
-    ) -> None:
-        self.pid = pid
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self._ended = ended
+    pid: int
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader
+    ended: asyncio.Future[int]  # its exit status, from the fork server
 
     @property
     def returncode(self) -> int | None:
-        return self._ended.result() if self._ended.done() else None
+        return self.ended.result() if self.ended.done() else None
 
     async def wait(self) -> int:
-        return await asyncio.shield(self._ended)
+        return await asyncio.shield(self.ended)
 
 
 class _Zygote:
