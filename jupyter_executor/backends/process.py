@@ -400,56 +400,65 @@ class _Worker:
 
     async def _read(self) -> None:
         """Follow what the worker says until it ends."""
-        backend = self.backend
         try:
             while True:
                 message = await self.receive()
                 kind = message[0]
                 if kind == "got":
-                    run = self._find(message[1])
-                    if run is None:
-                        continue
-                    run.started = True
-                    if run.cancelled:  # cancelled while held: it must not run
-                        self.leaving = True
-                        backend._stop_worker(self, kill=True)
-                        continue
-                    assert self.proc is not None
-                    run.job.pid = self.proc.pid
-                    if run.on_start is not None:
-                        run.on_start()
-                    self.flush_if_low()
+                    self._got(message[1])
                 elif kind == "out":
                     run = self.current()
                     if run is not None:
                         run.job.output.write(message[2], message[1])
                 elif kind == "revoked":
-                    run = self._find(message[1])
-                    if run is not None:
-                        self.runs.remove(run)
-                        run.worker = None
-                        if not run.cancelled:
-                            backend._hand_over(run)
-                        backend._refill(self)
-                        self.flush_if_low()
+                    self._revoked(message[1])
                 else:  # "ok" or "error": the job it ran ended
-                    run = self.runs.popleft()
-                    if kind == "ok":
-                        outcome: tuple[str, Any] = ("ok", message[1])
-                    else:
-                        _, carried, text, tb, leaving = message
-                        if leaving:
-                            self.leaving = True
-                        error = (
-                            carried if isinstance(carried, BaseException) else RuntimeError(text)
-                        )
-                        error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
-                        outcome = ("error", error)
-                    run.end(*outcome)
-                    backend._refill(self)
+                    self._ended(message)
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
             pass
-        await backend._lost(self)
+        await self.backend._lost(self)
+
+    def _got(self, run_id: int) -> None:
+        # The worker starts a job it held.
+        run = self._find(run_id)
+        if run is None:
+            return
+        run.started = True
+        if run.cancelled:  # cancelled while held: it must not run
+            self.leaving = True
+            self.backend._stop_worker(self, kill=True)
+            return
+        assert self.proc is not None
+        run.job.pid = self.proc.pid
+        if run.on_start is not None:
+            run.on_start()
+        self.flush_if_low()
+
+    def _revoked(self, run_id: int) -> None:
+        # The worker gave back a job it held and had not started.
+        run = self._find(run_id)
+        if run is None:
+            return
+        self.runs.remove(run)
+        run.worker = None
+        if not run.cancelled:
+            self.backend._hand_over(run)
+        self.backend._refill(self)
+        self.flush_if_low()
+
+    def _ended(self, message: tuple[Any, ...]) -> None:
+        # The job the worker ran ended: ("ok", value) or ("error", carried, text, tb, leaving).
+        run = self.runs.popleft()
+        if message[0] == "ok":
+            run.end("ok", message[1])
+        else:
+            _, carried, text, tb, leaving = message
+            if leaving:
+                self.leaving = True
+            error = carried if isinstance(carried, BaseException) else RuntimeError(text)
+            error._jupyter_executor_tb = tb  # type: ignore[attr-defined]
+            run.end("error", error)
+        self.backend._refill(self)
 
     def _find(self, run_id: int) -> _Run | None:
         for run in self.runs:
