@@ -323,7 +323,9 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
     def cancel(self, job: Job | str, reason: str = "cancelled by user") -> bool:
         """Stop a job; return False when it had already finished.
 
-        A pending job is removed from the queue at once. A running one is asked to stop: an async
+        A pending job is removed from the queue at once; one a process worker already holds
+        (prefetched, not started) is taken back from it a moment later, without stopping the
+        worker. A running one is asked to stop: an async
         task is cancelled; a process or subprocess has its process group terminated (then killed
         after :attr:`cancel_grace` seconds); a thread sees :func:`~jupyter_executor.cancelled`
         turn True, and gets an exception injected after the grace period; one blocked where no
