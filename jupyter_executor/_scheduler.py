@@ -229,7 +229,7 @@ class Scheduler(Intake):
         if cond is not None and not self._condition_met(job, cond):
             return
         life = job.runstate.life
-        if life is None and self.resume and job.kind != "coroutine":
+        if life is None and self._resumes(job):
             life = job.runstate.life = Lifecycle()  # resuming needs the job's identity
         if life is not None and self._held_by_life(job, life):
             return
@@ -407,17 +407,9 @@ class Scheduler(Intake):
         """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
         nxt = None
         for i, candidate in enumerate(ready):
-            run = candidate.runstate
-            # Only a job that _admit would start with no check first: one with a condition, a
-            # lifecycle (its schedule's first tick, a make-like freshness check) or a resume
-            # check goes through _admit (handed off, an up-to-date make-like job ran again and
-            # a scheduled one ran at once instead of at its first tick).
-            if (
-                candidate.backend == backend.name
-                and run.condition is None
-                and run.life is None
-                and not (self.resume and candidate.kind != "coroutine")
-            ):
+            # Any other goes through _admit (handed off, an up-to-date make-like job ran
+            # again and a scheduled one ran at once instead of at its first tick).
+            if candidate.backend == backend.name and self._starts_at_once(candidate):
                 if self._begin(candidate, backend):
                     nxt = candidate
                     del ready[i]

@@ -240,13 +240,24 @@ class Slots(LoopThread):
         would start at once (no condition, no lifecycle, no resume check). None otherwise.
         """
         backend = self._backends.get("thread")  # made on the loop, by the first thread job
-        if backend is None or self._admitting or self._inbox or self.resume:
+        if backend is None or self._admitting or self._inbox:
             return None
         for job in ready:
-            run = job.runstate
-            if job.backend != "thread" or run.condition is not None or run.life is not None:
+            if job.backend != "thread" or not self._starts_at_once(job):
                 return None
         return backend
+
+    def _resumes(self, job: Job) -> bool:
+        """Whether ``job`` is checked against the runs of a resumed flow before it starts."""
+        return self.resume and job.kind != "coroutine"
+
+    def _starts_at_once(self, job: Job) -> bool:
+        """Whether admitting ``job`` (its requirements met) starts it with no check first: no
+        condition, no lifecycle (a schedule's first tick, a make-like freshness check) and no
+        resume check. Only such a job may be started by another path than the loop's
+        admission (the submitting thread, or the task that finished its requirement)."""
+        run = job.runstate
+        return run.condition is None and run.life is None and not self._resumes(job)
 
     def _start_here(self, started: list[Job], backend: Backend) -> None:
         """Start on ``backend``, from this (the submitting) thread, the jobs ``_take_in``

@@ -19,6 +19,7 @@ from ._jobinfo import JobInfo
 from ._lifecycle import Lifecycle, has_lifecycle
 from ._options import BACKENDS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
 from ._runstate import RunState
+from ._snapshot import snapshot_of
 from ._status import FINISHED, Status, set_status
 from ._text import short_repr
 from .errors import InvalidOption, InvalidOptionType, JobCancelled, JobNotFinished, SubmitError
@@ -591,8 +592,6 @@ class Job:
     # inspection ----------------------------------------------------------------------------
     def info(self) -> JobInfo:
         """A frozen snapshot of the job."""
-        from ._snapshot import snapshot_of  # below job.py: never imports it
-
         return JobInfo(**{**snapshot_of(self).info_dict(), "tail": self.tail(20)})
 
     def describe(self) -> str:

@@ -292,48 +292,19 @@ class Runs:
             if key in self.states:
                 self.take(snapshot_of_record(record))  # placed after what came before
                 return
-            status, submitted, started, finished = record[4:8]
+            status, submitted, started, finished, local = record[4:9]
             static = static_of_record(record)
             state = self.states[key] = JobState(key, static[1])
-            state.local = local = record[8]
+            state.local = local
             state.rank = 2
-            exc, pid = record[10], record[13]
-            requires = static[6]
-            if status == "done":
-                result = record[9]
-                result_text: str | None = short_repr(result)
-                is_code = static[2] == "subprocess" and isinstance(result, int)
-                exit_code = result if is_code else None
-            else:
-                result_text = None
-                exit_code = getattr(exc, "returncode", None)
-            # As _ended_row lays it out (a record is of a Job without a lifecycle record: no
-            # pid start time, not detached, no identity).
-            row = [
-                self.engine_id,
-                state.name,
-                None,
-                static[2],
-                static[3],
-                static[5] or static[4],
-                json.dumps(list(requires)) if requires else "[]",
-                status,
-                submitted,
-                started,
-                finished,
-                finished - started,
-                exit_code,
-                result_text,
-                None if exc is None else f"{type(exc).__name__}: {exc}",
-                record[11] if status == "failed" else None,
-                record[12] if status == "cancelled" else None,
-                static[8],
-                pid,
-                None,
-                0,
-                None,
-                f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
-            ]
+            # (static: key, name, backend, kind, description, source, requires, forever,
+            # log_path, tags; a record is of a Job without a lifecycle record: no pid start
+            # time, not detached, no identity)
+            row = _end_row(
+                self.engine_id, state.name, static[2], static[3], static[5] or static[4],
+                static[6], status, submitted, started, finished, record[9], record[10],
+                record[11], record[12], static[8], record[13], None, False, None,
+            )  # fmt: skip
             entry = (state, row, local)
             self.dirty[id(entry)] = entry
         except Exception:
@@ -418,48 +389,60 @@ def _ended_row(engine_id: str, name: str, snap: JobSnapshot) -> list[Any]:
     The snapshot has ``attempts`` >= 1 and its submit, start and end times (see
     :meth:`Runs.take_all`): its run went pending, running, then ended.
     """
-    status = snap.status
-    submitted, started, finished = snap.submitted, snap.started, snap.finished
-    exc = snap.exception
-    requires = snap.requires
+    return _end_row(
+        engine_id, name, snap.backend, snap.kind, snap.source or snap.description,
+        snap.requires, snap.status, snap.submitted, snap.started, snap.finished, snap.result,
+        snap.exception, snap.traceback, snap.cancel_reason, snap.log_path, snap.pid,
+        snap.pid_start_time, snap.detached, snap.identity,
+    )  # fmt: skip
+
+
+def _end_row(
+    engine_id: str, name: str, backend: str, kind: str, what: str | None,
+    requires: tuple[str, ...], status: str, submitted: float | None, started: float | None,
+    finished: float | None,
+    result: Any, exc: BaseException | None, traceback: str | None, cancel_reason: str | None,
+    log_path: str | None, pid: int | None, pid_start_time: float | None, detached: bool,
+    identity: str | None,
+) -> list[Any]:  # fmt: skip
+    """The row (:data:`WRITTEN` order, attempt left None) of a run seen once, at its end, from
+    a snapshot (:func:`_ended_row`) or a record (``Runs._take_record``)."""
     if status == "done":
-        result = snap.result
         result_text: str | None = short_repr(result)
-        is_code = snap.backend == "subprocess" and isinstance(result, int)
+        is_code = backend == "subprocess" and isinstance(result, int)
         exit_code = result if is_code else None
     else:
         result_text = None
         exit_code = getattr(exc, "returncode", None)
-    pid = snap.pid
     return [
         engine_id,
         name,
         None,  # attempt: placed by rows()
-        snap.backend,
-        snap.kind,
-        snap.source or snap.description,
+        backend,
+        kind,
+        what,
         json.dumps(list(requires)) if requires else "[]",
         status,
         submitted,
         started,
         finished,
-        finished - started,  # type: ignore[operator]
+        finished - started,  # type: ignore[operator]  # (both set: the run ended)
         exit_code,
         result_text,
         None if exc is None else f"{type(exc).__name__}: {exc}",
-        snap.traceback if status == "failed" else None,
-        snap.cancel_reason if status == "cancelled" else None,
-        snap.log_path,
+        traceback if status == "failed" else None,
+        cancel_reason if status == "cancelled" else None,
+        log_path,
         pid,
-        snap.pid_start_time if pid is not None else None,
-        1 if snap.detached else 0,
-        snap.identity,
+        pid_start_time if pid is not None else None,
+        1 if detached else 0,
+        identity,
         # As rows() writes them (see there): statuses are plain words, times finite floats.
         f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
     ]
 
 
-assert len(WRITTEN) == 23 and WRITTEN[ATTEMPT] == "attempt"  # _ended_row's layout
+assert len(WRITTEN) == 23 and WRITTEN[ATTEMPT] == "attempt"  # _end_row's layout
 
 
 def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:
