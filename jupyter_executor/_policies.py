@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._events import new_event
+from ._protocols import CANCELLED
 from ._scheduler import Scheduler
 from ._status import FINISHED, Status
 from .errors import (
@@ -193,7 +194,7 @@ class Policies(Scheduler):
                 for job in left:
                     if job.status is Status.RUNNING:
                         self._amend_cancel(job, reason, why)
-                        self._finish(job, cancelled=True)
+                        self._finish(job, exc=CANCELLED)
             finally:
                 done.set()
 

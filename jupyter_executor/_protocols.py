@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     from .job import Job
 
-__all__ = ["BackendHost"]
+__all__ = ["CANCELLED", "BackendHost"]
+
+
+class _Cancelled(BaseException):
+    """The type of :data:`CANCELLED`; never raised."""
+
+
+#: Given as ``exc`` to :meth:`BackendHost.finish`: the attempt was cancelled. A value of its
+#: own (compared by identity), so that no exception a job raises can be taken for it. A
+#: failure formatted where it ran (a worker process) carries its text as the exception's
+#: ``_jupyter_executor_tb`` attribute, read by the engine.
+CANCELLED: Final[BaseException] = _Cancelled("cancelled")
+
+#: How an attempt failed (an exception, or :data:`CANCELLED`), or None when it did not.
+Exc: TypeAlias = BaseException | None
 
 
 class BackendHost(Protocol):
@@ -57,30 +71,16 @@ class BackendHost(Protocol):
         """The history store (None without a history)."""
 
     def finish(
-        self,
-        job: Job,
-        result: Any = None,
-        exc: BaseException | None = None,
-        *,
-        cancelled: bool = False,
-        tb: str | None = None,
-        handoff: Any = None,
+        self, job: Job, result: Any = None, exc: Exc = None, handoff: Any = None
     ) -> Job | None:
         """An attempt of ``job`` ended; exactly once per attempt, on the loop thread.
 
-        With ``handoff`` (the calling backend), a dependent that became ready on the same
-        backend is started and returned, to be run in the caller's task.
+        ``exc`` is why it failed, or :data:`CANCELLED`. With ``handoff`` (the calling
+        backend), a dependent that became ready on the same backend is started and returned,
+        to be run in the caller's task.
         """
 
-    def finish_here(
-        self,
-        job: Job,
-        result: Any,
-        exc: BaseException | None,
-        cancelled: bool,
-        tb: str | None,
-        backend: Any,
-    ) -> Job | None:
+    def finish_here(self, job: Job, result: Any, exc: Exc, backend: Any) -> Job | None:
         """:meth:`finish` with ``handoff=backend``, called from a backend's own thread.
 
         Only for an attempt whose end needs nothing of the loop (no timeout, retry or

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _procs
 from ._procs import same_process
+from ._protocols import CANCELLED
 from ._scheduler import Scheduler
 from ._status import Status
 from .errors import (
@@ -126,7 +127,7 @@ class Reattach(Scheduler):
                 )
             except StoreError:
                 logger.exception("jupyter_executor: cannot record the end of %s", job.name)
-        self._finish(job, cancelled=True)
+        self._finish(job, exc=CANCELLED)
 
     async def _watch_detached(self, job: Job, exit_file: Path) -> None:
         import psutil

@@ -25,6 +25,7 @@ from ._graph import Graph
 from ._intake import WIDE, Intake, collect_jobs
 from ._lifecycle import Lifecycle
 from ._make import freshness, missing_outputs, record_files
+from ._protocols import CANCELLED, Exc
 from ._snapshot import record_of, snapshot_of
 from ._status import FINISHED, Status, set_status
 from .backends import Backend
@@ -277,16 +278,10 @@ class Scheduler(Intake):
                 self._finish(job, exc=exc)
 
     def _finish(
-        self,
-        job: Job,
-        result: Any = None,
-        exc: BaseException | None = None,
-        cancelled: bool = False,
-        tb: str | None = None,
-        handoff: Backend | None = None,
+        self, job: Job, result: Any = None, exc: Exc = None, handoff: Backend | None = None
     ) -> Job | None:
         """(loop thread; or a worker thread under the lock, ``_finish_here``) An attempt of
-        ``job`` ended: settle it, or schedule a retry.
+        ``job`` ended (``exc``: why it failed, or ``CANCELLED``): settle it, or schedule a retry.
 
         With ``handoff``, a dependent that became ready and runs on that backend is started
         and returned instead of dispatched, so that the caller runs it in the same task: a
@@ -297,14 +292,14 @@ class Scheduler(Intake):
             return None
         ready: builtins.list[Job] | None = [] if handoff is not None else None
         run = job.runstate
-        stopped = run.cancel_requested or cancelled
+        stopped = run.cancel_requested or exc is CANCELLED
         life = run.life
         if exc is None and not stopped and (life is not None or type(job) is not Job):
             result, exc = self._check_result(job, result)
         if stopped:
             self._conclude_cancelled(job, ready)
         elif exc is not None:
-            self._conclude_failed(job, exc, tb, ready)
+            self._conclude_failed(job, exc, ready)
         else:
             if life is None or not self._run_over(job, Status.DONE, result, None):
                 self._settle(job, Status.DONE, result, None, ready)
@@ -382,8 +377,10 @@ class Scheduler(Intake):
             self._settle(job, Status.CANCELLED, None, exc, ready)
 
     def _conclude_failed(
-        self, job: Job, exc: BaseException, tb: str | None, ready: builtins.list[Job] | None
+        self, job: Job, exc: BaseException, ready: builtins.list[Job] | None
     ) -> None:
+        # A failure formatted where it ran (a worker process) carries its text.
+        tb: str | None = getattr(exc, "_jupyter_executor_tb", None)
         if tb is None:
             tb, job.runstate.traceback_ansi = _traceback.format_exception(exc)
         else:  # formatted where it ran (a worker process): name the cells as IPython does

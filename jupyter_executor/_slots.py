@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _capture
 from ._loop import LoopThread
+from ._protocols import Exc
 from ._status import Status
 from .backends import Backend, make_backend
 from .errors import SubmitError
@@ -103,13 +104,7 @@ class Slots(LoopThread):
         def _start_attempt(self, job: Job) -> None: ...
 
         def _finish(
-            self,
-            job: Job,
-            result: Any = None,
-            exc: BaseException | None = None,
-            cancelled: bool = False,
-            tb: str | None = None,
-            handoff: Backend | None = None,
+            self, job: Job, result: Any = None, exc: Exc = None, handoff: Backend | None = None
         ) -> Job | None: ...
 
         def _arm_timeout(self, job: Job, attempt: int) -> None: ...
@@ -348,15 +343,7 @@ class Slots(LoopThread):
             if not self._queued:
                 break
 
-    def _finish_here(
-        self,
-        job: Job,
-        result: Any,
-        exc: BaseException | None,
-        cancelled: bool,
-        tb: str | None,
-        backend: Backend,
-    ) -> Job | None:
+    def _finish_here(self, job: Job, result: Any, exc: Exc, backend: Backend) -> Job | None:
         """(a backend's worker thread) :meth:`_finish` without crossing to the loop thread.
 
         Only for an attempt whose end needs nothing of the loop (:func:`settles_anywhere`): no
@@ -365,7 +352,7 @@ class Slots(LoopThread):
         caller runs next (a dependent it made ready, or one queued for a slot), started.
         """
         with self._lock:
-            return self._finish(job, result, exc, cancelled=cancelled, tb=tb, handoff=backend)
+            return self._finish(job, result, exc, backend)
 
     def _pop_queued(self, backend: Backend) -> Job | None:
         """Take the first job queued on ``backend`` into a free slot, marked running; None when

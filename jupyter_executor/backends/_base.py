@@ -8,6 +8,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._context import attempt_hooks, run_hooks, running_job
+from .._protocols import CANCELLED
 
 if TYPE_CHECKING:
     from .._protocols import BackendHost
@@ -105,11 +106,10 @@ class TaskBackend(Backend):
                 else:
                     result = await self.execute(current)
             except asyncio.CancelledError:
-                engine.finish(current, cancelled=True)
+                engine.finish(current, exc=CANCELLED)
                 return
             except BaseException as exc:  # a job's failure is stored on the job, never raised here
-                tb = getattr(exc, "_jupyter_executor_tb", None)
-                current = engine.finish(current, exc=exc, tb=tb, handoff=self)
+                current = engine.finish(current, exc=exc, handoff=self)
             else:
                 current = engine.finish(current, result, handoff=self)
             if current is None:
@@ -163,4 +163,4 @@ class TaskBackend(Backend):
             target = job.target
             if inspect.iscoroutine(target) and inspect.getcoroutinestate(target) == "CORO_CREATED":
                 target.close()
-            self.engine.finish(job, cancelled=True)
+            self.engine.finish(job, exc=CANCELLED)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _worker
+from .._protocols import CANCELLED
 from .._status import Status
 from .._worker import BOOT, HEADER, REPORT
 from ..errors import WorkerCrashed
@@ -628,7 +629,7 @@ class ProcessBackend(TaskBackend):
         self._active.pop(job, None)
         engine = self.engine
         if kind == "cancelled":
-            engine.finish(job, cancelled=True)  # (a held job: it never ran, nor counts as run)
+            engine.finish(job, exc=CANCELLED)  # (a held job: it never ran, nor counts as run)
             return
         if job.status is Status.PENDING:
             # Ended before its worker started it (it could not be sent, its workers kept
@@ -637,8 +638,7 @@ class ProcessBackend(TaskBackend):
         if kind == "ok":
             nxt = engine.finish(job, value, handoff=self)
         else:
-            tb = getattr(value, "_jupyter_executor_tb", None)
-            nxt = engine.finish(job, exc=value, tb=tb, handoff=self)
+            nxt = engine.finish(job, exc=value, handoff=self)
         if nxt is not None:
             self.start(nxt)
 

@@ -19,6 +19,7 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from .._context import attempt_hooks, run_hooks, running_job
+from .._protocols import CANCELLED
 from ..job import resolve_args
 from ._base import Backend
 
@@ -130,8 +131,7 @@ class ThreadBackend(Backend):
         this thread, or None."""
         result: Any = None
         exc: BaseException | None = None
-        tb: str | None = None
-        cancelled = abandoned = False
+        abandoned = False
         token = running_job.set(job)
         hooks = bool(attempt_hooks)
         try:
@@ -143,7 +143,7 @@ class ThreadBackend(Backend):
                     run_hooks(job, leaving=False)
                 result = _call(job)
             except JobThreadCancelled:
-                cancelled = True
+                exc = CANCELLED
             except BaseException as e:
                 # formatted by the engine (without its own frames, see _traceback)
                 exc = e
@@ -153,7 +153,7 @@ class ThreadBackend(Backend):
                 abandoned = self._disarm(job, ident)
         except JobThreadCancelled:  # injected just as the job ended
             abandoned = self._disarm(job, ident)
-            cancelled = True
+            exc = CANCELLED
         finally:
             running_job.reset(token)
         if abandoned:
@@ -161,8 +161,8 @@ class ThreadBackend(Backend):
         if settles_anywhere(job):
             # Settled from this thread (under the engine's lock), and the freed slot's next
             # job run here: a plain job's end costs the loop thread nothing (issue 14).
-            return self.engine.finish_here(job, result, exc, cancelled, tb, self)
-        self.engine.call_soon(self.engine.finish, job, result, exc, cancelled, tb)
+            return self.engine.finish_here(job, result, exc, self)
+        self.engine.call_soon(self.engine.finish, job, result, exc)
         return None
 
     def _disarm(self, job: Job, ident: int) -> bool:
@@ -208,7 +208,7 @@ class ThreadBackend(Backend):
             self._abandoned.add((ident, job))
         why = "abandoned: the thread is still blocked in C code or a lock"
         job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
-        self.engine.finish(job, cancelled=True)
+        self.engine.finish(job, exc=CANCELLED)
 
     def close(self) -> None:
         for _ in self._threads:
