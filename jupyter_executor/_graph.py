@@ -24,7 +24,10 @@ class Graph:
 
     def __init__(self) -> None:
         self._requires: dict[str, tuple[str, ...]] = {}
-        self._dependents: dict[str, set[str]] = {}
+        # A node's only dependent is kept as its name, not in a set of one: in a chain every
+        # node has one, and a set each cost 216 bytes per job and one more object for every
+        # full pass of the garbage collector to walk (issue 14). Two or more: a set.
+        self._dependents: dict[str, str | set[str]] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._requires
@@ -38,7 +41,12 @@ class Graph:
 
     def dependents(self, name: str) -> Collection[str]:
         """The names that require ``name`` (directly)."""
-        return self._dependents.get(name, _EMPTY)
+        deps = self._dependents.get(name)
+        if deps is None:
+            return _EMPTY
+        if isinstance(deps, str):
+            return (deps,)
+        return deps
 
     def add(
         self,
@@ -95,26 +103,37 @@ class Graph:
         """Put the checked batch in: the replaced nodes' edges out, the new edges in."""
         for name in replacing:
             for req in self._requires.get(name, ()):
-                deps = self._dependents.get(req)
-                if deps is not None:
-                    deps.discard(name)
+                self._unlink(req, name)
+        dependents = self._dependents
         for name, reqs in new.items():
             self._requires[name] = reqs
             for req in reqs:
-                deps = self._dependents.get(req)
+                deps = dependents.get(req)
                 if deps is None:
-                    self._dependents[req] = {name}
+                    dependents[req] = name
+                elif isinstance(deps, str):
+                    if deps != name:
+                        dependents[req] = {deps, name}
                 else:
                     deps.add(name)
+
+    def _unlink(self, req: str, name: str) -> None:
+        """Drop the edge ``name`` -> ``req`` from ``req``'s dependents."""
+        deps = self._dependents.get(req)
+        if deps is None:
+            return
+        if isinstance(deps, str):
+            if deps == name:
+                del self._dependents[req]
+            return
+        deps.discard(name)
+        if not deps:
+            del self._dependents[req]
 
     def remove(self, name: str) -> None:
         """Forget ``name`` and its outgoing edges (its dependents keep their names)."""
         for req in self._requires.pop(name, ()):
-            deps = self._dependents.get(req)
-            if deps is not None:
-                deps.discard(name)
-                if not deps:
-                    del self._dependents[req]
+            self._unlink(req, name)
 
     def _check_cycles(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
         # Nodes already in the graph are acyclic and cannot reach a new node, except through a

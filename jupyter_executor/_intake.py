@@ -181,16 +181,20 @@ class Intake(Gates):
         specs: dict[str, tuple[str, ...]] = {}
         for job in new:
             run = job.runstate
-            if not run.requires_spec and not run.arg_jobs and run.condition is None:
-                continue  # no edges: the graph needs no node for it
             spec = run.requires_spec
-            if len(spec) == 1 and not job.runstate.arg_jobs:
-                reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
-            else:
+            if run.arg_jobs or run.condition is not None:
                 reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
-            job.requirements = reqs
-            cond = job.condition_jobs()
-            specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+                job.requirements = reqs
+                cond = job.condition_jobs()
+                specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+            elif spec:
+                if len(spec) == 1:  # one requirement: a chain's link (no generator, no dict)
+                    ref = spec[0]
+                    reqs = (ref.name if type(ref) is Job and ref.name else _name_of(ref),)
+                else:
+                    reqs = tuple(dict.fromkeys(_name_of(r) for r in spec))
+                job.requirements = specs[str(job.name)] = reqs
+            # else no edges: the graph needs no node for it
         if specs or replacing:
             # raises before anything changes; names are known when they are in the engine
             known: collections.ChainMap[str, Any] = collections.ChainMap(
@@ -255,19 +259,22 @@ def _in_order(jobs: list[Job]) -> bool:
     """
     earlier: set[int] = set()
     for job in jobs:
-        if id(job) in earlier:
+        key = id(job)
+        if key in earlier:
             return False  # given twice: the walk drops the repeat
         run = job.runstate
         spec = run.requires_spec
-        deps = spec if not run.arg_jobs and run.condition is None else job.required_jobs()
-        if run.condition is not None:
-            deps = [*deps, *job.condition_jobs()]
-        if any(
-            (d := job_of(dep)) is not None and d.engine is None and id(d) not in earlier
-            for dep in deps
-        ):
-            return False
-        earlier.add(id(job))
+        if spec or run.arg_jobs or run.condition is not None:
+            deps = spec if not run.arg_jobs and run.condition is None else job.required_jobs()
+            if run.condition is not None:
+                deps = [*deps, *job.condition_jobs()]
+            # A plain loop, not any() over a generator: its frame per job was a fifth of
+            # the cost of registering a chain (issue 14).
+            for dep in deps:
+                d = dep if type(dep) is Job else job_of(dep)
+                if d is not None and d.engine is None and id(d) not in earlier:
+                    return False
+        earlier.add(key)
     return True
 
 
