@@ -309,20 +309,6 @@ class Scheduler(Intake):
             return self._next_after(ready, backend, handoff)
         return None
 
-    def _next_after(
-        self, ready: builtins.list[Job] | None, backend: Backend, handoff: Backend | None
-    ) -> Job | None:
-        """A slot of ``backend`` was freed: what runs next. Returns the job handed to the caller."""
-        nxt = self._hand_off(ready, backend) if ready else None
-        if self._queued:
-            if nxt is None and handoff is not None and handoff.takes_queued:
-                # The freed slot goes to the next job queued on this backend, run by the
-                # caller: no loop turn (and no wake-up of the loop thread) per queued job.
-                nxt = self._pop_queued(backend)
-            if nxt is None:
-                self._call_soon(self._drain_queues, backend)
-        return nxt
-
     def _release(self, job: Job) -> Backend | None:
         """(as :meth:`_finish`) Give back the slot of ``job``'s attempt; its backend, or None.
 
@@ -399,21 +385,6 @@ class Scheduler(Intake):
             # Hashing may take a while: off the loop. Recorded after the outcome, so a
             # "which run made it" query right after wait() may miss it for a moment.
             self._loop.run_in_executor(None, record_files, self._store, job, job.attempts)
-
-    def _hand_off(self, ready: builtins.list[Job], backend: Backend) -> Job | None:
-        """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
-        nxt = None
-        for i, candidate in enumerate(ready):
-            # Any other goes through _admit (handed off, an up-to-date make-like job ran
-            # again and a scheduled one ran at once instead of at its first tick).
-            if candidate.backend == backend.name and self._starts_at_once(candidate):
-                if self._begin(candidate, backend):
-                    nxt = candidate
-                    del ready[i]
-                break
-        if ready:
-            self._dispatch(ready)
-        return nxt
 
     def _settle(
         self,

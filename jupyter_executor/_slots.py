@@ -109,6 +109,8 @@ class Slots(LoopThread):
 
         def _arm_timeout(self, job: Job, attempt: int) -> None: ...
 
+        def _dispatch(self, jobs: list[Job]) -> None: ...
+
     def _init_slots(self, max_jobs: int | None) -> None:
         self.max_jobs = max_jobs
         self.limits = {
@@ -224,6 +226,58 @@ class Slots(LoopThread):
             return False
         self._mark_running(job, backend)
         return True
+
+    def _next_after(
+        self, ready: list[Job] | None, backend: Backend, handoff: Backend | None
+    ) -> Job | None:
+        """A slot of ``backend`` was freed: what runs next. Returns the job handed to the caller."""
+        nxt = self._hand_off(ready, backend) if ready else None
+        if self._queued:
+            if nxt is None and handoff is not None and handoff.takes_queued:
+                # The freed slot goes to the next job queued on this backend, run by the
+                # caller: no loop turn (and no wake-up of the loop thread) per queued job.
+                nxt = self._pop_queued(backend)
+            if nxt is None:
+                self._call_soon(self._drain_queues, backend)
+        return nxt
+
+    def _hand_off(self, ready: list[Job], backend: Backend) -> Job | None:
+        """Start the first ready dependent on ``backend`` for the caller; dispatch the rest.
+
+        Any other goes through the loop's admission (handed off, an up-to-date make-like job
+        would run again and a scheduled one at once instead of at its first tick).
+        """
+        if len(ready) == 1:
+            # A chain's link, once per hop: _starts_at_once and _begin inline (issue 14).
+            job = ready[0]
+            run = job.runstate
+            if (
+                job.backend == backend.name
+                and run.condition is None
+                and run.life is None
+                and not (self.resume and job.kind != "coroutine")
+            ):
+                with self._lock:
+                    began = self._begin_locked(job, backend)
+                if not began:
+                    return None  # (see below)
+                self._after_begin(job)
+                return job
+            self._dispatch(ready)
+            return None
+        nxt = None
+        for i, candidate in enumerate(ready):
+            if candidate.backend == backend.name and self._starts_at_once(candidate):
+                # Not dispatched when it did not take a slot either: it is queued for one,
+                # already in one, or no longer pending (the loop's admission would find the
+                # same, or queue it a second time).
+                del ready[i]
+                if self._begin(candidate, backend):
+                    nxt = candidate
+                break
+        if ready:
+            self._dispatch(ready)
+        return nxt
 
     def _thread_backend_for(self, ready: list[Job]) -> Backend | None:
         """(under the lock) The thread backend, when the submitting thread may start ``ready``.
