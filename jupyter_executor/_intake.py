@@ -305,8 +305,12 @@ def _walk(jobs: list[Job]) -> list[Job]:
             continue
         seen.add(id(job))
         stack.append((job, True))
-        for dep in (*job.required_jobs(), *job.condition_jobs()):
-            dep_job = job_of(dep)
+        run = job.runstate
+        deps = run.requires_spec
+        if run.arg_jobs or run.condition is not None:
+            deps = [*job.required_jobs(), *job.condition_jobs()]
+        for dep in deps:  # (the spec itself when it is all: no copy per job, issue 14)
+            dep_job = dep if type(dep) is Job else job_of(dep)
             if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
                 stack.append((dep_job, False))
     return order
