@@ -76,28 +76,38 @@ class Graph:
         DependencyCycle
             The batch would close a cycle; the message names the jobs on it.
         """
-        new = {
-            name: reqs if type(reqs) is tuple and len(reqs) < 2 else tuple(dict.fromkeys(reqs))
-            for name, reqs in batch.items()
-        }
-        self._check_known(new, known)
-        if replacing or any(new.values()):  # a batch without edges closes no cycle
+        new, ordered = self._checked(batch, known)
+        if replacing or not ordered:  # (in dependency order, nothing replaced: no cycle)
             self._check_cycles(new, replacing)
         self._link(new, replacing)
 
-    def _check_known(
-        self, new: Mapping[str, tuple[str, ...]], known: Container[str] | None
-    ) -> None:
-        """Raise UnknownDependency for a requirement neither in the graph, the batch or known."""
-        for name, reqs in new.items():
+    def _checked(
+        self, batch: Mapping[str, Iterable[str]], known: Container[str] | None
+    ) -> tuple[dict[str, tuple[str, ...]], bool]:
+        """The batch with its requirements as tuples of distinct names, and False when a node
+        requires one that comes later in the batch (or itself).
+
+        One pass (issue 14) raises UnknownDependency for a requirement neither in the graph,
+        the batch or ``known``, and tells whether the batch is in dependency order: each node
+        requires only earlier ones or old nodes (how the engine hands them over), which closes
+        no cycle unless a node is replaced (then the walk looks anyway).
+        """
+        new: dict[str, tuple[str, ...]] = {}
+        requires = self._requires
+        ordered = True
+        for name, reqs in batch.items():
+            if type(reqs) is not tuple or len(reqs) > 1:
+                reqs = tuple(dict.fromkeys(reqs))
             for req in reqs:
-                if (
-                    req not in new
-                    and req not in self._requires
-                    and (known is None or req not in known)
-                ):
+                if req in new:
+                    continue  # an earlier node of the batch
+                if req in batch:
+                    ordered = False  # a later node, or itself
+                elif req not in requires and (known is None or req not in known):
                     msg = f"job {name!r} requires {req!r}, which is not a known job"
                     raise UnknownDependency(msg)
+            new[name] = reqs
+        return new, ordered
 
     def _link(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
         """Put the checked batch in: the replaced nodes' edges out, the new edges in."""
@@ -138,21 +148,6 @@ class Graph:
     def _check_cycles(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
         # Nodes already in the graph are acyclic and cannot reach a new node, except through a
         # name being replaced; so the walk stays inside the batch unless something is replaced.
-        if not replacing:
-            # A batch in dependency order (each node requires only earlier ones or old nodes:
-            # how the engine hands them over) closes no cycle; one pass tells, no walk.
-            earlier: set[str] = set()
-            for name, reqs in new.items():
-                for req in reqs:
-                    if req in new and req not in earlier:
-                        break
-                else:
-                    earlier.add(name)
-                    continue
-                break
-            else:
-                return
-
         def edges(node: str) -> tuple[str, ...]:
             if node in new:
                 return new[node]

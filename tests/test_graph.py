@@ -81,3 +81,18 @@ def test_dependents_grow_from_one_to_many_and_shrink_back() -> None:
     assert list(g.dependents("a")) == ["x"]
     g.remove("x")
     assert not g.dependents("a") and "a" not in g
+
+
+def test_a_batch_out_of_order_is_checked_for_unknown_names_and_cycles() -> None:
+    g = Graph()
+    with pytest.raises(UnknownDependency, match="'c' requires 'zz'"):
+        g.add({"b": ["a"], "a": [], "c": ["zz"]})  # (b before a: not in dependency order)
+    assert len(g) == 0
+    g.add({"b": ("a",), "a": (), "c": ["b", "a", "b"]})
+    assert g.requires("c") == ("b", "a")
+    assert set(g.dependents("a")) == {"b", "c"}
+    with pytest.raises(DependencyCycle, match=r"x -> y -> x"):
+        g.add({"x": ["y"], "y": ["x", "c"]})
+    with pytest.raises(DependencyCycle, match=r"z -> z"):
+        g.add({"z": ("z",)})
+    assert "x" not in g and "z" not in g
