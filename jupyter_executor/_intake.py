@@ -110,35 +110,39 @@ class Intake(Gates):
         jobs = self._jobs
         engine = self._as_engine
         now = self._now()
+        restart = self._default_restart is not None
         ready: builtins.list[Job] = []
         to_cancel: builtins.list[tuple[Job, str]] = []
+        unfinished = 0  # (counted here, added once: the loop runs once per job of a burst)
         for job in new:
             name = str(job.name)
-            old = replacing.get(name)
-            if old is not None:
+            if replacing and (old := replacing.get(name)) is not None:
                 job.previous = [*old.previous, old.info()]
                 job.attempts = old.attempts
                 self._forget(old, graph=False)
             jobs[name] = job
             job.engine = engine
-            if self._default_restart is not None:
+            if restart:
                 self._restart_by_default(job)
             set_status(job, Status.PENDING)
             job.submitted = now
-            if job.runstate.waited:
-                self._unfinished += 1
-            if len(job.requirements) > WIDE:
-                self._wide[name] = frozenset(job.requirements)
+            run = job.runstate
+            if run.waited:
+                unfinished += 1
+            reqs = job.requirements
+            if len(reqs) > WIDE:
+                self._wide[name] = frozenset(reqs)
             waiting = 0
-            for req in job.requirements:
+            for req in reqs:
                 status = jobs[req].status
                 if status is not Status.DONE:
                     if status is Status.FAILED or status is Status.CANCELLED:
                         to_cancel.append((job, f"dependency {req!r} {status.value}"))
                     waiting += 1
-            job.runstate.waiting = waiting
+            run.waiting = waiting
             if waiting == 0:
                 ready.append(job)
+        self._unfinished += unfinished
         return ready, to_cancel
 
     def _admissible(
