@@ -24,7 +24,10 @@ class Graph:
 
     def __init__(self) -> None:
         self._requires: dict[str, tuple[str, ...]] = {}
-        self._dependents: dict[str, set[str]] = {}
+        # A node's only dependent is kept as its name, not in a set of one: in a chain every
+        # node has one, and a set each cost 216 bytes per job and one more object for every
+        # full pass of the garbage collector to walk (issue 14). Two or more: a set.
+        self._dependents: dict[str, str | set[str]] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._requires
@@ -38,7 +41,12 @@ class Graph:
 
     def dependents(self, name: str) -> Collection[str]:
         """The names that require ``name`` (directly)."""
-        return self._dependents.get(name, _EMPTY)
+        deps = self._dependents.get(name)
+        if deps is None:
+            return _EMPTY
+        if isinstance(deps, str):
+            return (deps,)
+        return deps
 
     def add(
         self,
@@ -68,72 +76,78 @@ class Graph:
         DependencyCycle
             The batch would close a cycle; the message names the jobs on it.
         """
-        new = {
-            name: reqs if type(reqs) is tuple and len(reqs) < 2 else tuple(dict.fromkeys(reqs))
-            for name, reqs in batch.items()
-        }
-        self._check_known(new, known)
-        if replacing or any(new.values()):  # a batch without edges closes no cycle
+        new, ordered = self._checked(batch, known)
+        if replacing or not ordered:  # (in dependency order, nothing replaced: no cycle)
             self._check_cycles(new, replacing)
         self._link(new, replacing)
 
-    def _check_known(
-        self, new: Mapping[str, tuple[str, ...]], known: Container[str] | None
-    ) -> None:
-        """Raise UnknownDependency for a requirement neither in the graph, the batch or known."""
-        for name, reqs in new.items():
+    def _checked(
+        self, batch: Mapping[str, Iterable[str]], known: Container[str] | None
+    ) -> tuple[dict[str, tuple[str, ...]], bool]:
+        """The batch with its requirements as tuples of distinct names, and False when a node
+        requires one that comes later in the batch (or itself).
+
+        One pass (issue 14) raises UnknownDependency for a requirement neither in the graph,
+        the batch or ``known``, and tells whether the batch is in dependency order: each node
+        requires only earlier ones or old nodes (how the engine hands them over), which closes
+        no cycle unless a node is replaced (then the walk looks anyway).
+        """
+        new: dict[str, tuple[str, ...]] = {}
+        requires = self._requires
+        ordered = True
+        for name, reqs in batch.items():
+            if type(reqs) is not tuple or len(reqs) > 1:
+                reqs = tuple(dict.fromkeys(reqs))
             for req in reqs:
-                if (
-                    req not in new
-                    and req not in self._requires
-                    and (known is None or req not in known)
-                ):
+                if req in new:
+                    continue  # an earlier node of the batch
+                if req in batch:
+                    ordered = False  # a later node, or itself
+                elif req not in requires and (known is None or req not in known):
                     msg = f"job {name!r} requires {req!r}, which is not a known job"
                     raise UnknownDependency(msg)
+            new[name] = reqs
+        return new, ordered
 
     def _link(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
         """Put the checked batch in: the replaced nodes' edges out, the new edges in."""
         for name in replacing:
             for req in self._requires.get(name, ()):
-                deps = self._dependents.get(req)
-                if deps is not None:
-                    deps.discard(name)
+                self._unlink(req, name)
+        dependents = self._dependents
         for name, reqs in new.items():
             self._requires[name] = reqs
             for req in reqs:
-                deps = self._dependents.get(req)
+                deps = dependents.get(req)
                 if deps is None:
-                    self._dependents[req] = {name}
+                    dependents[req] = name
+                elif isinstance(deps, str):
+                    if deps != name:
+                        dependents[req] = {deps, name}
                 else:
                     deps.add(name)
+
+    def _unlink(self, req: str, name: str) -> None:
+        """Drop the edge ``name`` -> ``req`` from ``req``'s dependents."""
+        deps = self._dependents.get(req)
+        if deps is None:
+            return
+        if isinstance(deps, str):
+            if deps == name:
+                del self._dependents[req]
+            return
+        deps.discard(name)
+        if not deps:
+            del self._dependents[req]
 
     def remove(self, name: str) -> None:
         """Forget ``name`` and its outgoing edges (its dependents keep their names)."""
         for req in self._requires.pop(name, ()):
-            deps = self._dependents.get(req)
-            if deps is not None:
-                deps.discard(name)
-                if not deps:
-                    del self._dependents[req]
+            self._unlink(req, name)
 
     def _check_cycles(self, new: Mapping[str, tuple[str, ...]], replacing: Collection[str]) -> None:
         # Nodes already in the graph are acyclic and cannot reach a new node, except through a
         # name being replaced; so the walk stays inside the batch unless something is replaced.
-        if not replacing:
-            # A batch in dependency order (each node requires only earlier ones or old nodes:
-            # how the engine hands them over) closes no cycle; one pass tells, no walk.
-            earlier: set[str] = set()
-            for name, reqs in new.items():
-                for req in reqs:
-                    if req in new and req not in earlier:
-                        break
-                else:
-                    earlier.add(name)
-                    continue
-                break
-            else:
-                return
-
         def edges(node: str) -> tuple[str, ...]:
             if node in new:
                 return new[node]

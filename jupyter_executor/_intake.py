@@ -8,7 +8,6 @@ a submission's unsubmitted dependencies join it.
 from __future__ import annotations
 
 import builtins
-import collections
 from typing import TYPE_CHECKING, Any
 
 from ._gates import Gates
@@ -111,35 +110,39 @@ class Intake(Gates):
         jobs = self._jobs
         engine = self._as_engine
         now = self._now()
+        restart = self._default_restart is not None
         ready: builtins.list[Job] = []
         to_cancel: builtins.list[tuple[Job, str]] = []
+        unfinished = 0  # (counted here, added once: the loop runs once per job of a burst)
         for job in new:
             name = str(job.name)
-            old = replacing.get(name)
-            if old is not None:
+            if replacing and (old := replacing.get(name)) is not None:
                 job.previous = [*old.previous, old.info()]
                 job.attempts = old.attempts
                 self._forget(old, graph=False)
             jobs[name] = job
             job.engine = engine
-            if self._default_restart is not None:
+            if restart:
                 self._restart_by_default(job)
             set_status(job, Status.PENDING)
             job.submitted = now
-            if job.runstate.waited:
-                self._unfinished += 1
-            if len(job.requirements) > WIDE:
-                self._wide[name] = frozenset(job.requirements)
+            run = job.runstate
+            if run.waited:
+                unfinished += 1
+            reqs = job.requirements
+            if len(reqs) > WIDE:
+                self._wide[name] = frozenset(reqs)
             waiting = 0
-            for req in job.requirements:
+            for req in reqs:
                 status = jobs[req].status
                 if status is not Status.DONE:
                     if status is Status.FAILED or status is Status.CANCELLED:
                         to_cancel.append((job, f"dependency {req!r} {status.value}"))
                     waiting += 1
-            job.runstate.waiting = waiting
+            run.waiting = waiting
             if waiting == 0:
                 ready.append(job)
+        self._unfinished += unfinished
         return ready, to_cancel
 
     def _admissible(
@@ -181,22 +184,23 @@ class Intake(Gates):
         specs: dict[str, tuple[str, ...]] = {}
         for job in new:
             run = job.runstate
-            if not run.requires_spec and not run.arg_jobs and run.condition is None:
-                continue  # no edges: the graph needs no node for it
             spec = run.requires_spec
-            if len(spec) == 1 and not job.runstate.arg_jobs:
-                reqs: tuple[str, ...] = (_name_of(spec[0]),)  # one requirement: a chain's link
-            else:
+            if run.arg_jobs or run.condition is not None:
                 reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
-            job.requirements = reqs
-            cond = job.condition_jobs()
-            specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+                job.requirements = reqs
+                cond = job.condition_jobs()
+                specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
+            elif spec:
+                if len(spec) == 1:  # one requirement: a chain's link (no generator, no dict)
+                    ref = spec[0]
+                    reqs = (ref.name if type(ref) is Job and ref.name else _name_of(ref),)
+                else:
+                    reqs = tuple(dict.fromkeys(_name_of(r) for r in spec))
+                job.requirements = specs[str(job.name)] = reqs
+            # else no edges: the graph needs no node for it
         if specs or replacing:
             # raises before anything changes; names are known when they are in the engine
-            known: collections.ChainMap[str, Any] = collections.ChainMap(
-                self._jobs, dict.fromkeys(names)
-            )
-            self._graph.add(specs, replacing=replacing, known=known)
+            self._graph.add(specs, replacing=replacing, known=_Known(self._jobs, names))
 
     def _unique_name(self, base: str, taken: set[str]) -> str:
         n = self._name_counts.get(base, 0)
@@ -206,6 +210,23 @@ class Intake(Gates):
             if name not in self._jobs and name not in taken and name not in self._added:
                 self._name_counts[base] = n
                 return name
+
+
+class _Known:
+    """The names of the engine's jobs and of a submission's, without copying either.
+
+    (A ``ChainMap`` of the two cost a dict of the submission's names, and a generator at each
+    test: a fifth of registering one job of a chain submitted one at a time, issue 14.)
+    """
+
+    __slots__ = ("jobs", "names")
+
+    def __init__(self, jobs: dict[str, Job], names: set[str]) -> None:
+        self.jobs = jobs
+        self.names = names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.jobs or name in self.names
 
 
 def _check_replaceable(name: str, old: Job, replace: bool) -> None:
@@ -255,19 +276,22 @@ def _in_order(jobs: list[Job]) -> bool:
     """
     earlier: set[int] = set()
     for job in jobs:
-        if id(job) in earlier:
+        key = id(job)
+        if key in earlier:
             return False  # given twice: the walk drops the repeat
         run = job.runstate
         spec = run.requires_spec
-        deps = spec if not run.arg_jobs and run.condition is None else job.required_jobs()
-        if run.condition is not None:
-            deps = [*deps, *job.condition_jobs()]
-        if any(
-            (d := job_of(dep)) is not None and d.engine is None and id(d) not in earlier
-            for dep in deps
-        ):
-            return False
-        earlier.add(id(job))
+        if spec or run.arg_jobs or run.condition is not None:
+            deps = spec if not run.arg_jobs and run.condition is None else job.required_jobs()
+            if run.condition is not None:
+                deps = [*deps, *job.condition_jobs()]
+            # A plain loop, not any() over a generator: its frame per job was a fifth of
+            # the cost of registering a chain (issue 14).
+            for dep in deps:
+                d = dep if type(dep) is Job else job_of(dep)
+                if d is not None and d.engine is None and id(d) not in earlier:
+                    return False
+        earlier.add(key)
     return True
 
 
@@ -285,8 +309,12 @@ def _walk(jobs: list[Job]) -> list[Job]:
             continue
         seen.add(id(job))
         stack.append((job, True))
-        for dep in (*job.required_jobs(), *job.condition_jobs()):
-            dep_job = job_of(dep)
+        run = job.runstate
+        deps = run.requires_spec
+        if run.arg_jobs or run.condition is not None:
+            deps = [*job.required_jobs(), *job.condition_jobs()]
+        for dep in deps:  # (the spec itself when it is all: no copy per job, issue 14)
+            dep_job = dep if type(dep) is Job else job_of(dep)
             if dep_job is not None and dep_job.engine is None and id(dep_job) not in seen:
                 stack.append((dep_job, False))
     return order

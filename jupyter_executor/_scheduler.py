@@ -12,7 +12,6 @@ import builtins
 import concurrent.futures
 import functools
 import inspect
-import itertools
 import logging
 import sys
 from collections.abc import Collection, Iterable
@@ -40,7 +39,7 @@ logger = logging.getLogger("jupyter_executor")
 
 
 #: Jobs admitted per turn of the engine's loop.
-_ADMIT_BATCH = 256
+_ADMIT_BATCH = 64
 
 
 class Scheduler(Intake):
@@ -207,17 +206,20 @@ class Scheduler(Intake):
         self._call_soon(self._admit_all, jobs)
 
     def _admit_all(self, jobs: builtins.list[Job], start: int = 0, counted: bool = False) -> None:
-        # A few hundred per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
+        # A few dozen per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
         # together, and the garbage collector's full passes over them dominated the cost.
-        # An offset, not a slice of the rest: a new list of what remains at every turn cost
-        # a copy, and a young container that each collection of the youngest generation
-        # walked through.
+        # Not a few hundred either: the tasks of a turn then outlived a collection of the
+        # youngest generation (one per ~275 jobs), were moved to the older ones, and set off
+        # full passes over every job of the burst (a third of the loop's time at 1e5 no-ops;
+        # 64: none). An offset, not a slice of the rest: a new list of what remains at every
+        # turn cost a copy, and a young container that each collection walked through.
         end = start + _ADMIT_BATCH
         if len(jobs) > end:
             assert self._loop is not None
             self._loop.call_soon(self._admit_all, jobs, end, counted)
-        for job in itertools.islice(jobs, start, end):
-            self._admit(job)
+        admit = self._admit
+        for i in range(start, min(end, len(jobs))):  # (islice would step over the first start)
+            admit(jobs[i])
         if counted and len(jobs) <= end:
             with self._lock:
                 self._admitting -= 1  # this submission is admitted (see _thread_backend_for)
@@ -309,20 +311,6 @@ class Scheduler(Intake):
             return self._next_after(ready, backend, handoff)
         return None
 
-    def _next_after(
-        self, ready: builtins.list[Job] | None, backend: Backend, handoff: Backend | None
-    ) -> Job | None:
-        """A slot of ``backend`` was freed: what runs next. Returns the job handed to the caller."""
-        nxt = self._hand_off(ready, backend) if ready else None
-        if self._queued:
-            if nxt is None and handoff is not None and handoff.takes_queued:
-                # The freed slot goes to the next job queued on this backend, run by the
-                # caller: no loop turn (and no wake-up of the loop thread) per queued job.
-                nxt = self._pop_queued(backend)
-            if nxt is None:
-                self._call_soon(self._drain_queues, backend)
-        return nxt
-
     def _release(self, job: Job) -> Backend | None:
         """(as :meth:`_finish`) Give back the slot of ``job``'s attempt; its backend, or None.
 
@@ -399,21 +387,6 @@ class Scheduler(Intake):
             # Hashing may take a while: off the loop. Recorded after the outcome, so a
             # "which run made it" query right after wait() may miss it for a moment.
             self._loop.run_in_executor(None, record_files, self._store, job, job.attempts)
-
-    def _hand_off(self, ready: builtins.list[Job], backend: Backend) -> Job | None:
-        """Start the first ready dependent on ``backend`` for the caller; dispatch the rest."""
-        nxt = None
-        for i, candidate in enumerate(ready):
-            # Any other goes through _admit (handed off, an up-to-date make-like job ran
-            # again and a scheduled one ran at once instead of at its first tick).
-            if candidate.backend == backend.name and self._starts_at_once(candidate):
-                if self._begin(candidate, backend):
-                    nxt = candidate
-                    del ready[i]
-                break
-        if ready:
-            self._dispatch(ready)
-        return nxt
 
     def _settle(
         self,

@@ -109,6 +109,8 @@ class Slots(LoopThread):
 
         def _arm_timeout(self, job: Job, attempt: int) -> None: ...
 
+        def _dispatch(self, jobs: list[Job]) -> None: ...
+
     def _init_slots(self, max_jobs: int | None) -> None:
         self.max_jobs = max_jobs
         self.limits = {
@@ -222,8 +224,68 @@ class Slots(LoopThread):
                 self._noting = True
                 self._call_soon(self._arm_note_queued)
             return False
-        self._mark_running(job, backend)
+        # _mark_running inline (a call less per hop of a chain)
+        self._running += 1
+        backend.running += 1
+        if backend.holds:
+            self._held.add(job)
+        else:
+            self._start_attempt(job)
         return True
+
+    def _next_after(
+        self, ready: list[Job] | None, backend: Backend, handoff: Backend | None
+    ) -> Job | None:
+        """A slot of ``backend`` was freed: what runs next. Returns the job handed to the caller."""
+        nxt = None
+        if ready:
+            job = ready[0]
+            run = job.runstate
+            if (
+                len(ready) == 1
+                and job.backend == backend.name
+                and run.condition is None
+                and run.life is None
+                and not (self.resume and job.kind != "coroutine")
+            ):
+                # A chain's link, once per hop: _hand_off with _starts_at_once and _begin
+                # inline, three calls less (issue 14).
+                with self._lock:
+                    began = self._begin_locked(job, backend)
+                if began:
+                    self._after_begin(job)
+                    nxt = job
+                # else it is queued for a slot, or in one already, or no longer pending
+            else:
+                nxt = self._hand_off(ready, backend)
+        if self._queued:
+            if nxt is None and handoff is not None and handoff.takes_queued:
+                # The freed slot goes to the next job queued on this backend, run by the
+                # caller: no loop turn (and no wake-up of the loop thread) per queued job.
+                nxt = self._pop_queued(backend)
+            if nxt is None:
+                self._call_soon(self._drain_queues, backend)
+        return nxt
+
+    def _hand_off(self, ready: list[Job], backend: Backend) -> Job | None:
+        """Start the first ready dependent on ``backend`` for the caller; dispatch the rest.
+
+        Any other goes through the loop's admission (handed off, an up-to-date make-like job
+        would run again and a scheduled one at once instead of at its first tick).
+        """
+        nxt = None
+        for i, candidate in enumerate(ready):
+            if candidate.backend == backend.name and self._starts_at_once(candidate):
+                # Not dispatched when it did not take a slot either: it is queued for one,
+                # already in one, or no longer pending (the loop's admission would find the
+                # same, or queue it a second time).
+                del ready[i]
+                if self._begin(candidate, backend):
+                    nxt = candidate
+                break
+        if ready:
+            self._dispatch(ready)
+        return nxt
 
     def _thread_backend_for(self, ready: list[Job]) -> Backend | None:
         """(under the lock) The thread backend, when the submitting thread may start ``ready``.

@@ -44,7 +44,7 @@ def test_long_chain_is_linear_and_remove_drops_edges() -> None:
     g.add({f"j{i}": ([f"j{i - 1}"] if i else []) for i in range(n)})  # dependents first works too
     for i in range(n, n + 2000):
         g.add({f"j{i}": [f"j{i - 1}"]})
-    assert g.dependents("j0") == {"j1"}
+    assert set(g.dependents("j0")) == {"j1"}
     g.remove("j1")
     assert not g.dependents("j0")
 
@@ -59,3 +59,40 @@ def test_a_batch_in_dependency_order_is_checked_for_cycles_too() -> None:
     with pytest.raises(DependencyCycle, match=r"e -> f -> e"):
         g.add({"e": ["c", "f"], "f": ["e"]})
     assert "d" not in g and "e" not in g
+
+
+def test_dependents_grow_from_one_to_many_and_shrink_back() -> None:
+    # One dependent is kept without a set (a chain's every node); the second makes a set.
+    g = Graph()
+    g.add({"a": [], "b": ["a"]})
+    assert list(g.dependents("a")) == ["b"]
+    g.add({"b2": ["a", "a"]})  # a requirement named twice is one edge
+    g.add({"c": ["a"]})
+    assert set(g.dependents("a")) == {"b", "b2", "c"}
+    g.remove("b2")
+    g.remove("c")
+    assert list(g.dependents("a")) == ["b"]
+    g.add({"b": ["a"]}, replacing={"b"})  # the replaced node's edge goes, the new one comes
+    assert list(g.dependents("a")) == ["b"]
+    g.add({"b": []}, replacing={"b"})
+    assert not g.dependents("a")
+    g.add({"x": ["a"]})
+    g.remove("a")  # its dependents keep their names; its own edges (none) go
+    assert list(g.dependents("a")) == ["x"]
+    g.remove("x")
+    assert not g.dependents("a") and "a" not in g
+
+
+def test_a_batch_out_of_order_is_checked_for_unknown_names_and_cycles() -> None:
+    g = Graph()
+    with pytest.raises(UnknownDependency, match="'c' requires 'zz'"):
+        g.add({"b": ["a"], "a": [], "c": ["zz"]})  # (b before a: not in dependency order)
+    assert len(g) == 0
+    g.add({"b": ("a",), "a": (), "c": ["b", "a", "b"]})
+    assert g.requires("c") == ("b", "a")
+    assert set(g.dependents("a")) == {"b", "c"}
+    with pytest.raises(DependencyCycle, match=r"x -> y -> x"):
+        g.add({"x": ["y"], "y": ["x", "c"]})
+    with pytest.raises(DependencyCycle, match=r"z -> z"):
+        g.add({"z": ("z",)})
+    assert "x" not in g and "z" not in g
