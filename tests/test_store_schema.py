@@ -661,3 +661,106 @@ def test_upsert_many_writes_runs_with_empty_columns_narrow_and_the_same_table(
     narrow = _schema._upsert_rows(1, True)
     assert "traceback = NULL" in narrow and "(engine_id, name, attempt, backend" in narrow
     assert "pid," not in narrow.split(" VALUES ")[0]
+
+
+def _steps_of(name: str, ending: str, *, retried: bool = False) -> list[tuple[Any, ...]]:
+    """Records (``_snapshot.record_of``) of one plain job at each step: waiting, running,
+    then ``ending`` ("done", "failed", "cancelled"); with ``retried``, its first attempt
+    fails and it waits again (a retry's pending record carries that error) before running a
+    second time."""
+    from jupyter_executor._snapshot import record_of
+
+    job = Job(len, args=("ab",), name=name)
+    run = job.runstate
+    out = []
+    job.status, job.submitted = Status.PENDING, 100.0
+    out.append(record_of(job))
+    job.status, job.attempts, job.started = Status.RUNNING, 1, 101.0
+    out.append(record_of(job))
+    if retried:
+        job.status, job.finished = Status.PENDING, 102.0
+        run.exception, job.traceback = ValueError("first"), "Traceback...\nValueError: first"
+        out.append(record_of(job))
+        job.status, job.attempts, job.started = Status.RUNNING, 2, 103.0
+        run.exception, job.traceback = None, None
+        out.append(record_of(job))
+    job.status, job.finished = Status(ending), 104.5
+    if ending == "done":
+        run.result = 2
+    elif ending == "failed":
+        run.exception, job.traceback = ValueError("bad"), "Traceback...\nValueError: bad"
+    else:
+        run.cancel_reason = "user"
+    out.append(record_of(job))
+    return out
+
+
+@pytest.mark.parametrize("ending", ["done", "failed", "cancelled"])
+@pytest.mark.parametrize("steps", [(0, 1, 2), (0, 2), (1, 2), (0, 1)])
+def test_records_of_a_waiting_or_running_run_fold_as_their_snapshots(
+    ending: str, steps: tuple[int, ...]
+) -> None:
+    # Issue 14: a plain job noted still waiting (or running), then ended, each change in
+    # another batch: in a long chain or a burst queued behind a limit, most of the jobs. Its
+    # records are folded without being made into snapshots (a row made from the record, its
+    # later steps written over it in place), into the rows take() makes of their snapshots.
+    from jupyter_executor._snapshot import snapshot_of_record
+
+    records = _steps_of("j", ending)
+    records = [records[0], records[1], records[-1]]
+    fast, slow = _fold.Runs("e"), _fold.Runs("e")
+    fast_high: dict[str, int] = {"j": 2}
+    slow_high = dict(fast_high)
+    for step in steps:
+        fast.take_all(_fold.coalesce(_fold.ended_records([records[step]])))
+        slow.take(snapshot_of_record(records[step]))
+        assert all(isinstance(run, list) for run in fast.dirty.values())  # the record's path
+        assert fast.rows(fast_high) == slow.rows(slow_high), step
+        fast.written()
+        slow.written()
+        assert not fast.dirty
+    assert fast_high == slow_high == {"j": 3}
+    # A finished run is forgotten as any other (only what places a later change stays).
+    state = fast.states[records[0][1]]
+    assert state.open is None if steps[-1] == 2 else state.open is not None
+
+
+def test_records_of_a_waiting_run_held_back_then_ended_write_it_once() -> None:
+    # Issue 14: a waiting run is held back (HOLD_PENDING) like a pending dict run; its end,
+    # a batch later, makes it one row written once, at its place among the dirty runs.
+    first = _steps_of("first", "done")
+    second = _steps_of("second", "done")
+    runs = _fold.Runs("e")
+    runs.take_all(_fold.ended_records([first[0]]))
+    assert runs.rows({}, hold_after=first[0][14]) == []  # held back: waits since then
+    runs.take_all(_fold.ended_records([second[-1], first[-1]]))
+    rows = runs.rows({})
+    assert [(r[1], r[2], r[7]) for r in rows] == [("first", 1, "done"), ("second", 1, "done")]
+    assert rows[0][22] == '[["pending",100.0],["running",101.0],["done",104.5]]'
+    runs.written()
+    assert not runs.dirty
+
+
+@pytest.mark.parametrize("ending", ["done", "failed", "cancelled"])
+def test_a_retried_run_seen_as_records_folds_as_its_snapshots(ending: str) -> None:
+    # A run noted waiting, then retried (back to pending with the first attempt's error): the
+    # retry's record is folded by take() (the first run closed as failed), the second attempt
+    # as before. Each change in its own batch, each batch as take() of the snapshots writes it.
+    from jupyter_executor._snapshot import snapshot_of_record
+
+    records = _steps_of("r", ending, retried=True)
+    fast, slow = _fold.Runs("e"), _fold.Runs("e")
+    fast_high: dict[str, int] = {}
+    slow_high: dict[str, int] = {}
+    for record in records:
+        fast.take_all(_fold.coalesce(_fold.ended_records([record])))
+        slow.take(snapshot_of_record(record))
+        assert fast.rows(fast_high) == slow.rows(slow_high), record[4]
+        fast.written()
+        slow.written()
+    assert fast_high == {"r": 2}
+
+
+def test_names_json_is_json_dumps() -> None:
+    for names in [(), ("a",), ("a", "b-1 x"), ('q"uote',), ("back\\slash",), ("é",), ("\x01",)]:
+        assert _fold.names_json(names) == __import__("json").dumps(list(names))
