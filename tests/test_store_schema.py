@@ -764,3 +764,42 @@ def test_a_retried_run_seen_as_records_folds_as_its_snapshots(ending: str) -> No
 def test_names_json_is_json_dumps() -> None:
     for names in [(), ("a",), ("a", "b-1 x"), ('q"uote',), ("back\\slash",), ("é",), ("\x01",)]:
         assert _fold.names_json(names) == __import__("json").dumps(list(names))
+
+
+def test_a_snapshot_after_records_of_a_waiting_run_folds_as_take_would() -> None:
+    # A run seen as a record while it waits (written), then as a snapshot (a view took one),
+    # then as the record of its end: made a dict run at the snapshot, the same rows as take()
+    # of the three snapshots, batch by batch.
+    from jupyter_executor._snapshot import snapshot_of_record
+
+    records = _steps_of("v", "failed")
+    changes: list[Any] = [records[0], snapshot_of_record(records[1]), records[-1]]
+    fast, slow = _fold.Runs("e"), _fold.Runs("e")
+    fast_high: dict[str, int] = {}
+    slow_high: dict[str, int] = {}
+    for change in changes:
+        fast.take_all(_fold.coalesce(_fold.ended_records([change])))
+        slow.take(change if isinstance(change, JobSnapshot) else snapshot_of_record(change))
+        assert fast.rows(fast_high) == slow.rows(slow_high)
+        fast.written()
+        slow.written()
+    assert fast_high == slow_high == {"v": 1}
+
+
+def test_a_waiting_run_written_keeps_no_reference_to_its_job() -> None:
+    # The record of a waiting run holds its job (and engine): once its row is made, the
+    # writer keeps the row only (a job dropped by the engine is not kept alive by the history).
+    import weakref
+
+    from jupyter_executor._snapshot import record_of
+
+    job = Job(len, args=("ab",), name="w")
+    job.status, job.submitted = Status.PENDING, 100.0
+    runs = _fold.Runs("e")
+    runs.take_all(_fold.ended_records([record_of(job)]))
+    assert [r[7] for r in runs.rows({})] == ["pending"]
+    runs.written()
+    gone = weakref.ref(job)
+    del job
+    gc.collect()
+    assert gone() is None

@@ -83,10 +83,12 @@ class JobState:
 _Ended = tuple[JobState, list[Any], int]
 
 #: A run seen so far only as records of a plain job waiting or running (see
-#: Runs._take_open): ``[state, row, local, since]``, a list so that the record of the run's
-#: next step (running, its end) rewrites the row in place, at its place among the dirty runs
-#: (the order attempts are given in). ``since``: when a waiting run became dirty (held back
-#: like a pending dict run, see Runs.rows), 0.0 for a running or ended one.
+#: Runs._take_open): ``[state, row, local, since, record, fixed]``, a list so that the record
+#: of the run's next step (running, its end) updates it in place, at its place among the dirty
+#: runs (the order attempts are given in). ``row``: made from ``record`` when written (None
+#: until then; the record is dropped then). ``since``: when a waiting run became dirty (held
+#: back like a pending dict run, see Runs.rows), 0.0 for a running or ended one. ``fixed``:
+#: the columns that come from what stays the same of the job (see _fixed).
 _Open = list[Any]
 
 
@@ -268,14 +270,21 @@ class Runs:
         return run
 
     def _reopen(self, state: JobState) -> None:
-        """Make the :data:`_Open` run of ``state`` a dict run, as if its latest record had
-        been folded by :meth:`take` (a snapshot of its job comes, or a retry)."""
+        """Make the :data:`_Open` run of ``state`` the dict run :meth:`take` would have made
+        of the same changes (a snapshot of its job comes, or a retry), at the end of the
+        dirty runs if it was dirty."""
         entry = state.open
         assert entry is not None
-        self.dirty.pop(id(entry), None)
         state.open = None
-        state.rank = -1  # (its base stays: the attempt it was written as)
-        self.take(snapshot_of_record(entry[4]))
+        run = dict(zip(WRITTEN, self._open_row(entry), strict=True))
+        run["attempt"] = None
+        steps = [("pending", run["submitted"])]
+        if run["status"] == "running":
+            steps.append(("running", run["started"]))
+        run.update(transitions=steps, _state=state, _local=entry[2], _since=entry[3])
+        state.run = run
+        if self.dirty.pop(id(entry), None) is not None:
+            self.dirty[id(run)] = run
 
     def _run_for(
         self, state: JobState, snap: JobSnapshot, rank: int, local: int
@@ -350,7 +359,9 @@ class Runs:
                 state.rank = rank
                 if rank == 2:
                     state.open = None
-                entry[1], entry[3], entry[4] = None, _since(record), record
+                # (a run waiting since before keeps that time: held back from then, see rows)
+                since = entry[3] if rank == 0 and entry[3] else _since(record)
+                entry[1], entry[3], entry[4] = None, since, record
                 self.dirty[id(entry)] = entry
                 return
             static = static_of_record(record)
@@ -385,6 +396,7 @@ class Runs:
         row: list[Any] | None = entry[1]
         if row is None:
             row = entry[1] = _record_row(self.engine_id, entry[0].name, entry[5], entry[4])
+            entry[4] = None  # the record holds the job and its engine: not kept past its row
         return row
 
     def rows(self, highest: dict[str, int], hold_after: float | None = None) -> list[list[Any]]:
