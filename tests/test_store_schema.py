@@ -736,7 +736,7 @@ def test_records_of_a_waiting_run_held_back_then_ended_write_it_once() -> None:
     runs.take_all(_fold.ended_records([second[-1], first[-1]]))
     rows = runs.rows({})
     assert [(r[1], r[2], r[7]) for r in rows] == [("first", 1, "done"), ("second", 1, "done")]
-    assert rows[0][22] == '[["pending",100.0],["running",101.0],["done",104.5]]'
+    assert rows[0][22] is None  # its three steps at its own times: made on read
     runs.written()
     assert not runs.dirty
 
@@ -803,3 +803,65 @@ def test_a_waiting_run_written_keeps_no_reference_to_its_job() -> None:
     del job
     gc.collect()
     assert gone() is None
+
+
+def test_the_transitions_of_a_run_that_ended_at_its_own_times_are_made_on_read(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: writing "[["pending",t0],["running",t1],["done",t2]]" for every run was a
+    # fifth of the writer's time per run in a burst. A run that went pending, running, then
+    # ended at its own submit, start and end times is written without the text; every read
+    # (history(), the frame, last_runs) gives the same transitions as before. A run with other
+    # steps (cancelled before it started, a waiting run) keeps its text.
+    import json
+
+    from jupyter_executor._snapshot import record_of, snapshot_of_record
+
+    never = Job(len, args=("ab",), name="never")
+    never.status, never.submitted = Status.PENDING, 100.0
+    waits = record_of(never)
+    never.status, never.finished = Status.CANCELLED, 100.5
+    never.runstate.cancel_reason = "user"
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    try:
+        plain = _steps_of("plain", "done")
+        retried = [snapshot_of_record(r) for r in _steps_of("retried", "failed", retried=True)]
+        waiting = _steps_of("waiting", "done")[0]
+        store._write_batch([plain[-1], *retried, waiting, waits, record_of(never)], True)
+        con = sqlite3.connect(tmp_path / "history.db")
+        raw = {
+            (name, attempt): (text, finished)
+            for name, attempt, text, finished in con.execute(
+                "SELECT name, attempt, transitions, finished FROM runs"
+            )
+        }
+        con.close()
+        assert raw[("plain", 1)][0] is None
+        assert raw[("retried", 1)][0] is None  # its end: when the retry came
+        # (waiting for its retry since the retry came, not since its submission: written)
+        assert json.loads(raw[("retried", 2)][0])[1:] == [["running", 103.0], ["failed", 104.5]]
+        assert raw[("waiting", 1)][0] == '[["pending",100.0]]'
+        assert json.loads(raw[("never", 1)][0]) == [["pending", 100.0], ["cancelled", 100.5]]
+        expected = {
+            ("plain", 1): [["pending", 100.0], ["running", 101.0], ["done", 104.5]],
+            ("retried", 1): [
+                ["pending", 100.0], ["running", 101.0], ["failed", raw[("retried", 1)][1]],
+            ],
+            ("retried", 2): json.loads(raw[("retried", 2)][0]),
+            ("waiting", 1): [["pending", 100.0]],
+            ("never", 1): [["pending", 100.0], ["cancelled", 100.5]],
+        }  # fmt: skip
+        got = {(r["name"], r["attempt"]): r["transitions"] for r in store.history()}
+        assert got == expected
+        frame = store.frame()
+        names, attempts = frame["name"], frame["attempt"]
+        steps = frame["transitions"]
+        assert dict(zip(zip(names, attempts, strict=True), steps, strict=True)) == expected
+        assert {r["name"]: r["transitions"] for r in store.last_runs(10)} == {
+            "plain": expected[("plain", 1)],
+            "retried": expected[("retried", 2)],
+            "waiting": expected[("waiting", 1)],
+            "never": expected[("never", 1)],
+        }
+    finally:
+        store.close()

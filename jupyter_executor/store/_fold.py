@@ -442,10 +442,7 @@ class Runs:
                 highest[state.name] = attempt
             run["attempt"] = attempt
             row = list(row_values(run))
-            # Statuses are plain words and times finite floats: no need for json here.
-            row[TRANSITIONS] = (
-                "[" + ",".join([f'["{s}",{t!r}]' for s, t in run["transitions"]]) + "]"
-            )
+            row[TRANSITIONS] = _transitions_text(run)
             params.append(row)
             out.append(run)
         return params
@@ -565,10 +562,9 @@ def _end_row(
         pid_start_time if pid is not None else None,
         1 if detached else 0,
         identity,
-        # As rows() writes them (see there): statuses are plain words, times finite floats.
-        f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]'
-        if finished is not None
-        else _OPEN_TRANSITIONS[status].format(submitted, started),
+        # An ended run's three steps at its own times: no text, made on read from its times
+        # (see _query.transitions_column). As rows() writes the others (see there).
+        None if finished is not None else _OPEN_TRANSITIONS[status].format(submitted, started),
     ]
 
 
@@ -593,6 +589,23 @@ def names_json(names: tuple[str, ...]) -> str:
 
 
 assert len(WRITTEN) == 23 and WRITTEN[ATTEMPT] == "attempt"  # _end_row's layout
+
+
+def _transitions_text(run: dict[str, Any]) -> str | None:
+    """The transitions of a dict run as written: None for an ended run's three steps at its
+    own times (made on read, see _end_row), else JSON."""
+    steps = run["transitions"]
+    status = run["status"]
+    if (
+        len(steps) == 3
+        and status in _ENDS
+        and steps[0] == ("pending", run["submitted"])
+        and steps[1] == ("running", run["started"])
+        and steps[2] == (status, run["finished"])
+    ):
+        return None
+    # Statuses are plain words and times finite floats: no need for json here.
+    return "[" + ",".join([f'["{s}",{t!r}]' for s, t in steps]) + "]"
 
 
 def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:

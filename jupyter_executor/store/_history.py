@@ -44,7 +44,7 @@ from ..errors import StoreError
 from . import _schema
 from ._direct import DirectWrites
 from ._fold import Runs, coalesce, ended_records
-from ._query import HistoryFilters, decode, json_column, select
+from ._query import HistoryFilters, decode, json_column, select, transitions_column
 from ._schema import (
     ATTEMPT,
     NAME,
@@ -479,8 +479,8 @@ class HistoryStore(DirectWrites):
         if not columns:
             return pd.DataFrame()
         frame = pd.DataFrame(rows, columns=columns)
-        for column in ("requires", "transitions"):
-            frame[column] = json_column(frame[column].tolist())
+        frame["requires"] = json_column(frame["requires"].tolist())
+        frame["transitions"] = transitions_column(columns, rows)
         frame["detached"] = frame["detached"].astype(bool)
         fromtimestamp = datetime.fromtimestamp
         for column in ("submitted", "started", "finished"):
