@@ -12,6 +12,13 @@ in its current attempt, a finished one ended the run it was in (the next attempt
 cancelled, or found up to date, before it started). A run that ends without a finished status
 (a retry sent the job straight back to pending) is closed as failed or cancelled from the
 error the retry left on the job.
+
+Most changes of a burst or a chain are *records* of plain jobs (``_snapshot.record_of``), not
+snapshots: a run seen only at its end is made into its row at once (an ``_Ended`` tuple), and
+one seen while it waits or runs is an ``_Open`` entry whose row is made when it is written and
+whose next records update it in place; a snapshot of such a run (a view took one, a retry)
+makes it a dict run again. A run that went pending, running, then ended at its own times is
+written without its transitions text (made on read: ``_query.transitions_column``).
 """
 
 from __future__ import annotations
