@@ -14,18 +14,16 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._on_finish import FinishCalls
-from ._snapshot import JobSnapshot, snapshot_of
+from ._snapshot import JobSnapshot, record_of, snapshot_of
 from ._status import FINISHED, Status
 from .errors import (
     InvalidOptionType,
 )
-
-if TYPE_CHECKING:
-    from .job import Job
+from .job import Job
 
 logger = logging.getLogger("jupyter_executor")
 # Job events (started, done, failed...) go to a child logger, so that configuring
@@ -243,13 +241,27 @@ class EventBus:
                 self._emit(event, job, snaps.get(id(job)) if snaps else None)
 
     def _job_changed(self, job: Job) -> JobSnapshot | None:
-        """Hand the history this change's snapshot; return it (None when nothing took one)."""
+        """Hand the history this change's snapshot; return it (None when nothing took one).
+
+        A plain job (``Job`` itself, no lifecycle record) that no subscriber takes snapshots
+        of is handed as a record (:func:`~jupyter_executor._snapshot.record_of`), as
+        ``Scheduler._status_changed`` does: the notes of jobs still waiting (``_note_unnoted``,
+        the queued ones) are taken under the lock, by the thousand in a burst or a long chain,
+        where a whole snapshot cost ~3 us each (most of the loop's time in a chain).
+        """
+        store = self._store
+        if store is None:
+            return None
         life = job.runstate.life
-        if self._store is not None and (life is None or life.reattached is None):
-            snap = snapshot_of(job)
-            self._store.job_changed(snap)
-            return snap
-        return None
+        if life is None:
+            if not self._takes_snapshots and type(job) is Job:
+                store.job_recorded(record_of(job))
+                return None
+        elif life.reattached is not None:
+            return None
+        snap = snapshot_of(job)
+        store.job_changed(snap)
+        return snap
 
     def _note_later(self, job: Job) -> None:
         """(under the lock) A plain job waits or started: the history records it if it still
@@ -279,12 +291,23 @@ class EventBus:
         with self._lock:  # their status and times do not move while they are read
             jobs, self._unnoted = self._unnoted, []
             self._noting_running = False
+            store = self._store
+            if store is None:
+                return
             recorded: set[int] = set()  # a job noted waiting, then started: recorded once
+            records = []
+            plain = not self._takes_snapshots
             for job in jobs:
                 if id(job) in recorded or job.status not in _UNFINISHED:
                     continue
                 recorded.add(id(job))
-                self._job_changed(job)
+                if plain and type(job) is Job and job.runstate.life is None:
+                    records.append(record_of(job))  # as _job_changed, queued at once below
+                else:
+                    self._job_changed(job)
+            # In a long chain or a burst queued behind a limit, most of the jobs alive: one
+            # queueing, which never waits for the writer with the lock held.
+            store.jobs_recorded(records)
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""

@@ -300,8 +300,8 @@ def _join_log(prefix: str, name: str) -> str:
 
 
 def _ran(job: SnapshotSource, run: RunState) -> tuple[Any, ...]:
-    # What an attempt changes, in the snapshot's order (snapshot_of and record_of read it so):
-    # submitted, started, finished, attempts, result, exception, traceback.
+    # What an attempt changes, in the snapshot's order (snapshot_of reads it so; record_of
+    # writes it out): submitted, started, finished, attempts, result, exception, traceback.
     return (
         job.submitted,
         job.started,
@@ -445,7 +445,7 @@ def record_of(job: SnapshotSource) -> tuple[Any, ...]:
     """
     run = job.runstate
     cached = run.history
-    status = job.status.value
+    status = job.status._value_  # (the enum's .value is a property: 4x the cost)
     if cached is None:
         # The key is given here, under the engine's lock: the writer must not give one (a
         # view's snapshot_of in another thread could give another).
@@ -456,13 +456,20 @@ def record_of(job: SnapshotSource) -> tuple[Any, ...]:
         key = cached[4][0]
         if status in _FINISHED_VALUES:
             run.history = key  # as _static_of: a finished job keeps only its key
+    # _ran's fields written out (no call, no tuple to unpack: one record per job's end).
     return (
         job,
         key,
         job.name,
         job.engine,
         status,
-        *_ran(job, run),
+        job.submitted,
+        job.started,
+        job.finished,
+        job.attempts,
+        run.result,
+        run.exception,
+        job.traceback,
         run.cancel_reason,
         job.pid,
         time.time(),

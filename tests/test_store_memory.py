@@ -101,8 +101,16 @@ def _record_changes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tup
         seen.append((snap.name, snap.status))
         keep_record(record)
 
+    def recording_records(records: list[tuple[Any, ...]]) -> None:
+        for record in records:
+            snap = snapshot_of_record(record)
+            seen.append((snap.name, snap.status))
+        keep_records(records)
+
+    keep_records = store.jobs_recorded
     monkeypatch.setattr(store, "job_changed", recording)
     monkeypatch.setattr(store, "job_recorded", recording_record)
+    monkeypatch.setattr(store, "jobs_recorded", recording_records)
     return seen
 
 
@@ -211,3 +219,72 @@ def test_a_plain_job_s_end_is_snapshotted_under_the_lock_only_for_a_view(
     assert {runs[f"j{i}"]["status"] for i in range(30)} == {"done"}
     assert runs["bad"]["status"] == "failed" and runs["bad"]["error"] == "ValueError: bad"
     assert "ValueError: bad" in runs["bad"]["traceback"]
+
+
+def test_jobs_still_waiting_are_noted_as_records_and_written_once_they_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14: in a chain longer than the note's delay, the "still waiting" note recorded
+    # every waiting job with a whole snapshot taken under the engine's lock (most of the
+    # loop's time per hop). A plain job (nothing takes snapshots) is noted as a record, all
+    # of them queued at once; the waiting runs are on disk by themselves (a kernel that dies
+    # keeps them), each with the time it has waited since, and each ends as one row.
+    import sqlite3
+    import threading
+
+    from _wait import wait_until
+
+    from jupyter_executor import _events
+
+    with Engine(folder=tmp_path / "e") as engine:
+        seen = _record_changes(engine, monkeypatch)
+        snapshots: list[str] = []
+        keep = engine._store.job_changed  # (the recording one)
+
+        def no_snapshot(snap: Any) -> None:
+            snapshots.append(snap.name)
+            keep(snap)
+
+        monkeypatch.setattr(engine._store, "job_changed", no_snapshot)
+        gate = threading.Event()
+        first = engine.submit(gate.wait, 30, name="first", backend="thread")
+        links = [Job(_noop, name=f"link{i}", backend="thread") for i in range(50)]
+        for before, link in zip([first, *links], links, strict=False):
+            link.requires(before)
+        engine.submit(*links)
+        time.sleep(_events.NOTE_RUNNING_AFTER)  # at least: the note comes after this delay
+
+        path = engine._store.path
+
+        def on_disk() -> list[tuple[Any, ...]]:
+            if not path.exists():
+                return []
+            con = sqlite3.connect(path)
+            try:
+                return con.execute(
+                    "SELECT name, status, submitted, transitions FROM runs "
+                    "WHERE name LIKE 'link%' ORDER BY name"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return []  # not created yet
+            finally:
+                con.close()
+
+        waiting = wait_until(lambda: len(on_disk()) == 50 and on_disk(), timeout=30)
+        assert {status for _, status, _, _ in waiting} == {"pending"}
+        submitted = {link.name: link.submitted for link in links}
+        for name, _, when, transitions in waiting:
+            assert when == submitted[name]
+            assert transitions == f'[["pending",{submitted[name]!r}]]'
+        assert not [name for name in snapshots if name.startswith("link")]  # records only
+        gate.set()
+        assert engine.wait(timeout=30)
+        runs = engine.history().to_dict("records")
+    links_seen = [status for name, status in seen if name.startswith("link")]
+    assert sorted(links_seen) == ["done"] * 50 + ["pending"] * 50  # noted once, then the end
+    assert len(runs) == 51
+    for run in runs:
+        assert run["status"] == "done" and run["attempt"] == 1
+        assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
+        assert run["transitions"][0][1] == submitted.get(run["name"], first.submitted)
+        assert run["submitted"] <= run["started"] <= run["finished"]

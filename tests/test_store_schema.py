@@ -661,3 +661,207 @@ def test_upsert_many_writes_runs_with_empty_columns_narrow_and_the_same_table(
     narrow = _schema._upsert_rows(1, True)
     assert "traceback = NULL" in narrow and "(engine_id, name, attempt, backend" in narrow
     assert "pid," not in narrow.split(" VALUES ")[0]
+
+
+def _steps_of(name: str, ending: str, *, retried: bool = False) -> list[tuple[Any, ...]]:
+    """Records (``_snapshot.record_of``) of one plain job at each step: waiting, running,
+    then ``ending`` ("done", "failed", "cancelled"); with ``retried``, its first attempt
+    fails and it waits again (a retry's pending record carries that error) before running a
+    second time."""
+    from jupyter_executor._snapshot import record_of
+
+    job = Job(len, args=("ab",), name=name)
+    run = job.runstate
+    out = []
+    job.status, job.submitted = Status.PENDING, 100.0
+    out.append(record_of(job))
+    job.status, job.attempts, job.started = Status.RUNNING, 1, 101.0
+    out.append(record_of(job))
+    if retried:
+        job.status, job.finished = Status.PENDING, 102.0
+        run.exception, job.traceback = ValueError("first"), "Traceback...\nValueError: first"
+        out.append(record_of(job))
+        job.status, job.attempts, job.started = Status.RUNNING, 2, 103.0
+        run.exception, job.traceback = None, None
+        out.append(record_of(job))
+    job.status, job.finished = Status(ending), 104.5
+    if ending == "done":
+        run.result = 2
+    elif ending == "failed":
+        run.exception, job.traceback = ValueError("bad"), "Traceback...\nValueError: bad"
+    else:
+        run.cancel_reason = "user"
+    out.append(record_of(job))
+    return out
+
+
+@pytest.mark.parametrize("ending", ["done", "failed", "cancelled"])
+@pytest.mark.parametrize("steps", [(0, 1, 2), (0, 2), (1, 2), (0, 1)])
+def test_records_of_a_waiting_or_running_run_fold_as_their_snapshots(
+    ending: str, steps: tuple[int, ...]
+) -> None:
+    # Issue 14: a plain job noted still waiting (or running), then ended, each change in
+    # another batch: in a long chain or a burst queued behind a limit, most of the jobs. Its
+    # records are folded without being made into snapshots (a row made from the record, its
+    # later steps written over it in place), into the rows take() makes of their snapshots.
+    from jupyter_executor._snapshot import snapshot_of_record
+
+    records = _steps_of("j", ending)
+    records = [records[0], records[1], records[-1]]
+    fast, slow = _fold.Runs("e"), _fold.Runs("e")
+    fast_high: dict[str, int] = {"j": 2}
+    slow_high = dict(fast_high)
+    for step in steps:
+        fast.take_all(_fold.coalesce(_fold.ended_records([records[step]])))
+        slow.take(snapshot_of_record(records[step]))
+        assert all(isinstance(run, list) for run in fast.dirty.values())  # the record's path
+        assert fast.rows(fast_high) == slow.rows(slow_high), step
+        fast.written()
+        slow.written()
+        assert not fast.dirty
+    assert fast_high == slow_high == {"j": 3}
+    # A finished run is forgotten as any other (only what places a later change stays).
+    state = fast.states[records[0][1]]
+    assert state.open is None if steps[-1] == 2 else state.open is not None
+
+
+def test_records_of_a_waiting_run_held_back_then_ended_write_it_once() -> None:
+    # Issue 14: a waiting run is held back (HOLD_PENDING) like a pending dict run; its end,
+    # a batch later, makes it one row written once, at its place among the dirty runs.
+    first = _steps_of("first", "done")
+    second = _steps_of("second", "done")
+    runs = _fold.Runs("e")
+    runs.take_all(_fold.ended_records([first[0]]))
+    assert runs.rows({}, hold_after=first[0][14]) == []  # held back: waits since then
+    runs.take_all(_fold.ended_records([second[-1], first[-1]]))
+    rows = runs.rows({})
+    assert [(r[1], r[2], r[7]) for r in rows] == [("first", 1, "done"), ("second", 1, "done")]
+    assert rows[0][22] is None  # its three steps at its own times: made on read
+    runs.written()
+    assert not runs.dirty
+
+
+@pytest.mark.parametrize("ending", ["done", "failed", "cancelled"])
+def test_a_retried_run_seen_as_records_folds_as_its_snapshots(ending: str) -> None:
+    # A run noted waiting, then retried (back to pending with the first attempt's error): the
+    # retry's record is folded by take() (the first run closed as failed), the second attempt
+    # as before. Each change in its own batch, each batch as take() of the snapshots writes it.
+    from jupyter_executor._snapshot import snapshot_of_record
+
+    records = _steps_of("r", ending, retried=True)
+    fast, slow = _fold.Runs("e"), _fold.Runs("e")
+    fast_high: dict[str, int] = {}
+    slow_high: dict[str, int] = {}
+    for record in records:
+        fast.take_all(_fold.coalesce(_fold.ended_records([record])))
+        slow.take(snapshot_of_record(record))
+        assert fast.rows(fast_high) == slow.rows(slow_high), record[4]
+        fast.written()
+        slow.written()
+    assert fast_high == {"r": 2}
+
+
+def test_names_json_is_json_dumps() -> None:
+    for names in [(), ("a",), ("a", "b-1 x"), ('q"uote',), ("back\\slash",), ("é",), ("\x01",)]:
+        assert _fold.names_json(names) == __import__("json").dumps(list(names))
+
+
+def test_a_snapshot_after_records_of_a_waiting_run_folds_as_take_would() -> None:
+    # A run seen as a record while it waits (written), then as a snapshot (a view took one),
+    # then as the record of its end: made a dict run at the snapshot, the same rows as take()
+    # of the three snapshots, batch by batch.
+    from jupyter_executor._snapshot import snapshot_of_record
+
+    records = _steps_of("v", "failed")
+    changes: list[Any] = [records[0], snapshot_of_record(records[1]), records[-1]]
+    fast, slow = _fold.Runs("e"), _fold.Runs("e")
+    fast_high: dict[str, int] = {}
+    slow_high: dict[str, int] = {}
+    for change in changes:
+        fast.take_all(_fold.coalesce(_fold.ended_records([change])))
+        slow.take(change if isinstance(change, JobSnapshot) else snapshot_of_record(change))
+        assert fast.rows(fast_high) == slow.rows(slow_high)
+        fast.written()
+        slow.written()
+    assert fast_high == slow_high == {"v": 1}
+
+
+def test_a_waiting_run_written_keeps_no_reference_to_its_job() -> None:
+    # The record of a waiting run holds its job (and engine): once its row is made, the
+    # writer keeps the row only (a job dropped by the engine is not kept alive by the history).
+    import weakref
+
+    from jupyter_executor._snapshot import record_of
+
+    job = Job(len, args=("ab",), name="w")
+    job.status, job.submitted = Status.PENDING, 100.0
+    runs = _fold.Runs("e")
+    runs.take_all(_fold.ended_records([record_of(job)]))
+    assert [r[7] for r in runs.rows({})] == ["pending"]
+    runs.written()
+    gone = weakref.ref(job)
+    del job
+    gc.collect()
+    assert gone() is None
+
+
+def test_the_transitions_of_a_run_that_ended_at_its_own_times_are_made_on_read(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: writing "[["pending",t0],["running",t1],["done",t2]]" for every run was a
+    # fifth of the writer's time per run in a burst. A run that went pending, running, then
+    # ended at its own submit, start and end times is written without the text; every read
+    # (history(), the frame, last_runs) gives the same transitions as before. A run with other
+    # steps (cancelled before it started, a waiting run) keeps its text.
+    import json
+
+    from jupyter_executor._snapshot import record_of, snapshot_of_record
+
+    never = Job(len, args=("ab",), name="never")
+    never.status, never.submitted = Status.PENDING, 100.0
+    waits = record_of(never)
+    never.status, never.finished = Status.CANCELLED, 100.5
+    never.runstate.cancel_reason = "user"
+    store = HistoryStore(tmp_path, "e", batch_delay=0)
+    try:
+        plain = _steps_of("plain", "done")
+        retried = [snapshot_of_record(r) for r in _steps_of("retried", "failed", retried=True)]
+        waiting = _steps_of("waiting", "done")[0]
+        store._write_batch([plain[-1], *retried, waiting, waits, record_of(never)], True)
+        con = sqlite3.connect(tmp_path / "history.db")
+        raw = {
+            (name, attempt): (text, finished)
+            for name, attempt, text, finished in con.execute(
+                "SELECT name, attempt, transitions, finished FROM runs"
+            )
+        }
+        con.close()
+        assert raw[("plain", 1)][0] is None
+        assert raw[("retried", 1)][0] is None  # its end: when the retry came
+        # (waiting for its retry since the retry came, not since its submission: written)
+        assert json.loads(raw[("retried", 2)][0])[1:] == [["running", 103.0], ["failed", 104.5]]
+        assert raw[("waiting", 1)][0] == '[["pending",100.0]]'
+        assert json.loads(raw[("never", 1)][0]) == [["pending", 100.0], ["cancelled", 100.5]]
+        expected = {
+            ("plain", 1): [["pending", 100.0], ["running", 101.0], ["done", 104.5]],
+            ("retried", 1): [
+                ["pending", 100.0], ["running", 101.0], ["failed", raw[("retried", 1)][1]],
+            ],
+            ("retried", 2): json.loads(raw[("retried", 2)][0]),
+            ("waiting", 1): [["pending", 100.0]],
+            ("never", 1): [["pending", 100.0], ["cancelled", 100.5]],
+        }  # fmt: skip
+        got = {(r["name"], r["attempt"]): r["transitions"] for r in store.history()}
+        assert got == expected
+        frame = store.frame()
+        names, attempts = frame["name"], frame["attempt"]
+        steps = frame["transitions"]
+        assert dict(zip(zip(names, attempts, strict=True), steps, strict=True)) == expected
+        assert {r["name"]: r["transitions"] for r in store.last_runs(10)} == {
+            "plain": expected[("plain", 1)],
+            "retried": expected[("retried", 2)],
+            "waiting": expected[("waiting", 1)],
+            "never": expected[("never", 1)],
+        }
+    finally:
+        store.close()

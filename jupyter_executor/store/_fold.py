@@ -12,12 +12,20 @@ in its current attempt, a finished one ended the run it was in (the next attempt
 cancelled, or found up to date, before it started). A run that ends without a finished status
 (a retry sent the job straight back to pending) is closed as failed or cancelled from the
 error the retry left on the job.
+
+Most changes of a burst or a chain are *records* of plain jobs (``_snapshot.record_of``), not
+snapshots: a run seen only at its end is made into its row at once (an ``_Ended`` tuple), and
+one seen while it waits or runs is an ``_Open`` entry whose row is made when it is written and
+whose next records update it in place; a snapshot of such a run (a view took one, a retry)
+makes it a dict run again. A run that went pending, running, then ended at its own times is
+written without its transitions text (made on read: ``_query.transitions_column``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +68,7 @@ class JobState:
     description or path of their own.
     """
 
-    __slots__ = ("base", "key", "local", "name", "rank", "run")
+    __slots__ = ("base", "key", "local", "name", "open", "rank", "run")
 
     def __init__(self, key: int, name: str) -> None:
         # Made safe now (a lone surrogate from a non-UTF-8 file name cannot be stored), so that
@@ -71,12 +79,24 @@ class JobState:
         self.local = 0  # job.attempts of the latest run
         self.run: dict[str, Any] | None = None  # None once a finished run is written
         self.rank = -1  # RANK of the latest run's status (-1: no run yet)
+        # The latest run while it is an _Open row (waiting or running, seen only as records),
+        # else None; then run is None too (see Runs._take_open).
+        self.open: _Open | None = None
 
 
 #: A run made whole from the one snapshot of its end (see Runs.take_all): the job's state, the
 #: row (attempt not placed yet) and the attempt's number in the job's own count (as a run's
 #: ``_local``: the state's moves on with a later attempt).
 _Ended = tuple[JobState, list[Any], int]
+
+#: A run seen so far only as records of a plain job waiting or running (see
+#: Runs._take_open): ``[state, row, local, since, record, fixed]``, a list so that the record
+#: of the run's next step (running, its end) updates it in place, at its place among the dirty
+#: runs (the order attempts are given in). ``row``: made from ``record`` when written (None
+#: until then; the record is dropped then). ``since``: when a waiting run became dirty (held
+#: back like a pending dict run, see Runs.rows), 0.0 for a running or ended one. ``fixed``:
+#: the columns that come from what stays the same of the job (see _fixed).
+_Open = list[Any]
 
 
 def coalesce(snaps: Iterable[Any]) -> list[Any]:
@@ -120,10 +140,39 @@ def coalesce(snaps: Iterable[Any]) -> list[Any]:
     return out
 
 
+def _is_whole_end(record: tuple[Any, ...]) -> bool:
+    """A record of an end with its run's times (submitted, started, finished, attempts)."""
+    return (
+        record[4] in _ENDS
+        and bool(record[8])
+        and record[5] is not None
+        and record[6] is not None
+        and record[7] is not None
+    )
+
+
+def _is_open(record: tuple[Any, ...]) -> bool:
+    """A record of a job's first attempt waiting, or running, with nothing of an earlier
+    attempt on it (no error, traceback or cancel reason): its row is made from it alone (see
+    :meth:`Runs._take_open`)."""
+    status, submitted, started, _, attempts = record[4:9]
+    return (
+        submitted is not None
+        and record[10] is None
+        and record[11] is None
+        and record[12] is None
+        and (
+            (status == "pending" and attempts == 0)
+            or (status == "running" and attempts == 1 and started is not None)
+        )
+    )
+
+
 def ended_records(changes: Iterable[JobSnapshot | tuple[Any, ...]]) -> list[Any]:
     """The changes of a batch, in order, as :func:`coalesce` and :meth:`Runs.take_all` take
-    them: snapshots, and records made into snapshots, except the record of an end that is its
-    job's only change in the batch (with the times of its run), which stays a record.
+    them: snapshots, and records made into snapshots, except the record that is its job's
+    only change in the batch and is of an end with the times of its run, or of a first
+    attempt waiting or running (see :func:`_is_open`), which stays a record.
 
     A record that cannot be made into its snapshot is logged and left out.
     """
@@ -137,14 +186,7 @@ def ended_records(changes: Iterable[JobSnapshot | tuple[Any, ...]]) -> list[Any]
         if type(change) is not tuple:
             out.append(change)
             continue
-        if (
-            seen[change[1]] == 1
-            and change[4] in _ENDS
-            and change[8]
-            and change[5] is not None
-            and change[6] is not None
-            and change[7] is not None
-        ):
+        if seen[change[1]] == 1 and (_is_whole_end(change) or _is_open(change)):
             out.append(change)
             continue
         try:
@@ -172,8 +214,9 @@ class Runs:
         # id(run) -> run: a dict of the run's columns, or an _Ended run made whole
         # from one snapshot (see take_all), in the order they became dirty (which is the
         # order attempts are given in: a replacing job continues after its predecessor).
-        self.dirty: dict[int, dict[str, Any] | _Ended] = {}
-        self._out: list[dict[str, Any] | _Ended] = []  # the runs rows() gave, until written()
+        self.dirty: dict[int, dict[str, Any] | _Ended | _Open] = {}
+        # the runs rows() gave, until written()
+        self._out: list[dict[str, Any] | _Ended | _Open] = []
 
     def take_all(self, snaps: Iterable[JobSnapshot | tuple[Any, ...]]) -> None:
         """Fold snapshots in order (see :meth:`take`); one that fails is logged and skipped.
@@ -190,7 +233,7 @@ class Runs:
         take = self.take
         for snap in snaps:
             if isinstance(snap, tuple):
-                # A record of an end, its job's only change in the batch (see ended_records).
+                # A record, its job's only change in the batch (see ended_records).
                 self._take_record(snap)
                 continue
             try:
@@ -218,6 +261,8 @@ class Runs:
         state = self.states.get(snap.key)
         if state is None:
             state = self.states[snap.key] = JobState(snap.key, snap.name)
+        elif state.open is not None:
+            self._reopen(state)
         rank = RANK.get(snap.status, 2)
         local = _attempt_of(state, snap, rank)
         run = self._run_for(state, snap, rank, local)
@@ -230,6 +275,23 @@ class Runs:
         _update(run, snap, rank, ran)
         self.dirty[id(run)] = run
         return run
+
+    def _reopen(self, state: JobState) -> None:
+        """Make the :data:`_Open` run of ``state`` the dict run :meth:`take` would have made
+        of the same changes (a snapshot of its job comes, or a retry), at the end of the
+        dirty runs if it was dirty."""
+        entry = state.open
+        assert entry is not None
+        state.open = None
+        run = dict(zip(WRITTEN, self._open_row(entry), strict=True))
+        run["attempt"] = None
+        steps = [("pending", run["submitted"])]
+        if run["status"] == "running":
+            steps.append(("running", run["started"]))
+        run.update(transitions=steps, _state=state, _local=entry[2], _since=entry[3])
+        state.run = run
+        if self.dirty.pop(id(entry), None) is not None:
+            self.dirty[id(run)] = run
 
     def _run_for(
         self, state: JobState, snap: JobSnapshot, rank: int, local: int
@@ -263,7 +325,7 @@ class Runs:
             "backend": snap.backend,
             "kind": snap.kind,
             "description": snap.source or snap.description,
-            "requires": json.dumps(list(requires)) if requires else "[]",
+            "requires": names_json(requires),
             "status": None,
             "submitted": None,
             "started": None,
@@ -286,29 +348,63 @@ class Runs:
         }
 
     def _take_record(self, record: tuple[Any, ...]) -> None:
-        """Fold a record of an end (see :meth:`take_all`), as its snapshot would be folded."""
+        """Fold a record kept by :func:`ended_records` (see :meth:`take_all`), as its snapshot
+        would be folded."""
         try:
             key = record[1]
-            if key in self.states:
-                self.take(snapshot_of_record(record))  # placed after what came before
+            state = self.states.get(key)
+            if state is not None:
+                entry = state.open
+                rank = RANK.get(record[4], 2)
+                if entry is None or entry[2] != record[8] + (rank == 0):
+                    self.take(snapshot_of_record(record))  # placed after what came before
+                    return
+                if rank < state.rank:
+                    return  # an older change that another thread queued late (see take)
+                # The next step of a run seen so far waiting or running (see _take_open): its
+                # row, made again from this record when it is written, at its place.
+                state.rank = rank
+                if rank == 2:
+                    state.open = None
+                # (a run waiting since before keeps that time: held back from then, see rows)
+                since = entry[3] if rank == 0 and entry[3] else _since(record)
+                entry[1], entry[3], entry[4] = None, since, record
+                self.dirty[id(entry)] = entry
                 return
-            status, submitted, started, finished, local = record[4:9]
             static = static_of_record(record)
             state = self.states[key] = JobState(key, static[1])
-            state.local = local
+            if record[4] not in _ENDS:
+                self._take_open(record, state, static)
+                return
+            state.local = local = record[8]
             state.rank = 2
-            # (static: key, name, backend, kind, description, source, requires, forever,
-            # log_path, tags; a record is of a Job without a lifecycle record: no pid start
-            # time, not detached, no identity)
-            row = _end_row(
-                self.engine_id, state.name, static[2], static[3], static[5] or static[4],
-                static[6], status, submitted, started, finished, record[9], record[10],
-                record[11], record[12], static[8], record[13], None, False, None,
-            )  # fmt: skip
-            entry = (state, row, local)
-            self.dirty[id(entry)] = entry
+            ended = (state, _record_row(self.engine_id, state.name, _fixed(static), record), local)
+            self.dirty[id(ended)] = ended
         except Exception:
             logger.exception("jupyter_executor: cannot record a change of job %r", record[2])
+
+    def _take_open(self, record: tuple[Any, ...], state: JobState, static: tuple[Any, ...]) -> None:
+        """Fold the first record of a first attempt waiting or running (see :func:`_is_open`).
+
+        A plain job noted still waiting (or running) a moment after it was submitted (or
+        started): in a long chain or a burst queued behind a limit, most jobs are, and each
+        ends soon after. Its run is an :data:`_Open` entry (no dict of columns) that the
+        records of its next steps update in place (see :meth:`_take_record`), and whose row is
+        made only when it is written: what :meth:`take` makes of the same changes, at a
+        fraction of the cost.
+        """
+        state.local = local = record[8] or 1
+        state.rank = RANK[record[4]]
+        entry = state.open = [state, None, local, _since(record), record, _fixed(static)]
+        self.dirty[id(entry)] = entry
+
+    def _open_row(self, entry: _Open) -> list[Any]:
+        """The row of an :data:`_Open` run (made once per write, from its latest record)."""
+        row: list[Any] | None = entry[1]
+        if row is None:
+            row = entry[1] = _record_row(self.engine_id, entry[0].name, entry[5], entry[4])
+            entry[4] = None  # the record holds the job and its engine: not kept past its row
+        return row
 
     def rows(self, highest: dict[str, int], hold_after: float | None = None) -> list[list[Any]]:
         """The dirty runs as rows of the upsert (in :data:`WRITTEN` order).
@@ -322,12 +418,18 @@ class Runs:
         pending, most of which end a moment later; held, each is written once, at its end.
         """
         params = []
-        out: list[dict[str, Any] | _Ended] = []
+        out: list[dict[str, Any] | _Ended | _Open] = []
         self._out = out  # (a failed write leaves the previous ones: given again)
         for run in self.dirty.values():
-            if isinstance(run, tuple):
-                # Made whole by take_all: only its attempt is left to place.
-                state, row, local = run
+            if not isinstance(run, dict):
+                # A row made at once (take_all, _take_open): only its attempt is left to place.
+                state, local = run[0], run[2]
+                if isinstance(run, list):
+                    if hold_after is not None and run[3] >= hold_after:
+                        continue  # waiting since hold_after: held back (see above)
+                    row = self._open_row(run)
+                else:
+                    row = run[1]
                 if state.base is None:
                     state.base = max(0, highest.get(state.name, 0) - local + 1)
                 attempt = state.base + local
@@ -347,10 +449,7 @@ class Runs:
                 highest[state.name] = attempt
             run["attempt"] = attempt
             row = list(row_values(run))
-            # Statuses are plain words and times finite floats: no need for json here.
-            row[TRANSITIONS] = (
-                "[" + ",".join([f'["{s}",{t!r}]' for s, t in run["transitions"]]) + "]"
-            )
+            row[TRANSITIONS] = _transitions_text(run)
             params.append(row)
             out.append(run)
         return params
@@ -360,9 +459,11 @@ class Runs:
         finished = self._finished
         dirty = self.dirty
         for run in self._out:
-            if isinstance(run, tuple):
-                # Ended, never held as a dict: only its state stays (see below).
-                finished.append(run[0].key)
+            if not isinstance(run, dict):
+                # Never held as a dict: only its state stays (see below), and, while it waits
+                # or runs, its row (state.open).
+                if run[0].rank == 2:
+                    finished.append(run[0].key)
                 continue
             state: JobState = run["_state"]
             if state.rank == 2 and state.run is run:
@@ -389,24 +490,55 @@ def _ended_row(engine_id: str, name: str, snap: JobSnapshot) -> list[Any]:
     The snapshot has ``attempts`` >= 1 and its submit, start and end times (see
     :meth:`Runs.take_all`): its run went pending, running, then ended.
     """
+    fixed = (
+        snap.backend, snap.kind, snap.source or snap.description, names_json(snap.requires),
+        snap.log_path,
+    )  # fmt: skip
     return _end_row(
-        engine_id, name, snap.backend, snap.kind, snap.source or snap.description,
-        snap.requires, snap.status, snap.submitted, snap.started, snap.finished, snap.result,
-        snap.exception, snap.traceback, snap.cancel_reason, snap.log_path, snap.pid,
+        engine_id, name, fixed, snap.status, snap.submitted, snap.started, snap.finished,
+        snap.result, snap.exception, snap.traceback, snap.cancel_reason, snap.pid,
         snap.pid_start_time, snap.detached, snap.identity,
     )  # fmt: skip
 
 
+def _fixed(static: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The columns of a run that come from what stays the same of its job (see
+    ``_snapshot.static_of_record``): backend, kind, description, requires, log_path."""
+    # (static: key, name, backend, kind, description, source, requires, forever, log_path,
+    # tags)
+    return (static[2], static[3], static[5] or static[4], names_json(static[6]), static[8])
+
+
+def _since(record: tuple[Any, ...]) -> float:
+    # When the run of an _Open entry became a waiting one (held back since, see Runs.rows);
+    # 0.0 when it runs or ended (never held).
+    return record[14] if record[4] == "pending" else 0.0
+
+
+def _record_row(
+    engine_id: str, name: str, fixed: tuple[Any, ...], record: tuple[Any, ...]
+) -> list[Any]:
+    """The row of a record (:func:`~jupyter_executor._snapshot.record_of`): of a Job
+    without a lifecycle record (no pid start time, not detached, no identity)."""
+    return _end_row(
+        engine_id, name, fixed, record[4], record[5], record[6], record[7], record[9],
+        record[10], record[11], record[12], record[13], None, False, None,
+    )  # fmt: skip
+
+
 def _end_row(
-    engine_id: str, name: str, backend: str, kind: str, what: str | None,
-    requires: tuple[str, ...], status: str, submitted: float | None, started: float | None,
-    finished: float | None,
-    result: Any, exc: BaseException | None, traceback: str | None, cancel_reason: str | None,
-    log_path: str | None, pid: int | None, pid_start_time: float | None, detached: bool,
-    identity: str | None,
+    engine_id: str, name: str, fixed: tuple[Any, ...], status: str, submitted: float | None,
+    started: float | None, finished: float | None, result: Any, exc: BaseException | None,
+    traceback: str | None, cancel_reason: str | None, pid: int | None,
+    pid_start_time: float | None, detached: bool, identity: str | None,
 ) -> list[Any]:  # fmt: skip
     """The row (:data:`WRITTEN` order, attempt left None) of a run seen once, at its end, from
-    a snapshot (:func:`_ended_row`) or a record (``Runs._take_record``)."""
+    a snapshot (:func:`_ended_row`) or a record (``Runs._take_record``); or of a first
+    attempt seen only as records while it waits or runs (``Runs._take_open``).
+
+    ``fixed``: backend, kind, description, requires (as JSON), log_path (see :func:`_fixed`).
+    """
+    backend, kind, what, requires, log_path = fixed
     if status == "done":
         result_text: str | None = short_repr(result)
         is_code = backend == "subprocess" and isinstance(result, int)
@@ -421,12 +553,12 @@ def _end_row(
         backend,
         kind,
         what,
-        json.dumps(list(requires)) if requires else "[]",
+        requires,
         status,
         submitted,
         started,
         finished,
-        finished - started,  # type: ignore[operator]  # (both set: the run ended)
+        None if finished is None else finished - started,  # type: ignore[operator]
         exit_code,
         result_text,
         None if exc is None else f"{type(exc).__name__}: {exc}",
@@ -437,12 +569,50 @@ def _end_row(
         pid_start_time if pid is not None else None,
         1 if detached else 0,
         identity,
-        # As rows() writes them (see there): statuses are plain words, times finite floats.
-        f'[["pending",{submitted!r}],["running",{started!r}],["{status}",{finished!r}]]',
+        # An ended run's three steps at its own times: no text, made on read from its times
+        # (see _query.transitions_column). As rows() writes the others (see there).
+        None if finished is not None else _OPEN_TRANSITIONS[status].format(submitted, started),
     ]
 
 
+# The transitions of a run that waits or runs (see Runs._take_open), as rows() writes them.
+_OPEN_TRANSITIONS = {
+    "pending": '[["pending",{0!r}]]',
+    "running": '[["pending",{0!r}],["running",{1!r}]]',
+}
+
+# Job names that JSON writes as they are (printable ASCII but the quote and the backslash).
+_PLAIN_NAMES = re.compile(r"[ !#-\[\]-~]*")
+
+
+def names_json(names: tuple[str, ...]) -> str:
+    """``json.dumps(list(names))``, without the encoder for plain names (a chain's every run
+    has one: the encoder was a tenth of the writer's time per run)."""
+    if not names:
+        return "[]"
+    if _PLAIN_NAMES.fullmatch("".join(names)):
+        return '["' + '", "'.join(names) + '"]'
+    return json.dumps(list(names))
+
+
 assert len(WRITTEN) == 23 and WRITTEN[ATTEMPT] == "attempt"  # _end_row's layout
+
+
+def _transitions_text(run: dict[str, Any]) -> str | None:
+    """The transitions of a dict run as written: None for an ended run's three steps at its
+    own times (made on read, see _end_row), else JSON."""
+    steps = run["transitions"]
+    status = run["status"]
+    if (
+        len(steps) == 3
+        and status in _ENDS
+        and steps[0] == ("pending", run["submitted"])
+        and steps[1] == ("running", run["started"])
+        and steps[2] == (status, run["finished"])
+    ):
+        return None
+    # Statuses are plain words and times finite floats: no need for json here.
+    return "[" + ",".join([f'["{s}",{t!r}]' for s, t in steps]) + "]"
 
 
 def _attempt_of(state: JobState, snap: JobSnapshot, rank: int) -> int:

@@ -44,7 +44,7 @@ from ..errors import StoreError
 from . import _schema
 from ._direct import DirectWrites
 from ._fold import Runs, coalesce, ended_records
-from ._query import HistoryFilters, decode, json_column, select
+from ._query import HistoryFilters, decode, json_column, select, transitions_column
 from ._schema import (
     ATTEMPT,
     NAME,
@@ -216,6 +216,12 @@ class HistoryStore(DirectWrites):
         """Record a change of a plain job given as :func:`~jupyter_executor._snapshot.record_of`
         made it (cheap: no I/O, safe from any thread; the snapshot is made by the writer)."""
         self._writer.put(record)
+
+    def jobs_recorded(self, records: list[tuple[Any, ...]]) -> None:
+        """Record the changes of several plain jobs, each as :meth:`job_recorded` takes it,
+        queued at once and never slowed by the writer's backlog (the engine's notes of jobs
+        still waiting, taken under its lock)."""
+        self._writer.put_many(records)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every change reported so far is written to disk.
@@ -473,8 +479,8 @@ class HistoryStore(DirectWrites):
         if not columns:
             return pd.DataFrame()
         frame = pd.DataFrame(rows, columns=columns)
-        for column in ("requires", "transitions"):
-            frame[column] = json_column(frame[column].tolist())
+        frame["requires"] = json_column(frame["requires"].tolist())
+        frame["transitions"] = transitions_column(columns, rows)
         frame["detached"] = frame["detached"].astype(bool)
         fromtimestamp = datetime.fromtimestamp
         for column in ("submitted", "started", "finished"):

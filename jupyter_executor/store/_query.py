@@ -138,6 +138,33 @@ def json_column(texts: list[str | None]) -> list[Any]:
     return list(json.loads("[" + ",".join([t or "[]" for t in texts]) + "]"))
 
 
+#: The statuses a run ends with.
+_ENDS = frozenset({"done", "failed", "cancelled"})
+_TIMES = ("status", "submitted", "started", "finished")
+
+
+def transitions_column(columns: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """The ``transitions`` of ``rows`` decoded, the NULL ones of a run that ended made from
+    its times.
+
+    A run that went pending, running, then ended at its own submit, start and end times (most
+    runs) is written with no transitions text: they are these three steps, made here from its
+    columns (writing the text was a fifth of the writer's time per run in a burst). NULL for
+    any other run is no transitions at all (an empty list).
+    """
+    at = columns.index("transitions")
+    out = json_column([row[at] for row in rows])
+    if not all(c in columns for c in _TIMES):
+        return out
+    st, sub, sta, fin = (columns.index(c) for c in _TIMES)
+    for i, row in enumerate(rows):
+        if row[at] is None and row[st] in _ENDS:
+            submitted, started, finished = row[sub], row[sta], row[fin]
+            if submitted is not None and started is not None and finished is not None:
+                out[i] = [["pending", submitted], ["running", started], [row[st], finished]]
+    return out
+
+
 def decode(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     if not rows:
         return []
@@ -147,8 +174,7 @@ def decode(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, An
         for data, value in zip(out, json_column([r[at] for r in rows]), strict=True):
             data["requires"] = value
     if "transitions" in columns:
-        at = columns.index("transitions")
-        for data, value in zip(out, json_column([r[at] for r in rows]), strict=True):
+        for data, value in zip(out, transitions_column(columns, rows), strict=True):
             data["transitions"] = value
     if "detached" in columns:
         for data in out:

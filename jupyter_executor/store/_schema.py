@@ -33,7 +33,9 @@ from ..errors import StoreError
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "STEPS", "check_writable", "connect", "transaction"]
 
-# The columns of a run, in table order (``id`` first).
+# The columns of a run, in table order (``id`` first). ``transitions`` is JSON, or NULL for a
+# run that went pending, running, then ended at its own submit, start and end times: those
+# three steps, made on read (_query.transitions_column; an older version reads no steps).
 COLUMNS = (
     "id", "engine_id", "name", "attempt", "backend", "kind", "description", "requires",
     "status", "submitted", "started", "finished", "duration", "exit_code", "result", "error",

@@ -122,6 +122,19 @@ class Writer:
             if time.monotonic() - oldest > self.max_delay:
                 self._throttle()
 
+    def put_many(self, items: list[Any]) -> None:
+        """Queue ``items`` at once (see :meth:`put`), never slowed by a backlog.
+
+        For the engine's notes of jobs still waiting, taken under its lock by the thousand:
+        a wait there for the writer (see :meth:`_throttle`) would hold every job thread and
+        the loop with it, and their count is bounded by the jobs alive.
+        """
+        if self.closed or not items:
+            return
+        self.queue.extend(items)
+        if not self._signalled:
+            self._signal()
+
     def _throttle(self) -> None:
         # The writer is behind: wake it now and wait until it has taken the queue, which it
         # does once the batch it writes is written (bounded: a writer stuck on another
