@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from _leaks import assert_nothing_left, child_processes
 
-from jupyter_executor import AfterAll, Engine, FunctionCondition, Job, Status
+from jupyter_executor import (
+    AfterAll,
+    DuplicateJobName,
+    Engine,
+    FunctionCondition,
+    Job,
+    Status,
+    SubmitError,
+)
 
 
 async def anoop() -> None:
@@ -133,6 +141,39 @@ def test_a_plain_thread_job_is_registered_and_started_in_one_hold_of_the_lock(
     assert holds == len(jobs)
     assert all(j.status is Status.DONE for j in jobs)
     assert len({j.name for j in jobs}) == len(jobs)
+
+
+@pytest.mark.timeout(60)
+def test_a_one_job_submission_keeps_every_check_of_a_batch(tmp_path: Path) -> None:
+    # submit(fn) takes a short path (Intake._take_in_one, issue 14): names, duplicates,
+    # replacement, resubmission, another engine's job and the events must stay those of the
+    # general path that a batch of two takes.
+    events: list[tuple[str, str]] = []
+    with Engine(folder=tmp_path / "a", history=False) as engine, Engine(history=False) as other:
+        engine.subscribe(lambda event, job: events.append((event, str(job.name))))
+        assert engine.wait_job(engine.submit(time.sleep, 0, backend="thread"), timeout=60)
+        one = engine.submit(_one_sync)
+        pair = engine.submit(Job(_one_sync), Job(_one_sync))
+        again = engine.submit(_one_sync)
+        assert [j.name for j in (one, *pair, again)] == [
+            "_one_sync", "_one_sync-2", "_one_sync-3", "_one_sync-4",
+        ]  # fmt: skip
+        named = engine.submit(_one_sync, name="x", backend="thread")
+        assert engine.wait(timeout=60)
+        with pytest.raises(DuplicateJobName, match="'x' already exists"):
+            engine.submit(_one_sync, name="x")
+        assert engine.submit(named) is named  # submitted already: nothing changes
+        rerun = engine.submit(Job(_one_sync, name="x"), replace=True)
+        stranger = other.submit(_one_sync)
+        with pytest.raises(SubmitError, match="another engine"):
+            engine.submit(stranger)
+        added = engine.add(_one_sync, name="added")
+        assert engine.submit(added) is added
+        assert engine.wait(timeout=60) and other.wait(timeout=60)
+        assert rerun.status is Status.DONE and len(rerun.previous) == 1
+        assert added.status is Status.DONE and engine["added"] is added
+    submitted = [name for event, name in events if event == "submitted"]
+    assert submitted.count("x") == 2 and "_one_sync-4" in submitted and "added" in submitted
 
 
 async def _one() -> int:
