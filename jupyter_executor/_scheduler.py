@@ -344,7 +344,7 @@ class Scheduler(Intake):
         if backend is None or (self._closed and job.detach and not job.cancel_requested):
             return None
         with self._lock:
-            if not self._in_slot(job):
+            if job.status is not _RUNNING and job not in self._held:  # (_in_slot, inline)
                 return None
             self._held.discard(job)  # (one that ended before it started: cancelled while held)
             self._running -= 1

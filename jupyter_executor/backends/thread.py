@@ -134,10 +134,11 @@ class ThreadBackend(Backend):
         abandoned = False
         token = running_job.set(job)
         hooks = bool(attempt_hooks)
+        run = job.runstate
         try:
             try:
-                job.runstate.task = ident
-                if job.cancel_requested:
+                run.task = ident
+                if run.cancel_requested:
                     raise JobThreadCancelled
                 if hooks:
                     run_hooks(job, leaving=False)
