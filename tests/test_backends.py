@@ -380,6 +380,10 @@ def _spin(n: int) -> int:
     return total
 
 
+def _started(job: Job) -> bool:
+    return job.status != "pending"
+
+
 @pytest.mark.timeout(120)
 def test_cancels_racing_the_ends_of_thread_jobs_never_reach_another_job(engine: Engine) -> None:
     # Issue 14: an attempt that no cancel reached ends without the thread backend's inject
@@ -393,7 +397,7 @@ def test_cancels_racing_the_ends_of_thread_jobs_never_reach_another_job(engine: 
     for _ in range(200):
         victim = engine.submit(_spin, rng.randrange(20_000, 300_000))
         bystander = engine.submit(_spin, 10)
-        wait_until(lambda v=victim: v.status != "pending", 30, "the victim to start", 0.0005)
+        wait_until(functools.partial(_started, victim), 30, "the victim to start", 0.0005)
         time.sleep(rng.random() * 0.01)  # anywhere from its start to after its end
         engine.cancel(victim)
         assert engine.wait_job(bystander, timeout=30), bystander.traceback
