@@ -176,6 +176,30 @@ def test_a_one_job_submission_keeps_every_check_of_a_batch(tmp_path: Path) -> No
     assert submitted.count("x") == 2 and "_one_sync-4" in submitted and "added" in submitted
 
 
+@pytest.mark.timeout(60)
+def test_submit_of_a_plain_function_takes_the_short_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The short path must stay the one a burst of submit(fn) takes (issue 14: ~2 µs of the
+    # submitting thread's ~11 per job): a change that makes it fall back costs silently.
+    with Engine(folder=tmp_path, history=False) as engine:
+        general: list[int] = []
+        register = engine._register
+
+        def counted(batch: list[Job], replace: bool) -> Any:
+            general.append(len(batch))
+            return register(batch, replace)
+
+        monkeypatch.setattr(engine, "_register", counted)
+        plain = [engine.submit(_one_sync, backend="thread") for _ in range(5)]
+        plain += [engine.submit(_one_sync, name=f"n{i}") for i in range(5)]
+        assert general == []
+        engine.submit(_one_sync, requires=plain[0])  # an edge: the general path
+        engine.submit(Job(_one_sync), Job(_one_sync))
+        assert general == [1, 2]
+        assert engine.wait(timeout=60)
+
+
 async def _one() -> int:
     return 1
 
