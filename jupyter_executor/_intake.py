@@ -55,6 +55,8 @@ class Intake(Gates):
 
         def _begin_locked(self, job: Job, backend: Backend) -> bool: ...
 
+        def _begin_here(self, job: Job, backend: Backend) -> bool: ...
+
         def _restart_by_default(self, job: Job) -> bool: ...
 
     def _take_in(
@@ -75,8 +77,8 @@ class Intake(Gates):
             here = self._thread_backend_for(ready) if ready else None
             if here is not None:
                 if len(ready) > 1:
-                    ready = [job for job in ready if self._begin_locked(job, here)]
-                elif not self._begin_locked(ready[0], here):  # (a burst: one job a submit)
+                    ready = [job for job in ready if self._begin_here(job, here)]
+                elif not self._begin_here(ready[0], here):  # (a burst: one job a submit)
                     ready = []
             elif ready:
                 self._admitting += 1  # until the loop admits them (see _thread_backend_for)
@@ -133,10 +135,9 @@ class Intake(Gates):
             job.backend == "thread"
             and backend is not None
             and not self._admitting
-            and not self._inbox
             and not self._resumes(job)
         ):
-            return ([job] if self._begin_locked(job, backend) else []), [], backend
+            return ([job] if self._begin_here(job, backend) else []), [], backend
         self._admitting += 1  # until the loop admits it (see _thread_backend_for)
         return [job], [], None
 

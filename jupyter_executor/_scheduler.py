@@ -207,9 +207,12 @@ class Scheduler(Intake):
         batches. Measured: starting thread jobs straight from the submitting thread made the
         engine's lock contended between three threads and cost twice as much per job, while
         their ends went through the loop; plain thread jobs, which their worker threads settle
-        themselves, are started by the submitting thread (``Slots._start_here``).
+        themselves, are started by the submitting thread (``Slots._start_here``) unless an
+        admission is on its way (counted: ``_thread_backend_for``).
         """
-        self._call_soon(self._admit_all, jobs)
+        with self._lock:
+            self._admitting += 1
+        self._call_soon(self._admit_all, jobs, 0, True)
 
     def _admit_all(self, jobs: builtins.list[Job], start: int = 0, counted: bool = False) -> None:
         # A few hundred per loop turn: admitting 100,000 at once keeps 100,000 tasks alive

@@ -177,6 +177,36 @@ def test_a_one_job_submission_keeps_every_check_of_a_batch(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(60)
+def test_a_history_timer_posted_to_the_loop_does_not_send_a_burst_through_it(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: with the history on, queueing a job for a slot posts a timer to the engine's
+    # loop; any post sent every later submission through the loop's admission (each waiting
+    # for the one before), 70% of a burst's jobs. Only admissions hold a thread job back now:
+    # with the loop blocked, a burst beyond the slots still runs, in submission order.
+    with Engine(folder=tmp_path) as engine:
+        assert engine.wait_job(engine.submit(time.sleep, 0, backend="thread"), timeout=60)
+        engine.set_limits(thread=1)  # one slot: the second job is queued, and they run in order
+        blocked, unblock = threading.Event(), threading.Event()
+
+        async def block_the_loop() -> None:
+            blocked.set()
+            unblock.wait(30)  # blocks the engine's loop thread on purpose
+
+        blocker = engine.submit(block_the_loop, name="blocker")
+        ran: list[int] = []
+        try:
+            assert blocked.wait(20)
+            jobs = [engine.submit(ran.append, i, backend="thread") for i in range(50)]
+            for job in jobs:
+                job.future.result(timeout=10)
+        finally:
+            unblock.set()
+        assert engine.wait(timeout=60) and blocker.status == "done"
+    assert ran == list(range(50))
+
+
+@pytest.mark.timeout(60)
 def test_submit_of_a_plain_function_takes_the_short_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
