@@ -6,6 +6,7 @@ import contextlib
 import functools
 import linecache
 import os
+import random
 import re
 import signal
 import subprocess
@@ -369,6 +370,40 @@ def test_a_thread_blocked_on_a_lock_is_abandoned(engine: Engine, how: str) -> No
     time.sleep(0.3)  # let a (wrong) late finish of the abandoned attempt reach the loop
     assert job.status == "cancelled"
     assert [str(e) for e in engine.log if e.job == "stuck"] == settled
+    assert engine.counts()["running"] == 0
+
+
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):  # pure Python: an injected exception stops it between bytecodes
+        total += i
+    return total
+
+
+def _started(job: Job) -> bool:
+    return job.status != "pending"
+
+
+@pytest.mark.timeout(120)
+def test_cancels_racing_the_ends_of_thread_jobs_never_reach_another_job(engine: Engine) -> None:
+    # Issue 14: an attempt that no cancel reached ends without the thread backend's inject
+    # lock (ThreadBackend._disarm). A cancel that races its end (its exception injected at
+    # once) must stop it or leave it done, and never land in the next job that thread runs
+    # (one thread: the bystander after each victim runs on the victim's thread).
+    engine.cancel_grace = 0.0
+    engine.set_limits(thread=1)
+    rng = random.Random(14)
+    ends: list[str] = []
+    for _ in range(200):
+        victim = engine.submit(_spin, rng.randrange(20_000, 300_000))
+        bystander = engine.submit(_spin, 10)
+        wait_until(functools.partial(_started, victim), 30, "the victim to start", 0.0005)
+        time.sleep(rng.random() * 0.01)  # anywhere from its start to after its end
+        engine.cancel(victim)
+        assert engine.wait_job(bystander, timeout=30), bystander.traceback
+        assert bystander.result() == 45
+        ends.append(str(victim.status))
+    assert set(ends) <= {"done", "cancelled"} and "cancelled" in ends
     assert engine.counts()["running"] == 0
 
 

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 from _leaks import assert_nothing_left, child_processes
 
-from jupyter_executor import AfterAll, Engine, FunctionCondition, Job, Status
+from jupyter_executor import (
+    AfterAll,
+    DuplicateJobName,
+    Engine,
+    FunctionCondition,
+    Job,
+    Status,
+    SubmitError,
+)
 
 
 async def anoop() -> None:
@@ -135,6 +143,93 @@ def test_a_plain_thread_job_is_registered_and_started_in_one_hold_of_the_lock(
     assert holds == len(jobs)
     assert all(j.status is Status.DONE for j in jobs)
     assert len({j.name for j in jobs}) == len(jobs)
+
+
+@pytest.mark.timeout(60)
+def test_a_one_job_submission_keeps_every_check_of_a_batch(tmp_path: Path) -> None:
+    # submit(fn) takes a short path (Intake._take_in_one, issue 14): names, duplicates,
+    # replacement, resubmission, another engine's job and the events must stay those of the
+    # general path that a batch of two takes.
+    events: list[tuple[str, str]] = []
+    with Engine(folder=tmp_path / "a", history=False) as engine, Engine(history=False) as other:
+        engine.subscribe(lambda event, job: events.append((event, str(job.name))))
+        assert engine.wait_job(engine.submit(time.sleep, 0, backend="thread"), timeout=60)
+        one = engine.submit(_one_sync)
+        pair = engine.submit(Job(_one_sync), Job(_one_sync))
+        again = engine.submit(_one_sync)
+        assert [j.name for j in (one, *pair, again)] == [
+            "_one_sync", "_one_sync-2", "_one_sync-3", "_one_sync-4",
+        ]  # fmt: skip
+        named = engine.submit(_one_sync, name="x", backend="thread")
+        assert engine.wait(timeout=60)
+        with pytest.raises(DuplicateJobName, match="'x' already exists"):
+            engine.submit(_one_sync, name="x")
+        assert engine.submit(named) is named  # submitted already: nothing changes
+        rerun = engine.submit(Job(_one_sync, name="x"), replace=True)
+        stranger = other.submit(_one_sync)
+        with pytest.raises(SubmitError, match="another engine"):
+            engine.submit(stranger)
+        added = engine.add(_one_sync, name="added")
+        assert engine.submit(added) is added
+        assert engine.wait(timeout=60) and other.wait(timeout=60)
+        assert rerun.status is Status.DONE and len(rerun.previous) == 1
+        assert added.status is Status.DONE and engine["added"] is added
+    submitted = [name for event, name in events if event == "submitted"]
+    assert submitted.count("x") == 2 and "_one_sync-4" in submitted and "added" in submitted
+
+
+@pytest.mark.timeout(60)
+def test_a_history_timer_posted_to_the_loop_does_not_send_a_burst_through_it(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: with the history on, queueing a job for a slot posts a timer to the engine's
+    # loop; any post sent every later submission through the loop's admission (each waiting
+    # for the one before), 70% of a burst's jobs. Only admissions hold a thread job back now:
+    # with the loop blocked, a burst beyond the slots still runs, in submission order.
+    with Engine(folder=tmp_path) as engine:
+        assert engine.wait_job(engine.submit(time.sleep, 0, backend="thread"), timeout=60)
+        engine.set_limits(thread=1)  # one slot: the second job is queued, and they run in order
+        blocked, unblock = threading.Event(), threading.Event()
+
+        async def block_the_loop() -> None:
+            blocked.set()
+            unblock.wait(30)  # blocks the engine's loop thread on purpose
+
+        blocker = engine.submit(block_the_loop, name="blocker")
+        ran: list[int] = []
+        try:
+            assert blocked.wait(20)
+            jobs = [engine.submit(ran.append, i, backend="thread") for i in range(50)]
+            for job in jobs:
+                job.future.result(timeout=10)
+        finally:
+            unblock.set()
+        assert engine.wait(timeout=60) and blocker.status == "done"
+    assert ran == list(range(50))
+
+
+@pytest.mark.timeout(60)
+def test_submit_of_a_plain_function_takes_the_short_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The short path must stay the one a burst of submit(fn) takes (issue 14: ~2 µs of the
+    # submitting thread's ~11 per job): a change that makes it fall back costs silently.
+    with Engine(folder=tmp_path, history=False) as engine:
+        general: list[int] = []
+        register = engine._register
+
+        def counted(batch: list[Job], replace: bool) -> Any:
+            general.append(len(batch))
+            return register(batch, replace)
+
+        monkeypatch.setattr(engine, "_register", counted)
+        plain = [engine.submit(_one_sync, backend="thread") for _ in range(5)]
+        plain += [engine.submit(_one_sync, name=f"n{i}") for i in range(5)]
+        assert general == []
+        engine.submit(_one_sync, requires=plain[0])  # an edge: the general path
+        engine.submit(Job(_one_sync), Job(_one_sync))
+        assert general == [1, 2]
+        assert engine.wait(timeout=60)
 
 
 async def _one() -> int:

@@ -134,10 +134,11 @@ class ThreadBackend(Backend):
         abandoned = False
         token = running_job.set(job)
         hooks = bool(attempt_hooks)
+        run = job.runstate
         try:
             try:
-                job.runstate.task = ident
-                if job.cancel_requested:
+                run.task = ident
+                if run.cancel_requested:
                     raise JobThreadCancelled
                 if hooks:
                     run_hooks(job, leaving=False)
@@ -167,7 +168,17 @@ class ThreadBackend(Backend):
 
     def _disarm(self, job: Job, ident: int) -> bool:
         """The attempt's call returned: no exception is injected from now on. Returns whether
-        the attempt was abandoned (its end is then ignored). One lock hold per attempt."""
+        the attempt was abandoned (its end is then ignored). No lock unless a cancel was asked.
+        """
+        run = job.runstate
+        if run.task == ident and not run.cancel_requested:
+            # Nothing can have been (nor be) injected for this attempt, nor abandoned: both
+            # need a cancel request, which _inject and _abandon read under the lock after the
+            # attempt's task. Cleared first, checked again: a cancel asked in between sees no
+            # task (and injects nothing), or is seen here and takes the locked path.
+            run.task = None
+            if not run.cancel_requested:
+                return False
         with self._inject_lock:
             # Not a later attempt's (this one may have been abandoned).
             if job.runstate.task == ident:
