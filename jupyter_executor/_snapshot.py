@@ -458,22 +458,11 @@ def record_of(job: SnapshotSource) -> tuple[Any, ...]:
             run.history = key  # as _static_of: a finished job keeps only its key
     # _ran's fields written out (no call, no tuple to unpack: one record per job's end).
     return (
-        job,
-        key,
-        job.name,
-        job.engine,
-        status,
-        job.submitted,
-        job.started,
-        job.finished,
-        job.attempts,
-        run.result,
-        run.exception,
-        job.traceback,
-        run.cancel_reason,
-        job.pid,
-        time.time(),
-    )
+        job, key, job.name, job.engine, status,
+        job.submitted, job.started, job.finished, job.attempts,
+        run.result, run.exception, job.traceback,
+        run.cancel_reason, job.pid, time.time(),
+    )  # fmt: skip
 
 
 def static_of_record(record: tuple[Any, ...]) -> tuple[Any, ...]:

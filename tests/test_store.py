@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -370,6 +371,21 @@ def _held_writer(max_delay: float) -> tuple[Writer, threading.Event, threading.E
     return writer, writing, release
 
 
+@contextlib.contextmanager
+def _writer_behind() -> Iterator[tuple[Writer, threading.Event]]:
+    # A writer whose batch in flight is held and older than its max_delay: behind. Yields it
+    # and the event that releases the batch; released and closed on the way out.
+    writer, writing, release = _held_writer(max_delay=0.01)
+    try:
+        writer.put(-1)
+        assert writing.wait(10)
+        time.sleep(0.05)  # the batch in flight is older than max_delay now
+        yield writer, release
+    finally:
+        release.set()
+        assert writer.close(timeout=10)
+
+
 def _put_many(writer: Writer, n: int) -> threading.Thread:
     def put() -> None:
         for i in range(n):
@@ -402,20 +418,13 @@ def test_the_jobs_do_not_wait_for_a_batch_being_written_while_it_is_recent(tmp_p
 def test_a_flood_waits_for_a_writer_that_is_behind(tmp_path: Path) -> None:
     # The other side: changes older than max_delay unwritten slow the threads reporting
     # new ones to the writer's pace (each waits for it up to a second at a time).
-    writer, writing, release = _held_writer(max_delay=0.01)
-    try:
-        writer.put(-1)
-        assert writing.wait(10)
-        time.sleep(0.05)  # the batch in flight is older than max_delay now
+    with _writer_behind() as (writer, release):
         producer = _put_many(writer, 20_000)
         producer.join(timeout=1.5)
         assert producer.is_alive()  # it waits for the writer
         release.set()
         producer.join(timeout=20)
         assert not producer.is_alive()
-    finally:
-        release.set()
-        assert writer.close(timeout=10)
 
 
 def test_an_idle_writer_stops_and_the_next_change_starts_another(tmp_path: Path) -> None:
@@ -708,11 +717,7 @@ def test_the_engine_s_notes_never_wait_for_a_writer_that_is_behind(tmp_path: Pat
     # Issue 14: the engine notes the jobs still waiting under its lock, by the thousand in a
     # long chain; a note that waited out the writer's backlog there (as a flood of single
     # changes does, above) held every job thread and the loop. put_many queues them at once.
-    writer, writing, release = _held_writer(max_delay=0.01)
-    try:
-        writer.put(-1)
-        assert writing.wait(10)
-        time.sleep(0.05)  # the batch in flight is older than max_delay now
+    with _writer_behind() as (writer, release):
         done = threading.Event()
 
         def note() -> None:
@@ -722,8 +727,5 @@ def test_the_engine_s_notes_never_wait_for_a_writer_that_is_behind(tmp_path: Pat
 
         threading.Thread(target=note, daemon=True).start()
         assert done.wait(10)  # with the held batch still held: it never waited for it
-        assert writing.is_set() and not release.is_set()
+        assert not release.is_set()
         assert len(writer.queue) == 20_480
-    finally:
-        release.set()
-        assert writer.close(timeout=10)
