@@ -152,11 +152,31 @@ export class Store {
     this.rows.clear();
     this._nextIndex = 0;
     for (const fields of decodeRows(msg.cols ?? [], msg.data ?? [])) this._insert(fields);
-    if (Array.isArray(msg.displays)) this.displays = msg.displays.slice();
+    if (Array.isArray(msg.displays)) this.displays = this._adopt(msg.displays);
     this.seq = msg.seq ?? 0;
     this._setClock(msg.t);
     const names = new Set(this.rows.keys());
     this._emit({ full: true, names, added: true, removed: true, displays: true });
+  }
+
+  /**
+   * A full list of displays (a snapshot, a reset), with the displays we already have kept as
+   * the objects we have. A view keeps what it drew by identity, and a snapshot (sent again on
+   * any sync) carries copies: drawn anew, a plotly figure would blank and redraw, a widget's
+   * view would be made again.
+   * @param {any[]} list
+   * @returns {any[]}
+   */
+  _adopt(list) {
+    /** @type {Map<string, any[]>} */
+    const had = new Map();
+    for (const old of this.displays) {
+      const key = displayKey(old);
+      const same = had.get(key);
+      if (same) same.push(old);
+      else had.set(key, [old]);
+    }
+    return list.map((disp) => had.get(displayKey(disp))?.shift() ?? disp);
   }
 
   /** @param {Record<string, any>} fields */
@@ -199,12 +219,35 @@ export class Store {
     let displays = false;
     const d = msg.displays;
     if (d && typeof d === "object") {
-      if (Array.isArray(d.reset)) this.displays = d.reset.slice();
+      if (Array.isArray(d.reset)) this.displays = this._adopt(d.reset);
       else this.displays = this.displays.slice(d.drop ?? 0).concat(d.add ?? []);
       displays = true;
     }
     this._emit({ full: false, names, added, removed, displays });
   }
+}
+
+/** @type {WeakMap<object, string>} */
+const displayKeys = new WeakMap();
+
+/**
+ * What a display shows, as text: equal for a display and its copy in a later snapshot.
+ * Computed once per display object.
+ * @param {any} disp
+ * @returns {string}
+ */
+function displayKey(disp) {
+  if (disp === null || typeof disp !== "object") return String(disp);
+  let key = displayKeys.get(disp);
+  if (key === undefined) {
+    try {
+      key = JSON.stringify(disp);
+    } catch {
+      key = `unkeyed:${Math.random()}`; // (cannot be compared: never taken for another)
+    }
+    displayKeys.set(disp, key);
+  }
+  return key;
 }
 
 /** One Store per widget model, keyed by the model's `_uid` trait (the model proxies anywidget hands

@@ -108,6 +108,30 @@ test("display lists: snapshot, append, drop oldest, reset; kept objects keep ide
   assert.deepEqual(store.displays, [d1]);
 });
 
+test("a snapshot's copies of the displays we have are kept as the objects we have", () => {
+  // A view keeps the elements of the displays it drew by identity: a sync (a snapshot with
+  // copies of them) must not make it draw them anew (a plotly figure blanked and redrew).
+  const { store } = makeStore();
+  const d1 = { data: { "application/vnd.plotly.v1+json": { data: [{ type: "bar" }] } }, metadata: {} };
+  const d2 = { data: { "text/plain": "2" } };
+  store.handle({ ...snap(0, [["j", "running", 1, null]]), displays: [d1, d2] });
+  const [first, second] = store.displays;
+  const copies = JSON.parse(JSON.stringify([d1, d2]));
+  const d3 = { data: { "text/plain": "3" } };
+  store.handle({ ...snap(1, [["j", "running", 1, null]]), displays: [...copies, d3] });
+  assert.equal(store.displays[0], first);
+  assert.equal(store.displays[1], second);
+  assert.equal(store.displays[2], d3);
+  // the oldest dropped, and a reset with a copy: the same again
+  store.handle({ k: "patch", seq: 2, t: 0, rows: [], displays: { reset: JSON.parse(JSON.stringify([d2, d3])) } });
+  assert.equal(store.displays[0], second);
+  assert.equal(store.displays[1], d3);
+  // a display shown twice is two objects, each kept once
+  store.handle({ ...snap(3, []), displays: [d3, JSON.parse(JSON.stringify(d3))] });
+  assert.equal(store.displays[0], d3);
+  assert.notEqual(store.displays[1], d3);
+});
+
 test("log replies are passed to listeners, unknown messages are not consumed", () => {
   const { store } = makeStore();
   const seen = [];

@@ -317,11 +317,21 @@ class Store {
     this.rows.clear();
     this._nextIndex = 0;
     for (const fields of decodeRows(msg.cols ?? [], msg.data ?? [])) this._insert(fields);
-    if (Array.isArray(msg.displays)) this.displays = msg.displays.slice();
+    if (Array.isArray(msg.displays)) this.displays = this._adopt(msg.displays);
     this.seq = msg.seq ?? 0;
     this._setClock(msg.t);
     const names = new Set(this.rows.keys());
     this._emit({ full: true, names, added: true, removed: true, displays: true });
+  }
+  _adopt(list) {
+    const had = new Map();
+    for (const old of this.displays) {
+      const key = displayKey(old);
+      const same = had.get(key);
+      if (same) same.push(old);
+      else had.set(key, [old]);
+    }
+    return list.map((disp) => had.get(displayKey(disp))?.shift() ?? disp);
   }
   _insert(fields) {
     const row = /** @type {Row} */ ({ ...fields, _v: ++this._rev, _i: this._nextIndex++ });
@@ -356,12 +366,26 @@ class Store {
     let displays = false;
     const d = msg.displays;
     if (d && typeof d === "object") {
-      if (Array.isArray(d.reset)) this.displays = d.reset.slice();
+      if (Array.isArray(d.reset)) this.displays = this._adopt(d.reset);
       else this.displays = this.displays.slice(d.drop ?? 0).concat(d.add ?? []);
       displays = true;
     }
     this._emit({ full: false, names, added, removed, displays });
   }
+}
+const displayKeys = new WeakMap();
+function displayKey(disp) {
+  if (disp === null || typeof disp !== "object") return String(disp);
+  let key = displayKeys.get(disp);
+  if (key === undefined) {
+    try {
+      key = JSON.stringify(disp);
+    } catch {
+      key = `unkeyed:${Math.random()}`; // (cannot be compared: never taken for another)
+    }
+    displayKeys.set(disp, key);
+  }
+  return key;
 }
 const STORES = new Map();
 function modelStore(model) {
