@@ -193,6 +193,53 @@ def test_a_job_waiting_for_a_slot_is_recorded_while_it_waits(tmp_path: Path) -> 
     assert [s for s, _ in q0["transitions"]] == ["pending", "running", "done"]
 
 
+@pytest.mark.timeout(120)
+def test_the_notes_of_jobs_queued_for_a_slot_never_wait_for_a_writer_that_is_behind(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: Slots._note_queued recorded the jobs waiting for a slot one put at a time,
+    # under the engine's lock: with the writer behind, every 1,024th put waited for it (up to
+    # a second each), holding the lock, so every job thread and the loop. Now one queueing.
+    n = 24_576
+    with Engine(folder=tmp_path) as engine:
+        engine.set_limits(thread=1)
+        gate, writing, release = threading.Event(), threading.Event(), threading.Event()
+        writer = engine._store._writer
+        write = writer._write
+
+        def held_write(items: list[Any], everything: bool) -> BaseException | None:
+            writing.set()
+            release.wait(60)
+            return write(items, everything)
+
+        writer._write = held_write
+        writer.max_delay = 0.01  # the batch held is soon older than this: the writer is behind
+        try:
+            blocker = engine.submit(gate.wait, 60, name="blocker")
+            assert writing.wait(20)  # the blocker, noted running: a batch in flight, held
+            time.sleep(0.05)
+            queued = [Job(len, args=("x",), name=f"q{i}") for i in range(n)]
+            engine.submit(*queued)
+            noted = threading.Event()
+
+            def note() -> None:
+                engine._note_queued()  # what the loop's timer runs, armed by these queued jobs
+                noted.set()
+
+            threading.Thread(target=note, daemon=True).start()
+            # One put at a time took ~n/1024 s (24 s) here, the batch held all along.
+            assert noted.wait(12)
+            assert not release.is_set()
+            assert len(writer.queue) >= n
+        finally:
+            release.set()
+            gate.set()
+        assert engine.wait(timeout=60)
+        assert blocker.result() is True
+        rows = engine.history(status="done")
+    assert len(rows) == n + 1
+
+
 # the store by itself ----------------------------------------------------------------------------
 def test_a_batch_is_coalesced_into_one_row_per_run(tmp_path: Path) -> None:
     store = HistoryStore(tmp_path, "e", batch_delay=0.2)
