@@ -23,7 +23,7 @@ from jupyter_executor import Engine, Job
 from jupyter_executor._snapshot import snapshot_of
 from jupyter_executor._status import Status
 from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, StoreError
-from jupyter_executor.store._writer import Writer
+from jupyter_executor.store._writer import CHECK_EVERY, WRITE_AT, Writer
 
 
 def _store_threads() -> list[threading.Thread]:
@@ -472,6 +472,33 @@ def test_a_flood_waits_for_a_writer_that_is_behind(tmp_path: Path) -> None:
         release.set()
         producer.join(timeout=20)
         assert not producer.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_large_backlog_is_written_while_the_burst_goes_on() -> None:
+    # Issue 14: during a burst the writer gathered for max_delay before each batch; what
+    # piled up meanwhile (up to 0.5 s of a burst) was written alone after the burst's last
+    # job, and wait() waited for it. A backlog of WRITE_AT changes is taken at once: the
+    # batches stay large, and the writer writes them while the changes keep coming.
+    sizes: list[int] = []
+    took = threading.Event()
+
+    def write(items: list[Any], everything: bool) -> None:
+        sizes.append(len(items))
+        took.set()
+
+    writer = Writer(
+        "test-writer", write, lambda: False, lambda: None,
+        batch_delay=30.0, idle_timeout=60.0, max_delay=30.0,
+    )  # fmt: skip
+    try:
+        for i in range(WRITE_AT + CHECK_EVERY):
+            writer.put(i)
+        assert took.wait(10)  # not after the 30 s of gathering
+        assert sizes[0] >= WRITE_AT  # one large batch, not a batch per change
+    finally:
+        assert writer.close(timeout=10)
+    assert sum(sizes) == WRITE_AT + CHECK_EVERY
 
 
 def test_an_idle_writer_stops_and_the_next_change_starts_another(tmp_path: Path) -> None:
