@@ -295,19 +295,38 @@ class EventBus:
             if store is None:
                 return
             recorded: set[int] = set()  # a job noted waiting, then started: recorded once
-            records = []
-            plain = not self._takes_snapshots
+            noted = []
             for job in jobs:
                 if id(job) in recorded or job.status not in _UNFINISHED:
                     continue
                 recorded.add(id(job))
-                if plain and type(job) is Job and job.runstate.life is None:
-                    records.append(record_of(job))  # as _job_changed, queued at once below
-                else:
-                    self._job_changed(job)
-            # In a long chain or a burst queued behind a limit, most of the jobs alive: one
-            # queueing, which never waits for the writer with the lock held.
-            store.jobs_recorded(records)
+                noted.append(job)
+            self._record_notes(noted)
+
+    def _record_notes(self, jobs: builtins.list[Job]) -> None:
+        """(under the lock) Hand the history the current state of ``jobs``, queued at once.
+
+        The engine's notes of jobs still waiting or running (``_note_unnoted``,
+        ``Slots._note_queued``) are taken under its lock, by the thousand in a long chain or a
+        burst queued behind a limit: one :meth:`HistoryStore.jobs_recorded`, which never waits
+        for a writer that is behind (one ``put`` at a time would, holding every job thread and
+        the loop). What each job is handed as is what :meth:`_job_changed` hands.
+        """
+        store = self._store
+        if store is None or not jobs:
+            return
+        items: builtins.list[Any] = []
+        plain = not self._takes_snapshots
+        for job in jobs:
+            life = job.runstate.life
+            if life is None:
+                if plain and type(job) is Job:
+                    items.append(record_of(job))
+                    continue
+            elif life.reattached is not None:
+                continue
+            items.append(snapshot_of(job))
+        store.jobs_recorded(items)
 
     def _note_pid(self, job: Job) -> None:
         """A job's process started: log it like R executor ("started LOL jobs/test.R (pid N)")."""

@@ -377,14 +377,18 @@ class Slots(LoopThread):
             if self._store is None:
                 return
             waiting = False
+            pending: list[Job] = []
             for b in self._backends.values():
                 popped = b.enqueued - len(b.queue)
                 first = max(b.noted, popped)
                 for job in itertools.islice(b.queue, first - popped, max(0, b.mark - popped)):
                     if job.status is Status.PENDING:
-                        self._job_changed(job)
+                        pending.append(job)
                 b.noted = max(b.noted, b.mark)
                 waiting = waiting or bool(b.queue)
+            # Queued at once: one put per job waited out a writer that is behind (every
+            # 1,024th, up to a second each) with the lock held, holding every job thread.
+            self._record_notes(pending)
             if waiting:
                 self._arm_note_queued()
 

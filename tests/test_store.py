@@ -23,7 +23,7 @@ from jupyter_executor import Engine, Job
 from jupyter_executor._snapshot import snapshot_of
 from jupyter_executor._status import Status
 from jupyter_executor.store import SCHEMA_VERSION, HistoryStore, StoreError
-from jupyter_executor.store._writer import Writer
+from jupyter_executor.store._writer import CHECK_EVERY, WRITE_AT, Writer
 
 
 def _store_threads() -> list[threading.Thread]:
@@ -191,6 +191,53 @@ def test_a_job_waiting_for_a_slot_is_recorded_while_it_waits(tmp_path: Path) -> 
     ]
     q0 = next(r for r in rows if r["name"] == "q0")
     assert [s for s, _ in q0["transitions"]] == ["pending", "running", "done"]
+
+
+@pytest.mark.timeout(120)
+def test_the_notes_of_jobs_queued_for_a_slot_never_wait_for_a_writer_that_is_behind(
+    tmp_path: Path,
+) -> None:
+    # Issue 14: Slots._note_queued recorded the jobs waiting for a slot one put at a time,
+    # under the engine's lock: with the writer behind, every 1,024th put waited for it (up to
+    # a second each), holding the lock, so every job thread and the loop. Now one queueing.
+    n = 24_576
+    with Engine(folder=tmp_path) as engine:
+        engine.set_limits(thread=1)
+        gate, writing, release = threading.Event(), threading.Event(), threading.Event()
+        writer = engine._store._writer
+        write = writer._write
+
+        def held_write(items: list[Any], everything: bool) -> BaseException | None:
+            writing.set()
+            release.wait(60)
+            return write(items, everything)
+
+        writer._write = held_write
+        writer.max_delay = 0.01  # the batch held is soon older than this: the writer is behind
+        try:
+            blocker = engine.submit(gate.wait, 60, name="blocker")
+            assert writing.wait(20)  # the blocker, noted running: a batch in flight, held
+            time.sleep(0.05)
+            queued = [Job(len, args=("x",), name=f"q{i}") for i in range(n)]
+            engine.submit(*queued)
+            noted = threading.Event()
+
+            def note() -> None:
+                engine._note_queued()  # what the loop's timer runs, armed by these queued jobs
+                noted.set()
+
+            threading.Thread(target=note, daemon=True).start()
+            # One put at a time took ~n/1024 s (24 s) here, the batch held all along.
+            assert noted.wait(12)
+            assert not release.is_set()
+            assert len(writer.queue) >= n
+        finally:
+            release.set()
+            gate.set()
+        assert engine.wait(timeout=60)
+        assert blocker.result() is True
+        rows = engine.history(status="done")
+    assert len(rows) == n + 1
 
 
 # the store by itself ----------------------------------------------------------------------------
@@ -425,6 +472,33 @@ def test_a_flood_waits_for_a_writer_that_is_behind(tmp_path: Path) -> None:
         release.set()
         producer.join(timeout=20)
         assert not producer.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_large_backlog_is_written_while_the_burst_goes_on() -> None:
+    # Issue 14: during a burst the writer gathered for max_delay before each batch; what
+    # piled up meanwhile (up to 0.5 s of a burst) was written alone after the burst's last
+    # job, and wait() waited for it. A backlog of WRITE_AT changes is taken at once: the
+    # batches stay large, and the writer writes them while the changes keep coming.
+    sizes: list[int] = []
+    took = threading.Event()
+
+    def write(items: list[Any], everything: bool) -> None:
+        sizes.append(len(items))
+        took.set()
+
+    writer = Writer(
+        "test-writer", write, lambda: False, lambda: None,
+        batch_delay=30.0, idle_timeout=60.0, max_delay=30.0,
+    )  # fmt: skip
+    try:
+        for i in range(WRITE_AT + CHECK_EVERY):
+            writer.put(i)
+        assert took.wait(10)  # not after the 30 s of gathering
+        assert sizes[0] >= WRITE_AT  # one large batch, not a batch per change
+    finally:
+        assert writer.close(timeout=10)
+    assert sum(sizes) == WRITE_AT + CHECK_EVERY
 
 
 def test_an_idle_writer_stops_and_the_next_change_starts_another(tmp_path: Path) -> None:

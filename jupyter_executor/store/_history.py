@@ -217,10 +217,10 @@ class HistoryStore(DirectWrites):
         made it (cheap: no I/O, safe from any thread; the snapshot is made by the writer)."""
         self._writer.put(record)
 
-    def jobs_recorded(self, records: list[tuple[Any, ...]]) -> None:
-        """Record the changes of several plain jobs, each as :meth:`job_recorded` takes it,
-        queued at once and never slowed by the writer's backlog (the engine's notes of jobs
-        still waiting, taken under its lock)."""
+    def jobs_recorded(self, records: list[Any]) -> None:
+        """Record the changes of several jobs, each as :meth:`job_recorded` (a record) or
+        :meth:`job_changed` (a snapshot) takes it, queued at once and never slowed by the
+        writer's backlog (the engine's notes of jobs still waiting, taken under its lock)."""
         self._writer.put_many(records)
 
     def flush(self, timeout: float | None = None) -> None:

@@ -11,13 +11,14 @@ down leaves no thread behind for long.
 
 The writer competes with the jobs for the GIL: during a burst of short jobs it sleeps
 (``_gather``) so that its history is written in large batches, each in few statements (SQLite
-writes them without the GIL, while the jobs run). The threads reporting changes wait for it
-only when the oldest change not yet written is older than ``max_delay`` (checked every
-``CHECK_EVERY`` changes): a flood faster than the writer can record is slowed to its pace, so
-that an end never waits long in memory (an end is on disk within about a second: the gather's
-``max_delay``, then at most the rest of the write the jobs wait for). A limit by count instead
-(a backlog of 5,000) made the job threads of a burst wait for every batch, idle while SQLite
-wrote it.
+writes them without the GIL, while the jobs run); a backlog of ``WRITE_AT`` changes ends the
+sleep at once, so that the batches are written while the burst goes on, not after its end.
+The threads reporting changes wait for it only when the oldest change not yet written is
+older than ``max_delay`` (checked every ``CHECK_EVERY`` changes): a flood faster than the
+writer can record is slowed to its pace, so that an end never waits long in memory (an end is
+on disk within about a second: the gather's ``max_delay``, then at most the rest of the write
+the jobs wait for). A limit by count instead (a backlog of 5,000) made the job threads of a
+burst wait for every batch, idle while SQLite wrote it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ MAX_DEFERRED = 200_000
 # Changes between two checks of the age of the oldest unwritten one (see Writer.put): a power
 # of two (the check is a mask of the queue's length).
 CHECK_EVERY = 1024
+# Unwritten changes that end the writer's gather at once (checked with the age, above): a
+# burst's batches stay large, and the writer writes them while the burst goes on (SQLite
+# writes without the GIL, on the other core), so that what is left when the burst ends, which
+# wait() then waits for, is at most about this many (it was up to max_delay's worth: 0.4-0.7 s
+# of writing alone after a burst of 1e5 thread no-ops).
+WRITE_AT = 8 * CHECK_EVERY
 
 
 class Marker:
@@ -118,6 +125,10 @@ class Writer:
         elif not len(queue) & (CHECK_EVERY - 1):
             oldest = self._writing_since
             if oldest is None:
+                if len(queue) >= WRITE_AT:
+                    # The writer gathers (or is about to): a backlog this large is written
+                    # now, while the burst goes on, not after it (see _gather).
+                    self._urgent.set()
                 oldest = self._since
             if time.monotonic() - oldest > self.max_delay:
                 self._throttle()
@@ -279,7 +290,7 @@ class Writer:
         """Wait for a batch to gather; while a burst goes on, for the burst to end.
 
         Bounded by ``max_delay`` and by the size of the queue; :meth:`flush` and
-        :meth:`close` cut it short.
+        :meth:`close` cut it short, and so does :meth:`put` once ``WRITE_AT`` changes wait.
         """
         urgent, queue = self._urgent, self.queue
         deadline = time.monotonic() + self.max_delay
