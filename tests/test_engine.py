@@ -511,3 +511,24 @@ def test_a_skipped_duplicate_warns_at_the_line_that_submitted(engine: Engine) ->
     assert kept is first and again is first
     assert [w.filename for w in (*jobs_form, *call_form)] == [__file__, __file__]
     assert engine.wait(timeout=60)
+
+
+def test_log_lines_are_not_walked_by_the_garbage_collector(engine: Engine) -> None:
+    # Issue 14: the log keeps 10,000 lines; a NamedTuple is never untracked by the collector,
+    # so each line was walked by every collection and aged into the oldest generation. The
+    # log keeps plain tuples of atoms (untracked at the first collection) and hands its
+    # readers EngineEvent lines.
+    import gc
+
+    from jupyter_executor import EngineEvent
+
+    jobs = [engine.submit(add, i, 1, name=f"gc-{i}", backend="thread") for i in range(50)]
+    assert engine.wait(timeout=30) is True
+    assert [j.result() for j in jobs] == [i + 1 for i in range(50)]
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is EngineEvent]
+    lines = [e for e in engine.log if e.job == "gc-7"]
+    assert [type(e) for e in lines] == [EngineEvent] * 3
+    assert [e.event for e in lines] == ["submitted", "started", "done"]
+    assert engine.log[-1].event == "done" and str(engine.log[0]).endswith("gc-0")
+    assert lines[0] in engine.log and engine.log.count(lines[0]) == 1
