@@ -109,7 +109,7 @@ class Intake(Gates):
         jobs = self._jobs
         name = job.name
         if name is None:
-            name = self._unique_name(job.default_name(), _NO_NAMES)
+            name = self._next_name(job.default_name())
             name_generated(job, name)
         elif name in jobs:
             return None  # a duplicate, or a replacement: the general path says which
@@ -270,6 +270,17 @@ class Intake(Gates):
         if specs or replacing:
             # raises before anything changes; names are known when they are in the engine
             self._graph.add(specs, replacing=replacing, known=_Known(self._jobs, names))
+
+    def _next_name(self, base: str) -> str:
+        """(under the lock) :meth:`_unique_name` for :meth:`_take_in_one`, whose submission
+        holds no other name and adds none: its next number for ``base`` is free unless a job
+        was named so by hand (one lookup per unnamed job of a burst, issue 14)."""
+        n = self._name_counts.get(base, 0) + 1
+        name = f"{base}-{n}" if n > 1 else base
+        if name in self._jobs:
+            return self._unique_name(base, _NO_NAMES)
+        self._name_counts[base] = n
+        return name
 
     def _unique_name(self, base: str, taken: AbstractSet[str]) -> str:
         n = self._name_counts.get(base, 0)

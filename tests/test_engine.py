@@ -148,6 +148,10 @@ def test_names_are_unique_with_clear_messages(engine: Engine) -> None:
     # generated names are readable and unique
     jobs = [engine.submit(add, 0, 0) for _ in range(3)]
     assert [j.name for j in jobs] == ["add", "add-2", "add-3"]
+    # ... also next to a name taken by hand that a generated one would have been
+    engine.submit(add, 0, 0, name="add-5")
+    jobs = [engine.submit(add, 0, 0) for _ in range(3)]
+    assert [j.name for j in jobs] == ["add-4", "add-6", "add-7"]
 
 
 def test_unknown_dependency_and_cycles_refused_at_submit(engine: Engine) -> None:

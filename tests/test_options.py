@@ -29,6 +29,9 @@ def work() -> int:
         ({"name": "  "}, InvalidOption, "name='  ' is not a job name"),
         ({"backend": "gpu"}, InvalidOption, "backend='gpu' is not a backend: use one of async"),
         ({"backend": 3}, InvalidOptionType, "backend=3 is not a backend"),
+        ({"label": ""}, InvalidOption, "label='' is not a job name"),
+        ({"label": 7}, InvalidOptionType, "label=7 is not a job name"),
+        ({"label": "other"}, InvalidOption, "give name= or label= (an alias), not both: 'bad' != 'other'"),  # noqa: E501
         ({"forever": "no"}, InvalidOptionType, "forever='no' is not True or False"),
         ({"retries": -1}, InvalidOption, "retries=-1 is not a whole number >= 0"),
         ({"retries": 1.5}, InvalidOption, "retries=1.5 is not a whole number >= 0"),
