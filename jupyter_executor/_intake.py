@@ -16,7 +16,7 @@ from ._gates import Gates
 from ._graph import Graph
 from ._status import Status, set_status
 from .errors import DuplicateJobName, SubmitError
-from .job import Job, job_of, name_generated
+from .job import Job, job_of, name_generated, requirements_named
 
 if TYPE_CHECKING:
     from ._snapshot import JobSnapshot
@@ -256,7 +256,7 @@ class Intake(Gates):
             spec = run.requires_spec
             if run.arg_jobs or run.condition is not None:
                 reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
-                job.requirements = reqs
+                requirements_named(job, reqs)
                 cond = job.condition_jobs()
                 specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
             elif spec:
@@ -265,7 +265,8 @@ class Intake(Gates):
                     reqs = (ref.name if type(ref) is Job and ref.name else _name_of(ref),)
                 else:
                     reqs = tuple(dict.fromkeys(_name_of(r) for r in spec))
-                job.requirements = specs[str(job.name)] = reqs
+                requirements_named(job, reqs)
+                specs[str(job.name)] = reqs
             # else no edges: the graph needs no node for it
         if specs or replacing:
             # raises before anything changes; names are known when they are in the engine

@@ -92,6 +92,15 @@ def name_generated(job: Job, name: str) -> None:
     job._name = name
 
 
+def requirements_named(job: Job, names: tuple[str, ...]) -> None:
+    """Give unsubmitted ``job`` the names of its requirements, as its engine found them.
+
+    Unlike ``job.requirements = ...``, no check nor copy: the engine made the tuple from the
+    job's own ``requires()`` (once per job of a chain, issue 14).
+    """
+    job._requirements = names
+
+
 def _check_name(name: Any) -> str | None:
     checked: str | None = OPTIONS["name"].check(name)  # the option's check (_options.py)
     return checked
@@ -334,7 +343,9 @@ class Job:
         if self.status is not Status.CREATED:
             msg = f"job {self.name!r} is already submitted; declare requirements before submitting"
             raise SubmitError(msg)
-        for item in flatten(jobs):
+        # One job or name (a chain's link): no flattening (issue 14).
+        items = jobs if len(jobs) == 1 and isinstance(jobs[0], (Job, str)) else flatten(jobs)
+        for item in items:
             if item is self:
                 msg = f"job {self.name!r} cannot require itself"
                 raise SubmitError(msg)

@@ -536,3 +536,25 @@ def test_log_lines_are_not_walked_by_the_garbage_collector(engine: Engine) -> No
     assert [e.event for e in lines] == ["submitted", "started", "done"]
     assert engine.log[-1].event == "done" and str(engine.log[0]).endswith("gc-0")
     assert lines[0] in engine.log and engine.log.count(lines[0]) == 1
+
+
+def test_requires_takes_one_job_or_name_as_a_list_of_them(engine: Engine) -> None:
+    # One job or one name is a chain's link, taken without flattening (issue 14): the same
+    # checks and the same order as the list forms.
+    a = Job(add, args=(1, 2), name="a")
+    b = Job(add, args=(3, 4), name="b")
+    c = Job(add, args=(0, 0), name="c").requires(a).requires("b")
+    d = Job(add, args=(0, 0), name="d").requires([a, None, ("b",)])
+    with pytest.raises(SubmitError, match="job 'c' cannot require itself"):
+        c.requires(c)
+    with pytest.raises(TypeError, match=r"requires\(\) takes jobs or job names, not 5"):
+        c.requires(5)
+    with pytest.raises(TypeError, match=r"requires\(\) takes jobs or job names, not 5"):
+        c.requires([5])
+    assert c.required_jobs() == [a, "b"] and d.required_jobs() == [a, "b"]
+    engine.submit(a, b, c, d)
+    assert engine.wait(timeout=30) is True
+    assert c.requirements == d.requirements == ("a", "b")
+    assert [j.status.value for j in (a, b, c, d)] == ["done"] * 4
+    with pytest.raises(SubmitError, match="already submitted"):
+        c.requires(a)
