@@ -271,6 +271,8 @@ class Intake(Gates):
         if specs or replacing:
             # raises before anything changes; names are known when they are in the engine
             self._graph.add(specs, replacing=replacing, known=_Known(self._jobs, names))
+        if specs:
+            _drop_specs(new)
 
     def _next_name(self, base: str) -> str:
         """(under the lock) :meth:`_unique_name` for :meth:`_take_in_one`, whose submission
@@ -334,6 +336,18 @@ def _name_of(ref: Any) -> str:
         msg = f"cannot name {ref!r}"
         raise SubmitError(msg)
     return job.name
+
+
+def _drop_specs(jobs: list[Job]) -> None:
+    """Named and in the graph: the ``requires()`` spec as given is read no more.
+
+    Dropped, a chain's jobs each leave one object fewer for the garbage collector to walk,
+    and no reference to the job before it (issue 14).
+    """
+    for job in jobs:
+        run = job.runstate
+        if run.requires_spec:
+            run.requires_spec = ()
 
 
 def collect_jobs(jobs: list[Job]) -> list[Job]:

@@ -358,7 +358,10 @@ class Job:
         return self
 
     def required_jobs(self) -> list[Any]:
-        """Everything this job depends on, as given: requirements, job arguments, condition jobs."""
+        """Everything this job depends on, as given: requirements, job arguments, condition jobs.
+
+        Until it is submitted: from then on, :attr:`requirements` names them.
+        """
         deps: list[Any] = list(self.runstate.requires_spec)
         if self.runstate.arg_jobs:
             deps += [job_of(a) for a in (*self.args, *self.kwargs.values()) if job_of(a)]

@@ -558,3 +558,24 @@ def test_requires_takes_one_job_or_name_as_a_list_of_them(engine: Engine) -> Non
     assert [j.status.value for j in (a, b, c, d)] == ["done"] * 4
     with pytest.raises(SubmitError, match="already submitted"):
         c.requires(a)
+
+
+def test_a_submitted_chain_keeps_no_list_of_requirements_per_job(engine: Engine) -> None:
+    # Issue 14: the requires() spec stayed on every job after the engine had named it in
+    # job.requirements: one more object per job for the garbage collector to walk (a chain of
+    # 1e5 jobs: 1e5 lists), each holding the job before it.
+    import gc
+
+    def lists() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is list)
+
+    before = lists()
+    jobs = [Job(add, args=(i, 1), name=f"link-{i}") for i in range(300)]
+    for earlier, later in itertools.pairwise(jobs):
+        later.requires(earlier)
+    engine.submit(*jobs)
+    assert engine.wait(timeout=60) is True
+    assert jobs[-1].requirements == ("link-298",) and jobs[-1].result() == 300
+    del earlier, later
+    assert lists() - before < 100  # not one per job
