@@ -251,7 +251,7 @@ class Job:
                 # A plain job (``submit(fn)``, ``Job(coro, name=...)``): the options given
                 # checked, the others read from the shared defaults, not a copy of them
                 # (issue 14: once per job of a burst).
-                opts = DEFAULTS
+                opts: Mapping[str, Any] = DEFAULTS
                 name, backend = _plain_options(options) if options else (None, None)
                 self.kind, backend = _kind_and_backend(target, backend, 0)
                 dask_options = life = None
