@@ -12,9 +12,9 @@ import contextvars
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, SupportsIndex, cast, overload
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._on_finish import FinishCalls
@@ -57,9 +57,55 @@ class EngineEvent(NamedTuple):
         return f"{stamp} {self.event:<9} {self.job}" + (f" ({self.detail})" if self.detail else "")
 
 
-#: Builds an EngineEvent from a tuple with no Python-level call at all (hot path: three
-#: events per job; ``EngineEvent._make`` is a Python function).
-new_event = functools.partial(tuple.__new__, EngineEvent)
+#: Makes an EngineEvent from a plain tuple with no Python-level call at all
+#: (``EngineEvent._make`` is a Python function): what :class:`EventLog` hands its readers.
+as_event = functools.partial(tuple.__new__, EngineEvent)
+
+#: What the engine appends to its log: the plain tuple itself, ``(time, event, job, detail)``
+#: (``tuple(t)`` returns ``t``: no call, no copy). Three events per job (issue 14): a
+#: NamedTuple is a tuple *subclass*, which the garbage collector never untracks, so each of
+#: the 10,000 kept was walked by every collection and promoted to the oldest generation,
+#: where it brought full passes over every live job nearer; a plain tuple of a float and
+#: strings is untracked at its first collection. :class:`EventLog` makes the EngineEvent on
+#: read.
+new_event = cast("Callable[[tuple[Any, ...]], EngineEvent]", tuple)
+
+
+class EventLog(deque[EngineEvent]):
+    """:attr:`Engine.log`: a bounded deque whose readers get :class:`EngineEvent` lines.
+
+    It keeps plain tuples (see :data:`new_event`); iterating, indexing and popping make the
+    :class:`EngineEvent` (a tuple equal to the plain one, so ``in``, ``count`` and ``==``
+    compare the same).
+
+    Examples
+    --------
+    >>> log = EventLog(maxlen=2)
+    >>> log.append(new_event((0.0, "submitted", "a", "")))
+    >>> log[-1].event, [e.job for e in log]
+    ('submitted', ['a'])
+    """
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        return map(as_event, super().__iter__())
+
+    def __reversed__(self) -> Iterator[EngineEvent]:
+        return map(as_event, super().__reversed__())
+
+    def __getitem__(self, index: SupportsIndex) -> EngineEvent:  # type: ignore[override]
+        return as_event(super().__getitem__(index))
+
+    def pop(self) -> EngineEvent:  # type: ignore[override]  # (deque.pop takes no index)
+        return as_event(super().pop())
+
+    def popleft(self) -> EngineEvent:
+        return as_event(super().popleft())
+
+    def __repr__(self) -> str:
+        return f"EventLog({list(self)!r}, maxlen={self.maxlen})"
+
 
 #: The events that are changes of a job's recorded state: a subscriber that takes snapshots
 #: gets the change's :class:`JobSnapshot` for these. The stream events (``"output"``,
@@ -86,7 +132,7 @@ class EventBus:
     :meth:`_emit`, :meth:`_record`, :meth:`_record_many` and :meth:`_job_changed`.
     """
 
-    log: deque[EngineEvent]
+    log: EventLog
     _subscribers: builtins.list[_Subscriber]
     _takes_snapshots: bool
     _finish_calls: FinishCalls
@@ -113,7 +159,7 @@ class EventBus:
         self._clock = SYSTEM_CLOCK if clock is None else clock
         # The time, read once per event: time.time itself for the real clock (no extra call).
         self._now = self._clock.time
-        self.log = deque(maxlen=10_000)
+        self.log = EventLog(maxlen=10_000)
         self._subscribers = []
         # Whether a subscriber takes snapshots: when none does, the history alone needs a
         # plain job's changes, and takes them as records (see _snapshot.record_of).
@@ -218,7 +264,7 @@ class EventBus:
     def _record(
         self, event: str, job: Job, detail: str = "", snap: JobSnapshot | None = None
     ) -> None:
-        self.log.append(EngineEvent(self._now(), event, str(job.name), detail))
+        self.log.append(new_event((self._now(), event, str(job.name), detail)))
         logger.debug("%s %s %s", event, job.name, detail)
         if event in ("retried", "rerun") and self._subscribers:
             self._emit("status", job, snap)

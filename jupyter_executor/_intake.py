@@ -16,7 +16,7 @@ from ._gates import Gates
 from ._graph import Graph
 from ._status import Status, set_status
 from .errors import DuplicateJobName, SubmitError
-from .job import Job, job_of, name_generated
+from .job import Job, job_of, name_generated, requirements_named
 
 if TYPE_CHECKING:
     from ._snapshot import JobSnapshot
@@ -109,7 +109,7 @@ class Intake(Gates):
         jobs = self._jobs
         name = job.name
         if name is None:
-            name = self._unique_name(job.default_name(), _NO_NAMES)
+            name = self._next_name(job.default_name())
             name_generated(job, name)
         elif name in jobs:
             return None  # a duplicate, or a replacement: the general path says which
@@ -256,7 +256,7 @@ class Intake(Gates):
             spec = run.requires_spec
             if run.arg_jobs or run.condition is not None:
                 reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
-                job.requirements = reqs
+                requirements_named(job, reqs)
                 cond = job.condition_jobs()
                 specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
             elif spec:
@@ -265,11 +265,25 @@ class Intake(Gates):
                     reqs = (ref.name if type(ref) is Job and ref.name else _name_of(ref),)
                 else:
                     reqs = tuple(dict.fromkeys(_name_of(r) for r in spec))
-                job.requirements = specs[str(job.name)] = reqs
+                requirements_named(job, reqs)
+                specs[str(job.name)] = reqs
             # else no edges: the graph needs no node for it
         if specs or replacing:
             # raises before anything changes; names are known when they are in the engine
             self._graph.add(specs, replacing=replacing, known=_Known(self._jobs, names))
+        if specs:
+            _drop_specs(new)
+
+    def _next_name(self, base: str) -> str:
+        """(under the lock) :meth:`_unique_name` for :meth:`_take_in_one`, whose submission
+        holds no other name and adds none: its next number for ``base`` is free unless a job
+        was named so by hand (one lookup per unnamed job of a burst, issue 14)."""
+        n = self._name_counts.get(base, 0) + 1
+        name = f"{base}-{n}" if n > 1 else base
+        if name in self._jobs:
+            return self._unique_name(base, _NO_NAMES)
+        self._name_counts[base] = n
+        return name
 
     def _unique_name(self, base: str, taken: AbstractSet[str]) -> str:
         n = self._name_counts.get(base, 0)
@@ -322,6 +336,18 @@ def _name_of(ref: Any) -> str:
         msg = f"cannot name {ref!r}"
         raise SubmitError(msg)
     return job.name
+
+
+def _drop_specs(jobs: list[Job]) -> None:
+    """Named and in the graph: the ``requires()`` spec as given is read no more.
+
+    Dropped, a chain's jobs each leave one object fewer for the garbage collector to walk,
+    and no reference to the job before it (issue 14).
+    """
+    for job in jobs:
+        run = job.runstate
+        if run.requires_spec:
+            run.requires_spec = ()
 
 
 def collect_jobs(jobs: list[Job]) -> list[Job]:

@@ -29,6 +29,7 @@ import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._duration import DURATIONS, Duration, flag_expects, parse_duration
@@ -434,8 +435,11 @@ OPTIONS: dict[str, Option] = {
 
 _OPTION_NAMES = frozenset(OPTIONS)
 
-#: The defaults, for a job made with none of the options.
-DEFAULTS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}
+_DEFAULT_VALUES: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}
+
+#: The defaults, for a job made with none of the options. Read only: a plain job reads its
+#: options from here, not from a copy (issue 14).
+DEFAULTS: Mapping[str, Any] = MappingProxyType(_DEFAULT_VALUES)
 
 
 def check_unknown(options: Mapping[str, Any]) -> None:
@@ -476,7 +480,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     ...
     jupyter_executor.errors.InvalidOptionType: retry=2 is not a job option (did you mean retries=?); see help(jupyter_executor.Job)
     """  # noqa: E501
-    values = DEFAULTS.copy()
+    values = _DEFAULT_VALUES.copy()
     for key, value in options.items():
         option = OPTIONS.get(key)
         if option is None:

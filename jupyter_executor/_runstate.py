@@ -28,8 +28,9 @@ class RunState:
     Attributes
     ----------
     requires_spec, arg_jobs, condition
-        What the job depends on, as given: ``requires()`` items, whether a job is among its
-        arguments, the ``condition=`` option.
+        What the job depends on, as given: ``requires()`` items (until the engine has named
+        them in ``job.requirements``: then ``()``), whether a job is among its arguments, the
+        ``condition=`` option.
     dask_options
         ``Client.submit`` options of a dask job (``resources``, ``priority``), or None.
     life

@@ -17,7 +17,7 @@ from ._capture import Output
 from ._conditions import flatten
 from ._jobinfo import JobInfo
 from ._lifecycle import Lifecycle, has_lifecycle
-from ._options import BACKENDS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
+from ._options import BACKENDS, DEFAULTS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
 from ._runstate import RunState
 from ._snapshot import snapshot_of
 from ._status import FINISHED, Status, set_status
@@ -90,6 +90,15 @@ def name_generated(job: Job, name: str) -> None:
     unnamed job submitted, issue 14).
     """
     job._name = name
+
+
+def requirements_named(job: Job, names: tuple[str, ...]) -> None:
+    """Give unsubmitted ``job`` the names of its requirements, as its engine found them.
+
+    Unlike ``job.requirements = ...``, no check nor copy: the engine made the tuple from the
+    job's own ``requires()`` (once per job of a chain, issue 14).
+    """
+    job._requirements = names
 
 
 def _check_name(name: Any) -> str | None:
@@ -238,12 +247,18 @@ class Job:
     ) -> None:
         try:
             # Every option at the door, one line naming it and its value (see _options).
-            opts = check_options(options)
-            name = _one_name(opts["name"], opts["label"])
-            self.kind, backend = _kind_and_backend(target, opts)
-            if _PLAIN_OPTIONS.issuperset(options):  # the rest are defaults (issue 14)
+            if _PLAIN_OPTIONS.issuperset(options):
+                # A plain job (``submit(fn)``, ``Job(coro, name=...)``): the options given
+                # checked, the others read from the shared defaults, not a copy of them
+                # (issue 14: once per job of a burst).
+                opts: Mapping[str, Any] = DEFAULTS
+                name, backend = _plain_options(options) if options else (None, None)
+                self.kind, backend = _kind_and_backend(target, backend, 0)
                 dask_options = life = None
             else:
+                opts = check_options(options)
+                name = _one_name(opts["name"], opts["label"])
+                self.kind, backend = _kind_and_backend(target, opts["backend"], opts["retries"])
                 dask_options = _dask_options(backend, opts["resources"], opts["priority"])
                 life = Lifecycle.build(self.kind, opts) if has_lifecycle(opts) else None
         except BaseException:
@@ -328,7 +343,9 @@ class Job:
         if self.status is not Status.CREATED:
             msg = f"job {self.name!r} is already submitted; declare requirements before submitting"
             raise SubmitError(msg)
-        for item in flatten(jobs):
+        # One job or name (a chain's link): no flattening (issue 14).
+        items = jobs if len(jobs) == 1 and isinstance(jobs[0], (Job, str)) else flatten(jobs)
+        for item in items:
             if item is self:
                 msg = f"job {self.name!r} cannot require itself"
                 raise SubmitError(msg)
@@ -341,7 +358,10 @@ class Job:
         return self
 
     def required_jobs(self) -> list[Any]:
-        """Everything this job depends on, as given: requirements, job arguments, condition jobs."""
+        """Everything this job depends on, as given: requirements, job arguments, condition jobs.
+
+        Until it is submitted: from then on, :attr:`requirements` names them.
+        """
         deps: list[Any] = list(self.runstate.requires_spec)
         if self.runstate.arg_jobs:
             deps += [job_of(a) for a in (*self.args, *self.kwargs.values()) if job_of(a)]
@@ -638,14 +658,27 @@ def _one_name(name: str | None, label: str | None) -> str | None:
     return name if name is not None else label
 
 
-def _kind_and_backend(target: Any, opts: Mapping[str, Any]) -> tuple[str, str]:
+def _plain_options(options: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The name (or label) and backend of a job given no other option, each checked."""
+    name = label = backend = None
+    for key, value in options.items():
+        checked = OPTIONS[key].check(value)
+        if key == "backend":
+            backend = checked
+        elif key == "name":
+            name = checked
+        else:
+            label = checked
+    return _one_name(name, label), backend
+
+
+def _kind_and_backend(target: Any, backend: str | None, retries: int) -> tuple[str, str]:
     """What ``target`` is, and the backend that runs it (``backend=`` or inferred), checked."""
     kind, inferred = _classify(target)
-    backend = opts["backend"]
     if backend is None:
         backend = inferred
     _check_target(kind, backend, target)
-    if opts["retries"] and kind == "coroutine":
+    if retries and kind == "coroutine":
         msg = (
             "a coroutine object can run only once, so it cannot be retried: "
             "pass the coroutine function and its arguments instead"

@@ -148,6 +148,10 @@ def test_names_are_unique_with_clear_messages(engine: Engine) -> None:
     # generated names are readable and unique
     jobs = [engine.submit(add, 0, 0) for _ in range(3)]
     assert [j.name for j in jobs] == ["add", "add-2", "add-3"]
+    # ... also next to a name taken by hand that a generated one would have been
+    engine.submit(add, 0, 0, name="add-5")
+    jobs = [engine.submit(add, 0, 0) for _ in range(3)]
+    assert [j.name for j in jobs] == ["add-4", "add-6", "add-7"]
 
 
 def test_unknown_dependency_and_cycles_refused_at_submit(engine: Engine) -> None:
@@ -511,3 +515,67 @@ def test_a_skipped_duplicate_warns_at_the_line_that_submitted(engine: Engine) ->
     assert kept is first and again is first
     assert [w.filename for w in (*jobs_form, *call_form)] == [__file__, __file__]
     assert engine.wait(timeout=60)
+
+
+def test_log_lines_are_not_walked_by_the_garbage_collector(engine: Engine) -> None:
+    # Issue 14: the log keeps 10,000 lines; a NamedTuple is never untracked by the collector,
+    # so each line was walked by every collection and aged into the oldest generation. The
+    # log keeps plain tuples of atoms (untracked at the first collection) and hands its
+    # readers EngineEvent lines.
+    import gc
+
+    from jupyter_executor import EngineEvent
+
+    jobs = [engine.submit(add, i, 1, name=f"gc-{i}", backend="thread") for i in range(50)]
+    assert engine.wait(timeout=30) is True
+    assert [j.result() for j in jobs] == [i + 1 for i in range(50)]
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is EngineEvent]
+    lines = [e for e in engine.log if e.job == "gc-7"]
+    assert [type(e) for e in lines] == [EngineEvent] * 3
+    assert [e.event for e in lines] == ["submitted", "started", "done"]
+    assert engine.log[-1].event == "done" and str(engine.log[0]).endswith("gc-0")
+    assert lines[0] in engine.log and engine.log.count(lines[0]) == 1
+
+
+def test_requires_takes_one_job_or_name_as_a_list_of_them(engine: Engine) -> None:
+    # One job or one name is a chain's link, taken without flattening (issue 14): the same
+    # checks and the same order as the list forms.
+    a = Job(add, args=(1, 2), name="a")
+    b = Job(add, args=(3, 4), name="b")
+    c = Job(add, args=(0, 0), name="c").requires(a).requires("b")
+    d = Job(add, args=(0, 0), name="d").requires([a, None, ("b",)])
+    with pytest.raises(SubmitError, match="job 'c' cannot require itself"):
+        c.requires(c)
+    with pytest.raises(TypeError, match=r"requires\(\) takes jobs or job names, not 5"):
+        c.requires(5)
+    with pytest.raises(TypeError, match=r"requires\(\) takes jobs or job names, not 5"):
+        c.requires([5])
+    assert c.required_jobs() == [a, "b"] and d.required_jobs() == [a, "b"]
+    engine.submit(a, b, c, d)
+    assert engine.wait(timeout=30) is True
+    assert c.requirements == d.requirements == ("a", "b")
+    assert [j.status.value for j in (a, b, c, d)] == ["done"] * 4
+    with pytest.raises(SubmitError, match="already submitted"):
+        c.requires(a)
+
+
+def test_a_submitted_chain_keeps_no_list_of_requirements_per_job(engine: Engine) -> None:
+    # Issue 14: the requires() spec stayed on every job after the engine had named it in
+    # job.requirements: one more object per job for the garbage collector to walk (a chain of
+    # 1e5 jobs: 1e5 lists), each holding the job before it.
+    import gc
+
+    def lists() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is list)
+
+    before = lists()
+    jobs = [Job(add, args=(i, 1), name=f"link-{i}") for i in range(300)]
+    for earlier, later in itertools.pairwise(jobs):
+        later.requires(earlier)
+    engine.submit(*jobs)
+    assert engine.wait(timeout=60) is True
+    assert jobs[-1].requirements == ("link-298",) and jobs[-1].result() == 300
+    del earlier, later
+    assert lists() - before < 100  # not one per job

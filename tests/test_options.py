@@ -29,6 +29,9 @@ def work() -> int:
         ({"name": "  "}, InvalidOption, "name='  ' is not a job name"),
         ({"backend": "gpu"}, InvalidOption, "backend='gpu' is not a backend: use one of async"),
         ({"backend": 3}, InvalidOptionType, "backend=3 is not a backend"),
+        ({"label": ""}, InvalidOption, "label='' is not a job name"),
+        ({"label": 7}, InvalidOptionType, "label=7 is not a job name"),
+        ({"label": "other"}, InvalidOption, "give name= or label= (an alias), not both: 'bad' != 'other'"),  # noqa: E501
         ({"forever": "no"}, InvalidOptionType, "forever='no' is not True or False"),
         ({"retries": -1}, InvalidOption, "retries=-1 is not a whole number >= 0"),
         ({"retries": 1.5}, InvalidOption, "retries=1.5 is not a whole number >= 0"),
@@ -319,3 +322,17 @@ def test_the_guide_lists_every_flag_of_the_schema() -> None:
     for option in OPTIONS.values():
         if option.flag is not None:
             assert f"`{option.flag}" in table or f"<code>{option.flag}" in table, option.flag
+
+
+def test_the_defaults_plain_jobs_share_are_read_only() -> None:
+    # A plain Job reads its options from the shared defaults, not a copy (issue 14): a write
+    # there would change every job made after it.
+    from jupyter_executor._options import DEFAULTS, check_options
+
+    with pytest.raises(TypeError):
+        DEFAULTS["retries"] = 3  # type: ignore[index]
+    job = Job(work, name="plain")
+    assert (job.retries, job.timeout, job.forever, job.requirements) == (0, None, False, ())
+    options = check_options({"retries": 2})
+    options["timeout"] = 5.0  # a copy: the defaults stay
+    assert DEFAULTS["retries"] == 0 and DEFAULTS["timeout"] is None
