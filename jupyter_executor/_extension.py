@@ -183,11 +183,13 @@ class _Extension:
         """The kernel is shutting down: record its unfinished jobs as cancelled, say so."""
         if not change["new"]:
             return
+        from ._lifetime import unfinished_jobs
         from .engine import shutdown_all
 
-        # The kernel waits a few seconds (jupyter_client's shutdown_wait_time, 5 s by
-        # default) before it is killed: stay well within that.
-        stopped = shutdown_all("kernel shut down", timeout=1.0)
+        # Said first: the kernel is killed a few seconds after the request (jupyter_client's
+        # shutdown_wait_time, 5 s by default), and on a loaded machine the shutdown below
+        # can take that long (a CI run printed nothing once).
+        stopped = unfinished_jobs()
         if stopped:
             names = ", ".join(stopped[:5]) + (", ..." if len(stopped) > 5 else "")
             jobs = "1 job" if len(stopped) == 1 else f"{len(stopped)} jobs"
@@ -200,6 +202,7 @@ class _Extension:
                 file=sys.__stderr__,
                 flush=True,
             )
+        shutdown_all("kernel shut down", timeout=1.0)
 
     def stop(self) -> None:
         from .engine import current_engine, set_wait_display

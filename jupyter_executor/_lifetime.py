@@ -53,23 +53,30 @@ def unregister(hook: Callable[[], None]) -> None:
         atexit.unregister(hook)
 
 
+def unfinished_jobs() -> list[str]:
+    """The names of the jobs of every live engine of this process that :func:`shutdown_all`
+    would cancel: pending or running, not monitors (``forever``), not detached and running."""
+    return [
+        str(job.name)  # a registered job always has its name
+        for engine in list(_live_engines)
+        if not engine.closed
+        for job in engine
+        if not job.done()
+        and not job.forever  # a monitor is expected to stop with the kernel
+        and not (job.detach and job.status is Status.RUNNING)
+    ]
+
+
 def shutdown_all(reason: str, timeout: float = 2.0) -> list[str]:
     """Shut down every engine of this process, cancelling its jobs with ``reason``.
 
     Returns the names of the jobs that were still pending or running (detached jobs, which
     outlive the process, are not among them).
     """
-    stopped: list[str] = []
+    stopped = unfinished_jobs()
     for engine in list(_live_engines):
         if engine.closed:
             continue
-        stopped += [
-            str(job.name)  # a registered job always has its name
-            for job in engine
-            if not job.done()
-            and not job.forever  # a monitor is expected to stop with the kernel
-            and not (job.detach and job.status is Status.RUNNING)
-        ]
         try:
             engine.shutdown(timeout=timeout, reason=reason)
         except Exception:
