@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import timeit
@@ -632,18 +635,47 @@ def test_an_unwritable_folder_is_refused_at_construction(tmp_path: Path) -> None
             HistoryStore(Path("/proc/self/fdinfo"), "e")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
-def test_a_read_only_folder_is_refused_at_construction(tmp_path: Path) -> None:
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
+READ_ONLY = r"""
+import os, sys
+from pathlib import Path
+from jupyter_executor.store import HistoryStore, StoreError
+
+folder = Path(sys.argv[1])
+if os.geteuid() == 0:
+    # root writes in read-only folders: the check runs as nobody (after the imports, which
+    # may live where nobody cannot read)
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+for where in (folder / "sub", folder):
     try:
-        with pytest.raises(StoreError, match=r"cannot write the history in .*ro: .*; pass folder="):
-            HistoryStore(folder / "sub", "e")
-        with pytest.raises(StoreError, match="; pass folder="):
-            HistoryStore(folder, "e")
+        HistoryStore(where, "e")
+    except StoreError as exc:
+        print(exc)
+    else:
+        print("no error")
+"""
+
+
+def test_a_read_only_folder_is_refused_at_construction(tmp_path: Path) -> None:
+    # In a folder that anyone may enter (tmp_path's parents may be closed to others), made
+    # read-only; checked in a child, as an unprivileged user when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="je-ro-"))
+    folder = base / "ro"
+    try:
+        base.chmod(0o755)
+        folder.mkdir()
+        folder.chmod(0o555)
+        child = subprocess.run(
+            [sys.executable, "-c", READ_ONLY, str(folder)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        sub, itself = child.stdout.splitlines()
+        assert re.fullmatch(r"cannot write the history in .*ro/sub: .*; pass folder=.*", sub), sub
+        assert re.fullmatch(r"cannot write the history in .*ro: .*; pass folder=.*", itself), itself
     finally:
         folder.chmod(0o700)
+        shutil.rmtree(base)
 
 
 WRITER = r"""
