@@ -141,6 +141,7 @@ class EventBus:
     _now: Callable[[], float]
     _unnoted: builtins.list[Job]
     _noting_running: bool
+    _note_token: int
     # of the engine's other rooms (the loop, the lock)
     _loop: Any
     _lock: Any
@@ -168,6 +169,7 @@ class EventBus:
         self._store = None
         self._unnoted = []  # plain jobs waiting or started, not recorded yet (see _note_later)
         self._noting_running = False
+        self._note_token = 0  # which check of _unnoted is armed (see _arm_note_unnoted)
 
     @overload
     def subscribe(self, callback: Callable[[str, Job], None]) -> Callable[[], None]: ...
@@ -326,17 +328,37 @@ class EventBus:
             self._call_soon(self._arm_note_unnoted)
 
     def _arm_note_unnoted(self) -> None:
-        # (loop thread) The jobs noted by now are checked a delay later.
-        # Real time, not the engine's clock: a debounce of disk writes, not a time the user
-        # set (a mock clock's timers are the user's schedules and timeouts only).
-        self._loop.call_later(NOTE_RUNNING_AFTER, self._note_unnoted)
+        # (loop thread) The jobs noted by now are checked a delay later; those noted after, at
+        # the next check. Real time, not the engine's clock: a debounce of disk writes, not a
+        # time the user set (a mock clock's timers are the user's schedules and timeouts only).
+        with self._lock:
+            self._note_token += 1
+            token, mark = self._note_token, len(self._unnoted)
+        self._loop.call_later(NOTE_RUNNING_AFTER, self._note_unnoted, token, mark)
 
-    def _note_unnoted(self) -> None:
-        """Record the jobs noted since the last check that still wait or run (loop thread, or
-        the thread that flushes the history)."""
+    def _note_unnoted(self, token: int | None = None, mark: int | None = None) -> None:
+        """Record the jobs noted that still wait or run (loop thread, or the thread that
+        flushes the history).
+
+        From the timer armed by :meth:`_arm_note_unnoted` (``token``, ``mark``): the ``mark``
+        jobs noted before it was armed, a delay ago; the jobs noted since wait for the next
+        check (a check recorded every job noted until then: in a steady flow of short jobs,
+        those noted an instant before it, most of which end a moment later, were recorded
+        twice: waiting, then ended). From a flush or a read (no arguments): all of them, at
+        once; the timer armed before is void then.
+        """
         with self._lock:  # their status and times do not move while they are read
-            jobs, self._unnoted = self._unnoted, []
-            self._noting_running = False
+            if token is not None and token != self._note_token:
+                return  # a flush took them, or a later arming checks them
+            unnoted = self._unnoted
+            if mark is None or mark >= len(unnoted):
+                jobs, self._unnoted = unnoted, []
+                self._noting_running = False
+                self._note_token += 1
+            else:
+                jobs = unnoted[:mark]
+                del unnoted[:mark]
+                self._call_soon(self._arm_note_unnoted)  # (it takes the lock: posted)
             store = self._store
             if store is None:
                 return

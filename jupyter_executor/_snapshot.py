@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JobSnapshot",
     "SnapshotSource",
+    "log_path_of",
     "record_of",
     "short_repr",
     "snapshot_of",
@@ -277,7 +278,8 @@ _log_dirs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _last_log_dir: tuple[weakref.ref[Any], str] | None = None
 
 
-def _log_path(engine: Any, name: str) -> str | None:
+def log_path_of(engine: Any, name: str) -> str | None:
+    """The log file of job ``name`` of ``engine`` (what ``job.engine`` holds), as a string."""
     # engine: what job.engine holds (its log_path), typed Any: the snapshot never imports it.
     global _last_log_dir
     if engine is None:
@@ -424,7 +426,7 @@ def _static(job: SnapshotSource, key: int, job_name: Any, engine: Any) -> tuple[
         source,
         job.requirements,
         job.forever,
-        _log_path(engine, name) if name else None,
+        log_path_of(engine, name) if name else None,
         tags,
     )
 

@@ -150,6 +150,33 @@ def test_a_short_job_is_recorded_once_and_a_long_one_while_it_runs(
         assert [s for s, _ in run["transitions"]] == ["pending", "running", "done"]
 
 
+def test_a_check_of_started_jobs_records_only_those_started_a_delay_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14: each check recorded every job noted until then; in a steady flow of short
+    # jobs, those started an instant before a check (most of which end a moment later) were
+    # written twice, running then ended. A job is checked a delay after it was noted.
+    import threading
+
+    from _wait import wait_until
+
+    from jupyter_executor import _events
+
+    monkeypatch.setattr(_events, "NOTE_RUNNING_AFTER", 2.0)  # wide margins on a loaded machine
+    with Engine(folder=tmp_path / "e") as engine:
+        seen = _record_changes(engine, monkeypatch)
+        first_gate, late_gate = threading.Event(), threading.Event()
+        engine.submit(first_gate.wait, 60, name="first", backend="thread")
+        time.sleep(1.0)  # the check of "first" comes 1 s after "late" started
+        late = engine.submit(late_gate.wait, 60, name="late", backend="thread")
+        wait_until(lambda: ("first", "running") in seen, timeout=30)  # the first check
+        late_gate.set()  # "late" ends before its own check (2 s after it started)
+        assert engine.wait_job(late, timeout=30)
+        assert [status for name, status in seen if name == "late"] == ["done"]
+        first_gate.set()
+        assert engine.wait(timeout=30)
+
+
 def test_a_chain_records_each_job_once_and_a_waiting_one_while_it_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -609,6 +609,24 @@ def test_a_record_of_an_end_makes_the_row_its_snapshot_makes(tmp_path: Path) -> 
         slow.take(snapshot_of_record(record))
         assert isinstance(next(iter(fast.dirty.values())), tuple)  # the record's fast path
         assert fast.rows({}) == slow.rows({}), record[2]
+    # A batch of only such records, taken in one pass (a burst's): the same rows, in order.
+    burst, general = _fold.Runs("e"), _fold.Runs("e")
+    assert burst.take_ends(records)
+    general.take_all(_fold.coalesce(_fold.ended_records(records)))
+    highest = {"done": 4}  # attempts recorded before by this engine continue
+    assert burst.rows(dict(highest)) == general.rows(dict(highest))
+    assert [r[2] for r in burst.rows(dict(highest))] == [5, 1, 1, 1, 1, 1]
+    # Anything else in the batch (a job seen before, twice, a snapshot): nothing is taken.
+    for batch in (
+        [records[1], records[0]],  # "done" taken before
+        [records[1], records[1]],
+        [snapshot_of_record(records[1])],
+    ):
+        runs = _fold.Runs("e")
+        runs.take_ends(records[:1])
+        before = (dict(runs.states), dict(runs.dirty))
+        assert not runs.take_ends(batch)
+        assert (runs.states, runs.dirty) == before
     # Seen twice in a batch: made into snapshots, folded into one run (as before records).
     runs = _fold.Runs("e")
     twice = [records[0], records[0], records[1]]

@@ -29,14 +29,14 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._snapshot import short_repr, snapshot_of_record, static_of_record
+from .._snapshot import log_path_of, short_repr, snapshot_of_record, static_of_record
 from .._status import Status
 from .._text import safe_text
 from ..errors import JobCancelled
 from ._schema import ATTEMPT, TRANSITIONS, WRITTEN, row_values
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from .._snapshot import JobSnapshot
 
@@ -255,6 +255,56 @@ class Runs:
                     take(snap)
             except Exception:
                 logger.exception("jupyter_executor: cannot record a change of job %r", snap.name)
+
+    def take_ends(self, changes: Sequence[Any]) -> bool:
+        """Take a batch made only of the records of ends, each its job's only change and its
+        job's first (the batch of a burst of short plain jobs), in one pass; True when taken.
+
+        What :meth:`take_all` makes of them (an :data:`_Ended` run each), without its steps
+        per record (:func:`ended_records`, :func:`coalesce`, a static tuple, the row made in
+        two calls): the writer's share per job of a burst, which holds the GIL the jobs need.
+        False when one is anything else (a snapshot, a second change of a job, a job seen
+        before, a waiting or running one, an end without its times): nothing is taken then,
+        and the caller folds the batch the general way.
+        """
+        states = self.states
+        engine_id = self.engine_id
+        new: dict[int, JobState] = {}
+        entries: list[_Ended] = []
+        ends = _ENDS
+        for change in changes:
+            if type(change) is not tuple:
+                return False
+            job, key, name, engine, status, submitted, started, finished, attempts = change[:9]
+            if (
+                status not in ends
+                or not attempts
+                or submitted is None
+                or started is None
+                or finished is None
+                or key in states
+                or key in new
+            ):
+                return False
+            if type(job.runstate.history) is tuple:  # a snapshot was taken: its static fields
+                fixed = _fixed(static_of_record(change))
+            else:  # as _snapshot._static reads a plain Job (records are of Job itself)
+                name = "" if name is None else str(name)
+                requires = job.requirements
+                fixed = (
+                    job.backend, job.kind, job.describe(),
+                    names_json(requires) if requires else "[]",
+                    log_path_of(engine, name) if name else None,
+                )  # fmt: skip
+            state = new[key] = JobState(key, name)
+            state.local = attempts
+            state.rank = 2
+            entries.append((state, _record_row(engine_id, state.name, fixed, change), attempts))
+        states.update(new)
+        dirty = self.dirty
+        for entry in entries:
+            dirty[id(entry)] = entry
+        return True
 
     def take(self, snap: JobSnapshot) -> dict[str, Any] | None:
         """Fold one snapshot into the run it belongs to; return that run (None: too old)."""

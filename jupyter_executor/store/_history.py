@@ -275,7 +275,8 @@ class HistoryStore(DirectWrites):
             gc.disable()
         try:
             runs = self._runs
-            runs.take_all(coalesce(ended_records(snaps)))
+            if not runs.take_ends(snaps):
+                runs.take_all(coalesce(ended_records(snaps)))
             del snaps  # release the results they hold before the write
             hold_after = None if everything else time.time() - HOLD_PENDING
             return self._write(hold_after) if runs.dirty else None
