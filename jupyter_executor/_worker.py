@@ -65,8 +65,13 @@ _PRELOAD_AFTER = 0.1
 #: Runs this file by path as ``__main__`` (``python -c BOOT <path> [zygote]``): unlike ``-m``,
 #: without importing the package (whose ``__init__`` imports the engine: 0.3 s and more), and
 #: unlike ``python <path>``, without putting the package's folder first on ``sys.path`` (its
-#: module names would shadow the user's).
-BOOT = "import sys;f=__file__=sys.argv[1];exec(compile(open(f,'rb').read(),f,'exec'))"
+#: module names would shadow the user's). Its code comes from the bytecode cache when there is
+#: one (the kernel's import of this module writes it): compiling this file is 2 ms of every
+#: fork server's start.
+BOOT = (
+    "import sys;from importlib.machinery import SourceFileLoader as L;"
+    "f=__file__=sys.argv[1];exec(L('__main__',f).get_code('__main__'))"
+)
 
 #: Frames in these folders lead a job's traceback in the worker and are dropped (as in
 #: ``jupyter_executor._traceback``, which this file does not import).

@@ -38,6 +38,33 @@ def test_process_runs_lambdas_and_closures_from_the_caller(engine: Engine) -> No
     assert sq.pid != os.getpid()
 
 
+def test_the_fork_server_runs_its_file_from_the_bytecode_cache(tmp_path: Path) -> None:
+    # Issue 14: the fork server compiled _worker.py from source at every start (2 ms of the
+    # cold start); BOOT takes its code from the cache when it is up to date, and from the
+    # source when it is not. Shown with a cached file whose bytecode says something else.
+    import importlib.util
+    import py_compile
+
+    from jupyter_executor._worker import BOOT
+
+    script = tmp_path / "boot.py"
+    script.write_text("print('from the cached', __file__ == __import__('sys').argv[1])\n")
+    cached = importlib.util.cache_from_source(str(script))
+    py_compile.compile(str(script), cfile=cached)
+    stat = script.stat()
+    script.write_text("print('from the source', __file__ == __import__('sys').argv[1])\n")
+    os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time: "valid"
+
+    def boot() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", BOOT, str(script)], capture_output=True, text=True, check=True
+        ).stdout
+
+    assert boot() == "from the cached True\n"
+    script.write_text("print('changed since', __file__ == __import__('sys').argv[1])\n")
+    assert boot() == "changed since True\n"
+
+
 def test_process_crash_fails_only_that_job(engine: Engine) -> None:
     crash = engine.submit(os._exit, 3, backend="process", name="crash")
     segv = engine.submit(os.kill, 0, 0, backend="process", name="noop")  # signal 0: harmless
