@@ -540,6 +540,38 @@ def test_a_failed_write_is_reported_and_retried(tmp_path: Path) -> None:
         store.close()
 
 
+def test_flushed_settles_a_loop_s_future_from_the_writer(tmp_path: Path) -> None:
+    # Issue 14: what a command's write-ahead awaits (test_write_ahead: no thread blocks for it).
+    import asyncio
+
+    folder = tmp_path / "h"
+    store = HistoryStore(folder, "e", batch_delay=5)  # the flush cuts the batch's wait short
+    job = Job(len, args=("ab",), name="j")
+
+    async def flushed() -> None:
+        await asyncio.wait_for(store.flushed(asyncio.get_running_loop()), 10)
+
+    try:
+        asyncio.run(flushed())  # nothing reported yet: done at once
+        _drive(store, job, Status.PENDING, Status.RUNNING)
+        asyncio.run(flushed())
+        con = sqlite3.connect(store.path)
+        try:  # on disk: read back by another connection
+            assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]
+        finally:
+            con.close()
+        store.close()
+        store = HistoryStore(folder, "e", batch_delay=5)
+        job = Job(len, args=("ab",), name="k")
+        (folder / "history.db").unlink()
+        (folder / "history.db").mkdir()  # in the way: the write fails
+        _drive(store, job, Status.PENDING, Status.RUNNING, Status.DONE, result=2)
+        with pytest.raises(StoreError, match="cannot write the history to"):
+            asyncio.run(flushed())
+    finally:
+        store.close()
+
+
 def test_replaced_job_and_reused_engine_id_never_overwrite(tmp_path: Path) -> None:
     store = HistoryStore(tmp_path, "e", batch_delay=0)
     try:

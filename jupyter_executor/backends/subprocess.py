@@ -48,7 +48,6 @@ class SubprocessBackend(TaskBackend):
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self._zygote: _Zygote | None = None
-        self._flush: _Flush | None = None  # the write-aheads' flush that has not begun yet
 
     async def aclose(self) -> None:
         zygote, self._zygote = self._zygote, None
@@ -162,34 +161,24 @@ class SubprocessBackend(TaskBackend):
         return _outcome(job, returncode)
 
     async def _write_ahead(self, job: Job) -> None:
-        """Commit ``job``'s run (running, no pid yet) to the history before its process starts."""
+        """Commit ``job``'s run (running, no pid yet) to the history before its process starts.
+
+        Raises
+        ------
+        StoreError
+            The run could not be written.
+        TimeoutError
+            Not written within the store's busy timeout.
+        """
         store = self.engine.store
         if store is None:
             return
         self.engine.job_changed(job)
-        # In a thread: the engine's loop goes on running the other jobs meanwhile. The jobs
-        # that start while a flush waits for the thread share it (a flush writes every change
-        # reported before it begins): one commit for a burst's starts, not one per job.
-        flush = self._flush
-        if flush is None or flush.begun:
-            flush = self._flush = _Flush()
-            flush.done = asyncio.ensure_future(asyncio.to_thread(flush.run, store))
-        assert flush.done is not None
-        await asyncio.shield(flush.done)
-
-
-class _Flush:
-    """One flush of the history, shared by the write-aheads that join it before it begins."""
-
-    __slots__ = ("begun", "done")
-
-    def __init__(self) -> None:
-        self.begun = False  # set by the thread: from then on, a change may come after it
-        self.done: asyncio.Future[None] | None = None
-
-    def run(self, store: Any) -> None:
-        self.begun = True
-        store.flush(store.busy_timeout)
+        # The writer settles the future itself: the loop goes on running the other jobs
+        # meanwhile, and the commands that start while it waits share its commit (it writes
+        # everything queued when it wakes: one commit for a burst's starts, not one per job).
+        flushed = store.flushed(asyncio.get_running_loop())
+        await asyncio.wait_for(flushed, store.busy_timeout)
 
 
 class Detached:

@@ -26,6 +26,7 @@ undo the last few. The layout and its migrations are in ``_schema.py``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -242,6 +243,36 @@ class HistoryStore(DirectWrites):
         if error is not None:
             msg = f"cannot write the history to {self.path}: {error}"
             raise StoreError(msg) from error
+
+    def flushed(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A future of ``loop``, done once every change reported so far is written to disk.
+
+        :meth:`flush` for an event loop, which must not block: the writer thread itself
+        settles the future (no thread of the loop's waits for it meanwhile). It fails with
+        :class:`StoreError` when the batch could not be written. Unlike :meth:`flush`, the
+        changes the engine deferred (see ``before_flush``) are not reported first: this is for
+        a change just reported (a command's write-ahead), not for a read. Never times out:
+        bound the wait with ``asyncio.wait_for``.
+        """
+        future: asyncio.Future[None] = loop.create_future()
+        path = self.path
+
+        def settle(error: BaseException | None) -> None:
+            if future.done():
+                return  # the waiter gave up (timed out, cancelled)
+            if error is None:
+                future.set_result(None)
+            else:
+                exc = StoreError(f"cannot write the history to {path}: {error}")
+                exc.__cause__ = error
+                future.set_exception(exc)
+
+        def then(error: BaseException | None) -> None:  # (the writer thread, or this one)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, error)
+
+        self._writer.flush_then(then)
+        return future
 
     def _report_deferred(self) -> None:
         # What the engine saw and has not reported yet (the starts of jobs that may end soon,
