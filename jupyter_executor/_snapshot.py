@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JobSnapshot",
     "SnapshotSource",
+    "log_dir_of",
     "log_path_of",
     "record_of",
     "short_repr",
@@ -278,20 +279,27 @@ _log_dirs: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _last_log_dir: tuple[weakref.ref[Any], str] | None = None
 
 
-def log_path_of(engine: Any, name: str) -> str | None:
-    """The log file of job ``name`` of ``engine`` (what ``job.engine`` holds), as a string."""
+def log_dir_of(engine: Any) -> str | None:
+    """The folder of ``engine``'s job logs (``engine``: what ``job.engine`` holds), as a
+    string ending in a separator; None for no engine."""
     # engine: what job.engine holds (its log_path), typed Any: the snapshot never imports it.
     global _last_log_dir
     if engine is None:
         return None
     last = _last_log_dir
     if last is not None and last[0]() is engine:
-        return _join_log(last[1], name)
+        return last[1]
     prefix = _log_dirs.get(engine)
     if prefix is None:
         prefix = _log_dirs[engine] = str(engine.log_path("x").parent) + "/"
     _last_log_dir = (weakref.ref(engine), prefix)
-    return _join_log(prefix, name)
+    return prefix
+
+
+def log_path_of(engine: Any, name: str) -> str | None:
+    """The log file of job ``name`` of ``engine`` (what ``job.engine`` holds), as a string."""
+    prefix = log_dir_of(engine)
+    return None if prefix is None else _join_log(prefix, name)
 
 
 @functools.lru_cache(maxsize=256)

@@ -29,7 +29,8 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._snapshot import log_path_of, short_repr, snapshot_of_record, static_of_record
+from .._logs import log_stem
+from .._snapshot import log_dir_of, short_repr, snapshot_of_record, static_of_record
 from .._status import Status
 from .._text import safe_text
 from ..errors import JobCancelled
@@ -272,6 +273,10 @@ class Runs:
         new: dict[int, JobState] = {}
         entries: list[_Ended] = []
         ends = _ENDS
+        # The log folder of the batch's engine (nearly always one), looked up once; the log
+        # path made without the views' cache of paths (a burst's names are all new to it).
+        last_engine: Any = None
+        logs: str | None = None
         for change in changes:
             if type(change) is not tuple:
                 return False
@@ -286,15 +291,17 @@ class Runs:
                 or key in new
             ):
                 return False
+            name = "" if name is None else str(name)  # (as _snapshot._static makes it)
             if type(job.runstate.history) is tuple:  # a snapshot was taken: its static fields
                 fixed = _fixed(static_of_record(change))
             else:  # as _snapshot._static reads a plain Job (records are of Job itself)
-                name = "" if name is None else str(name)
                 requires = job.requirements
+                if engine is not last_engine:
+                    last_engine, logs = engine, log_dir_of(engine)
                 fixed = (
                     job.backend, job.kind, job.describe(),
                     names_json(requires) if requires else "[]",
-                    log_path_of(engine, name) if name else None,
+                    f"{logs}{log_stem(name)}.log" if name and logs is not None else None,
                 )  # fmt: skip
             state = new[key] = JobState(key, name)
             state.local = attempts
@@ -640,6 +647,9 @@ def names_json(names: tuple[str, ...]) -> str:
     has one: the encoder was a tenth of the writer's time per run)."""
     if not names:
         return "[]"
+    if len(names) == 1:  # a chain's, a fan-out's: no list to join
+        (name,) = names
+        return f'["{name}"]' if _PLAIN_NAMES.fullmatch(name) else json.dumps([name])
     if _PLAIN_NAMES.fullmatch("".join(names)):
         return '["' + '", "'.join(names) + '"]'
     return json.dumps(list(names))

@@ -253,6 +253,17 @@ class HistoryStore(DirectWrites):
         changes the engine deferred (see ``before_flush``) are not reported first: this is for
         a change just reported (a command's write-ahead), not for a read. Never times out:
         bound the wait with ``asyncio.wait_for``.
+
+        Parameters
+        ----------
+        loop
+            The running event loop that awaits the future (settled through
+            ``call_soon_threadsafe``).
+
+        Returns
+        -------
+        asyncio.Future
+            Its result is None; its exception a :class:`StoreError`.
         """
         future: asyncio.Future[None] = loop.create_future()
         path = self.path
