@@ -17,7 +17,7 @@ import sys
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import _capture, _durable, _traceback
+from . import _capture, _durable, _gcfreeze, _traceback
 from ._context import running_job
 from ._events import jobs_logger, log_event, new_event
 from ._graph import Graph
@@ -61,6 +61,7 @@ class Scheduler(Intake):
     _idle_waiters: builtins.list[concurrent.futures.Future[None]]
     _deferred: builtins.list[Job]
     _rearmed: set[str]
+    _gc_held: bool
 
     if TYPE_CHECKING:
         # Provided by the rooms above: policies, make-like jobs.
@@ -90,6 +91,7 @@ class Scheduler(Intake):
         self._idle_waiters = []
         self._deferred = list(jobs)
         self._default_restart = None
+        self._gc_held = False  # a freeze of the collector for a burst (see _gcfreeze)
         self._init_gates()
 
     def _submit(self, jobs: builtins.list[Job], replace: bool) -> None:
@@ -116,6 +118,7 @@ class Scheduler(Intake):
         if durable and self._store is not None:
             _durable.remember(self._as_engine, durable)
         self._ensure_loop()
+        self._freeze_gc(len(batch))
         for job, reason in to_cancel:
             self._cancel_pending(job, reason)
         if here is not None:
@@ -520,8 +523,37 @@ class Scheduler(Intake):
             elif dep.runstate.waiting == 0:
                 ready.append(dep)  # its condition may now be met
 
+    def _freeze_gc(self, submitted: int) -> None:
+        """``submitted`` jobs were registered: when they make a burst, what is alive now is out
+        of the collector's sight until the engine is idle, or for ``MAX_FROZEN`` seconds (see
+        ``_gcfreeze``)."""
+        if submitted < _gcfreeze.FREEZE_AT:
+            return
+        with self._lock:
+            if self._gc_held:
+                _gcfreeze.refreeze()
+                return
+            self._gc_held = _gcfreeze.freeze()
+            if not self._gc_held:
+                return
+        # Real time, as the history's timers (not the user's clock).
+        self._call_soon(self._arm_thaw_gc)
+
+    def _arm_thaw_gc(self) -> None:
+        # (loop thread)
+        assert self._loop is not None
+        self._loop.call_later(_gcfreeze.MAX_FROZEN, self._thaw_gc)
+
+    def _thaw_gc(self) -> None:
+        """(any thread) Give what a burst froze back to the collector (idempotent)."""
+        with self._lock:
+            held, self._gc_held = self._gc_held, False
+        _gcfreeze.thaw(held)
+
     def _wake_waiters(self) -> None:
         """(under the lock) Nothing waited for is unfinished: wake wait() and join()."""
+        if self._gc_held:  # the burst is over (the lock is an RLock: _thaw_gc takes it again)
+            self._thaw_gc()
         self._cond.notify_all()
         waiters, self._idle_waiters = self._idle_waiters, []
         for fut in waiters:

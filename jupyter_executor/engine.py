@@ -485,6 +485,7 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         except Exception:
             logger.exception("jupyter_executor: cleanups at shutdown failed")
         self._stop_thread()
+        self._thaw_gc()  # (its timer stopped with the loop)
         self._finish_calls.close()
         if self._store is not None:
             _durable.release(self)
