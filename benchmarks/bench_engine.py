@@ -47,7 +47,7 @@ from typing import Any
 FULL_SIZES: dict[str, list[int]] = {
     "noop": [1_000, 10_000, 100_000],
     "chain": [1_000, 10_000, 100_000],
-    "fan": [1_000],  # width of the middle layer: 1 -> 1000 -> 1
+    "fan": [1_000, 4_000, 16_000],  # width of the middle layer: 1 -> W -> 1
     "sleep": [1_000],  # jobs sleeping SLEEP seconds each
     "retained": [10_000],  # no-op jobs whose heap footprint is measured with tracemalloc
     "dask": [1_000],  # no-op tasks on a distributed LocalCluster(processes=False)
@@ -818,9 +818,9 @@ CAPS: dict[str, dict[str, int]] = {
     AJ: {"chain": 10_000},
     # dependents first: each hop waits for its 10 ms condition-polling sleep
     EE_LOCAL: {"noop": 30_000, "chain:in order": 10_000, "chain:dependents first": 100},
-    EE_THREAD: {"noop": 3_000, "chain": 100},
-    DASK: {"noop": 3_000, "chain": 3_000, "sleep": _BOUNDED_SLEEP},
-    DIST: {"noop": 2_000, "chain": 200, "sleep": _BOUNDED_SLEEP},
+    EE_THREAD: {"noop": 3_000, "chain": 100, "fan": 1_000},
+    DASK: {"noop": 3_000, "chain": 3_000, "fan": 1_000, "sleep": _BOUNDED_SLEEP},
+    DIST: {"noop": 2_000, "chain": 200, "fan": 1_000, "sleep": _BOUNDED_SLEEP},
 }
 #: The kind of job each engine runs (default async): only engines of the kind of a target
 #: baseline are compared against it.
@@ -1343,6 +1343,19 @@ class Report:
                     spread(*(pr(OURS, f"chain:{order}", s) for s in chain)),
                     1.5,
                 )
+        fan = self.sizes.get("fan", [])
+        for s in fan:
+            at_most(
+                f"fan-out / fan-in 1 → {s:,} → 1: ours / asynciojobs ≤ 1x (cheaper)",
+                ratio(pr(OURS, "fan", s), pr(AJ, "fan", s)),
+                1.0,
+            )
+        if len(fan) > 1:
+            at_most(
+                f"fan-out / fan-in flat from W={fan[0]:,} to {fan[-1]:,}: max/min ≤ 1.5x",
+                spread(*(pr(OURS, "fan", s) for s in fan)),
+                1.5,
+            )
         for s in self.sizes.get("sleep", []):
             at_most(
                 f"{s:,} async jobs sleeping {SLEEP} s: done in ≤ {1.5 * SLEEP:.2f} s",
