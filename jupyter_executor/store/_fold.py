@@ -273,14 +273,13 @@ class Runs:
         new: dict[int, JobState] = {}
         entries: list[_Ended] = []
         ends = _ENDS
-        # The log folder of the batch's engine (nearly always one), looked up once; the log
-        # path made without the views' cache of paths (a burst's names are all new to it).
+        # The log folder of the batch's engine (nearly always one), looked up once.
         last_engine: Any = None
         logs: str | None = None
         for change in changes:
             if type(change) is not tuple:
                 return False
-            job, key, name, engine, status, submitted, started, finished, attempts = change[:9]
+            key, engine, status, submitted, started, finished, attempts = change[1], *change[3:9]
             if (
                 status not in ends
                 or not attempts
@@ -291,18 +290,9 @@ class Runs:
                 or key in new
             ):
                 return False
-            name = "" if name is None else str(name)  # (as _snapshot._static makes it)
-            if type(job.runstate.history) is tuple:  # a snapshot was taken: its static fields
-                fixed = _fixed(static_of_record(change))
-            else:  # as _snapshot._static reads a plain Job (records are of Job itself)
-                requires = job.requirements
-                if engine is not last_engine:
-                    last_engine, logs = engine, log_dir_of(engine)
-                fixed = (
-                    job.backend, job.kind, job.describe(),
-                    names_json(requires) if requires else "[]",
-                    f"{logs}{log_stem(name)}.log" if name and logs is not None else None,
-                )  # fmt: skip
+            if engine is not last_engine:
+                last_engine, logs = engine, log_dir_of(engine)
+            name, fixed = _record_fixed(change, logs)
             state = new[key] = JobState(key, name)
             state.local = attempts
             state.rank = 2
@@ -428,19 +418,19 @@ class Runs:
                 entry[1], entry[3], entry[4] = None, since, record
                 self.dirty[id(entry)] = entry
                 return
-            static = static_of_record(record)
-            state = self.states[key] = JobState(key, static[1])
+            name, fixed = _record_fixed(record, log_dir_of(record[3]))
+            state = self.states[key] = JobState(key, name)
             if record[4] not in _ENDS:
-                self._take_open(record, state, static)
+                self._take_open(record, state, fixed)
                 return
             state.local = local = record[8]
             state.rank = 2
-            ended = (state, _record_row(self.engine_id, state.name, _fixed(static), record), local)
+            ended = (state, _record_row(self.engine_id, state.name, fixed, record), local)
             self.dirty[id(ended)] = ended
         except Exception:
             logger.exception("jupyter_executor: cannot record a change of job %r", record[2])
 
-    def _take_open(self, record: tuple[Any, ...], state: JobState, static: tuple[Any, ...]) -> None:
+    def _take_open(self, record: tuple[Any, ...], state: JobState, fixed: tuple[Any, ...]) -> None:
         """Fold the first record of a first attempt waiting or running (see :func:`_is_open`).
 
         A plain job noted still waiting (or running) a moment after it was submitted (or
@@ -452,7 +442,7 @@ class Runs:
         """
         state.local = local = record[8] or 1
         state.rank = RANK[record[4]]
-        entry = state.open = [state, None, local, _since(record), record, _fixed(static)]
+        entry = state.open = [state, None, local, _since(record), record, fixed]
         self.dirty[id(entry)] = entry
 
     def _open_row(self, entry: _Open) -> list[Any]:
@@ -564,6 +554,24 @@ def _fixed(static: tuple[Any, ...]) -> tuple[Any, ...]:
     # (static: key, name, backend, kind, description, source, requires, forever, log_path,
     # tags)
     return (static[2], static[3], static[5] or static[4], names_json(static[6]), static[8])
+
+
+def _record_fixed(record: tuple[Any, ...], logs: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The name and the fixed columns (see :func:`_fixed`) of the run of ``record`` (a plain
+    Job's, see ``_snapshot.record_of``); ``logs``: the folder of its engine's logs
+    (``_snapshot.log_dir_of``).
+
+    What ``_snapshot.static_of_record`` gives, without its static tuple: the cached one when a
+    snapshot was taken, else read from the job as ``_snapshot._static`` reads a plain Job
+    (its log path made without the views' cache of paths: a burst's names are all new to it).
+    """
+    job, name = record[0], record[2]
+    if type(job.runstate.history) is tuple:
+        static = static_of_record(record)
+        return static[1], _fixed(static)
+    name = "" if name is None else str(name)
+    log = f"{logs}{log_stem(name)}.log" if name and logs is not None else None
+    return name, (job.backend, job.kind, job.describe(), names_json(job.requirements), log)
 
 
 def _since(record: tuple[Any, ...]) -> float:

@@ -241,8 +241,11 @@ class HistoryStore(DirectWrites):
             msg = f"the history was not written to {self.path} within {timeout} s"
             raise TimeoutError(msg) from None
         if error is not None:
-            msg = f"cannot write the history to {self.path}: {error}"
-            raise StoreError(msg) from error
+            raise self._write_error(error) from error
+
+    def _write_error(self, error: BaseException) -> StoreError:
+        # What flush() raises, and a flushed() future fails with, for a batch not written.
+        return StoreError(f"cannot write the history to {self.path}: {error}")
 
     def flushed(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """A future of ``loop``, done once every change reported so far is written to disk.
@@ -266,7 +269,6 @@ class HistoryStore(DirectWrites):
             Its result is None; its exception a :class:`StoreError`.
         """
         future: asyncio.Future[None] = loop.create_future()
-        path = self.path
 
         def settle(error: BaseException | None) -> None:
             if future.done():
@@ -274,7 +276,7 @@ class HistoryStore(DirectWrites):
             if error is None:
                 future.set_result(None)
             else:
-                exc = StoreError(f"cannot write the history to {path}: {error}")
+                exc = self._write_error(error)
                 exc.__cause__ = error
                 future.set_exception(exc)
 

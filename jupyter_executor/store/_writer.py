@@ -198,12 +198,8 @@ class Writer:
         if self.thread is threading.current_thread():
             return None
         marker = Marker()
-        with self._lock:
-            if self.closed or self.thread is None:
-                return None  # no thread: everything was written (it stops only when idle)
-            self.queue.append(marker)
-        self._urgent.set()
-        self._wake.set()
+        if not self._queue_marker(marker):
+            return None
         if not marker.done.wait(timeout):
             msg = f"not written within {timeout} s"
             raise TimeoutError(msg)
@@ -218,16 +214,19 @@ class Writer:
         a thread of its own that blocks in :meth:`flush` (two more thread wake-ups per flush,
         each a time slice away on a loaded machine).
         """
-        marker = Marker(then=then)
+        if not self._queue_marker(Marker(then=then)):
+            then(None)
+
+    def _queue_marker(self, marker: Marker) -> bool:
+        # After everything queued, for the thread to set at once (no batch delay); False
+        # when there is no thread: everything was written (it stops only when idle).
         with self._lock:
-            queued = not self.closed and self.thread is not None
-            if queued:
-                self.queue.append(marker)
-        if not queued:
-            then(None)  # no thread: everything was written (it stops only when idle)
-            return
+            if self.closed or self.thread is None:
+                return False
+            self.queue.append(marker)
         self._urgent.set()
         self._wake.set()
+        return True
 
     def close(self, timeout: float) -> bool:
         """Write what is queued and stop the thread (idempotent); False if it did not stop."""
