@@ -36,7 +36,6 @@ __all__ = [
     "JobSnapshot",
     "SnapshotSource",
     "log_dir_of",
-    "log_path_of",
     "record_of",
     "short_repr",
     "snapshot_of",
@@ -296,7 +295,7 @@ def log_dir_of(engine: Any) -> str | None:
     return prefix
 
 
-def log_path_of(engine: Any, name: str) -> str | None:
+def _log_path(engine: Any, name: str) -> str | None:
     """The log file of job ``name`` of ``engine`` (what ``job.engine`` holds), as a string."""
     prefix = log_dir_of(engine)
     return None if prefix is None else _join_log(prefix, name)
@@ -434,7 +433,7 @@ def _static(job: SnapshotSource, key: int, job_name: Any, engine: Any) -> tuple[
         source,
         job.requirements,
         job.forever,
-        log_path_of(engine, name) if name else None,
+        _log_path(engine, name) if name else None,
         tags,
     )
 
