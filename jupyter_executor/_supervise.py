@@ -326,8 +326,11 @@ class _Zygote:
 
     One per engine, a child of the kernel, watching it through a pidfd. Each request is one
     message: JSON ``{"id", "argv", "env", "cwd", "grace"}`` with the command's stdout and
-    stderr pipes attached (``SCM_RIGHTS``). The command is started by ``posix_spawn`` (a
-    ``vfork`` and an ``exec``) as the leader of a session of its own, its parent the zygote.
+    stderr pipes attached (``SCM_RIGHTS``); ``env`` is what the command adds to the kernel's
+    environment, which comes in a message of its own, ``{"base"}``, before the first request
+    and whenever it changed.
+    The command is started by ``posix_spawn`` (a ``vfork`` and an ``exec``) as the leader of
+    a session of its own, its parent the zygote.
     The answers: ``started ID PID``, ``failed ID ERRNO`` (it could not be started: the engine
     says so as a supervisor does, with status 127), and ``ended ID STATUS`` (a wait status)
     when the zygote has reaped it.
@@ -356,6 +359,8 @@ class _Zygote:
             self.poller.register(fd, select.POLLIN)
         self.running: dict[int, tuple[int, float]] = {}  # command pid -> (request id, grace)
         self.home = os.open(".", os.O_RDONLY)  # our working directory, between commands
+        self.null = os.open(os.devnull, os.O_RDONLY)  # every command's stdin
+        self.base: dict[str, str] = {}  # the kernel's environment, as last sent
         self.mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
 
     def serve(self) -> NoReturn:
@@ -397,6 +402,9 @@ class _Zygote:
             if not message:
                 self._stop_all()  # the engine closed its end (shutdown)
             request = self._json.loads(message)
+            if "argv" not in request:  # the kernel's environment, for the commands after
+                self.base = request["base"]
+                return
             try:
                 pid = self._start(request, fds)
             except OSError as exc:
@@ -411,9 +419,10 @@ class _Zygote:
     def _start(self, request: dict[str, object], fds: list[int]) -> int:
         """Start the command of ``request``, its stdout and stderr the pipes ``fds``."""
         argv = request["argv"]
-        env = request["env"]
+        extra = request["env"]
         cwd = request.get("cwd")
-        assert isinstance(argv, list) and isinstance(env, dict) and len(fds) == 2
+        assert isinstance(argv, list) and isinstance(extra, dict) and len(fds) == 2
+        env = {**self.base, **extra}
         for fd in fds:
             # Received inheritable: the command would hold a second copy of its pipes, which
             # a daemon it leaves behind (closing 0-2) would keep open, the job never ending.
@@ -424,7 +433,7 @@ class _Zygote:
             os.unsetenv("PATH")
         else:
             os.putenv("PATH", path)
-        null = os.open(os.devnull, os.O_RDONLY)
+        null = self.null
         try:
             if isinstance(cwd, str):
                 os.chdir(cwd)  # (3.11's posix_spawn has no chdir action)
@@ -438,7 +447,6 @@ class _Zygote:
                 setsigdef=_DEFAULTED, setsigmask=self.mask,
             )  # fmt: skip
         finally:
-            os.close(null)
             if isinstance(cwd, str):
                 os.fchdir(self.home)
 

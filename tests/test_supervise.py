@@ -6,6 +6,7 @@ the kernel's death signals it once per kernel thread that exits, and a cancel ma
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -21,7 +22,7 @@ import psutil
 import pytest
 from _leaks import marked
 
-from jupyter_executor import Engine
+from jupyter_executor import Engine, Job
 from jupyter_executor.backends.subprocess import SUPERVISOR
 
 
@@ -300,7 +301,7 @@ def test_a_command_the_zygote_cannot_start_fails_as_under_a_supervisor(
 
 _STUBBORN_PARENT = """
 import time
-from jupyter_executor import Engine
+from jupyter_executor import Engine, Job
 engine = Engine(history=False)
 engine.cancel_grace = 0.5
 engine.submit(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done", {marker!r}],
@@ -334,7 +335,7 @@ def test_a_command_ignoring_sigterm_is_killed_after_the_grace_when_its_kernel_di
 # another, until it is killed.
 _ENGINE_PARENT = """
 import threading, time
-from jupyter_executor import Engine
+from jupyter_executor import Engine, Job
 for _ in range(8):
     threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 engine = Engine(history=False)
@@ -432,3 +433,173 @@ def test_a_command_started_by_the_zygote_holds_only_its_three_streams(engine: En
     engine.wait_job(job, 30)
     assert job.result() == 0
     assert job.tail().split() == ["0", "1", "2"]
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_the_zygote_gives_each_command_the_kernels_environment_as_it_is_then(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel's environment travels to the zygote with the first command and again only
+    # when it changed: a variable set, changed or removed since must reach the next command.
+    show = ["sh", "-c", 'printf "%s|%s|%s" "${JE_KERNEL-unset}" "${JE_JOB-unset}" "$JE_BOTH"']
+
+    def run(name: str, **env: str) -> str:
+        job = engine.submit(show, name=name, env={"JE_BOTH": "job", **env})
+        engine.wait_job(job, 30)
+        assert job.result() == 0, job.exception()
+        return job.tail()
+
+    monkeypatch.setenv("JE_BOTH", "kernel")
+    monkeypatch.delenv("JE_KERNEL", raising=False)
+    assert run("first") == "unset|unset|job"
+    monkeypatch.setenv("JE_KERNEL", "one")
+    assert run("set", JE_JOB="x") == "one|x|job"
+    monkeypatch.setenv("JE_KERNEL", "two")
+    assert run("changed") == "two|unset|job"
+    # Too big for one message: that command gets a supervisor of its own (with the whole
+    # environment), and the zygote, still holding the one before, is sent it again after.
+    for i in range(3):
+        monkeypatch.setenv(f"JE_BIG{i}", "z" * 100_000)
+    assert run("big") == "two|unset|job"
+    for i in range(3):
+        monkeypatch.delenv(f"JE_BIG{i}")
+    monkeypatch.delenv("JE_KERNEL")
+    slow = engine.submit(["sh", "-c", 'echo "${JE_KERNEL-unset}"; sleep 30'], name="slow")
+    _wait_for(lambda: slow.pid is not None and _runs(slow.pid) and slow.tail() == "unset", 20)
+    assert slow.pid is not None
+    zygote = psutil.Process(slow.pid).parent()
+    assert zygote is not None and "--zygote" in zygote.cmdline()
+    engine.cancel(slow)
+    engine.wait_job(slow, 20)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_the_output_of_zygote_commands_arrives_whole_whatever_the_pipes_do(
+    engine: Engine,
+) -> None:
+    # A megabyte on stdout; a character split between two writes; stdout closed early while
+    # stderr goes on: each pipe is copied to its end, and the job ends once both have.
+    big = engine.submit(
+        [sys.executable, "-I", "-S", "-c", "import sys; sys.stdout.write('a' * 1_000_000)"],
+        name="big",
+    )
+    split = engine.submit(
+        ["sh", "-c", r"printf 'caf\303'; sleep 0.2; printf '\251 bad\377'"], name="split"
+    )
+    closed = engine.submit(
+        ["sh", "-c", "echo out; exec >&-; sleep 0.3; echo err >&2"], name="closed"
+    )
+    for job in (big, split, closed):
+        engine.wait_job(job, 30)
+        assert job.result() == 0, job.exception()
+    log = big.log_path
+    assert log is not None and log.read_text().count("a") == 1_000_000
+    assert split.tail() == "café bad\ufffd"
+    assert closed.tail() == "out\nerr"
+
+
+@needs_pidfd
+@pytest.mark.timeout(120)
+def test_a_burst_of_commands_larger_than_the_zygotes_socket_all_run(engine: Engine) -> None:
+    # 400 commands at once, no limit: their requests fill the socket faster than the zygote
+    # starts them. Those that do not fit wait for room; refused with EAGAIN, they were taken
+    # for a zygote gone (300 of the 400 failed, and the running ones were stopped).
+    engine.wait_job(engine.submit(["true"], name="warm"), 30)  # (the zygote, the history)
+    fds = psutil.Process().num_fds()
+    jobs = engine.submit(*[Job(["sh", "-c", "sleep 1"], name=f"burst-{i}") for i in range(400)])
+    assert engine.wait(timeout=90)
+    failed = [(j.name, str(j.exception())) for j in jobs if j.status.value != "done"]
+    assert not failed, failed[:3]
+    # Cancelled at once, most of them before their request left: none runs on, no pipe is
+    # left open.
+    marker = uuid.uuid4().hex
+    doomed = engine.submit(
+        *[Job(["sh", "-c", "sleep 30; :", marker], name=f"doomed-{i}") for i in range(400)]
+    )
+    for job in doomed:
+        engine.cancel(job)
+    engine.wait(timeout=90)  # (False: they did not succeed)
+    assert {j.status.value for j in doomed} == {"cancelled"}
+    assert not _wait_gone(marker, 20)
+    _wait_for(lambda: psutil.Process().num_fds() <= fds, 20)
+    # ... all by the one zygote, which serves the next command as well
+    slow = engine.submit(["sh", "-c", "sleep 30"], name="after")
+    _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
+    assert slow.pid is not None
+    zygote = psutil.Process(slow.pid).parent()
+    assert zygote is not None and "--zygote" in zygote.cmdline()
+    engine.cancel(slow)
+    engine.wait_job(slow, 20)
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_script_that_never_shuts_its_engine_down_exits_cleanly(tmp_path: Path) -> None:
+    # The engine is shut down at interpreter exit (atexit), when no thread can start any more:
+    # the zygote was waited for in one, which failed with a traceback and left it unreaped.
+    script = (
+        "import psutil\n"
+        "from jupyter_executor import Engine\n"
+        "engine = Engine(folder='engine')\n"
+        "job = engine.submit(['sh', '-c', 'echo ran'], name='one')\n"
+        "engine.wait_job(job, 30)\n"
+        "(zygote,) = [p for p in psutil.Process().children() if '--zygote' in p.cmdline()]\n"
+        "print(job.tail(), zygote.pid)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=50,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    said, pid = done.stdout.split()
+    assert said == "ran"
+    assert not _alive([int(pid)])
+
+
+@needs_pidfd
+@pytest.mark.timeout(120)
+def test_requests_wait_for_a_stopped_zygote_and_a_cancelled_one_takes_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The zygote stopped (SIGSTOP): requests fill its socket, the rest wait in order. A
+    # command cancelled before its request left is dropped alone: the kernel's environment,
+    # sent once before it (it had changed), still reaches the commands posted after it.
+    from jupyter_executor.backends.subprocess import _Forked, _Zygote
+
+    async def output(proc: _Forked | None) -> tuple[str, int]:
+        assert proc is not None
+        out: list[str] = []
+        await proc.drain(lambda text, _name: out.append(text))
+        return "".join(out), await proc.wait()
+
+    async def main() -> None:
+        zygote = _Zygote()
+        show = ["sh", "-c", 'echo "${JE_FRESH-unset}"']
+        assert await output(await zygote.spawn(show, {}, str(tmp_path), 1.0)) == ("unset\n", 0)
+        assert zygote._proc is not None
+        stopped = zygote._proc.pid
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            before = [asyncio.create_task(zygote.spawn(show, {}, None, 1.0)) for _ in range(300)]
+            await asyncio.sleep(0.3)
+            assert len(zygote._outbox) > 10  # the socket is full
+            monkeypatch.setenv("JE_FRESH", "new")
+            cancelled = asyncio.create_task(zygote.spawn(show, {}, None, 1.0))
+            await asyncio.sleep(0)
+            posted = len(zygote._outbox)
+            after = [asyncio.create_task(zygote.spawn(show, {}, None, 1.0)) for _ in range(50)]
+            await asyncio.sleep(0.1)
+            cancelled.cancel()
+            await asyncio.sleep(0.1)
+            assert len(zygote._outbox) == posted - 1 + 50  # its request alone was dropped
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        assert [await output(await t) for t in before] == [("unset\n", 0)] * 300
+        assert [await output(await t) for t in after] == [("new\n", 0)] * 50
+        assert cancelled.cancelled()
+        await zygote.close()
+
+    asyncio.run(main())

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
@@ -57,14 +58,9 @@ class SubprocessBackend(TaskBackend):
     async def execute(self, job: Job) -> Any:
         command, env, cwd = _command_of(job, self.engine.id)
         if job.detach:
-            return await self._run_detached(job, command, env, cwd)
-        # Write-ahead: the run is on disk before its process exists. An attached command dies
-        # with its kernel (its supervisor sees to it), so a record that cannot be written is
-        # only logged by the store, and the job runs anyway.
-        with contextlib.suppress(StoreError, TimeoutError):
-            await self._write_ahead(job)
+            return await self._run_detached(job, command, _whole(env), cwd)
         try:
-            proc = await self._start(command, env, cwd)
+            proc = await self._start(job, command, env, cwd)
         except _CannotRun as exc:  # as a supervisor says it: on stderr, and status 127
             job.output.write(f"cannot run {command[0]!r}: {exc.strerror}\n", "stderr")
             return _outcome(job, 127)
@@ -74,10 +70,7 @@ class SubprocessBackend(TaskBackend):
         self.engine.job_changed(job)  # the history knows the pid (for `jupyter-executor cancel`)
         self.engine.note_pid(job)
         try:
-            out = job.output
-            await asyncio.gather(
-                pump(proc.stdout, out.write, "stdout"), pump(proc.stderr, out.write, "stderr")
-            )
+            await _copy_output(proc, job.output.write)
             returncode = await proc.wait()
         except asyncio.CancelledError:
             await terminate_group(proc, self.engine.cancel_grace)
@@ -91,9 +84,17 @@ class SubprocessBackend(TaskBackend):
         return _outcome(job, returncode)
 
     async def _start(
-        self, command: list[str], env: dict[str, str], cwd: str | None
+        self, job: Job, command: list[str], env: dict[str, str], cwd: str | None
     ) -> asyncio.subprocess.Process | _Forked:
-        """Start an attached ``command``: by the zygote, else under a supervisor of its own."""
+        """Start an attached ``command``: by the zygote, else under a supervisor of its own.
+
+        ``env``: what the command's environment adds to the kernel's (see :func:`_command_of`).
+        """
+        # Write-ahead: the run is on disk before its process exists. An attached command dies
+        # with its kernel (its supervisor sees to it), so a record that cannot be written is
+        # only logged by the store, and the job runs anyway.
+        with contextlib.suppress(StoreError, TimeoutError):
+            await self._write_ahead(job)
         grace = self.engine.cancel_grace
         if self._zygote is None and _Zygote.usable():
             self._zygote = _Zygote()
@@ -101,6 +102,7 @@ class SubprocessBackend(TaskBackend):
             proc = await self._zygote.spawn(command, env, cwd or _here(), grace)
             if proc is not None:
                 return proc
+        env = _whole(env)
         # No zygote here (no pidfd), or it could not start or take this command: a supervisor
         # (one interpreter) of its own.
         argv = [
@@ -260,11 +262,12 @@ class _Forked:
     a pidfd opened while it ran) and raises the zygote's error.
     """
 
-    def __init__(self, pid: int, ended: asyncio.Future[int]) -> None:
+    def __init__(
+        self, pid: int, ended: asyncio.Future[int], pipes: tuple[int, int] | None = None
+    ) -> None:
         self.pid = pid
         self._ended = ended
-        self.stdout: asyncio.StreamReader | None = None
-        self.stderr: asyncio.StreamReader | None = None
+        self._pipes = pipes  # the read ends of its stdout and stderr, until drained
         self._pidfd: int | None = None
         if not ended.done():
             with contextlib.suppress(OSError):  # gone already: its end is on its way
@@ -278,6 +281,22 @@ class _Forked:
             return ended.result()
         return None
 
+    async def drain(self, write: Callable[[str, str], Any]) -> None:
+        """Copy its stdout and stderr into ``write(text, name)`` until both end.
+
+        Read on the loop by :class:`_PipeCopy`, not by two asyncio streams: a stream costs a
+        transport, a protocol, a task and their loop rounds per pipe, which made up a third of
+        a short command's cost in the kernel (issue 14).
+        """
+        pipes, self._pipes = self._pipes, None
+        if pipes is None:
+            return
+        copy = _PipeCopy(asyncio.get_running_loop(), pipes, write)
+        try:
+            await copy.done
+        finally:
+            copy.close()  # cancelled: stop reading (the command is being stopped)
+
     async def wait(self) -> int:
         try:
             return await asyncio.shield(self._ended)
@@ -286,21 +305,8 @@ class _Forked:
             raise
 
     async def _gone(self) -> None:
-        fd = self._pidfd
-        if fd is None:
-            return
-        loop = asyncio.get_running_loop()
-        gone: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not gone.done():
-                gone.set_result(None)
-
-        loop.add_reader(fd, readable)
-        try:
-            await gone
-        finally:
-            loop.remove_reader(fd)
+        if self._pidfd is not None:
+            await _exited(self._pidfd)
 
     def _release(self, ended: asyncio.Future[int]) -> None:
         if ended.exception() is None:  # else the pidfd still serves :meth:`wait`
@@ -333,6 +339,12 @@ class _Zygote:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._broken = False
+        self._base: dict[Any, Any] | None = None  # the kernel's environment it was last sent
+        self._outbox: collections.deque[_Post] = collections.deque()  # posted, not yet sent
+        self._blocked = False  # the socket is full: _send waits for it to be writable
+        # The largest request the socket takes (its send buffer, less a margin for what the
+        # kernel adds): larger ones fail with EMSGSIZE, and go to a supervisor instead.
+        self._largest = 0
 
     @staticmethod
     def usable() -> bool:
@@ -358,6 +370,7 @@ class _Zygote:
         finally:
             theirs.close()
         ours.setblocking(False)
+        self._largest = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 4096
         asyncio.get_running_loop().add_reader(ours.fileno(), self._read)
         self._sock = ours
         return ours
@@ -365,7 +378,7 @@ class _Zygote:
     async def spawn(
         self, command: list[str], env: dict[str, str], cwd: str | None, grace: float
     ) -> _Forked | None:
-        """A supervisor forked for ``command``; None when the zygote cannot serve."""
+        """A process started for ``command`` by the zygote; None when the zygote cannot serve."""
         if self._broken:
             return None
         loop = asyncio.get_running_loop()
@@ -376,26 +389,40 @@ class _Zygote:
             return None
         key = next(self._ids)
         request = {"id": key, "argv": command, "env": env, "cwd": cwd, "grace": grace}
+        message = json.dumps(request).encode()
+        if len(message) > self._largest:
+            return None  # too big for one message (EMSGSIZE): a supervisor of its own
+        # The kernel's environment goes in a message of its own before the first request, and
+        # again when it changed since: 40-odd variables made into a dict, encoded and decoded
+        # with each command were a tenth of its cost on both sides (issue 14). The messages
+        # reach the zygote in the order they are posted, and a base is never taken back (a
+        # command cancelled before its request left takes back only that). os.environ._data
+        # (its variables as bytes) is compared as it is: a dict's comparison, in C.
+        seen = getattr(os.environ, "_data", None)
+        if seen is None or seen != self._base:
+            base = json.dumps({"base": dict(os.environ)}).encode()
+            if len(base) > self._largest:
+                return None
+            self._outbox.append(_Post(base))
+            self._base = None if seen is None else dict(seen)
         self._grace[key] = grace
         started = self._started[key] = loop.create_future()
         ended = self._ended[key] = loop.create_future()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        try:
-            socket.send_fds(sock, [json.dumps(request).encode()], [out_w, err_w])
-        except OSError as exc:
-            del self._started[key], self._ended[key], self._grace[key]
-            if exc.errno != errno.EMSGSIZE:  # else an environment too big for one message
-                self._fail(OSError("the zygote is gone"))
-            for fd in (out_r, err_r):
-                os.close(fd)
-            return None
-        finally:
-            os.close(out_w)
-            os.close(err_w)
+        post = _Post(message, (out_w, err_w))
+        self._outbox.append(post)
+        self._send(sock)
         try:
             pid = await asyncio.shield(started)
         except asyncio.CancelledError:
+            if post in self._outbox:  # never sent: nothing will run
+                self._outbox.remove(post)
+                post.close()
+                self._forget(key)
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                raise
             # Cancelled while it forks: it runs, or will, so it is stopped once it does.
             with contextlib.suppress(Exception):
                 doomed = _Forked(await started, ended)
@@ -403,14 +430,55 @@ class _Zygote:
             for fd in (out_r, err_r):
                 os.close(fd)
             raise
-        except OSError:
+        except OSError:  # it could not be sent, or the zygote died (see _fail)
             for fd in (out_r, err_r):
                 os.close(fd)
             raise
-        proc = _Forked(pid, ended)
-        proc.stdout = await _reader(out_r)
-        proc.stderr = await _reader(err_r)
-        return proc
+        return _Forked(pid, ended, (out_r, err_r))
+
+    def _send(self, sock: socket.socket) -> None:
+        """Send the requests posted, in order, as long as the socket takes them.
+
+        When it is full (a burst of commands, faster than the zygote starts them), the rest
+        wait for it to be writable again: refused with EAGAIN, they were taken for a zygote
+        gone, and the commands it ran were stopped.
+        """
+        outbox = self._outbox
+        while outbox:
+            post = outbox[0]
+            try:
+                socket.send_fds(sock, [post.message], post.fds)
+            except (BlockingIOError, InterruptedError):
+                if not self._blocked:
+                    self._blocked = True
+                    asyncio.get_running_loop().add_writer(sock.fileno(), self._send, sock)
+                return
+            except OSError:
+                outbox.popleft()
+                post.close()
+                self._fail(OSError("the zygote is gone"))
+                return
+            outbox.popleft()
+            post.close()
+        if self._blocked:
+            self._blocked = False
+            asyncio.get_running_loop().remove_writer(sock.fileno())
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Stop reading and sending on ``sock``; drop the requests not sent."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            loop.remove_reader(sock.fileno())
+        if self._blocked:
+            self._blocked = False
+            with contextlib.suppress(Exception):
+                loop.remove_writer(sock.fileno())
+        while self._outbox:
+            self._outbox.popleft().close()
+
+    def _forget(self, key: int) -> None:
+        for table in (self._started, self._ended, self._grace):
+            table.pop(key, None)
 
     def _read(self) -> None:
         sock = self._sock
@@ -452,8 +520,7 @@ class _Zygote:
         self._running.clear()
         self._grace.clear()
         if self._sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._drop(self._sock)
         for futures in (self._started, self._ended):
             for future in futures.values():
                 _settle(future, error)
@@ -464,24 +531,54 @@ class _Zygote:
         sock, self._sock = self._sock, None
         self._broken = True
         if sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(sock.fileno())
+            self._drop(sock)
             sock.close()
+        for future in self._started.values():  # (posted, never sent: their jobs were stopped)
+            _settle(future, OSError("the engine shut down"))
         proc, self._proc = self._proc, None
         if proc is not None:
+            # Waited for on the loop, through a pidfd, not in a thread: an engine shut down at
+            # interpreter exit (atexit) can start no thread any more ("can't register atexit
+            # after shutdown"), which left the zygote unreaped and a traceback on stderr.
+            pidfd = os.pidfd_open(proc.pid)  # (a zygote exists only where pidfds do)
             try:
-                await asyncio.to_thread(proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+                try:
+                    await asyncio.wait_for(_exited(pidfd), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await _exited(pidfd)
+            finally:
+                os.close(pidfd)
+            proc.wait()  # it has exited: this reaps it at once
+
+
+async def _exited(pidfd: int) -> None:
+    """Return once the process of ``pidfd`` has exited (its pidfd is readable then)."""
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(pidfd)
 
 
 def _command_of(job: Job, engine_id: str) -> tuple[list[str], dict[str, str], str | None]:
-    """The argv, environment and working directory of ``job``'s command, checked."""
-    env = {**os.environ, **(job.env or {})}
+    """The argv, environment and working directory of ``job``'s command, checked.
+
+    The environment is what the command's adds to the kernel's (``os.environ``), which
+    :func:`_whole` makes whole: the zygote has the kernel's already.
+    """
+    env = {**job.env} if job.env else {}
     env["JUPYTER_EXECUTOR_ID"] = engine_id
     env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
-    env.setdefault("PYTHONUNBUFFERED", "1")  # child Python output arrives as it is printed
+    if "PYTHONUNBUFFERED" not in env and "PYTHONUNBUFFERED" not in os.environ:
+        env["PYTHONUNBUFFERED"] = "1"  # child Python output arrives as it is printed
     cwd = os.fspath(job.cwd) if job.cwd is not None else None
     if cwd is not None and not os.path.isdir(cwd):
         msg = f"working directory {cwd!r} of job {job.name!r} does not exist"
@@ -490,12 +587,17 @@ def _command_of(job: Job, engine_id: str) -> tuple[list[str], dict[str, str], st
     if isinstance(target, str):
         return ["/bin/sh", "-c", target], env, cwd
     command = list(map(os.fspath, target))
-    if not _found(command[0], env.get("PATH")) and not os.path.exists(
+    if not _found(command[0], env.get("PATH", os.environ.get("PATH"))) and not os.path.exists(
         os.path.join(cwd or ".", command[0])
     ):
         msg = f"program {command[0]!r} of job {job.name!r} not found"
         raise FileNotFoundError(msg)
     return command, env, cwd
+
+
+def _whole(env: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a command whose own adds ``env`` to the kernel's."""
+    return {**os.environ, **env}
 
 
 #: Programs found on a PATH: (name, PATH) -> True. Looking one up stats each folder of the PATH
@@ -530,6 +632,21 @@ class _CannotRun(OSError):
     """The zygote could not start a command (no such program, not executable, ...)."""
 
 
+class _Post:
+    """A message to the zygote not sent yet, with the descriptors it hands over (a command's
+    stdout and stderr: closed here once sent, or dropped)."""
+
+    __slots__ = ("fds", "message")
+
+    def __init__(self, message: bytes, fds: tuple[int, ...] = ()) -> None:
+        self.message = message
+        self.fds = fds
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+
 def _settle(future: asyncio.Future[int] | None, outcome: int | BaseException) -> None:
     if future is None or future.done():
         return
@@ -538,15 +655,6 @@ def _settle(future: asyncio.Future[int] | None, outcome: int | BaseException) ->
         future.exception()  # retrieved: an unawaited one must not warn
     else:
         future.set_result(outcome)
-
-
-async def _reader(fd: int) -> asyncio.StreamReader:
-    """An asyncio stream reading the pipe ``fd`` (closed with the transport at its end)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**16, loop=loop)
-    pipe = open(fd, "rb", buffering=0)  # noqa: SIM115 - the transport closes it at EOF
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    return reader
 
 
 def _outcome(job: Job, returncode: int) -> int:
@@ -591,6 +699,83 @@ def _read_new(path: Path, out: Any, position: list[int]) -> None:
     if data:
         position[0] += len(data)
         out.write(data.decode("utf-8", errors="replace"), "stdout", log=False)
+
+
+async def _copy_output(
+    proc: asyncio.subprocess.Process | _Forked, write: Callable[[str, str], Any]
+) -> None:
+    """Copy the output of an attached command into ``write(text, name)`` until it ends."""
+    if isinstance(proc, _Forked):
+        await proc.drain(write)
+    else:
+        await asyncio.gather(pump(proc.stdout, write, "stdout"), pump(proc.stderr, write, "stderr"))
+
+
+class _PipeCopy:
+    """Copies the pipes of a command (stdout, stderr) into ``write(text, name)`` on the loop.
+
+    Each pipe is read when the loop says it is readable, 64 KiB at most at a time, decoded as
+    UTF-8 incrementally (invalid bytes replaced); at its end it is closed. :attr:`done` is
+    set when both have ended, or fails with what ``write`` raised (then both are closed).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fds: tuple[int, int],
+        write: Callable[[str, str], Any],
+    ) -> None:
+        self._loop = loop
+        self._write = write
+        self._open: list[int] = []
+        self.done: asyncio.Future[None] = loop.create_future()
+        try:
+            for fd, name in zip(fds, ("stdout", "stderr"), strict=True):
+                os.set_blocking(fd, False)
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                loop.add_reader(fd, self._readable, fd, name, decoder)
+                self._open.append(fd)
+        except BaseException:
+            self.close()
+            for fd in fds:
+                if fd not in self._open:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            raise
+
+    def _readable(self, fd: int, name: str, decoder: codecs.IncrementalDecoder) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # as an end: nothing more can come from it
+        try:
+            text = decoder.decode(data, final=not data)
+            if text:
+                self._write(text, name)
+        except Exception as exc:  # the output's own failure ends the copy, as pump's does
+            self.close()
+            if not self.done.done():
+                self.done.set_exception(exc)
+            return
+        if not data:
+            self._end(fd)
+
+    def _end(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        self._open.remove(fd)
+        os.close(fd)
+        if not self._open and not self.done.done():
+            self.done.set_result(None)
+
+    def close(self) -> None:
+        """Stop reading and close the pipes still open (idempotent)."""
+        while self._open:
+            fd = self._open.pop()
+            self._loop.remove_reader(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 async def pump(stream: asyncio.StreamReader | None, write: Any, name: str) -> None:
