@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from _hog import cpu_hog  # (benchmarks/, this script's folder, is first on sys.path)
+
 # ---------------------------------------------------------------------------------------------
 # Scenario sizes
 # ---------------------------------------------------------------------------------------------
@@ -1495,44 +1497,6 @@ def versions() -> str:
 # ---------------------------------------------------------------------------------------------
 # --hog: a second pass with a CPU hog on the other core
 # ---------------------------------------------------------------------------------------------
-
-# Spins until its parent (the benchmark runner) is gone or its time is up: it cannot outlive the
-# pass, even when the runner is killed and never gets to stop it.
-_HOG = """
-import os, sys, time
-parent, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-while os.getppid() == parent and time.monotonic() < deadline:
-    for _ in range(200_000):
-        pass
-"""
-#: A hog never spins longer than this (a pass takes minutes).
-HOG_LIMIT = 3 * 3600.0
-
-
-@contextlib.contextmanager
-def cpu_hog() -> Iterator[dict[str, Any]]:
-    """A process spinning on the machine's last core for the duration of the block.
-
-    Pinned with ``sched_setaffinity``; the cases are not pinned, so they share that core with
-    it (the other core is theirs). Stopped at the end of the block (SIGTERM, then SIGKILL),
-    whatever happens in it; ``info["alive"]`` says whether it spun until then.
-    """
-    core = sorted(os.sched_getaffinity(0))[-1]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HOG, str(os.getpid()), str(HOG_LIMIT)], stdin=subprocess.DEVNULL
-    )
-    info: dict[str, Any] = {"pid": proc.pid, "core": core, "alive": None}
-    try:
-        os.sched_setaffinity(proc.pid, {core})
-        yield info
-    finally:
-        info["alive"] = proc.poll() is None
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _number(text: str) -> float | None:

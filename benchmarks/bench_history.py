@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _hog import cpu_hog  # (benchmarks/, this script's folder, is first on sys.path)
+
 FULL = {"read": 100_000, "burst": 100_000}
 QUICK = {"read": 2_000, "burst": 2_000}
 CASES = ("read-ours", "read-sqlite", "read-filtered", "burst-on", "burst-off")
@@ -201,20 +203,6 @@ def _table(
     return lines
 
 
-def _cpu_hog() -> Any:
-    # The CPU hog of bench_engine.py (one process spinning, pinned to the last core).
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_engine", Path(__file__).with_name("bench_engine.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_engine"] = module
-    spec.loader.exec_module(module)
-    return module.cpu_hog()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print the table of ratios (medians over rounds)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -248,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += _table(raw, ratios, sizes)
         out: dict[str, Any] = {"made": made, "raw": raw, "ratios": ratios}
         if args.hog:
-            with _cpu_hog() as hog:
+            with cpu_hog() as hog:
                 hog_raw, hog_ratios = _rounds(cases, sizes, rounds, Path(tmp), folder)
             lines += [
                 "",

@@ -24,6 +24,7 @@ to see whether the ratios hold under load. Absolute times depend on the machine 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -34,6 +35,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from _hog import cpu_hog  # (benchmarks/, this script's folder, is first on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ("pool", "engine", "one_run", "one_engine")
@@ -144,25 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--n", type=int, default=200, help="commands in a burst")
-    p.add_argument("--hog", action="store_true", help="keep a CPU hog running meanwhile")
+    p.add_argument("--hog", action="store_true", help="with a CPU hog on the last core")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--worker", choices=CASES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args.n)))
         return 0
-    hog = None
-    if args.hog:
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     rounds: list[dict[str, dict[str, Any]]] = []
-    try:
+    # The hog of the other scripts: pinned to the last core (an unpinned one, as this script
+    # had, moved between the cores and loaded both, unlike what the other rows measured).
+    with cpu_hog() if args.hog else contextlib.nullcontext():
         for r in range(args.rounds):
             order = CASES[r % len(CASES) :] + CASES[: r % len(CASES)]
             rounds.append({case: run_case(case, args.n) for case in order})
-    finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
     burst = [r["engine"]["seconds"] / r["pool"]["seconds"] for r in rounds]
     one = [r["one_engine"]["seconds"] / r["one_run"]["seconds"] for r in rounds]
     print(f"subprocess path, {args.rounds} rounds, load: {'CPU hog' if args.hog else 'none added'}")
