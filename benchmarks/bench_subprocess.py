@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench_subprocess.py               # 5 rounds, 200 commands a burst
-    python benchmarks/bench_subprocess.py --hog         # the same with a CPU hog running
+    python benchmarks/bench_subprocess.py --hog         # the same with a CPU hog on the last core
     python benchmarks/bench_subprocess.py --rounds 3 --n 100 --json results.json
 
 Cases, each in a fresh process (``--worker CASE``) that warms up first, then times:
@@ -17,8 +17,9 @@ Cases, each in a fresh process (``--worker CASE``) that warms up first, then tim
 The rounds interleave the cases (in a rotated order), and the ratios are taken within a round
 (engine / pool, one_engine / one_run), so that a change of load between rounds moves both sides
 of a ratio together; the report gives each ratio's median and range over the rounds. ``--hog``
-keeps a busy-looping process running during the rounds (on a 2-core machine: the other core),
-to see whether the ratios hold under load. Absolute times depend on the machine and its load.
+keeps a busy-looping process pinned to the last core during the rounds (``_hog.py``, as the
+other scripts), to see whether the ratios hold under load. Absolute times depend on the machine
+and its load.
 """
 
 from __future__ import annotations
