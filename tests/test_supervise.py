@@ -204,6 +204,18 @@ needs_pidfd = pytest.mark.skipif(
 )
 
 
+def _served_by_the_zygote(engine: Engine, command: list[str], says: str) -> None:
+    """Run ``command`` (a long one), check that the zygote started it once it has printed
+    ``says``, and cancel it."""
+    job = engine.submit(command, name=f"served-{uuid.uuid4().hex[:8]}")
+    _wait_for(lambda: job.pid is not None and _runs(job.pid) and job.tail() == says, 20)
+    assert job.pid is not None
+    zygote = psutil.Process(job.pid).parent()
+    assert zygote is not None and "--zygote" in zygote.cmdline()
+    engine.cancel(job)
+    engine.wait_job(job, 20)
+
+
 @needs_pidfd
 @pytest.mark.timeout(60)
 def test_attached_commands_are_started_and_supervised_by_one_zygote(engine: Engine) -> None:
@@ -273,13 +285,7 @@ def test_odd_text_and_an_environment_too_big_for_the_zygote(engine: Engine) -> N
     assert odd.result() == 0 and odd.tail() == "caf\ufffd|x\ufffd"
     assert big.result() == 0 and big.tail() == "100000"
     # ... and the zygote still serves the next command.
-    slow = engine.submit(["sh", "-c", "sleep 30"], name="slow")
-    _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
-    assert slow.pid is not None
-    zygote = psutil.Process(slow.pid).parent()
-    assert zygote is not None and "--zygote" in zygote.cmdline()
-    engine.cancel(slow)
-    engine.wait_job(slow, 20)
+    _served_by_the_zygote(engine, ["sh", "-c", "sleep 30"], "")
 
 
 @needs_pidfd
@@ -465,13 +471,7 @@ def test_the_zygote_gives_each_command_the_kernels_environment_as_it_is_then(
     for i in range(3):
         monkeypatch.delenv(f"JE_BIG{i}")
     monkeypatch.delenv("JE_KERNEL")
-    slow = engine.submit(["sh", "-c", 'echo "${JE_KERNEL-unset}"; sleep 30'], name="slow")
-    _wait_for(lambda: slow.pid is not None and _runs(slow.pid) and slow.tail() == "unset", 20)
-    assert slow.pid is not None
-    zygote = psutil.Process(slow.pid).parent()
-    assert zygote is not None and "--zygote" in zygote.cmdline()
-    engine.cancel(slow)
-    engine.wait_job(slow, 20)
+    _served_by_the_zygote(engine, ["sh", "-c", 'echo "${JE_KERNEL-unset}"; sleep 30'], "unset")
 
 
 @needs_pidfd
@@ -525,13 +525,7 @@ def test_a_burst_of_commands_larger_than_the_zygotes_socket_all_run(engine: Engi
     assert not _wait_gone(marker, 20)
     _wait_for(lambda: psutil.Process().num_fds() <= fds, 20)
     # ... all by the one zygote, which serves the next command as well
-    slow = engine.submit(["sh", "-c", "sleep 30"], name="after")
-    _wait_for(lambda: slow.pid is not None and _runs(slow.pid), 20)
-    assert slow.pid is not None
-    zygote = psutil.Process(slow.pid).parent()
-    assert zygote is not None and "--zygote" in zygote.cmdline()
-    engine.cancel(slow)
-    engine.wait_job(slow, 20)
+    _served_by_the_zygote(engine, ["sh", "-c", "sleep 30"], "")
 
 
 @needs_pidfd
