@@ -597,3 +597,34 @@ def test_requests_wait_for_a_stopped_zygote_and_a_cancelled_one_takes_only_itsel
         await zygote.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(120)
+def test_a_burst_of_commands_past_the_descriptor_limit_waits_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    # Under `ulimit -n 256`, 300 commands at once, no limit: each holds four descriptors of
+    # the kernel's while it runs. Past the limit they failed with "Too many open files", and
+    # so did the kernel's own files meanwhile; now they wait for others to end.
+    script = (
+        "import collections, resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE,"
+        " (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "from jupyter_executor import Engine, Job\n"
+        "engine = Engine(folder='engine')\n"
+        "jobs = engine.submit(*[Job(['sh', '-c', 'echo $0; sleep 0.3', str(i)], name=f'c{i}')"
+        " for i in range(300)])\n"
+        "engine.wait(timeout=90)\n"
+        "print(dict(collections.Counter(j.status.value for j in jobs)))\n"
+        "print([str(j.exception()) for j in jobs if j.status.value != 'done'][:3])\n"
+        "print(all(j.tail() == str(i) for i, j in enumerate(jobs)))\n"
+        "with open('after.txt', 'w') as f:\n"
+        "    f.write('the kernel can still open a file')\n"
+        "engine.shutdown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=110,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["{'done': 300}", "[]", "True"], done.stdout

@@ -19,8 +19,10 @@ import asyncio
 import codecs
 import collections
 import contextlib
+import errno
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -49,6 +51,10 @@ class SubprocessBackend(TaskBackend):
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self._zygote: _Zygote | None = None
+        # Attached commands holding descriptors (starting, or started and not ended), and the
+        # commands waiting for one of them to end (see _start_when_descriptors_allow).
+        self._holding = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def aclose(self) -> None:
         zygote, self._zygote = self._zygote, None
@@ -60,10 +66,71 @@ class SubprocessBackend(TaskBackend):
         if job.detach:
             return await self._run_detached(job, command, _whole(env), cwd)
         try:
-            proc = await self._start(job, command, env, cwd)
+            proc = await self._start_when_descriptors_allow(job, command, env, cwd)
         except _CannotRun as exc:  # as a supervisor says it: on stderr, and status 127
             job.output.write(f"cannot run {command[0]!r}: {exc.strerror}\n", "stderr")
             return _outcome(job, 127)
+        try:
+            return await self._attached(job, proc)
+        finally:
+            self._release()
+
+    async def _start_when_descriptors_allow(
+        self, job: Job, command: list[str], env: dict[str, str], cwd: str | None
+    ) -> asyncio.subprocess.Process | _Forked:
+        """:meth:`_start`, waiting while the kernel has no file descriptor to spare for it.
+
+        Each running command holds four in the kernel (its two pipes, a pidfd, its log): a
+        burst of commands with no limit reached the process's limit (``ulimit -n``, often
+        1,024) at a few hundred, and the commands past it failed with "Too many open files";
+        so did anything else of the kernel's that opened a file meanwhile. The commands past
+        :func:`_descriptor_room` now wait for one of the others to end, and so does one that
+        finds no descriptor left all the same. With none running, nothing would free one: it
+        fails.
+        """
+        while True:
+            if self._holding >= _descriptor_room():
+                await self._wait_turn()
+                continue
+            self._holding += 1
+            try:
+                return await self._start(job, command, env, cwd)
+            except BaseException as exc:
+                # It freed nothing the others could use: no waiter is woken for it.
+                self._holding -= 1
+                if not isinstance(exc, OSError) or exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                if not self._holding:
+                    raise  # none of the others will end and free one
+            await self._wait_turn()
+
+    async def _wait_turn(self) -> None:
+        """Wait for a started command to end (see :meth:`_release`)."""
+        freed = asyncio.get_running_loop().create_future()
+        self._waiting.append(freed)
+        try:
+            await freed
+        except asyncio.CancelledError:
+            if freed in self._waiting:
+                self._waiting.remove(freed)
+            elif freed.done() and not freed.cancelled():
+                self._wake_one()  # (woken, then cancelled: the turn goes to the next)
+            raise
+
+    def _release(self) -> None:
+        """A started command ended (its descriptors are closed): wake a command waiting."""
+        self._holding -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _attached(self, job: Job, proc: asyncio.subprocess.Process | _Forked) -> Any:
+        """Follow a started attached command to its end: its pid, output and exit status."""
         job.pid = proc.pid
         if job.runstate.life is not None:
             job.runstate.life.pid_start_time = _procs.start_time(proc.pid)
@@ -384,7 +451,9 @@ class _Zygote:
         loop = asyncio.get_running_loop()
         try:
             sock = self._sock or self._start()
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise  # no descriptor left for now (the caller waits for one)
             self._broken = True
             return None
         key = next(self._ids)
@@ -405,11 +474,16 @@ class _Zygote:
                 return None
             self._outbox.append(_Post(base))
             self._base = None if seen is None else dict(seen)
+        out_r, out_w = os.pipe()
+        try:
+            err_r, err_w = os.pipe()
+        except OSError:  # (no descriptor left: the caller waits for one)
+            os.close(out_r)
+            os.close(out_w)
+            raise
         self._grace[key] = grace
         started = self._started[key] = loop.create_future()
         ended = self._ended[key] = loop.create_future()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         post = _Post(message, (out_w, err_w))
         self._outbox.append(post)
         self._send(sock)
@@ -593,6 +667,20 @@ def _command_of(job: Job, engine_id: str) -> tuple[list[str], dict[str, str], st
         msg = f"program {command[0]!r} of job {job.name!r} not found"
         raise FileNotFoundError(msg)
     return command, env, cwd
+
+
+#: Descriptors per attached command in the kernel (two pipes, a pidfd, its log file), and
+#: the share of the process's limit left to the rest of the kernel (its sockets, files).
+_PER_COMMAND = 4
+_SPARE = 8
+
+
+def _descriptor_room() -> int:
+    """How many attached commands may hold descriptors at once under ``ulimit -n`` now."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return sys.maxsize
+    return max(1, (soft - max(64, soft // _SPARE)) // _PER_COMMAND)
 
 
 def _whole(env: dict[str, str]) -> dict[str, str]:
