@@ -204,6 +204,16 @@ needs_pidfd = pytest.mark.skipif(
 )
 
 
+def _python(script: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (a program of the user's); it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _served_by_the_zygote(engine: Engine, command: list[str], says: str) -> None:
     """Run ``command`` (a long one), check that the zygote started it once it has printed
     ``says``, and cancel it."""
@@ -542,11 +552,7 @@ def test_a_script_that_never_shuts_its_engine_down_exits_cleanly(tmp_path: Path)
         "(zygote,) = [p for p in psutil.Process().children() if '--zygote' in p.cmdline()]\n"
         "print(job.tail(), zygote.pid)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=50,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _python(script, tmp_path, 50)
     assert done.stderr == ""
     said, pid = done.stdout.split()
     assert said == "ran"
@@ -622,9 +628,5 @@ def test_a_burst_of_commands_past_the_descriptor_limit_waits_instead_of_failing(
         "    f.write('the kernel can still open a file')\n"
         "engine.shutdown()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=110,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _python(script, tmp_path, 110)
     assert done.stdout.splitlines() == ["{'done': 300}", "[]", "True"], done.stdout
