@@ -8,6 +8,7 @@ docs/kernel-notes.md §1: threads started by a cell otherwise print into whichev
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib
 import logging
@@ -25,6 +26,8 @@ from ._files import create_private, private_dir, private_opener
 from ._text import ERRORS
 
 __all__ = ["Output", "current_output", "install"]
+
+logger = logging.getLogger("jupyter_executor")
 
 #: Lines kept in memory per job; the log file has everything.
 TAIL_LINES = 500
@@ -58,6 +61,10 @@ class Output:
         self._timestamps = timestamps
         self._log_at_line_start = True  # the next log text starts a line (gets a timestamp)
         self._file: IO[str] | None = None
+        #: Why the log file stopped being written (a full disk, a file size limit), if it did:
+        #: the output goes on in memory, and the job with it (see _log_failed).
+        self.log_error: OSError | None = None
+        self._unsaid: OSError | None = None  # log_error, not told to the logger yet
         self._last_flush = 0.0
         self._notify = notify
         self._displays: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=MAX_DISPLAYS)
@@ -85,6 +92,8 @@ class Output:
                 self._log(text)
             self.version += 1
             self.nbytes += len(text)
+        if self._unsaid is not None:
+            self._say_log_failed()
         if self._notify is not None:
             self._notify("output")
         return len(text)
@@ -119,8 +128,8 @@ class Output:
             if not self._log_at_line_start:
                 self._log("\n")
             self._log(text)
-            if self._file is not None:
-                self._file.flush()
+            self._flush_log()
+        self._say_log_failed()
 
     def _stamped(self, text: str) -> str:
         # Each line gets the time it was written; a line written in pieces, its first piece's.
@@ -136,6 +145,49 @@ class Output:
         return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
     def _log(self, text: str) -> None:
+        # (under the lock) Never raises: a log that cannot be written stops the log, not the
+        # job, nor the engine that writes the end of a run into it (see _log_failed).
+        if self.log_error is not None:
+            return
+        try:
+            self._write_log(text)
+        except OSError as exc:
+            self._log_failed(exc)
+
+    def _flush_log(self) -> None:
+        # (under the lock) As _log: never raises.
+        if self._file is not None and self.log_error is None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        """(under the lock) The log cannot be written: say so once, in the log's place and in
+        the tail, and keep the output in memory only from here on."""
+        self.log_error = exc
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # (the same error, flushing what it held)
+                file.close()
+        note = f"[jupyter_executor: the log cannot be written from here on: {exc}]\n"
+        self._append(("\n" if self._partial else "") + note)
+        self._unsaid = exc
+
+    def _say_log_failed(self) -> None:
+        """(after the lock) Tell the logger once that the log stopped (see _log_failed).
+
+        Not under the lock: in a job, the logger's stderr is this very output."""
+        exc, self._unsaid = self._unsaid, None
+        if exc is not None:
+            path = self._log_path() if self._log_path is not None else None
+            logger.warning(
+                "jupyter_executor: the log %s cannot be written (%s); the output goes on in memory",
+                path,
+                exc,
+            )
+
+    def _write_log(self, text: str) -> None:
         if self._timestamps:
             text = self._stamped(text)
         else:
@@ -181,15 +233,20 @@ class Output:
     def flush(self) -> None:
         """Write buffered log text to disk."""
         with self._lock:
-            if self._file is not None:
-                self._file.flush()
+            self._flush_log()
+        self._say_log_failed()
 
     def close(self) -> None:
         """Flush and close the log file (a later write opens it again, appending)."""
         with self._lock:
+            self._flush_log()
             if self._file is not None:
-                self._file.close()
-                self._file = None
+                file, self._file = self._file, None
+                try:
+                    file.close()
+                except OSError as exc:
+                    self._log_failed(exc)
+        self._say_log_failed()
 
     # reading -----------------------------------------------------------------------------
     def tail(self, n: int = 20) -> str:

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import io
 import logging
+import subprocess
 import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +173,45 @@ def test_the_engines_own_log_lines_stay_out_of_the_jobs_output(engine: Engine) -
         _capture.uninstall()
     assert cmd.output.tail() == "hi"
     assert fn.output.tail() == "mine INFO from the job"
+
+
+@pytest.mark.timeout(90)
+def test_a_log_that_cannot_be_written_stops_the_log_not_the_jobs(tmp_path: Path) -> None:
+    # A full disk, here a file size limit (EFBIG past 100 kB): the log stops, the output goes
+    # on in memory, and each job ends as its code says. The write error went up into the
+    # engine, which wrote the end of the failed run into the log: the jobs never ended.
+    script = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE,"
+        " (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "from jupyter_executor import Engine\n"
+        "engine = Engine(folder='engine', history=False)\n"
+        "command = 'i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; exit 3'\n"
+        "chatty = engine.submit(['sh', '-c', command], name='chatty')\n"
+        "def noisy():\n"
+        "    for i in range(20000):\n"
+        "        print('thread line', i)\n"
+        "    raise ValueError('the end')\n"
+        "thread = engine.submit(noisy, name='noisy', backend='thread')\n"
+        "after = engine.submit(['sh', '-c', 'echo after'], name='after')\n"
+        "for job in (chatty, thread, after):\n"
+        "    engine.wait_job(job, 30)\n"
+        "    print(job.name, job.status.value, repr(job.exception()), job.tail(1))\n"
+        "print(chatty.runstate.output.log_error)\n"
+        "engine.shutdown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        timeout=80, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "chatty failed CommandFailed(\"command 'sh -c i=0; while [ $i -lt 20000 ]; do echo line "
+        "$i; i=$((i+1)); done; exit 3' exited with code 3\") line 19999",
+        "noisy failed ValueError('the end') thread line 19999",
+        "after done None after",
+        "[Errno 27] File too large",
+    ]
+    logs = tmp_path / "engine" / "logs"
+    assert (logs / "chatty.log").stat().st_size <= 100_000
+    assert (logs / "chatty.log").read_text().startswith("line 0\nline 1\n")
