@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import subprocess
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _script import run_python
 
 from jupyter_executor import Engine
 from jupyter_executor._capture import MAX_LINE, TAIL_LINES, Output
@@ -200,11 +200,7 @@ def test_a_log_that_cannot_be_written_stops_the_log_not_the_jobs(tmp_path: Path)
         "print(chatty.runstate.output.log_error)\n"
         "engine.shutdown()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-        timeout=80, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_python(script, tmp_path, 80)
     assert done.stdout.splitlines() == [
         "chatty failed CommandFailed(\"command 'sh -c i=0; while [ $i -lt 20000 ]; do echo line "
         "$i; i=$((i+1)); done; exit 3' exited with code 3\") line 19999",

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 from _leaks import marked
+from _script import run_python
 
 from jupyter_executor import Engine, Job
 from jupyter_executor.backends.subprocess import SUPERVISOR
@@ -202,16 +203,6 @@ def test_a_detached_supervisor_writes_the_exit_file_and_its_claim(tmp_path: Path
 needs_pidfd = pytest.mark.skipif(
     not hasattr(os, "pidfd_open"), reason="the zygote needs a pidfd to watch the kernel"
 )
-
-
-def _python(script: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` in a fresh interpreter (a program of the user's); it must exit 0."""
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def _served_by_the_zygote(engine: Engine, command: list[str], says: str) -> None:
@@ -552,7 +543,7 @@ def test_a_script_that_never_shuts_its_engine_down_exits_cleanly(tmp_path: Path)
         "(zygote,) = [p for p in psutil.Process().children() if '--zygote' in p.cmdline()]\n"
         "print(job.tail(), zygote.pid)\n"
     )
-    done = _python(script, tmp_path, 50)
+    done = run_python(script, tmp_path, 50)
     assert done.stderr == ""
     said, pid = done.stdout.split()
     assert said == "ran"
@@ -628,5 +619,5 @@ def test_a_burst_of_commands_past_the_descriptor_limit_waits_instead_of_failing(
         "    f.write('the kernel can still open a file')\n"
         "engine.shutdown()\n"
     )
-    done = _python(script, tmp_path, 110)
+    done = run_python(script, tmp_path, 110)
     assert done.stdout.splitlines() == ["{'done': 300}", "[]", "True"], done.stdout

@@ -824,11 +824,13 @@ class _PipeCopy:
                 loop.add_reader(fd, self._readable, fd, name, decoder)
                 self._open.append(fd)
         except BaseException:
-            self.close()
+            # The pipes not registered yet are closed here, the others by close(): each once
+            # (a descriptor closed twice may be another thread's by then).
             for fd in fds:
                 if fd not in self._open:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+            self.close()
             raise
 
     def _readable(self, fd: int, name: str, decoder: codecs.IncrementalDecoder) -> None:
