@@ -17,6 +17,12 @@ read
     floor: a plain ``sqlite3`` ``SELECT *`` of the same table into ``pandas.DataFrame``.
 read-filtered
     ``engine.history(name=..., limit=100)``: the filters run in SQL (a fraction of ``read``).
+write
+    The floor of a row per run: plain ``sqlite3`` writes the rows of ``read``'s N runs again
+    (read from its database beforehand, not timed) into a new database, in one transaction
+    (``executemany``): into a table made by the same SQL as ours, with its indexes
+    (``write-sqlite``), and into a bare table of the same columns without any index
+    (``write-bare``). No engine, no fold, one thread: what SQLite alone costs per run.
 burst
     N thread no-op jobs submitted at once and waited for (``engine.wait()``, which also waits
     for the history to be on disk), with ``history=True`` against ``history=False``.
@@ -43,7 +49,10 @@ from _hog import cpu_hog  # (benchmarks/, this script's folder, is first on sys.
 
 FULL = {"read": 100_000, "burst": 100_000}
 QUICK = {"read": 2_000, "burst": 2_000}
-CASES = ("read-ours", "read-sqlite", "read-filtered", "burst-on", "burst-off")
+CASES = (
+    "read-ours", "read-sqlite", "read-filtered", "write-sqlite", "write-bare", "burst-on",
+    "burst-off",
+)  # fmt: skip
 
 
 def _noop() -> None:
@@ -92,6 +101,8 @@ def worker(case: str, n: int, folder: Path) -> dict[str, Any]:
         con.close()
         out["seconds"] = time.perf_counter() - t0
         out["rows"] = len(frame)
+    elif case in ("write-sqlite", "write-bare"):
+        out["seconds"], out["rows"] = _write_floor(folder, case == "write-bare")
     elif case in ("read-ours", "read-filtered"):
         engine = Engine(folder=folder)
         try:
@@ -131,6 +142,49 @@ def worker(case: str, n: int, folder: Path) -> dict[str, Any]:
     return out
 
 
+def _write_floor(folder: Path, bare: bool) -> tuple[float, int]:
+    """Seconds plain sqlite3 takes to write again the runs of ``folder``'s history (see
+    ``write`` in the module's docstring), and how many rows."""
+    src = sqlite3.connect(folder / "history.db")
+    try:
+        (table,) = src.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()
+        indexes = [
+            sql
+            for (sql,) in src.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' "
+                "AND sql IS NOT NULL"
+            )
+        ]
+        columns = [row[1] for row in src.execute("PRAGMA table_info(runs)")][1:]  # not id
+        rows = src.execute(f"SELECT {', '.join(columns)} FROM runs").fetchall()
+    finally:
+        src.close()
+    with tempfile.TemporaryDirectory(prefix="write-floor-") as tmp:
+        con = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
+        try:
+            # As the engine's store sets it (store/_schema.py connect).
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            if bare:
+                con.execute(f"CREATE TABLE runs (id INTEGER PRIMARY KEY, {', '.join(columns)})")
+            else:
+                con.execute(table)
+                for sql in indexes:
+                    con.execute(sql)
+            insert = (
+                f"INSERT INTO runs ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})"
+            )
+            t0 = time.perf_counter()
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(insert, rows)
+            con.execute("COMMIT")
+            seconds = time.perf_counter() - t0
+        finally:
+            con.close()
+    return seconds, len(rows)
+
+
 def _run_case(case: str, n: int, folder: Path) -> dict[str, Any]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
@@ -159,7 +213,10 @@ def _rounds(
     and the burst's process CPU time (all threads), which moves less with the load.
     """
     raw: list[dict[str, Any]] = []
-    ratios: dict[str, list[float]] = {"read": [], "burst": [], "burst_cpu": [], "filtered": []}
+    ratios: dict[str, list[float]] = {
+        "read": [], "burst": [], "burst_cpu": [], "filtered": [], "write": [], "write_bare": [],
+        "budget": [],
+    }  # fmt: skip
     for r in range(rounds):
         order = cases[r % len(cases) :] + cases[: r % len(cases)]
         got: dict[str, dict[str, Any]] = {}
@@ -170,10 +227,15 @@ def _rounds(
         if "read-ours" in got:
             ratios["read"].append(got["read-ours"]["seconds"] / got["read-sqlite"]["seconds"])
             ratios["filtered"].append(got["read-filtered"]["seconds"])
+        if "write-sqlite" in got:
+            for key, case in (("write", "write-sqlite"), ("write_bare", "write-bare")):
+                ratios[key].append(1e6 * got[case]["seconds"] / got[case]["rows"])
         if "burst-on" in got:
             on, off = got["burst-on"], got["burst-off"]
             ratios["burst"].append(on["seconds"] / off["seconds"])
             ratios["burst_cpu"].append(on["cpu"] / off["cpu"])
+            # What the 1.3x goal leaves the history per job: 0.3 of a job without it.
+            ratios["budget"].append(1e6 * 0.3 * off["seconds"] / off["n"])
     return raw, ratios
 
 
@@ -190,6 +252,13 @@ def _table(
             "| <= 3x |",
             f"| engine.history(name, limit=100) | {med(ratios['filtered']):.4f} | | |",
         ]
+    if ratios["write"]:
+        lines += [
+            f"| plain sqlite3 writes {sizes['read']:,} runs again, our table and indexes "
+            f"| {secs['write-sqlite']:.3f} | {med(ratios['write']):.2f} us per run | floor |",
+            f"| the same into a bare table (no index) | {secs['write-bare']:.3f} | "
+            f"{med(ratios['write_bare']):.2f} us per run | floor |",
+        ]
     if ratios["burst"]:
         each = ", ".join(f"{x:.2f}" for x in ratios["burst"])
         each_cpu = ", ".join(f"{x:.2f}" for x in ratios["burst_cpu"])
@@ -199,6 +268,8 @@ def _table(
             f"rounds {each} | <= 1.3x |",
             f"| the same, process CPU time | | {med(ratios['burst_cpu']):.2f}x; "
             f"rounds {each_cpu} | |",
+            f"| what 1.3x leaves the history per job (0.3 x history off) | | "
+            f"{med(ratios['budget']):.2f} us | |",
         ]
     return lines
 
