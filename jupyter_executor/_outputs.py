@@ -12,6 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ._text import error_text
 from .errors import JobNotFinished, JupyterExecutorError
 
 __all__ = ["OutputsError", "input_file", "load_outputs", "read_file", "read_outputs", "result_file"]
@@ -80,10 +81,10 @@ def read_file(path: Path, name: str) -> tuple[dict[str, Any], dict[str, str]]:
         try:
             values[key] = cloudpickle.loads(data)
         except Exception as exc:
-            errors[key] = f"{type(exc).__name__}: {exc}"
+            errors[key] = error_text(exc)
     if "result" in box:
         try:
             values.setdefault("result", cloudpickle.loads(box["result"]))
         except Exception as exc:
-            errors.setdefault("result", f"{type(exc).__name__}: {exc}")
+            errors.setdefault("result", error_text(exc))
     return values, errors

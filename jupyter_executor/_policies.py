@@ -11,6 +11,7 @@ from ._events import new_event
 from ._protocols import CANCELLED
 from ._scheduler import Scheduler
 from ._status import FINISHED, Status
+from ._text import error_text
 from .errors import (
     JobTimeout,
 )
@@ -93,7 +94,7 @@ class Policies(Scheduler):
             life.restarts += 1
             life.failures = 0 if ok else life.failures + 1
             delay = min(life.restart_delay * 2 ** max(0, life.failures - 1), 600.0)
-            why = "it ended" if ok else f"{type(exc).__name__}: {exc}" if exc else "it failed"
+            why = "it ended" if ok else error_text(exc) if exc else "it failed"
             self._settle(
                 job,
                 status,

@@ -27,6 +27,7 @@ from ._make import freshness, missing_outputs, record_files
 from ._protocols import CANCELLED, Exc
 from ._snapshot import record_of, snapshot_of
 from ._status import FINISHED, Status, set_status
+from ._text import error_text
 from .backends import Backend
 from .errors import (
     JobTimeout,
@@ -388,7 +389,7 @@ class Scheduler(Intake):
         # the log says how the attempt ended (plain text: the log is read in a terminal)
         job.output.log_only(tb if tb.endswith("\n") else tb + "\n")
         if job.attempts <= job.retries and not self._closed:
-            self._retry(job, f"{type(exc).__name__}: {exc}")
+            self._retry(job, error_text(exc))
         elif job.runstate.life is None or not self._run_over(job, Status.FAILED, None, exc):
             self._settle(job, Status.FAILED, None, exc, ready)
 
@@ -457,7 +458,7 @@ class Scheduler(Intake):
         if status is _CANCELLED:
             detail = job.runstate.cancel_reason or "cancelled"
         elif exc is not None:
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = error_text(exc)
         self.log.append(new_event((now, status._value_, job.name, detail)))
         if status is _FAILED:
             _log_failure(job, detail, self.print_traceback)

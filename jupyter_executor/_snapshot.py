@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._logs import log_stem
 from ._status import Status
-from ._text import short_repr
+from ._text import error_text, short_repr
 
 if TYPE_CHECKING:
     from ._runstate import RunState
@@ -196,7 +196,7 @@ class JobSnapshot:
         """``"Type: message"`` of the exception, or ``"cancelled: reason"``, or None."""
         exc = self.exception
         if exc is not None:
-            return f"{type(exc).__name__}: {exc}"
+            return error_text(exc)
         if self.status == "cancelled":
             return f"cancelled: {self.cancel_reason or 'cancelled'}"
         return None

@@ -22,7 +22,7 @@ import codecs
 import reprlib
 from typing import Any
 
-__all__ = ["ERRORS", "safe_json", "safe_text", "short_repr"]
+__all__ = ["ERRORS", "error_message", "error_text", "safe_json", "safe_text", "short_repr"]
 
 #: Name of the codec error handler that writes lone surrogates as ``\xNN`` / ``\uNNNN``.
 ERRORS = "jupyter_executor.escape"
@@ -112,3 +112,31 @@ def short_repr(value: Any) -> str:
         return _short.repr(value)
     except Exception:  # a user object's __repr__ must not cost the row
         return f"<{type(value).__name__} object>"
+
+
+def error_text(exc: BaseException) -> str:
+    """``"Type: message"`` of an exception; never raises.
+
+    A job's exception is the user's object: its ``__str__`` may raise, and the engine formats
+    it on the thread that ends the job (a worker thread, the loop, the history's writer), which
+    must not die of it. Such a message is shown as :mod:`traceback` shows it.
+
+    Examples
+    --------
+    >>> error_text(ValueError("bad value"))
+    'ValueError: bad value'
+    >>> class Odd(Exception):
+    ...     def __str__(self):
+    ...         raise RuntimeError
+    >>> error_text(Odd())
+    'Odd: <exception str() failed>'
+    """
+    return f"{type(exc).__name__}: {error_message(exc)}"
+
+
+def error_message(exc: BaseException) -> str:
+    """``str(exc)``; never raises (see :func:`error_text`)."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"

@@ -21,7 +21,7 @@ from ._options import BACKENDS, DEFAULTS, OPTIONS, RESTART_POLICIES, JobOptions,
 from ._runstate import RunState
 from ._snapshot import snapshot_of
 from ._status import FINISHED, Status, set_status
-from ._text import short_repr
+from ._text import error_message, short_repr
 from .errors import InvalidOption, InvalidOptionType, JobCancelled, JobNotFinished, SubmitError
 
 
@@ -640,7 +640,7 @@ class Job:
             text += f" -> {short_repr(self.runstate.result)}"
         elif self.runstate.exception is not None:
             exc = self.runstate.exception
-            text += f" ({type(exc).__name__}: {short_repr(str(exc))})"
+            text += f" ({type(exc).__name__}: {short_repr(error_message(exc))})"
         text += f" backend={self.backend}"
         if self.requirements:
             text += f" requires={list(self.requirements)}"

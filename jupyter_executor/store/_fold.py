@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .._logs import log_stem
 from .._snapshot import log_dir_of, short_repr, snapshot_of_record, static_of_record
 from .._status import Status
-from .._text import safe_text
+from .._text import error_text, safe_text
 from ..errors import JobCancelled
 from ._schema import ATTEMPT, TRANSITIONS, WRITTEN, row_values
 
@@ -626,7 +626,7 @@ def _end_row(
         None if finished is None else finished - started,  # type: ignore[operator]
         exit_code,
         result_text,
-        None if exc is None else f"{type(exc).__name__}: {exc}",
+        None if exc is None else error_text(exc),
         traceback if status == "failed" else None,
         cancel_reason if status == "cancelled" else None,
         log_path,
@@ -780,7 +780,7 @@ def _end_retried(run: dict[str, Any], snap: JobSnapshot) -> None:
 
 
 def _error(exc: BaseException | None) -> str | None:
-    return None if exc is None else f"{type(exc).__name__}: {exc}"
+    return None if exc is None else error_text(exc)
 
 
 def _last_line(text: str | None) -> str | None:
