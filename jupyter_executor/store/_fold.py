@@ -11,7 +11,8 @@ Which attempt a snapshot is about: a pending job waits for its next attempt, a r
 in its current attempt, a finished one ended the run it was in (the next attempt when it was
 cancelled, or found up to date, before it started). A run that ends without a finished status
 (a retry sent the job straight back to pending) is closed as failed or cancelled from the
-error the retry left on the job.
+error the retry left on the job; an attempt first seen in that retry (it ended before the
+engine recorded its start) is made from it, as a run of its own before the next one's.
 
 Most changes of a burst or a chain are *records* of plain jobs (``_snapshot.record_of``), not
 snapshots: a run seen only at its end is made into its row at once (an ``_Ended`` tuple), and
@@ -358,6 +359,16 @@ class Runs:
             # straight back to pending (or its end was not reported).
             _end_retried(run, snap)
             self.dirty[id(run)] = run
+        if rank == 0 and state.local < snap.attempts and _retried(snap):
+            # The attempt a retry ended was never seen: it failed before the engine recorded
+            # its start (see _events.NOTE_RUNNING_AFTER), so this record is the first news of
+            # it. It is a run of its own, made from what the retry says of it, before the next.
+            ended = self._new_run(state, snap, snap.attempts)
+            ended["submitted"] = snap.submitted
+            if snap.attempts == 1 and snap.submitted is not None:
+                ended["transitions"].append(("pending", snap.submitted))
+            _end_retried(ended, snap)
+            self.dirty[id(ended)] = ended
         run = state.run = self._new_run(state, snap, local)
         state.local = local
         return run
@@ -761,12 +772,38 @@ def _end(run: dict[str, Any], snap: JobSnapshot) -> None:
         run["exit_code"] = getattr(exc, "returncode", None)
 
 
+def _retried(snap: JobSnapshot) -> bool:
+    """A pending snapshot of a retry: it carries how the attempt before it ended (traceback,
+    error or cancel reason), with no end time.
+
+    The engine reports such an end nowhere else. A restart's pending snapshot may carry the
+    same, but comes after its run's end was reported, with its end time (``finished``): that
+    run is made from that report, and is not made again when the writer has forgotten its job
+    (see KEEP_FINISHED).
+    """
+    return (
+        snap.attempts > 0
+        and snap.finished is None
+        and (
+            snap.traceback is not None
+            or snap.exception is not None
+            or snap.cancel_reason is not None
+        )
+    )
+
+
 def _end_retried(run: dict[str, Any], snap: JobSnapshot) -> None:
     # The engine reports the retry with the error still on the job when it can; otherwise the
     # traceback's last line says what went wrong.
     exc, tb, reason, now = snap.exception, snap.traceback, snap.cancel_reason, snap.time
     cancelled = isinstance(exc, JobCancelled) or (exc is None and reason is not None)
     status = "cancelled" if cancelled else "failed"
+    started = snap.started
+    if run["started"] is None and started is not None and run["_local"] == snap.attempts:
+        # The attempt ran, but its start was not recorded (it ended within
+        # NOTE_RUNNING_AFTER): the retry still holds when it started.
+        run["started"] = started
+        run["transitions"].append(("running", started))
     run["status"] = status
     run["_state"].rank = 2
     run["transitions"].append((status, now))

@@ -123,6 +123,8 @@ STEPS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(STEPS)
 
 ORDER_KEY = "COALESCE(submitted, started, finished)"
+# The runs of one submission (a job's retries and restarts keep its submit time) come in the
+# order they were inserted: their attempts' (see upsert_many).
 ORDER = f" ORDER BY {ORDER_KEY}, id"
 
 WRITTEN = COLUMNS[1:]
@@ -171,11 +173,12 @@ def upsert_many(con: sqlite3.Connection, rows: list[list[Any]]) -> None:
     """Write ``rows`` (:data:`WRITTEN` order) with :data:`UPSERT`, :data:`CHUNK` per statement.
 
     The rows whose :data:`EMPTY` columns are all empty go first, with the narrow upsert, the
-    others after, in order; when one run is in both (written twice in a batch), all in order
-    with the wide one. The rest of each (fewer than CHUNK) in statements of the powers of two
-    its count is made of (137 = 128 + 8 + 1): few statements, each prepared once for good (a
-    statement per count would be prepared again for most batches; executemany would step once
-    per row).
+    others after, in order; when one job has runs in both (a run written twice in a batch, a
+    failed attempt and its retry), all in order with the wide one: the runs of a job are
+    inserted in the order given (their ids in the order of their attempts). The rest of each
+    (fewer than CHUNK) in statements of the powers of two its count is made of (137 = 128 + 8
+    + 1): few statements, each prepared once for good (a statement per count would be prepared
+    again for most batches; executemany would step once per row).
     """
     ex, er, tb, cr, pid, pst, det, ide = _EMPTY_AT
     narrow: list[Any] = []
@@ -195,8 +198,11 @@ def upsert_many(con: sqlite3.Connection, rows: list[list[Any]]) -> None:
         else:
             wide.append(row)
     if narrow and wide:
-        keys = {(r[0], r[1], r[2]) for r in wide}
-        if any((r[0], r[1], r[2]) in keys for r in narrow):
+        # Narrow first, a run would be inserted before a run of the same job given earlier
+        # (a retry after the failed attempt: its id, which orders the runs of one submission,
+        # would come first), or a run written twice would keep the earlier row.
+        jobs = {(r[0], r[1]) for r in wide}
+        if any((r[0], r[1]) in jobs for r in narrow):
             narrow, wide = [], rows
     _upsert_chunks(con, narrow, narrow=True)
     _upsert_chunks(con, wide, narrow=False)
