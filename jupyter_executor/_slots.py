@@ -29,6 +29,12 @@ logger = logging.getLogger("jupyter_executor")
 # pending; one that gets a slot sooner is recorded when it starts.
 _NOTE_QUEUED_AFTER = 2.0
 
+# Seconds the backends get to close at shutdown (all at once) when the caller gives no timeout.
+# One that has not closed by then is left behind with a warning: a backend that hangs (a dask
+# cluster waiting for a task it cannot stop) must not keep the loop, the thread and the history
+# open.
+_CLOSE_TIMEOUT = 30.0
+
 # Read on every start and end: an enum member read through its class costs ~70 ns on Python
 # 3.11 (EnumType defines __getattr__), a module global ~10.
 _PENDING, _RUNNING = Status.PENDING, Status.RUNNING
@@ -469,7 +475,15 @@ class Slots(LoopThread):
         self._after_begin(job)
         return job
 
-    def _stop_thread(self) -> None:
+    def _stop_thread(self, timeout: float | None = None) -> None:
+        """Close the backends, then stop the loop and its thread.
+
+        Parameters
+        ----------
+        timeout
+            Seconds the backends get to close, all at once (default :data:`_CLOSE_TIMEOUT`).
+            One still closing then is abandoned with a warning; this never raises for it.
+        """
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -477,18 +491,39 @@ class Slots(LoopThread):
             msg = "the engine cannot stop its own thread from a job; call it from outside"
             raise RuntimeError(msg)
         backends = list(self._backends.values())
+        budget = _CLOSE_TIMEOUT if timeout is None else max(0.0, timeout)
+
+        async def close(backend: Backend) -> None:
+            try:
+                await asyncio.wait_for(backend.aclose(), budget)
+            except TimeoutError:
+                logger.warning(
+                    "jupyter_executor: backend %s did not close within %.3g s; left behind",
+                    backend.name, budget,
+                )  # fmt: skip
+            except Exception:
+                logger.exception("jupyter_executor: closing backend %s failed", backend.name)
 
         async def close_backends() -> None:
-            for backend in backends:
-                try:
-                    await backend.aclose()
-                except Exception:
-                    logger.exception("jupyter_executor: closing backend %s failed", backend.name)
+            # At once: a backend that hangs takes no time from the others' cleanup.
+            await asyncio.gather(*(close(backend) for backend in backends))
 
-        with contextlib.suppress(RuntimeError):
-            asyncio.run_coroutine_threadsafe(close_backends(), loop).result(timeout=30)
+        with contextlib.suppress(RuntimeError):  # the loop closed under us
+            future = asyncio.run_coroutine_threadsafe(close_backends(), loop)
+            try:
+                # (a margin for the closes' own cleanup once cancelled)
+                future.result(timeout=budget + 5)
+            except (TimeoutError, concurrent.futures.CancelledError):
+                # A backend blocks the loop itself: stop waiting, the loop is stopped below.
+                future.cancel()
+                logger.warning(
+                    "jupyter_executor: the backends did not close within %.3g s", budget + 5
+                )
         for backend in backends:
-            backend.close()
+            try:
+                backend.close()
+            except Exception:  # the loop, its thread and the history still stop
+                logger.exception("jupyter_executor: closing backend %s failed", backend.name)
         self._backends.clear()
         with self._loop_lock:
             with contextlib.suppress(RuntimeError):

@@ -16,6 +16,9 @@ What a task prints reaches the kernel twice, and is written there once:
   bounded stream, whatever the job prints);
 * **at the end**, with the result or on the exception: the last :data:`LIMIT` characters and
   the total count, from which the kernel writes what the live batches did not bring yet.
+
+A task that is cancelled meets the kernel's :func:`claim` on its worker: either the task had
+started (dask cannot stop it, and the kernel says so), or it is marked there and never starts.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ OUTPUT_ATTR = "_jupyter_executor_output"
 
 #: Sends one live batch: ``publish(start, text)``.
 Publish = Callable[[int, str], None]
+
+#: Keys of tasks cancelled before they started kept per worker process (the oldest dropped):
+#: a task cancelled in time is released by its worker and never comes to read its mark.
+MAX_MARKS = 10_000
+
+#: The lock, the keys of the tasks running and those cancelled before they started.
+_Marks = tuple[threading.Lock, set[str], dict[str, None]]
 
 
 def _last(text: str, size: int) -> str:
@@ -157,6 +167,33 @@ def _routes() -> dict[int, _Buffer]:
         return routes
 
 
+def _marks() -> _Marks:
+    # In ``sys``, as the routes: every task has its own copy of this module (shipped by value).
+    marks: _Marks | None = vars(sys).get("_jupyter_executor_marks")
+    if marks is None:
+        marks = vars(sys).setdefault(
+            "_jupyter_executor_marks", (threading.Lock(), set(), {})
+        )  # fmt: skip
+    return marks
+
+
+def claim(key: str) -> bool:
+    """Run on a dask worker (``Client.run``) before its task ``key`` is cancelled.
+
+    Returns True when the task runs there (dask cannot stop it). Otherwise the task is marked
+    so that it never starts, should it come to start before the cancel reaches the worker:
+    the answer stays true whatever the order of the two.
+    """
+    lock, running, cancelled = _marks()
+    with lock:
+        if key in running:
+            return True
+        cancelled[key] = None
+        if len(cancelled) > MAX_MARKS:
+            del cancelled[next(iter(cancelled))]
+        return False
+
+
 def _publisher(topic: str | None, key: str) -> Publish | None:
     """Sends live batches of the task ``key`` as events of ``topic`` (None: no live output)."""
     if topic is None:
@@ -190,6 +227,13 @@ def call_capturing(
     printed travels back on the exception (attribute :data:`OUTPUT_ATTR`), so that a failed
     job keeps its output.
     """
+    lock, running, cancelled = _marks()
+    with lock:
+        if key in cancelled:
+            # Its job was told it never ran (claim): nobody waits for this result.
+            del cancelled[key]
+            return None, ("", 0)
+        running.add(key)
     routes = _routes()
     ident = threading.get_ident()
     buffer = routes[ident] = _Buffer(_publisher(topic, key))
@@ -202,6 +246,8 @@ def call_capturing(
         raise
     finally:
         routes.pop(ident, None)
+        with lock:
+            running.discard(key)
     return result, buffer.close()
 
 

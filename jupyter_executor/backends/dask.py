@@ -14,13 +14,16 @@ characters) and written once.
 Jobs reach the cluster in batches: the jobs started in one turn of the engine's loop go in
 one ``Client.map`` per set of options (one graph message), and their ends come back through
 one done-callback per future; the results of the tasks that ended meanwhile are fetched
-together, one gather per batch, off the loop.
+together, one gather per batch, off the loop. A batch that cannot be sent (an argument that
+does not pickle) is sent again one job at a time: only the jobs that cannot be sent fail.
 
 What runs on the worker (:mod:`._dask_task`, and :mod:`.._cell_task` for ``%%job`` cells) is
 shipped by value: workers need dask and cloudpickle, not jupyter_executor (the job's own
 function must be importable there or picklable by value, e.g. defined in the notebook). Dask
 cannot stop a task that is running: cancelling such a job frees its slot and says so in its
-reason, but the task runs on.
+reason, but the task runs on; one that had not started never does. At shutdown, a cluster of
+the engine's own that does not close in time (it waits for such a task) is left to close in
+the background, with a warning.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ _HINT = "the dask backend needs dask.distributed: pip install 'jupyter_executor[
 #: Appended to a cancelled job's reason when its task was already running on a worker.
 STILL_RUNNING = "cancel requested; dask cannot stop a running task"
 
+#: Seconds an owned cluster gets to close at shutdown, after the engine's cancel grace.
+CLOSE_AFTER_GRACE = 5.0
+
 
 class _ByValue:
     """A function that pickles by value (cloudpickle), whatever its module.
@@ -88,6 +94,7 @@ class _ByValue:
 _BY_VALUE = (_dask_task, _cell_task)
 _CALL = _ByValue(_dask_task.call_capturing)
 _RUN_COMMAND = _ByValue(_dask_task.run_command)
+_CLAIM = _ByValue(_dask_task.claim)
 #: A ``%%job --backend dask`` cell (:class:`.._cell.CellJob`'s target is ``run_shipped``).
 _RUN_CELL = _ByValue(_cell_task.run_shipped)
 
@@ -272,7 +279,7 @@ class DaskBackend(TaskBackend):
                 self.loop.call_soon(self._submit_batch, client)
             return await self._outcome(client, task)
         finally:
-            self._streams.pop(key, None)
+            self._streams.pop(task.key, None)  # (its key changes when it is sent again)
 
     def _submit_batch(self, client: Any) -> None:
         """(loop thread) Submit the tasks queued since the last pass.
@@ -292,27 +299,42 @@ class DaskBackend(TaskBackend):
                      options.get("priority", 0))  # fmt: skip
             groups.setdefault(group, []).append(task)
         for tasks in groups.values():
-            options = tasks[0].options
             try:
-                futures = client.map(
-                    _CALL,
-                    [t.fn for t in tasks],
-                    [t.args for t in tasks],
-                    [t.kwargs for t in tasks],
-                    [self._topic] * len(tasks),
-                    [t.key for t in tasks],
-                    key=[t.key for t in tasks],
-                    pure=False,
-                    **options,
-                )
+                self._send(client, tasks)
             except Exception as exc:
+                if len(tasks) == 1:
+                    _cannot_send(tasks[0], exc)
+                    continue
+                # Most likely one job's argument that does not pickle: one job at a time, only
+                # the jobs that cannot be sent fail (the map named none of them).
                 for task in tasks:
-                    task.done.set_exception(exc)
-                continue
-            for task, future in zip(tasks, futures, strict=True):
-                task.future = future
-                # Called on the client's callback thread when the task ends, whatever the end.
-                future.add_done_callback(functools.partial(self._ended, task))
+                    # A new key: the failed map's futures hold the old ones in the client.
+                    self._streams.pop(task.key, None)
+                    task.key = f"{task.key}-again"
+                    self._streams[task.key] = task.stream
+                    try:
+                        self._send(client, [task])
+                    except Exception as exc:
+                        _cannot_send(task, exc)
+
+    def _send(self, client: Any, tasks: list[_Task]) -> None:
+        """Submit ``tasks`` (the same options) in one ``Client.map``; raises when the client
+        cannot send them (a job's function or argument does not pickle)."""
+        futures = client.map(
+            _CALL,
+            [t.fn for t in tasks],
+            [t.args for t in tasks],
+            [t.kwargs for t in tasks],
+            [self._topic] * len(tasks),
+            [t.key for t in tasks],
+            key=[t.key for t in tasks],
+            pure=False,
+            **tasks[0].options,
+        )
+        for task, future in zip(tasks, futures, strict=True):
+            task.future = future
+            # Called on the client's callback thread when the task ends, whatever the end.
+            future.add_done_callback(functools.partial(self._ended, task))
 
     def _ended(self, task: _Task, _future: Any) -> None:
         """(dask's callback thread) A task ended: post it to the engine's loop, one wake-up
@@ -416,12 +438,43 @@ class DaskBackend(TaskBackend):
             return
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await loop.run_in_executor(None, client.close)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                await loop.run_in_executor(None, cluster.close)
+        if client is None and cluster is None:
+            return
+        closed: asyncio.Future[None] = loop.create_future()
+        budget = self.engine.cancel_grace + CLOSE_AFTER_GRACE
+
+        def close(timeout: float | None = None) -> None:
+            options = {} if timeout is None else {"timeout": timeout}  # (else dask's defaults)
+            try:
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close(**options)
+                if cluster is not None:
+                    with contextlib.suppress(Exception):
+                        cluster.close(**options)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the engine's loop closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, closed)
+
+        # A daemon thread, not the loop's executor: a cluster whose worker still runs a task
+        # (dask cannot stop it) waits for it to close, and the executor's threads hold the
+        # interpreter at exit.
+        name = f"jupyter-executor-{self.engine.id}-dask-close"
+        try:
+            threading.Thread(target=close, name=name, daemon=True).start()
+        except RuntimeError:
+            # At interpreter exit, where Python 3.12 starts no thread: here, within dask's
+            # own timeouts (what it does not close then, its own exit hooks do).
+            close(budget)
+            return
+        try:
+            await asyncio.wait_for(closed, budget)
+        except TimeoutError:
+            logger.warning(
+                "jupyter_executor: the dask cluster did not close within %.3g s (a task that "
+                "dask cannot stop may run on it); it goes on closing in the background",
+                budget,
+            )
 
 
 def _outcomes(futures: list[Any]) -> list[tuple[str, Any]]:
@@ -463,7 +516,36 @@ def _outcomes(futures: list[Any]) -> list[tuple[str, Any]]:
     return outcomes
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _cannot_send(task: _Task, exc: Exception) -> None:
+    """Fail ``task``'s attempt with why the client could not send it, in one line."""
+    if not isinstance(exc, TypeError):  # (dask's error for what does not pickle)
+        task.done.set_exception(exc)
+        return
+    reason = exc.__cause__ or exc  # (dask's own message names the graph, not what failed in it)
+    lines = str(reason).strip().splitlines() or [type(reason).__name__]
+    msg = f"job {task.job.name!r} cannot be sent to a worker: {lines[0]}"
+    error = TypeError(msg)
+    error.__cause__ = exc
+    task.done.set_exception(error)
+
+
 def _is_running(client: Any, key: str) -> bool:
-    """True when the scheduler has handed ``key`` to a worker (it may be running there)."""
-    processing = client.processing()
-    return any(key in keys for keys in processing.values())
+    """(a thread) True when the task ``key`` runs on a worker; else it never will.
+
+    A task the scheduler has handed to a worker may still wait there for a thread: the worker
+    tells, and marks it so that it never starts (:func:`._dask_task.claim`).
+    """
+    workers = [w for w, keys in client.processing().items() if key in keys]
+    if not workers:
+        # Still on the scheduler: the cancel that follows releases it there (unless a worker
+        # takes it and starts it in the few milliseconds between the two).
+        return False
+    try:
+        return any(client.run(_CLAIM, key, workers=workers).values())
+    except Exception:  # its worker cannot be asked (gone): say what may be
+        return True
