@@ -28,12 +28,18 @@ Protocol, over pipes: the parent writes length-prefixed pickled frames to the wo
   that the kernel died, and the worker stops its process group at once (the job's own children
   too), even in the middle of a job.
 
+The worker reads these frames from a copy of that pipe, and its stdin becomes ``/dev/null``: a
+job that reads stdin gets an end of file, never the kernel's frames.
+
 The worker answers on the file descriptor that was its stdout: ``("got", id)`` when it starts a
 job, ``("out", stream, text)`` while the job prints, and one ``("ok", result)`` or ``("error",
 exception_or_None, message, traceback_text, leaving)`` at the end (``leaving``: the worker exits
 after it, for a job that raised ``SystemExit`` or ``KeyboardInterrupt``). File descriptor 1
 itself is pointed at stderr, so output written by C code still reaches the parent (through
-stderr) and can never corrupt the frames.
+stderr) and can never corrupt the frames. After each job, before it says how the job ended,
+the worker writes :data:`END_MARK` to stderr: the kernel, which reads stderr and the frames
+apart, knows by it which job wrote what came before (the worker runs the jobs it holds one
+after the other without waiting for the kernel to read).
 """
 
 from __future__ import annotations
@@ -53,11 +59,14 @@ from collections import deque
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Any, BinaryIO
+    from typing import Any
 
 HEADER = struct.Struct("!Q")
 #: A fork server's message to the kernel: kind (b"P": forked, b"X": exited), pid, exit code.
 REPORT = struct.Struct("!cii")
+#: Written by a worker to its stderr pipe after each job (see main): what its file descriptors
+#: 1 and 2 carried before it is that job's (the kernel reads the pipe and the frames apart).
+END_MARK = b"\x00\x00\x1b]jupyter-executor:end\x07\x00\x00"
 _PR_SET_PDEATHSIG = 1
 #: Seconds without a fork request, after its first fork, before a fork server preloads.
 _PRELOAD_AFTER = 0.1
@@ -81,13 +90,37 @@ _OWN = (
 )
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
+class _Frames:
+    """The kernel's frames, read from a file descriptor with a buffer of its own.
+
+    Not a ``BufferedReader``: its lock is held by the reader thread, blocked in a read, for as
+    long as no frame comes, and a process the job forks inherits it held; closing or freeing
+    that reader there waits for ever (see :func:`_leave_the_pipes`).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+
+    def read(self, size: int) -> bytes | None:
+        """The next ``size`` bytes; None at the end of the pipe."""
+        buffer = self._buffer
+        while len(buffer) < size:
+            chunk = os.read(self.fd, max(1 << 16, size - len(buffer)))
+            if not chunk:
+                return None
+            buffer += chunk
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
+
+
+def read_frame(stream: _Frames) -> bytes | None:
     head = stream.read(HEADER.size)
-    if len(head) < HEADER.size:
+    if head is None:
         return None
     (size,) = HEADER.unpack(head)
-    data = stream.read(size)
-    return data if len(data) == size else None
+    return stream.read(size)
 
 
 def _dumps(message: Any) -> bytes:
@@ -103,7 +136,7 @@ def _dumps(message: Any) -> bytes:
 
 class _Channel:
     def __init__(self, fd: int) -> None:
-        self._file = os.fdopen(fd, "wb", buffering=0)
+        self.file = os.fdopen(fd, "wb", buffering=0)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -113,7 +146,7 @@ class _Channel:
 
     def write(self, frames: bytes) -> None:
         with self._lock:
-            self._file.write(frames)
+            self.file.write(frames)
 
     def send(self, message: Any) -> None:
         self.write(self.frame(message))
@@ -193,7 +226,7 @@ class _Inbox:
         self.exiting = False  # the kernel said it closes stdin (not a dying kernel)
 
 
-def _read(stdin: BinaryIO, inbox: _Inbox, channel: _Channel) -> None:
+def _read(stdin: _Frames, inbox: _Inbox, channel: _Channel) -> None:
     """(reader thread) Queue the jobs, answer revokes, notice the end of stdin."""
     while True:
         frame = read_frame(stdin)
@@ -258,12 +291,22 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = _Forward(channel, "stdout")  # type: ignore[assignment,unused-ignore]
     sys.stderr = _Forward(channel, "stderr")  # type: ignore[assignment,unused-ignore]
+    # The kernel's frames are read from a copy of stdin (not inherited by the job's
+    # commands: os.dup makes it close-on-exec), and stdin itself becomes /dev/null: a job
+    # that reads it (input(), a library that prompts) gets EOFError at once, as a subprocess
+    # job does, instead of waiting for ever on the pipe, or taking the kernel's next frame.
+    frames = _Frames(os.dup(0))
+    # The stderr pipe, for END_MARK: a copy, so that a job that closes or moves its fd 2 does
+    # not take the marks away (each job's output would then be shown with the wrong job).
+    marks = os.dup(2)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.register_at_fork(after_in_child=lambda: _leave_the_pipes(channel, frames, marks))
     inbox = _Inbox()
     environment = _Environment()
     base: dict[str, str] = dict(os.environ)
-    reader = threading.Thread(
-        target=_read, args=(sys.stdin.buffer, inbox, channel), name="jobs", daemon=True
-    )
+    reader = threading.Thread(target=_read, args=(frames, inbox, channel), name="jobs", daemon=True)
     reader.start()
     # (forked from a fork server that preloaded it, or one more import to make when idle)
     warm = "cloudpickle" in sys.modules
@@ -298,10 +341,40 @@ def main() -> None:
             channel.write(end + channel.frame(("got", job_id)))
             end = b""
         end, keep = _run(channel, environment, sources, cwd, {**base, **extra}, job)
+        with contextlib.suppress(OSError):
+            os.write(marks, END_MARK)  # before the kernel is told the job ended
+        with contextlib.suppress(OSError):
+            # Nor does a job see the fds 1 and 2 the previous one closed or moved.
+            os.dup2(marks, 1)
+            os.dup2(marks, 2)
         ran = True
         if not keep:
             channel.write(end)
             return
+
+
+def _leave_the_pipes(channel: _Channel, frames: _Frames, marks: int) -> None:
+    """(a process a job forks, e.g. ``multiprocessing``'s fork) Close the worker's two pipes
+    to the kernel; print to the file descriptors instead.
+
+    Left open, they outlive the worker in its child: the kernel, which learns that a worker
+    ended from the end of its pipe, would wait for the child too, the worker's job shown
+    running and the jobs it held pending, after a crash, for as long as the child runs. The
+    child's output goes on reaching the kernel through file descriptors 1 and 2 (the worker's
+    stderr pipe, shown as the job's output while the job runs).
+    """
+    with contextlib.suppress(OSError, ValueError):  # (a child's child: closed already)
+        channel.file.close()  # unbuffered: no lock
+    for fd in (frames.fd, marks):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout, sys.stderr = _text_on(1), _text_on(2)
+
+
+def _text_on(fd: int) -> Any:
+    """A line-buffered text stream on ``fd`` (left open when the stream is closed)."""
+    return os.fdopen(fd, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
 
 
 def _run(
@@ -340,13 +413,22 @@ def _run(
         # sys.exit() or KeyboardInterrupt in a job ends this worker too: the parent is told
         # so that it never gives this worker another job.
         leaving = isinstance(exc, (KeyboardInterrupt, SystemExit))
-        message = ("error", carried, f"{type(exc).__name__}: {exc}", tb, leaving)
+        message = ("error", carried, f"{type(exc).__name__}: {_str(exc)}", tb, leaving)
         return channel.frame(message), not leaving
     try:
         return channel.frame(("ok", result)), True
     except Exception as exc:
-        text = f"the result of job {name!r} cannot be sent back (not picklable): {exc}"
+        text = f"the result of job {name!r} cannot be sent back (not picklable): {_str(exc)}"
         return channel.frame(("error", None, text, "", False)), True
+
+
+def _str(exc: BaseException) -> str:
+    """``str(exc)``, or what ``traceback`` shows when the exception's ``__str__`` raises (the
+    worker must report the job's failure, not die of it)."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
 
 
 def zygote(preload: bool = False) -> None:

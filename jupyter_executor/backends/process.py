@@ -22,6 +22,7 @@ it on that worker goes to another one, and the next job gets a fresh worker.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import functools
 import itertools
@@ -40,7 +41,8 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import _worker
 from .._protocols import CANCELLED
 from .._status import Status
-from .._worker import BOOT, HEADER, REPORT
+from .._text import error_text
+from .._worker import BOOT, END_MARK, HEADER, REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
 from ._base import TaskBackend
@@ -85,7 +87,7 @@ class _Forked:
     pid: int
     stdin: asyncio.StreamWriter
     stdout: asyncio.StreamReader
-    stderr: asyncio.StreamReader
+    stderr: int  # the read end of its stderr pipe (see _RawOutput)
     ended: asyncio.Future[int]  # its exit status, from the fork server
 
     @property
@@ -195,9 +197,11 @@ class _Zygote:
         try:
             socket.send_fds(self.sock, [b"F"], theirs)
             self._forks.append(future)
-        except BaseException:
+        except BaseException as exc:
             for fd in kept:
                 os.close(fd)
+            if isinstance(exc, OSError):
+                self._lose()  # its socket is closed: it is gone
             raise
         finally:
             for fd in theirs:
@@ -209,18 +213,15 @@ class _Zygote:
             for fd in kept:
                 os.close(fd)
             raise
-        stdout, stderr = asyncio.StreamReader(), asyncio.StreamReader()
+        stdout = asyncio.StreamReader()
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(stdout_fd, "rb", 0)
-        )
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(stderr), os.fdopen(stderr_fd, "rb", 0)
         )
         transport, protocol = await loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(stdin_fd, "wb", 0)
         )
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        return _Forked(pid, stdin, stdout, stderr, self.end_of(pid))
+        return _Forked(pid, stdin, stdout, stderr_fd, self.end_of(pid))
 
     def forget(self, pid: int) -> None:
         self._ends.pop(pid, None)
@@ -238,6 +239,77 @@ class _Zygote:
         if self._stderr is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._stderr, 1.0)
+
+
+class _RawOutput:
+    """A worker's stderr pipe, where its file descriptors 1 and 2 write, read on the loop.
+
+    The text (decoded as UTF-8, invalid bytes replaced) goes to ``text(str)``, and each
+    ``END_MARK`` the worker writes after a job is taken out and told to ``mark()``: the text
+    between two marks is one job's. Which job's cannot be told from when the kernel reads it:
+    the worker runs the jobs it holds one after the other without waiting for the kernel, and
+    this pipe and the frames are read apart. The pipe is read when the loop finds it readable,
+    and by :meth:`drain` before a job is settled.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, text: Any, mark: Any) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
+        self._text = text
+        self._mark = mark
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = b""  # the end of the last read, which may be the start of a mark
+        self.done: asyncio.Future[None] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self.drain)
+
+    def drain(self) -> None:
+        """Copy what the pipe holds now (each read at most 64 KiB)."""
+        while self._fd is not None:
+            try:
+                data = os.read(self._fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""  # as an end: nothing more can come from it
+            if not data:
+                self._emit(self._held, final=True)
+                self.close()
+                return
+            data, self._held = self._held + data, b""
+            while (at := data.find(END_MARK)) >= 0:
+                self._emit(data[:at], final=True)
+                self._mark()
+                data = data[at + len(END_MARK) :]
+            keep = _mark_begun(data)
+            if keep:
+                data, self._held = data[:-keep], data[-keep:]
+            self._emit(data)
+
+    def _emit(self, data: bytes, final: bool = False) -> None:
+        text = self._decoder.decode(data, final=final)
+        if final:
+            self._decoder.reset()
+        if text:
+            with contextlib.suppress(Exception):  # a job's output that failed: not ours
+                self._text(text)
+
+    def close(self) -> None:
+        """Stop reading and close the pipe (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _mark_begun(data: bytes) -> int:
+    """How many bytes at the end of ``data`` are the start of an ``END_MARK`` (0: none)."""
+    for size in range(min(len(data), len(END_MARK) - 1), 0, -1):
+        if data.endswith(END_MARK[:size]):
+            return size
+    return 0
 
 
 def _log_stderr(text: str, _stream: str) -> None:
@@ -314,8 +386,14 @@ class _Worker:
         #: Those of ``runs`` not written to it yet (see SEND_BELOW), in order.
         self.outbox: list[_Run] = []
         self.leaving = False  # it said it exits, or it is being stopped: no more jobs
+        self.served = False  # it started a job (see ProcessBackend._lost)
         self.reader: asyncio.Task[None] | None = None
-        self.stderr_task: asyncio.Task[None] | None = None
+        self.raw: _RawOutput | None = None
+        # Whose is what comes through the stderr pipe (see _RawOutput): the jobs started and
+        # not ended there yet, in order; and what came there from jobs the worker started
+        # before the kernel read that it did ([texts, ended] each, in order).
+        self._raw_open: deque[_Run] = deque()
+        self._raw_ahead: deque[list[Any]] = deque()
         self.last_env: dict[str, str] | None = None
 
     @property
@@ -325,11 +403,35 @@ class _Worker:
     def current(self) -> _Run | None:
         return self.runs[0] if self.runs and self.runs[0].started else None
 
-    def _raw_output(self, text: str, stream: str) -> None:
-        # Output written at the file-descriptor level (C code) comes through stderr.
-        run = self.current()
-        if run is not None:
-            run.job.output.write(text, stream)
+    def _raw_text(self, text: str) -> None:
+        # Output written at the file-descriptor level (C code, os.write, a command the job
+        # runs) comes through stderr.
+        if self._raw_open:
+            self._raw_open[0].job.output.write(text, "stderr")
+            return
+        ahead = self._raw_ahead
+        if not ahead or ahead[-1][1]:
+            ahead.append([[], False])
+        ahead[-1][0].append(text)
+
+    def _raw_mark(self) -> None:
+        # The end of a job's output on the stderr pipe: what follows is the next job's.
+        if self._raw_open:
+            self._raw_open.popleft()
+        elif self._raw_ahead and not self._raw_ahead[-1][1]:
+            self._raw_ahead[-1][1] = True
+        else:
+            self._raw_ahead.append([[], True])
+
+    def _raw_started(self, run: _Run) -> None:
+        # ``run`` started: it owns the oldest output not given to a job yet.
+        if self._raw_ahead:
+            texts, ended = self._raw_ahead.popleft()
+            for text in texts:
+                run.job.output.write(text, "stderr")
+            if ended:
+                return
+        self._raw_open.append(run)
 
     def send(self, message: Any) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -385,15 +487,19 @@ class _Worker:
         assert self.proc is not None
         head = await self.proc.stdout.readexactly(HEADER.size)
         (size,) = HEADER.unpack(head)
-        # (what cloudpickle writes, plain pickle reads: cloudpickle.loads is pickle.loads)
-        return pickle.loads(await self.proc.stdout.readexactly(size))
+        data = await self.proc.stdout.readexactly(size)
+        try:
+            # (what cloudpickle writes, plain pickle reads: cloudpickle.loads is pickle.loads)
+            return pickle.loads(data)
+        except Exception as exc:
+            # A class that only the worker can import (its job put a folder on sys.path), a
+            # broken __setstate__: what the worker sent is whole, only not readable here.
+            return ("unreadable", error_text(exc))
 
     def start(self, proc: _Forked) -> None:
         self.proc = proc
         loop = asyncio.get_running_loop()
-        from .subprocess import pump
-
-        self.stderr_task = loop.create_task(pump(proc.stderr, self._raw_output, "stderr"))
+        self.raw = _RawOutput(loop, proc.stderr, self._raw_text, self._raw_mark)
         self.reader = loop.create_task(self._read())
         self.outbox = list(self.runs)
         if self.outbox:
@@ -413,11 +519,36 @@ class _Worker:
                         run.job.output.write(message[2], message[1])
                 elif kind == "revoked":
                     self._revoked(message[1])
+                elif kind == "unreadable":
+                    self._unreadable(message[1])
                 else:  # "ok" or "error": the job it ran ended
                     self._ended(message)
-        except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         await self.backend._lost(self)
+
+    def _ending(self, run: _Run) -> None:
+        # What the job wrote at the file-descriptor level, and the mark after it, are in the
+        # stderr pipe by now (the worker wrote them before it said the job ended): read them
+        # before the job is settled, or its output would come after its end.
+        if self.raw is not None:
+            self.raw.drain()
+        if run in self._raw_open:  # (no mark: the worker could not write it)
+            self._raw_open.remove(run)
+
+    def _unreadable(self, why: str) -> None:
+        # Only the end of a job carries the user's objects (its result, its exception): a
+        # frame that cannot be unpickled here ends the job the worker runs, which goes on.
+        run = self.current()
+        if run is None:  # not a job's end: nothing can be trusted of this worker
+            self.leaving = True
+            self.backend._stop_worker(self, kill=True)
+            return
+        text = (
+            f"what job {run.job.name!r} sent back from its worker process (its result or its "
+            f"exception) cannot be unpickled in the kernel: {why}"
+        )
+        self._ended(("error", None, text, "", False))
 
     def _got(self, run_id: int) -> None:
         # The worker starts a job it held.
@@ -425,6 +556,7 @@ class _Worker:
         if run is None:
             return
         run.started = True
+        self.served = True
         if run.cancelled:  # cancelled while held: it must not run
             self.leaving = True
             self.backend._stop_worker(self, kill=True)
@@ -433,6 +565,7 @@ class _Worker:
         run.job.pid = self.proc.pid
         if run.on_start is not None:
             run.on_start()
+        self._raw_started(run)  # (once started: a job's start clears what it showed before)
         self.flush_if_low()
 
     def _revoked(self, run_id: int) -> None:
@@ -449,7 +582,9 @@ class _Worker:
 
     def _ended(self, message: tuple[Any, ...]) -> None:
         # The job the worker ran ended: ("ok", value) or ("error", carried, text, tb, leaving).
-        run = self.runs.popleft()
+        run = self.runs[0]
+        self._ending(run)
+        self.runs.popleft()
         if message[0] == "ok":
             run.end("ok", message[1])
         else:
@@ -759,11 +894,20 @@ class ProcessBackend(TaskBackend):
             return
         if worker.leaving:  # stopped (shutdown) while it was forked
             self._workers.remove(worker)
+            os.close(proc.stderr)  # (no _RawOutput owns it yet)
             await self._discard_proc(proc)
             return
         worker.start(proc)
 
     async def _fork(self) -> _Forked:
+        zygote = await self._zygote_ready()
+        try:
+            return await zygote.fork()
+        except OSError:
+            if not zygote.lost:
+                raise
+        # The fork server died as it was asked (killed, by the OOM killer or by hand), before
+        # the engine knew: once more, with a new one.
         zygote = await self._zygote_ready()
         return await zygote.fork()
 
@@ -773,22 +917,34 @@ class ProcessBackend(TaskBackend):
             self._workers.remove(worker)
         assert worker.proc is not None
         returncode = await worker.proc.wait()
-        if worker.stderr_task is not None:
+        if returncode != 0:
+            # It crashed or was killed: what its job started in its process group (a forked
+            # child, a pool) would be left running with nobody to stop it.
+            await terminate_group(_proc(worker.proc), 0.0)
+        if worker.raw is not None:
+            # The rest of what its job wrote; not longer: a process it forked may hold the pipe.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(worker.stderr_task, 1.0)
+                await asyncio.wait_for(asyncio.shield(worker.raw.done), 1.0)
+            worker.raw.close()
         if self._zygote is not None:
             self._zygote.forget(worker.proc.pid)
         runs, worker.runs, worker.outbox = list(worker.runs), deque(), []
+        # Only a worker that died before it started any job counts against the jobs it held:
+        # one that ran jobs (then crashed in one, was stopped by a cancel or a timeout) says
+        # nothing of the jobs behind it, which must not fail for another job's crashes.
+        suspect = not worker.served
         for run in runs:
             if run.ended or run.cancelled:
                 continue
             run.worker = None
-            if run.started or run.handovers >= MAX_HANDOVERS:
+            if run.started:
                 run.end("error", WorkerCrashed(_crash_message(run.job, returncode)))
+            elif suspect and run.handovers >= MAX_HANDOVERS:
+                run.end("error", WorkerCrashed(_never_started(run.job, returncode)))
             else:
                 # It never started this job (it died while holding it, or idle): another
                 # worker runs it.
-                run.handovers += 1
+                run.handovers += suspect
                 self._hand_over(run)
         for _ in range(len(self._waiting)):
             if not self._waiting:
@@ -905,7 +1061,21 @@ def _by_value_modules() -> Collection[str] | None:
     return None if registered is None else tuple(registered)
 
 
+def _never_started(job: Job, returncode: int) -> str:
+    return (
+        f"job {job.name!r} did not start: {MAX_HANDOVERS + 1} worker processes in a row ended "
+        f"before they could start a job (the last one {_how(returncode)})"
+    )
+
+
 def _crash_message(job: Job, returncode: int) -> str:
+    return (
+        f"the worker process running job {job.name!r} {_how(returncode)} (a crash, os._exit "
+        "or the OOM killer); the engine goes on with a new worker"
+    )
+
+
+def _how(returncode: int) -> str:
     if returncode == UNKNOWN_EXIT:
         how = "ended (its exit code was lost with the process backend's fork server)"
     elif returncode < 0:
@@ -915,7 +1085,4 @@ def _crash_message(job: Job, returncode: int) -> str:
             how = f"was killed by signal {-returncode}"
     else:
         how = f"exited with code {returncode}"
-    return (
-        f"the worker process running job {job.name!r} {how} (a crash, os._exit or the OOM "
-        "killer); the engine goes on with a new worker"
-    )
+    return how
