@@ -13,13 +13,14 @@ timer for all such jobs, not a loop per job). :meth:`Condition.polls` says which
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidOptionType
+from .errors import InvalidOption, InvalidOptionType
 
 __all__ = ["AfterAll", "AfterAny", "AfterJob", "AfterTime", "AllOf", "AnyOf", "Condition"]
 __all__ += ["FunctionCondition"]  # not re-exported: what a plain callable condition becomes
@@ -193,6 +194,9 @@ class AfterTime(Condition):
         if isinstance(when, str):
             when = datetime.fromisoformat(when)
         at = when.timestamp() if isinstance(when, datetime) else float(when)
+        if math.isnan(at):  # never met, and never not met: its wake-up would spin the loop
+            msg = f"AfterTime({self.when!r}): not a point in time"
+            raise InvalidOption(msg)
         object.__setattr__(self, "_at", at)
 
     def check(self, lookup: Lookup) -> bool | None:

@@ -83,7 +83,8 @@ def seconds_in(text: str) -> float | None:
         pos = match.end()
     if len(parts) > 1 and any(number is None for number, _ in parts):
         return None  # a bare unit ("day") is a whole duration only by itself
-    return sum(float(number or 1) * _UNITS[unit] for number, unit in parts)
+    seconds = sum(float(number or 1) * _UNITS[unit] for number, unit in parts)
+    return seconds if math.isfinite(seconds) else None  # ("1" and 400 zeros "s")
 
 
 def parse_duration(value: Any, option: str, *, zero: bool = False) -> float:
@@ -122,8 +123,11 @@ def parse_duration(value: Any, option: str, *, zero: bool = False) -> float:
     if isinstance(value, timedelta):
         seconds: float | None = value.total_seconds()
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        seconds = float(value)
-        if not math.isfinite(seconds):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond a float (10**400)
+            seconds = None
+        if seconds is not None and not math.isfinite(seconds):
             seconds = None
     elif isinstance(value, str):
         seconds = seconds_in(value)

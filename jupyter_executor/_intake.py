@@ -8,12 +8,14 @@ a submission's unsubmitted dependencies join it.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from ._events import new_event
 from ._gates import Gates
 from ._graph import Graph
+from ._runstate import met
 from ._status import Status, set_status
 from .errors import DuplicateJobName, SubmitError
 from .job import Job, job_of, name_generated, requirements_named
@@ -208,6 +210,8 @@ class Intake(Gates):
                     if status is Status.FAILED or status is Status.CANCELLED:
                         to_cancel.append((job, f"dependency {req!r} {status.value}"))
                     waiting += 1
+                else:
+                    met(run, req)  # done already: its next end (a rerun) is not counted again
             run.waiting = waiting
             if waiting == 0:
                 ready.append(job)
@@ -255,15 +259,24 @@ class Intake(Gates):
             run = job.runstate
             spec = run.requires_spec
             if run.arg_jobs or run.condition is not None:
-                reqs = tuple(dict.fromkeys(_name_of(r) for r in job.required_jobs()))
-                requirements_named(job, reqs)
+                required = job.required_jobs()
                 cond = job.condition_jobs()
+                self._check_own(job, [*required, *cond])
+                reqs = tuple(dict.fromkeys(_name_of(r) for r in required))
+                requirements_named(job, reqs)
                 specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
             elif spec:
                 if len(spec) == 1:  # one requirement: a chain's link (no generator, no dict)
                     ref = spec[0]
-                    reqs = (ref.name if type(ref) is Job and ref.name else _name_of(ref),)
+                    if type(ref) is Job and ref.name:
+                        if ref.engine is not None and ref.engine is not self._as_engine:
+                            self._check_own(job, spec)
+                        reqs = (ref.name,)
+                    else:
+                        self._check_own(job, spec)
+                        reqs = (_name_of(ref),)
                 else:
+                    self._check_own(job, spec)
                     reqs = tuple(dict.fromkeys(_name_of(r) for r in spec))
                 requirements_named(job, reqs)
                 specs[str(job.name)] = reqs
@@ -273,6 +286,25 @@ class Intake(Gates):
             self._graph.add(specs, replacing=replacing, known=_Known(self._jobs, names))
         if specs:
             _drop_specs(new)
+
+    def _check_own(self, job: Job, refs: Iterable[Any]) -> None:
+        """Refuse a requirement (or a job given as an argument, or named by a condition) that
+        was submitted to another engine: it would be taken for this engine's job of the same
+        name, or be unknown here.
+
+        Raises
+        ------
+        SubmitError
+            One of ``refs`` is a job of another engine.
+        """
+        for ref in refs:
+            other = job_of(ref)
+            if other is not None and other.engine not in (None, self._as_engine):
+                msg = (
+                    f"job {job.name!r} requires job {other.name!r} of another engine "
+                    f"({other.engine!r}); a job can require only jobs of its own engine"
+                )
+                raise SubmitError(msg)
 
     def _next_name(self, base: str) -> str:
         """(under the lock) :meth:`_unique_name` for :meth:`_take_in_one`, whose submission

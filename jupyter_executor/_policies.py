@@ -28,7 +28,7 @@ class Policies(Scheduler):
         def rerun(self, job: Job | str) -> Job: ...
 
     def _retry(self, job: Job, why: str) -> None:
-        delay = job.retry_delay * 2 ** (job.attempts - 1)
+        delay = doubled(job.retry_delay, job.attempts - 1)
         with self._lock:
             self._move(job, Status.PENDING)
             # The store and the subscribers (a store of their own, a view) see the failed
@@ -93,7 +93,7 @@ class Policies(Scheduler):
                 return False
             life.restarts += 1
             life.failures = 0 if ok else life.failures + 1
-            delay = min(life.restart_delay * 2 ** max(0, life.failures - 1), 600.0)
+            delay = doubled(life.restart_delay, life.failures - 1, 600.0)
             why = "it ended" if ok else error_text(exc) if exc else "it failed"
             self._settle(
                 job,
@@ -224,3 +224,22 @@ def is_scheduled(job: Job) -> bool:
 
 def _clock(t: float | None) -> str:
     return "-" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+#: The longest delay a retry or a restart waits (a year): its doubling goes on no further.
+LONGEST_DELAY = 365 * 86400.0
+
+
+def doubled(delay: float, times: int, longest: float = LONGEST_DELAY) -> float:
+    """``delay`` doubled ``times`` times (none when negative), at most ``longest`` seconds.
+
+    In floats, with the doubling bounded: ``delay * 2 ** times`` in ints overflowed the
+    conversion to a float after 1,024 attempts (a job retried or restarted without a delay),
+    which left the job running for ever.
+
+    Examples
+    --------
+    >>> doubled(1.0, 3), doubled(0.0, 5000), doubled(2.0, 100, 600.0)
+    (8.0, 0.0, 600.0)
+    """
+    return min(delay * 2.0 ** min(max(0, times), 1000), longest)

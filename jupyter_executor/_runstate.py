@@ -67,6 +67,7 @@ class RunState:
         "history",
         "id",
         "life",
+        "met",
         "output",
         "progress",
         "requires_spec",
@@ -91,6 +92,7 @@ class RunState:
         self.life: Lifecycle | None = None
         self.waited = True
         self.waiting = 0
+        self.met: str | set[str] | None = None
         self.task: Any = None
         self.timeout_handle: Any = None
         self.cancel_requested = False
@@ -103,3 +105,27 @@ class RunState:
         self.progress: tuple[float, str] | None = None
         self.history: Any = None
         self.id: str | None = None
+
+
+def met(run: RunState, name: str) -> bool:
+    """Whether the requirement ``name`` of ``run``'s job was counted as done already; it is
+    counted from now on (test and set).
+
+    A requirement may end done more than once while its dependent waits for others (it is
+    rerun, replaced, restarted or scheduled): each dependent counts it once, or it would start
+    with another requirement still running. One met name is kept as the name itself (a chain's
+    every link has one), more in a set.
+    """
+    seen = run.met
+    if seen is None:
+        run.met = name
+        return False
+    if isinstance(seen, str):
+        if seen == name:
+            return True
+        run.met = {seen, name}
+        return False
+    if name in seen:
+        return True
+    seen.add(name)
+    return False

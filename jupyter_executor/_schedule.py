@@ -62,9 +62,12 @@ def parse_every(value: str | timedelta | float) -> timedelta:
     except InvalidOption:  # not a duration, zero or negative
         raise InvalidOption(_bad_every(value)) from None
     try:
-        return timedelta(seconds=seconds)
+        period = timedelta(seconds=seconds)
     except OverflowError:  # beyond 999,999,999 days
         raise InvalidOption(_bad_every(value)) from None
+    if period <= timedelta(0):  # under a microsecond: a timedelta of 0, a period that spins
+        raise InvalidOption(_bad_every(value))
+    return period
 
 
 def _bad_every(value: object) -> str:

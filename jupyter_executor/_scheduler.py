@@ -25,6 +25,7 @@ from ._intake import WIDE, Intake, collect_jobs
 from ._lifecycle import Lifecycle
 from ._make import freshness, missing_outputs, record_files
 from ._protocols import CANCELLED, Exc
+from ._runstate import met
 from ._snapshot import record_of, snapshot_of
 from ._status import FINISHED, Status, set_status
 from ._text import error_text
@@ -180,12 +181,15 @@ class Scheduler(Intake):
             job.submitted = self._now()
             waiting = 0
             failed_req = None
+            job.runstate.met = None
             for req in job.requirements:
                 status = self._jobs[req].status
                 if status is not Status.DONE:
                     waiting += 1
                     if status in (Status.FAILED, Status.CANCELLED):
                         failed_req = (req, status)
+                else:
+                    met(job.runstate, req)
             job.runstate.waiting = waiting
             self._record("rerun", job)
         return failed_req, waiting == 0
@@ -516,9 +520,11 @@ class Scheduler(Intake):
                 reqs = wide[dep_name]
             if name in reqs:
                 if done:
-                    dep.runstate.waiting -= 1
-                    if dep.runstate.waiting == 0:
-                        ready.append(dep)
+                    run = dep.runstate
+                    if not met(run, name):  # (a requirement that ends done again: a rerun)
+                        run.waiting -= 1
+                        if run.waiting == 0:
+                            ready.append(dep)
                 elif final:  # a job that will run again keeps its dependents
                     to_cancel.append((dep, f"dependency {name!r} {status.value}"))
             elif dep.runstate.waiting == 0:

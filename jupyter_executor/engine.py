@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Unpack, cast
 from . import _durable, _lifetime, _listing
 from ._clock import Clock
 from ._clusters import Clusters
+from ._context import running_job
 from ._converge import Converge
 from ._events import EngineEvent
 from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
@@ -468,6 +469,15 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         """
         if self._closed:
             return
+        job = running_job.get()
+        if job is not None and job.engine is self:
+            # Refused before anything changes: from a job, it would cancel and wait for that
+            # job itself, and cannot stop the thread the job runs on (a half-closed engine).
+            msg = (
+                f"engine.shutdown() inside job {job.name!r} would stop the engine that runs "
+                "that job; shut it down from outside its jobs"
+            )
+            raise SubmitError(msg)
         self._closed = True
         _lifetime.unregister(self._atexit)
         for job in list(self._jobs.values()):

@@ -88,6 +88,12 @@ class TaskBackend(Backend):
     #: hooks of ``_runtime`` are called around it.
     local = False
 
+    def __init__(self, engine: BackendHost) -> None:
+        super().__init__(engine)
+        # The tasks of local jobs settled without them (see _abandon): their late end is not
+        # news (the job may even be in its next attempt by then).
+        self._abandoned: set[asyncio.Task[Any]] = set()
+
     def start(self, job: Job) -> None:
         job.runstate.task = self.loop.create_task(self._run(job))
 
@@ -96,6 +102,7 @@ class TaskBackend(Backend):
         task: asyncio.Task[Any] | None = None  # looked up only for a handoff (most jobs: none)
         inline = 0
         current: Job | None = job
+        me = asyncio.current_task() if self.local else None  # (see _abandon)
         while current is not None:
             running_job.set(current)  # the task runs in a copy of the context: this stays local
             try:
@@ -106,11 +113,16 @@ class TaskBackend(Backend):
                 else:
                     result = await self.execute(current)
             except asyncio.CancelledError:
-                engine.finish(current, exc=CANCELLED)
+                if not (self._abandoned and me in self._abandoned):
+                    engine.finish(current, exc=CANCELLED)
                 return
             except BaseException as exc:  # a job's failure is stored on the job, never raised here
+                if self._abandoned and me in self._abandoned:
+                    return
                 current = engine.finish(current, exc=exc, handoff=self)
             else:
+                if self._abandoned and me in self._abandoned:
+                    return
                 current = engine.finish(current, result, handoff=self)
             if current is None:
                 return
@@ -157,6 +169,22 @@ class TaskBackend(Backend):
         task.cancel()
         # A task cancelled before its first step never enters _run: settle it from here.
         task.add_done_callback(lambda _t, job=job: self._cancelled_early(job, _t))
+        if self.local:
+            # The job's own coroutine may catch the CancelledError and go on.
+            self.loop.call_later(self.engine.cancel_grace, self._abandon, job, task)
+
+    def _abandon(self, job: Job, task: asyncio.Task[Any]) -> None:
+        """(loop thread) A local job's task still runs a grace after it was cancelled: its
+        coroutine caught the cancellation. Settle the job without it, as a thread job that
+        cannot be stopped (its slot is given back, ``wait()`` no longer waits for it); the
+        task runs on, and its end is ignored."""
+        if task.done() or job.runstate.task is not task or job.done():
+            return
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        why = "abandoned: its coroutine went on after it was cancelled"
+        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
+        self.engine.finish(job, exc=CANCELLED)
 
     def _cancelled_early(self, job: Job, task: asyncio.Task[Any]) -> None:
         if job.runstate.task is task:
