@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -139,9 +140,7 @@ class Reattach(Scheduler):
         follower = asyncio.get_running_loop().create_task(follow(log_path, job.output))
         try:
             with contextlib.suppress(psutil.NoSuchProcess):
-                proc = psutil.Process(job.pid)
-                # Not our child: psutil waits by polling the pid (it cannot wait() on it).
-                await asyncio.to_thread(proc.wait)
+                await _gone(psutil.Process(job.pid))
         except asyncio.CancelledError:
             follower.cancel()
             raise  # a cancel requested is carried out by _watch_cancelled
@@ -165,6 +164,37 @@ class Reattach(Scheduler):
                     rc,
                 ),
             )
+
+
+async def _gone(proc: Any) -> None:
+    """Until ``proc`` (a ``psutil.Process``, not our child) has ended.
+
+    On the loop, through a pidfd; else by looking every 0.25 s. Not in a thread blocked in
+    ``proc.wait()``: nothing can stop it, and the executor's threads are joined at interpreter
+    exit, so a kernel or a ``jupyter-executor schedules run`` that re-attached to a detached
+    command could not exit (nor end on SIGTERM) before that command did.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd (macOS, an old Linux)
+        while proc.is_running() and proc.status() != "zombie":
+            await asyncio.sleep(0.25)
+        return
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:  # (once the process has ended, for as long as the pidfd is open)
+        if not ended.done():
+            ended.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 def _orphaned(row: dict[str, Any], here: str, engine_id: str) -> bool:

@@ -52,6 +52,9 @@ else:
 #: record of a job whose kernel died before it could know the job's pid).
 _NOT_CLAIMED = 125
 
+#: The errno a command that cannot be started for a bad value fails with ("Invalid argument").
+_EINVAL = 22
+
 #: How often the kernel is checked for when no pidfd can watch it (seconds).
 _REPARENT_CHECK = 0.25
 
@@ -409,6 +412,10 @@ class _Zygote:
                 pid = self._start(request, fds)
             except OSError as exc:
                 self._send(f"failed {request['id']} {exc.errno or 0}")
+            except Exception:
+                # What cannot be passed to a process (a NUL byte, a lone surrogate that does
+                # not encode) fails this command alone: the zygote serves every other one.
+                self._send(f"failed {request['id']} {_EINVAL}")
             else:
                 self.running[pid] = (request["id"], float(request["grace"]))
                 self._send(f"started {request['id']} {pid}")

@@ -621,3 +621,66 @@ def test_a_burst_of_commands_past_the_descriptor_limit_waits_instead_of_failing(
     )
     done = run_python(script, tmp_path, 110)
     assert done.stdout.splitlines() == ["{'done': 300}", "[]", "True"], done.stdout
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_command_that_cannot_be_passed_to_a_process_fails_alone(tmp_path: Path) -> None:
+    # A NUL byte, a lone surrogate that does not encode, a variable named with "=": posix_spawn
+    # raises ValueError or UnicodeEncodeError, which the zygote did not catch. It died, and
+    # every command it was running was stopped with it. (The engine refuses most such values
+    # at submit now: this is the zygote's own guard.)
+    from jupyter_executor.backends.subprocess import _CannotRun, _Zygote
+
+    async def main() -> None:
+        zygote = _Zygote()
+        victim = await zygote.spawn(["sleep", "30"], {}, str(tmp_path), 1.0)
+        assert victim is not None and zygote._proc is not None
+        server = zygote._proc.pid
+        bad = [
+            (["echo", "a\x00b"], {}),
+            (["echo", "\ud800"], {}),
+            (["true"], {"X": "\ud800"}),
+            (["true"], {"A=B": "1"}),
+        ]
+        for argv, env in bad:
+            with pytest.raises(_CannotRun, match="Invalid argument"):
+                await zygote.spawn(argv, env, str(tmp_path), 1.0)
+        assert zygote._proc is not None and zygote._proc.pid == server
+        assert _runs(victim.pid)
+        fine = await zygote.spawn(["true"], {}, str(tmp_path), 1.0)
+        assert fine is not None and await fine.wait() == 0
+        os.kill(victim.pid, signal.SIGKILL)
+        assert await victim.wait() == -signal.SIGKILL
+        await zygote.close()
+
+    asyncio.run(main())
+
+
+def _pidfds() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+    return count
+
+
+@needs_pidfd
+@pytest.mark.timeout(60)
+def test_a_killed_zygote_leaves_no_pidfd_open(tmp_path: Path) -> None:
+    # The pidfd of each command it ran served to wait for the command to be gone, and was
+    # never closed: one descriptor leaked per command, engine after engine.
+    before = _pidfds()
+    engine = Engine(folder=tmp_path / "runs")
+    engine.cancel_grace = 0.5
+    jobs = [engine.submit(["sleep", "30"], name=f"s{i}") for i in range(5)]
+    _wait_for(lambda: all(j.pid is not None and _runs(j.pid) for j in jobs), 20)
+    pid = jobs[0].pid
+    assert pid is not None
+    zygote = psutil.Process(pid).parent()
+    assert zygote is not None and "--zygote" in zygote.cmdline()
+    zygote.kill()
+    engine.wait(timeout=30)
+    assert {j.status.value for j in jobs} == {"failed"}
+    engine.shutdown()
+    assert _pidfds() == before

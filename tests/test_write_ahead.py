@@ -246,3 +246,36 @@ def test_attached_commands_starting_together_share_their_write_ahead_flush(
         assert set(runs["status"]) == {"done"}
     finally:
         engine.shutdown()
+
+
+@pytest.mark.timeout(120)
+def test_a_process_that_reattached_a_detached_command_exits_when_shut_down(
+    tmp_path: Path,
+) -> None:
+    # It waited for the command in a thread (psutil's wait), which nothing could stop and
+    # which the interpreter joins at exit: a kernel, or `jupyter-executor schedules run`,
+    # could not exit (nor end on SIGTERM) before the detached command did.
+    marker = f"je-reattach-{uuid.uuid4().hex}"
+    command = ["sh", "-c", "sleep 60", marker]  # (the marker is its $0)
+    first = Engine(folder=tmp_path / "runs")
+    first.submit(command, name="d", detach=True)
+    wait_until(lambda: first["d"].pid is not None, 30, "the detached command started")
+    first.shutdown()
+    script = (
+        "from jupyter_executor import Engine\n"
+        f"engine = Engine(folder={str(tmp_path / 'runs')!r})\n"
+        "assert engine['d'].status == 'running', engine['d'].status\n"
+        "engine.shutdown()\n"
+    )
+    try:
+        start = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=45,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - start < 30  # the command runs on for 60 s
+        assert marked(marker)  # detached: it outlives both engines
+    finally:
+        for proc in marked(marker):
+            proc.kill()

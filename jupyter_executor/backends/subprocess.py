@@ -336,6 +336,7 @@ class _Forked:
         self._ended = ended
         self._pipes = pipes  # the read ends of its stdout and stderr, until drained
         self._pidfd: int | None = None
+        self._watch: asyncio.Future[None] | None = None  # (see _gone)
         if not ended.done():
             with contextlib.suppress(OSError):  # gone already: its end is on its way
                 self._pidfd = os.pidfd_open(pid)
@@ -372,8 +373,20 @@ class _Forked:
             raise
 
     async def _gone(self) -> None:
-        if self._pidfd is not None:
-            await _exited(self._pidfd)
+        # One watch, however many wait: a second reader of the same pidfd would replace the
+        # first's callback on the loop, and the first would wait for ever.
+        if self._watch is None:
+            if self._pidfd is None:
+                return
+            self._watch = asyncio.ensure_future(self._watch_gone(self._pidfd))
+        await asyncio.shield(self._watch)
+
+    async def _watch_gone(self, pidfd: int) -> None:
+        try:
+            await _exited(pidfd)
+        finally:  # gone, or the loop stops: the pidfd is closed either way (it leaked before)
+            self._pidfd = None
+            os.close(pidfd)
 
     def _release(self, ended: asyncio.Future[int]) -> None:
         if ended.exception() is None:  # else the pidfd still serves :meth:`wait`
