@@ -40,8 +40,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from . import _procs
+from ._duration import DURATIONS, duration_argument, parse_duration
 from ._terminal import job_note, seconds
 from ._terminal import table as columns
+from ._text import safe_text
+from .errors import InvalidOption, JupyterExecutorError
 
 if TYPE_CHECKING:
     from ._flow import Flow
@@ -105,6 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return EXIT_OK
+    except JupyterExecutorError as exc:
+        # A history that cannot be read (corrupt, newer, a folder that cannot be written):
+        # its message names the file and what is wrong, which is all a user can act on.
+        _err(" ".join(str(exc).split()))
+        return EXIT_FAILED
+    except OSError as exc:
+        # A file of the folder that cannot be read (a log turned into a folder, permissions).
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        _err(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,7 +168,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--plain", action="store_true", help="plain status lines, even on a terminal")
     run.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="notebooks: give up after this long"
+        "--timeout",
+        type=duration_argument("--timeout"),
+        metavar="DURATION",
+        help="notebooks: give up after this long (seconds, or a duration such as 5m)",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -192,7 +208,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     cancel.add_argument("name", metavar="NAME")
     folder(cancel)
-    _seconds_option(cancel, "--grace", 5.0, "time between SIGTERM and SIGKILL (default 5)")
+    # The duration grammar of the magics and the API ("90", "1.5", "1m30s"), finite and >= 0:
+    # nan or -1 crashed after the SIGTERM was sent, inf waited as long as the job ignored it.
+    cancel.add_argument(
+        "--grace",
+        type=duration_argument("--grace", zero=True),
+        default=5.0,
+        metavar="DURATION",
+        help="time between SIGTERM and SIGKILL (default 5 s)",
+    )
     cancel.set_defaults(handler=_cmd_cancel)
 
     schedules = sub.add_parser(
@@ -210,15 +234,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     folder(schedules)
     schedules.add_argument("--json", action="store_true", help="list: one JSON object per line")
-    _seconds_option(
-        schedules, "--rescan", 10.0, "run: look for schedules to re-arm this often (default 10)"
+    # Checked by the command (before anything is opened), where `schedules list` ignores it.
+    schedules.add_argument(
+        "--rescan",
+        default="10",
+        metavar="DURATION",
+        help="run: look for schedules to re-arm this often (default 10 s)",
     )
     schedules.set_defaults(handler=_cmd_schedules)
     return parser
-
-
-def _seconds_option(parser: argparse.ArgumentParser, flag: str, default: float, text: str) -> None:
-    parser.add_argument(flag, type=float, default=default, metavar="SECONDS", help=text)
 
 
 def _positive_int(text: str) -> int:
@@ -780,15 +804,19 @@ def _print_flows(flows: dict[str, Any], stream: TextIO) -> None:
 # -- history -------------------------------------------------------------------------------------
 
 
-def _open_store(folder: str) -> Any:
-    """The folder's history store, or None (after saying why) when it has none."""
+def _open_store(folder: str, *, write: bool = False) -> Any:
+    """The folder's history store, or None (after saying why) when it has none.
+
+    Read-only unless ``write``: reading the history needs no write access to the folder (a
+    colleague's runs, a read-only mount). StoreError when it cannot be used (see main).
+    """
     path = Path(folder)
     if not (path / "history.db").exists():
         print(f"no history in {folder} (no run recorded there yet)", file=sys.stderr)
         return None
     from .store import HistoryStore
 
-    return HistoryStore(path, "cli")
+    return HistoryStore(path, "cli", read_only=not write)
 
 
 def _cmd_why(args: argparse.Namespace) -> int:
@@ -798,14 +826,19 @@ def _cmd_why(args: argparse.Namespace) -> int:
     if store is None:
         return EXIT_FAILED
     target = Path(args.path).resolve()
-    rows = store.made(str(target))
+    # A path that is not UTF-8 (a byte 0xff of the command line), as the store writes one.
+    recorded = safe_text(str(target))
+    try:
+        rows = store.made(recorded)
+    finally:
+        store.close()
     if not rows:
         _err(f"no recorded run made {args.path} (only declared outputs= of jobs are recorded)")
         return EXIT_FAILED
     first = rows[0]
     run = [r for r in rows if (r["engine_id"], r["name"], r["attempt"], r["recorded"]) == (
         first["engine_id"], first["name"], first["attempt"], first["recorded"])]  # fmt: skip
-    made = next(r for r in run if r["role"] == "output" and r["path"] == str(target))
+    made = next(r for r in run if r["role"] == "output" and r["path"] == recorded)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first["recorded"]))
     print(
         f"{args.path} was made by job {first['name']!r} (attempt {first['attempt']}, "
@@ -929,7 +962,7 @@ def _recorded_runs(folder: Path, name: str) -> list[dict[str, Any]]:
         return []
     from .store import HistoryStore
 
-    store = HistoryStore(folder, "cli")
+    store = HistoryStore(folder, "cli", read_only=True)
     try:
         return store.history(name)
     finally:
@@ -990,14 +1023,16 @@ def _last_lines(path: Path, n: int) -> list[str]:
     from collections import deque
 
     with open(path, errors="replace") as f:
-        return [line.rstrip("\n") for line in deque(f, maxlen=n)]
+        # More lines than a deque can hold (--tail 1e30) is the whole file.
+        return [line.rstrip("\n") for line in deque(f, maxlen=min(n, sys.maxsize))]
 
 
 # -- cancel --------------------------------------------------------------------------------------
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    store = _open_store(args.folder)
+    # Writable: the end of a run no engine follows any more is recorded here.
+    store = _open_store(args.folder, write=True)
     if store is None:
         return EXIT_FAILED
     try:
@@ -1068,10 +1103,14 @@ def _cmd_schedules(args: argparse.Namespace) -> int:
     folder = args.where or args.folder
     if args.action == "list":
         return _list_schedules(folder, args.json)
-    if not args.rescan > 0:
-        _err(f"--rescan takes a number of seconds > 0, not {args.rescan!r}")
+    try:
+        # Finite and > 0, in the duration grammar: inf would never look again, 0 never rest.
+        rescan = parse_duration(args.rescan, "--rescan")
+    except InvalidOption:
+        expects = f"a number of seconds > 0 or a duration ({DURATIONS})"
+        _err(f"--rescan takes {expects}, not {args.rescan!r}")
         return EXIT_USAGE
-    return _run_schedules(folder, args.rescan)
+    return _run_schedules(folder, rescan)
 
 
 def _list_schedules(folder: str, as_json: bool) -> int:

@@ -101,12 +101,15 @@ class HistoryStore(DirectWrites):
         Seconds the writer waits at most, while changes keep pouring in (a burst of short
         jobs), before it writes what it has. With the time a batch takes to write, this bounds
         how long a run's end can stay in memory only: the default keeps it within a second.
+    read_only
+        Only read the history (``jupyter-executor list``): the folder need not be writable,
+        and every write raises :class:`StoreError`.
 
     Raises
     ------
     StoreError
-        The folder cannot be written, or ``history.db`` is not a database or was written by a
-        newer version of jupyter_executor.
+        The folder cannot be written (unless ``read_only``), or ``history.db`` is not a
+        database or was written by a newer version of jupyter_executor.
 
     Notes
     -----
@@ -149,12 +152,15 @@ class HistoryStore(DirectWrites):
         busy_timeout: float = 30.0,
         idle_timeout: float = 1.0,
         max_delay: float = 0.5,
+        read_only: bool = False,
     ) -> None:
         self.folder = Path(folder)
         self.path = self.folder / "history.db"
         self.engine_id = str(engine_id)
         self.busy_timeout = float(busy_timeout)
-        check_writable(self.folder, self.path)
+        self.read_only = bool(read_only)
+        if not self.read_only:
+            check_writable(self.folder, self.path)
         import psutil
 
         # Where this engine runs, for the engines table (see _register). Known now, in the
@@ -404,8 +410,14 @@ class HistoryStore(DirectWrites):
             )
 
     def _connect(self, create: bool = False) -> sqlite3.Connection:
-        """A connection with the schema checked (created or migrated when ``create``)."""
-        return _schema.connect(self.path, self.busy_timeout, create)
+        """A connection with the schema checked (created or migrated when ``create``).
+
+        A read-only store is refused every connection that would write (``create``).
+        """
+        if self.read_only and create:
+            msg = f"cannot write to the history at {self.path}: it was opened read-only"
+            raise StoreError(msg)
+        return _schema.connect(self.path, self.busy_timeout, create, read_only=self.read_only)
 
     def _transaction(
         self, what: str, step: Callable[[sqlite3.Connection], T], *, register: bool = False
@@ -597,7 +609,8 @@ class HistoryStore(DirectWrites):
     def _open_runs(self, detached: bool) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        self._connect(create=True).close()  # migrated: a database made before the engines table
+        if not self.read_only:
+            self._connect(create=True).close()  # migrated: made before the engines table
         return self._query(
             "SELECT runs.*, engines.host AS engine_host, engines.pid AS engine_pid, "
             "engines.pid_start_time AS engine_pid_start_time "

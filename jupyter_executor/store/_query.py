@@ -9,10 +9,11 @@ that name the option and the value. The JSON columns are decoded a column at a t
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypedDict
 
 from .._duration import parse_duration
@@ -40,6 +41,9 @@ class HistoryFilters(TypedDict, total=False):
 
 
 _STATUSES = frozenset(s.value for s in Status) - {Status.CREATED.value}
+# The largest LIMIT SQLite takes (a signed 64-bit integer).
+_MAX_ROWS = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def select(name: Any, **filters: Any) -> tuple[str, list[Any]]:
@@ -72,25 +76,34 @@ def select(name: Any, **filters: Any) -> tuple[str, list[Any]]:
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
         msg = f"history(limit={limit!r}): a number of runs is a whole number"
         raise InvalidOptionType(msg)
-    if limit < 0:
+    count = int(limit)
+    if count < 0:
         msg = f"history(limit={limit!r}): a number of runs is 0 or more"
         raise InvalidOption(msg)
+    if count > _MAX_ROWS:
+        # "At most more runs than SQLite can count" is all of them; SQLite itself would refuse
+        # the number (a datatype mismatch, which would blame the database).
+        return sql + ORDER, params
     # The latest ones (through the runs_by_time index), then oldest first like the rest.
-    latest = f"{sql} ORDER BY {ORDER_KEY} DESC, id DESC LIMIT {int(limit)}"
+    latest = f"{sql} ORDER BY {ORDER_KEY} DESC, id DESC LIMIT {count}"
     return f"SELECT * FROM ({latest})" + ORDER, params
 
 
 def _since(value: Any) -> float:
     if isinstance(value, datetime):
-        return value.timestamp()
+        return _timestamp(value)
     if isinstance(value, bool):
         msg = f"history(since={value!r}): expected epoch seconds, a datetime or a duration"
         raise InvalidOptionType(msg)
     if isinstance(value, numbers.Real):
-        if value != value or value in (float("inf"), float("-inf")):
+        try:
+            seconds = float(value)
+        except (OverflowError, ValueError):  # an int beyond a float (10**400)
+            seconds = math.nan
+        if not math.isfinite(seconds):
             msg = f"history(since={value!r}): epoch seconds are a finite number"
             raise InvalidOption(msg)
-        return float(value)
+        return seconds
     if isinstance(value, timedelta | str):
         # How long ago, in the duration grammar of every option ("2h", "1d", "90 min").
         try:
@@ -106,20 +119,39 @@ def _since(value: Any) -> float:
     raise InvalidOptionType(msg)
 
 
-def _statuses(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str | Status) else value
+def _timestamp(when: datetime) -> float:
+    """Epoch seconds of ``when``, also at the ends of the datetime range.
+
+    A naive datetime is local time, and the C library cannot convert one near year 1 or 9999
+    (``datetime.min.timestamp()`` raises "year 0 is out of range"). There, hours of time zone
+    make no difference to which runs are returned: it is counted as UTC.
+    """
     try:
-        items = list(items)
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return (aware - _EPOCH).total_seconds()
+
+
+def _statuses(value: Any) -> list[str]:
+    single = isinstance(value, str | Status)
+    try:
+        # Bytes iterate as numbers: refused whole (b"done" was named as history(status=100)).
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError  # the same refusal as any other value that is not a list
+        items = [value] if single else list(value)
     except TypeError:
         msg = f"history(status={value!r}): expected a status or a list of statuses"
         raise InvalidOptionType(msg) from None
     out = []
     for item in items:
         text = item.value if isinstance(item, Status) else item
-        if text not in _STATUSES:
+        if not isinstance(text, str) or text not in _STATUSES:
+            # The value is shown as given, an item of a list named after it.
+            what = "not" if single else f"{item!r} is not"
             known = ", ".join(sorted(_STATUSES))
-            msg = f"history(status={item!r}): not a status of a run ({known})"
-            raise InvalidOption(msg)
+            msg = f"history(status={value!r}): {what} a status of a run ({known})"
+            raise (InvalidOption if isinstance(text, str) else InvalidOptionType)(msg)
         out.append(text)
     if not out:
         msg = f"history(status={value!r}): no status given"

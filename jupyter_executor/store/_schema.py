@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -272,8 +273,13 @@ def migrate(con: sqlite3.Connection) -> int:
     return max(version, SCHEMA_VERSION)
 
 
-def connect(path: Path, busy_timeout: float, create: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path, busy_timeout: float, create: bool = False, *, read_only: bool = False
+) -> sqlite3.Connection:
     """A connection to ``path`` with its version checked (created or migrated when ``create``).
+
+    With ``read_only``, for a reader that never writes: ``path`` must exist, and a folder that
+    cannot be written is no obstacle (see :func:`_open_read_only`).
 
     Raises
     ------
@@ -287,14 +293,18 @@ def connect(path: Path, busy_timeout: float, create: bool = False) -> sqlite3.Co
         create_private(path)
     try:
         # isolation_level=None: transactions are explicit (see transaction()).
-        con = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        if read_only:
+            con = _open_read_only(path, busy_timeout)
+        else:
+            con = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     except sqlite3.Error as exc:
         msg = f"cannot open the history database at {path}: {exc}"
         raise StoreError(msg) from exc
     try:
         if create:
             retry_locked(lambda: con.execute("PRAGMA journal_mode=WAL"), busy_timeout)
-        con.execute("PRAGMA synchronous=NORMAL")
+        if not read_only:
+            con.execute("PRAGMA synchronous=NORMAL")
         version = schema_version(con)
         if version is not None and version > SCHEMA_VERSION:
             msg = (
@@ -312,6 +322,31 @@ def connect(path: Path, busy_timeout: float, create: bool = False) -> sqlite3.Co
         con.close()
         raise
     return con
+
+
+def _open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection that reads ``path`` (which must exist), also where nothing can be written.
+
+    Opened as usual first (``mode=rw`` only so that a missing file is not created): a reader
+    that could write leaves the folder as it was, where SQLite's ``mode=ro`` would leave the
+    ``-wal`` and ``-shm`` files it made behind. A database in WAL mode needs a ``-shm`` file
+    beside it, though, which a read-only folder (or mount) cannot get: when none exists and no
+    ``-wal`` either (its last writer closed it: nothing is in flight), the file is read as
+    *immutable*, without one. With a ``-wal`` left in such a folder its runs could not be read
+    that way: the error is raised.
+    """
+    uri = "file:" + urllib.parse.quote(os.fsencode(path.absolute()))
+    con = sqlite3.connect(f"{uri}?mode=rw", uri=True, timeout=busy_timeout, isolation_level=None)
+    try:
+        con.execute("PRAGMA user_version").fetchone()  # the first read opens the WAL index
+    except sqlite3.OperationalError:
+        con.close()
+        if Path(f"{path}-wal").exists():
+            raise
+    else:
+        return con
+    immutable = f"{uri}?mode=ro&immutable=1"
+    return sqlite3.connect(immutable, uri=True, timeout=busy_timeout, isolation_level=None)
 
 
 def retry_locked(step: Callable[[], Any], timeout: float) -> None:
