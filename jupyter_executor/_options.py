@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from ._duration import DURATIONS, Duration, flag_expects, parse_duration
 from .errors import InvalidOption, InvalidOptionType
@@ -42,13 +42,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
+    "MAX_LIMIT",
     "OPTIONS",
     "RESTART_POLICIES",
     "JobOptions",
     "Option",
     "SubmitOptions",
+    "check_limit",
     "check_options",
+    "check_os_text",
     "check_unknown",
+    "os_text_problem",
+    "shown_text",
     "split_submit_options",
 ]
 
@@ -175,17 +180,134 @@ def _check_notify(value: Any) -> bool | None:
     return bool(value)
 
 
+def _is_whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number: an int (not a bool) or an integral float (2.0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True  # (float() of 10**400 would overflow)
+    try:
+        return math.isfinite(value) and math.floor(value) == value
+    except (OverflowError, ValueError):  # a Fraction too large for a float
+        return False
+
+
 def _check_count(option: str, value: Any, extra: str = "") -> None:
-    whole = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and int(float(value)) == value
-    )
-    if not whole or value < 0:
+    if not _is_whole(value) or value < 0:
         kind = InvalidOption if isinstance(value, numbers.Real) else InvalidOptionType
         msg = f"{option}={value!r} is not a whole number >= 0{' ' + extra if extra else ''}"
         raise kind(msg)
+
+
+#: The largest limit of ``Engine(max_jobs=..., limits=..., keep_logs=...)``: more jobs than any
+#: machine runs at once, more logs than anyone reads; a larger number is a slip (10**30), and
+#: "no limit" is written None.
+MAX_LIMIT = 1_000_000
+
+
+@overload
+def check_limit(option: str, value: Any, *, least: int = 1, none: Literal[False]) -> int: ...
+
+
+@overload
+def check_limit(option: str, value: Any, *, least: int = 1, none: bool = True) -> int | None: ...
+
+
+def check_limit(option: str, value: Any, *, least: int = 1, none: bool = True) -> int | None:
+    """``value`` as the int an engine keeps: a whole number from ``least`` to :data:`MAX_LIMIT`,
+    or None (no limit) when ``none``.
+
+    An integral float (``2.0``) is the whole number it is, as for ``retries=``; a bool, nan,
+    inf or text is refused. Such a value used to be compared with ``<`` only: nan compares
+    False with everything, so ``max_jobs=nan`` was taken, and no job ever got a slot.
+
+    Raises
+    ------
+    InvalidOption
+        One line naming ``option`` and the value (:class:`InvalidOptionType` for a value that
+        is not a number, or a bool).
+
+    Examples
+    --------
+    >>> check_limit("max_jobs", 2.0)
+    2
+    >>> check_limit("max_jobs", float("nan"))
+    Traceback (most recent call last):
+    ...
+    jupyter_executor.errors.InvalidOption: max_jobs=nan is not a whole number >= 1 or None (no limit)
+    """  # noqa: E501
+    if value is None and none:
+        return None
+    if not _is_whole(value) or value < least:
+        what = f"a whole number >= {least}{' or None (no limit)' if none else ''}"
+        numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        msg = f"{option}={_shown_number(value)} is not {what}"
+        raise (InvalidOption if numeric else InvalidOptionType)(msg)
+    if value > MAX_LIMIT:
+        hint = ", or None for no limit" if none else ""
+        msg = f"{option}={_shown_number(value)} is too large: at most {MAX_LIMIT:_}{hint}"
+        raise InvalidOption(msg)
+    return int(value)
+
+
+def _shown_number(value: Any) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an int of more than 4300 digits (sys.set_int_max_str_digits)
+        return f"<an int of {value.bit_length()} bits>"
+
+
+def os_text_problem(text: str) -> tuple[int, str] | None:
+    """Where and why ``text`` cannot reach the operating system (an argv item, an environment
+    variable, a path), or None when it can.
+
+    A NUL ends a C string: the system would cut the text there, so Python refuses it when it
+    spawns. A lone surrogate that :func:`os.fsencode` cannot encode (``"\\ud800"``) is no
+    character at all. Both used to be found only by the shared subprocess zygote. An
+    undecodable byte as :func:`os.fsdecode` writes it (``"\\udcff"`` for ``0xff``) encodes back
+    to its byte: a legal non-UTF-8 file name, and fine.
+
+    Examples
+    --------
+    >>> import os
+    >>> os_text_problem(os.fsdecode(b"data-\\xff.csv")) is None
+    True
+    >>> os_text_problem("a\\x00b")
+    (1, 'holds a NUL character')
+    """
+    at = text.find("\0")
+    if at >= 0:
+        return at, "holds a NUL character"
+    if text.isascii():  # O(1): the string knows
+        return None
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        return exc.start, "holds a lone surrogate, which is no character (os.fsencode fails)"
+    return None
+
+
+def shown_text(text: str, at: int) -> str:
+    """The repr of ``text``, or of its part around index ``at`` when it is long (one line)."""
+    if len(text) <= 120:
+        return repr(text)
+    start = max(0, at - 40)
+    return f"...{text[start : at + 40]!r}... (index {at} of {len(text)} characters)"
+
+
+def check_os_text(option: str, text: str) -> None:
+    """Refuse ``text`` of ``option`` that no command line, environment or path can hold.
+
+    Raises
+    ------
+    InvalidOption
+        ``option=repr(text) holds ...``, one line (see :func:`os_text_problem`).
+    """
+    problem = os_text_problem(text)
+    if problem is not None:
+        at, why = problem
+        msg = f"{option}={shown_text(text, at)} {why}"
+        raise InvalidOption(msg)
 
 
 def _check_retries(value: Any) -> int:
@@ -244,25 +366,33 @@ def _check_env(env: Any) -> dict[str, str] | None:
         msg = f"env={env!r} is not a mapping: give a dict of names to text values"
         raise InvalidOptionType(msg)
     for key, value in env.items():
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+        if not isinstance(key, str) or not key or "=" in key:
             msg = f"env: {key!r} is not an environment variable name"
             raise (InvalidOption if isinstance(key, str) else InvalidOptionType)(msg)
+        problem = os_text_problem(key)
+        if problem is not None:
+            shown = shown_text(key, problem[0])
+            msg = f"env: {shown} is not an environment variable name: it {problem[1]}"
+            raise InvalidOption(msg)
         if not isinstance(value, str):
             msg = (
                 f"env[{key!r}]={value!r} is not text: environment values are strings "
                 f"(write str({value!r}) to pass it)"
             )
             raise InvalidOptionType(msg)
-        if "\0" in value:
-            msg = f"env[{key!r}]={value!r} holds a NUL character, which no environment can"
-            raise InvalidOption(msg)
+        check_os_text(f"env[{key!r}]", value)
     return dict(env) if env else None
 
 
 def _check_cwd(cwd: Any) -> Any:
-    if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+    if cwd is None:
+        return None
+    # The job keeps the path given; the backends read os.fspath(cwd), which must be text.
+    path = os.fspath(cwd) if isinstance(cwd, os.PathLike) else cwd
+    if not isinstance(path, str):
         msg = f"cwd={cwd!r} is not a folder: give a path (str or pathlib.Path)"
         raise InvalidOptionType(msg)
+    check_os_text("cwd", path)
     return cwd
 
 

@@ -12,14 +12,17 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _capture
 from ._loop import LoopThread
+from ._options import check_limit
 from ._protocols import Exc
 from ._status import Status
+from ._text import short_repr
 from .backends import Backend, make_backend
-from .errors import SubmitError
+from .errors import InvalidOption, InvalidOptionType, SubmitError
 from .job import BACKENDS, Job
 
 logger = logging.getLogger("jupyter_executor")
@@ -41,6 +44,34 @@ _PENDING, _RUNNING = Status.PENDING, Status.RUNNING
 
 
 _T = TypeVar("_T")
+
+
+def checked_limits(limits: Any) -> dict[str, int | None]:
+    """``limits`` (``Engine(limits=...)``, ``set_limits(...)``) checked whole, as the engine
+    keeps them: backend name to a whole number >= 1, or None (no limit).
+
+    Raises
+    ------
+    InvalidOption
+        An unknown backend name, or a limit out of range; :class:`InvalidOptionType` for what
+        is not a mapping of names to numbers. One line naming it and the value.
+    """
+    if not isinstance(limits, Mapping):
+        msg = (
+            f"limits={short_repr(limits)} is not a mapping of backend names to limits "
+            "(like {'thread': 8, 'process': 2})"
+        )
+        raise InvalidOptionType(msg)
+    checked: dict[str, int | None] = {}
+    for name, value in limits.items():
+        if not isinstance(name, str):
+            msg = f"limits: {name!r} is not a backend; use one of {', '.join(BACKENDS)}"
+            raise InvalidOptionType(msg)
+        if name not in BACKENDS:
+            msg = f"limits: unknown backend {name!r}; use one of {', '.join(BACKENDS)}"
+            raise InvalidOption(msg)
+        checked[name] = check_limit(f"limits[{name!r}]", value)
+    return checked
 
 
 class _EngineAttr(Generic[_T]):
@@ -143,14 +174,17 @@ class Slots(LoopThread):
         self._admitting = 0  # submissions posted to the loop and not admitted yet
 
     def set_limits(self, **limits: int | None) -> None:
-        """Set per-backend limits on running jobs, e.g. ``set_limits(thread=8, process=2)``."""
-        for name, value in limits.items():
-            if name not in BACKENDS:
-                msg = f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}"
-                raise ValueError(msg)
-            if value is not None and value < 1:
-                msg = f"the limit of {name!r} must be >= 1 or None, not {value!r}"
-                raise ValueError(msg)
+        """Set per-backend limits on running jobs, e.g. ``set_limits(thread=8, process=2)``.
+
+        Each limit is a whole number >= 1, or None for no limit.
+
+        Raises
+        ------
+        InvalidOption
+            An unknown backend, or a limit that is no whole number >= 1 (one line naming it);
+            then no limit is changed.
+        """
+        for name, value in checked_limits(limits).items():
             self.limits[name] = value
             backend = self._backends.get(name)
             if backend is not None:

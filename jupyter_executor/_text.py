@@ -22,7 +22,15 @@ import codecs
 import reprlib
 from typing import Any
 
-__all__ = ["ERRORS", "error_message", "error_text", "safe_json", "safe_text", "short_repr"]
+__all__ = [
+    "ERRORS",
+    "env_text",
+    "error_message",
+    "error_text",
+    "safe_json",
+    "safe_text",
+    "short_repr",
+]
 
 #: Name of the codec error handler that writes lone surrogates as ``\xNN`` / ``\uNNNN``.
 ERRORS = "jupyter_executor.escape"
@@ -140,3 +148,15 @@ def error_message(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return "<exception str() failed>"
+
+
+def env_text(text: object) -> str:
+    """``text`` as a process can be given it in its environment: :func:`safe_text`, and a NUL
+    byte written as ``\\x00`` (a job's name may hold both; an environment can hold neither).
+
+    Examples
+    --------
+    >>> env_text("etl \\ud800\\x00 v2")
+    'etl \\\\ud800\\\\x00 v2'
+    """
+    return safe_text(str(text)).replace("\x00", "\\x00")

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
-from . import _durable, _lifetime, _listing
+from . import _durable, _lifetime, _listing, _slots
 from ._clock import Clock
 from ._clusters import Clusters
 from ._context import running_job
@@ -46,12 +46,20 @@ from ._converge import Converge
 from ._events import EngineEvent
 from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
 from ._logs import log_stem
-from ._options import JobOptions, check_flag, split_submit_options
+from ._options import (
+    JobOptions,
+    check_flag,
+    check_limit,
+    check_options,
+    check_unknown,
+    split_submit_options,
+)
 from ._platform import check_supported
 from ._policies import Policies
 from ._reattach import Reattach
 from ._registry import ON_DUPLICATE
 from ._status import Status
+from ._text import short_repr
 from ._waiting import Waiting
 from ._waiting import set_wait_display as set_wait_display  # the IPython extension's hook
 from ._waiting import showing_wait as showing_wait  # _ipython.py's %jobs wait shows its jobs
@@ -96,7 +104,8 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
     folder
         Where logs are written (``./.jupyter_executor/`` by default, created on first use).
     max_jobs
-        At most this many jobs run at once, all backends together (None: no global limit).
+        At most this many jobs run at once, all backends together (None: no global limit);
+        like each of ``limits``, a whole number from 1 to 1,000,000.
     dask
         For the dask backend: a ``distributed.Client``, a scheduler address, a dict of
         ``LocalCluster`` options, or None to start a ``LocalCluster`` on first use.
@@ -109,7 +118,8 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         Record every run in ``FOLDER/history.db`` (SQLite), read by :meth:`history`; a new
         engine on the same folder re-attaches to the detached jobs still running.
     keep_logs
-        Archived logs kept per job; each new run archives the previous log first.
+        Archived logs kept per job; each new run archives the previous log first (0: the
+        previous log is deleted).
     resume
         Mark done, without running, a job whose identical earlier run (same command, same input
         contents) succeeded and whose outputs still exist (unless something it requires ran).
@@ -169,7 +179,15 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         clock: Clock | None = None,
     ) -> None:
         check_supported("Engine()")
-        _check_engine_options(jobs, notify, max_jobs, dask, cluster_options, default_backend)
+        _check_engine_options(jobs, notify, dask, cluster_options, default_backend)
+        # Checked before anything starts: a refused engine leaves no thread behind.
+        checked_max_jobs = check_limit("max_jobs", max_jobs)
+        checked_limits = _slots.checked_limits(limits) if limits is not None else {}
+        _check_engine_flags(
+            folder,
+            {"history": history, "resume": resume, "force": force,
+             "print_traceback": print_traceback, "log_timestamps": log_timestamps},
+        )  # fmt: skip
         #: Jobs whose ``notify`` is None say when they end if this is True.
         self.notify = bool(notify)
         self.id = id or secrets.token_hex(4)
@@ -181,11 +199,8 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         self.default_backend = default_backend
         #: Run every make-like job even when it is up to date.
         self.force = force
-        if keep_logs < 1:
-            msg = f"keep_logs must be >= 1, not {keep_logs!r}"
-            raise ValueError(msg)
-        #: Archived logs kept per job (older ones are deleted).
-        self.keep_logs = keep_logs
+        #: Archived logs kept per job (older ones are deleted; 0: none is kept).
+        self.keep_logs = check_limit("keep_logs", keep_logs, least=0, none=False)
         #: Skip a job whose identical earlier run succeeded and whose outputs still exist.
         self.resume = resume
         #: Write the traceback of each failed job to ``sys.stderr`` as it fails.
@@ -194,10 +209,10 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         self.log_timestamps = bool(log_timestamps)
         self._init_events(clock)
         self._init_loop()
-        self._init_slots(max_jobs)
+        self._init_slots(checked_max_jobs)
         self._init_run_state(jobs)
-        if limits:
-            self.set_limits(**limits)
+        if checked_limits:
+            self.set_limits(**checked_limits)
         self._options = {
             "id": id, "folder": folder, "max_jobs": max_jobs, "dask": dask,
             "cluster_options": cluster_options, "history": history, "keep_logs": keep_logs,
@@ -289,10 +304,16 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
             return self._submit_jobs([target, *args], replace, on_duplicate, options)
         # (``options`` is this call's own dict: split without a copy)
         job_options, kwargs = split_submit_options(cast("dict[str, Any]", options), for_jobs=False)
-        if job_options.get("detach") is True and not isinstance(target, (str, list, tuple)):
+        command = isinstance(target, (str, list, tuple))
+        if kwargs and command:
+            # A command has no function to pass them to: a misspelt option (timout=5) would
+            # otherwise be dropped without a word.
+            check_unknown(kwargs)
+        if job_options.get("detach") is True and not command:
             # Python that outlives the kernel: shipped to a detached command (_detached.py).
             from . import _detached
 
+            check_options(job_options)  # (env=, cwd=...: at the door, before anything ships)
             job_options.pop("detach")
             return _detached.submit_call(self, target, args, kwargs, **job_options)
         if job_options.get("backend") is None:
@@ -510,7 +531,6 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
 def _check_engine_options(
     jobs: tuple[Any, ...],
     notify: Any,
-    max_jobs: int | None,
     dask: Any,
     cluster_options: Mapping[str, Any] | None,
     default_backend: str | None,
@@ -520,16 +540,27 @@ def _check_engine_options(
     for job in jobs:
         if not isinstance(job, Job):
             msg = f"Engine(*jobs) takes Job objects, not {job!r}"
-            raise TypeError(msg)
-    if max_jobs is not None and max_jobs < 1:
-        msg = f"max_jobs must be >= 1 or None, not {max_jobs!r}"
-        raise ValueError(msg)
+            raise InvalidOptionType(msg)
     if cluster_options and not (isinstance(dask, str) and dask.lower() in _HPC_KINDS):
-        msg = "cluster_options= needs dask='slurm', 'pbs', 'sge' or 'lsf'"
-        raise ValueError(msg)
+        kinds = "'slurm', 'pbs', 'sge' or 'lsf'"
+        msg = f"cluster_options= needs dask={kinds}, not dask={short_repr(dask)}"
+        raise InvalidOption(msg)
     if default_backend is not None and default_backend not in BACKENDS:
-        msg = f"unknown backend {default_backend!r}; use one of {', '.join(BACKENDS)}"
-        raise ValueError(msg)
+        msg = (
+            f"default_backend={default_backend!r} is not a backend: "
+            f"use one of {', '.join(BACKENDS)}"
+        )
+        raise (InvalidOption if isinstance(default_backend, str) else InvalidOptionType)(msg)
+
+
+def _check_engine_flags(folder: Any, flags: Mapping[str, Any]) -> None:
+    """Refuse a ``folder`` that is no path, and a flag (name: value) that is not True or False
+    ("no" would be true, None false, by accident)."""
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        msg = f"folder={folder!r} is not a folder: give a path (str or pathlib.Path)"
+        raise InvalidOptionType(msg)
+    for name, value in flags.items():
+        check_flag(name, value)
 
 
 _default: Engine | None = None

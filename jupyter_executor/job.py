@@ -17,7 +17,15 @@ from ._capture import Output
 from ._conditions import flatten
 from ._jobinfo import JobInfo
 from ._lifecycle import Lifecycle, has_lifecycle
-from ._options import BACKENDS, DEFAULTS, OPTIONS, RESTART_POLICIES, JobOptions, check_options
+from ._options import (
+    BACKENDS,
+    DEFAULTS,
+    OPTIONS,
+    RESTART_POLICIES,
+    JobOptions,
+    check_options,
+    check_os_text,
+)
 from ._runstate import RunState
 from ._snapshot import snapshot_of
 from ._status import FINISHED, Status, set_status
@@ -261,6 +269,11 @@ class Job:
                 self.kind, backend = _kind_and_backend(target, opts["backend"], opts["retries"])
                 dask_options = _dask_options(backend, opts["resources"], opts["priority"])
                 life = Lifecycle.build(self.kind, opts) if has_lifecycle(opts) else None
+            if self.kind == "command" and (args or kwargs):
+                # A command has no function to pass them to: they used to be dropped quietly.
+                given = short_repr(tuple(args) if args else dict(kwargs or {}))
+                msg = f"a command takes no arguments: write them in it, not as {given}"
+                raise InvalidOption(msg)
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
@@ -751,6 +764,33 @@ def _check_target(kind: str, backend: str, target: Any) -> None:
     if kind != "command" and backend == "subprocess":
         msg = "the subprocess backend runs commands: give a string or an argv list"
         raise InvalidOption(msg)
+    if kind == "command":
+        _check_command(target)
+
+
+def _check_command(command: str | Sequence[Any]) -> None:
+    """Refuse a command the system cannot be given: an argv item that is not text, a NUL, a
+    lone surrogate (see :func:`~._options.os_text_problem`).
+
+    Found here, at submit, and not when the command is spawned: a bad item used to fail the
+    job later with a message that named no item, or reach the subprocess zygote that all the
+    engine's commands share.
+    """
+    if isinstance(command, str):
+        check_os_text("command", command)
+        return
+    for i, item in enumerate(command):
+        # A path is text: the backends run os.fspath(item). Bytes are refused, not decoded:
+        # the job, its history and its listing show the command as given, and bytes are not
+        # text there (JSON); os.fsdecode makes the one text that encodes back to those bytes.
+        text = os.fspath(item) if isinstance(item, os.PathLike) else item
+        if isinstance(text, bytes):
+            msg = f"command[{i}]={text!r} is bytes: give text, os.fsdecode({text!r})"
+            raise InvalidOptionType(msg)
+        if not isinstance(text, str):
+            msg = f"command[{i}]={short_repr(item)} is not text: give str or a path (os.PathLike)"
+            raise InvalidOptionType(msg)
+        check_os_text(f"command[{i}]", text)
 
 
 def job_of(value: Any) -> Job | None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _cell_task
+from .._text import env_text
 from ..errors import CommandFailed
 from ..job import resolve_args
 from . import _dask_task
@@ -263,7 +264,7 @@ class DaskBackend(TaskBackend):
             # A command runs in a subprocess of the worker (scriptflow's tasks on a cluster or
             # an HPC queue); the engine's id and the job's name reach it as for subprocess jobs.
             env = {**(job.env or {}), "JUPYTER_EXECUTOR_ID": self.engine.id}
-            env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
+            env["JUPYTER_EXECUTOR_JOB"] = env_text(job.name)
             env.setdefault("PYTHONUNBUFFERED", "1")  # child Python output arrives as printed
             cwd = os.fspath(job.cwd) if job.cwd is not None else None
             fn, args, kwargs = _RUN_COMMAND, (job.target, cwd, env), {}

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import _worker
 from .._protocols import CANCELLED
 from .._status import Status
-from .._text import error_text
+from .._text import env_text, error_text
 from .._worker import BOOT, END_MARK, HEADER, REPORT
 from ..errors import WorkerCrashed
 from ..job import resolve_args
@@ -713,7 +713,7 @@ class ProcessBackend(TaskBackend):
         # The kernel's environment (the same dict for most jobs, sent to a worker only when it
         # changed), and this job's own variables on top.
         base = self._environment()
-        extra = {**(job.env or {}), "JUPYTER_EXECUTOR_JOB": str(job.name)}
+        extra = {**(job.env or {}), "JUPYTER_EXECUTOR_JOB": env_text(job.name)}
         payload = (job.name, job.target, args, kwargs)
         try:
             data = _by_reference(payload)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
 
 from .. import _procs
+from .._text import env_text
 from ..errors import CommandFailed, JupyterExecutorError, StoreError
 from ._base import TaskBackend
 
@@ -663,7 +664,7 @@ def _command_of(job: Job, engine_id: str) -> tuple[list[str], dict[str, str], st
     """
     env = {**job.env} if job.env else {}
     env["JUPYTER_EXECUTOR_ID"] = engine_id
-    env["JUPYTER_EXECUTOR_JOB"] = str(job.name)
+    env["JUPYTER_EXECUTOR_JOB"] = env_text(job.name)
     if "PYTHONUNBUFFERED" not in env and "PYTHONUNBUFFERED" not in os.environ:
         env["PYTHONUNBUFFERED"] = "1"  # child Python output arrives as it is printed
     cwd = os.fspath(job.cwd) if job.cwd is not None else None
