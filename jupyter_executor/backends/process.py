@@ -264,8 +264,11 @@ class _RawOutput:
         loop.add_reader(fd, self.drain)
 
     def drain(self) -> None:
-        """Copy what the pipe holds now (each read at most 64 KiB)."""
-        while self._fd is not None:
+        """Copy what the pipe holds now: at most 16 reads of 64 KiB (a job that writes without
+        end must not keep the loop here; the loop calls again while the pipe is readable)."""
+        for _ in range(16):
+            if self._fd is None:
+                return
             try:
                 data = os.read(self._fd, 65536)
             except (BlockingIOError, InterruptedError):
