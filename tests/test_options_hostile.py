@@ -245,8 +245,6 @@ def test_a_function_still_gets_the_keywords_that_are_no_options(engine: Engine) 
 def test_an_odd_job_name_reaches_its_command_as_text_it_can_hold(engine: Engine) -> None:
     # The name is given to the command as JUPYTER_EXECUTOR_JOB: a lone surrogate in it made
     # posix_spawn fail (the zygote died of it, with every other command it ran).
-    job = engine.submit(
-        ["sh", "-c", 'printf "%s" "$JUPYTER_EXECUTOR_JOB"'], name="a\ud800b\x00c"
-    )
+    job = engine.submit(["sh", "-c", 'printf "%s" "$JUPYTER_EXECUTOR_JOB"'], name="a\ud800b\x00c")
     assert engine.wait_job(job, timeout=30)
     assert job.tail() == "a\\ud800b\\x00c"
