@@ -266,18 +266,7 @@ class Intake(Gates):
                 requirements_named(job, reqs)
                 specs[str(job.name)] = reqs + tuple(_name_of(r) for r in cond) if cond else reqs
             elif spec:
-                if len(spec) == 1:  # one requirement: a chain's link (no generator, no dict)
-                    ref = spec[0]
-                    if type(ref) is Job and ref.name:
-                        if ref.engine is not None and ref.engine is not self._as_engine:
-                            self._check_own(job, spec)
-                        reqs = (ref.name,)
-                    else:
-                        self._check_own(job, spec)
-                        reqs = (_name_of(ref),)
-                else:
-                    self._check_own(job, spec)
-                    reqs = tuple(dict.fromkeys(_name_of(r) for r in spec))
+                reqs = self._spec_names(job, spec)
                 requirements_named(job, reqs)
                 specs[str(job.name)] = reqs
             # else no edges: the graph needs no node for it
@@ -286,6 +275,17 @@ class Intake(Gates):
             self._graph.add(specs, replacing=replacing, known=_Known(self._jobs, names))
         if specs:
             _drop_specs(new)
+
+    def _spec_names(self, job: Job, spec: builtins.list[Any]) -> tuple[str, ...]:
+        """The names of the requirements ``job`` was given (``requires()``), each once."""
+        if len(spec) == 1:  # one requirement: a chain's link (no generator, no dict)
+            ref = spec[0]
+            if type(ref) is Job and ref.name:
+                if ref.engine is not None and ref.engine is not self._as_engine:
+                    self._check_own(job, spec)
+                return (ref.name,)
+        self._check_own(job, spec)
+        return tuple(dict.fromkeys(_name_of(r) for r in spec))
 
     def _check_own(self, job: Job, refs: Iterable[Any]) -> None:
         """Refuse a requirement (or a job given as an argument, or named by a condition) that

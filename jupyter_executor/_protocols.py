@@ -80,6 +80,11 @@ class BackendHost(Protocol):
         to be run in the caller's task.
         """
 
+    def give_up(self, job: Job, why: str) -> None:
+        """(loop thread) Settle a cancelled attempt of ``job`` that does not stop (a thread
+        blocked in C, a coroutine that swallows its cancellation) without waiting for it any
+        longer: cancelled, ``why`` added to its reason. The backend ignores its late end."""
+
     def finish_here(self, job: Job, result: Any, exc: Exc, backend: Any) -> Job | None:
         """:meth:`finish` with ``handoff=backend``, called from a backend's own thread.
 

@@ -295,6 +295,11 @@ class Scheduler(Intake):
             except Exception as exc:
                 self._finish(job, exc=exc)
 
+    def _give_up(self, job: Job, why: str) -> None:
+        """(loop thread) Settle a cancelled attempt that does not stop (see ``BackendHost``)."""
+        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
+        self._finish(job, exc=CANCELLED)
+
     def _finish(
         self, job: Job, result: Any = None, exc: Exc = None, handoff: Backend | None = None
     ) -> Job | None:
@@ -520,10 +525,9 @@ class Scheduler(Intake):
                 reqs = wide[dep_name]
             if name in reqs:
                 if done:
-                    run = dep.runstate
-                    if not met(run, name):  # (a requirement that ends done again: a rerun)
-                        run.waiting -= 1
-                        if run.waiting == 0:
+                    if not met(dep.runstate, name):  # (a requirement done again: a rerun)
+                        dep.runstate.waiting -= 1
+                        if dep.runstate.waiting == 0:
                             ready.append(dep)
                 elif final:  # a job that will run again keeps its dependents
                     to_cancel.append((dep, f"dependency {name!r} {status.value}"))

@@ -95,13 +95,15 @@ class EngineHost:
     """
 
     __slots__ = (
-        "_engine", "call_soon", "finish", "finish_here", "job_changed", "note_pid", "started",
+        "_engine", "call_soon", "finish", "finish_here", "give_up", "job_changed", "note_pid",
+        "started",
     )  # fmt: skip
 
     def __init__(self, engine: Slots) -> None:
         self._engine = engine
         self.finish = engine._finish
         self.finish_here = engine._finish_here
+        self.give_up = engine._give_up
         self.call_soon = engine._call_soon
         self.job_changed = engine._job_changed
         self.note_pid = engine._note_pid
@@ -147,6 +149,8 @@ class Slots(LoopThread):
         def _finish(
             self, job: Job, result: Any = None, exc: Exc = None, handoff: Backend | None = None
         ) -> Job | None: ...
+
+        def _give_up(self, job: Job, why: str) -> None: ...
 
         def _arm_timeout(self, job: Job, attempt: int) -> None: ...
 

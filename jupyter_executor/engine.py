@@ -43,12 +43,12 @@ from ._clock import Clock
 from ._clusters import Clusters
 from ._context import running_job
 from ._converge import Converge
+from ._engine_options import check_engine_flags, check_engine_options
 from ._events import EngineEvent
 from ._lifetime import shutdown_all as shutdown_all  # the kernel's shutdown hook calls it
 from ._logs import log_stem
 from ._options import (
     JobOptions,
-    check_flag,
     check_limit,
     check_options,
     check_unknown,
@@ -59,7 +59,6 @@ from ._policies import Policies
 from ._reattach import Reattach
 from ._registry import ON_DUPLICATE
 from ._status import Status
-from ._text import short_repr
 from ._waiting import Waiting
 from ._waiting import set_wait_display as set_wait_display  # the IPython extension's hook
 from ._waiting import showing_wait as showing_wait  # _ipython.py's %jobs wait shows its jobs
@@ -69,7 +68,7 @@ from .errors import (
     InvalidOptionType,
     SubmitError,
 )
-from .job import BACKENDS, Job
+from .job import Job
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,9 +85,6 @@ _view_makers: dict[str, Callable[[Engine], Any]] = {}
 
 #: Columns of :meth:`Engine.list`, in order.
 COLUMNS = _listing.COLUMNS
-
-#: dask= values that start a dask-jobqueue cluster.
-_HPC_KINDS = ("slurm", "pbs", "sge", "lsf")
 
 
 class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
@@ -179,11 +175,11 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         clock: Clock | None = None,
     ) -> None:
         check_supported("Engine()")
-        _check_engine_options(jobs, notify, dask, cluster_options, default_backend)
+        check_engine_options(jobs, notify, dask, cluster_options, default_backend)
         # Checked before anything starts: a refused engine leaves no thread behind.
         checked_max_jobs = check_limit("max_jobs", max_jobs)
         checked_limits = _slots.checked_limits(limits) if limits is not None else {}
-        _check_engine_flags(
+        check_engine_flags(
             folder,
             {"history": history, "resume": resume, "force": force,
              "print_traceback": print_traceback, "log_timestamps": log_timestamps},
@@ -526,41 +522,6 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
     def closed(self) -> bool:
         """True once :meth:`shutdown` has run."""
         return self._closed
-
-
-def _check_engine_options(
-    jobs: tuple[Any, ...],
-    notify: Any,
-    dask: Any,
-    cluster_options: Mapping[str, Any] | None,
-    default_backend: str | None,
-) -> None:
-    """Raise, with a one-line message naming the option, on a bad ``Engine(...)`` option."""
-    check_flag("notify", notify)
-    for job in jobs:
-        if not isinstance(job, Job):
-            msg = f"Engine(*jobs) takes Job objects, not {job!r}"
-            raise InvalidOptionType(msg)
-    if cluster_options and not (isinstance(dask, str) and dask.lower() in _HPC_KINDS):
-        kinds = "'slurm', 'pbs', 'sge' or 'lsf'"
-        msg = f"cluster_options= needs dask={kinds}, not dask={short_repr(dask)}"
-        raise InvalidOption(msg)
-    if default_backend is not None and default_backend not in BACKENDS:
-        msg = (
-            f"default_backend={default_backend!r} is not a backend: "
-            f"use one of {', '.join(BACKENDS)}"
-        )
-        raise (InvalidOption if isinstance(default_backend, str) else InvalidOptionType)(msg)
-
-
-def _check_engine_flags(folder: Any, flags: Mapping[str, Any]) -> None:
-    """Refuse a ``folder`` that is no path, and a flag (name: value) that is not True or False
-    ("no" would be true, None false, by accident)."""
-    if folder is not None and not isinstance(folder, (str, os.PathLike)):
-        msg = f"folder={folder!r} is not a folder: give a path (str or pathlib.Path)"
-        raise InvalidOptionType(msg)
-    for name, value in flags.items():
-        check_flag(name, value)
 
 
 _default: Engine | None = None

@@ -269,11 +269,8 @@ class Job:
                 self.kind, backend = _kind_and_backend(target, opts["backend"], opts["retries"])
                 dask_options = _dask_options(backend, opts["resources"], opts["priority"])
                 life = Lifecycle.build(self.kind, opts) if has_lifecycle(opts) else None
-            if self.kind == "command" and (args or kwargs):
-                # A command has no function to pass them to: they used to be dropped quietly.
-                given = short_repr(tuple(args) if args else dict(kwargs or {}))
-                msg = f"a command takes no arguments: write them in it, not as {given}"
-                raise InvalidOption(msg)
+            if self.kind == "command":
+                _no_arguments(args, kwargs)
         except BaseException:
             # A refused coroutine object will never run: close it, or Python warns later
             # that it was never awaited, far from the line that made it.
@@ -766,6 +763,16 @@ def _check_target(kind: str, backend: str, target: Any) -> None:
         raise InvalidOption(msg)
     if kind == "command":
         _check_command(target)
+
+
+def _no_arguments(args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse the arguments given with a command: it has no function to pass them to (they
+    used to be dropped without a word)."""
+    if not args and not kwargs:
+        return
+    given = short_repr(tuple(args) if args else dict(kwargs or {}))
+    msg = f"a command takes no arguments: write them in it, not as {given}"
+    raise InvalidOption(msg)
 
 
 def _check_command(command: str | Sequence[Any]) -> None:

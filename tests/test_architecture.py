@@ -83,12 +83,11 @@ def test_the_facade_and_every_core_class_stay_readable() -> None:
                 assert size <= 600, f"{module}: class {node.name} has {size} lines"
 
 
-#: Who may write a job's cancel request: the job itself (its defaults) and the scheduler. The
-#: thread and dask backends still amend the reason when they give up on a run (to do: a
-#: ``why=`` for ``BackendHost.finish``); every other room goes through the scheduler.
-CANCEL_WRITERS = (
-    "job.py", "_runstate.py", "_scheduler.py", "backends/thread.py", "backends/dask.py",
-)  # fmt: skip
+#: Who may write a job's cancel request: the job itself (its defaults) and the scheduler. A
+#: backend that gives up on a run says why through ``BackendHost.give_up``; the dask backend
+#: still amends the reason of a task it cannot stop (to do: the same); every other room goes
+#: through the scheduler.
+CANCEL_WRITERS = ("job.py", "_runstate.py", "_scheduler.py", "backends/dask.py")
 
 
 def test_only_the_scheduler_writes_the_cancel_request() -> None:

@@ -105,6 +105,8 @@ class TaskBackend(Backend):
         me = asyncio.current_task() if self.local else None  # (see _abandon)
         while current is not None:
             running_job.set(current)  # the task runs in a copy of the context: this stays local
+            result: Any = None
+            exc: BaseException | None = None
             try:
                 if current.runstate.life is not None or (self.local and attempt_hooks):
                     result = await self._attempt(current)
@@ -112,18 +114,14 @@ class TaskBackend(Backend):
                     result = await current.target  # one coroutine frame less per job
                 else:
                     result = await self.execute(current)
-            except asyncio.CancelledError:
-                if not (self._abandoned and me in self._abandoned):
-                    engine.finish(current, exc=CANCELLED)
+            except BaseException as error:  # a job's failure is stored on the job, never raised
+                exc = error
+            if self._abandoned and me in self._abandoned:
+                return  # settled without it (see _abandon): its end is not news
+            if isinstance(exc, asyncio.CancelledError):
+                engine.finish(current, exc=CANCELLED)
                 return
-            except BaseException as exc:  # a job's failure is stored on the job, never raised here
-                if self._abandoned and me in self._abandoned:
-                    return
-                current = engine.finish(current, exc=exc, handoff=self)
-            else:
-                if self._abandoned and me in self._abandoned:
-                    return
-                current = engine.finish(current, result, handoff=self)
+            current = engine.finish(current, result, exc, handoff=self)
             if current is None:
                 return
             inline += 1
@@ -182,9 +180,7 @@ class TaskBackend(Backend):
             return
         self._abandoned.add(task)
         task.add_done_callback(self._abandoned.discard)
-        why = "abandoned: its coroutine went on after it was cancelled"
-        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
-        self.engine.finish(job, exc=CANCELLED)
+        self.engine.give_up(job, "abandoned: its coroutine went on after it was cancelled")
 
     def _cancelled_early(self, job: Job, task: asyncio.Task[Any]) -> None:
         if job.runstate.task is task:

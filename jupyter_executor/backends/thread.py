@@ -217,9 +217,7 @@ class ThreadBackend(Backend):
             if job.runstate.task != ident or job.attempts != attempt:
                 return  # it ended meanwhile: its own finish is on its way
             self._abandoned.add((ident, job))
-        why = "abandoned: the thread is still blocked in C code or a lock"
-        job.runstate.cancel_reason = f"{job.runstate.cancel_reason or 'cancelled'}; {why}"
-        self.engine.finish(job, exc=CANCELLED)
+        self.engine.give_up(job, "abandoned: the thread is still blocked in C code or a lock")
 
     def close(self) -> None:
         for _ in self._threads:
