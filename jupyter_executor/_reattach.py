@@ -174,7 +174,6 @@ async def _gone(proc: Any) -> None:
     exit, so a kernel or a ``jupyter-executor schedules run`` that re-attached to a detached
     command could not exit (nor end on SIGTERM) before that command did.
     """
-    loop = asyncio.get_running_loop()
     try:
         fd = os.pidfd_open(proc.pid)
     except ProcessLookupError:
@@ -183,17 +182,11 @@ async def _gone(proc: Any) -> None:
         while proc.is_running() and proc.status() != "zombie":
             await asyncio.sleep(0.25)
         return
-    ended: asyncio.Future[None] = loop.create_future()
+    from .backends.subprocess import pidfd_exited
 
-    def readable() -> None:  # (once the process has ended, for as long as the pidfd is open)
-        if not ended.done():
-            ended.set_result(None)
-
-    loop.add_reader(fd, readable)
     try:
-        await ended
+        await pidfd_exited(fd)
     finally:
-        loop.remove_reader(fd)
         os.close(fd)
 
 

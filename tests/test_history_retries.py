@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _folds import fold_both_ways
 
 from jupyter_executor import Engine, Job
 from jupyter_executor._snapshot import record_of
 from jupyter_executor._status import Status
-from jupyter_executor.store import HistoryStore, _fold, _schema
+from jupyter_executor.store import HistoryStore, _schema
 from jupyter_executor.store._schema import WRITTEN
 
 pytestmark = pytest.mark.timeout(120)
@@ -138,19 +139,7 @@ def test_retries_seen_only_as_their_records_make_a_row_per_attempt(
 
 def test_a_first_retry_folds_the_same_from_a_record_or_its_snapshot() -> None:
     # The dict runs take() makes and those of take_all() (records) are the same rows.
-    from jupyter_executor._snapshot import snapshot_of_record
-
-    records = _retried_records("r")
-    fast, slow = _fold.Runs("e"), _fold.Runs("e")
-    fast_high: dict[str, int] = {}
-    slow_high: dict[str, int] = {}
-    for record in records:
-        fast.take_all(_fold.coalesce(_fold.ended_records([record])))
-        slow.take(snapshot_of_record(record))
-        assert fast.rows(fast_high) == slow.rows(slow_high), record[4]
-        fast.written()
-        slow.written()
-    assert fast_high == slow_high == {"r": 3}
+    assert fold_both_ways(_retried_records("r")) == {"r": 3}
 
 
 def test_upsert_many_inserts_the_runs_of_a_job_in_the_order_given(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _folds import fold_both_ways
 
 from jupyter_executor import Engine, Job
 from jupyter_executor._snapshot import JobSnapshot, snapshot_of
@@ -767,19 +768,7 @@ def test_a_retried_run_seen_as_records_folds_as_its_snapshots(ending: str) -> No
     # A run noted waiting, then retried (back to pending with the first attempt's error): the
     # retry's record is folded by take() (the first run closed as failed), the second attempt
     # as before. Each change in its own batch, each batch as take() of the snapshots writes it.
-    from jupyter_executor._snapshot import snapshot_of_record
-
-    records = _steps_of("r", ending, retried=True)
-    fast, slow = _fold.Runs("e"), _fold.Runs("e")
-    fast_high: dict[str, int] = {}
-    slow_high: dict[str, int] = {}
-    for record in records:
-        fast.take_all(_fold.coalesce(_fold.ended_records([record])))
-        slow.take(snapshot_of_record(record))
-        assert fast.rows(fast_high) == slow.rows(slow_high), record[4]
-        fast.written()
-        slow.written()
-    assert fast_high == {"r": 2}
+    assert fold_both_ways(_steps_of("r", ending, retried=True)) == {"r": 2}
 
 
 def test_names_json_is_json_dumps() -> None:

@@ -384,7 +384,7 @@ class _Forked:
 
     async def _watch_gone(self, pidfd: int) -> None:
         try:
-            await _exited(pidfd)
+            await pidfd_exited(pidfd)
         finally:  # gone, or the loop stops: the pidfd is closed either way (it leaked before)
             self._pidfd = None
             os.close(pidfd)
@@ -631,16 +631,16 @@ class _Zygote:
             pidfd = os.pidfd_open(proc.pid)  # (a zygote exists only where pidfds do)
             try:
                 try:
-                    await asyncio.wait_for(_exited(pidfd), 10)
+                    await asyncio.wait_for(pidfd_exited(pidfd), 10)
                 except TimeoutError:
                     proc.kill()
-                    await _exited(pidfd)
+                    await pidfd_exited(pidfd)
             finally:
                 os.close(pidfd)
             proc.wait()  # it has exited: this reaps it at once
 
 
-async def _exited(pidfd: int) -> None:
+async def pidfd_exited(pidfd: int) -> None:
     """Return once the process of ``pidfd`` has exited (its pidfd is readable then)."""
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
