@@ -19,6 +19,9 @@ from typing import Any
 from ._clock import Timer
 from ._events import EventBus
 
+#: Seconds a stopping loop waits for the work of its default executor (see _loop_main).
+EXECUTOR_GRACE = 10.0
+
 logger = logging.getLogger("jupyter_executor")
 
 
@@ -95,6 +98,15 @@ class LoopThread(EventBus):
             if pending:
                 loop.run_until_complete(asyncio.wait(pending, timeout=self.cancel_grace + 3))
             loop.run_until_complete(loop.shutdown_asyncgens())
+            # The work handed to the default executor (the files of a make-like job, hashed
+            # and recorded) ends before the history is closed: loop.close() does not wait for
+            # it, and a record written after the engine's shutdown had returned could land in
+            # a history the next engine, or the user, already had in hand. Bounded: a hash of
+            # a huge file is given up on, not waited for.
+            with contextlib.suppress(TimeoutError):
+                loop.run_until_complete(
+                    asyncio.wait_for(loop.shutdown_default_executor(), EXECUTOR_GRACE)
+                )
         finally:
             loop.close()
 

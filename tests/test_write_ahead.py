@@ -279,3 +279,27 @@ def test_a_process_that_reattached_a_detached_command_exits_when_shut_down(
     finally:
         for proc in marked(marker):
             proc.kill()
+
+
+@pytest.mark.timeout(120)
+def test_the_files_a_make_like_job_made_are_recorded_before_shutdown_returns(
+    tmp_path: Path,
+) -> None:
+    # They were hashed and recorded in the loop's executor, which the loop's close did not
+    # wait for: the record came after shutdown had returned (here, with an output that takes
+    # a moment to hash), racing the next engine or a reader of the history, and lost when
+    # the process exited first.
+    import sqlite3
+
+    out = tmp_path / "big.bin"
+    script = f"import os; f = open({str(out)!r}, 'wb'); f.write(os.urandom(1 << 20) * 256)"
+    with Engine(folder=tmp_path / "runs") as engine:
+        job = engine.submit([sys.executable, "-c", script], name="make", outputs=[str(out)])
+        assert engine.wait_job(job, timeout=60)
+    con = sqlite3.connect(tmp_path / "runs" / "history.db")
+    try:
+        rows = con.execute("SELECT name, role, size FROM files").fetchall()
+    finally:
+        con.close()
+        out.unlink()
+    assert rows == [("make", "output", 256 << 20)]
