@@ -149,14 +149,20 @@ def analyse(
     source = transform(raw)
     try:
         tree = ast.parse(source, filename)
+        # The parser accepts what only the compiler refuses (`return` or `break` at top level,
+        # `nonlocal x`, `from __future__ import braces`): both must accept the cell
+        reads, assigns = _names(source, tree)
+        is_async = _is_async(source, filename, flags)
     except SyntaxError as exc:
-        msg = f"the cell is not valid Python: {exc.msg} (line {exc.lineno})"
+        line = f" (line {exc.lineno})" if exc.lineno is not None else ""
+        msg = f"the cell is not valid Python: {exc.msg}{line}"
         raise CellError(msg) from exc
+    except (RecursionError, MemoryError) as exc:  # the compiler's, on `x = 1+1+...` 100k deep
+        msg = f"the cell is nested too deeply to compile ({type(exc).__name__})"
+        raise CellError(msg) from None
     if not tree.body:
         msg = "the cell is empty: write the code to run in the background below the magic line"
         raise CellError(msg)
-    reads, assigns = _names(source, tree)
-    is_async = _is_async(source, filename, flags)
     return CellCode(
         raw=raw,
         source=source,

@@ -245,12 +245,24 @@ def activate(shell: Any) -> None:
 
 def deactivate(shell: Any) -> None:
     """Shut the engine down and undo :func:`activate` (idempotent)."""
+    from IPython.core.error import UsageError
+
+    from ._context import running_job
+    from .engine import current_engine
+
+    engine = current_engine()
+    job = running_job.get()
+    if engine is not None and job is not None and job.engine is engine:
+        # Refused before anything is undone: the engine's shutdown would refuse it anyway,
+        # after the echo, the views and the exit hook were gone, with the extension still loaded
+        msg = (
+            f"%unload_ext jupyter_executor inside job {job.name!r} would shut down the engine "
+            "that runs that job; unload it from a cell that is not a job"
+        )
+        raise UsageError(msg)
     ext = _active.pop(id(shell), None)
     if ext is not None:
         ext.stop()
         return
-    from .engine import current_engine
-
-    engine = current_engine()
     if engine is not None:
         engine.shutdown()

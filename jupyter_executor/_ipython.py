@@ -8,6 +8,7 @@ exit hook) and :mod:`._terminal` (the plain-text views).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def submit_cell(
         try:
             job = submit_detached(
                 engine, cell, shell.user_ns, shell.user_ns_hidden, name=name,
-                requires=list(requires), timeout=timeout, replace=replace,
+                requires=list(requires), retries=retries, timeout=timeout, replace=replace,
             )  # fmt: skip
         except (JupyterExecutorError, ValueError, TypeError) as exc:
             raise UsageError(_one_line(exc)) from None
@@ -396,11 +397,16 @@ def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
 
 
 def _wait_until_done(engine: Any, jobs: list[Any], timeout: float | None) -> list[Any]:
-    """Wait for ``jobs`` (none: every job that is not ``forever``) up to ``timeout`` seconds
-    in all; return the jobs waited for."""
+    """Wait for ``jobs`` (none: every job that is not ``forever``, scheduled or restarted
+    always) up to ``timeout`` seconds in all; return the jobs waited for."""
+    if timeout is not None:
+        # a lock cannot wait longer (OverflowError); that is 292 years anyway
+        timeout = min(timeout, threading.TIMEOUT_MAX)
     if not jobs:
         engine.wait(timeout)
-        return [j for j in engine.jobs.values() if not j.forever]
+        # what engine.wait() waits for: not schedules nor jobs restarted always, which are
+        # never "still running after" the timeout, even without one
+        return [j for j in engine.jobs.values() if j.runstate.waited]
     from .engine import showing_wait
 
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -607,6 +607,11 @@ def _one_name(positional: str | None, option: str | None) -> str | None:
     if name is not None and (name.startswith("-") or not name.strip()):
         msg = f"bad job name {name!r}"
         raise UsageError(msg)
+    if name is not None and ("," in name or name != name.strip()):
+        # %jobs and --requires split names at commas and strip them: such a job could not be
+        # waited for, cancelled or required by its name
+        msg = f"bad job name {name!r}: no comma in it and no space around it"
+        raise UsageError(msg)
     return name
 
 
@@ -691,6 +696,9 @@ def _words_while(
 def _command(script: list[str]) -> str | list[str]:
     """The subprocess command for ``%job`` tokens: argv list, or a shell command string."""
     head, rest = script[0], script[1:]
+    if not head.strip():
+        msg = f'{head!r} is neither a script nor a command: %job PATH [ARGS ...] or %job "cmd"'
+        raise UsageError(msg)
     if any(c.isspace() for c in head):
         # a quoted string: a shell command, with any further words appended
         return " ".join([head, *(shlex.quote(w) for w in rest)])
@@ -713,7 +721,8 @@ def _command(script: list[str]) -> str | list[str]:
         msg = f"{head} is not executable: chmod +x it, or run it with its interpreter"
         raise UsageError(msg)
     if path.exists():
-        msg = f"{head} is a directory, not a script"
+        kind = "a directory" if path.is_dir() else "a special file (a device, a pipe, a socket)"
+        msg = f"{head} is {kind}, not a script"
         raise UsageError(msg)
     looks_like_path = "/" in head or path.suffix.lower() in {".py", ".sh", ".r"}
     if not looks_like_path and shutil.which(head):
