@@ -21,6 +21,7 @@ import weakref
 from typing import Any
 
 from ._terminal import describe, text_table
+from ._text import safe_text
 
 __all__ = [
     "JobSnapshot",
@@ -46,7 +47,8 @@ def is_kernel(shell: Any) -> bool:
 def show_job(shell: Any, job: Any) -> None:
     """Show ``job`` under the running cell: its live view in a kernel, a line in a terminal."""
     if not is_kernel(shell):
-        print(f"[job {job.name}] {job.status.value} ({job.backend}): {job.describe()}")
+        # safe_text: a name with a lone surrogate would fail a strict stdout after the submit
+        print(safe_text(f"[job {job.name}] {job.status.value} ({job.backend}): {job.describe()}"))
         return
     view = job_view(job)
     track(shell, view)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._snapshot import JobSnapshot, snapshot_of
-from ._text import safe_json
+from ._text import safe_json, short_repr
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -101,6 +101,13 @@ def _clip(text: str, limit: int, *, keep_end: bool = False) -> str:
     return "…" + text[-(limit - 1) :] if keep_end else text[: limit - 1] + "…"
 
 
+def _as_text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # a user object's __str__ must not cost the row
+        return short_repr(value)
+
+
 def table_row(
     info: dict[str, Any], *, tail: str | None = None, traceback: bool = False
 ) -> dict[str, Any]:
@@ -121,7 +128,12 @@ def table_row(
         row.pop(key, None)
     for key, limit in _TEXT_LIMITS:
         value = row.get(key)
-        if value is not None and len(value) > limit:
+        if value is None:
+            continue
+        if type(value) is not str:
+            # e.g. job.cancel(reason=12345): len() of it would fail every row of the table
+            value = row[key] = _as_text(value)
+        if len(value) > limit:
             row[key] = _clip(value, limit)
     for key in _TIME_FIELDS:
         value = row.get(key)
@@ -947,6 +959,8 @@ def _display(item: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     if not shown:
         shown = {"text/plain": f"<display of {', '.join(sorted(data)) or 'nothing'}>"}
     meta = {m: metadata[m] for m in shown if isinstance(metadata.get(m), dict)}
+    if meta:
+        meta = _json_metadata(meta)
     out = {"data": shown, "metadata": meta}
     size = _size(out)
     if size > MAX_DISPLAY_BYTES:
@@ -955,3 +969,18 @@ def _display(item: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
         plain = text if isinstance(text, str) and len(text) < 10_000 else note
         out = {"data": {"text/plain": plain}, "metadata": {}}
     return out
+
+
+def _json_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as plain JSON data, or ``{}`` when JSON cannot hold it.
+
+    A job displays what it likes: metadata with tuple keys, a NaN (which the browser's
+    ``JSON.parse`` refuses), a cycle or an object whose ``__str__`` raises would otherwise fail
+    every message of the view, for ever (the display stays in the job's output).
+    """
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(meta, default=str, allow_nan=False))
+    except Exception:
+        logger.warning("jupyter_executor: display metadata dropped: JSON cannot hold it")
+        return {}
+    return plain

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import _capture
+from ._snapshot import snapshot_of
+from ._text import safe_text
 
 __all__ = [
     "TerminalEcho",
@@ -108,7 +110,9 @@ def describe(job: Any, lines: int = 0) -> str:
     elif info.error:
         text.append(info.error)
     text.extend(lifecycle_notes(info))
-    return "\n".join(text)
+    # A name or output may hold lone surrogates (a non-UTF-8 file name): a terminal's strict
+    # stdout would refuse the whole text.
+    return safe_text("\n".join(text))
 
 
 def text_table(engine: Any) -> str:
@@ -123,7 +127,7 @@ def text_table(engine: Any) -> str:
         if info.status == "pending":
             last = "; ".join(lifecycle_notes(info)) or last  # when it runs next, not its past
         rows.append((info.name, info.status, info.backend, seconds(info.duration), last[:60]))
-    return table(rows)
+    return safe_text(table(rows))  # as describe(): printable on a strict stdout
 
 
 class TerminalEcho:
@@ -189,11 +193,14 @@ class TerminalEcho:
                 text.extend(f"[job {job.name}] {line}" for line in self._new_lines(job))
             if text:
                 stream = self._stream()
-                stream.write("\n".join(text) + "\n")
+                # safe_text: one line with a lone surrogate must not lose the whole batch
+                stream.write(safe_text("\n".join(text)) + "\n")
                 stream.flush()
 
     def _new_lines(self, job: Any) -> list[str]:
-        key = id(job)
+        # The snapshot key, not id(job): a new job may reuse a removed job's address, and
+        # would inherit how many of its lines were printed (and that its end was).
+        key = snapshot_of(job).key
         info = job.info()
         out = job.runstate.output  # not job.output: a job that printed nothing gets no Output made
         new: list[str] = []

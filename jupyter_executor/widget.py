@@ -326,6 +326,13 @@ class _LiveWidget(anywidget.AnyWidget):
                 return
             logger.warning("jupyter_executor: ignored %s of unknown job %r", action, name)
             return
+        if action != "log" and self._engine.closed:
+            # A view kept from before engine.shutdown(): a rerun would start its threads again,
+            # with nothing left to stop them.
+            logger.warning(
+                "jupyter_executor: ignored %s of job %r: its engine is shut down", action, name
+            )
+            return
         if job.status not in ACTIONS[action]:
             logger.warning(
                 "jupyter_executor: ignored %s of job %r, which is %s",
@@ -473,8 +480,10 @@ class JobView(_LiveWidget):
         return self._job
 
     def _find(self, name: str) -> Job | None:
-        # This view acts on its own job only.
-        return self._job if name == str(self._job.name) else None
+        # This view acts on its own job only; the browser knows a name with lone surrogates
+        # only as made safe (see _text).
+        own = str(self._job.name)
+        return self._job if name in (own, safe_text(own)) else None
 
     def _final_key(self) -> Any:
         job = self._job
