@@ -142,12 +142,19 @@ def check_cron(cron: object) -> str:
         msg = f"cron= takes a cron expression string, not {cron!r}"
         raise InvalidOptionType(msg)
     try:
-        croniter(cron, datetime(2000, 1, 1))
+        matcher = croniter(cron, datetime(2000, 1, 1))
     # croniter's errors are ValueErrors (CroniterError is not exported before 2.0.2),
     # but for a field out of range in some versions, a TypeError
     except (ValueError, TypeError) as exc:
         reason = " ".join(str(exc).split())
         msg = f"bad cron expression {cron!r}: {reason}"
+        raise InvalidOption(msg) from None
+    try:
+        # Well formed is not enough: "0 0 31 2 *" (February 31st) never comes, and its job
+        # would fail only when the engine asks for its first time.
+        matcher.get_next(datetime)
+    except ValueError:
+        msg = f"bad cron expression {cron!r}: no date ever matches it"
         raise InvalidOption(msg) from None
     return cron
 

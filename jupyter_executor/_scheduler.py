@@ -234,11 +234,17 @@ class Scheduler(Intake):
             assert self._loop is not None
             self._loop.call_soon(self._admit_all, jobs, end, counted)
         admit = self._admit
-        for i in range(start, min(end, len(jobs))):  # (islice would step over the first start)
-            admit(jobs[i])
-        if counted and len(jobs) <= end:
-            with self._lock:
-                self._admitting -= 1  # this submission is admitted (see _thread_backend_for)
+        try:
+            for i in range(start, min(end, len(jobs))):  # (islice would skip the first start)
+                try:
+                    admit(jobs[i])
+                except Exception as exc:  # (a bug) that job fails, not the rest of its batch
+                    logger.exception("jupyter_executor: cannot start job %r", jobs[i].name)
+                    self._fail_pending(jobs[i], exc)
+        finally:
+            if counted and len(jobs) <= end:
+                with self._lock:
+                    self._admitting -= 1  # this submission is admitted (_thread_backend_for)
 
     def _admit(self, job: Job) -> None:
         """(loop thread) Start a pending job whose requirements are done, if it may start."""

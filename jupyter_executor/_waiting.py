@@ -12,15 +12,18 @@ import builtins
 import concurrent.futures
 import contextlib
 import logging
+import math
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._context import running_job
+from ._duration import parse_duration
 from ._registry import Registry
 from ._status import Status
-from .errors import StoreError, SubmitError
+from .errors import InvalidOption, StoreError, SubmitError
 from .job import Job
 
 logger = logging.getLogger("jupyter_executor")
@@ -46,6 +49,7 @@ class Waiting(Registry):
         :func:`set_wait_display`).
         """
         self._check_not_in_job("wait")
+        timeout = wait_seconds(timeout)
         if self._deferred:
             self._submit([], False)
         with _wait_view(self, self._waited_unfinished), self._cond:
@@ -79,6 +83,7 @@ class Waiting(Registry):
         the cell) does not cancel them.
         """
         self._check_not_in_job("join")
+        timeout = wait_seconds(timeout)
         if self._deferred:
             self._submit([], False)
         with self._lock:
@@ -99,6 +104,7 @@ class Waiting(Registry):
     def wait_job(self, job: Job | str, timeout: float | None = None) -> bool:
         """Block until ``job`` has finished; True when it is done (succeeded)."""
         job = self._get(job)
+        timeout = wait_seconds(timeout)
         if job is running_job.get():
             msg = f"job {job.name!r} cannot wait for itself"
             raise SubmitError(msg)
@@ -130,6 +136,7 @@ class Waiting(Registry):
         bool
             True when every finite job succeeded within the timeout.
         """
+        timeout = wait_seconds(timeout)
         if self._deferred:
             self._submit([], False)
         jobs = builtins.list(self._jobs.values())
@@ -153,6 +160,41 @@ class Waiting(Registry):
         if self._running == 0:
             self._stop_thread()
         return ok
+
+
+def wait_seconds(timeout: Any) -> float | None:
+    """A wait's ``timeout`` in seconds, or None for no limit (checked at the door).
+
+    The duration grammar of the options (``90``, ``"5m"``, a timedelta). A negative number
+    counts as 0: a deadline already past (``wait(deadline - time.time())``). An infinite one,
+    or one longer than a lock can wait (``threading.TIMEOUT_MAX``, about 292 years), is no limit.
+
+    Raises
+    ------
+    InvalidOption
+        Not a duration (NaN, ``"abc"``); :class:`~jupyter_executor.errors.InvalidOptionType`
+        for a value of the wrong type. One line, naming the value.
+
+    Examples
+    --------
+    >>> wait_seconds("1m"), wait_seconds(-3), wait_seconds(1e300)
+    (60.0, 0.0, None)
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
+        try:
+            seconds = float(timeout)
+        except OverflowError:  # an int beyond a float (10**400): no limit
+            return None
+        if math.isnan(seconds):
+            msg = f"timeout={timeout!r} is not a number of seconds"
+            raise InvalidOption(msg)
+        if seconds <= 0:
+            return 0.0
+    else:
+        seconds = parse_duration(timeout, "timeout", zero=True)
+    return None if seconds >= threading.TIMEOUT_MAX else seconds
 
 
 # -- what a blocking wait shows -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from _wait import wait_until
 
-from jupyter_executor import AfterTime, Engine, InvalidOption, SubmitError
+from jupyter_executor import AfterTime, Engine, InvalidOption, Job, SubmitError
 
 
 def _value(x: object) -> object:
@@ -184,3 +184,72 @@ def test_a_coroutine_that_swallows_its_cancellation_is_abandoned(engine: Engine)
     timed = engine.submit(stubborn, name="timed", timeout=0.2, retries=1)
     assert not engine.wait(timeout=30)
     assert timed.status == "cancelled" and timed.attempts == 2
+
+
+def test_a_cron_that_never_matches_is_refused_at_the_door(engine: Engine) -> None:
+    # "0 0 31 2 *" (February 31st) is well formed: it was accepted, then the loop failed to
+    # compute its first time, and the job stayed pending for ever.
+    with pytest.raises(InvalidOption, match=r"'0 0 31 2 \*'.*no date ever matches it"):
+        engine.submit(_value, 1, name="never", cron="0 0 31 2 *")
+    assert "never" not in engine
+    job = engine.submit(["true"], name="leap", cron="0 0 29 2 *")  # once in four years
+    assert job.status == "pending"
+    engine.cancel(job)
+
+
+def test_a_job_the_loop_cannot_start_fails_alone_and_its_batch_goes_on(engine: Engine) -> None:
+    # An error while the loop admitted one job of a batch (here a schedule whose next time
+    # cannot be computed, past the door's check) left it and every later job of the batch
+    # pending for ever, and the engine counting the batch as still being admitted.
+    odd = Job(_value, args=(1,), name="odd", every="1h", backend="thread")
+    life = odd.runstate.life
+    assert life is not None and life.schedule is not None
+    life.schedule.every, life.schedule.cron = None, "0 0 31 2 *"
+    after = [Job(_value, args=(i,), name=f"after{i}", backend="thread") for i in range(3)]
+    engine.submit(odd, *after)
+    for job in after:
+        assert engine.wait_job(job, timeout=30) and job.result() == int(job.name[-1])
+    wait_until(lambda: odd.status == "failed", 30, "the job that cannot start fails")
+    assert "failed to find next date" in str(odd.traceback)
+    assert engine._admitting == 0
+    late = engine.submit(_value, 9, name="late", backend="thread")
+    assert engine.wait_job(late, timeout=30) and late.result() == 9
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [
+        pytest.param(1e12, None, id="1e12"),  # beyond what a lock can wait: OverflowError
+        pytest.param(10**400, None, id="10**400"),
+        pytest.param(math.inf, None, id="inf"),
+        pytest.param("2m", None, id="2m"),  # the duration grammar of the options
+        pytest.param(-1.0, None, id="negative"),  # a deadline already past: no wait at all
+        pytest.param(math.nan, "timeout=nan is not a number of seconds", id="nan"),
+        pytest.param("soon", "timeout='soon' is not a duration", id="soon"),
+        pytest.param(True, "timeout=True is not a duration", id="True"),
+    ],
+)
+def test_the_waits_check_their_timeout_at_the_door(
+    engine: Engine, timeout: object, error: str | None
+) -> None:
+    go = threading.Event()
+    job = engine.submit(go.wait, 30, name="held", backend="thread")
+    waits = {
+        "wait": lambda: engine.wait(timeout),  # type: ignore[arg-type]
+        "wait_job": lambda: engine.wait_job(job, timeout),  # type: ignore[arg-type]
+        "join": lambda: asyncio.run(engine.join(timeout)),  # type: ignore[arg-type]
+    }
+    for name, wait in waits.items():
+        if error is not None:
+            with pytest.raises(InvalidOption, match=error):
+                wait()
+            continue
+        if timeout == -1.0:
+            assert wait() is False, name  # returns at once: the job still runs
+            continue
+        threading.Timer(0.2, go.set).start()
+        assert wait() is True, name
+        go.clear()
+        job = engine.submit(go.wait, 30, name=f"held-{name}", backend="thread")
+    go.set()
+    assert engine.wait(timeout=30)
