@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import importlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -55,12 +56,19 @@ class Output:
     ) -> None:
         self._lines: deque[str] = deque(maxlen=maxlines)
         self._partial = ""
-        self._lock = threading.Lock()
+        # Reentrant, with _busy: see write (a finalizer that prints while this thread writes).
+        self._lock = threading.RLock()
+        self._busy = False
+        self._reentered: list[tuple[str, bool]] = []
         self._log_path = log_path
         self._archive = archive  # called once, before this output first opens its log file
         self._timestamps = timestamps
         self._log_at_line_start = True  # the next log text starts a line (gets a timestamp)
         self._file: IO[str] | None = None
+        #: (device, inode) of the log file this output last wrote, once it was closed: a later
+        #: write (a thread or task the job left running) reopens that file only.
+        self._closed_file: tuple[int, int] | None = None
+        self._ended = False  # close() was called: the run is over
         #: Why the log file stopped being written (a full disk, a file size limit), if it did:
         #: the output goes on in memory, and the job with it (see _log_failed).
         self.log_error: OSError | None = None
@@ -87,11 +95,28 @@ class Output:
         if not text:
             return 0
         with self._lock:
-            self._append(text)
-            if log:
-                self._log(text)
-            self.version += 1
-            self.nbytes += len(text)
+            if self._busy:
+                # Re-entered by this very thread while it writes: a ``__del__`` (or a signal
+                # handler) that prints, run by the garbage collector inside the write. A plain
+                # lock would wait for itself for ever; the write under way adds it after its own.
+                self._reentered.append((text, log))
+                return len(text)
+            self._busy = True
+            try:
+                self._append(text)
+                if log:
+                    self._log(text)
+                self.version += 1
+                self.nbytes += len(text)
+                while self._reentered:
+                    text, log = self._reentered.pop(0)
+                    self._append(text)
+                    if log:
+                        self._log(text)
+                    self.version += 1
+                    self.nbytes += len(text)
+            finally:
+                self._busy = False
         if self._unsaid is not None:
             self._say_log_failed()
         if self._notify is not None:
@@ -196,6 +221,8 @@ class Output:
             path = self._log_path() if self._log_path is not None else None
             if path is None:
                 return
+            if self._ended and not self._still_ours(path):
+                return  # the file is a later run's now (see _still_ours): the tail keeps it
             private_dir(path.parent, depth=1)  # logs/ and the engine's folder: user-only
             if self._archive is not None:
                 archive, self._archive = self._archive, None
@@ -210,6 +237,23 @@ class Output:
         if now - self._last_flush > _FLUSH_EVERY:
             self._file.flush()
             self._last_flush = now
+
+    def _still_ours(self, path: Path) -> bool:
+        """(under the lock) Whether text written after :meth:`close` may go to ``path``.
+
+        Once the run is over, the job may be rerun or replaced by a job of the same name, whose
+        run archives this log and writes its own at the same path: what a thread or a task left
+        by this run prints later must not land there. So the log is reopened only when it is
+        still the file this output wrote, or when there is no file at all and this output never
+        wrote one (a job whose leftover thread prints its first line after the end).
+        """
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return self._closed_file is None
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self._closed_file
 
     def display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         """Keep a displayed object (a mimebundle, as IPython's ``display`` publishes it)."""
@@ -237,11 +281,17 @@ class Output:
         self._say_log_failed()
 
     def close(self) -> None:
-        """Flush and close the log file (a later write opens it again, appending)."""
+        """Flush and close the log file: the run is over (a later write opens it again, appending,
+        while it is still this run's file; see :meth:`_still_ours`)."""
         with self._lock:
             self._flush_log()
+            self._ended = True
             if self._file is not None:
                 file, self._file = self._file, None
+                self._closed_file = (-1, -1)  # (no file matches, if fstat fails)
+                with contextlib.suppress(OSError, ValueError):
+                    stat = os.fstat(file.fileno())
+                    self._closed_file = (stat.st_dev, stat.st_ino)
                 try:
                     file.close()
                 except OSError as exc:

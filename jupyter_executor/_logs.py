@@ -23,16 +23,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: sort in time order also across a daylight-saving change).
 _STAMP = "%Y%m%d-%H%M%S-%f"
 _STAMP_RE = r"\d{8}-\d{6}-\d{6}"
+#: A plain name ending like an archive's stamp: "a.<stamp>.log" would be a run of job "a".
+_LOOKS_ARCHIVED = re.compile(r"\." + _STAMP_RE + r"\Z")
 
 
 def log_stem(name: str) -> str:
     """The ``NAME`` of a job's ``logs/NAME.log``: one file name per job name, never shared.
 
     A plain name (letters, digits, ``_.-``, at most 100 characters) is used as it is, so the logs
-    of such jobs are where they always were. Any other name gets a readable slug, cut to 60
-    characters, then ``~`` (which no plain name has) and 12 hex digits of a hash of the exact
-    name: ``a b``, ``a_b``, ``a/b`` and ``a?b`` get four files, and a 300-character name a
-    file name the file system accepts.
+    of such jobs are where they always were, unless it ends like the stamp of an archived log
+    (``a.20260101-120000-000000``: its log would pass for an old run of job ``a``). Any other
+    name gets a readable slug, cut to 60 characters, then ``~`` (which no plain name has) and
+    12 hex digits of a hash of the exact name: ``a b``, ``a_b``, ``a/b`` and ``a?b`` get four
+    files, and a 300-character name a file name the file system accepts.
 
     Examples
     --------
@@ -41,7 +44,7 @@ def log_stem(name: str) -> str:
     >>> log_stem("a b"), log_stem("a/b")
     ('a_b~c8687a08aa5d', 'a_b~c14cddc033f6')
     """
-    if _PLAIN.fullmatch(name):
+    if _PLAIN.fullmatch(name) and not _LOOKS_ARCHIVED.search(name):
         return name
     slug = _UNSAFE.sub("_", name)[:60] or "_"
     # surrogatepass: a name with lone surrogates (from a non-UTF-8 file name) hashes too.

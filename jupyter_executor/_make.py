@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._text import safe_text
 from .job import Job
 
 logger = logging.getLogger("jupyter_executor")
@@ -30,14 +31,15 @@ def record_files(store: Any, job: Job, attempt: int) -> None:
                         files.append(
                             (
                                 role,
-                                str(path.resolve()),
+                                safe_text(str(path.resolve())),
                                 sha256_of(path),
                                 stat.st_size,
                                 stat.st_mtime,
                             )
                         )
         if files:
-            store.record_files(str(job.name), attempt, files)
+            # safe_text: SQLite refuses a non-UTF-8 file name's lone surrogates.
+            store.record_files(safe_text(str(job.name)), attempt, files)
     except Exception:
         logger.exception("jupyter_executor: recording the files of %s failed", job.name)
 
@@ -55,12 +57,16 @@ def _expand(patterns: tuple[str, ...], cwd: str | None) -> dict[str, builtins.li
     found: dict[str, builtins.list[Path]] = {}
     for pattern in patterns:
         path = Path(pattern)
+        if glob.has_magic(pattern):
+            # The folder is escaped: in "exp [1]/" the brackets are a name, not a pattern.
+            where = pattern if path.is_absolute() else f"{glob.escape(str(base))}/{pattern}"
+            matches = sorted(glob.glob(where, recursive=True))
+            # A dangling symlink that a glob matches is missing, as it is when named plainly.
+            found[pattern] = [Path(p) for p in matches if os.path.exists(p)]
+            continue
         if not path.is_absolute():
             path = base / path
-        if glob.has_magic(pattern):
-            found[pattern] = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-        else:
-            found[pattern] = [path] if path.exists() else []
+        found[pattern] = [path] if path.exists() else []
     return found
 
 
@@ -106,7 +112,7 @@ def _identity(job: Job, inputs: dict[str, builtins.list[Path]]) -> str:
     digest = hashlib.sha256(repr((job.kind, job.describe(), getattr(job, "source", None))).encode())
     for pattern in sorted(inputs):
         for path in inputs[pattern]:
-            digest.update(str(path).encode())
+            digest.update(os.fsencode(path))  # (a non-UTF-8 file name has lone surrogates)
             if path.is_file():
                 with open(path, "rb") as f:
                     while block := f.read(1 << 20):

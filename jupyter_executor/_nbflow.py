@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from .errors import NotebookError
+
 __all__ = ["JobCell", "job_cells", "order_job_cells", "run_notebook"]
 
 _T = TypeVar("_T")
@@ -258,7 +260,16 @@ def run_notebook(
     # Through a typed name: nbformat.read is untyped, and without the cli extra installed
     # mypy sees nbformat as Any (an ignore comment would be unused there).
     read: Callable[..., Any] = nbformat.read
-    nb = read(file, as_version=4)
+    try:
+        nb = read(file, as_version=4)
+        wrong = _wrong_shape(nb)
+        if wrong is not None:
+            raise TypeError(wrong)
+    except Exception as exc:
+        # Empty, truncated, not UTF-8, not JSON, or JSON of another shape: one line, no traceback.
+        reason = getattr(exc, "message", None) or str(exc).strip().split("\n")[0]
+        msg = f"{path} is not a notebook that can be read: {reason}"
+        raise NotebookError(msg) from exc
     options: dict[str, Any] = {}
     if folder is not None:
         options["folder"] = str(Path(folder).resolve())
@@ -272,6 +283,25 @@ def run_notebook(
         kernel_name = nb.metadata.get("kernelspec", {}).get("name") or "python3"
     runner = _Runner(nb, file, options, kernel_name, out)
     return asyncio.run(runner.run(timeout))
+
+
+def _wrong_shape(nb: Any) -> str | None:
+    """What makes the JSON that nbformat read unusable as a notebook here, if anything.
+
+    nbformat only warns about an invalid notebook; these would fail later with a traceback.
+    """
+    kernelspec = nb.metadata.get("kernelspec", {})
+    if not isinstance(kernelspec, dict) or not isinstance(kernelspec.get("name", ""), str):
+        return f"its kernelspec metadata is {kernelspec!r}, not a mapping with a name"
+    if not isinstance(nb.cells, list):
+        return f"its cells are {type(nb.cells).__name__}, not a list"
+    for number, cell in enumerate(nb.cells, 1):
+        source = cell.get("source", "") if isinstance(cell, dict) else None
+        if not isinstance(source, str) and not (
+            isinstance(source, list) and all(isinstance(line, str) for line in source)
+        ):
+            return f"its cell {number} is not a cell with a text source"
+    return None
 
 
 @dataclass(eq=False)
@@ -314,6 +344,18 @@ class _Runner:
         raise _Stop(self.stop_code, self.stop_why)
 
     async def run(self, timeout: float | None) -> int:
+        from jupyter_client.kernelspec import NoSuchKernel
+
+        try:
+            return await self._run(timeout)
+        except NoSuchKernel as exc:
+            msg = (
+                f"{self.file.name} runs in the kernel {self.kernel_name!r}, which is not "
+                "installed here (see: jupyter kernelspec list)"
+            )
+            raise NotebookError(msg) from exc
+
+    async def _run(self, timeout: float | None) -> int:
         from nbclient import NotebookClient
 
         client = NotebookClient(

@@ -37,6 +37,7 @@ __all__ = [
     "JobTimeout",
     "JupyterExecutorError",
     "MissingOutputs",
+    "NotebookError",
     "StoreError",
     "SubmitError",
     "UnknownDependency",
@@ -112,6 +113,10 @@ class WorkerCrashed(JupyterExecutorError):
 
 class MissingOutputs(JupyterExecutorError):
     """A job succeeded but did not produce the outputs it declared."""
+
+
+class NotebookError(JupyterExecutorError, ValueError):
+    """A notebook cannot be run as a flow: it cannot be read, or its kernel is not installed."""
 
 
 class StoreError(JupyterExecutorError):
