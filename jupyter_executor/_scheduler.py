@@ -222,13 +222,9 @@ class Scheduler(Intake):
         self._call_soon(self._admit_all, jobs, 0, True)
 
     def _admit_all(self, jobs: builtins.list[Job], start: int = 0, counted: bool = False) -> None:
-        # A few dozen per loop turn: admitting 100,000 at once keeps 100,000 tasks alive
-        # together, and the garbage collector's full passes over them dominated the cost.
-        # Not a few hundred either: the tasks of a turn then outlived a collection of the
-        # youngest generation (one per ~275 jobs), were moved to the older ones, and set off
-        # full passes over every job of the burst (a third of the loop's time at 1e5 no-ops;
-        # 64: none). An offset, not a slice of the rest: a new list of what remains at every
-        # turn cost a copy, and a young container that each collection walked through.
+        # A few dozen per loop turn: 100,000 tasks alive at once made the collector's full
+        # passes dominate; a few hundred outlived a young collection (one per ~275 jobs) and
+        # set off full passes too (64: none). An offset, not a slice: no copy per turn.
         end = start + _ADMIT_BATCH
         if len(jobs) > end:
             assert self._loop is not None
@@ -239,7 +235,6 @@ class Scheduler(Intake):
                 try:
                     admit(jobs[i])
                 except Exception as exc:  # (a bug) that job fails, not the rest of its batch
-                    logger.exception("jupyter_executor: cannot start job %r", jobs[i].name)
                     self._fail_pending(jobs[i], exc)
         finally:
             if counted and len(jobs) <= end:
@@ -285,8 +280,7 @@ class Scheduler(Intake):
         with self._lock:
             if job.status is not Status.PENDING:
                 return
-            # pending -> failed is no transition: the job fails as an attempt that failed at
-            # once (no slot is taken), so its history row and attempts count it as a run.
+            # pending -> failed is no transition: an attempt failed at once (no slot taken).
             set_status(job, Status.RUNNING)
             job.started = self._now()
             job.attempts += 1

@@ -59,6 +59,7 @@ from ._policies import Policies
 from ._reattach import Reattach
 from ._registry import ON_DUPLICATE
 from ._status import Status
+from ._text import short_repr
 from ._waiting import Waiting
 from ._waiting import set_wait_display as set_wait_display  # the IPython extension's hook
 from ._waiting import showing_wait as showing_wait  # _ipython.py's %jobs wait shows its jobs
@@ -352,6 +353,9 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         are cancelled in turn.
         """
         job = self._get(job)
+        if not isinstance(reason, str):  # it is shown and stored as text (every view reads it)
+            msg = f"reason= takes text, not {short_repr(reason)}"
+            raise InvalidOptionType(msg)
         status = self._ask_to_cancel(job, reason)
         if status is None:
             return False
@@ -382,6 +386,9 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
     def rerun(self, job: Job | str) -> Job:
         """Run a finished job again (its requirements are checked again); returns the job."""
         job = self._get(job)
+        if self._closed:  # (its threads would start again, with nothing left to stop them)
+            msg = "this engine is shut down; create a new one (or call get_engine() again)"
+            raise SubmitError(msg)
         if job.kind == "coroutine":
             msg = (
                 f"job {job.name!r} runs a coroutine object, which can run only once; "

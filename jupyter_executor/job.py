@@ -640,7 +640,10 @@ class Job:
             words = target.split() if isinstance(target, str) else [str(w) for w in target]
             base = Path(words[0]).name if words else "command"
         else:
-            base = getattr(target, "__name__", None) or type(target).__name__
+            try:
+                base = getattr(target, "__name__", None) or type(target).__name__
+            except Exception:  # a proxy whose __getattr__ raises something else
+                base = type(target).__name__
         return base.strip("<>") or "job"
 
     def __repr__(self) -> str:
@@ -712,7 +715,11 @@ def _classify(target: Any) -> tuple[str, str]:
             msg = "an empty command cannot run"
             raise InvalidOption(msg)
         return "command", "subprocess"
-    if inspect.iscoroutinefunction(target):
+    try:
+        is_async = inspect.iscoroutinefunction(target)
+    except Exception:  # a proxy whose __getattr__ raises other than AttributeError
+        is_async = False
+    if is_async:
         return "coroutine function", "async"
     if inspect.isawaitable(target):
         return "coroutine", "async"

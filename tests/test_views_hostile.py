@@ -122,19 +122,27 @@ class TerminalShell:
 @pytest.mark.timeout(60)
 def test_a_cancel_reason_that_is_not_text_costs_no_row(engine: Engine, widgets: list[Any]) -> None:
     # len() of the reason failed every message: the dashboard (all jobs) and the view froze.
+    # The engine now refuses such a reason at the door; a row holding one anyway (a reason
+    # set by other code) is shown as text.
+    from jupyter_executor import InvalidOptionType
+    from jupyter_executor._publisher import table_row
+
     stop = threading.Event()
     odd = engine.submit(stop.wait, name="odd")
     dash, view = Dashboard(engine), JobView(odd)
     widgets += [dash, view]
-    engine.cancel(odd, reason=12345)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionType, match="reason= takes text, not 12345"):
+        engine.cancel(odd, reason=12345)  # type: ignore[arg-type]
+    assert odd.status == "running"
+    engine.cancel(odd, reason="enough")
     stop.set()
     other = engine.submit(lambda: 1, name="other")
     wait_until(lambda: shown(dash, "other", "done"), what="the other job's row")
     wait_until(lambda: shown(dash, "odd", "cancelled"), what="the dashboard's row")
     wait_until(lambda: shown(view, "odd", "cancelled"), what="the job view's row")
     assert other.future.result(timeout=10) == 1
-    reasons = [r["cancel_reason"] for r in view.comm.rows() if r.get("cancel_reason")]
-    assert reasons[-1] == "12345"
+    row = table_row({**odd.info().to_dict(), "cancel_reason": 12345})
+    assert row["cancel_reason"] == "12345"
 
 
 @pytest.mark.timeout(60)
@@ -248,3 +256,34 @@ def test_terminal_echo_prints_a_job_at_a_removed_jobs_address(engine: Engine) ->
     text = stream.getvalue()
     assert [i for i in range(20) if f"[job same] run {i}\n" not in text] == []
     assert text.count("[job same] done") == 20
+
+
+@pytest.mark.timeout(60)
+def test_rerun_after_shutdown_is_refused_and_starts_no_thread(tmp_path: Any) -> None:
+    # job.rerun() after engine.shutdown() started the engine's threads again, and nothing was
+    # left to stop them (a second shutdown() returned at once).
+    from jupyter_executor import SubmitError
+
+    eng = Engine(folder=tmp_path / "runs")
+    job = eng.submit(lambda: 1, name="a")
+    assert eng.wait_job(job, timeout=30)
+    eng.shutdown()
+    wait_until(lambda: not engine_loop_threads(), what="the engine's threads to end")
+    with pytest.raises(SubmitError, match="this engine is shut down"):
+        job.rerun()
+    assert not engine_loop_threads(), "a rerun restarted a shut down engine"
+
+
+@pytest.mark.timeout(60)
+def test_a_callable_whose_getattr_raises_gets_a_name(engine: Engine) -> None:
+    # A careless proxy: submit() failed with its KeyError('__name__'), even with name= given.
+    class Proxy:
+        def __getattr__(self, attr: str) -> Any:
+            raise KeyError(attr)
+
+        def __call__(self) -> int:
+            return 7
+
+    job = engine.submit(Proxy())
+    assert engine.wait_job(job, timeout=30) and job.result() == 7
+    assert str(job.name).startswith("Proxy")
