@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import heapq
 import json
 import shlex
 import signal
@@ -183,33 +184,64 @@ def order_job_cells(cells: list[JobCell]) -> list[JobCell]:
     ['b', 'c', 'a']
     """
     by_name = {cell.name: cell for cell in cells if cell.name}
+    # Kahn's order, by notebook position: linear in cells and edges (the first ready cell was
+    # searched for again after each placed one: 2.3 s for 5,000 cells).
+    unmet: list[int] = []
+    waiting: dict[int, list[int]] = {}  # a cell's index -> the positions of the cells it holds
+    for pos, cell in enumerate(cells):
+        deps = {by_name[r].index for r in cell.requires if r in by_name}
+        unmet.append(len(deps))
+        for dep in deps:
+            waiting.setdefault(dep, []).append(pos)
+    ready = [pos for pos, count in enumerate(unmet) if count == 0]
     placed: set[int] = set()
     order: list[JobCell] = []
-    visiting: set[int] = set()
 
-    def place(cell: JobCell) -> None:
-        if cell.index in placed or cell.index in visiting:
-            return  # done, or a cycle: the engine will say so
-        visiting.add(cell.index)
-        for req in cell.requires:
-            dep = by_name.get(req)
-            if dep is not None:
-                place(dep)
-        visiting.discard(cell.index)
+    def mark(cell: JobCell) -> None:
         placed.add(cell.index)
         order.append(cell)
+        for pos in waiting.get(cell.index, ()):
+            unmet[pos] -= 1
+            if unmet[pos] == 0:
+                heapq.heappush(ready, pos)
 
-    pending = list(cells)
-    while pending:
-        # Always start from the first cell (notebook order) whose requirements are placed.
-        ready = [
-            c
-            for c in pending
-            if all(r not in by_name or by_name[r].index in placed for r in c.requires)
-        ]
-        place(ready[0] if ready else pending[0])
-        pending = [c for c in pending if c.index not in placed]
+    first = 0  # no cell before this position is left to place
+    while len(order) < len(cells):
+        while ready and cells[ready[0]].index in placed:
+            heapq.heappop(ready)
+        if ready:
+            mark(cells[heapq.heappop(ready)])
+            continue
+        while cells[first].index in placed:
+            first += 1
+        _place_cycle(cells[first], by_name, placed, mark)
     return order
+
+
+def _place_cycle(
+    root: JobCell,
+    by_name: dict[str, JobCell],
+    placed: set[int],
+    mark: Callable[[JobCell], None],
+) -> None:
+    """Place ``root``, part of a cycle, after what it requires, depth first; a requirement met
+    again on the way closes the cycle and is left for the engine to report. A loop, not a
+    recursion: a cycle of thousands of cells would pass Python's recursion limit."""
+    visiting = {root.index}
+    stack = [(root, iter(root.requires))]
+    while stack:
+        cell, requires = stack[-1]
+        for name in requires:
+            dep = by_name.get(name)
+            if dep is not None and dep.index not in placed and dep.index not in visiting:
+                visiting.add(dep.index)
+                stack.append((dep, iter(dep.requires)))
+                break
+        else:
+            stack.pop()
+            visiting.discard(cell.index)
+            if cell.index not in placed:
+                mark(cell)
 
 
 class _Stop(Exception):

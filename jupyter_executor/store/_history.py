@@ -640,7 +640,7 @@ class HistoryStore(DirectWrites):
             "recorded FROM files WHERE role = 'output' AND path = ?) r "
             "USING (engine_id, name, attempt, recorded) "
             "ORDER BY f.recorded DESC, f.role, f.path",
-            (path,),
+            (safe_text(path),),  # as record_files stored it (no lone surrogates)
             needs="files",
             flush=False,
         )
