@@ -15,6 +15,7 @@ Nothing here imports IPython: the echo is handed the shell.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -24,6 +25,8 @@ from typing import Any
 from . import _capture
 from ._snapshot import snapshot_of
 from ._text import safe_text
+
+logger = logging.getLogger("jupyter_executor")
 
 __all__ = [
     "TerminalEcho",
@@ -126,7 +129,8 @@ def text_table(engine: Any) -> str:
         last = job_note(info)
         if info.status == "pending":
             last = "; ".join(lifecycle_notes(info)) or last  # when it runs next, not its past
-        rows.append((info.name, info.status, info.backend, seconds(info.duration), last[:60]))
+        note = " ".join(last.split())[:60]  # one line: a multi-line error would break the table
+        rows.append((info.name, info.status, info.backend, seconds(info.duration), note))
     return safe_text(table(rows))  # as describe(): printable on a strict stdout
 
 
@@ -180,7 +184,10 @@ class TerminalEcho:
                 return
             self._wake.clear()
             if not self._busy:
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:  # (a closed or broken stdout) logged; the echo goes on
+                    logger.exception("jupyter_executor: cannot echo the jobs' output")
 
     def flush(self) -> None:
         """Print what is new since the last call (any thread)."""

@@ -287,3 +287,47 @@ def test_a_callable_whose_getattr_raises_gets_a_name(engine: Engine) -> None:
     job = engine.submit(Proxy())
     assert engine.wait_job(job, timeout=30) and job.result() == 7
     assert str(job.name).startswith("Proxy")
+
+
+@pytest.mark.timeout(60)
+def test_the_terminal_echo_outlives_a_stdout_that_fails_once(engine: Engine) -> None:
+    # An error from the stream (a closed or broken stdout) ended the echo's thread silently:
+    # no job's output was printed again in that terminal.
+    class Flaky(io.StringIO):
+        fail = True
+
+        def write(self, text: str) -> int:
+            if self.fail:
+                self.fail = False
+                raise OSError("stdout is gone for a moment")
+            return super().write(text)
+
+    stream = Flaky()
+    echo = TerminalEcho(TerminalShell(), engine, stream=lambda: stream)
+    try:
+        first = engine.submit(print, "lost line", name="first")
+        wait_until(lambda: not stream.fail, what="the echo's failed write")
+        assert echo._thread.is_alive()
+        engine.wait_job(first, timeout=30)
+        later = engine.submit(print, "later line", name="later")
+        engine.wait_job(later, timeout=30)
+        wait_until(lambda: "[job later] later line" in stream.getvalue(), what="the later line")
+    finally:
+        echo.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_terminal_table_keeps_one_line_per_job(engine: Engine) -> None:
+    # A multi-line error was cut to 60 characters with its newlines: the %jobs table broke.
+    from jupyter_executor._terminal import text_table
+
+    def fail() -> None:
+        raise ValueError("first line\nsecond line\nthird line")
+
+    bad = engine.submit(fail, name="bad")
+    ok = engine.submit(lambda: 1, name="ok")
+    engine.wait(timeout=30)
+    assert bad.status == "failed" and ok.status == "done"
+    lines = text_table(engine).splitlines()
+    assert len(lines) == 3, lines
+    assert "first line second line" in lines[1]
