@@ -8,6 +8,7 @@ docs/kernel-notes.md §1: threads started by a cell otherwise print into whichev
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import importlib
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from ._context import running_job
+from ._context import running_attempt, running_job
 from ._files import create_private, private_dir, private_opener
 from ._text import ERRORS
 
@@ -56,6 +57,9 @@ class Output:
     ) -> None:
         self._lines: deque[str] = deque(maxlen=maxlines)
         self._partial = ""
+        # The last write ended with a carriage return (``print(f"{i}%", end="\r")``): the next
+        # text starts the line again. Not kept in _partial, which is read as the line shown.
+        self._cr = False
         # Reentrant, with _busy: see write (a finalizer that prints while this thread writes).
         self._lock = threading.RLock()
         self._busy = False
@@ -76,6 +80,8 @@ class Output:
         self._last_flush = 0.0
         self._notify = notify
         self._displays: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=MAX_DISPLAYS)
+        #: {stream: UTF-8 decoder} of the bytes written to ``sys.stdout.buffer`` (write_bytes)
+        self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         #: Streams this run closed (``sys.stdout.close()`` in the job): writing them raises.
         self.closed_streams: frozenset[str] = frozenset()
         self.version = 0
@@ -123,9 +129,26 @@ class Output:
             self._notify("output")
         return len(text)
 
+    def write_bytes(self, data: bytes, stream: str = "stdout") -> int:
+        """Append ``data`` (written to ``sys.stdout.buffer``) as :meth:`write`; return its length.
+
+        Decoded as UTF-8 as a command's output is (an invalid byte becomes U+FFFD), a character
+        split between two writes whole.
+        """
+        with self._lock:
+            decoder = self._decoders.get(stream)
+            if decoder is None:
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                self._decoders[stream] = decoder
+            text = decoder.decode(data)
+        self.write(text, stream)
+        return len(data)
+
     def _append(self, text: str) -> None:
         lines = self._lines
         partial = self._partial
+        if self._cr:
+            partial += "\r"
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         chunks = text.split("\n")
@@ -140,6 +163,7 @@ class Output:
             partial = ""
             self.line_count += 1
         partial += chunks[-1]
+        self._cr = partial.endswith("\r")
         if "\r" in partial:
             # A carriage return starts the line again (a progress bar redrawing itself).
             partial = _after_cr(partial)
@@ -284,6 +308,11 @@ class Output:
         """Flush and close the log file: the run is over (a later write opens it again, appending,
         while it is still this run's file; see :meth:`_still_ours`)."""
         with self._lock:
+            # The end of a character cut short by the end of the run: shown as U+FFFD.
+            ends = [(name, d.decode(b"", final=True)) for name, d in self._decoders.items()]
+        for name, text in ends:
+            self.write(text, name)
+        with self._lock:
             self._flush_log()
             self._ended = True
             if self._file is not None:
@@ -355,17 +384,50 @@ def _after_cr(line: str) -> str:
 def current_output() -> Output | None:
     """The :class:`Output` of the job running in this context, or None outside jobs."""
     job = running_job.get()
-    return None if job is None else job.output
+    return None if job is None else _output_of(job)
+
+
+_bind_lock = threading.Lock()
+
+
+def _output_of(job: Any) -> Output:
+    """The :class:`Output` that ``job``'s code in this context writes to: its attempt's.
+
+    Not ``job.output`` at write time: a thread or a task left running by one run would write
+    into the next run's (see :class:`._context.Attempt`).
+    """
+    attempt = running_attempt.get()
+    if attempt is None or attempt.job is not job:
+        return job.output  # type: ignore[no-any-return]
+    out: Output | None = attempt.output
+    if out is None:
+        with _bind_lock:  # (two threads of the attempt writing their first line at once)
+            out = attempt.output
+            if out is None:
+                out = job.output
+                if job.attempts != attempt.number:
+                    # This attempt wrote nothing before the next one began: ``out`` may be
+                    # the next one's. What the attempt's leftovers write is kept with it.
+                    out = Output()
+                attempt.output = out
+    return out
 
 
 # A job's own redirections of sys.stdout/sys.stderr (``contextlib.redirect_stdout``): the job
-# they belong to and {stream: target}, in the job's context. The owner is checked because a job
-# started inside a redirection copies its context.
+# (its attempt, see _owner) they belong to and {stream: target}, in the job's context. The
+# owner is checked because a job started inside a redirection copies its context.
 _redirects: contextvars.ContextVar[tuple[Any, dict[str, Any]] | None] = contextvars.ContextVar(
     "jupyter_executor_redirects", default=None
 )
 _active = 0  # jobs' redirections made and not undone
 _active_lock = threading.Lock()
+
+
+def _owner(job: Any) -> Any:
+    """Whose redirections apply here: the attempt's, so that one a run left in place (its
+    worker thread keeps the context) does not take a later run's prints."""
+    attempt = running_attempt.get()
+    return attempt if attempt is not None and attempt.job is job else job
 
 
 class StreamProxy:
@@ -393,21 +455,53 @@ class StreamProxy:
         if job is None:
             return self.original.write(text)
         mine = _redirects.get()
-        if mine is not None and mine[0] is job:
+        if mine is not None and mine[0] is _owner(job):
             target = mine[1].get(self._stream)
             if target is not None:
                 return target.write(text)  # type: ignore[no-any-return]
-        out: Output = job.output
+        if not isinstance(text, str):
+            # As a real text stream: Output.write would store str(b"x"), "b'x'".
+            msg = f"write() argument must be str, not {type(text).__name__}"
+            raise TypeError(msg)
+        return self._open_output(job).write(text, self._stream)
+
+    def _open_output(self, job: Any) -> Output:
+        out = _output_of(job)
         if out.closed_streams and self._stream in out.closed_streams:
             msg = "I/O operation on closed file."
             raise ValueError(msg)
-        return out.write(text, self._stream)
+        return out
+
+    @property
+    def buffer(self) -> Any:
+        """``sys.stdout.buffer``: in a job, one whose bytes go to the job (see :class:`_Buffer`)."""
+        current = self._current()
+        if current is not self:
+            return current.buffer
+        if running_job.get() is None:
+            return self.original.buffer
+        buffer = self.original.buffer  # (AttributeError where the stream has none, as it would)
+        return _Buffer(self, buffer)
+
+    def detach(self) -> Any:
+        """In a job, the job's :attr:`buffer`: the original stream stays attached.
+
+        ``sys.stdout = io.TextIOWrapper(sys.stdout.detach(), ...)`` in a job detached the
+        kernel's (or terminal's) stream: every print outside jobs raised from then on, and the
+        job's went around its output.
+        """
+        current = self._current()
+        if current is not self:
+            return current.detach()
+        if running_job.get() is None:
+            return self.original.detach()
+        return self.buffer
 
     def _current(self) -> Any:
         """What ``sys.stdout`` is in this context: the job's own stream, or the proxy."""
         job = running_job.get()
         mine = _redirects.get()
-        if job is not None and mine is not None and mine[0] is job:
+        if job is not None and mine is not None and mine[0] is _owner(job):
             return mine[1].get(self._stream, self)
         return self
 
@@ -415,15 +509,16 @@ class StreamProxy:
         """``sys.stdout = value`` from a job (see the class docstring)."""
         global _active
         job = running_job.get()
+        owner = _owner(job)
         mine = _redirects.get()
-        targets = dict(mine[1]) if mine is not None and mine[0] is job else {}
+        targets = dict(mine[1]) if mine is not None and mine[0] is owner else {}
         before = self._stream in targets
         if type(value) is StreamProxy:
             targets.pop(self._stream, None)  # restored what it found
         else:
             targets[self._stream] = value
         after = self._stream in targets
-        _redirects.set((job, targets) if targets else None)
+        _redirects.set((owner, targets) if targets else None)
         if before != after:
             with _active_lock:
                 _active = max(_active + (1 if after else -1), 0)
@@ -434,7 +529,7 @@ class StreamProxy:
         if job is None:
             self.original.close()
             return
-        out = job.output
+        out = _output_of(job)
         out.closed_streams = out.closed_streams | {self._stream}
 
     @property
@@ -442,7 +537,7 @@ class StreamProxy:
         job = running_job.get()
         if job is None:
             return bool(self.original.closed)
-        return self._stream in job.output.closed_streams
+        return self._stream in _output_of(job).closed_streams
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -458,6 +553,50 @@ class StreamProxy:
     def __getattr__(self, name: str) -> Any:
         current = self._current()
         return getattr(self.original if current is self else current, name)
+
+
+class _Buffer:
+    """``sys.stdout.buffer`` read in a job: what is written to it goes to the job running when
+    it is written, as through the proxy (the original's own buffer would print outside)."""
+
+    def __init__(self, proxy: StreamProxy, original: Any) -> None:
+        self._proxy = proxy
+        self._original = original
+
+    def write(self, data: Any) -> int:
+        proxy = self._proxy
+        job = running_job.get()
+        if job is None:
+            return self._original.write(data)  # type: ignore[no-any-return]
+        if isinstance(data, str):
+            msg = "a bytes-like object is required, not 'str'"
+            raise TypeError(msg)
+        data = bytes(memoryview(data))  # (a TypeError naming the type, if it is not bytes-like)
+        return proxy._open_output(job).write_bytes(data, proxy._stream)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if running_job.get() is None:
+            self._original.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False  # (a TextIOWrapper over it would ask the original's position)
+
+    @property
+    def closed(self) -> bool:
+        return self._proxy.closed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
 
 
 _module_getattribute = types.ModuleType.__getattribute__

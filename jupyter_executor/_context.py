@@ -13,13 +13,35 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["attempt_hooks", "run_hooks", "running_job"]
+__all__ = ["Attempt", "attempt_hooks", "run_hooks", "running_attempt", "running_job"]
 
 logger = logging.getLogger("jupyter_executor")
 
 #: The job whose code runs in this context (a ``Job``, or None). Set by the engine around every
 #: attempt, read by the stdout/stderr proxy (routing) and by ``cancelled()`` / ``progress()``.
 running_job: ContextVar[Any] = ContextVar("jupyter_executor_job", default=None)
+
+
+class Attempt:
+    """One attempt of a job, as the code it runs sees it: where its output goes.
+
+    Set with :data:`running_job` by the backends that run the code in this process. The job's
+    ``Output`` is made on first use and is a new one at each attempt, so a thread or a task
+    the attempt left running, which keeps this context, would otherwise write into a later
+    run's output (the stream proxy found ``job.output`` at write time). ``output`` is bound on
+    the attempt's first write (``_capture._output_of``).
+    """
+
+    __slots__ = ("job", "number", "output")
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+        self.number: int = job.attempts
+        self.output: Any = None
+
+
+#: The :class:`Attempt` whose code runs in this context (None outside thread and async jobs).
+running_attempt: ContextVar[Attempt | None] = ContextVar("jupyter_executor_attempt", default=None)
 
 #: ``(enter, leave)`` pairs called with the job, in the job's own context, before and after each
 #: attempt of a thread or async job (the code runs in this process). Adapters keep per-job state

@@ -7,7 +7,7 @@ import inspect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .._context import attempt_hooks, run_hooks, running_job
+from .._context import Attempt, attempt_hooks, run_hooks, running_attempt, running_job
 from .._protocols import CANCELLED
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ class TaskBackend(Backend):
         me = asyncio.current_task() if self.local else None  # (see _abandon)
         while current is not None:
             running_job.set(current)  # the task runs in a copy of the context: this stays local
+            running_attempt.set(Attempt(current))  # where a local job's prints go (see Attempt)
             result: Any = None
             exc: BaseException | None = None
             try:

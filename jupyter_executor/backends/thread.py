@@ -18,7 +18,7 @@ import threading
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from .._context import attempt_hooks, run_hooks, running_job
+from .._context import Attempt, attempt_hooks, run_hooks, running_attempt, running_job
 from .._protocols import CANCELLED
 from ..job import resolve_args
 from ._base import Backend
@@ -133,6 +133,7 @@ class ThreadBackend(Backend):
         exc: BaseException | None = None
         abandoned = False
         token = running_job.set(job)
+        seat = running_attempt.set(Attempt(job))
         hooks = bool(attempt_hooks)
         run = job.runstate
         try:
@@ -156,6 +157,7 @@ class ThreadBackend(Backend):
             abandoned = self._disarm(job, ident)
             exc = CANCELLED
         finally:
+            running_attempt.reset(seat)
             running_job.reset(token)
         if abandoned:
             return None  # settled long ago; the job may even run again by now: not news
