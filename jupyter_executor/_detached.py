@@ -56,6 +56,12 @@ class DetachHost(Protocol):
     def submit(self, job: Job, *, replace: bool = ...) -> Any:
         """Submit ``job``."""
 
+    def __contains__(self, name: object) -> bool:
+        """Whether a job is called ``name``."""
+
+    def __getitem__(self, name: str) -> Job:
+        """The job called ``name``."""
+
 
 # The reading side lives in _outputs (below job.py); its names are re-exported here, where
 # %jobs fetch and older callers look for them.
@@ -83,9 +89,16 @@ def _command(payload: Path, result: Path) -> list[str]:
     return [sys.executable, "-m", "jupyter_executor._detached", str(payload), str(result)]
 
 
-def _ship(engine: DetachHost, name: str, payload: dict[str, Any]) -> list[str]:
+def _ship(
+    engine: DetachHost, name: str, payload: dict[str, Any], *, replace: bool = False
+) -> list[str]:
+    from ._intake import check_replaceable
     from ._pickling import dumps
 
+    # Refused here as submit() would refuse it, before the files are touched: they are the
+    # ones of the job that has the name, whose process may not have read its input yet.
+    if name in engine:
+        check_replaceable(name, engine[name], replace)
     log = engine.log_path(name)
     with contextlib.suppress(FileNotFoundError):
         result_file(log).unlink()  # an earlier run's outputs must not pass for this one's
@@ -124,7 +137,7 @@ def submit_cell(
         "values": values,
     }
     replace = bool(options.pop("replace", False))
-    command = _ship(engine, name, payload)
+    command = _ship(engine, name, payload, replace=replace)
     job = DetachedPython(command, name=name, detach=True, **options)
     job.source_text = cell.raw
     job.shown = cell.description or "(cell)"

@@ -275,7 +275,13 @@ def _take_over(
             logger.warning("jupyter_executor: cannot re-arm the schedule %r: %s", name, exc)
             continue
         phrase = describe(name, row["spec"])
-        missed = _missed(engine, name, row)
+        try:
+            missed = _missed(engine, name, row)
+        except (ValueError, TypeError, OverflowError) as exc:
+            # (a period so long that its next time is past year 9999, a corrupt row): the
+            # schedule is re-armed all the same; only its missed runs go uncounted.
+            logger.warning("jupyter_executor: cannot count the missed runs of %r: %s", name, exc)
+            missed = ""
         if missed:
             phrase += f" ({missed})"
         jobs.append(job)

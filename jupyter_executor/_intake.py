@@ -244,7 +244,7 @@ class Intake(Gates):
                 raise DuplicateJobName(msg)
             old = jobs.get(name)
             if old is not None:
-                _check_replaceable(name, old, replace)
+                check_replaceable(name, old, replace)
                 replacing[name] = old
             names.add(name)
             new.append(job)
@@ -344,7 +344,7 @@ class _Known:
         return name in self.jobs or name in self.names
 
 
-def _check_replaceable(name: str, old: Job, replace: bool) -> None:
+def check_replaceable(name: str, old: Job, replace: bool) -> None:
     """Raise unless finished job ``old`` may give its name to a new job."""
     if not old.done():
         msg = (

@@ -83,7 +83,7 @@ class Reattach(Scheduler):
             status, code, error = _read_exit(exit_file)
             self._store.record_exit(row["id"], status, code, time.time(), error)
             return
-        job = Job(row.get("description") or name, name=name, detach=True)
+        job = _reattached_job(row, name)
         with self._lock:
             self._jobs[name] = job
             job.engine = self._as_engine
@@ -117,8 +117,24 @@ class Reattach(Scheduler):
         """(loop thread) Stop the process of a re-attached job whose watch was cancelled."""
         if not task.cancelled() or not job.cancel_requested:
             return  # it ended by itself, or the engine stopped: a detached job runs on
+        assert self._loop is not None
+        stopping = self._loop.create_task(self._stop_reattached(job))
+        # The job's task from now on: it ends when its group is stopped and its end recorded
+        # (the backend settles a job whose own task was cancelled: that was the watch).
+        job.runstate.task = stopping
+        _stopping.add(stopping)
+        stopping.add_done_callback(_stopping.discard)
+
+    async def _stop_reattached(self, job: Job) -> None:
+        """Stop the group of a cancelled re-attached job, then record and settle its end.
+
+        The group is stopped in a thread: it waits up to the grace for a command that ignores
+        SIGTERM, and on the loop that wait held every other job of the engine.
+        """
         assert job.pid is not None
-        _kill_group(job.pid, self.cancel_grace)
+        stop = asyncio.ensure_future(asyncio.to_thread(_kill_group, job.pid, self.cancel_grace))
+        with contextlib.suppress(asyncio.CancelledError):  # the engine stops: it goes on
+            await asyncio.shield(stop)
         life = job.runstate.life
         if self._store is not None and life is not None and life.reattached is not None:
             reason = job.runstate.cancel_reason or "cancelled"
@@ -129,6 +145,7 @@ class Reattach(Scheduler):
             except StoreError:
                 logger.exception("jupyter_executor: cannot record the end of %s", job.name)
         self._finish(job, exc=CANCELLED)
+        _detach_from_row(job)
 
     async def _watch_detached(self, job: Job, exit_file: Path) -> None:
         import psutil
@@ -164,6 +181,11 @@ class Reattach(Scheduler):
                     rc,
                 ),
             )
+        _detach_from_row(job)
+
+
+# Stops of re-attached jobs under way (the loop keeps only weak references to its tasks).
+_stopping: set[asyncio.Task[None]] = set()
 
 
 async def _gone(proc: Any) -> None:
@@ -188,6 +210,45 @@ async def _gone(proc: Any) -> None:
         await pidfd_exited(fd)
     finally:
         os.close(fd)
+
+
+def _detach_from_row(job: Job) -> None:
+    """The re-attached run of ``job`` is recorded as ended: from now on its runs are its own.
+
+    While it is set, the history skips the job (the run's row is the earlier kernel's): kept
+    after the end, a rerun ran unrecorded, even its write-ahead, so that a kernel dying then
+    left a detached process that no engine knew of.
+    """
+    if job.runstate.life is not None:
+        job.runstate.life.reattached = None
+
+
+def _reattached_job(row: dict[str, Any], name: str) -> Job:
+    """The job of the re-attached run ``row``, its command read back from its supervisor.
+
+    The history keeps only the command's description: a job made of it ran the description
+    as a shell command when rerun (or ``slow(...)`` for a detached function). The supervisor's
+    command line ends with the command, and its working directory and environment are the
+    command's, so a rerun runs again what ran.
+    """
+    import psutil
+
+    shown = row.get("description") or name
+    try:
+        proc = psutil.Process(int(row["pid"]))
+        argv, cwd, env = proc.cmdline(), proc.cwd(), proc.environ()
+    except (psutil.Error, OSError, ValueError):
+        return Job(shown, name=name, detach=True)  # it ended just now: its watch ends at once
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    if not command:
+        return Job(shown, name=name, detach=True)
+    if command[1:3] == ["-m", "jupyter_executor._detached"]:
+        from ._detached import DetachedPython
+
+        python = DetachedPython(command, name=name, detach=True, cwd=cwd, env=env)
+        python.shown = shown
+        return python
+    return Job(command, name=name, detach=True, cwd=cwd, env=env)
 
 
 def _orphaned(row: dict[str, Any], here: str, engine_id: str) -> bool:
@@ -233,7 +294,7 @@ def _claimed_pid(claim_file: Path) -> int | None:
             except OSError:
                 return None  # no logs folder: no supervisor could have claimed it either
             continue  # the supervisor claimed it meanwhile: read its pid
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # (not JSON, or nested beyond reason)
             return None
         pid = data.get("pid") if isinstance(data, dict) else None
         return pid if isinstance(pid, int) else None
@@ -251,7 +312,7 @@ def _supervisor_start_time(pid: int, log_path: Path) -> float | None:
         if str(claim_file_of(log_path)) not in proc.cmdline():
             return None  # the pid was reused: the supervisor ended
         return float(proc.create_time())
-    except psutil.Error:
+    except (psutil.Error, ValueError, OverflowError):  # (a claim file with no real pid)
         return None
 
 
@@ -259,8 +320,11 @@ def _read_exit(exit_file: Path) -> tuple[str, int | None, str | None]:
     import json
 
     try:
-        code = int(json.loads(exit_file.read_text())["returncode"])
-    except (OSError, ValueError, KeyError):
+        code = json.loads(exit_file.read_text())["returncode"]
+        # An exit status (a code, or minus a signal): a file of another shape is not ours.
+        if isinstance(code, bool) or not isinstance(code, int) or not -256 < code < 256:
+            raise TypeError(code)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError):
         return (
             "failed",
             None,
