@@ -146,7 +146,12 @@ def submit_cell(
 
 
 def submit_call(
-    engine: DetachHost, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], **options: Any
+    engine: DetachHost,
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    replace: bool = False,
+    **options: Any,
 ) -> Job:
     """``engine.submit(fn, *args, detach=True, ...)``: run ``fn`` in a detached process.
 
@@ -179,11 +184,12 @@ def submit_call(
         why = f"{type(exc).__name__}: {exc}"
         msg = f"cannot ship {fn!r} and its arguments to a detached process ({why})"
         raise ShipError(msg) from None
-    command = _ship(engine, name, {"kind": "call", "fn": fn, "args": args, "kwargs": kwargs})
+    payload = {"kind": "call", "fn": fn, "args": args, "kwargs": kwargs}
+    command = _ship(engine, name, payload, replace=replace)
     given = {k: options[k] for k in ("requires", "timeout", "env", "cwd") if options.get(k)}
     job = DetachedPython(command, name=name, detach=True, **given)
     job.shown = f"{getattr(fn, '__qualname__', repr(fn))}(...)"
-    engine.submit(job)
+    engine.submit(job, replace=replace)
     return job
 
 

@@ -24,6 +24,10 @@ _EVERY_EXAMPLES = "e.g. '30 s', '2 min', '1h30m', '1 day', 'hour', 'week' or a n
 _START_EXAMPLES = "e.g. '2030-01-31 08:00', '2030-01-31T08:00:00+01:00', '08:00' or a datetime"
 
 
+#: The longest period of a schedule: now + a period must stay a datetime (year 9999 at most).
+MAX_EVERY = timedelta(days=36_525)
+
+
 def parse_every(value: str | timedelta | float) -> timedelta:
     """The period of a schedule, from a duration string, a timedelta or seconds.
 
@@ -51,7 +55,7 @@ def parse_every(value: str | timedelta | float) -> timedelta:
     >>> parse_every("day")
     datetime.timedelta(days=1)
     """
-    if isinstance(value, timedelta) and value > timedelta(0):
+    if isinstance(value, timedelta) and timedelta(0) < value <= MAX_EVERY:
         return value  # exactly (a round trip through float seconds could round it)
     # The one duration grammar (_duration.py), with a schedule's own messages.
     try:
@@ -67,6 +71,9 @@ def parse_every(value: str | timedelta | float) -> timedelta:
         raise InvalidOption(_bad_every(value)) from None
     if period <= timedelta(0):  # under a microsecond: a timedelta of 0, a period that spins
         raise InvalidOption(_bad_every(value))
+    if period > MAX_EVERY:  # the next time would be past what a datetime holds (year 9999)
+        msg = f"cannot use every={value!r}: a schedule's period is at most 100 years"
+        raise InvalidOption(msg)
     return period
 
 

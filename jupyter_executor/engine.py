@@ -312,7 +312,7 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
 
             check_options(job_options)  # (env=, cwd=...: at the door, before anything ships)
             job_options.pop("detach")
-            return _detached.submit_call(self, target, args, kwargs, **job_options)
+            return _detached.submit_call(self, target, args, kwargs, replace, **job_options)
         if job_options.get("backend") is None:
             backend = self._backend_default(target)
             if backend is not None:
@@ -381,6 +381,9 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         bool
             True if a stored schedule was removed or a job stopped; False if there was none.
         """
+        if not isinstance(name, str):
+            msg = f"unschedule() takes a job's name, not {short_repr(name)}"
+            raise InvalidOptionType(msg)
         return _durable.unschedule(self, name)
 
     def rerun(self, job: Job | str) -> Job:

@@ -20,7 +20,7 @@ from _wait import wait_until
 
 from jupyter_executor import Engine
 from jupyter_executor._durable import RearmedWarning
-from jupyter_executor.errors import DuplicateJobName
+from jupyter_executor.errors import DuplicateJobName, InvalidOption
 
 NO_EXIT = "the detached process ended while no kernel watched it, and left no exit status"
 
@@ -169,22 +169,31 @@ def test_cancelling_a_reattached_command_that_ignores_sigterm_does_not_stall_the
 def test_a_schedule_whose_missed_runs_cannot_be_counted_is_rearmed_all_the_same(
     tmp_path: Path,
 ) -> None:
-    # Counting the runs missed meanwhile raised out of Engine(): a period whose next time is
-    # past year 9999 (which submit accepts) made every later engine on the folder fail.
+    # Counting the runs missed meanwhile raised out of Engine(): a corrupt creation time, or a
+    # period whose next time is past year 9999 (which submit accepted then, and a folder may
+    # still hold), made every later engine on the folder fail. So did one stored spec that is
+    # not JSON, for every other schedule of the folder.
     folder = tmp_path / "runs"
     engine = Engine(folder=folder)
     try:
-        engine.submit("true", every=3e11, name="rare")
-        engine.submit("true", every="1 h", name="hourly")
+        with pytest.raises(InvalidOption, match="at most 100 years"):
+            engine.submit("true", every=3e11, name="rare")
+        for name in ("rare", "hourly", "broken"):
+            engine.submit("true", every="1 h", name=name)
     finally:
         engine.shutdown()
-    with sqlite3.connect(folder / "history.db") as con:  # and a corrupt row
+    with sqlite3.connect(folder / "history.db") as con:  # what an older version, or damage, left
         con.execute("UPDATE schedules SET created = 'yesterday' WHERE name = 'hourly'")
+        con.execute(
+            "UPDATE schedules SET spec = json_set(spec, '$.every', 3e11) WHERE name = 'rare'"
+        )
+        con.execute("UPDATE schedules SET spec = '{not json' WHERE name = 'broken'")
     con.close()
-    with pytest.warns(RearmedWarning, match="re-armed 2 schedules"):
+    with pytest.warns(RearmedWarning, match="re-armed 1 schedule"):
         second_engine = Engine(folder=folder)
     try:
-        assert {"rare", "hourly"} <= set(second_engine.jobs)
+        assert "hourly" in second_engine.jobs
+        assert "broken" not in second_engine.jobs
     finally:
         second_engine.shutdown()
 
@@ -227,5 +236,52 @@ def test_a_reattached_job_reruns_its_own_command_and_the_rerun_is_recorded(
             runs = engine.history(name)
             assert list(runs["status"]) == ["done", "done"], name
             assert runs["engine_id"].iloc[-1] == engine.id
+    finally:
+        engine.shutdown()
+
+
+@pytest.mark.timeout(90)
+def test_a_finished_detached_function_is_replaced_by_name(tmp_path: Path) -> None:
+    # submit(fn, detach=True, replace=True) dropped replace=: a finished detached function
+    # could not be submitted again under its name.
+    engine = Engine(folder=tmp_path / "runs")
+    try:
+        job = engine.submit(first, detach=True, name="y")
+        assert engine.wait_job(job, 60) and job.outputs == {"result": "first"}
+        again = engine.submit(second, detach=True, name="y", replace=True)
+        assert engine.wait_job(again, 60)
+        assert again.outputs == {"result": "second"}
+        assert engine["y"] is again
+    finally:
+        engine.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_unschedule_takes_a_name(tmp_path: Path) -> None:
+    # unschedule(None) failed deep in the store: AttributeError ... 'isascii'.
+    from jupyter_executor import InvalidOptionType
+
+    engine = Engine(folder=tmp_path / "runs")
+    try:
+        for odd in (None, 5):
+            with pytest.raises(InvalidOptionType, match="unschedule\\(\\) takes a job's name"):
+                engine.unschedule(odd)  # type: ignore[arg-type]
+        assert engine.unschedule("nothing") is False
+    finally:
+        engine.shutdown()
+
+
+@pytest.mark.timeout(60)
+def test_a_character_a_detached_command_writes_in_two_pieces_is_one(
+    tmp_path: Path, marker: str
+) -> None:
+    # Its log was decoded read by read: "é" written as two bytes on either side of a read
+    # showed as two U+FFFD in the job's output.
+    engine = Engine(folder=tmp_path / "runs")
+    try:
+        script = "printf 'caf\\303'; sleep 1; printf '\\251\\n'"
+        job = engine.submit(["sh", "-c", script, marker], name="split", detach=True)
+        assert engine.wait_job(job, 30)
+        assert "café" in job.tail(), repr(job.tail())
     finally:
         engine.shutdown()

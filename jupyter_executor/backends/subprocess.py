@@ -783,24 +783,34 @@ def claim_file_of(log_path: Path) -> Path:
 async def follow(path: Path, out: Any, interval: float = 0.25) -> None:
     """Copy what a detached process appends to its log file into the job's tail."""
     position = [path.stat().st_size if path.exists() else 0]
+    # One decoder for the whole log: a character the process wrote in two pieces, one before
+    # a read and one after, is one character (decoded read by read, it was two U+FFFD).
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
         while True:
             await asyncio.sleep(interval)
-            _read_new(path, out, position)
+            _read_new(path, out, position, decoder)
     finally:
-        _read_new(path, out, position)
+        _read_new(path, out, position, decoder, final=True)
 
 
-def _read_new(path: Path, out: Any, position: list[int]) -> None:
+def _read_new(
+    path: Path,
+    out: Any,
+    position: list[int],
+    decoder: codecs.IncrementalDecoder,
+    final: bool = False,
+) -> None:
     try:
         with open(path, "rb") as f:
             f.seek(position[0])
             data = f.read()
     except FileNotFoundError:
-        return
-    if data:
-        position[0] += len(data)
-        out.write(data.decode("utf-8", errors="replace"), "stdout", log=False)
+        data = b""
+    position[0] += len(data)
+    text = decoder.decode(data, final)
+    if text:
+        out.write(text, "stdout", log=False)
 
 
 async def _copy_output(

@@ -11,6 +11,7 @@ its transaction and read helpers.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._status import FINISHED
 from .._text import safe_text
+
+logger = logging.getLogger("jupyter_executor")
 
 T = TypeVar("T")
 
@@ -114,7 +117,18 @@ class DirectWrites:
         out = []
         for row in rows:
             data = dict(zip(columns, row, strict=True))
-            data["spec"] = json.loads(data["spec"])
+            try:
+                spec = json.loads(data["spec"])
+            except (TypeError, ValueError, RecursionError):
+                spec = None
+            if not isinstance(spec, dict):
+                # One damaged row must not keep every other schedule from being re-armed.
+                logger.warning(
+                    "jupyter_executor: the stored schedule of %r is not readable; skipped",
+                    data["name"],
+                )
+                continue
+            data["spec"] = spec
             out.append(data)
         return out
 
