@@ -95,7 +95,7 @@ function sameStyle(a, b) {
 
 /**
  * Split text with ANSI escapes into styled segments (adjacent equal styles merged).
- * @param {string} text
+ * @param {unknown} text
  * @returns {Segment[]}
  */
 export function parseAnsi(text) {
@@ -109,27 +109,30 @@ export function parseAnsi(text) {
     if (prev && sameStyle(prev.style, style)) prev.text += t;
     else out.push({ text: t, style });
   };
-  for (const m of (text ?? "").matchAll(ESCAPE)) {
-    push(text.slice(last, m.index));
+  // A number or another non-text value where text was expected is shown, never a TypeError that
+  // stops the view's drawing.
+  const str = String(text ?? "");
+  for (const m of str.matchAll(ESCAPE)) {
+    push(str.slice(last, m.index));
     last = (m.index ?? 0) + m[0].length;
     if (m[2] === "m") style = applySgr(style, m[1] ?? "");
   }
-  push((text ?? "").slice(last));
+  push(str.slice(last));
   return out;
 }
 
 /**
  * The text without any escape sequence.
- * @param {string} text
+ * @param {unknown} text
  */
 export function stripAnsi(text) {
-  return (text ?? "").replace(ESCAPE, "");
+  return String(text ?? "").replace(ESCAPE, "");
 }
 
 /**
  * Render ANSI text into `el` (replacing its content) as text nodes and spans.
  * @param {HTMLElement} el
- * @param {string} text
+ * @param {unknown} text
  */
 export function renderAnsi(el, text) {
   const doc = el.ownerDocument;

@@ -1,6 +1,7 @@
 // The status badge and the progress bar, identical in the dashboard and in the job view.
 import { h } from "./dom.js";
 import { formatPercent, restartNote, safeUrl, statusLabel } from "./format.js";
+import { stripAnsi } from "./ansi.js";
 
 /**
  * A coloured status badge; "running" carries a spinner (pure CSS, no timer).
@@ -30,7 +31,7 @@ export function badge(doc, status, title, label) {
  */
 export function rowBadge(doc, row) {
   const label = statusLabel(row);
-  const out = [badge(doc, row.status, row.cancel_reason || row.error || "", label)];
+  const out = [badge(doc, row.status, stripAnsi(row.cancel_reason || row.error || ""), label)];
   const note = restartNote(row);
   if (note) out.push(h(doc, "span.je-muted.je-restart-note", { text: note }));
   return out;

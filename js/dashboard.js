@@ -451,7 +451,8 @@ class DashboardView {
     c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
     c.progress.title = row.progress_text ?? ""; // tqdm's counts and rate: cut off in the column
     const failed = row.status === "failed" && row.error;
-    const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
+    // An error or a repr may carry colours (a CLI's message): their escapes are noise in a cell.
+    const result = stripAnsi(failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "");
     const link = urlLink(d, row.url, true);
     if (link) {
       // A web app: its address, clickable, before whatever result it has.

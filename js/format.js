@@ -32,6 +32,7 @@ export function formatDuration(seconds) {
 export function formatClock(epoch, now) {
   if (epoch === null || epoch === undefined || !Number.isFinite(epoch)) return "";
   const d = new Date(epoch * 1000);
+  if (Number.isNaN(d.getTime())) return ""; // beyond the Date range (±8.64e12 s): "NaN-NaN NaN:N" else
   const ref = new Date((now ?? Date.now() / 1000) * 1000);
   const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
   const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -62,11 +63,12 @@ export function formatPercent(fraction) {
 
 /**
  * Shorten text to at most `n` characters with an ellipsis.
- * @param {string | null | undefined} text
+ * @param {unknown} text  text (anything else is shown as String(value))
  * @param {number} n
  */
 export function truncate(text, n) {
-  if (!text) return "";
+  if (text === null || text === undefined || text === "") return "";
+  text = String(text); // a number where text was expected: shown, not a TypeError
   return text.length <= n ? text : `${text.slice(0, Math.max(0, n - 1))}…`;
 }
 

@@ -3,7 +3,7 @@
 // ANSI code with the dashboard.
 import { h, setText } from "./dom.js";
 import { allowedActions, durationOf, formatDuration, nextRunText, truncate } from "./format.js";
-import { renderAnsi } from "./ansi.js";
+import { renderAnsi, stripAnsi } from "./ansi.js";
 import { progressBar, rowBadge, rowBadgeKey, urlLink } from "./badge.js";
 import { initializeStore, modelStore, newViewId, safeSend } from "./store.js";
 import { attachView, noteQueued, showGone } from "./kernel.js";
@@ -129,11 +129,16 @@ class JobViewView {
       renderAnsi(pre, row.traceback);
       parts.push(pre);
     } else if (row.status === "failed" && row.error) {
-      parts.push(h(d, "pre.je-pre.je-traceback", { text: row.error }));
+      // An error or a repr may carry colours (a CLI's message), as a traceback does.
+      const pre = h(d, "pre.je-pre.je-traceback");
+      renderAnsi(pre, row.error);
+      parts.push(pre);
     } else if (row.status === "cancelled") {
-      parts.push(h(d, "div.je-muted", { text: row.cancel_reason || "cancelled" }));
+      parts.push(h(d, "div.je-muted", { text: stripAnsi(row.cancel_reason || "cancelled") }));
     } else if (row.status === "done" && row.result !== null && row.result !== undefined) {
-      parts.push(h(d, "pre.je-pre.je-result", { text: row.result }));
+      const pre = h(d, "pre.je-pre.je-result");
+      renderAnsi(pre, row.result);
+      parts.push(pre);
     }
     this.resultEl.replaceChildren(...parts);
   }

@@ -23,9 +23,56 @@ const WIDGET_RETRY_MS = 50;
 /** The widget views drawn in display boxes, to remove with them. @type {WeakMap<Element, any>} */
 const WIDGET_VIEWS = new WeakMap();
 
+/** Elements dropped from a display's HTML: they load code, or act on the whole page (a <base>
+ * moves every relative URL of it, a <meta> refresh navigates it away). A nested <template> is
+ * dropped with its content, which this walk would not reach. */
+const DROPPED_TAGS = new Set(["script", "object", "embed", "applet", "base", "meta", "template", "frame", "frameset"]);
+/** SVG animations, dropped when they animate a link (`values="0;javascript:..."` on `href`). */
+const ANIMATIONS = new Set(["animate", "set", "animatemotion", "animatetransform"]);
+/** A URL that runs code, once the C0 controls and spaces a browser ignores in it are removed. */
+const SCRIPT_URL = /^(?:javascript|vbscript):/i;
+/** What a display's iframe may do: run its own scripts (a folium map), in an origin of its own,
+ * never the page's (no allow-same-origin): nothing in it can reach the notebook. */
+const IFRAME_SANDBOX = "allow-scripts allow-popups";
+
 /**
- * One display as an element. HTML comes from the user's own kernel, like any cell output; it is set
- * with innerHTML, which does not run <script>. SVG goes through an <img>, which runs nothing.
+ * A display's HTML as inert nodes that cannot run script in the page. innerHTML does not run
+ * <script>, but it does run event handlers (`<img src=x onerror=...>`), `javascript:` links and
+ * an <iframe srcdoc>'s scripts in the page's origin; and a job's display also comes back from a
+ * saved notebook's widget state, which the notebook's trust does not cover. Parsed in a
+ * <template>, whose content loads and runs nothing, then cleaned before it joins the page.
+ * @param {Document} doc
+ * @param {string} html
+ * @returns {DocumentFragment}
+ */
+export function sanitizeHtml(doc, html) {
+  const tpl = /** @type {HTMLTemplateElement} */ (doc.createElement("template"));
+  tpl.innerHTML = html;
+  /** @param {Element} parent */
+  const clean = (parent) => {
+    for (const el of [...parent.children]) {
+      const tag = el.localName.toLowerCase();
+      const names = el.getAttributeNames();
+      const animatesLink = ANIMATIONS.has(tag) && names.some((n) => /^attributename$/i.test(n) && /href$/i.test(el.getAttribute(n) ?? ""));
+      if (DROPPED_TAGS.has(tag) || animatesLink) {
+        el.remove();
+        continue;
+      }
+      for (const name of names) {
+        const value = (el.getAttribute(name) ?? "").replace(/[\u0000-\u0020]/g, "");
+        if (/^on/i.test(name) || SCRIPT_URL.test(value)) el.removeAttribute(name);
+      }
+      if (tag === "iframe") el.setAttribute("sandbox", IFRAME_SANDBOX);
+      clean(el);
+    }
+  };
+  clean(/** @type {any} */ (tpl.content));
+  return tpl.content;
+}
+
+/**
+ * One display as an element. HTML comes from the user's own kernel, like any cell output, but
+ * may run no script in the page (see sanitizeHtml). SVG goes through an <img>, which runs nothing.
  * A widget is drawn by the page's widget manager when one is given (see renderWidget).
  * @param {Document} doc
  * @param {Record<string, any>} data
@@ -41,7 +88,7 @@ export function renderMime(doc, data, metadata = {}, manager = undefined) {
   const mime = pickMime(data);
   const box = h(doc, "div.je-display", { "data-mime": mime ?? "none" });
   if (mime === "text/html") {
-    box.innerHTML = data[mime];
+    box.append(sanitizeHtml(doc, data[mime]));
   } else if (mime === "image/svg+xml") {
     box.append(h(doc, "img", { src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(data[mime])}` }));
   } else if (mime === "image/png" || mime === "image/jpeg") {

@@ -42,6 +42,7 @@ function formatDuration(seconds) {
 function formatClock(epoch, now) {
   if (epoch === null || epoch === undefined || !Number.isFinite(epoch)) return "";
   const d = new Date(epoch * 1000);
+  if (Number.isNaN(d.getTime())) return ""; // beyond the Date range (±8.64e12 s): "NaN-NaN NaN:N" else
   const ref = new Date((now ?? Date.now() / 1000) * 1000);
   const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
   const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -57,7 +58,8 @@ function formatPercent(fraction) {
   return `${Math.round(Math.min(1, Math.max(0, fraction)) * 100)}%`;
 }
 function truncate(text, n) {
-  if (!text) return "";
+  if (text === null || text === undefined || text === "") return "";
+  text = String(text); // a number where text was expected: shown, not a TypeError
   return text.length <= n ? text : `${text.slice(0, Math.max(0, n - 1))}…`;
 }
 function allowedActions(row) {
@@ -167,16 +169,17 @@ function parseAnsi(text) {
     if (prev && sameStyle(prev.style, style)) prev.text += t;
     else out.push({ text: t, style });
   };
-  for (const m of (text ?? "").matchAll(ESCAPE)) {
-    push(text.slice(last, m.index));
+  const str = String(text ?? "");
+  for (const m of str.matchAll(ESCAPE)) {
+    push(str.slice(last, m.index));
     last = (m.index ?? 0) + m[0].length;
     if (m[2] === "m") style = applySgr(style, m[1] ?? "");
   }
-  push((text ?? "").slice(last));
+  push(str.slice(last));
   return out;
 }
 function stripAnsi(text) {
-  return (text ?? "").replace(ESCAPE, "");
+  return String(text ?? "").replace(ESCAPE, "");
 }
 function renderAnsi(el, text) {
   const doc = el.ownerDocument;
@@ -216,7 +219,7 @@ function badge(doc, status, title, label) {
 }
 function rowBadge(doc, row) {
   const label = statusLabel(row);
-  const out = [badge(doc, row.status, row.cancel_reason || row.error || "", label)];
+  const out = [badge(doc, row.status, stripAnsi(row.cancel_reason || row.error || ""), label)];
   const note = restartNote(row);
   if (note) out.push(h(doc, "span.je-muted.je-restart-note", { text: note }));
   return out;
@@ -1197,7 +1200,7 @@ class DashboardView {
     c.progress.replaceChildren(progressBar(d, row.progress, row.progress_text));
     c.progress.title = row.progress_text ?? ""; // tqdm's counts and rate: cut off in the column
     const failed = row.status === "failed" && row.error;
-    const result = failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "";
+    const result = stripAnsi(failed ? row.error : row.status === "cancelled" ? row.cancel_reason ?? "" : row.result ?? "");
     const link = urlLink(d, row.url, true);
     if (link) {
       c.result.replaceChildren(link, ...(result ? [" ", truncate(result, 200)] : []));

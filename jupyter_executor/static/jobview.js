@@ -42,6 +42,7 @@ function formatDuration(seconds) {
 function formatClock(epoch, now) {
   if (epoch === null || epoch === undefined || !Number.isFinite(epoch)) return "";
   const d = new Date(epoch * 1000);
+  if (Number.isNaN(d.getTime())) return ""; // beyond the Date range (±8.64e12 s): "NaN-NaN NaN:N" else
   const ref = new Date((now ?? Date.now() / 1000) * 1000);
   const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
   const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -57,7 +58,8 @@ function formatPercent(fraction) {
   return `${Math.round(Math.min(1, Math.max(0, fraction)) * 100)}%`;
 }
 function truncate(text, n) {
-  if (!text) return "";
+  if (text === null || text === undefined || text === "") return "";
+  text = String(text); // a number where text was expected: shown, not a TypeError
   return text.length <= n ? text : `${text.slice(0, Math.max(0, n - 1))}…`;
 }
 function allowedActions(row) {
@@ -167,16 +169,17 @@ function parseAnsi(text) {
     if (prev && sameStyle(prev.style, style)) prev.text += t;
     else out.push({ text: t, style });
   };
-  for (const m of (text ?? "").matchAll(ESCAPE)) {
-    push(text.slice(last, m.index));
+  const str = String(text ?? "");
+  for (const m of str.matchAll(ESCAPE)) {
+    push(str.slice(last, m.index));
     last = (m.index ?? 0) + m[0].length;
     if (m[2] === "m") style = applySgr(style, m[1] ?? "");
   }
-  push((text ?? "").slice(last));
+  push(str.slice(last));
   return out;
 }
 function stripAnsi(text) {
-  return (text ?? "").replace(ESCAPE, "");
+  return String(text ?? "").replace(ESCAPE, "");
 }
 function renderAnsi(el, text) {
   const doc = el.ownerDocument;
@@ -216,7 +219,7 @@ function badge(doc, status, title, label) {
 }
 function rowBadge(doc, row) {
   const label = statusLabel(row);
-  const out = [badge(doc, row.status, row.cancel_reason || row.error || "", label)];
+  const out = [badge(doc, row.status, stripAnsi(row.cancel_reason || row.error || ""), label)];
   const note = restartNote(row);
   if (note) out.push(h(doc, "span.je-muted.je-restart-note", { text: note }));
   return out;
@@ -530,6 +533,33 @@ const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
 const WIDGET_TRIES = 40;
 const WIDGET_RETRY_MS = 50;
 const WIDGET_VIEWS = new WeakMap();
+const DROPPED_TAGS = new Set(["script", "object", "embed", "applet", "base", "meta", "template", "frame", "frameset"]);
+const ANIMATIONS = new Set(["animate", "set", "animatemotion", "animatetransform"]);
+const SCRIPT_URL = /^(?:javascript|vbscript):/i;
+const IFRAME_SANDBOX = "allow-scripts allow-popups";
+function sanitizeHtml(doc, html) {
+  const tpl = /** @type {HTMLTemplateElement} */ (doc.createElement("template"));
+  tpl.innerHTML = html;
+  const clean = (parent) => {
+    for (const el of [...parent.children]) {
+      const tag = el.localName.toLowerCase();
+      const names = el.getAttributeNames();
+      const animatesLink = ANIMATIONS.has(tag) && names.some((n) => /^attributename$/i.test(n) && /href$/i.test(el.getAttribute(n) ?? ""));
+      if (DROPPED_TAGS.has(tag) || animatesLink) {
+        el.remove();
+        continue;
+      }
+      for (const name of names) {
+        const value = (el.getAttribute(name) ?? "").replace(/[\u0000-\u0020]/g, "");
+        if (/^on/i.test(name) || SCRIPT_URL.test(value)) el.removeAttribute(name);
+      }
+      if (tag === "iframe") el.setAttribute("sandbox", IFRAME_SANDBOX);
+      clean(el);
+    }
+  };
+  clean(/** @type {any} */ (tpl.content));
+  return tpl.content;
+}
 function renderMime(doc, data, metadata = {}, manager = undefined) {
   const ref = data?.[WIDGET_MIME];
   if (ref && typeof ref.model_id === "string" && typeof manager?.create_view === "function") {
@@ -538,7 +568,7 @@ function renderMime(doc, data, metadata = {}, manager = undefined) {
   const mime = pickMime(data);
   const box = h(doc, "div.je-display", { "data-mime": mime ?? "none" });
   if (mime === "text/html") {
-    box.innerHTML = data[mime];
+    box.append(sanitizeHtml(doc, data[mime]));
   } else if (mime === "image/svg+xml") {
     box.append(h(doc, "img", { src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(data[mime])}` }));
   } else if (mime === "image/png" || mime === "image/jpeg") {
@@ -765,11 +795,15 @@ class JobViewView {
       renderAnsi(pre, row.traceback);
       parts.push(pre);
     } else if (row.status === "failed" && row.error) {
-      parts.push(h(d, "pre.je-pre.je-traceback", { text: row.error }));
+      const pre = h(d, "pre.je-pre.je-traceback");
+      renderAnsi(pre, row.error);
+      parts.push(pre);
     } else if (row.status === "cancelled") {
-      parts.push(h(d, "div.je-muted", { text: row.cancel_reason || "cancelled" }));
+      parts.push(h(d, "div.je-muted", { text: stripAnsi(row.cancel_reason || "cancelled") }));
     } else if (row.status === "done" && row.result !== null && row.result !== undefined) {
-      parts.push(h(d, "pre.je-pre.je-result", { text: row.result }));
+      const pre = h(d, "pre.je-pre.je-result");
+      renderAnsi(pre, row.result);
+      parts.push(pre);
     }
     this.resultEl.replaceChildren(...parts);
   }
