@@ -50,7 +50,13 @@ export function notifyEnd(win, notice) {
     NOTIFIED.add(notice.tag);
   }
   const send = () => {
-    if (notice && N.permission === "granted") new N(notice.title, { body: notice.body, tag: notice.tag });
+    if (!notice || N.permission !== "granted") return;
+    try {
+      new N(notice.title, { body: notice.body, tag: notice.tag });
+    } catch {
+      // Chrome on Android throws ("Illegal constructor": notifications come from a service
+      // worker there): the view must still draw the job's end.
+    }
   };
   if (N.permission !== "default") {
     send();

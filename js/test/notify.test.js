@@ -115,3 +115,17 @@ test("an end is told once per page, also by another copy of the module (the othe
   copy.notifyEnd(win, notice);
   assert.equal(sent.length, 1);
 });
+
+test("notifyEnd survives a Notification constructor that throws (Chrome on Android)", () => {
+  class Throwing {
+    static permission = "granted";
+    static requestPermission() {
+      return Promise.resolve("granted");
+    }
+    constructor() {
+      throw new TypeError("Failed to construct 'Notification': Illegal constructor");
+    }
+  }
+  const win = { Notification: Throwing, document: { title: "nb.ipynb" } };
+  assert.doesNotThrow(() => notifyEnd(win, { title: "Job e done", body: "done in 1.00 s", tag: "je-android-1" }));
+});

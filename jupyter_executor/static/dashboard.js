@@ -808,7 +808,11 @@ function notifyEnd(win, notice) {
     NOTIFIED.add(notice.tag);
   }
   const send = () => {
-    if (notice && N.permission === "granted") new N(notice.title, { body: notice.body, tag: notice.tag });
+    if (!notice || N.permission !== "granted") return;
+    try {
+      new N(notice.title, { body: notice.body, tag: notice.tag });
+    } catch {
+    }
   };
   if (N.permission !== "default") {
     send();
