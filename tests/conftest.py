@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _browser import chromium
@@ -15,6 +15,9 @@ from _leaks import assert_nothing_left, child_processes
 
 from jupyter_executor import Engine
 from jupyter_executor.testing import MockClock
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 
 @pytest.fixture
@@ -59,3 +62,35 @@ def clocked(tmp_path: Path) -> Iterator[Clocked]:
     finally:
         eng.shutdown()
         assert_nothing_left(before)
+
+
+@pytest.fixture(scope="module")
+def ipshell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
+    """One in-process IPython shell per test module (no history thread, no sqlite file)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    root = tmp_path_factory.mktemp("ipython")
+    shell = InteractiveShell.instance(config=config, ipython_dir=str(root))
+    try:
+        yield shell
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def ip(
+    ipshell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InteractiveShell]:
+    """That shell with the extension loaded, in the test's folder; its names removed after."""
+    monkeypatch.chdir(tmp_path)  # the engine's log folder goes under the test's tmp dir
+    ipshell.run_line_magic("load_ext", "jupyter_executor")
+    try:
+        yield ipshell
+    finally:
+        ipshell.run_line_magic("unload_ext", "jupyter_executor")
+        for name in [n for n in ipshell.user_ns if not n.startswith("_")]:
+            if name not in ipshell.user_ns_hidden:
+                del ipshell.user_ns[name]

@@ -15,7 +15,6 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,38 +24,10 @@ from _dask import cluster_without_us
 from _wait import wait_until
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from jupyter_executor import get_engine
 from jupyter_executor._terminal import TerminalEcho, text_table
 from jupyter_executor.testing import MockClock
-
-
-@pytest.fixture(scope="module")
-def ipshell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False  # no history thread, no sqlite file
-    root = tmp_path_factory.mktemp("ipython")
-    shell = InteractiveShell.instance(config=config, ipython_dir=str(root))
-    try:
-        yield shell
-    finally:
-        InteractiveShell.clear_instance()
-
-
-@pytest.fixture
-def ip(
-    ipshell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[InteractiveShell]:
-    monkeypatch.chdir(tmp_path)  # the engine's log folder goes under the test's tmp dir
-    ipshell.run_line_magic("load_ext", "jupyter_executor")
-    try:
-        yield ipshell
-    finally:
-        ipshell.run_line_magic("unload_ext", "jupyter_executor")
-        for name in [n for n in ipshell.user_ns if not n.startswith("_")]:
-            if name not in ipshell.user_ns_hidden:
-                del ipshell.user_ns[name]
 
 
 def cell(ip: InteractiveShell, line: str, body: str) -> None:

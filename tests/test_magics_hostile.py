@@ -6,40 +6,13 @@ In-process, with IPython's own shell (the terminal code paths), as ``test_magics
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from jupyter_executor import _extension, get_engine
-
-
-@pytest.fixture(scope="module")
-def ipshell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
-    config = Config()
-    config.HistoryManager.enabled = False  # no history thread, no sqlite file
-    root = tmp_path_factory.mktemp("ipython")
-    shell = InteractiveShell.instance(config=config, ipython_dir=str(root))
-    try:
-        yield shell
-    finally:
-        InteractiveShell.clear_instance()
-
-
-@pytest.fixture
-def ip(
-    ipshell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[InteractiveShell]:
-    monkeypatch.chdir(tmp_path)  # the engine's log folder goes under the test's tmp dir
-    ipshell.run_line_magic("load_ext", "jupyter_executor")
-    try:
-        yield ipshell
-    finally:
-        ipshell.run_line_magic("unload_ext", "jupyter_executor")
 
 
 def usage_error(fn: Any, *args: Any) -> str:
