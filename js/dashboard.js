@@ -432,10 +432,11 @@ class DashboardView {
       r.badge = badgeKey;
     }
     const name = c.name;
-    name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name }));
+    name.replaceChildren(h(d, "span.je-caret", { "aria-hidden": "true" }), h(d, "span.je-name", { text: row.name, dir: "auto" }));
     if (row.forever) name.append(h(d, "span.je-forever", { title: "forever job: runs until cancelled", text: "∞" }));
     if (row.earlier) name.append(h(d, "span.je-earlier", { title: `run by an earlier kernel (engine ${row.earlier})`, text: "earlier kernel" }));
-    name.title = row.description ? `${row.name}: ${row.description}` : row.name;
+    // The name isolated (U+2068 ... U+2069): bidi controls in it must not reorder the rest.
+    name.title = row.description ? `\u2068${row.name}\u2069: ${row.description}` : row.name;
     setText(c.backend, row.backend ?? "");
     c.backend.title = row.backend ?? "";
     const reqs = Array.isArray(row.requires) ? row.requires.join(", ") : "";

@@ -368,3 +368,27 @@ test("numbers where text is expected are shown, and the rows after them still dr
     jv.cleanup();
   }
 });
+
+test("bidi controls in a job's name stay in the name", { timeout: 10_000 }, () => {
+  // A name ending in U+202E (right-to-left override) reversed what followed it in its cell
+  // and in its tooltip ("name: description").
+  const name = "evil\u202e";
+  const cols = ["name", "status", "description"];
+  const view = draw(dashboard, { k: "snap", seq: 0, t: 1_700_000_000, cols, data: [[name, "running", "train()"]] });
+  try {
+    const span = view.el.all().find((e) => e.className === "je-name");
+    assert.equal(span?.getAttribute("dir"), "auto");
+    const cell = view.el.all().find((e) => e.title && e.title.endsWith(": train()"));
+    assert.equal(cell?.title, "\u2068evil\u202e\u2069: train()");
+  } finally {
+    view.cleanup();
+  }
+  const jv = draw(jobview, snap([{ name, status: "running" }]));
+  try {
+    const el = jv.el.all().find((e) => e.className === "je-jv-name");
+    assert.equal(el?.getAttribute("dir"), "auto");
+    assert.equal(el?.textContent, name);
+  } finally {
+    jv.cleanup();
+  }
+});

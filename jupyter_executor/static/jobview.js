@@ -713,7 +713,7 @@ class JobViewView {
     this.ends = new EndWatch();
     this.shownDisplays = [];
     this.badgeEl = h(d, "span.je-jv-badge");
-    this.nameEl = h(d, "span.je-jv-name");
+    this.nameEl = h(d, "span.je-jv-name", { dir: "auto" }); // isolated: a bidi control in a name stays in it
     this.descEl = h(d, "span.je-muted.je-jv-desc");
     this.timeEl = h(d, "span.je-jv-time");
     this.progressEl = h(d, "span.je-jv-progress");
