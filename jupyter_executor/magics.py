@@ -755,3 +755,8 @@ def unload_ipython_extension(ip: Any) -> None:
     for kind, name in (("line", "job"), ("cell", "job"), ("line", "jobs")):
         magics[kind].pop(name, None)
     ip.magics_manager.registry.pop("JobMagics", None)
+    # IPython's Magics.__init__ adds each instance to the shell's configurables (for %config):
+    # left there, every reload added one more, and each took every later %config JobMagics.
+    configurables = getattr(ip, "configurables", None)
+    if isinstance(configurables, list):
+        configurables[:] = [c for c in configurables if not isinstance(c, JobMagics)]

@@ -6,6 +6,7 @@ In-process, with IPython's own shell (the terminal code paths), as ``test_magics
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,23 @@ def test_a_detached_cell_keeps_its_retries(ip: InteractiveShell) -> None:
     assert engine.wait_job("flaky", 90), engine["flaky"].info().error
     assert engine["flaky"].retries == 1
     assert list(engine.history("flaky")["status"]) == ["failed", "done"]
+
+
+@pytest.mark.timeout(60)
+def test_reloading_the_extension_leaves_one_set_of_magics_configurable(
+    ipshell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each load added a JobMagics to the shell's configurables and no unload removed it: they
+    # piled up, and every one of them took each later %config JobMagics.
+    from jupyter_executor.magics import JobMagics
+
+    monkeypatch.chdir(tmp_path)
+    for _ in range(3):
+        ipshell.run_line_magic("load_ext", "jupyter_executor")
+        ipshell.run_line_magic("unload_ext", "jupyter_executor")
+    assert [c for c in ipshell.configurables if isinstance(c, JobMagics)] == []
+    ipshell.run_line_magic("load_ext", "jupyter_executor")
+    try:
+        assert len([c for c in ipshell.configurables if isinstance(c, JobMagics)]) == 1
+    finally:
+        ipshell.run_line_magic("unload_ext", "jupyter_executor")
