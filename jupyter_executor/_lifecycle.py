@@ -30,6 +30,7 @@ class Lifecycle:
 
     __slots__ = (
         "after",
+        "base",
         "before",
         "checked",
         "detach",
@@ -61,6 +62,8 @@ class Lifecycle:
         self.detach = False
         self.inputs: tuple[str, ...] = ()
         self.outputs: tuple[str, ...] = ()
+        # The folder its relative inputs and outputs were found in when it started (see _make).
+        self.base: str | None = None
         self.force = False
         # Called with the Job (typed Any: this module never imports job.py).
         self.before: Callable[[Any], Any] | None = None

@@ -16,11 +16,21 @@ from .job import Job
 logger = logging.getLogger("jupyter_executor")
 
 
+def _where(job: Job) -> str | None:
+    """The folder relative inputs and outputs of ``job`` are in: where they were found when it
+    started. Not the kernel's folder when checked: a ``%cd`` while the job ran would have its
+    outputs looked for, and recorded, elsewhere."""
+    life = job.runstate.life
+    if life is not None and life.base is not None:
+        return life.base
+    return os.fspath(job.cwd) if job.cwd is not None else None
+
+
 def record_files(store: Any, job: Job, attempt: int) -> None:
     """(worker thread) Record the paths and content hashes of a run's inputs and outputs."""
     life = job.runstate.life
     assert life is not None
-    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    cwd = _where(job)
     files: builtins.list[tuple[str, str, str | None, int, float]] = []
     try:
         for role, patterns in (("input", life.inputs), ("output", life.outputs)):
@@ -72,8 +82,7 @@ def _expand(patterns: tuple[str, ...], cwd: str | None) -> dict[str, builtins.li
 
 def missing_outputs(job: Job) -> builtins.list[str]:
     assert job.runstate.life is not None
-    cwd = os.fspath(job.cwd) if job.cwd is not None else None
-    return [p for p, files in _expand(job.runstate.life.outputs, cwd).items() if not files]
+    return [p for p, files in _expand(job.runstate.life.outputs, _where(job)).items() if not files]
 
 
 def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[str, str | None]:
@@ -81,7 +90,7 @@ def freshness(job: Job, resume: bool, store: Any, force: bool = False) -> tuple[
     reason to skip it. Hashes the inputs' contents, which may take a while for big files."""
     life = job.runstate.life
     assert life is not None
-    cwd = os.fspath(job.cwd) if job.cwd is not None else None
+    cwd = life.base = os.fspath(job.cwd) if job.cwd is not None else os.getcwd()
     inputs = _expand(life.inputs, cwd)
     missing = [p for p, files in inputs.items() if not files]
     if missing:

@@ -262,3 +262,30 @@ def test_the_maker_of_a_non_utf8_output_is_found(engine: Engine, tmp_path: Path)
     assert store is not None
     rows = wait_until(lambda: store.made(str(out.resolve())), what="the maker found")
     assert {row["name"] for row in rows} == {"maker"}
+
+
+@pytest.mark.timeout(60)
+def test_a_make_like_jobs_outputs_are_looked_for_where_it_started(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Relative outputs were looked for in the kernel's folder at the job's end: a %cd while it
+    # ran failed a job that made them (MissingOutputs), and recorded nothing.
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(start)
+    go = threading.Event()
+
+    def make() -> None:
+        go.wait(30)
+        (start / "out.txt").write_text("made")
+
+    job = engine.submit(make, name="maker", outputs=["out.txt"], backend="thread")
+    wait_until(lambda: job.status == "running", what="the job starts")
+    monkeypatch.chdir(elsewhere)  # the notebook's %cd
+    go.set()
+    assert engine.wait_job(job, timeout=30), job.info().error
+    store = engine._store
+    assert store is not None
+    rows = wait_until(lambda: store.made(str(start / "out.txt")), what="the output recorded")
+    assert {row["name"] for row in rows} == {"maker"}
