@@ -63,6 +63,9 @@ export function sanitizeHtml(doc, html) {
         if (/^on/i.test(name) || SCRIPT_URL.test(value)) el.removeAttribute(name);
       }
       if (tag === "iframe") el.setAttribute("sandbox", IFRAME_SANDBOX);
+      // A form's submit would navigate (or reload) the whole notebook page away; its inputs
+      // stay usable, for code of the display's own iframe or widgets to read.
+      if (tag === "form") el.addEventListener("submit", (/** @type {Event} */ e) => e.preventDefault());
       clean(el);
     }
   };

@@ -116,7 +116,11 @@ class El extends Node {
   getAttributeNames() {
     return [...this.attrs.keys()];
   }
-  addEventListener() {}
+  /** @param {string} type @param {(e: any) => void} fn */
+  addEventListener(type, fn) {
+    this.listeners ??= {};
+    (this.listeners[type] ??= []).push(fn);
+  }
   getBoundingClientRect() {
     return { width: 0, height: 0 };
   }
@@ -391,4 +395,16 @@ test("bidi controls in a job's name stay in the name", { timeout: 10_000 }, () =
   } finally {
     jv.cleanup();
   }
+});
+
+test("a form in a job's HTML display cannot navigate the page away", { timeout: 10_000 }, () => {
+  // Submitting it (a button, Enter in a field) reloaded or left the notebook page.
+  const doc = makeDocument();
+  const box = renderMime(doc, { "text/html": '<form action="/elsewhere"><input name="q"><button formaction="/other">go</button></form>' });
+  const form = box.all().find((e) => e.localName === "form");
+  assert.ok(form, "the form is kept, with its fields");
+  let prevented = 0;
+  for (const fn of form.listeners?.submit ?? []) fn({ preventDefault: () => prevented++ });
+  assert.equal(prevented, 1);
+  assert.ok(box.all().some((e) => e.localName === "input"));
 });

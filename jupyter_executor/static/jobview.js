@@ -554,6 +554,7 @@ function sanitizeHtml(doc, html) {
         if (/^on/i.test(name) || SCRIPT_URL.test(value)) el.removeAttribute(name);
       }
       if (tag === "iframe") el.setAttribute("sandbox", IFRAME_SANDBOX);
+      if (tag === "form") el.addEventListener("submit", (/** @type {Event} */ e) => e.preventDefault());
       clean(el);
     }
   };
