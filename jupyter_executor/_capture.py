@@ -455,10 +455,11 @@ class StreamProxy:
         if job is None:
             return self.original.write(text)
         mine = _redirects.get()
-        if mine is not None and mine[0] is _owner(job):
-            target = mine[1].get(self._stream)
-            if target is not None:
-                return target.write(text)  # type: ignore[no-any-return]
+        if mine is not None and mine[0] is _owner(job) and self._stream in mine[1]:
+            target = mine[1][self._stream]
+            if target is None:  # ``sys.stdout = None``: print() writes nothing (it reads the
+                return len(text)  # proxy from sys's dict in C, not the job's None)
+            return target.write(text)  # type: ignore[no-any-return]
         if not isinstance(text, str):
             # As a real text stream: Output.write would store str(b"x"), "b'x'".
             msg = f"write() argument must be str, not {type(text).__name__}"

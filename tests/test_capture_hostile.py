@@ -150,3 +150,24 @@ def test_a_job_detaching_its_stdout_leaves_the_programs_attached(tmp_path: Path)
     )
     done = run_python(script, tmp_path, 50)
     assert done.stdout == "from the program done 'from the job'\n"
+
+
+@pytest.mark.timeout(30)
+def test_a_job_that_sets_stdout_to_none_prints_nothing(engine: Engine) -> None:
+    # As in plain Python, where print() with sys.stdout None writes nothing: the job's
+    # prints still went to its output.
+    def quiet() -> str:
+        import sys
+
+        saved = sys.stdout
+        sys.stdout = None  # type: ignore[assignment]
+        try:
+            print("hidden")
+        finally:
+            sys.stdout = saved
+        print("shown")
+        return "ok"
+
+    job = engine.submit(quiet, name="quiet", backend="thread")
+    assert engine.wait_job(job, timeout=10) and job.result() == "ok"
+    assert job.tail() == "shown"
