@@ -108,26 +108,24 @@ class Output:
                 self._reentered.append((text, log))
                 return len(text)
             self._busy = True
+            size = len(text)
             try:
-                self._append(text)
-                if log:
-                    self._log(text)
-                self.version += 1
-                self.nbytes += len(text)
-                while self._reentered:
-                    text, log = self._reentered.pop(0)
+                while True:  # this write, then those re-entered meanwhile, in order
                     self._append(text)
                     if log:
                         self._log(text)
                     self.version += 1
                     self.nbytes += len(text)
+                    if not self._reentered:
+                        break
+                    text, log = self._reentered.pop(0)
             finally:
                 self._busy = False
         if self._unsaid is not None:
             self._say_log_failed()
         if self._notify is not None:
             self._notify("output")
-        return len(text)
+        return size
 
     def write_bytes(self, data: bytes, stream: str = "stdout") -> int:
         """Append ``data`` (written to ``sys.stdout.buffer``) as :meth:`write`; return its length.

@@ -8,7 +8,6 @@ exit hook) and :mod:`._terminal` (the plain-text views).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -399,9 +398,6 @@ def _wait(engine: Any, jobs: list[Any], timeout: float | None) -> None:
 def _wait_until_done(engine: Any, jobs: list[Any], timeout: float | None) -> list[Any]:
     """Wait for ``jobs`` (none: every job that is not ``forever``, scheduled or restarted
     always) up to ``timeout`` seconds in all; return the jobs waited for."""
-    if timeout is not None:
-        # a lock cannot wait longer (OverflowError); that is 292 years anyway
-        timeout = min(timeout, threading.TIMEOUT_MAX)
     if not jobs:
         engine.wait(timeout)
         # what engine.wait() waits for: not schedules nor jobs restarted always, which are

@@ -31,6 +31,7 @@ from ._status import FINISHED, Status, set_status
 from ._text import error_text
 from .backends import Backend
 from .errors import (
+    ENGINE_SHUT_DOWN,
     JobTimeout,
     MissingOutputs,
     SubmitError,
@@ -98,8 +99,7 @@ class Scheduler(Intake):
 
     def _submit(self, jobs: builtins.list[Job], replace: bool) -> None:
         if self._closed:
-            msg = "this engine is shut down; create a new one (or call get_engine() again)"
-            raise SubmitError(msg)
+            raise SubmitError(ENGINE_SHUT_DOWN)
         if self._deferred and jobs is not self._deferred:
             deferred, self._deferred = self._deferred, []
             jobs = deferred + jobs

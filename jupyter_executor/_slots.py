@@ -22,7 +22,7 @@ from ._protocols import Exc
 from ._status import Status
 from ._text import short_repr
 from .backends import Backend, make_backend
-from .errors import InvalidOption, InvalidOptionType, SubmitError
+from .errors import ENGINE_SHUT_DOWN, InvalidOption, InvalidOptionType, SubmitError
 from .job import BACKENDS, Job
 
 logger = logging.getLogger("jupyter_executor")
@@ -230,8 +230,7 @@ class Slots(LoopThread):
                 msg = f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}"
                 raise ValueError(msg)
         if getattr(self, "_closed", False):
-            msg = "this engine is shut down; create a new one (or call get_engine() again)"
-            raise SubmitError(msg)
+            raise SubmitError(ENGINE_SHUT_DOWN)
 
         async def start() -> None:
             for name in backends:

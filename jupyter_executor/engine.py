@@ -65,6 +65,7 @@ from ._waiting import set_wait_display as set_wait_display  # the IPython extens
 from ._waiting import showing_wait as showing_wait  # _ipython.py's %jobs wait shows its jobs
 from ._webapp import WebApps
 from .errors import (
+    ENGINE_SHUT_DOWN,
     InvalidOption,
     InvalidOptionType,
     SubmitError,
@@ -390,8 +391,7 @@ class Engine(Waiting, Policies, Reattach, WebApps, Converge, Clusters):
         """Run a finished job again (its requirements are checked again); returns the job."""
         job = self._get(job)
         if self._closed:  # (its threads would start again, with nothing left to stop them)
-            msg = "this engine is shut down; create a new one (or call get_engine() again)"
-            raise SubmitError(msg)
+            raise SubmitError(ENGINE_SHUT_DOWN)
         if job.kind == "coroutine":
             msg = (
                 f"job {job.name!r} runs a coroutine object, which can run only once; "

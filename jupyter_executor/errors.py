@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 
+#: What every call that would start work on a shut down engine raises (a SubmitError) with.
+ENGINE_SHUT_DOWN = "this engine is shut down; create a new one (or call get_engine() again)"
+
+
 class JupyterExecutorError(Exception):
     """Base class of every error raised by jupyter_executor."""
 

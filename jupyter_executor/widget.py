@@ -326,13 +326,6 @@ class _LiveWidget(anywidget.AnyWidget):
                 return
             logger.warning("jupyter_executor: ignored %s of unknown job %r", action, name)
             return
-        if action != "log" and self._engine.closed:
-            # A view kept from before engine.shutdown(): a rerun would start its threads again,
-            # with nothing left to stop them.
-            logger.warning(
-                "jupyter_executor: ignored %s of job %r: its engine is shut down", action, name
-            )
-            return
         if job.status not in ACTIONS[action]:
             logger.warning(
                 "jupyter_executor: ignored %s of job %r, which is %s",

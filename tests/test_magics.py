@@ -21,8 +21,8 @@ from typing import Any
 import psutil
 import pytest
 from _dask import cluster_without_us
+from _usage import usage_error
 from _wait import wait_until
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_executor import get_engine
@@ -38,15 +38,6 @@ def wait(name: str, timeout: float = 20) -> Any:
     engine = get_engine()
     engine.wait_job(name, timeout)
     return engine[name]
-
-
-def usage_error(fn: Any, *args: Any) -> str:
-    """The message of the UsageError raised by ``fn(*args)``; it must be one line."""
-    with pytest.raises(UsageError) as info:
-        fn(*args)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 # -- help -----------------------------------------------------------------------------------------

@@ -7,22 +7,12 @@ In-process, with IPython's own shell (the terminal code paths), as ``test_magics
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from IPython.core.error import UsageError
+from _usage import usage_error
 from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_executor import _extension, get_engine
-
-
-def usage_error(fn: Any, *args: Any) -> str:
-    """The message of the UsageError raised by ``fn(*args)``; it must be one line."""
-    with pytest.raises(UsageError) as info:
-        fn(*args)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 @pytest.mark.timeout(60)
